@@ -1,0 +1,20 @@
+// `hansa`: the admin binary (provision, dp, audit, report, simulate). Subcommands live in
+// tools/*_command.cc and register themselves; see tools/command.h.
+#include "tools/command.h"
+
+namespace hansa::tools {
+
+std::vector<CommandFn>& Commands() {
+  static std::vector<CommandFn> commands;
+  return commands;
+}
+
+}  // namespace hansa::tools
+
+int main(int argc, char** argv) {
+  CLI::App app{"hansa: federation administration (provision, dp, audit, report, simulate)"};
+  app.require_subcommand(1);
+  for (const auto& add : hansa::tools::Commands()) add(app);
+  CLI11_PARSE(app, argc, argv);
+  return 0;
+}
