@@ -83,9 +83,8 @@ StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return ErrnoError("stat of", path);
   if (static_cast<size_t>(st.st_size) > max_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(path, " is ", st.st_size,
-                                                   " bytes, more than the limit of ",
-                                                   max_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is ", st.st_size, " bytes, more than the limit of ", max_bytes));
   }
   std::string out(static_cast<size_t>(st.st_size), '\0');
   size_t done = 0;

@@ -29,10 +29,10 @@ inline Status Annotate(const Status& status, absl::string_view context) {
 #define HANSA_STATUS_CONCAT_(a, b) HANSA_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function when `expr` (a Status) is not OK.
-#define RETURN_IF_ERROR(expr)                                                 \
-  do {                                                                        \
-    ::absl::Status hansa_status_ = (expr);                                    \
-    if (!hansa_status_.ok()) return hansa_status_;                            \
+#define RETURN_IF_ERROR(expr)                      \
+  do {                                             \
+    ::absl::Status hansa_status_ = (expr);         \
+    if (!hansa_status_.ok()) return hansa_status_; \
   } while (0)
 
 // Evaluates `rexpr` (a StatusOr<T>); on error returns its status, else moves the value into

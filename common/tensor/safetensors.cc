@@ -82,9 +82,9 @@ StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetada
           absl::StrCat("safetensors header lists more than ", limits.max_tensors, " tensors"));
     }
     const nlohmann::json& t = *it;
-    if (!t.is_object() || !t.contains("dtype") || !t["dtype"].is_string() ||
-        !t.contains("shape") || !t["shape"].is_array() || !t.contains("data_offsets") ||
-        !t["data_offsets"].is_array() || t["data_offsets"].size() != 2) {
+    if (!t.is_object() || !t.contains("dtype") || !t["dtype"].is_string() || !t.contains("shape") ||
+        !t["shape"].is_array() || !t.contains("data_offsets") || !t["data_offsets"].is_array() ||
+        t["data_offsets"].size() != 2) {
       return absl::InvalidArgumentError(
           absl::StrCat("safetensors entry '", it.key(), "' lacks dtype, shape or data_offsets"));
     }
@@ -123,8 +123,8 @@ StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetada
   std::vector<TensorSpec> specs;
   for (Entry& e : entries) {
     if (e.begin != expect) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor '", e.spec.name, "' data does not follow the previous tensor's"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", e.spec.name, "' data does not follow the previous tensor's"));
     }
     if (!specs.empty() && specs.front().dtype != e.spec.dtype) {
       return absl::InvalidArgumentError("all tensors of a Hansa payload must share one dtype");
@@ -133,9 +133,8 @@ StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetada
     specs.push_back(std::move(e.spec));
   }
   if (expect > limits.max_data_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("safetensors data of ", expect,
-                                                   " bytes exceeds the limit of ",
-                                                   limits.max_data_bytes));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "safetensors data of ", expect, " bytes exceeds the limit of ", limits.max_data_bytes));
   }
   *data_bytes = expect;
   return ModelLayout(std::move(specs));
@@ -209,8 +208,8 @@ Status SafetensorsStreamDecoder::Feed(std::string_view bytes) {
     if (header_len_ == 0) {
       header_len_ = ReadLe64(pending_.data());
       if (header_len_ == 0 || header_len_ > limits_.max_header_bytes) {
-        return absl::InvalidArgumentError(absl::StrCat("safetensors header length ",
-                                                       header_len_, " exceeds the limit of ",
+        return absl::InvalidArgumentError(absl::StrCat("safetensors header length ", header_len_,
+                                                       " exceeds the limit of ",
                                                        limits_.max_header_bytes));
       }
       continue;
@@ -250,8 +249,8 @@ Status SafetensorsStreamDecoder::Finish() const {
     return absl::DataLossError("stream ended before the safetensors header was complete");
   }
   if (data_seen_ != data_bytes_) {
-    return absl::DataLossError(absl::StrCat("stream ended after ", data_seen_, " of ",
-                                            data_bytes_, " data bytes (truncated)"));
+    return absl::DataLossError(absl::StrCat("stream ended after ", data_seen_, " of ", data_bytes_,
+                                            " data bytes (truncated)"));
   }
   return absl::OkStatus();
 }

@@ -75,7 +75,6 @@ class SafetensorsStreamDecoder {
 // Parses a header JSON into a layout (sorted by data offset) and metadata; also returns the
 // data section size. Exposed for the stream decoder and tests.
 StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetadata* metadata,
-                                             uint64_t* data_bytes,
-                                             const SafetensorsLimits& limits);
+                                             uint64_t* data_bytes, const SafetensorsLimits& limits);
 
 }  // namespace hansa

@@ -22,8 +22,8 @@ StatusOr<DType> ParseDType(std::string_view name) {
   if (name == "F32") return DType::kF32;
   if (name == "U32") return DType::kU32;
   if (name == "U64") return DType::kU64;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unsupported tensor dtype '", std::string(name), "' (Hansa accepts F32, U32, U64)"));
+  return absl::InvalidArgumentError(absl::StrCat("unsupported tensor dtype '", std::string(name),
+                                                 "' (Hansa accepts F32, U32, U64)"));
 }
 
 size_t DTypeSize(DType dtype) { return dtype == DType::kU64 ? 8 : 4; }
@@ -52,16 +52,15 @@ static std::string ShapeString(const std::vector<int64_t>& shape) {
 
 Status ModelLayout::CheckSameAs(const ModelLayout& expected) const {
   if (tensors_.size() != expected.tensors_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("model has ", tensors_.size(),
-                                                   " tensors, expected ",
-                                                   expected.tensors_.size()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model has ", tensors_.size(), " tensors, expected ", expected.tensors_.size()));
   }
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const TensorSpec& got = tensors_[i];
     const TensorSpec& want = expected.tensors_[i];
     if (got.name != want.name) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor ", i, ": name '", got.name,
-                                                     "' expected '", want.name, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor ", i, ": name '", got.name, "' expected '", want.name, "'"));
     }
     if (got.dtype != want.dtype) {
       return absl::InvalidArgumentError(absl::StrCat("tensor ", i, " '", got.name, "': dtype ",
@@ -86,9 +85,8 @@ int64_t FindNonFinite(const float* values, size_t count) {
 
 Status Model::Validate() const {
   if (static_cast<int64_t>(values.size()) != layout.TotalElements()) {
-    return absl::InvalidArgumentError(absl::StrCat("model holds ", values.size(),
-                                                   " values but its layout needs ",
-                                                   layout.TotalElements()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model holds ", values.size(), " values but its layout needs ", layout.TotalElements()));
   }
   int64_t bad = FindNonFinite(values.data(), values.size());
   if (bad >= 0) {

@@ -15,7 +15,8 @@ using ::testing::HasSubstr;
 
 Model SmallModel() {
   Model m;
-  m.layout = ModelLayout({{"conv.weight", DType::kF32, {2, 1, 3, 3}}, {"conv.bias", DType::kF32, {2}},
+  m.layout = ModelLayout({{"conv.weight", DType::kF32, {2, 1, 3, 3}},
+                          {"conv.bias", DType::kF32, {2}},
                           {"fc.weight", DType::kF32, {3, 5}}});
   m.values.resize(m.layout.TotalElements());
   for (size_t i = 0; i < m.values.size(); ++i) m.values[i] = 0.25f * static_cast<float>(i) - 3.f;
@@ -69,8 +70,9 @@ TEST(SafetensorsTest, StreamDecoderHandlesEveryPieceSize) {
 
 TEST(SafetensorsTest, TruncatedStreamIsDataLoss) {
   std::string bytes = EncodeSafetensors(SmallModel());
-  SafetensorsStreamDecoder dec([](const ModelLayout&, const TensorMetadata&) { return absl::OkStatus(); },
-                               [](int64_t, const uint8_t*, size_t) { return absl::OkStatus(); });
+  SafetensorsStreamDecoder dec(
+      [](const ModelLayout&, const TensorMetadata&) { return absl::OkStatus(); },
+      [](int64_t, const uint8_t*, size_t) { return absl::OkStatus(); });
   ASSERT_TRUE(dec.Feed(std::string_view(bytes).substr(0, bytes.size() - 5)).ok());
   Status st = dec.Finish();
   EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
@@ -89,8 +91,7 @@ TEST(SafetensorsTest, RejectsOversizedHeaderBeforeReadingIt) {
 TEST(SafetensorsTest, RejectsExtraDataAndBadOffsets) {
   std::string bytes = EncodeSafetensors(SmallModel());
   EXPECT_FALSE(DecodeSafetensors(bytes + "xxxx").ok());
-  std::string json =
-      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})";
+  std::string json = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})";
   std::string bad(8, '\0');
   uint64_t len = json.size();
   std::memcpy(bad.data(), &len, 8);
@@ -112,7 +113,8 @@ TEST(SafetensorsTest, RejectsUnknownDtypeAndMalformedJson) {
 
 TEST(ModelLayoutTest, NamesTheFirstDifference) {
   Model m = SmallModel();
-  ModelLayout other({{"conv.weight", DType::kF32, {2, 1, 3, 3}}, {"conv.bias", DType::kF32, {3}},
+  ModelLayout other({{"conv.weight", DType::kF32, {2, 1, 3, 3}},
+                     {"conv.bias", DType::kF32, {3}},
                      {"fc.weight", DType::kF32, {3, 5}}});
   Status st = other.CheckSameAs(m.layout);
   EXPECT_THAT(std::string(st.message()), HasSubstr("'conv.bias': shape [3] expected [2]"));
