@@ -1,0 +1,56 @@
+// hansa-client --config site.toml
+//
+// Runs one site: trains on local data when the coordinator plans a round, sends only its
+// update, and stops when the federation is done. Reconnects by itself when the coordinator
+// restarts.
+#include <signal.h>
+
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "client/session.h"
+#include "client/site_config.h"
+#include "common/logging/logging.h"
+#include "spdlog/spdlog.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"hansa-client: one site of a Hansa federation"};
+  std::string config_path = "site.toml";
+  std::string log_level = "info";
+  app.add_option("--config", config_path, "site.toml of this site")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  hansa::InitLogging("site", log_level);
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  auto config = hansa::LoadSiteConfig(config_path);
+  if (!config.ok()) {
+    spdlog::error("{}", config.status().message());
+    return 2;
+  }
+  auto session = hansa::SiteSession::Create(*config);
+  if (!session.ok()) {
+    spdlog::error("{}", session.status().message());
+    return 2;
+  }
+  std::thread([&set, s = session->get()] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    spdlog::warn("signal {} received: stopping after the current step", sig);
+    s->Stop();
+  }).detach();
+  hansa::Status st = (*session)->Run();
+  if (st.ok()) {
+    spdlog::info("federation finished; site exiting");
+    return 0;
+  }
+  if (absl::IsCancelled(st)) return 0;
+  spdlog::error("{}", st.message());
+  return 1;
+}

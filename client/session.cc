@@ -1,0 +1,306 @@
+#include "client/session.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "common/crypto/sha256.h"
+#include "common/logging/logging.h"
+#include "common/pki/certificate.h"
+#include "common/tensor/safetensors.h"
+#include "spdlog/spdlog.h"
+
+namespace hansa {
+namespace {
+
+Status FromGrpc(const grpc::Status& s, const std::string& what) {
+  if (s.ok()) return absl::OkStatus();
+  return Status(static_cast<absl::StatusCode>(s.error_code()),
+                absl::StrCat(what, ": ", s.error_message()));
+}
+
+// Errors after which the site reconnects instead of giving up: the coordinator restarted,
+// the network blinked, or a round moved on under us.
+bool IsTransient(const Status& s) {
+  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsCancelled(s) ||
+         absl::IsAborted(s) || absl::IsFailedPrecondition(s) || absl::IsUnknown(s) ||
+         absl::IsInternal(s) || absl::IsResourceExhausted(s);
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<SiteSession>> SiteSession::Create(const SiteConfig& config) {
+  std::unique_ptr<SiteSession> s(new SiteSession(config));
+  ASSIGN_OR_RETURN(s->tls_,
+                   LoadTlsFiles(config.certificate, config.private_key, config.ca_certificate));
+  ASSIGN_OR_RETURN(Dataset train, LoadIdxDataset(config.train_images, config.train_labels));
+  ASSIGN_OR_RETURN(Dataset test, LoadIdxDataset(config.test_images, config.test_labels));
+  ASSIGN_OR_RETURN(s->train_, Shard(train, config.shard_index, config.shard_count));
+  ASSIGN_OR_RETURN(s->test_, Shard(test, config.shard_index, config.shard_count));
+  if (config.train_limit > 0) s->train_ = Head(s->train_, config.train_limit);
+  if (config.test_limit > 0) s->test_ = Head(s->test_, config.test_limit);
+  spdlog::info("site {}: shard {}/{}: {} training and {} test examples", config.name,
+               config.shard_index + 1, config.shard_count, s->train_.size(), s->test_.size());
+  return s;
+}
+
+void SiteSession::Stop() { stop_ = true; }
+
+std::unique_ptr<grpc::ClientContext> SiteSession::NewContext(double seconds) const {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
+  return ctx;
+}
+
+Status SiteSession::Connect() {
+  ASSIGN_OR_RETURN(auto creds, MakeClientCredentials(tls_));
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(static_cast<int>(max_chunk_bytes_) + (64 << 10));
+  args.SetMaxSendMessageSize(static_cast<int>(max_chunk_bytes_) + (64 << 10));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  // The certificate names the coordinator "localhost" and 127.0.0.1; a deployment passes the
+  // host it provisioned with.
+  channel_ = grpc::CreateCustomChannel(config_.coordinator, creds, args);
+  stub_ = v1::Coordinator::NewStub(channel_);
+  return absl::OkStatus();
+}
+
+Status SiteSession::JoinWithRetry() {
+  auto give_up = std::chrono::steady_clock::now() +
+                 std::chrono::milliseconds(static_cast<int64_t>(config_.reconnect_seconds * 1000));
+  double backoff = 0.5;
+  for (;;) {
+    if (stop_) return absl::CancelledError("site stopping");
+    auto ctx = NewContext(config_.rpc_timeout_seconds);
+    ctx->set_wait_for_ready(true);
+    v1::JoinRequest req;
+    req.set_client_version("hansa-client 0.1");
+    v1::JoinReply reply;
+    Status st = FromGrpc(stub_->Join(ctx.get(), req, &reply), "joining");
+    if (st.ok()) {
+      // Pin the coordinator: its certificate must be the one the site's policy names.
+      auto auth = ctx->auth_context();
+      std::vector<grpc::string_ref> pem =
+          auth ? auth->FindPropertyValues("x509_pem_cert") : std::vector<grpc::string_ref>();
+      if (!config_.coordinator_fingerprint.empty()) {
+        if (pem.empty()) {
+          return absl::PermissionDeniedError("coordinator presented no certificate");
+        }
+        ASSIGN_OR_RETURN(Certificate cert,
+                         Certificate::FromPem(std::string_view(pem[0].data(), pem[0].size())));
+        if (cert.Sha256Fingerprint() != config_.coordinator_fingerprint) {
+          return absl::PermissionDeniedError(absl::StrCat(
+              "coordinator certificate fingerprint ", cert.Sha256Fingerprint(),
+              " is not the one this site's policy trusts (", config_.coordinator_fingerprint,
+              "); nothing was sent. Check [policy] coordinator_fingerprint in site.toml"));
+        }
+      }
+      if (reply.max_chunk_bytes() > 0) max_chunk_bytes_ = reply.max_chunk_bytes();
+      spdlog::info("joined federation '{}' as '{}'", reply.federation(), reply.site());
+      return absl::OkStatus();
+    }
+    if (absl::IsPermissionDenied(st) || absl::IsUnauthenticated(st) ||
+        absl::IsInvalidArgument(st)) {
+      return st;
+    }
+    if (std::chrono::steady_clock::now() > give_up) {
+      return absl::UnavailableError(absl::StrCat("coordinator at ", config_.coordinator,
+                                                 " unreachable for ", config_.reconnect_seconds,
+                                                 " s (last error: ", st.message(), ")"));
+    }
+    spdlog::warn("coordinator not reachable ({}); retrying in {:.1f} s", st.message(), backoff);
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(backoff * 1000)));
+    backoff = std::min(backoff * 2, 5.0);
+  }
+}
+
+Status SiteSession::Run() {
+  RETURN_IF_ERROR(Connect());
+  RETURN_IF_ERROR(JoinWithRetry());
+  for (;;) {
+    if (stop_) return absl::CancelledError("site stopping");
+    auto ctx = NewContext(config_.rpc_timeout_seconds + 25);
+    v1::TaskRequest req;
+    req.set_wait_ms(20000);
+    v1::Task task;
+    Status st = FromGrpc(stub_->GetTask(ctx.get(), req, &task), "asking for a task");
+    if (st.ok()) {
+      switch (task.kind()) {
+        case v1::Task::WAIT:
+          continue;
+        case v1::Task::DONE:
+          spdlog::info("coordinator: {}", task.message());
+          return absl::OkStatus();
+        case v1::Task::TRAIN:
+          st = Train(task.plan());
+          break;
+        case v1::Task::EVALUATE:
+          st = Evaluate(task.plan());
+          break;
+        default:
+          st = absl::InvalidArgumentError(absl::StrCat("unknown task kind ", task.kind()));
+      }
+      if (st.ok()) continue;
+    }
+    if (absl::IsPermissionDenied(st) || absl::IsUnauthenticated(st)) return st;
+    if (!IsTransient(st)) {
+      // The task failed at this site (bad model, refused plan): say why and carry on; the
+      // coordinator leaves the site out of this round.
+      spdlog::error("{}", st.message());
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      continue;
+    }
+    spdlog::warn("{}; reconnecting", st.message());
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    RETURN_IF_ERROR(JoinWithRetry());
+  }
+}
+
+Status SiteSession::CheckPlan(const v1::RoundPlan& plan) {
+  const auto& allowed = config_.allowed_models;
+  if (std::find(allowed.begin(), allowed.end(), plan.model_name()) == allowed.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "round ", plan.round(), " asks for model '", plan.model_name(),
+        "', which this site's policy does not allow (policy.allowed_models); refused"));
+  }
+  return absl::OkStatus();
+}
+
+Status SiteSession::EnsureTrainer(const std::string& model) {
+  if (trainer_ && trainer_model_ == model) return absl::OkStatus();
+  TrainerOptions options = config_.trainer;
+  options.model = model;
+  ASSIGN_OR_RETURN(trainer_, Trainer::Create(options));
+  trainer_model_ = model;
+  spdlog::info("training '{}' on {}", model, trainer_->device());
+  return absl::OkStatus();
+}
+
+StatusOr<Model> SiteSession::FetchModel(const v1::RoundPlan& plan) {
+  if (cached_model_ && cached_sha256_ == plan.global_model_sha256()) return *cached_model_;
+  auto ctx = NewContext(std::max(60.0, config_.rpc_timeout_seconds * 10));
+  v1::DownloadRequest req;
+  req.set_round(plan.round());
+  req.set_model_sha256(plan.global_model_sha256());
+  auto reader = stub_->DownloadModel(ctx.get(), req);
+  v1::Chunk chunk;
+  if (!reader->Read(&chunk) || !chunk.has_header()) {
+    return FromGrpc(reader->Finish(), "downloading the global model");
+  }
+  const uint64_t total = chunk.header().total_bytes();
+  if (total != plan.global_model_bytes() || chunk.header().sha256() != plan.global_model_sha256()) {
+    return absl::DataLossError("global model header disagrees with the round plan");
+  }
+  std::string payload;
+  payload.reserve(total);
+  Sha256Hasher hasher;
+  while (reader->Read(&chunk)) {
+    if (chunk.data().size() > max_chunk_bytes_ || chunk.offset() != payload.size() ||
+        payload.size() + chunk.data().size() > total) {
+      ctx->TryCancel();
+      return absl::DataLossError(absl::StrCat("global model chunk at offset ", chunk.offset(),
+                                              " is out of order or oversized"));
+    }
+    hasher.Update(chunk.data());
+    payload += chunk.data();
+  }
+  RETURN_IF_ERROR(FromGrpc(reader->Finish(), "downloading the global model"));
+  if (payload.size() != total) {
+    return absl::DataLossError(absl::StrCat("global model download ended after ", payload.size(),
+                                            " of ", total, " bytes"));
+  }
+  std::string digest = ToHex(hasher.Finish());
+  if (digest != plan.global_model_sha256()) {
+    return absl::DataLossError(absl::StrCat("global model has SHA-256 ", digest,
+                                            " but the plan announced ",
+                                            plan.global_model_sha256()));
+  }
+  ASSIGN_OR_RETURN(Model model, DecodeSafetensors(payload));
+  RETURN_IF_ERROR(Annotate(model.Validate(), "global model"));
+  cached_sha256_ = digest;
+  cached_model_ = model;
+  return model;
+}
+
+Status SiteSession::Train(const v1::RoundPlan& plan) {
+  RETURN_IF_ERROR(CheckPlan(plan));
+  RETURN_IF_ERROR(EnsureTrainer(plan.model_name()));
+  ASSIGN_OR_RETURN(Model global, FetchModel(plan));
+  RETURN_IF_ERROR(trainer_->SetWeights(global));
+  TrainSettings s;
+  s.epochs = static_cast<int>(plan.training().epochs());
+  s.batch_size = static_cast<int>(plan.training().batch_size());
+  s.learning_rate = plan.training().learning_rate();
+  s.momentum = plan.training().momentum();
+  s.weight_decay = plan.training().weight_decay();
+  s.seed = plan.training().seed();
+  ASSIGN_OR_RETURN(TrainResult result, trainer_->Train(train_, s));
+  ASSIGN_OR_RETURN(Model local, trainer_->GetWeights());
+  // The update is the change to the global model; that is what strategies and clipping use.
+  Model delta = std::move(local);
+  for (size_t i = 0; i < delta.values.size(); ++i) delta.values[i] -= global.values[i];
+  RETURN_IF_ERROR(Annotate(delta.Validate(), "local update"));
+  std::string payload =
+      EncodeSafetensors(delta, {{"round", std::to_string(plan.round())}, {"site", config_.name}});
+  spdlog::info("round {}: trained {} examples in {:.1f} s (loss {:.4f}); uploading {} bytes",
+               plan.round(), result.num_examples, result.seconds, result.loss, payload.size());
+  return Upload(plan, payload, result.num_examples, result.loss, result.seconds);
+}
+
+Status SiteSession::Upload(const v1::RoundPlan& plan, const std::string& payload, int64_t examples,
+                           double loss, double seconds) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::time_point(
+      std::chrono::milliseconds(plan.upload_deadline_unix_ms())));
+  v1::UploadReply reply;
+  auto writer = stub_->UploadUpdate(ctx.get(), &reply);
+  v1::Chunk chunk;
+  auto* header = chunk.mutable_header();
+  header->set_round(plan.round());
+  header->set_total_bytes(payload.size());
+  header->set_sha256(ToHex(Sha256(payload)));
+  header->set_num_examples(static_cast<uint64_t>(examples));
+  header->set_train_loss(loss);
+  header->set_train_seconds(seconds);
+  bool ok = writer->Write(chunk);
+  const size_t step =
+      std::min<size_t>(plan.chunk_bytes() ? plan.chunk_bytes() : (1 << 20), max_chunk_bytes_);
+  for (size_t off = 0; ok && off < payload.size(); off += step) {
+    chunk.Clear();
+    chunk.set_offset(off);
+    chunk.set_data(payload.data() + off, std::min(step, payload.size() - off));
+    ok = writer->Write(chunk);
+  }
+  if (ok) writer->WritesDone();
+  RETURN_IF_ERROR(FromGrpc(writer->Finish(), absl::StrCat("uploading round ", plan.round())));
+  spdlog::info("round {}: update accepted ({} bytes)", plan.round(), reply.bytes());
+  return absl::OkStatus();
+}
+
+Status SiteSession::Evaluate(const v1::RoundPlan& plan) {
+  RETURN_IF_ERROR(CheckPlan(plan));
+  RETURN_IF_ERROR(EnsureTrainer(plan.model_name()));
+  ASSIGN_OR_RETURN(Model global, FetchModel(plan));
+  RETURN_IF_ERROR(trainer_->SetWeights(global));
+  ASSIGN_OR_RETURN(EvalResult result, trainer_->Evaluate(test_));
+  v1::MetricsReport report;
+  report.set_round(plan.round());
+  report.set_num_examples(static_cast<uint64_t>(result.num_examples));
+  report.set_loss(result.loss);
+  report.set_accuracy(result.accuracy);
+  report.set_seconds(result.seconds);
+  auto ctx = NewContext(config_.rpc_timeout_seconds);
+  v1::MetricsReply reply;
+  RETURN_IF_ERROR(FromGrpc(stub_->ReportMetrics(ctx.get(), report, &reply), "reporting metrics"));
+  spdlog::info("round {}: global model accuracy {:.4f} on {} local test examples", plan.round(),
+               result.accuracy, result.num_examples);
+  return absl::OkStatus();
+}
+
+}  // namespace hansa

@@ -1,0 +1,59 @@
+// A site's conversation with the coordinator: join, poll for tasks, download the global
+// model, train or evaluate locally, upload the update. Survives coordinator restarts by
+// reconnecting with backoff. Owned and run by one thread (hansa-client's main).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "client/site_config.h"
+#include "client/trainer.h"
+#include "common/net/tls.h"
+#include "common/status/status.h"
+#include "common/tensor/tensor.h"
+#include "hansa/v1/hansa.grpc.pb.h"
+
+namespace hansa {
+
+class SiteSession {
+ public:
+  // Loads the site's data shards and TLS material; errors name the file.
+  static StatusOr<std::unique_ptr<SiteSession>> Create(const SiteConfig& config);
+
+  // Runs until the coordinator says the federation is done (OK), the coordinator stays
+  // unreachable past reconnect_seconds (Unavailable), or a policy violation (PermissionDenied).
+  Status Run();
+  // Makes Run() return Cancelled at its next step; safe from a signal-watching thread.
+  void Stop();
+
+ private:
+  explicit SiteSession(SiteConfig config) : config_(std::move(config)) {}
+  Status Connect();
+  Status JoinWithRetry();
+  Status CheckPlan(const v1::RoundPlan& plan);
+  StatusOr<Model> FetchModel(const v1::RoundPlan& plan);
+  Status Train(const v1::RoundPlan& plan);
+  Status Evaluate(const v1::RoundPlan& plan);
+  Status Upload(const v1::RoundPlan& plan, const std::string& payload, int64_t examples,
+                double loss, double seconds);
+  Status EnsureTrainer(const std::string& model);
+  std::unique_ptr<grpc::ClientContext> NewContext(double seconds) const;
+
+  SiteConfig config_;
+  TlsFiles tls_;
+  Dataset train_;
+  Dataset test_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Coordinator::Stub> stub_;
+  std::unique_ptr<Trainer> trainer_;
+  std::string trainer_model_;
+  uint32_t max_chunk_bytes_ = 4 << 20;
+  // The last model downloaded, by digest: evaluation of round r and training of round r+1
+  // use the same model, so it is fetched once.
+  std::string cached_sha256_;
+  std::optional<Model> cached_model_;
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace hansa

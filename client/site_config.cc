@@ -1,0 +1,49 @@
+#include "client/site_config.h"
+
+#include "common/config/config.h"
+
+namespace hansa {
+
+StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
+  ASSIGN_OR_RETURN(ConfigReader cfg, ConfigReader::Load(path));
+  SiteConfig c;
+  c.name = cfg.RequiredString("site.name");
+  c.coordinator = cfg.String("site.coordinator", c.coordinator);
+  c.certificate = cfg.Path("site.certificate", "cert.pem");
+  c.private_key = cfg.Path("site.private_key", "key.pem");
+  c.ca_certificate = cfg.Path("site.ca_certificate", "ca.pem");
+  c.state_dir = cfg.Path("site.state_dir", "state");
+  c.reconnect_seconds = cfg.Double("site.reconnect_seconds", c.reconnect_seconds, 1, 86400);
+  c.rpc_timeout_seconds = cfg.Double("site.rpc_timeout_seconds", c.rpc_timeout_seconds, 1, 3600);
+
+  c.coordinator_fingerprint = cfg.String("policy.coordinator_fingerprint", "");
+  c.allowed_models = cfg.StringList("policy.allowed_models", BuiltinModels());
+
+  const std::string dir = "/usr/share/datasets/fashion-mnist/";
+  c.train_images = cfg.Path("data.train_images", dir + "train-images-idx3-ubyte.gz");
+  c.train_labels = cfg.Path("data.train_labels", dir + "train-labels-idx1-ubyte.gz");
+  c.test_images = cfg.Path("data.test_images", dir + "t10k-images-idx3-ubyte.gz");
+  c.test_labels = cfg.Path("data.test_labels", dir + "t10k-labels-idx1-ubyte.gz");
+  c.shard_count = static_cast<int>(cfg.Int("data.shard_count", 1, 1, 100000));
+  c.shard_index = static_cast<int>(cfg.Int("data.shard_index", 0, 0, 100000));
+  c.train_limit = cfg.Int("data.train_limit", 0, 0, INT64_MAX);
+  c.test_limit = cfg.Int("data.test_limit", 0, 0, INT64_MAX);
+
+  c.trainer.device = cfg.String("compute.device", "auto");
+  c.trainer.threads = static_cast<int>(cfg.Int("compute.threads", 0, 0, 1024));
+  RETURN_IF_ERROR(cfg.Finish());
+  if (c.shard_index >= c.shard_count) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": data.shard_index (", c.shard_index,
+                                                   ") must be below data.shard_count (",
+                                                   c.shard_count, ")"));
+  }
+  for (const auto& m : c.allowed_models) {
+    if (!BuiltinModelLayout(m).ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": policy.allowed_models lists '", m,
+                                                     "', which is not a built-in model"));
+    }
+  }
+  return c;
+}
+
+}  // namespace hansa

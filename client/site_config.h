@@ -1,0 +1,40 @@
+// site.toml: everything hansa-client reads. The [policy] section is the site's own rules,
+// enforced by the client whatever the coordinator asks.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "client/trainer.h"
+#include "common/status/status.h"
+
+namespace hansa {
+
+struct SiteConfig {
+  std::string name;
+  std::string coordinator = "127.0.0.1:50051";
+  std::string certificate;
+  std::string private_key;
+  std::string ca_certificate;
+  std::string state_dir = "state";
+
+  // Policy.
+  std::string coordinator_fingerprint;  // SHA-256 of the coordinator certificate; empty = any
+  std::vector<std::string> allowed_models;
+
+  // Data: IDX files and this site's shard of them.
+  std::string train_images, train_labels, test_images, test_labels;
+  int shard_index = 0;
+  int shard_count = 1;
+  int64_t train_limit = 0;  // 0 = the whole shard (tests use small shards)
+  int64_t test_limit = 0;
+
+  TrainerOptions trainer;  // model is set per plan
+
+  double reconnect_seconds = 600;  // how long to keep retrying a lost coordinator
+  double rpc_timeout_seconds = 30;
+};
+
+StatusOr<SiteConfig> LoadSiteConfig(const std::string& path);
+
+}  // namespace hansa

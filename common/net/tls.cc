@@ -1,0 +1,94 @@
+#include "common/net/tls.h"
+
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/tls_credentials_options.h>
+#include <openssl/conf.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <memory>
+#include <mutex>
+
+#include "common/fileio/fileio.h"
+
+namespace hansa {
+namespace {
+
+StatusOr<std::string> ReadPem(const std::string& path, const char* what, const char* marker) {
+  auto text = ReadFile(path, 1 << 20);
+  if (!text.ok()) {
+    return Annotate(text.status(),
+                    absl::StrCat("reading the ", what, " (check the startup kit and config)"));
+  }
+  if (text->find(marker) == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " does not look like a PEM ", what, " (no '", marker, "' line)"));
+  }
+  return text;
+}
+
+const char kTls13Config[] = R"(
+hansa_openssl_init = hansa_init
+[hansa_init]
+ssl_conf = hansa_ssl
+[hansa_ssl]
+system_default = hansa_tls
+[hansa_tls]
+MinProtocol = TLSv1.3
+Protocol = -ALL, TLSv1.3
+)";
+
+}  // namespace
+
+StatusOr<TlsFiles> LoadTlsFiles(const std::string& certificate, const std::string& private_key,
+                                const std::string& ca_certificate) {
+  TlsFiles files;
+  ASSIGN_OR_RETURN(files.certificate_pem,
+                   ReadPem(certificate, "certificate", "-----BEGIN CERTIFICATE-----"));
+  ASSIGN_OR_RETURN(files.private_key_pem, ReadPem(private_key, "private key", "PRIVATE KEY-----"));
+  ASSIGN_OR_RETURN(files.ca_certificate_pem,
+                   ReadPem(ca_certificate, "CA certificate", "-----BEGIN CERTIFICATE-----"));
+  return files;
+}
+
+Status EnforceTls13Only() {
+  static std::once_flag once;
+  static Status result;
+  std::call_once(once, [] {
+    OPENSSL_init_ssl(0, nullptr);
+    struct ConfFree {
+      void operator()(CONF* c) const { NCONF_free(c); }
+    };
+    struct BioFree {
+      void operator()(BIO* b) const { BIO_free(b); }
+    };
+    std::unique_ptr<CONF, ConfFree> conf(NCONF_new(nullptr));
+    std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(kTls13Config, -1));
+    long error_line = 0;
+    if (!conf || !bio || NCONF_load_bio(conf.get(), bio.get(), &error_line) <= 0 ||
+        CONF_modules_load(conf.get(), "hansa_openssl_init", 0) <= 0) {
+      result =
+          absl::InternalError(absl::StrCat("could not restrict OpenSSL to TLS 1.3 (config line ",
+                                           error_line, ", OpenSSL error ", ERR_get_error(), ")"));
+    }
+  });
+  return result;
+}
+
+StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(const TlsFiles& files) {
+  RETURN_IF_ERROR(EnforceTls13Only());
+  auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+      files.ca_certificate_pem, std::vector<grpc::experimental::IdentityKeyCertPair>{
+                                    {files.private_key_pem, files.certificate_pem}});
+  grpc::experimental::TlsChannelCredentialsOptions options;
+  options.set_certificate_provider(provider);
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_verify_server_certs(true);
+  options.set_check_call_host(true);
+  auto creds = grpc::experimental::TlsCredentials(options);
+  if (!creds) return absl::InternalError("gRPC refused the TLS client credentials");
+  return creds;
+}
+
+}  // namespace hansa

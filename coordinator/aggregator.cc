@@ -1,0 +1,160 @@
+#include "coordinator/aggregator.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/fileio/fileio.h"
+#include "common/status/check.h"
+#include "common/tensor/tensor.h"
+
+namespace hansa {
+
+StreamingAggregator::StreamingAggregator(int64_t size, std::string spill_dir)
+    : size_(size),
+      stripe_size_(std::max<int64_t>(1, (size + kStripes - 1) / kStripes)),
+      spill_dir_(std::move(spill_dir)),
+      sum_(static_cast<size_t>(size), 0.0) {}
+
+StreamingAggregator::~StreamingAggregator() = default;
+
+void StreamingAggregator::Add(int64_t first, const float* values, size_t count, double weight) {
+  int64_t end = first + static_cast<int64_t>(count);
+  for (int64_t lo = first; lo < end;) {
+    int64_t stripe = StripeOf(lo);
+    int64_t hi = std::min(end, (stripe + 1) * stripe_size_);
+    absl::MutexLock lock(&stripes_[stripe]);
+    double* sum = sum_.data();
+    const float* v = values + (lo - first);
+    for (int64_t i = lo; i < hi; ++i) sum[i] += weight * static_cast<double>(v[i - lo]);
+    lo = hi;
+  }
+}
+
+StatusOr<std::unique_ptr<StreamingAggregator::Contribution>> StreamingAggregator::Begin(
+    const std::string& name, double weight) {
+  if (!(weight > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("update from ", name, " has weight ", weight, "; it must be positive"));
+  }
+  RETURN_IF_ERROR(MakeDirs(spill_dir_));
+  int64_t id;
+  {
+    absl::MutexLock lock(&mu_);
+    id = next_id_++;
+  }
+  std::string path = absl::StrCat(spill_dir_, "/", name, "-", id, ".spill");
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat("creating spill file ", path, ": ", std::strerror(errno)));
+  }
+  return std::unique_ptr<Contribution>(new Contribution(this, name, weight, fd, path));
+}
+
+int StreamingAggregator::committed() const {
+  absl::MutexLock lock(&mu_);
+  return committed_;
+}
+
+double StreamingAggregator::total_weight() const {
+  absl::MutexLock lock(&mu_);
+  return total_weight_;
+}
+
+StatusOr<std::vector<float>> StreamingAggregator::WeightedMean() const {
+  double total;
+  {
+    absl::MutexLock lock(&mu_);
+    if (committed_ == 0) return absl::FailedPreconditionError("no update was committed");
+    total = total_weight_;
+  }
+  std::vector<float> out(sum_.size());
+  for (size_t i = 0; i < sum_.size(); ++i) out[i] = static_cast<float>(sum_[i] / total);
+  return out;
+}
+
+StreamingAggregator::Contribution::Contribution(StreamingAggregator* owner, std::string name,
+                                                double weight, int fd, std::string spill_path)
+    : owner_(owner),
+      name_(std::move(name)),
+      weight_(weight),
+      fd_(fd),
+      spill_path_(std::move(spill_path)) {}
+
+StreamingAggregator::Contribution::~Contribution() {
+  if (!done_) Abort();
+}
+
+Status StreamingAggregator::Contribution::Fold(int64_t first, const float* values, size_t count) {
+  if (done_) return absl::FailedPreconditionError("update already finished");
+  if (first != next_ || first + static_cast<int64_t>(count) > owner_->size_) {
+    return absl::InvalidArgumentError(absl::StrCat("update from ", name_, " sent values [", first,
+                                                   ", ", first + static_cast<int64_t>(count),
+                                                   ") but ", next_, " was expected next"));
+  }
+  int64_t bad = FindNonFinite(values, count);
+  if (bad >= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("update from ", name_, " holds ", values[bad],
+                                                   " at value ", first + bad,
+                                                   "; NaN and Inf are refused"));
+  }
+  const char* p = reinterpret_cast<const char*>(values);
+  size_t left = count * sizeof(float);
+  while (left > 0) {
+    ssize_t n = ::write(fd_, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::InternalError(
+          absl::StrCat("writing spill file ", spill_path_, ": ", std::strerror(errno)));
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  owner_->Add(first, values, count, weight_);
+  next_ += static_cast<int64_t>(count);
+  return absl::OkStatus();
+}
+
+Status StreamingAggregator::Contribution::Commit() {
+  if (done_) return absl::FailedPreconditionError("update already finished");
+  if (next_ != owner_->size_) {
+    return absl::FailedPreconditionError(absl::StrCat("update from ", name_, " ended after ", next_,
+                                                      " of ", owner_->size_, " values"));
+  }
+  done_ = true;
+  ::close(fd_);
+  ::unlink(spill_path_.c_str());
+  absl::MutexLock lock(&owner_->mu_);
+  owner_->committed_ += 1;
+  owner_->total_weight_ += weight_;
+  return absl::OkStatus();
+}
+
+void StreamingAggregator::Contribution::Abort() {
+  if (done_) return;
+  done_ = true;
+  // Subtract exactly what was added, reading the spill back in blocks.
+  std::vector<float> block(1 << 16);
+  ::lseek(fd_, 0, SEEK_SET);
+  int64_t index = 0;
+  while (index < next_) {
+    size_t want = static_cast<size_t>(std::min<int64_t>(block.size(), next_ - index));
+    ssize_t n = ::read(fd_, block.data(), want * sizeof(float));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    size_t got = static_cast<size_t>(n) / sizeof(float);
+    owner_->Add(index, block.data(), got, -weight_);
+    index += static_cast<int64_t>(got);
+  }
+  // A spill we cannot read back means the sum can no longer be trusted: stop, and let the
+  // restart resume from the last completed round rather than publish a corrupted model.
+  HANSA_CHECK(index == next_);
+  ::close(fd_);
+  ::unlink(spill_path_.c_str());
+}
+
+}  // namespace hansa

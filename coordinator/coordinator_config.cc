@@ -1,0 +1,64 @@
+#include "coordinator/coordinator_config.h"
+
+#include "common/config/config.h"
+
+namespace hansa {
+
+StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
+  ASSIGN_OR_RETURN(ConfigReader cfg, ConfigReader::Load(path));
+  CoordinatorConfig c;
+  EngineOptions& e = c.engine;
+  e.federation = cfg.String("federation.name", "hansa");
+  c.listen = cfg.String("coordinator.listen", c.listen);
+  e.state_dir = cfg.Path("coordinator.state_dir", "state");
+  c.certificate = cfg.Path("coordinator.certificate", "cert.pem");
+  c.private_key = cfg.Path("coordinator.private_key", "key.pem");
+  c.ca_certificate = cfg.Path("coordinator.ca_certificate", "ca.pem");
+  e.coordinator_country = cfg.String("coordinator.country", "");
+  c.linger_seconds = cfg.Double("coordinator.linger_seconds", c.linger_seconds, 0, 3600);
+  e.allowed_sites = cfg.StringList("sites.allowed", {});
+
+  e.model = cfg.String("model.name", "simple_cnn");
+  c.initial_model = cfg.Path("model.initial", "");
+  c.seed = static_cast<uint64_t>(cfg.Int("model.seed", 1, 0, INT64_MAX));
+
+  e.rounds = cfg.Int("rounds.total", 5, 1, 1000000);
+  e.min_sites = static_cast<int>(cfg.Int("rounds.min_sites", 1, 1, 100000));
+  e.wait_for_sites = absl::Seconds(cfg.Double("rounds.wait_for_sites_seconds", 600, 1, 86400));
+  e.upload_timeout = absl::Seconds(cfg.Double("rounds.upload_timeout_seconds", 600, 1, 86400));
+  e.evaluate_timeout = absl::Seconds(cfg.Double("rounds.evaluate_timeout_seconds", 300, 1, 86400));
+  e.site_idle = absl::Seconds(cfg.Double("rounds.site_idle_seconds", 90, 1, 86400));
+  e.server_learning_rate = cfg.Double("rounds.server_learning_rate", 1.0, 0, 100);
+
+  e.training.set_epochs(static_cast<uint32_t>(cfg.Int("training.epochs", 1, 1, 1000)));
+  e.training.set_batch_size(static_cast<uint32_t>(cfg.Int("training.batch_size", 64, 1, 65536)));
+  e.training.set_learning_rate(cfg.Double("training.learning_rate", 0.01, 0, 100));
+  e.training.set_momentum(cfg.Double("training.momentum", 0.9, 0, 1));
+  e.training.set_weight_decay(cfg.Double("training.weight_decay", 1e-5, 0, 1));
+  e.training.set_seed(c.seed);
+
+  e.chunk_bytes = static_cast<uint32_t>(cfg.Int("transfer.chunk_bytes", 1 << 20, 4096, 64 << 20));
+  e.max_chunk_bytes =
+      static_cast<uint32_t>(cfg.Int("transfer.max_chunk_bytes", 4 << 20, 4096, 64 << 20));
+  RETURN_IF_ERROR(cfg.Finish());
+
+  if (e.chunk_bytes > e.max_chunk_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": transfer.chunk_bytes (", e.chunk_bytes,
+                                                   ") exceeds transfer.max_chunk_bytes (",
+                                                   e.max_chunk_bytes, ")"));
+  }
+  if (e.allowed_sites.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path,
+        ": [sites] allowed is empty; list the sites of the federation (hansa provision "
+        "writes it)"));
+  }
+  if (e.min_sites > static_cast<int>(e.allowed_sites.size())) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": rounds.min_sites = ", e.min_sites,
+                                                   " but only ", e.allowed_sites.size(),
+                                                   " sites are allowed"));
+  }
+  return c;
+}
+
+}  // namespace hansa

@@ -1,0 +1,26 @@
+// coordinator.toml: everything the coordinator binary reads, with demo-friendly defaults.
+#pragma once
+
+#include <string>
+
+#include "common/status/status.h"
+#include "coordinator/round_engine.h"
+
+namespace hansa {
+
+struct CoordinatorConfig {
+  std::string listen = "127.0.0.1:50051";
+  std::string certificate;
+  std::string private_key;
+  std::string ca_certificate;
+  std::string initial_model;  // optional safetensors file; else built-in init by seed
+  uint64_t seed = 1;
+  // Seconds the coordinator lingers after the last round so sites can learn it finished.
+  double linger_seconds = 10;
+  EngineOptions engine;
+};
+
+// Reads and validates the file; unknown keys and bad values are errors naming the key.
+StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path);
+
+}  // namespace hansa

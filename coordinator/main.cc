@@ -1,0 +1,134 @@
+// hansa-coordinator --config coordinator.toml
+//
+// Runs the federation's rounds over mutual TLS. Killed at any moment and restarted with the
+// same command, it resumes after the last completed round. SIGINT/SIGTERM shut it down
+// cleanly: in-flight uploads are dropped (they are retried next start), state stays intact.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "client/models.h"
+#include "common/logging/logging.h"
+#include "common/net/tls.h"
+#include "common/tensor/safetensors.h"
+#include "coordinator/coordinator_config.h"
+#include "coordinator/service.h"
+#include "spdlog/spdlog.h"
+
+namespace hansa {
+namespace {
+
+// Blocks SIGINT/SIGTERM in every thread and turns them into a clean shutdown.
+class SignalWatcher {
+ public:
+  SignalWatcher() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGUSR1);  // our own wake-up at exit
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+  }
+  void Start(RoundEngine* engine) {
+    thread_ = std::thread([this, engine] {
+      int sig = 0;
+      sigwait(&set_, &sig);
+      if (sig == SIGUSR1) return;
+      spdlog::warn("signal {} received: shutting down", sig);
+      engine->Shutdown();
+    });
+  }
+  ~SignalWatcher() {
+    if (thread_.joinable()) {
+      pthread_kill(thread_.native_handle(), SIGUSR1);
+      thread_.join();
+    }
+  }
+
+ private:
+  sigset_t set_;
+  std::thread thread_;
+};
+
+StatusOr<Model> LoadInitialModel(const CoordinatorConfig& config) {
+  if (!config.initial_model.empty()) {
+    ASSIGN_OR_RETURN(Model model, ReadSafetensorsFile(config.initial_model));
+    ASSIGN_OR_RETURN(ModelLayout layout, BuiltinModelLayout(config.engine.model));
+    RETURN_IF_ERROR(Annotate(
+        model.layout.CheckSameAs(layout),
+        absl::StrCat(config.initial_model, " does not fit model '", config.engine.model, "'")));
+    return model;
+  }
+  return InitialModel(config.engine.model, config.seed);
+}
+
+int Run(const std::string& config_path) {
+  SignalWatcher signals;
+  StatusOr<CoordinatorConfig> config = LoadCoordinatorConfig(config_path);
+  if (!config.ok()) {
+    spdlog::error("{}", config.status().message());
+    return 2;
+  }
+  StatusOr<TlsFiles> tls =
+      LoadTlsFiles(config->certificate, config->private_key, config->ca_certificate);
+  if (!tls.ok()) {
+    spdlog::error("{}", tls.status().message());
+    return 2;
+  }
+  StatusOr<Model> initial = LoadInitialModel(*config);
+  if (!initial.ok()) {
+    spdlog::error("initial model: {}", initial.status().message());
+    return 2;
+  }
+  StatusOr<std::unique_ptr<RoundEngine>> engine = RoundEngine::Create(config->engine, *initial);
+  if (!engine.ok()) {
+    spdlog::error("state in {}: {}", config->engine.state_dir, engine.status().message());
+    return 1;
+  }
+  CoordinatorService service(engine->get());
+  int port = 0;
+  StatusOr<std::unique_ptr<grpc::Server>> server =
+      StartServer(config->listen, *tls, &service, config->engine.max_chunk_bytes, &port);
+  if (!server.ok()) {
+    spdlog::error("{}", server.status().message());
+    return 1;
+  }
+  spdlog::info("federation '{}' coordinator listening on {} (mutual TLS 1.3), state in {}",
+               config->engine.federation, config->listen, config->engine.state_dir);
+  signals.Start(engine->get());
+  Status result = (*engine)->Run();
+  if (result.ok() && config->linger_seconds > 0) {
+    // Let polling sites learn that the federation is finished before the port closes.
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(static_cast<int64_t>(config->linger_seconds * 1000)));
+  }
+  (*engine)->Shutdown();
+  (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (result.ok()) {
+    spdlog::info("done; metrics in {}/metrics.jsonl", config->engine.state_dir);
+    return 0;
+  }
+  if (absl::IsCancelled(result)) {
+    spdlog::info("stopped after round {}; restart with the same command to resume",
+                 (*engine)->completed_round());
+    return 0;
+  }
+  spdlog::error("{}", result.message());
+  return 1;
+}
+
+}  // namespace
+}  // namespace hansa
+
+int main(int argc, char** argv) {
+  CLI::App app{"hansa-coordinator: runs a Hansa federation's rounds over mutual TLS"};
+  std::string config = "coordinator.toml";
+  std::string log_level = "info";
+  app.add_option("--config", config, "coordinator.toml of this federation")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  hansa::InitLogging("coordinator", log_level);
+  return hansa::Run(config);
+}

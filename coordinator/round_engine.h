@@ -1,0 +1,165 @@
+// The coordinator's round logic as a state machine over wire messages, free of any
+// transport: the gRPC service (service.h) and tests call it from their own threads.
+//
+// One driver thread calls Run(), which plans rounds, waits for uploads and evaluation reports
+// with deadlines, aggregates, checkpoints and records. Transport threads call Join, NextTask,
+// Download, BeginUpload and ReportMetrics concurrently; all of them are thread-safe and none
+// blocks longer than the wait it is given. A round that ends below min_sites is retried with
+// a fresh aggregate, never half-applied. State survives crashes through StateStore and
+// atomically written checkpoints; a new engine over the same state dir resumes.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/crypto/sha256.h"
+#include "common/status/status.h"
+#include "common/tensor/safetensors.h"
+#include "common/tensor/tensor.h"
+#include "coordinator/aggregator.h"
+#include "coordinator/state_store.h"
+#include "hansa/v1/hansa.pb.h"
+
+namespace hansa {
+
+struct EngineOptions {
+  std::string federation = "hansa";
+  std::string coordinator_country;
+  std::string state_dir = "state";
+  std::string model = "simple_cnn";
+  std::vector<std::string> allowed_sites;  // certificate CNs that may join
+  int64_t rounds = 5;
+  int min_sites = 1;
+  absl::Duration wait_for_sites = absl::Minutes(10);
+  absl::Duration upload_timeout = absl::Minutes(10);
+  absl::Duration evaluate_timeout = absl::Minutes(5);
+  // A site that has not asked for work for this long is not put in a new cohort.
+  absl::Duration site_idle = absl::Seconds(90);
+  v1::TrainingSettings training;
+  double server_learning_rate = 1.0;
+  uint32_t chunk_bytes = 1 << 20;
+  uint32_t max_chunk_bytes = 4 << 20;
+  int64_t max_examples = int64_t{1} << 40;
+};
+
+struct SiteIdentity {
+  std::string name;  // certificate CN
+  std::string organisation;
+  std::string country;
+  std::string fingerprint;
+};
+
+class RoundEngine;
+
+// One upload in progress, owned by the transport thread receiving it. Destroying it without a
+// successful Finish() removes everything it folded into the round's sum.
+class UploadSink {
+ public:
+  ~UploadSink();
+  // `offset` must equal the number of bytes written so far; `data` at most max_chunk_bytes.
+  Status Write(uint64_t offset, std::string_view data);
+  // Checks size and SHA-256, then makes the update part of the round.
+  StatusOr<v1::UploadReply> Finish();
+
+ private:
+  friend class RoundEngine;
+  UploadSink(RoundEngine* engine, std::string site, int64_t round, int64_t attempt,
+             v1::TransferHeader header);
+  // Called by the engine (holding its own lock) when the round closes under this upload.
+  void Cancel(const std::string& why);
+
+  RoundEngine* engine_;
+  const std::string site_;
+  const int64_t round_;
+  const int64_t attempt_;
+  const v1::TransferHeader header_;
+  absl::Mutex mu_;
+  std::unique_ptr<StreamingAggregator::Contribution> contribution_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<SafetensorsStreamDecoder> decoder_ ABSL_GUARDED_BY(mu_);
+  Sha256Hasher hasher_ ABSL_GUARDED_BY(mu_);
+  uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;
+  Status cancelled_ ABSL_GUARDED_BY(mu_);
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class RoundEngine {
+ public:
+  // Resumes from `options.state_dir` when it holds completed rounds, else starts from
+  // `initial` (written as round 0).
+  static StatusOr<std::unique_ptr<RoundEngine>> Create(const EngineOptions& options,
+                                                       const Model& initial);
+  ~RoundEngine();
+
+  // PermissionDenied for a site not on the allowed list.
+  StatusOr<v1::JoinReply> Join(const SiteIdentity& site);
+  // The site's next task; WAIT if none appears within `wait`.
+  StatusOr<v1::Task> NextTask(const std::string& site, absl::Duration wait);
+  // The payload of the current global model, if `round` and `sha256` name it.
+  StatusOr<std::shared_ptr<const std::string>> Download(const std::string& site, uint64_t round,
+                                                        const std::string& sha256);
+  void CountBytesDown(int64_t bytes);
+  StatusOr<std::unique_ptr<UploadSink>> BeginUpload(const std::string& site,
+                                                    const v1::TransferHeader& header);
+  Status ReportMetrics(const std::string& site, const v1::MetricsReport& report);
+
+  // Runs rounds until the configured number completed (OK), Shutdown() (Cancelled), or a
+  // fatal error. Call from one thread.
+  Status Run();
+  void Shutdown();
+
+  // For tests and the service.
+  int64_t completed_round() const;
+  const EngineOptions& options() const { return options_; }
+  uint32_t max_chunk_bytes() const { return options_.max_chunk_bytes; }
+
+ private:
+  friend class UploadSink;
+  enum class Phase { kIdle, kTrain, kEvaluate, kDone };
+
+  explicit RoundEngine(EngineOptions options);
+  Status Resume(const Model& initial);
+  Status RunTrainingRound(int64_t round);
+  Status RunEvaluation(int64_t round);
+  Status WaitForSites(std::vector<std::string>* cohort) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ClosePhase(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Status PublishModel(int64_t round, Model model, const RoundRecord& record);
+  Status WriteMetricsFile();
+  std::string CheckpointPath(int64_t round) const;
+  bool WaitUntil(absl::Time deadline, const std::function<bool()>& done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Engine side of UploadSink::Finish.
+  Status CommitUpload(UploadSink* sink, uint64_t bytes) ABSL_LOCKS_EXCLUDED(mu_);
+  void Unregister(UploadSink* sink) ABSL_LOCKS_EXCLUDED(mu_);
+
+  const EngineOptions options_;
+  std::unique_ptr<StateStore> store_;
+
+  mutable absl::Mutex mu_;
+  absl::CondVar changed_;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kIdle;
+  int64_t completed_round_ ABSL_GUARDED_BY(mu_) = -1;
+  int64_t attempt_ ABSL_GUARDED_BY(mu_) = 0;
+  v1::RoundPlan plan_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> pending_ ABSL_GUARDED_BY(mu_);  // cohort members not yet done
+  std::map<std::string, SiteIdentity> joined_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, absl::Time> last_seen_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, v1::MetricsReport> reports_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, v1::TransferHeader> uploads_ ABSL_GUARDED_BY(mu_);
+  std::set<UploadSink*> sinks_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<StreamingAggregator> aggregator_ ABSL_GUARDED_BY(mu_);
+  Model global_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const std::string> payload_ ABSL_GUARDED_BY(mu_);
+  std::string payload_sha256_ ABSL_GUARDED_BY(mu_);
+  int64_t bytes_up_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t bytes_down_ ABSL_GUARDED_BY(mu_) = 0;
+  RoundRecord last_record_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace hansa

@@ -1,0 +1,151 @@
+#include "coordinator/service.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_credentials_options.h>
+
+#include <algorithm>
+
+#include "common/pki/certificate.h"
+
+namespace hansa {
+
+grpc::Status ToGrpcStatus(const Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+StatusOr<SiteIdentity> CoordinatorService::Identify(grpc::ServerContext* ctx) {
+  std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
+  if (!auth || !auth->IsPeerAuthenticated()) {
+    return absl::UnauthenticatedError("no verified client certificate");
+  }
+  std::vector<grpc::string_ref> pem = auth->FindPropertyValues("x509_pem_cert");
+  if (pem.empty()) return absl::UnauthenticatedError("client certificate missing");
+  ASSIGN_OR_RETURN(Certificate cert,
+                   Certificate::FromPem(std::string_view(pem[0].data(), pem[0].size())));
+  SubjectName subject = cert.Subject();
+  SiteIdentity site;
+  site.name = subject.common_name;
+  site.organisation = subject.organization;
+  site.country = subject.country;
+  site.fingerprint = cert.Sha256Fingerprint();
+  return site;
+}
+
+grpc::Status CoordinatorService::Join(grpc::ServerContext* ctx, const v1::JoinRequest* request,
+                                      v1::JoinReply* reply) {
+  StatusOr<SiteIdentity> site = Identify(ctx);
+  if (!site.ok()) return ToGrpcStatus(site.status());
+  StatusOr<v1::JoinReply> r = engine_->Join(*site);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *reply = *std::move(r);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::GetTask(grpc::ServerContext* ctx, const v1::TaskRequest* request,
+                                         v1::Task* reply) {
+  StatusOr<SiteIdentity> site = Identify(ctx);
+  if (!site.ok()) return ToGrpcStatus(site.status());
+  // Never hold the call past the client's own deadline, nor past 30 s.
+  absl::Duration wait = absl::Milliseconds(std::min<uint32_t>(request->wait_ms(), 30000));
+  absl::Duration left = absl::FromChrono(ctx->deadline() - std::chrono::system_clock::now());
+  wait = std::max(absl::ZeroDuration(), std::min(wait, left - absl::Milliseconds(500)));
+  StatusOr<v1::Task> task = engine_->NextTask(site->name, wait);
+  if (!task.ok()) return ToGrpcStatus(task.status());
+  *reply = *std::move(task);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::DownloadModel(grpc::ServerContext* ctx,
+                                               const v1::DownloadRequest* request,
+                                               grpc::ServerWriter<v1::Chunk>* writer) {
+  StatusOr<SiteIdentity> site = Identify(ctx);
+  if (!site.ok()) return ToGrpcStatus(site.status());
+  auto payload = engine_->Download(site->name, request->round(), request->model_sha256());
+  if (!payload.ok()) return ToGrpcStatus(payload.status());
+  const std::string& bytes = **payload;
+  v1::Chunk header;
+  header.mutable_header()->set_round(request->round());
+  header.mutable_header()->set_total_bytes(bytes.size());
+  header.mutable_header()->set_sha256(request->model_sha256());
+  if (!writer->Write(header)) return grpc::Status(grpc::StatusCode::CANCELLED, "site went away");
+  const size_t chunk = engine_->options().chunk_bytes;
+  v1::Chunk msg;
+  for (size_t off = 0; off < bytes.size(); off += chunk) {
+    if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "site went away");
+    msg.set_offset(off);
+    msg.set_data(bytes.data() + off, std::min(chunk, bytes.size() - off));
+    if (!writer->Write(msg)) return grpc::Status(grpc::StatusCode::CANCELLED, "site went away");
+  }
+  engine_->CountBytesDown(static_cast<int64_t>(bytes.size()));
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::UploadUpdate(grpc::ServerContext* ctx,
+                                              grpc::ServerReader<v1::Chunk>* reader,
+                                              v1::UploadReply* reply) {
+  StatusOr<SiteIdentity> site = Identify(ctx);
+  if (!site.ok()) return ToGrpcStatus(site.status());
+  v1::Chunk chunk;
+  if (!reader->Read(&chunk) || !chunk.has_header()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "an upload must start with a header chunk");
+  }
+  StatusOr<std::unique_ptr<UploadSink>> sink = engine_->BeginUpload(site->name, chunk.header());
+  if (!sink.ok()) return ToGrpcStatus(sink.status());
+  while (reader->Read(&chunk)) {
+    if (chunk.has_header()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "second header in one upload");
+    }
+    Status st = (*sink)->Write(chunk.offset(), chunk.data());
+    if (!st.ok()) return ToGrpcStatus(st);
+  }
+  // The stream ended: either the site finished (Finish checks size and digest) or it died
+  // (Finish reports the truncation; destroying the sink removes its partial sum).
+  StatusOr<v1::UploadReply> done = (*sink)->Finish();
+  if (!done.ok()) return ToGrpcStatus(done.status());
+  *reply = *std::move(done);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorService::ReportMetrics(grpc::ServerContext* ctx,
+                                               const v1::MetricsReport* request,
+                                               v1::MetricsReply* reply) {
+  StatusOr<SiteIdentity> site = Identify(ctx);
+  if (!site.ok()) return ToGrpcStatus(site.status());
+  return ToGrpcStatus(engine_->ReportMetrics(site->name, *request));
+}
+
+StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& listen, const TlsFiles& tls,
+                                                    CoordinatorService* service,
+                                                    uint32_t max_chunk_bytes, int* bound_port) {
+  RETURN_IF_ERROR(EnforceTls13Only());
+  auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+      tls.ca_certificate_pem, std::vector<grpc::experimental::IdentityKeyCertPair>{
+                                  {tls.private_key_pem, tls.certificate_pem}});
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  std::shared_ptr<grpc::ServerCredentials> creds =
+      grpc::experimental::TlsServerCredentials(options);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen, creds, bound_port);
+  builder.RegisterService(service);
+  // A chunk plus framing; anything larger is refused by gRPC before it reaches us.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(max_chunk_bytes) + (64 << 10));
+  builder.SetMaxSendMessageSize(static_cast<int>(max_chunk_bytes) + (64 << 10));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || *bound_port == 0) {
+    return absl::UnavailableError(absl::StrCat("could not listen on ", listen,
+                                               " (address in use, or certificate/key unusable)"));
+  }
+  return server;
+}
+
+}  // namespace hansa

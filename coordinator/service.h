@@ -1,0 +1,50 @@
+// The gRPC adapter over RoundEngine: mutual TLS, peer identity from the client certificate,
+// chunked streams, and Status <-> grpc::Status conversion. No round logic lives here.
+// Runs on gRPC's sync-server threads; RoundEngine is the thread-safe part.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/net/tls.h"
+#include "common/status/status.h"
+#include "coordinator/round_engine.h"
+#include "hansa/v1/hansa.grpc.pb.h"
+
+namespace grpc {
+class Server;
+class ServerContext;
+}  // namespace grpc
+
+namespace hansa {
+
+grpc::Status ToGrpcStatus(const Status& status);
+
+class CoordinatorService final : public v1::Coordinator::Service {
+ public:
+  // `engine` must outlive the service.
+  explicit CoordinatorService(RoundEngine* engine) : engine_(engine) {}
+
+  grpc::Status Join(grpc::ServerContext* ctx, const v1::JoinRequest* request,
+                    v1::JoinReply* reply) override;
+  grpc::Status GetTask(grpc::ServerContext* ctx, const v1::TaskRequest* request,
+                       v1::Task* reply) override;
+  grpc::Status DownloadModel(grpc::ServerContext* ctx, const v1::DownloadRequest* request,
+                             grpc::ServerWriter<v1::Chunk>* writer) override;
+  grpc::Status UploadUpdate(grpc::ServerContext* ctx, grpc::ServerReader<v1::Chunk>* reader,
+                            v1::UploadReply* reply) override;
+  grpc::Status ReportMetrics(grpc::ServerContext* ctx, const v1::MetricsReport* request,
+                             v1::MetricsReply* reply) override;
+
+ private:
+  StatusOr<SiteIdentity> Identify(grpc::ServerContext* ctx);
+  RoundEngine* engine_;
+};
+
+// Builds and starts a server on `listen` with mutual TLS 1.3 (client certificates required
+// and verified against the federation CA). The service must outlive the server.
+StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& listen, const TlsFiles& tls,
+                                                    CoordinatorService* service,
+                                                    uint32_t max_chunk_bytes, int* bound_port);
+
+}  // namespace hansa
