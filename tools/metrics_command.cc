@@ -1,0 +1,76 @@
+// hansa metrics STATE_DIR: the per-round table of a coordinator's metrics.jsonl.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "nlohmann/json.hpp"
+#include "tools/command.h"
+
+namespace hansa::tools {
+namespace {
+
+std::string Bytes(double b) {
+  char buf[32];
+  if (b >= 1e9) {
+    std::snprintf(buf, sizeof buf, "%.2f GB", b / 1e9);
+  } else if (b >= 1e6) {
+    std::snprintf(buf, sizeof buf, "%.2f MB", b / 1e6);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f kB", b / 1e3);
+  }
+  return buf;
+}
+
+void PrintMetrics(const std::string& state_dir, double min_accuracy) {
+  std::string path = state_dir + "/metrics.jsonl";
+  std::ifstream in(path);
+  if (!in) {
+    std::cerr << "hansa metrics: cannot read " << path
+              << " (is this a coordinator state directory?)\n";
+    throw CLI::RuntimeError(1);
+  }
+  std::printf("%5s %5s %9s %8s %9s %11s %11s\n", "round", "sites", "accuracy", "loss", "seconds",
+              "bytes up", "bytes down");
+  std::string line;
+  double last_accuracy = -1;
+  int lines = 0;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    nlohmann::json m = nlohmann::json::parse(line, nullptr, false);
+    if (m.is_discarded() || !m.is_object()) {
+      std::cerr << "hansa metrics: " << path << " line " << lines + 1 << " is not JSON\n";
+      throw CLI::RuntimeError(1);
+    }
+    double acc = m["accuracy"].is_number() ? m["accuracy"].get<double>() : -1;
+    double loss = m["loss"].is_number() ? m["loss"].get<double>() : -1;
+    std::printf("%5lld %5lld %9.4f %8.4f %9.1f %11s %11s\n", m.value("round", 0LL),
+                m.value("sites", 0LL), acc, loss, m.value("seconds", 0.0),
+                Bytes(m.value("bytes_up", 0.0)).c_str(), Bytes(m.value("bytes_down", 0.0)).c_str());
+    last_accuracy = acc;
+    ++lines;
+  }
+  if (lines == 0) {
+    std::cerr << "hansa metrics: " << path << " holds no rounds yet\n";
+    throw CLI::RuntimeError(1);
+  }
+  if (min_accuracy > 0 && last_accuracy < min_accuracy) {
+    std::cerr << "hansa metrics: final accuracy " << last_accuracy << " is below " << min_accuracy
+              << "\n";
+    throw CLI::RuntimeError(3);
+  }
+}
+
+void Register(CLI::App& root) {
+  CLI::App* cmd = root.add_subcommand("metrics", "print the per-round table of a federation");
+  auto state_dir = std::make_shared<std::string>();
+  auto min_accuracy = std::make_shared<double>(0);
+  cmd->add_option("STATE_DIR", *state_dir, "the coordinator's state directory")->required();
+  cmd->add_option("--min-accuracy", *min_accuracy,
+                  "exit with code 3 when the last round's accuracy is below this");
+  cmd->callback([state_dir, min_accuracy] { PrintMetrics(*state_dir, *min_accuracy); });
+}
+
+HANSA_REGISTER_COMMAND(Register);
+
+}  // namespace
+}  // namespace hansa::tools
