@@ -1,0 +1,342 @@
+#include "common/pki/startup_kit.h"
+
+#include <openssl/crypto.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/fileio/fileio.h"
+
+namespace hansa {
+namespace {
+
+struct HostPort {
+  std::string host;  // without brackets
+  int port = 0;
+};
+
+// "127.0.0.1:50051", "[::1]:50051", "coordinator.example.org:443".
+StatusOr<HostPort> ParseListen(const std::string& listen) {
+  auto bad = [&](const char* why) {
+    return absl::InvalidArgumentError(absl::StrCat("listen address '", listen, "' ", why,
+                                                   "; write HOST:PORT, e.g. 127.0.0.1:50051"));
+  };
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) return bad("has no port");
+  HostPort out;
+  out.host = listen.substr(0, colon);
+  if (out.host.size() >= 2 && out.host.front() == '[' && out.host.back() == ']') {
+    out.host = out.host.substr(1, out.host.size() - 2);
+  }
+  const std::string port = listen.substr(colon + 1);
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return bad("has no numeric port");
+  }
+  out.port = std::stoi(port);
+  if (out.port < 1 || out.port > 65535) return bad("has a port outside 1..65535");
+  if (!IsIpAddress(out.host) && !ValidateDnsName(out.host).ok()) return bad("has a bad host");
+  return out;
+}
+
+bool IsWildcard(const std::string& host) { return host == "0.0.0.0" || host == "::"; }
+
+std::string JoinHostPort(const std::string& host, int port) {
+  return host.find(':') != std::string::npos ? absl::StrCat("[", host, "]:", port)
+                                             : absl::StrCat(host, ":", port);
+}
+
+// A TOML basic string: quotes, backslashes and control characters escaped.
+std::string TomlString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+Status ValidateFederationName(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 60 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ' ' ||
+           c == '.' || c == '_' || c == '-';
+  });
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("federation name '", name,
+                   "' must have 1 to 60 characters: letters, digits, space, '.', '_' or '-'"));
+}
+
+Status ValidateRequest(const ProvisionRequest& request) {
+  if (request.out_dir.empty()) return absl::InvalidArgumentError("no output folder given");
+  RETURN_IF_ERROR(ValidateFederationName(request.federation));
+  if (request.sites.empty()) {
+    return absl::InvalidArgumentError("a federation needs at least one site; add --site NAME:CC");
+  }
+  std::set<std::string> names;
+  auto check = [&](const ParticipantSpec& p, const char* role) -> Status {
+    RETURN_IF_ERROR(Annotate(ValidateParticipantName(p.name), role));
+    RETURN_IF_ERROR(
+        Annotate(ValidateCountryCode(p.country), absl::StrCat(role, " '", p.name, "'")));
+    if (!names.insert(p.name).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the name '", p.name, "' is given twice; every participant needs its own name"));
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(check(request.coordinator, "coordinator"));
+  for (const ParticipantSpec& site : request.sites) RETURN_IF_ERROR(check(site, "site"));
+  if (request.validity_days < 1 || request.validity_days > request.ca_validity_days) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("certificate validity of ", request.validity_days,
+                     " days must be between 1 and the CA's ", request.ca_validity_days, " days"));
+  }
+  for (const std::string& host : request.coordinator_hosts) {
+    if (!IsIpAddress(host)) RETURN_IF_ERROR(Annotate(ValidateDnsName(host), "--host"));
+  }
+  return absl::OkStatus();
+}
+
+// Where sites reach the coordinator: the listen address, unless that is a wildcard.
+StatusOr<std::string> CoordinatorAddress(const ProvisionRequest& request, const HostPort& listen) {
+  if (!IsWildcard(listen.host)) return JoinHostPort(listen.host, listen.port);
+  if (request.coordinator_hosts.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the coordinator listens on ", request.listen,
+        ", which sites cannot connect to; give the address sites should use with --host"));
+  }
+  return JoinHostPort(request.coordinator_hosts.front(), listen.port);
+}
+
+CertificateRequest CoordinatorCertificateRequest(const ProvisionRequest& request,
+                                                 const HostPort& listen, absl::Time now) {
+  CertificateRequest cr;
+  cr.subject = {request.coordinator.name, request.coordinator.organization,
+                request.coordinator.country};
+  cr.not_before = now - kClockSkewAllowance;
+  cr.not_after = now + absl::Hours(24 * request.validity_days);
+  cr.server_auth = true;
+  std::vector<std::string> hosts = {"localhost", "127.0.0.1"};
+  if (!IsWildcard(listen.host)) hosts.push_back(listen.host);
+  hosts.insert(hosts.end(), request.coordinator_hosts.begin(), request.coordinator_hosts.end());
+  std::set<std::string> seen;
+  for (const std::string& host : hosts) {
+    if (!seen.insert(host).second) continue;
+    (IsIpAddress(host) ? cr.ip_addresses : cr.dns_names).push_back(host);
+  }
+  return cr;
+}
+
+std::string RenderCoordinatorConfig(const ProvisionRequest& request) {
+  std::vector<std::string> allowed;
+  for (const ParticipantSpec& site : request.sites) allowed.push_back(TomlString(site.name));
+  return absl::StrCat("# Coordinator of federation ", TomlString(request.federation),
+                      ", written by hansa provision.\n",
+                      "# Paths are relative to this file's folder.\n", "[federation]\n",
+                      "name = ", TomlString(request.federation), "\n\n", "[coordinator]\n",
+                      "listen = ", TomlString(request.listen), "\n", "state_dir = \"state\"\n",
+                      "certificate = \"cert.pem\"\n", "private_key = \"key.pem\"\n",
+                      "ca_certificate = \"ca.pem\"\n\n", "[sites]\n", "allowed = [",
+                      absl::StrJoin(allowed, ", "), "]\n");
+}
+
+std::string RenderSiteConfig(const ProvisionRequest& request, size_t index,
+                             const std::string& coordinator_address,
+                             const std::string& coordinator_fingerprint) {
+  const std::string data = request.dataset_dir;
+  return absl::StrCat(
+      "# Site ", TomlString(request.sites[index].name), " of federation ",
+      TomlString(request.federation), ", written by hansa provision.\n",
+      "# Paths are relative to this file's folder.\n", "[site]\n",
+      "name = ", TomlString(request.sites[index].name), "\n",
+      "coordinator = ", TomlString(coordinator_address), "\n", "certificate = \"cert.pem\"\n",
+      "private_key = \"key.pem\"\n", "ca_certificate = \"ca.pem\"\n", "state_dir = \"state\"\n\n",
+      "[policy]\n", "# The only coordinator this site talks to: SHA-256 of its certificate.\n",
+      "coordinator_fingerprint = ", TomlString(coordinator_fingerprint), "\n\n", "[data]\n",
+      "train_images = ", TomlString(data + "/train-images-idx3-ubyte.gz"), "\n",
+      "train_labels = ", TomlString(data + "/train-labels-idx1-ubyte.gz"), "\n",
+      "test_images = ", TomlString(data + "/t10k-images-idx3-ubyte.gz"), "\n",
+      "test_labels = ", TomlString(data + "/t10k-labels-idx1-ubyte.gz"), "\n",
+      "shard_index = ", index, "\n", "shard_count = ", request.sites.size(), "\n");
+}
+
+// One participant's kit, built in memory before anything is written.
+struct Kit {
+  std::string dir;
+  std::string config_name;
+  std::string config;
+  Certificate certificate;
+  PrivateKey key;
+};
+
+Status WriteKit(const Kit& kit, const Certificate& ca) {
+  RETURN_IF_ERROR(MakeDirs(kit.dir));
+  RETURN_IF_ERROR(WriteFileAtomically(kit.dir + "/cert.pem", kit.certificate.ToPem(), 0644));
+  RETURN_IF_ERROR(WritePrivateKeyFile(kit.dir + "/key.pem", kit.key));
+  RETURN_IF_ERROR(WriteFileAtomically(kit.dir + "/ca.pem", ca.ToPem(), 0644));
+  return WriteFileAtomically(kit.dir + "/" + kit.config_name, kit.config, 0644);
+}
+
+StatusOr<Kit> MakeKit(const CertificateAuthority& ca, const CertificateRequest& cr, KeyType type,
+                      std::string dir, std::string config_name) {
+  ASSIGN_OR_RETURN(PrivateKey key, PrivateKey::Generate(type));
+  ASSIGN_OR_RETURN(Certificate cert, ca.Issue(cr, key.GetPublicKey()));
+  return Kit{std::move(dir), std::move(config_name), "", std::move(cert), std::move(key)};
+}
+
+std::string Pad(const std::string& s, size_t width) {
+  return s.size() >= width ? s : s + std::string(width - s.size(), ' ');
+}
+
+}  // namespace
+
+Status ValidateParticipantName(std::string_view name) {
+  bool ok = !name.empty() && name.size() <= 63 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("name '", std::string(name),
+                   "' must have 1 to 63 characters, each a lowercase letter, a digit or '-'"));
+}
+
+StatusOr<ParticipantSpec> ParseParticipantSpec(std::string_view spec) {
+  std::vector<std::string> parts =
+      absl::StrSplit(absl::string_view(spec.data(), spec.size()), absl::MaxSplits(':', 2));
+  if (parts.size() < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", std::string(spec), "' should be NAME:COUNTRY[:ORGANISATION], e.g. berlin:DE"));
+  }
+  ParticipantSpec out{parts[0], parts[1], parts.size() == 3 ? parts[2] : ""};
+  RETURN_IF_ERROR(ValidateParticipantName(out.name));
+  RETURN_IF_ERROR(Annotate(ValidateCountryCode(out.country), out.name));
+  if (parts.size() == 3 && out.organization.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", std::string(spec), "' has an empty organisation after the second ':'"));
+  }
+  return out;
+}
+
+StatusOr<ProvisionSummary> WriteStartupKits(const ProvisionRequest& original) {
+  ProvisionRequest request = original;
+  auto default_organization = [](ParticipantSpec& p) {
+    if (p.organization.empty()) p.organization = p.name;
+  };
+  default_organization(request.coordinator);
+  for (ParticipantSpec& site : request.sites) default_organization(site);
+  RETURN_IF_ERROR(ValidateRequest(request));
+  ASSIGN_OR_RETURN(HostPort listen, ParseListen(request.listen));
+  ASSIGN_OR_RETURN(std::string coordinator_address, CoordinatorAddress(request, listen));
+
+  const std::string out = request.out_dir;
+  const std::string ca_dir = out + "/ca";
+  std::error_code ec;
+  if (!request.force && (std::filesystem::exists(ca_dir + "/ca.pem", ec) ||
+                         std::filesystem::exists(ca_dir + "/ca-key.pem", ec))) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(ca_dir,
+                     " already holds a federation CA; a new one would invalidate every certificate "
+                     "it issued. Choose another --out, or pass --force to replace it"));
+  }
+
+  // Everything is generated in memory first, so a bad request writes nothing.
+  const absl::Time now = absl::Now();
+  CaOptions ca_options;
+  ca_options.federation = request.federation;
+  ca_options.organization = request.coordinator.organization;
+  ca_options.country = request.coordinator.country;
+  ca_options.key_type = request.key_type;
+  ca_options.not_before = now - kClockSkewAllowance;
+  ca_options.not_after = now + absl::Hours(24 * request.ca_validity_days);
+  ASSIGN_OR_RETURN(CertificateAuthority ca, CertificateAuthority::Create(ca_options));
+
+  std::vector<Kit> kits;
+  ASSIGN_OR_RETURN(Kit coordinator,
+                   MakeKit(ca, CoordinatorCertificateRequest(request, listen, now),
+                           request.key_type, out + "/coordinator", "coordinator.toml"));
+  coordinator.config = RenderCoordinatorConfig(request);
+  const std::string coordinator_fingerprint = coordinator.certificate.Sha256Fingerprint();
+  kits.push_back(std::move(coordinator));
+  for (size_t i = 0; i < request.sites.size(); ++i) {
+    const ParticipantSpec& site = request.sites[i];
+    CertificateRequest cr;
+    cr.subject = {site.name, site.organization, site.country};
+    cr.not_before = now - kClockSkewAllowance;
+    cr.not_after = now + absl::Hours(24 * request.validity_days);
+    cr.client_auth = true;
+    cr.dns_names = {site.name};
+    ASSIGN_OR_RETURN(Kit kit,
+                     MakeKit(ca, cr, request.key_type, out + "/sites/" + site.name, "site.toml"));
+    kit.config = RenderSiteConfig(request, i, coordinator_address, coordinator_fingerprint);
+    kits.push_back(std::move(kit));
+  }
+
+  // Kits first, the CA last: if writing stops half-way, no CA exists yet and a rerun needs
+  // no --force.
+  RETURN_IF_ERROR(MakeDirs(out));
+  for (const Kit& kit : kits) RETURN_IF_ERROR(WriteKit(kit, ca.certificate()));
+  RETURN_IF_ERROR(MakeDirs(ca_dir));
+  RETURN_IF_ERROR(WritePrivateKeyFile(ca_dir + "/ca-key.pem", ca.private_key()));
+  RETURN_IF_ERROR(WriteFileAtomically(ca_dir + "/ca.pem", ca.certificate().ToPem(), 0644));
+
+  ProvisionSummary summary;
+  summary.federation = request.federation;
+  summary.out_dir = out;
+  summary.ca_key_path = ca_dir + "/ca-key.pem";
+  summary.coordinator_address = coordinator_address;
+  summary.key_type = request.key_type;
+  summary.certificates_expire = kits.front().certificate.NotAfter();
+  summary.participants.push_back(
+      {"CA", ca.certificate().Subject(), ca.certificate().Sha256Fingerprint(), "", ""});
+  for (size_t i = 0; i < kits.size(); ++i) {
+    summary.participants.push_back({i == 0 ? "coordinator" : "site", kits[i].certificate.Subject(),
+                                    kits[i].certificate.Sha256Fingerprint(), kits[i].dir,
+                                    kits[i].dir + "/" + kits[i].config_name});
+  }
+  return summary;
+}
+
+std::string ProvisionSummary::ToText() const {
+  size_t name_w = 4, org_w = 12;
+  for (const auto& p : participants) {
+    name_w = std::max(name_w, p.subject.common_name.size());
+    org_w = std::max(org_w, p.subject.organization.size());
+  }
+  std::string text =
+      absl::StrCat("Federation '", federation, "' provisioned in ", out_dir, " (",
+                   KeyTypeName(key_type), " keys; participant certificates valid until ",
+                   FormatCertificateTime(certificates_expire), ")\n\n");
+  absl::StrAppend(&text, "  ", Pad("role", 12), Pad("name", name_w + 2), "country  ",
+                  Pad("organisation", org_w + 2), "certificate SHA-256\n");
+  for (const auto& p : participants) {
+    absl::StrAppend(&text, "  ", Pad(p.role, 12), Pad(p.subject.common_name, name_w + 2),
+                    Pad(p.subject.country, 9), Pad(p.subject.organization, org_w + 2),
+                    p.fingerprint, "\n");
+  }
+  absl::StrAppend(&text, "\nStartup kits (copy each folder to its participant as a whole):\n");
+  for (const auto& p : participants) {
+    if (p.kit_dir.empty()) continue;
+    const char* binary = p.role == "coordinator" ? "hansa-coordinator" : "hansa-client";
+    absl::StrAppend(&text, "  ", Pad(p.subject.common_name, name_w + 2), binary, " --config ",
+                    p.config_path, "\n");
+  }
+  absl::StrAppend(&text, "\nSites connect to ", coordinator_address,
+                  " and accept only the coordinator certificate above.\n", "The CA key ",
+                  ca_key_path, " stays with the federation operator: never copy it into a kit.\n");
+  return text;
+}
+
+}  // namespace hansa
