@@ -1,0 +1,92 @@
+// The built-in models as LibTorch modules. Parameter names and order must equal
+// BuiltinModelLayout() (models.cc); Trainer::Create checks that they do.
+#include <torch/nn/functional.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+
+#include "absl/strings/str_cat.h"
+#include "client/internal/torch_models.h"
+#include "client/models.h"
+
+namespace hansa::internal {
+namespace {
+
+namespace F = torch::nn::functional;
+
+torch::Tensor ReluPool(const torch::Tensor& x) {
+  return F::max_pool2d(torch::relu(x), F::MaxPool2dFuncOptions(2));
+}
+
+// NIID-Bench's SimpleCNN for 28x28x1 inputs.
+class SimpleCnn final : public TorchNet {
+ public:
+  SimpleCnn()
+      : conv1_(register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 6, 5)))),
+        conv2_(register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(6, 16, 5)))),
+        fc1_(register_module("fc1", torch::nn::Linear(256, 120))),
+        fc2_(register_module("fc2", torch::nn::Linear(120, 84))),
+        fc3_(register_module("fc3", torch::nn::Linear(84, 10))) {}
+
+  torch::Tensor forward(const torch::Tensor& images) override {
+    torch::Tensor x = ReluPool(conv1_->forward(images));
+    x = ReluPool(conv2_->forward(x));
+    x = x.flatten(1);
+    x = torch::relu(fc1_->forward(x));
+    x = torch::relu(fc2_->forward(x));
+    return fc3_->forward(x);
+  }
+
+ private:
+  torch::nn::Conv2d conv1_, conv2_;
+  torch::nn::Linear fc1_, fc2_, fc3_;
+};
+
+// The CNN of McMahan et al. 2017 ("Communication-efficient learning ..."), 1,663,370 parameters.
+class CnnFedAvg final : public TorchNet {
+ public:
+  CnnFedAvg()
+      : conv1_(register_module("conv1",
+                               torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 5).padding(2)))),
+        conv2_(register_module("conv2",
+                               torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 5).padding(2)))),
+        fc1_(register_module("fc1", torch::nn::Linear(3136, 512))),
+        fc2_(register_module("fc2", torch::nn::Linear(512, 10))) {}
+
+  torch::Tensor forward(const torch::Tensor& images) override {
+    torch::Tensor x = ReluPool(conv1_->forward(images));
+    x = ReluPool(conv2_->forward(x));
+    x = torch::relu(fc1_->forward(x.flatten(1)));
+    return fc2_->forward(x);
+  }
+
+ private:
+  torch::nn::Conv2d conv1_, conv2_;
+  torch::nn::Linear fc1_, fc2_;
+};
+
+class Mlp final : public TorchNet {
+ public:
+  Mlp()
+      : fc1_(register_module("fc1", torch::nn::Linear(784, 200))),
+        fc2_(register_module("fc2", torch::nn::Linear(200, 10))) {}
+
+  torch::Tensor forward(const torch::Tensor& images) override {
+    return fc2_->forward(torch::relu(fc1_->forward(images.flatten(1))));
+  }
+
+ private:
+  torch::nn::Linear fc1_, fc2_;
+};
+
+}  // namespace
+
+StatusOr<std::shared_ptr<TorchNet>> CreateTorchNet(const std::string& model) {
+  if (model == "simple_cnn") return std::shared_ptr<TorchNet>(std::make_shared<SimpleCnn>());
+  if (model == "cnn_fedavg") return std::shared_ptr<TorchNet>(std::make_shared<CnnFedAvg>());
+  if (model == "mlp") return std::shared_ptr<TorchNet>(std::make_shared<Mlp>());
+  Status known = BuiltinModelLayout(model).status();
+  if (!known.ok()) return known;  // unknown name: the message lists the built-in models
+  return absl::InternalError(absl::StrCat("model '", model, "' has no LibTorch module"));
+}
+
+}  // namespace hansa::internal

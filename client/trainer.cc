@@ -1,0 +1,323 @@
+// Trainer on LibTorch. Data sets are converted to tensors once per call (one copy, on the
+// training device); batches are gathered with index_select, never per example.
+#include "client/trainer.h"
+
+#include <torch/cuda.h>
+#include <torch/nn/functional.h>
+#include <torch/optim/sgd.h>
+#include <torch/utils.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "client/internal/torch_models.h"
+
+namespace hansa {
+namespace {
+
+namespace F = torch::nn::functional;
+
+constexpr int64_t kEvalBatch = 1000;
+constexpr int kMaxEpochs = 1000;
+constexpr int kMaxBatchSize = 1 << 16;
+
+// Runs `body` and turns any exception into a Status naming `what`; LibTorch reports its errors
+// (shape mismatches, CUDA failures, out of memory) only as exceptions.
+template <typename Body>
+auto CatchTorch(const char* what, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat(what, ": LibTorch error: ", e.what_without_backtrace()));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(what, ": out of memory; use a smaller batch size or fewer examples"));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(what, ": ", e.what()));
+  }
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+StatusOr<torch::Device> ChooseDevice(const std::string& option) {
+  if (option == "cpu") return torch::Device(torch::kCPU);
+  if (option == "auto") {
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0)
+                                       : torch::Device(torch::kCPU);
+  }
+  int index = 0;
+  if (option != "cuda") {
+    const std::string prefix = "cuda:";
+    if (option.compare(0, prefix.size(), prefix) != 0 ||
+        !absl::SimpleAtoi(option.substr(prefix.size()), &index) || index < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("device '", option, "' is not one of auto, cpu, cuda, cuda:N"));
+    }
+  }
+  if (!torch::cuda::is_available()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("device '", option,
+                     "' asks for CUDA but LibTorch finds no CUDA device (or was built "
+                     "without CUDA); use device = \"auto\" or \"cpu\""));
+  }
+  const int count = static_cast<int>(torch::cuda::device_count());
+  if (index >= count) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "device '", option, "' does not exist: LibTorch sees ", count, " CUDA devices"));
+  }
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+Status CheckSettings(const TrainSettings& s) {
+  if (s.epochs < 1 || s.epochs > kMaxEpochs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("epochs = ", s.epochs, " is outside 1..", kMaxEpochs));
+  }
+  if (s.batch_size < 1 || s.batch_size > kMaxBatchSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch_size = ", s.batch_size, " is outside 1..", kMaxBatchSize));
+  }
+  if (!std::isfinite(s.learning_rate) || s.learning_rate <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("learning_rate = ", s.learning_rate, " must be a positive number"));
+  }
+  if (!std::isfinite(s.momentum) || s.momentum < 0 || s.momentum >= 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("momentum = ", s.momentum, " must be in [0, 1)"));
+  }
+  if (!std::isfinite(s.weight_decay) || s.weight_decay < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weight_decay = ", s.weight_decay, " must be >= 0"));
+  }
+  return absl::OkStatus();
+}
+
+// Checks that `data` fits the built-in models' input and output.
+Status CheckData(const Dataset& data) {
+  RETURN_IF_ERROR(data.Validate());
+  if (data.size() == 0) return absl::InvalidArgumentError("the data set is empty");
+  if (data.rows != kBuiltinImageSize || data.cols != kBuiltinImageSize) {
+    return absl::InvalidArgumentError(absl::StrCat("images are ", data.rows, "x", data.cols,
+                                                   "; the built-in models take ", kBuiltinImageSize,
+                                                   "x", kBuiltinImageSize));
+  }
+  for (int64_t i = 0; i < data.size(); ++i) {
+    if (data.labels[i] >= kBuiltinNumClasses) {
+      return absl::InvalidArgumentError(absl::StrCat("example ", i, " has label ",
+                                                     int{data.labels[i]},
+                                                     "; the built-in models "
+                                                     "have ",
+                                                     kBuiltinNumClasses, " classes"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+struct DataTensors {
+  torch::Tensor images;  // N x 1 x rows x cols, float in [0, 1], on the device
+  torch::Tensor labels;  // N, int64, on the device
+};
+
+// One copy of the pixels to the device as bytes, then one conversion there.
+DataTensors ToTensors(const Dataset& data, const torch::Device& device) {
+  auto* pixels = const_cast<uint8_t*>(data.images.data());  // from_blob is only read from
+  auto* labels = const_cast<uint8_t*>(data.labels.data());
+  torch::Tensor images =
+      torch::from_blob(pixels, {data.size(), 1, data.rows, data.cols}, torch::kUInt8);
+  torch::Tensor targets = torch::from_blob(labels, {data.size()}, torch::kUInt8);
+  DataTensors out;
+  out.images = images.to(device).to(torch::kFloat32).div_(255.0);
+  out.labels = targets.to(device).to(torch::kInt64);
+  return out;
+}
+
+uint64_t EpochSeed(uint64_t seed, int epoch) {
+  return seed ^ (0x9e3779b97f4a7c15ull * static_cast<uint64_t>(epoch + 1));
+}
+
+class TorchTrainer final : public Trainer {
+ public:
+  TorchTrainer(torch::Device device, std::shared_ptr<internal::TorchNet> net, ModelLayout layout)
+      : device_(device), net_(std::move(net)), layout_(std::move(layout)) {
+    for (const auto& item : net_->named_parameters()) params_.push_back(item.value());
+  }
+
+  const ModelLayout& layout() const override { return layout_; }
+  std::string device() const override { return device_.str(); }
+
+  Status SetWeights(const Model& global) override {
+    RETURN_IF_ERROR(Annotate(global.layout.CheckSameAs(layout_), "setting model weights"));
+    if (static_cast<int64_t>(global.values.size()) != layout_.TotalElements()) {
+      return absl::InvalidArgumentError(absl::StrCat("setting model weights: model holds ",
+                                                     global.values.size(), " values, its layout ",
+                                                     layout_.TotalElements()));
+    }
+    RETURN_IF_ERROR(CheckFinite(global));
+    return CatchTorch("setting model weights", [&]() -> Status {
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < params_.size(); ++i) {
+        auto* src = const_cast<float*>(global.values.data() + layout_.Offset(i));
+        params_[i].copy_(torch::from_blob(src, params_[i].sizes(), torch::kFloat32));
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  StatusOr<Model> GetWeights() override {
+    return CatchTorch("reading model weights", [&]() -> StatusOr<Model> {
+      Model out;
+      out.layout = layout_;
+      out.values.resize(layout_.TotalElements());
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < params_.size(); ++i) {
+        torch::Tensor cpu = params_[i].detach().to(torch::kCPU).contiguous();
+        std::memcpy(out.values.data() + layout_.Offset(i), cpu.data_ptr<float>(),
+                    sizeof(float) * cpu.numel());
+      }
+      return out;
+    });
+  }
+
+  StatusOr<TrainResult> Train(const Dataset& data, const TrainSettings& settings) override {
+    RETURN_IF_ERROR(Annotate(CheckSettings(settings), "training settings"));
+    RETURN_IF_ERROR(Annotate(CheckData(data), "training data"));
+    return CatchTorch("training", [&]() { return TrainChecked(data, settings); });
+  }
+
+  StatusOr<EvalResult> Evaluate(const Dataset& data) override {
+    RETURN_IF_ERROR(Annotate(CheckData(data), "evaluation data"));
+    return CatchTorch("evaluating", [&]() { return EvaluateChecked(data); });
+  }
+
+ private:
+  Status CheckFinite(const Model& model) const {
+    const int64_t bad = FindNonFinite(model.values.data(), model.values.size());
+    if (bad < 0) return absl::OkStatus();
+    size_t t = 0;
+    while (t + 1 < layout_.size() && layout_.Offset(t + 1) <= bad) ++t;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "setting model weights: tensor '", layout_.tensors()[t].name, "' element ",
+        bad - layout_.Offset(t), " is ", model.values[bad], "; weights must be finite"));
+  }
+
+  StatusOr<TrainResult> TrainChecked(const Dataset& data, const TrainSettings& s) {
+    const auto start = std::chrono::steady_clock::now();
+    const DataTensors tensors = ToTensors(data, device_);
+    const int64_t n = data.size();
+    torch::optim::SGD optimizer(net_->parameters(), torch::optim::SGDOptions(s.learning_rate)
+                                                        .momentum(s.momentum)
+                                                        .weight_decay(s.weight_decay));
+    net_->train();
+    TrainResult result;
+    result.num_examples = n;
+    for (int epoch = 0; epoch < s.epochs; ++epoch) {
+      std::vector<int64_t> order = SeededPermutation(n, EpochSeed(s.seed, epoch));
+      torch::Tensor perm = torch::from_blob(order.data(), {n}, torch::kInt64).to(device_);
+      torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device_));
+      for (int64_t begin = 0; begin < n; begin += s.batch_size) {
+        const int64_t end = std::min(n, begin + s.batch_size);
+        torch::Tensor index = perm.slice(0, begin, end);
+        torch::Tensor x = tensors.images.index_select(0, index);
+        torch::Tensor y = tensors.labels.index_select(0, index);
+        optimizer.zero_grad();
+        torch::Tensor loss = F::cross_entropy(net_->forward(x), y);
+        loss.backward();
+        optimizer.step();
+        loss_sum += loss.detach() * static_cast<double>(end - begin);
+        ++result.steps;
+      }
+      result.loss = loss_sum.item<double>() / static_cast<double>(n);
+      if (!std::isfinite(result.loss)) {
+        return absl::InternalError(absl::StrCat("training diverged: mean loss of epoch ", epoch + 1,
+                                                " is ", result.loss, "; lower the learning rate (",
+                                                s.learning_rate, ")"));
+      }
+    }
+    result.seconds = SecondsSince(start);
+    return result;
+  }
+
+  StatusOr<EvalResult> EvaluateChecked(const Dataset& data) {
+    const auto start = std::chrono::steady_clock::now();
+    torch::NoGradGuard no_grad;
+    net_->eval();
+    const DataTensors tensors = ToTensors(data, device_);
+    const int64_t n = data.size();
+    torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device_));
+    torch::Tensor correct =
+        torch::zeros({}, torch::TensorOptions().device(device_).dtype(torch::kInt64));
+    for (int64_t begin = 0; begin < n; begin += kEvalBatch) {
+      const int64_t end = std::min(n, begin + kEvalBatch);
+      torch::Tensor logits = net_->forward(tensors.images.slice(0, begin, end));
+      torch::Tensor y = tensors.labels.slice(0, begin, end);
+      loss_sum += F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kSum));
+      correct += logits.argmax(1).eq(y).sum();
+    }
+    EvalResult result;
+    result.num_examples = n;
+    result.loss = loss_sum.item<double>() / static_cast<double>(n);
+    result.accuracy = static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n);
+    result.seconds = SecondsSince(start);
+    return result;
+  }
+
+  torch::Device device_;
+  std::shared_ptr<internal::TorchNet> net_;
+  ModelLayout layout_;
+  std::vector<torch::Tensor> params_;  // in layout_ order
+};
+
+// The module's own parameter list, to check it against the torch-free description.
+ModelLayout LayoutOf(internal::TorchNet& net) {
+  std::vector<TensorSpec> tensors;
+  for (const auto& item : net.named_parameters()) {
+    const torch::Tensor& t = item.value();
+    tensors.push_back(
+        {item.key(), DType::kF32, std::vector<int64_t>(t.sizes().begin(), t.sizes().end())});
+  }
+  return ModelLayout(std::move(tensors));
+}
+
+StatusOr<std::unique_ptr<Trainer>> CreateChecked(const TrainerOptions& options) {
+  ASSIGN_OR_RETURN(ModelLayout layout, BuiltinModelLayout(options.model));
+  ASSIGN_OR_RETURN(torch::Device device, ChooseDevice(options.device));
+  ASSIGN_OR_RETURN(std::shared_ptr<internal::TorchNet> net,
+                   internal::CreateTorchNet(options.model));
+  Status same = LayoutOf(*net).CheckSameAs(layout);
+  if (!same.ok()) {
+    return absl::InternalError(absl::StrCat("LibTorch module of '", options.model,
+                                            "' disagrees with its layout: ", same.message()));
+  }
+  if (device.is_cpu()) {
+    const unsigned hardware = std::thread::hardware_concurrency();
+    torch::set_num_threads(options.threads > 0 ? options.threads
+                                               : static_cast<int>(hardware > 0 ? hardware : 1));
+  }
+  net->to(device);
+  return std::unique_ptr<Trainer>(new TorchTrainer(device, std::move(net), std::move(layout)));
+}
+
+}  // namespace
+
+Trainer::~Trainer() = default;
+
+StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& options) {
+  if (options.threads < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("threads = ", options.threads, " must be >= 0 (0 = one per CPU core)"));
+  }
+  return CatchTorch("creating trainer", [&]() { return CreateChecked(options); });
+}
+
+}  // namespace hansa

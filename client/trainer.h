@@ -1,0 +1,81 @@
+// Local training and evaluation of a built-in model at a site.
+//
+// This header is free of LibTorch so the gRPC session and tools can include it cheaply; the
+// implementation (trainer.cc, models_torch.cc) is the only code that includes torch. Every
+// LibTorch exception is caught inside and returned as a Status.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "client/data.h"
+#include "client/models.h"
+#include "common/status/status.h"
+#include "common/tensor/tensor.h"
+
+namespace hansa {
+
+// One round's local training, from the round plan.
+struct TrainSettings {
+  int epochs = 1;
+  int batch_size = 32;
+  double learning_rate = 0.01;
+  double momentum = 0.9;
+  double weight_decay = 0.0;
+  uint64_t seed = 0;  // fixes the shuffling order of every epoch
+};
+
+struct TrainResult {
+  int64_t num_examples = 0;  // examples in the data set (the FedAvg weight)
+  int64_t steps = 0;         // optimizer steps taken
+  double loss = 0;           // mean cross-entropy over the last epoch's batches, per example
+  double seconds = 0;
+};
+
+struct EvalResult {
+  int64_t num_examples = 0;
+  double loss = 0;      // mean cross-entropy per example
+  double accuracy = 0;  // fraction of examples whose arg-max logit is the label
+  double seconds = 0;
+};
+
+struct TrainerOptions {
+  std::string model;            // one of BuiltinModels()
+  std::string device = "auto";  // "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
+  int threads = 0;              // CPU threads for torch; 0 = hardware concurrency
+};
+
+// Holds one model's weights on one device and trains/evaluates it. Owned by one site session
+// and called from one thread at a time; not thread-safe.
+//
+// Threads: on CPU, Create() sets torch's intra-op thread count, which is process-wide. Several
+// Trainers in one process (simulation) therefore share the last setting.
+class Trainer {
+ public:
+  // InvalidArgument for an unknown model or a bad device string; FailedPrecondition when
+  // device asks for CUDA and LibTorch reports none.
+  static StatusOr<std::unique_ptr<Trainer>> Create(const TrainerOptions& options);
+  virtual ~Trainer();
+
+  // The layout of the model's weights (see BuiltinModelLayout).
+  virtual const ModelLayout& layout() const = 0;
+
+  // Replaces the weights. InvalidArgument naming the first difference when the layout
+  // (names, shapes, dtypes) differs from layout(), or naming the tensor holding a NaN/Inf.
+  virtual Status SetWeights(const Model& global) = 0;
+  virtual StatusOr<Model> GetWeights() = 0;
+
+  // SGD with momentum and weight decay on cross-entropy; `data` reshuffled every epoch from
+  // settings.seed. Momentum starts from zero on every call. InvalidArgument for bad settings
+  // or data that does not fit the model (image size, label range); Internal when the loss
+  // becomes NaN/Inf (the weights are then unusable: set new ones).
+  virtual StatusOr<TrainResult> Train(const Dataset& data, const TrainSettings& settings) = 0;
+
+  virtual StatusOr<EvalResult> Evaluate(const Dataset& data) = 0;
+
+  // "cpu" or "cuda:N".
+  virtual std::string device() const = 0;
+};
+
+}  // namespace hansa
