@@ -197,8 +197,15 @@ StatusOr<Kit> MakeKit(const CertificateAuthority& ca, const CertificateRequest& 
   return Kit{std::move(dir), std::move(config_name), "", std::move(cert), std::move(key)};
 }
 
+// Characters as a terminal shows them: UTF-8 continuation bytes take no column.
+size_t DisplayWidth(const std::string& s) {
+  return static_cast<size_t>(std::count_if(
+      s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
 std::string Pad(const std::string& s, size_t width) {
-  return s.size() >= width ? s : s + std::string(width - s.size(), ' ');
+  size_t w = DisplayWidth(s);
+  return w >= width ? s : s + std::string(width - w, ' ');
 }
 
 }  // namespace
@@ -312,17 +319,17 @@ StatusOr<ProvisionSummary> WriteStartupKits(const ProvisionRequest& original) {
 std::string ProvisionSummary::ToText() const {
   size_t name_w = 4, org_w = 12;
   for (const auto& p : participants) {
-    name_w = std::max(name_w, p.subject.common_name.size());
-    org_w = std::max(org_w, p.subject.organization.size());
+    name_w = std::max(name_w, DisplayWidth(p.subject.common_name));
+    org_w = std::max(org_w, DisplayWidth(p.subject.organization));
   }
   std::string text =
       absl::StrCat("Federation '", federation, "' provisioned in ", out_dir, " (",
                    KeyTypeName(key_type), " keys; participant certificates valid until ",
                    FormatCertificateTime(certificates_expire), ")\n\n");
-  absl::StrAppend(&text, "  ", Pad("role", 12), Pad("name", name_w + 2), "country  ",
+  absl::StrAppend(&text, "  ", Pad("role", 13), Pad("name", name_w + 2), "country  ",
                   Pad("organisation", org_w + 2), "certificate SHA-256\n");
   for (const auto& p : participants) {
-    absl::StrAppend(&text, "  ", Pad(p.role, 12), Pad(p.subject.common_name, name_w + 2),
+    absl::StrAppend(&text, "  ", Pad(p.role, 13), Pad(p.subject.common_name, name_w + 2),
                     Pad(p.subject.country, 9), Pad(p.subject.organization, org_w + 2),
                     p.fingerprint, "\n");
   }
