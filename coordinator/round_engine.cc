@@ -213,10 +213,12 @@ StatusOr<std::shared_ptr<const std::string>> RoundEngine::Download(const std::st
                                                                    uint64_t round,
                                                                    const std::string& sha256) {
   absl::MutexLock lock(&mu_);
-  if (static_cast<int64_t>(round) != completed_round_ || sha256 != payload_sha256_) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "model of round ", round, " (", sha256.substr(0, 16),
-        ") is not the current global model (round ", completed_round_, "); ask for a new task"));
+  // The digest names the model; `round` (the round the plan is for) only helps the message.
+  if (sha256 != payload_sha256_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model ", sha256.substr(0, 16), " asked for round ", round,
+                     " is not the current global model (after round ", completed_round_,
+                     "); ask for a new task"));
   }
   return payload_;
 }

@@ -100,7 +100,7 @@ class RoundEngine {
   StatusOr<v1::JoinReply> Join(const SiteIdentity& site);
   // The site's next task; WAIT if none appears within `wait`.
   StatusOr<v1::Task> NextTask(const std::string& site, absl::Duration wait);
-  // The payload of the current global model, if `round` and `sha256` name it.
+  // The payload of the current global model, if `sha256` names it (`round` is the plan's).
   StatusOr<std::shared_ptr<const std::string>> Download(const std::string& site, uint64_t round,
                                                         const std::string& sha256);
   void CountBytesDown(int64_t bytes);

@@ -1,0 +1,56 @@
+#include "coordinator/coordinator_config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+namespace hansa {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string Write(const std::string& text) {
+  std::string path = ::testing::TempDir() + "coordinator_config_test.toml";
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(CoordinatorConfigTest, ReadsProvisionedFileWithDefaults) {
+  auto c = LoadCoordinatorConfig(Write(R"(
+[federation]
+name = "demo"
+[coordinator]
+listen = "127.0.0.1:6000"
+state_dir = "st"
+[sites]
+allowed = ["a", "b"]
+[rounds]
+total = 3
+min_sites = 2
+)"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->engine.federation, "demo");
+  EXPECT_EQ(c->engine.rounds, 3);
+  EXPECT_EQ(c->engine.min_sites, 2);
+  EXPECT_EQ(c->engine.model, "simple_cnn");
+  EXPECT_EQ(c->engine.chunk_bytes, 1u << 20);
+  EXPECT_EQ(c->engine.state_dir, ::testing::TempDir() + "st");
+}
+
+TEST(CoordinatorConfigTest, UnknownKeyAndImpossibleSettingsAreErrors) {
+  auto typo = LoadCoordinatorConfig(Write("[sites]\nallowed=[\"a\"]\n[rounds]\nmin_site = 2\n"));
+  EXPECT_THAT(std::string(typo.status().message()), HasSubstr("unknown key 'rounds.min_site'"));
+  auto too_many =
+      LoadCoordinatorConfig(Write("[sites]\nallowed=[\"a\"]\n[rounds]\nmin_sites = 2\n"));
+  EXPECT_THAT(std::string(too_many.status().message()), HasSubstr("only 1 sites are allowed"));
+  auto chunks = LoadCoordinatorConfig(Write(
+      "[sites]\nallowed=[\"a\"]\n[transfer]\nchunk_bytes = 9000000\nmax_chunk_bytes = 8192\n"));
+  EXPECT_THAT(std::string(chunks.status().message()),
+              HasSubstr("exceeds transfer.max_chunk_bytes"));
+  auto missing = LoadCoordinatorConfig("/nonexistent/coordinator.toml");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace hansa

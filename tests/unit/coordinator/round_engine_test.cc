@@ -1,0 +1,353 @@
+// RoundEngine with sites as threads: no transport, real state dir, real timeouts (short).
+#include "coordinator/round_engine.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+#include "common/crypto/sha256.h"
+#include "common/tensor/safetensors.h"
+
+namespace hansa {
+namespace {
+
+using ::testing::HasSubstr;
+
+Model InitialModel() {
+  Model m;
+  m.layout = ModelLayout({{"w", DType::kF32, {50, 40}}, {"b", DType::kF32, {40}}});
+  m.values.assign(m.layout.TotalElements(), 1.0f);
+  return m;
+}
+
+EngineOptions Options(const std::string& name) {
+  EngineOptions o;
+  o.federation = "test";
+  o.state_dir = ::testing::TempDir() + "engine_" + name;
+  std::filesystem::remove_all(o.state_dir);
+  o.allowed_sites = {"a", "b", "c"};
+  o.rounds = 1;
+  o.min_sites = 2;
+  o.wait_for_sites = absl::Seconds(10);
+  o.upload_timeout = absl::Seconds(3);
+  o.evaluate_timeout = absl::Seconds(3);
+  o.chunk_bytes = 1024;
+  o.max_chunk_bytes = 2048;
+  return o;
+}
+
+// What a fake site does with its update payload before and while uploading.
+struct Behaviour {
+  float delta = 0.0f;
+  uint64_t examples = 100;
+  // Returns the payload to send (may tamper), given the honest one.
+  std::function<void(std::string* payload, v1::TransferHeader* header)> tamper;
+  bool die_half_way = false;
+  size_t chunk = 1024;
+};
+
+// Runs one site until DONE; records the statuses its upload produced.
+class FakeSite {
+ public:
+  FakeSite(RoundEngine* engine, std::string name, Behaviour b)
+      : engine_(engine), name_(std::move(name)), b_(std::move(b)) {}
+
+  void Start() {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  void Join() { thread_.join(); }
+  Status upload_status() const { return upload_status_; }
+  std::atomic<int> uploads{0};
+
+ private:
+  void Loop() {
+    SiteIdentity id{name_, "Org", "DE", "00"};
+    ASSERT_TRUE(engine_->Join(id).ok());
+    for (int i = 0; i < 500; ++i) {
+      auto task = engine_->NextTask(name_, absl::Milliseconds(100));
+      ASSERT_TRUE(task.ok()) << task.status();
+      if (task->kind() == v1::Task::DONE) return;
+      if (task->kind() == v1::Task::TRAIN) {
+        if (failed_) {  // a site whose upload failed sits the round out
+          absl::SleepFor(absl::Milliseconds(50));
+          continue;
+        }
+        upload_status_ = Upload(task->plan());
+        ++uploads;
+        failed_ = !upload_status_.ok();
+      }
+      if (task->kind() == v1::Task::EVALUATE) {
+        v1::MetricsReport r;
+        r.set_round(task->plan().round());
+        r.set_num_examples(10);
+        r.set_accuracy(0.5);
+        r.set_loss(1.0);
+        ASSERT_TRUE(engine_->ReportMetrics(name_, r).ok());
+      }
+    }
+  }
+
+  Status Upload(const v1::RoundPlan& plan) {
+    ASSIGN_OR_RETURN(auto payload,
+                     engine_->Download(name_, plan.round(), plan.global_model_sha256()));
+    ASSIGN_OR_RETURN(Model global, DecodeSafetensors(*payload));
+    Model delta = global;
+    for (float& v : delta.values) v = b_.delta;
+    std::string bytes = EncodeSafetensors(delta);
+    v1::TransferHeader header;
+    header.set_round(plan.round());
+    header.set_num_examples(b_.examples);
+    header.set_total_bytes(bytes.size());
+    header.set_sha256(ToHex(Sha256(bytes)));
+    if (b_.tamper) b_.tamper(&bytes, &header);
+    ASSIGN_OR_RETURN(auto sink, engine_->BeginUpload(name_, header));
+    size_t limit = b_.die_half_way ? bytes.size() / 2 : bytes.size();
+    for (size_t off = 0; off < limit; off += b_.chunk) {
+      RETURN_IF_ERROR(
+          sink->Write(off, std::string_view(bytes).substr(off, std::min(b_.chunk, limit - off))));
+    }
+    if (b_.die_half_way) return absl::AbortedError("site died");  // sink destroyed unfinished
+    return sink->Finish().status();
+  }
+
+  RoundEngine* engine_;
+  std::string name_;
+  Behaviour b_;
+  std::thread thread_;
+  Status upload_status_;
+  bool failed_ = false;
+};
+
+// Runs an engine and the given sites to completion; returns the final global model.
+Model RunFederation(const EngineOptions& options,
+                    std::vector<std::pair<std::string, Behaviour>> sites,
+                    std::vector<Status>* upload_statuses = nullptr) {
+  auto engine = RoundEngine::Create(options, InitialModel());
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  std::vector<std::unique_ptr<FakeSite>> fakes;
+  for (auto& [name, b] : sites) {
+    fakes.push_back(std::make_unique<FakeSite>(engine->get(), name, b));
+  }
+  for (auto& f : fakes) f->Start();
+  Status run = (*engine)->Run();
+  EXPECT_TRUE(run.ok()) << run;
+  for (auto& f : fakes) f->Join();
+  if (upload_statuses) {
+    for (auto& f : fakes) upload_statuses->push_back(f->upload_status());
+  }
+  auto model = ReadSafetensorsFile(
+      absl::StrFormat("%s/checkpoints/round-%04d.safetensors", options.state_dir, options.rounds));
+  EXPECT_TRUE(model.ok()) << model.status();
+  return model.ok() ? *model : Model{};
+}
+
+TEST(RoundEngineTest, AppliesExampleWeightedMeanOfDeltas) {
+  Behaviour a{.delta = 0.5f, .examples = 100};
+  Behaviour b{.delta = -1.0f, .examples = 300};
+  Model m = RunFederation(Options("weighted"), {{"a", a}, {"b", b}});
+  // 1 + (100 * 0.5 + 300 * -1) / 400 = 0.375
+  for (float v : m.values) ASSERT_EQ(v, 0.375f);
+}
+
+TEST(RoundEngineTest, SiteDyingMidUploadLeavesNoTraceAndRoundCompletes) {
+  Behaviour a{.delta = 0.5f, .examples = 100};
+  Behaviour b{.delta = 0.25f, .examples = 100};
+  Behaviour c{.delta = 1000.0f, .examples = 5000, .die_half_way = true};
+  Model m = RunFederation(Options("dying"), {{"a", a}, {"b", b}, {"c", c}});
+  for (float v : m.values) ASSERT_EQ(v, 1.375f);
+}
+
+struct BadUpload {
+  const char* name;
+  Behaviour behaviour;
+  absl::StatusCode code;
+  const char* message;
+};
+
+class RoundEngineBadUploadTest : public ::testing::TestWithParam<BadUpload> {};
+
+TEST_P(RoundEngineBadUploadTest, IsRefusedAndOthersStillAggregate) {
+  const BadUpload& bad = GetParam();
+  Behaviour a{.delta = 0.5f, .examples = 100};
+  Behaviour b{.delta = 0.25f, .examples = 100};
+  std::vector<Status> statuses;
+  EngineOptions o = Options(bad.name);
+  o.upload_timeout = absl::Milliseconds(1500);
+  Model m = RunFederation(o, {{"a", a}, {"b", b}, {"c", bad.behaviour}}, &statuses);
+  for (float v : m.values) ASSERT_EQ(v, 1.375f);
+  EXPECT_EQ(statuses[2].code(), bad.code) << statuses[2];
+  EXPECT_THAT(std::string(statuses[2].message()), HasSubstr(bad.message));
+}
+
+Behaviour Tampered(std::function<void(std::string*, v1::TransferHeader*)> f) {
+  Behaviour b{.delta = 9.0f, .examples = 100};
+  b.tamper = std::move(f);
+  return b;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    BadInput, RoundEngineBadUploadTest,
+    ::testing::Values(
+        BadUpload{"digest_mismatch",
+                  Tampered([](std::string* p, v1::TransferHeader*) { p->back() ^= 1; }),
+                  absl::StatusCode::kDataLoss, "corrupted in transit"},
+        BadUpload{"nan", Tampered([](std::string* p, v1::TransferHeader* h) {
+                    float nan = std::numeric_limits<float>::quiet_NaN();
+                    std::memcpy(p->data() + p->size() - 8, &nan, 4);
+                    h->set_sha256(ToHex(Sha256(*p)));
+                  }),
+                  absl::StatusCode::kInvalidArgument, "NaN and Inf are refused"},
+        BadUpload{
+            "wrong_shape", Tampered([](std::string* p, v1::TransferHeader* h) {
+              Model other;
+              other.layout = ModelLayout({{"w", DType::kF32, {40, 50}}, {"b", DType::kF32, {40}}});
+              other.values.assign(other.layout.TotalElements(), 0.f);
+              *p = EncodeSafetensors(other);
+              h->set_total_bytes(p->size());
+              h->set_sha256(ToHex(Sha256(*p)));
+            }),
+            absl::StatusCode::kInvalidArgument, "'w': shape [40,50] expected [50,40]"},
+        BadUpload{"oversized_chunk", Behaviour{.delta = 9.0f, .examples = 100, .chunk = 4096},
+                  absl::StatusCode::kInvalidArgument, "exceeds the cap of 2048"},
+        BadUpload{"truncated", Tampered([](std::string* p, v1::TransferHeader* h) {
+                    p->resize(p->size() - 100);
+                  }),
+                  absl::StatusCode::kDataLoss, "truncated"},
+        BadUpload{"zero_examples", Behaviour{.delta = 9.0f, .examples = 0},
+                  absl::StatusCode::kInvalidArgument, "claims 0 examples"},
+        BadUpload{"huge_announced", Tampered([](std::string*, v1::TransferHeader* h) {
+                    h->set_total_bytes(uint64_t{1} << 40);
+                  }),
+                  absl::StatusCode::kInvalidArgument, "the global model is"}),
+    [](const ::testing::TestParamInfo<BadUpload>& info) { return info.param.name; });
+
+TEST(RoundEngineTest, RefusesUnknownSitesAndReplayedUploads) {
+  EngineOptions o = Options("replay");
+  auto engine = RoundEngine::Create(o, InitialModel());
+  ASSERT_TRUE(engine.ok());
+  auto join = (*engine)->Join({"mallory", "Org", "US", "ff"});
+  EXPECT_EQ(join.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(join.status().message()), HasSubstr("not part of federation 'test'"));
+  EXPECT_EQ((*engine)->NextTask("mallory", absl::Milliseconds(1)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // Site a uploads twice in the same round: the second is refused.
+  std::thread run([&] { EXPECT_TRUE((*engine)->Run().ok()); });
+  Behaviour b{.delta = 0.25f, .examples = 100};
+  FakeSite site_b(engine->get(), "b", b);
+  ASSERT_TRUE((*engine)->Join({"a", "Org", "DE", "aa"}).ok());
+  site_b.Start();
+  v1::Task task;
+  do {
+    task = *(*engine)->NextTask("a", absl::Milliseconds(100));
+  } while (task.kind() != v1::Task::TRAIN);
+  auto payload = *(*engine)->Download("a", task.plan().round(), task.plan().global_model_sha256());
+  Model delta = *DecodeSafetensors(*payload);
+  for (float& v : delta.values) v = 0.5f;
+  std::string bytes = EncodeSafetensors(delta);
+  v1::TransferHeader h;
+  h.set_round(task.plan().round());
+  h.set_num_examples(100);
+  h.set_total_bytes(bytes.size());
+  h.set_sha256(ToHex(Sha256(bytes)));
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto sink = (*engine)->BeginUpload("a", h);
+    if (attempt == 1) {
+      EXPECT_EQ(sink.status().code(), absl::StatusCode::kAlreadyExists);
+      EXPECT_THAT(std::string(sink.status().message()), HasSubstr("replayed upload refused"));
+      break;
+    }
+    ASSERT_TRUE(sink.ok());
+    for (size_t off = 0; off < bytes.size(); off += 1024) {
+      ASSERT_TRUE((*sink)->Write(off, std::string_view(bytes).substr(off, 1024)).ok());
+    }
+    ASSERT_TRUE((*sink)->Finish().ok());
+  }
+  // Finish a's participation: evaluate, then done.
+  for (int i = 0; i < 100; ++i) {
+    task = *(*engine)->NextTask("a", absl::Milliseconds(100));
+    if (task.kind() == v1::Task::EVALUATE) {
+      v1::MetricsReport r;
+      r.set_round(task.plan().round());
+      r.set_num_examples(1);
+      r.set_accuracy(1);
+      ASSERT_TRUE((*engine)->ReportMetrics("a", r).ok());
+      EXPECT_EQ((*engine)->ReportMetrics("a", r).code(), absl::StatusCode::kAlreadyExists);
+    }
+    if (task.kind() == v1::Task::DONE) break;
+  }
+  run.join();
+  site_b.Join();
+}
+
+TEST(RoundEngineTest, RetriesRoundBelowMinSitesWithAFreshSum) {
+  EngineOptions o = Options("retry");
+  o.upload_timeout = absl::Milliseconds(1500);
+  o.evaluate_timeout = absl::Milliseconds(500);
+  auto engine = RoundEngine::Create(o, InitialModel());
+  ASSERT_TRUE(engine.ok());
+  std::thread run([&] { EXPECT_TRUE((*engine)->Run().ok()); });
+  // a uploads in the first attempt; b joins but stays silent until the retry.
+  FakeSite a(engine->get(), "a", Behaviour{.delta = 0.5f, .examples = 100});
+  ASSERT_TRUE((*engine)->Join({"b", "Org", "DE", "bb"}).ok());
+  a.Start();
+  while (a.uploads.load() == 0) absl::SleepFor(absl::Milliseconds(10));
+  absl::SleepFor(absl::Milliseconds(2000));  // the first attempt times out with only a
+  FakeSite b(engine->get(), "b", Behaviour{.delta = 0.25f, .examples = 100});
+  b.Start();
+  a.Join();
+  b.Join();
+  run.join();
+  EXPECT_EQ(a.uploads.load(), 2);  // a trained again in the retried round
+  auto m = ReadSafetensorsFile(o.state_dir + "/checkpoints/round-0001.safetensors");
+  ASSERT_TRUE(m.ok());
+  for (float v : m->values) ASSERT_EQ(v, 1.375f);  // a counted once, not twice
+}
+
+TEST(RoundEngineTest, ResumesAfterRestartFromLastCompletedRound) {
+  EngineOptions o = Options("resume");
+  RunFederation(o, {{"a", Behaviour{.delta = 1.0f}}, {"b", Behaviour{.delta = 1.0f}}});
+  o.rounds = 2;
+  auto engine = RoundEngine::Create(o, Model{});  // initial model ignored when resuming
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_EQ((*engine)->completed_round(), 1);
+  engine->reset();
+  Model m = RunFederation(o, {{"a", Behaviour{.delta = 1.0f}}, {"b", Behaviour{.delta = 1.0f}}});
+  for (float v : m.values) ASSERT_EQ(v, 3.0f);  // 1 + 1 + 1: round 2 built on round 1
+}
+
+TEST(RoundEngineTest, RefusesToResumeFromTamperedCheckpoint) {
+  EngineOptions o = Options("tampered");
+  RunFederation(o, {{"a", Behaviour{.delta = 1.0f}}, {"b", Behaviour{.delta = 1.0f}}});
+  std::string path = o.state_dir + "/checkpoints/round-0001.safetensors";
+  auto model = ReadSafetensorsFile(path);
+  model->values[0] = 42;
+  ASSERT_TRUE(WriteSafetensorsFile(path, *model).ok());
+  auto engine = RoundEngine::Create(o, InitialModel());
+  EXPECT_EQ(engine.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(engine.status().message()), HasSubstr("restore it from a backup"));
+}
+
+TEST(RoundEngineTest, ShutdownStopsRunPromptly) {
+  EngineOptions o = Options("shutdown");
+  auto engine = RoundEngine::Create(o, InitialModel());
+  ASSERT_TRUE(engine.ok());
+  std::thread stopper([&] {
+    absl::SleepFor(absl::Milliseconds(200));
+    (*engine)->Shutdown();
+  });
+  absl::Time start = absl::Now();
+  Status st = (*engine)->Run();  // waits for sites that never come
+  stopper.join();
+  EXPECT_EQ(st.code(), absl::StatusCode::kCancelled);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+}
+
+}  // namespace
+}  // namespace hansa
