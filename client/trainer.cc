@@ -305,7 +305,11 @@ StatusOr<std::unique_ptr<Trainer>> CreateChecked(const TrainerOptions& options) 
                                                : static_cast<int>(hardware > 0 ? hardware : 1));
   }
   net->to(device);
-  return std::unique_ptr<Trainer>(new TorchTrainer(device, std::move(net), std::move(layout)));
+  auto trainer = std::make_unique<TorchTrainer>(device, std::move(net), std::move(layout));
+  // Start from defined weights rather than whatever torch's global generator produced.
+  ASSIGN_OR_RETURN(Model initial, InitialModel(options.model, 0));
+  RETURN_IF_ERROR(trainer->SetWeights(initial));
+  return std::unique_ptr<Trainer>(std::move(trainer));
 }
 
 }  // namespace

@@ -53,8 +53,8 @@ struct TrainerOptions {
 // Trainers in one process (simulation) therefore share the last setting.
 class Trainer {
  public:
-  // InvalidArgument for an unknown model or a bad device string; FailedPrecondition when
-  // device asks for CUDA and LibTorch reports none.
+  // A trainer holding InitialModel(options.model, 0). InvalidArgument for an unknown model or
+  // a bad device string; FailedPrecondition when device asks for CUDA and LibTorch has none.
   static StatusOr<std::unique_ptr<Trainer>> Create(const TrainerOptions& options);
   virtual ~Trainer();
 

@@ -47,6 +47,7 @@ TEST_F(TrainerTest, TorchModulesMatchTheirLayouts) {
     ASSERT_NE(trainer, nullptr) << name;
     EXPECT_EQ(trainer->layout(), *BuiltinModelLayout(name));
     EXPECT_EQ(trainer->device(), "cpu");
+    EXPECT_EQ(trainer->GetWeights()->values, InitialModel(name, 0)->values) << name;
   }
   EXPECT_EQ(MakeTrainer("cnn_fedavg")->layout().TotalElements(), 1663370);
   EXPECT_EQ(MakeTrainer("simple_cnn")->layout().TotalElements(), 44426);
