@@ -10,6 +10,8 @@
 #include <mutex>
 
 #include "common/fileio/fileio.h"
+#include "common/pki/certificate.h"
+#include "common/pki/key.h"
 
 namespace hansa {
 namespace {
@@ -48,6 +50,14 @@ StatusOr<TlsFiles> LoadTlsFiles(const std::string& certificate, const std::strin
   ASSIGN_OR_RETURN(files.private_key_pem, ReadPem(private_key, "private key", "PRIVATE KEY-----"));
   ASSIGN_OR_RETURN(files.ca_certificate_pem,
                    ReadPem(ca_certificate, "CA certificate", "-----BEGIN CERTIFICATE-----"));
+  // Catch the usual startup-kit mistakes here, with file names, rather than as an opaque
+  // handshake failure later.
+  ASSIGN_OR_RETURN(Certificate cert, Certificate::FromPem(files.certificate_pem));
+  ASSIGN_OR_RETURN(Certificate ca, Certificate::FromPem(files.ca_certificate_pem));
+  ASSIGN_OR_RETURN(PrivateKey key, PrivateKey::FromPem(files.private_key_pem));
+  RETURN_IF_ERROR(Annotate(cert.CheckPrivateKeyMatches(key),
+                           absl::StrCat(private_key, " is not the key of ", certificate)));
+  RETURN_IF_ERROR(Annotate(VerifyCertificate(cert, ca, absl::Now()), certificate));
   return files;
 }
 

@@ -19,7 +19,8 @@ struct TlsFiles {
   std::string ca_certificate_pem;
 };
 
-// Reads and sanity-checks the three PEM files; errors name the file and what to do.
+// Reads the three PEM files and checks that the key belongs to the certificate and the
+// certificate is currently valid under the CA; errors name the file and what to do.
 StatusOr<TlsFiles> LoadTlsFiles(const std::string& certificate, const std::string& private_key,
                                 const std::string& ca_certificate);
 
