@@ -1,0 +1,54 @@
+#include "common/secagg/graph.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "common/crypto/chacha20.h"
+
+namespace hansa {
+
+StatusOr<NeighbourGraph> NeighbourGraph::Build(uint32_t num_sites, int degree,
+                                               const std::array<uint8_t, 32>& seed) {
+  NeighbourGraph g;
+  g.n_ = num_sites;
+  g.k_ = degree;
+  std::vector<uint32_t> order(num_sites);
+  std::iota(order.begin(), order.end(), 0u);
+  // Fisher-Yates driven by ChaCha20(seed), with rejection sampling for exact uniformity.
+  const ChaCha20Nonce kGraphNonce = {'s', 'e', 'c', 'a', 'g', 'g', '-', 'g', 'r', 'a', 'p', 'h'};
+  ASSIGN_OR_RETURN(ChaCha20Prg prg,
+                   ChaCha20Prg::Create(SecretBytes(seed.data(), seed.size()), kGraphNonce));
+  uint64_t word_index = 0;
+  for (uint32_t i = num_sites - 1; i > 0; --i) {
+    const uint64_t range = uint64_t{i} + 1;
+    const uint64_t limit = (uint64_t{1} << 32) - ((uint64_t{1} << 32) % range);
+    uint32_t r = 0;
+    do {
+      r = 0;
+      RETURN_IF_ERROR(prg.ApplyMask(word_index++, &r, 1, MaskOp::kAdd));
+    } while (r >= limit);
+    std::swap(order[i], order[r % range]);
+  }
+  g.position_.resize(num_sites);
+  for (uint32_t pos = 0; pos < num_sites; ++pos) g.position_[order[pos]] = pos;
+  return g;
+}
+
+bool NeighbourGraph::Adjacent(SiteId a, SiteId b) const {
+  if (a == b || a < 1 || b < 1 || a > n_ || b > n_) return false;
+  if (k_ >= static_cast<int>(n_) - 1) return true;
+  uint32_t pa = position_[a - 1], pb = position_[b - 1];
+  uint32_t d = pa > pb ? pa - pb : pb - pa;
+  d = std::min(d, n_ - d);
+  return d <= static_cast<uint32_t>(k_ / 2);
+}
+
+std::vector<SiteId> NeighbourGraph::Neighbours(SiteId site) const {
+  std::vector<SiteId> out;
+  for (SiteId v = 1; v <= n_; ++v) {
+    if (Adjacent(site, v)) out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace hansa

@@ -1,0 +1,98 @@
+#include "common/secagg/internal/protocol.h"
+
+#include "common/crypto/hkdf.h"
+
+namespace hansa::secagg_internal {
+
+namespace {
+
+void PutU32(std::string* s, uint32_t v) {
+  for (int i = 0; i < 4; ++i) s->push_back(static_cast<char>(v >> (8 * i)));
+}
+void PutU64(std::string* s, uint64_t v) {
+  for (int i = 0; i < 8; ++i) s->push_back(static_cast<char>(v >> (8 * i)));
+}
+std::string_view View(const Sha256Digest& d) {
+  return std::string_view(reinterpret_cast<const char*>(d.data()), d.size());
+}
+
+}  // namespace
+
+Sha256Digest SessionId(const SecAggParams& p, const KeyDirectory& directory) {
+  std::string s = "hansa/secagg/v1/session";
+  PutU64(&s, p.round);
+  PutU32(&s, p.num_sites);
+  PutU32(&s, static_cast<uint32_t>(p.degree));
+  PutU32(&s, static_cast<uint32_t>(p.threshold));
+  s.push_back(static_cast<char>(p.ring));
+  s.push_back(p.malicious ? 1 : 0);
+  PutU64(&s, p.vector_length);
+  s.append(reinterpret_cast<const char*>(p.round_seed.data()), p.round_seed.size());
+  for (const AdvertiseKeys& e : directory.entries) {
+    PutU32(&s, e.sender);
+    s.append(reinterpret_cast<const char*>(e.encryption_key.data()), e.encryption_key.size());
+    s.append(reinterpret_cast<const char*>(e.mask_key.data()), e.mask_key.size());
+  }
+  return Sha256(s);
+}
+
+std::string AdvertiseStatement(const AdvertiseKeys& m) {
+  std::string s = "hansa/secagg/v1/advertise";
+  PutU64(&s, m.round);
+  PutU32(&s, m.sender);
+  s.append(reinterpret_cast<const char*>(m.encryption_key.data()), m.encryption_key.size());
+  s.append(reinterpret_cast<const char*>(m.mask_key.data()), m.mask_key.size());
+  return s;
+}
+
+std::string ConsistencyStatement(const Sha256Digest& session, uint64_t round,
+                                 const std::vector<SiteId>& survivors) {
+  std::string s = "hansa/secagg/v1/consistency";
+  s.append(View(session));
+  PutU64(&s, round);
+  PutU32(&s, static_cast<uint32_t>(survivors.size()));
+  for (SiteId id : survivors) PutU32(&s, id);
+  return s;
+}
+
+std::string ShareAad(const Sha256Digest& session, uint64_t round, SiteId sender, SiteId receiver) {
+  std::string s = "hansa/secagg/v1/share";
+  s.append(View(session));
+  PutU64(&s, round);
+  PutU32(&s, sender);
+  PutU32(&s, receiver);
+  return s;
+}
+
+StatusOr<SecretBytes> ShareKey(const SecretBytes& own_private, const X25519PublicKey& peer_public,
+                               const Sha256Digest& session) {
+  ASSIGN_OR_RETURN(SecretBytes shared, X25519SharedSecret(own_private, peer_public));
+  return HkdfSha256(shared, View(session), kShareKeyLabel, 32);
+}
+
+StatusOr<ChaCha20Prg> PairwiseMaskPrg(const SecretBytes& own_private,
+                                      const X25519PublicKey& peer_public,
+                                      const Sha256Digest& session) {
+  ASSIGN_OR_RETURN(SecretBytes shared, X25519SharedSecret(own_private, peer_public));
+  ASSIGN_OR_RETURN(SecretBytes key, HkdfSha256(shared, View(session), kPairMaskLabel, 32));
+  return ChaCha20Prg::Create(key, ChaCha20Nonce{});
+}
+
+StatusOr<ChaCha20Prg> SelfMaskPrg(const SecretBytes& seed, const Sha256Digest& session) {
+  ASSIGN_OR_RETURN(SecretBytes key, HkdfSha256(seed, View(session), kSelfMaskLabel, 32));
+  return ChaCha20Prg::Create(key, ChaCha20Nonce{});
+}
+
+Status ApplyPrg(ChaCha20Prg& prg, uint64_t offset, RingVector* v, MaskOp op) {
+  if (v->width == RingWidth::k32) return prg.ApplyMask(offset, v->w32.data(), v->w32.size(), op);
+  return prg.ApplyMask(offset, v->w64.data(), v->w64.size(), op);
+}
+
+bool AscendingIds(const std::vector<SiteId>& ids, uint32_t n) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 1 || ids[i] > n || (i > 0 && ids[i] <= ids[i - 1])) return false;
+  }
+  return true;
+}
+
+}  // namespace hansa::secagg_internal

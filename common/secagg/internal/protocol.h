@@ -1,0 +1,53 @@
+// Derivations both sides of SecAgg+ must compute identically: session id, signed statements,
+// share AAD, and the keys of the share cipher and of the masks. Internal to common/secagg.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/crypto/chacha20.h"
+#include "common/crypto/sha256.h"
+#include "common/crypto/x25519.h"
+#include "common/secagg/messages.h"
+
+namespace hansa::secagg_internal {
+
+// Labels keep every derived key and signed statement in its own domain.
+inline constexpr char kShareKeyLabel[] = "hansa/secagg/v1/share-encryption-key";
+inline constexpr char kPairMaskLabel[] = "hansa/secagg/v1/pairwise-mask-key";
+inline constexpr char kSelfMaskLabel[] = "hansa/secagg/v1/self-mask-key";
+
+// SHA-256 over the round parameters and every advertised key (ascending sender).
+Sha256Digest SessionId(const SecAggParams& params, const KeyDirectory& directory);
+
+// What a site signs in AdvertiseKeys (malicious mode).
+std::string AdvertiseStatement(const AdvertiseKeys& m);
+// What a site signs in the consistency check.
+std::string ConsistencyStatement(const Sha256Digest& session, uint64_t round,
+                                 const std::vector<SiteId>& survivors);
+// Associated data of the share ciphertext from `sender` to `receiver`.
+std::string ShareAad(const Sha256Digest& session, uint64_t round, SiteId sender, SiteId receiver);
+
+// AES-256-GCM key for shares between two sites (symmetric in the two).
+StatusOr<SecretBytes> ShareKey(const SecretBytes& own_private, const X25519PublicKey& peer_public,
+                               const Sha256Digest& session);
+// PRG of the pairwise mask between two sites (symmetric in the two).
+StatusOr<ChaCha20Prg> PairwiseMaskPrg(const SecretBytes& own_private,
+                                      const X25519PublicKey& peer_public,
+                                      const Sha256Digest& session);
+// PRG of a site's self mask.
+StatusOr<ChaCha20Prg> SelfMaskPrg(const SecretBytes& seed, const Sha256Digest& session);
+
+// The sign with which site `self` adds its pairwise mask with `peer`: the lower id adds.
+inline MaskOp PairwiseOp(SiteId self, SiteId peer) {
+  return self < peer ? MaskOp::kAdd : MaskOp::kSubtract;
+}
+inline MaskOp Inverse(MaskOp op) { return op == MaskOp::kAdd ? MaskOp::kSubtract : MaskOp::kAdd; }
+
+// Applies `prg` to elements [offset, offset + v->size()) of a stream.
+Status ApplyPrg(ChaCha20Prg& prg, uint64_t offset, RingVector* v, MaskOp op);
+
+// True when `ids` is strictly ascending within 1..n.
+bool AscendingIds(const std::vector<SiteId>& ids, uint32_t n);
+
+}  // namespace hansa::secagg_internal

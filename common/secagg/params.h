@@ -1,0 +1,46 @@
+// Parameters of one SecAgg+ round, shared by the coordinator and every site (they arrive in
+// the RoundPlan), and their validation.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "common/crypto/ed25519.h"
+#include "common/secagg/ring.h"
+#include "common/status/status.h"
+
+namespace hansa {
+
+// Sites of a round are numbered 1..num_sites (plan order); the number is also the site's
+// Shamir evaluation point.
+using SiteId = uint32_t;
+
+struct SecAggParams {
+  uint64_t round = 0;
+  uint32_t num_sites = 0;  // cohort size n >= 3
+  // k: neighbours per site. 0 = default: n - 1 (every other site) when n <= 32, otherwise an
+  // even number from max(32, 6 log2 n), capped at n - 1. When k < n - 1 it must be even
+  // (the Harary graph H(k, n)).
+  int degree = 0;
+  // t: shares needed to reconstruct a site's secrets, k/2 < t <= k. 0 = default:
+  // max(floor(k/2) + 1, ceil(2k/3)). A round survives k - t dropouts among any site's
+  // neighbours; t - 1 colluding neighbours learn nothing.
+  int threshold = 0;
+  // Malicious-coordinator mode: advertised keys are signed and the survivor set goes through
+  // a signed consistency check.
+  bool malicious = false;
+  RingWidth ring = RingWidth::k32;
+  uint64_t vector_length = 0;  // ring elements per site input (including the weight element)
+  // Public randomness of the round (e.g. from the plan): seeds the neighbour graph.
+  std::array<uint8_t, 32> round_seed{};
+  // Ed25519 keys of sites 1..n (from their certificates), index id - 1. Required in
+  // malicious mode, ignored otherwise.
+  std::vector<Ed25519PublicKey> signing_keys;
+};
+
+// Fills in the defaults for degree and threshold and checks everything; InvalidArgument with
+// the rule that was broken (e.g. "threshold 2 must exceed degree/2 = 2").
+StatusOr<SecAggParams> ResolveParams(SecAggParams params);
+
+}  // namespace hansa

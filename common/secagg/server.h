@@ -1,0 +1,95 @@
+// The coordinator's side of one SecAgg+ round: collects the sites' messages stage by stage,
+// folds masked chunks into a running sum as they arrive (memory O(vector_length), not
+// O(sites x vector_length)), and at the end reconstructs only the secrets it needs and
+// expands only the mask streams it must remove. It does no I/O and starts no threads.
+//
+// Ownership and threads: one ServerSession per round, owned by the round engine; not
+// thread-safe (call it under the engine's lock). The caller closes each stage (On* for each
+// message received before the stage's deadline, then Close*); sites that sent nothing by then
+// count as dropped.
+//
+// Errors: a bad message returns InvalidArgument/PermissionDenied and is ignored (the session
+// continues; the sender is treated as a dropout). A Close* or Finish that cannot proceed
+// returns FailedPrecondition ("... the round must be retried") and the session is aborted.
+// The transport must check that `sender` fields match the authenticated peer (mTLS).
+//
+// A site that stops in the middle of its masked upload (some chunks folded, not all) cannot be
+// separated from the sum; CloseMaskedInput then aborts the round.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "common/crypto/sha256.h"
+#include "common/secagg/graph.h"
+#include "common/secagg/messages.h"
+
+namespace hansa {
+
+struct SecAggResult {
+  RingVector sum;                 // exact ring sum of the survivors' encoded inputs
+  std::vector<SiteId> survivors;  // whose inputs are in the sum
+};
+
+// Who took part in each stage, for the coordinator's records.
+struct SecAggParticipants {
+  std::vector<SiteId> advertised, shared, masked, signed_consistency, unmasked;
+};
+
+class ServerSession {
+ public:
+  static StatusOr<std::unique_ptr<ServerSession>> Create(const SecAggParams& params);
+  ~ServerSession();
+
+  const SecAggParams& params() const { return params_; }
+
+  Status OnAdvertiseKeys(const AdvertiseKeys& m);
+  StatusOr<KeyDirectory> CloseAdvertiseKeys();
+
+  Status OnShareKeys(const ShareKeys& m);
+  // One delivery per site that shared keys.
+  StatusOr<std::vector<ShareDelivery>> CloseShareKeys();
+
+  Status OnMaskedInputChunk(const MaskedInputChunk& m);
+  // The survivor list: sent to survivors as the consistency check (malicious mode); in
+  // either mode StartUnmask follows.
+  StatusOr<SurvivorList> CloseMaskedInput();
+
+  // Malicious mode only.
+  Status OnConsistencySignature(const ConsistencySignature& m);
+
+  // Closes the consistency check (malicious mode) and returns the request for the survivors.
+  StatusOr<UnmaskRequest> StartUnmask();
+  Status OnUnmaskResponse(const UnmaskResponse& m);
+  // Removes the masks; the result is the exact ring sum of the survivors' inputs.
+  StatusOr<SecAggResult> Finish();
+
+  const SecAggParticipants& participants() const { return participants_; }
+
+ private:
+  enum class Stage { kAdvertise, kShare, kMask, kConsistency, kUnmask, kDone, kAborted };
+  struct Site;
+  explicit ServerSession(const SecAggParams& params, NeighbourGraph graph);
+  Status ExpectStage(Stage stage, const char* what);
+  Status Expect(Stage stage, uint64_t round, SiteId sender, const char* what);
+  Status Fail(Status status);
+  Status RemoveSelfMasks(RingVector* sum);
+  Status RemoveDroppedPairMasks(RingVector* sum);
+
+  SecAggParams params_;
+  NeighbourGraph graph_;
+  Stage stage_ = Stage::kAdvertise;
+  Status abort_status_;
+  std::map<SiteId, Site> sites_;
+  KeyDirectory directory_;
+  Sha256Digest session_id_{};
+  RingVector sum_;
+  std::vector<SiteId> survivors_;
+  std::vector<SiteId> dropped_after_sharing_;
+  UnmaskRequest request_;
+  SecAggParticipants participants_;
+};
+
+}  // namespace hansa

@@ -1,0 +1,108 @@
+#include "common/secagg/encoding.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace hansa {
+namespace {
+
+SecretBytes Seed() { return SecretBytes(std::string(32, 's')); }
+
+TEST(EncodingTest, ChoosesTheSmallestRingThatCannotOverflow) {
+  // (2^16 + 1) * (2^16 - 1) = 2^32 - 1 still fits 32 bits; one more site does not.
+  EXPECT_EQ(*ChooseRing({1.0, 16, 65537}), RingWidth::k32);
+  EXPECT_EQ(*ChooseRing({1.0, 16, 65538}), RingWidth::k64);
+  EXPECT_EQ(*ChooseRing({1.0, 32, 1}), RingWidth::k32);
+  EXPECT_EQ(*ChooseRing({1.0, 32, 2}), RingWidth::k64);
+  auto st = ChooseRing({1.0, 62, 8}).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("does not fit in 64 bits"));
+  EXPECT_EQ(ChooseRing({0.0, 8, 3}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ChooseRing({1.0, 0, 3}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ChooseRing({1.0, 8, 0}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// c = 1, b = 2 so L = 3: x maps to (x + 1) * 1.5. Exact grid points need no rounding:
+// -1 -> 0, -1/3 -> 1, 1/3 -> 2, 1 -> 3; values beyond c are clipped.
+TEST(EncodingTest, HandComputedGridPointsAndClipping) {
+  auto enc = Encoder::CreateWithSeed({1.0, 2, 4}, Seed());
+  ASSERT_TRUE(enc.ok());
+  std::vector<float> x = {-1.0f, -1.0f / 3, 1.0f / 3, 1.0f, 5.0f, -7.0f};
+  auto v = enc->Encode(x, 1.0);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->width, RingWidth::k32);
+  EXPECT_EQ(v->w32, (std::vector<uint32_t>{0, 1, 2, 3, 3, 0, 3}));  // last: weight 1 -> L
+  // Weight 1/3 scales 1.0 to 1/3 -> 2, and the weight element to exactly 1.
+  auto w = enc->Encode({1.0f}, 1.0 / 3);
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->w32, (std::vector<uint32_t>{2, 1}));
+}
+
+TEST(EncodingTest, StochasticRoundingIsBetweenNeighboursAndUnbiased) {
+  auto enc = Encoder::CreateWithSeed({1.0, 2, 100000}, Seed());
+  ASSERT_TRUE(enc.ok());
+  // 0 -> 1.5: half the time 1, half 2.
+  std::vector<float> zeros(20000, 0.0f);
+  auto v = enc->Encode(zeros, 1.0);
+  ASSERT_TRUE(v.ok());
+  uint64_t ones = 0, sum = 0;
+  for (size_t i = 0; i < zeros.size(); ++i) {
+    ASSERT_TRUE(v->w32[i] == 1 || v->w32[i] == 2);
+    ones += v->w32[i] == 1;
+    sum += v->w32[i];
+  }
+  // Binomial(20000, 1/2): sd about 71; 6 sd bound.
+  EXPECT_NEAR(static_cast<double>(ones), 10000.0, 430.0);
+  // Decoding the sum of these 20000 one-element "inputs" gives about 0.
+  RingVector total = RingVector::Zeros(RingWidth::k32, 2);
+  total.w32[0] = static_cast<uint32_t>(sum);
+  total.w32[1] = 3 * 20000;
+  auto d = DecodeSum(total, 20000, {1.0, 2, 100000});
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_NEAR(d->weighted_sum[0], 0.0, 6 * 0.5 * 2.0 / 3 * 141.5);
+  EXPECT_DOUBLE_EQ(d->total_weight, 20000.0);
+}
+
+// Three sites, c = 2, b = 8 (L = 255): weighted mean of hand-picked exact grid values.
+TEST(EncodingTest, DecodesWeightedMeanOfASum) {
+  EncodingParams p{2.0, 8, 3};
+  auto enc = Encoder::CreateWithSeed(p, Seed());
+  ASSERT_TRUE(enc.ok());
+  const double step = 4.0 / 255;  // grid spacing
+  // Site values on the grid after weighting: w = 1 for all, so no rounding happens.
+  std::vector<std::vector<float>> xs = {{static_cast<float>(-2 + 10 * step)},
+                                        {static_cast<float>(-2 + 200 * step)},
+                                        {static_cast<float>(-2 + 255 * step)}};
+  RingVector sum = RingVector::Zeros(RingWidth::k32, 2);
+  for (const auto& x : xs) {
+    auto v = enc->Encode(x, 1.0);
+    ASSERT_TRUE(v.ok());
+    ASSERT_TRUE(sum.AddInPlace(*v).ok());
+  }
+  EXPECT_EQ(sum.w32[0], 10u + 200u + 255u);
+  EXPECT_EQ(sum.w32[1], 3u * 255u);
+  auto d = DecodeSum(sum, 3, p);
+  ASSERT_TRUE(d.ok());
+  EXPECT_NEAR(d->weighted_sum[0], (10 + 200 + 255) * step - 6, 1e-9);
+  EXPECT_NEAR(d->total_weight, 3.0, 1e-12);
+  EXPECT_NEAR(d->Mean()[0], ((10 + 200 + 255) * step - 6) / 3, 1e-6);
+}
+
+TEST(EncodingTest, RejectsNanWeightOutOfRangeAndImpossibleSums) {
+  auto enc = Encoder::CreateWithSeed({1.0, 8, 3}, Seed());
+  ASSERT_TRUE(enc.ok());
+  auto nan = enc->Encode({0.f, std::nanf("")}, 1.0).status();
+  EXPECT_EQ(nan.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(nan.message()), ::testing::HasSubstr("update value 1 is NaN"));
+  EXPECT_EQ(enc->Encode({0.f}, 1.5).status().code(), absl::StatusCode::kInvalidArgument);
+  uint64_t out64[1];
+  EXPECT_EQ(enc->EncodeValues(nullptr, 0, 1.0, out64).code(), absl::StatusCode::kInvalidArgument);
+  RingVector too_big = RingVector::Zeros(RingWidth::k32, 2);
+  too_big.w32[0] = 2 * 255 + 1;
+  auto st = DecodeSum(too_big, 2, {1.0, 8, 3}).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("exceeds 2 encoded inputs"));
+}
+
+}  // namespace
+}  // namespace hansa

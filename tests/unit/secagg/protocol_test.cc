@@ -1,0 +1,451 @@
+// SecAgg+ end to end: sites and coordinator as state machines in one process, every message
+// passed through its byte encoding, with dropouts and misbehaviour injected between stages.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+
+#include "common/secagg/client.h"
+#include "common/secagg/server.h"
+
+namespace hansa {
+namespace {
+
+using ::testing::HasSubstr;
+
+enum class DropAt { kNever, kAdvertise, kShareKeys, kMaskedInput, kConsistency, kUnmask };
+
+template <typename M>
+M Wire(const M& m) {  // through the byte encoding, as the transport would carry it
+  auto parsed = M::Parse(m.Serialize());
+  EXPECT_TRUE(parsed.ok()) << parsed.status();
+  return std::move(*parsed);
+}
+
+class Federation {
+ public:
+  Federation(uint32_t n, bool malicious, RingWidth ring = RingWidth::k32, int degree = 0,
+             int threshold = 0, uint64_t length = 257) {
+    params_.round = 11;
+    params_.num_sites = n;
+    params_.degree = degree;
+    params_.threshold = threshold;
+    params_.malicious = malicious;
+    params_.ring = ring;
+    params_.vector_length = length;
+    params_.round_seed = {42, static_cast<uint8_t>(n)};
+    for (uint32_t i = 0; i < n; ++i) {
+      keys_.push_back(*Ed25519PrivateKey::Generate());
+      params_.signing_keys.push_back(keys_.back().public_key());
+    }
+    std::mt19937_64 rng(n * 31 + length);
+    for (uint32_t i = 0; i < n; ++i) {
+      RingVector v = RingVector::Zeros(ring, length);
+      for (auto& w : v.w32) w = static_cast<uint32_t>(rng());
+      for (auto& w : v.w64) w = rng();
+      inputs_.push_back(std::move(v));
+    }
+    Reset();
+  }
+
+  void Reset() {
+    server_ = std::move(*ServerSession::Create(params_));
+    clients_.clear();
+    for (SiteId id = 1; id <= params_.num_sites; ++id) {
+      auto c = ClientSession::Create(params_, id, &keys_[id - 1]);
+      EXPECT_TRUE(c.ok()) << c.status();
+      clients_.push_back(std::move(*c));
+    }
+  }
+
+  ClientSession& client(SiteId id) { return *clients_[id - 1]; }
+  ServerSession& server() { return *server_; }
+  const SecAggParams& params() const { return params_; }
+
+  bool Active(SiteId id, DropAt stage) const {
+    auto it = drops_.find(id);
+    return it == drops_.end() || it->second > stage;
+  }
+  bool Alive(SiteId id) const {
+    return clients_[id - 1]->stage() != ClientSession::Stage::kAborted;
+  }
+
+  // Runs a whole round; `drops` says at which stage a site stops sending.
+  StatusOr<SecAggResult> Run(std::map<SiteId, DropAt> drops, size_t chunk = 100) {
+    drops_ = std::move(drops);
+    const uint32_t n = params_.num_sites;
+    for (SiteId id = 1; id <= n; ++id) {
+      if (!Active(id, DropAt::kAdvertise)) continue;
+      ASSIGN_OR_RETURN(AdvertiseKeys m, client(id).Start());
+      RETURN_IF_ERROR(server_->OnAdvertiseKeys(Wire(m)));
+    }
+    ASSIGN_OR_RETURN(KeyDirectory dir, server_->CloseAdvertiseKeys());
+    for (SiteId id = 1; id <= n; ++id) {
+      if (!Active(id, DropAt::kShareKeys)) continue;
+      ASSIGN_OR_RETURN(ShareKeys m, client(id).OnKeyDirectory(Wire(dir)));
+      RETURN_IF_ERROR(server_->OnShareKeys(Wire(m)));
+    }
+    ASSIGN_OR_RETURN(std::vector<ShareDelivery> deliveries, server_->CloseShareKeys());
+    for (const ShareDelivery& d : deliveries) {
+      if (!Active(d.receiver, DropAt::kMaskedInput)) continue;
+      RETURN_IF_ERROR(client(d.receiver).OnShareDelivery(Wire(d)));
+      RETURN_IF_ERROR(Upload(d.receiver, chunk));
+    }
+    ASSIGN_OR_RETURN(SurvivorList survivors, server_->CloseMaskedInput());
+    if (params_.malicious) {
+      for (SiteId id : survivors.survivors) {
+        if (!Active(id, DropAt::kConsistency)) continue;
+        ASSIGN_OR_RETURN(ConsistencySignature sig, client(id).OnSurvivorList(Wire(survivors)));
+        RETURN_IF_ERROR(server_->OnConsistencySignature(Wire(sig)));
+      }
+    }
+    ASSIGN_OR_RETURN(UnmaskRequest request, server_->StartUnmask());
+    for (SiteId id : request.survivors) {
+      if (!Active(id, DropAt::kUnmask)) continue;
+      if (params_.malicious && !Active(id, DropAt::kConsistency)) continue;
+      ASSIGN_OR_RETURN(UnmaskResponse r, client(id).OnUnmaskRequest(Wire(request)));
+      RETURN_IF_ERROR(server_->OnUnmaskResponse(Wire(r)));
+    }
+    return server_->Finish();
+  }
+
+  Status Upload(SiteId id, size_t chunk) {
+    const RingVector& in = inputs_[id - 1];
+    for (size_t off = 0; off < in.size(); off += chunk) {
+      size_t len = std::min(chunk, in.size() - off);
+      RingVector part = RingVector::Zeros(in.width, len);
+      if (in.width == RingWidth::k32) {
+        std::copy(in.w32.begin() + off, in.w32.begin() + off + len, part.w32.begin());
+      } else {
+        std::copy(in.w64.begin() + off, in.w64.begin() + off + len, part.w64.begin());
+      }
+      ASSIGN_OR_RETURN(MaskedInputChunk m, client(id).MaskChunk(off, std::move(part)));
+      RETURN_IF_ERROR(server_->OnMaskedInputChunk(Wire(m)));
+    }
+    return absl::OkStatus();
+  }
+
+  RingVector PlainSum(const std::vector<SiteId>& sites) const {
+    RingVector sum = RingVector::Zeros(params_.ring, params_.vector_length);
+    for (SiteId id : sites) EXPECT_TRUE(sum.AddInPlace(inputs_[id - 1]).ok());
+    return sum;
+  }
+
+  const RingVector& input(SiteId id) const { return inputs_[id - 1]; }
+
+ private:
+  SecAggParams params_;
+  std::vector<Ed25519PrivateKey> keys_;
+  std::vector<RingVector> inputs_;
+  std::unique_ptr<ServerSession> server_;
+  std::vector<std::unique_ptr<ClientSession>> clients_;
+  std::map<SiteId, DropAt> drops_;
+};
+
+std::vector<SiteId> Range(SiteId a, SiteId b) {
+  std::vector<SiteId> v;
+  for (SiteId i = a; i <= b; ++i) v.push_back(i);
+  return v;
+}
+
+TEST(SecAggTest, SumEqualsPlaintextSumWithoutDropouts) {
+  for (bool malicious : {false, true}) {
+    for (RingWidth ring : {RingWidth::k32, RingWidth::k64}) {
+      Federation f(5, malicious, ring);
+      auto result = f.Run({}, 64);
+      ASSERT_TRUE(result.ok()) << result.status();
+      EXPECT_EQ(result->survivors, Range(1, 5));
+      EXPECT_EQ(result->sum, f.PlainSum(Range(1, 5)));
+      EXPECT_EQ(f.server().participants().unmasked, Range(1, 5));
+    }
+  }
+}
+
+// n = 7: k = 6, t = 4, so any 1..2 dropouts (k - t) at any stage must still give the exact
+// sum of the sites whose input was uploaded.
+TEST(SecAggTest, RecoversSumWithDropoutsAtEveryStage) {
+  for (bool malicious : {false, true}) {
+    for (DropAt stage : {DropAt::kAdvertise, DropAt::kShareKeys, DropAt::kMaskedInput,
+                         DropAt::kConsistency, DropAt::kUnmask}) {
+      if (stage == DropAt::kConsistency && !malicious) continue;
+      for (int dropped = 1; dropped <= 2; ++dropped) {
+        Federation f(7, malicious);
+        std::map<SiteId, DropAt> drops;
+        for (int i = 0; i < dropped; ++i) drops[static_cast<SiteId>(2 + 3 * i)] = stage;
+        auto result = f.Run(drops);
+        ASSERT_TRUE(result.ok()) << "stage " << static_cast<int>(stage) << " dropped " << dropped
+                                 << ": " << result.status();
+        std::vector<SiteId> uploaded;
+        for (SiteId id = 1; id <= 7; ++id) {
+          if (f.Active(id, DropAt::kMaskedInput)) uploaded.push_back(id);
+        }
+        EXPECT_EQ(result->survivors, uploaded);
+        EXPECT_EQ(result->sum, f.PlainSum(uploaded));
+      }
+    }
+  }
+}
+
+// A sparse Harary graph: 30 sites, k = 8, t = 5; three sites dropped at different stages.
+TEST(SecAggTest, SparseNeighbourGraphRecoversSum) {
+  Federation f(30, false, RingWidth::k64, 8, 5, 50);
+  auto result = f.Run({{3, DropAt::kShareKeys}, {17, DropAt::kMaskedInput}, {25, DropAt::kUnmask}});
+  ASSERT_TRUE(result.ok()) << result.status();
+  std::vector<SiteId> uploaded;
+  for (SiteId id = 1; id <= 30; ++id) {
+    if (id != 3 && id != 17) uploaded.push_back(id);
+  }
+  EXPECT_EQ(result->sum, f.PlainSum(uploaded));
+  EXPECT_LE(f.client(1).masking_peers().size(), 0u);  // done: secrets wiped
+}
+
+TEST(SecAggTest, AbortsCleanlyBelowThreshold) {
+  {  // 4 of 7 stop before uploading: 3 survivors < t = 4.
+    Federation f(7, false);
+    auto r = f.Run({{1, DropAt::kMaskedInput},
+                    {2, DropAt::kMaskedInput},
+                    {3, DropAt::kMaskedInput},
+                    {4, DropAt::kMaskedInput}});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("must be retried"));
+    EXPECT_EQ(f.server().Finish().status().code(), absl::StatusCode::kFailedPrecondition);
+  }
+  {  // 3 of 7 do not answer the unmask request: some seed has only 3 < 4 shares.
+    Federation f(7, false);
+    auto r = f.Run({{1, DropAt::kUnmask}, {2, DropAt::kUnmask}, {3, DropAt::kUnmask}});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("self-mask seed"));
+  }
+  {  // Only 3 of 5 advertise: t + 1 = 4 needed.
+    Federation f(5, false);
+    auto r = f.Run({{1, DropAt::kAdvertise}, {2, DropAt::kAdvertise}});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("advertised keys"));
+  }
+}
+
+TEST(SecAggTest, SiteStoppingMidUploadAbortsTheRound) {
+  Federation f(5, false);
+  for (SiteId id = 1; id <= 5; ++id)
+    ASSERT_TRUE(f.server().OnAdvertiseKeys(*f.client(id).Start()).ok());
+  auto dir = f.server().CloseAdvertiseKeys();
+  for (SiteId id = 1; id <= 5; ++id) {
+    ASSERT_TRUE(f.server().OnShareKeys(*f.client(id).OnKeyDirectory(*dir)).ok());
+  }
+  auto closed = f.server().CloseShareKeys();
+  EXPECT_TRUE(closed.ok()) << closed.status();
+  for (const auto& d : *closed) {
+    ASSERT_TRUE(f.client(d.receiver).OnShareDelivery(d).ok());
+  }
+  RingVector part = RingVector::Zeros(RingWidth::k32, 10);
+  auto chunk = f.client(1).MaskChunk(0, part);
+  ASSERT_TRUE(chunk.ok());
+  ASSERT_TRUE(f.server().OnMaskedInputChunk(*chunk).ok());
+  // Out-of-order chunk is refused without harm.
+  auto skip = f.client(2).MaskChunk(10, part);
+  EXPECT_EQ(skip.status().code(), absl::StatusCode::kInvalidArgument);
+  auto r = f.server().CloseMaskedInput();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("middle of its masked upload"));
+}
+
+// Drives a malicious-mode round up to the consistency check and returns the survivor list.
+SurvivorList UpToConsistency(Federation& f) {
+  const uint32_t n = f.params().num_sites;
+  for (SiteId id = 1; id <= n; ++id)
+    EXPECT_TRUE(f.server().OnAdvertiseKeys(*f.client(id).Start()).ok());
+  auto dir = f.server().CloseAdvertiseKeys();
+  for (SiteId id = 1; id <= n; ++id) {
+    EXPECT_TRUE(f.server().OnShareKeys(*f.client(id).OnKeyDirectory(*dir)).ok());
+  }
+  auto closed = f.server().CloseShareKeys();
+  EXPECT_TRUE(closed.ok()) << closed.status();
+  for (const auto& d : *closed) {
+    EXPECT_TRUE(f.client(d.receiver).OnShareDelivery(d).ok());
+    EXPECT_TRUE(f.Upload(d.receiver, 1000).ok());
+  }
+  return *f.server().CloseMaskedInput();
+}
+
+TEST(SecAggMaliciousTest, SiteAbortsWhenShownADifferentSurvivorSet) {
+  Federation f(6, true);
+  SurvivorList real = UpToConsistency(f);
+  // The coordinator shows site 1 a view without site 6 (still >= t = 4) and everybody else
+  // the true view, hoping to get site 6's mask-key shares from site 1 and its seed shares
+  // from the others.
+  SurvivorList lie = real;
+  lie.survivors.pop_back();
+  auto lie_sig = f.client(1).OnSurvivorList(lie);
+  ASSERT_TRUE(lie_sig.ok());
+  EXPECT_EQ(f.server().OnConsistencySignature(*lie_sig).code(),
+            absl::StatusCode::kPermissionDenied);
+  std::vector<ConsistencySignature> sigs;
+  for (SiteId id = 2; id <= 6; ++id) {
+    auto s = f.client(id).OnSurvivorList(real);
+    ASSERT_TRUE(s.ok());
+    ASSERT_TRUE(f.server().OnConsistencySignature(*s).ok());
+    sigs.push_back(*s);
+  }
+  auto request = f.server().StartUnmask();
+  ASSERT_TRUE(request.ok());
+  // Site 1 signed another list: it refuses to reveal anything.
+  auto r1 = f.client(1).OnUnmaskRequest(*request);
+  EXPECT_EQ(r1.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(r1.status().message()), HasSubstr("inconsistent views"));
+  // Site 2 handed a request that carries site 1's signature over the other list refuses too.
+  UnmaskRequest mixed = *request;
+  mixed.signatures.push_back(*lie_sig);
+  auto r2 = f.client(2).OnUnmaskRequest(mixed);
+  EXPECT_EQ(r2.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(r2.status().message()), HasSubstr("inconsistent views"));
+  EXPECT_EQ(f.client(2).stage(), ClientSession::Stage::kAborted);
+  // And the abort is final.
+  auto again = f.client(2).OnUnmaskRequest(*request);
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(again.status().message()), HasSubstr("aborted earlier"));
+  // Site 3 with the honest request reveals shares, one per neighbour and never both kinds.
+  auto r3 = f.client(3).OnUnmaskRequest(*request);
+  ASSERT_TRUE(r3.ok()) << r3.status();
+  std::set<SiteId> owners;
+  for (const auto& s : r3->shares) {
+    EXPECT_TRUE(owners.insert(s.owner).second);
+    EXPECT_EQ(s.kind, ShareKind::kSelfMaskSeed);
+  }
+  EXPECT_EQ(owners.size(), 5u);
+  auto replayed = f.client(3).OnUnmaskRequest(*request);  // a replay reveals nothing more
+  EXPECT_EQ(replayed.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(replayed.status().message()), HasSubstr("out of order"));
+}
+
+TEST(SecAggMaliciousTest, SiteAbortsOnTooFewOrForgedSignatures) {
+  Federation f(6, true);
+  SurvivorList real = UpToConsistency(f);
+  std::vector<ConsistencySignature> sigs;
+  for (SiteId id = 1; id <= 6; ++id) sigs.push_back(*f.client(id).OnSurvivorList(real));
+  UnmaskRequest few{f.params().round, real.survivors, {sigs[0], sigs[1], sigs[2]}};
+  auto r = f.client(1).OnUnmaskRequest(few);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("only 3 consistency signatures"));
+  UnmaskRequest forged{f.params().round, real.survivors, sigs};
+  forged.signatures[4].signature[0] ^= 1;
+  EXPECT_EQ(f.client(2).OnUnmaskRequest(forged).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  UnmaskRequest dup{f.params().round, real.survivors, {sigs[0], sigs[0], sigs[1], sigs[2]}};
+  EXPECT_THAT(std::string(f.client(3).OnUnmaskRequest(dup).status().message()),
+              HasSubstr("repeated"));
+}
+
+TEST(SecAggMaliciousTest, SiteAbortsOnReplayedMessages) {
+  Federation f(5, true);
+  for (SiteId id = 1; id <= 5; ++id)
+    ASSERT_TRUE(f.server().OnAdvertiseKeys(*f.client(id).Start()).ok());
+  auto dir = f.server().CloseAdvertiseKeys();
+  ASSERT_TRUE(f.client(1).OnKeyDirectory(*dir).ok());
+  auto replay = f.client(1).OnKeyDirectory(*dir);
+  EXPECT_EQ(replay.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(replay.status().message()), HasSubstr("out of order"));
+  // A directory from another round is refused as well.
+  KeyDirectory old = *dir;
+  old.round = 10;
+  auto stale = f.client(2).OnKeyDirectory(old);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(stale.status().message()), HasSubstr("replayed"));
+  // The coordinator refuses a second AdvertiseKeys from one site.
+  Federation g(5, true);
+  auto a = g.client(1).Start();
+  ASSERT_TRUE(g.server().OnAdvertiseKeys(*a).ok());
+  EXPECT_THAT(std::string(g.server().OnAdvertiseKeys(*a).message()), HasSubstr("twice"));
+}
+
+TEST(SecAggMaliciousTest, SiteAbortsOnRepeatedOrSubstitutedKeys) {
+  Federation f(5, true);
+  std::vector<AdvertiseKeys> adv;
+  for (SiteId id = 1; id <= 5; ++id) adv.push_back(*f.client(id).Start());
+  KeyDirectory dir{f.params().round, adv};
+  KeyDirectory repeated = dir;
+  repeated.entries[3].mask_key = repeated.entries[2].mask_key;
+  auto r = f.client(1).OnKeyDirectory(repeated);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("repeats a public key"));
+  // A coordinator substituting its own key for site 3 breaks site 3's signature.
+  KeyDirectory substituted = dir;
+  substituted.entries[2].encryption_key = GenerateX25519KeyPair()->public_key;
+  auto s = f.client(2).OnKeyDirectory(substituted);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("advertised keys of site 3"));
+  // The coordinator itself refuses a key already advertised by another site.
+  AdvertiseKeys copy = adv[1];
+  ASSERT_TRUE(f.server().OnAdvertiseKeys(adv[0]).ok());
+  copy.mask_key = adv[0].mask_key;
+  EXPECT_EQ(f.server().OnAdvertiseKeys(copy).code(), absl::StatusCode::kPermissionDenied);
+}
+
+TEST(SecAggTest, SiteRefusesUnmaskRequestThatCallsItDropped) {
+  Federation f(5, false);
+  for (SiteId id = 1; id <= 5; ++id)
+    ASSERT_TRUE(f.server().OnAdvertiseKeys(*f.client(id).Start()).ok());
+  auto dir = f.server().CloseAdvertiseKeys();
+  for (SiteId id = 1; id <= 5; ++id) {
+    ASSERT_TRUE(f.server().OnShareKeys(*f.client(id).OnKeyDirectory(*dir)).ok());
+  }
+  auto closed = f.server().CloseShareKeys();
+  EXPECT_TRUE(closed.ok()) << closed.status();
+  for (const auto& d : *closed) {
+    ASSERT_TRUE(f.client(d.receiver).OnShareDelivery(d).ok());
+    ASSERT_TRUE(f.Upload(d.receiver, 1000).ok());
+  }
+  // Site 1 uploaded; a request calling it dropped asks for its mask-key shares while its
+  // masked input is in the sum. Site 1 must refuse (the others would too, by symmetry).
+  UnmaskRequest lie{f.params().round, {2, 3, 4, 5}, {}};
+  auto r = f.client(1).OnUnmaskRequest(lie);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("leaves out this site"));
+}
+
+TEST(SecAggTest, ShareCiphertextsAreBoundToSenderAndReceiver) {
+  Federation f(5, false);
+  for (SiteId id = 1; id <= 5; ++id)
+    ASSERT_TRUE(f.server().OnAdvertiseKeys(*f.client(id).Start()).ok());
+  auto dir = f.server().CloseAdvertiseKeys();
+  std::vector<ShareKeys> sk;
+  for (SiteId id = 1; id <= 5; ++id) sk.push_back(*f.client(id).OnKeyDirectory(*dir));
+  // Hand site 2 the ciphertext site 1 made for site 3, claiming it is for site 2.
+  ShareDelivery d{f.params().round, 2, {}};
+  for (const auto& e : sk[0].shares) {
+    if (e.peer == 3) d.shares.push_back({1, e.ciphertext});
+  }
+  auto st = f.client(2).OnShareDelivery(d);
+  EXPECT_EQ(st.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("authentication failed"));
+}
+
+// Chi-square over the bytes of a masked all-zero input: 255 degrees of freedom, mean 255,
+// standard deviation 22.6; 400 is beyond 6 standard deviations, while the unmasked input
+// scores in the millions.
+TEST(SecAggTest, MaskedUploadLooksUniform) {
+  Federation f(4, false, RingWidth::k32, 0, 0, 65536);
+  for (SiteId id = 1; id <= 4; ++id)
+    ASSERT_TRUE(f.server().OnAdvertiseKeys(*f.client(id).Start()).ok());
+  auto dir = f.server().CloseAdvertiseKeys();
+  for (SiteId id = 1; id <= 4; ++id) {
+    ASSERT_TRUE(f.server().OnShareKeys(*f.client(id).OnKeyDirectory(*dir)).ok());
+  }
+  auto deliveries = f.server().CloseShareKeys();
+  ASSERT_TRUE(f.client(1).OnShareDelivery((*deliveries)[0]).ok());
+  auto chi_square = [](const std::string& bytes) {
+    std::vector<double> counts(256, 0);
+    for (unsigned char c : bytes) counts[c] += 1;
+    double expected = bytes.size() / 256.0, chi = 0;
+    for (double c : counts) chi += (c - expected) * (c - expected) / expected;
+    return chi;
+  };
+  RingVector zeros = RingVector::Zeros(RingWidth::k32, 65536);
+  EXPECT_GT(chi_square(RingToBytes(zeros)), 1e6);
+  auto masked = f.client(1).MaskChunk(0, zeros);
+  ASSERT_TRUE(masked.ok());
+  EXPECT_LT(chi_square(RingToBytes(masked->data)), 400.0);
+}
+
+}  // namespace
+}  // namespace hansa
