@@ -1,0 +1,317 @@
+// Whole federations as real processes on loopback over mutual TLS: hansa provision,
+// hansa-coordinator and hansa-client, exactly as a user runs them.
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include "client/models.h"
+
+#include "common/net/tls.h"
+#include "common/pki/authority.h"
+#include "common/pki/key.h"
+#include "common/tensor/safetensors.h"
+#include "hansa/v1/hansa.grpc.pb.h"
+#include "tests/integration/harness.h"
+
+namespace hansa::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+void ReplaceInFile(const std::string& path, const std::string& from, const std::string& to) {
+  std::string text = ReadText(path);
+  size_t at = text.find(from);
+  ASSERT_NE(at, std::string::npos) << from << " not in " << path;
+  text.replace(at, from.size(), to);
+  std::ofstream(path, std::ios::trunc) << text;
+}
+
+struct Settings {
+  std::string model = "mlp";  // learns within a round on small shards
+  int rounds = 2;
+  int min_sites = 2;
+  double upload_timeout = 60;
+  int train_limit = 1500;
+};
+
+class Federation {
+ public:
+  Federation(const std::string& dir, const std::vector<std::string>& sites, const Settings& s)
+      : dir_(dir), sites_(sites) {
+    port_ = FreePort();
+    kit_ = Provision(dir, sites, port_);
+    std::string coordinator = kit_ + "/coordinator/coordinator.toml";
+    ReplaceInFile(coordinator, "[coordinator]\n", "[coordinator]\nlinger_seconds = 5\n");
+    AppendText(
+        coordinator,
+        absl_format(
+            "\n[model]\nname = \"%s\"\nseed = 3\n"
+            "[rounds]\ntotal = %d\nmin_sites = %d\nupload_timeout_seconds = %g\n"
+            "evaluate_timeout_seconds = 20\nwait_for_sites_seconds = 120\nsite_idle_seconds = 20\n"
+            "[training]\nepochs = 1\nbatch_size = 32\nlearning_rate = 0.05\n",
+            s.model.c_str(), s.rounds, s.min_sites, s.upload_timeout));
+    for (const auto& site : sites) {
+      std::string path = kit_ + "/sites/" + site + "/site.toml";
+      ReplaceInFile(path, "[site]\n", "[site]\nreconnect_seconds = 120\n");
+      AppendText(path, absl_format("train_limit = %d\ntest_limit = 500\n[compute]\nthreads = 1\n",
+                                   s.train_limit));
+    }
+  }
+
+  static std::string absl_format(const char* fmt, ...) {
+    char buf[2048];
+    va_list args;
+    va_start(args, fmt);
+    std::vsnprintf(buf, sizeof buf, fmt, args);
+    va_end(args);
+    return buf;
+  }
+
+  std::unique_ptr<Process> StartCoordinator() {
+    return std::make_unique<Process>(
+        std::vector<std::string>{BuildPath("coordinator/hansa-coordinator"), "--config",
+                                 kit_ + "/coordinator/coordinator.toml"},
+        dir_ + "/coordinator.log");
+  }
+  std::unique_ptr<Process> StartSite(const std::string& site, const std::string& kit = "") {
+    return std::make_unique<Process>(
+        std::vector<std::string>{BuildPath("client/hansa-client"), "--config",
+                                 (kit.empty() ? kit_ : kit) + "/sites/" + site + "/site.toml"},
+        dir_ + "/" + site + ".log");
+  }
+  std::string state() const { return kit_ + "/coordinator/state"; }
+  std::string kit() const { return kit_; }
+  int port() const { return port_; }
+  std::vector<nlohmann::json> Metrics() const { return ReadJsonLines(state() + "/metrics.jsonl"); }
+
+ private:
+  std::string dir_;
+  std::vector<std::string> sites_;
+  int port_;
+  std::string kit_;
+};
+
+// Sends the HTTP/2 client preface in clear text and returns what the server answers.
+std::string PlaintextAttempt(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return "connect failed";
+  }
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\4\0\0\0\0\0";
+  ::send(fd, preface, sizeof preface - 1, MSG_NOSIGNAL);
+  std::string reply(256, '\0');
+  ssize_t n = ::recv(fd, reply.data(), reply.size(), 0);
+  ::close(fd);
+  reply.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return reply;
+}
+
+std::string absl_hex(unsigned char c) {
+  char buf[4];
+  std::snprintf(buf, sizeof buf, "%02x", c);
+  return buf;
+}
+
+bool HasOpenssl() { return std::system("command -v openssl >/dev/null 2>&1") == 0; }
+
+// openssl s_client with the given extra arguments; returns its exit code and output.
+int SClient(int port, const std::vector<std::string>& extra, std::string* out) {
+  std::vector<std::string> argv = {"/usr/bin/openssl", "s_client", "-connect",
+                                   "127.0.0.1:" + std::to_string(port)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return RunCommand({"/bin/sh", "-c",
+                     "printf 'PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n' | (" +
+                         [&] {
+                           std::string cmd;
+                           for (auto& a : argv) cmd += "'" + a + "' ";
+                           return cmd;
+                         }() +
+                         " ; sleep 0) 2>&1"},
+                    out);
+}
+
+TEST(FederationTest, TrainsOverMutualTlsWhileBadPeersAreTurnedAway) {
+  std::string dir = FreshDir();
+  Federation fed(dir, {"alpha", "beta", "intruder"}, Settings{.rounds = 2, .min_sites = 2});
+  // "intruder" holds a certificate from this federation's CA but is not an admitted site.
+  ReplaceInFile(fed.kit() + "/coordinator/coordinator.toml",
+                R"(allowed = ["alpha", "beta", "intruder"])", R"(allowed = ["alpha", "beta"])");
+  // A second federation with its own CA, whose "alpha" tries to join ours.
+  std::string other = Provision(dir + "/other", {"alpha"}, fed.port(), "other");
+
+  auto coordinator = fed.StartCoordinator();
+  auto alpha = fed.StartSite("alpha");
+  auto beta = fed.StartSite("beta");
+
+  // Unknown site: refused at Join, the client stops with the reason.
+  auto intruder = fed.StartSite("intruder");
+  ASSERT_EQ(intruder->Wait(60).value_or(-1), 1) << intruder->Log();
+  EXPECT_THAT(intruder->Log(), HasSubstr("is not part of federation 'test'"));
+
+  // No TLS at all: the server answers a clear-text HTTP/2 preface with a TLS alert or by
+  // closing the connection, never with an HTTP/2 frame.
+  std::string reply = PlaintextAttempt(fed.port());
+  EXPECT_TRUE(reply.empty() || static_cast<uint8_t>(reply[0]) == 0x15)
+      << "server answered clear text with " << reply.size() << " bytes: " << [&] {
+           std::string hex;
+           for (unsigned char c : reply) hex += absl_hex(c);
+           return hex;
+         }();
+
+  if (HasOpenssl()) {
+    std::string ca = fed.kit() + "/sites/alpha/ca.pem";
+    std::string cert = fed.kit() + "/sites/alpha/cert.pem";
+    std::string key = fed.kit() + "/sites/alpha/key.pem";
+    std::string out;
+    // TLS 1.2 is refused even with a valid client certificate.
+    SClient(fed.port(), {"-tls1_2", "-CAfile", ca, "-cert", cert, "-key", key}, &out);
+    EXPECT_THAT(out, HasSubstr("Cipher is (NONE)")) << out;
+    // An expired certificate from the right CA is refused by the coordinator.
+    auto ca_obj =
+        CertificateAuthority::Load(fed.kit() + "/ca/ca.pem", fed.kit() + "/ca/ca-key.pem");
+    ASSERT_TRUE(ca_obj.ok()) << ca_obj.status();
+    auto expired_key = PrivateKey::Generate();
+    CertificateRequest req;
+    req.subject = {"alpha", "Site alpha", "DE"};
+    req.client_auth = true;
+    req.dns_names = {"alpha"};
+    req.not_before = absl::Now() - absl::Hours(48);
+    req.not_after = absl::Now() - absl::Hours(24);
+    auto expired = ca_obj->Issue(req, expired_key->GetPublicKey());
+    ASSERT_TRUE(expired.ok()) << expired.status();
+    // Straight to gRPC, past hansa-client's own local validity check.
+    auto join = [&](const std::string& cert_pem, const std::string& key_pem) {
+      TlsFiles files{cert_pem, key_pem, ReadText(ca)};
+      auto creds = MakeClientCredentials(files);
+      EXPECT_TRUE(creds.ok());
+      auto stub = v1::Coordinator::NewStub(
+          grpc::CreateChannel("127.0.0.1:" + std::to_string(fed.port()), *creds));
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      v1::JoinRequest req;
+      v1::JoinReply reply;
+      return stub->Join(&ctx, req, &reply);
+    };
+    grpc::Status refused = join(expired->ToPem(), *expired_key->ToPem());
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.error_message();
+    grpc::Status admitted = join(ReadText(cert), ReadText(key));  // same path, valid cert
+    EXPECT_TRUE(admitted.ok()) << admitted.error_message();
+  }
+
+  // Certificate from another CA: the handshake fails; the site gives up after its window.
+  ReplaceInFile(other + "/sites/alpha/site.toml", "[site]\n", "[site]\nreconnect_seconds = 4\n");
+  Process foreign({BuildPath("client/hansa-client"), "--config", other + "/sites/alpha/site.toml"},
+                  dir + "/foreign.log");
+  ASSERT_EQ(foreign.Wait(60).value_or(-1), 1) << foreign.Log();
+  EXPECT_THAT(foreign.Log(), HasSubstr("unreachable"));
+
+  // Meanwhile the federation itself completes normally.
+  ASSERT_EQ(coordinator->Wait(240).value_or(-1), 0) << coordinator->Log();
+  ASSERT_EQ(alpha->Wait(30).value_or(-1), 0) << alpha->Log();
+  ASSERT_EQ(beta->Wait(30).value_or(-1), 0) << beta->Log();
+  auto metrics = fed.Metrics();
+  ASSERT_EQ(metrics.size(), 3u);
+  double initial = metrics[0]["accuracy"].get<double>();
+  double last = metrics[2]["accuracy"].get<double>();
+  EXPECT_EQ(metrics[2]["sites"].get<int>(), 2);
+  EXPECT_GT(last, initial + 0.3) << "accuracy went from " << initial << " to " << last;
+  EXPECT_GT(metrics[2]["bytes_up"].get<int64_t>(), 0);
+  auto checkpoint = ReadSafetensorsFile(fed.state() + "/checkpoints/round-0002.safetensors");
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  EXPECT_TRUE(checkpoint->layout.CheckSameAs(*BuiltinModelLayout("mlp")).ok());
+}
+
+TEST(FederationTest, KilledCoordinatorResumesAndSitesReconnect) {
+  std::string dir = FreshDir();
+  Federation fed(dir, {"alpha", "beta"}, Settings{.rounds = 3, .min_sites = 2});
+  auto coordinator = fed.StartCoordinator();
+  auto alpha = fed.StartSite("alpha");
+  auto beta = fed.StartSite("beta");
+  // Kill it hard as soon as round 1 is recorded, i.e. while round 2 is under way.
+  ASSERT_TRUE(WaitFor(180, [&] { return fed.Metrics().size() >= 2; })) << coordinator->Log();
+  coordinator->Signal(SIGKILL);
+  ASSERT_EQ(coordinator->Wait(10).value_or(-1), 128 + SIGKILL);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+
+  auto restarted = fed.StartCoordinator();
+  ASSERT_EQ(restarted->Wait(240).value_or(-1), 0) << restarted->Log();
+  EXPECT_THAT(restarted->Log(), HasSubstr("resuming after round"));
+  ASSERT_EQ(alpha->Wait(30).value_or(-1), 0) << alpha->Log();
+  ASSERT_EQ(beta->Wait(30).value_or(-1), 0) << beta->Log();
+  auto metrics = fed.Metrics();
+  ASSERT_EQ(metrics.size(), 4u);
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(metrics[r]["round"].get<int>(), r);
+  for (int r = 0; r <= 3; ++r) {
+    char name[64];
+    std::snprintf(name, sizeof name, "/checkpoints/round-%04d.safetensors", r);
+    EXPECT_TRUE(ReadSafetensorsFile(fed.state() + name).ok()) << name;
+  }
+  EXPECT_GT(metrics[3]["accuracy"].get<double>(), metrics[0]["accuracy"].get<double>() + 0.3);
+}
+
+TEST(FederationTest, SiteKilledMidRoundIsLeftOutAndTheRoundCompletes) {
+  std::string dir = FreshDir();
+  Federation fed(dir, {"alpha", "beta", "gamma"},
+                 Settings{.rounds = 2, .min_sites = 2, .upload_timeout = 20});
+  auto coordinator = fed.StartCoordinator();
+  auto alpha = fed.StartSite("alpha");
+  auto beta = fed.StartSite("beta");
+  auto gamma = fed.StartSite("gamma");
+  // gamma dies as round 2 begins, after it evaluated round 1's model.
+  ASSERT_TRUE(WaitFor(180, [&] { return fed.Metrics().size() >= 2; })) << coordinator->Log();
+  gamma->Signal(SIGKILL);
+  ASSERT_EQ(coordinator->Wait(240).value_or(-1), 0) << coordinator->Log();
+  ASSERT_EQ(alpha->Wait(30).value_or(-1), 0);
+  ASSERT_EQ(beta->Wait(30).value_or(-1), 0);
+  auto metrics = fed.Metrics();
+  ASSERT_EQ(metrics.size(), 3u);
+  EXPECT_EQ(metrics[1]["sites"].get<int>(), 3);
+  EXPECT_EQ(metrics[2]["sites"].get<int>(), 2);
+  EXPECT_THAT(coordinator->Log(), HasSubstr("left out: gamma"));
+}
+
+TEST(FederationTest, BadConfigurationsFailWithClearMessages) {
+  std::string dir = FreshDir();
+  Federation fed(dir, {"alpha"}, Settings{.rounds = 1, .min_sites = 1});
+  std::string out;
+  // A typo in coordinator.toml.
+  ReplaceInFile(fed.kit() + "/coordinator/coordinator.toml", "[rounds]\n",
+                "[rounds]\nmin_site = 3\n");
+  EXPECT_EQ(RunCommand({BuildPath("coordinator/hansa-coordinator"), "--config",
+                        fed.kit() + "/coordinator/coordinator.toml"},
+                       &out),
+            2);
+  EXPECT_THAT(out, HasSubstr("unknown key 'rounds.min_site'"));
+  // A missing site.toml.
+  EXPECT_EQ(
+      RunCommand({BuildPath("client/hansa-client"), "--config", dir + "/nope/site.toml"}, &out), 2);
+  EXPECT_THAT(out, HasSubstr("nope/site.toml"));
+  // A kit whose key belongs to another certificate.
+  std::filesystem::copy_file(fed.kit() + "/coordinator/key.pem", fed.kit() + "/sites/alpha/key.pem",
+                             std::filesystem::copy_options::overwrite_existing);
+  EXPECT_EQ(RunCommand({BuildPath("client/hansa-client"), "--config",
+                        fed.kit() + "/sites/alpha/site.toml"},
+                       &out),
+            2);
+  EXPECT_THAT(out, HasSubstr("is not the key of"));
+}
+
+}  // namespace
+}  // namespace hansa::testing
