@@ -34,6 +34,12 @@ inline Status XorZeros(EVP_CIPHER_CTX* ctx, unsigned char* out, size_t size) {
   return absl::OkStatus();
 }
 
+// The add/subtract loops use GCC/Clang vector extensions: 16-byte lanes that every x86-64
+// and AArch64 core has, so the build's -O2 (which does not auto-vectorize) still runs them at
+// several words per cycle, far above the cipher's speed.
+template <typename Word>
+using Lanes __attribute__((vector_size(16))) = Word;
+
 template <typename Word>
 inline Word LoadLe(const unsigned char* p) {
   Word w;
@@ -45,14 +51,24 @@ inline Word LoadLe(const unsigned char* p) {
   return w;
 }
 
-template <typename Word>
-void AddWords(Word* __restrict data, const unsigned char* __restrict ks, size_t count) {
-  for (size_t i = 0; i < count; ++i) data[i] += LoadLe<Word>(ks + i * sizeof(Word));
-}
-
-template <typename Word>
-void SubtractWords(Word* __restrict data, const unsigned char* __restrict ks, size_t count) {
-  for (size_t i = 0; i < count; ++i) data[i] -= LoadLe<Word>(ks + i * sizeof(Word));
+template <typename Word, bool kAdd>
+void CombineWords(Word* __restrict data, const unsigned char* __restrict ks, size_t count) {
+  size_t i = 0;
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  using V = Lanes<Word>;
+  constexpr size_t kPerLane = sizeof(V) / sizeof(Word);
+  for (; i + 4 * kPerLane <= count; i += 4 * kPerLane) {
+    V d[4], k[4];
+    std::memcpy(d, data + i, sizeof(d));
+    std::memcpy(k, ks + i * sizeof(Word), sizeof(k));
+    for (int j = 0; j < 4; ++j) d[j] = kAdd ? d[j] + k[j] : d[j] - k[j];
+    std::memcpy(data + i, d, sizeof(d));
+  }
+#endif
+  for (; i < count; ++i) {
+    Word k = LoadLe<Word>(ks + i * sizeof(Word));
+    data[i] = kAdd ? data[i] + k : data[i] - k;
+  }
 }
 
 }  // namespace
@@ -130,9 +146,9 @@ Status ChaCha20Prg::Apply(uint64_t element_offset, Word* data, size_t count, Mas
     size_t n = std::min(kPieceWords, count - done);
     RETURN_IF_ERROR(XorZeros(state_->ctx.get(), state_->scratch, n * sizeof(Word)));
     if (op == MaskOp::kAdd) {
-      AddWords(data + done, state_->scratch, n);
+      CombineWords<Word, true>(data + done, state_->scratch, n);
     } else {
-      SubtractWords(data + done, state_->scratch, n);
+      CombineWords<Word, false>(data + done, state_->scratch, n);
     }
     done += n;
   }
