@@ -1,11 +1,6 @@
 #include "coordinator/aggregator.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 
 #include "common/fileio/fileio.h"
 #include "common/status/check.h"
@@ -46,13 +41,9 @@ StatusOr<std::unique_ptr<StreamingAggregator::Contribution>> StreamingAggregator
     absl::MutexLock lock(&mu_);
     id = next_id_++;
   }
-  std::string path = absl::StrCat(spill_dir_, "/", name, "-", id, ".spill");
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return absl::InternalError(
-        absl::StrCat("creating spill file ", path, ": ", std::strerror(errno)));
-  }
-  return std::unique_ptr<Contribution>(new Contribution(this, name, weight, fd, path));
+  ASSIGN_OR_RETURN(std::unique_ptr<SpillFile> spill,
+                   SpillFile::Create(absl::StrCat(spill_dir_, "/", name, "-", id, ".spill")));
+  return std::unique_ptr<Contribution>(new Contribution(this, name, weight, std::move(spill)));
 }
 
 int StreamingAggregator::committed() const {
@@ -78,12 +69,8 @@ StatusOr<std::vector<float>> StreamingAggregator::WeightedMean() const {
 }
 
 StreamingAggregator::Contribution::Contribution(StreamingAggregator* owner, std::string name,
-                                                double weight, int fd, std::string spill_path)
-    : owner_(owner),
-      name_(std::move(name)),
-      weight_(weight),
-      fd_(fd),
-      spill_path_(std::move(spill_path)) {}
+                                                double weight, std::unique_ptr<SpillFile> spill)
+    : owner_(owner), name_(std::move(name)), weight_(weight), spill_(std::move(spill)) {}
 
 StreamingAggregator::Contribution::~Contribution() {
   if (!done_) Abort();
@@ -102,18 +89,7 @@ Status StreamingAggregator::Contribution::Fold(int64_t first, const float* value
                                                    " at value ", first + bad,
                                                    "; NaN and Inf are refused"));
   }
-  const char* p = reinterpret_cast<const char*>(values);
-  size_t left = count * sizeof(float);
-  while (left > 0) {
-    ssize_t n = ::write(fd_, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::InternalError(
-          absl::StrCat("writing spill file ", spill_path_, ": ", std::strerror(errno)));
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
+  RETURN_IF_ERROR(spill_->Append(values, count * sizeof(float)));
   owner_->Add(first, values, count, weight_);
   next_ += static_cast<int64_t>(count);
   return absl::OkStatus();
@@ -126,8 +102,7 @@ Status StreamingAggregator::Contribution::Commit() {
                                                       " of ", owner_->size_, " values"));
   }
   done_ = true;
-  ::close(fd_);
-  ::unlink(spill_path_.c_str());
+  spill_.reset();
   absl::MutexLock lock(&owner_->mu_);
   owner_->committed_ += 1;
   owner_->total_weight_ += weight_;
@@ -137,24 +112,19 @@ Status StreamingAggregator::Contribution::Commit() {
 void StreamingAggregator::Contribution::Abort() {
   if (done_) return;
   done_ = true;
-  // Subtract exactly what was added, reading the spill back in blocks.
+  // Subtract exactly what was added, reading the spill back in blocks. A spill we cannot read
+  // back means the sum can no longer be trusted: stop, and let the restart resume from the
+  // last completed round rather than publish a corrupted model.
   std::vector<float> block(1 << 16);
-  ::lseek(fd_, 0, SEEK_SET);
-  int64_t index = 0;
-  while (index < next_) {
-    size_t want = static_cast<size_t>(std::min<int64_t>(block.size(), next_ - index));
-    ssize_t n = ::read(fd_, block.data(), want * sizeof(float));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    size_t got = static_cast<size_t>(n) / sizeof(float);
-    owner_->Add(index, block.data(), got, -weight_);
-    index += static_cast<int64_t>(got);
+  for (int64_t index = 0; index < next_;) {
+    size_t n = static_cast<size_t>(std::min<int64_t>(block.size(), next_ - index));
+    HANSA_CHECK(spill_->ReadAt(static_cast<uint64_t>(index) * sizeof(float), block.data(),
+                               n * sizeof(float))
+                    .ok());
+    owner_->Add(index, block.data(), n, -weight_);
+    index += static_cast<int64_t>(n);
   }
-  // A spill we cannot read back means the sum can no longer be trusted: stop, and let the
-  // restart resume from the last completed round rather than publish a corrupted model.
-  HANSA_CHECK(index == next_);
-  ::close(fd_);
-  ::unlink(spill_path_.c_str());
+  spill_.reset();
 }
 
 }  // namespace hansa

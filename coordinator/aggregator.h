@@ -14,6 +14,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/status/status.h"
+#include "coordinator/spill_file.h"
 
 namespace hansa {
 
@@ -38,13 +39,12 @@ class StreamingAggregator {
 
    private:
     friend class StreamingAggregator;
-    Contribution(StreamingAggregator* owner, std::string name, double weight, int fd,
-                 std::string spill_path);
+    Contribution(StreamingAggregator* owner, std::string name, double weight,
+                 std::unique_ptr<SpillFile> spill);
     StreamingAggregator* owner_;
     std::string name_;
     double weight_;
-    int fd_;
-    std::string spill_path_;
+    std::unique_ptr<SpillFile> spill_;
     int64_t next_ = 0;
     bool done_ = false;
   };

@@ -164,6 +164,14 @@ StatusOr<std::vector<ShareDelivery>> ServerSession::CloseShareKeys() {
 }
 
 Status ServerSession::OnMaskedInputChunk(const MaskedInputChunk& m) {
+  return FoldMaskedChunk(m, /*withdraw=*/false);
+}
+
+Status ServerSession::WithdrawMaskedChunk(const MaskedInputChunk& m) {
+  return FoldMaskedChunk(m, /*withdraw=*/true);
+}
+
+Status ServerSession::FoldMaskedChunk(const MaskedInputChunk& m, bool withdraw) {
   RETURN_IF_ERROR(Expect(Stage::kMask, m.round, m.sender, "MaskedInputChunk"));
   auto it = sites_.find(m.sender);
   if (it == sites_.end() || !it->second.shared) {
@@ -171,8 +179,16 @@ Status ServerSession::OnMaskedInputChunk(const MaskedInputChunk& m) {
         absl::StrCat("site ", m.sender, " sends masked input but did not share keys"));
   }
   Site& site = it->second;
-  if (m.offset != site.folded || m.data.width != params_.ring || m.data.size() == 0 ||
-      m.data.size() > params_.vector_length - site.folded) {
+  if (withdraw) {
+    // Chunks come back in reverse order of folding: the last folded first.
+    if (m.data.width != params_.ring || m.data.size() == 0 ||
+        m.offset + m.data.size() != site.folded) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "withdrawn chunk of site ", m.sender, " at [", m.offset, ", +", m.data.size(),
+          ") is not the last one folded (", site.folded, " values folded)"));
+    }
+  } else if (m.offset != site.folded || m.data.width != params_.ring || m.data.size() == 0 ||
+             m.data.size() > params_.vector_length - site.folded) {
     return absl::InvalidArgumentError(absl::StrCat(
         "masked chunk from site ", m.sender, " at [", m.offset, ", +", m.data.size(),
         ") does not continue its upload at ", site.folded, " of ", params_.vector_length));
@@ -181,13 +197,25 @@ Status ServerSession::OnMaskedInputChunk(const MaskedInputChunk& m) {
   if (params_.ring == RingWidth::k32) {
     uint32_t* dst = sum_.w32.data() + off;
     const uint32_t* src = m.data.w32.data();
-    for (size_t i = 0; i < m.data.w32.size(); ++i) dst[i] += src[i];
+    if (withdraw) {
+      for (size_t i = 0; i < m.data.w32.size(); ++i) dst[i] -= src[i];
+    } else {
+      for (size_t i = 0; i < m.data.w32.size(); ++i) dst[i] += src[i];
+    }
   } else {
     uint64_t* dst = sum_.w64.data() + off;
     const uint64_t* src = m.data.w64.data();
-    for (size_t i = 0; i < m.data.w64.size(); ++i) dst[i] += src[i];
+    if (withdraw) {
+      for (size_t i = 0; i < m.data.w64.size(); ++i) dst[i] -= src[i];
+    } else {
+      for (size_t i = 0; i < m.data.w64.size(); ++i) dst[i] += src[i];
+    }
   }
-  site.folded += m.data.size();
+  if (withdraw) {
+    site.folded -= m.data.size();
+  } else {
+    site.folded += m.data.size();
+  }
   return absl::OkStatus();
 }
 

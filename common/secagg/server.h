@@ -13,8 +13,10 @@
 // returns FailedPrecondition ("... the round must be retried") and the session is aborted.
 // The transport must check that `sender` fields match the authenticated peer (mTLS).
 //
-// A site that stops in the middle of its masked upload (some chunks folded, not all) cannot be
-// separated from the sum; CloseMaskedInput then aborts the round.
+// A site that stops in the middle of its masked upload (some chunks folded, not all) must be
+// withdrawn by the caller, who replays the folded chunks (newest first) to
+// WithdrawMaskedChunk; ring arithmetic makes the removal exact. A partial upload left in the
+// sum makes CloseMaskedInput abort the round.
 #pragma once
 
 #include <map>
@@ -53,6 +55,8 @@ class ServerSession {
   StatusOr<std::vector<ShareDelivery>> CloseShareKeys();
 
   Status OnMaskedInputChunk(const MaskedInputChunk& m);
+  // Subtracts a chunk folded before; it must be the last one still folded for its sender.
+  Status WithdrawMaskedChunk(const MaskedInputChunk& m);
   // The survivor list: sent to survivors as the consistency check (malicious mode); in
   // either mode StartUnmask follows.
   StatusOr<SurvivorList> CloseMaskedInput();
@@ -75,6 +79,7 @@ class ServerSession {
   Status ExpectStage(Stage stage, const char* what);
   Status Expect(Stage stage, uint64_t round, SiteId sender, const char* what);
   Status Fail(Status status);
+  Status FoldMaskedChunk(const MaskedInputChunk& m, bool withdraw);
   Status RemoveSelfMasks(RingVector* sum);
   Status RemoveDroppedPairMasks(RingVector* sum);
 

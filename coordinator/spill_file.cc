@@ -1,0 +1,56 @@
+#include "coordinator/spill_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace hansa {
+
+StatusOr<std::unique_ptr<SpillFile>> SpillFile::Create(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("creating spill file ", path, ": ", std::strerror(errno)));
+  }
+  return std::unique_ptr<SpillFile>(new SpillFile(fd, path));
+}
+
+SpillFile::~SpillFile() {
+  ::close(fd_);
+  ::unlink(path_.c_str());
+}
+
+Status SpillFile::Append(const void* data, size_t size) {
+  const char* p = static_cast<const char*>(data);
+  size_t left = size;
+  while (left > 0) {
+    ssize_t n = ::pwrite(fd_, p, left, static_cast<off_t>(size_ + (size - left)));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::InternalError(
+          absl::StrCat("writing spill file ", path_, ": ", std::strerror(errno)));
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  size_ += size;
+  return absl::OkStatus();
+}
+
+Status SpillFile::ReadAt(uint64_t offset, void* out, size_t size) const {
+  char* p = static_cast<char*>(out);
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd_, p + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return absl::InternalError(absl::StrCat("reading spill file ", path_, " at ", offset + done,
+                                              ": ", n < 0 ? std::strerror(errno) : "short read"));
+    }
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace hansa
