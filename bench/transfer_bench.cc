@@ -13,11 +13,12 @@
 //                                  coordinator's own work costs; the difference is transport.
 //   - Sha256                       single-core SHA-256, which both ends pay on every byte.
 //
-// Uploads also report `cpu_per_wall`: process CPU seconds (user + system, every thread of both
-// ends) per wall second during the transfer; near the core count means CPU-bound. The 3-site
-// 1 GB upload reports the process's peak RSS around the upload (VmHWM, reset just before):
-// the coordinator holds the global model (values and encoded payload) and the double-precision
-// sum, while each site streams from an O(chunk) generator, so the figure is the coordinator's.
+// Transfers also report where the time went (ReportUsage): process CPU per wall second, user
+// and system CPU seconds per GB, page faults and context switches per MB. The 1 GB uploads
+// (1 and 3 sites) report the process's peak RSS around the upload (VmHWM, reset just before)
+// and through the round's server step: the coordinator holds the global model (values and encoded
+// payload) and the double-precision sum, while each site streams from an O(chunk) generator, so the
+// figure is the coordinator's.
 //
 //   transfer_bench --benchmark_format=json
 #include <benchmark/benchmark.h>
@@ -64,11 +65,38 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-double CpuSeconds() {
-  rusage u{};
-  ::getrusage(RUSAGE_SELF, &u);
-  auto s = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
-  return s(u.ru_utime) + s(u.ru_stime);
+// Process-wide resource use (every thread of both ends), for timing splits without a profiler.
+struct Usage {
+  double user = 0, sys = 0;     // CPU seconds
+  double minor_faults = 0;      // pages first touched: fresh buffers
+  double context_switches = 0;  // voluntary + involuntary: thread hand-offs and preemption
+
+  static Usage Now() {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    auto s = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+    return {s(u.ru_utime), s(u.ru_stime), static_cast<double>(u.ru_minflt),
+            static_cast<double>(u.ru_nvcsw + u.ru_nivcsw)};
+  }
+  Usage operator-(const Usage& o) const {
+    return {user - o.user, sys - o.sys, minor_faults - o.minor_faults,
+            context_switches - o.context_switches};
+  }
+  Usage& operator+=(const Usage& o) {
+    user += o.user, sys += o.sys, minor_faults += o.minor_faults,
+        context_switches += o.context_switches;
+    return *this;
+  }
+};
+
+// Counters that say where the time went: CPU per wall second (near the core count means
+// CPU-bound), user and system CPU seconds per GB moved, page faults and context switches per MB.
+void ReportUsage(benchmark::State& state, const Usage& u, double wall, double bytes) {
+  state.counters["cpu_per_wall"] = (u.user + u.sys) / wall;
+  state.counters["user_s_per_GB"] = u.user / (bytes / 1e9);
+  state.counters["sys_s_per_GB"] = u.sys / (bytes / 1e9);
+  state.counters["faults_per_MB"] = u.minor_faults / (bytes / 1e6);
+  state.counters["switches_per_MB"] = u.context_switches / (bytes / 1e6);
 }
 
 // A field of /proc/self/status in bytes ("VmHWM", "VmRSS"); -1 when unavailable.
@@ -388,12 +416,13 @@ void BM_Download(benchmark::State& state) {
   if (!plan.ok()) return state.SkipWithError(plan.status().ToString().c_str());
   std::string payload;
   payload.reserve(plan->global_model_bytes());
-  double cpu = 0, wall = 0;
+  Usage used;
+  double wall = 0;
   for (auto _ : state) {
     auto start = Clock::now();
-    double cpu0 = CpuSeconds();
+    Usage before = Usage::Now();
     Status st = Download(f->site(0), *plan, &payload);
-    cpu += CpuSeconds() - cpu0;
+    used += Usage::Now() - before;
     double s = Seconds(start, Clock::now());
     wall += s;
     if (!st.ok()) return state.SkipWithError(st.ToString().c_str());
@@ -403,7 +432,7 @@ void BM_Download(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(bytes));
   state.counters["MBps"] = bytes / wall / 1e6;
   state.counters["model_MB"] = plan->global_model_bytes() / 1e6;
-  state.counters["cpu_per_wall"] = cpu / wall;
+  ReportUsage(state, used, wall, bytes);
 }
 
 // --- Upload ---------------------------------------------------------------------------------
@@ -467,7 +496,7 @@ class Barrier {
 
 struct RoundTiming {
   double wall = 0;  // first upload start to last upload end
-  double cpu = 0;   // process CPU seconds in that window (approximate at the edges)
+  Usage used;       // in that window (approximate at the edges)
 };
 
 // One round: every site waits for its training task, then all upload at once.
@@ -476,7 +505,7 @@ StatusOr<RoundTiming> UploadRound(Federation* f, bool direct) {
   std::vector<Status> results(n);
   std::vector<Clock::time_point> starts(n), ends(n);
   Barrier ready(n);
-  double cpu_start = 0;
+  Usage at_start;
   std::vector<std::thread> threads;
   for (int i = 0; i < n; ++i) {
     threads.emplace_back([&, i] {
@@ -487,7 +516,7 @@ StatusOr<RoundTiming> UploadRound(Federation* f, bool direct) {
         results[i] = plan.status();
         return;
       }
-      if (i == 0) cpu_start = CpuSeconds();
+      if (i == 0) at_start = Usage::Now();
       starts[i] = Clock::now();
       results[i] = direct ? UploadDirect(f->engine(), site, *plan, f->payload())
                           : UploadOverGrpc(site, *plan, f->payload());
@@ -498,7 +527,7 @@ StatusOr<RoundTiming> UploadRound(Federation* f, bool direct) {
   for (auto& t : threads) t.join();
   for (const Status& st : results) RETURN_IF_ERROR(st);
   RoundTiming timing;
-  timing.cpu = CpuSeconds() - cpu_start;
+  timing.used = Usage::Now() - at_start;
   timing.wall = Seconds(*std::min_element(starts.begin(), starts.end()),
                         *std::max_element(ends.begin(), ends.end()));
   return timing;
@@ -513,11 +542,12 @@ void RunUploads(benchmark::State& state, bool direct) {
   if (!f) return state.SkipWithError(error.c_str());
   bool peak_reset = measure_memory && ResetPeakRss();
   double rss_before = ProcStatusBytes("VmRSS");
-  double cpu = 0, wall = 0;
+  Usage used;
+  double wall = 0;
   for (auto _ : state) {
     StatusOr<RoundTiming> t = UploadRound(f, direct);
     if (!t.ok()) return state.SkipWithError(t.status().ToString().c_str());
-    cpu += t->cpu;
+    used += t->used;
     wall += t->wall;
     state.SetIterationTime(t->wall);
   }
@@ -528,7 +558,7 @@ void RunUploads(benchmark::State& state, bool direct) {
   state.counters["MBps_per_site"] = bytes / wall / 1e6 / sites;
   state.counters["model_MB"] = f->payload().size() / 1e6;
   state.counters["sites"] = sites;
-  state.counters["cpu_per_wall"] = cpu / wall;
+  ReportUsage(state, used, wall, bytes);
   if (measure_memory) {
     // Peak while the sites uploaded (the sum, the global model and its payload, gRPC buffers).
     double peak_upload = ProcStatusBytes("VmHWM");
@@ -597,13 +627,19 @@ BENCHMARK(BM_Download)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Upload)
     ->ArgNames({"model_mb", "sites", "memory"})
-    ->Args({1000, 1, 0})
+    ->Args({1000, 1, 1})
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Upload)
     ->ArgNames({"model_mb", "sites", "memory"})
     ->Args({1000, 3, 1})
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_UploadDirect)
+    ->ArgNames({"model_mb", "sites", "memory"})
+    ->Args({1000, 3, 0})
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);

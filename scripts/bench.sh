@@ -65,7 +65,9 @@ done
 # The summary: name, then every user counter (Google Benchmark writes one key per line).
 echo
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
-grep -E '^(chacha20|AES-128-GCM)' "$out/openssl-speed.txt" | sed 's/^/== openssl /' || true
+awk 'tolower($1) ~ /^(chacha20|aes-128-gcm)$/ && NF == 7 {
+  v = $NF; sub(/k$/, "", v); printf "== openssl %s: %.0f MB/s (16 KiB blocks, one core)\n", $1, v / 1000 }' \
+  "$out/openssl-speed.txt"
 for json in "$out"/*.json; do
   [ -f "$json" ] || continue
   echo "== $(basename "$json" .json)"
