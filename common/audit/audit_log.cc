@@ -1,0 +1,195 @@
+#include "common/audit/audit_log.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/fileio/fileio.h"
+
+namespace hansa {
+namespace {
+
+Status Errno(std::string_view what, const std::string& path) {
+  return absl::InternalError(
+      absl::StrCat(std::string(what), " ", path, ": ", std::strerror(errno)));
+}
+
+std::string ParentDir(const std::string& path) {
+  std::string parent = std::filesystem::path(path).parent_path().string();
+  return parent.empty() ? "." : parent;
+}
+
+// Keeps an unterminated last line as evidence beside the log, then cuts it off.
+StatusOr<int64_t> RemoveTornTail(const std::string& path, int fd, std::string* contents) {
+  if (contents->empty() || contents->back() == '\n') return 0;
+  size_t keep = contents->rfind('\n');
+  keep = keep == std::string::npos ? 0 : keep + 1;
+  std::string torn = contents->substr(keep);
+  RETURN_IF_ERROR(
+      WriteFileAtomically(absl::StrCat(path, ".torn-", absl::ToUnixMillis(absl::Now())), torn));
+  if (::ftruncate(fd, static_cast<off_t>(keep)) != 0) return Errno("truncating", path);
+  if (::fsync(fd) != 0) return Errno("fsync of", path);
+  contents->resize(keep);
+  return static_cast<int64_t>(torn.size());
+}
+
+Status CheckSigner(const std::string& path, const std::string& first_line,
+                   const Certificate& certificate) {
+  auto first = ParseRecordLine(first_line);
+  if (!first.ok()) return absl::OkStatus();  // the chain check names the problem
+  if (first->signer != certificate.Sha256Fingerprint()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "audit log ", path, " is signed by certificate ", first->signer, ", not by this key's ",
+        certificate.Sha256Fingerprint(), " ('", certificate.Subject().common_name,
+        "'); a new certificate starts a new log: move the old file aside and keep it"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, PrivateKey key,
+                                                   Certificate certificate,
+                                                   AuditLogOptions options) {
+  Status match = certificate.CheckPrivateKeyMatches(key);
+  if (!match.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "audit log ", path, ": the signing key does not belong to the certificate of '",
+        certificate.Subject().common_name, "': ", match.message()));
+  }
+  absl::Time now = options.clock();
+  if (now < certificate.NotBefore() || now > certificate.NotAfter()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "audit log ", path, ": the certificate of '", certificate.Subject().common_name,
+        "' is valid from ", FormatCertificateTime(certificate.NotBefore()), " to ",
+        FormatCertificateTime(certificate.NotAfter()), ", not now; renew it"));
+  }
+  RETURN_IF_ERROR(MakeDirs(ParentDir(path)));
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno("opening", path);
+  std::unique_ptr<AuditLog> log(
+      new AuditLog(path, fd, std::move(key), std::move(certificate), std::move(options)));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("audit log ", path,
+                     " is already open for writing (another coordinator or "
+                     "client on the same state?)"));
+  }
+  RETURN_IF_ERROR(SyncDir(ParentDir(path)));
+  ASSIGN_OR_RETURN(std::string contents, ReadFile(path));
+  ASSIGN_OR_RETURN(log->torn_tail_bytes_, RemoveTornTail(path, fd, &contents));
+
+  ChainChecker::Options check;
+  check.expected_signer = &log->certificate_;
+  ChainChecker checker(check);
+  size_t start = 0;
+  while (start < contents.size()) {
+    size_t end = contents.find('\n', start);
+    std::string_view line(contents.data() + start, end - start);
+    if (start == 0) RETURN_IF_ERROR(CheckSigner(path, std::string(line), log->certificate_));
+    auto record = checker.Next(line);
+    if (!record.ok()) {
+      return absl::DataLossError(absl::StrCat(
+          "audit log ", path, " ", record.status().message(),
+          "; refusing to append to a broken chain: keep the file as evidence, check it with "
+          "`hansa audit verify`, and start a new log"));
+    }
+    start = end + 1;
+  }
+  absl::MutexLock lock(&log->mu_);
+  log->next_seq_ = checker.next_seq();
+  log->head_ = checker.head();
+  log->last_time_ = checker.last_time();
+  log->file_size_ = contents.size();
+  return log;
+}
+
+StatusOr<std::unique_ptr<AuditLog>> AuditLog::OpenWithFiles(const std::string& path,
+                                                            const std::string& key_path,
+                                                            const std::string& certificate_path,
+                                                            AuditLogOptions options) {
+  ASSIGN_OR_RETURN(PrivateKey key, ReadPrivateKeyFile(key_path));
+  ASSIGN_OR_RETURN(Certificate certificate, Certificate::FromFile(certificate_path));
+  return Open(path, std::move(key), std::move(certificate), std::move(options));
+}
+
+AuditLog::AuditLog(std::string path, int fd, PrivateKey key, Certificate certificate,
+                   AuditLogOptions options)
+    : path_(std::move(path)),
+      fd_(fd),
+      key_(std::move(key)),
+      certificate_(std::move(certificate)),
+      fingerprint_(certificate_.Sha256Fingerprint()),
+      options_(std::move(options)) {}
+
+AuditLog::~AuditLog() { ::close(fd_); }  // also releases the flock
+
+int64_t AuditLog::size() const {
+  absl::MutexLock lock(&mu_);
+  return next_seq_;
+}
+
+std::string AuditLog::head() const {
+  absl::MutexLock lock(&mu_);
+  return head_;
+}
+
+StatusOr<int64_t> AuditLog::Append(std::string_view event, nlohmann::json fields) {
+  RETURN_IF_ERROR(ValidateEventName(event));
+  if (!fields.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fields of audit event ", std::string(event), " must be a JSON object"));
+  }
+  absl::MutexLock lock(&mu_);
+  if (!broken_.ok()) return broken_;
+  absl::Time now = std::max(options_.clock(), last_time_);
+  AuditRecord record;
+  record.seq = next_seq_;
+  record.time = FormatRecordTime(now);
+  record.event = std::string(event);
+  record.fields = std::move(fields);
+  record.prev = head_;
+  record.signer = fingerprint_;
+  if (record.seq == 0) record.certificate_pem = certificate_.ToPem();
+  ASSIGN_OR_RETURN(std::string canonical, CanonicalRecordBytes(record));
+  ASSIGN_OR_RETURN(std::string signature, key_.Sign(canonical));
+  record.sig = absl::BytesToHexString(signature);
+  ASSIGN_OR_RETURN(std::string line, FormatRecordLine(record));
+  RETURN_IF_ERROR(WriteLine(line));
+  next_seq_ = record.seq + 1;
+  head_ = LineDigest(line);
+  ASSIGN_OR_RETURN(last_time_, ParseRecordTime(record.time));
+  return record.seq;
+}
+
+Status AuditLog::WriteLine(const std::string& line) {
+  std::string bytes = line + "\n";
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      Status st = Errno("appending to audit log", path_);
+      if (::ftruncate(fd_, static_cast<off_t>(file_size_)) != 0) {
+        broken_ = Annotate(st, "the log could not be restored after a failed write");
+      }
+      return st;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd_) != 0) {
+    // After a failed fsync the kernel may have dropped the data: nothing more is trusted.
+    broken_ = Errno("fsync of audit log", path_);
+    return broken_;
+  }
+  file_size_ += bytes.size();
+  return absl::OkStatus();
+}
+
+}  // namespace hansa

@@ -1,0 +1,118 @@
+#include "common/audit/events.h"
+
+namespace hansa {
+
+using nlohmann::json;
+namespace ev = audit_events;
+
+AuditEvent FederationStarted(const FederationStartedFields& f) {
+  return {ev::kFederationStarted,
+          {{"federation", f.federation},
+           {"config_sha256", f.config_sha256},
+           {"coordinator", f.coordinator},
+           {"coordinator_country", f.coordinator_country},
+           {"model", f.model},
+           {"rounds", f.rounds},
+           {"min_sites", f.min_sites},
+           {"aggregation", f.aggregation},
+           {"allowed_countries", f.allowed_countries}}};
+}
+
+AuditEvent CoordinatorResumed(int64_t after_round, int64_t torn_tail_bytes) {
+  return {ev::kCoordinatorResumed,
+          {{"after_round", after_round}, {"torn_tail_bytes", torn_tail_bytes}}};
+}
+
+static json Participant(const ParticipantFields& p) {
+  return {{"site", p.site},
+          {"organisation", p.organisation},
+          {"country", p.country},
+          {"fingerprint", p.fingerprint}};
+}
+
+AuditEvent SiteAdmitted(const ParticipantFields& p) { return {ev::kSiteAdmitted, Participant(p)}; }
+
+AuditEvent SiteRefused(const ParticipantFields& p, const std::string& reason) {
+  json fields = Participant(p);
+  fields["reason"] = reason;
+  return {ev::kSiteRefused, std::move(fields)};
+}
+
+AuditEvent RoundPlanned(const RoundPlannedFields& f) {
+  json fields = {{"round", f.round},
+                 {"attempt", f.attempt},
+                 {"plan_sha256", f.plan_sha256},
+                 {"model_sha256", f.model_sha256},
+                 {"cohort", f.cohort},
+                 {"aggregation", f.aggregation}};
+  if (f.secure_aggregation) {
+    const SecureAggregationFields& s = *f.secure_aggregation;
+    fields["secure_aggregation"] = {{"num_sites", s.num_sites},
+                                    {"degree", s.degree},
+                                    {"threshold", s.threshold},
+                                    {"malicious", s.malicious},
+                                    {"ring_bits", s.ring_bits},
+                                    {"clip", s.clip},
+                                    {"quantization_bits", s.quantization_bits}};
+  }
+  if (f.privacy) fields["privacy"] = *f.privacy;
+  return {ev::kRoundPlanned, std::move(fields)};
+}
+
+AuditEvent SiteConsented(int64_t round, const std::string& site) {
+  return {ev::kSiteConsented, {{"round", round}, {"site", site}}};
+}
+
+AuditEvent SiteDeclined(int64_t round, const std::string& site, const std::string& reason) {
+  return {ev::kSiteDeclined, {{"round", round}, {"site", site}, {"reason", reason}}};
+}
+
+AuditEvent UpdateReceived(int64_t round, const std::string& site, uint64_t bytes,
+                          const std::string& sha256) {
+  return {ev::kUpdateReceived,
+          {{"round", round}, {"site", site}, {"bytes", bytes}, {"sha256", sha256}}};
+}
+
+AuditEvent SiteDropped(int64_t round, const std::string& site, const std::string& stage) {
+  return {ev::kSiteDropped, {{"round", round}, {"site", site}, {"stage", stage}}};
+}
+
+AuditEvent AggregateReleased(int64_t round, const std::string& model_sha256,
+                             const std::vector<std::string>& sites) {
+  return {ev::kAggregateReleased,
+          {{"round", round}, {"model_sha256", model_sha256}, {"sites", sites}}};
+}
+
+AuditEvent PrivacySpent(int64_t round, double epsilon, double delta) {
+  return {ev::kPrivacySpent, {{"round", round}, {"epsilon", epsilon}, {"delta", delta}}};
+}
+
+AuditEvent CheckpointWritten(int64_t round, const std::string& path, const std::string& sha256) {
+  return {ev::kCheckpointWritten, {{"round", round}, {"path", path}, {"sha256", sha256}}};
+}
+
+AuditEvent FederationFinished(int64_t rounds) {
+  return {ev::kFederationFinished, {{"rounds", rounds}}};
+}
+
+AuditEvent MessageSent(const std::string& type, int64_t round, uint64_t bytes,
+                       const std::string& sha256) {
+  return {ev::kMessageSent,
+          {{"type", type}, {"round", round}, {"bytes", bytes}, {"sha256", sha256}}};
+}
+
+AuditEvent SendFailed(const std::string& type, int64_t round, const std::string& sha256,
+                      const std::string& error) {
+  return {ev::kSendFailed,
+          {{"type", type}, {"round", round}, {"sha256", sha256}, {"error", error}}};
+}
+
+AuditEvent PlanAccepted(int64_t round, const std::string& plan_sha256) {
+  return {ev::kPlanAccepted, {{"round", round}, {"plan_sha256", plan_sha256}}};
+}
+
+AuditEvent PlanRefused(int64_t round, const std::string& plan_sha256, const std::string& reason) {
+  return {ev::kPlanRefused, {{"round", round}, {"plan_sha256", plan_sha256}, {"reason", reason}}};
+}
+
+}  // namespace hansa

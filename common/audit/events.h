@@ -1,0 +1,159 @@
+// The events of audit.jsonl (coordinator) and egress.jsonl (site), and their fields: the
+// contract between the writers, `hansa audit reconcile` and `hansa report`. Build records with
+// these functions rather than by hand, so the names and types stay the ones readers expect.
+//
+// Conventions: `round` is the round number (uint64 on the wire, int64 here); digests are
+// lowercase hex SHA-256; sizes are bytes; `site` is the site's certificate CN; countries are
+// ISO 3166-1 alpha-2. Fields marked optional are left out when absent. Writers may add fields;
+// readers ignore fields they do not know.
+//
+// Coordinator, audit.jsonl:
+//   federation_started   {federation, config_sha256, coordinator, coordinator_country,
+//                         model, rounds, min_sites, aggregation, allowed_countries[]}
+//                        once, when a new state dir is created
+//   coordinator_resumed  {after_round, torn_tail_bytes}  each restart over an existing state dir
+//   site_admitted        {site, organisation, country, fingerprint}  each successful join
+//   site_refused         {site, organisation, country, fingerprint, reason}  a refused join
+//   round_planned        {round, attempt, plan_sha256, model_sha256, cohort[], aggregation,
+//                         secure_aggregation?{...}, privacy?{...}}  before any site sees it
+//   site_consented       {round, site}            the site accepted the plan
+//   site_declined        {round, site, reason}    the site refused the plan, with its reason
+//   update_received      {round, site, bytes, sha256}  a complete upload whose size and digest
+//                        were checked (the masked payload in secure mode), before it is acked
+//   site_dropped         {round, site, stage}     a cohort site that did not finish a stage
+//   aggregate_released   {round, model_sha256, sites[]}  the new global model, and whose
+//                        updates are in it
+//   privacy_spent        {round, epsilon, delta}  the cumulative epsilon after `round`
+//   checkpoint_written   {round, path, sha256}
+//   federation_finished  {rounds}                 the last round completed
+//
+// Site, egress.jsonl (written before each message leaves, by hansa-client):
+//   message_sent   {type, round, bytes, sha256}  type is one of kMessageTypes; bytes and sha256
+//                  are of the message's payload (for "upload", of the whole update payload, the
+//                  same values as the TransferHeader; for others, of the serialized request)
+//   send_failed    {type, round, sha256, error}  the message above may not have arrived
+//   plan_accepted  {round, plan_sha256}
+//   plan_refused   {round, plan_sha256, reason}
+//   privacy_spent  {round, epsilon, delta}       the site's own accountant, when privacy is on
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+
+namespace hansa {
+
+struct AuditEvent {
+  std::string name;
+  nlohmann::json fields;
+};
+
+namespace audit_events {
+
+inline constexpr char kFederationStarted[] = "federation_started";
+inline constexpr char kCoordinatorResumed[] = "coordinator_resumed";
+inline constexpr char kSiteAdmitted[] = "site_admitted";
+inline constexpr char kSiteRefused[] = "site_refused";
+inline constexpr char kRoundPlanned[] = "round_planned";
+inline constexpr char kSiteConsented[] = "site_consented";
+inline constexpr char kSiteDeclined[] = "site_declined";
+inline constexpr char kUpdateReceived[] = "update_received";
+inline constexpr char kSiteDropped[] = "site_dropped";
+inline constexpr char kAggregateReleased[] = "aggregate_released";
+inline constexpr char kPrivacySpent[] = "privacy_spent";
+inline constexpr char kCheckpointWritten[] = "checkpoint_written";
+inline constexpr char kFederationFinished[] = "federation_finished";
+
+inline constexpr char kMessageSent[] = "message_sent";
+inline constexpr char kSendFailed[] = "send_failed";
+inline constexpr char kPlanAccepted[] = "plan_accepted";
+inline constexpr char kPlanRefused[] = "plan_refused";
+
+// message_sent types.
+inline constexpr char kMessageJoin[] = "join";
+inline constexpr char kMessagePlanResponse[] = "plan_response";
+inline constexpr char kMessageDownloadRequest[] = "download_request";
+inline constexpr char kMessageUpload[] = "upload";
+inline constexpr char kMessageMetrics[] = "metrics";
+inline constexpr char kMessageSecAgg[] = "secagg";  // one per SecAggSubmission (any stage)
+
+// Values of `aggregation`.
+inline constexpr char kAggregationSecure[] = "secure";
+inline constexpr char kAggregationPlaintext[] = "plaintext";
+
+}  // namespace audit_events
+
+// What a coordinator knows about a participant from its certificate.
+struct ParticipantFields {
+  std::string site;  // CN
+  std::string organisation;
+  std::string country;
+  std::string fingerprint;
+};
+
+struct FederationStartedFields {
+  std::string federation;
+  std::string config_sha256;  // of coordinator.toml as read
+  std::string coordinator;    // the coordinator's CN
+  std::string coordinator_country;
+  std::string model;
+  int64_t rounds = 0;
+  int64_t min_sites = 0;
+  std::string aggregation;  // audit_events::kAggregationSecure or kAggregationPlaintext
+  std::vector<std::string> allowed_countries;
+};
+
+// SecAgg+ parameters of one round, as resolved for its cohort.
+struct SecureAggregationFields {
+  int64_t num_sites = 0;  // n
+  int64_t degree = 0;     // k
+  int64_t threshold = 0;  // t
+  bool malicious = false;
+  int64_t ring_bits = 0;
+  double clip = 0;
+  int64_t quantization_bits = 0;
+};
+
+struct RoundPlannedFields {
+  int64_t round = 0;
+  int64_t attempt = 0;  // 0 for the first plan of a round, 1, 2... for retries
+  std::string plan_sha256;
+  std::string model_sha256;  // the global model the cohort starts from
+  std::vector<std::string> cohort;
+  std::string aggregation;
+  std::optional<SecureAggregationFields> secure_aggregation;
+  // Privacy parameters as the privacy module names them, e.g. {"mechanism":
+  // "distributed_discrete_gaussian", "noise_multiplier": 1.1, "clip": 1.0, "delta": 1e-5,
+  // "target_epsilon": 8}. A JSON object; left out when privacy is off.
+  std::optional<nlohmann::json> privacy;
+};
+
+AuditEvent FederationStarted(const FederationStartedFields& f);
+AuditEvent CoordinatorResumed(int64_t after_round, int64_t torn_tail_bytes = 0);
+AuditEvent SiteAdmitted(const ParticipantFields& p);
+AuditEvent SiteRefused(const ParticipantFields& p, const std::string& reason);
+AuditEvent RoundPlanned(const RoundPlannedFields& f);
+AuditEvent SiteConsented(int64_t round, const std::string& site);
+AuditEvent SiteDeclined(int64_t round, const std::string& site, const std::string& reason);
+AuditEvent UpdateReceived(int64_t round, const std::string& site, uint64_t bytes,
+                          const std::string& sha256);
+// `stage`: "consent", "advertise_keys", "share_keys", "upload", "consistency", "unmask",
+// "evaluate" (the phase the site did not finish).
+AuditEvent SiteDropped(int64_t round, const std::string& site, const std::string& stage);
+AuditEvent AggregateReleased(int64_t round, const std::string& model_sha256,
+                             const std::vector<std::string>& sites);
+AuditEvent PrivacySpent(int64_t round, double epsilon, double delta);
+AuditEvent CheckpointWritten(int64_t round, const std::string& path, const std::string& sha256);
+AuditEvent FederationFinished(int64_t rounds);
+
+AuditEvent MessageSent(const std::string& type, int64_t round, uint64_t bytes,
+                       const std::string& sha256);
+AuditEvent SendFailed(const std::string& type, int64_t round, const std::string& sha256,
+                      const std::string& error);
+AuditEvent PlanAccepted(int64_t round, const std::string& plan_sha256);
+AuditEvent PlanRefused(int64_t round, const std::string& plan_sha256, const std::string& reason);
+
+}  // namespace hansa

@@ -1,0 +1,158 @@
+#include "common/audit/reconcile.h"
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/audit/events.h"
+#include "common/audit/verify.h"
+
+namespace hansa {
+namespace {
+
+namespace ev = audit_events;
+
+int64_t IntField(const nlohmann::json& fields, const char* name) {
+  auto it = fields.find(name);
+  return it != fields.end() && it->is_number_integer() ? it->get<int64_t>() : -1;
+}
+
+std::string StringField(const nlohmann::json& fields, const char* name) {
+  auto it = fields.find(name);
+  return it != fields.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+struct Upload {
+  int64_t seq;
+  int64_t bytes;
+  bool failed = false;
+  bool used = false;
+};
+
+using Key = std::pair<int64_t, std::string>;  // round, sha256
+
+std::string Short(const std::string& digest) { return digest.substr(0, 16); }
+
+}  // namespace
+
+std::string ReconcileKindName(ReconcileDifference::Kind kind) {
+  switch (kind) {
+    case ReconcileDifference::Kind::kIdentity:
+      return "identity";
+    case ReconcileDifference::Kind::kNotInLedger:
+      return "not_in_ledger";
+    case ReconcileDifference::Kind::kNotAtCoordinator:
+      return "not_at_coordinator";
+    case ReconcileDifference::Kind::kSizeMismatch:
+      return "size_mismatch";
+  }
+  return "unknown";
+}
+
+std::string ReconcileResult::ToText() const {
+  std::string out = absl::StrFormat(
+      "site %s (certificate %s): %d updates match, %d unconfirmed sends, %d differences\n", site,
+      site_fingerprint, matched, unconfirmed, differences.size());
+  for (const ReconcileDifference& d : differences) {
+    absl::StrAppend(&out, "  ", ReconcileKindName(d.kind), ": ", d.description, "\n");
+  }
+  return out;
+}
+
+ReconcileResult ReconcileRecords(const std::vector<AuditRecord>& coordinator,
+                                 const std::vector<AuditRecord>& egress, const std::string& site,
+                                 const std::string& site_fingerprint) {
+  ReconcileResult result;
+  result.site = site;
+  result.site_fingerprint = site_fingerprint;
+
+  std::map<Key, std::vector<Upload>> uploads;
+  for (const AuditRecord& r : egress) {
+    if (StringField(r.fields, "type") != ev::kMessageUpload) continue;
+    Key key{IntField(r.fields, "round"), StringField(r.fields, "sha256")};
+    if (r.event == ev::kMessageSent) {
+      uploads[key].push_back({r.seq, IntField(r.fields, "bytes")});
+    } else if (r.event == ev::kSendFailed) {
+      auto it = uploads.find(key);
+      if (it != uploads.end() && !it->second.empty()) it->second.back().failed = true;
+    }
+  }
+
+  for (const AuditRecord& r : coordinator) {
+    if (StringField(r.fields, "site") != site) continue;
+    if (r.event == ev::kSiteAdmitted) {
+      std::string fp = StringField(r.fields, "fingerprint");
+      if (fp != site_fingerprint) {
+        result.differences.push_back(
+            {ReconcileDifference::Kind::kIdentity, -1,
+             absl::StrCat("coordinator record seq ", r.seq, " admitted '", site,
+                          "' with certificate ", fp, ", but the ledger is signed by ",
+                          site_fingerprint)});
+      }
+      continue;
+    }
+    if (r.event != ev::kUpdateReceived) continue;
+    int64_t round = IntField(r.fields, "round");
+    int64_t bytes = IntField(r.fields, "bytes");
+    std::string sha = StringField(r.fields, "sha256");
+    std::vector<Upload>& candidates = uploads[{round, sha}];
+    Upload* same_size = nullptr;
+    Upload* any = nullptr;
+    for (Upload& u : candidates) {
+      if (u.used) continue;
+      if (any == nullptr) any = &u;
+      if (u.bytes == bytes && same_size == nullptr) same_size = &u;
+    }
+    if (same_size != nullptr) {
+      same_size->used = true;
+      ++result.matched;
+    } else if (any != nullptr) {
+      any->used = true;
+      result.differences.push_back(
+          {ReconcileDifference::Kind::kSizeMismatch, round,
+           absl::StrCat("round ", round, ": update ", Short(sha), "... is ", bytes,
+                        " bytes at the coordinator (seq ", r.seq, ") but ", any->bytes,
+                        " bytes in the site's ledger (seq ", any->seq, ")")});
+    } else {
+      result.differences.push_back(
+          {ReconcileDifference::Kind::kNotInLedger, round,
+           absl::StrCat("round ", round, ": the coordinator recorded an update from ", site, " (",
+                        bytes, " bytes, sha256 ", Short(sha), "..., seq ", r.seq,
+                        ") that the site's ledger does not show being sent")});
+    }
+  }
+
+  for (const auto& [key, list] : uploads) {
+    for (const Upload& u : list) {
+      if (u.used) continue;
+      if (u.failed) {
+        ++result.unconfirmed;
+        continue;
+      }
+      result.differences.push_back(
+          {ReconcileDifference::Kind::kNotAtCoordinator, key.first,
+           absl::StrCat("round ", key.first, ": the site sent an update (", u.bytes,
+                        " bytes, sha256 ", Short(key.second), "..., ledger seq ", u.seq,
+                        ") that the coordinator did not record")});
+    }
+  }
+  return result;
+}
+
+StatusOr<ReconcileResult> Reconcile(const std::string& coordinator_audit,
+                                    const std::string& site_egress, const Certificate& ca) {
+  VerifyOptions coordinator_options;
+  coordinator_options.usage = CertificateUsage::kTlsServer;
+  ASSIGN_OR_RETURN(std::vector<AuditRecord> coordinator,
+                   ReadVerifiedAuditLog(coordinator_audit, ca, coordinator_options));
+  VerifyOptions site_options;
+  site_options.usage = CertificateUsage::kTlsClient;
+  ASSIGN_OR_RETURN(std::vector<AuditRecord> egress,
+                   ReadVerifiedAuditLog(site_egress, ca, site_options));
+  ASSIGN_OR_RETURN(Certificate site_cert, Certificate::FromPem(egress.front().certificate_pem));
+  return ReconcileRecords(coordinator, egress, site_cert.Subject().common_name,
+                          site_cert.Sha256Fingerprint());
+}
+
+}  // namespace hansa

@@ -1,0 +1,151 @@
+#include "common/audit/reconcile.h"
+
+#include "common/audit/audit_log.h"
+#include "common/crypto/sha256.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/unit/audit/test_federation.h"
+
+namespace hansa {
+namespace {
+
+using ::hansa::testing::Identity;
+using ::hansa::testing::MakeTempDir;
+using ::hansa::testing::TestFederation;
+using ::testing::HasSubstr;
+using Kind = ReconcileDifference::Kind;
+
+const TestFederation& Fed() { return TestFederation::Get(); }
+
+std::string Digest(const std::string& s) { return ToHex(Sha256(s)); }
+
+void Write(const std::string& path, const Identity& who, const std::vector<AuditEvent>& events) {
+  auto log = AuditLog::Open(path, who.Key(), who.cert);
+  ASSERT_TRUE(log.ok()) << log.status();
+  for (const AuditEvent& e : events) ASSERT_TRUE((*log)->Append(e).ok());
+}
+
+ParticipantFields Berlin(const std::string& fingerprint) {
+  return {"berlin", "Charité Berlin", "DE", fingerprint};
+}
+
+class ReconcileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir("reconcile");
+    coordinator_ = dir_ + "/audit.jsonl";
+    egress_ = dir_ + "/egress.jsonl";
+    berlin_fp_ = Fed().site("berlin").cert.Sha256Fingerprint();
+  }
+
+  // Coordinator events of two rounds with berlin's and paris's updates.
+  std::vector<AuditEvent> CoordinatorEvents() {
+    return {SiteAdmitted(Berlin(berlin_fp_)),
+            SiteAdmitted({"paris", "AP-HP", "FR", Fed().site("paris").cert.Sha256Fingerprint()}),
+            UpdateReceived(1, "berlin", 500, Digest("b1")),
+            UpdateReceived(1, "paris", 500, Digest("p1")),
+            UpdateReceived(2, "berlin", 500, Digest("b2"))};
+  }
+  std::vector<AuditEvent> LedgerEvents() {
+    return {MessageSent("join", 0, 2, Digest("join")),
+            PlanAccepted(1, Digest("plan1")),
+            MessageSent("upload", 1, 500, Digest("b1")),
+            MessageSent("metrics", 1, 40, Digest("m1")),
+            PlanAccepted(2, Digest("plan2")),
+            MessageSent("upload", 2, 500, Digest("b2"))};
+  }
+
+  ReconcileResult Run() {
+    auto result = Reconcile(coordinator_, egress_, Fed().ca());
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? *result : ReconcileResult{};
+  }
+
+  std::string dir_, coordinator_, egress_, berlin_fp_;
+};
+
+TEST_F(ReconcileTest, MatchingLogsHaveNoDifferences) {
+  Write(coordinator_, Fed().coordinator(), CoordinatorEvents());
+  Write(egress_, Fed().site("berlin"), LedgerEvents());
+  ReconcileResult result = Run();
+  EXPECT_TRUE(result.ok()) << result.ToText();
+  EXPECT_EQ(result.site, "berlin");
+  EXPECT_EQ(result.site_fingerprint, berlin_fp_);
+  EXPECT_EQ(result.matched, 2);
+  EXPECT_EQ(result.unconfirmed, 0);
+}
+
+TEST_F(ReconcileTest, UploadTheCoordinatorDidNotRecordIsADifference) {
+  Write(coordinator_, Fed().coordinator(), CoordinatorEvents());
+  std::vector<AuditEvent> ledger = LedgerEvents();
+  ledger.push_back(MessageSent("upload", 3, 700, Digest("b3")));
+  Write(egress_, Fed().site("berlin"), ledger);
+  ReconcileResult result = Run();
+  ASSERT_EQ(result.differences.size(), 1u) << result.ToText();
+  EXPECT_EQ(result.differences[0].kind, Kind::kNotAtCoordinator);
+  EXPECT_EQ(result.differences[0].round, 3);
+  EXPECT_THAT(result.differences[0].description, HasSubstr("700 bytes"));
+  EXPECT_THAT(result.ToText(), HasSubstr("not_at_coordinator: round 3"));
+}
+
+TEST_F(ReconcileTest, UpdateMissingFromTheLedgerIsADifference) {
+  std::vector<AuditEvent> coordinator = CoordinatorEvents();
+  coordinator.push_back(UpdateReceived(3, "berlin", 500, Digest("forged")));
+  Write(coordinator_, Fed().coordinator(), coordinator);
+  Write(egress_, Fed().site("berlin"), LedgerEvents());
+  ReconcileResult result = Run();
+  ASSERT_EQ(result.differences.size(), 1u) << result.ToText();
+  EXPECT_EQ(result.differences[0].kind, Kind::kNotInLedger);
+  EXPECT_EQ(result.differences[0].round, 3);
+  EXPECT_EQ(result.matched, 2);
+}
+
+TEST_F(ReconcileTest, SizeAndRoundMustMatchToo) {
+  Write(coordinator_, Fed().coordinator(),
+        {UpdateReceived(1, "berlin", 501, Digest("b1")),
+         UpdateReceived(3, "berlin", 500, Digest("b2"))});
+  Write(egress_, Fed().site("berlin"), LedgerEvents());
+  ReconcileResult result = Run();
+  ASSERT_EQ(result.differences.size(), 3u) << result.ToText();
+  EXPECT_EQ(result.differences[0].kind, Kind::kSizeMismatch);
+  EXPECT_THAT(result.differences[0].description, HasSubstr("501 bytes at the coordinator"));
+  EXPECT_EQ(result.differences[1].kind, Kind::kNotInLedger);  // round 3 instead of 2
+  EXPECT_EQ(result.differences[2].kind, Kind::kNotAtCoordinator);
+  EXPECT_EQ(result.differences[2].round, 2);
+}
+
+TEST_F(ReconcileTest, FailedSendIsUnconfirmedNotADifference) {
+  Write(coordinator_, Fed().coordinator(), CoordinatorEvents());
+  std::vector<AuditEvent> ledger = LedgerEvents();
+  ledger.insert(ledger.begin() + 2, MessageSent("upload", 1, 500, Digest("b1-first")));
+  ledger.insert(ledger.begin() + 3, SendFailed("upload", 1, Digest("b1-first"), "UNAVAILABLE"));
+  Write(egress_, Fed().site("berlin"), ledger);
+  ReconcileResult result = Run();
+  EXPECT_TRUE(result.ok()) << result.ToText();
+  EXPECT_EQ(result.matched, 2);
+  EXPECT_EQ(result.unconfirmed, 1);
+}
+
+TEST_F(ReconcileTest, SiteAdmittedUnderAnotherCertificateIsADifference) {
+  std::vector<AuditEvent> coordinator = CoordinatorEvents();
+  coordinator[0] = SiteAdmitted(Berlin(Fed().site("mallory").cert.Sha256Fingerprint()));
+  Write(coordinator_, Fed().coordinator(), coordinator);
+  Write(egress_, Fed().site("berlin"), LedgerEvents());
+  ReconcileResult result = Run();
+  ASSERT_EQ(result.differences.size(), 1u);
+  EXPECT_EQ(result.differences[0].kind, Kind::kIdentity);
+}
+
+TEST_F(ReconcileTest, LogsMustVerifyAndHaveTheirRoles) {
+  Write(coordinator_, Fed().coordinator(), CoordinatorEvents());
+  Write(egress_, Fed().site("berlin"), LedgerEvents());
+  // Swapped arguments: the site's ledger is not a coordinator's audit log.
+  auto swapped = Reconcile(egress_, coordinator_, Fed().ca());
+  EXPECT_EQ(swapped.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(swapped.status().message()), HasSubstr("TLS server"));
+  auto foreign = Reconcile(coordinator_, egress_, Fed().foreign_ca());
+  EXPECT_EQ(foreign.status().code(), absl::StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace hansa
