@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/internal/torch_models.h"
+#include "client/seeded_random.h"
 
 namespace hansa {
 namespace {
@@ -100,6 +101,14 @@ Status CheckSettings(const TrainSettings& s) {
     return absl::InvalidArgumentError(
         absl::StrCat("weight_decay = ", s.weight_decay, " must be >= 0"));
   }
+  if (!std::isfinite(s.proximal_mu) || s.proximal_mu < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("proximal_mu = ", s.proximal_mu, " must be >= 0"));
+  }
+  if (!std::isfinite(s.input_noise_std) || s.input_noise_std < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input_noise_std = ", s.input_noise_std, " must be >= 0"));
+  }
   return absl::OkStatus();
 }
 
@@ -139,6 +148,26 @@ DataTensors ToTensors(const Dataset& data, const torch::Device& device) {
   DataTensors out;
   out.images = images.to(device).to(torch::kFloat32).div_(255.0);
   out.labels = targets.to(device).to(torch::kInt64);
+  return out;
+}
+
+// `count` draws of N(0, std^2) from `seed` (Marsaglia's polar method on SplitMix64), the same
+// on every platform: torch's generators differ between CPU and CUDA and across versions.
+std::vector<float> PortableGaussian(int64_t count, double std, uint64_t seed) {
+  std::vector<float> out(count);
+  SeededRandom random(seed);
+  auto uniform = [&] { return static_cast<double>(random.Next() >> 11) * 0x1.0p-53; };
+  for (int64_t i = 0; i < count; i += 2) {
+    double u, v, s;
+    do {
+      u = 2.0 * uniform() - 1.0;
+      v = 2.0 * uniform() - 1.0;
+      s = u * u + v * v;
+    } while (s >= 1.0 || s == 0.0);
+    const double f = std::sqrt(-2.0 * std::log(s) / s) * std;
+    out[i] = static_cast<float>(u * f);
+    if (i + 1 < count) out[i + 1] = static_cast<float>(v * f);
+  }
   return out;
 }
 
@@ -213,8 +242,31 @@ class TorchTrainer final : public Trainer {
 
   StatusOr<TrainResult> TrainChecked(const Dataset& data, const TrainSettings& s) {
     const auto start = std::chrono::steady_clock::now();
-    const DataTensors tensors = ToTensors(data, device_);
+    DataTensors tensors = ToTensors(data, device_);
+    if (s.input_noise_std > 0) {
+      std::vector<float> noise =
+          PortableGaussian(tensors.images.numel(), s.input_noise_std, s.noise_seed);
+      tensors.images.add_(
+          torch::from_blob(noise.data(), tensors.images.sizes(), torch::kFloat32).to(device_));
+    }
     const int64_t n = data.size();
+    // FedProx's centre and SCAFFOLD's correction, one tensor per parameter on the device.
+    std::vector<torch::Tensor> centre, correction;
+    if (s.proximal_mu > 0) {
+      for (const auto& p : params_) centre.push_back(p.detach().clone());
+    }
+    if (s.scaffold_correction && !s.scaffold_correction->empty()) {
+      if (static_cast<int64_t>(s.scaffold_correction->size()) != layout_.TotalElements()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("scaffold_correction holds ", s.scaffold_correction->size(),
+                         " values; the model has ", layout_.TotalElements()));
+      }
+      for (size_t i = 0; i < params_.size(); ++i) {
+        auto* src = const_cast<float*>(s.scaffold_correction->data() + layout_.Offset(i));
+        correction.push_back(
+            torch::from_blob(src, params_[i].sizes(), torch::kFloat32).to(device_).clone());
+      }
+    }
     torch::optim::SGD optimizer(net_->parameters(), torch::optim::SGDOptions(s.learning_rate)
                                                         .momentum(s.momentum)
                                                         .weight_decay(s.weight_decay));
@@ -233,7 +285,19 @@ class TorchTrainer final : public Trainer {
         optimizer.zero_grad();
         torch::Tensor loss = F::cross_entropy(net_->forward(x), y);
         loss.backward();
+        if (!centre.empty()) {
+          torch::NoGradGuard no_grad;
+          for (size_t i = 0; i < params_.size(); ++i) {
+            params_[i].mutable_grad().add_(params_[i].detach() - centre[i], s.proximal_mu);
+          }
+        }
         optimizer.step();
+        if (!correction.empty()) {
+          torch::NoGradGuard no_grad;
+          for (size_t i = 0; i < params_.size(); ++i) {
+            params_[i].sub_(correction[i], s.learning_rate);
+          }
+        }
         loss_sum += loss.detach() * static_cast<double>(end - begin);
         ++result.steps;
       }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "client/data.h"
 #include "client/models.h"
@@ -24,6 +25,20 @@ struct TrainSettings {
   double momentum = 0.9;
   double weight_decay = 0.0;
   uint64_t seed = 0;  // fixes the shuffling order of every epoch
+
+  // Strategy extensions; the defaults give plain SGD.
+  // FedProx: adds mu/2 * ||w - w_start||^2 to the loss, where w_start are the weights Train()
+  // starts from (the global model the site was given).
+  double proximal_mu = 0;
+  // SCAFFOLD: after every optimizer step the weights move by -learning_rate * correction, where
+  // correction = c - c_i in layout() order (NIID-Bench's placement, outside momentum). Null or
+  // empty: none.
+  std::shared_ptr<const std::vector<float>> scaffold_correction;
+  // Noise-based feature skew: Gaussian noise of this std is added to the pixels (scaled to
+  // [0, 1]) once when the data set is put on the device, drawn from noise_seed on a portable
+  // generator, so a site sees the same noisy copy every round.
+  double input_noise_std = 0;
+  uint64_t noise_seed = 0;
 };
 
 struct TrainResult {
