@@ -3,7 +3,8 @@
 //
 //   - MemoryTriad/threads:N   STREAM-style triad a = b + s*c over 256 MiB arrays of doubles,
 //                             counted as STREAM counts it (24 bytes per element): the ceiling.
-//   - Fold/contributors:N     N threads each Begin, Fold (1 MiB chunks) and Commit a 256 MiB
+//   - Fold/contributors:N     N (1, 2 = the cores here, 3) threads each Begin, Fold (1 MiB chunks)
+//   and Commit a 256 MiB
 //                             float32 update into one StreamingAggregator; GB/s of update bytes
 //                             folded, and `ratio_to_triad` = that over the triad figure for
 //                             min(N, cores) threads.
@@ -251,6 +252,7 @@ BENCHMARK(BM_MemoryTriad)
 BENCHMARK(BM_Fold)
     ->ArgName("contributors")
     ->Arg(1)
+    ->Arg(2)
     ->Arg(3)
     ->MinTime(2.0)
     ->Unit(benchmark::kMillisecond)

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -495,8 +496,9 @@ class Barrier {
 };
 
 struct RoundTiming {
-  double wall = 0;  // first upload start to last upload end
-  Usage used;       // in that window (approximate at the edges)
+  double wall = 0;      // first upload start to last upload end
+  Usage used;           // in that window (approximate at the edges)
+  double peak_rss = 0;  // VmHWM when the last upload finished
 };
 
 // One round: every site waits for its training task, then all upload at once.
@@ -505,7 +507,9 @@ StatusOr<RoundTiming> UploadRound(Federation* f, bool direct) {
   std::vector<Status> results(n);
   std::vector<Clock::time_point> starts(n), ends(n);
   Barrier ready(n);
-  Usage at_start;
+  Usage at_start, at_end;
+  double peak_at_end = 0;
+  std::atomic<int> finished{0};
   std::vector<std::thread> threads;
   for (int i = 0; i < n; ++i) {
     threads.emplace_back([&, i] {
@@ -521,13 +525,20 @@ StatusOr<RoundTiming> UploadRound(Federation* f, bool direct) {
       results[i] = direct ? UploadDirect(f->engine(), site, *plan, f->payload())
                           : UploadOverGrpc(site, *plan, f->payload());
       ends[i] = Clock::now();
+      // The last upload to finish closes the usage window at once: the engine's server step
+      // (mean, new model, checkpoint) starts right after and is not part of the transfer.
+      if (finished.fetch_add(1) + 1 == n) {
+        at_end = Usage::Now();
+        peak_at_end = ProcStatusBytes("VmHWM");
+      }
       site.uploaded_round = plan->round();
     });
   }
   for (auto& t : threads) t.join();
   for (const Status& st : results) RETURN_IF_ERROR(st);
   RoundTiming timing;
-  timing.used = Usage::Now() - at_start;
+  timing.used = at_end - at_start;
+  timing.peak_rss = peak_at_end;
   timing.wall = Seconds(*std::min_element(starts.begin(), starts.end()),
                         *std::max_element(ends.begin(), ends.end()));
   return timing;
@@ -543,11 +554,12 @@ void RunUploads(benchmark::State& state, bool direct) {
   bool peak_reset = measure_memory && ResetPeakRss();
   double rss_before = ProcStatusBytes("VmRSS");
   Usage used;
-  double wall = 0;
+  double wall = 0, peak_upload = 0;
   for (auto _ : state) {
     StatusOr<RoundTiming> t = UploadRound(f, direct);
     if (!t.ok()) return state.SkipWithError(t.status().ToString().c_str());
     used += t->used;
+    peak_upload = std::max(peak_upload, t->peak_rss);
     wall += t->wall;
     state.SetIterationTime(t->wall);
   }
@@ -561,7 +573,6 @@ void RunUploads(benchmark::State& state, bool direct) {
   ReportUsage(state, used, wall, bytes);
   if (measure_memory) {
     // Peak while the sites uploaded (the sum, the global model and its payload, gRPC buffers).
-    double peak_upload = ProcStatusBytes("VmHWM");
     // Then the round's server step: mean, new model, checkpoint.
     const int64_t round = f->site(0).uploaded_round;
     auto give_up = Clock::now() + std::chrono::minutes(2);
