@@ -1,0 +1,288 @@
+// report.html: one self-contained page. A Content-Security-Policy forbids scripts and every
+// fetch, so the page shows the same thing offline, in a mail attachment or in an archive.
+#include <map>
+#include <set>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/report/report.h"
+#include "common/report/svg.h"
+
+namespace hansa {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kStyle[] = R"css(
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1100px;
+padding:24px;color:#1d1d1f;line-height:1.45}
+h1{font-size:1.7em;margin-bottom:4px}h2{border-bottom:2px solid #e5e5e5;padding-bottom:4px;margin-top:36px}
+table{border-collapse:collapse;width:100%;font-size:.92em;margin:8px 0}
+th,td{border:1px solid #ddd;padding:5px 8px;text-align:left;vertical-align:top}
+th{background:#f4f6f8}tbody tr:nth-child(even){background:#fafbfc}
+code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em;word-break:break-all}
+.verdict{padding:10px 14px;border-radius:6px;font-weight:600;margin:12px 0}
+.ok{background:#e6f4ea;color:#0b5e25;border:1px solid #9ed3ad}
+.bad{background:#fde7e9;color:#8a1020;border:1px solid #f0a3ab}
+.muted{color:#666}dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px}
+dt{font-weight:600}dd{margin:0}.charts{display:flex;flex-wrap:wrap;gap:16px}
+svg.chart{width:100%;max-width:640px;height:auto;border:1px solid #e5e5e5;border-radius:4px}
+svg .chart-title{font-size:14px;font-weight:600}svg .tick,svg .legend{font-size:11px}
+svg .axis-label{font-size:12px}.statement p{max-width:80ch}
+@media print{body{max-width:none}h2{page-break-after:avoid}}
+)css";
+
+std::string Text(const json& v) {
+  if (v.is_null()) return "&mdash;";
+  if (v.is_string()) return HtmlEscape(v.get<std::string>());
+  if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
+  if (v.is_number_integer()) return absl::StrCat(v.get<int64_t>());
+  if (v.is_number()) return absl::StrFormat("%.4g", v.get<double>());
+  return HtmlEscape(v.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+std::string Digest(const json& v, size_t shown = 16) {
+  if (!v.is_string() || v.get<std::string>().empty()) return "&mdash;";
+  std::string d = v.get<std::string>();
+  return absl::StrCat("<code title=\"", HtmlEscape(d), "\">",
+                      HtmlEscape(d.size() > shown ? d.substr(0, shown) + "…" : d), "</code>");
+}
+
+std::string List(const json& v) {
+  if (!v.is_array() || v.empty()) return "&mdash;";
+  std::vector<std::string> items;
+  for (const json& x : v) items.push_back(Text(x));
+  return absl::StrJoin(items, ", ");
+}
+
+std::string Params(const json& object) {
+  std::vector<std::string> parts;
+  for (auto it = object.begin(); it != object.end(); ++it) {
+    parts.push_back(absl::StrCat(HtmlEscape(it.key()), "&nbsp;", Text(it.value())));
+  }
+  return absl::StrJoin(parts, ", ");
+}
+
+std::string Row(const std::vector<std::string>& cells) {
+  return absl::StrCat("<tr><td>", absl::StrJoin(cells, "</td><td>"), "</td></tr>");
+}
+
+std::string Table(const std::string& id, const std::vector<std::string>& head,
+                  const std::vector<std::string>& rows) {
+  return absl::StrCat("<table id=\"", id, "\"><thead><tr><th>", absl::StrJoin(head, "</th><th>"),
+                      "</th></tr></thead><tbody>", absl::StrJoin(rows, ""), "</tbody></table>");
+}
+
+std::string Verdict(const json& audit) {
+  if (audit.value("verified", false)) {
+    return absl::StrCat("<div class=\"verdict ok\" id=\"audit-verdict\">Audit log verified: ",
+                        Text(audit["records"]),
+                        " records, hash chain and every signature checked against the "
+                        "federation CA.</div>");
+  }
+  return absl::StrCat("<div class=\"verdict bad\" id=\"audit-verdict\">Audit log NOT verified: ",
+                      Text(audit["error"]),
+                      ". Everything below rests on records that could not be verified.</div>");
+}
+
+std::string Identity(const json& id) {
+  if (!id.is_object()) return "&mdash;";
+  return absl::StrCat(
+      Text(id["name"]),
+      id["organisation"].is_string() && !id["organisation"].get<std::string>().empty()
+          ? absl::StrCat(", ", Text(id["organisation"]))
+          : "",
+      " (", Text(id["country_name"]), ")<br>", Digest(id["fingerprint"], 64));
+}
+
+std::string FederationSection(const json& r) {
+  const json& f = r["federation"];
+  std::string dl = absl::StrCat(
+      "<dl><dt>Federation</dt><dd>", Text(f["name"]), "</dd><dt>Coordinator</dt><dd>",
+      Identity(f["coordinator"]), "</dd><dt>Certificate authority</dt><dd>", Identity(f["ca"]),
+      "</dd><dt>Allowed jurisdictions</dt><dd>", Text(f["allowed_countries_text"]),
+      "</dd><dt>Model</dt><dd>", Text(f["model"]), "</dd><dt>Aggregation</dt><dd>",
+      Text(f["aggregation"]), "</dd><dt>Rounds configured</dt><dd>", Text(f["rounds_configured"]),
+      "</dd><dt>Minimum sites per round</dt><dd>", Text(f["min_sites"]),
+      "</dd><dt>Configuration SHA-256</dt><dd>", Digest(f["config_sha256"], 64),
+      "</dd><dt>Started</dt><dd>", Text(f["started_at"]), "</dd><dt>Finished</dt><dd>",
+      Text(f["finished"]), "</dd><dt>Coordinator restarts</dt><dd>", Text(f["restarts"]),
+      "</dd><dt>State directory</dt><dd><code>", Text(r["state_dir"]), "</code></dd></dl>");
+  return absl::StrCat("<section id=\"federation\"><h2>Federation</h2>", dl, "</section>");
+}
+
+std::string ParticipantsSection(const json& r) {
+  std::vector<std::string> rows;
+  for (const json& p : r["participants"]) {
+    rows.push_back(Row({Text(p["site"]), Text(p["organisation"]),
+                        absl::StrCat(Text(p["country_name"]), " (", Text(p["country"]), ")"),
+                        Digest(p["fingerprint"], 64), Text(p["first_admitted"]),
+                        Text(p["rounds_contributed"])}));
+  }
+  std::string out = absl::StrCat("<section id=\"participants-section\"><h2>Participants</h2>",
+                                 Table("participants",
+                                       {"Site", "Organisation", "Country", "Certificate SHA-256",
+                                        "First admitted", "Rounds contributed"},
+                                       rows));
+  if (rows.empty()) absl::StrAppend(&out, "<p class=\"muted\">No site admission is recorded.</p>");
+  if (!r["refusals"].empty()) {
+    std::vector<std::string> refused;
+    for (const json& x : r["refusals"]) {
+      refused.push_back(Row({Text(x["time"]), Text(x["site"]), Text(x["organisation"]),
+                             Text(x["country"]), Digest(x["fingerprint"]), Text(x["reason"])}));
+    }
+    absl::StrAppend(
+        &out, "<h3>Refused join attempts</h3>",
+        Table("refusals", {"Time", "Site", "Organisation", "Country", "Certificate", "Reason"},
+              refused));
+  }
+  return absl::StrCat(out, "</section>");
+}
+
+std::string Protection(const json& round) {
+  std::string out = round["aggregation"].is_string() ? Text(round["aggregation"]) : "&mdash;";
+  if (round["secure_aggregation"].is_object()) {
+    absl::StrAppend(&out, "<br><span class=\"muted\">SecAgg+ ", Params(round["secure_aggregation"]),
+                    "</span>");
+  }
+  if (round["privacy"].is_object()) {
+    absl::StrAppend(&out, "<br><span class=\"muted\">DP ", Params(round["privacy"]), "</span>");
+  }
+  return out;
+}
+
+std::string RoundsSection(const json& r) {
+  std::vector<std::string> rows;
+  for (const json& o : r["rounds"]) {
+    std::vector<std::string> lost;
+    for (const json& d : o["dropouts"]) {
+      lost.push_back(absl::StrCat(Text(d["site"]), " dropped at ", Text(d["stage"])));
+    }
+    for (const json& d : o["declined"]) {
+      lost.push_back(absl::StrCat(Text(d["site"]), " declined: ", Text(d["reason"])));
+    }
+    rows.push_back(
+        Row({Text(o["round"]), List(o["cohort"]), Protection(o),
+             lost.empty() ? "&mdash;" : absl::StrJoin(lost, "<br>"), List(o["aggregated_sites"]),
+             Digest(o["model_sha256"]), Text(o["accuracy"]), Text(o["epsilon"])}));
+  }
+  std::string out = absl::StrCat(
+      "<section id=\"rounds-section\"><h2>Rounds</h2>",
+      Table("rounds",
+            {"Round", "Cohort", "Protection", "Dropouts and refusals", "In the aggregate",
+             "Model SHA-256", "Accuracy", "&epsilon; (cumulative)"},
+            rows));
+  if (rows.empty()) absl::StrAppend(&out, "<p class=\"muted\">No rounds are recorded.</p>");
+  return absl::StrCat(out, "</section>");
+}
+
+std::string Charts(const json& r) {
+  std::string out = "<section id=\"charts\"><h2>Charts</h2><div class=\"charts\">";
+  LineChart accuracy{"chart-accuracy", "Accuracy over rounds", "round", "accuracy", {}, true, 0, 1};
+  ChartSeries acc{"accuracy", {}};
+  for (const json& p : r["accuracy_over_rounds"]) {
+    if (p["accuracy"].is_number()) {
+      acc.points.emplace_back(p["round"].get<double>(), p["accuracy"].get<double>());
+    }
+  }
+  accuracy.series.push_back(acc);
+  absl::StrAppend(&out, RenderLineChart(accuracy));
+
+  if (r["privacy"].value("enabled", false)) {
+    LineChart eps{"chart-epsilon", "Privacy cost over rounds", "round", "epsilon (cumulative)", {}};
+    ChartSeries s{"epsilon", {}};
+    for (const json& p : r["privacy"]["epsilon_over_rounds"]) {
+      s.points.emplace_back(p["round"].get<double>(), p["epsilon"].get<double>());
+    }
+    eps.series.push_back(s);
+    absl::StrAppend(&out, RenderLineChart(eps));
+  }
+
+  std::set<int64_t> rounds;
+  std::set<std::string> sites;
+  std::map<std::pair<std::string, int64_t>, double> bytes;
+  for (const json& b : r["bytes_received"]) {
+    rounds.insert(b["round"].get<int64_t>());
+    sites.insert(b["site"].get<std::string>());
+    bytes[{b["site"].get<std::string>(), b["round"].get<int64_t>()}] = b["bytes"].get<double>();
+  }
+  if (!bytes.empty()) {
+    BarChart chart{"chart-bytes", "Bytes received per site per round", "round", "bytes"};
+    chart.bytes = true;
+    for (int64_t round : rounds) chart.categories.push_back(absl::StrCat(round));
+    for (const std::string& site : sites) {
+      chart.series_names.push_back(site);
+      std::vector<double> row;
+      for (int64_t round : rounds) row.push_back(bytes[{site, round}]);
+      chart.values.push_back(row);
+    }
+    absl::StrAppend(&out, RenderBarChart(chart));
+  }
+  absl::StrAppend(&out, "</div>");
+  if (!r["privacy"].value("enabled", false)) {
+    absl::StrAppend(&out,
+                    "<p class=\"muted\">No differential privacy: no privacy cost to chart.</p>");
+  }
+  if (bytes.empty()) {
+    absl::StrAppend(&out, "<p class=\"muted\">No update receipts are recorded.</p>");
+  }
+  return absl::StrCat(out, "</section>");
+}
+
+std::string DataFlowSection(const json& r) {
+  const json& d = r["data_flow"];
+  std::string out =
+      absl::StrCat("<section id=\"data-flow\" class=\"statement\"><h2>", Text(d["title"]), "</h2>");
+  for (const json& p : d["paragraphs"]) {
+    absl::StrAppend(&out, "<p><strong>", Text(p["heading"]), ".</strong> ", Text(p["text"]),
+                    "</p>");
+  }
+  return absl::StrCat(out, "</section>");
+}
+
+std::string AuditSection(const json& r) {
+  const json& a = r["audit"];
+  std::vector<std::string> rows;
+  if (a["events"].is_object()) {
+    for (auto it = a["events"].begin(); it != a["events"].end(); ++it) {
+      rows.push_back(Row({HtmlEscape(it.key()), Text(it.value())}));
+    }
+  }
+  std::string signer = a["signer"].is_object() ? Identity(a["signer"]) : "&mdash;";
+  return absl::StrCat(
+      "<section id=\"audit\"><h2>Audit log</h2>", Verdict(a), "<dl><dt>File</dt><dd><code>",
+      Text(a["path"]), "</code></dd><dt>Records</dt><dd>", Text(a["records"]),
+      "</dd><dt>Signed by</dt><dd>", signer, "</dd><dt>First record</dt><dd>",
+      Text(a["first_time"]), "</dd><dt>Last record</dt><dd>", Text(a["last_time"]),
+      "</dd><dt>Head (SHA-256 of the last record)</dt><dd>", Digest(a["head"], 64), "</dd></dl>",
+      rows.empty() ? "" : Table("audit-events", {"Event", "Records"}, rows),
+      "<p class=\"muted\">Check it yourself: <code>hansa audit verify ", Text(a["path"]),
+      " --ca ca.pem --role coordinator</code></p></section>");
+}
+
+}  // namespace
+
+std::string RenderReportHtml(const json& r) {
+  std::string name = r["federation"]["name"].is_string()
+                         ? r["federation"]["name"].get<std::string>()
+                         : std::string("(unnamed federation)");
+  return absl::StrCat(
+      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+      "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+      "style-src 'unsafe-inline'\">"
+      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+      "<title>Compliance report: ",
+      HtmlEscape(name), "</title><style>", kStyle, "</style></head><body><header><h1>",
+      "Compliance report: ", HtmlEscape(name), "</h1><p class=\"muted\">Generated ",
+      Text(r["generated_at"]),
+      " by <code>hansa report</code> from the coordinator's state directory; report.json "
+      "beside this file holds the same content.</p>",
+      Verdict(r["audit"]), "</header>", FederationSection(r), ParticipantsSection(r),
+      RoundsSection(r), Charts(r), DataFlowSection(r), AuditSection(r),
+      "<footer class=\"muted\"><p>Hansa compliance report, schema ", Text(r["schema"]),
+      ".</p></footer></body></html>\n");
+}
+
+}  // namespace hansa

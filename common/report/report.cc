@@ -1,0 +1,358 @@
+#include "common/report/report.h"
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/audit/events.h"
+#include "common/audit/jurisdiction.h"
+#include "common/audit/record.h"
+#include "common/audit/verify.h"
+#include "common/fileio/fileio.h"
+#include "common/pki/certificate.h"
+#include "common/report/data_flow.h"
+
+namespace hansa {
+namespace {
+
+namespace ev = audit_events;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+json Get(const json& object, const char* name) {
+  auto it = object.find(name);
+  return it == object.end() ? json() : *it;
+}
+
+std::string Str(const json& object, const char* name) {
+  json v = Get(object, name);
+  return v.is_string() ? v.get<std::string>() : std::string();
+}
+
+int64_t Int(const json& object, const char* name, int64_t fallback = -1) {
+  json v = Get(object, name);
+  return v.is_number_integer() ? v.get<int64_t>() : fallback;
+}
+
+json Identity(const SubjectName& subject, const std::string& fingerprint) {
+  return {{"name", subject.common_name},
+          {"organisation", subject.organization},
+          {"country", subject.country},
+          {"country_name", CountryName(subject.country)},
+          {"fingerprint", fingerprint}};
+}
+
+json EmptyRound(int64_t round) {
+  return {{"round", round},
+          {"attempts", 0},
+          {"planned_at", nullptr},
+          {"plan_sha256", nullptr},
+          {"start_model_sha256", nullptr},
+          {"cohort", json::array()},
+          {"aggregation", nullptr},
+          {"secure_aggregation", nullptr},
+          {"privacy", nullptr},
+          {"consented", json::array()},
+          {"declined", json::array()},
+          {"dropouts", json::array()},
+          {"updates", json::array()},
+          {"aggregated_sites", json::array()},
+          {"model_sha256", nullptr},
+          {"released_at", nullptr},
+          {"epsilon", nullptr},
+          {"delta", nullptr},
+          {"checkpoint", nullptr},
+          {"accuracy", nullptr},
+          {"loss", nullptr},
+          {"seconds", nullptr},
+          {"bytes_up", nullptr},
+          {"bytes_down", nullptr}};
+}
+
+// Everything the audit records say, folded per round and per participant.
+struct Folded {
+  json federation = json::object();
+  std::map<std::pair<std::string, std::string>, json> participants;  // (site, fingerprint)
+  json refusals = json::array();
+  std::map<int64_t, json> rounds;
+  std::map<std::pair<std::string, int64_t>, int64_t> bytes;  // (site, round)
+  int64_t restarts = 0;
+  bool finished = false;
+};
+
+json& Round(Folded& f, int64_t round) {
+  auto it = f.rounds.find(round);
+  if (it == f.rounds.end()) it = f.rounds.emplace(round, EmptyRound(round)).first;
+  return it->second;
+}
+
+void Fold(const AuditRecord& r, Folded& f) {
+  const json& x = r.fields;
+  int64_t round = Int(x, "round");
+  if (r.event == ev::kFederationStarted) {
+    if (f.federation.empty()) {
+      f.federation = x;
+      f.federation["started_at"] = r.time;
+    }
+  } else if (r.event == ev::kCoordinatorResumed) {
+    ++f.restarts;
+  } else if (r.event == ev::kSiteAdmitted) {
+    auto key = std::make_pair(Str(x, "site"), Str(x, "fingerprint"));
+    if (!f.participants.count(key)) {
+      f.participants[key] = {{"site", key.first},
+                             {"organisation", Str(x, "organisation")},
+                             {"country", Str(x, "country")},
+                             {"country_name", CountryName(Str(x, "country"))},
+                             {"fingerprint", key.second},
+                             {"first_admitted", r.time},
+                             {"rounds_contributed", 0}};
+    }
+  } else if (r.event == ev::kSiteRefused) {
+    f.refusals.push_back({{"time", r.time},
+                          {"site", Str(x, "site")},
+                          {"organisation", Str(x, "organisation")},
+                          {"country", Str(x, "country")},
+                          {"fingerprint", Str(x, "fingerprint")},
+                          {"reason", Str(x, "reason")}});
+  } else if (r.event == ev::kRoundPlanned && round >= 0) {
+    json& o = Round(f, round);
+    o["attempts"] = o["attempts"].get<int64_t>() + 1;
+    o["planned_at"] = r.time;
+    o["plan_sha256"] = Get(x, "plan_sha256");
+    o["start_model_sha256"] = Get(x, "model_sha256");
+    o["cohort"] = Get(x, "cohort").is_array() ? x["cohort"] : json::array();
+    o["aggregation"] = Get(x, "aggregation");
+    o["secure_aggregation"] = Get(x, "secure_aggregation");
+    o["privacy"] = Get(x, "privacy");
+  } else if (r.event == ev::kSiteConsented && round >= 0) {
+    Round(f, round)["consented"].push_back(Str(x, "site"));
+  } else if (r.event == ev::kSiteDeclined && round >= 0) {
+    Round(f, round)["declined"].push_back({{"site", Str(x, "site")}, {"reason", Str(x, "reason")}});
+  } else if (r.event == ev::kUpdateReceived && round >= 0) {
+    int64_t bytes = Int(x, "bytes", 0);
+    Round(f, round)["updates"].push_back(
+        {{"site", Str(x, "site")}, {"bytes", bytes}, {"sha256", Str(x, "sha256")}});
+    f.bytes[{Str(x, "site"), round}] += bytes;
+  } else if (r.event == ev::kSiteDropped && round >= 0) {
+    Round(f, round)["dropouts"].push_back({{"site", Str(x, "site")}, {"stage", Str(x, "stage")}});
+  } else if (r.event == ev::kAggregateReleased && round >= 0) {
+    json& o = Round(f, round);
+    o["model_sha256"] = Get(x, "model_sha256");
+    o["released_at"] = r.time;
+    o["aggregated_sites"] = Get(x, "sites").is_array() ? x["sites"] : json::array();
+  } else if (r.event == ev::kPrivacySpent && round >= 0) {
+    Round(f, round)["epsilon"] = Get(x, "epsilon");
+    Round(f, round)["delta"] = Get(x, "delta");
+  } else if (r.event == ev::kCheckpointWritten && round >= 0) {
+    Round(f, round)["checkpoint"] = {{"path", Get(x, "path")}, {"sha256", Get(x, "sha256")}};
+  } else if (r.event == ev::kFederationFinished) {
+    f.finished = true;
+  }
+}
+
+StatusOr<std::vector<json>> ReadMetrics(const std::string& path) {
+  std::vector<json> lines;
+  if (!fs::exists(path)) return lines;
+  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  size_t start = 0, number = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    ++number;
+    std::string_view line(text.data() + start, end - start);
+    start = end + 1;
+    if (line.empty()) continue;
+    json m = json::parse(line.begin(), line.end(), nullptr, false);
+    if (m.is_discarded() || !m.is_object() || !m["round"].is_number_integer()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " line ", number, " is not a JSON object with an integer \"round\""));
+    }
+    lines.push_back(std::move(m));
+  }
+  return lines;
+}
+
+json AuditSection(const std::string& path, const std::string& ca_path,
+                  const std::optional<Certificate>& ca, std::vector<AuditRecord>* records) {
+  json audit = {{"path", path},          {"present", fs::exists(path)},
+                {"verified", false},     {"error", nullptr},
+                {"records", 0},          {"events", json::object()},
+                {"first_time", nullptr}, {"last_time", nullptr},
+                {"signer", nullptr},     {"head", nullptr}};
+  if (!audit["present"].get<bool>()) {
+    audit["error"] = absl::StrCat("no audit log at ", path);
+    return audit;
+  }
+  auto unverified = ReadAuditRecordsUnverified(path);
+  if (unverified.ok()) *records = *std::move(unverified);
+  audit["records"] = records->size();
+  if (!ca) {
+    audit["error"] = absl::StrCat(
+        "not verified: no federation CA certificate (give --ca; looked for ", ca_path, ")");
+    return audit;
+  }
+  VerifyOptions options;
+  options.usage = CertificateUsage::kTlsServer;
+  auto summary = VerifyAuditLog(path, *ca, options);
+  if (!summary.ok()) {
+    audit["error"] = std::string(summary.status().message());
+    return audit;
+  }
+  audit["verified"] = true;
+  audit["records"] = summary->records;
+  audit["events"] = summary->events;
+  audit["first_time"] = summary->first_time;
+  audit["last_time"] = summary->last_time;
+  audit["signer"] = Identity(summary->signer, summary->signer_fingerprint);
+  audit["head"] = summary->head;
+  return audit;
+}
+
+json FederationSection(const Folded& f, const std::vector<AuditRecord>& records,
+                       const std::optional<Certificate>& ca) {
+  const json& s = f.federation;
+  json fed = {{"name", Get(s, "federation")},
+              {"config_sha256", Get(s, "config_sha256")},
+              {"model", Get(s, "model")},
+              {"rounds_configured", Get(s, "rounds")},
+              {"min_sites", Get(s, "min_sites")},
+              {"aggregation", Get(s, "aggregation")},
+              {"allowed_countries", Get(s, "allowed_countries")},
+              {"allowed_countries_text", nullptr},
+              {"coordinator", nullptr},
+              {"ca", nullptr},
+              {"started_at", Get(s, "started_at")},
+              {"finished", f.finished},
+              {"restarts", f.restarts}};
+  if (fed["allowed_countries"].is_array()) {
+    std::vector<std::string> allowed;
+    for (const json& c : fed["allowed_countries"]) {
+      if (c.is_string()) allowed.push_back(c.get<std::string>());
+    }
+    fed["allowed_countries_text"] = DescribeCountries(allowed);
+  }
+  if (!records.empty() && !records.front().certificate_pem.empty()) {
+    auto cert = Certificate::FromPem(records.front().certificate_pem);
+    if (cert.ok()) fed["coordinator"] = Identity(cert->Subject(), cert->Sha256Fingerprint());
+  }
+  if (fed["coordinator"].is_object() && Str(s, "coordinator_country") != "") {
+    fed["coordinator"]["declared_country"] = Str(s, "coordinator_country");
+  }
+  if (ca) fed["ca"] = Identity(ca->Subject(), ca->Sha256Fingerprint());
+  return fed;
+}
+
+void MergeMetrics(const std::vector<json>& metrics, Folded& f, json& report) {
+  json accuracy = json::array();
+  for (const json& m : metrics) {
+    int64_t round = m["round"].get<int64_t>();
+    accuracy.push_back(
+        {{"round", round}, {"accuracy", Get(m, "accuracy")}, {"loss", Get(m, "loss")}});
+    if (round < 1) continue;  // round 0 evaluates the initial model
+    json& o = Round(f, round);
+    for (const char* key : {"accuracy", "loss", "seconds", "bytes_up", "bytes_down"}) {
+      o[key] = Get(m, key);
+    }
+    if (o["epsilon"].is_null() && m.contains("epsilon")) o["epsilon"] = m["epsilon"];
+    if (o["model_sha256"].is_null() && m.contains("model_sha256")) {
+      o["model_sha256"] = m["model_sha256"];
+    }
+  }
+  report["accuracy_over_rounds"] = accuracy;
+}
+
+json PrivacySection(const Folded& f) {
+  json points = json::array();
+  bool planned = false;
+  json last_delta;
+  for (const auto& [round, o] : f.rounds) {
+    planned = planned || o["privacy"].is_object();
+    if (o["epsilon"].is_number()) {
+      points.push_back({{"round", round}, {"epsilon", o["epsilon"]}, {"delta", o["delta"]}});
+      if (!o["delta"].is_null()) last_delta = o["delta"];
+    }
+  }
+  return {{"enabled", planned || !points.empty()},
+          {"epsilon_over_rounds", points},
+          {"final_epsilon", points.empty() ? json() : points.back()["epsilon"]},
+          {"delta", last_delta}};
+}
+
+// STATE_DIR/../ca.pem: where a startup kit keeps the CA beside the coordinator's state dir.
+std::string DefaultCaPath(const std::string& state_dir) {
+  fs::path p = fs::absolute(state_dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return (p.parent_path() / "ca.pem").string();
+}
+
+}  // namespace
+
+StatusOr<json> BuildReport(const ReportOptions& options) {
+  const std::string dir = fs::path(options.state_dir).lexically_normal().string();
+  if (!fs::is_directory(dir)) {
+    return absl::NotFoundError(absl::StrCat("state directory ", dir,
+                                            " does not exist (give the coordinator's state_dir)"));
+  }
+  std::string ca_path = options.ca_path.empty() ? DefaultCaPath(dir) : options.ca_path;
+  std::optional<Certificate> ca;
+  if (!options.ca_path.empty() || fs::exists(ca_path)) {
+    ASSIGN_OR_RETURN(Certificate loaded, Certificate::FromFile(ca_path));
+    ca = std::move(loaded);
+  }
+
+  json report = json::object();
+  report["schema"] = "hansa.report/1";
+  report["generated_at"] =
+      options.generated_at.empty() ? FormatRecordTime(absl::Now()) : options.generated_at;
+  report["state_dir"] = dir;
+
+  std::vector<AuditRecord> records;
+  report["audit"] = AuditSection((fs::path(dir) / "audit.jsonl").string(), ca_path, ca, &records);
+  Folded folded;
+  for (const AuditRecord& r : records) Fold(r, folded);
+  ASSIGN_OR_RETURN(std::vector<json> metrics,
+                   ReadMetrics((fs::path(dir) / "metrics.jsonl").string()));
+  MergeMetrics(metrics, folded, report);
+
+  report["federation"] = FederationSection(folded, records, ca);
+  json participants = json::array();
+  for (auto& [key, p] : folded.participants) {
+    int64_t contributed = 0;
+    for (const auto& [round, o] : folded.rounds) {
+      for (const json& s : o["aggregated_sites"]) contributed += s == key.first ? 1 : 0;
+    }
+    p["rounds_contributed"] = contributed;
+    participants.push_back(p);
+  }
+  report["participants"] = participants;
+  report["refusals"] = folded.refusals;
+  json rounds = json::array();
+  for (const auto& [round, o] : folded.rounds) rounds.push_back(o);
+  report["rounds"] = rounds;
+  json bytes = json::array();
+  for (const auto& [key, b] : folded.bytes) {
+    bytes.push_back({{"site", key.first}, {"round", key.second}, {"bytes", b}});
+  }
+  report["bytes_received"] = bytes;
+  report["privacy"] = PrivacySection(folded);
+  report["data_flow"] = DataFlowStatement(report);
+  return report;
+}
+
+StatusOr<WrittenReport> WriteReport(const ReportOptions& options, const std::string& out_dir) {
+  ASSIGN_OR_RETURN(json report, BuildReport(options));
+  RETURN_IF_ERROR(MakeDirs(out_dir, 0755));
+  WrittenReport written;
+  written.json_path = (fs::path(out_dir) / "report.json").string();
+  written.html_path = (fs::path(out_dir) / "report.html").string();
+  RETURN_IF_ERROR(WriteFileAtomically(
+      written.json_path, report.dump(2, ' ', false, json::error_handler_t::replace) + "\n"));
+  RETURN_IF_ERROR(WriteFileAtomically(written.html_path, RenderReportHtml(report)));
+  written.audit_verified = report["audit"]["verified"].get<bool>();
+  if (!written.audit_verified) written.audit_error = report["audit"]["error"].get<std::string>();
+  return written;
+}
+
+}  // namespace hansa

@@ -1,0 +1,62 @@
+// The compliance report of a federation, built from a coordinator's state directory alone:
+// audit.jsonl (verified against the federation CA), metrics.jsonl, and the CA certificate.
+// `hansa report` writes it as report.json and as a self-contained report.html (inline CSS and
+// SVG, no scripts, nothing fetched).
+//
+// report.json ("schema": "hansa.report/1"):
+//   generated_at, state_dir
+//   federation    {name, config_sha256, model, rounds_configured, min_sites, aggregation,
+//                  allowed_countries[], allowed_countries_text, coordinator{name, organisation,
+//                  country, country_name, fingerprint}, ca{name, organisation, country,
+//                  fingerprint}|null, started_at, finished, restarts}
+//   participants  [{site, organisation, country, country_name, fingerprint, first_admitted,
+//                   rounds_contributed}]
+//   refusals      [{time, site, organisation, country, fingerprint, reason}]
+//   rounds        [{round, attempts, planned_at, plan_sha256, start_model_sha256, cohort[],
+//                   aggregation, secure_aggregation|null, privacy|null, consented[],
+//                   declined[{site, reason}], dropouts[{site, stage}],
+//                   updates[{site, bytes, sha256}], aggregated_sites[], model_sha256,
+//                   released_at, epsilon, delta, checkpoint{path, sha256}|null,
+//                   accuracy, loss, seconds, bytes_up, bytes_down}]   (absent values are null)
+//   privacy       {enabled, epsilon_over_rounds[{round, epsilon, delta}], final_epsilon, delta}
+//   accuracy_over_rounds [{round, accuracy, loss}]     (metrics.jsonl, round 0 = initial model)
+//   bytes_received [{site, round, bytes}]              (update_received, summed over attempts)
+//   audit         {path, present, verified, error, records, events{}, first_time, last_time,
+//                  signer{name, organisation, country, fingerprint}, head}
+//   data_flow     {title, paragraphs[{heading, text}]} (data_flow.h)
+#pragma once
+
+#include <string>
+
+#include "common/status/status.h"
+#include "nlohmann/json.hpp"
+
+namespace hansa {
+
+struct ReportOptions {
+  std::string state_dir;
+  // The federation CA certificate; empty means STATE_DIR/../ca.pem when that exists. Without a
+  // CA the report says the audit log was not verified.
+  std::string ca_path;
+  // Fixed "generated_at" for reproducible output (tests); empty means now.
+  std::string generated_at;
+};
+
+// Reads the state dir. Errors only when the state dir itself is unusable (missing, or a
+// metrics.jsonl line that is not JSON); a missing or failing audit log is reported inside.
+StatusOr<nlohmann::json> BuildReport(const ReportOptions& options);
+
+// The HTML page for a report built by BuildReport.
+std::string RenderReportHtml(const nlohmann::json& report);
+
+struct WrittenReport {
+  std::string html_path;
+  std::string json_path;
+  bool audit_verified = false;
+  std::string audit_error;  // why not, when !audit_verified
+};
+
+// Builds the report and writes out_dir/report.html and out_dir/report.json (atomically).
+StatusOr<WrittenReport> WriteReport(const ReportOptions& options, const std::string& out_dir);
+
+}  // namespace hansa

@@ -1,0 +1,196 @@
+#include "common/report/report.h"
+
+#include "common/report/data_flow.h"
+
+#include <filesystem>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/audit/audit_log.h"
+#include "common/crypto/sha256.h"
+#include "common/fileio/fileio.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/unit/audit/test_federation.h"
+#include "tests/unit/report/synthetic_state.h"
+
+namespace hansa {
+namespace {
+
+using ::hansa::testing::MakeTempDir;
+using ::hansa::testing::TestFederation;
+using nlohmann::json;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+const TestFederation& Fed() { return TestFederation::Get(); }
+
+TEST(ReportTest, ParticipantsRoundsAndVerificationFromASyntheticStateDir) {
+  std::string root = MakeTempDir("report");
+  std::string state = WriteSyntheticState(root);
+  ReportOptions options;
+  options.state_dir = state;  // the CA is found at STATE_DIR/../ca.pem
+  options.generated_at = "2025-01-31T12:00:00.000Z";
+  auto built = BuildReport(options);
+  ASSERT_TRUE(built.ok()) << built.status();
+  const json& r = *built;
+
+  EXPECT_EQ(r["schema"], "hansa.report/1");
+  EXPECT_EQ(r["generated_at"], "2025-01-31T12:00:00.000Z");
+  EXPECT_EQ(r["audit"]["verified"], true) << r["audit"]["error"];
+  EXPECT_EQ(r["audit"]["records"], 24);
+  EXPECT_EQ(r["audit"]["events"]["update_received"], 6);
+  EXPECT_EQ(r["audit"]["signer"]["name"], "coordinator");
+
+  const json& fed = r["federation"];
+  EXPECT_EQ(fed["name"], "demo");
+  EXPECT_EQ(fed["coordinator"]["name"], "coordinator");
+  EXPECT_EQ(fed["coordinator"]["country_name"], "Germany");
+  EXPECT_EQ(fed["ca"]["fingerprint"], Fed().ca().Sha256Fingerprint());
+  EXPECT_EQ(fed["allowed_countries_text"], "EU and EEA member states");
+  EXPECT_EQ(fed["restarts"], 1);
+  EXPECT_EQ(fed["finished"], true);
+
+  ASSERT_EQ(r["participants"].size(), 3u);
+  const json& berlin = r["participants"][0];
+  EXPECT_EQ(berlin["site"], "berlin");
+  EXPECT_EQ(berlin["organisation"], "Charité Berlin");
+  EXPECT_EQ(berlin["country"], "DE");
+  EXPECT_EQ(berlin["fingerprint"], Fed().site("berlin").cert.Sha256Fingerprint());
+  EXPECT_EQ(berlin["rounds_contributed"], 2);
+  EXPECT_EQ(r["participants"][1]["site"], "milan");
+  EXPECT_EQ(r["participants"][1]["rounds_contributed"], 1);
+  ASSERT_EQ(r["refusals"].size(), 1u);
+  EXPECT_EQ(r["refusals"][0]["country"], "US");
+  EXPECT_THAT(r["refusals"][0]["reason"].get<std::string>(), HasSubstr("not an allowed"));
+
+  ASSERT_EQ(r["rounds"].size(), 2u);
+  const json& one = r["rounds"][0];
+  EXPECT_EQ(one["round"], 1);
+  EXPECT_EQ(one["attempts"], 1);
+  EXPECT_EQ(one["cohort"], json({"berlin", "milan", "paris"}));
+  EXPECT_EQ(one["aggregation"], "secure");
+  EXPECT_EQ(one["secure_aggregation"]["threshold"], 2);
+  EXPECT_EQ(one["privacy"]["mechanism"], "distributed_discrete_gaussian");
+  EXPECT_EQ(one["model_sha256"], ToHex(Sha256("model 1")));
+  EXPECT_EQ(one["accuracy"], 0.74);
+  EXPECT_EQ(one["epsilon"], 1.5);
+  EXPECT_EQ(one["checkpoint"]["path"], "checkpoints/round-0001.safetensors");
+  const json& two = r["rounds"][1];
+  EXPECT_EQ(two["attempts"], 2);
+  EXPECT_EQ(two["dropouts"], json::parse(R"([{"site":"milan","stage":"upload"}])"));
+  EXPECT_EQ(two["declined"][0]["site"], "paris");
+  EXPECT_EQ(two["aggregated_sites"], json({"berlin", "paris"}));
+
+  EXPECT_EQ(r["privacy"]["enabled"], true);
+  EXPECT_EQ(r["privacy"]["final_epsilon"], 2.25);
+  EXPECT_EQ(r["privacy"]["epsilon_over_rounds"].size(), 2u);
+  ASSERT_EQ(r["accuracy_over_rounds"].size(), 3u);
+  EXPECT_EQ(r["accuracy_over_rounds"][0]["round"], 0);
+  EXPECT_EQ(r["accuracy_over_rounds"][2]["accuracy"], 0.83);
+
+  // Two attempts of round 2 sum into one figure per site.
+  json bytes = r["bytes_received"];
+  ASSERT_EQ(bytes.size(), 5u);
+  EXPECT_EQ(bytes[0], json::parse(R"({"site":"berlin","round":1,"bytes":1000})"));
+  EXPECT_EQ(bytes[1], json::parse(R"({"site":"berlin","round":2,"bytes":2000})"));
+
+  std::string flow = r["data_flow"].dump();
+  EXPECT_THAT(flow, HasSubstr("never leave the site"));
+  EXPECT_THAT(flow, HasSubstr("masked under secure aggregation"));
+  EXPECT_THAT(flow, HasSubstr("clipped to [-1, 1] per value, quantized to 20-bit integers"));
+  EXPECT_THAT(flow, HasSubstr("at least 2 colluding sites"));
+  EXPECT_THAT(flow, HasSubstr("epsilon = 2.25 at delta = 1e-05"));
+  EXPECT_THAT(flow, HasSubstr("1 join attempt was refused"));
+  EXPECT_THAT(flow, HasSubstr("France (1), Germany (1), Italy (1)"));
+  EXPECT_THAT(flow, HasSubstr("verified against the federation CA"));
+}
+
+TEST(ReportTest, TamperedAuditLogIsReportedNotHidden) {
+  std::string root = MakeTempDir("report");
+  std::string state = WriteSyntheticState(root);
+  std::string path = state + "/audit.jsonl";
+  std::string contents = *ReadFile(path);
+  size_t at = contents.find("\"bytes\":1000");
+  ASSERT_NE(at, std::string::npos);
+  contents.replace(at, 12, "\"bytes\":1001");
+  ASSERT_TRUE(WriteFileAtomically(path, contents).ok());
+
+  auto r = BuildReport({state, "", ""});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)["audit"]["verified"], false);
+  EXPECT_THAT((*r)["audit"]["error"].get<std::string>(), HasSubstr("signature does not verify"));
+  EXPECT_EQ((*r)["participants"].size(), 3u);  // still shown, marked unverified
+  EXPECT_THAT((*r)["data_flow"].dump(), HasSubstr("did NOT verify"));
+  EXPECT_THAT(RenderReportHtml(*r), HasSubstr("class=\"verdict bad\""));
+}
+
+TEST(ReportTest, WithoutACaOrAnAuditLogTheReportSaysSo) {
+  std::string root = MakeTempDir("report");
+  std::string state = WriteSyntheticState(root);
+  std::filesystem::remove(root + "/ca.pem");
+  auto r = BuildReport({state, "", ""});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)["audit"]["verified"], false);
+  EXPECT_THAT((*r)["audit"]["error"].get<std::string>(), HasSubstr("no federation CA"));
+
+  std::filesystem::remove(state + "/audit.jsonl");
+  r = BuildReport({state, "", ""});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)["audit"]["present"], false);
+  EXPECT_EQ((*r)["rounds"].size(), 2u);  // from metrics.jsonl alone
+  EXPECT_THAT((*r)["data_flow"].dump(), HasSubstr("records no round plans"));
+  EXPECT_THAT((*r)["data_flow"].dump(), HasSubstr("No differential privacy was applied"));
+
+  EXPECT_EQ(BuildReport({root + "/absent", "", ""}).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(BuildReport({state, root + "/absent.pem", ""}).status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(WriteFileAtomically(state + "/metrics.jsonl", "{\"round\":1}\nnot json\n").ok());
+  auto bad = BuildReport({state, "", ""});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("metrics.jsonl line 2"));
+}
+
+TEST(ReportTest, HtmlIsSelfContainedAndEscapesWhatParticipantsWrote) {
+  std::string root = MakeTempDir("report");
+  std::string state = WriteSyntheticState(root, "<script>alert(1)</script>");
+  auto written = WriteReport({state, "", ""}, root + "/out");
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_TRUE(written->audit_verified) << written->audit_error;
+  std::string html = *ReadFile(written->html_path);
+  EXPECT_THAT(html, Not(HasSubstr("<script")));
+  EXPECT_THAT(html, HasSubstr("&lt;script&gt;alert(1)&lt;/script&gt;"));
+  EXPECT_THAT(html, Not(HasSubstr("src=")));
+  EXPECT_THAT(html, Not(HasSubstr("href=")));
+  EXPECT_THAT(html, Not(HasSubstr("url(")));
+  EXPECT_THAT(html, HasSubstr("default-src 'none'"));
+  EXPECT_THAT(html, HasSubstr("id=\"chart-accuracy\""));
+  EXPECT_THAT(html, HasSubstr("id=\"chart-epsilon\""));
+  EXPECT_THAT(html, HasSubstr("id=\"chart-bytes\""));
+  json j = json::parse(*ReadFile(written->json_path));
+  EXPECT_EQ(j["participants"].size(), 3u);
+  EXPECT_EQ(j["participants"][1]["organisation"], "<script>alert(1)</script>");
+}
+
+TEST(DataFlowTest, PlaintextRoundsAndCentralNoiseAreStatedAsSuch) {
+  json report = json::parse(R"({
+    "federation": {"allowed_countries_text": "DE, FR", "coordinator": null},
+    "participants": [], "refusals": [],
+    "rounds": [{"round": 1, "aggregation": "plaintext", "secure_aggregation": null,
+                "privacy": {"mechanism": "central_gaussian", "level": "site"}}],
+    "privacy": {"enabled": true, "final_epsilon": 3, "delta": 1e-6},
+    "audit": {"verified": false, "error": "no audit log at x"}})");
+  std::string flow = DataFlowStatement(report).dump();
+  EXPECT_THAT(flow, HasSubstr("its model update without masking"));
+  EXPECT_THAT(flow, HasSubstr("it also sees each site's individual model update"));
+  EXPECT_THAT(flow, Not(HasSubstr("added before masking")));
+  EXPECT_THAT(flow, HasSubstr("with the noise added by the coordinator to the sum"));
+  EXPECT_THAT(flow, HasSubstr("epsilon = 3 at delta = 1e-06"));
+  EXPECT_THAT(flow, HasSubstr("about any single site."));
+  EXPECT_THAT(flow, HasSubstr("Sites may join only from: DE, FR."));
+  EXPECT_THAT(flow, HasSubstr("did NOT verify: no audit log at x"));
+}
+
+}  // namespace
+}  // namespace hansa
