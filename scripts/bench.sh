@@ -75,9 +75,13 @@ for json in "$out"/*.json; do
     function flush() { if (name != "") printf "  %-70s %s\n", name, counters; name = ""; counters = "" }
     /^      "name":/ { flush(); name = $2; gsub(/[",]/, "", name); next }
     /^      "error_message":/ { counters = counters " ERROR " $0; next }
+    /^      "time_unit":/ { unit = $2; gsub(/[",]/, "", unit); sub(/time=[^ ]*/, "&" unit, counters); next }
     /^      "[A-Za-z_]+": -?[0-9]/ {
       key = $1; gsub(/[":]/, "", key); value = $2; gsub(/,/, "", value)
-      if (key ~ /^(family_index|per_family_instance_index|repetitions|repetition_index|threads|iterations|real_time|cpu_time|bytes_per_second|items_per_second)$/) next
+      if (key ~ /^(family_index|per_family_instance_index|repetitions|repetition_index|threads|iterations|cpu_time)$/) next
+      if (key == "real_time") { counters = counters sprintf(" time=%.4g", value); next }
+      if (key == "bytes_per_second") { counters = counters sprintf(" MB/s=%.4g", value / 1e6); next }
+      if (key == "items_per_second") { counters = counters sprintf(" items/s=%.4g", value); next }
       counters = counters sprintf(" %s=%.4g", key, value)
     }
     /^  \]/ { flush() }
