@@ -1,7 +1,11 @@
 #include "common/audit/audit_log.h"
 
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <thread>
 #include <vector>
@@ -338,6 +342,40 @@ TEST(AuditLogTest, TornLastLineIsKeptAsideAndCutOff) {
     }
   }
   EXPECT_EQ(kept, 1);
+}
+
+TEST(AuditLogTest, ChainSurvivesAWriterKilledMidRun) {
+  std::string path = MakeTempDir("audit") + "/audit.jsonl";
+  const Identity& coordinator = Fed().coordinator();  // built before the fork: one federation
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto log = AuditLog::Open(path, coordinator.Key(), coordinator.cert);
+    if (!log.ok()) ::_exit(3);
+    for (int64_t i = 0;; ++i) {
+      if (!(*log)->Append(UpdateReceived(i, "berlin", 100, std::string(64, 'c'))).ok()) ::_exit(4);
+    }
+  }
+  // Let it write a few records, then kill it without warning, as a crash would.
+  for (int i = 0; i < 200; ++i) {
+    auto contents = ReadFile(path);
+    if (contents.ok() && std::count(contents->begin(), contents->end(), '\n') >= 5) break;
+    ::usleep(5000);
+  }
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "writer exited early with " << WEXITSTATUS(status);
+
+  auto log = OpenLog(path, Fed().coordinator());  // the dead writer's lock is gone
+  ASSERT_NE(log, nullptr);
+  int64_t before = log->size();
+  EXPECT_GE(before, 5);
+  EXPECT_EQ(*log->Append(CoordinatorResumed(before - 1, log->torn_tail_bytes())), before);
+  log.reset();
+  auto summary = VerifyAuditLog(path, Fed().ca());
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->records, before + 1);
 }
 
 TEST(AuditLogTest, RefusesToAppendToABrokenChain) {
