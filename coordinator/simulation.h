@@ -1,0 +1,148 @@
+// `hansa simulate`: a whole federation of virtual sites on one machine, driven through the
+// coordinator's own RoundEngine, with the real Trainer, the NIID-Bench partitioners
+// (common/partition) and the strategies (strategy.h).
+//
+// One data set is loaded once; a virtual site holds only its list of example indices and
+// materializes its examples when it trains. Sites are threads that talk to the engine exactly
+// like round_engine_test's fake sites (Join, NextTask, Download, BeginUpload/Write/Finish,
+// ReportMetrics); training goes through a bounded pool of trainers (default one), and sites
+// upload in a fixed order, so a run is deterministic by its seed: the same partition, the same
+// initial model, the same shuffling and the same metrics, run after run.
+//
+// The engine has no strategy hook yet, so each round runs in a fresh one-round engine whose
+// "global model" is the model followed by the strategy's extra tensors (SCAFFOLD's c, FedNova's
+// coefficient, see strategy.h); the engine aggregates the sites' uploads as deployed, and the
+// simulator reads the aggregate back (published - initial) and applies the strategy's server
+// step. Aggregators that need individual updates get them from the virtual sites directly.
+// Secure aggregation is not simulated yet (the engine runs in plaintext mode).
+//
+// Threading: RunSimulation and RunExperiment are called from one thread; they start and join
+// their own site threads. A SimulationBackend is called from up to `pool` threads at once,
+// each with its own slot number.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "client/data.h"
+#include "client/trainer.h"
+#include "common/partition/partition.h"
+#include "common/status/status.h"
+#include "common/tensor/tensor.h"
+#include "coordinator/strategy.h"
+
+namespace hansa {
+
+// One run: one strategy on one partition with one seed.
+struct SimulationConfig {
+  std::string model = "simple_cnn";
+  int sites = 10;
+  int64_t rounds = 50;
+  TrainSettings training;  // epochs, batch size, lr, momentum, weight decay (seed ignored)
+  PartitionSpec partition;
+  StrategyOptions strategy;
+  uint64_t seed = 0;  // partition, initial model, shuffling, noise
+  int pool = 1;       // sites training at once
+
+  // "fedavg / dir(0.5) / seed 0"
+  std::string Label() const;
+  // "fedavg__dir(0.5)__seed0" with characters safe in a file name.
+  std::string DirName() const;
+};
+
+// An experiment file: a base configuration and the sweep over partitions x strategies x seeds.
+struct ExperimentConfig {
+  std::string name = "experiment";
+  std::string data_dir = kFashionMnistDir;
+  int64_t train_limit = 0;  // first N training examples; 0 = all
+  int64_t test_limit = 0;   // first N test examples for the central evaluation; 0 = all
+  std::string device = "cpu";
+  int threads = 0;  // torch CPU threads; 0 = one per core
+  SimulationConfig base;
+  std::vector<PartitionSpec> partitions;
+  std::vector<StrategyOptions> strategies;
+  std::vector<uint64_t> seeds;
+
+  std::vector<SimulationConfig> Runs() const;
+  // The experiment with every default filled in, as TOML that LoadExperiment reads back.
+  std::string ResolvedToml() const;
+};
+
+// Reads an experiment file (TOML; unknown keys are errors):
+//   [experiment] name, data_dir, model, sites, rounds, seed, repeats, partitions = [...],
+//                strategies = [...], train_limit, test_limit, pool, threads, device
+//   [training]   epochs, batch_size, learning_rate, momentum, weight_decay
+// Partitions as ParsePartitionSpec, strategies as ParseStrategySpec.
+StatusOr<ExperimentConfig> LoadExperiment(const std::string& path);
+StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::string& name,
+                                           const std::string& base_dir);
+
+// Local training and central evaluation: the one seam between the simulator and LibTorch
+// (a no-op stand-in measures the simulator's own overhead).
+class SimulationBackend {
+ public:
+  virtual ~SimulationBackend() = default;
+  // Trains from `start` on the training examples at `indices`; returns the local weights.
+  virtual StatusOr<Model> Train(int slot, const Model& start, const std::vector<int64_t>& indices,
+                                const TrainSettings& settings, TrainResult* result) = 0;
+  // The model's loss and accuracy on the evaluation set.
+  virtual StatusOr<EvalResult> Evaluate(int slot, const Model& model) = 0;
+};
+
+// The real thing: `pool` LibTorch trainers over `train` and `test`, which must outlive it.
+StatusOr<std::unique_ptr<SimulationBackend>> CreateTorchBackend(const Dataset* train,
+                                                                const Dataset* test,
+                                                                const std::string& model,
+                                                                const std::string& device,
+                                                                int threads, int pool);
+
+struct RoundMetrics {
+  int64_t round = 0;
+  double accuracy = 0;
+  double loss = 0;
+  double seconds = 0;
+};
+
+struct RunResult {
+  SimulationConfig config;
+  std::vector<RoundMetrics> rounds;
+  double best_accuracy = 0;
+  double final_accuracy = 0;
+  double seconds = 0;
+  Model final_model;
+};
+
+struct Progress {
+  std::string label;
+  int run = 0, runs = 1;  // 1-based
+  int64_t round = 0, rounds = 0;
+  double accuracy = 0;
+  double elapsed_seconds = 0;
+  double remaining_seconds = 0;  // of the whole experiment, estimated
+};
+using ProgressFn = std::function<void(const Progress&)>;
+
+// Runs one configuration over `train_labels` (the labels of the backend's training set) and
+// writes into `run_dir`: metrics.jsonl, partition.csv, run.json, accuracy.svg, loss.svg,
+// final.safetensors, strategy.safetensors.
+StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
+                                  const std::vector<uint8_t>& train_labels,
+                                  SimulationBackend* backend, const std::string& run_dir,
+                                  const ProgressFn& progress = nullptr);
+
+// Loads the data, runs every configuration of the sweep into out_dir/<run>/, and writes
+// out_dir/experiment.toml (resolved), summary.md, summary.csv and one accuracy plot per
+// partition.
+StatusOr<std::vector<RunResult>> RunExperiment(const ExperimentConfig& experiment,
+                                               const std::string& out_dir,
+                                               const ProgressFn& progress = nullptr);
+
+// summary.csv / summary.md text: per (strategy, partition), best and final accuracy as
+// mean +- std over seeds.
+std::string SummaryCsv(const std::vector<RunResult>& runs);
+std::string SummaryMarkdown(const std::string& title, const std::vector<RunResult>& runs);
+
+}  // namespace hansa

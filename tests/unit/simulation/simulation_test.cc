@@ -1,0 +1,243 @@
+// The simulator with a fake training backend (exact arithmetic through the real RoundEngine)
+// and, once, with the real Trainer to check run-to-run determinism.
+#include "coordinator/simulation.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "client/models.h"
+#include "common/tensor/safetensors.h"
+#include "coordinator/svg_plot.h"
+#include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
+
+namespace hansa {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<nlohmann::json> Lines(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(Slurp(path));
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+std::string TempDir(const std::string& name) {
+  std::string dir = ::testing::TempDir() + "/sim_" + name;
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+// Local "training" adds 0.01 * (examples at the site) to every weight and reports
+// `examples` steps; evaluation reports the first weight as the loss.
+class FakeBackend : public SimulationBackend {
+ public:
+  StatusOr<Model> Train(int, const Model& start, const std::vector<int64_t>& indices,
+                        const TrainSettings& settings, TrainResult* result) override {
+    Model out = start;
+    const float delta = big_site_ && indices.size() == 4 ? 100.0f : 0.01f * indices.size();
+    for (float& v : out.values) v += delta;
+    result->num_examples = static_cast<int64_t>(indices.size());
+    result->steps = static_cast<int64_t>(indices.size());
+    last_mu_ = settings.proximal_mu;
+    scaffold_seen_ = scaffold_seen_ || settings.scaffold_correction != nullptr;
+    return out;
+  }
+  StatusOr<EvalResult> Evaluate(int, const Model& model) override {
+    EvalResult r;
+    r.num_examples = 1;
+    r.accuracy = 0.5;
+    r.loss = model.values[0];
+    return r;
+  }
+  bool big_site_ = false;
+  double last_mu_ = -1;
+  bool scaffold_seen_ = false;
+};
+
+SimulationConfig TinyConfig(const std::string& strategy) {
+  SimulationConfig c;
+  c.model = "mlp";
+  c.sites = 3;
+  c.rounds = 2;
+  c.strategy = *ParseStrategySpec(strategy);
+  c.training.momentum = 0;
+  return c;
+}
+
+const std::vector<uint8_t> kTenLabels{0, 1, 2, 3, 4, 5, 6, 7, 8, 9};  // sites get 4, 3, 3
+
+class SimulationTest : public ::testing::Test {
+ protected:
+  void SetUp() override { spdlog::set_level(spdlog::level::warn); }
+};
+
+TEST_F(SimulationTest, FedAvgAppliesTheExampleWeightedMeanEveryRound) {
+  FakeBackend backend;
+  const std::string dir = TempDir("fedavg");
+  auto r = RunSimulation(TinyConfig("fedavg"), kTenLabels, &backend, dir);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // Per round: (4 * 0.04 + 3 * 0.03 + 3 * 0.03) / 10 = 0.034.
+  const Model initial = *InitialModel("mlp", 0);
+  for (size_t i = 0; i < initial.values.size(); i += 997) {
+    ASSERT_NEAR(r->final_model.values[i], initial.values[i] + 0.068f, 2e-6) << i;
+  }
+  auto lines = Lines(dir + "/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1]["round"], 2);
+  EXPECT_EQ(lines[1]["sites"], 3);
+  EXPECT_EQ(lines[1]["examples"], 10);
+  EXPECT_EQ(lines[1]["per_site"]["site-000"]["examples"], 4);
+  EXPECT_NEAR(lines[1]["loss"].get<double>(), initial.values[0] + 0.068, 2e-6);
+  for (const char* key : {"accuracy", "seconds", "bytes_up", "bytes_down", "train_seconds"}) {
+    EXPECT_TRUE(lines[0].contains(key)) << key;
+  }
+  EXPECT_THAT(Slurp(dir + "/partition.csv"), HasSubstr("site,examples,noise_std,class_0"));
+  EXPECT_THAT(Slurp(dir + "/accuracy.svg"), HasSubstr("<polyline"));
+  EXPECT_THAT(Slurp(dir + "/loss.svg"), HasSubstr("</svg>"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/final.safetensors"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/engine"));  // the per-round engine is cleaned up
+}
+
+TEST_F(SimulationTest, FedProxPassesMuAndScaffoldSendsCorrections) {
+  FakeBackend prox;
+  ASSERT_TRUE(
+      RunSimulation(TinyConfig("fedprox:mu=0.25"), kTenLabels, &prox, TempDir("prox")).ok());
+  EXPECT_DOUBLE_EQ(prox.last_mu_, 0.25);
+  FakeBackend scaffold;
+  const std::string dir = TempDir("scaffold");
+  auto r = RunSimulation(TinyConfig("scaffold"), kTenLabels, &scaffold, dir);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(scaffold.scaffold_seen_);
+  // Round 1: c = 0, c_i = 0; delta_c_i = -(delta_i) / (steps_i * lr) with steps_i = n_i,
+  // lr = 0.01: -(0.01 n_i) / (0.01 n_i) = -1 for every site, so c = c_i = -1 after round 1.
+  // Round 2: delta_c_i = -c + (-1) = 0, so c stays -1.
+  auto state = ReadSafetensorsFile(dir + "/strategy.safetensors");
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_NEAR(state->values[0], -1.0f, 1e-4);
+  EXPECT_NEAR(state->values[12345], -1.0f, 1e-4);
+}
+
+TEST_F(SimulationTest, FedNovaNormalisesByEachSitesSteps) {
+  FakeBackend backend;
+  SimulationConfig c = TinyConfig("fednova");
+  c.rounds = 1;
+  auto r = RunSimulation(c, kTenLabels, &backend, TempDir("nova"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  // momentum 0: a_i = steps_i = n_i; sum p_i a_i = (16 + 9 + 9) / 10 = 3.4;
+  // sum p_i d_i / a_i = 0.01 for every site; step = 3.4 * 0.01 = 0.034 (= FedAvg here).
+  const Model initial = *InitialModel("mlp", 0);
+  EXPECT_NEAR(r->final_model.values[5], initial.values[5] + 0.034f, 2e-6);
+}
+
+TEST_F(SimulationTest, MedianIgnoresOneWildSite) {
+  FakeBackend backend;
+  backend.big_site_ = true;  // the 4-example site moves every weight by 100
+  SimulationConfig c = TinyConfig("median");
+  c.rounds = 1;
+  auto r = RunSimulation(c, kTenLabels, &backend, TempDir("median"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  const Model initial = *InitialModel("mlp", 0);
+  EXPECT_NEAR(r->final_model.values[7], initial.values[7] + 0.03f, 2e-6);
+}
+
+TEST_F(SimulationTest, SummaryGivesMeanAndSampleStdOverSeeds) {
+  std::vector<RunResult> runs(2);
+  for (int s = 0; s < 2; ++s) {
+    runs[s].config = TinyConfig("fedavg");
+    runs[s].config.seed = s;
+    runs[s].rounds = {{1, 0.5, 1, 1}, {2, 0.6 + 0.2 * s, 1, 1}};
+    runs[s].best_accuracy = 0.6 + 0.2 * s;
+    runs[s].final_accuracy = 0.6 + 0.2 * s;
+  }
+  // mean 0.7, sample std sqrt(0.02) = 0.1414
+  EXPECT_THAT(SummaryCsv(runs),
+              HasSubstr("\"fedavg\",\"homogeneous\",2,2,0.7000,0.1414,0.7000,0.1414"));
+  EXPECT_THAT(SummaryMarkdown("t", runs),
+              HasSubstr("| homogeneous | fedavg | 2 | 2 | 0.7000 ± 0.1414 |"));
+}
+
+TEST_F(SimulationTest, ExperimentFilesAreStrictAndResolveToThemselves) {
+  auto e = ParseExperiment(R"(
+[experiment]
+name = "x"
+sites = 4
+rounds = 3
+repeats = 2
+partitions = ["#C=2", "noise:0.1"]
+strategies = ["fedavg", "fedprox:mu=0.01"]
+[training]
+epochs = 2
+)",
+                           "x.toml", "/tmp");
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->Runs().size(), 8u);
+  auto again = ParseExperiment(e->ResolvedToml(), "resolved", "/tmp");
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << e->ResolvedToml();
+  EXPECT_EQ(again->ResolvedToml(), e->ResolvedToml());
+  EXPECT_EQ(again->Runs()[7].DirName(), "fedprox-mu-0.01__noise-0.1__seed1");
+
+  auto typo = ParseExperiment("[experiment]\nsitez = 3\n", "typo.toml", "/tmp");
+  EXPECT_EQ(typo.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(typo.status().message()), HasSubstr("sitez"));
+  auto part = ParseExperiment("[experiment]\npartitions = [\"dir\"]\n", "p.toml", "/tmp");
+  EXPECT_THAT(std::string(part.status().message()), HasSubstr("is not one of"));
+}
+
+TEST_F(SimulationTest, PlotsEscapeTextAndDrawOneLinePerSeries) {
+  std::string svg = LinePlotSvg({"a <b>", "round", "acc", {{"x", {0.1, 0.5}}, {"y&z", {0.2}}}});
+  EXPECT_THAT(svg, HasSubstr("a &lt;b&gt;"));
+  EXPECT_THAT(svg, HasSubstr("y&amp;z"));
+  size_t lines = 0;
+  for (size_t at = svg.find("<polyline"); at != std::string::npos;
+       at = svg.find("<polyline", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 2u);
+}
+
+// The real Trainer: the same experiment twice gives bit-identical metrics and models.
+TEST_F(SimulationTest, RealTrainingIsDeterministicRunAfterRun) {
+  StatusOr<Dataset> train = LoadMnistStyle(kFashionMnistDir, Split::kTrain);
+  StatusOr<Dataset> test = LoadMnistStyle(kFashionMnistDir, Split::kTest);
+  ASSERT_TRUE(train.ok() && test.ok());
+  Dataset small_train = Head(*train, 600), small_test = Head(*test, 200);
+  SimulationConfig c = TinyConfig("fedavg");
+  c.partition = *ParsePartitionSpec("dirichlet:0.5");
+  c.training.batch_size = 32;
+  c.training.momentum = 0.9;
+  std::vector<RunResult> results;
+  std::vector<std::string> metrics;
+  for (int k = 0; k < 2; ++k) {
+    auto backend = CreateTorchBackend(&small_train, &small_test, "mlp", "cpu", 1, 1);
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    const std::string dir = TempDir(absl::StrCat("determinism", k));
+    auto r = RunSimulation(c, small_train.labels, backend->get(), dir);
+    ASSERT_TRUE(r.ok()) << r.status();
+    results.push_back(*r);
+    EXPECT_GT(r->final_accuracy, 0.2);  // it learns: chance is 0.1
+    metrics.push_back(Slurp(dir + "/partition.csv"));
+  }
+  ASSERT_EQ(results[0].rounds.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(results[0].rounds[i].accuracy, results[1].rounds[i].accuracy);
+    EXPECT_EQ(results[0].rounds[i].loss, results[1].rounds[i].loss);
+  }
+  EXPECT_EQ(results[0].final_model.values, results[1].final_model.values);
+  EXPECT_EQ(metrics[0], metrics[1]);
+}
+
+}  // namespace
+}  // namespace hansa
