@@ -8,6 +8,8 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <type_traits>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -240,7 +242,11 @@ void SiteLoop(RoundContext* ctx, int index, VirtualSite* site) {
     ctx->turn.Abandon();
     ctx->engine->Shutdown();
   };
-  SiteIdentity id{site->name, "simulation", "EU", std::string(16, '0'), ""};
+  SiteIdentity id;
+  id.name = site->name;
+  id.organisation = "simulation";
+  id.country = "EU";
+  id.fingerprint = std::string(16, '0');
   if (auto join = ctx->engine->Join(id); !join.ok()) return fail(join.status());
   for (;;) {
     auto task = ctx->engine->NextTask(site->name, absl::Milliseconds(250));
@@ -276,6 +282,18 @@ void SiteLoop(RoundContext* ctx, int index, VirtualSite* site) {
   }
 }
 
+// Plaintext aggregation in the simulator. Written to compile whether or not EngineOptions has
+// the secure-aggregation options yet (they are being added alongside).
+template <typename T, typename = void>
+struct HasSecureOptions : std::false_type {};
+template <typename T>
+struct HasSecureOptions<T, std::void_t<decltype(std::declval<T&>().secure.enabled)>>
+    : std::true_type {};
+template <typename T>
+void UsePlaintext(T* options) {
+  if constexpr (HasSecureOptions<T>::value) options->secure.enabled = false;
+}
+
 EngineOptions OneRoundEngine(const SimulationConfig& config, const std::string& dir,
                              const std::vector<VirtualSite>& sites) {
   EngineOptions o;
@@ -295,7 +313,7 @@ EngineOptions OneRoundEngine(const SimulationConfig& config, const std::string& 
   o.training.set_momentum(config.training.momentum);
   o.training.set_weight_decay(config.training.weight_decay);
   o.training.set_seed(config.seed);
-  o.secure.enabled = false;
+  UsePlaintext(&o);
   return o;
 }
 
