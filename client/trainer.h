@@ -33,7 +33,7 @@ struct TrainSettings {
   // SCAFFOLD: after every optimizer step the weights move by -learning_rate * correction, where
   // correction = c - c_i in layout() order (NIID-Bench's placement, outside momentum). Null or
   // empty: none.
-  std::shared_ptr<const std::vector<float>> scaffold_correction;
+  std::shared_ptr<const std::vector<float>> scaffold_correction = nullptr;
   // Noise-based feature skew: Gaussian noise of this std is added to the pixels (scaled to
   // [0, 1]) once when the data set is put on the device, drawn from noise_seed on a portable
   // generator, so a site sees the same noisy copy every round.
