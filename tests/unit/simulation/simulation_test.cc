@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "client/models.h"
@@ -52,6 +53,7 @@ class FakeBackend : public SimulationBackend {
     result->num_examples = static_cast<int64_t>(indices.size());
     result->steps = static_cast<int64_t>(indices.size());
     last_mu_ = settings.proximal_mu;
+    noise_.insert(settings.input_noise_std);
     scaffold_seen_ = scaffold_seen_ || settings.scaffold_correction != nullptr;
     return out;
   }
@@ -65,6 +67,7 @@ class FakeBackend : public SimulationBackend {
   bool big_site_ = false;
   double last_mu_ = -1;
   bool scaffold_seen_ = false;
+  std::set<double> noise_;  // pool = 1: Train is never called concurrently
 };
 
 SimulationConfig TinyConfig(const std::string& strategy) {
@@ -128,6 +131,15 @@ TEST_F(SimulationTest, FedProxPassesMuAndScaffoldSendsCorrections) {
   ASSERT_TRUE(state.ok()) << state.status();
   EXPECT_NEAR(state->values[0], -1.0f, 1e-4);
   EXPECT_NEAR(state->values[12345], -1.0f, 1e-4);
+}
+
+TEST_F(SimulationTest, NoisePartitionGivesSiteIItsNoiseLevel) {
+  FakeBackend backend;
+  SimulationConfig c = TinyConfig("fedavg");
+  c.rounds = 1;
+  c.partition = *ParsePartitionSpec("noise:0.1");
+  ASSERT_TRUE(RunSimulation(c, kTenLabels, &backend, TempDir("noise")).ok());
+  EXPECT_THAT(backend.noise_, ::testing::ElementsAre(0.0, 0.05, 0.1));
 }
 
 TEST_F(SimulationTest, FedNovaNormalisesByEachSitesSteps) {
