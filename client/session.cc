@@ -9,6 +9,7 @@
 #include "common/crypto/sha256.h"
 #include "common/logging/logging.h"
 #include "common/pki/certificate.h"
+#include "common/secagg/encoding.h"
 #include "common/tensor/safetensors.h"
 #include "spdlog/spdlog.h"
 
@@ -138,10 +139,16 @@ Status SiteSession::Run() {
           spdlog::info("coordinator: {}", task.message());
           return absl::OkStatus();
         case v1::Task::TRAIN:
-          st = Train(task.plan());
+          st = Train(task.plan(), task.payload());
           break;
         case v1::Task::EVALUATE:
           st = Evaluate(task.plan());
+          break;
+        case v1::Task::SECAGG_ADVERTISE:
+        case v1::Task::SECAGG_SHARE:
+        case v1::Task::SECAGG_CONSISTENCY:
+        case v1::Task::SECAGG_UNMASK:
+          st = SecAggStage(task);
           break;
         default:
           st = absl::InvalidArgumentError(absl::StrCat("unknown task kind ", task.kind()));
@@ -162,7 +169,20 @@ Status SiteSession::Run() {
   }
 }
 
-Status SiteSession::CheckPlan(const v1::RoundPlan& plan) {
+Status SiteSession::CheckPlan(const v1::RoundPlan& plan, bool sends_update) {
+  if (sends_update && config_.require_secure_aggregation && plan.aggregation() != "secure") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("round ", plan.round(), " uses ", plan.aggregation(),
+                     " aggregation but this site's policy requires secure aggregation "
+                     "(policy.require_secure_aggregation); refused"));
+  }
+  if (sends_update && plan.cohort_size() < config_.min_cohort) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("round ", plan.round(), " has ", plan.cohort_size(),
+                     " sites but this site's policy "
+                     "requires at least ",
+                     config_.min_cohort, " (policy.min_cohort); refused"));
+  }
   const auto& allowed = config_.allowed_models;
   if (std::find(allowed.begin(), allowed.end(), plan.model_name()) == allowed.end()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -228,8 +248,16 @@ StatusOr<Model> SiteSession::FetchModel(const v1::RoundPlan& plan) {
   return model;
 }
 
-Status SiteSession::Train(const v1::RoundPlan& plan) {
-  RETURN_IF_ERROR(CheckPlan(plan));
+Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_delivery) {
+  RETURN_IF_ERROR(CheckPlan(plan, /*sends_update=*/true));
+  if (plan.aggregation() == "secure") {
+    if (!secagg_ || secagg_round_ != plan.round()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "round ", plan.round(), ": this site holds no key material for it (restarted?)"));
+    }
+    ASSIGN_OR_RETURN(ShareDelivery delivery, ShareDelivery::Parse(share_delivery));
+    RETURN_IF_ERROR(secagg_->OnShareDelivery(delivery));
+  }
   RETURN_IF_ERROR(EnsureTrainer(plan.model_name()));
   ASSIGN_OR_RETURN(Model global, FetchModel(plan));
   RETURN_IF_ERROR(trainer_->SetWeights(global));
@@ -246,6 +274,11 @@ Status SiteSession::Train(const v1::RoundPlan& plan) {
   Model delta = std::move(local);
   for (size_t i = 0; i < delta.values.size(); ++i) delta.values[i] -= global.values[i];
   RETURN_IF_ERROR(Annotate(delta.Validate(), "local update"));
+  if (plan.aggregation() == "secure") {
+    spdlog::info("round {}: trained {} examples in {:.1f} s (loss {:.4f}); uploading masked",
+                 plan.round(), result.num_examples, result.seconds, result.loss);
+    return UploadMasked(plan, delta, result.num_examples);
+  }
   std::string payload =
       EncodeSafetensors(delta, {{"round", std::to_string(plan.round())}, {"site", config_.name}});
   spdlog::info("round {}: trained {} examples in {:.1f} s (loss {:.4f}); uploading {} bytes",
@@ -284,7 +317,7 @@ Status SiteSession::Upload(const v1::RoundPlan& plan, const std::string& payload
 }
 
 Status SiteSession::Evaluate(const v1::RoundPlan& plan) {
-  RETURN_IF_ERROR(CheckPlan(plan));
+  RETURN_IF_ERROR(CheckPlan(plan, /*sends_update=*/false));
   RETURN_IF_ERROR(EnsureTrainer(plan.model_name()));
   ASSIGN_OR_RETURN(Model global, FetchModel(plan));
   RETURN_IF_ERROR(trainer_->SetWeights(global));
@@ -300,6 +333,185 @@ Status SiteSession::Evaluate(const v1::RoundPlan& plan) {
   RETURN_IF_ERROR(FromGrpc(stub_->ReportMetrics(ctx.get(), report, &reply), "reporting metrics"));
   spdlog::info("round {}: global model accuracy {:.4f} on {} local test examples", plan.round(),
                result.accuracy, result.num_examples);
+  return absl::OkStatus();
+}
+
+}  // namespace hansa
+
+namespace hansa {
+
+StatusOr<SecAggParams> SiteSession::SecAggParamsFor(const v1::RoundPlan& plan,
+                                                    uint32_t* self) const {
+  const v1::SecAggPlan& sp = plan.secagg();
+  SecAggParams p;
+  p.round = plan.round();
+  p.num_sites = sp.num_sites();
+  p.degree = static_cast<int>(sp.degree());
+  p.threshold = static_cast<int>(sp.threshold());
+  p.malicious = sp.malicious();
+  p.ring = sp.ring_bits() == 64 ? RingWidth::k64 : RingWidth::k32;
+  p.vector_length = sp.vector_length();
+  if (sp.round_seed().size() != p.round_seed.size()) {
+    return absl::InvalidArgumentError("secure-aggregation plan has no 32-byte round seed");
+  }
+  std::copy(sp.round_seed().begin(), sp.round_seed().end(), p.round_seed.begin());
+  if (static_cast<int>(sp.num_sites()) != plan.cohort_size()) {
+    return absl::InvalidArgumentError("secure-aggregation plan disagrees with its cohort");
+  }
+  *self = 0;
+  for (int i = 0; i < plan.cohort_size(); ++i) {
+    if (plan.cohort(i) == config_.name) *self = static_cast<uint32_t>(i + 1);
+  }
+  if (*self == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("round ", plan.round(), ": this site is not in the plan's cohort"));
+  }
+  if (p.malicious) {
+    // Check every peer's certificate against the federation CA ourselves: the coordinator
+    // must not be able to substitute a key it holds.
+    if (sp.certificates_size() != plan.cohort_size()) {
+      return absl::PermissionDeniedError("malicious-mode plan lacks the cohort's certificates");
+    }
+    ASSIGN_OR_RETURN(Certificate ca, Certificate::FromPem(tls_.ca_certificate_pem));
+    for (int i = 0; i < sp.certificates_size(); ++i) {
+      ASSIGN_OR_RETURN(Certificate cert, Certificate::FromPem(sp.certificates(i)));
+      RETURN_IF_ERROR(VerifyCertificate(cert, ca, absl::Now(), CertificateUsage::kTlsClient));
+      if (cert.Subject().common_name != plan.cohort(i)) {
+        return absl::PermissionDeniedError(absl::StrCat("certificate ", i, " of the plan is '",
+                                                        cert.Subject().common_name, "', not '",
+                                                        plan.cohort(i), "'"));
+      }
+      ASSIGN_OR_RETURN(Ed25519PublicKey key,
+                       Ed25519PublicKeyFromCertificatePem(sp.certificates(i)));
+      p.signing_keys.push_back(key);
+    }
+  }
+  return ResolveParams(p);
+}
+
+Status SiteSession::Submit(const v1::RoundPlan& plan, v1::Task::Kind stage,
+                           const std::string& payload) {
+  v1::SecAggSubmission m;
+  m.set_round(plan.round());
+  m.set_stage(stage);
+  m.set_payload(payload);
+  v1::SecAggAck ack;
+  auto ctx = NewContext(config_.rpc_timeout_seconds);
+  return FromGrpc(stub_->SubmitSecAgg(ctx.get(), m, &ack),
+                  absl::StrCat("sending ", v1::Task::Kind_Name(stage)));
+}
+
+Status SiteSession::SecAggStage(const v1::Task& task) {
+  const v1::RoundPlan& plan = task.plan();
+  RETURN_IF_ERROR(CheckPlan(plan, /*sends_update=*/true));
+  if (task.kind() == v1::Task::SECAGG_ADVERTISE) {
+    uint32_t self = 0;
+    ASSIGN_OR_RETURN(SecAggParams params, SecAggParamsFor(plan, &self));
+    std::optional<Ed25519PrivateKey> signing;
+    if (params.malicious) {
+      ASSIGN_OR_RETURN(Ed25519PrivateKey key, Ed25519PrivateKey::FromPem(tls_.private_key_pem));
+      signing = std::move(key);
+    }
+    ASSIGN_OR_RETURN(secagg_, ClientSession::Create(params, self, signing ? &*signing : nullptr));
+    secagg_round_ = plan.round();
+    ASSIGN_OR_RETURN(AdvertiseKeys keys, secagg_->Start());
+    return Submit(plan, task.kind(), keys.Serialize());
+  }
+  if (!secagg_ || secagg_round_ != plan.round()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "round ", plan.round(), ": this site holds no key material for it (restarted?)"));
+  }
+  switch (task.kind()) {
+    case v1::Task::SECAGG_SHARE: {
+      ASSIGN_OR_RETURN(KeyDirectory dir, KeyDirectory::Parse(task.payload()));
+      ASSIGN_OR_RETURN(ShareKeys shares, secagg_->OnKeyDirectory(dir));
+      return Submit(plan, task.kind(), shares.Serialize());
+    }
+    case v1::Task::SECAGG_CONSISTENCY: {
+      ASSIGN_OR_RETURN(SurvivorList list, SurvivorList::Parse(task.payload()));
+      ASSIGN_OR_RETURN(ConsistencySignature sig, secagg_->OnSurvivorList(list));
+      return Submit(plan, task.kind(), sig.Serialize());
+    }
+    case v1::Task::SECAGG_UNMASK: {
+      ASSIGN_OR_RETURN(UnmaskRequest request, UnmaskRequest::Parse(task.payload()));
+      ASSIGN_OR_RETURN(UnmaskResponse response, secagg_->OnUnmaskRequest(request));
+      Status st = Submit(plan, task.kind(), response.Serialize());
+      secagg_.reset();  // the round's secrets are gone once the site has answered
+      return st;
+    }
+    default:
+      return absl::InvalidArgumentError("not a secure-aggregation stage");
+  }
+}
+
+Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& delta, int64_t examples) {
+  const v1::SecAggPlan& sp = plan.secagg();
+  EncodingParams encoding{sp.clip(), static_cast<int>(sp.bits()), static_cast<int>(sp.num_sites())};
+  ASSIGN_OR_RETURN(Encoder encoder, Encoder::Create(encoding));
+  const RingWidth ring = sp.ring_bits() == 64 ? RingWidth::k64 : RingWidth::k32;
+  if (encoder.ring() != ring || Encoder::EncodedSize(delta.values.size()) != sp.vector_length()) {
+    return absl::InvalidArgumentError("secure-aggregation plan does not fit this model");
+  }
+  const double weight =
+      std::min(1.0, static_cast<double>(examples) /
+                        static_cast<double>(std::max<uint64_t>(1, sp.max_examples())));
+  const size_t word = ring == RingWidth::k64 ? 8 : 4;
+  const size_t step =
+      std::max<size_t>(1, (plan.chunk_bytes() ? plan.chunk_bytes() : (1 << 20)) / word);
+
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::time_point(
+      std::chrono::milliseconds(plan.upload_deadline_unix_ms())));
+  v1::UploadReply reply;
+  auto writer = stub_->UploadUpdate(ctx.get(), &reply);
+  // The masked chunks are produced one at a time; the header's digest covers them all, so
+  // they are made first (O(model) memory, as the plaintext payload is).
+  std::vector<std::string> chunks;
+  Sha256Hasher hasher;
+  uint64_t total = 0;
+  const size_t n = delta.values.size();
+  for (size_t off = 0; off <= n; off += step) {
+    size_t count = std::min(step, n + 1 - off);
+    RingVector values = RingVector::Zeros(ring, count);
+    size_t value_count = off + count > n ? n - off : count;
+    if (ring == RingWidth::k32) {
+      RETURN_IF_ERROR(
+          encoder.EncodeValues(delta.values.data() + off, value_count, weight, values.w32.data()));
+    } else {
+      RETURN_IF_ERROR(
+          encoder.EncodeValues(delta.values.data() + off, value_count, weight, values.w64.data()));
+    }
+    if (value_count < count) {  // the weight element closes the vector
+      ASSIGN_OR_RETURN(uint64_t w, encoder.EncodeWeight(weight));
+      if (ring == RingWidth::k32) {
+        values.w32[value_count] = static_cast<uint32_t>(w);
+      } else {
+        values.w64[value_count] = w;
+      }
+    }
+    ASSIGN_OR_RETURN(MaskedInputChunk masked, secagg_->MaskChunk(off, std::move(values)));
+    chunks.push_back(masked.Serialize());
+    hasher.Update(chunks.back());
+    total += chunks.back().size();
+  }
+  v1::Chunk chunk;
+  auto* header = chunk.mutable_header();
+  header->set_round(plan.round());
+  header->set_total_bytes(total);
+  header->set_sha256(ToHex(hasher.Finish()));
+  header->set_num_examples(static_cast<uint64_t>(examples));
+  bool ok = writer->Write(chunk);
+  uint64_t offset = 0;
+  for (size_t i = 0; ok && i < chunks.size(); ++i) {
+    chunk.Clear();
+    chunk.set_offset(offset);
+    chunk.set_data(std::move(chunks[i]));
+    offset += chunk.data().size();
+    ok = writer->Write(chunk);
+  }
+  if (ok) writer->WritesDone();
+  RETURN_IF_ERROR(FromGrpc(writer->Finish(), absl::StrCat("uploading round ", plan.round())));
+  spdlog::info("round {}: masked update accepted ({} bytes)", plan.round(), reply.bytes());
   return absl::OkStatus();
 }
 

@@ -9,7 +9,9 @@
 
 #include "client/site_config.h"
 #include "client/trainer.h"
+#include "common/crypto/ed25519.h"
 #include "common/net/tls.h"
+#include "common/secagg/client.h"
 #include "common/status/status.h"
 #include "common/tensor/tensor.h"
 #include "hansa/v1/hansa.grpc.pb.h"
@@ -31,10 +33,17 @@ class SiteSession {
   explicit SiteSession(SiteConfig config) : config_(std::move(config)) {}
   Status Connect();
   Status JoinWithRetry();
-  Status CheckPlan(const v1::RoundPlan& plan);
+  // The site's own policy; `sends_update` for plans that make it send a model update
+  // (evaluation sends only metrics).
+  Status CheckPlan(const v1::RoundPlan& plan, bool sends_update);
   StatusOr<Model> FetchModel(const v1::RoundPlan& plan);
-  Status Train(const v1::RoundPlan& plan);
+  Status Train(const v1::RoundPlan& plan, const std::string& share_delivery);
   Status Evaluate(const v1::RoundPlan& plan);
+  // Secure aggregation: one protocol stage, and the masked upload of a trained update.
+  Status SecAggStage(const v1::Task& task);
+  Status UploadMasked(const v1::RoundPlan& plan, const Model& delta, int64_t examples);
+  StatusOr<SecAggParams> SecAggParamsFor(const v1::RoundPlan& plan, uint32_t* self) const;
+  Status Submit(const v1::RoundPlan& plan, v1::Task::Kind stage, const std::string& payload);
   Status Upload(const v1::RoundPlan& plan, const std::string& payload, int64_t examples,
                 double loss, double seconds);
   Status EnsureTrainer(const std::string& model);
@@ -54,6 +63,9 @@ class SiteSession {
   std::string cached_sha256_;
   std::optional<Model> cached_model_;
   std::atomic<bool> stop_{false};
+  // The secure-aggregation session of the round in progress (fresh keys every round).
+  std::unique_ptr<ClientSession> secagg_;
+  uint64_t secagg_round_ = 0;
 };
 
 }  // namespace hansa

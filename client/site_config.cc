@@ -18,6 +18,8 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
 
   c.coordinator_fingerprint = cfg.String("policy.coordinator_fingerprint", "");
   c.allowed_models = cfg.StringList("policy.allowed_models", BuiltinModels());
+  c.require_secure_aggregation = cfg.Bool("policy.require_secure_aggregation", true);
+  c.min_cohort = static_cast<int>(cfg.Int("policy.min_cohort", 3, 1, 100000));
 
   const std::string dir = "/usr/share/datasets/fashion-mnist/";
   c.train_images = cfg.Path("data.train_images", dir + "train-images-idx3-ubyte.gz");

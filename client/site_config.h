@@ -21,6 +21,8 @@ struct SiteConfig {
   // Policy.
   std::string coordinator_fingerprint;  // SHA-256 of the coordinator certificate; empty = any
   std::vector<std::string> allowed_models;
+  bool require_secure_aggregation = true;
+  int min_cohort = 3;  // refuse rounds with fewer sites than this
 
   // Data: IDX files and this site's shard of them.
   std::string train_images, train_labels, test_images, test_labels;

@@ -118,9 +118,10 @@ void StreamingAggregator::Contribution::Abort() {
   std::vector<float> block(1 << 16);
   for (int64_t index = 0; index < next_;) {
     size_t n = static_cast<size_t>(std::min<int64_t>(block.size(), next_ - index));
-    HANSA_CHECK(spill_->ReadAt(static_cast<uint64_t>(index) * sizeof(float), block.data(),
-                               n * sizeof(float))
-                    .ok());
+    HANSA_CHECK(
+        spill_
+            ->ReadAt(static_cast<uint64_t>(index) * sizeof(float), block.data(), n * sizeof(float))
+            .ok());
     owner_->Add(index, block.data(), n, -weight_);
     index += static_cast<int64_t>(n);
   }

@@ -23,7 +23,9 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   c.seed = static_cast<uint64_t>(cfg.Int("model.seed", 1, 0, INT64_MAX));
 
   e.rounds = cfg.Int("rounds.total", 5, 1, 1000000);
-  e.min_sites = static_cast<int>(cfg.Int("rounds.min_sites", 1, 1, 100000));
+  // Secure aggregation needs three inputs in every sum, so that is its default floor.
+  const std::string mode = cfg.String("aggregation.mode", "secure");
+  e.min_sites = static_cast<int>(cfg.Int("rounds.min_sites", mode == "secure" ? 3 : 1, 1, 100000));
   e.wait_for_sites = absl::Seconds(cfg.Double("rounds.wait_for_sites_seconds", 600, 1, 86400));
   e.upload_timeout = absl::Seconds(cfg.Double("rounds.upload_timeout_seconds", 600, 1, 86400));
   e.evaluate_timeout = absl::Seconds(cfg.Double("rounds.evaluate_timeout_seconds", 300, 1, 86400));
@@ -40,7 +42,26 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   e.chunk_bytes = static_cast<uint32_t>(cfg.Int("transfer.chunk_bytes", 1 << 20, 4096, 64 << 20));
   e.max_chunk_bytes =
       static_cast<uint32_t>(cfg.Int("transfer.max_chunk_bytes", 4 << 20, 4096, 64 << 20));
+  SecureOptions& so = e.secure;
+  so.degree = static_cast<int>(cfg.Int("aggregation.degree", 0, 0, 100000));
+  so.threshold = static_cast<int>(cfg.Int("aggregation.threshold", 0, 0, 100000));
+  so.malicious = cfg.Bool("aggregation.malicious_coordinator_checks", false);
+  so.clip = cfg.Double("aggregation.clip", so.clip, 1e-9, 1e9);
+  so.bits = static_cast<int>(cfg.Int("aggregation.bits", so.bits, 1, 62));
+  so.max_examples = cfg.Int("aggregation.max_examples", so.max_examples, 1, INT64_MAX);
+  so.stage_timeout = absl::Seconds(cfg.Double("aggregation.stage_timeout_seconds", 120, 1, 86400));
   RETURN_IF_ERROR(cfg.Finish());
+  if (mode != "secure" && mode != "plaintext") {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": aggregation.mode is '", mode,
+                                                   "'; it must be \"secure\" or \"plaintext\""));
+  }
+  so.enabled = mode == "secure";
+  if (so.enabled && e.min_sites < 3) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": secure aggregation needs rounds.min_sites >= 3 (it is ", e.min_sites,
+        "): with fewer sites the sum would reveal an individual update. Raise min_sites or "
+        "set aggregation.mode = \"plaintext\""));
+  }
 
   if (e.chunk_bytes > e.max_chunk_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": transfer.chunk_bytes (", e.chunk_bytes,

@@ -5,8 +5,10 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/crypto/random.h"
 #include "common/fileio/fileio.h"
 #include "common/logging/logging.h"
+#include "common/status/check.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 
@@ -25,14 +27,14 @@ UploadSink::UploadSink(RoundEngine* engine, std::string site, int64_t round, int
 UploadSink::~UploadSink() {
   engine_->Unregister(this);
   absl::MutexLock lock(&mu_);
-  if (contribution_) contribution_->Abort();
+  if (folder_) folder_->Abort();
 }
 
 void UploadSink::Cancel(const std::string& why) {
   absl::MutexLock lock(&mu_);
   if (finished_) return;
-  if (contribution_) contribution_->Abort();
-  contribution_.reset();
+  if (folder_) folder_->Abort();
+  folder_.reset();
   cancelled_ = absl::DeadlineExceededError(why);
 }
 
@@ -54,7 +56,7 @@ Status UploadSink::Write(uint64_t offset, std::string_view data) {
   }
   hasher_.Update(data);
   received_ += data.size();
-  return Annotate(decoder_->Feed(data), absl::StrCat("update from ", site_));
+  return Annotate(folder_->Fold(data), absl::StrCat("update from ", site_));
 }
 
 StatusOr<v1::UploadReply> UploadSink::Finish() {
@@ -67,7 +69,7 @@ StatusOr<v1::UploadReply> UploadSink::Finish() {
                                               " of ", header_.total_bytes(),
                                               " bytes (truncated stream)"));
     }
-    RETURN_IF_ERROR(Annotate(decoder_->Finish(), absl::StrCat("update from ", site_)));
+    RETURN_IF_ERROR(Annotate(folder_->Complete(), absl::StrCat("update from ", site_)));
     std::string digest = ToHex(hasher_.Finish());
     if (digest != header_.sha256()) {
       return absl::DataLossError(absl::StrCat("update from ", site_, " has SHA-256 ", digest,
@@ -82,6 +84,108 @@ StatusOr<v1::UploadReply> UploadSink::Finish() {
   reply.set_sha256(header_.sha256());
   return reply;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Folders
+
+namespace {
+
+// A plaintext update: a safetensors delta, checked against the global model's tensors and
+// folded into the weighted sum as it streams.
+class PlaintextFolder : public UpdateFolder {
+ public:
+  PlaintextFolder(std::unique_ptr<StreamingAggregator::Contribution> contribution,
+                  const ModelLayout& expected)
+      : contribution_(std::move(contribution)) {
+    StreamingAggregator::Contribution* c = contribution_.get();
+    decoder_ = std::make_unique<SafetensorsStreamDecoder>(
+        [expected](const ModelLayout& layout, const TensorMetadata&) {
+          return Annotate(layout.CheckSameAs(expected),
+                          "update does not match the global model's tensors");
+        },
+        [c](int64_t first, const uint8_t* bytes, size_t count) {
+          return c->Fold(first, reinterpret_cast<const float*>(bytes), count);
+        },
+        SafetensorsLimits{.max_header_bytes = 1 << 20,
+                          .max_tensors = expected.size(),
+                          .max_data_bytes = static_cast<uint64_t>(expected.TotalElements()) * 4});
+  }
+  Status Fold(std::string_view bytes) override { return decoder_->Feed(bytes); }
+  Status Complete() override { return decoder_->Finish(); }
+  Status Commit() override { return contribution_->Commit(); }
+  void Abort() override { contribution_->Abort(); }
+
+ private:
+  std::unique_ptr<StreamingAggregator::Contribution> contribution_;
+  std::unique_ptr<SafetensorsStreamDecoder> decoder_;
+};
+
+}  // namespace
+
+// A secure update: one serialized MaskedInputChunk per wire chunk, folded into the SecAgg
+// session's running sum; each is spilled so a failed upload can be withdrawn exactly.
+class RoundEngine::SecureFolder : public UpdateFolder {
+ public:
+  SecureFolder(RoundEngine* engine, uint32_t site_id, uint64_t round,
+               std::unique_ptr<SpillFile> spill)
+      : engine_(engine), site_id_(site_id), round_(round), spill_(std::move(spill)) {}
+
+  Status Fold(std::string_view bytes) override {
+    ASSIGN_OR_RETURN(MaskedInputChunk chunk, MaskedInputChunk::Parse(bytes));
+    if (chunk.sender != site_id_ || chunk.round != round_) {
+      return absl::PermissionDeniedError(absl::StrCat("masked chunk claims site ", chunk.sender,
+                                                      " round ", chunk.round, "; expected site ",
+                                                      site_id_, " round ", round_));
+    }
+    {
+      absl::MutexLock lock(&engine_->secagg_mu_);
+      if (!engine_->secagg_) return absl::FailedPreconditionError("no secure round is open");
+      RETURN_IF_ERROR(engine_->secagg_->OnMaskedInputChunk(chunk));
+    }
+    chunks_.push_back({spill_->size(), bytes.size()});
+    RETURN_IF_ERROR(spill_->Append(bytes.data(), bytes.size()));
+    folded_ += chunk.data.size();
+    return absl::OkStatus();
+  }
+
+  Status Complete() override {
+    absl::MutexLock lock(&engine_->secagg_mu_);
+    uint64_t want = engine_->secagg_ ? engine_->secagg_->params().vector_length : 0;
+    if (folded_ != want) {
+      return absl::DataLossError(
+          absl::StrCat("masked upload ended after ", folded_, " of ", want, " values (truncated)"));
+    }
+    return absl::OkStatus();
+  }
+
+  Status Commit() override {
+    chunks_.clear();
+    spill_.reset();
+    return absl::OkStatus();
+  }
+
+  // If a chunk cannot be withdrawn, the partial input stays in the sum and the SecAgg session
+  // refuses to close the masked-input stage: the round is retried, never released wrong.
+  void Abort() override {
+    absl::MutexLock lock(&engine_->secagg_mu_);
+    for (auto it = chunks_.rbegin(); it != chunks_.rend() && engine_->secagg_; ++it) {
+      std::string bytes(it->second, '\0');
+      if (!spill_->ReadAt(it->first, bytes.data(), bytes.size()).ok()) break;
+      auto chunk = MaskedInputChunk::Parse(bytes);
+      if (!chunk.ok() || !engine_->secagg_->WithdrawMaskedChunk(*chunk).ok()) break;
+    }
+    chunks_.clear();
+    spill_.reset();
+  }
+
+ private:
+  RoundEngine* engine_;
+  const uint32_t site_id_;
+  const uint64_t round_;
+  std::unique_ptr<SpillFile> spill_;
+  std::vector<std::pair<uint64_t, size_t>> chunks_;  // spill offset, length
+  uint64_t folded_ = 0;
+};
 
 // ---------------------------------------------------------------------------------------------
 // RoundEngine
@@ -181,6 +285,28 @@ StatusOr<v1::JoinReply> RoundEngine::Join(const SiteIdentity& site) {
   return reply;
 }
 
+v1::Task::Kind RoundEngine::TaskKind(Phase phase) {
+  switch (phase) {
+    case Phase::kTrain:
+      return v1::Task::TRAIN;
+    case Phase::kEvaluate:
+      return v1::Task::EVALUATE;
+    case Phase::kSecAggAdvertise:
+      return v1::Task::SECAGG_ADVERTISE;
+    case Phase::kSecAggShare:
+      return v1::Task::SECAGG_SHARE;
+    case Phase::kSecAggConsistency:
+      return v1::Task::SECAGG_CONSISTENCY;
+    case Phase::kSecAggUnmask:
+      return v1::Task::SECAGG_UNMASK;
+    case Phase::kDone:
+      return v1::Task::DONE;
+    case Phase::kIdle:
+      break;
+  }
+  return v1::Task::WAIT;
+}
+
 StatusOr<v1::Task> RoundEngine::NextTask(const std::string& site, absl::Duration wait) {
   absl::Time deadline = absl::Now() + wait;
   absl::MutexLock lock(&mu_);
@@ -196,9 +322,11 @@ StatusOr<v1::Task> RoundEngine::NextTask(const std::string& site, absl::Duration
       task.set_message(absl::StrCat("federation finished after round ", completed_round_));
       return task;
     }
-    if ((phase_ == Phase::kTrain || phase_ == Phase::kEvaluate) && pending_.count(site)) {
-      task.set_kind(phase_ == Phase::kTrain ? v1::Task::TRAIN : v1::Task::EVALUATE);
+    if (phase_ != Phase::kIdle && pending_.count(site)) {
+      task.set_kind(TaskKind(phase_));
       *task.mutable_plan() = plan_;
+      auto payload = payloads_.find(site);
+      if (payload != payloads_.end()) task.set_payload(payload->second);
       return task;
     }
     if (shutdown_ || absl::Now() >= deadline) {
@@ -249,7 +377,10 @@ StatusOr<std::unique_ptr<UploadSink>> RoundEngine::BeginUpload(const std::string
     return absl::InvalidArgumentError(
         absl::StrCat("update header claims ", header.num_examples(), " examples"));
   }
-  uint64_t max_bytes = payload_->size() + (64 << 10);
+  // A masked upload carries ring words (up to 8 bytes) and a small header per chunk.
+  uint64_t max_bytes = plan_.aggregation() == "secure"
+                           ? plan_.secagg().vector_length() * 8 + (uint64_t{1} << 20)
+                           : payload_->size() + (64 << 10);
   if (header.total_bytes() == 0 || header.total_bytes() > max_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("update of ", header.total_bytes(),
                                                    " bytes announced; the global model is ",
@@ -258,24 +389,26 @@ StatusOr<std::unique_ptr<UploadSink>> RoundEngine::BeginUpload(const std::string
   if (!Sha256FromHex(header.sha256()).ok()) {
     return absl::InvalidArgumentError("update header has no valid SHA-256");
   }
+  // The folder first: a sink destroyed here would unregister under our own lock.
+  std::unique_ptr<UpdateFolder> folder;
+  if (plan_.aggregation() == "secure") {
+    RETURN_IF_ERROR(MakeDirs(options_.state_dir + "/spill"));
+    ASSIGN_OR_RETURN(std::unique_ptr<SpillFile> spill,
+                     SpillFile::Create(absl::StrCat(options_.state_dir, "/spill/", site, "-",
+                                                    attempt_, ".masked")));
+    folder =
+        std::make_unique<SecureFolder>(this, site_ids_.at(site), plan_.round(), std::move(spill));
+  } else {
+    ASSIGN_OR_RETURN(auto contribution,
+                     aggregator_->Begin(site, static_cast<double>(header.num_examples())));
+    folder = std::make_unique<PlaintextFolder>(std::move(contribution), global_.layout);
+  }
   std::unique_ptr<UploadSink> sink(new UploadSink(this, site, plan_.round(), attempt_, header));
-  ASSIGN_OR_RETURN(auto contribution,
-                   aggregator_->Begin(site, static_cast<double>(header.num_examples())));
-  ModelLayout expected = global_.layout;
   UploadSink* raw = sink.get();
-  absl::MutexLock sink_lock(&raw->mu_);
-  raw->contribution_ = std::move(contribution);
-  raw->decoder_ = std::make_unique<SafetensorsStreamDecoder>(
-      [expected](const ModelLayout& layout, const TensorMetadata&) {
-        return Annotate(layout.CheckSameAs(expected),
-                        "update does not match the global model's tensors");
-      },
-      [raw](int64_t first, const uint8_t* bytes, size_t count) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return raw->contribution_->Fold(first, reinterpret_cast<const float*>(bytes), count);
-      },
-      SafetensorsLimits{.max_header_bytes = 1 << 20,
-                        .max_tensors = expected.size(),
-                        .max_data_bytes = static_cast<uint64_t>(expected.TotalElements()) * 4});
+  {
+    absl::MutexLock sink_lock(&raw->mu_);
+    raw->folder_ = std::move(folder);
+  }
   sinks_.insert(raw);
   return sink;
 }
@@ -284,12 +417,12 @@ Status RoundEngine::CommitUpload(UploadSink* sink, uint64_t bytes) {
   absl::MutexLock lock(&mu_);
   absl::MutexLock sink_lock(&sink->mu_);
   RETURN_IF_ERROR(sink->cancelled_);
-  if (phase_ != Phase::kTrain || attempt_ != sink->attempt_ || !sink->contribution_) {
+  if (phase_ != Phase::kTrain || attempt_ != sink->attempt_ || !sink->folder_) {
     return absl::DeadlineExceededError(
         absl::StrCat("round ", sink->round_, " closed before the upload finished"));
   }
-  RETURN_IF_ERROR(sink->contribution_->Commit());
-  sink->contribution_.reset();
+  RETURN_IF_ERROR(sink->folder_->Commit());
+  sink->folder_.reset();
   sink->finished_ = true;
   uploads_[sink->site_] = sink->header_;
   pending_.erase(sink->site_);
@@ -371,78 +504,250 @@ Status RoundEngine::WaitForSites(std::vector<std::string>* cohort) {
 void RoundEngine::ClosePhase(const std::string& why) {
   for (UploadSink* sink : sinks_) sink->Cancel(why);
   pending_.clear();
+  payloads_.clear();
   phase_ = Phase::kIdle;
   changed_.SignalAll();
 }
 
+void RoundEngine::BeginPlan(int64_t round, const std::vector<std::string>& cohort) {
+  ++attempt_;
+  bytes_up_ = 0;
+  bytes_down_ = 0;
+  uploads_.clear();
+  plan_.Clear();
+  plan_.set_round(round);
+  plan_.set_model_name(options_.model);
+  plan_.set_global_model_sha256(payload_sha256_);
+  plan_.set_global_model_bytes(payload_->size());
+  *plan_.mutable_training() = options_.training;
+  plan_.mutable_training()->set_seed(options_.training.seed() * 1000003 + round);
+  for (const auto& s : cohort) plan_.add_cohort(s);
+  plan_.set_chunk_bytes(options_.chunk_bytes);
+  plan_.set_aggregation(options_.secure.enabled ? "secure" : "plaintext");
+}
+
+bool RoundEngine::RunStage(Phase phase, const std::vector<std::string>& sites,
+                           std::map<std::string, std::string> payloads, absl::Time deadline) {
+  pending_ = std::set<std::string>(sites.begin(), sites.end());
+  payloads_ = std::move(payloads);
+  phase_ = phase;
+  changed_.SignalAll();
+  bool all = WaitUntil(deadline, [&] { return pending_.empty(); });
+  if (shutdown_) return false;
+  if (!all) {
+    spdlog::warn("round {}: no answer in time from {} ({})", plan_.round(),
+                 absl::StrJoin(pending_, ", "), v1::Task::Kind_Name(TaskKind(phase)));
+  }
+  return true;
+}
+
+StatusOr<std::optional<std::vector<float>>> RoundEngine::PlaintextAttempt(absl::Time deadline) {
+  aggregator_ = std::make_unique<StreamingAggregator>(global_.layout.TotalElements(),
+                                                      absl::StrCat(options_.state_dir, "/spill"));
+  std::vector<std::string> cohort(plan_.cohort().begin(), plan_.cohort().end());
+  if (!RunStage(Phase::kTrain, cohort, {}, deadline)) {
+    ClosePhase("coordinator shutting down");
+    return absl::CancelledError("coordinator shutting down");
+  }
+  ClosePhase(absl::StrCat("round ", plan_.round(), " upload deadline passed"));
+  std::unique_ptr<StreamingAggregator> result = std::move(aggregator_);
+  if (result->committed() < options_.min_sites) {
+    spdlog::warn("round {}: only {} of min_sites = {} updates arrived; retrying the round",
+                 plan_.round(), result->committed(), options_.min_sites);
+    return std::optional<std::vector<float>>();
+  }
+  ASSIGN_OR_RETURN(std::vector<float> mean, result->WeightedMean());
+  return std::optional<std::vector<float>>(std::move(mean));
+}
+
+StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
+    const std::vector<std::string>& cohort) {
+  const SecureOptions& so = options_.secure;
+  EncodingParams encoding{so.clip, so.bits, static_cast<int>(cohort.size())};
+  SecAggParams params;
+  params.round = plan_.round();
+  params.num_sites = static_cast<uint32_t>(cohort.size());
+  params.degree = so.degree;
+  params.threshold = so.threshold;
+  params.malicious = so.malicious;
+  ASSIGN_OR_RETURN(params.ring, ChooseRing(encoding));
+  params.vector_length = Encoder::EncodedSize(global_.values.size());
+  RETURN_IF_ERROR(RandBytes(params.round_seed.data(), params.round_seed.size()));
+  site_ids_.clear();
+  for (size_t i = 0; i < cohort.size(); ++i) {
+    site_ids_[cohort[i]] = static_cast<uint32_t>(i + 1);
+    if (so.malicious) {
+      ASSIGN_OR_RETURN(Ed25519PublicKey key,
+                       Ed25519PublicKeyFromCertificatePem(joined_[cohort[i]].certificate_pem));
+      params.signing_keys.push_back(key);
+    }
+  }
+  ASSIGN_OR_RETURN(params, ResolveParams(params));
+  {
+    absl::MutexLock lock(&secagg_mu_);
+    ASSIGN_OR_RETURN(secagg_, ServerSession::Create(params));
+  }
+  v1::SecAggPlan* sp = plan_.mutable_secagg();
+  sp->set_num_sites(params.num_sites);
+  sp->set_degree(static_cast<uint32_t>(params.degree));
+  sp->set_threshold(static_cast<uint32_t>(params.threshold));
+  sp->set_malicious(params.malicious);
+  sp->set_ring_bits(params.ring == RingWidth::k32 ? 32 : 64);
+  sp->set_vector_length(params.vector_length);
+  sp->set_round_seed(params.round_seed.data(), params.round_seed.size());
+  sp->set_clip(so.clip);
+  sp->set_bits(static_cast<uint32_t>(so.bits));
+  sp->set_max_examples(static_cast<uint64_t>(so.max_examples));
+  sp->set_deadline_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(so.stage_timeout)));
+  if (params.malicious) {
+    for (const auto& site : cohort) sp->add_certificates(joined_[site].certificate_pem);
+  }
+  spdlog::info("round {}: secure aggregation with n = {}, k = {}, t = {}, {}-bit ring{}",
+               plan_.round(), params.num_sites, params.degree, params.threshold, sp->ring_bits(),
+               params.malicious ? ", malicious-coordinator checks" : "");
+
+  auto name_of = [&](uint32_t id) { return cohort[id - 1]; };
+  auto names = [&](const std::vector<uint32_t>& ids) {
+    std::vector<std::string> out;
+    for (uint32_t id : ids) out.push_back(name_of(id));
+    return out;
+  };
+  auto broadcast = [](const std::vector<std::string>& sites, const std::string& payload) {
+    std::map<std::string, std::string> out;
+    for (const auto& s : sites) out[s] = payload;
+    return out;
+  };
+  auto retry = [&](const Status& why) -> StatusOr<std::optional<std::vector<float>>> {
+    spdlog::warn("round {}: {}; retrying the round", plan_.round(), why.message());
+    absl::MutexLock lock(&secagg_mu_);
+    secagg_.reset();
+    return std::optional<std::vector<float>>();
+  };
+  auto shutdown = [&]() -> StatusOr<std::optional<std::vector<float>>> {
+    ClosePhase("coordinator shutting down");
+    absl::MutexLock lock(&secagg_mu_);
+    secagg_.reset();
+    return absl::CancelledError("coordinator shutting down");
+  };
+  auto stage_deadline = [&] { return absl::Now() + so.stage_timeout; };
+
+  // AdvertiseKeys.
+  if (!RunStage(Phase::kSecAggAdvertise, cohort, {}, stage_deadline())) return shutdown();
+  ClosePhase("key advertisement closed");
+  StatusOr<KeyDirectory> directory;
+  std::vector<std::string> advertised;
+  {
+    absl::MutexLock lock(&secagg_mu_);
+    directory = secagg_->CloseAdvertiseKeys();
+    advertised = names(secagg_->participants().advertised);
+  }
+  if (!directory.ok()) return retry(directory.status());
+  // ShareKeys.
+  if (!RunStage(Phase::kSecAggShare, advertised, broadcast(advertised, directory->Serialize()),
+                stage_deadline())) {
+    return shutdown();
+  }
+  ClosePhase("key sharing closed");
+  StatusOr<std::vector<ShareDelivery>> deliveries;
+  {
+    absl::MutexLock lock(&secagg_mu_);
+    deliveries = secagg_->CloseShareKeys();
+  }
+  if (!deliveries.ok()) return retry(deliveries.status());
+  // MaskedInput: train, encode, mask, upload.
+  std::map<std::string, std::string> per_site;
+  std::vector<std::string> trainers;
+  for (const ShareDelivery& d : *deliveries) {
+    per_site[name_of(d.receiver)] = d.Serialize();
+    trainers.push_back(name_of(d.receiver));
+  }
+  absl::Time deadline = absl::Now() + options_.upload_timeout;
+  plan_.set_upload_deadline_unix_ms(absl::ToUnixMillis(deadline));
+  if (!RunStage(Phase::kTrain, trainers, std::move(per_site), deadline)) return shutdown();
+  ClosePhase(absl::StrCat("round ", plan_.round(), " upload deadline passed"));
+  StatusOr<SurvivorList> survivors;
+  {
+    absl::MutexLock lock(&secagg_mu_);
+    survivors = secagg_->CloseMaskedInput();
+  }
+  if (!survivors.ok()) return retry(survivors.status());
+  std::vector<std::string> survivor_names = names(survivors->survivors);
+  // ConsistencyCheck (malicious-coordinator mode).
+  if (params.malicious) {
+    if (!RunStage(Phase::kSecAggConsistency, survivor_names,
+                  broadcast(survivor_names, survivors->Serialize()), stage_deadline())) {
+      return shutdown();
+    }
+    ClosePhase("consistency check closed");
+  }
+  // Unmask.
+  StatusOr<UnmaskRequest> request;
+  {
+    absl::MutexLock lock(&secagg_mu_);
+    request = secagg_->StartUnmask();
+  }
+  if (!request.ok()) return retry(request.status());
+  if (!RunStage(Phase::kSecAggUnmask, survivor_names,
+                broadcast(survivor_names, request->Serialize()), stage_deadline())) {
+    return shutdown();
+  }
+  ClosePhase("unmasking closed");
+  StatusOr<SecAggResult> result;
+  {
+    absl::MutexLock lock(&secagg_mu_);
+    result = secagg_->Finish();
+    secagg_.reset();
+  }
+  if (!result.ok()) return retry(result.status());
+  if (static_cast<int>(result->survivors.size()) < options_.min_sites) {
+    return retry(absl::FailedPreconditionError(
+        absl::StrCat("only ", result->survivors.size(),
+                     " inputs in the sum, min_sites = ", options_.min_sites)));
+  }
+  ASSIGN_OR_RETURN(DecodedSum decoded, DecodeSum(result->sum, result->survivors.size(), encoding));
+  std::vector<float> mean = decoded.Mean();
+  mean.resize(global_.values.size());  // drop the weight element
+  spdlog::info("round {}: unmasked the sum of {} sites (total weight {:.4f})", plan_.round(),
+               result->survivors.size(), decoded.total_weight);
+  return std::optional<std::vector<float>>(std::move(mean));
+}
+
 Status RoundEngine::RunTrainingRound(int64_t round) {
   absl::Time started = absl::Now();
-  std::unique_ptr<StreamingAggregator> result;
-  std::vector<std::string> contributors;
-  int64_t examples = 0;
+  std::vector<float> mean_delta;
+  Model next;
+  RoundRecord record;
   {
     absl::MutexLock lock(&mu_);
     for (int64_t attempt = 1;; ++attempt) {
       std::vector<std::string> cohort;
       RETURN_IF_ERROR(WaitForSites(&cohort));
-      ++attempt_;
-      bytes_up_ = 0;
-      bytes_down_ = 0;
-      uploads_.clear();
-      aggregator_ = std::make_unique<StreamingAggregator>(
-          global_.layout.TotalElements(), absl::StrCat(options_.state_dir, "/spill"));
-      plan_.Clear();
-      plan_.set_round(round);
-      plan_.set_model_name(options_.model);
-      plan_.set_global_model_sha256(payload_sha256_);
-      plan_.set_global_model_bytes(payload_->size());
-      *plan_.mutable_training() = options_.training;
-      plan_.mutable_training()->set_seed(options_.training.seed() * 1000003 + round);
-      for (const auto& s : cohort) plan_.add_cohort(s);
-      plan_.set_chunk_bytes(options_.chunk_bytes);
-      absl::Time deadline = absl::Now() + options_.upload_timeout;
-      plan_.set_upload_deadline_unix_ms(absl::ToUnixMillis(deadline));
-      plan_.set_aggregation("plaintext");
-      pending_ = std::set<std::string>(cohort.begin(), cohort.end());
-      phase_ = Phase::kTrain;
-      changed_.SignalAll();
-      spdlog::info("round {} (attempt {}): training with {} sites: {}", round, attempt,
-                   cohort.size(), absl::StrJoin(cohort, ", "));
-
-      bool all = WaitUntil(deadline, [&] { return pending_.empty(); });
-      if (shutdown_) {
-        ClosePhase("coordinator shutting down");
-        return absl::CancelledError("coordinator shutting down");
+      BeginPlan(round, cohort);
+      spdlog::info("round {} (attempt {}): {} sites: {}", round, attempt, cohort.size(),
+                   absl::StrJoin(cohort, ", "));
+      StatusOr<std::optional<std::vector<float>>> mean;
+      if (options_.secure.enabled) {
+        mean = SecureAttempt(cohort);
+      } else {
+        absl::Time deadline = absl::Now() + options_.upload_timeout;
+        plan_.set_upload_deadline_unix_ms(absl::ToUnixMillis(deadline));
+        mean = PlaintextAttempt(deadline);
       }
-      if (!all) {
-        spdlog::warn("round {}: upload deadline passed; left out: {}", round,
-                     absl::StrJoin(pending_, ", "));
-      }
-      ClosePhase(absl::StrCat("round ", round, " upload deadline passed"));
-      int committed = aggregator_->committed();
-      if (committed >= options_.min_sites) {
-        result = std::move(aggregator_);
-        for (const auto& [site, header] : uploads_) {
-          contributors.push_back(site);
-          examples += static_cast<int64_t>(header.num_examples());
-        }
+      if (!mean.ok()) return mean.status();
+      if (mean->has_value()) {
+        mean_delta = std::move(**mean);
         break;
       }
-      spdlog::warn("round {}: only {} of min_sites = {} updates arrived; retrying the round", round,
-                   committed, options_.min_sites);
-      aggregator_.reset();
     }
-  }
-  // Server step: FedAvg of the sites' deltas, scaled by the server learning rate.
-  ASSIGN_OR_RETURN(std::vector<float> mean_delta, result->WeightedMean());
-  Model next;
-  RoundRecord record;
-  {
-    absl::MutexLock lock(&mu_);
-    next = global_;
+    for (const auto& [site, header] : uploads_) {
+      record.sites.push_back(site);
+      record.examples += static_cast<int64_t>(header.num_examples());
+    }
     record.bytes_up = bytes_up_;
     record.bytes_down = bytes_down_;
+    next = global_;
   }
+  // Server step: FedAvg of the sites' deltas, scaled by the server learning rate.
   const float lr = static_cast<float>(options_.server_learning_rate);
   for (size_t i = 0; i < next.values.size(); ++i) next.values[i] += lr * mean_delta[i];
   Status valid = next.Validate();
@@ -450,12 +755,68 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
     return Annotate(valid, absl::StrCat("aggregate of round ", round,
                                         " is not finite; refusing to publish it"));
   }
-  record.sites = contributors;
-  record.examples = examples;
   record.seconds = absl::ToDoubleSeconds(absl::Now() - started);
   RETURN_IF_ERROR(PublishModel(round, std::move(next), record));
   spdlog::info("round {}: aggregated {} updates ({} examples) in {:.1f} s", round,
-               contributors.size(), examples, record.seconds);
+               record.sites.size(), record.examples, record.seconds);
+  return absl::OkStatus();
+}
+
+Status RoundEngine::SubmitSecAgg(const std::string& site, const v1::SecAggSubmission& m) {
+  absl::MutexLock lock(&mu_);
+  if (phase_ == Phase::kIdle || TaskKind(phase_) != m.stage() || m.round() != plan_.round()) {
+    return absl::FailedPreconditionError(absl::StrCat("no ", v1::Task::Kind_Name(m.stage()),
+                                                      " message for round ", m.round(),
+                                                      " is expected now"));
+  }
+  if (pending_.count(site) == 0) {
+    return absl::AlreadyExistsError(absl::StrCat("site '", site, "' already answered ",
+                                                 v1::Task::Kind_Name(m.stage()),
+                                                 " (replay refused)"));
+  }
+  const uint32_t id = site_ids_.at(site);
+  auto from = [&](uint32_t sender) -> Status {
+    if (sender == id) return absl::OkStatus();
+    return absl::PermissionDeniedError(
+        absl::StrCat("site '", site, "' (number ", id, ") sent a message signed as site ", sender));
+  };
+  Status st;
+  {
+    absl::MutexLock secagg_lock(&secagg_mu_);
+    if (!secagg_) return absl::FailedPreconditionError("no secure round is open");
+    switch (m.stage()) {
+      case v1::Task::SECAGG_ADVERTISE: {
+        ASSIGN_OR_RETURN(AdvertiseKeys msg, AdvertiseKeys::Parse(m.payload()));
+        RETURN_IF_ERROR(from(msg.sender));
+        st = secagg_->OnAdvertiseKeys(msg);
+        break;
+      }
+      case v1::Task::SECAGG_SHARE: {
+        ASSIGN_OR_RETURN(ShareKeys msg, ShareKeys::Parse(m.payload()));
+        RETURN_IF_ERROR(from(msg.sender));
+        st = secagg_->OnShareKeys(msg);
+        break;
+      }
+      case v1::Task::SECAGG_CONSISTENCY: {
+        ASSIGN_OR_RETURN(ConsistencySignature msg, ConsistencySignature::Parse(m.payload()));
+        RETURN_IF_ERROR(from(msg.sender));
+        st = secagg_->OnConsistencySignature(msg);
+        break;
+      }
+      case v1::Task::SECAGG_UNMASK: {
+        ASSIGN_OR_RETURN(UnmaskResponse msg, UnmaskResponse::Parse(m.payload()));
+        RETURN_IF_ERROR(from(msg.sender));
+        st = secagg_->OnUnmaskResponse(msg);
+        break;
+      }
+      default:
+        return absl::InvalidArgumentError("not a secure-aggregation stage");
+    }
+  }
+  RETURN_IF_ERROR(st);
+  bytes_up_ += static_cast<int64_t>(m.payload().size());
+  pending_.erase(site);
+  changed_.SignalAll();
   return absl::OkStatus();
 }
 

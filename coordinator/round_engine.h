@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -19,6 +20,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/crypto/sha256.h"
+#include "common/secagg/encoding.h"
+#include "common/secagg/server.h"
 #include "common/status/status.h"
 #include "common/tensor/safetensors.h"
 #include "common/tensor/tensor.h"
@@ -27,6 +30,18 @@
 #include "hansa/v1/hansa.pb.h"
 
 namespace hansa {
+
+// Secure aggregation (SecAgg+, common/secagg): the coordinator learns only the sum.
+struct SecureOptions {
+  bool enabled = true;
+  int degree = 0;     // k; 0 = all other sites up to 32 sites
+  int threshold = 0;  // t; 0 = the safe default
+  bool malicious = false;
+  double clip = 1.0;             // each update value is clipped to [-clip, clip]
+  int bits = 20;                 // quantization bits
+  int64_t max_examples = 60000;  // a site's weight is min(1, examples / max_examples)
+  absl::Duration stage_timeout = absl::Minutes(2);
+};
 
 struct EngineOptions {
   std::string federation = "hansa";
@@ -46,6 +61,7 @@ struct EngineOptions {
   uint32_t chunk_bytes = 1 << 20;
   uint32_t max_chunk_bytes = 4 << 20;
   int64_t max_examples = int64_t{1} << 40;
+  SecureOptions secure;
 };
 
 struct SiteIdentity {
@@ -53,9 +69,24 @@ struct SiteIdentity {
   std::string organisation;
   std::string country;
   std::string fingerprint;
+  std::string certificate_pem;  // malicious-coordinator mode binds signing keys to it
 };
 
 class RoundEngine;
+
+// Where an upload's bytes go: a plaintext update into the weighted sum, or masked chunks into
+// the secure-aggregation session. Owned by one UploadSink, called under its lock.
+class UpdateFolder {
+ public:
+  virtual ~UpdateFolder() = default;
+  // One wire chunk.
+  virtual Status Fold(std::string_view bytes) = 0;
+  // OK when every value arrived.
+  virtual Status Complete() = 0;
+  virtual Status Commit() = 0;
+  // Removes everything folded so far (idempotent).
+  virtual void Abort() = 0;
+};
 
 // One upload in progress, owned by the transport thread receiving it. Destroying it without a
 // successful Finish() removes everything it folded into the round's sum.
@@ -80,8 +111,7 @@ class UploadSink {
   const int64_t attempt_;
   const v1::TransferHeader header_;
   absl::Mutex mu_;
-  std::unique_ptr<StreamingAggregator::Contribution> contribution_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<SafetensorsStreamDecoder> decoder_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<UpdateFolder> folder_ ABSL_GUARDED_BY(mu_);
   Sha256Hasher hasher_ ABSL_GUARDED_BY(mu_);
   uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;
   Status cancelled_ ABSL_GUARDED_BY(mu_);
@@ -107,6 +137,8 @@ class RoundEngine {
   StatusOr<std::unique_ptr<UploadSink>> BeginUpload(const std::string& site,
                                                     const v1::TransferHeader& header);
   Status ReportMetrics(const std::string& site, const v1::MetricsReport& report);
+  // A secure-aggregation message from `site` for the current stage.
+  Status SubmitSecAgg(const std::string& site, const v1::SecAggSubmission& submission);
 
   // Runs rounds until the configured number completed (OK), Shutdown() (Cancelled), or a
   // fatal error. Call from one thread.
@@ -120,11 +152,35 @@ class RoundEngine {
 
  private:
   friend class UploadSink;
-  enum class Phase { kIdle, kTrain, kEvaluate, kDone };
+  enum class Phase {
+    kIdle,
+    kTrain,
+    kEvaluate,
+    kDone,
+    kSecAggAdvertise,
+    kSecAggShare,
+    kSecAggConsistency,
+    kSecAggUnmask
+  };
+  class SecureFolder;
+  static v1::Task::Kind TaskKind(Phase phase);
 
   explicit RoundEngine(EngineOptions options);
   Status Resume(const Model& initial);
   Status RunTrainingRound(int64_t round);
+  // One attempt at the round's aggregate: the mean update, or nullopt when too few sites
+  // finished and the round must be retried.
+  StatusOr<std::optional<std::vector<float>>> PlaintextAttempt(absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  StatusOr<std::optional<std::vector<float>>> SecureAttempt(const std::vector<std::string>& cohort)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Opens `phase` for `sites` (each may get its own payload) and waits until all answered or
+  // `deadline`. False on shutdown.
+  bool RunStage(Phase phase, const std::vector<std::string>& sites,
+                std::map<std::string, std::string> payloads, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void BeginPlan(int64_t round, const std::vector<std::string>& cohort)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Status RunEvaluation(int64_t round);
   Status WaitForSites(std::vector<std::string>* cohort) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ClosePhase(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -153,6 +209,12 @@ class RoundEngine {
   std::map<std::string, v1::MetricsReport> reports_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::TransferHeader> uploads_ ABSL_GUARDED_BY(mu_);
   std::set<UploadSink*> sinks_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> payloads_ ABSL_GUARDED_BY(mu_);  // per-site task payload
+  std::map<std::string, uint32_t> site_ids_ ABSL_GUARDED_BY(mu_);     // secure round numbering
+  // The secure-aggregation session of the current round. Its own lock, taken after the
+  // engine's and a sink's, because masked chunks fold from upload threads.
+  absl::Mutex secagg_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::unique_ptr<ServerSession> secagg_ ABSL_GUARDED_BY(secagg_mu_);
   std::unique_ptr<StreamingAggregator> aggregator_ ABSL_GUARDED_BY(mu_);
   Model global_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const std::string> payload_ ABSL_GUARDED_BY(mu_);

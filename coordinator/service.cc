@@ -30,6 +30,7 @@ StatusOr<SiteIdentity> CoordinatorService::Identify(grpc::ServerContext* ctx) {
   site.organisation = subject.organization;
   site.country = subject.country;
   site.fingerprint = cert.Sha256Fingerprint();
+  site.certificate_pem = std::string(pem[0].data(), pem[0].size());
   return site;
 }
 
@@ -115,6 +116,14 @@ grpc::Status CoordinatorService::ReportMetrics(grpc::ServerContext* ctx,
   StatusOr<SiteIdentity> site = Identify(ctx);
   if (!site.ok()) return ToGrpcStatus(site.status());
   return ToGrpcStatus(engine_->ReportMetrics(site->name, *request));
+}
+
+grpc::Status CoordinatorService::SubmitSecAgg(grpc::ServerContext* ctx,
+                                              const v1::SecAggSubmission* request,
+                                              v1::SecAggAck* reply) {
+  StatusOr<SiteIdentity> site = Identify(ctx);
+  if (!site.ok()) return ToGrpcStatus(site.status());
+  return ToGrpcStatus(engine_->SubmitSecAgg(site->name, *request));
 }
 
 StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& listen, const TlsFiles& tls,

@@ -35,6 +35,8 @@ class CoordinatorService final : public v1::Coordinator::Service {
                             v1::UploadReply* reply) override;
   grpc::Status ReportMetrics(grpc::ServerContext* ctx, const v1::MetricsReport* request,
                              v1::MetricsReply* reply) override;
+  grpc::Status SubmitSecAgg(grpc::ServerContext* ctx, const v1::SecAggSubmission* request,
+                            v1::SecAggAck* reply) override;
 
  private:
   StatusOr<SiteIdentity> Identify(grpc::ServerContext* ctx);

@@ -11,7 +11,8 @@ namespace hansa {
 StatusOr<std::unique_ptr<SpillFile>> SpillFile::Create(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
-    return absl::InternalError(absl::StrCat("creating spill file ", path, ": ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("creating spill file ", path, ": ", std::strerror(errno)));
   }
   return std::unique_ptr<SpillFile>(new SpillFile(fd, path));
 }

@@ -42,6 +42,7 @@ struct Settings {
   int min_sites = 2;
   double upload_timeout = 60;
   int train_limit = 1500;
+  bool secure = false;  // secure aggregation needs at least three sites
 };
 
 class Federation {
@@ -58,11 +59,17 @@ class Federation {
             "\n[model]\nname = \"%s\"\nseed = 3\n"
             "[rounds]\ntotal = %d\nmin_sites = %d\nupload_timeout_seconds = %g\n"
             "evaluate_timeout_seconds = 20\nwait_for_sites_seconds = 120\nsite_idle_seconds = 20\n"
-            "[training]\nepochs = 1\nbatch_size = 32\nlearning_rate = 0.05\n",
-            s.model.c_str(), s.rounds, s.min_sites, s.upload_timeout));
+            "[training]\nepochs = 1\nbatch_size = 32\nlearning_rate = 0.05\n"
+            "[aggregation]\nmode = \"%s\"\nstage_timeout_seconds = 20\n",
+            s.model.c_str(), s.rounds, s.min_sites, s.upload_timeout,
+            s.secure ? "secure" : "plaintext"));
     for (const auto& site : sites) {
       std::string path = kit_ + "/sites/" + site + "/site.toml";
       ReplaceInFile(path, "[site]\n", "[site]\nreconnect_seconds = 120\n");
+      if (!s.secure) {
+        ReplaceInFile(path, "[policy]\n",
+                      "[policy]\nrequire_secure_aggregation = false\nmin_cohort = 1\n");
+      }
       AppendText(path, absl_format("train_limit = %d\ntest_limit = 500\n[compute]\nthreads = 1\n",
                                    s.train_limit));
     }
@@ -284,7 +291,26 @@ TEST(FederationTest, SiteKilledMidRoundIsLeftOutAndTheRoundCompletes) {
   ASSERT_EQ(metrics.size(), 3u);
   EXPECT_EQ(metrics[1]["sites"].get<int>(), 3);
   EXPECT_EQ(metrics[2]["sites"].get<int>(), 2);
-  EXPECT_THAT(coordinator->Log(), HasSubstr("left out: gamma"));
+  EXPECT_THAT(coordinator->Log(), HasSubstr("no answer in time from gamma (TRAIN)"));
+}
+
+TEST(FederationTest, SecureAggregationTrainsLikePlaintext) {
+  std::string dir = FreshDir();
+  Federation fed(dir, {"alpha", "beta", "gamma"},
+                 Settings{.rounds = 2, .min_sites = 3, .secure = true});
+  auto coordinator = fed.StartCoordinator();
+  auto alpha = fed.StartSite("alpha");
+  auto beta = fed.StartSite("beta");
+  auto gamma = fed.StartSite("gamma");
+  ASSERT_EQ(coordinator->Wait(300).value_or(-1), 0) << coordinator->Log();
+  for (auto* site : {alpha.get(), beta.get(), gamma.get()}) {
+    ASSERT_EQ(site->Wait(30).value_or(-1), 0) << site->Log();
+  }
+  EXPECT_THAT(coordinator->Log(), HasSubstr("unmasked the sum of 3 sites"));
+  auto metrics = fed.Metrics();
+  ASSERT_EQ(metrics.size(), 3u);
+  EXPECT_EQ(metrics[2]["sites"].get<int>(), 3);
+  EXPECT_GT(metrics[2]["accuracy"].get<double>(), metrics[0]["accuracy"].get<double>() + 0.3);
 }
 
 TEST(FederationTest, BadConfigurationsFailWithClearMessages) {

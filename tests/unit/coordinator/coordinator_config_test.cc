@@ -28,6 +28,8 @@ allowed = ["a", "b"]
 [rounds]
 total = 3
 min_sites = 2
+[aggregation]
+mode = "plaintext"
 )"));
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->engine.federation, "demo");
@@ -41,13 +43,17 @@ min_sites = 2
 TEST(CoordinatorConfigTest, UnknownKeyAndImpossibleSettingsAreErrors) {
   auto typo = LoadCoordinatorConfig(Write("[sites]\nallowed=[\"a\"]\n[rounds]\nmin_site = 2\n"));
   EXPECT_THAT(std::string(typo.status().message()), HasSubstr("unknown key 'rounds.min_site'"));
-  auto too_many =
-      LoadCoordinatorConfig(Write("[sites]\nallowed=[\"a\"]\n[rounds]\nmin_sites = 2\n"));
+  auto too_many = LoadCoordinatorConfig(Write(
+      "[sites]\nallowed=[\"a\"]\n[rounds]\nmin_sites = 2\n[aggregation]\nmode = \"plaintext\"\n"));
   EXPECT_THAT(std::string(too_many.status().message()), HasSubstr("only 1 sites are allowed"));
   auto chunks = LoadCoordinatorConfig(Write(
       "[sites]\nallowed=[\"a\"]\n[transfer]\nchunk_bytes = 9000000\nmax_chunk_bytes = 8192\n"));
   EXPECT_THAT(std::string(chunks.status().message()),
               HasSubstr("exceeds transfer.max_chunk_bytes"));
+  auto too_few_for_secure =
+      LoadCoordinatorConfig(Write("[sites]\nallowed=[\"a\", \"b\"]\n[rounds]\nmin_sites = 2\n"));
+  EXPECT_THAT(std::string(too_few_for_secure.status().message()),
+              HasSubstr("secure aggregation needs rounds.min_sites >= 3"));
   auto missing = LoadCoordinatorConfig("/nonexistent/coordinator.toml");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
 }
