@@ -97,12 +97,16 @@ ReconcileResult ReconcileRecords(const std::vector<AuditRecord>& coordinator,
     int64_t bytes = IntField(r.fields, "bytes");
     std::string sha = StringField(r.fields, "sha256");
     std::vector<Upload>& candidates = uploads[{round, sha}];
+    // A send the site saw succeed is the better match: when the same update went out twice
+    // (sent, failed, sent again after a coordinator restart), the failed one stays unconfirmed.
     Upload* same_size = nullptr;
     Upload* any = nullptr;
     for (Upload& u : candidates) {
       if (u.used) continue;
       if (any == nullptr) any = &u;
-      if (u.bytes == bytes && same_size == nullptr) same_size = &u;
+      if (u.bytes == bytes && (same_size == nullptr || (same_size->failed && !u.failed))) {
+        same_size = &u;
+      }
     }
     if (same_size != nullptr) {
       same_size->used = true;

@@ -126,6 +126,20 @@ TEST_F(ReconcileTest, FailedSendIsUnconfirmedNotADifference) {
   EXPECT_EQ(result.unconfirmed, 1);
 }
 
+TEST_F(ReconcileTest, SameUpdateResentAfterAFailedSendMatchesTheConfirmedSend) {
+  // A coordinator killed mid-upload, then restarted: the site sends the identical update
+  // again (deterministic training), and the coordinator records it once.
+  Write(coordinator_, Fed().coordinator(), CoordinatorEvents());
+  std::vector<AuditEvent> ledger = LedgerEvents();
+  ledger.insert(ledger.begin() + 2, MessageSent("upload", 1, 500, Digest("b1")));
+  ledger.insert(ledger.begin() + 3, SendFailed("upload", 1, Digest("b1"), "Broken pipe"));
+  Write(egress_, Fed().site("berlin"), ledger);
+  ReconcileResult result = Run();
+  EXPECT_TRUE(result.ok()) << result.ToText();
+  EXPECT_EQ(result.matched, 2);
+  EXPECT_EQ(result.unconfirmed, 1);
+}
+
 TEST_F(ReconcileTest, SiteAdmittedUnderAnotherCertificateIsADifference) {
   std::vector<AuditEvent> coordinator = CoordinatorEvents();
   coordinator[0] = SiteAdmitted(Berlin(Fed().site("mallory").cert.Sha256Fingerprint()));
