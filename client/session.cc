@@ -6,11 +6,13 @@
 #include <chrono>
 #include <thread>
 
+#include "common/audit/events.h"
 #include "common/crypto/sha256.h"
 #include "common/logging/logging.h"
 #include "common/pki/certificate.h"
 #include "common/secagg/encoding.h"
 #include "common/tensor/safetensors.h"
+#include "proto/plan_digest.h"
 #include "spdlog/spdlog.h"
 
 namespace hansa {
@@ -36,6 +38,12 @@ StatusOr<std::unique_ptr<SiteSession>> SiteSession::Create(const SiteConfig& con
   std::unique_ptr<SiteSession> s(new SiteSession(config));
   ASSIGN_OR_RETURN(s->tls_,
                    LoadTlsFiles(config.certificate, config.private_key, config.ca_certificate));
+  auto egress = AuditLog::OpenWithFiles(config.state_dir + "/egress.jsonl", config.private_key,
+                                        config.certificate);
+  if (!egress.ok()) {
+    return Annotate(egress.status(), absl::StrCat("egress ledger in ", config.state_dir));
+  }
+  s->egress_ = *std::move(egress);
   ASSIGN_OR_RETURN(Dataset train, LoadIdxDataset(config.train_images, config.train_labels));
   ASSIGN_OR_RETURN(Dataset test, LoadIdxDataset(config.test_images, config.test_labels));
   ASSIGN_OR_RETURN(s->train_, Shard(train, config.shard_index, config.shard_count));
@@ -48,6 +56,29 @@ StatusOr<std::unique_ptr<SiteSession>> SiteSession::Create(const SiteConfig& con
 }
 
 void SiteSession::Stop() { stop_ = true; }
+
+StatusOr<std::string> SiteSession::RecordSend(const char* type, uint64_t round,
+                                              const std::string& bytes) {
+  return RecordSend(type, round, bytes.size(), ToHex(Sha256(bytes)));
+}
+
+StatusOr<std::string> SiteSession::RecordSend(const char* type, uint64_t round, uint64_t bytes,
+                                              std::string sha256) {
+  // Nothing leaves unrecorded: a ledger that cannot be written stops the send.
+  RETURN_IF_ERROR(Annotate(
+      egress_->Append(MessageSent(type, static_cast<int64_t>(round), bytes, sha256)).status(),
+      "egress ledger"));
+  return sha256;
+}
+
+Status SiteSession::RecordOutcome(const char* type, uint64_t round, const std::string& sha256,
+                                  const Status& sent) {
+  if (sent.ok()) return sent;
+  auto recorded = egress_->Append(
+      SendFailed(type, static_cast<int64_t>(round), sha256, std::string(sent.message())));
+  if (!recorded.ok()) spdlog::error("egress ledger: {}", recorded.status().message());
+  return sent;
+}
 
 std::unique_ptr<grpc::ClientContext> SiteSession::NewContext(double seconds) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
@@ -83,7 +114,10 @@ Status SiteSession::JoinWithRetry() {
     v1::JoinRequest req;
     req.set_client_version("hansa-client 0.1");
     v1::JoinReply reply;
-    Status st = FromGrpc(stub_->Join(ctx.get(), req, &reply), "joining");
+    ASSIGN_OR_RETURN(std::string sha,
+                     RecordSend(audit_events::kMessageJoin, 0, req.SerializeAsString()));
+    Status st = RecordOutcome(audit_events::kMessageJoin, 0, sha,
+                              FromGrpc(stub_->Join(ctx.get(), req, &reply), "joining"));
     if (st.ok()) {
       // Pin the coordinator: its certificate must be the one the site's policy names.
       auto auth = ctx->auth_context();
@@ -103,6 +137,9 @@ Status SiteSession::JoinWithRetry() {
         }
       }
       if (reply.max_chunk_bytes() > 0) max_chunk_bytes_ = reply.max_chunk_bytes();
+      // A restarted coordinator may plan the same round again, down to the same digest, with
+      // no memory of our answer: answer again (AlreadyExists if it had kept it).
+      answered_plan_.clear();
       spdlog::info("joined federation '{}' as '{}'", reply.federation(), reply.site());
       return absl::OkStatus();
     }
@@ -139,7 +176,8 @@ Status SiteSession::Run() {
           spdlog::info("coordinator: {}", task.message());
           return absl::OkStatus();
         case v1::Task::TRAIN:
-          st = Train(task.plan(), task.payload());
+          st = Consent(task.plan());
+          if (st.ok()) st = Train(task.plan(), task.payload());
           break;
         case v1::Task::EVALUATE:
           st = Evaluate(task.plan());
@@ -148,7 +186,8 @@ Status SiteSession::Run() {
         case v1::Task::SECAGG_SHARE:
         case v1::Task::SECAGG_CONSISTENCY:
         case v1::Task::SECAGG_UNMASK:
-          st = SecAggStage(task);
+          st = Consent(task.plan());
+          if (st.ok()) st = SecAggStage(task);
           break;
         default:
           st = absl::InvalidArgumentError(absl::StrCat("unknown task kind ", task.kind()));
@@ -192,6 +231,38 @@ Status SiteSession::CheckPlan(const v1::RoundPlan& plan, bool sends_update) {
   return absl::OkStatus();
 }
 
+Status SiteSession::Consent(const v1::RoundPlan& plan) {
+  const std::string digest = PlanSha256(plan);
+  if (digest == answered_plan_) return answer_;
+  Status policy = CheckPlan(plan, /*sends_update=*/true);
+  const auto round = static_cast<int64_t>(plan.round());
+  RETURN_IF_ERROR(
+      Annotate(egress_
+                   ->Append(policy.ok() ? PlanAccepted(round, digest)
+                                        : PlanRefused(round, digest, std::string(policy.message())))
+                   .status(),
+               "egress ledger"));
+  v1::PlanResponse response;
+  response.set_round(plan.round());
+  response.set_plan_sha256(digest);
+  response.set_accepted(policy.ok());
+  response.set_reason(std::string(policy.message()));
+  ASSIGN_OR_RETURN(std::string sha, RecordSend(audit_events::kMessagePlanResponse, plan.round(),
+                                               response.SerializeAsString()));
+  auto ctx = NewContext(config_.rpc_timeout_seconds);
+  v1::PlanAck ack;
+  Status sent = FromGrpc(stub_->RespondToPlan(ctx.get(), response, &ack),
+                         absl::StrCat("answering the plan of round ", plan.round()));
+  // AlreadyExists: an earlier answer of ours arrived (the reply was lost); it stands.
+  if (!sent.ok() && !absl::IsAlreadyExists(sent)) {
+    return RecordOutcome(audit_events::kMessagePlanResponse, plan.round(), sha, sent);
+  }
+  answered_plan_ = digest;
+  answer_ = policy;
+  if (!policy.ok()) spdlog::warn("round {}: plan refused: {}", plan.round(), policy.message());
+  return policy;
+}
+
 Status SiteSession::EnsureTrainer(const std::string& model) {
   if (trainer_ && trainer_model_ == model) return absl::OkStatus();
   TrainerOptions options = config_.trainer;
@@ -208,10 +279,13 @@ StatusOr<Model> SiteSession::FetchModel(const v1::RoundPlan& plan) {
   v1::DownloadRequest req;
   req.set_round(plan.round());
   req.set_model_sha256(plan.global_model_sha256());
+  ASSIGN_OR_RETURN(std::string sha, RecordSend(audit_events::kMessageDownloadRequest, plan.round(),
+                                               req.SerializeAsString()));
   auto reader = stub_->DownloadModel(ctx.get(), req);
   v1::Chunk chunk;
   if (!reader->Read(&chunk) || !chunk.has_header()) {
-    return FromGrpc(reader->Finish(), "downloading the global model");
+    return RecordOutcome(audit_events::kMessageDownloadRequest, plan.round(), sha,
+                         FromGrpc(reader->Finish(), "downloading the global model"));
   }
   const uint64_t total = chunk.header().total_bytes();
   if (total != plan.global_model_bytes() || chunk.header().sha256() != plan.global_model_sha256()) {
@@ -301,6 +375,8 @@ Status SiteSession::Upload(const v1::RoundPlan& plan, const std::string& payload
   header->set_num_examples(static_cast<uint64_t>(examples));
   header->set_train_loss(loss);
   header->set_train_seconds(seconds);
+  ASSIGN_OR_RETURN(std::string sha, RecordSend(audit_events::kMessageUpload, plan.round(),
+                                               header->total_bytes(), header->sha256()));
   bool ok = writer->Write(chunk);
   const size_t step =
       std::min<size_t>(plan.chunk_bytes() ? plan.chunk_bytes() : (1 << 20), max_chunk_bytes_);
@@ -311,7 +387,9 @@ Status SiteSession::Upload(const v1::RoundPlan& plan, const std::string& payload
     ok = writer->Write(chunk);
   }
   if (ok) writer->WritesDone();
-  RETURN_IF_ERROR(FromGrpc(writer->Finish(), absl::StrCat("uploading round ", plan.round())));
+  RETURN_IF_ERROR(
+      RecordOutcome(audit_events::kMessageUpload, plan.round(), sha,
+                    FromGrpc(writer->Finish(), absl::StrCat("uploading round ", plan.round()))));
   spdlog::info("round {}: update accepted ({} bytes)", plan.round(), reply.bytes());
   return absl::OkStatus();
 }
@@ -330,7 +408,11 @@ Status SiteSession::Evaluate(const v1::RoundPlan& plan) {
   report.set_seconds(result.seconds);
   auto ctx = NewContext(config_.rpc_timeout_seconds);
   v1::MetricsReply reply;
-  RETURN_IF_ERROR(FromGrpc(stub_->ReportMetrics(ctx.get(), report, &reply), "reporting metrics"));
+  ASSIGN_OR_RETURN(std::string sha, RecordSend(audit_events::kMessageMetrics, plan.round(),
+                                               report.SerializeAsString()));
+  RETURN_IF_ERROR(RecordOutcome(
+      audit_events::kMessageMetrics, plan.round(), sha,
+      FromGrpc(stub_->ReportMetrics(ctx.get(), report, &reply), "reporting metrics")));
   spdlog::info("round {}: global model accuracy {:.4f} on {} local test examples", plan.round(),
                result.accuracy, result.num_examples);
   return absl::OkStatus();
@@ -397,8 +479,11 @@ Status SiteSession::Submit(const v1::RoundPlan& plan, v1::Task::Kind stage,
   m.set_payload(payload);
   v1::SecAggAck ack;
   auto ctx = NewContext(config_.rpc_timeout_seconds);
-  return FromGrpc(stub_->SubmitSecAgg(ctx.get(), m, &ack),
-                  absl::StrCat("sending ", v1::Task::Kind_Name(stage)));
+  ASSIGN_OR_RETURN(std::string sha,
+                   RecordSend(audit_events::kMessageSecAgg, plan.round(), m.SerializeAsString()));
+  return RecordOutcome(audit_events::kMessageSecAgg, plan.round(), sha,
+                       FromGrpc(stub_->SubmitSecAgg(ctx.get(), m, &ack),
+                                absl::StrCat("sending ", v1::Task::Kind_Name(stage))));
 }
 
 Status SiteSession::SecAggStage(const v1::Task& task) {
@@ -499,7 +584,9 @@ Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& delta, 
   header->set_round(plan.round());
   header->set_total_bytes(total);
   header->set_sha256(ToHex(hasher.Finish()));
-  header->set_num_examples(static_cast<uint64_t>(examples));
+  // No num_examples: the count travels inside the masked vector, as the weight element.
+  ASSIGN_OR_RETURN(std::string sha, RecordSend(audit_events::kMessageUpload, plan.round(),
+                                               header->total_bytes(), header->sha256()));
   bool ok = writer->Write(chunk);
   uint64_t offset = 0;
   for (size_t i = 0; ok && i < chunks.size(); ++i) {
@@ -510,7 +597,9 @@ Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& delta, 
     ok = writer->Write(chunk);
   }
   if (ok) writer->WritesDone();
-  RETURN_IF_ERROR(FromGrpc(writer->Finish(), absl::StrCat("uploading round ", plan.round())));
+  RETURN_IF_ERROR(
+      RecordOutcome(audit_events::kMessageUpload, plan.round(), sha,
+                    FromGrpc(writer->Finish(), absl::StrCat("uploading round ", plan.round()))));
   spdlog::info("round {}: masked update accepted ({} bytes)", plan.round(), reply.bytes());
   return absl::OkStatus();
 }

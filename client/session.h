@@ -1,6 +1,12 @@
-// A site's conversation with the coordinator: join, poll for tasks, download the global
-// model, train or evaluate locally, upload the update. Survives coordinator restarts by
-// reconnecting with backoff. Owned and run by one thread (hansa-client's main).
+// A site's conversation with the coordinator: join, poll for tasks, answer each round plan
+// against the site's policy, download the global model, train or evaluate locally, upload the
+// update. Survives coordinator restarts by reconnecting with backoff. Owned and run by one
+// thread (hansa-client's main).
+//
+// Egress ledger: every message that carries something of the site (join, plan answers,
+// download requests, updates, metrics, secure-aggregation messages) is recorded in
+// state_dir/egress.jsonl, signed with the site's key, before it is sent; a send that fails is
+// recorded too. Task polls, which carry only a wait time, are not.
 #pragma once
 
 #include <memory>
@@ -9,6 +15,7 @@
 
 #include "client/site_config.h"
 #include "client/trainer.h"
+#include "common/audit/audit_log.h"
 #include "common/crypto/ed25519.h"
 #include "common/net/tls.h"
 #include "common/secagg/client.h"
@@ -21,6 +28,7 @@ namespace hansa {
 class SiteSession {
  public:
   // Loads the site's data shards and TLS material; errors name the file.
+  // Opens the egress ledger (FailedPrecondition when another client holds it).
   static StatusOr<std::unique_ptr<SiteSession>> Create(const SiteConfig& config);
 
   // Runs until the coordinator says the federation is done (OK), the coordinator stays
@@ -36,6 +44,16 @@ class SiteSession {
   // The site's own policy; `sends_update` for plans that make it send a model update
   // (evaluation sends only metrics).
   Status CheckPlan(const v1::RoundPlan& plan, bool sends_update);
+  // Answers a training plan once (PlanResponse) and records the answer; the policy's refusal
+  // when the site refuses it.
+  Status Consent(const v1::RoundPlan& plan);
+  // Ledger entry for a message about to leave; returns the digest for RecordFailure.
+  StatusOr<std::string> RecordSend(const char* type, uint64_t round, const std::string& bytes);
+  StatusOr<std::string> RecordSend(const char* type, uint64_t round, uint64_t bytes,
+                                   std::string sha256);
+  // Returns `sent`; when it failed, records that the message may not have arrived.
+  Status RecordOutcome(const char* type, uint64_t round, const std::string& sha256,
+                       const Status& sent);
   StatusOr<Model> FetchModel(const v1::RoundPlan& plan);
   Status Train(const v1::RoundPlan& plan, const std::string& share_delivery);
   Status Evaluate(const v1::RoundPlan& plan);
@@ -51,6 +69,10 @@ class SiteSession {
 
   SiteConfig config_;
   TlsFiles tls_;
+  std::unique_ptr<AuditLog> egress_;
+  // The last training plan answered (PlanSha256) and the answer.
+  std::string answered_plan_;
+  Status answer_;
   Dataset train_;
   Dataset test_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -1,5 +1,6 @@
 #include "coordinator/coordinator_config.h"
 
+#include "common/audit/jurisdiction.h"
 #include "common/config/config.h"
 
 namespace hansa {
@@ -9,6 +10,9 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   CoordinatorConfig c;
   EngineOptions& e = c.engine;
   e.federation = cfg.String("federation.name", "hansa");
+  // "EU" and "EEA" stand for their member states; anything else is an ISO 3166-1 code.
+  const std::vector<std::string> countries =
+      cfg.StringList("federation.allowed_countries", {"EU", "EEA"});
   c.listen = cfg.String("coordinator.listen", c.listen);
   e.state_dir = cfg.Path("coordinator.state_dir", "state");
   c.certificate = cfg.Path("coordinator.certificate", "cert.pem");
@@ -51,6 +55,12 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   so.max_examples = cfg.Int("aggregation.max_examples", so.max_examples, 1, INT64_MAX);
   so.stage_timeout = absl::Seconds(cfg.Double("aggregation.stage_timeout_seconds", 120, 1, 86400));
   RETURN_IF_ERROR(cfg.Finish());
+  StatusOr<std::vector<std::string>> allowed = ExpandCountryList(countries);
+  if (!allowed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": federation.allowed_countries: ", allowed.status().message()));
+  }
+  e.allowed_countries = *std::move(allowed);
   if (mode != "secure" && mode != "plaintext") {
     return absl::InvalidArgumentError(absl::StrCat(path, ": aggregation.mode is '", mode,
                                                    "'; it must be \"secure\" or \"plaintext\""));

@@ -10,6 +10,9 @@
 
 #include "CLI/CLI.hpp"
 #include "client/models.h"
+#include "common/audit/audit_log.h"
+#include "common/crypto/sha256.h"
+#include "common/fileio/fileio.h"
 #include "common/logging/logging.h"
 #include "common/net/tls.h"
 #include "common/tensor/safetensors.h"
@@ -76,6 +79,24 @@ int Run(const std::string& config_path) {
     spdlog::error("{}", tls.status().message());
     return 2;
   }
+  // The audit log is signed with the coordinator's own key; its certificate's country is the
+  // coordinator's jurisdiction.
+  StatusOr<std::unique_ptr<AuditLog>> audit = AuditLog::OpenWithFiles(
+      config->engine.state_dir + "/audit.jsonl", config->private_key, config->certificate);
+  if (!audit.ok()) {
+    spdlog::error("audit log in {}: {}", config->engine.state_dir, audit.status().message());
+    return 1;
+  }
+  if ((*audit)->torn_tail_bytes() > 0) {
+    spdlog::warn("audit log: removed an unfinished last record ({} bytes) left by a crash",
+                 (*audit)->torn_tail_bytes());
+  }
+  if (config->engine.coordinator_country.empty()) {
+    config->engine.coordinator_country = (*audit)->certificate().Subject().country;
+  }
+  StatusOr<std::string> config_text = ReadFile(config_path);
+  if (config_text.ok()) config->engine.config_sha256 = ToHex(Sha256(*config_text));
+  config->engine.audit = std::move(*audit);
   StatusOr<Model> initial = LoadInitialModel(*config);
   if (!initial.ok()) {
     spdlog::error("initial model: {}", initial.status().message());

@@ -10,6 +10,7 @@
 #include "common/logging/logging.h"
 #include "common/status/check.h"
 #include "nlohmann/json.hpp"
+#include "proto/plan_digest.h"
 #include "spdlog/spdlog.h"
 
 namespace hansa {
@@ -202,7 +203,86 @@ StatusOr<std::unique_ptr<RoundEngine>> RoundEngine::Create(const EngineOptions& 
   RETURN_IF_ERROR(MakeDirs(options.state_dir + "/checkpoints"));
   ASSIGN_OR_RETURN(engine->store_, StateStore::Open(options.state_dir + "/state.db"));
   RETURN_IF_ERROR(engine->Resume(initial));
+  RETURN_IF_ERROR(engine->RecordStart());
   return engine;
+}
+
+Status RoundEngine::Record(const AuditEvent& event) const {
+  if (!options_.audit) return absl::OkStatus();
+  return Annotate(options_.audit->Append(event).status(),
+                  absl::StrCat("writing the audit record '", event.name, "'"));
+}
+
+Status RoundEngine::RecordStart() {
+  if (!options_.audit) return absl::OkStatus();
+  if (options_.audit->size() > 0) {
+    return Record(CoordinatorResumed(completed_round(), options_.audit->torn_tail_bytes()));
+  }
+  FederationStartedFields f;
+  f.federation = options_.federation;
+  f.config_sha256 = options_.config_sha256;
+  f.coordinator = options_.audit->certificate().Subject().common_name;
+  f.coordinator_country = options_.coordinator_country;
+  f.model = options_.model;
+  f.rounds = options_.rounds;
+  f.min_sites = options_.min_sites;
+  f.aggregation = options_.secure.enabled ? audit_events::kAggregationSecure
+                                          : audit_events::kAggregationPlaintext;
+  f.allowed_countries = options_.allowed_countries;
+  return Record(FederationStarted(f));
+}
+
+Status RoundEngine::RecordPlan() {
+  plan_sha256_ = PlanSha256(plan_);
+  RoundPlannedFields f;
+  f.round = static_cast<int64_t>(plan_.round());
+  f.attempt = attempt_ - 1;
+  f.plan_sha256 = plan_sha256_;
+  f.model_sha256 = plan_.global_model_sha256();
+  f.cohort.assign(plan_.cohort().begin(), plan_.cohort().end());
+  f.aggregation = plan_.aggregation();
+  if (plan_.aggregation() == "secure") {
+    const v1::SecAggPlan& sp = plan_.secagg();
+    SecureAggregationFields a;
+    a.num_sites = sp.num_sites();
+    a.degree = sp.degree();
+    a.threshold = sp.threshold();
+    a.malicious = sp.malicious();
+    a.ring_bits = sp.ring_bits();
+    a.clip = sp.clip();
+    a.quantization_bits = sp.bits();
+    f.secure_aggregation = a;
+  }
+  return Record(RoundPlanned(f));
+}
+
+const char* RoundEngine::StageName(Phase phase) {
+  switch (phase) {
+    case Phase::kSecAggAdvertise:
+      return "advertise_keys";
+    case Phase::kSecAggShare:
+      return "share_keys";
+    case Phase::kTrain:
+      return "upload";
+    case Phase::kSecAggConsistency:
+      return "consistency";
+    case Phase::kSecAggUnmask:
+      return "unmask";
+    case Phase::kEvaluate:
+      return "evaluate";
+    case Phase::kIdle:
+    case Phase::kDone:
+      break;
+  }
+  return "idle";
+}
+
+Status RoundEngine::RecordDropouts(Phase phase) {
+  for (const std::string& site : pending_) {
+    RETURN_IF_ERROR(
+        Record(SiteDropped(static_cast<int64_t>(plan_.round()), site, StageName(phase))));
+  }
+  return absl::OkStatus();
 }
 
 std::string RoundEngine::CheckpointPath(int64_t round) const {
@@ -243,6 +323,12 @@ Status RoundEngine::PublishModel(int64_t round, Model model, const RoundRecord& 
   std::string digest = ToHex(Sha256(payload));
   std::string path = CheckpointPath(round);
   RETURN_IF_ERROR(WriteFileAtomically(path, payload));
+  if (round > 0) {
+    // Recorded before the state store makes it the global model: after a crash in between,
+    // the round is run again and recorded twice rather than served unrecorded.
+    RETURN_IF_ERROR(Record(CheckpointWritten(round, path, digest)));
+    RETURN_IF_ERROR(Record(AggregateReleased(round, digest, base.sites)));
+  }
   RoundRecord record = base;
   record.round = round;
   record.model_sha256 = digest;
@@ -263,12 +349,22 @@ int64_t RoundEngine::completed_round() const {
 }
 
 StatusOr<v1::JoinReply> RoundEngine::Join(const SiteIdentity& site) {
+  const ParticipantFields who{site.name, site.organisation, site.country, site.fingerprint};
   const auto& allowed = options_.allowed_sites;
   if (std::find(allowed.begin(), allowed.end(), site.name) == allowed.end()) {
-    return absl::PermissionDeniedError(absl::StrCat(
+    std::string reason = absl::StrCat(
         "site '", site.name, "' is not part of federation '", options_.federation,
-        "'; the federation operator must add it to [sites] allowed in coordinator.toml"));
+        "'; the federation operator must add it to [sites] allowed in coordinator.toml");
+    RETURN_IF_ERROR(Record(SiteRefused(who, reason)));
+    return absl::PermissionDeniedError(reason);
   }
+  Status jurisdiction = CheckJurisdiction(site.name, site.country, options_.allowed_countries);
+  if (!jurisdiction.ok()) {
+    spdlog::warn("refused site {}: {}", site.name, jurisdiction.message());
+    RETURN_IF_ERROR(Record(SiteRefused(who, std::string(jurisdiction.message()))));
+    return jurisdiction;
+  }
+  RETURN_IF_ERROR(Record(SiteAdmitted(who)));
   absl::MutexLock lock(&mu_);
   if (joined_.count(site.name) == 0) {
     spdlog::info("site {} joined ({}, {}, certificate {})", site.name, site.organisation,
@@ -359,21 +455,29 @@ void RoundEngine::CountBytesDown(int64_t bytes) {
 StatusOr<std::unique_ptr<UploadSink>> RoundEngine::BeginUpload(const std::string& site,
                                                                const v1::TransferHeader& header) {
   absl::MutexLock lock(&mu_);
-  if (phase_ != Phase::kTrain || header.round() != plan_.round()) {
-    return absl::FailedPreconditionError(absl::StrCat("no upload for round ", header.round(),
-                                                      " is expected now; ask for a new task"));
-  }
-  if (uploads_.count(site)) {
+  // A replay is named as one even when the round has moved past its upload phase since.
+  if (header.round() == plan_.round() && uploads_.count(site)) {
     return absl::AlreadyExistsError(absl::StrCat("site '", site,
                                                  "' already uploaded its update for round ",
                                                  plan_.round(), " (replayed upload refused)"));
+  }
+  if (phase_ != Phase::kTrain || header.round() != plan_.round()) {
+    return absl::FailedPreconditionError(absl::StrCat("no upload for round ", header.round(),
+                                                      " is expected now; ask for a new task"));
   }
   if (pending_.count(site) == 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("site '", site, "' is not in the cohort of round ", plan_.round()));
   }
-  if (header.num_examples() == 0 ||
-      header.num_examples() > static_cast<uint64_t>(options_.max_examples)) {
+  if (plan_.aggregation() == "secure") {
+    // The weight travels inside the masked vector; a count in the clear would reveal it.
+    if (header.num_examples() != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "masked update header claims ", header.num_examples(),
+          " examples; in secure aggregation a site's count must not travel in the clear"));
+    }
+  } else if (header.num_examples() == 0 ||
+             header.num_examples() > static_cast<uint64_t>(options_.max_examples)) {
     return absl::InvalidArgumentError(
         absl::StrCat("update header claims ", header.num_examples(), " examples"));
   }
@@ -421,14 +525,19 @@ Status RoundEngine::CommitUpload(UploadSink* sink, uint64_t bytes) {
     return absl::DeadlineExceededError(
         absl::StrCat("round ", sink->round_, " closed before the upload finished"));
   }
+  RETURN_IF_ERROR(Record(UpdateReceived(sink->round_, sink->site_, bytes, sink->header_.sha256())));
   RETURN_IF_ERROR(sink->folder_->Commit());
   sink->folder_.reset();
   sink->finished_ = true;
   uploads_[sink->site_] = sink->header_;
   pending_.erase(sink->site_);
   bytes_up_ += static_cast<int64_t>(bytes);
-  spdlog::info("round {}: update from {} ({} bytes, {} examples)", sink->round_, sink->site_, bytes,
-               sink->header_.num_examples());
+  if (plan_.aggregation() == "secure") {
+    spdlog::info("round {}: masked update from {} ({} bytes)", sink->round_, sink->site_, bytes);
+  } else {
+    spdlog::info("round {}: update from {} ({} bytes, {} examples)", sink->round_, sink->site_,
+                 bytes, sink->header_.num_examples());
+  }
   changed_.SignalAll();
   return absl::OkStatus();
 }
@@ -514,6 +623,8 @@ void RoundEngine::BeginPlan(int64_t round, const std::vector<std::string>& cohor
   bytes_up_ = 0;
   bytes_down_ = 0;
   uploads_.clear();
+  consent_.clear();
+  plan_sha256_.clear();
   plan_.Clear();
   plan_.set_round(round);
   plan_.set_model_name(options_.model);
@@ -526,28 +637,70 @@ void RoundEngine::BeginPlan(int64_t round, const std::vector<std::string>& cohor
   plan_.set_aggregation(options_.secure.enabled ? "secure" : "plaintext");
 }
 
-bool RoundEngine::RunStage(Phase phase, const std::vector<std::string>& sites,
-                           std::map<std::string, std::string> payloads, absl::Time deadline) {
-  pending_ = std::set<std::string>(sites.begin(), sites.end());
+Status RoundEngine::RunStage(Phase phase, const std::vector<std::string>& sites,
+                             std::map<std::string, std::string> payloads, absl::Time deadline) {
+  pending_.clear();
+  for (const std::string& site : sites) {
+    auto answer = consent_.find(site);
+    if (answer == consent_.end() || answer->second) pending_.insert(site);  // not declined
+  }
   payloads_ = std::move(payloads);
   phase_ = phase;
   changed_.SignalAll();
   bool all = WaitUntil(deadline, [&] { return pending_.empty(); });
-  if (shutdown_) return false;
+  if (shutdown_) return absl::CancelledError("coordinator shutting down");
   if (!all) {
     spdlog::warn("round {}: no answer in time from {} ({})", plan_.round(),
                  absl::StrJoin(pending_, ", "), v1::Task::Kind_Name(TaskKind(phase)));
   }
-  return true;
+  return RecordDropouts(phase);
+}
+
+Status RoundEngine::RespondToPlan(const std::string& site, const v1::PlanResponse& response) {
+  absl::MutexLock lock(&mu_);
+  const bool open = phase_ != Phase::kIdle && phase_ != Phase::kEvaluate &&
+                    phase_ != Phase::kDone && !plan_sha256_.empty();
+  if (!open || response.round() != plan_.round()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no plan for round ", response.round(), " is open for answers now; ask for a new task"));
+  }
+  if (std::find(plan_.cohort().begin(), plan_.cohort().end(), site) == plan_.cohort().end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("site '", site, "' is not in the cohort of round ", plan_.round()));
+  }
+  if (response.plan_sha256() != plan_sha256_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "answer from '", site, "' names plan ", response.plan_sha256().substr(0, 16),
+        ", not the plan of round ", plan_.round(), " (", plan_sha256_.substr(0, 16), ")"));
+  }
+  if (consent_.count(site)) {
+    return absl::AlreadyExistsError(absl::StrCat("site '", site,
+                                                 "' already answered the plan of round ",
+                                                 plan_.round(), " (replay refused)"));
+  }
+  const int64_t round = static_cast<int64_t>(plan_.round());
+  if (response.accepted()) {
+    RETURN_IF_ERROR(Record(SiteConsented(round, site)));
+  } else {
+    std::string reason = response.reason().empty() ? "no reason given" : response.reason();
+    if (reason.size() > 2048) reason.resize(2048);
+    RETURN_IF_ERROR(Record(SiteDeclined(round, site, reason)));
+    spdlog::warn("round {}: site {} refused the plan: {}", round, site, reason);
+    pending_.erase(site);
+    changed_.SignalAll();
+  }
+  consent_[site] = response.accepted();
+  return absl::OkStatus();
 }
 
 StatusOr<std::optional<std::vector<float>>> RoundEngine::PlaintextAttempt(absl::Time deadline) {
   aggregator_ = std::make_unique<StreamingAggregator>(global_.layout.TotalElements(),
                                                       absl::StrCat(options_.state_dir, "/spill"));
   std::vector<std::string> cohort(plan_.cohort().begin(), plan_.cohort().end());
-  if (!RunStage(Phase::kTrain, cohort, {}, deadline)) {
-    ClosePhase("coordinator shutting down");
-    return absl::CancelledError("coordinator shutting down");
+  RETURN_IF_ERROR(RecordPlan());
+  if (Status st = RunStage(Phase::kTrain, cohort, {}, deadline); !st.ok()) {
+    ClosePhase(std::string(st.message()));
+    return st;
   }
   ClosePhase(absl::StrCat("round ", plan_.round(), " upload deadline passed"));
   std::unique_ptr<StreamingAggregator> result = std::move(aggregator_);
@@ -623,16 +776,19 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
     secagg_.reset();
     return std::optional<std::vector<float>>();
   };
-  auto shutdown = [&]() -> StatusOr<std::optional<std::vector<float>>> {
-    ClosePhase("coordinator shutting down");
+  auto stop = [&](const Status& why) -> StatusOr<std::optional<std::vector<float>>> {
+    ClosePhase(std::string(why.message()));
     absl::MutexLock lock(&secagg_mu_);
     secagg_.reset();
-    return absl::CancelledError("coordinator shutting down");
+    return why;
   };
   auto stage_deadline = [&] { return absl::Now() + so.stage_timeout; };
 
+  if (Status st = RecordPlan(); !st.ok()) return stop(st);
   // AdvertiseKeys.
-  if (!RunStage(Phase::kSecAggAdvertise, cohort, {}, stage_deadline())) return shutdown();
+  if (Status st = RunStage(Phase::kSecAggAdvertise, cohort, {}, stage_deadline()); !st.ok()) {
+    return stop(st);
+  }
   ClosePhase("key advertisement closed");
   StatusOr<KeyDirectory> directory;
   std::vector<std::string> advertised;
@@ -643,9 +799,10 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   }
   if (!directory.ok()) return retry(directory.status());
   // ShareKeys.
-  if (!RunStage(Phase::kSecAggShare, advertised, broadcast(advertised, directory->Serialize()),
-                stage_deadline())) {
-    return shutdown();
+  if (Status st = RunStage(Phase::kSecAggShare, advertised,
+                           broadcast(advertised, directory->Serialize()), stage_deadline());
+      !st.ok()) {
+    return stop(st);
   }
   ClosePhase("key sharing closed");
   StatusOr<std::vector<ShareDelivery>> deliveries;
@@ -663,7 +820,9 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   }
   absl::Time deadline = absl::Now() + options_.upload_timeout;
   plan_.set_upload_deadline_unix_ms(absl::ToUnixMillis(deadline));
-  if (!RunStage(Phase::kTrain, trainers, std::move(per_site), deadline)) return shutdown();
+  if (Status st = RunStage(Phase::kTrain, trainers, std::move(per_site), deadline); !st.ok()) {
+    return stop(st);
+  }
   ClosePhase(absl::StrCat("round ", plan_.round(), " upload deadline passed"));
   StatusOr<SurvivorList> survivors;
   {
@@ -674,9 +833,10 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   std::vector<std::string> survivor_names = names(survivors->survivors);
   // ConsistencyCheck (malicious-coordinator mode).
   if (params.malicious) {
-    if (!RunStage(Phase::kSecAggConsistency, survivor_names,
-                  broadcast(survivor_names, survivors->Serialize()), stage_deadline())) {
-      return shutdown();
+    if (Status st = RunStage(Phase::kSecAggConsistency, survivor_names,
+                             broadcast(survivor_names, survivors->Serialize()), stage_deadline());
+        !st.ok()) {
+      return stop(st);
     }
     ClosePhase("consistency check closed");
   }
@@ -687,9 +847,10 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
     request = secagg_->StartUnmask();
   }
   if (!request.ok()) return retry(request.status());
-  if (!RunStage(Phase::kSecAggUnmask, survivor_names,
-                broadcast(survivor_names, request->Serialize()), stage_deadline())) {
-    return shutdown();
+  if (Status st = RunStage(Phase::kSecAggUnmask, survivor_names,
+                           broadcast(survivor_names, request->Serialize()), stage_deadline());
+      !st.ok()) {
+    return stop(st);
   }
   ClosePhase("unmasking closed");
   StatusOr<SecAggResult> result;
@@ -709,6 +870,9 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   mean.resize(global_.values.size());  // drop the weight element
   spdlog::info("round {}: unmasked the sum of {} sites (total weight {:.4f})", plan_.round(),
                result->survivors.size(), decoded.total_weight);
+  // Only the total is known: the sum of the weights, each examples / max_examples.
+  secure_examples_ =
+      std::llround(decoded.total_weight * static_cast<double>(options_.secure.max_examples));
   return std::optional<std::vector<float>>(std::move(mean));
 }
 
@@ -743,6 +907,7 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
       record.sites.push_back(site);
       record.examples += static_cast<int64_t>(header.num_examples());
     }
+    if (options_.secure.enabled) record.examples = secure_examples_;
     record.bytes_up = bytes_up_;
     record.bytes_down = bytes_down_;
     next = global_;
@@ -846,6 +1011,7 @@ Status RoundEngine::RunEvaluation(int64_t round) {
     }
     if (!pending_.empty()) {
       spdlog::warn("round {}: no evaluation from {}", round, absl::StrJoin(pending_, ", "));
+      if (round > 0) RETURN_IF_ERROR(RecordDropouts(Phase::kEvaluate));
     }
     ClosePhase("evaluation deadline passed");
     double n = 0, correct = 0, loss = 0;
@@ -904,6 +1070,7 @@ Status RoundEngine::Run() {
     if (round >= options_.rounds) break;
     RETURN_IF_ERROR(RunTrainingRound(round + 1));
   }
+  RETURN_IF_ERROR(Record(FederationFinished(options_.rounds)));
   absl::MutexLock lock(&mu_);
   phase_ = Phase::kDone;
   changed_.SignalAll();

@@ -19,6 +19,8 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/audit/audit_log.h"
+#include "common/audit/jurisdiction.h"
 #include "common/crypto/sha256.h"
 #include "common/secagg/encoding.h"
 #include "common/secagg/server.h"
@@ -62,6 +64,14 @@ struct EngineOptions {
   uint32_t max_chunk_bytes = 4 << 20;
   int64_t max_examples = int64_t{1} << 40;
   SecureOptions secure;
+
+  // Compliance records (audit.jsonl, common/audit/events.h). Null: none (simulation, most unit
+  // tests). Each record is appended and fsynced before the engine acknowledges what it states;
+  // when an append fails, that action fails too.
+  std::shared_ptr<AuditLog> audit;
+  std::string config_sha256;  // of coordinator.toml as read, for federation_started
+  // Countries (certificate C) whose sites may join; a site from elsewhere is refused at Join.
+  std::vector<std::string> allowed_countries = DefaultAllowedCountries();
 };
 
 struct SiteIdentity {
@@ -126,7 +136,8 @@ class RoundEngine {
                                                        const Model& initial);
   ~RoundEngine();
 
-  // PermissionDenied for a site not on the allowed list.
+  // PermissionDenied for a site not on the allowed list or from a country not allowed; the
+  // refusal is recorded.
   StatusOr<v1::JoinReply> Join(const SiteIdentity& site);
   // The site's next task; WAIT if none appears within `wait`.
   StatusOr<v1::Task> NextTask(const std::string& site, absl::Duration wait);
@@ -139,6 +150,10 @@ class RoundEngine {
   Status ReportMetrics(const std::string& site, const v1::MetricsReport& report);
   // A secure-aggregation message from `site` for the current stage.
   Status SubmitSecAgg(const std::string& site, const v1::SecAggSubmission& submission);
+  // A cohort site's consent to the current plan (named by PlanSha256), recorded; a refusal
+  // takes the site out of the round at once. FailedPrecondition when no such plan is open,
+  // InvalidArgument for a digest of another plan, AlreadyExists for a second answer.
+  Status RespondToPlan(const std::string& site, const v1::PlanResponse& response);
 
   // Runs rounds until the configured number completed (OK), Shutdown() (Cancelled), or a
   // fatal error. Call from one thread.
@@ -164,6 +179,8 @@ class RoundEngine {
   };
   class SecureFolder;
   static v1::Task::Kind TaskKind(Phase phase);
+  // The stage a site that did not answer `phase` is recorded as dropped at.
+  static const char* StageName(Phase phase);
 
   explicit RoundEngine(EngineOptions options);
   Status Resume(const Model& initial);
@@ -175,10 +192,16 @@ class RoundEngine {
   StatusOr<std::optional<std::vector<float>>> SecureAttempt(const std::vector<std::string>& cohort)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Opens `phase` for `sites` (each may get its own payload) and waits until all answered or
-  // `deadline`. False on shutdown.
-  bool RunStage(Phase phase, const std::vector<std::string>& sites,
-                std::map<std::string, std::string> payloads, absl::Time deadline)
+  // `deadline`; records the sites that did not answer as dropped. Cancelled on shutdown.
+  Status RunStage(Phase phase, const std::vector<std::string>& sites,
+                  std::map<std::string, std::string> payloads, absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends to the audit log when there is one.
+  Status Record(const AuditEvent& event) const;
+  Status RecordStart();
+  // Names the finished plan_ (plan_sha256_) and records it, before any site sees it.
+  Status RecordPlan() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Status RecordDropouts(Phase phase) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BeginPlan(int64_t round, const std::vector<std::string>& cohort)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Status RunEvaluation(int64_t round);
@@ -208,6 +231,8 @@ class RoundEngine {
   std::map<std::string, absl::Time> last_seen_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::MetricsReport> reports_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::TransferHeader> uploads_ ABSL_GUARDED_BY(mu_);
+  std::string plan_sha256_ ABSL_GUARDED_BY(mu_);              // of the open training plan
+  std::map<std::string, bool> consent_ ABSL_GUARDED_BY(mu_);  // this attempt's answers
   std::set<UploadSink*> sinks_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> payloads_ ABSL_GUARDED_BY(mu_);  // per-site task payload
   std::map<std::string, uint32_t> site_ids_ ABSL_GUARDED_BY(mu_);     // secure round numbering
@@ -221,6 +246,7 @@ class RoundEngine {
   std::string payload_sha256_ ABSL_GUARDED_BY(mu_);
   int64_t bytes_up_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t bytes_down_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t secure_examples_ ABSL_GUARDED_BY(mu_) = 0;  // the last unmasked sum's total
   RoundRecord last_record_ ABSL_GUARDED_BY(mu_);
 };
 

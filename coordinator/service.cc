@@ -126,6 +126,14 @@ grpc::Status CoordinatorService::SubmitSecAgg(grpc::ServerContext* ctx,
   return ToGrpcStatus(engine_->SubmitSecAgg(site->name, *request));
 }
 
+grpc::Status CoordinatorService::RespondToPlan(grpc::ServerContext* ctx,
+                                               const v1::PlanResponse* request,
+                                               v1::PlanAck* reply) {
+  StatusOr<SiteIdentity> site = Identify(ctx);
+  if (!site.ok()) return ToGrpcStatus(site.status());
+  return ToGrpcStatus(engine_->RespondToPlan(site->name, *request));
+}
+
 StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& listen, const TlsFiles& tls,
                                                     CoordinatorService* service,
                                                     uint32_t max_chunk_bytes, int* bound_port) {

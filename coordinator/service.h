@@ -37,6 +37,8 @@ class CoordinatorService final : public v1::Coordinator::Service {
                              v1::MetricsReply* reply) override;
   grpc::Status SubmitSecAgg(grpc::ServerContext* ctx, const v1::SecAggSubmission* request,
                             v1::SecAggAck* reply) override;
+  grpc::Status RespondToPlan(grpc::ServerContext* ctx, const v1::PlanResponse* request,
+                             v1::PlanAck* reply) override;
 
  private:
   StatusOr<SiteIdentity> Identify(grpc::ServerContext* ctx);

@@ -27,6 +27,9 @@
 namespace hansa {
 namespace {
 
+// Virtual sites have no certificate; they all carry this pseudo-jurisdiction.
+constexpr char kSimulatedCountry[] = "EU";
+
 using Clock = std::chrono::steady_clock;
 
 double SecondsSince(Clock::time_point t) {
@@ -245,7 +248,7 @@ void SiteLoop(RoundContext* ctx, int index, VirtualSite* site) {
   SiteIdentity id;
   id.name = site->name;
   id.organisation = "simulation";
-  id.country = "EU";
+  id.country = kSimulatedCountry;
   id.fingerprint = std::string(16, '0');
   if (auto join = ctx->engine->Join(id); !join.ok()) return fail(join.status());
   for (;;) {
@@ -301,6 +304,7 @@ EngineOptions OneRoundEngine(const SimulationConfig& config, const std::string& 
   o.state_dir = dir;
   o.model = config.model;
   for (const VirtualSite& s : sites) o.allowed_sites.push_back(s.name);
+  o.allowed_countries = {kSimulatedCountry};
   o.rounds = 1;
   o.min_sites = static_cast<int>(sites.size());
   o.wait_for_sites = absl::Minutes(5);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make demo: provision a three-site federation (berlin/DE, paris/FR, milan/IT) and run it on
 # 127.0.0.1 over mutual TLS: one hansa-coordinator and three hansa-client processes, each
-# site training on its own disjoint third of Fashion-MNIST. Prints the per-round table.
+# site training on its own disjoint third of Fashion-MNIST. Prints the per-round table,
+# reconciles each site's egress ledger with the coordinator's audit log and writes the
+# compliance report.
 set -euo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -80,8 +82,19 @@ if [ "$status" -ne 0 ]; then
   echo "A process failed (exit $status); see the logs in $out/logs." >&2
   exit "$status"
 fi
+# What a compliance reviewer checks, from files alone: each site's egress ledger against the
+# coordinator's audit log, then the report (which verifies the audit chain itself).
+for site in berlin paris milan; do
+  "$bin/tools/hansa" audit reconcile --ca "$kit/ca/ca.pem" "$state/audit.jsonl" \
+    "$kit/sites/$site/state/egress.jsonl"
+done
+"$bin/tools/hansa" report "$state" --ca "$kit/ca/ca.pem" --out "$out/report"
+echo
 cat <<TXT
 Files:
+  compliance report     $out/report/report.html   (and report.json)
+  audit log             $state/audit.jsonl   (check: hansa audit verify --ca $kit/ca/ca.pem FILE)
+  egress ledgers        $kit/sites/<site>/state/egress.jsonl
   startup kits          $kit/{coordinator,sites/*}   (CA key: $kit/ca/ca-key.pem)
   metrics (per round)   $state/metrics.jsonl
   checkpoints           $state/checkpoints/round-NNNN.safetensors

@@ -16,7 +16,7 @@
 //   site_refused         {site, organisation, country, fingerprint, reason}  a refused join
 //   round_planned        {round, attempt, plan_sha256, model_sha256, cohort[], aggregation,
 //                         secure_aggregation?{...}, privacy?{...}}  before any site sees it
-//   site_consented       {round, site}            the site accepted the plan
+//   site_consented       {round, site}            the site accepted the plan (PlanResponse)
 //   site_declined        {round, site, reason}    the site refused the plan, with its reason
 //   update_received      {round, site, bytes, sha256}  a complete upload whose size and digest
 //                        were checked (the masked payload in secure mode), before it is acked
@@ -30,7 +30,8 @@
 // Site, egress.jsonl (written before each message leaves, by hansa-client):
 //   message_sent   {type, round, bytes, sha256}  type is one of kMessageTypes; bytes and sha256
 //                  are of the message's payload (for "upload", of the whole update payload, the
-//                  same values as the TransferHeader; for others, of the serialized request)
+//                  same values as the TransferHeader; for others, of the serialized request).
+//                  "join" has round 0. Task polls carry only a wait time and are not recorded.
 //   send_failed    {type, round, sha256, error}  the message above may not have arrived
 //   plan_accepted  {round, plan_sha256}
 //   plan_refused   {round, plan_sha256, reason}

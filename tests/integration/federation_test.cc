@@ -11,6 +11,7 @@
 #include <cstdarg>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
@@ -41,6 +42,7 @@ struct Settings {
   int rounds = 2;
   int min_sites = 2;
   double upload_timeout = 60;
+  double evaluate_timeout = 20;
   int train_limit = 1500;
   bool secure = false;  // secure aggregation needs at least three sites
 };
@@ -58,12 +60,13 @@ class Federation {
         absl_format(
             "\n[model]\nname = \"%s\"\nseed = 3\n"
             "[rounds]\ntotal = %d\nmin_sites = %d\nupload_timeout_seconds = %g\n"
-            "evaluate_timeout_seconds = 20\nwait_for_sites_seconds = 120\nsite_idle_seconds = 20\n"
+            "evaluate_timeout_seconds = %g\nwait_for_sites_seconds = 120\nsite_idle_seconds = 20\n"
             "[training]\nepochs = 1\nbatch_size = 32\nlearning_rate = 0.05\n"
             "[aggregation]\nmode = \"%s\"\nstage_timeout_seconds = 20\n",
-            s.model.c_str(), s.rounds, s.min_sites, s.upload_timeout,
+            s.model.c_str(), s.rounds, s.min_sites, s.upload_timeout, s.evaluate_timeout,
             s.secure ? "secure" : "plaintext"));
-    for (const auto& site : sites) {
+    for (const auto& entry : sites) {
+      const std::string site = SiteName(entry);
       std::string path = kit_ + "/sites/" + site + "/site.toml";
       ReplaceInFile(path, "[site]\n", "[site]\nreconnect_seconds = 120\n");
       if (!s.secure) {
@@ -100,6 +103,28 @@ class Federation {
   std::string kit() const { return kit_; }
   int port() const { return port_; }
   std::vector<nlohmann::json> Metrics() const { return ReadJsonLines(state() + "/metrics.jsonl"); }
+  std::vector<nlohmann::json> Audit() const { return ReadJsonLines(state() + "/audit.jsonl"); }
+  std::string Egress(const std::string& site) const {
+    return kit_ + "/sites/" + site + "/state/egress.jsonl";
+  }
+  // `hansa audit ARGS... --ca CA`: exit code, output in *out.
+  int AuditCommand(std::vector<std::string> args, std::string* out) const {
+    args.insert(args.begin(), {BuildPath("tools/hansa"), "audit"});
+    args.insert(args.end(), {"--ca", kit_ + "/ca/ca.pem"});
+    return RunCommand(args, out);
+  }
+  // The coordinator's audit log and every listed site's egress ledger verify, and each
+  // ledger reconciles with the audit log.
+  void ExpectRecordsReconcile(const std::vector<std::string>& sites) const {
+    std::string out;
+    EXPECT_EQ(AuditCommand({"verify", state() + "/audit.jsonl"}, &out), 0) << out;
+    for (const auto& site : sites) {
+      EXPECT_EQ(AuditCommand({"verify", Egress(site)}, &out), 0) << out;
+      EXPECT_EQ(AuditCommand({"reconcile", state() + "/audit.jsonl", Egress(site)}, &out), 0)
+          << out;
+      EXPECT_THAT(out, HasSubstr(", 0 differences")) << out;
+    }
+  }
 
  private:
   std::string dir_;
@@ -156,14 +181,24 @@ int SClient(int port, const std::vector<std::string>& extra, std::string* out) {
 
 TEST(FederationTest, TrainsOverMutualTlsWhileBadPeersAreTurnedAway) {
   std::string dir = FreshDir();
-  Federation fed(dir, {"alpha", "beta", "intruder"}, Settings{.rounds = 2, .min_sites = 2});
+  Federation fed(dir, {"alpha", "beta", "intruder", "boston@US", "gamma"},
+                 Settings{.rounds = 2, .min_sites = 2, .evaluate_timeout = 6});
   // "intruder" holds a certificate from this federation's CA but is not an admitted site.
   ReplaceInFile(fed.kit() + "/coordinator/coordinator.toml",
-                R"(allowed = ["alpha", "beta", "intruder"])", R"(allowed = ["alpha", "beta"])");
+                R"(allowed = ["alpha", "beta", "intruder", "boston", "gamma"])",
+                R"(allowed = ["alpha", "beta", "boston", "gamma"])");
+  // gamma's own policy does not allow the federation's model: it refuses every plan.
+  ReplaceInFile(fed.kit() + "/sites/gamma/site.toml", "[policy]\n",
+                "[policy]\nallowed_models = [\"cnn_fedavg\"]\n");
   // A second federation with its own CA, whose "alpha" tries to join ours.
   std::string other = Provision(dir + "/other", {"alpha"}, fed.port(), "other");
 
   auto coordinator = fed.StartCoordinator();
+  // gamma joins first, so it is in the first training cohort and refuses that plan.
+  auto gamma = fed.StartSite("gamma");
+  ASSERT_TRUE(WaitFor(120, [&] {
+    return gamma->Log().find("joined federation") != std::string::npos;
+  })) << gamma->Log();
   auto alpha = fed.StartSite("alpha");
   auto beta = fed.StartSite("beta");
 
@@ -171,6 +206,10 @@ TEST(FederationTest, TrainsOverMutualTlsWhileBadPeersAreTurnedAway) {
   auto intruder = fed.StartSite("intruder");
   ASSERT_EQ(intruder->Wait(60).value_or(-1), 1) << intruder->Log();
   EXPECT_THAT(intruder->Log(), HasSubstr("is not part of federation 'test'"));
+  // A site from outside the EU/EEA, admitted by name: refused for its jurisdiction.
+  auto boston = fed.StartSite("boston");
+  ASSERT_EQ(boston->Wait(60).value_or(-1), 1) << boston->Log();
+  EXPECT_THAT(boston->Log(), HasSubstr("of 'boston' is not an allowed jurisdiction"));
 
   // No TLS at all: the server answers a clear-text HTTP/2 preface with a TLS alert or by
   // closing the connection, never with an HTTP/2 frame.
@@ -233,6 +272,28 @@ TEST(FederationTest, TrainsOverMutualTlsWhileBadPeersAreTurnedAway) {
   ASSERT_EQ(coordinator->Wait(240).value_or(-1), 0) << coordinator->Log();
   ASSERT_EQ(alpha->Wait(30).value_or(-1), 0) << alpha->Log();
   ASSERT_EQ(beta->Wait(30).value_or(-1), 0) << beta->Log();
+  ASSERT_EQ(gamma->Wait(30).value_or(-1), 0) << gamma->Log();
+  EXPECT_THAT(gamma->Log(), HasSubstr("which this site's policy does not allow"));
+  fed.ExpectRecordsReconcile({"alpha", "beta", "gamma"});
+  std::map<std::string, std::string> refused;  // site -> reason
+  std::vector<std::string> declined;
+  for (const auto& r : fed.Audit()) {
+    if (r["event"] == "site_refused") refused[r["fields"]["site"]] = r["fields"]["reason"];
+    if (r["event"] == "site_declined") declined.push_back(r["fields"]["site"]);
+    if (r["event"] == "update_received") EXPECT_NE(r["fields"]["site"], "gamma");
+  }
+  EXPECT_THAT(refused["boston"], HasSubstr("jurisdiction"));
+  EXPECT_THAT(refused["intruder"], HasSubstr("not part of federation"));
+  EXPECT_THAT(declined, ::testing::Contains("gamma"));
+  bool gamma_recorded_refusal = false;
+  for (const auto& r : ReadJsonLines(fed.Egress("gamma"))) {
+    if (r["event"] == "plan_refused") {
+      gamma_recorded_refusal = true;
+      EXPECT_THAT(r["fields"]["reason"].get<std::string>(), HasSubstr("policy.allowed_models"));
+    }
+    EXPECT_FALSE(r["event"] == "message_sent" && r["fields"]["type"] == "upload") << r.dump();
+  }
+  EXPECT_TRUE(gamma_recorded_refusal);
   auto metrics = fed.Metrics();
   ASSERT_EQ(metrics.size(), 3u);
   double initial = metrics[0]["accuracy"].get<double>();
@@ -271,16 +332,29 @@ TEST(FederationTest, KilledCoordinatorResumesAndSitesReconnect) {
     EXPECT_TRUE(ReadSafetensorsFile(fed.state() + name).ok()) << name;
   }
   EXPECT_GT(metrics[3]["accuracy"].get<double>(), metrics[0]["accuracy"].get<double>() + 0.3);
+  // The records survived the crash: one chain, continued after a resume record, and each
+  // site's ledger still accounts for every update the coordinator holds.
+  fed.ExpectRecordsReconcile({"alpha", "beta"});
+  int resumed = 0;
+  for (const auto& r : fed.Audit()) resumed += r["event"] == "coordinator_resumed";
+  EXPECT_EQ(resumed, 1);
 }
 
 TEST(FederationTest, SiteKilledMidRoundIsLeftOutAndTheRoundCompletes) {
   std::string dir = FreshDir();
   Federation fed(dir, {"alpha", "beta", "gamma"},
                  Settings{.rounds = 2, .min_sites = 2, .upload_timeout = 20});
+  // gamma trains on a shard large enough that its round takes seconds, not milliseconds, so
+  // the kill below lands while it trains.
+  ReplaceInFile(fed.kit() + "/sites/gamma/site.toml", "train_limit = 1500", "train_limit = 20000");
   auto coordinator = fed.StartCoordinator();
+  // gamma joins first, so it is in round 1's cohort however slowly the others start.
+  auto gamma = fed.StartSite("gamma");
+  ASSERT_TRUE(WaitFor(120, [&] {
+    return gamma->Log().find("joined federation") != std::string::npos;
+  })) << gamma->Log();
   auto alpha = fed.StartSite("alpha");
   auto beta = fed.StartSite("beta");
-  auto gamma = fed.StartSite("gamma");
   // gamma dies as round 2 begins, after it evaluated round 1's model.
   ASSERT_TRUE(WaitFor(180, [&] { return fed.Metrics().size() >= 2; })) << coordinator->Log();
   gamma->Signal(SIGKILL);
@@ -311,6 +385,27 @@ TEST(FederationTest, SecureAggregationTrainsLikePlaintext) {
   ASSERT_EQ(metrics.size(), 3u);
   EXPECT_EQ(metrics[2]["sites"].get<int>(), 3);
   EXPECT_GT(metrics[2]["accuracy"].get<double>(), metrics[0]["accuracy"].get<double>() + 0.3);
+
+  // The reviewer's view: ledgers reconcile, and the report states who took part under which
+  // protections, from the verified audit log.
+  fed.ExpectRecordsReconcile({"alpha", "beta", "gamma"});
+  std::string out;
+  ASSERT_EQ(RunCommand({BuildPath("tools/hansa"), "report", fed.state(), "--ca",
+                        fed.kit() + "/ca/ca.pem", "--out", dir + "/report"},
+                       &out),
+            0)
+      << out;
+  nlohmann::json report = nlohmann::json::parse(ReadText(dir + "/report/report.json"));
+  EXPECT_TRUE(report["audit"]["verified"].get<bool>()) << report["audit"].dump();
+  EXPECT_EQ(report["participants"].size(), 3u);
+  ASSERT_EQ(report["rounds"].size(), 2u);
+  for (const auto& round : report["rounds"]) {
+    EXPECT_EQ(round["aggregation"], "secure");
+    EXPECT_EQ(round["secure_aggregation"]["num_sites"], 3);
+    EXPECT_EQ(round["consented"].size(), 3u) << round.dump();
+    EXPECT_EQ(round["updates"].size(), 3u) << round.dump();
+    EXPECT_EQ(round["aggregated_sites"].size(), 3u) << round.dump();
+  }
 }
 
 TEST(FederationTest, BadConfigurationsFailWithClearMessages) {

@@ -136,6 +136,8 @@ bool WaitFor(double seconds, const std::function<bool()>& done) {
   return done();
 }
 
+std::string SiteName(const std::string& site) { return site.substr(0, site.find('@')); }
+
 std::string Provision(const std::string& dir, const std::vector<std::string>& sites, int port,
                       const std::string& federation) {
   std::vector<std::string> argv = {BuildPath("tools/hansa"),
@@ -150,7 +152,9 @@ std::string Provision(const std::string& dir, const std::vector<std::string>& si
                                    "127.0.0.1:" + std::to_string(port)};
   for (const auto& s : sites) {
     argv.push_back("--site");
-    argv.push_back(s + ":DE:Site " + s);
+    argv.push_back(SiteName(s) + ":" +
+                   (s.find('@') == std::string::npos ? "DE" : s.substr(s.find('@') + 1)) +
+                   ":Site " + SiteName(s));
   }
   std::string out;
   int code = RunCommand(argv, &out);

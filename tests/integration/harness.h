@@ -52,8 +52,11 @@ std::vector<nlohmann::json> ReadJsonLines(const std::string& path);
 // Polls `done` every 100 ms for up to `seconds`.
 bool WaitFor(double seconds, const std::function<bool()>& done);
 
-// `hansa provision` into dir/federation with the given site names (all DE) and port.
-// Returns the federation folder.
+// `hansa provision` into dir/federation with the given sites and port. A site is a name, in
+// Germany, or "name@CC" for another country. Returns the federation folder.
+// "boston@US" -> "boston".
+std::string SiteName(const std::string& site);
+
 std::string Provision(const std::string& dir, const std::vector<std::string>& sites, int port,
                       const std::string& federation = "test");
 

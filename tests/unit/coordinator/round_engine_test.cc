@@ -135,6 +135,8 @@ Model RunFederation(const EngineOptions& options,
   for (auto& [name, b] : sites) {
     fakes.push_back(std::make_unique<FakeSite>(engine->get(), name, b));
   }
+  // Every site joins before the first plan, so every site is in round 1's cohort.
+  for (auto& [name, b] : sites) EXPECT_TRUE((*engine)->Join({name, "Org", "DE", "00"}).ok());
   for (auto& f : fakes) f->Start();
   Status run = (*engine)->Run();
   EXPECT_TRUE(run.ok()) << run;
@@ -289,7 +291,7 @@ TEST(RoundEngineTest, RefusesUnknownSitesAndReplayedUploads) {
 
 TEST(RoundEngineTest, RetriesRoundBelowMinSitesWithAFreshSum) {
   EngineOptions o = Options("retry");
-  o.upload_timeout = absl::Milliseconds(1500);
+  o.upload_timeout = absl::Milliseconds(3000);
   o.evaluate_timeout = absl::Milliseconds(500);
   auto engine = RoundEngine::Create(o, InitialModel());
   ASSERT_TRUE(engine.ok());
@@ -298,8 +300,9 @@ TEST(RoundEngineTest, RetriesRoundBelowMinSitesWithAFreshSum) {
   FakeSite a(engine->get(), "a", Behaviour{.delta = 0.5f, .examples = 100});
   ASSERT_TRUE((*engine)->Join({"b", "Org", "DE", "bb"}).ok());
   a.Start();
-  while (a.uploads.load() == 0) absl::SleepFor(absl::Milliseconds(10));
-  absl::SleepFor(absl::Milliseconds(2000));  // the first attempt times out with only a
+  // The first attempt times out with only a; a's second upload shows the retry is open,
+  // and b joins in while it is.
+  while (a.uploads.load() < 2) absl::SleepFor(absl::Milliseconds(10));
   FakeSite b(engine->get(), "b", Behaviour{.delta = 0.25f, .examples = 100});
   b.Start();
   a.Join();
