@@ -348,22 +348,21 @@ TEST(FederationTest, SiteKilledMidRoundIsLeftOutAndTheRoundCompletes) {
   // the kill below lands while it trains.
   ReplaceInFile(fed.kit() + "/sites/gamma/site.toml", "train_limit = 1500", "train_limit = 20000");
   auto coordinator = fed.StartCoordinator();
-  // gamma joins first, so it is in round 1's cohort however slowly the others start.
-  auto gamma = fed.StartSite("gamma");
-  ASSERT_TRUE(WaitFor(120, [&] {
-    return gamma->Log().find("joined federation") != std::string::npos;
-  })) << gamma->Log();
   auto alpha = fed.StartSite("alpha");
   auto beta = fed.StartSite("beta");
-  // gamma dies as round 2 begins, after it evaluated round 1's model.
-  ASSERT_TRUE(WaitFor(180, [&] { return fed.Metrics().size() >= 2; })) << coordinator->Log();
+  auto gamma = fed.StartSite("gamma");
+  // gamma dies while it trains in round 2 (the first round whose cohort is sure to hold all
+  // three: round 1's may be planned before the last site connected).
+  ASSERT_TRUE(WaitFor(180, [&] {
+    return coordinator->Log().find("round 2 (attempt 1): 3 sites") != std::string::npos;
+  })) << coordinator->Log();
   gamma->Signal(SIGKILL);
   ASSERT_EQ(coordinator->Wait(240).value_or(-1), 0) << coordinator->Log();
   ASSERT_EQ(alpha->Wait(30).value_or(-1), 0);
   ASSERT_EQ(beta->Wait(30).value_or(-1), 0);
   auto metrics = fed.Metrics();
   ASSERT_EQ(metrics.size(), 3u);
-  EXPECT_EQ(metrics[1]["sites"].get<int>(), 3);
+  EXPECT_GE(metrics[1]["sites"].get<int>(), 2);
   EXPECT_EQ(metrics[2]["sites"].get<int>(), 2);
   EXPECT_THAT(coordinator->Log(), HasSubstr("no answer in time from gamma (TRAIN)"));
 }
