@@ -367,23 +367,38 @@ TEST(FederationTest, SiteKilledMidRoundIsLeftOutAndTheRoundCompletes) {
   EXPECT_THAT(coordinator->Log(), HasSubstr("no answer in time from gamma (TRAIN)"));
 }
 
+// Runs a provisioned federation to its end; the coordinator's log.
+std::string RunToEnd(Federation& fed, const std::vector<std::string>& sites) {
+  auto coordinator = fed.StartCoordinator();
+  std::vector<std::unique_ptr<Process>> running;
+  for (const auto& site : sites) running.push_back(fed.StartSite(site));
+  EXPECT_EQ(coordinator->Wait(300).value_or(-1), 0) << coordinator->Log();
+  for (auto& site : running) EXPECT_EQ(site->Wait(30).value_or(-1), 0) << site->Log();
+  return coordinator->Log();
+}
+
 TEST(FederationTest, SecureAggregationTrainsLikePlaintext) {
   std::string dir = FreshDir();
-  Federation fed(dir, {"alpha", "beta", "gamma"},
-                 Settings{.rounds = 2, .min_sites = 3, .secure = true});
-  auto coordinator = fed.StartCoordinator();
-  auto alpha = fed.StartSite("alpha");
-  auto beta = fed.StartSite("beta");
-  auto gamma = fed.StartSite("gamma");
-  ASSERT_EQ(coordinator->Wait(300).value_or(-1), 0) << coordinator->Log();
-  for (auto* site : {alpha.get(), beta.get(), gamma.get()}) {
-    ASSERT_EQ(site->Wait(30).value_or(-1), 0) << site->Log();
-  }
-  EXPECT_THAT(coordinator->Log(), HasSubstr("unmasked the sum of 3 sites"));
+  const std::vector<std::string> sites = {"alpha", "beta", "gamma"};
+  Federation fed(dir, sites, Settings{.rounds = 2, .min_sites = 3, .secure = true});
+  Federation plain(FreshDir("plaintext"), sites,
+                   Settings{.rounds = 2, .min_sites = 3, .secure = false});
+  EXPECT_THAT(RunToEnd(fed, sites), HasSubstr("unmasked the sum of 3 sites"));
+  RunToEnd(plain, sites);
   auto metrics = fed.Metrics();
   ASSERT_EQ(metrics.size(), 3u);
   EXPECT_EQ(metrics[2]["sites"].get<int>(), 3);
   EXPECT_GT(metrics[2]["accuracy"].get<double>(), metrics[0]["accuracy"].get<double>() + 0.3);
+  // Same seeds, same data, same cohorts: masking, quantization and the in-vector weight cost
+  // less than half a point of accuracy against the plaintext sum.
+  auto reference = plain.Metrics();
+  ASSERT_EQ(reference.size(), 3u);
+  for (int r = 1; r <= 2; ++r) {
+    EXPECT_NEAR(metrics[r]["accuracy"].get<double>(), reference[r]["accuracy"].get<double>(), 0.005)
+        << "round " << r;
+  }
+  // The coordinator saw no site's example count, only the total.
+  EXPECT_EQ(metrics[2]["examples"].get<int64_t>(), reference[2]["examples"].get<int64_t>());
 
   // The reviewer's view: ledgers reconcile, and the report states who took part under which
   // protections, from the verified audit log.
@@ -405,6 +420,72 @@ TEST(FederationTest, SecureAggregationTrainsLikePlaintext) {
     EXPECT_EQ(round["updates"].size(), 3u) << round.dump();
     EXPECT_EQ(round["aggregated_sites"].size(), 3u) << round.dump();
   }
+}
+
+TEST(FederationTest, SiteKilledAfterItsMaskedUploadIsStillInTheSum) {
+  std::string dir = FreshDir();
+  // Four sites (k = 3, t = 2): with three, each survivor's self-mask seed would have only one
+  // other survivor holding a share of it, below any threshold the parameters allow.
+  Federation fed(dir, {"alpha", "beta", "gamma", "delta"},
+                 Settings{.rounds = 1, .min_sites = 3, .evaluate_timeout = 5, .secure = true});
+  // gamma trains on a small shard and uploads first; the others take seconds longer, so
+  // gamma is dead before the unmasking stage asks it for shares.
+  for (const char* slow : {"alpha", "beta", "delta"}) {
+    ReplaceInFile(fed.kit() + "/sites/" + slow + "/site.toml", "train_limit = 1500",
+                  "train_limit = 20000");
+  }
+  ReplaceInFile(fed.kit() + "/sites/gamma/site.toml", "train_limit = 1500", "train_limit = 300");
+  auto coordinator = fed.StartCoordinator();
+  auto alpha = fed.StartSite("alpha");
+  auto beta = fed.StartSite("beta");
+  auto gamma = fed.StartSite("gamma");
+  auto delta = fed.StartSite("delta");
+  ASSERT_TRUE(WaitFor(180, [&] {
+    return gamma->Log().find("masked update accepted") != std::string::npos;
+  })) << gamma->Log();
+  gamma->Signal(SIGKILL);
+  ASSERT_EQ(coordinator->Wait(240).value_or(-1), 0) << coordinator->Log();
+  for (auto* site : {alpha.get(), beta.get(), delta.get()}) {
+    ASSERT_EQ(site->Wait(30).value_or(-1), 0) << site->Log();
+  }
+  // The survivors' shares rebuild gamma's self mask: its input stays in the sum.
+  EXPECT_THAT(coordinator->Log(), HasSubstr("no answer in time from gamma (SECAGG_UNMASK)"));
+  EXPECT_THAT(coordinator->Log(), HasSubstr("unmasked the sum of 4 sites"));
+  auto metrics = fed.Metrics();
+  ASSERT_EQ(metrics.size(), 2u);
+  EXPECT_EQ(metrics[1]["sites"].get<int>(), 4);
+  EXPECT_GT(metrics[1]["accuracy"].get<double>(), metrics[0]["accuracy"].get<double>() + 0.3);
+  bool dropped_at_unmask = false;
+  for (const auto& r : fed.Audit()) {
+    dropped_at_unmask |= r["event"] == "site_dropped" && r["fields"]["site"] == "gamma" &&
+                         r["fields"]["stage"] == "unmask";
+  }
+  EXPECT_TRUE(dropped_at_unmask);
+}
+
+TEST(FederationTest, CtrlCStopsTheCoordinatorCleanly) {
+  std::string dir = FreshDir();
+  Federation fed(dir, {"alpha"}, Settings{.rounds = 1, .min_sites = 1});
+  auto coordinator = fed.StartCoordinator();
+  ASSERT_TRUE(WaitFor(60, [&] {
+    return coordinator->Log().find("listening on") != std::string::npos;
+  })) << coordinator->Log();
+  coordinator->Signal(SIGINT);
+  ASSERT_EQ(coordinator->Wait(20).value_or(-1), 0) << coordinator->Log();
+  EXPECT_THAT(coordinator->Log(), HasSubstr("shutting down"));
+  EXPECT_THAT(coordinator->Log(), HasSubstr("restart with the same command to resume"));
+  // Its records are closed properly: the next start continues them. (Both runs write the
+  // same log file: wait for the second "listening on".)
+  auto again = fed.StartCoordinator();
+  ASSERT_TRUE(WaitFor(60, [&] {
+    std::string log = again->Log();
+    size_t first = log.find("listening on");
+    return first != std::string::npos && log.find("listening on", first + 1) != std::string::npos;
+  })) << again->Log();
+  again->Signal(SIGTERM);
+  ASSERT_EQ(again->Wait(20).value_or(-1), 0) << again->Log();
+  std::string out;
+  EXPECT_EQ(fed.AuditCommand({"verify", fed.state() + "/audit.jsonl"}, &out), 0) << out;
 }
 
 TEST(FederationTest, BadConfigurationsFailWithClearMessages) {
