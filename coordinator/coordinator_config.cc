@@ -34,7 +34,13 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   e.upload_timeout = absl::Seconds(cfg.Double("rounds.upload_timeout_seconds", 600, 1, 86400));
   e.evaluate_timeout = absl::Seconds(cfg.Double("rounds.evaluate_timeout_seconds", 300, 1, 86400));
   e.site_idle = absl::Seconds(cfg.Double("rounds.site_idle_seconds", 90, 1, 86400));
-  e.server_learning_rate = cfg.Double("rounds.server_learning_rate", 1.0, 0, 100);
+  // The server step. rounds.server_learning_rate is the strategy's eta (1.0: plain FedAvg).
+  e.strategy.name = cfg.String("strategy.name", "fedavg");
+  e.strategy.server_lr = cfg.Double("rounds.server_learning_rate", 1.0, 1e-9, 100);
+  e.strategy.server_momentum = cfg.Double("strategy.server_momentum", 0.9, 0, 1);
+  e.strategy.beta1 = cfg.Double("strategy.beta1", 0.9, 0, 1);
+  e.strategy.beta2 = cfg.Double("strategy.beta2", 0.99, 0, 1);
+  e.strategy.tau = cfg.Double("strategy.tau", 1e-3, 1e-12, 1);
 
   e.training.set_epochs(static_cast<uint32_t>(cfg.Int("training.epochs", 1, 1, 1000)));
   e.training.set_batch_size(static_cast<uint32_t>(cfg.Int("training.batch_size", 64, 1, 65536)));
@@ -66,6 +72,9 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
                                                    "'; it must be \"secure\" or \"plaintext\""));
   }
   so.enabled = mode == "secure";
+  if (Status st = CheckEngineStrategy(e.strategy, so.enabled); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": [strategy] ", st.message()));
+  }
   if (so.enabled && e.min_sites < 3) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": secure aggregation needs rounds.min_sites >= 3 (it is ", e.min_sites,

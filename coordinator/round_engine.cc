@@ -198,6 +198,7 @@ RoundEngine::~RoundEngine() = default;
 StatusOr<std::unique_ptr<RoundEngine>> RoundEngine::Create(const EngineOptions& options,
                                                            const Model& initial) {
   if (options.min_sites < 1) return absl::InvalidArgumentError("min_sites must be at least 1");
+  RETURN_IF_ERROR(CheckEngineStrategy(options.strategy, options.secure.enabled));
   std::unique_ptr<RoundEngine> engine(new RoundEngine(options));
   RETURN_IF_ERROR(MakeDirs(options.state_dir));
   RETURN_IF_ERROR(MakeDirs(options.state_dir + "/checkpoints"));
@@ -229,7 +230,9 @@ Status RoundEngine::RecordStart() {
   f.aggregation = options_.secure.enabled ? audit_events::kAggregationSecure
                                           : audit_events::kAggregationPlaintext;
   f.allowed_countries = options_.allowed_countries;
-  return Record(FederationStarted(f));
+  AuditEvent started = FederationStarted(f);
+  started.fields["strategy"] = options_.strategy.Label();
+  return Record(started);
 }
 
 Status RoundEngine::RecordPlan() {
@@ -289,10 +292,29 @@ std::string RoundEngine::CheckpointPath(int64_t round) const {
   return absl::StrFormat("%s/checkpoints/round-%04d.safetensors", options_.state_dir, round);
 }
 
+std::string RoundEngine::StrategyStatePath(int64_t round) const {
+  return absl::StrFormat("%s/checkpoints/strategy-%04d.safetensors", options_.state_dir, round);
+}
+
+Status CheckEngineStrategy(const StrategyOptions& strategy, bool secure_aggregation) {
+  RETURN_IF_ERROR(CheckStrategyCompatible(strategy, secure_aggregation));
+  const std::string& name = strategy.name;
+  if (name == "fedavg" || name == "fedavgm" || name == "fedadam" || name == "fedyogi" ||
+      name == "fedadagrad") {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "strategy '", name,
+      "' is not available in a deployed federation yet (it needs every site's update, or "
+      "site-side changes that the wire does not carry); use fedavg, fedavgm, fedadam, fedyogi "
+      "or fedadagrad here, or run it with hansa simulate"));
+}
+
 Status RoundEngine::Resume(const Model& initial) {
   ASSIGN_OR_RETURN(std::optional<RoundRecord> last, store_->LastRound());
   if (!last) {
     RETURN_IF_ERROR(initial.Validate());
+    ASSIGN_OR_RETURN(strategy_, Strategy::Create(options_.strategy, initial.layout));
     RoundRecord record;
     record.round = 0;
     return PublishModel(0, initial, record);
@@ -308,6 +330,11 @@ Status RoundEngine::Resume(const Model& initial) {
                                             last->model_sha256, "; restore it from a backup"));
   }
   spdlog::info("resuming after round {} (checkpoint {})", last->round, last->checkpoint);
+  ASSIGN_OR_RETURN(strategy_, Strategy::Create(options_.strategy, model.layout));
+  if (last->round > 0 && strategy_->State().layout.size() > 0) {
+    RETURN_IF_ERROR(Annotate(strategy_->LoadState(StrategyStatePath(last->round)),
+                             absl::StrCat("resuming strategy '", options_.strategy.name, "'")));
+  }
   absl::MutexLock lock(&mu_);
   global_ = std::move(model);
   payload_ = std::make_shared<const std::string>(std::move(payload));
@@ -323,6 +350,9 @@ Status RoundEngine::PublishModel(int64_t round, Model model, const RoundRecord& 
   std::string digest = ToHex(Sha256(payload));
   std::string path = CheckpointPath(round);
   RETURN_IF_ERROR(WriteFileAtomically(path, payload));
+  if (round > 0 && strategy_->State().layout.size() > 0) {
+    RETURN_IF_ERROR(strategy_->SaveState(StrategyStatePath(round)));
+  }
   if (round > 0) {
     // Recorded before the state store makes it the global model: after a crash in between,
     // the round is run again and recorded twice rather than served unrecorded.
@@ -912,9 +942,18 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
     record.bytes_down = bytes_down_;
     next = global_;
   }
-  // Server step: FedAvg of the sites' deltas, scaled by the server learning rate.
-  const float lr = static_cast<float>(options_.server_learning_rate);
-  for (size_t i = 0; i < next.values.size(); ++i) next.values[i] += lr * mean_delta[i];
+  // Server step: the strategy (FedAvg: global + server_lr * mean) on the sites' mean delta.
+  Model mean;
+  mean.layout = next.layout;
+  mean.values = std::move(mean_delta);
+  RoundInfo info{round, static_cast<int>(record.sites.size()),
+                 static_cast<int>(options_.allowed_sites.size())};
+  StatusOr<Model> stepped = strategy_->Apply(next, mean, info);
+  if (!stepped.ok()) {
+    return Annotate(stepped.status(),
+                    absl::StrCat("server step of round ", round, "; refusing to publish it"));
+  }
+  next = *std::move(stepped);
   Status valid = next.Validate();
   if (!valid.ok()) {
     return Annotate(valid, absl::StrCat("aggregate of round ", round,

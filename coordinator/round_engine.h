@@ -29,6 +29,7 @@
 #include "common/tensor/tensor.h"
 #include "coordinator/aggregator.h"
 #include "coordinator/state_store.h"
+#include "coordinator/strategy.h"
 #include "hansa/v1/hansa.pb.h"
 
 namespace hansa {
@@ -59,7 +60,9 @@ struct EngineOptions {
   // A site that has not asked for work for this long is not put in a new cohort.
   absl::Duration site_idle = absl::Seconds(90);
   v1::TrainingSettings training;
-  double server_learning_rate = 1.0;
+  // The server step on each round's weighted mean update. Only strategies that need nothing
+  // but that mean (and nothing from the sites) run here: CheckEngineStrategy.
+  StrategyOptions strategy;
   uint32_t chunk_bytes = 1 << 20;
   uint32_t max_chunk_bytes = 4 << 20;
   int64_t max_examples = int64_t{1} << 40;
@@ -81,6 +84,11 @@ struct SiteIdentity {
   std::string fingerprint;
   std::string certificate_pem;  // malicious-coordinator mode binds signing keys to it
 };
+
+// OK for fedavg, fedavgm, fedadam, fedyogi, fedadagrad; InvalidArgument, with what to use
+// instead, for robust aggregators under secure aggregation and for strategies this coordinator
+// cannot run (individual updates, or site-side recipes not on the wire: hansa simulate has them).
+Status CheckEngineStrategy(const StrategyOptions& strategy, bool secure_aggregation);
 
 class RoundEngine;
 
@@ -210,6 +218,8 @@ class RoundEngine {
   Status PublishModel(int64_t round, Model model, const RoundRecord& record);
   Status WriteMetricsFile();
   std::string CheckpointPath(int64_t round) const;
+  // The strategy's state after `round` (momentum, moments), beside the checkpoint.
+  std::string StrategyStatePath(int64_t round) const;
   bool WaitUntil(absl::Time deadline, const std::function<bool()>& done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Engine side of UploadSink::Finish.
@@ -218,6 +228,7 @@ class RoundEngine {
 
   const EngineOptions options_;
   std::unique_ptr<StateStore> store_;
+  std::unique_ptr<Strategy> strategy_;  // driver thread only
 
   mutable absl::Mutex mu_;
   absl::CondVar changed_;

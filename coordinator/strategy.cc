@@ -472,8 +472,8 @@ Status CheckStrategyCompatible(const StrategyOptions& options, bool secure_aggre
         "strategy '", options.name,
         "' needs every site's individual update, but secure "
         "aggregation lets the coordinator see only their sum; use it in plaintext mode "
-        "([secure] enabled = false) or choose one of fedavg, fedavgm, fedadam, fedyogi, "
-        "fedadagrad, fedprox, scaffold, fednova"));
+        "(aggregation mode = \"plaintext\") or choose one of fedavg, fedavgm, fedadam, "
+        "fedyogi, fedadagrad, fedprox, scaffold, fednova"));
   }
   return absl::OkStatus();
 }

@@ -58,5 +58,27 @@ TEST(CoordinatorConfigTest, UnknownKeyAndImpossibleSettingsAreErrors) {
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST(CoordinatorConfigTest, StrategiesTheCoordinatorCannotRunAreRefusedWithWhatToUse) {
+  const std::string sites = "[sites]\nallowed=[\"a\", \"b\", \"c\"]\n";
+  auto adam = LoadCoordinatorConfig(
+      Write(sites + "[strategy]\nname = \"fedadam\"\nbeta1 = 0.8\ntau = 0.01\n"));
+  ASSERT_TRUE(adam.ok()) << adam.status();
+  EXPECT_EQ(adam->engine.strategy.name, "fedadam");
+  EXPECT_EQ(adam->engine.strategy.beta1, 0.8);
+  EXPECT_EQ(adam->engine.strategy.tau, 0.01);
+  // Secure aggregation is the default: an aggregator that needs each update is refused.
+  auto krum = LoadCoordinatorConfig(Write(sites + "[strategy]\nname = \"krum\"\n"));
+  EXPECT_EQ(krum.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(krum.status().message()),
+              HasSubstr("needs every site's individual update, but secure aggregation"));
+  EXPECT_THAT(std::string(krum.status().message()), HasSubstr("mode = \"plaintext\""));
+  auto scaffold = LoadCoordinatorConfig(
+      Write(sites + "[aggregation]\nmode = \"plaintext\"\n[strategy]\nname = \"scaffold\"\n"));
+  EXPECT_THAT(std::string(scaffold.status().message()),
+              HasSubstr("not available in a deployed federation yet"));
+  auto unknown = LoadCoordinatorConfig(Write(sites + "[strategy]\nname = \"fedsgd\"\n"));
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace hansa

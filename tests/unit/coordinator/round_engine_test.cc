@@ -326,6 +326,20 @@ TEST(RoundEngineTest, ResumesAfterRestartFromLastCompletedRound) {
   for (float v : m.values) ASSERT_EQ(v, 3.0f);  // 1 + 1 + 1: round 2 built on round 1
 }
 
+TEST(RoundEngineTest, ServerMomentumCarriesAcrossRoundsAndRestarts) {
+  EngineOptions o = Options("fedavgm");
+  o.strategy.name = "fedavgm";
+  o.strategy.server_momentum = 0.5;
+  Behaviour one{.delta = 1.0f};
+  // Round 1: v = 1, w = 1 + 1.
+  Model m = RunFederation(o, {{"a", one}, {"b", one}});
+  for (float v : m.values) ASSERT_EQ(v, 2.0f);
+  // Round 2 after a restart: v = 0.5 * 1 + 1 = 1.5 (3.0 if the momentum had been lost).
+  o.rounds = 2;
+  m = RunFederation(o, {{"a", one}, {"b", one}});
+  for (float v : m.values) ASSERT_EQ(v, 3.5f);
+}
+
 TEST(RoundEngineTest, RefusesToResumeFromTamperedCheckpoint) {
   EngineOptions o = Options("tampered");
   RunFederation(o, {{"a", Behaviour{.delta = 1.0f}}, {"b", Behaviour{.delta = 1.0f}}});
