@@ -12,6 +12,12 @@
 //                                  (RoundEngine::BeginUpload + UploadSink::Write): what the
 //                                  coordinator's own work costs; the difference is transport.
 //   - Sha256                       single-core SHA-256, which both ends pay on every byte.
+//   - Round/params_m:P/sites:N/secure:S  N sites take part in whole rounds as hansa-client
+//                                  does (consent; with S, the SecAgg+ stages and a masked
+//                                  upload; download, upload, evaluation report) with a fixed
+//                                  update instead of training. Seconds per round, from the
+//                                  sites starting it to the published model; secure against
+//                                  plaintext is the price of secure aggregation.
 //
 // Transfers also report where the time went (ReportUsage): process CPU per wall second, user
 // and system CPU seconds per GB, page faults and context switches per MB. The 1 GB uploads
@@ -46,11 +52,14 @@
 #include "common/logging/logging.h"
 #include "common/net/tls.h"
 #include "common/pki/startup_kit.h"
+#include "common/secagg/client.h"
 #include "common/tensor/safetensors.h"
 #include "common/tensor/tensor.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/service.h"
 #include "hansa/v1/hansa.grpc.pb.h"
+#include "proto/plan_digest.h"
+#include "proto/secagg_plan.h"
 
 namespace hansa {
 namespace {
@@ -193,22 +202,16 @@ Status FromGrpc(const grpc::Status& s, const std::string& what) {
                 absl::StrCat(what, ": ", s.error_message()));
 }
 
-// These benchmarks measure the plaintext path (issue 2). Secure aggregation, when the engine
-// has it, is switched off here; its own costs are measured by secagg_bench. Written as an
-// overload pair so the bench builds whether or not EngineOptions has a `secure` member yet.
-template <typename Options>
-auto UsePlaintextAggregation(Options* o, int) -> decltype(o->secure.enabled = false, void()) {
-  o->secure.enabled = false;
-}
-template <typename Options>
-void UsePlaintextAggregation(Options*, long) {}
-
 // A provisioned federation with a running coordinator on 127.0.0.1 and `sites` joined sites.
 class Federation {
  public:
-  static StatusOr<std::unique_ptr<Federation>> Create(int64_t model_bytes, int sites) {
+  // Transfers measure the plaintext path; secure aggregation's own costs are in secagg_bench
+  // and in the whole-round benchmark, which passes `secure`.
+  static StatusOr<std::unique_ptr<Federation>> Create(int64_t model_bytes, int sites,
+                                                      bool secure = false) {
     std::unique_ptr<Federation> f(new Federation());
     f->model_bytes_ = model_bytes;
+    f->secure_ = secure;
     f->dir_ = (std::filesystem::temp_directory_path() /
                absl::StrCat("hansa-transfer-bench-", ::getpid(), "-", model_bytes, "-", sites))
                   .string();
@@ -231,6 +234,7 @@ class Federation {
   }
 
   int64_t model_bytes() const { return model_bytes_; }
+  bool secure() const { return secure_; }
   int num_sites() const { return static_cast<int>(sites_.size()); }
   Site& site(int i) { return *sites_[i]; }
   RoundEngine* engine() { return engine_.get(); }
@@ -264,6 +268,18 @@ class Federation {
       if (task.has_plan() && !task.plan().global_model_sha256().empty()) return task.plan();
     }
     return absl::DeadlineExceededError("no plan after 10 polls");
+  }
+
+  // An evaluation report for `plan`, as a site sends after evaluating.
+  Status Report(Site& site, const v1::RoundPlan& plan) const {
+    auto ctx = ContextWithDeadline(30);
+    v1::MetricsReport r;
+    r.set_round(plan.round());
+    r.set_num_examples(10);
+    r.set_accuracy(0.5);
+    r.set_loss(1.0);
+    v1::MetricsReply reply;
+    return FromGrpc(site.stub->ReportMetrics(ctx.get(), r, &reply), "ReportMetrics");
   }
 
  private:
@@ -304,7 +320,7 @@ class Federation {
     o.upload_timeout = absl::Minutes(10);
     o.evaluate_timeout = absl::Minutes(2);
     o.site_idle = absl::Minutes(10);
-    UsePlaintextAggregation(&o, 0);
+    o.secure.enabled = secure_;
     ASSIGN_OR_RETURN(engine_, RoundEngine::Create(o, initial));
     initial = Model();  // the engine holds its own copy; drop ours
     service_ = std::make_unique<CoordinatorService>(engine_.get());
@@ -341,18 +357,8 @@ class Federation {
     return absl::OkStatus();
   }
 
-  Status Report(Site& site, const v1::RoundPlan& plan) {
-    auto ctx = ContextWithDeadline(30);
-    v1::MetricsReport r;
-    r.set_round(plan.round());
-    r.set_num_examples(10);
-    r.set_accuracy(0.5);
-    r.set_loss(1.0);
-    v1::MetricsReply reply;
-    return FromGrpc(site.stub->ReportMetrics(ctx.get(), r, &reply), "ReportMetrics");
-  }
-
   int64_t model_bytes_ = 0;
+  bool secure_ = false;
   std::string dir_;
   std::vector<std::string> site_names_;
   std::unique_ptr<PayloadSource> payload_;
@@ -366,13 +372,14 @@ class Federation {
 
 // One federation at a time: a new (model size, sites) pair replaces the previous one, so a
 // 1 GB coordinator never shares the process with another.
-Federation* GetFederation(int64_t model_bytes, int sites, std::string* error) {
+Federation* GetFederation(int64_t model_bytes, int sites, std::string* error, bool secure = false) {
   static std::unique_ptr<Federation> current;
-  if (current && current->model_bytes() == model_bytes && current->num_sites() == sites) {
+  if (current && current->model_bytes() == model_bytes && current->num_sites() == sites &&
+      current->secure() == secure) {
     return current.get();
   }
   current.reset();
-  StatusOr<std::unique_ptr<Federation>> f = Federation::Create(model_bytes, sites);
+  StatusOr<std::unique_ptr<Federation>> f = Federation::Create(model_bytes, sites, secure);
   if (!f.ok()) {
     *error = f.status().ToString();
     return nullptr;
@@ -598,6 +605,158 @@ void BM_Sha256(benchmark::State& state) {
                                               benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// --- Whole rounds ---------------------------------------------------------------------------
+
+Status Answer(Site& site, const v1::RoundPlan& plan) {
+  v1::PlanResponse response;
+  response.set_round(plan.round());
+  response.set_plan_sha256(PlanSha256(plan));
+  response.set_accepted(true);
+  v1::PlanAck ack;
+  auto ctx = ContextWithDeadline(30);
+  return FromGrpc(site.stub->RespondToPlan(ctx.get(), response, &ack), "RespondToPlan");
+}
+
+Status Submit(Site& site, const v1::RoundPlan& plan, v1::Task::Kind stage, std::string payload) {
+  v1::SecAggSubmission m;
+  m.set_round(plan.round());
+  m.set_stage(stage);
+  m.set_payload(std::move(payload));
+  v1::SecAggAck ack;
+  auto ctx = ContextWithDeadline(60);
+  return FromGrpc(site.stub->SubmitSecAgg(ctx.get(), m, &ack), v1::Task::Kind_Name(stage));
+}
+
+// The masked upload as client/session.cc sends it: header (digest of all chunks, no example
+// count), then one MaskedInputChunk per wire chunk.
+Status UploadMasked(Site& site, const v1::RoundPlan& plan, std::vector<std::string> chunks) {
+  Sha256Hasher hasher;
+  uint64_t total = 0;
+  for (const std::string& c : chunks) {
+    hasher.Update(c);
+    total += c.size();
+  }
+  auto ctx = ContextWithDeadline(600);
+  v1::UploadReply reply;
+  auto writer = site.stub->UploadUpdate(ctx.get(), &reply);
+  v1::Chunk chunk;
+  chunk.mutable_header()->set_round(plan.round());
+  chunk.mutable_header()->set_total_bytes(total);
+  chunk.mutable_header()->set_sha256(ToHex(hasher.Finish()));
+  bool ok = writer->Write(chunk);
+  uint64_t offset = 0;
+  for (size_t i = 0; ok && i < chunks.size(); ++i) {
+    chunk.Clear();
+    chunk.set_offset(offset);
+    offset += chunks[i].size();
+    chunk.set_data(std::move(chunks[i]));
+    ok = writer->Write(chunk);
+  }
+  if (ok) writer->WritesDone();
+  return FromGrpc(writer->Finish(), "UploadUpdate (masked)");
+}
+
+// One site's part in `round`, task by task as hansa-client answers them; returns once its
+// update is in (plaintext) or it answered the unmasking request (secure).
+Status SiteRound(Federation* f, Site& site, uint64_t round, const std::vector<float>& update) {
+  std::unique_ptr<ClientSession> session;
+  std::string model;
+  for (int polls = 0; polls < 1000; ++polls) {
+    auto ctx = ContextWithDeadline(60);
+    v1::TaskRequest req;
+    req.set_wait_ms(20000);
+    v1::Task task;
+    RETURN_IF_ERROR(FromGrpc(site.stub->GetTask(ctx.get(), req, &task), "GetTask"));
+    const v1::RoundPlan& plan = task.plan();
+    if (task.kind() == v1::Task::DONE) return absl::OutOfRangeError("federation finished");
+    if (task.kind() == v1::Task::EVALUATE) {
+      RETURN_IF_ERROR(f->Report(site, plan));
+      continue;
+    }
+    if (task.kind() == v1::Task::WAIT || plan.round() != round) continue;
+    switch (task.kind()) {
+      case v1::Task::SECAGG_ADVERTISE: {
+        RETURN_IF_ERROR(Answer(site, plan));
+        uint32_t self = 0;
+        ASSIGN_OR_RETURN(SecAggParams params, SecAggParamsOfPlan(plan, site.name, &self));
+        ASSIGN_OR_RETURN(params, ResolveParams(params));
+        ASSIGN_OR_RETURN(session, ClientSession::Create(params, self, nullptr));
+        ASSIGN_OR_RETURN(AdvertiseKeys keys, session->Start());
+        RETURN_IF_ERROR(Submit(site, plan, task.kind(), keys.Serialize()));
+        break;
+      }
+      case v1::Task::SECAGG_SHARE: {
+        ASSIGN_OR_RETURN(KeyDirectory directory, KeyDirectory::Parse(task.payload()));
+        ASSIGN_OR_RETURN(ShareKeys shares, session->OnKeyDirectory(directory));
+        RETURN_IF_ERROR(Submit(site, plan, task.kind(), shares.Serialize()));
+        break;
+      }
+      case v1::Task::TRAIN: {
+        if (!f->secure()) RETURN_IF_ERROR(Answer(site, plan));  // secure: at advertising
+        RETURN_IF_ERROR(Download(site, plan, &model));
+        if (!f->secure()) {
+          RETURN_IF_ERROR(UploadOverGrpc(site, plan, f->payload()));
+          site.uploaded_round = round;
+          return absl::OkStatus();
+        }
+        ASSIGN_OR_RETURN(ShareDelivery delivery, ShareDelivery::Parse(task.payload()));
+        RETURN_IF_ERROR(session->OnShareDelivery(delivery));
+        ASSIGN_OR_RETURN(std::vector<std::string> chunks,
+                         MaskUpdateForPlan(plan, *session, update, kExamples));
+        RETURN_IF_ERROR(UploadMasked(site, plan, std::move(chunks)));
+        site.uploaded_round = round;
+        break;
+      }
+      case v1::Task::SECAGG_UNMASK: {
+        ASSIGN_OR_RETURN(UnmaskRequest request, UnmaskRequest::Parse(task.payload()));
+        ASSIGN_OR_RETURN(UnmaskResponse response, session->OnUnmaskRequest(request));
+        return Submit(site, plan, task.kind(), response.Serialize());
+      }
+      default:
+        return absl::InternalError(absl::StrCat("unexpected task ", task.kind()));
+    }
+  }
+  return absl::DeadlineExceededError(absl::StrCat(site.name, ": round ", round, " never ended"));
+}
+
+void BM_Round(benchmark::State& state) {
+  const int64_t params = state.range(0) * 1000000;
+  const int sites = static_cast<int>(state.range(1));
+  const bool secure = state.range(2) != 0;
+  std::string error;
+  Federation* f = GetFederation(params * 4, sites, &error, secure);
+  if (!f) return state.SkipWithError(error.c_str());
+  // A small update, well inside the clipping range: what a trained delta looks like.
+  std::vector<float> update(static_cast<size_t>(LayoutOfBytes(params * 4).TotalElements()));
+  for (size_t i = 0; i < update.size(); ++i)
+    update[i] = 1e-4f * static_cast<float>(i % 200) - 0.01f;
+  double wall = 0;
+  for (auto _ : state) {
+    const uint64_t round = static_cast<uint64_t>(f->engine()->completed_round()) + 1;
+    auto start = Clock::now();
+    std::vector<Status> results(sites);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < sites; ++i) {
+      threads.emplace_back([&, i] { results[i] = SiteRound(f, f->site(i), round, update); });
+    }
+    for (auto& t : threads) t.join();
+    for (const Status& st : results) {
+      if (!st.ok()) return state.SkipWithError(st.ToString().c_str());
+    }
+    auto give_up = Clock::now() + std::chrono::minutes(5);
+    while (f->engine()->completed_round() < static_cast<int64_t>(round) && Clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    double s = Seconds(start, Clock::now());
+    wall += s;
+    state.SetIterationTime(s);
+  }
+  state.counters["round_s"] = wall / static_cast<double>(state.iterations());
+  state.counters["sites"] = sites;
+  state.counters["params_M"] = static_cast<double>(params) / 1e6;
+  state.counters["secure"] = secure ? 1 : 0;
+}
+
 // Arguments: model size in MB (1e6 bytes), sites, and whether to record peak memory.
 BENCHMARK(BM_Sha256)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Download)
@@ -652,6 +811,15 @@ BENCHMARK(BM_UploadDirect)
     ->ArgNames({"model_mb", "sites", "memory"})
     ->Args({1000, 3, 0})
     ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+// Millions of parameters, sites, secure. Plaintext and secure alternate, so a slow spell of
+// the machine does not fall on one of them only.
+BENCHMARK(BM_Round)
+    ->ArgNames({"params_m", "sites", "secure"})
+    ->Args({10, 10, 0})
+    ->Args({10, 10, 1})
+    ->Iterations(3)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 

@@ -13,6 +13,7 @@
 #include "common/secagg/encoding.h"
 #include "common/tensor/safetensors.h"
 #include "proto/plan_digest.h"
+#include "proto/secagg_plan.h"
 #include "spdlog/spdlog.h"
 
 namespace hansa {
@@ -425,29 +426,7 @@ namespace hansa {
 StatusOr<SecAggParams> SiteSession::SecAggParamsFor(const v1::RoundPlan& plan,
                                                     uint32_t* self) const {
   const v1::SecAggPlan& sp = plan.secagg();
-  SecAggParams p;
-  p.round = plan.round();
-  p.num_sites = sp.num_sites();
-  p.degree = static_cast<int>(sp.degree());
-  p.threshold = static_cast<int>(sp.threshold());
-  p.malicious = sp.malicious();
-  p.ring = sp.ring_bits() == 64 ? RingWidth::k64 : RingWidth::k32;
-  p.vector_length = sp.vector_length();
-  if (sp.round_seed().size() != p.round_seed.size()) {
-    return absl::InvalidArgumentError("secure-aggregation plan has no 32-byte round seed");
-  }
-  std::copy(sp.round_seed().begin(), sp.round_seed().end(), p.round_seed.begin());
-  if (static_cast<int>(sp.num_sites()) != plan.cohort_size()) {
-    return absl::InvalidArgumentError("secure-aggregation plan disagrees with its cohort");
-  }
-  *self = 0;
-  for (int i = 0; i < plan.cohort_size(); ++i) {
-    if (plan.cohort(i) == config_.name) *self = static_cast<uint32_t>(i + 1);
-  }
-  if (*self == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("round ", plan.round(), ": this site is not in the plan's cohort"));
-  }
+  ASSIGN_OR_RETURN(SecAggParams p, SecAggParamsOfPlan(plan, config_.name, self));
   if (p.malicious) {
     // Check every peer's certificate against the federation CA ourselves: the coordinator
     // must not be able to substitute a key it holds.
@@ -530,55 +509,20 @@ Status SiteSession::SecAggStage(const v1::Task& task) {
 }
 
 Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& delta, int64_t examples) {
-  const v1::SecAggPlan& sp = plan.secagg();
-  EncodingParams encoding{sp.clip(), static_cast<int>(sp.bits()), static_cast<int>(sp.num_sites())};
-  ASSIGN_OR_RETURN(Encoder encoder, Encoder::Create(encoding));
-  const RingWidth ring = sp.ring_bits() == 64 ? RingWidth::k64 : RingWidth::k32;
-  if (encoder.ring() != ring || Encoder::EncodedSize(delta.values.size()) != sp.vector_length()) {
-    return absl::InvalidArgumentError("secure-aggregation plan does not fit this model");
+  ASSIGN_OR_RETURN(std::vector<std::string> chunks,
+                   MaskUpdateForPlan(plan, *secagg_, delta.values, examples));
+  Sha256Hasher hasher;
+  uint64_t total = 0;
+  for (const std::string& c : chunks) {
+    hasher.Update(c);
+    total += c.size();
   }
-  const double weight =
-      std::min(1.0, static_cast<double>(examples) /
-                        static_cast<double>(std::max<uint64_t>(1, sp.max_examples())));
-  const size_t word = ring == RingWidth::k64 ? 8 : 4;
-  const size_t step =
-      std::max<size_t>(1, (plan.chunk_bytes() ? plan.chunk_bytes() : (1 << 20)) / word);
 
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(std::chrono::system_clock::time_point(
       std::chrono::milliseconds(plan.upload_deadline_unix_ms())));
   v1::UploadReply reply;
   auto writer = stub_->UploadUpdate(ctx.get(), &reply);
-  // The masked chunks are produced one at a time; the header's digest covers them all, so
-  // they are made first (O(model) memory, as the plaintext payload is).
-  std::vector<std::string> chunks;
-  Sha256Hasher hasher;
-  uint64_t total = 0;
-  const size_t n = delta.values.size();
-  for (size_t off = 0; off <= n; off += step) {
-    size_t count = std::min(step, n + 1 - off);
-    RingVector values = RingVector::Zeros(ring, count);
-    size_t value_count = off + count > n ? n - off : count;
-    if (ring == RingWidth::k32) {
-      RETURN_IF_ERROR(
-          encoder.EncodeValues(delta.values.data() + off, value_count, weight, values.w32.data()));
-    } else {
-      RETURN_IF_ERROR(
-          encoder.EncodeValues(delta.values.data() + off, value_count, weight, values.w64.data()));
-    }
-    if (value_count < count) {  // the weight element closes the vector
-      ASSIGN_OR_RETURN(uint64_t w, encoder.EncodeWeight(weight));
-      if (ring == RingWidth::k32) {
-        values.w32[value_count] = static_cast<uint32_t>(w);
-      } else {
-        values.w64[value_count] = w;
-      }
-    }
-    ASSIGN_OR_RETURN(MaskedInputChunk masked, secagg_->MaskChunk(off, std::move(values)));
-    chunks.push_back(masked.Serialize());
-    hasher.Update(chunks.back());
-    total += chunks.back().size();
-  }
   v1::Chunk chunk;
   auto* header = chunk.mutable_header();
   header->set_round(plan.round());
