@@ -10,6 +10,7 @@
 #include "common/crypto/sha256.h"
 #include "common/logging/logging.h"
 #include "common/pki/certificate.h"
+#include "common/privacy/ddg_accountant.h"
 #include "common/secagg/encoding.h"
 #include "common/tensor/safetensors.h"
 #include "proto/plan_digest.h"
@@ -45,6 +46,14 @@ StatusOr<std::unique_ptr<SiteSession>> SiteSession::Create(const SiteConfig& con
     return Annotate(egress.status(), absl::StrCat("egress ledger in ", config.state_dir));
   }
   s->egress_ = *std::move(egress);
+  if (config.max_epsilon > 0) {
+    auto ledger = PrivacyLedger::Open(config.state_dir + "/privacy.json",
+                                      PrivacyBudget{config.max_epsilon, config.delta});
+    if (!ledger.ok()) {
+      return Annotate(ledger.status(), absl::StrCat("privacy ledger in ", config.state_dir));
+    }
+    s->privacy_ = *std::move(ledger);
+  }
   ASSIGN_OR_RETURN(Dataset train, LoadIdxDataset(config.train_images, config.train_labels));
   ASSIGN_OR_RETURN(Dataset test, LoadIdxDataset(config.test_images, config.test_labels));
   ASSIGN_OR_RETURN(s->train_, Shard(train, config.shard_index, config.shard_count));
@@ -236,6 +245,11 @@ Status SiteSession::Consent(const v1::RoundPlan& plan) {
   const std::string digest = PlanSha256(plan);
   if (digest == answered_plan_) return answer_;
   Status policy = CheckPlan(plan, /*sends_update=*/true);
+  StatusOr<std::vector<double>> rdp = std::vector<double>();
+  if (policy.ok()) {
+    rdp = CheckPrivacy(plan);
+    policy = rdp.status();
+  }
   const auto round = static_cast<int64_t>(plan.round());
   RETURN_IF_ERROR(
       Annotate(egress_
@@ -258,10 +272,55 @@ Status SiteSession::Consent(const v1::RoundPlan& plan) {
   if (!sent.ok() && !absl::IsAlreadyExists(sent)) {
     return RecordOutcome(audit_events::kMessagePlanResponse, plan.round(), sha, sent);
   }
+  if (policy.ok() && !rdp->empty()) RETURN_IF_ERROR(SpendPrivacy(plan, *rdp));
   answered_plan_ = digest;
   answer_ = policy;
   if (!policy.ok()) spdlog::warn("round {}: plan refused: {}", plan.round(), policy.message());
   return policy;
+}
+
+StatusOr<std::vector<double>> SiteSession::CheckPrivacy(const v1::RoundPlan& plan) const {
+  const bool wants = config_.require_client_dp || config_.max_epsilon > 0;
+  if (!HasClientPrivacy(plan)) {
+    if (!wants) return std::vector<double>();
+    return absl::InvalidArgumentError(
+        absl::StrCat("round ", plan.round(),
+                     " has no client-level differential privacy but this site's policy requires it "
+                     "(policy.require_client_dp / policy.max_epsilon); refused"));
+  }
+  ASSIGN_OR_RETURN(ModelLayout layout, BuiltinModelLayout(plan.model_name()));
+  DdgParams params = DdgParamsOfPlan(plan.privacy(), layout.TotalElements());
+  RETURN_IF_ERROR(Annotate(params.Validate(), absl::StrCat("privacy of round ", plan.round())));
+  ASSIGN_OR_RETURN(std::vector<double> rdp, DdgRdp(params, 1, DefaultRdpOrders()));
+  if (privacy_) {
+    Status fits = privacy_->CheckFits(rdp);
+    if (!fits.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "round ", plan.round(), " would exceed this site's privacy budget: ", fits.message(),
+          " (policy.max_epsilon); refused"));
+    }
+  }
+  return rdp;
+}
+
+Status SiteSession::SpendPrivacy(const v1::RoundPlan& plan, const std::vector<double>& rdp) {
+  if (!privacy_) return absl::OkStatus();
+  // One entry per plan accepted: a retried round may have released a sum each time.
+  Status st;
+  const int64_t first = static_cast<int64_t>(plan.round()) * 1000;
+  for (int64_t id = first; id < first + 1000; ++id) {
+    st = privacy_->Record(id, kDistributedDiscreteGaussian, rdp);
+    if (!absl::IsInvalidArgument(st)) break;  // InvalidArgument: that id is taken
+  }
+  RETURN_IF_ERROR(Annotate(st, "privacy ledger"));
+  const auto spent = privacy_->Spent();
+  spdlog::info("round {}: this site's privacy spent so far: epsilon {:.4g} of {:g}", plan.round(),
+               spent.epsilon, config_.max_epsilon);
+  return Annotate(egress_
+                      ->Append(PrivacySpentEvent(static_cast<int64_t>(plan.round()), spent.epsilon,
+                                                 spent.delta))
+                      .status(),
+                  "egress ledger");
 }
 
 Status SiteSession::EnsureTrainer(const std::string& model) {

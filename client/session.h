@@ -18,6 +18,7 @@
 #include "common/audit/audit_log.h"
 #include "common/crypto/ed25519.h"
 #include "common/net/tls.h"
+#include "common/privacy/ledger.h"
 #include "common/secagg/client.h"
 #include "common/status/status.h"
 #include "common/tensor/tensor.h"
@@ -47,6 +48,11 @@ class SiteSession {
   // Answers a training plan once (PlanResponse) and records the answer; the policy's refusal
   // when the site refuses it.
   Status Consent(const v1::RoundPlan& plan);
+  // The site's own privacy rules for a training plan: the round's RDP curve when the plan is
+  // private (empty when not and the site does not require it), or the refusal.
+  StatusOr<std::vector<double>> CheckPrivacy(const v1::RoundPlan& plan) const;
+  // Books an accepted private round in the site's ledger and egress ledger.
+  Status SpendPrivacy(const v1::RoundPlan& plan, const std::vector<double>& rdp);
   // Ledger entry for a message about to leave; returns the digest for RecordFailure.
   StatusOr<std::string> RecordSend(const char* type, uint64_t round, const std::string& bytes);
   StatusOr<std::string> RecordSend(const char* type, uint64_t round, uint64_t bytes,
@@ -70,6 +76,7 @@ class SiteSession {
   SiteConfig config_;
   TlsFiles tls_;
   std::unique_ptr<AuditLog> egress_;
+  std::optional<PrivacyLedger> privacy_;  // when policy.max_epsilon > 0
   // The last training plan answered (PlanSha256) and the answer.
   std::string answered_plan_;
   Status answer_;

@@ -20,6 +20,9 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
   c.allowed_models = cfg.StringList("policy.allowed_models", BuiltinModels());
   c.require_secure_aggregation = cfg.Bool("policy.require_secure_aggregation", true);
   c.min_cohort = static_cast<int>(cfg.Int("policy.min_cohort", 3, 1, 100000));
+  c.require_client_dp = cfg.Bool("policy.require_client_dp", false);
+  c.max_epsilon = cfg.Double("policy.max_epsilon", 0, 0, 1e12);
+  c.delta = cfg.Double("policy.delta", c.delta, 1e-300, 0.5);
 
   const std::string dir = "/usr/share/datasets/fashion-mnist/";
   c.train_images = cfg.Path("data.train_images", dir + "train-images-idx3-ubyte.gz");

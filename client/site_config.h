@@ -23,6 +23,12 @@ struct SiteConfig {
   std::vector<std::string> allowed_models;
   bool require_secure_aggregation = true;
   int min_cohort = 3;  // refuse rounds with fewer sites than this
+  // Client-level differential privacy, accounted by the site itself (state_dir/privacy.json):
+  // a training plan without it is refused when either is set, and a plan whose round would
+  // take the site past max_epsilon (at `delta`) is refused. 0 = no budget of the site's own.
+  bool require_client_dp = false;
+  double max_epsilon = 0;
+  double delta = 1e-5;
 
   // Data: IDX files and this site's shard of them.
   std::string train_images, train_labels, test_images, test_labels;

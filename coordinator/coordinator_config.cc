@@ -60,7 +60,22 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   so.bits = static_cast<int>(cfg.Int("aggregation.bits", so.bits, 1, 62));
   so.max_examples = cfg.Int("aggregation.max_examples", so.max_examples, 1, INT64_MAX);
   so.stage_timeout = absl::Seconds(cfg.Double("aggregation.stage_timeout_seconds", 120, 1, 86400));
+  // Client-level differential privacy (secure aggregation only).
+  const std::string privacy = cfg.String("privacy.mechanism", "none");
+  PrivacyOptions& po = e.privacy;
+  po.clip_norm = cfg.Double("privacy.clip_norm", po.clip_norm, 1e-9, 1e9);
+  po.granularity = cfg.Double("privacy.granularity", po.granularity, 1e-12, 1e6);
+  po.noise_multiplier = cfg.Double("privacy.noise_multiplier", po.noise_multiplier, 0, 1e6);
+  po.min_survivors = static_cast<int>(cfg.Int("privacy.min_survivors", 0, 0, 100000));
+  po.budget.epsilon = cfg.Double("privacy.epsilon", po.budget.epsilon, 1e-9, 1e12);
+  po.budget.delta = cfg.Double("privacy.delta", po.budget.delta, 1e-300, 0.5);
   RETURN_IF_ERROR(cfg.Finish());
+  if (privacy != "none" && privacy != "distributed_discrete_gaussian") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": privacy.mechanism is '", privacy,
+                     "'; it must be \"none\" or \"distributed_discrete_gaussian\""));
+  }
+  po.enabled = privacy != "none";
   StatusOr<std::vector<std::string>> allowed = ExpandCountryList(countries);
   if (!allowed.ok()) {
     return absl::InvalidArgumentError(
@@ -74,6 +89,12 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   so.enabled = mode == "secure";
   if (Status st = CheckEngineStrategy(e.strategy, so.enabled); !st.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": [strategy] ", st.message()));
+  }
+  if (po.enabled && !so.enabled) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path,
+        ": privacy.mechanism = \"distributed_discrete_gaussian\" needs aggregation.mode = "
+        "\"secure\": each site adds only its share of the noise"));
   }
   if (so.enabled && e.min_sites < 3) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -8,9 +8,11 @@
 #include "common/crypto/random.h"
 #include "common/fileio/fileio.h"
 #include "common/logging/logging.h"
+#include "common/privacy/ddg_accountant.h"
 #include "common/status/check.h"
 #include "nlohmann/json.hpp"
 #include "proto/plan_digest.h"
+#include "proto/secagg_plan.h"
 #include "spdlog/spdlog.h"
 
 namespace hansa {
@@ -199,6 +201,11 @@ StatusOr<std::unique_ptr<RoundEngine>> RoundEngine::Create(const EngineOptions& 
                                                            const Model& initial) {
   if (options.min_sites < 1) return absl::InvalidArgumentError("min_sites must be at least 1");
   RETURN_IF_ERROR(CheckEngineStrategy(options.strategy, options.secure.enabled));
+  if (options.privacy.enabled && !options.secure.enabled) {
+    return absl::InvalidArgumentError(
+        "client-level differential privacy (the distributed discrete Gaussian) needs secure "
+        "aggregation: each site's noise alone is too small to protect it");
+  }
   std::unique_ptr<RoundEngine> engine(new RoundEngine(options));
   RETURN_IF_ERROR(MakeDirs(options.state_dir));
   RETURN_IF_ERROR(MakeDirs(options.state_dir + "/checkpoints"));
@@ -206,6 +213,22 @@ StatusOr<std::unique_ptr<RoundEngine>> RoundEngine::Create(const EngineOptions& 
   RETURN_IF_ERROR(engine->Resume(initial));
   RETURN_IF_ERROR(engine->RecordStart());
   return engine;
+}
+
+Status RoundEngine::OpenPrivacy(int64_t dimension) {
+  const PrivacyOptions& p = options_.privacy;
+  if (!p.enabled) return absl::OkStatus();
+  ddg_.dimension = dimension;
+  ddg_.clip_norm = p.clip_norm;
+  ddg_.granularity = p.granularity;
+  ddg_.noise_multiplier = p.noise_multiplier;
+  ddg_.min_survivors = p.min_survivors > 0 ? p.min_survivors : options_.min_sites;
+  RETURN_IF_ERROR(Annotate(ddg_.Validate(), "[privacy]"));
+  ASSIGN_OR_RETURN(round_rdp_, DdgRdp(ddg_, 1, DefaultRdpOrders()));
+  ASSIGN_OR_RETURN(PrivacyLedger ledger,
+                   PrivacyLedger::Open(options_.state_dir + "/privacy.json", p.budget));
+  ledger_ = std::move(ledger);
+  return absl::OkStatus();
 }
 
 Status RoundEngine::Record(const AuditEvent& event) const {
@@ -255,6 +278,16 @@ Status RoundEngine::RecordPlan() {
     a.clip = sp.clip();
     a.quantization_bits = sp.bits();
     f.secure_aggregation = a;
+  }
+  if (HasClientPrivacy(plan_)) {
+    const v1::PrivacyPlan& p = plan_.privacy();
+    f.privacy = nlohmann::json{{"mechanism", p.mechanism()},
+                               {"clip", p.clip_norm()},
+                               {"granularity", p.granularity()},
+                               {"noise_multiplier", p.noise_multiplier()},
+                               {"min_survivors", p.min_survivors()},
+                               {"delta", p.delta()},
+                               {"target_epsilon", options_.privacy.budget.epsilon}};
   }
   return Record(RoundPlanned(f));
 }
@@ -315,6 +348,7 @@ Status RoundEngine::Resume(const Model& initial) {
   if (!last) {
     RETURN_IF_ERROR(initial.Validate());
     ASSIGN_OR_RETURN(strategy_, Strategy::Create(options_.strategy, initial.layout));
+    RETURN_IF_ERROR(OpenPrivacy(initial.layout.TotalElements()));
     RoundRecord record;
     record.round = 0;
     return PublishModel(0, initial, record);
@@ -331,6 +365,7 @@ Status RoundEngine::Resume(const Model& initial) {
   }
   spdlog::info("resuming after round {} (checkpoint {})", last->round, last->checkpoint);
   ASSIGN_OR_RETURN(strategy_, Strategy::Create(options_.strategy, model.layout));
+  RETURN_IF_ERROR(OpenPrivacy(model.layout.TotalElements()));
   if (last->round > 0 && strategy_->State().layout.size() > 0) {
     RETURN_IF_ERROR(Annotate(strategy_->LoadState(StrategyStatePath(last->round)),
                              absl::StrCat("resuming strategy '", options_.strategy.name, "'")));
@@ -755,6 +790,15 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   params.malicious = so.malicious;
   ASSIGN_OR_RETURN(params.ring, ChooseRing(encoding));
   params.vector_length = Encoder::EncodedSize(global_.values.size());
+  if (ledger_) {
+    // DDG integers: each site's are bounded by the rounded norm plus its noise (12 sigma);
+    // the signed sum of the cohort must fit the ring.
+    params.vector_length = static_cast<uint64_t>(ddg_.PaddedDimension());
+    const double per_site = ddg_.RoundedNormBound() + 12 * std::sqrt(ddg_.SiteNoiseVariance());
+    params.ring = per_site * static_cast<double>(cohort.size()) < std::ldexp(1.0, 30)
+                      ? RingWidth::k32
+                      : RingWidth::k64;
+  }
   RETURN_IF_ERROR(RandBytes(params.round_seed.data(), params.round_seed.size()));
   site_ids_.clear();
   for (size_t i = 0; i < cohort.size(); ++i) {
@@ -782,6 +826,7 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   sp->set_bits(static_cast<uint32_t>(so.bits));
   sp->set_max_examples(static_cast<uint64_t>(so.max_examples));
   sp->set_deadline_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(so.stage_timeout)));
+  if (ledger_) SetPrivacyPlan(ddg_, options_.privacy.budget.delta, plan_.mutable_privacy());
   if (params.malicious) {
     for (const auto& site : cohort) sp->add_certificates(joined_[site].certificate_pem);
   }
@@ -895,6 +940,27 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
         absl::StrCat("only ", result->survivors.size(),
                      " inputs in the sum, min_sites = ", options_.min_sites)));
   }
+  if (ledger_) {
+    // The survivors' clipped updates plus their noise, rotation and scaling undone.
+    const int bits = params.ring == RingWidth::k64 ? 64 : 32;
+    std::vector<uint64_t> words =
+        params.ring == RingWidth::k64
+            ? result->sum.w64
+            : std::vector<uint64_t>(result->sum.w32.begin(), result->sum.w32.end());
+    const std::string_view seed(reinterpret_cast<const char*>(params.round_seed.data()),
+                                params.round_seed.size());
+    StatusOr<std::vector<double>> sum =
+        DdgDecodeSum(words, bits, ddg_, seed, static_cast<int64_t>(result->survivors.size()));
+    if (!sum.ok()) return retry(sum.status());
+    std::vector<float> mean(sum->size());
+    for (size_t i = 0; i < mean.size(); ++i) {
+      mean[i] = static_cast<float>((*sum)[i] / static_cast<double>(result->survivors.size()));
+    }
+    secure_examples_ = 0;  // no weights under client-level privacy: the clipped mean
+    spdlog::info("round {}: unmasked the noised sum of {} sites (distributed discrete Gaussian)",
+                 plan_.round(), result->survivors.size());
+    return std::optional<std::vector<float>>(std::move(mean));
+  }
   ASSIGN_OR_RETURN(DecodedSum decoded, DecodeSum(result->sum, result->survivors.size(), encoding));
   std::vector<float> mean = decoded.Mean();
   mean.resize(global_.values.size());  // drop the weight element
@@ -939,6 +1005,16 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
     }
     if (options_.secure.enabled) record.examples = secure_examples_;
     record.bytes_up = bytes_up_;
+    if (ledger_) {
+      // Spent once the aggregate exists, before it is published. A round run again after a
+      // crash in between was recorded the first time; that record stands.
+      Status spent = ledger_->Record(round, kDistributedDiscreteGaussian, round_rdp_);
+      if (!spent.ok() && !absl::IsInvalidArgument(spent)) return spent;
+      const auto total = ledger_->Spent();
+      RETURN_IF_ERROR(Record(PrivacySpentEvent(round, total.epsilon, total.delta)));
+      spdlog::info("round {}: privacy spent so far: epsilon {:.4g} at delta {:g}", round,
+                   total.epsilon, total.delta);
+    }
     record.bytes_down = bytes_down_;
     next = global_;
   }
@@ -1073,6 +1149,10 @@ Status RoundEngine::RunEvaluation(int64_t round) {
     line["evaluated_on"] = static_cast<int64_t>(n);
     line["evaluation_seconds"] = absl::ToDoubleSeconds(absl::Now() - started);
     line["model_sha256"] = payload_sha256_;
+    if (ledger_) {
+      line["epsilon"] = ledger_->Spent().epsilon;
+      line["delta"] = ledger_->budget().delta;
+    }
     line["per_site"] = per_site;
     bytes_down_ = 0;
   }
@@ -1107,6 +1187,12 @@ Status RoundEngine::Run() {
       continue;
     }
     if (round >= options_.rounds) break;
+    if (ledger_) {
+      if (Status fits = ledger_->CheckFits(round_rdp_); !fits.ok()) {
+        spdlog::warn("privacy budget: {}; training stops after round {}", fits.message(), round);
+        break;
+      }
+    }
     RETURN_IF_ERROR(RunTrainingRound(round + 1));
   }
   RETURN_IF_ERROR(Record(FederationFinished(options_.rounds)));

@@ -22,6 +22,8 @@
 #include "common/audit/audit_log.h"
 #include "common/audit/jurisdiction.h"
 #include "common/crypto/sha256.h"
+#include "common/privacy/ddg.h"
+#include "common/privacy/ledger.h"
 #include "common/secagg/encoding.h"
 #include "common/secagg/server.h"
 #include "common/status/status.h"
@@ -46,6 +48,17 @@ struct SecureOptions {
   absl::Duration stage_timeout = absl::Minutes(2);
 };
 
+// Client-level differential privacy under secure aggregation: the distributed discrete
+// Gaussian (common/privacy/ddg.h), accounted against the federation's budget.
+struct PrivacyOptions {
+  bool enabled = false;
+  double clip_norm = 1.0;         // L2 bound of each site's update
+  double granularity = 1e-4;      // real units per integer step
+  double noise_multiplier = 1.0;  // stddev of the summed noise / clip_norm
+  int min_survivors = 0;          // 0 = min_sites; fewer inputs and the sum is not released
+  PrivacyBudget budget{10.0, 1e-5};
+};
+
 struct EngineOptions {
   std::string federation = "hansa";
   std::string coordinator_country;
@@ -67,6 +80,9 @@ struct EngineOptions {
   uint32_t max_chunk_bytes = 4 << 20;
   int64_t max_examples = int64_t{1} << 40;
   SecureOptions secure;
+  // Needs secure.enabled. Training stops, with a message, before a round that would take the
+  // federation over its budget; epsilon goes into metrics.jsonl and the audit log.
+  PrivacyOptions privacy;
 
   // Compliance records (audit.jsonl, common/audit/events.h). Null: none (simulation, most unit
   // tests). Each record is appended and fsynced before the engine acknowledges what it states;
@@ -192,6 +208,7 @@ class RoundEngine {
 
   explicit RoundEngine(EngineOptions options);
   Status Resume(const Model& initial);
+  Status OpenPrivacy(int64_t dimension);
   Status RunTrainingRound(int64_t round);
   // One attempt at the round's aggregate: the mean update, or nullopt when too few sites
   // finished and the round must be retried.
@@ -229,6 +246,11 @@ class RoundEngine {
   const EngineOptions options_;
   std::unique_ptr<StateStore> store_;
   std::unique_ptr<Strategy> strategy_;  // driver thread only
+  // Client-level privacy (driver thread only): the mechanism for this model, one round's RDP
+  // curve, and the federation's ledger (state_dir/privacy.json).
+  DdgParams ddg_;
+  std::vector<double> round_rdp_;
+  std::optional<PrivacyLedger> ledger_;
 
   mutable absl::Mutex mu_;
   absl::CondVar changed_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/privacy/uniform_source.h"
 #include "common/secagg/encoding.h"
 #include "common/secagg/masked_upload.h"
 
@@ -36,10 +37,77 @@ StatusOr<SecAggParams> SecAggParamsOfPlan(const v1::RoundPlan& plan, const std::
   return p;
 }
 
+bool HasClientPrivacy(const v1::RoundPlan& plan) { return !plan.privacy().mechanism().empty(); }
+
+DdgParams DdgParamsOfPlan(const v1::PrivacyPlan& privacy, int64_t dimension) {
+  DdgParams p;
+  p.dimension = dimension;
+  p.clip_norm = privacy.clip_norm();
+  p.granularity = privacy.granularity();
+  p.noise_multiplier = privacy.noise_multiplier();
+  p.beta = privacy.beta();
+  p.min_survivors = privacy.min_survivors();
+  return p;
+}
+
+void SetPrivacyPlan(const DdgParams& params, double delta, v1::PrivacyPlan* out) {
+  out->set_mechanism(kDistributedDiscreteGaussian);
+  out->set_clip_norm(params.clip_norm);
+  out->set_granularity(params.granularity);
+  out->set_noise_multiplier(params.noise_multiplier);
+  out->set_beta(params.beta);
+  out->set_min_survivors(static_cast<uint32_t>(params.min_survivors));
+  out->set_delta(delta);
+}
+
+namespace {
+
+// DdgEncode's integers, reduced into the ring, masked chunk by chunk.
+StatusOr<std::vector<std::string>> MaskDdgUpdate(const v1::RoundPlan& plan, ClientSession& session,
+                                                 const std::vector<float>& values) {
+  const v1::SecAggPlan& sp = plan.secagg();
+  if (plan.privacy().mechanism() != kDistributedDiscreteGaussian) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("privacy mechanism '", plan.privacy().mechanism(), "' is not known here"));
+  }
+  DdgParams params = DdgParamsOfPlan(plan.privacy(), static_cast<int64_t>(values.size()));
+  RETURN_IF_ERROR(params.Validate());
+  if (static_cast<uint64_t>(params.PaddedDimension()) != sp.vector_length()) {
+    return absl::InvalidArgumentError("secure-aggregation plan does not fit this model");
+  }
+  const std::vector<double> update(values.begin(), values.end());
+  CryptoUniformSource source;
+  const std::string_view seed(sp.round_seed());
+  ASSIGN_OR_RETURN(std::vector<int64_t> encoded, DdgEncode(update, params, seed, source));
+  const int bits = sp.ring_bits() == 64 ? 64 : 32;
+  const RingWidth ring = bits == 64 ? RingWidth::k64 : RingWidth::k32;
+  std::vector<uint64_t> words = ToRing(encoded, bits);
+  const size_t step =
+      std::max<size_t>(1, (plan.chunk_bytes() ? plan.chunk_bytes() : (1 << 20)) / (bits / 8));
+  std::vector<std::string> chunks;
+  for (size_t off = 0; off < words.size(); off += step) {
+    const size_t count = std::min(step, words.size() - off);
+    RingVector part = RingVector::Zeros(ring, count);
+    for (size_t i = 0; i < count; ++i) {
+      if (ring == RingWidth::k32) {
+        part.w32[i] = static_cast<uint32_t>(words[off + i]);
+      } else {
+        part.w64[i] = words[off + i];
+      }
+    }
+    ASSIGN_OR_RETURN(MaskedInputChunk masked, session.MaskChunk(off, std::move(part)));
+    chunks.push_back(masked.Serialize());
+  }
+  return chunks;
+}
+
+}  // namespace
+
 StatusOr<std::vector<std::string>> MaskUpdateForPlan(const v1::RoundPlan& plan,
                                                      ClientSession& session,
                                                      const std::vector<float>& values,
                                                      int64_t examples) {
+  if (HasClientPrivacy(plan)) return MaskDdgUpdate(plan, session, values);
   const v1::SecAggPlan& sp = plan.secagg();
   EncodingParams encoding{sp.clip(), static_cast<int>(sp.bits()), static_cast<int>(sp.num_sites())};
   ASSIGN_OR_RETURN(Encoder encoder, Encoder::Create(encoding));

@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "common/privacy/ddg.h"
 #include "common/secagg/client.h"
 #include "common/secagg/params.h"
 #include "common/status/status.h"
@@ -21,9 +22,22 @@ namespace hansa {
 StatusOr<SecAggParams> SecAggParamsOfPlan(const v1::RoundPlan& plan, const std::string& site,
                                           uint32_t* self);
 
+inline constexpr char kDistributedDiscreteGaussian[] = "distributed_discrete_gaussian";
+
+// True when the plan asks for client-level differential privacy (the distributed discrete
+// Gaussian); InvalidArgument-worthy mechanisms are caught by DdgParamsOfPlan's Validate.
+bool HasClientPrivacy(const v1::RoundPlan& plan);
+// The mechanism's parameters as the plan announces them, for a model of `dimension` values.
+DdgParams DdgParamsOfPlan(const v1::PrivacyPlan& privacy, int64_t dimension);
+// The plan's privacy fields for `params` and the federation budget's `delta`.
+void SetPrivacyPlan(const DdgParams& params, double delta, v1::PrivacyPlan* out);
+
 // The site's masked input for the plan, as the serialized chunks of its upload (MaskUpdate):
 // encoded with the plan's clip, bits and cohort, weight min(1, examples / max_examples), cut
-// to the plan's chunk size. InvalidArgument when the plan does not fit `values`.
+// to the plan's chunk size. With client-level privacy the update is instead clipped in L2,
+// rotated, rounded and noised (DdgEncode, noise from the operating system's CSPRNG) and
+// carries no weight: the coordinator averages the survivors' clipped updates.
+// InvalidArgument when the plan does not fit `values`.
 StatusOr<std::vector<std::string>> MaskUpdateForPlan(const v1::RoundPlan& plan,
                                                      ClientSession& session,
                                                      const std::vector<float>& values,

@@ -83,7 +83,7 @@ AuditEvent AggregateReleased(int64_t round, const std::string& model_sha256,
           {{"round", round}, {"model_sha256", model_sha256}, {"sites", sites}}};
 }
 
-AuditEvent PrivacySpent(int64_t round, double epsilon, double delta) {
+AuditEvent PrivacySpentEvent(int64_t round, double epsilon, double delta) {
   return {ev::kPrivacySpent, {{"round", round}, {"epsilon", epsilon}, {"delta", delta}}};
 }
 

@@ -146,7 +146,7 @@ AuditEvent UpdateReceived(int64_t round, const std::string& site, uint64_t bytes
 AuditEvent SiteDropped(int64_t round, const std::string& site, const std::string& stage);
 AuditEvent AggregateReleased(int64_t round, const std::string& model_sha256,
                              const std::vector<std::string>& sites);
-AuditEvent PrivacySpent(int64_t round, double epsilon, double delta);
+AuditEvent PrivacySpentEvent(int64_t round, double epsilon, double delta);
 AuditEvent CheckpointWritten(int64_t round, const std::string& path, const std::string& sha256);
 AuditEvent FederationFinished(int64_t rounds);
 

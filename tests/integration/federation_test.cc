@@ -20,6 +20,7 @@
 #include "common/net/tls.h"
 #include "common/pki/authority.h"
 #include "common/pki/key.h"
+#include "common/privacy/ddg_accountant.h"
 #include "common/tensor/safetensors.h"
 #include "hansa/v1/hansa.grpc.pb.h"
 #include "tests/integration/harness.h"
@@ -461,6 +462,67 @@ TEST(FederationTest, SiteKilledAfterItsMaskedUploadIsStillInTheSum) {
                          r["fields"]["stage"] == "unmask";
   }
   EXPECT_TRUE(dropped_at_unmask);
+}
+
+TEST(FederationTest, ClientLevelPrivacyIsSpentAndEnforcedByTheCoordinatorAndBySites) {
+  std::string dir = FreshDir();
+  Federation fed(dir, {"alpha", "beta", "gamma", "delta"},
+                 Settings{.rounds = 3, .min_sites = 3, .evaluate_timeout = 10, .secure = true});
+  // The distributed discrete Gaussian, with little noise so that four sites still learn.
+  DdgParams p;
+  p.dimension = BuiltinModelLayout("mlp")->TotalElements();
+  p.clip_norm = 2;
+  p.granularity = 1e-5;
+  p.noise_multiplier = 0.005;
+  p.min_survivors = 3;
+  std::vector<double> eps;
+  for (int rounds = 1; rounds <= 3; ++rounds) {
+    auto spent = DdgEpsilon(p, rounds, 1e-5);
+    ASSERT_TRUE(spent.ok()) << spent.status();
+    eps.push_back(spent->epsilon);
+  }
+  ASSERT_LT(eps[0], eps[1]);
+  ASSERT_LT(eps[1], eps[2]);
+  // The federation's budget fits two rounds of the three configured; delta's own budget fits
+  // none, so it refuses every plan, whatever the coordinator says.
+  AppendText(fed.kit() + "/coordinator/coordinator.toml",
+             Federation::absl_format("[privacy]\nmechanism = \"distributed_discrete_gaussian\"\n"
+                                     "clip_norm = 2\ngranularity = 1e-5\nnoise_multiplier = 0.005\n"
+                                     "epsilon = %.17g\ndelta = 1e-5\n",
+                                     (eps[1] + eps[2]) / 2));
+  ReplaceInFile(fed.kit() + "/sites/delta/site.toml", "[policy]\n",
+                Federation::absl_format("[policy]\nmax_epsilon = %.17g\n", eps[0] / 2));
+  ReplaceInFile(fed.kit() + "/sites/alpha/site.toml", "[policy]\n",
+                Federation::absl_format("[policy]\nmax_epsilon = %.17g\n", eps[2] * 2));
+  std::string log = RunToEnd(fed, {"alpha", "beta", "gamma", "delta"});
+  EXPECT_THAT(log, HasSubstr("training stops after round 2"));
+  auto metrics = fed.Metrics();
+  ASSERT_EQ(metrics.size(), 3u);  // rounds 0, 1, 2: the third would exceed the budget
+  for (int r = 1; r <= 2; ++r) {
+    EXPECT_EQ(metrics[r]["sites"].get<int>(), 3) << metrics[r].dump();
+    EXPECT_NEAR(metrics[r]["epsilon"].get<double>(), eps[r - 1], 1e-9 * eps[r - 1]);
+  }
+  EXPECT_GT(metrics[2]["accuracy"].get<double>(), metrics[0]["accuracy"].get<double>() + 0.2);
+  int spent_records = 0;
+  for (const auto& r : fed.Audit()) spent_records += r["event"] == "privacy_spent";
+  EXPECT_EQ(spent_records, 2);
+  // delta refused for its budget; alpha booked every round it accepted.
+  int refused = 0;
+  for (const auto& r : ReadJsonLines(fed.Egress("delta"))) {
+    if (r["event"] == "plan_refused") {
+      ++refused;
+      EXPECT_THAT(r["fields"]["reason"].get<std::string>(),
+                  HasSubstr("would exceed this site's privacy budget"));
+    }
+    EXPECT_FALSE(r["event"] == "message_sent" && r["fields"]["type"] == "upload") << r.dump();
+  }
+  EXPECT_GE(refused, 1);
+  double alpha_epsilon = 0;
+  for (const auto& r : ReadJsonLines(fed.Egress("alpha"))) {
+    if (r["event"] == "privacy_spent") alpha_epsilon = r["fields"]["epsilon"].get<double>();
+  }
+  EXPECT_NEAR(alpha_epsilon, eps[1], 1e-9 * eps[1]);
+  fed.ExpectRecordsReconcile({"alpha", "beta", "gamma", "delta"});
 }
 
 TEST(FederationTest, CtrlCStopsTheCoordinatorCleanly) {

@@ -58,6 +58,26 @@ TEST(CoordinatorConfigTest, UnknownKeyAndImpossibleSettingsAreErrors) {
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST(CoordinatorConfigTest, ClientLevelPrivacyNeedsSecureAggregation) {
+  const std::string sites = "[sites]\nallowed=[\"a\", \"b\", \"c\"]\n";
+  const std::string ddg =
+      "[privacy]\nmechanism = \"distributed_discrete_gaussian\"\nnoise_multiplier = 0.8\n"
+      "epsilon = 4\ndelta = 1e-6\n";
+  auto on = LoadCoordinatorConfig(Write(sites + ddg));
+  ASSERT_TRUE(on.ok()) << on.status();
+  EXPECT_TRUE(on->engine.privacy.enabled);
+  EXPECT_EQ(on->engine.privacy.noise_multiplier, 0.8);
+  EXPECT_EQ(on->engine.privacy.budget.epsilon, 4);
+  EXPECT_EQ(on->engine.privacy.budget.delta, 1e-6);
+  auto plaintext =
+      LoadCoordinatorConfig(Write(sites + "[aggregation]\nmode = \"plaintext\"\n" + ddg));
+  EXPECT_THAT(std::string(plaintext.status().message()),
+              HasSubstr("needs aggregation.mode = \"secure\""));
+  auto unknown = LoadCoordinatorConfig(Write(sites + "[privacy]\nmechanism = \"laplace\"\n"));
+  EXPECT_THAT(std::string(unknown.status().message()),
+              HasSubstr("must be \"none\" or \"distributed_discrete_gaussian\""));
+}
+
 TEST(CoordinatorConfigTest, StrategiesTheCoordinatorCannotRunAreRefusedWithWhatToUse) {
   const std::string sites = "[sites]\nallowed=[\"a\", \"b\", \"c\"]\n";
   auto adam = LoadCoordinatorConfig(

@@ -50,7 +50,7 @@ inline std::string WriteSyntheticState(const std::string& root,
       UpdateReceived(1, "milan", 1000, digest("u1m")),
       UpdateReceived(1, "paris", 1000, digest("u1p")),
       AggregateReleased(1, digest("model 1"), {"berlin", "milan", "paris"}),
-      PrivacySpent(1, 1.5, 1e-5),
+      PrivacySpentEvent(1, 1.5, 1e-5),
       CheckpointWritten(1, "checkpoints/round-0001.safetensors", digest("model 1")),
       CoordinatorResumed(1),
       RoundPlanned(plan2a),
@@ -61,7 +61,7 @@ inline std::string WriteSyntheticState(const std::string& root,
       UpdateReceived(2, "berlin", 1000, digest("u2b")),
       UpdateReceived(2, "paris", 1000, digest("u2p")),
       AggregateReleased(2, digest("model 2"), {"berlin", "paris"}),
-      PrivacySpent(2, 2.25, 1e-5),
+      PrivacySpentEvent(2, 2.25, 1e-5),
       FederationFinished(2)};
   {
     const auto& who = fed.coordinator();
