@@ -13,35 +13,16 @@
 #include "absl/strings/str_format.h"
 #include "common/crypto/sha256.h"
 #include "common/tensor/safetensors.h"
+#include "tests/unit/coordinator/engine_test_setup.h"
 
 namespace hansa {
 namespace {
 
 using ::testing::HasSubstr;
 
-Model InitialModel() {
-  Model m;
-  m.layout = ModelLayout({{"w", DType::kF32, {50, 40}}, {"b", DType::kF32, {40}}});
-  m.values.assign(m.layout.TotalElements(), 1.0f);
-  return m;
-}
+Model InitialModel() { return testing::OnesModel(50, 40); }
 
-EngineOptions Options(const std::string& name) {
-  EngineOptions o;
-  o.federation = "test";
-  o.state_dir = ::testing::TempDir() + "engine_" + name;
-  std::filesystem::remove_all(o.state_dir);
-  o.allowed_sites = {"a", "b", "c"};
-  o.rounds = 1;
-  o.min_sites = 2;
-  o.wait_for_sites = absl::Seconds(10);
-  o.upload_timeout = absl::Seconds(3);
-  o.evaluate_timeout = absl::Seconds(3);
-  o.chunk_bytes = 1024;
-  o.max_chunk_bytes = 2048;
-  o.secure.enabled = false;  // these cases drive plaintext uploads by hand
-  return o;
-}
+EngineOptions Options(const std::string& name) { return testing::EngineTestOptions(name); }
 
 // What a fake site does with its update payload before and while uploading.
 struct Behaviour {
