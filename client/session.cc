@@ -530,12 +530,13 @@ Status SiteSession::SecAggStage(const v1::Task& task) {
   if (task.kind() == v1::Task::SECAGG_ADVERTISE) {
     uint32_t self = 0;
     ASSIGN_OR_RETURN(SecAggParams params, SecAggParamsFor(plan, &self));
-    std::optional<Ed25519PrivateKey> signing;
-    if (params.malicious) {
+    // The session keeps a pointer to the signing key: it lives as long as the site does.
+    if (params.malicious && !signing_key_) {
       ASSIGN_OR_RETURN(Ed25519PrivateKey key, Ed25519PrivateKey::FromPem(tls_.private_key_pem));
-      signing = std::move(key);
+      signing_key_ = std::move(key);
     }
-    ASSIGN_OR_RETURN(secagg_, ClientSession::Create(params, self, signing ? &*signing : nullptr));
+    ASSIGN_OR_RETURN(secagg_, ClientSession::Create(params, self,
+                                                    params.malicious ? &*signing_key_ : nullptr));
     secagg_round_ = plan.round();
     ASSIGN_OR_RETURN(AdvertiseKeys keys, secagg_->Start());
     return Submit(plan, task.kind(), keys.Serialize());

@@ -92,7 +92,10 @@ class SiteSession {
   std::string cached_sha256_;
   std::optional<Model> cached_model_;
   std::atomic<bool> stop_{false};
-  // The secure-aggregation session of the round in progress (fresh keys every round).
+  // The secure-aggregation session of the round in progress (fresh keys every round), and the
+  // site's certificate key it signs with in malicious-coordinator mode (declared first: the
+  // session points to it).
+  std::optional<Ed25519PrivateKey> signing_key_;
   std::unique_ptr<ClientSession> secagg_;
   uint64_t secagg_round_ = 0;
 };

@@ -423,6 +423,28 @@ TEST(FederationTest, SecureAggregationTrainsLikePlaintext) {
   }
 }
 
+TEST(FederationTest, MaliciousCoordinatorChecksAndTheWideRingRunEndToEnd) {
+  std::string dir = FreshDir();
+  const std::vector<std::string> sites = {"alpha", "beta", "gamma"};
+  Federation fed(dir, sites, Settings{.rounds = 1, .min_sites = 3, .secure = true});
+  // 31-bit quantization: three sums of 2^31 levels overflow Z_2^32, so the ring is Z_2^64.
+  // Sites sign the survivor set they were shown, with keys bound to their certificates.
+  ReplaceInFile(fed.kit() + "/coordinator/coordinator.toml", "[aggregation]\n",
+                "[aggregation]\nmalicious_coordinator_checks = true\nbits = 31\n");
+  std::string log = RunToEnd(fed, sites);
+  EXPECT_THAT(log, HasSubstr("64-bit ring, malicious-coordinator checks"));
+  EXPECT_THAT(log, HasSubstr("unmasked the sum of 3 sites"));
+  auto metrics = fed.Metrics();
+  ASSERT_EQ(metrics.size(), 2u);
+  EXPECT_EQ(metrics[1]["sites"].get<int>(), 3);
+  EXPECT_GT(metrics[1]["accuracy"].get<double>(), metrics[0]["accuracy"].get<double>() + 0.3);
+  for (const auto& r : fed.Audit()) {
+    if (r["event"] != "round_planned") continue;
+    EXPECT_EQ(r["fields"]["secure_aggregation"]["ring_bits"], 64);
+    EXPECT_EQ(r["fields"]["secure_aggregation"]["malicious"], true);
+  }
+}
+
 TEST(FederationTest, SiteKilledAfterItsMaskedUploadIsStillInTheSum) {
   std::string dir = FreshDir();
   // Four sites (k = 3, t = 2): with three, each survivor's self-mask seed would have only one
