@@ -837,6 +837,7 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   auto name_of = [&](uint32_t id) { return cohort[id - 1]; };
   auto names = [&](const std::vector<uint32_t>& ids) {
     std::vector<std::string> out;
+    out.reserve(ids.size());
     for (uint32_t id : ids) out.push_back(name_of(id));
     return out;
   };
