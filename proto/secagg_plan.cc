@@ -62,6 +62,13 @@ void SetPrivacyPlan(const DdgParams& params, double delta, v1::PrivacyPlan* out)
 
 namespace {
 
+// Ring words per wire chunk: a serialized chunk, header included, fits the plan's chunk size
+// (which the coordinator also caps chunks at when it equals max_chunk_bytes).
+size_t ValuesPerChunk(const v1::RoundPlan& plan, size_t word_bytes) {
+  const size_t chunk = plan.chunk_bytes() ? plan.chunk_bytes() : (1 << 20);
+  return std::max<size_t>(1, (chunk - std::min(chunk, kMaskedChunkOverhead)) / word_bytes);
+}
+
 // DdgEncode's integers, reduced into the ring, masked chunk by chunk.
 StatusOr<std::vector<std::string>> MaskDdgUpdate(const v1::RoundPlan& plan, ClientSession& session,
                                                  const std::vector<float>& values) {
@@ -82,8 +89,7 @@ StatusOr<std::vector<std::string>> MaskDdgUpdate(const v1::RoundPlan& plan, Clie
   const int bits = sp.ring_bits() == 64 ? 64 : 32;
   const RingWidth ring = bits == 64 ? RingWidth::k64 : RingWidth::k32;
   std::vector<uint64_t> words = ToRing(encoded, bits);
-  const size_t step =
-      std::max<size_t>(1, (plan.chunk_bytes() ? plan.chunk_bytes() : (1 << 20)) / (bits / 8));
+  const size_t step = ValuesPerChunk(plan, bits / 8);
   std::vector<std::string> chunks;
   for (size_t off = 0; off < words.size(); off += step) {
     const size_t count = std::min(step, words.size() - off);
@@ -118,9 +124,7 @@ StatusOr<std::vector<std::string>> MaskUpdateForPlan(const v1::RoundPlan& plan,
   const double weight =
       std::min(1.0, static_cast<double>(examples) /
                         static_cast<double>(std::max<uint64_t>(1, sp.max_examples())));
-  const size_t word = ring == RingWidth::k64 ? 8 : 4;
-  const size_t step =
-      std::max<size_t>(1, (plan.chunk_bytes() ? plan.chunk_bytes() : (1 << 20)) / word);
+  const size_t step = ValuesPerChunk(plan, ring == RingWidth::k64 ? 8 : 4);
   return MaskUpdate(session, encoder, ring, values.data(), values.size(), weight, step);
 }
 

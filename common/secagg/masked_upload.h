@@ -14,6 +14,10 @@
 
 namespace hansa {
 
+// What serialization adds to a MaskedInputChunk's ring words, at most: a wire chunk of
+// (chunk_bytes - kMaskedChunkOverhead) / word_size words stays within chunk_bytes.
+inline constexpr size_t kMaskedChunkOverhead = 64;
+
 // The chunks of `values` (n floats) with `weight` in [0, 1], at most `values_per_chunk` ring
 // elements each, in order. `session` must be past OnShareDelivery; `encoder` must use the
 // session's ring. The upload header carries the digest of all chunks, so they are made before
