@@ -289,9 +289,9 @@ StatusOr<std::vector<double>> SiteSession::CheckPrivacy(const v1::RoundPlan& pla
                      "(policy.require_client_dp / policy.max_epsilon); refused"));
   }
   ASSIGN_OR_RETURN(ModelLayout layout, BuiltinModelLayout(plan.model_name()));
-  DdgParams params = DdgParamsOfPlan(plan.privacy(), layout.TotalElements());
-  RETURN_IF_ERROR(Annotate(params.Validate(), absl::StrCat("privacy of round ", plan.round())));
-  ASSIGN_OR_RETURN(std::vector<double> rdp, DdgRdp(params, 1, DefaultRdpOrders()));
+  StatusOr<std::vector<double>> round_rdp = RoundRdpOfPlan(plan.privacy(), layout.TotalElements());
+  RETURN_IF_ERROR(Annotate(round_rdp.status(), absl::StrCat("privacy of round ", plan.round())));
+  std::vector<double> rdp = *std::move(round_rdp);
   if (privacy_) {
     Status fits = privacy_->CheckFits(rdp);
     if (!fits.ok()) {
@@ -309,7 +309,7 @@ Status SiteSession::SpendPrivacy(const v1::RoundPlan& plan, const std::vector<do
   Status st;
   const int64_t first = static_cast<int64_t>(plan.round()) * 1000;
   for (int64_t id = first; id < first + 1000; ++id) {
-    st = privacy_->Record(id, kDistributedDiscreteGaussian, rdp);
+    st = privacy_->Record(id, plan.privacy().mechanism(), rdp);
     if (!absl::IsInvalidArgument(st)) break;  // InvalidArgument: that id is taken
   }
   RETURN_IF_ERROR(Annotate(st, "privacy ledger"));
@@ -412,6 +412,14 @@ Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_de
     spdlog::info("round {}: trained {} examples in {:.1f} s (loss {:.4f}); uploading masked",
                  plan.round(), result.num_examples, result.seconds, result.loss);
     return UploadMasked(plan, delta, result.num_examples);
+  }
+  if (plan.privacy().mechanism() == kCentralGaussian) {
+    // The coordinator refuses updates longer than the plan's clip norm.
+    std::vector<double> values(delta.values.begin(), delta.values.end());
+    const double norm = ClipToL2Norm(values, plan.privacy().clip_norm() * (1 - 1e-6));
+    for (size_t i = 0; i < values.size(); ++i) delta.values[i] = static_cast<float>(values[i]);
+    spdlog::info("round {}: update norm {:.4g} clipped to {:g}", plan.round(), norm,
+                 plan.privacy().clip_norm());
   }
   std::string payload =
       EncodeSafetensors(delta, {{"round", std::to_string(plan.round())}, {"site", config_.name}});
@@ -535,8 +543,8 @@ Status SiteSession::SecAggStage(const v1::Task& task) {
       ASSIGN_OR_RETURN(Ed25519PrivateKey key, Ed25519PrivateKey::FromPem(tls_.private_key_pem));
       signing_key_ = std::move(key);
     }
-    ASSIGN_OR_RETURN(secagg_, ClientSession::Create(params, self,
-                                                    params.malicious ? &*signing_key_ : nullptr));
+    ASSIGN_OR_RETURN(
+        secagg_, ClientSession::Create(params, self, params.malicious ? &*signing_key_ : nullptr));
     secagg_round_ = plan.round();
     ASSIGN_OR_RETURN(AdvertiseKeys keys, secagg_->Start());
     return Submit(plan, task.kind(), keys.Serialize());

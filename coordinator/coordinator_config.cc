@@ -70,12 +70,15 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   po.budget.epsilon = cfg.Double("privacy.epsilon", po.budget.epsilon, 1e-9, 1e12);
   po.budget.delta = cfg.Double("privacy.delta", po.budget.delta, 1e-300, 0.5);
   RETURN_IF_ERROR(cfg.Finish());
-  if (privacy != "none" && privacy != "distributed_discrete_gaussian") {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": privacy.mechanism is '", privacy,
-                     "'; it must be \"none\" or \"distributed_discrete_gaussian\""));
+  if (privacy != "none" && privacy != "distributed_discrete_gaussian" &&
+      privacy != "central_gaussian") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": privacy.mechanism is '", privacy,
+        "'; it must be \"none\", \"distributed_discrete_gaussian\" (secure aggregation) or "
+        "\"central_gaussian\" (plaintext, trusted coordinator)"));
   }
   po.enabled = privacy != "none";
+  if (po.enabled) po.mechanism = privacy;
   StatusOr<std::vector<std::string>> allowed = ExpandCountryList(countries);
   if (!allowed.ok()) {
     return absl::InvalidArgumentError(
@@ -90,11 +93,18 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   if (Status st = CheckEngineStrategy(e.strategy, so.enabled); !st.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": [strategy] ", st.message()));
   }
-  if (po.enabled && !so.enabled) {
+  if (po.enabled && !so.enabled && po.mechanism == "distributed_discrete_gaussian") {
     return absl::InvalidArgumentError(absl::StrCat(
         path,
         ": privacy.mechanism = \"distributed_discrete_gaussian\" needs aggregation.mode = "
         "\"secure\": each site adds only its share of the noise"));
+  }
+  if (po.enabled && so.enabled && po.mechanism == "central_gaussian") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path,
+        ": privacy.mechanism = \"central_gaussian\" needs aggregation.mode = "
+        "\"plaintext\" (the coordinator adds the noise to the sum it sees); with secure "
+        "aggregation use \"distributed_discrete_gaussian\""));
   }
   if (so.enabled && e.min_sites < 3) {
     return absl::InvalidArgumentError(absl::StrCat(

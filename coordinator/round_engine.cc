@@ -8,6 +8,7 @@
 #include "common/crypto/random.h"
 #include "common/fileio/fileio.h"
 #include "common/logging/logging.h"
+#include "common/privacy/central_gaussian.h"
 #include "common/privacy/ddg_accountant.h"
 #include "common/status/check.h"
 #include "nlohmann/json.hpp"
@@ -97,30 +98,45 @@ namespace {
 // folded into the weighted sum as it streams.
 class PlaintextFolder : public UpdateFolder {
  public:
+  // `clip_norm` > 0: the update's L2 norm must not exceed it (client-level privacy).
   PlaintextFolder(std::unique_ptr<StreamingAggregator::Contribution> contribution,
-                  const ModelLayout& expected)
-      : contribution_(std::move(contribution)) {
+                  const ModelLayout& expected, double clip_norm = 0)
+      : contribution_(std::move(contribution)), clip_norm_(clip_norm) {
     StreamingAggregator::Contribution* c = contribution_.get();
+    double* squares = &squares_;
     decoder_ = std::make_unique<SafetensorsStreamDecoder>(
         [expected](const ModelLayout& layout, const TensorMetadata&) {
           return Annotate(layout.CheckSameAs(expected),
                           "update does not match the global model's tensors");
         },
-        [c](int64_t first, const uint8_t* bytes, size_t count) {
-          return c->Fold(first, reinterpret_cast<const float*>(bytes), count);
+        [c, squares](int64_t first, const uint8_t* bytes, size_t count) {
+          const float* values = reinterpret_cast<const float*>(bytes);
+          for (size_t i = 0; i < count; ++i) *squares += double{values[i]} * values[i];
+          return c->Fold(first, values, count);
         },
         SafetensorsLimits{.max_header_bytes = 1 << 20,
                           .max_tensors = expected.size(),
                           .max_data_bytes = static_cast<uint64_t>(expected.TotalElements()) * 4});
   }
   Status Fold(std::string_view bytes) override { return decoder_->Feed(bytes); }
-  Status Complete() override { return decoder_->Finish(); }
+  Status Complete() override {
+    RETURN_IF_ERROR(decoder_->Finish());
+    const double norm = std::sqrt(squares_);
+    if (clip_norm_ > 0 && norm > clip_norm_ * (1 + 1e-5)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("update has L2 norm ", norm, " but the plan clips updates to ", clip_norm_,
+                       " (client-level privacy); clip before uploading"));
+    }
+    return absl::OkStatus();
+  }
   Status Commit() override { return contribution_->Commit(); }
   void Abort() override { contribution_->Abort(); }
 
  private:
   std::unique_ptr<StreamingAggregator::Contribution> contribution_;
   std::unique_ptr<SafetensorsStreamDecoder> decoder_;
+  const double clip_norm_;
+  double squares_ = 0;
 };
 
 }  // namespace
@@ -201,10 +217,11 @@ StatusOr<std::unique_ptr<RoundEngine>> RoundEngine::Create(const EngineOptions& 
                                                            const Model& initial) {
   if (options.min_sites < 1) return absl::InvalidArgumentError("min_sites must be at least 1");
   RETURN_IF_ERROR(CheckEngineStrategy(options.strategy, options.secure.enabled));
-  if (options.privacy.enabled && !options.secure.enabled) {
+  if (options.privacy.enabled &&
+      options.secure.enabled != (options.privacy.mechanism == kDistributedDiscreteGaussian)) {
     return absl::InvalidArgumentError(
-        "client-level differential privacy (the distributed discrete Gaussian) needs secure "
-        "aggregation: each site's noise alone is too small to protect it");
+        "the distributed discrete Gaussian needs secure aggregation (each site's noise alone "
+        "is too small to protect it) and the central Gaussian plaintext aggregation");
   }
   std::unique_ptr<RoundEngine> engine(new RoundEngine(options));
   RETURN_IF_ERROR(MakeDirs(options.state_dir));
@@ -223,8 +240,14 @@ Status RoundEngine::OpenPrivacy(int64_t dimension) {
   ddg_.granularity = p.granularity;
   ddg_.noise_multiplier = p.noise_multiplier;
   ddg_.min_survivors = p.min_survivors > 0 ? p.min_survivors : options_.min_sites;
-  RETURN_IF_ERROR(Annotate(ddg_.Validate(), "[privacy]"));
-  ASSIGN_OR_RETURN(round_rdp_, DdgRdp(ddg_, 1, DefaultRdpOrders()));
+  if (p.mechanism == kDistributedDiscreteGaussian) {
+    RETURN_IF_ERROR(Annotate(ddg_.Validate(), "[privacy]"));
+  } else if (p.mechanism != kCentralGaussian) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown privacy mechanism '", p.mechanism, "'"));
+  }
+  SetPrivacyPlan(ddg_, p.budget.delta, &privacy_plan_, p.mechanism.c_str());
+  ASSIGN_OR_RETURN(round_rdp_, RoundRdpOfPlan(privacy_plan_, dimension));
   ASSIGN_OR_RETURN(PrivacyLedger ledger,
                    PrivacyLedger::Open(options_.state_dir + "/privacy.json", p.budget));
   ledger_ = std::move(ledger);
@@ -568,9 +591,13 @@ StatusOr<std::unique_ptr<UploadSink>> RoundEngine::BeginUpload(const std::string
     folder =
         std::make_unique<SecureFolder>(this, site_ids_.at(site), plan_.round(), std::move(spill));
   } else {
-    ASSIGN_OR_RETURN(auto contribution,
-                     aggregator_->Begin(site, static_cast<double>(header.num_examples())));
-    folder = std::make_unique<PlaintextFolder>(std::move(contribution), global_.layout);
+    // Under client-level privacy every site weighs the same: the sensitivity is one update.
+    const bool central = ledger_.has_value();
+    ASSIGN_OR_RETURN(
+        auto contribution,
+        aggregator_->Begin(site, central ? 1.0 : static_cast<double>(header.num_examples())));
+    folder = std::make_unique<PlaintextFolder>(std::move(contribution), global_.layout,
+                                               central ? ddg_.clip_norm : 0);
   }
   std::unique_ptr<UploadSink> sink(new UploadSink(this, site, plan_.round(), attempt_, header));
   UploadSink* raw = sink.get();
@@ -614,6 +641,11 @@ void RoundEngine::Unregister(UploadSink* sink) {
 
 Status RoundEngine::ReportMetrics(const std::string& site, const v1::MetricsReport& report) {
   absl::MutexLock lock(&mu_);
+  // A second report is named as one even once the evaluation has closed.
+  if (report.round() == plan_.round() && reports_.count(site)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("site '", site, "' already reported round ", report.round()));
+  }
   if (phase_ != Phase::kEvaluate || report.round() != plan_.round()) {
     return absl::FailedPreconditionError(
         absl::StrCat("no evaluation of round ", report.round(), " is expected now"));
@@ -700,6 +732,7 @@ void RoundEngine::BeginPlan(int64_t round, const std::vector<std::string>& cohor
   for (const auto& s : cohort) plan_.add_cohort(s);
   plan_.set_chunk_bytes(options_.chunk_bytes);
   plan_.set_aggregation(options_.secure.enabled ? "secure" : "plaintext");
+  if (ledger_) *plan_.mutable_privacy() = privacy_plan_;
 }
 
 Status RoundEngine::RunStage(Phase phase, const std::vector<std::string>& sites,
@@ -723,6 +756,12 @@ Status RoundEngine::RunStage(Phase phase, const std::vector<std::string>& sites,
 
 Status RoundEngine::RespondToPlan(const std::string& site, const v1::PlanResponse& response) {
   absl::MutexLock lock(&mu_);
+  // A second answer to the same plan is a replay, also once the stage it came in has closed.
+  if (response.round() == plan_.round() && response.plan_sha256() == plan_sha256_ &&
+      consent_.count(site)) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "site '", site, "' already answered the plan of round ", plan_.round(), " (replay refused)"));
+  }
   const bool open = phase_ != Phase::kIdle && phase_ != Phase::kEvaluate &&
                     phase_ != Phase::kDone && !plan_sha256_.empty();
   if (!open || response.round() != plan_.round()) {
@@ -737,11 +776,6 @@ Status RoundEngine::RespondToPlan(const std::string& site, const v1::PlanRespons
     return absl::InvalidArgumentError(absl::StrCat(
         "answer from '", site, "' names plan ", response.plan_sha256().substr(0, 16),
         ", not the plan of round ", plan_.round(), " (", plan_sha256_.substr(0, 16), ")"));
-  }
-  if (consent_.count(site)) {
-    return absl::AlreadyExistsError(absl::StrCat("site '", site,
-                                                 "' already answered the plan of round ",
-                                                 plan_.round(), " (replay refused)"));
   }
   const int64_t round = static_cast<int64_t>(plan_.round());
   if (response.accepted()) {
@@ -775,6 +809,15 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::PlaintextAttempt(absl::
     return std::optional<std::vector<float>>();
   }
   ASSIGN_OR_RETURN(std::vector<float> mean, result->WeightedMean());
+  if (ledger_) {
+    // Central Gaussian: noise on the sum of the clipped updates, then the plain mean.
+    const double n = static_cast<double>(result->committed());
+    std::vector<double> sum(mean.begin(), mean.end());
+    for (double& x : sum) x *= n;
+    CryptoUniformSource source;
+    RETURN_IF_ERROR(AddCentralGaussianNoise(sum, ddg_.clip_norm, ddg_.noise_multiplier, source));
+    for (size_t i = 0; i < mean.size(); ++i) mean[i] = static_cast<float>(sum[i] / n);
+  }
   return std::optional<std::vector<float>>(std::move(mean));
 }
 
@@ -826,7 +869,6 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   sp->set_bits(static_cast<uint32_t>(so.bits));
   sp->set_max_examples(static_cast<uint64_t>(so.max_examples));
   sp->set_deadline_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(so.stage_timeout)));
-  if (ledger_) SetPrivacyPlan(ddg_, options_.privacy.budget.delta, plan_.mutable_privacy());
   if (params.malicious) {
     for (const auto& site : cohort) sp->add_certificates(joined_[site].certificate_pem);
   }
@@ -1009,7 +1051,7 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
     if (ledger_) {
       // Spent once the aggregate exists, before it is published. A round run again after a
       // crash in between was recorded the first time; that record stands.
-      Status spent = ledger_->Record(round, kDistributedDiscreteGaussian, round_rdp_);
+      Status spent = ledger_->Record(round, options_.privacy.mechanism, round_rdp_);
       if (!spent.ok() && !absl::IsInvalidArgument(spent)) return spent;
       const auto total = ledger_->Spent();
       RETURN_IF_ERROR(Record(PrivacySpentEvent(round, total.epsilon, total.delta)));

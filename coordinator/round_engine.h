@@ -52,6 +52,9 @@ struct SecureOptions {
 // Gaussian (common/privacy/ddg.h), accounted against the federation's budget.
 struct PrivacyOptions {
   bool enabled = false;
+  // distributed_discrete_gaussian (secure aggregation) or central_gaussian (plaintext: the
+  // coordinator is trusted, sites' updates are clipped and checked, noise added to the sum).
+  std::string mechanism = "distributed_discrete_gaussian";
   double clip_norm = 1.0;         // L2 bound of each site's update
   double granularity = 1e-4;      // real units per integer step
   double noise_multiplier = 1.0;  // stddev of the summed noise / clip_norm
@@ -80,8 +83,9 @@ struct EngineOptions {
   uint32_t max_chunk_bytes = 4 << 20;
   int64_t max_examples = int64_t{1} << 40;
   SecureOptions secure;
-  // Needs secure.enabled. Training stops, with a message, before a round that would take the
-  // federation over its budget; epsilon goes into metrics.jsonl and the audit log.
+  // The DDG needs secure.enabled, the central Gaussian plaintext. Training stops, with a message,
+  // before a round that would take the federation over its budget; epsilon goes into metrics.jsonl
+  // and the audit log.
   PrivacyOptions privacy;
 
   // Compliance records (audit.jsonl, common/audit/events.h). Null: none (simulation, most unit
@@ -249,6 +253,7 @@ class RoundEngine {
   // Client-level privacy (driver thread only): the mechanism for this model, one round's RDP
   // curve, and the federation's ledger (state_dir/privacy.json).
   DdgParams ddg_;
+  v1::PrivacyPlan privacy_plan_;  // what every plan announces
   std::vector<double> round_rdp_;
   std::optional<PrivacyLedger> ledger_;
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/privacy/central_gaussian.h"
+#include "common/privacy/ddg_accountant.h"
 #include "common/privacy/uniform_source.h"
 #include "common/secagg/encoding.h"
 #include "common/secagg/masked_upload.h"
@@ -50,8 +52,22 @@ DdgParams DdgParamsOfPlan(const v1::PrivacyPlan& privacy, int64_t dimension) {
   return p;
 }
 
-void SetPrivacyPlan(const DdgParams& params, double delta, v1::PrivacyPlan* out) {
-  out->set_mechanism(kDistributedDiscreteGaussian);
+StatusOr<std::vector<double>> RoundRdpOfPlan(const v1::PrivacyPlan& privacy, int64_t dimension) {
+  if (privacy.mechanism() == kDistributedDiscreteGaussian) {
+    DdgParams params = DdgParamsOfPlan(privacy, dimension);
+    RETURN_IF_ERROR(params.Validate());
+    return DdgRdp(params, 1, DefaultRdpOrders());
+  }
+  if (privacy.mechanism() == kCentralGaussian) {
+    return CentralGaussianRdp(1, 1, privacy.noise_multiplier(), 1, DefaultRdpOrders());
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("privacy mechanism '", privacy.mechanism(), "' is not known here"));
+}
+
+void SetPrivacyPlan(const DdgParams& params, double delta, v1::PrivacyPlan* out,
+                    const char* mechanism) {
+  out->set_mechanism(mechanism);
   out->set_clip_norm(params.clip_norm);
   out->set_granularity(params.granularity);
   out->set_noise_multiplier(params.noise_multiplier);

@@ -23,14 +23,22 @@ StatusOr<SecAggParams> SecAggParamsOfPlan(const v1::RoundPlan& plan, const std::
                                           uint32_t* self);
 
 inline constexpr char kDistributedDiscreteGaussian[] = "distributed_discrete_gaussian";
+// Plaintext mode, a trusted coordinator (research comparisons): sites clip their update in
+// L2, the coordinator adds Gaussian noise to the sum (common/privacy/central_gaussian.h).
+inline constexpr char kCentralGaussian[] = "central_gaussian";
 
 // True when the plan asks for client-level differential privacy (the distributed discrete
 // Gaussian); InvalidArgument-worthy mechanisms are caught by DdgParamsOfPlan's Validate.
 bool HasClientPrivacy(const v1::RoundPlan& plan);
 // The mechanism's parameters as the plan announces them, for a model of `dimension` values.
 DdgParams DdgParamsOfPlan(const v1::PrivacyPlan& privacy, int64_t dimension);
-// The plan's privacy fields for `params` and the federation budget's `delta`.
-void SetPrivacyPlan(const DdgParams& params, double delta, v1::PrivacyPlan* out);
+// The plan's privacy fields for `params`, the federation budget's `delta` and `mechanism`.
+void SetPrivacyPlan(const DdgParams& params, double delta, v1::PrivacyPlan* out,
+                    const char* mechanism = kDistributedDiscreteGaussian);
+// One round's RDP curve on DefaultRdpOrders() for the plan's mechanism and a model of
+// `dimension` values. The central Gaussian is accounted without amplification (q = 1): the
+// cohort is the coordinator's choice. InvalidArgument for an unknown mechanism.
+StatusOr<std::vector<double>> RoundRdpOfPlan(const v1::PrivacyPlan& privacy, int64_t dimension);
 
 // The site's masked input for the plan, as the serialized chunks of its upload (MaskUpdate):
 // encoded with the plan's clip, bits and cohort, weight min(1, examples / max_examples), cut

@@ -75,7 +75,15 @@ TEST(CoordinatorConfigTest, ClientLevelPrivacyNeedsSecureAggregation) {
               HasSubstr("needs aggregation.mode = \"secure\""));
   auto unknown = LoadCoordinatorConfig(Write(sites + "[privacy]\nmechanism = \"laplace\"\n"));
   EXPECT_THAT(std::string(unknown.status().message()),
-              HasSubstr("must be \"none\" or \"distributed_discrete_gaussian\""));
+              HasSubstr("must be \"none\", \"distributed_discrete_gaussian\""));
+  const std::string central = "[privacy]\nmechanism = \"central_gaussian\"\n";
+  auto central_secure = LoadCoordinatorConfig(Write(sites + central));
+  EXPECT_THAT(std::string(central_secure.status().message()),
+              HasSubstr("needs aggregation.mode = \"plaintext\""));
+  auto central_plain =
+      LoadCoordinatorConfig(Write(sites + "[aggregation]\nmode = \"plaintext\"\n" + central));
+  ASSERT_TRUE(central_plain.ok()) << central_plain.status();
+  EXPECT_EQ(central_plain->engine.privacy.mechanism, "central_gaussian");
 }
 
 TEST(CoordinatorConfigTest, StrategiesTheCoordinatorCannotRunAreRefusedWithWhatToUse) {

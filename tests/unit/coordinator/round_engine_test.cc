@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <thread>
@@ -319,6 +321,41 @@ TEST(RoundEngineTest, ServerMomentumCarriesAcrossRoundsAndRestarts) {
   o.rounds = 2;
   m = RunFederation(o, {{"a", one}, {"b", one}});
   for (float v : m.values) ASSERT_EQ(v, 3.5f);
+}
+
+TEST(RoundEngineTest, CentralGaussianNoisesTheMeanOfClippedUpdatesAndRefusesLongerOnes) {
+  EngineOptions o = Options("central_gaussian");
+  o.privacy.enabled = true;
+  o.privacy.mechanism = "central_gaussian";
+  o.privacy.clip_norm = 1.0;
+  o.privacy.noise_multiplier = 0.01;
+  o.privacy.budget = {1e9, 1e-5};
+  // Over 2040 values: norms 0.45 (a) and 0.90 (b) are within the clip norm, c's 4.5 is not.
+  Behaviour a{.delta = 0.01f, .examples = 100};
+  Behaviour b{.delta = 0.02f, .examples = 900};
+  Behaviour c{.delta = 0.1f, .examples = 100};
+  std::vector<Status> statuses;
+  Model m = RunFederation(o, {{"a", a}, {"b", b}, {"c", c}}, &statuses);
+  EXPECT_TRUE(statuses[0].ok()) << statuses[0];
+  EXPECT_TRUE(statuses[1].ok()) << statuses[1];
+  EXPECT_EQ(statuses[2].code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(statuses[2].message()), HasSubstr("clip before uploading"));
+  // Unweighted mean of a and b (0.015, not the example-weighted 0.019), plus noise of
+  // stddev z * C / 2 = 0.005 per value.
+  double sum = 0, squares = 0;
+  for (float v : m.values) {
+    sum += v - 1.015;
+    squares += (v - 1.015) * (v - 1.015);
+  }
+  const double n = static_cast<double>(m.values.size());
+  const double mean = sum / n, stddev = std::sqrt(squares / n - mean * mean);
+  EXPECT_LT(std::abs(mean), 5 * 0.005 / std::sqrt(n));
+  EXPECT_NEAR(stddev, 0.005, 0.0005);
+  std::ifstream in(o.state_dir + "/metrics.jsonl");
+  std::vector<nlohmann::json> metrics;
+  for (std::string line; std::getline(in, line);) metrics.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(metrics.size(), 2u);
+  EXPECT_GT(metrics[1]["epsilon"].get<double>(), 0);
 }
 
 TEST(RoundEngineTest, RefusesToResumeFromTamperedCheckpoint) {
