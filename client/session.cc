@@ -304,7 +304,7 @@ StatusOr<std::vector<double>> SiteSession::CheckPrivacy(const v1::RoundPlan& pla
 }
 
 Status SiteSession::SpendPrivacy(const v1::RoundPlan& plan, const std::vector<double>& rdp) {
-  if (!privacy_) return absl::OkStatus();
+  if (!privacy_ || !booked_plans_.insert(PlanSha256(plan)).second) return absl::OkStatus();
   // One entry per plan accepted: a retried round may have released a sum each time.
   Status st;
   const int64_t first = static_cast<int64_t>(plan.round()) * 1000;

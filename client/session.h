@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "client/site_config.h"
@@ -77,6 +78,7 @@ class SiteSession {
   TlsFiles tls_;
   std::unique_ptr<AuditLog> egress_;
   std::optional<PrivacyLedger> privacy_;  // when policy.max_epsilon > 0
+  std::set<std::string> booked_plans_;    // plans already in privacy_ (answered again on rejoin)
   // The last training plan answered (PlanSha256) and the answer.
   std::string answered_plan_;
   Status answer_;
