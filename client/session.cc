@@ -245,10 +245,12 @@ Status SiteSession::Consent(const v1::RoundPlan& plan) {
   const std::string digest = PlanSha256(plan);
   if (digest == answered_plan_) return answer_;
   Status policy = CheckPlan(plan, /*sends_update=*/true);
-  StatusOr<std::vector<double>> rdp = std::vector<double>();
-  if (policy.ok()) {
-    rdp = CheckPrivacy(plan);
+  // A plan answered before (and booked) is answered the same way again after a rejoin.
+  if (policy.ok() && booked_plans_.count(digest) == 0) {
+    StatusOr<std::vector<double>> rdp = CheckPrivacy(plan);
     policy = rdp.status();
+    // Booked before the answer leaves: a crash after sending it must not forget the cost.
+    if (policy.ok() && !rdp->empty()) RETURN_IF_ERROR(SpendPrivacy(plan, *rdp));
   }
   const auto round = static_cast<int64_t>(plan.round());
   RETURN_IF_ERROR(
@@ -272,7 +274,6 @@ Status SiteSession::Consent(const v1::RoundPlan& plan) {
   if (!sent.ok() && !absl::IsAlreadyExists(sent)) {
     return RecordOutcome(audit_events::kMessagePlanResponse, plan.round(), sha, sent);
   }
-  if (policy.ok() && !rdp->empty()) RETURN_IF_ERROR(SpendPrivacy(plan, *rdp));
   answered_plan_ = digest;
   answer_ = policy;
   if (!policy.ok()) spdlog::warn("round {}: plan refused: {}", plan.round(), policy.message());
