@@ -522,9 +522,10 @@ StatusOr<RoundTiming> UploadRound(Federation* f, bool direct) {
     threads.emplace_back([&, i] {
       Site& site = f->site(i);
       StatusOr<v1::RoundPlan> plan = f->WaitForTraining(site);
+      Status accepted = plan.ok() ? f->engine()->Accept(site.name, *plan) : plan.status();
       ready.ArriveAndWait();
-      if (!plan.ok()) {
-        results[i] = plan.status();
+      if (!accepted.ok()) {
+        results[i] = accepted;
         return;
       }
       if (i == 0) at_start = Usage::Now();

@@ -557,6 +557,12 @@ StatusOr<std::unique_ptr<UploadSink>> RoundEngine::BeginUpload(const std::string
     return absl::FailedPreconditionError(
         absl::StrCat("site '", site, "' is not in the cohort of round ", plan_.round()));
   }
+  // No update without the site's consent on record.
+  if (auto answer = consent_.find(site); answer == consent_.end() || !answer->second) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("site '", site, "' has not accepted the plan of round ", plan_.round(),
+                     "; answer it (RespondToPlan) before uploading"));
+  }
   if (plan_.aggregation() == "secure") {
     // The weight travels inside the masked vector; a count in the clear would reveal it.
     if (header.num_examples() != 0) {
@@ -754,13 +760,22 @@ Status RoundEngine::RunStage(Phase phase, const std::vector<std::string>& sites,
   return RecordDropouts(phase);
 }
 
+Status RoundEngine::Accept(const std::string& site, const v1::RoundPlan& plan) {
+  v1::PlanResponse response;
+  response.set_round(plan.round());
+  response.set_plan_sha256(PlanSha256(plan));
+  response.set_accepted(true);
+  return RespondToPlan(site, response);
+}
+
 Status RoundEngine::RespondToPlan(const std::string& site, const v1::PlanResponse& response) {
   absl::MutexLock lock(&mu_);
   // A second answer to the same plan is a replay, also once the stage it came in has closed.
   if (response.round() == plan_.round() && response.plan_sha256() == plan_sha256_ &&
       consent_.count(site)) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "site '", site, "' already answered the plan of round ", plan_.round(), " (replay refused)"));
+    return absl::AlreadyExistsError(absl::StrCat("site '", site,
+                                                 "' already answered the plan of round ",
+                                                 plan_.round(), " (replay refused)"));
   }
   const bool open = phase_ != Phase::kIdle && phase_ != Phase::kEvaluate &&
                     phase_ != Phase::kDone && !plan_sha256_.empty();

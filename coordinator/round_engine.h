@@ -173,6 +173,7 @@ class RoundEngine {
   StatusOr<std::shared_ptr<const std::string>> Download(const std::string& site, uint64_t round,
                                                         const std::string& sha256);
   void CountBytesDown(int64_t bytes);
+  // FailedPrecondition unless the site accepted the round's plan first.
   StatusOr<std::unique_ptr<UploadSink>> BeginUpload(const std::string& site,
                                                     const v1::TransferHeader& header);
   Status ReportMetrics(const std::string& site, const v1::MetricsReport& report);
@@ -182,6 +183,9 @@ class RoundEngine {
   // takes the site out of the round at once. FailedPrecondition when no such plan is open,
   // InvalidArgument for a digest of another plan, AlreadyExists for a second answer.
   Status RespondToPlan(const std::string& site, const v1::PlanResponse& response);
+  // RespondToPlan accepting `plan`: for sites that live in the coordinator's process (the
+  // simulator, benchmarks, tests).
+  Status Accept(const std::string& site, const v1::RoundPlan& plan);
 
   // Runs rounds until the configured number completed (OK), Shutdown() (Cancelled), or a
   // fatal error. Call from one thread.

@@ -224,6 +224,7 @@ Status TrainAndUpload(RoundContext* ctx, int index, VirtualSite* site, const v1:
   header.set_train_loss(site->result.loss);
   header.set_train_seconds(site->result.seconds);
   Status st = [&]() -> Status {
+    RETURN_IF_ERROR(ctx->engine->Accept(site->name, plan));
     ASSIGN_OR_RETURN(auto sink, ctx->engine->BeginUpload(site->name, header));
     const size_t step = plan.chunk_bytes() ? plan.chunk_bytes() : (1 << 20);
     for (size_t off = 0; off < bytes.size(); off += step) {

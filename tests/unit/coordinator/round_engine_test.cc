@@ -90,6 +90,7 @@ class FakeSite {
     header.set_total_bytes(bytes.size());
     header.set_sha256(ToHex(Sha256(bytes)));
     if (b_.tamper) b_.tamper(&bytes, &header);
+    RETURN_IF_ERROR(engine_->Accept(name_, plan));
     ASSIGN_OR_RETURN(auto sink, engine_->BeginUpload(name_, header));
     size_t limit = b_.die_half_way ? bytes.size() / 2 : bytes.size();
     for (size_t off = 0; off < limit; off += b_.chunk) {
@@ -242,6 +243,7 @@ TEST(RoundEngineTest, RefusesUnknownSitesAndReplayedUploads) {
   h.set_num_examples(100);
   h.set_total_bytes(bytes.size());
   h.set_sha256(ToHex(Sha256(bytes)));
+  ASSERT_TRUE((*engine)->Accept("a", task.plan()).ok());
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto sink = (*engine)->BeginUpload("a", h);
     if (attempt == 1) {
