@@ -240,14 +240,20 @@ class Federation {
   RoundEngine* engine() { return engine_.get(); }
   const PayloadSource& payload() const { return *payload_; }
 
+  // One long poll for the site's next task, as hansa-client asks.
+  static StatusOr<v1::Task> NextTask(Site& site) {
+    auto ctx = ContextWithDeadline(30);
+    v1::TaskRequest req;
+    req.set_wait_ms(20000);
+    v1::Task task;
+    RETURN_IF_ERROR(FromGrpc(site.stub->GetTask(ctx.get(), req, &task), "GetTask"));
+    return task;
+  }
+
   // Long-polls until the site is asked to train, reporting metrics for evaluations meanwhile.
   StatusOr<v1::RoundPlan> WaitForTraining(Site& site) {
     for (int polls = 0; polls < 100; ++polls) {
-      auto ctx = ContextWithDeadline(30);
-      v1::TaskRequest req;
-      req.set_wait_ms(20000);
-      v1::Task task;
-      RETURN_IF_ERROR(FromGrpc(site.stub->GetTask(ctx.get(), req, &task), "GetTask"));
+      ASSIGN_OR_RETURN(v1::Task task, NextTask(site));
       if (task.kind() == v1::Task::TRAIN && task.plan().round() > site.uploaded_round) {
         return task.plan();
       }
@@ -260,11 +266,7 @@ class Federation {
   // The current global model's plan, from an evaluation or training task.
   StatusOr<v1::RoundPlan> CurrentPlan(Site& site) {
     for (int polls = 0; polls < 10; ++polls) {
-      auto ctx = ContextWithDeadline(30);
-      v1::TaskRequest req;
-      req.set_wait_ms(20000);
-      v1::Task task;
-      RETURN_IF_ERROR(FromGrpc(site.stub->GetTask(ctx.get(), req, &task), "GetTask"));
+      ASSIGN_OR_RETURN(v1::Task task, NextTask(site));
       if (task.has_plan() && !task.plan().global_model_sha256().empty()) return task.plan();
     }
     return absl::DeadlineExceededError("no plan after 10 polls");
@@ -664,11 +666,7 @@ Status SiteRound(Federation* f, Site& site, uint64_t round, const std::vector<fl
   std::unique_ptr<ClientSession> session;
   std::string model;
   for (int polls = 0; polls < 1000; ++polls) {
-    auto ctx = ContextWithDeadline(60);
-    v1::TaskRequest req;
-    req.set_wait_ms(20000);
-    v1::Task task;
-    RETURN_IF_ERROR(FromGrpc(site.stub->GetTask(ctx.get(), req, &task), "GetTask"));
+    ASSIGN_OR_RETURN(v1::Task task, Federation::NextTask(site));
     const v1::RoundPlan& plan = task.plan();
     if (task.kind() == v1::Task::DONE) return absl::OutOfRangeError("federation finished");
     if (task.kind() == v1::Task::EVALUATE) {
