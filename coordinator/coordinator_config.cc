@@ -2,6 +2,7 @@
 
 #include "common/audit/jurisdiction.h"
 #include "common/config/config.h"
+#include "common/secagg/params.h"
 
 namespace hansa {
 
@@ -128,6 +129,20 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": rounds.min_sites = ", e.min_sites,
                                                    " but only ", e.allowed_sites.size(),
                                                    " sites are allowed"));
+  }
+  // A cohort may have any size from min_sites to every allowed site: the SecAgg+ degree and
+  // threshold must fit each, or a round would fail long after the start.
+  for (int n = e.min_sites; so.enabled && n <= static_cast<int>(e.allowed_sites.size()); ++n) {
+    SecAggParams p;
+    p.num_sites = static_cast<uint32_t>(n);
+    p.degree = so.degree;
+    p.threshold = so.threshold;
+    p.vector_length = 1;
+    if (StatusOr<SecAggParams> resolved = ResolveParams(p); !resolved.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": aggregation.degree = ", so.degree, " and threshold = ", so.threshold,
+          " do not fit a cohort of ", n, " sites: ", resolved.status().message()));
+    }
   }
   return c;
 }

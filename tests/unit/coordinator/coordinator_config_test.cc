@@ -58,6 +58,18 @@ TEST(CoordinatorConfigTest, UnknownKeyAndImpossibleSettingsAreErrors) {
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST(CoordinatorConfigTest, SecAggParametersMustFitEveryCohortSize) {
+  // 3 to 5 sites: threshold 4 is above the degree a cohort of 3 can have (2).
+  auto c = LoadCoordinatorConfig(Write(
+      "[sites]\nallowed=[\"a\", \"b\", \"c\", \"d\", \"e\"]\n[aggregation]\nthreshold = 4\n"));
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("do not fit a cohort of 3 sites"));
+  auto fits = LoadCoordinatorConfig(
+      Write("[sites]\nallowed=[\"a\", \"b\", \"c\", \"d\", \"e\"]\n[rounds]\nmin_sites = 5\n"
+            "[aggregation]\nthreshold = 4\n"));
+  EXPECT_TRUE(fits.ok()) << fits.status();
+}
+
 TEST(CoordinatorConfigTest, ClientLevelPrivacyNeedsSecureAggregation) {
   const std::string sites = "[sites]\nallowed=[\"a\", \"b\", \"c\"]\n";
   const std::string ddg =
