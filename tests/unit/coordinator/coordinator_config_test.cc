@@ -10,8 +10,10 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// One file per test: ctest runs the tests of this binary as parallel processes.
 std::string Write(const std::string& text) {
-  std::string path = ::testing::TempDir() + "coordinator_config_test.toml";
+  std::string path = ::testing::TempDir() + "coordinator_config_" +
+                     ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".toml";
   std::ofstream(path) << text;
   return path;
 }
