@@ -5,6 +5,7 @@
 // restarts.
 #include <signal.h>
 
+#include <mutex>
 #include <thread>
 
 #include "CLI/CLI.hpp"
@@ -39,18 +40,30 @@ int main(int argc, char** argv) {
     spdlog::error("{}", session.status().message());
     return 2;
   }
-  std::thread([&set, s = session->get()] {
+  // The signal thread stops the session while it exists; `live` is cleared under the lock
+  // before the session goes.
+  static std::mutex mu;
+  static hansa::SiteSession* live = session->get();
+  std::thread([set] {
     int sig = 0;
     sigwait(&set, &sig);
     spdlog::warn("signal {} received: stopping after the current step", sig);
-    s->Stop();
+    std::lock_guard<std::mutex> lock(mu);
+    if (live) live->Stop();
   }).detach();
   hansa::Status st = (*session)->Run();
+  // The session (gRPC channel, LibTorch trainer, ledgers) goes while the process is whole,
+  // before static destructors run.
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    live = nullptr;
+  }
+  session->reset();
   if (st.ok()) {
     spdlog::info("federation finished; site exiting");
-    return 0;
+  } else if (!absl::IsCancelled(st)) {
+    spdlog::error("{}", st.message());
   }
-  if (absl::IsCancelled(st)) return 0;
-  spdlog::error("{}", st.message());
-  return 1;
+  spdlog::default_logger()->flush();
+  return st.ok() || absl::IsCancelled(st) ? 0 : 1;
 }
