@@ -89,6 +89,19 @@ void RunSite(RoundEngine* engine, const std::string& name, bool accept, float de
   ADD_FAILURE() << name << " never saw DONE";
 }
 
+// a (accepting, uploading `a_delta`) and b (accepting or not) both join before the first
+// plan, so both are in its cohort; runs the engine to its end.
+Status RunTwoSites(RoundEngine* engine, float a_delta, bool b_accepts, float b_delta) {
+  EXPECT_TRUE(engine->Join({"a", "Org", "DE", "fp-a"}).ok());
+  EXPECT_TRUE(engine->Join({"b", "Org", "DE", "fp-b"}).ok());
+  std::thread a([&] { RunSite(engine, "a", true, a_delta); });
+  std::thread b([&] { RunSite(engine, "b", b_accepts, b_delta); });
+  Status run = engine->Run();
+  a.join();
+  b.join();
+  return run;
+}
+
 std::vector<AuditRecord> Records(const EngineOptions& o) {
   auto records = ReadAuditRecordsUnverified(o.state_dir + "/audit.jsonl");
   EXPECT_TRUE(records.ok()) << records.status();
@@ -118,14 +131,7 @@ TEST(RoundEngineAuditTest, RecordsEveryStepOfARoundInAChainTheCaVerifies) {
   EXPECT_EQ((*engine)->Join({"intruder", "Org", "DE", "fp-x"}).status().code(),
             absl::StatusCode::kPermissionDenied);
 
-  // Both joined before the first plan, so both are in its cohort.
-  ASSERT_TRUE((*engine)->Join({"a", "Org", "DE", "fp-a"}).ok());
-  ASSERT_TRUE((*engine)->Join({"b", "Org", "DE", "fp-b"}).ok());
-  std::thread a([&] { RunSite(engine->get(), "a", true, 0.5f); });
-  std::thread b([&] { RunSite(engine->get(), "b", true, -0.5f); });
-  Status run = (*engine)->Run();
-  a.join();
-  b.join();
+  Status run = RunTwoSites(engine->get(), 0.5f, true, -0.5f);
   ASSERT_TRUE(run.ok()) << run;
   o.audit.reset();
   engine->reset();
@@ -178,13 +184,7 @@ TEST(RoundEngineAuditTest, DeclinedSiteLeavesTheRoundAtOnceWithItsReasonOnRecord
   o.audit = OpenAudit(o);
   auto engine = RoundEngine::Create(o, InitialModel());
   ASSERT_TRUE(engine.ok()) << engine.status();
-  ASSERT_TRUE((*engine)->Join({"a", "Org", "DE", "fp-a"}).ok());
-  ASSERT_TRUE((*engine)->Join({"b", "Org", "DE", "fp-b"}).ok());
-  std::thread a([&] { RunSite(engine->get(), "a", true, 0.5f); });
-  std::thread b([&] { RunSite(engine->get(), "b", false, 0.0f); });
-  Status run = (*engine)->Run();
-  a.join();
-  b.join();
+  Status run = RunTwoSites(engine->get(), 0.5f, false, 0.0f);
   ASSERT_TRUE(run.ok()) << run;
   o.audit.reset();
   engine->reset();
