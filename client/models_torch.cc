@@ -17,6 +17,43 @@ torch::Tensor ReluPool(const torch::Tensor& x) {
   return F::max_pool2d(torch::relu(x), F::MaxPool2dFuncOptions(2));
 }
 
+// Runs a layer, recording it into `trace` when asked.
+torch::Tensor Apply(torch::nn::Linear& layer, const torch::Tensor& x,
+                    std::vector<LayerTrace>* trace) {
+  torch::Tensor y = layer->forward(x);
+  if (trace != nullptr) {
+    LayerTrace t;
+    t.kind = LayerTrace::Kind::kLinear;
+    t.input = x.detach();
+    t.output = y;
+    t.weight = layer->weight;
+    t.bias = layer->bias;
+    trace->push_back(std::move(t));
+  }
+  return y;
+}
+
+torch::Tensor Apply(torch::nn::Conv2d& layer, const torch::Tensor& x,
+                    std::vector<LayerTrace>* trace) {
+  torch::Tensor y = layer->forward(x);
+  const auto& o = layer->options;
+  // Padding given as "same"/"valid" is not traced: such a model falls back to the loop.
+  const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
+  if (trace != nullptr && padding != nullptr) {
+    LayerTrace t;
+    t.kind = LayerTrace::Kind::kConv2d;
+    t.input = x.detach();
+    t.output = y;
+    t.weight = layer->weight;
+    t.bias = layer->bias;
+    t.kernel = (*o.kernel_size())[0];
+    t.stride = (*o.stride())[0];
+    t.padding = (**padding)[0];
+    trace->push_back(std::move(t));
+  }
+  return y;
+}
+
 // NIID-Bench's SimpleCNN for 28x28x1 inputs.
 class SimpleCnn final : public TorchNet {
  public:
@@ -27,13 +64,13 @@ class SimpleCnn final : public TorchNet {
         fc2_(register_module("fc2", torch::nn::Linear(120, 84))),
         fc3_(register_module("fc3", torch::nn::Linear(84, 10))) {}
 
-  torch::Tensor forward(const torch::Tensor& images) override {
-    torch::Tensor x = ReluPool(conv1_->forward(images));
-    x = ReluPool(conv2_->forward(x));
+  torch::Tensor Forward(const torch::Tensor& images, std::vector<LayerTrace>* trace) override {
+    torch::Tensor x = ReluPool(Apply(conv1_, images, trace));
+    x = ReluPool(Apply(conv2_, x, trace));
     x = x.flatten(1);
-    x = torch::relu(fc1_->forward(x));
-    x = torch::relu(fc2_->forward(x));
-    return fc3_->forward(x);
+    x = torch::relu(Apply(fc1_, x, trace));
+    x = torch::relu(Apply(fc2_, x, trace));
+    return Apply(fc3_, x, trace);
   }
 
  private:
@@ -52,11 +89,11 @@ class CnnFedAvg final : public TorchNet {
         fc1_(register_module("fc1", torch::nn::Linear(3136, 512))),
         fc2_(register_module("fc2", torch::nn::Linear(512, 10))) {}
 
-  torch::Tensor forward(const torch::Tensor& images) override {
-    torch::Tensor x = ReluPool(conv1_->forward(images));
-    x = ReluPool(conv2_->forward(x));
-    x = torch::relu(fc1_->forward(x.flatten(1)));
-    return fc2_->forward(x);
+  torch::Tensor Forward(const torch::Tensor& images, std::vector<LayerTrace>* trace) override {
+    torch::Tensor x = ReluPool(Apply(conv1_, images, trace));
+    x = ReluPool(Apply(conv2_, x, trace));
+    x = torch::relu(Apply(fc1_, x.flatten(1), trace));
+    return Apply(fc2_, x, trace);
   }
 
  private:
@@ -70,8 +107,8 @@ class Mlp final : public TorchNet {
       : fc1_(register_module("fc1", torch::nn::Linear(784, 200))),
         fc2_(register_module("fc2", torch::nn::Linear(200, 10))) {}
 
-  torch::Tensor forward(const torch::Tensor& images) override {
-    return fc2_->forward(torch::relu(fc1_->forward(images.flatten(1))));
+  torch::Tensor Forward(const torch::Tensor& images, std::vector<LayerTrace>* trace) override {
+    return Apply(fc2_, torch::relu(Apply(fc1_, images.flatten(1), trace)), trace);
   }
 
  private:

@@ -2,11 +2,13 @@
 // training device); batches are gathered with index_select, never per example.
 #include "client/trainer.h"
 
+#include <torch/autograd.h>
 #include <torch/cuda.h>
 #include <torch/nn/functional.h>
 #include <torch/optim/sgd.h>
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -20,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/internal/torch_models.h"
 #include "client/seeded_random.h"
+#include "common/privacy/central_gaussian.h"
 
 namespace hansa {
 namespace {
@@ -29,6 +32,12 @@ namespace F = torch::nn::functional;
 constexpr int64_t kEvalBatch = 1000;
 constexpr int kMaxEpochs = 1000;
 constexpr int kMaxBatchSize = 1 << 16;
+constexpr int64_t kMaxDpSteps = 1 << 24;
+// DP-SGD computes per-example gradients this many examples at a time, bounding its memory
+// (a convolution's unfolded input is examples x Cin k^2 x H' W' values).
+constexpr int64_t kDpMicroBatch = 128;
+// Added to a gradient's norm before dividing by it: a zero gradient is then left as it is.
+constexpr double kNormEpsilon = 1e-6;
 
 // Runs `body` and turns any exception into a Status naming `what`; LibTorch reports its errors
 // (shape mismatches, CUDA failures, out of memory) only as exceptions.
@@ -108,6 +117,24 @@ Status CheckSettings(const TrainSettings& s) {
   if (!std::isfinite(s.input_noise_std) || s.input_noise_std < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("input_noise_std = ", s.input_noise_std, " must be >= 0"));
+  }
+  const RecordDpSettings& dp = s.dp;
+  if (!std::isfinite(dp.clip_norm) || dp.clip_norm < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DP-SGD clip norm = ", dp.clip_norm, " must be >= 0 (0 = no DP-SGD)"));
+  }
+  if (!dp.enabled()) return absl::OkStatus();
+  if (!std::isfinite(dp.noise_multiplier) || dp.noise_multiplier < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DP-SGD noise multiplier = ", dp.noise_multiplier, " must be >= 0"));
+  }
+  if (!(dp.sampling_rate > 0 && dp.sampling_rate <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DP-SGD sampling rate = ", dp.sampling_rate, " must be in (0, 1]"));
+  }
+  if (dp.steps < 1 || dp.steps > kMaxDpSteps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DP-SGD steps = ", dp.steps, " is outside 1..", kMaxDpSteps));
   }
   return absl::OkStatus();
 }
@@ -270,9 +297,30 @@ class TorchTrainer final : public Trainer {
     torch::optim::SGD optimizer(net_->parameters(), torch::optim::SGDOptions(s.learning_rate)
                                                         .momentum(s.momentum)
                                                         .weight_decay(s.weight_decay));
+    // After the gradient is in place: FedProx's term, the step, SCAFFOLD's correction.
+    auto step = [&] {
+      if (!centre.empty()) {
+        torch::NoGradGuard no_grad;
+        for (size_t i = 0; i < params_.size(); ++i) {
+          params_[i].mutable_grad().add_(params_[i].detach() - centre[i], s.proximal_mu);
+        }
+      }
+      optimizer.step();
+      if (!correction.empty()) {
+        torch::NoGradGuard no_grad;
+        for (size_t i = 0; i < params_.size(); ++i) {
+          params_[i].sub_(correction[i], s.learning_rate);
+        }
+      }
+    };
     net_->train();
     TrainResult result;
     result.num_examples = n;
+    if (s.dp.enabled()) {
+      RETURN_IF_ERROR(TrainPrivately(tensors, s.dp, step, &result));
+      result.seconds = SecondsSince(start);
+      return result;
+    }
     for (int epoch = 0; epoch < s.epochs; ++epoch) {
       std::vector<int64_t> order = SeededPermutation(n, EpochSeed(s.seed, epoch));
       torch::Tensor perm = torch::from_blob(order.data(), {n}, torch::kInt64).to(device_);
@@ -285,21 +333,10 @@ class TorchTrainer final : public Trainer {
         optimizer.zero_grad();
         torch::Tensor loss = F::cross_entropy(net_->forward(x), y);
         loss.backward();
-        if (!centre.empty()) {
-          torch::NoGradGuard no_grad;
-          for (size_t i = 0; i < params_.size(); ++i) {
-            params_[i].mutable_grad().add_(params_[i].detach() - centre[i], s.proximal_mu);
-          }
-        }
-        optimizer.step();
-        if (!correction.empty()) {
-          torch::NoGradGuard no_grad;
-          for (size_t i = 0; i < params_.size(); ++i) {
-            params_[i].sub_(correction[i], s.learning_rate);
-          }
-        }
+        step();
         loss_sum += loss.detach() * static_cast<double>(end - begin);
         ++result.steps;
+        result.examples_seen += end - begin;
       }
       result.loss = loss_sum.item<double>() / static_cast<double>(n);
       if (!std::isfinite(result.loss)) {
@@ -310,6 +347,172 @@ class TorchTrainer final : public Trainer {
     }
     result.seconds = SecondsSince(start);
     return result;
+  }
+
+  // DP-SGD (RecordDpSettings): dp.steps steps on Poisson samples of `data`; `step` applies the
+  // optimizer once the noisy gradient is in every parameter's grad.
+  template <typename Step>
+  Status TrainPrivately(const DataTensors& data, const RecordDpSettings& dp, Step& step,
+                        TrainResult* result) {
+    CryptoUniformSource crypto;
+    UniformSource& random = dp.randomness ? *dp.randomness : crypto;
+    const int64_t n = data.labels.size(0);
+    const bool batched = !dp.per_example_loop && TracesCoverParameters(data.images);
+    const double expected_batch = dp.sampling_rate * static_cast<double>(n);
+    const double stddev = dp.noise_multiplier * dp.clip_norm;
+    double loss_sum = 0;
+    std::vector<torch::Tensor> sums;
+    for (int64_t t = 0; t < dp.steps; ++t) {
+      // Every example joins with probability q, from the secret source.
+      std::vector<int64_t> chosen;
+      for (int64_t i = 0; i < n; ++i) {
+        if (static_cast<double>(random.NextUint64() >> 11) * 0x1.0p-53 < dp.sampling_rate) {
+          chosen.push_back(i);
+        }
+      }
+      sums.clear();
+      for (const auto& p : params_) sums.push_back(torch::zeros_like(p));
+      const auto count = static_cast<int64_t>(chosen.size());
+      torch::Tensor all = torch::from_blob(chosen.data(), {count}, torch::kInt64).to(device_);
+      for (int64_t begin = 0; begin < count; begin += kDpMicroBatch) {
+        torch::Tensor index = all.slice(0, begin, std::min(count, begin + kDpMicroBatch));
+        torch::Tensor x = data.images.index_select(0, index);
+        torch::Tensor y = data.labels.index_select(0, index);
+        loss_sum += batched ? AddClippedGradientsBatched(x, y, dp.clip_norm, sums)
+                            : AddClippedGradientsLoop(x, y, dp.clip_norm, sums);
+      }
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < params_.size(); ++i) {
+        if (stddev > 0) sums[i].add_(GaussianNoise(params_[i].sizes(), stddev, random));
+        params_[i].mutable_grad() = sums[i].div_(expected_batch);
+      }
+      step();
+      ++result->steps;
+      result->examples_seen += count;
+    }
+    result->loss = loss_sum / static_cast<double>(std::max<int64_t>(1, result->examples_seen));
+    if (!std::isfinite(result->loss)) {
+      return absl::InternalError(absl::StrCat("DP-SGD diverged: mean loss is ", result->loss,
+                                              "; lower the learning rate"));
+    }
+    return absl::OkStatus();
+  }
+
+  // N(0, stddev^2) in every coordinate, drawn on the CPU from `random`, on the device.
+  torch::Tensor GaussianNoise(c10::IntArrayRef sizes, double stddev, UniformSource& random) {
+    torch::Tensor noise = torch::empty(sizes, torch::kFloat32);
+    float* out = noise.data_ptr<float>();
+    const int64_t count = noise.numel();
+    for (int64_t i = 0; i < count; i += 2) {
+      const auto [a, b] = StandardGaussianPair(random);
+      out[i] = static_cast<float>(a * stddev);
+      if (i + 1 < count) out[i + 1] = static_cast<float>(b * stddev);
+    }
+    return noise.to(device_);
+  }
+
+  // Which parameter `tensor` is, or -1.
+  int ParameterIndex(const torch::Tensor& tensor) const {
+    if (!tensor.defined()) return -1;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (params_[i].unsafeGetTensorImpl() == tensor.unsafeGetTensorImpl()) {
+        return static_cast<int>(i);
+      }
+    }
+    return -1;
+  }
+
+  // True when one traced forward pass meets every parameter exactly once, in a layer whose
+  // per-example gradients AddClippedGradientsBatched knows.
+  bool TracesCoverParameters(const torch::Tensor& images) {
+    std::vector<internal::LayerTrace> trace;
+    net_->Forward(images.slice(0, 0, 1), &trace);
+    std::vector<int> seen(params_.size(), 0);
+    for (const auto& layer : trace) {
+      for (const torch::Tensor* p : {&layer.weight, &layer.bias}) {
+        const int i = ParameterIndex(*p);
+        if (i >= 0) ++seen[i];
+        if (p->defined() && i < 0) return false;
+      }
+      if (layer.kind == internal::LayerTrace::Kind::kLinear && layer.input.dim() != 2) return false;
+    }
+    return std::all_of(seen.begin(), seen.end(), [](int c) { return c == 1; });
+  }
+
+  // Adds each example's gradient, clipped to L2 norm `clip`, into `sums` (one per parameter);
+  // returns the summed loss. One backward pass for the batch: a linear layer's per-example
+  // weight gradient is g_i a_i^T (its norm |g_i| |a_i| needs no outer product), a
+  // convolution's is g_i unfold(a_i)^T, where a is the layer's input and g the loss's gradient
+  // with respect to its output.
+  double AddClippedGradientsBatched(const torch::Tensor& x, const torch::Tensor& y, double clip,
+                                    std::vector<torch::Tensor>& sums) {
+    using Kind = internal::LayerTrace::Kind;
+    std::vector<internal::LayerTrace> trace;
+    torch::Tensor loss = F::cross_entropy(net_->Forward(x, &trace), y,
+                                          F::CrossEntropyFuncOptions().reduction(torch::kSum));
+    std::vector<torch::Tensor> outputs;
+    for (const auto& layer : trace) outputs.push_back(layer.output);
+    std::vector<torch::Tensor> grads = torch::autograd::grad({loss}, outputs);
+    torch::NoGradGuard no_grad;
+    const int64_t batch = x.size(0);
+    torch::Tensor norm2 = torch::zeros({batch}, x.options());
+    // Per layer: the output gradient as batch x out (x positions), and for convolutions the
+    // per-example weight gradients, batch x Cout x Cin k^2.
+    std::vector<torch::Tensor> g(trace.size()), per_example(trace.size());
+    for (size_t l = 0; l < trace.size(); ++l) {
+      const auto& layer = trace[l];
+      if (layer.kind == Kind::kLinear) {
+        g[l] = grads[l];
+        const torch::Tensor g2 = g[l].pow(2).sum(1);
+        norm2 += g2 * layer.input.pow(2).sum(1);
+        if (layer.bias.defined()) norm2 += g2;
+      } else {
+        g[l] = grads[l].flatten(2);  // batch x Cout x L
+        torch::Tensor unfolded =
+            F::unfold(layer.input, F::UnfoldFuncOptions({layer.kernel, layer.kernel})
+                                       .padding(layer.padding)
+                                       .stride(layer.stride));  // batch x Cin k^2 x L
+        per_example[l] = torch::bmm(g[l], unfolded.transpose(1, 2));
+        norm2 += per_example[l].pow(2).sum({1, 2});
+        if (layer.bias.defined()) norm2 += g[l].sum(2).pow(2).sum(1);
+      }
+    }
+    const torch::Tensor factor = (clip / (norm2.sqrt() + kNormEpsilon)).clamp_max(1.0);
+    for (size_t l = 0; l < trace.size(); ++l) {
+      const auto& layer = trace[l];
+      torch::Tensor& weight_sum = sums[ParameterIndex(layer.weight)];
+      if (layer.kind == Kind::kLinear) {
+        const torch::Tensor scaled = g[l] * factor.unsqueeze(1);
+        weight_sum += scaled.t().mm(layer.input);
+        if (layer.bias.defined()) sums[ParameterIndex(layer.bias)] += scaled.sum(0);
+      } else {
+        weight_sum +=
+            (per_example[l] * factor.view({batch, 1, 1})).sum(0).view(layer.weight.sizes());
+        if (layer.bias.defined()) {
+          sums[ParameterIndex(layer.bias)] += (g[l].sum(2) * factor.unsqueeze(1)).sum(0);
+        }
+      }
+    }
+    return loss.item<double>();
+  }
+
+  // The same for any model: one backward pass per example.
+  double AddClippedGradientsLoop(const torch::Tensor& x, const torch::Tensor& y, double clip,
+                                 std::vector<torch::Tensor>& sums) {
+    double loss_sum = 0;
+    for (int64_t i = 0; i < x.size(0); ++i) {
+      torch::Tensor loss =
+          F::cross_entropy(net_->forward(x.slice(0, i, i + 1)), y.slice(0, i, i + 1),
+                           F::CrossEntropyFuncOptions().reduction(torch::kSum));
+      std::vector<torch::Tensor> grads = torch::autograd::grad({loss}, params_);
+      torch::NoGradGuard no_grad;
+      torch::Tensor norm2 = torch::zeros({}, x.options());
+      for (const auto& g : grads) norm2 += g.pow(2).sum();
+      const torch::Tensor factor = (clip / (norm2.sqrt() + kNormEpsilon)).clamp_max(1.0);
+      for (size_t p = 0; p < grads.size(); ++p) sums[p] += grads[p] * factor;
+      loss_sum += loss.item<double>();
+    }
+    return loss_sum;
   }
 
   StatusOr<EvalResult> EvaluateChecked(const Dataset& data) {

@@ -10,7 +10,7 @@ hansa_library(hansa_models
 
 hansa_library(hansa_trainer
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/trainer.cc ${CMAKE_CURRENT_LIST_DIR}/models_torch.cc
-  DEPS hansa_data hansa_models hansa_tensor hansa_status absl::strings)
+  DEPS hansa_data hansa_models hansa_tensor hansa_privacy hansa_status absl::strings)
 # Torch stays PRIVATE: users of trainer.h get neither its include paths nor its flags, only
 # its libraries at link time (PRIVATE deps of a static library still propagate for linking).
 target_link_libraries(hansa_trainer PRIVATE ${TORCH_LIBRARIES})

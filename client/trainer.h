@@ -12,10 +12,34 @@
 
 #include "client/data.h"
 #include "client/models.h"
+#include "common/privacy/uniform_source.h"
 #include "common/status/status.h"
 #include "common/tensor/tensor.h"
 
 namespace hansa {
+
+// Record-level differential privacy at a site: DP-SGD (Abadi et al., CCS 2016) with Poisson
+// sampling, the mechanism the sampled-Gaussian accountant (common/privacy/rdp.h) bounds with
+// q = sampling_rate, z = noise_multiplier and `steps` compositions per round. Each step takes
+// every example independently with probability q, clips each example's gradient to L2 norm C,
+// adds N(0, (z C)^2) to every coordinate of their sum and divides by the expected batch size
+// q * n; momentum, weight decay and the strategies' terms act on that noisy gradient only.
+struct RecordDpSettings {
+  double clip_norm = 0;         // C; > 0 turns DP-SGD on (epochs and batch_size are then unused)
+  double noise_multiplier = 0;  // z >= 0 (0 only for tests: no privacy)
+  double sampling_rate = 0;     // q in (0, 1]
+  int64_t steps = 0;            // optimizer steps this round, >= 1
+  // Sampling and noise. Null: the operating system's CSPRNG (CryptoUniformSource), which the
+  // guarantee needs: whoever knows the noise or the sample can remove them. Tests inject a
+  // seeded source.
+  std::shared_ptr<UniformSource> randomness = nullptr;
+  // The built-in models' linear and convolution layers get every example's gradient from one
+  // batched backward pass (exact, from each layer's input and output gradient). True forces the
+  // fallback that any model gets: one backward pass per example (slower, the same result).
+  bool per_example_loop = false;
+
+  bool enabled() const { return clip_norm > 0; }
+};
 
 // One round's local training, from the round plan.
 struct TrainSettings {
@@ -39,12 +63,16 @@ struct TrainSettings {
   // generator, so a site sees the same noisy copy every round.
   double input_noise_std = 0;
   uint64_t noise_seed = 0;
+
+  RecordDpSettings dp = {};
 };
 
 struct TrainResult {
-  int64_t num_examples = 0;  // examples in the data set (the FedAvg weight)
-  int64_t steps = 0;         // optimizer steps taken
-  double loss = 0;           // mean cross-entropy over the last epoch's batches, per example
+  int64_t num_examples = 0;   // examples in the data set (the FedAvg weight)
+  int64_t steps = 0;          // optimizer steps taken
+  int64_t examples_seen = 0;  // summed batch sizes of those steps (Poisson-sampled under DP-SGD)
+  // Mean cross-entropy per example over the last epoch's batches (DP-SGD: over every step).
+  double loss = 0;
   double seconds = 0;
 };
 
@@ -82,7 +110,8 @@ class Trainer {
   virtual StatusOr<Model> GetWeights() = 0;
 
   // SGD with momentum and weight decay on cross-entropy; `data` reshuffled every epoch from
-  // settings.seed. Momentum starts from zero on every call. InvalidArgument for bad settings
+  // settings.seed, or DP-SGD when settings.dp is enabled. Momentum starts from zero on every
+  // call. InvalidArgument for bad settings
   // or data that does not fit the model (image size, label range); Internal when the loss
   // becomes NaN/Inf (the weights are then unusable: set new ones).
   virtual StatusOr<TrainResult> Train(const Dataset& data, const TrainSettings& settings) = 0;

@@ -7,15 +7,33 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status/status.h"
 
 namespace hansa::internal {
 
+// One parameterised layer as a forward pass met it, for per-example gradients (DP-SGD): from
+// the layer's input and the gradient of the summed loss with respect to its output, each
+// example's gradient of the layer's weight and bias follows exactly (trainer.cc).
+struct LayerTrace {
+  enum class Kind { kLinear, kConv2d };
+  Kind kind = Kind::kLinear;
+  torch::Tensor input;   // B x in (linear) or B x Cin x H x W (conv), detached
+  torch::Tensor output;  // B x out or B x Cout x H' x W', still in the autograd graph
+  torch::Tensor weight;  // the module's parameters (bias undefined when it has none)
+  torch::Tensor bias;
+  int64_t kernel = 1, padding = 0, stride = 1;  // square convolutions, dilation 1
+};
+
 // A classifier over N x 1 x 28 x 28 float images in [0, 1], returning N x 10 logits.
 class TorchNet : public torch::nn::Module {
  public:
-  virtual torch::Tensor forward(const torch::Tensor& images) = 0;
+  torch::Tensor forward(const torch::Tensor& images) { return Forward(images, nullptr); }
+  // The same forward pass; when `trace` is not null, appends every linear and convolution
+  // layer it runs. A model whose traces do not cover all its parameters (a layer kind not
+  // traced here) is trained under DP-SGD by the slower per-example loop instead.
+  virtual torch::Tensor Forward(const torch::Tensor& images, std::vector<LayerTrace>* trace) = 0;
 };
 
 // A new module for a built-in model, with torch's default initialisation (the caller sets the

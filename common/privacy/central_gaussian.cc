@@ -15,6 +15,14 @@ StatusOr<double> CohortRate(int64_t cohort, int64_t total_sites) {
 
 }  // namespace
 
+std::pair<double, double> StandardGaussianPair(UniformSource& source) {
+  // u1 in (0, 1], so the logarithm is finite; u2 in [0, 1).
+  const double u1 = (static_cast<double>(source.NextUint64() >> 11) + 1) * 0x1.0p-53;
+  const double u2 = static_cast<double>(source.NextUint64() >> 11) * 0x1.0p-53;
+  const double r = std::sqrt(-2 * std::log(u1));
+  return {r * std::cos(2 * M_PI * u2), r * std::sin(2 * M_PI * u2)};
+}
+
 Status AddCentralGaussianNoise(std::vector<double>& sum, double clip_norm, double noise_multiplier,
                                UniformSource& source) {
   if (!(clip_norm > 0) || std::isinf(clip_norm)) {
@@ -28,12 +36,9 @@ Status AddCentralGaussianNoise(std::vector<double>& sum, double clip_norm, doubl
   const double stddev = noise_multiplier * clip_norm;
   if (stddev == 0) return absl::OkStatus();
   for (size_t i = 0; i < sum.size(); i += 2) {
-    // Box-Muller: u1 in (0, 1], u2 in [0, 1).
-    double u1 = (static_cast<double>(source.NextUint64() >> 11) + 1) * 0x1.0p-53;
-    double u2 = static_cast<double>(source.NextUint64() >> 11) * 0x1.0p-53;
-    double r = std::sqrt(-2 * std::log(u1)) * stddev;
-    sum[i] += r * std::cos(2 * M_PI * u2);
-    if (i + 1 < sum.size()) sum[i + 1] += r * std::sin(2 * M_PI * u2);
+    const auto [a, b] = StandardGaussianPair(source);
+    sum[i] += a * stddev;
+    if (i + 1 < sum.size()) sum[i + 1] += b * stddev;
   }
   return absl::OkStatus();
 }

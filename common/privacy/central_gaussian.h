@@ -7,12 +7,16 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "common/privacy/rdp.h"
 #include "common/privacy/uniform_source.h"
 
 namespace hansa {
+
+// Two independent N(0, 1) draws (Box-Muller on two 53-bit uniforms from `source`).
+std::pair<double, double> StandardGaussianPair(UniformSource& source);
 
 // Adds N(0, (noise_multiplier * clip_norm)^2) to each value. InvalidArgument for a
 // non-positive clip norm or negative multiplier.
