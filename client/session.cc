@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include "common/audit/events.h"
@@ -53,6 +54,15 @@ StatusOr<std::unique_ptr<SiteSession>> SiteSession::Create(const SiteConfig& con
       return Annotate(ledger.status(), absl::StrCat("privacy ledger in ", config.state_dir));
     }
     s->privacy_ = *std::move(ledger);
+  }
+  if (config.max_record_epsilon > 0) {
+    auto ledger =
+        PrivacyLedger::Open(config.state_dir + "/record_privacy.json",
+                            PrivacyBudget{config.max_record_epsilon, config.record_delta});
+    if (!ledger.ok()) {
+      return Annotate(ledger.status(), absl::StrCat("record privacy ledger in ", config.state_dir));
+    }
+    s->record_privacy_ = *std::move(ledger);
   }
   ASSIGN_OR_RETURN(Dataset train, LoadIdxDataset(config.train_images, config.train_labels));
   ASSIGN_OR_RETURN(Dataset test, LoadIdxDataset(config.test_images, config.test_labels));
@@ -247,10 +257,10 @@ Status SiteSession::Consent(const v1::RoundPlan& plan) {
   Status policy = CheckPlan(plan, /*sends_update=*/true);
   // A plan answered before (and booked) is answered the same way again after a rejoin.
   if (policy.ok() && booked_plans_.count(digest) == 0) {
-    StatusOr<std::vector<double>> rdp = CheckPrivacy(plan);
-    policy = rdp.status();
+    StatusOr<PrivacyCost> cost = CheckPrivacy(plan);
+    policy = cost.status();
     // Booked before the answer leaves: a crash after sending it must not forget the cost.
-    if (policy.ok() && !rdp->empty()) RETURN_IF_ERROR(SpendPrivacy(plan, *rdp));
+    if (policy.ok()) RETURN_IF_ERROR(SpendPrivacy(plan, *cost));
   }
   const auto round = static_cast<int64_t>(plan.round());
   RETURN_IF_ERROR(
@@ -280,48 +290,97 @@ Status SiteSession::Consent(const v1::RoundPlan& plan) {
   return policy;
 }
 
-StatusOr<std::vector<double>> SiteSession::CheckPrivacy(const v1::RoundPlan& plan) const {
-  const bool wants = config_.require_client_dp || config_.max_epsilon > 0;
-  if (!HasClientPrivacy(plan)) {
+namespace {
+
+// One guarantee of the site's policy: `has` whether the plan gives it, `wants` whether the site
+// requires it, `ledger` the site's budget for it (may be empty), `round_rdp` the plan's cost.
+StatusOr<std::vector<double>> CheckGuarantee(
+    const v1::RoundPlan& plan, const char* name, const char* keys, bool has, bool wants,
+    const std::optional<PrivacyLedger>& ledger,
+    const std::function<StatusOr<std::vector<double>>()>& round_rdp) {
+  if (!has) {
     if (!wants) return std::vector<double>();
-    return absl::InvalidArgumentError(
-        absl::StrCat("round ", plan.round(),
-                     " has no client-level differential privacy but this site's policy requires it "
-                     "(policy.require_client_dp / policy.max_epsilon); refused"));
+    return absl::InvalidArgumentError(absl::StrCat("round ", plan.round(), " has no ", name,
+                                                   " differential privacy but this site's policy "
+                                                   "requires it (",
+                                                   keys, "); refused"));
   }
-  ASSIGN_OR_RETURN(ModelLayout layout, BuiltinModelLayout(plan.model_name()));
-  StatusOr<std::vector<double>> round_rdp = RoundRdpOfPlan(plan.privacy(), layout.TotalElements());
-  RETURN_IF_ERROR(Annotate(round_rdp.status(), absl::StrCat("privacy of round ", plan.round())));
-  std::vector<double> rdp = *std::move(round_rdp);
-  if (privacy_) {
-    Status fits = privacy_->CheckFits(rdp);
-    if (!fits.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "round ", plan.round(), " would exceed this site's privacy budget: ", fits.message(),
-          " (policy.max_epsilon); refused"));
-    }
+  StatusOr<std::vector<double>> rdp = round_rdp();
+  RETURN_IF_ERROR(Annotate(rdp.status(), absl::StrCat(name, " privacy of round ", plan.round())));
+  if (!ledger) return std::vector<double>();
+  if (Status fits = ledger->CheckFits(*rdp); !fits.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("round ", plan.round(), " would exceed this site's ", name,
+                     " privacy budget: ", fits.message(), " (", keys, "); refused"));
   }
   return rdp;
 }
 
-Status SiteSession::SpendPrivacy(const v1::RoundPlan& plan, const std::vector<double>& rdp) {
-  if (!privacy_ || !booked_plans_.insert(PlanSha256(plan)).second) return absl::OkStatus();
-  // One entry per plan accepted: a retried round may have released a sum each time.
+// Books one round in `ledger` under an id of its own: a retried round may have released a
+// sum each time, so each accepted plan is an entry.
+Status BookRound(PrivacyLedger& ledger, const v1::RoundPlan& plan, const std::string& mechanism,
+                 const std::vector<double>& rdp) {
   Status st;
   const int64_t first = static_cast<int64_t>(plan.round()) * 1000;
   for (int64_t id = first; id < first + 1000; ++id) {
-    st = privacy_->Record(id, plan.privacy().mechanism(), rdp);
+    st = ledger.Record(id, mechanism, rdp);
     if (!absl::IsInvalidArgument(st)) break;  // InvalidArgument: that id is taken
   }
-  RETURN_IF_ERROR(Annotate(st, "privacy ledger"));
-  const auto spent = privacy_->Spent();
-  spdlog::info("round {}: this site's privacy spent so far: epsilon {:.4g} of {:g}", plan.round(),
-               spent.epsilon, config_.max_epsilon);
-  return Annotate(egress_
-                      ->Append(PrivacySpentEvent(static_cast<int64_t>(plan.round()), spent.epsilon,
-                                                 spent.delta))
-                      .status(),
-                  "egress ledger");
+  return st;
+}
+
+}  // namespace
+
+StatusOr<SiteSession::PrivacyCost> SiteSession::CheckPrivacy(const v1::RoundPlan& plan) const {
+  PrivacyCost cost;
+  ASSIGN_OR_RETURN(
+      cost.client,
+      CheckGuarantee(plan, "client-level",
+                     "policy.require_client_dp / "
+                     "policy.max_epsilon",
+                     HasClientPrivacy(plan), config_.require_client_dp || config_.max_epsilon > 0,
+                     privacy_, [&]() -> StatusOr<std::vector<double>> {
+                       ASSIGN_OR_RETURN(ModelLayout layout, BuiltinModelLayout(plan.model_name()));
+                       return RoundRdpOfPlan(plan.privacy(), layout.TotalElements());
+                     }));
+  ASSIGN_OR_RETURN(
+      cost.record,
+      CheckGuarantee(plan, "record-level",
+                     "policy.require_record_dp / "
+                     "policy.max_record_epsilon",
+                     HasRecordPrivacy(plan),
+                     config_.require_record_dp || config_.max_record_epsilon > 0, record_privacy_,
+                     [&] { return RecordRoundRdp(plan.record_privacy()); }));
+  return cost;
+}
+
+Status SiteSession::SpendPrivacy(const v1::RoundPlan& plan, const PrivacyCost& cost) {
+  if (cost.client.empty() && cost.record.empty()) return absl::OkStatus();
+  if (!booked_plans_.insert(PlanSha256(plan)).second) return absl::OkStatus();
+  const auto round = static_cast<int64_t>(plan.round());
+  struct Guarantee {
+    std::optional<PrivacyLedger>* ledger;
+    const std::vector<double>* rdp;
+    std::string mechanism;
+    const char* name;
+    double max_epsilon;
+  };
+  for (const Guarantee& g : {Guarantee{&privacy_, &cost.client, plan.privacy().mechanism(),
+                                       "client-level", config_.max_epsilon},
+                             Guarantee{&record_privacy_, &cost.record, "dp_sgd", "record-level",
+                                       config_.max_record_epsilon}}) {
+    if (g.rdp->empty() || !g.ledger->has_value()) continue;
+    PrivacyLedger& ledger = **g.ledger;
+    RETURN_IF_ERROR(Annotate(BookRound(ledger, plan, g.mechanism, *g.rdp),
+                             absl::StrCat(g.name, " privacy ledger")));
+    const auto spent = ledger.Spent();
+    spdlog::info("round {}: this site's {} privacy spent so far: epsilon {:.4g} of {:g}", round,
+                 g.name, spent.epsilon, g.max_epsilon);
+    AuditEvent event = PrivacySpentEvent(round, spent.epsilon, spent.delta);
+    event.fields["guarantee"] = g.name;
+    RETURN_IF_ERROR(Annotate(egress_->Append(event).status(), "egress ledger"));
+  }
+  return absl::OkStatus();
 }
 
 Status SiteSession::EnsureTrainer(const std::string& model) {
@@ -403,6 +462,14 @@ Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_de
   s.momentum = plan.training().momentum();
   s.weight_decay = plan.training().weight_decay();
   s.seed = plan.training().seed();
+  if (HasRecordPrivacy(plan)) {
+    // The site's own randomness (CSPRNG) samples and noises; only the parameters are the plan's.
+    const v1::RecordPrivacyPlan& r = plan.record_privacy();
+    s.dp.clip_norm = r.clip_norm();
+    s.dp.noise_multiplier = r.noise_multiplier();
+    s.dp.sampling_rate = r.sampling_rate();
+    s.dp.steps = r.steps();
+  }
   ASSIGN_OR_RETURN(TrainResult result, trainer_->Train(train_, s));
   ASSIGN_OR_RETURN(Model local, trainer_->GetWeights());
   // The update is the change to the global model; that is what strategies and clipping use.

@@ -49,11 +49,15 @@ class SiteSession {
   // Answers a training plan once (PlanResponse) and records the answer; the policy's refusal
   // when the site refuses it.
   Status Consent(const v1::RoundPlan& plan);
-  // The site's own privacy rules for a training plan: the round's RDP curve when the plan is
-  // private (empty when not and the site does not require it), or the refusal.
-  StatusOr<std::vector<double>> CheckPrivacy(const v1::RoundPlan& plan) const;
-  // Books an accepted private round in the site's ledger and egress ledger.
-  Status SpendPrivacy(const v1::RoundPlan& plan, const std::vector<double>& rdp);
+  // One round's cost per guarantee: RDP curves, empty where the site keeps no budget.
+  struct PrivacyCost {
+    std::vector<double> client, record;
+  };
+  // The site's own privacy rules for a training plan: the round's cost in each ledger the site
+  // keeps, or the refusal (a plan without a guarantee the site requires, or over its budget).
+  StatusOr<PrivacyCost> CheckPrivacy(const v1::RoundPlan& plan) const;
+  // Books an accepted round in the site's ledgers and egress ledger.
+  Status SpendPrivacy(const v1::RoundPlan& plan, const PrivacyCost& cost);
   // Ledger entry for a message about to leave; returns the digest for RecordFailure.
   StatusOr<std::string> RecordSend(const char* type, uint64_t round, const std::string& bytes);
   StatusOr<std::string> RecordSend(const char* type, uint64_t round, uint64_t bytes,
@@ -77,8 +81,9 @@ class SiteSession {
   SiteConfig config_;
   TlsFiles tls_;
   std::unique_ptr<AuditLog> egress_;
-  std::optional<PrivacyLedger> privacy_;  // when policy.max_epsilon > 0
-  std::set<std::string> booked_plans_;    // plans already in privacy_ (answered again on rejoin)
+  std::optional<PrivacyLedger> privacy_;         // when policy.max_epsilon > 0
+  std::optional<PrivacyLedger> record_privacy_;  // when policy.max_record_epsilon > 0
+  std::set<std::string> booked_plans_;  // plans already in the ledgers (answered again on rejoin)
   // The last training plan answered (PlanSha256) and the answer.
   std::string answered_plan_;
   Status answer_;

@@ -23,6 +23,9 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
   c.require_client_dp = cfg.Bool("policy.require_client_dp", false);
   c.max_epsilon = cfg.Double("policy.max_epsilon", 0, 0, 1e12);
   c.delta = cfg.Double("policy.delta", c.delta, 1e-300, 0.5);
+  c.require_record_dp = cfg.Bool("policy.require_record_dp", false);
+  c.max_record_epsilon = cfg.Double("policy.max_record_epsilon", 0, 0, 1e12);
+  c.record_delta = cfg.Double("policy.record_delta", c.record_delta, 1e-300, 0.5);
 
   const std::string dir = "/usr/share/datasets/fashion-mnist/";
   c.train_images = cfg.Path("data.train_images", dir + "train-images-idx3-ubyte.gz");

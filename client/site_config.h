@@ -29,6 +29,12 @@ struct SiteConfig {
   bool require_client_dp = false;
   double max_epsilon = 0;
   double delta = 1e-5;
+  // Record-level DP-SGD, the same way (state_dir/record_privacy.json): a training plan without
+  // it is refused when either is set; one that would take the site's records past
+  // max_record_epsilon (at record_delta) is refused.
+  bool require_record_dp = false;
+  double max_record_epsilon = 0;
+  double record_delta = 1e-5;
 
   // Data: IDX files and this site's shard of them.
   std::string train_images, train_labels, test_images, test_labels;

@@ -46,6 +46,16 @@ std::string PartitionText(const PartitionSpec& p) {
   return "?";
 }
 
+std::string RecordPrivacyToml(const RecordPrivacyOptions& dp) {
+  if (!dp.enabled) return "";
+  return absl::StrCat("\n[record_privacy]\nenabled = true\nclip_norm = ", TomlNumber(dp.clip_norm),
+                      "\nnoise_multiplier = ", TomlNumber(dp.noise_multiplier),
+                      "\nsampling_rate = ", TomlNumber(dp.sampling_rate),
+                      "\nsteps_per_round = ", dp.steps,
+                      "\nepsilon = ", TomlNumber(dp.budget.epsilon),
+                      "\ndelta = ", TomlNumber(dp.budget.delta), "\n");
+}
+
 }  // namespace
 
 StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::string& name,
@@ -74,7 +84,20 @@ StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::s
   t.learning_rate = r.Double("training.learning_rate", t.learning_rate, 1e-12, 1e6);
   t.momentum = r.Double("training.momentum", t.momentum, 0, 0.999999);
   t.weight_decay = r.Double("training.weight_decay", t.weight_decay, 0, 1e6);
+  RecordPrivacyOptions& dp = b.record_privacy;
+  dp.enabled = r.Bool("record_privacy.enabled", false);
+  dp.clip_norm = r.Double("record_privacy.clip_norm", dp.clip_norm, 1e-9, 1e9);
+  dp.noise_multiplier = r.Double("record_privacy.noise_multiplier", 0, 0, 1e6);
+  dp.sampling_rate = r.Double("record_privacy.sampling_rate", dp.sampling_rate, 1e-9, 1);
+  dp.steps = r.Int("record_privacy.steps_per_round", 0, 0, 1 << 24);
+  dp.budget.epsilon = r.Double("record_privacy.epsilon", dp.budget.epsilon, 1e-6, 1e12);
+  dp.budget.delta = r.Double("record_privacy.delta", dp.budget.delta, 1e-300, 0.5);
   RETURN_IF_ERROR(r.Finish());
+  if (dp.enabled) {
+    // Fails here, not after the data is loaded, when no noise multiplier reaches the budget.
+    RETURN_IF_ERROR(Annotate(ResolveRecordPrivacy(dp, t.epochs, b.rounds).status(),
+                             absl::StrCat(name, ": [record_privacy]")));
+  }
   RETURN_IF_ERROR(Annotate(BuiltinModelLayout(b.model).status(), name));
   if (partitions.empty() || strategies.empty()) {
     return absl::InvalidArgumentError(
@@ -115,7 +138,7 @@ std::string ExperimentConfig::ResolvedToml() const {
       "device = ", TomlString(device), "\n\n[training]\n", "epochs = ", t.epochs, "\n",
       "batch_size = ", t.batch_size, "\n", "learning_rate = ", TomlNumber(t.learning_rate), "\n",
       "momentum = ", TomlNumber(t.momentum), "\n", "weight_decay = ", TomlNumber(t.weight_decay),
-      "\n");
+      "\n", RecordPrivacyToml(base.record_privacy));
 }
 
 }  // namespace hansa

@@ -233,6 +233,7 @@ StatusOr<std::unique_ptr<RoundEngine>> RoundEngine::Create(const EngineOptions& 
 }
 
 Status RoundEngine::OpenPrivacy(int64_t dimension) {
+  RETURN_IF_ERROR(OpenRecordPrivacy());
   const PrivacyOptions& p = options_.privacy;
   if (!p.enabled) return absl::OkStatus();
   ddg_.dimension = dimension;
@@ -251,6 +252,68 @@ Status RoundEngine::OpenPrivacy(int64_t dimension) {
   ASSIGN_OR_RETURN(PrivacyLedger ledger,
                    PrivacyLedger::Open(options_.state_dir + "/privacy.json", p.budget));
   ledger_ = std::move(ledger);
+  return absl::OkStatus();
+}
+
+Status RoundEngine::OpenRecordPrivacy() {
+  const RecordPrivacyOptions& r = options_.record_privacy;
+  if (!r.enabled) return absl::OkStatus();
+  StatusOr<RecordPrivacyParams> resolved =
+      ResolveRecordPrivacy(r, static_cast<int>(options_.training.epochs()), options_.rounds);
+  RETURN_IF_ERROR(Annotate(resolved.status(), "[record_privacy]"));
+  const RecordPrivacyParams& p = *resolved;
+  if (r.noise_multiplier == 0) {
+    spdlog::info(
+        "record-level privacy: noise multiplier {:.4f} spends epsilon {:g} (delta {:g}) "
+        "over {} rounds of {} DP-SGD steps at q = {:g}",
+        p.noise_multiplier, r.budget.epsilon, r.budget.delta, options_.rounds, p.steps,
+        p.sampling_rate);
+  }
+  record_plan_.set_clip_norm(p.clip_norm);
+  record_plan_.set_noise_multiplier(p.noise_multiplier);
+  record_plan_.set_sampling_rate(p.sampling_rate);
+  record_plan_.set_steps(static_cast<uint32_t>(p.steps));
+  record_plan_.set_delta(p.delta);
+  StatusOr<std::vector<double>> rdp = RecordRoundRdp(record_plan_);
+  RETURN_IF_ERROR(Annotate(rdp.status(), "[record_privacy]"));
+  record_rdp_ = *std::move(rdp);
+  ASSIGN_OR_RETURN(PrivacyLedger ledger,
+                   PrivacyLedger::Open(options_.state_dir + "/record_privacy.json", r.budget));
+  record_ledger_ = std::move(ledger);
+  return absl::OkStatus();
+}
+
+Status RoundEngine::NextRoundFits() const {
+  if (ledger_) RETURN_IF_ERROR(Annotate(ledger_->CheckFits(round_rdp_), "client-level"));
+  if (record_ledger_) {
+    RETURN_IF_ERROR(Annotate(record_ledger_->CheckFits(record_rdp_), "record-level"));
+  }
+  return absl::OkStatus();
+}
+
+Status RoundEngine::SpendPrivacy(int64_t round) {
+  // Spent once the aggregate exists, before it is published. A round run again after a crash
+  // in between was recorded the first time; that record stands (InvalidArgument: recorded).
+  struct Guarantee {
+    std::optional<PrivacyLedger>* ledger;
+    const std::vector<double>* rdp;
+    std::string mechanism;
+    const char* name;
+  };
+  for (const Guarantee& g :
+       {Guarantee{&ledger_, &round_rdp_, options_.privacy.mechanism, "client-level"},
+        Guarantee{&record_ledger_, &record_rdp_, "dp_sgd", "record-level"}}) {
+    if (!g.ledger->has_value()) continue;
+    PrivacyLedger& ledger = **g.ledger;
+    Status spent = ledger.Record(round, g.mechanism, *g.rdp);
+    if (!spent.ok() && !absl::IsInvalidArgument(spent)) return spent;
+    const auto total = ledger.Spent();
+    AuditEvent event = PrivacySpentEvent(round, total.epsilon, total.delta);
+    event.fields["guarantee"] = g.name;
+    RETURN_IF_ERROR(Record(event));
+    spdlog::info("round {}: {} privacy spent so far: epsilon {:.4g} at delta {:g}", round, g.name,
+                 total.epsilon, total.delta);
+  }
   return absl::OkStatus();
 }
 
@@ -311,6 +374,16 @@ Status RoundEngine::RecordPlan() {
                                {"min_survivors", p.min_survivors()},
                                {"delta", p.delta()},
                                {"target_epsilon", options_.privacy.budget.epsilon}};
+  }
+  if (HasRecordPrivacy(plan_)) {
+    const v1::RecordPrivacyPlan& r = plan_.record_privacy();
+    f.record_privacy = nlohmann::json{{"mechanism", "dp_sgd"},
+                                      {"clip", r.clip_norm()},
+                                      {"noise_multiplier", r.noise_multiplier()},
+                                      {"sampling_rate", r.sampling_rate()},
+                                      {"steps", r.steps()},
+                                      {"delta", r.delta()},
+                                      {"target_epsilon", options_.record_privacy.budget.epsilon}};
   }
   return Record(RoundPlanned(f));
 }
@@ -739,6 +812,7 @@ void RoundEngine::BeginPlan(int64_t round, const std::vector<std::string>& cohor
   plan_.set_chunk_bytes(options_.chunk_bytes);
   plan_.set_aggregation(options_.secure.enabled ? "secure" : "plaintext");
   if (ledger_) *plan_.mutable_privacy() = privacy_plan_;
+  if (record_ledger_) *plan_.mutable_record_privacy() = record_plan_;
 }
 
 Status RoundEngine::RunStage(Phase phase, const std::vector<std::string>& sites,
@@ -1063,16 +1137,7 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
     }
     if (options_.secure.enabled) record.examples = secure_examples_;
     record.bytes_up = bytes_up_;
-    if (ledger_) {
-      // Spent once the aggregate exists, before it is published. A round run again after a
-      // crash in between was recorded the first time; that record stands.
-      Status spent = ledger_->Record(round, options_.privacy.mechanism, round_rdp_);
-      if (!spent.ok() && !absl::IsInvalidArgument(spent)) return spent;
-      const auto total = ledger_->Spent();
-      RETURN_IF_ERROR(Record(PrivacySpentEvent(round, total.epsilon, total.delta)));
-      spdlog::info("round {}: privacy spent so far: epsilon {:.4g} at delta {:g}", round,
-                   total.epsilon, total.delta);
-    }
+    RETURN_IF_ERROR(SpendPrivacy(round));
     record.bytes_down = bytes_down_;
     next = global_;
   }
@@ -1211,6 +1276,10 @@ Status RoundEngine::RunEvaluation(int64_t round) {
       line["epsilon"] = ledger_->Spent().epsilon;
       line["delta"] = ledger_->budget().delta;
     }
+    if (record_ledger_) {
+      line["record_epsilon"] = record_ledger_->Spent().epsilon;
+      line["record_delta"] = record_ledger_->budget().delta;
+    }
     line["per_site"] = per_site;
     bytes_down_ = 0;
   }
@@ -1245,11 +1314,9 @@ Status RoundEngine::Run() {
       continue;
     }
     if (round >= options_.rounds) break;
-    if (ledger_) {
-      if (Status fits = ledger_->CheckFits(round_rdp_); !fits.ok()) {
-        spdlog::warn("privacy budget: {}; training stops after round {}", fits.message(), round);
-        break;
-      }
+    if (Status fits = NextRoundFits(); !fits.ok()) {
+      spdlog::warn("privacy budget: {}; training stops after round {}", fits.message(), round);
+      break;
     }
     RETURN_IF_ERROR(RunTrainingRound(round + 1));
   }

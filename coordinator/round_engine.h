@@ -24,6 +24,7 @@
 #include "common/crypto/sha256.h"
 #include "common/privacy/ddg.h"
 #include "common/privacy/ledger.h"
+#include "common/privacy/record_privacy.h"
 #include "common/secagg/encoding.h"
 #include "common/secagg/server.h"
 #include "common/status/status.h"
@@ -87,6 +88,9 @@ struct EngineOptions {
   // before a round that would take the federation over its budget; epsilon goes into metrics.jsonl
   // and the audit log.
   PrivacyOptions privacy;
+  // Record-level DP-SGD at every site. Independent of `privacy` (both may be on: each guarantee
+  // has its own budget and ledger, state_dir/record_privacy.json); either aggregation mode.
+  RecordPrivacyOptions record_privacy;
 
   // Compliance records (audit.jsonl, common/audit/events.h). Null: none (simulation, most unit
   // tests). Each record is appended and fsynced before the engine acknowledges what it states;
@@ -217,6 +221,11 @@ class RoundEngine {
   explicit RoundEngine(EngineOptions options);
   Status Resume(const Model& initial);
   Status OpenPrivacy(int64_t dimension);
+  Status OpenRecordPrivacy();
+  // OK when one more round fits every budget, else the first budget's FailedPrecondition.
+  Status NextRoundFits() const;
+  // Books `round` in every ledger, records it and logs it.
+  Status SpendPrivacy(int64_t round);
   Status RunTrainingRound(int64_t round);
   // One attempt at the round's aggregate: the mean update, or nullopt when too few sites
   // finished and the round must be retried.
@@ -260,6 +269,10 @@ class RoundEngine {
   v1::PrivacyPlan privacy_plan_;  // what every plan announces
   std::vector<double> round_rdp_;
   std::optional<PrivacyLedger> ledger_;
+  // Record-level privacy, the same way (state_dir/record_privacy.json).
+  v1::RecordPrivacyPlan record_plan_;
+  std::vector<double> record_rdp_;
+  std::optional<PrivacyLedger> record_ledger_;
 
   mutable absl::Mutex mu_;
   absl::CondVar changed_;

@@ -19,6 +19,8 @@
 #include "common/crypto/sha256.h"
 #include "common/fileio/fileio.h"
 #include "common/partition/random.h"
+#include "common/privacy/rdp.h"
+#include "common/privacy/uniform_source.h"
 #include "common/tensor/safetensors.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/svg_plot.h"
@@ -42,7 +44,12 @@ uint64_t Mix(uint64_t a, uint64_t b) {
   r.Next();
   return r.Next();
 }
-enum SeedPurpose : uint64_t { kPartitionSeed = 1, kShuffleSeed = 2, kNoiseSeed = 3 };
+enum SeedPurpose : uint64_t {
+  kPartitionSeed = 1,
+  kShuffleSeed = 2,
+  kNoiseSeed = 3,
+  kDpSeed = 4,
+};
 
 std::string SafeName(const std::string& s) {
   std::string out;
@@ -180,6 +187,10 @@ Status TrainAndUpload(RoundContext* ctx, int index, VirtualSite* site, const v1:
   s.input_noise_std = site->noise_std;
   s.noise_seed = site->noise_seed;
   s.proximal_mu = recipe.proximal_mu;
+  if (s.dp.enabled()) {
+    s.dp.randomness = std::make_shared<SeededUniformSource>(absl::StrCat(
+        "hansa simulate dp-sgd ", Mix(config.seed, kDpSeed), " ", ctx->round, " ", index));
+  }
   std::vector<float> server_c;
   if (recipe.scaffold) {
     server_c.assign(extended.values.begin() + n, extended.values.begin() + 2 * n);
@@ -415,6 +426,13 @@ nlohmann::ordered_json ConfigJson(const SimulationConfig& c) {
                    {"learning_rate", c.training.learning_rate},
                    {"momentum", c.training.momentum},
                    {"weight_decay", c.training.weight_decay}};
+  if (c.record_privacy.enabled) {
+    const RecordPrivacyOptions& r = c.record_privacy;
+    j["record_privacy"] = {
+        {"clip_norm", r.clip_norm},         {"noise_multiplier", r.noise_multiplier},
+        {"sampling_rate", r.sampling_rate}, {"steps_per_round", r.steps},
+        {"epsilon", r.budget.epsilon},      {"delta", r.budget.delta}};
+  }
   return j;
 }
 
@@ -528,6 +546,17 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
     for (const VirtualSite& s : sites) run["sites_examples"].push_back(s.indices.size());
     RETURN_IF_ERROR(WriteFileAtomically(run_dir + "/run.json", run.dump(2) + "\n"));
   }
+  // Record-level privacy: the trainer's DP-SGD settings, as a deployed plan would carry them.
+  SimulationConfig run = config;
+  if (config.record_privacy.enabled) {
+    ASSIGN_OR_RETURN(
+        RecordPrivacyParams p,
+        ResolveRecordPrivacy(config.record_privacy, config.training.epochs, config.rounds));
+    run.training.dp.clip_norm = p.clip_norm;
+    run.training.dp.noise_multiplier = p.noise_multiplier;
+    run.training.dp.sampling_rate = p.sampling_rate;
+    run.training.dp.steps = p.steps;
+  }
   SlotPool pool(config.pool);
   RunResult result;
   result.config = config;
@@ -535,7 +564,7 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
   for (int64_t round = 1; round <= config.rounds; ++round) {
     const auto round_start = Clock::now();
     const Model extended = Extend(global, *strategy);
-    ASSIGN_OR_RETURN(RoundOutcome outcome, RunEngineRound(config, *strategy, backend, &pool, round,
+    ASSIGN_OR_RETURN(RoundOutcome outcome, RunEngineRound(run, *strategy, backend, &pool, round,
                                                           extended, run_dir + "/engine", &sites));
     const RoundInfo info{round, static_cast<int>(sites.size()), static_cast<int>(sites.size())};
     if (strategy->needs_individual_updates()) {
@@ -549,6 +578,14 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
     }
     ASSIGN_OR_RETURN(EvalResult eval, backend->Evaluate(0, global));
     RoundMetrics m{round, eval.accuracy, eval.loss, SecondsSince(round_start)};
+    const RecordDpSettings& dp = run.training.dp;
+    if (dp.enabled()) {
+      ASSIGN_OR_RETURN(
+          PrivacySpent spent,
+          SampledGaussianEpsilon(dp.sampling_rate, dp.noise_multiplier, dp.steps * round,
+                                 config.record_privacy.budget.delta));
+      m.record_epsilon = spent.epsilon;
+    }
     result.rounds.push_back(m);
 
     nlohmann::ordered_json line;
@@ -574,6 +611,10 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
     line["bytes_down"] = outcome.bytes_down;
     line["examples"] = examples;
     line["evaluated_on"] = eval.num_examples;
+    if (dp.enabled()) {
+      line["record_epsilon"] = m.record_epsilon;
+      line["record_delta"] = config.record_privacy.budget.delta;
+    }
     line["per_site"] = per_site;
     absl::StrAppend(&metrics, line.dump(), "\n");
     RETURN_IF_ERROR(WriteFileAtomically(run_dir + "/metrics.jsonl", metrics));
@@ -675,10 +716,28 @@ StatusOr<std::vector<RunResult>> RunExperiment(const ExperimentConfig& experimen
   return results;
 }
 
+namespace {
+
+// The record-level epsilon a group's runs spent, or "" when they ran without DP-SGD (the
+// summaries then have no such column).
+std::string FinalRecordEpsilon(const Group& g) {
+  const RoundMetrics& last = g.runs[0]->rounds.back();
+  return last.record_epsilon > 0 ? Fixed(last.record_epsilon, 3) : "";
+}
+
+bool AnyRecordPrivacy(const std::vector<RunResult>& runs) {
+  return std::any_of(runs.begin(), runs.end(),
+                     [](const RunResult& r) { return r.config.record_privacy.enabled; });
+}
+
+}  // namespace
+
 std::string SummaryCsv(const std::vector<RunResult>& runs) {
-  std::string out =
+  const bool dp = AnyRecordPrivacy(runs);
+  std::string out = absl::StrCat(
       "strategy,partition,seeds,rounds,best_accuracy_mean,best_accuracy_std,"
-      "final_accuracy_mean,final_accuracy_std,seconds_mean\n";
+      "final_accuracy_mean,final_accuracy_std,seconds_mean",
+      dp ? ",record_epsilon" : "", "\n");
   for (const Group& g : GroupRuns(runs)) {
     std::vector<double> best, final_acc, seconds;
     for (const RunResult* r : g.runs) {
@@ -689,17 +748,18 @@ std::string SummaryCsv(const std::vector<RunResult>& runs) {
     absl::StrAppend(&out, "\"", g.strategy, "\",\"", g.partition, "\",", g.runs.size(), ",",
                     g.runs[0]->rounds.size(), ",", Fixed(Mean(best)), ",", Fixed(SampleStd(best)),
                     ",", Fixed(Mean(final_acc)), ",", Fixed(SampleStd(final_acc)), ",",
-                    Fixed(Mean(seconds), 1), "\n");
+                    Fixed(Mean(seconds), 1), dp ? "," : "", dp ? FinalRecordEpsilon(g) : "", "\n");
   }
   return out;
 }
 
 std::string SummaryMarkdown(const std::string& title, const std::vector<RunResult>& runs) {
-  std::string out =
-      absl::StrCat("# ", title, "\n\nTest accuracy of the global model, mean ± std over seeds.\n\n",
-                   "| partition | strategy | seeds | rounds | best accuracy | final accuracy | "
-                   "seconds per run |\n",
-                   "|---|---|---:|---:|---:|---:|---:|\n");
+  const bool dp = AnyRecordPrivacy(runs);
+  std::string out = absl::StrCat(
+      "# ", title, "\n\nTest accuracy of the global model, mean ± std over seeds.\n\n",
+      "| partition | strategy | seeds | rounds | best accuracy | final accuracy | "
+      "seconds per run |",
+      dp ? " record ε |" : "", "\n", "|---|---|---:|---:|---:|---:|---:|", dp ? "---:|" : "", "\n");
   for (const Group& g : GroupRuns(runs)) {
     std::vector<double> best, final_acc, seconds;
     for (const RunResult* r : g.runs) {
@@ -710,7 +770,8 @@ std::string SummaryMarkdown(const std::string& title, const std::vector<RunResul
     absl::StrAppend(&out, "| ", g.partition, " | ", g.strategy, " | ", g.runs.size(), " | ",
                     g.runs[0]->rounds.size(), " | ", Fixed(Mean(best)), " ± ",
                     Fixed(SampleStd(best)), " | ", Fixed(Mean(final_acc)), " ± ",
-                    Fixed(SampleStd(final_acc)), " | ", Fixed(Mean(seconds), 0), " |\n");
+                    Fixed(SampleStd(final_acc)), " | ", Fixed(Mean(seconds), 0), " |",
+                    dp ? absl::StrCat(" ", FinalRecordEpsilon(g), " |") : "", "\n");
   }
   return out;
 }

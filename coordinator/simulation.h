@@ -30,6 +30,7 @@
 #include "client/data.h"
 #include "client/trainer.h"
 #include "common/partition/partition.h"
+#include "common/privacy/record_privacy.h"
 #include "common/status/status.h"
 #include "common/tensor/tensor.h"
 #include "coordinator/strategy.h"
@@ -46,6 +47,10 @@ struct SimulationConfig {
   StrategyOptions strategy;
   uint64_t seed = 0;  // partition, initial model, shuffling, noise
   int pool = 1;       // sites training at once
+  // Record-level DP-SGD at every site, planned as a deployment plans it (ResolveRecordPrivacy).
+  // Its sampling and noise are drawn from `seed` so that runs repeat; a deployed site draws
+  // them from the CSPRNG.
+  RecordPrivacyOptions record_privacy;
 
   // "fedavg / dir(0.5) / seed 0"
   std::string Label() const;
@@ -75,6 +80,8 @@ struct ExperimentConfig {
 //   [experiment] name, data_dir, model, sites, rounds, seed, repeats, partitions = [...],
 //                strategies = [...], train_limit, test_limit, pool, threads, device
 //   [training]   epochs, batch_size, learning_rate, momentum, weight_decay
+//   [record_privacy] enabled, clip_norm, noise_multiplier, sampling_rate, steps_per_round,
+//                epsilon, delta (as in coordinator.toml)
 // Partitions as ParsePartitionSpec, strategies as ParseStrategySpec.
 StatusOr<ExperimentConfig> LoadExperiment(const std::string& path);
 StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::string& name,
@@ -104,6 +111,7 @@ struct RoundMetrics {
   double accuracy = 0;
   double loss = 0;
   double seconds = 0;
+  double record_epsilon = 0;  // cumulative, with record-level privacy; 0 without
 };
 
 struct RunResult {

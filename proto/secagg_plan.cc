@@ -1,6 +1,7 @@
 #include "proto/secagg_plan.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "common/privacy/central_gaussian.h"
 #include "common/privacy/ddg_accountant.h"
@@ -63,6 +64,25 @@ StatusOr<std::vector<double>> RoundRdpOfPlan(const v1::PrivacyPlan& privacy, int
   }
   return absl::InvalidArgumentError(
       absl::StrCat("privacy mechanism '", privacy.mechanism(), "' is not known here"));
+}
+
+bool HasRecordPrivacy(const v1::RoundPlan& plan) {
+  return plan.has_record_privacy() && plan.record_privacy().clip_norm() != 0;
+}
+
+StatusOr<std::vector<double>> RecordRoundRdp(const v1::RecordPrivacyPlan& plan) {
+  if (!(plan.clip_norm() > 0) || std::isinf(plan.clip_norm())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "record-level privacy: clip_norm = ", plan.clip_norm(), " must be positive and finite"));
+  }
+  if (!(plan.delta() > 0 && plan.delta() < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("record-level privacy: delta = ", plan.delta(), " must be in (0, 1)"));
+  }
+  StatusOr<std::vector<double>> rdp = ComputeSampledGaussianRdp(
+      plan.sampling_rate(), plan.noise_multiplier(), plan.steps(), DefaultRdpOrders());
+  RETURN_IF_ERROR(Annotate(rdp.status(), "record-level privacy"));
+  return rdp;
 }
 
 void SetPrivacyPlan(const DdgParams& params, double delta, v1::PrivacyPlan* out,

@@ -40,6 +40,12 @@ void SetPrivacyPlan(const DdgParams& params, double delta, v1::PrivacyPlan* out,
 // cohort is the coordinator's choice. InvalidArgument for an unknown mechanism.
 StatusOr<std::vector<double>> RoundRdpOfPlan(const v1::PrivacyPlan& privacy, int64_t dimension);
 
+// Record-level DP-SGD: true when the plan asks every site for it (clip norm > 0).
+bool HasRecordPrivacy(const v1::RoundPlan& plan);
+// One round's RDP curve on DefaultRdpOrders(): `steps` compositions of the sampled Gaussian.
+// InvalidArgument, naming the field, for a plan that is not a valid mechanism (z must be > 0).
+StatusOr<std::vector<double>> RecordRoundRdp(const v1::RecordPrivacyPlan& plan);
+
 // The site's masked input for the plan, as the serialized chunks of its upload (MaskUpdate):
 // encoded with the plan's clip, bits and cohort, weight min(1, examples / max_examples), cut
 // to the plan's chunk size. With client-level privacy the update is instead clipped in L2,

@@ -56,6 +56,7 @@ AuditEvent RoundPlanned(const RoundPlannedFields& f) {
                                     {"quantization_bits", s.quantization_bits}};
   }
   if (f.privacy) fields["privacy"] = *f.privacy;
+  if (f.record_privacy) fields["record_privacy"] = *f.record_privacy;
   return {ev::kRoundPlanned, std::move(fields)};
 }
 

@@ -130,6 +130,9 @@ struct RoundPlannedFields {
   // "distributed_discrete_gaussian", "noise_multiplier": 1.1, "clip": 1.0, "delta": 1e-5,
   // "target_epsilon": 8}. A JSON object; left out when privacy is off.
   std::optional<nlohmann::json> privacy;
+  // Record-level DP-SGD at every site, the same way ({"mechanism": "dp_sgd", "clip": ...,
+  // "noise_multiplier": ..., "sampling_rate": ..., "steps": ..., "delta": ...}).
+  std::optional<nlohmann::json> record_privacy = std::nullopt;
 };
 
 AuditEvent FederationStarted(const FederationStartedFields& f);

@@ -153,7 +153,19 @@ std::string Released(const json& report, const Facts& f) {
         ".");
   } else if (privacy.value("enabled", false)) {
     absl::StrAppend(&out, "Differential privacy was configured but no privacy cost is recorded.");
-  } else {
+  }
+  const json record = privacy.value("record_level", json::object());
+  const bool record_spent = record.value("enabled", false) && record.contains("final_epsilon") &&
+                            record["final_epsilon"].is_number();
+  if (record_spent) {
+    absl::StrAppend(&out,
+                    " Every site trained with record-level differential privacy (DP-SGD: "
+                    "each record's gradient clipped, Gaussian noise added at the site); after "
+                    "the last recorded round its cumulative cost is epsilon = ",
+                    Number(record["final_epsilon"]), " at delta = ", Number(record["delta"]),
+                    " for any single training record of a site.");
+  }
+  if (!privacy.value("enabled", false) && !record_spent) {
     absl::StrAppend(
         &out,
         "No differential privacy was applied. The released model can still carry information "

@@ -163,17 +163,18 @@ std::string RoundsSection(const json& r) {
     for (const json& d : o["declined"]) {
       lost.push_back(absl::StrCat(Text(d["site"]), " declined: ", Text(d["reason"])));
     }
-    rows.push_back(
-        Row({Text(o["round"]), List(o["cohort"]), Protection(o),
-             lost.empty() ? "&mdash;" : absl::StrJoin(lost, "<br>"), List(o["aggregated_sites"]),
-             Digest(o["model_sha256"]), Text(o["accuracy"]), Text(o["epsilon"])}));
+    rows.push_back(Row({Text(o["round"]), List(o["cohort"]), Protection(o),
+                        lost.empty() ? "&mdash;" : absl::StrJoin(lost, "<br>"),
+                        List(o["aggregated_sites"]), Digest(o["model_sha256"]), Text(o["accuracy"]),
+                        Text(o["epsilon"]), Text(o["record_epsilon"])}));
   }
-  std::string out = absl::StrCat(
-      "<section id=\"rounds-section\"><h2>Rounds</h2>",
-      Table("rounds",
-            {"Round", "Cohort", "Protection", "Dropouts and refusals", "In the aggregate",
-             "Model SHA-256", "Accuracy", "&epsilon; (cumulative)"},
-            rows));
+  std::string out =
+      absl::StrCat("<section id=\"rounds-section\"><h2>Rounds</h2>",
+                   Table("rounds",
+                         {"Round", "Cohort", "Protection", "Dropouts and refusals",
+                          "In the aggregate", "Model SHA-256", "Accuracy",
+                          "Site &epsilon; (cumulative)", "Record &epsilon; (cumulative)"},
+                         rows));
   if (rows.empty()) absl::StrAppend(&out, "<p class=\"muted\">No rounds are recorded.</p>");
   return absl::StrCat(out, "</section>");
 }

@@ -63,6 +63,9 @@ json EmptyRound(int64_t round) {
           {"released_at", nullptr},
           {"epsilon", nullptr},
           {"delta", nullptr},
+          {"record_privacy", nullptr},
+          {"record_epsilon", nullptr},
+          {"record_delta", nullptr},
           {"checkpoint", nullptr},
           {"accuracy", nullptr},
           {"loss", nullptr},
@@ -126,6 +129,7 @@ void Fold(const AuditRecord& r, Folded& f) {
     o["aggregation"] = Get(x, "aggregation");
     o["secure_aggregation"] = Get(x, "secure_aggregation");
     o["privacy"] = Get(x, "privacy");
+    o["record_privacy"] = Get(x, "record_privacy");
   } else if (r.event == ev::kSiteConsented && round >= 0) {
     Round(f, round)["consented"].push_back(Str(x, "site"));
   } else if (r.event == ev::kSiteDeclined && round >= 0) {
@@ -143,8 +147,10 @@ void Fold(const AuditRecord& r, Folded& f) {
     o["released_at"] = r.time;
     o["aggregated_sites"] = Get(x, "sites").is_array() ? x["sites"] : json::array();
   } else if (r.event == ev::kPrivacySpent && round >= 0) {
-    Round(f, round)["epsilon"] = Get(x, "epsilon");
-    Round(f, round)["delta"] = Get(x, "delta");
+    // Record-level DP-SGD says so; client-level records (and older ones) do not.
+    const bool record = Str(x, "guarantee") == "record-level";
+    Round(f, round)[record ? "record_epsilon" : "epsilon"] = Get(x, "epsilon");
+    Round(f, round)[record ? "record_delta" : "delta"] = Get(x, "delta");
   } else if (r.event == ev::kCheckpointWritten && round >= 0) {
     Round(f, round)["checkpoint"] = {{"path", Get(x, "path")}, {"sha256", Get(x, "sha256")}};
   } else if (r.event == ev::kFederationFinished) {
@@ -255,7 +261,9 @@ void MergeMetrics(const std::vector<json>& metrics, Folded& f, json& report) {
     for (const char* key : {"accuracy", "loss", "seconds", "bytes_up", "bytes_down"}) {
       o[key] = Get(m, key);
     }
-    if (o["epsilon"].is_null() && m.contains("epsilon")) o["epsilon"] = m["epsilon"];
+    for (const char* key : {"epsilon", "record_epsilon"}) {
+      if (o[key].is_null() && m.contains(key)) o[key] = m[key];
+    }
     if (o["model_sha256"].is_null() && m.contains("model_sha256")) {
       o["model_sha256"] = m["model_sha256"];
     }
@@ -263,21 +271,30 @@ void MergeMetrics(const std::vector<json>& metrics, Folded& f, json& report) {
   report["accuracy_over_rounds"] = accuracy;
 }
 
-json PrivacySection(const Folded& f) {
+// One guarantee's cumulative epsilon over rounds: `prefix` "" (client-level) or "record_".
+json GuaranteeSection(const Folded& f, const std::string& prefix) {
   json points = json::array();
   bool planned = false;
   json last_delta;
+  const std::string plan = prefix.empty() ? "privacy" : prefix + "privacy";
   for (const auto& [round, o] : f.rounds) {
-    planned = planned || o["privacy"].is_object();
-    if (o["epsilon"].is_number()) {
-      points.push_back({{"round", round}, {"epsilon", o["epsilon"]}, {"delta", o["delta"]}});
-      if (!o["delta"].is_null()) last_delta = o["delta"];
+    planned = planned || o[plan].is_object();
+    if (o[prefix + "epsilon"].is_number()) {
+      points.push_back(
+          {{"round", round}, {"epsilon", o[prefix + "epsilon"]}, {"delta", o[prefix + "delta"]}});
+      if (!o[prefix + "delta"].is_null()) last_delta = o[prefix + "delta"];
     }
   }
   return {{"enabled", planned || !points.empty()},
           {"epsilon_over_rounds", points},
           {"final_epsilon", points.empty() ? json() : points.back()["epsilon"]},
           {"delta", last_delta}};
+}
+
+json PrivacySection(const Folded& f) {
+  json out = GuaranteeSection(f, "");
+  out["record_level"] = GuaranteeSection(f, "record_");
+  return out;
 }
 
 // STATE_DIR/../ca.pem: where a startup kit keeps the CA beside the coordinator's state dir.

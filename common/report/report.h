@@ -13,12 +13,15 @@
 //                   rounds_contributed}]
 //   refusals      [{time, site, organisation, country, fingerprint, reason}]
 //   rounds        [{round, attempts, planned_at, plan_sha256, start_model_sha256, cohort[],
-//                   aggregation, secure_aggregation|null, privacy|null, consented[],
+//                   aggregation, secure_aggregation|null, privacy|null,
+//                   record_privacy|null, consented[],
 //                   declined[{site, reason}], dropouts[{site, stage}],
 //                   updates[{site, bytes, sha256}], aggregated_sites[], model_sha256,
-//                   released_at, epsilon, delta, checkpoint{path, sha256}|null,
+//                   released_at, epsilon, delta, record_epsilon, record_delta,
+//                   checkpoint{path, sha256}|null,
 //                   accuracy, loss, seconds, bytes_up, bytes_down}]   (absent values are null)
-//   privacy       {enabled, epsilon_over_rounds[{round, epsilon, delta}], final_epsilon, delta}
+//   privacy       {enabled, epsilon_over_rounds[{round, epsilon, delta}], final_epsilon, delta,
+//                  record_level{the same four, for record-level DP-SGD}}  (client-level above)
 //   accuracy_over_rounds [{round, accuracy, loss}]     (metrics.jsonl, round 0 = initial model)
 //   bytes_received [{site, round, bytes}]              (update_received, summed over attempts)
 //   audit         {path, present, verified, error, records, events{}, first_time, last_time,

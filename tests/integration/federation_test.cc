@@ -21,6 +21,7 @@
 #include "common/pki/authority.h"
 #include "common/pki/key.h"
 #include "common/privacy/ddg_accountant.h"
+#include "common/privacy/rdp.h"
 #include "common/tensor/safetensors.h"
 #include "hansa/v1/hansa.grpc.pb.h"
 #include "tests/integration/harness.h"
@@ -534,7 +535,7 @@ TEST(FederationTest, ClientLevelPrivacyIsSpentAndEnforcedByTheCoordinatorAndBySi
     if (r["event"] == "plan_refused") {
       ++refused;
       EXPECT_THAT(r["fields"]["reason"].get<std::string>(),
-                  HasSubstr("would exceed this site's privacy budget"));
+                  HasSubstr("would exceed this site's client-level privacy budget"));
     }
     EXPECT_FALSE(r["event"] == "message_sent" && r["fields"]["type"] == "upload") << r.dump();
   }
@@ -552,6 +553,76 @@ TEST(FederationTest, ClientLevelPrivacyIsSpentAndEnforcedByTheCoordinatorAndBySi
   ASSERT_TRUE(booked.ok());
   EXPECT_NEAR(alpha_epsilon, booked->epsilon, 1e-9 * booked->epsilon);
   fed.ExpectRecordsReconcile({"alpha", "beta", "gamma", "delta"});
+}
+
+// Record-level DP-SGD: every site trains privately under the plan's parameters; the
+// coordinator stops at its budget, and each site keeps and enforces its own.
+TEST(FederationTest, RecordLevelPrivacyIsSpentAndEnforcedByTheCoordinatorAndBySites) {
+  std::string dir = FreshDir();
+  Federation fed(dir, {"alpha", "beta", "gamma"}, Settings{.rounds = 3, .min_sites = 2});
+  const double q = 0.04, z = 0.8;
+  const int steps = 25;  // one epoch's worth of a 1,500-example shard at q
+  std::vector<double> eps;
+  for (int rounds = 1; rounds <= 3; ++rounds) {
+    auto spent = SampledGaussianEpsilon(q, z, steps * rounds, 1e-5);
+    ASSERT_TRUE(spent.ok()) << spent.status();
+    eps.push_back(spent->epsilon);
+  }
+  AppendText(fed.kit() + "/coordinator/coordinator.toml",
+             Federation::absl_format("[record_privacy]\nenabled = true\nclip_norm = 1\n"
+                                     "noise_multiplier = %g\nsampling_rate = %g\n"
+                                     "steps_per_round = %d\nepsilon = %.17g\ndelta = 1e-5\n",
+                                     z, q, steps, (eps[1] + eps[2]) / 2));
+  // gamma's own budget fits no round; alpha's fits all three; beta only requires DP-SGD.
+  ReplaceInFile(fed.kit() + "/sites/gamma/site.toml", "[policy]\n",
+                Federation::absl_format("[policy]\nmax_record_epsilon = %.17g\n", eps[0] / 2));
+  ReplaceInFile(fed.kit() + "/sites/alpha/site.toml", "[policy]\n",
+                Federation::absl_format("[policy]\nmax_record_epsilon = %.17g\n", eps[2] * 2));
+  ReplaceInFile(fed.kit() + "/sites/beta/site.toml", "[policy]\n",
+                "[policy]\nrequire_record_dp = true\n");
+  std::string log = RunToEnd(fed, {"alpha", "beta", "gamma"});
+  EXPECT_THAT(log, HasSubstr("training stops after round 2"));
+  auto metrics = fed.Metrics();
+  ASSERT_EQ(metrics.size(), 3u);  // rounds 0, 1, 2: the third would exceed the budget
+  for (int r = 1; r <= 2; ++r) {
+    EXPECT_EQ(metrics[r]["sites"].get<int>(), 2) << metrics[r].dump();
+    EXPECT_NEAR(metrics[r]["record_epsilon"].get<double>(), eps[r - 1], 1e-9 * eps[r - 1]);
+    EXPECT_FALSE(metrics[r].contains("epsilon")) << "no client-level privacy was asked for";
+  }
+  EXPECT_GT(metrics[2]["accuracy"].get<double>(), metrics[0]["accuracy"].get<double>() + 0.2);
+  int spent_records = 0;
+  for (const auto& r : fed.Audit()) {
+    if (r["event"] == "round_planned") {
+      EXPECT_EQ(r["fields"]["record_privacy"]["steps"].get<int>(), steps) << r.dump();
+    }
+    if (r["event"] != "privacy_spent") continue;
+    ++spent_records;
+    EXPECT_EQ(r["fields"]["guarantee"], "record-level") << r.dump();
+  }
+  EXPECT_EQ(spent_records, 2);
+  int refused = 0;
+  for (const auto& r : ReadJsonLines(fed.Egress("gamma"))) {
+    if (r["event"] == "plan_refused") {
+      ++refused;
+      EXPECT_THAT(r["fields"]["reason"].get<std::string>(),
+                  HasSubstr("would exceed this site's record-level privacy budget"));
+    }
+    EXPECT_FALSE(r["event"] == "message_sent" && r["fields"]["type"] == "upload") << r.dump();
+  }
+  EXPECT_GE(refused, 1);
+  // alpha booked every plan it accepted, in its own ledger file too.
+  double alpha_epsilon = 0;
+  int accepted = 0;
+  for (const auto& r : ReadJsonLines(fed.Egress("alpha"))) {
+    if (r["event"] == "privacy_spent") alpha_epsilon = r["fields"]["epsilon"].get<double>();
+    accepted += r["event"] == "plan_accepted";
+  }
+  ASSERT_GE(accepted, 2);
+  auto booked = SampledGaussianEpsilon(q, z, steps * accepted, 1e-5);
+  ASSERT_TRUE(booked.ok());
+  EXPECT_NEAR(alpha_epsilon, booked->epsilon, 1e-6 * booked->epsilon);
+  EXPECT_TRUE(std::filesystem::exists(fed.kit() + "/sites/alpha/state/record_privacy.json"));
+  fed.ExpectRecordsReconcile({"alpha", "beta", "gamma"});
 }
 
 TEST(FederationTest, CtrlCStopsTheCoordinatorCleanly) {

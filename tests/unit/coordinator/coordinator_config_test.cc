@@ -100,6 +100,31 @@ TEST(CoordinatorConfigTest, ClientLevelPrivacyNeedsSecureAggregation) {
   EXPECT_EQ(central_plain->engine.privacy.mechanism, "central_gaussian");
 }
 
+TEST(CoordinatorConfigTest, RecordLevelPrivacyIsReadAndWorksInEitherMode) {
+  const std::string sites = "[sites]\nallowed=[\"a\", \"b\", \"c\"]\n";
+  const std::string dp =
+      "[record_privacy]\nenabled = true\nclip_norm = 0.5\nsampling_rate = 0.02\n"
+      "steps_per_round = 30\nepsilon = 3\ndelta = 1e-6\n";
+  for (const std::string mode : {"secure", "plaintext"}) {
+    auto c = LoadCoordinatorConfig(Write(sites + "[aggregation]\nmode = \"" + mode + "\"\n" + dp));
+    ASSERT_TRUE(c.ok()) << c.status();
+    const RecordPrivacyOptions& r = c->engine.record_privacy;
+    EXPECT_TRUE(r.enabled);
+    EXPECT_EQ(r.clip_norm, 0.5);
+    EXPECT_EQ(r.sampling_rate, 0.02);
+    EXPECT_EQ(r.steps, 30);
+    EXPECT_EQ(r.noise_multiplier, 0);  // planned from the budget by the engine
+    EXPECT_EQ(r.budget.epsilon, 3);
+    EXPECT_EQ(r.budget.delta, 1e-6);
+    EXPECT_FALSE(c->engine.privacy.enabled);
+  }
+  auto off = LoadCoordinatorConfig(Write(sites));
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE(off->engine.record_privacy.enabled);
+  auto bad = LoadCoordinatorConfig(Write(sites + "[record_privacy]\nsampling_rate = 2\n"));
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("record_privacy.sampling_rate"));
+}
+
 TEST(CoordinatorConfigTest, StrategiesTheCoordinatorCannotRunAreRefusedWithWhatToUse) {
   const std::string sites = "[sites]\nallowed=[\"a\", \"b\", \"c\"]\n";
   auto adam = LoadCoordinatorConfig(

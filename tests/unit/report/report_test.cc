@@ -192,5 +192,43 @@ TEST(DataFlowTest, PlaintextRoundsAndCentralNoiseAreStatedAsSuch) {
   EXPECT_THAT(flow, HasSubstr("did NOT verify: no audit log at x"));
 }
 
+TEST(DataFlowTest, RecordLevelPrivacyAloneIsStatedAndNotCalledNoPrivacy) {
+  json report = json::parse(R"({
+    "federation": {"allowed_countries_text": "DE", "coordinator": null},
+    "participants": [], "refusals": [],
+    "rounds": [{"round": 1, "aggregation": "secure", "secure_aggregation": null, "privacy": null}],
+    "privacy": {"enabled": false, "final_epsilon": null, "delta": null,
+                "record_level": {"enabled": true, "final_epsilon": 2.5, "delta": 1e-5}},
+    "audit": {"verified": true}})");
+  std::string flow = DataFlowStatement(report).dump();
+  EXPECT_THAT(flow, HasSubstr("record-level differential privacy (DP-SGD"));
+  EXPECT_THAT(flow, HasSubstr("epsilon = 2.5 at delta = 1e-05 for any single training record"));
+  EXPECT_THAT(flow, Not(HasSubstr("No differential privacy was applied")));
+}
+
+// A record-level privacy_spent record goes to the round's record_epsilon, not its epsilon.
+TEST(ReportTest, RecordLevelSpendingIsKeptApartFromClientLevel) {
+  const std::string root = MakeTempDir("report_record_level");
+  const std::string state = WriteSyntheticState(root);
+  {
+    const auto& who = Fed().coordinator();
+    auto log = AuditLog::Open(state + "/audit.jsonl", who.Key(), who.cert);
+    ASSERT_TRUE(log.ok()) << log.status();
+    AuditEvent spent = PrivacySpentEvent(2, 0.75, 1e-5);
+    spent.fields["guarantee"] = "record-level";
+    ASSERT_TRUE((*log)->Append(spent).ok());
+  }
+  ReportOptions options;
+  options.state_dir = state;
+  auto r = BuildReport(options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const json& two = (*r)["rounds"][1];
+  EXPECT_EQ(two["epsilon"], 2.25);
+  EXPECT_EQ(two["record_epsilon"], 0.75);
+  EXPECT_EQ((*r)["privacy"]["final_epsilon"], 2.25);
+  EXPECT_EQ((*r)["privacy"]["record_level"]["final_epsilon"], 0.75);
+  EXPECT_TRUE((*r)["audit"]["verified"].get<bool>()) << (*r)["audit"].dump();
+}
+
 }  // namespace
 }  // namespace hansa

@@ -251,5 +251,37 @@ TEST_F(SimulationTest, RealTrainingIsDeterministicRunAfterRun) {
   EXPECT_EQ(metrics[0], metrics[1]);
 }
 
+// Record-level DP-SGD in simulation: planned as deployed (the last round spends the budget),
+// and drawn from the run's seed, so that a run repeats exactly.
+TEST_F(SimulationTest, RecordPrivacyRunsRepeatAndSpendTheirBudget) {
+  StatusOr<Dataset> train = LoadMnistStyle(kFashionMnistDir, Split::kTrain);
+  StatusOr<Dataset> test = LoadMnistStyle(kFashionMnistDir, Split::kTest);
+  ASSERT_TRUE(train.ok() && test.ok());
+  Dataset small_train = Head(*train, 600), small_test = Head(*test, 200);
+  SimulationConfig c = TinyConfig("fedavg");
+  c.training.learning_rate = 0.1;
+  c.record_privacy.enabled = true;
+  c.record_privacy.sampling_rate = 0.1;
+  c.record_privacy.budget = {5.0, 1e-5};
+  std::vector<RunResult> results;
+  for (int k = 0; k < 2; ++k) {
+    auto backend = CreateTorchBackend(&small_train, &small_test, "mlp", "cpu", 1, 1);
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    const std::string dir = TempDir(absl::StrCat("record-dp", k));
+    auto r = RunSimulation(c, small_train.labels, backend->get(), dir);
+    ASSERT_TRUE(r.ok()) << r.status();
+    results.push_back(*r);
+    EXPECT_THAT(Slurp(dir + "/metrics.jsonl"), HasSubstr("\"record_epsilon\":"));
+  }
+  const std::vector<RoundMetrics>& rounds = results[0].rounds;
+  ASSERT_EQ(rounds.size(), 2u);
+  EXPECT_GT(rounds[0].record_epsilon, 0);
+  EXPECT_LT(rounds[0].record_epsilon, rounds[1].record_epsilon);
+  EXPECT_LE(rounds[1].record_epsilon, 5.0);
+  EXPECT_GT(rounds[1].record_epsilon, 5.0 * (1 - 1e-4));
+  EXPECT_EQ(results[0].final_model.values, results[1].final_model.values);
+  EXPECT_THAT(SummaryMarkdown("dp", results), HasSubstr("record ε"));
+}
+
 }  // namespace
 }  // namespace hansa
