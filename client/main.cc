@@ -1,24 +1,51 @@
-// hansa-client --config site.toml
+// hansa-client --config site.toml [--rank N]
 //
 // Runs one site: trains on local data when the coordinator plans a round, sends only its
 // update, and stops when the federation is done. Reconnects by itself when the coordinator
-// restarts.
+// restarts. With [compute] world_size > 1 the site trains data-parallel: rank 0 is the site
+// and talks to the coordinator; every other rank (--rank 1.., same site.toml) only trains with
+// it and never connects outside the site.
 #include <signal.h>
 
 #include <mutex>
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "client/data_parallel.h"
 #include "client/session.h"
 #include "client/site_config.h"
 #include "common/logging/logging.h"
 #include "spdlog/spdlog.h"
 
+namespace {
+
+// A data-parallel rank > 0: trains with rank 0 until it stops; no connection leaves the site.
+int ServeRank(const hansa::SiteConfig& config, std::shared_ptr<hansa::DataParallelGroup> group) {
+  hansa::Dataset train, test;
+  hansa::Status st = hansa::LoadSiteData(config, &train, &test);
+  if (st.ok()) {
+    spdlog::info("site {}: data-parallel rank {} of {} over {} training examples", config.name,
+                 group->rank(), group->world_size(), train.size());
+    st = hansa::ServeDataParallelTraining(group, train, config.trainer);
+  }
+  group.reset();
+  if (!st.ok()) {
+    spdlog::error("{}", st.message());
+    return 1;
+  }
+  spdlog::info("rank 0 stopped; data-parallel rank exiting");
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"hansa-client: one site of a Hansa federation"};
   std::string config_path = "site.toml";
   std::string log_level = "info";
+  int rank = -1;
   app.add_option("--config", config_path, "site.toml of this site")->capture_default_str();
+  app.add_option("--rank", rank, "data-parallel rank of this process (overrides compute.rank)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -34,6 +61,19 @@ int main(int argc, char** argv) {
   if (!config.ok()) {
     spdlog::error("{}", config.status().message());
     return 2;
+  }
+  if (rank >= 0) config->data_parallel.rank = rank;
+  if (config->data_parallel.world_size > 1) {
+    auto group = hansa::JoinDataParallelGroup(config->data_parallel, config->trainer.device);
+    if (!group.ok()) {
+      spdlog::error("{}", group.status().message());
+      return 2;
+    }
+    if ((*group)->rank() > 0) {
+      pthread_sigmask(SIG_UNBLOCK, &set, nullptr);  // no session to stop: a signal ends it
+      return ServeRank(*config, *group);
+    }
+    config->trainer.group = *group;
   }
   auto session = hansa::SiteSession::Create(*config);
   if (!session.ok()) {

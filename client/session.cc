@@ -64,12 +64,7 @@ StatusOr<std::unique_ptr<SiteSession>> SiteSession::Create(const SiteConfig& con
     }
     s->record_privacy_ = *std::move(ledger);
   }
-  ASSIGN_OR_RETURN(Dataset train, LoadIdxDataset(config.train_images, config.train_labels));
-  ASSIGN_OR_RETURN(Dataset test, LoadIdxDataset(config.test_images, config.test_labels));
-  ASSIGN_OR_RETURN(s->train_, Shard(train, config.shard_index, config.shard_count));
-  ASSIGN_OR_RETURN(s->test_, Shard(test, config.shard_index, config.shard_count));
-  if (config.train_limit > 0) s->train_ = Head(s->train_, config.train_limit);
-  if (config.test_limit > 0) s->test_ = Head(s->test_, config.test_limit);
+  RETURN_IF_ERROR(LoadSiteData(config, &s->train_, &s->test_));
   spdlog::info("site {}: shard {}/{}: {} training and {} test examples", config.name,
                config.shard_index + 1, config.shard_count, s->train_.size(), s->test_.size());
   return s;

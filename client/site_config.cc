@@ -39,11 +39,24 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
 
   c.trainer.device = cfg.String("compute.device", "auto");
   c.trainer.threads = static_cast<int>(cfg.Int("compute.threads", 0, 0, 1024));
+  DataParallelOptions& dp = c.data_parallel;
+  dp.world_size = static_cast<int>(cfg.Int("compute.world_size", 1, 1, 4096));
+  dp.rank = static_cast<int>(cfg.Int("compute.rank", 0, 0, 4095));
+  dp.rendezvous = cfg.String("compute.rendezvous", dp.rendezvous);
+  dp.backend = cfg.String("compute.backend", dp.backend);
+  dp.interface = cfg.String("compute.interface", "");
+  dp.timeout_seconds =
+      cfg.Double("compute.collective_timeout_seconds", dp.timeout_seconds, 1, 86400);
   RETURN_IF_ERROR(cfg.Finish());
   if (c.shard_index >= c.shard_count) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": data.shard_index (", c.shard_index,
                                                    ") must be below data.shard_count (",
                                                    c.shard_count, ")"));
+  }
+  if (dp.rank >= dp.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": compute.rank (", dp.rank,
+                                                   ") must be below compute.world_size (",
+                                                   dp.world_size, ")"));
   }
   for (const auto& m : c.allowed_models) {
     if (!BuiltinModelLayout(m).ok()) {
@@ -52,6 +65,16 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
     }
   }
   return c;
+}
+
+Status LoadSiteData(const SiteConfig& config, Dataset* train, Dataset* test) {
+  ASSIGN_OR_RETURN(Dataset all_train, LoadIdxDataset(config.train_images, config.train_labels));
+  ASSIGN_OR_RETURN(Dataset all_test, LoadIdxDataset(config.test_images, config.test_labels));
+  ASSIGN_OR_RETURN(*train, Shard(all_train, config.shard_index, config.shard_count));
+  ASSIGN_OR_RETURN(*test, Shard(all_test, config.shard_index, config.shard_count));
+  if (config.train_limit > 0) *train = Head(*train, config.train_limit);
+  if (config.test_limit > 0) *test = Head(*test, config.test_limit);
+  return absl::OkStatus();
 }
 
 }  // namespace hansa

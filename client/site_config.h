@@ -44,11 +44,17 @@ struct SiteConfig {
   int64_t test_limit = 0;
 
   TrainerOptions trainer;  // model is set per plan
+  // [compute] world_size > 1: the site trains data-parallel over that many processes
+  // (data_parallel.h); this process is `rank` (hansa-client --rank overrides it).
+  DataParallelOptions data_parallel;
 
   double reconnect_seconds = 600;  // how long to keep retrying a lost coordinator
   double rpc_timeout_seconds = 30;
 };
 
 StatusOr<SiteConfig> LoadSiteConfig(const std::string& path);
+
+// The site's shard of its training and test files, capped by train_limit / test_limit.
+Status LoadSiteData(const SiteConfig& config, Dataset* train, Dataset* test);
 
 }  // namespace hansa

@@ -20,9 +20,11 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "client/internal/torch_group.h"
 #include "client/internal/torch_models.h"
 #include "client/seeded_random.h"
 #include "common/privacy/central_gaussian.h"
+#include "nlohmann/json.hpp"
 
 namespace hansa {
 namespace {
@@ -204,8 +206,14 @@ uint64_t EpochSeed(uint64_t seed, int epoch) {
 
 class TorchTrainer final : public Trainer {
  public:
-  TorchTrainer(torch::Device device, std::shared_ptr<internal::TorchNet> net, ModelLayout layout)
-      : device_(device), net_(std::move(net)), layout_(std::move(layout)) {
+  TorchTrainer(torch::Device device, std::shared_ptr<internal::TorchNet> net, ModelLayout layout,
+               std::string model, std::shared_ptr<DataParallelGroup> group)
+      : device_(device),
+        net_(std::move(net)),
+        layout_(std::move(layout)),
+        model_(std::move(model)),
+        group_owner_(std::move(group)),
+        group_(dynamic_cast<internal::TorchGroup*>(group_owner_.get())) {
     for (const auto& item : net_->named_parameters()) params_.push_back(item.value());
   }
 
@@ -248,6 +256,7 @@ class TorchTrainer final : public Trainer {
   StatusOr<TrainResult> Train(const Dataset& data, const TrainSettings& settings) override {
     RETURN_IF_ERROR(Annotate(CheckSettings(settings), "training settings"));
     RETURN_IF_ERROR(Annotate(CheckData(data), "training data"));
+    if (group_ != nullptr) RETURN_IF_ERROR(StartDataParallel(settings));
     return CatchTorch("training", [&]() { return TrainChecked(data, settings); });
   }
 
@@ -257,6 +266,72 @@ class TorchTrainer final : public Trainer {
   }
 
  private:
+  // Data-parallel: rank 0 hands the other ranks this round's command; then every rank takes
+  // rank 0's weights, so that all start from the same model.
+  Status StartDataParallel(const TrainSettings& s) {
+    if (s.dp.enabled() || (s.scaffold_correction != nullptr && !s.scaffold_correction->empty())) {
+      return absl::FailedPreconditionError(
+          "DP-SGD and SCAFFOLD are not available on a data-parallel site (world_size > 1) yet");
+    }
+    if (group_->rank() == 0) {
+      const nlohmann::json command = {{"op", "train"},
+                                      {"model", model_},
+                                      {"epochs", s.epochs},
+                                      {"batch_size", s.batch_size},
+                                      {"learning_rate", s.learning_rate},
+                                      {"momentum", s.momentum},
+                                      {"weight_decay", s.weight_decay},
+                                      {"seed", s.seed},
+                                      {"proximal_mu", s.proximal_mu},
+                                      {"input_noise_std", s.input_noise_std},
+                                      {"noise_seed", s.noise_seed}};
+      RETURN_IF_ERROR(group_->SendCommand(command.dump()));
+    }
+    return CatchTorch("data-parallel weights", [&]() -> Status {
+      torch::NoGradGuard no_grad;
+      torch::Tensor flat = Flatten(params_);
+      group_->Broadcast(flat);
+      Unflatten(flat, params_);
+      return absl::OkStatus();
+    });
+  }
+
+  static torch::Tensor Flatten(const std::vector<torch::Tensor>& tensors) {
+    std::vector<torch::Tensor> flat;
+    for (const auto& t : tensors) flat.push_back(t.detach().reshape({-1}));
+    return torch::cat(flat);
+  }
+
+  static void Unflatten(const torch::Tensor& flat, std::vector<torch::Tensor>& tensors) {
+    int64_t offset = 0;
+    for (auto& t : tensors) {
+      const int64_t n = t.numel();
+      t.detach().copy_(flat.slice(0, offset, offset + n).view(t.sizes()));
+      offset += n;
+    }
+  }
+
+  // This rank's part of the examples [begin, end): all of them without a group.
+  std::pair<int64_t, int64_t> RankSlice(int64_t begin, int64_t end) const {
+    if (group_ == nullptr) return {begin, end};
+    const int64_t n = end - begin, r = group_->rank(), w = group_->world_size();
+    return {begin + n * r / w, begin + n * (r + 1) / w};
+  }
+
+  // The gradients summed over the ranks, in place; a rank with no examples this step adds
+  // zeros.
+  void AllReduceGradients() {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> grads;
+    for (auto& p : params_) {
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      grads.push_back(p.grad());
+    }
+    torch::Tensor flat = Flatten(grads);
+    group_->AllReduceSum(flat);
+    Unflatten(flat, grads);
+  }
+
   Status CheckFinite(const Model& model) const {
     const int64_t bad = FindNonFinite(model.values.data(), model.values.size());
     if (bad < 0) return absl::OkStatus();
@@ -327,17 +402,25 @@ class TorchTrainer final : public Trainer {
       torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device_));
       for (int64_t begin = 0; begin < n; begin += s.batch_size) {
         const int64_t end = std::min(n, begin + s.batch_size);
-        torch::Tensor index = perm.slice(0, begin, end);
-        torch::Tensor x = tensors.images.index_select(0, index);
-        torch::Tensor y = tensors.labels.index_select(0, index);
+        // Data-parallel: this rank's part of the batch; its loss is the part's share of the
+        // batch mean, so that the gradients summed over the ranks are the batch's.
+        const auto [from, to] = RankSlice(begin, end);
         optimizer.zero_grad();
-        torch::Tensor loss = F::cross_entropy(net_->forward(x), y);
-        loss.backward();
+        if (to > from) {
+          torch::Tensor index = perm.slice(0, from, to);
+          torch::Tensor x = tensors.images.index_select(0, index);
+          torch::Tensor y = tensors.labels.index_select(0, index);
+          torch::Tensor loss = F::cross_entropy(
+              net_->forward(x), y, F::CrossEntropyFuncOptions().reduction(torch::kSum));
+          loss.div(static_cast<double>(end - begin)).backward();
+          loss_sum += loss.detach();
+        }
+        if (group_ != nullptr) AllReduceGradients();
         step();
-        loss_sum += loss.detach() * static_cast<double>(end - begin);
         ++result.steps;
         result.examples_seen += end - begin;
       }
+      if (group_ != nullptr) group_->AllReduceSum(loss_sum);
       result.loss = loss_sum.item<double>() / static_cast<double>(n);
       if (!std::isfinite(result.loss)) {
         return absl::InternalError(absl::StrCat("training diverged: mean loss of epoch ", epoch + 1,
@@ -542,6 +625,9 @@ class TorchTrainer final : public Trainer {
   torch::Device device_;
   std::shared_ptr<internal::TorchNet> net_;
   ModelLayout layout_;
+  std::string model_;
+  std::shared_ptr<DataParallelGroup> group_owner_;
+  internal::TorchGroup* group_;        // group_owner_ as the torch side sees it; null: alone
   std::vector<torch::Tensor> params_;  // in layout_ order
 };
 
@@ -572,7 +658,13 @@ StatusOr<std::unique_ptr<Trainer>> CreateChecked(const TrainerOptions& options) 
                                                : static_cast<int>(hardware > 0 ? hardware : 1));
   }
   net->to(device);
-  auto trainer = std::make_unique<TorchTrainer>(device, std::move(net), std::move(layout));
+  if (options.group != nullptr &&
+      dynamic_cast<internal::TorchGroup*>(options.group.get()) == nullptr) {
+    return absl::InvalidArgumentError(
+        "the data-parallel group was not made by JoinDataParallelGroup");
+  }
+  auto trainer = std::make_unique<TorchTrainer>(device, std::move(net), std::move(layout),
+                                                options.model, options.group);
   // Start from defined weights rather than whatever torch's global generator produced.
   ASSIGN_OR_RETURN(Model initial, InitialModel(options.model, 0));
   RETURN_IF_ERROR(trainer->SetWeights(initial));

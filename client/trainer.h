@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "client/data.h"
+#include "client/data_parallel.h"
 #include "client/models.h"
 #include "common/privacy/uniform_source.h"
 #include "common/status/status.h"
@@ -87,6 +88,10 @@ struct TrainerOptions {
   std::string model;            // one of BuiltinModels()
   std::string device = "auto";  // "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
   int threads = 0;              // CPU threads for torch; 0 = hardware concurrency
+  // Data-parallel training with the other ranks of the site (data_parallel.h); null: alone.
+  // On rank 0, Train() first hands the ranks the round's model, settings and weights. Under a
+  // group, DP-SGD and SCAFFOLD's correction are refused (FailedPrecondition).
+  std::shared_ptr<DataParallelGroup> group = nullptr;
 };
 
 // Holds one model's weights on one device and trains/evaluates it. Owned by one site session

@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev nlohmann-json3-dev libsqlite3-dev
   dataset-fashion-mnist
+  libgloo-dev
   chromium chromium-driver
 )
 packages+=("$@")

@@ -625,6 +625,44 @@ TEST(FederationTest, RecordLevelPrivacyIsSpentAndEnforcedByTheCoordinatorAndBySi
   fed.ExpectRecordsReconcile({"alpha", "beta", "gamma"});
 }
 
+// A site spanning two processes (Gloo on loopback): rank 0 is the site the coordinator sees,
+// rank 1 only trains with it and leaves when the federation is done.
+TEST(FederationTest, DataParallelSiteTrainsWithOnlyRankZeroTalkingToTheCoordinator) {
+  std::string dir = FreshDir();
+  Federation fed(dir, {"alpha", "beta"}, Settings{.rounds = 2, .min_sites = 2});
+  AppendText(
+      fed.kit() + "/sites/alpha/site.toml",
+      Federation::absl_format("world_size = 2\nrendezvous = \"127.0.0.1:%d\"\n", FreePort()));
+  auto coordinator = fed.StartCoordinator();
+  auto alpha = fed.StartSite("alpha");
+  auto alpha_rank1 = std::make_unique<Process>(
+      std::vector<std::string>{BuildPath("client/hansa-client"), "--config",
+                               fed.kit() + "/sites/alpha/site.toml", "--rank", "1"},
+      dir + "/alpha-rank1.log");
+  auto beta = fed.StartSite("beta");
+  EXPECT_EQ(coordinator->Wait(300).value_or(-1), 0) << coordinator->Log();
+  EXPECT_EQ(alpha->Wait(30).value_or(-1), 0) << alpha->Log();
+  EXPECT_EQ(beta->Wait(30).value_or(-1), 0) << beta->Log();
+  EXPECT_EQ(alpha_rank1->Wait(30).value_or(-1), 0) << alpha_rank1->Log();
+  auto metrics = fed.Metrics();
+  ASSERT_EQ(metrics.size(), 3u);
+  EXPECT_EQ(metrics[2]["sites"].get<int>(), 2);
+  EXPECT_GT(metrics[2]["accuracy"].get<double>(), metrics[0]["accuracy"].get<double>() + 0.3);
+  const std::string rank1 = alpha_rank1->Log();
+  int rounds_trained = 0;
+  for (size_t at = rank1.find("trained"); at != std::string::npos;
+       at = rank1.find("trained", at + 1)) {
+    ++rounds_trained;
+  }
+  EXPECT_EQ(rounds_trained, 2) << rank1;
+  EXPECT_THAT(rank1, HasSubstr("rank 0 stopped; data-parallel rank exiting"));
+  // The coordinator admitted two sites, and nothing from the second process.
+  int admitted = 0;
+  for (const auto& r : fed.Audit()) admitted += r["event"] == "site_admitted";
+  EXPECT_EQ(admitted, 2);
+  fed.ExpectRecordsReconcile({"alpha", "beta"});
+}
+
 TEST(FederationTest, CtrlCStopsTheCoordinatorCleanly) {
   std::string dir = FreshDir();
   Federation fed(dir, {"alpha"}, Settings{.rounds = 1, .min_sites = 1});
