@@ -56,6 +56,13 @@ std::string RecordPrivacyToml(const RecordPrivacyOptions& dp) {
                       "\ndelta = ", TomlNumber(dp.budget.delta), "\n");
 }
 
+std::string ClientPrivacyToml(const ClientPrivacyOptions& cp) {
+  if (!cp.enabled) return "";
+  return absl::StrCat("\n[client_privacy]\nenabled = true\nclip_norm = ", TomlNumber(cp.clip_norm),
+                      "\nnoise_multiplier = ", TomlNumber(cp.noise_multiplier),
+                      "\ndelta = ", TomlNumber(cp.delta), "\n");
+}
+
 }  // namespace
 
 StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::string& name,
@@ -92,6 +99,11 @@ StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::s
   dp.steps = r.Int("record_privacy.steps_per_round", 0, 0, 1 << 24);
   dp.budget.epsilon = r.Double("record_privacy.epsilon", dp.budget.epsilon, 1e-6, 1e12);
   dp.budget.delta = r.Double("record_privacy.delta", dp.budget.delta, 1e-300, 0.5);
+  ClientPrivacyOptions& cp = b.client_privacy;
+  cp.enabled = r.Bool("client_privacy.enabled", false);
+  cp.clip_norm = r.Double("client_privacy.clip_norm", cp.clip_norm, 1e-9, 1e9);
+  cp.noise_multiplier = r.Double("client_privacy.noise_multiplier", cp.noise_multiplier, 1e-6, 1e6);
+  cp.delta = r.Double("client_privacy.delta", cp.delta, 1e-300, 0.5);
   RETURN_IF_ERROR(r.Finish());
   if (dp.enabled) {
     // Fails here, not after the data is loaded, when no noise multiplier reaches the budget.
@@ -138,7 +150,7 @@ std::string ExperimentConfig::ResolvedToml() const {
       "device = ", TomlString(device), "\n\n[training]\n", "epochs = ", t.epochs, "\n",
       "batch_size = ", t.batch_size, "\n", "learning_rate = ", TomlNumber(t.learning_rate), "\n",
       "momentum = ", TomlNumber(t.momentum), "\n", "weight_decay = ", TomlNumber(t.weight_decay),
-      "\n", RecordPrivacyToml(base.record_privacy));
+      "\n", RecordPrivacyToml(base.record_privacy), ClientPrivacyToml(base.client_privacy));
 }
 
 }  // namespace hansa

@@ -19,6 +19,8 @@
 #include "common/crypto/sha256.h"
 #include "common/fileio/fileio.h"
 #include "common/partition/random.h"
+#include "common/privacy/central_gaussian.h"
+#include "common/privacy/ddg.h"
 #include "common/privacy/rdp.h"
 #include "common/privacy/uniform_source.h"
 #include "common/tensor/safetensors.h"
@@ -219,6 +221,12 @@ Status TrainAndUpload(RoundContext* ctx, int index, VirtualSite* site, const v1:
     for (size_t i = 0; i < n; ++i) update[i] = static_cast<float>(update[i] / a);
     update[n] = static_cast<float>(a / kFedNovaScale);
   }
+  if (config.client_privacy.enabled) {
+    // As a deployed site does: the engine refuses updates longer than the clip norm.
+    std::vector<double> values(update.begin(), update.end());
+    ClipToL2Norm(values, config.client_privacy.clip_norm * (1 - 1e-6));
+    for (size_t i = 0; i < values.size(); ++i) update[i] = static_cast<float>(values[i]);
+  }
   Model delta;
   delta.layout = extended.layout;
   delta.values = std::move(update);
@@ -330,6 +338,15 @@ EngineOptions OneRoundEngine(const SimulationConfig& config, const std::string& 
   o.training.set_weight_decay(config.training.weight_decay);
   o.training.set_seed(config.seed);
   UsePlaintext(&o);
+  if (config.client_privacy.enabled) {
+    // The engine adds the noise and averages unweighted; the simulator keeps the account over
+    // rounds (each round's engine is fresh), so the engine's own budget never binds.
+    o.privacy.enabled = true;
+    o.privacy.mechanism = "central_gaussian";
+    o.privacy.clip_norm = config.client_privacy.clip_norm;
+    o.privacy.noise_multiplier = config.client_privacy.noise_multiplier;
+    o.privacy.budget = {1e300, config.client_privacy.delta};
+  }
   return o;
 }
 
@@ -426,6 +443,12 @@ nlohmann::ordered_json ConfigJson(const SimulationConfig& c) {
                    {"learning_rate", c.training.learning_rate},
                    {"momentum", c.training.momentum},
                    {"weight_decay", c.training.weight_decay}};
+  if (c.client_privacy.enabled) {
+    j["client_privacy"] = {{"mechanism", "central_gaussian"},
+                           {"clip_norm", c.client_privacy.clip_norm},
+                           {"noise_multiplier", c.client_privacy.noise_multiplier},
+                           {"delta", c.client_privacy.delta}};
+  }
   if (c.record_privacy.enabled) {
     const RecordPrivacyOptions& r = c.record_privacy;
     j["record_privacy"] = {
@@ -540,6 +563,12 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
   ASSIGN_OR_RETURN(std::unique_ptr<Strategy> strategy,
                    Strategy::Create(config.strategy, global.layout));
   RETURN_IF_ERROR(CheckStrategyCompatible(config.strategy, /*secure_aggregation=*/false));
+  if (config.client_privacy.enabled && strategy->needs_individual_updates()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "strategy '", config.strategy.name,
+        "' looks at every site's update, which client-level privacy does not protect; use a "
+        "strategy that needs only the noisy mean"));
+  }
   {
     nlohmann::ordered_json run = ConfigJson(config);
     run["sites_examples"] = nlohmann::json::array();
@@ -586,6 +615,13 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
                                  config.record_privacy.budget.delta));
       m.record_epsilon = spent.epsilon;
     }
+    if (config.client_privacy.enabled) {
+      const int n = static_cast<int>(sites.size());
+      ASSIGN_OR_RETURN(PrivacySpent spent,
+                       CentralGaussianEpsilon(n, n, config.client_privacy.noise_multiplier, round,
+                                              config.client_privacy.delta));
+      m.client_epsilon = spent.epsilon;
+    }
     result.rounds.push_back(m);
 
     nlohmann::ordered_json line;
@@ -614,6 +650,10 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
     if (dp.enabled()) {
       line["record_epsilon"] = m.record_epsilon;
       line["record_delta"] = config.record_privacy.budget.delta;
+    }
+    if (config.client_privacy.enabled) {
+      line["epsilon"] = m.client_epsilon;
+      line["delta"] = config.client_privacy.delta;
     }
     line["per_site"] = per_site;
     absl::StrAppend(&metrics, line.dump(), "\n");
@@ -718,26 +758,50 @@ StatusOr<std::vector<RunResult>> RunExperiment(const ExperimentConfig& experimen
 
 namespace {
 
-// The record-level epsilon a group's runs spent, or "" when they ran without DP-SGD (the
-// summaries then have no such column).
-std::string FinalRecordEpsilon(const Group& g) {
-  const RoundMetrics& last = g.runs[0]->rounds.back();
-  return last.record_epsilon > 0 ? Fixed(last.record_epsilon, 3) : "";
+// The epsilon of one guarantee a group's runs spent (`field` of RoundMetrics), or "" without
+// it.
+std::string FinalEpsilon(const Group& g, double RoundMetrics::*field) {
+  const double epsilon = g.runs[0]->rounds.back().*field;
+  return epsilon > 0 ? Fixed(epsilon, 3) : "";
 }
 
-bool AnyRecordPrivacy(const std::vector<RunResult>& runs) {
-  return std::any_of(runs.begin(), runs.end(),
-                     [](const RunResult& r) { return r.config.record_privacy.enabled; });
-}
+// The privacy columns the summaries have: only those some run used.
+struct PrivacyColumns {
+  bool record = false, client = false;
+  explicit PrivacyColumns(const std::vector<RunResult>& runs) {
+    for (const RunResult& r : runs) {
+      record = record || r.config.record_privacy.enabled;
+      client = client || r.config.client_privacy.enabled;
+    }
+  }
+  // The header cells (`csv`: ",record_epsilon"; else " record ε |") and a group's cells.
+  std::string Header(bool csv) const {
+    return absl::StrCat(record ? (csv ? ",record_epsilon" : " record ε |") : "",
+                        client ? (csv ? ",client_epsilon" : " client ε |") : "");
+  }
+  std::string Rule() const { return absl::StrCat(record ? "---:|" : "", client ? "---:|" : ""); }
+  std::string Cells(const Group& g, bool csv) const {
+    std::string out;
+    if (record) {
+      absl::StrAppend(&out, csv ? "," : " ", FinalEpsilon(g, &RoundMetrics::record_epsilon),
+                      csv ? "" : " |");
+    }
+    if (client) {
+      absl::StrAppend(&out, csv ? "," : " ", FinalEpsilon(g, &RoundMetrics::client_epsilon),
+                      csv ? "" : " |");
+    }
+    return out;
+  }
+};
 
 }  // namespace
 
 std::string SummaryCsv(const std::vector<RunResult>& runs) {
-  const bool dp = AnyRecordPrivacy(runs);
+  const PrivacyColumns privacy(runs);
   std::string out = absl::StrCat(
       "strategy,partition,seeds,rounds,best_accuracy_mean,best_accuracy_std,"
       "final_accuracy_mean,final_accuracy_std,seconds_mean",
-      dp ? ",record_epsilon" : "", "\n");
+      privacy.Header(true), "\n");
   for (const Group& g : GroupRuns(runs)) {
     std::vector<double> best, final_acc, seconds;
     for (const RunResult* r : g.runs) {
@@ -748,18 +812,18 @@ std::string SummaryCsv(const std::vector<RunResult>& runs) {
     absl::StrAppend(&out, "\"", g.strategy, "\",\"", g.partition, "\",", g.runs.size(), ",",
                     g.runs[0]->rounds.size(), ",", Fixed(Mean(best)), ",", Fixed(SampleStd(best)),
                     ",", Fixed(Mean(final_acc)), ",", Fixed(SampleStd(final_acc)), ",",
-                    Fixed(Mean(seconds), 1), dp ? "," : "", dp ? FinalRecordEpsilon(g) : "", "\n");
+                    Fixed(Mean(seconds), 1), privacy.Cells(g, true), "\n");
   }
   return out;
 }
 
 std::string SummaryMarkdown(const std::string& title, const std::vector<RunResult>& runs) {
-  const bool dp = AnyRecordPrivacy(runs);
+  const PrivacyColumns privacy(runs);
   std::string out = absl::StrCat(
       "# ", title, "\n\nTest accuracy of the global model, mean ± std over seeds.\n\n",
       "| partition | strategy | seeds | rounds | best accuracy | final accuracy | "
       "seconds per run |",
-      dp ? " record ε |" : "", "\n", "|---|---|---:|---:|---:|---:|---:|", dp ? "---:|" : "", "\n");
+      privacy.Header(false), "\n", "|---|---|---:|---:|---:|---:|---:|", privacy.Rule(), "\n");
   for (const Group& g : GroupRuns(runs)) {
     std::vector<double> best, final_acc, seconds;
     for (const RunResult* r : g.runs) {
@@ -771,7 +835,7 @@ std::string SummaryMarkdown(const std::string& title, const std::vector<RunResul
                     g.runs[0]->rounds.size(), " | ", Fixed(Mean(best)), " ± ",
                     Fixed(SampleStd(best)), " | ", Fixed(Mean(final_acc)), " ± ",
                     Fixed(SampleStd(final_acc)), " | ", Fixed(Mean(seconds), 0), " |",
-                    dp ? absl::StrCat(" ", FinalRecordEpsilon(g), " |") : "", "\n");
+                    privacy.Cells(g, false), "\n");
   }
   return out;
 }

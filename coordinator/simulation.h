@@ -37,6 +37,18 @@
 
 namespace hansa {
 
+// Client-level differential privacy in simulation: the central Gaussian of a deployed plaintext
+// federation (the engine's own mechanism: each site's update clipped to clip_norm in L2, the
+// coordinator adds N(0, (z C)^2) to the sum and averages the sites unweighted), accounted with
+// q = 1 (every site every round). Secure aggregation is not simulated, so the distributed
+// discrete Gaussian is not either; at the same z its accounting is close to this one's.
+struct ClientPrivacyOptions {
+  bool enabled = false;
+  double clip_norm = 1.0;
+  double noise_multiplier = 1.0;
+  double delta = 1e-5;
+};
+
 // One run: one strategy on one partition with one seed.
 struct SimulationConfig {
   std::string model = "simple_cnn";
@@ -51,6 +63,7 @@ struct SimulationConfig {
   // Its sampling and noise are drawn from `seed` so that runs repeat; a deployed site draws
   // them from the CSPRNG.
   RecordPrivacyOptions record_privacy;
+  ClientPrivacyOptions client_privacy;
 
   // "fedavg / dir(0.5) / seed 0"
   std::string Label() const;
@@ -82,6 +95,7 @@ struct ExperimentConfig {
 //   [training]   epochs, batch_size, learning_rate, momentum, weight_decay
 //   [record_privacy] enabled, clip_norm, noise_multiplier, sampling_rate, steps_per_round,
 //                epsilon, delta (as in coordinator.toml)
+//   [client_privacy] enabled, clip_norm, noise_multiplier, delta (ClientPrivacyOptions)
 // Partitions as ParsePartitionSpec, strategies as ParseStrategySpec.
 StatusOr<ExperimentConfig> LoadExperiment(const std::string& path);
 StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::string& name,
@@ -112,6 +126,7 @@ struct RoundMetrics {
   double loss = 0;
   double seconds = 0;
   double record_epsilon = 0;  // cumulative, with record-level privacy; 0 without
+  double client_epsilon = 0;  // cumulative, with client-level privacy; 0 without
 };
 
 struct RunResult {

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "client/models.h"
+#include "common/privacy/central_gaussian.h"
 #include "common/tensor/safetensors.h"
 #include "coordinator/svg_plot.h"
 #include "nlohmann/json.hpp"
@@ -249,6 +250,48 @@ TEST_F(SimulationTest, RealTrainingIsDeterministicRunAfterRun) {
   }
   EXPECT_EQ(results[0].final_model.values, results[1].final_model.values);
   EXPECT_EQ(metrics[0], metrics[1]);
+}
+
+// Client-level privacy in simulation, as the deployed plaintext mechanism: every site's update
+// is clipped to C, the mean over the sites is unweighted and carries N(0, (z C / n)^2) noise,
+// and epsilon is the central Gaussian's with q = 1.
+TEST_F(SimulationTest, ClientPrivacyClipsAveragesAndNoisesAsDeployed) {
+  FakeBackend backend;
+  SimulationConfig c = TinyConfig("fedavg");
+  c.client_privacy.enabled = true;
+  c.client_privacy.clip_norm = 1.0;
+  c.client_privacy.noise_multiplier = 0.01;
+  const std::string dir = TempDir("client-dp");
+  auto r = RunSimulation(c, kTenLabels, &backend, dir);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // Each site moves every weight by the same amount: clipped, that is 1/sqrt(d) per weight
+  // whatever the site's size, so the unweighted mean of two rounds is 2/sqrt(d).
+  const Model initial = *InitialModel("mlp", 0);
+  const double d = static_cast<double>(initial.values.size());
+  double sum = 0, sum2 = 0;
+  for (size_t i = 0; i < initial.values.size(); ++i) {
+    const double move = static_cast<double>(r->final_model.values[i]) - initial.values[i];
+    sum += move;
+    sum2 += move * move;
+  }
+  const double mean = sum / d, stddev = std::sqrt(sum2 / d - mean * mean);
+  const double noise = std::sqrt(2.0) * 0.01 * 1.0 / 3;  // two rounds of z C / n
+  EXPECT_NEAR(mean, 2 / std::sqrt(d), 5 * noise / std::sqrt(d));
+  EXPECT_NEAR(stddev / noise, 1.0, 0.02);
+  auto lines = Lines(dir + "/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 2u);
+  for (int round = 1; round <= 2; ++round) {
+    auto expected = CentralGaussianEpsilon(3, 3, 0.01, round, 1e-5);
+    ASSERT_TRUE(expected.ok());
+    EXPECT_DOUBLE_EQ(lines[round - 1]["epsilon"].get<double>(), expected->epsilon);
+    EXPECT_DOUBLE_EQ(r->rounds[round - 1].client_epsilon, expected->epsilon);
+  }
+  EXPECT_THAT(SummaryCsv({*r}), HasSubstr(",client_epsilon"));
+  // A robust aggregator would look at every site's update, past the mechanism.
+  c.strategy = *ParseStrategySpec("median");
+  auto median = RunSimulation(c, kTenLabels, &backend, TempDir("client-dp-median"));
+  EXPECT_EQ(median.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(median.status().message()), HasSubstr("client-level privacy"));
 }
 
 // Record-level DP-SGD in simulation: planned as deployed (the last round spends the budget),
