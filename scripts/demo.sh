@@ -4,6 +4,10 @@
 # site training on its own disjoint third of Fashion-MNIST. Prints the per-round table,
 # reconciles each site's egress ledger with the coordinator's audit log and writes the
 # compliance report.
+#
+# HANSA_DEMO_ROUNDS (5), HANSA_DEMO_PORT (50051), HANSA_DEMO_DIR (demo-run) change the run;
+# HANSA_DEMO_EXTRA names a TOML file appended to coordinator.toml, to try options such as
+# [privacy] or [record_privacy] on the same federation.
 set -euo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,6 +42,9 @@ learning_rate = 0.02
 momentum = 0.9
 weight_decay = 1e-5
 TOML
+if [ -n "${HANSA_DEMO_EXTRA:-}" ]; then
+  { echo; cat "$HANSA_DEMO_EXTRA"; } >>"$kit/coordinator/coordinator.toml"
+fi
 for site in berlin paris milan; do
   # Three sites share two cores here: one torch thread each.
   printf '\n[compute]\nthreads = 1\n' >>"$kit/sites/$site/site.toml"
