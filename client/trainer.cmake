@@ -18,9 +18,13 @@ hansa_library(hansa_trainer
 target_link_libraries(hansa_trainer PRIVATE ${TORCH_LIBRARIES})
 # ProcessGroupGloo's header includes Gloo's: Debian's LibTorch links the shared libgloo
 # (libgloo-dev); a LibTorch 2.x from PyTorch carries Gloo's headers in its own include dir.
+# A CUDA LibTorch carries Gloo inside it: there Debian's headers (if they are the ones found)
+# serve only to compile, and its library is not linked beside torch's own.
 find_package(Gloo CONFIG QUIET)
-if(TARGET gloo)
+if(TARGET gloo AND NOT TORCH_CUDA_LIBRARIES)
   target_link_libraries(hansa_trainer PRIVATE gloo)
+elseif(TARGET gloo)
+  target_include_directories(hansa_trainer PRIVATE $<TARGET_PROPERTY:gloo,INTERFACE_INCLUDE_DIRECTORIES>)
 endif()
 # NCCL comes with a CUDA LibTorch; then data-parallel GPU sites use ProcessGroupNCCL.
 if(TORCH_CUDA_LIBRARIES)

@@ -43,7 +43,7 @@ packages=(libgrpc++-dev libgrpc-dev libgrpc++1.51 libgrpc29 protobuf-compiler pr
   libre2-dev libre2-9 libc-ares-dev libc-ares2 libssl-dev libssl3 zlib1g-dev
   libtomlplusplus-dev libtomlplusplus3 libcli11-dev libspdlog-dev libspdlog1.10 libfmt-dev libfmt9
   nlohmann-json3-dev libgtest-dev libgmock-dev googletest libbenchmark-dev libbenchmark1debian
-  libsqlite3-dev libsqlite3-0)
+  libsqlite3-dev libsqlite3-0 libgloo-dev)
 
 unpack() {  # unpack every .deb of $1 into $2
   mkdir -p "$2"
