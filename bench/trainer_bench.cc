@@ -31,12 +31,19 @@ const Dataset& TrainingData() {
   return *data;
 }
 
+// A CPU trainer holding InitialModel(model, 1), or null.
+std::unique_ptr<Trainer> MakeTrainer(const std::string& model, int threads) {
+  StatusOr<std::unique_ptr<Trainer>> trainer =
+      Trainer::Create(TrainerOptions{model, "cpu", threads});
+  if (!trainer.ok() || !(*trainer)->SetWeights(*InitialModel(model, 1)).ok()) return nullptr;
+  return *std::move(trainer);
+}
+
 void BM_Train(benchmark::State& state, const std::string& model) {
   const int threads = static_cast<int>(state.range(0));
   const int batch = static_cast<int>(state.range(1));
-  StatusOr<std::unique_ptr<Trainer>> trainer =
-      Trainer::Create(TrainerOptions{model, "cpu", threads});
-  if (!trainer.ok() || !(*trainer)->SetWeights(*InitialModel(model, 1)).ok()) {
+  std::unique_ptr<Trainer> trainer = MakeTrainer(model, threads);
+  if (!trainer) {
     state.SkipWithError("cannot create trainer");
     return;
   }
@@ -44,7 +51,7 @@ void BM_Train(benchmark::State& state, const std::string& model) {
   TrainSettings settings{1,   batch, 0.01,
                          0.9, 1e-4,  1};  // epochs, batch, lr, momentum, weight decay, seed
   for (auto _ : state) {
-    StatusOr<TrainResult> result = (*trainer)->Train(data, settings);
+    StatusOr<TrainResult> result = trainer->Train(data, settings);
     if (!result.ok()) {
       state.SkipWithError(std::string(result.status().message()).c_str());
       return;
@@ -81,9 +88,8 @@ void BM_Evaluate(benchmark::State& state, const std::string& model) {
 void BM_TrainDpSgd(benchmark::State& state, const std::string& model) {
   const int threads = static_cast<int>(state.range(0));
   const int batch = static_cast<int>(state.range(1));
-  StatusOr<std::unique_ptr<Trainer>> trainer =
-      Trainer::Create(TrainerOptions{model, "cpu", threads});
-  if (!trainer.ok() || !(*trainer)->SetWeights(*InitialModel(model, 1)).ok()) {
+  std::unique_ptr<Trainer> trainer = MakeTrainer(model, threads);
+  if (!trainer) {
     state.SkipWithError("cannot create trainer");
     return;
   }
@@ -97,7 +103,7 @@ void BM_TrainDpSgd(benchmark::State& state, const std::string& model) {
   settings.dp.per_example_loop = state.range(2) != 0;
   int64_t examples = 0;
   for (auto _ : state) {
-    StatusOr<TrainResult> result = (*trainer)->Train(data, settings);
+    StatusOr<TrainResult> result = trainer->Train(data, settings);
     if (!result.ok()) {
       state.SkipWithError(std::string(result.status().message()).c_str());
       return;

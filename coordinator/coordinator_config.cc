@@ -3,6 +3,7 @@
 #include "common/audit/jurisdiction.h"
 #include "common/config/config.h"
 #include "common/secagg/params.h"
+#include "coordinator/privacy_config.h"
 
 namespace hansa {
 
@@ -71,14 +72,7 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   po.budget.epsilon = cfg.Double("privacy.epsilon", po.budget.epsilon, 1e-9, 1e12);
   po.budget.delta = cfg.Double("privacy.delta", po.budget.delta, 1e-300, 0.5);
   // Record-level DP-SGD at every site; on when the section names a budget or a noise level.
-  RecordPrivacyOptions& ro = e.record_privacy;
-  ro.enabled = cfg.Bool("record_privacy.enabled", false);
-  ro.clip_norm = cfg.Double("record_privacy.clip_norm", ro.clip_norm, 1e-9, 1e9);
-  ro.noise_multiplier = cfg.Double("record_privacy.noise_multiplier", 0, 0, 1e6);
-  ro.sampling_rate = cfg.Double("record_privacy.sampling_rate", ro.sampling_rate, 1e-9, 1);
-  ro.steps = cfg.Int("record_privacy.steps_per_round", 0, 0, 1 << 24);
-  ro.budget.epsilon = cfg.Double("record_privacy.epsilon", ro.budget.epsilon, 1e-6, 1e12);
-  ro.budget.delta = cfg.Double("record_privacy.delta", ro.budget.delta, 1e-300, 0.5);
+  e.record_privacy = ReadRecordPrivacy(cfg);
   RETURN_IF_ERROR(cfg.Finish());
   if (privacy != "none" && privacy != "distributed_discrete_gaussian" &&
       privacy != "central_gaussian") {

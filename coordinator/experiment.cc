@@ -6,6 +6,7 @@
 #include "client/models.h"
 #include "common/config/config.h"
 #include "common/fileio/fileio.h"
+#include "coordinator/privacy_config.h"
 #include "coordinator/simulation.h"
 
 namespace hansa {
@@ -91,14 +92,8 @@ StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::s
   t.learning_rate = r.Double("training.learning_rate", t.learning_rate, 1e-12, 1e6);
   t.momentum = r.Double("training.momentum", t.momentum, 0, 0.999999);
   t.weight_decay = r.Double("training.weight_decay", t.weight_decay, 0, 1e6);
-  RecordPrivacyOptions& dp = b.record_privacy;
-  dp.enabled = r.Bool("record_privacy.enabled", false);
-  dp.clip_norm = r.Double("record_privacy.clip_norm", dp.clip_norm, 1e-9, 1e9);
-  dp.noise_multiplier = r.Double("record_privacy.noise_multiplier", 0, 0, 1e6);
-  dp.sampling_rate = r.Double("record_privacy.sampling_rate", dp.sampling_rate, 1e-9, 1);
-  dp.steps = r.Int("record_privacy.steps_per_round", 0, 0, 1 << 24);
-  dp.budget.epsilon = r.Double("record_privacy.epsilon", dp.budget.epsilon, 1e-6, 1e12);
-  dp.budget.delta = r.Double("record_privacy.delta", dp.budget.delta, 1e-300, 0.5);
+  b.record_privacy = ReadRecordPrivacy(r);
+  const RecordPrivacyOptions& dp = b.record_privacy;
   ClientPrivacyOptions& cp = b.client_privacy;
   cp.enabled = r.Bool("client_privacy.enabled", false);
   cp.clip_norm = r.Double("client_privacy.clip_norm", cp.clip_norm, 1e-9, 1e9);

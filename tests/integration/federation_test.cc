@@ -487,6 +487,31 @@ TEST(FederationTest, SiteKilledAfterItsMaskedUploadIsStillInTheSum) {
   EXPECT_TRUE(dropped_at_unmask);
 }
 
+// A site's plan refusals in its egress ledger, each checked to give `reason`; the site must
+// have sent no update.
+int RefusalsFor(const std::string& egress, const std::string& reason) {
+  int refused = 0;
+  for (const auto& r : ReadJsonLines(egress)) {
+    if (r["event"] == "plan_refused") {
+      ++refused;
+      EXPECT_THAT(r["fields"]["reason"].get<std::string>(), HasSubstr(reason));
+    }
+    EXPECT_FALSE(r["event"] == "message_sent" && r["fields"]["type"] == "upload") << r.dump();
+  }
+  return refused;
+}
+
+// The last epsilon a site's egress ledger records, and how many plans it accepted.
+std::pair<double, int> SpentAndAccepted(const std::string& egress) {
+  double epsilon = 0;
+  int accepted = 0;
+  for (const auto& r : ReadJsonLines(egress)) {
+    if (r["event"] == "privacy_spent") epsilon = r["fields"]["epsilon"].get<double>();
+    accepted += r["event"] == "plan_accepted";
+  }
+  return {epsilon, accepted};
+}
+
 TEST(FederationTest, ClientLevelPrivacyIsSpentAndEnforcedByTheCoordinatorAndBySites) {
   std::string dir = FreshDir();
   Federation fed(dir, {"alpha", "beta", "gamma", "delta"},
@@ -530,24 +555,11 @@ TEST(FederationTest, ClientLevelPrivacyIsSpentAndEnforcedByTheCoordinatorAndBySi
   for (const auto& r : fed.Audit()) spent_records += r["event"] == "privacy_spent";
   EXPECT_EQ(spent_records, 2);
   // delta refused for its budget; alpha booked every round it accepted.
-  int refused = 0;
-  for (const auto& r : ReadJsonLines(fed.Egress("delta"))) {
-    if (r["event"] == "plan_refused") {
-      ++refused;
-      EXPECT_THAT(r["fields"]["reason"].get<std::string>(),
-                  HasSubstr("would exceed this site's client-level privacy budget"));
-    }
-    EXPECT_FALSE(r["event"] == "message_sent" && r["fields"]["type"] == "upload") << r.dump();
-  }
-  EXPECT_GE(refused, 1);
+  EXPECT_GE(
+      RefusalsFor(fed.Egress("delta"), "would exceed this site's client-level privacy budget"), 1);
   // alpha books each plan it accepts once (a retried round is a new plan): at least the two
   // rounds released.
-  double alpha_epsilon = 0;
-  int accepted = 0;
-  for (const auto& r : ReadJsonLines(fed.Egress("alpha"))) {
-    if (r["event"] == "privacy_spent") alpha_epsilon = r["fields"]["epsilon"].get<double>();
-    accepted += r["event"] == "plan_accepted";
-  }
+  const auto [alpha_epsilon, accepted] = SpentAndAccepted(fed.Egress("alpha"));
   ASSERT_GE(accepted, 2);
   auto booked = DdgEpsilon(p, accepted, 1e-5);
   ASSERT_TRUE(booked.ok());
@@ -600,23 +612,10 @@ TEST(FederationTest, RecordLevelPrivacyIsSpentAndEnforcedByTheCoordinatorAndBySi
     EXPECT_EQ(r["fields"]["guarantee"], "record-level") << r.dump();
   }
   EXPECT_EQ(spent_records, 2);
-  int refused = 0;
-  for (const auto& r : ReadJsonLines(fed.Egress("gamma"))) {
-    if (r["event"] == "plan_refused") {
-      ++refused;
-      EXPECT_THAT(r["fields"]["reason"].get<std::string>(),
-                  HasSubstr("would exceed this site's record-level privacy budget"));
-    }
-    EXPECT_FALSE(r["event"] == "message_sent" && r["fields"]["type"] == "upload") << r.dump();
-  }
-  EXPECT_GE(refused, 1);
+  EXPECT_GE(
+      RefusalsFor(fed.Egress("gamma"), "would exceed this site's record-level privacy budget"), 1);
   // alpha booked every plan it accepted, in its own ledger file too.
-  double alpha_epsilon = 0;
-  int accepted = 0;
-  for (const auto& r : ReadJsonLines(fed.Egress("alpha"))) {
-    if (r["event"] == "privacy_spent") alpha_epsilon = r["fields"]["epsilon"].get<double>();
-    accepted += r["event"] == "plan_accepted";
-  }
+  const auto [alpha_epsilon, accepted] = SpentAndAccepted(fed.Egress("alpha"));
   ASSERT_GE(accepted, 2);
   auto booked = SampledGaussianEpsilon(q, z, steps * accepted, 1e-5);
   ASSERT_TRUE(booked.ok());

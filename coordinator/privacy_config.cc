@@ -1,0 +1,17 @@
+#include "coordinator/privacy_config.h"
+
+namespace hansa {
+
+RecordPrivacyOptions ReadRecordPrivacy(ConfigReader& cfg) {
+  RecordPrivacyOptions r;
+  r.enabled = cfg.Bool("record_privacy.enabled", false);
+  r.clip_norm = cfg.Double("record_privacy.clip_norm", r.clip_norm, 1e-9, 1e9);
+  r.noise_multiplier = cfg.Double("record_privacy.noise_multiplier", 0, 0, 1e6);
+  r.sampling_rate = cfg.Double("record_privacy.sampling_rate", r.sampling_rate, 1e-9, 1);
+  r.steps = cfg.Int("record_privacy.steps_per_round", 0, 0, 1 << 24);
+  r.budget.epsilon = cfg.Double("record_privacy.epsilon", r.budget.epsilon, 1e-6, 1e12);
+  r.budget.delta = cfg.Double("record_privacy.delta", r.budget.delta, 1e-300, 0.5);
+  return r;
+}
+
+}  // namespace hansa
