@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <vector>
 
 #include "nlohmann/json.hpp"
 #include "tools/command.h"
@@ -29,26 +30,44 @@ void PrintMetrics(const std::string& state_dir, double min_accuracy) {
               << " (is this a coordinator state directory?)\n";
     throw CLI::RuntimeError(1);
   }
-  std::printf("%5s %5s %9s %8s %9s %11s %11s\n", "round", "sites", "accuracy", "loss", "seconds",
-              "bytes up", "bytes down");
+  std::vector<nlohmann::json> rounds;
   std::string line;
-  double last_accuracy = -1;
-  int lines = 0;
   while (std::getline(in, line)) {
     if (line.empty()) continue;
     nlohmann::json m = nlohmann::json::parse(line, nullptr, false);
     if (m.is_discarded() || !m.is_object()) {
-      std::cerr << "hansa metrics: " << path << " line " << lines + 1 << " is not JSON\n";
+      std::cerr << "hansa metrics: " << path << " line " << rounds.size() + 1 << " is not JSON\n";
       throw CLI::RuntimeError(1);
     }
+    rounds.push_back(std::move(m));
+  }
+  // A column per privacy guarantee that some round spent: cumulative epsilon.
+  bool client = false, record = false;
+  for (const auto& m : rounds) {
+    client = client || m.contains("epsilon");
+    record = record || m.contains("record_epsilon");
+  }
+  std::printf("%5s %5s %9s %8s %9s %11s %11s", "round", "sites", "accuracy", "loss", "seconds",
+              "bytes up", "bytes down");
+  if (client) std::printf(" %10s", "site eps");
+  if (record) std::printf(" %10s", "record eps");
+  std::printf("\n");
+  auto epsilon = [](const nlohmann::json& m, const char* key) {
+    return m.contains(key) && m[key].is_number() ? m[key].get<double>() : 0.0;
+  };
+  double last_accuracy = -1;
+  for (const auto& m : rounds) {
     double acc = m["accuracy"].is_number() ? m["accuracy"].get<double>() : -1;
     double loss = m["loss"].is_number() ? m["loss"].get<double>() : -1;
-    std::printf("%5lld %5lld %9.4f %8.4f %9.1f %11s %11s\n", m.value("round", 0LL),
+    std::printf("%5lld %5lld %9.4f %8.4f %9.1f %11s %11s", m.value("round", 0LL),
                 m.value("sites", 0LL), acc, loss, m.value("seconds", 0.0),
                 Bytes(m.value("bytes_up", 0.0)).c_str(), Bytes(m.value("bytes_down", 0.0)).c_str());
+    if (client) std::printf(" %10.4g", epsilon(m, "epsilon"));
+    if (record) std::printf(" %10.4g", epsilon(m, "record_epsilon"));
+    std::printf("\n");
     last_accuracy = acc;
-    ++lines;
   }
+  const size_t lines = rounds.size();
   if (lines == 0) {
     std::cerr << "hansa metrics: " << path << " holds no rounds yet\n";
     throw CLI::RuntimeError(1);

@@ -30,6 +30,7 @@ namespace hansa::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 void ReplaceInFile(const std::string& path, const std::string& from, const std::string& to) {
   std::string text = ReadText(path);
@@ -621,6 +622,10 @@ TEST(FederationTest, RecordLevelPrivacyIsSpentAndEnforcedByTheCoordinatorAndBySi
   ASSERT_TRUE(booked.ok());
   EXPECT_NEAR(alpha_epsilon, booked->epsilon, 1e-6 * booked->epsilon);
   EXPECT_TRUE(std::filesystem::exists(fed.kit() + "/sites/alpha/state/record_privacy.json"));
+  std::string table;
+  EXPECT_EQ(RunCommand({BuildPath("tools/hansa"), "metrics", fed.state()}, &table), 0) << table;
+  EXPECT_THAT(table, HasSubstr("record eps"));
+  EXPECT_THAT(table, Not(HasSubstr("site eps")));
   fed.ExpectRecordsReconcile({"alpha", "beta", "gamma"});
 }
 
