@@ -231,6 +231,11 @@ Status ServeDataParallelTraining(const std::shared_ptr<DataParallelGroup>& group
       s.proximal_mu = command.at("proximal_mu").get<double>();
       s.input_noise_std = command.at("input_noise_std").get<double>();
       s.noise_seed = command.at("noise_seed").get<uint64_t>();
+      s.dp.clip_norm = command.at("dp_clip_norm").get<double>();
+      s.dp.noise_multiplier = command.at("dp_noise_multiplier").get<double>();
+      s.dp.sampling_rate = command.at("dp_sampling_rate").get<double>();
+      s.dp.steps = command.at("dp_steps").get<int64_t>();
+      s.dp.per_example_loop = command.at("dp_per_example_loop").get<bool>();
       if (command.at("model").get<std::string>() != model) {
         model = command.at("model").get<std::string>();
         trainer.reset();

@@ -269,9 +269,14 @@ class TorchTrainer final : public Trainer {
   // Data-parallel: rank 0 hands the other ranks this round's command; then every rank takes
   // rank 0's weights, so that all start from the same model.
   Status StartDataParallel(const TrainSettings& s) {
-    if (s.dp.enabled() || (s.scaffold_correction != nullptr && !s.scaffold_correction->empty())) {
+    if (s.scaffold_correction != nullptr && !s.scaffold_correction->empty()) {
       return absl::FailedPreconditionError(
-          "DP-SGD and SCAFFOLD are not available on a data-parallel site (world_size > 1) yet");
+          "SCAFFOLD is not available on a data-parallel site (world_size > 1) yet");
+    }
+    if (s.dp.enabled() && s.dp.randomness != nullptr) {
+      return absl::FailedPreconditionError(
+          "DP-SGD on a data-parallel site draws from each rank's CSPRNG; a given source cannot "
+          "be shared with the other ranks");
     }
     if (group_->rank() == 0) {
       const nlohmann::json command = {{"op", "train"},
@@ -284,7 +289,12 @@ class TorchTrainer final : public Trainer {
                                       {"seed", s.seed},
                                       {"proximal_mu", s.proximal_mu},
                                       {"input_noise_std", s.input_noise_std},
-                                      {"noise_seed", s.noise_seed}};
+                                      {"noise_seed", s.noise_seed},
+                                      {"dp_clip_norm", s.dp.clip_norm},
+                                      {"dp_noise_multiplier", s.dp.noise_multiplier},
+                                      {"dp_sampling_rate", s.dp.sampling_rate},
+                                      {"dp_steps", s.dp.steps},
+                                      {"dp_per_example_loop", s.dp.per_example_loop}};
       RETURN_IF_ERROR(group_->SendCommand(command.dump()));
     }
     return CatchTorch("data-parallel weights", [&]() -> Status {
@@ -443,12 +453,15 @@ class TorchTrainer final : public Trainer {
     const bool batched = !dp.per_example_loop && TracesCoverParameters(data.images);
     const double expected_batch = dp.sampling_rate * static_cast<double>(n);
     const double stddev = dp.noise_multiplier * dp.clip_norm;
+    const int64_t rank = group_ ? group_->rank() : 0, world = group_ ? group_->world_size() : 1;
     double loss_sum = 0;
     std::vector<torch::Tensor> sums;
     for (int64_t t = 0; t < dp.steps; ++t) {
-      // Every example joins with probability q, from the secret source.
+      // Every example joins with probability q, from the secret source. Data-parallel: each
+      // rank draws for its own examples (i mod world_size), so each example still joins
+      // independently, once.
       std::vector<int64_t> chosen;
-      for (int64_t i = 0; i < n; ++i) {
+      for (int64_t i = rank; i < n; i += world) {
         if (static_cast<double>(random.NextUint64() >> 11) * 0x1.0p-53 < dp.sampling_rate) {
           chosen.push_back(i);
         }
@@ -465,13 +478,32 @@ class TorchTrainer final : public Trainer {
                             : AddClippedGradientsLoop(x, y, dp.clip_norm, sums);
       }
       torch::NoGradGuard no_grad;
+      // The noise is added once: alone, or by rank 0 before the ranks' sums are summed.
+      if (stddev > 0 && rank == 0) {
+        for (size_t i = 0; i < params_.size(); ++i) {
+          sums[i].add_(GaussianNoise(params_[i].sizes(), stddev, random));
+        }
+      }
+      if (group_ != nullptr) {
+        torch::Tensor flat = Flatten(sums);
+        group_->AllReduceSum(flat);
+        Unflatten(flat, sums);
+      }
       for (size_t i = 0; i < params_.size(); ++i) {
-        if (stddev > 0) sums[i].add_(GaussianNoise(params_[i].sizes(), stddev, random));
         params_[i].mutable_grad() = sums[i].div_(expected_batch);
       }
       step();
       ++result->steps;
       result->examples_seen += count;
+    }
+    if (group_ != nullptr) {
+      torch::Tensor totals = torch::tensor({loss_sum, static_cast<double>(result->examples_seen)},
+                                           torch::TensorOptions().dtype(torch::kFloat64))
+                                 .to(device_);
+      group_->AllReduceSum(totals);
+      totals = totals.to(torch::kCPU);
+      loss_sum = totals[0].item<double>();
+      result->examples_seen = static_cast<int64_t>(totals[1].item<double>());
     }
     result->loss = loss_sum / static_cast<double>(std::max<int64_t>(1, result->examples_seen));
     if (!std::isfinite(result->loss)) {

@@ -90,7 +90,9 @@ struct TrainerOptions {
   int threads = 0;              // CPU threads for torch; 0 = hardware concurrency
   // Data-parallel training with the other ranks of the site (data_parallel.h); null: alone.
   // On rank 0, Train() first hands the ranks the round's model, settings and weights. Under a
-  // group, DP-SGD and SCAFFOLD's correction are refused (FailedPrecondition).
+  // group, DP-SGD samples each example at the rank that holds it (i mod world_size) and rank 0
+  // adds the noise once; SCAFFOLD's correction and an injected DP source are refused
+  // (FailedPrecondition).
   std::shared_ptr<DataParallelGroup> group = nullptr;
 };
 

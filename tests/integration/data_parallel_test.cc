@@ -96,14 +96,30 @@ TEST(DataParallelTest, TwoGlooRanksTrainLikeOneProcess) {
     EXPECT_EQ(two.result.steps, one.result.steps);
   }
 
+  // DP-SGD: with every example in every step (q = 1) and no noise it is deterministic, and two
+  // ranks (each clipping its own examples' gradients) equal one process.
+  TrainSettings dp = s;
+  dp.dp = RecordDpSettings{0.5, 0, 1.0, 3};
   {
-    // What a group cannot do yet is refused before any rank trains.
-    TrainerOptions parallel{"mlp", "cpu", 1};
+    TrainerOptions alone{"mlp", "cpu", 1};
+    TrainerOptions parallel = alone;
     parallel.group = *group;
+    const Trained two = TrainOnce(parallel, train, dp);
+    const Trained one = TrainOnce(alone, train, dp);
+    EXPECT_LT(MaxAbsDifference(two.weights, one.weights), 1e-5);
+    EXPECT_EQ(two.result.examples_seen, 3 * train.size());
+    EXPECT_NEAR(two.result.loss, one.result.loss, 1e-5);
+    // With sampling and noise: each rank samples its own half; the sample sizes add up to
+    // Binomial(T n, q).
+    dp.dp = RecordDpSettings{0.5, 1.0, 0.1, 20};
+    const Trained noisy = TrainOnce(parallel, train, dp);
+    const double mean = 20 * 600 * 0.1, sd = std::sqrt(20 * 600 * 0.1 * 0.9);
+    EXPECT_NEAR(static_cast<double>(noisy.result.examples_seen), mean, 5 * sd);
+    EXPECT_GT(MaxAbsDifference(noisy.weights, one.weights), 1e-4);
+    // What a group cannot do yet is refused before any rank trains.
     auto trainer = Trainer::Create(parallel);
     ASSERT_TRUE(trainer.ok());
-    TrainSettings dp = s;
-    dp.dp = RecordDpSettings{1.0, 1.0, 0.1, 5};
+    dp.dp.randomness = std::make_shared<SeededUniformSource>("not shareable");
     EXPECT_EQ((*trainer)->Train(train, dp).status().code(), absl::StatusCode::kFailedPrecondition);
   }
 
@@ -111,6 +127,7 @@ TEST(DataParallelTest, TwoGlooRanksTrainLikeOneProcess) {
   group->reset();
   EXPECT_EQ(worker.Wait(30), 0) << worker.Log();
   EXPECT_THAT(worker.Log(), HasSubstr("trained 20 steps with rank 0"));
+  EXPECT_THAT(worker.Log(), HasSubstr("trained 3 steps with rank 0"));
   EXPECT_THAT(worker.Log(), HasSubstr("rank 0 stopped; data-parallel rank exiting"));
 }
 
