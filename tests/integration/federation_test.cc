@@ -451,8 +451,11 @@ TEST(FederationTest, SiteKilledAfterItsMaskedUploadIsStillInTheSum) {
   std::string dir = FreshDir();
   // Four sites (k = 3, t = 2): with three, each survivor's self-mask seed would have only one
   // other survivor holding a share of it, below any threshold the parameters allow.
+  // All four must be in the cohort: with min_sites = 3 the round could start before the last
+  // site joined, and three sites cannot lose one after key sharing. (So the evaluation round
+  // needs gamma back too.)
   Federation fed(dir, {"alpha", "beta", "gamma", "delta"},
-                 Settings{.rounds = 1, .min_sites = 3, .evaluate_timeout = 5, .secure = true});
+                 Settings{.rounds = 1, .min_sites = 4, .evaluate_timeout = 5, .secure = true});
   // gamma trains on a small shard and uploads first; the others take seconds longer, so
   // gamma is dead before the unmasking stage asks it for shares.
   for (const char* slow : {"alpha", "beta", "delta"}) {
@@ -469,8 +472,14 @@ TEST(FederationTest, SiteKilledAfterItsMaskedUploadIsStillInTheSum) {
     return gamma->Log().find("masked update accepted") != std::string::npos;
   })) << gamma->Log();
   gamma->Signal(SIGKILL);
+  // Once the sum is out, gamma comes back: the evaluation round needs all four again.
+  ASSERT_TRUE(WaitFor(240, [&] {
+    return coordinator->Log().find("unmasked the sum of") != std::string::npos;
+  })) << coordinator->Log();
+  gamma->Wait(5);
+  gamma = fed.StartSite("gamma");
   ASSERT_EQ(coordinator->Wait(240).value_or(-1), 0) << coordinator->Log();
-  for (auto* site : {alpha.get(), beta.get(), delta.get()}) {
+  for (auto* site : {alpha.get(), beta.get(), gamma.get(), delta.get()}) {
     ASSERT_EQ(site->Wait(30).value_or(-1), 0) << site->Log();
   }
   // The survivors' shares rebuild gamma's self mask: its input stays in the sum.
