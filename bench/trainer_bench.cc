@@ -31,22 +31,24 @@ const Dataset& TrainingData() {
   return *data;
 }
 
-// A CPU trainer holding InitialModel(model, 1), or null.
-std::unique_ptr<Trainer> MakeTrainer(const std::string& model, int threads) {
+// A CPU trainer holding InitialModel(model, 1); null, with the benchmark skipped, when that
+// fails.
+std::unique_ptr<Trainer> MakeTrainer(benchmark::State& state, const std::string& model,
+                                     int threads) {
   StatusOr<std::unique_ptr<Trainer>> trainer =
       Trainer::Create(TrainerOptions{model, "cpu", threads});
-  if (!trainer.ok() || !(*trainer)->SetWeights(*InitialModel(model, 1)).ok()) return nullptr;
+  if (!trainer.ok() || !(*trainer)->SetWeights(*InitialModel(model, 1)).ok()) {
+    state.SkipWithError("cannot create trainer");
+    return nullptr;
+  }
   return *std::move(trainer);
 }
 
 void BM_Train(benchmark::State& state, const std::string& model) {
   const int threads = static_cast<int>(state.range(0));
   const int batch = static_cast<int>(state.range(1));
-  std::unique_ptr<Trainer> trainer = MakeTrainer(model, threads);
-  if (!trainer) {
-    state.SkipWithError("cannot create trainer");
-    return;
-  }
+  std::unique_ptr<Trainer> trainer = MakeTrainer(state, model, threads);
+  if (!trainer) return;
   const Dataset& data = TrainingData();
   TrainSettings settings{1,   batch, 0.01,
                          0.9, 1e-4,  1};  // epochs, batch, lr, momentum, weight decay, seed
@@ -88,11 +90,8 @@ void BM_Evaluate(benchmark::State& state, const std::string& model) {
 void BM_TrainDpSgd(benchmark::State& state, const std::string& model) {
   const int threads = static_cast<int>(state.range(0));
   const int batch = static_cast<int>(state.range(1));
-  std::unique_ptr<Trainer> trainer = MakeTrainer(model, threads);
-  if (!trainer) {
-    state.SkipWithError("cannot create trainer");
-    return;
-  }
+  std::unique_ptr<Trainer> trainer = MakeTrainer(state, model, threads);
+  if (!trainer) return;
   const Dataset& data = TrainingData();
   TrainSettings settings;
   settings.learning_rate = 0.05;

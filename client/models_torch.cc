@@ -17,18 +17,19 @@ torch::Tensor ReluPool(const torch::Tensor& x) {
   return F::max_pool2d(torch::relu(x), F::MaxPool2dFuncOptions(2));
 }
 
+// Appends one layer's pass to `trace`.
+void Record(std::vector<LayerTrace>* trace, LayerTrace::Kind kind, const torch::Tensor& x,
+            const torch::Tensor& y, const torch::Tensor& weight, const torch::Tensor& bias,
+            int64_t kernel = 1, int64_t padding = 0, int64_t stride = 1) {
+  trace->push_back({kind, x.detach(), y, weight, bias, kernel, padding, stride});
+}
+
 // Runs a layer, recording it into `trace` when asked.
 torch::Tensor Apply(torch::nn::Linear& layer, const torch::Tensor& x,
                     std::vector<LayerTrace>* trace) {
   torch::Tensor y = layer->forward(x);
   if (trace != nullptr) {
-    LayerTrace t;
-    t.kind = LayerTrace::Kind::kLinear;
-    t.input = x.detach();
-    t.output = y;
-    t.weight = layer->weight;
-    t.bias = layer->bias;
-    trace->push_back(std::move(t));
+    Record(trace, LayerTrace::Kind::kLinear, x, y, layer->weight, layer->bias);
   }
   return y;
 }
@@ -40,16 +41,8 @@ torch::Tensor Apply(torch::nn::Conv2d& layer, const torch::Tensor& x,
   // Padding given as "same"/"valid" is not traced: such a model falls back to the loop.
   const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
   if (trace != nullptr && padding != nullptr) {
-    LayerTrace t;
-    t.kind = LayerTrace::Kind::kConv2d;
-    t.input = x.detach();
-    t.output = y;
-    t.weight = layer->weight;
-    t.bias = layer->bias;
-    t.kernel = (*o.kernel_size())[0];
-    t.stride = (*o.stride())[0];
-    t.padding = (**padding)[0];
-    trace->push_back(std::move(t));
+    Record(trace, LayerTrace::Kind::kConv2d, x, y, layer->weight, layer->bias,
+           (*o.kernel_size())[0], (**padding)[0], (*o.stride())[0]);
   }
   return y;
 }

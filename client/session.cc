@@ -11,6 +11,7 @@
 #include "common/crypto/sha256.h"
 #include "common/logging/logging.h"
 #include "common/pki/certificate.h"
+#include "common/privacy/central_gaussian.h"
 #include "common/privacy/ddg_accountant.h"
 #include "common/secagg/encoding.h"
 #include "common/tensor/safetensors.h"
@@ -478,9 +479,7 @@ Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_de
   }
   if (plan.privacy().mechanism() == kCentralGaussian) {
     // The coordinator refuses updates longer than the plan's clip norm.
-    std::vector<double> values(delta.values.begin(), delta.values.end());
-    const double norm = ClipToL2Norm(values, plan.privacy().clip_norm() * (1 - 1e-6));
-    for (size_t i = 0; i < values.size(); ++i) delta.values[i] = static_cast<float>(values[i]);
+    const double norm = ClipUpdateForCentralGaussian(delta.values, plan.privacy().clip_norm());
     spdlog::info("round {}: update norm {:.4g} clipped to {:g}", plan.round(), norm,
                  plan.privacy().clip_norm());
   }

@@ -20,7 +20,6 @@
 #include "common/fileio/fileio.h"
 #include "common/partition/random.h"
 #include "common/privacy/central_gaussian.h"
-#include "common/privacy/ddg.h"
 #include "common/privacy/rdp.h"
 #include "common/privacy/uniform_source.h"
 #include "common/tensor/safetensors.h"
@@ -223,9 +222,7 @@ Status TrainAndUpload(RoundContext* ctx, int index, VirtualSite* site, const v1:
   }
   if (config.client_privacy.enabled) {
     // As a deployed site does: the engine refuses updates longer than the clip norm.
-    std::vector<double> values(update.begin(), update.end());
-    ClipToL2Norm(values, config.client_privacy.clip_norm * (1 - 1e-6));
-    for (size_t i = 0; i < values.size(); ++i) update[i] = static_cast<float>(values[i]);
+    ClipUpdateForCentralGaussian(update, config.client_privacy.clip_norm);
   }
   Model delta;
   delta.layout = extended.layout;

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "common/privacy/ddg.h"
+
 namespace hansa {
 namespace {
 
@@ -21,6 +23,13 @@ std::pair<double, double> StandardGaussianPair(UniformSource& source) {
   const double u2 = static_cast<double>(source.NextUint64() >> 11) * 0x1.0p-53;
   const double r = std::sqrt(-2 * std::log(u1));
   return {r * std::cos(2 * M_PI * u2), r * std::sin(2 * M_PI * u2)};
+}
+
+double ClipUpdateForCentralGaussian(std::vector<float>& update, double clip_norm) {
+  std::vector<double> values(update.begin(), update.end());
+  const double norm = ClipToL2Norm(values, clip_norm * (1 - 1e-6));
+  for (size_t i = 0; i < values.size(); ++i) update[i] = static_cast<float>(values[i]);
+  return norm;
 }
 
 Status AddCentralGaussianNoise(std::vector<double>& sum, double clip_norm, double noise_multiplier,

@@ -18,6 +18,11 @@ namespace hansa {
 // Two independent N(0, 1) draws (Box-Muller on two 53-bit uniforms from `source`).
 std::pair<double, double> StandardGaussianPair(UniformSource& source);
 
+// A site's update before it is uploaded under the central Gaussian: clipped in place to just
+// inside `clip_norm` (so that float rounding cannot take it past the coordinator's check);
+// returns the norm before clipping.
+double ClipUpdateForCentralGaussian(std::vector<float>& update, double clip_norm);
+
 // Adds N(0, (noise_multiplier * clip_norm)^2) to each value. InvalidArgument for a
 // non-positive clip norm or negative multiplier.
 Status AddCentralGaussianNoise(std::vector<double>& sum, double clip_norm, double noise_multiplier,
