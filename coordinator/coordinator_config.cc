@@ -59,7 +59,7 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   so.threshold = static_cast<int>(cfg.Int("aggregation.threshold", 0, 0, 100000));
   so.malicious = cfg.Bool("aggregation.malicious_coordinator_checks", false);
   so.clip = cfg.Double("aggregation.clip", so.clip, 1e-9, 1e9);
-  so.bits = static_cast<int>(cfg.Int("aggregation.bits", so.bits, 1, 62));
+  so.bits = static_cast<int>(cfg.Int("aggregation.bits", so.bits, 0, 62));
   so.max_examples = cfg.Int("aggregation.max_examples", so.max_examples, 1, INT64_MAX);
   so.stage_timeout = absl::Seconds(cfg.Double("aggregation.stage_timeout_seconds", 120, 1, 86400));
   // Client-level differential privacy (secure aggregation only).

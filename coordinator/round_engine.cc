@@ -913,7 +913,9 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::PlaintextAttempt(absl::
 StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
     const std::vector<std::string>& cohort) {
   const SecureOptions& so = options_.secure;
-  EncodingParams encoding{so.clip, so.bits, static_cast<int>(cohort.size())};
+  const int cohort_size = static_cast<int>(cohort.size());
+  const int bits = so.bits > 0 ? so.bits : DefaultQuantizationBits(cohort_size);
+  EncodingParams encoding{so.clip, bits, cohort_size};
   SecAggParams params;
   params.round = plan_.round();
   params.num_sites = static_cast<uint32_t>(cohort.size());
@@ -955,7 +957,7 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   sp->set_vector_length(params.vector_length);
   sp->set_round_seed(params.round_seed.data(), params.round_seed.size());
   sp->set_clip(so.clip);
-  sp->set_bits(static_cast<uint32_t>(so.bits));
+  sp->set_bits(static_cast<uint32_t>(bits));
   sp->set_max_examples(static_cast<uint64_t>(so.max_examples));
   sp->set_deadline_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(so.stage_timeout)));
   if (params.malicious) {

@@ -44,7 +44,7 @@ struct SecureOptions {
   int threshold = 0;  // t; 0 = the safe default
   bool malicious = false;
   double clip = 1.0;             // each update value is clipped to [-clip, clip]
-  int bits = 20;                 // quantization bits
+  int bits = 0;                  // quantization bits; 0 = DefaultQuantizationBits(cohort)
   int64_t max_examples = 60000;  // a site's weight is min(1, examples / max_examples)
   absl::Duration stage_timeout = absl::Minutes(2);
 };

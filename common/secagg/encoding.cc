@@ -11,6 +11,13 @@ double Levels(int bits) { return std::ldexp(1.0, bits) - 1.0; }
 constexpr size_t kWordsPerDraw = 4096;
 }  // namespace
 
+int DefaultQuantizationBits(int cohort_size) {
+  const uint64_t n = static_cast<uint64_t>(std::max(1, cohort_size));
+  int bits = 30;
+  while (bits > 20 && n * ((uint64_t{1} << bits) - 1) > UINT32_MAX) --bits;
+  return bits;
+}
+
 StatusOr<RingWidth> ChooseRing(const EncodingParams& p) {
   if (!(p.clip > 0) || !std::isfinite(p.clip)) {
     return absl::InvalidArgumentError(

@@ -25,6 +25,12 @@ struct EncodingParams {
   int cohort_size = 1;  // the most inputs that will ever be summed
 };
 
+// The quantization bits a federation gets when it does not choose: the most (at most 30, at
+// least 20) with which a sum over `cohort_size` inputs still fits the 32-bit ring, so precision
+// costs no bandwidth (30 bits up to 4 sites, 27 up to 32, 20 up to 4096; 20 bits in the 64-bit
+// ring beyond). At least 1 site.
+int DefaultQuantizationBits(int cohort_size);
+
 // The ring for `params`; InvalidArgument for c <= 0 (or not finite), b outside 1..62, a cohort
 // below 1, or cohort_size * (2^b - 1) beyond 64 bits.
 StatusOr<RingWidth> ChooseRing(const EncodingParams& params);

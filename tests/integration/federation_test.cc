@@ -47,6 +47,7 @@ struct Settings {
   double upload_timeout = 60;
   double evaluate_timeout = 20;
   int train_limit = 1500;
+  int test_limit = 500;
   bool secure = false;  // secure aggregation needs at least three sites
 };
 
@@ -76,8 +77,8 @@ class Federation {
         ReplaceInFile(path, "[policy]\n",
                       "[policy]\nrequire_secure_aggregation = false\nmin_cohort = 1\n");
       }
-      AppendText(path, absl_format("train_limit = %d\ntest_limit = 500\n[compute]\nthreads = 1\n",
-                                   s.train_limit));
+      AppendText(path, absl_format("train_limit = %d\ntest_limit = %d\n[compute]\nthreads = 1\n",
+                                   s.train_limit, s.test_limit));
     }
   }
 
@@ -383,22 +384,27 @@ std::string RunToEnd(Federation& fed, const std::vector<std::string>& sites) {
 TEST(FederationTest, SecureAggregationTrainsLikePlaintext) {
   std::string dir = FreshDir();
   const std::vector<std::string> sites = {"alpha", "beta", "gamma"};
-  Federation fed(dir, sites, Settings{.rounds = 2, .min_sites = 3, .secure = true});
-  Federation plain(FreshDir("plaintext"), sites,
-                   Settings{.rounds = 2, .min_sites = 3, .secure = false});
-  EXPECT_THAT(RunToEnd(fed, sites), HasSubstr("unmasked the sum of 3 sites"));
-  RunToEnd(plain, sites);
+  // 3,000 test examples per site: half a point is 45 of them, not 7.
+  const Settings secure{.rounds = 2, .min_sites = 3, .test_limit = 3000, .secure = true};
+  Settings plaintext = secure;
+  plaintext.secure = false;
+  Federation fed(dir, sites, secure);
+  Federation plain(FreshDir("plaintext"), sites, plaintext);
+  const std::string secure_log = RunToEnd(fed, sites);
+  EXPECT_THAT(secure_log, HasSubstr("unmasked the sum of 3 sites"));
+  const std::string plain_log = RunToEnd(plain, sites);
   auto metrics = fed.Metrics();
+  auto reference = plain.Metrics();
   ASSERT_EQ(metrics.size(), 3u);
-  EXPECT_EQ(metrics[2]["sites"].get<int>(), 3);
+  ASSERT_EQ(reference.size(), 3u);
   EXPECT_GT(metrics[2]["accuracy"].get<double>(), metrics[0]["accuracy"].get<double>() + 0.3);
   // Same seeds, same data, same cohorts: masking, quantization and the in-vector weight cost
   // less than half a point of accuracy against the plaintext sum.
-  auto reference = plain.Metrics();
-  ASSERT_EQ(reference.size(), 3u);
   for (int r = 1; r <= 2; ++r) {
+    ASSERT_EQ(metrics[r]["sites"].get<int>(), 3) << "round " << r << "\n" << secure_log;
+    ASSERT_EQ(reference[r]["sites"].get<int>(), 3) << "round " << r << "\n" << plain_log;
     EXPECT_NEAR(metrics[r]["accuracy"].get<double>(), reference[r]["accuracy"].get<double>(), 0.005)
-        << "round " << r;
+        << "round " << r << "\n" << secure_log;
   }
   // The coordinator saw no site's example count, only the total.
   EXPECT_EQ(metrics[2]["examples"].get<int64_t>(), reference[2]["examples"].get<int64_t>());

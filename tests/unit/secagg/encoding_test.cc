@@ -22,6 +22,22 @@ TEST(EncodingTest, ChoosesTheSmallestRingThatCannotOverflow) {
   EXPECT_EQ(ChooseRing({1.0, 8, 0}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(EncodingTest, DefaultBitsAreTheMostThatKeepTheCohortInThe32BitRing) {
+  // 4 * (2^30 - 1) < 2^32 <= 5 * (2^30 - 1); 32 * (2^27 - 1) < 2^32; 4096 * (2^20 - 1) < 2^32.
+  EXPECT_EQ(DefaultQuantizationBits(1), 30);
+  EXPECT_EQ(DefaultQuantizationBits(4), 30);
+  EXPECT_EQ(DefaultQuantizationBits(5), 29);
+  EXPECT_EQ(DefaultQuantizationBits(32), 27);
+  EXPECT_EQ(DefaultQuantizationBits(33), 26);
+  EXPECT_EQ(DefaultQuantizationBits(4096), 20);
+  EXPECT_EQ(DefaultQuantizationBits(4097), 20);
+  for (int n : {3, 4, 5, 10, 32, 33, 100, 1000, 4096}) {
+    EXPECT_EQ(*ChooseRing({1.0, DefaultQuantizationBits(n), n}), RingWidth::k32) << n;
+    EXPECT_EQ(*ChooseRing({1.0, DefaultQuantizationBits(n) + 1, n}), RingWidth::k64) << n;
+  }
+  EXPECT_EQ(*ChooseRing({1.0, DefaultQuantizationBits(5000), 5000}), RingWidth::k64);
+}
+
 // c = 1, b = 2 so L = 3: x maps to (x + 1) * 1.5. Exact grid points need no rounding:
 // -1 -> 0, -1/3 -> 1, 1/3 -> 2, 1 -> 3; values beyond c are clipped.
 TEST(EncodingTest, HandComputedGridPointsAndClipping) {
