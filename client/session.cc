@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/audit/events.h"
+#include "common/crypto/random.h"
 #include "common/crypto/sha256.h"
 #include "common/logging/logging.h"
 #include "common/pki/certificate.h"
@@ -15,6 +16,8 @@
 #include "common/privacy/ddg_accountant.h"
 #include "common/secagg/encoding.h"
 #include "common/tensor/safetensors.h"
+#include "cuda/device.h"
+#include "cuda/masked_upload.h"
 #include "proto/plan_digest.h"
 #include "proto/secagg_plan.h"
 #include "spdlog/spdlog.h"
@@ -467,16 +470,12 @@ Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_de
     s.dp.steps = r.steps();
   }
   ASSIGN_OR_RETURN(TrainResult result, trainer_->Train(train_, s));
-  ASSIGN_OR_RETURN(Model local, trainer_->GetWeights());
-  // The update is the change to the global model; that is what strategies and clipping use.
-  Model delta = std::move(local);
-  for (size_t i = 0; i < delta.values.size(); ++i) delta.values[i] -= global.values[i];
-  RETURN_IF_ERROR(Annotate(delta.Validate(), "local update"));
   if (plan.aggregation() == "secure") {
     spdlog::info("round {}: trained {} examples in {:.1f} s (loss {:.4f}); uploading masked",
                  plan.round(), result.num_examples, result.seconds, result.loss);
-    return UploadMasked(plan, delta, result.num_examples);
+    return UploadMasked(plan, global, result.num_examples);
   }
+  ASSIGN_OR_RETURN(Model delta, HostUpdate(global));
   if (plan.privacy().mechanism() == kCentralGaussian) {
     // The coordinator refuses updates longer than the plan's clip norm.
     const double norm = ClipUpdateForCentralGaussian(delta.values, plan.privacy().clip_norm());
@@ -638,9 +637,54 @@ Status SiteSession::SecAggStage(const v1::Task& task) {
   }
 }
 
-Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& delta, int64_t examples) {
-  ASSIGN_OR_RETURN(std::vector<std::string> chunks,
-                   MaskUpdateForPlan(plan, *secagg_, delta.values, examples));
+StatusOr<Model> SiteSession::HostUpdate(const Model& global) {
+  ASSIGN_OR_RETURN(Model local, trainer_->GetWeights());
+  // The update is the change to the global model; that is what strategies and clipping use.
+  Model delta = std::move(local);
+  for (size_t i = 0; i < delta.values.size(); ++i) delta.values[i] -= global.values[i];
+  RETURN_IF_ERROR(Annotate(delta.Validate(), "local update"));
+  return delta;
+}
+
+StatusOr<std::vector<std::string>> SiteSession::MaskedChunks(const v1::RoundPlan& plan,
+                                                             const Model& global, int64_t examples,
+                                                             std::string* path) {
+  if (!HasClientPrivacy(plan) && CudaDeviceAvailable()) {
+    StatusOr<DeviceVector> update = trainer_->UpdateOnDevice();
+    if (update.ok()) {
+      ASSIGN_OR_RETURN(PlanEncoding e, PlanEncodingFor(plan, update->size, examples));
+      RETURN_IF_ERROR(UseCudaDevice(update->device));
+      SecretBytes rounding_seed(32);
+      RETURN_IF_ERROR(RandBytes(rounding_seed.data(), rounding_seed.size()));
+      DeviceMaskStats stats;
+      StatusOr<std::vector<std::string>> chunks =
+          MaskUpdateOnDevice(*secagg_, e.params, rounding_seed, update->data, update->size,
+                             e.weight, e.values_per_chunk, &stats);
+      if (chunks.ok()) {
+        *path = absl::StrCat("GPU (cuda:", update->device, ")");
+        spdlog::info(
+            "round {}: update (L2 norm {:.4g}) masked on cuda:{} in {:.3f} s "
+            "(quantize {:.3f} s, device wait {:.3f} s, chunks {:.3f} s)",
+            plan.round(), stats.update_norm, update->device, stats.total, stats.quantize,
+            stats.wait, stats.serialize);
+        return chunks;
+      }
+      if (!absl::IsUnavailable(chunks.status())) {
+        return Annotate(chunks.status(), "masking the update on the GPU");
+      }
+    } else if (!absl::IsUnavailable(update.status())) {
+      return update.status();
+    }
+  }
+  *path = "CPU";
+  ASSIGN_OR_RETURN(Model delta, HostUpdate(global));
+  return MaskUpdateForPlan(plan, *secagg_, delta.values, examples);
+}
+
+Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& global, int64_t examples) {
+  const auto started = std::chrono::steady_clock::now();
+  std::string path;
+  ASSIGN_OR_RETURN(std::vector<std::string> chunks, MaskedChunks(plan, global, examples, &path));
   Sha256Hasher hasher;
   uint64_t total = 0;
   for (const std::string& c : chunks) {
@@ -671,10 +715,15 @@ Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& delta, 
     ok = writer->Write(chunk);
   }
   if (ok) writer->WritesDone();
+  const double sent =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   RETURN_IF_ERROR(
       RecordOutcome(audit_events::kMessageUpload, plan.round(), sha,
                     FromGrpc(writer->Finish(), absl::StrCat("uploading round ", plan.round()))));
-  spdlog::info("round {}: masked update accepted ({} bytes)", plan.round(), reply.bytes());
+  spdlog::info(
+      "round {}: masked update accepted ({} bytes; masked on the {} and sent in {:.3f} s "
+      "after training)",
+      plan.round(), reply.bytes(), path, sent);
   return absl::OkStatus();
 }
 

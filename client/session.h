@@ -70,7 +70,13 @@ class SiteSession {
   Status Evaluate(const v1::RoundPlan& plan);
   // Secure aggregation: one protocol stage, and the masked upload of a trained update.
   Status SecAggStage(const v1::Task& task);
-  Status UploadMasked(const v1::RoundPlan& plan, const Model& delta, int64_t examples);
+  Status UploadMasked(const v1::RoundPlan& plan, const Model& global, int64_t examples);
+  // The trained weights minus `global`, in host memory, checked for NaN and infinity.
+  StatusOr<Model> HostUpdate(const Model& global);
+  // The masked input's wire chunks: made on the GPU when the trainer runs there and the plan
+  // has no client-level privacy (cuda/masked_upload.h), else on the CPU. `path` names which.
+  StatusOr<std::vector<std::string>> MaskedChunks(const v1::RoundPlan& plan, const Model& global,
+                                                  int64_t examples, std::string* path);
   StatusOr<SecAggParams> SecAggParamsFor(const v1::RoundPlan& plan, uint32_t* self) const;
   Status Submit(const v1::RoundPlan& plan, v1::Task::Kind stage, const std::string& payload);
   Status Upload(const v1::RoundPlan& plan, const std::string& payload, int64_t examples,

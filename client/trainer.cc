@@ -234,6 +234,8 @@ class TorchTrainer final : public Trainer {
         auto* src = const_cast<float*>(global.values.data() + layout_.Offset(i));
         params_[i].copy_(torch::from_blob(src, params_[i].sizes(), torch::kFloat32));
       }
+      // On a GPU the global model stays there too, for UpdateOnDevice.
+      if (device_.is_cuda()) global_on_device_ = Flatten(params_).clone();
       return absl::OkStatus();
     });
   }
@@ -263,6 +265,24 @@ class TorchTrainer final : public Trainer {
   StatusOr<EvalResult> Evaluate(const Dataset& data) override {
     RETURN_IF_ERROR(Annotate(CheckData(data), "evaluation data"));
     return CatchTorch("evaluating", [&]() { return EvaluateChecked(data); });
+  }
+
+  StatusOr<DeviceVector> UpdateOnDevice() override {
+    if (!device_.is_cuda()) {
+      return absl::UnavailableError(
+          absl::StrCat("the trainer runs on ", device_.str(), "; its update is in host memory"));
+    }
+    if (!global_on_device_.defined()) {
+      return absl::FailedPreconditionError("no global model was set on the device");
+    }
+    return CatchTorch("computing the update on the device", [&]() -> StatusOr<DeviceVector> {
+      torch::NoGradGuard no_grad;
+      update_on_device_ = (Flatten(params_) - global_on_device_).contiguous();
+      // Other CUDA streams (the masking kernels') may read it once this returns.
+      torch::cuda::synchronize(device_.index());
+      return DeviceVector{update_on_device_.data_ptr<float>(),
+                          static_cast<size_t>(update_on_device_.numel()), device_.index()};
+    });
   }
 
  private:
@@ -661,6 +681,8 @@ class TorchTrainer final : public Trainer {
   std::shared_ptr<DataParallelGroup> group_owner_;
   internal::TorchGroup* group_;        // group_owner_ as the torch side sees it; null: alone
   std::vector<torch::Tensor> params_;  // in layout_ order
+  torch::Tensor global_on_device_;     // CUDA only: the weights of the last SetWeights, flat
+  torch::Tensor update_on_device_;     // CUDA only: what UpdateOnDevice returned last
 };
 
 // The module's own parameter list, to check it against the torch-free description.

@@ -101,6 +101,13 @@ struct TrainerOptions {
 //
 // Threads: on CPU, Create() sets torch's intra-op thread count, which is process-wide. Several
 // Trainers in one process (simulation) therefore share the last setting.
+// A vector of floats in the trainer's CUDA device memory, owned by the trainer.
+struct DeviceVector {
+  const float* data = nullptr;
+  size_t size = 0;
+  int device = 0;  // CUDA device ordinal
+};
+
 class Trainer {
  public:
   // A trainer holding InitialModel(options.model, 0). InvalidArgument for an unknown model or
@@ -124,6 +131,12 @@ class Trainer {
   virtual StatusOr<TrainResult> Train(const Dataset& data, const TrainSettings& settings) = 0;
 
   virtual StatusOr<EvalResult> Evaluate(const Dataset& data) = 0;
+
+  // The weights minus those of the last SetWeights, flattened in layout order, left in device
+  // memory, so that a site on a GPU masks its update there (cuda/masked_upload.h). The device's
+  // work is complete when it returns; the vector stays valid until the next call on this
+  // trainer. Unavailable on "cpu"; FailedPrecondition before any SetWeights.
+  virtual StatusOr<DeviceVector> UpdateOnDevice() = 0;
 
   // "cpu" or "cuda:N".
   virtual std::string device() const = 0;

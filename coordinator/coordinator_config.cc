@@ -61,6 +61,7 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   so.clip = cfg.Double("aggregation.clip", so.clip, 1e-9, 1e9);
   so.bits = static_cast<int>(cfg.Int("aggregation.bits", so.bits, 0, 62));
   so.max_examples = cfg.Int("aggregation.max_examples", so.max_examples, 1, INT64_MAX);
+  so.unmask_device = cfg.String("aggregation.unmask_device", so.unmask_device);
   so.stage_timeout = absl::Seconds(cfg.Double("aggregation.stage_timeout_seconds", 120, 1, 86400));
   // Client-level differential privacy (secure aggregation only).
   const std::string privacy = cfg.String("privacy.mechanism", "none");
@@ -94,6 +95,11 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
                                                    "'; it must be \"secure\" or \"plaintext\""));
   }
   so.enabled = mode == "secure";
+  if (so.unmask_device != "auto" && so.unmask_device != "cpu") {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": aggregation.unmask_device is '",
+                                                   so.unmask_device,
+                                                   "'; it must be \"auto\" or \"cpu\""));
+  }
   if (Status st = CheckEngineStrategy(e.strategy, so.enabled); !st.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": [strategy] ", st.message()));
   }

@@ -11,6 +11,8 @@
 #include "common/privacy/central_gaussian.h"
 #include "common/privacy/ddg_accountant.h"
 #include "common/status/check.h"
+#include "cuda/device.h"
+#include "cuda/masked_upload.h"
 #include "nlohmann/json.hpp"
 #include "proto/plan_digest.h"
 #include "proto/secagg_plan.h"
@@ -1062,10 +1064,11 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
     return stop(st);
   }
   ClosePhase("unmasking closed");
+  const bool unmask_on_gpu = so.unmask_device == "auto" && CudaDeviceAvailable();
   StatusOr<SecAggResult> result;
   {
     absl::MutexLock lock(&secagg_mu_);
-    result = secagg_->Finish();
+    result = unmask_on_gpu ? secagg_->Finish(ApplyMasksOnDevice) : secagg_->Finish();
     secagg_.reset();
   }
   if (!result.ok()) return retry(result.status());
@@ -1098,8 +1101,10 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   ASSIGN_OR_RETURN(DecodedSum decoded, DecodeSum(result->sum, result->survivors.size(), encoding));
   std::vector<float> mean = decoded.Mean();
   mean.resize(global_.values.size());  // drop the weight element
-  spdlog::info("round {}: unmasked the sum of {} sites (total weight {:.4f})", plan_.round(),
-               result->survivors.size(), decoded.total_weight);
+  spdlog::info(
+      "round {}: unmasked the sum of {} sites (total weight {:.4f}; masks removed on "
+      "the {})",
+      plan_.round(), result->survivors.size(), decoded.total_weight, unmask_on_gpu ? "GPU" : "CPU");
   // Only the total is known: the sum of the weights, each examples / max_examples.
   secure_examples_ =
       std::llround(decoded.total_weight * static_cast<double>(options_.secure.max_examples));

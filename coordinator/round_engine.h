@@ -46,6 +46,9 @@ struct SecureOptions {
   double clip = 1.0;             // each update value is clipped to [-clip, clip]
   int bits = 0;                  // quantization bits; 0 = DefaultQuantizationBits(cohort)
   int64_t max_examples = 60000;  // a site's weight is min(1, examples / max_examples)
+  // Where the masks are removed from the sum: "auto" (a CUDA device when the process sees
+  // one, cuda/masked_upload.h) or "cpu". The sum is the same either way.
+  std::string unmask_device = "auto";
   absl::Duration stage_timeout = absl::Minutes(2);
 };
 

@@ -49,6 +49,12 @@ StatusOr<CudaDeviceInfo> GetCudaDeviceInfo(int ordinal) {
   return info;
 }
 
+Status UseCudaDevice(int ordinal) {
+  if (!CudaDeviceAvailable()) return NoDeviceError();
+  HANSA_CUDA_RETURN_IF_ERROR(cudaSetDevice(ordinal));
+  return absl::OkStatus();
+}
+
 StatusOr<CudaStream> CudaStream::Create() {
   if (!CudaDeviceAvailable()) return NoDeviceError();
   cudaStream_t s = nullptr;

@@ -42,6 +42,10 @@ struct CudaDeviceInfo {
 // Properties of device `ordinal`; Unavailable without a device.
 StatusOr<CudaDeviceInfo> GetCudaDeviceInfo(int ordinal = 0);
 
+// Makes device `ordinal` the calling thread's current device (where streams, memory and
+// kernels of that thread go); Unavailable without a device.
+Status UseCudaDevice(int ordinal);
+
 // A CUDA stream (non-blocking with respect to the legacy default stream).
 class CudaStream {
  public:

@@ -24,13 +24,6 @@
 
 namespace hansa {
 
-// One mask stream: the ChaCha20 keystream of (key, nonce), added or subtracted.
-struct MaskStream {
-  const SecretBytes* key = nullptr;  // 32 bytes; not owned
-  ChaCha20Nonce nonce{};
-  MaskOp op = MaskOp::kAdd;
-};
-
 // device_data[i] = device_data[i] +/- sum over streams of word(element_offset + i), for
 // i < count, mod 2^32 or 2^64. One read and write of the data per 16 streams. InvalidArgument
 // for a key that is not 32 bytes or a range past the 2^32 blocks of a stream (as the CPU path).

@@ -19,6 +19,7 @@ double CudaDeviceInfo::PeakMemoryGBps() const {
   return 2.0 * static_cast<double>(memory_clock_khz) * 1e3 * (memory_bus_bits / 8.0) / 1e9;
 }
 StatusOr<CudaDeviceInfo> GetCudaDeviceInfo(int) { return NoDevice(); }
+Status UseCudaDevice(int) { return NoDevice(); }
 
 StatusOr<CudaStream> CudaStream::Create() { return NoDevice(); }
 CudaStream& CudaStream::operator=(CudaStream&& o) noexcept {

@@ -150,18 +150,25 @@ StatusOr<std::vector<std::string>> MaskUpdateForPlan(const v1::RoundPlan& plan,
                                                      const std::vector<float>& values,
                                                      int64_t examples) {
   if (HasClientPrivacy(plan)) return MaskDdgUpdate(plan, session, values);
+  ASSIGN_OR_RETURN(PlanEncoding e, PlanEncodingFor(plan, values.size(), examples));
+  ASSIGN_OR_RETURN(Encoder encoder, Encoder::Create(e.params));
+  return MaskUpdate(session, encoder, e.ring, values.data(), values.size(), e.weight,
+                    e.values_per_chunk);
+}
+
+StatusOr<PlanEncoding> PlanEncodingFor(const v1::RoundPlan& plan, size_t n, int64_t examples) {
   const v1::SecAggPlan& sp = plan.secagg();
-  EncodingParams encoding{sp.clip(), static_cast<int>(sp.bits()), static_cast<int>(sp.num_sites())};
-  ASSIGN_OR_RETURN(Encoder encoder, Encoder::Create(encoding));
-  const RingWidth ring = sp.ring_bits() == 64 ? RingWidth::k64 : RingWidth::k32;
-  if (encoder.ring() != ring || Encoder::EncodedSize(values.size()) != sp.vector_length()) {
+  PlanEncoding e;
+  e.params = {sp.clip(), static_cast<int>(sp.bits()), static_cast<int>(sp.num_sites())};
+  ASSIGN_OR_RETURN(RingWidth ring, ChooseRing(e.params));
+  e.ring = sp.ring_bits() == 64 ? RingWidth::k64 : RingWidth::k32;
+  if (ring != e.ring || Encoder::EncodedSize(n) != sp.vector_length()) {
     return absl::InvalidArgumentError("secure-aggregation plan does not fit this model");
   }
-  const double weight =
-      std::min(1.0, static_cast<double>(examples) /
-                        static_cast<double>(std::max<uint64_t>(1, sp.max_examples())));
-  const size_t step = ValuesPerChunk(plan, ring == RingWidth::k64 ? 8 : 4);
-  return MaskUpdate(session, encoder, ring, values.data(), values.size(), weight, step);
+  e.weight = std::min(1.0, static_cast<double>(examples) /
+                               static_cast<double>(std::max<uint64_t>(1, sp.max_examples())));
+  e.values_per_chunk = ValuesPerChunk(plan, e.ring == RingWidth::k64 ? 8 : 4);
+  return e;
 }
 
 }  // namespace hansa

@@ -9,6 +9,7 @@
 
 #include "common/privacy/ddg.h"
 #include "common/secagg/client.h"
+#include "common/secagg/encoding.h"
 #include "common/secagg/params.h"
 #include "common/status/status.h"
 #include "hansa/v1/hansa.pb.h"
@@ -45,6 +46,17 @@ bool HasRecordPrivacy(const v1::RoundPlan& plan);
 // One round's RDP curve on DefaultRdpOrders(): `steps` compositions of the sampled Gaussian.
 // InvalidArgument, naming the field, for a plan that is not a valid mechanism (z must be > 0).
 StatusOr<std::vector<double>> RecordRoundRdp(const v1::RecordPrivacyPlan& plan);
+
+// How a site encodes an update of `n` values for a plan without client-level privacy: the
+// encoder's clip, bits and cohort, the ring, the weight min(1, examples / max_examples) and the
+// ring words per wire chunk. InvalidArgument when the plan does not fit `n` values.
+struct PlanEncoding {
+  EncodingParams params;
+  RingWidth ring = RingWidth::k32;
+  double weight = 1.0;
+  size_t values_per_chunk = 1;
+};
+StatusOr<PlanEncoding> PlanEncodingFor(const v1::RoundPlan& plan, size_t n, int64_t examples);
 
 // The site's masked input for the plan, as the serialized chunks of its upload (MaskUpdate):
 // encoded with the plan's clip, bits and cohort, weight min(1, examples / max_examples), cut

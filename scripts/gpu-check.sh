@@ -14,8 +14,9 @@
 #                                    tests and kernel benchmark (falling back to a build of the
 #                                    CUDA module alone when the whole project does not
 #                                    configure), run the tests and the benchmark (JSON), build
-#                                    the binaries and run a 2-site federation on the GPU, and
-#                                    print a table. Results go to DIR (default $OUT or
+#                                    the binaries and run a 3-site federation on the GPU with
+#                                    secure aggregation (each site masks its update on the
+#                                    device), and print a table. Results go to DIR (default $OUT or
 #                                    .gpu-prefix/out).
 # Device tool call:  run(command="scripts/gpu-check.sh", carry=[".gpu-prefix/debs",
 #                        ".gpu-prefix/data"], timeout_s=540)
@@ -151,14 +152,16 @@ CMAKE
 fi
 result[configure]=$([ $full = 1 ] && echo "whole project" || echo "CUDA module only")
 
-step "build cuda_test and cuda_bench"
-if cmake --build "$build" -j "$jobs" --target cuda_test cuda_bench >"$out/build-cuda.log" 2>&1; then
+step "build cuda_test, cuda_bench and upload_bench"
+if cmake --build "$build" -j "$jobs" --target cuda_test cuda_bench upload_bench \
+    >"$out/build-cuda.log" 2>&1; then
   result[build_cuda]=ok
 else
   result[build_cuda]=FAILED; grep -E "error|Error" "$out/build-cuda.log" | head -30
 fi
 test_bin=$(find "$build" -name cuda_test -type f -perm -u+x | head -1)
 bench_bin=$(find "$build" -name cuda_bench -type f -perm -u+x | head -1)
+upload_bin=$(find "$build" -name upload_bench -type f -perm -u+x | head -1)
 
 step "CUDA unit tests (GPU against the CPU path, bit for bit)"
 if [ -n "$test_bin" ]; then
@@ -177,19 +180,28 @@ if [ -n "$bench_bin" ]; then
 else
   result[bench]="not built"
 fi
+result[upload]="not built"
+if [ -n "$upload_bin" ]; then
+  step "masked upload: end of training to wire chunks, GPU path against CPU path"
+  "$upload_bin" --benchmark_format=console --benchmark_out="$out/upload_bench.json" \
+    --benchmark_out_format=json 2>&1 | tail -10
+  result[upload]=$([ "${PIPESTATUS[0]}" = 0 ] && echo ran || echo FAILED)
+fi
 
 result[federation]=skipped
 if [ $full = 1 ] && [ $federation = 1 ]; then
   step "build hansa, hansa-coordinator, hansa-client"
   if timeout 300 cmake --build "$build" -j "$jobs" --target hansa hansa-coordinator hansa-client \
       >"$out/build-bin.log" 2>&1; then
-    step "2-site federation on the GPU"
+    step "3-site federation on the GPU, secure aggregation"
     fed=/tmp/hansa-gpu-federation
     rm -rf "$fed"; mkdir -p "$fed/logs"
     port=50071
+    sites=(berlin paris wien)
     "$build/tools/hansa" provision --out "$fed/kit" --federation gpu-check \
       --coordinator coordinator:DE:GPU-Check-Coordinator --site berlin:DE:Berlin-GPU \
-      --site paris:FR:Paris-GPU --listen "127.0.0.1:$port" >"$fed/provision.txt"
+      --site paris:FR:Paris-GPU --site wien:AT:Wien-GPU --listen "127.0.0.1:$port" \
+      >"$fed/provision.txt"
     cat >>"$fed/kit/coordinator/coordinator.toml" <<TOML
 
 [model]
@@ -198,7 +210,7 @@ seed = 1
 
 [rounds]
 total = 3
-min_sites = 2
+min_sites = 3
 wait_for_sites_seconds = 60
 
 [training]
@@ -207,7 +219,7 @@ batch_size = 64
 learning_rate = 0.02
 momentum = 0.9
 TOML
-    for site in berlin paris; do
+    for site in "${sites[@]}"; do
       f=$fed/kit/sites/$site/site.toml
       sed -i "s|/usr/share/datasets/fashion-mnist/train-|$gp/data/t10k-|; s|/usr/share/datasets/fashion-mnist/t10k-|$gp/data/t10k-|" "$f"
       sed -i "s|^\[policy\]|[policy]\nmin_cohort = 2|" "$f"
@@ -218,7 +230,7 @@ TOML
       >"$fed/logs/coordinator.log" 2>&1 &
     coord=$!
     pids=()
-    for site in berlin paris; do
+    for site in "${sites[@]}"; do
       "$build/client/hansa-client" --config "$fed/kit/sites/$site/site.toml" \
         >"$fed/logs/$site.log" 2>&1 &
       pids+=($!)
@@ -232,6 +244,9 @@ TOML
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     "$build/tools/hansa" metrics "$fed/kit/coordinator/state" 2>&1 | tee "$out/federation.txt"
     grep -il "cuda" "$fed"/logs/*.log >/dev/null && echo "(site logs mention CUDA)"
+    masked=$(grep -h "masked on cuda" "$fed"/logs/*.log | wc -l)
+    result[gpu_masking]="$masked of 9 site rounds masked on the GPU"
+    grep -h "masked on cuda\|masked update accepted" "$fed"/logs/*.log | tail -6
     tail -5 "$fed"/logs/*.log
     tar -czf "$out/federation-logs.tgz" -C "$fed" logs kit/coordinator/state/metrics.jsonl 2>/dev/null
   else
@@ -242,7 +257,8 @@ fi
 
 step "summary"
 printf '%-12s %s\n' configure "${result[configure]}" "build" "${result[build_cuda]}" \
-  tests "${result[tests]}" bench "${result[bench]}" federation "${result[federation]}"
+  tests "${result[tests]}" bench "${result[bench]}" upload "${result[upload]}" \
+  federation "${result[federation]}" gpu-masking "${result[gpu_masking]:-not run}"
 if [ -f "$out/cuda_bench.json" ] && command -v python3 >/dev/null; then
   python3 - "$out/cuda_bench.json" <<'PY'
 import json, sys

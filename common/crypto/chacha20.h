@@ -29,6 +29,14 @@ Status ChaCha20Keystream(const SecretBytes& key, const ChaCha20Nonce& nonce, uin
 
 enum class MaskOp { kAdd, kSubtract };
 
+// One mask stream: the ChaCha20 keystream of (key, nonce), added to or subtracted from data
+// word by word. What the CPU PRG below and the CUDA kernels in cuda/ both apply.
+struct MaskStream {
+  const SecretBytes* key = nullptr;  // 32 bytes; not owned
+  ChaCha20Nonce nonce{};
+  MaskOp op = MaskOp::kAdd;
+};
+
 // A seekable ChaCha20 keystream starting at block 0: the mask PRG. Random access lets a masked
 // vector be produced and removed chunk by chunk. Owns an OpenSSL context and a small scratch
 // buffer (wiped on destruction). Not thread-safe: one owner; movable.

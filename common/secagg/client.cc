@@ -19,8 +19,9 @@ struct ClientSession::Secrets {
   SecretBytes self_seed;
   // Shares held for neighbours: owner -> (self-mask-seed share, mask-key share).
   std::map<SiteId, std::pair<SecretBytes, SecretBytes>> held;
-  std::unique_ptr<ChaCha20Prg> self_prg;
-  std::vector<std::pair<SiteId, ChaCha20Prg>> pair_prgs;
+  // The mask streams' keys, self mask first, then one per masking peer; and their PRGs.
+  std::vector<std::pair<SecretBytes, MaskOp>> mask_keys;
+  std::vector<ChaCha20Prg> mask_prgs;
 };
 
 ClientSession::ClientSession(const SecAggParams& params, SiteId self,
@@ -227,20 +228,25 @@ Status ClientSession::OnShareDelivery(const ShareDelivery& delivery) {
                                                            " neighbours shared keys; threshold is ",
                                                            params_.threshold)));
   }
-  auto self_prg = SelfMaskPrg(secrets_->self_seed, session_id_);
-  if (!self_prg.ok()) return fail(self_prg.status());
-  secrets_->self_prg = std::make_unique<ChaCha20Prg>(std::move(*self_prg));
+  auto self_key = SelfMaskKey(secrets_->self_seed, session_id_);
+  if (!self_key.ok()) return fail(self_key.status());
+  secrets_->mask_keys.emplace_back(std::move(*self_key), MaskOp::kAdd);
   for (const auto& kv : secrets_->held) {
-    auto prg = PairwiseMaskPrg(secrets_->mask.private_key, neighbour_keys_[kv.first].mask_key,
+    auto key = PairwiseMaskKey(secrets_->mask.private_key, neighbour_keys_[kv.first].mask_key,
                                session_id_);
+    if (!key.ok()) return fail(key.status());
+    secrets_->mask_keys.emplace_back(std::move(*key), PairwiseOp(self_, kv.first));
+  }
+  for (const auto& [key, op] : secrets_->mask_keys) {
+    auto prg = ChaCha20Prg::Create(key, ChaCha20Nonce{});
     if (!prg.ok()) return fail(prg.status());
-    secrets_->pair_prgs.emplace_back(kv.first, std::move(*prg));
+    secrets_->mask_prgs.push_back(std::move(*prg));
   }
   stage_ = Stage::kMasking;
   return absl::OkStatus();
 }
 
-StatusOr<MaskedInputChunk> ClientSession::MaskChunk(uint64_t offset, RingVector values) {
+Status ClientSession::CheckChunk(uint64_t offset, const RingVector& values) {
   RETURN_IF_ERROR(Expect(Stage::kMasking, params_.round, "MaskChunk"));
   if (offset != next_offset_ || values.width != params_.ring || values.size() == 0 ||
       values.size() > params_.vector_length - offset) {
@@ -249,24 +255,48 @@ StatusOr<MaskedInputChunk> ClientSession::MaskChunk(uint64_t offset, RingVector 
         "-bit values does not continue at ", next_offset_, " within ", params_.vector_length, " ",
         static_cast<int>(params_.ring), "-bit values")));
   }
-  Status st = ApplyPrg(*secrets_->self_prg, offset, &values, MaskOp::kAdd);
-  for (auto& [peer, prg] : secrets_->pair_prgs) {
-    if (!st.ok()) break;
-    st = ApplyPrg(prg, offset, &values, PairwiseOp(self_, peer));
-  }
-  if (!st.ok()) return Abort(st);
-  next_offset_ += values.size();
+  return absl::OkStatus();
+}
+
+MaskedInputChunk ClientSession::EmitChunk(uint64_t offset, RingVector masked) {
+  next_offset_ += masked.size();
   if (next_offset_ == params_.vector_length) {
     stage_ = Stage::kMasked;
-    secrets_->self_prg.reset();
-    secrets_->pair_prgs.clear();
+    secrets_->mask_prgs.clear();
+    secrets_->mask_keys.clear();
   }
   MaskedInputChunk m;
   m.round = params_.round;
   m.sender = self_;
   m.offset = offset;
-  m.data = std::move(values);
+  m.data = std::move(masked);
   return m;
+}
+
+StatusOr<MaskedInputChunk> ClientSession::MaskChunk(uint64_t offset, RingVector values) {
+  RETURN_IF_ERROR(CheckChunk(offset, values));
+  for (size_t i = 0; i < secrets_->mask_prgs.size(); ++i) {
+    Status st = ApplyPrg(secrets_->mask_prgs[i], offset, &values, secrets_->mask_keys[i].second);
+    if (!st.ok()) return Abort(st);
+  }
+  return EmitChunk(offset, std::move(values));
+}
+
+StatusOr<std::vector<MaskStream>> ClientSession::MaskStreams() const {
+  if (stage_ != Stage::kMasking) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("site ", self_, " has no mask streams at stage ", static_cast<int>(stage_)));
+  }
+  std::vector<MaskStream> streams;
+  for (const auto& [key, op] : secrets_->mask_keys) {
+    streams.push_back(MaskStream{&key, ChaCha20Nonce{}, op});
+  }
+  return streams;
+}
+
+StatusOr<MaskedInputChunk> ClientSession::TakeMaskedChunk(uint64_t offset, RingVector masked) {
+  RETURN_IF_ERROR(CheckChunk(offset, masked));
+  return EmitChunk(offset, std::move(masked));
 }
 
 StatusOr<ConsistencySignature> ClientSession::OnSurvivorList(const SurvivorList& list) {

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "common/crypto/chacha20.h"
 #include "common/crypto/ed25519.h"
 #include "common/crypto/sha256.h"
 #include "common/secagg/messages.h"
@@ -53,6 +54,13 @@ class ClientSession {
   // Chunks must come in order and cover 0..vector_length exactly. `values` is masked in
   // place and moved into the message.
   StatusOr<MaskedInputChunk> MaskChunk(uint64_t offset, RingVector values);
+  // Stage 2, masking done elsewhere (a GPU): the ChaCha20 streams MaskChunk applies to every
+  // element (the self mask, then one per masking peer with the pair's sign), to be applied
+  // there with the same result. The keys stay valid until the last chunk is taken, when the
+  // session wipes them with its other masking secrets. FailedPrecondition outside stage 2.
+  StatusOr<std::vector<MaskStream>> MaskStreams() const;
+  // MaskChunk for words already masked with MaskStreams(): the same checks, the same message.
+  StatusOr<MaskedInputChunk> TakeMaskedChunk(uint64_t offset, RingVector masked);
   // Stage 3 (malicious mode): signs the survivor set it was shown.
   StatusOr<ConsistencySignature> OnSurvivorList(const SurvivorList& list);
   // Stage 4: reveals, per neighbour, the self-mask-seed share when it survived or the mask-key
@@ -73,6 +81,8 @@ class ClientSession {
   Status Abort(Status status);
   Status BuildShares(const KeyDirectory& directory, ShareKeys* out);
   Status CheckUnmaskRequest(const UnmaskRequest& request);
+  Status CheckChunk(uint64_t offset, const RingVector& values);
+  MaskedInputChunk EmitChunk(uint64_t offset, RingVector masked);
 
   SecAggParams params_;
   SiteId self_;

@@ -53,6 +53,9 @@ class Encoder {
   Status EncodeValues(const float* values, size_t count, double weight, uint64_t* out);
   // The weight element.
   StatusOr<uint64_t> EncodeWeight(double weight);
+  // Passes over the rounding words of `count` values encoded elsewhere from the same seed (a
+  // GPU quantizing with cuda/'s Quantize), so that what follows matches a whole-vector Encode.
+  void SkipValues(uint64_t count) { prg_offset_ += count; }
   // The whole vector (values then weight) in one call.
   StatusOr<RingVector> Encode(const std::vector<float>& values, double weight);
 

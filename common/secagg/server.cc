@@ -326,7 +326,7 @@ Status ServerSession::OnUnmaskResponse(const UnmaskResponse& m) {
   return absl::OkStatus();
 }
 
-Status ServerSession::RemoveSelfMasks(RingVector* sum) {
+Status ServerSession::AddSelfMaskKeys(std::vector<std::pair<SecretBytes, MaskOp>>* keys) {
   for (SiteId u : survivors_) {
     Site& site = sites_[u];
     if (site.seed_shares.size() < static_cast<size_t>(params_.threshold)) {
@@ -336,13 +336,13 @@ Status ServerSession::RemoveSelfMasks(RingVector* sum) {
                        "; the round must be retried"));
     }
     ASSIGN_OR_RETURN(SecretBytes seed, ShamirReconstruct(site.seed_shares, params_.threshold));
-    ASSIGN_OR_RETURN(ChaCha20Prg prg, SelfMaskPrg(seed, session_id_));
-    RETURN_IF_ERROR(ApplyPrg(prg, 0, sum, MaskOp::kSubtract));
+    ASSIGN_OR_RETURN(SecretBytes key, SelfMaskKey(seed, session_id_));
+    keys->emplace_back(std::move(key), MaskOp::kSubtract);
   }
   return absl::OkStatus();
 }
 
-Status ServerSession::RemoveDroppedPairMasks(RingVector* sum) {
+Status ServerSession::AddDroppedPairKeys(std::vector<std::pair<SecretBytes, MaskOp>>* keys) {
   for (SiteId u : dropped_after_sharing_) {
     std::vector<SiteId> affected;  // surviving neighbours that masked with u
     for (SiteId v : survivors_) {
@@ -363,17 +363,34 @@ Status ServerSession::RemoveDroppedPairMasks(RingVector* sum) {
           " does not match its advertised key: some neighbour revealed a wrong share"));
     }
     for (SiteId v : affected) {
-      ASSIGN_OR_RETURN(ChaCha20Prg prg, PairwiseMaskPrg(key, sites_[v].keys.mask_key, session_id_));
-      RETURN_IF_ERROR(ApplyPrg(prg, 0, sum, Inverse(PairwiseOp(v, u))));
+      ASSIGN_OR_RETURN(SecretBytes pair,
+                       PairwiseMaskKey(key, sites_[v].keys.mask_key, session_id_));
+      keys->emplace_back(std::move(pair), Inverse(PairwiseOp(v, u)));
     }
   }
   return absl::OkStatus();
 }
 
-StatusOr<SecAggResult> ServerSession::Finish() {
+Status ApplyMasksOnCpu(const std::vector<MaskStream>& streams, RingVector* sum) {
+  for (const MaskStream& s : streams) {
+    ASSIGN_OR_RETURN(ChaCha20Prg prg, ChaCha20Prg::Create(*s.key, s.nonce));
+    RETURN_IF_ERROR(ApplyPrg(prg, 0, sum, s.op));
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<SecAggResult> ServerSession::Finish() { return Finish(ApplyMasksOnCpu); }
+
+StatusOr<SecAggResult> ServerSession::Finish(const MaskApplier& apply) {
   RETURN_IF_ERROR(ExpectStage(Stage::kUnmask, "Finish"));
-  Status st = RemoveSelfMasks(&sum_);
-  if (st.ok()) st = RemoveDroppedPairMasks(&sum_);
+  std::vector<std::pair<SecretBytes, MaskOp>> keys;
+  Status st = AddSelfMaskKeys(&keys);
+  if (st.ok()) st = AddDroppedPairKeys(&keys);
+  if (st.ok()) {
+    std::vector<MaskStream> streams;
+    for (const auto& [key, op] : keys) streams.push_back(MaskStream{&key, ChaCha20Nonce{}, op});
+    st = apply(streams, &sum_);
+  }
   if (!st.ok()) return Fail(st);
   stage_ = Stage::kDone;
   SecAggResult result{std::move(sum_), survivors_};

@@ -19,11 +19,13 @@
 // sum makes CloseMaskedInput abort the round.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
 #include <vector>
 
+#include "common/crypto/chacha20.h"
 #include "common/crypto/sha256.h"
 #include "common/secagg/graph.h"
 #include "common/secagg/messages.h"
@@ -39,6 +41,10 @@ struct SecAggResult {
 struct SecAggParticipants {
   std::vector<SiteId> advertised, shared, masked, signed_consistency, unmasked;
 };
+
+// Applies each stream, from element 0, to the whole of `sum` with the CPU PRG: what
+// ServerSession::Finish() removes the masks with.
+Status ApplyMasksOnCpu(const std::vector<MaskStream>& streams, RingVector* sum);
 
 class ServerSession {
  public:
@@ -69,6 +75,11 @@ class ServerSession {
   Status OnUnmaskResponse(const UnmaskResponse& m);
   // Removes the masks; the result is the exact ring sum of the survivors' inputs.
   StatusOr<SecAggResult> Finish();
+  // The same, with the masks (ChaCha20 streams from element 0 over the whole sum) removed by
+  // `apply` instead of the CPU PRG, e.g. on a GPU (cuda/masked_upload.h). `apply` must leave
+  // exactly what the CPU would; its failure fails the round.
+  using MaskApplier = std::function<Status(const std::vector<MaskStream>& streams, RingVector*)>;
+  StatusOr<SecAggResult> Finish(const MaskApplier& apply);
 
   const SecAggParticipants& participants() const { return participants_; }
 
@@ -80,8 +91,11 @@ class ServerSession {
   Status Expect(Stage stage, uint64_t round, SiteId sender, const char* what);
   Status Fail(Status status);
   Status FoldMaskedChunk(const MaskedInputChunk& m, bool withdraw);
-  Status RemoveSelfMasks(RingVector* sum);
-  Status RemoveDroppedPairMasks(RingVector* sum);
+  // The keys and signs of the streams that remove the survivors' self masks and the dropped
+  // sites' pairwise masks: reconstructed from the shares (FailedPrecondition below the
+  // threshold, DataLoss for a mask key that does not match its advertisement).
+  Status AddSelfMaskKeys(std::vector<std::pair<SecretBytes, MaskOp>>* keys);
+  Status AddDroppedPairKeys(std::vector<std::pair<SecretBytes, MaskOp>>* keys);
 
   SecAggParams params_;
   NeighbourGraph graph_;

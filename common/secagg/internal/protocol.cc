@@ -70,16 +70,26 @@ StatusOr<SecretBytes> ShareKey(const SecretBytes& own_private, const X25519Publi
   return HkdfSha256(shared, View(session), kShareKeyLabel, 32);
 }
 
-StatusOr<ChaCha20Prg> PairwiseMaskPrg(const SecretBytes& own_private,
+StatusOr<SecretBytes> PairwiseMaskKey(const SecretBytes& own_private,
                                       const X25519PublicKey& peer_public,
                                       const Sha256Digest& session) {
   ASSIGN_OR_RETURN(SecretBytes shared, X25519SharedSecret(own_private, peer_public));
-  ASSIGN_OR_RETURN(SecretBytes key, HkdfSha256(shared, View(session), kPairMaskLabel, 32));
+  return HkdfSha256(shared, View(session), kPairMaskLabel, 32);
+}
+
+StatusOr<SecretBytes> SelfMaskKey(const SecretBytes& seed, const Sha256Digest& session) {
+  return HkdfSha256(seed, View(session), kSelfMaskLabel, 32);
+}
+
+StatusOr<ChaCha20Prg> PairwiseMaskPrg(const SecretBytes& own_private,
+                                      const X25519PublicKey& peer_public,
+                                      const Sha256Digest& session) {
+  ASSIGN_OR_RETURN(SecretBytes key, PairwiseMaskKey(own_private, peer_public, session));
   return ChaCha20Prg::Create(key, ChaCha20Nonce{});
 }
 
 StatusOr<ChaCha20Prg> SelfMaskPrg(const SecretBytes& seed, const Sha256Digest& session) {
-  ASSIGN_OR_RETURN(SecretBytes key, HkdfSha256(seed, View(session), kSelfMaskLabel, 32));
+  ASSIGN_OR_RETURN(SecretBytes key, SelfMaskKey(seed, session));
   return ChaCha20Prg::Create(key, ChaCha20Nonce{});
 }
 

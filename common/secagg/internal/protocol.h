@@ -31,11 +31,16 @@ std::string ShareAad(const Sha256Digest& session, uint64_t round, SiteId sender,
 // AES-256-GCM key for shares between two sites (symmetric in the two).
 StatusOr<SecretBytes> ShareKey(const SecretBytes& own_private, const X25519PublicKey& peer_public,
                                const Sha256Digest& session);
-// PRG of the pairwise mask between two sites (symmetric in the two).
+// ChaCha20 key of the pairwise mask between two sites (symmetric in the two); zero nonce.
+StatusOr<SecretBytes> PairwiseMaskKey(const SecretBytes& own_private,
+                                      const X25519PublicKey& peer_public,
+                                      const Sha256Digest& session);
+// ChaCha20 key of a site's self mask; zero nonce.
+StatusOr<SecretBytes> SelfMaskKey(const SecretBytes& seed, const Sha256Digest& session);
+// The PRGs of those keys.
 StatusOr<ChaCha20Prg> PairwiseMaskPrg(const SecretBytes& own_private,
                                       const X25519PublicKey& peer_public,
                                       const Sha256Digest& session);
-// PRG of a site's self mask.
 StatusOr<ChaCha20Prg> SelfMaskPrg(const SecretBytes& seed, const Sha256Digest& session);
 
 // The sign with which site `self` adds its pairwise mask with `peer`: the lower id adds.

@@ -56,6 +56,10 @@ TEST(CoordinatorConfigTest, UnknownKeyAndImpossibleSettingsAreErrors) {
       LoadCoordinatorConfig(Write("[sites]\nallowed=[\"a\", \"b\"]\n[rounds]\nmin_sites = 2\n"));
   EXPECT_THAT(std::string(too_few_for_secure.status().message()),
               HasSubstr("secure aggregation needs rounds.min_sites >= 3"));
+  auto device = LoadCoordinatorConfig(
+      Write("[sites]\nallowed=[\"a\", \"b\", \"c\"]\n[aggregation]\nunmask_device = \"gpu\"\n"));
+  EXPECT_THAT(std::string(device.status().message()),
+              HasSubstr("aggregation.unmask_device is 'gpu'; it must be \"auto\" or \"cpu\""));
   auto missing = LoadCoordinatorConfig("/nonexistent/coordinator.toml");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
 }

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <random>
+#include <set>
 
 #include "common/secagg/client.h"
 #include "common/secagg/server.h"
@@ -107,8 +108,10 @@ class Federation {
       ASSIGN_OR_RETURN(UnmaskResponse r, client(id).OnUnmaskRequest(Wire(request)));
       RETURN_IF_ERROR(server_->OnUnmaskResponse(Wire(r)));
     }
-    return server_->Finish();
+    return applier_ ? server_->Finish(applier_) : server_->Finish();
   }
+  // Finish removes the masks with `apply` instead of the CPU PRG.
+  void SetUnmaskApplier(ServerSession::MaskApplier apply) { applier_ = std::move(apply); }
 
   Status Upload(SiteId id, size_t chunk) {
     const RingVector& in = inputs_[id - 1];
@@ -120,11 +123,33 @@ class Federation {
       } else {
         std::copy(in.w64.begin() + off, in.w64.begin() + off + len, part.w64.begin());
       }
-      ASSIGN_OR_RETURN(MaskedInputChunk m, client(id).MaskChunk(off, std::move(part)));
+      MaskedInputChunk m;
+      if (masked_elsewhere_.count(id) > 0) {
+        ASSIGN_OR_RETURN(m, MaskElsewhere(client(id), off, std::move(part)));
+      } else {
+        ASSIGN_OR_RETURN(m, client(id).MaskChunk(off, std::move(part)));
+      }
       RETURN_IF_ERROR(server_->OnMaskedInputChunk(Wire(m)));
     }
     return absl::OkStatus();
   }
+
+  // What a GPU does with the session's mask streams, done here with the CPU PRG.
+  static StatusOr<MaskedInputChunk> MaskElsewhere(ClientSession& site, uint64_t offset,
+                                                  RingVector part) {
+    ASSIGN_OR_RETURN(std::vector<MaskStream> streams, site.MaskStreams());
+    for (const MaskStream& s : streams) {
+      ASSIGN_OR_RETURN(ChaCha20Prg prg, ChaCha20Prg::Create(*s.key, s.nonce));
+      if (part.width == RingWidth::k32) {
+        RETURN_IF_ERROR(prg.ApplyMask(offset, part.w32.data(), part.size(), s.op));
+      } else {
+        RETURN_IF_ERROR(prg.ApplyMask(offset, part.w64.data(), part.size(), s.op));
+      }
+    }
+    return site.TakeMaskedChunk(offset, std::move(part));
+  }
+  // These sites mask through MaskStreams() and TakeMaskedChunk() instead of MaskChunk().
+  void SetMaskedElsewhere(std::set<SiteId> sites) { masked_elsewhere_ = std::move(sites); }
 
   RingVector PlainSum(const std::vector<SiteId>& sites) const {
     RingVector sum = RingVector::Zeros(params_.ring, params_.vector_length);
@@ -141,6 +166,8 @@ class Federation {
   std::unique_ptr<ServerSession> server_;
   std::vector<std::unique_ptr<ClientSession>> clients_;
   std::map<SiteId, DropAt> drops_;
+  std::set<SiteId> masked_elsewhere_;
+  ServerSession::MaskApplier applier_;
 };
 
 std::vector<SiteId> Range(SiteId a, SiteId b) {
@@ -160,6 +187,76 @@ TEST(SecAggTest, SumEqualsPlaintextSumWithoutDropouts) {
       EXPECT_EQ(f.server().participants().unmasked, Range(1, 5));
     }
   }
+}
+
+// Sites whose input is masked outside the session (as on a GPU) from its mask streams upload
+// exactly what MaskChunk would: the sum is still the plaintext sum, in both rings, also when
+// one of them drops before its masked input and its pairwise masks must be removed.
+TEST(SecAggTest, MaskingWithTheSessionsStreamsElsewhereGivesTheSameSum) {
+  for (RingWidth ring : {RingWidth::k32, RingWidth::k64}) {
+    Federation f(5, false, ring);
+    f.SetMaskedElsewhere({1, 4});
+    auto result = f.Run({{2, DropAt::kMaskedInput}}, 64);
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->sum, f.PlainSum({1, 3, 4, 5}));
+    // Once the last chunk is taken the keys are gone.
+    auto after = f.client(1).MaskStreams();
+    EXPECT_EQ(after.status().code(), absl::StatusCode::kFailedPrecondition);
+  }
+}
+
+TEST(SecAggTest, MaskStreamsAreRefusedBeforeTheSharesArriveAndChunksStillCheckedWhenTaken) {
+  Federation f(3, false);
+  auto early = f.client(1).MaskStreams();
+  EXPECT_EQ(early.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(early.status().message()), HasSubstr("no mask streams"));
+  // Driven to stage 2 by hand: a chunk taken out of order aborts the session as MaskChunk does.
+  for (SiteId id = 1; id <= 3; ++id) {
+    ASSERT_TRUE(f.server().OnAdvertiseKeys(Wire(*f.client(id).Start())).ok());
+  }
+  auto dir = f.server().CloseAdvertiseKeys();
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  for (SiteId id = 1; id <= 3; ++id) {
+    ASSERT_TRUE(f.server().OnShareKeys(Wire(*f.client(id).OnKeyDirectory(Wire(*dir)))).ok());
+  }
+  auto deliveries = f.server().CloseShareKeys();
+  ASSERT_TRUE(deliveries.ok()) << deliveries.status();
+  for (const ShareDelivery& d : *deliveries) {
+    if (d.receiver == 1) ASSERT_TRUE(f.client(1).OnShareDelivery(Wire(d)).ok());
+  }
+  auto streams = f.client(1).MaskStreams();
+  ASSERT_TRUE(streams.ok()) << streams.status();
+  EXPECT_EQ(streams->size(), 3u);  // the self mask and one per peer
+  EXPECT_EQ((*streams)[0].op, MaskOp::kAdd);
+  auto skipped = f.client(1).TakeMaskedChunk(10, RingVector::Zeros(RingWidth::k32, 5));
+  EXPECT_EQ(skipped.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(skipped.status().message()), HasSubstr("does not continue at 0"));
+  EXPECT_EQ(f.client(1).stage(), ClientSession::Stage::kAborted);
+}
+
+// The coordinator hands out exactly the streams to remove: each survivor's self mask and, for
+// the site that dropped after sharing keys, its pairwise mask with each surviving neighbour.
+// An applier elsewhere (as on a GPU) gives the plaintext sum; one that fails fails the round.
+TEST(SecAggTest, UnmaskingWithTheServersStreamsElsewhereGivesTheSameSum) {
+  Federation f(7, false);
+  size_t streams = 0;
+  f.SetUnmaskApplier([&](const std::vector<MaskStream>& s, RingVector* sum) {
+    streams = s.size();
+    for (const MaskStream& m : s) EXPECT_EQ(m.key->size(), kChaCha20KeySize);
+    return ApplyMasksOnCpu(s, sum);
+  });
+  auto result = f.Run({{3, DropAt::kMaskedInput}});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->sum, f.PlainSum({1, 2, 4, 5, 6, 7}));
+  EXPECT_EQ(streams, 6u + 6u);
+
+  Federation g(5, false);
+  g.SetUnmaskApplier([](const std::vector<MaskStream>&, RingVector*) {
+    return absl::InternalError("device lost");
+  });
+  auto failed = g.Run({});
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(failed.status().message()), HasSubstr("device lost"));
 }
 
 // n = 7: k = 6, t = 4, so any 1..2 dropouts (k - t) at any stage must still give the exact
