@@ -288,6 +288,7 @@ StatusOr<std::vector<MaskStream>> ClientSession::MaskStreams() const {
         absl::StrCat("site ", self_, " has no mask streams at stage ", static_cast<int>(stage_)));
   }
   std::vector<MaskStream> streams;
+  streams.reserve(secrets_->mask_keys.size());
   for (const auto& [key, op] : secrets_->mask_keys) {
     streams.push_back(MaskStream{&key, ChaCha20Nonce{}, op});
   }

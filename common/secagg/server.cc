@@ -388,6 +388,7 @@ StatusOr<SecAggResult> ServerSession::Finish(const MaskApplier& apply) {
   if (st.ok()) st = AddDroppedPairKeys(&keys);
   if (st.ok()) {
     std::vector<MaskStream> streams;
+    streams.reserve(keys.size());
     for (const auto& [key, op] : keys) streams.push_back(MaskStream{&key, ChaCha20Nonce{}, op});
     st = apply(streams, &sum_);
   }
