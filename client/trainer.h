@@ -96,11 +96,6 @@ struct TrainerOptions {
   std::shared_ptr<DataParallelGroup> group = nullptr;
 };
 
-// Holds one model's weights on one device and trains/evaluates it. Owned by one site session
-// and called from one thread at a time; not thread-safe.
-//
-// Threads: on CPU, Create() sets torch's intra-op thread count, which is process-wide. Several
-// Trainers in one process (simulation) therefore share the last setting.
 // A vector of floats in the trainer's CUDA device memory, owned by the trainer.
 struct DeviceVector {
   const float* data = nullptr;
@@ -108,6 +103,11 @@ struct DeviceVector {
   int device = 0;  // CUDA device ordinal
 };
 
+// Holds one model's weights on one device and trains/evaluates it. Owned by one site session
+// and called from one thread at a time; not thread-safe.
+//
+// Threads: on CPU, Create() sets torch's intra-op thread count, which is process-wide. Several
+// Trainers in one process (simulation) therefore share the last setting.
 class Trainer {
  public:
   // A trainer holding InitialModel(options.model, 0). InvalidArgument for an unknown model or
