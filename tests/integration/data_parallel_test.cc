@@ -12,6 +12,7 @@
 #include "client/site_config.h"
 #include "client/trainer.h"
 #include "tests/integration/harness.h"
+#include "tests/support/vectors.h"
 
 namespace hansa {
 namespace {
@@ -23,14 +24,7 @@ using testing::FreshDir;
 using ::testing::HasSubstr;
 using testing::Process;
 
-double MaxAbsDifference(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    worst = std::max(worst, std::abs(static_cast<double>(a[i]) - b[i]));
-  }
-  return worst;
-}
+using test_support::MaxAbsDifference;
 
 struct Trained {
   std::vector<float> weights;

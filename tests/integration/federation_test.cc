@@ -404,7 +404,8 @@ TEST(FederationTest, SecureAggregationTrainsLikePlaintext) {
     ASSERT_EQ(metrics[r]["sites"].get<int>(), 3) << "round " << r << "\n" << secure_log;
     ASSERT_EQ(reference[r]["sites"].get<int>(), 3) << "round " << r << "\n" << plain_log;
     EXPECT_NEAR(metrics[r]["accuracy"].get<double>(), reference[r]["accuracy"].get<double>(), 0.005)
-        << "round " << r << "\n" << secure_log;
+        << "round " << r << "\n"
+        << secure_log;
   }
   // The coordinator saw no site's example count, only the total.
   EXPECT_EQ(metrics[2]["examples"].get<int64_t>(), reference[2]["examples"].get<int64_t>());

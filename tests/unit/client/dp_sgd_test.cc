@@ -8,6 +8,8 @@
 #include <limits>
 
 #include "client/trainer.h"
+#include "tests/support/fashion_mnist.h"
+#include "tests/support/vectors.h"
 
 namespace hansa {
 namespace {
@@ -17,13 +19,10 @@ using ::testing::HasSubstr;
 class DpSgdTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    StatusOr<Dataset> train = LoadMnistStyle(kFashionMnistDir, Split::kTrain);
-    StatusOr<Dataset> test = LoadMnistStyle(kFashionMnistDir, Split::kTest);
-    ASSERT_TRUE(train.ok()) << train.status();
-    ASSERT_TRUE(test.ok()) << test.status();
-    train_ = new Dataset(*Shard(*train, 0, 30));  // 2,000 examples
+    test_support::FashionMnistSample sample = test_support::LoadFashionMnistSample();
+    train_ = new Dataset(std::move(sample.train));  // 2,000 examples
     small_ = new Dataset(Head(*train_, 200));
-    test_ = new Dataset(Head(*test, 1000));
+    test_ = new Dataset(std::move(sample.test));
   }
 
   // Trains `model` from InitialModel(model, 1) and returns the weights after.
@@ -57,20 +56,8 @@ Dataset* DpSgdTest::train_ = nullptr;
 Dataset* DpSgdTest::small_ = nullptr;
 Dataset* DpSgdTest::test_ = nullptr;
 
-double MaxAbsDifference(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    worst = std::max(worst, std::abs(static_cast<double>(a[i]) - b[i]));
-  }
-  return worst;
-}
-
-double Distance(const std::vector<float>& a, const std::vector<float>& b) {
-  double sum = 0;
-  for (size_t i = 0; i < a.size(); ++i) sum += (static_cast<double>(a[i]) - b[i]) * (a[i] - b[i]);
-  return std::sqrt(sum);
-}
+using test_support::L2Distance;
+using test_support::MaxAbsDifference;
 
 // With every example in every step (q = 1), a clip no gradient reaches and no noise, DP-SGD's
 // step is the mean gradient: ordinary SGD on the full batch, momentum and weight decay included.
@@ -85,7 +72,7 @@ TEST_F(DpSgdTest, FullBatchWithoutClippingOrNoiseIsOrdinarySgd) {
     const std::vector<float> expected = TrainFromStart(model, *small_, plain);
     const std::vector<float> got = TrainFromStart(model, *small_, dp, &result);
     EXPECT_LT(MaxAbsDifference(got, expected), 2e-5) << model;
-    EXPECT_GT(Distance(got, InitialModel(model, 1)->values), 1e-3) << model;
+    EXPECT_GT(L2Distance(got, InitialModel(model, 1)->values), 1e-3) << model;
     EXPECT_EQ(result.steps, 3);
     EXPECT_EQ(result.examples_seen, 3 * small_->size());
   }
@@ -103,7 +90,7 @@ TEST_F(DpSgdTest, BatchedPerExampleGradientsEqualThePerExampleLoop) {
     s.dp.per_example_loop = true;
     const std::vector<float> loop = TrainFromStart(model, *small_, s);
     const std::vector<float> start = InitialModel(model, 1)->values;
-    EXPECT_GT(Distance(loop, start), 1e-3) << model;
+    EXPECT_GT(L2Distance(loop, start), 1e-3) << model;
     EXPECT_LT(MaxAbsDifference(batched, loop), 1e-6) << model;
   }
 }
@@ -118,9 +105,9 @@ TEST_F(DpSgdTest, EachExampleGradientIsClippedToTheNorm) {
     const std::vector<float> start = InitialModel("simple_cnn", 1)->values;
     s.dp = RecordDpSettings{1e9, 0, 1.0, 1};
     s.dp.per_example_loop = loop;
-    const double unclipped = Distance(TrainFromStart("simple_cnn", *small_, s), start);
+    const double unclipped = L2Distance(TrainFromStart("simple_cnn", *small_, s), start);
     s.dp.clip_norm = 0.01;
-    const double clipped = Distance(TrainFromStart("simple_cnn", *small_, s), start);
+    const double clipped = L2Distance(TrainFromStart("simple_cnn", *small_, s), start);
     EXPECT_GT(unclipped, 0.1) << "the mean gradient at the start is not small";
     EXPECT_LE(clipped, 0.01 * (1 + 1e-4)) << "per-example loop: " << loop;
     EXPECT_GT(clipped, 0.01 * 0.01) << "clipping scales gradients down, it does not drop them";
@@ -150,7 +137,7 @@ TEST_F(DpSgdTest, NoiseHasTheCalibratedStandardDeviation) {
   // 44,426 draws: the sample stddev's relative standard error is 1/sqrt(2 * 44,426) = 0.34%.
   EXPECT_NEAR(stddev / expected, 1.0, 0.02);
   EXPECT_NEAR(mean / expected, 0.0, 5 / std::sqrt(count));
-  EXPECT_GT(Distance(a, b), expected) << "two runs drew the same noise";
+  EXPECT_GT(L2Distance(a, b), expected) << "two runs drew the same noise";
 }
 
 // Poisson sampling: every example joins each step with probability q, so the summed batch

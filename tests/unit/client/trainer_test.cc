@@ -6,6 +6,8 @@
 #include <cmath>
 #include <limits>
 
+#include "tests/support/fashion_mnist.h"
+
 namespace hansa {
 namespace {
 
@@ -15,12 +17,9 @@ using ::testing::HasSubstr;
 class TrainerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    StatusOr<Dataset> train = LoadMnistStyle(kFashionMnistDir, Split::kTrain);
-    StatusOr<Dataset> test = LoadMnistStyle(kFashionMnistDir, Split::kTest);
-    ASSERT_TRUE(train.ok()) << train.status();
-    ASSERT_TRUE(test.ok()) << test.status();
-    train_ = new Dataset(*Shard(*train, 0, 30));
-    test_ = new Dataset(Head(*test, 1000));
+    test_support::FashionMnistSample sample = test_support::LoadFashionMnistSample();
+    train_ = new Dataset(std::move(sample.train));
+    test_ = new Dataset(std::move(sample.test));
   }
 
   static std::unique_ptr<Trainer> MakeTrainer(const std::string& model) {

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "client/trainer.h"
+#include "tests/support/vectors.h"
 
 namespace hansa {
 namespace {
@@ -36,11 +37,6 @@ class TrainerExtensionsTest : public ::testing::Test {
     s.seed = 5;
     return s;
   }
-  static double Distance(const std::vector<float>& a, const std::vector<float>& b) {
-    double d = 0;
-    for (size_t i = 0; i < a.size(); ++i) d += (double{a[i]} - b[i]) * (double{a[i]} - b[i]);
-    return std::sqrt(d);
-  }
   static Dataset* data_;
 };
 
@@ -50,8 +46,8 @@ TEST_F(TrainerExtensionsTest, ProximalTermKeepsWeightsNearTheStart) {
   const std::vector<float> start = InitialModel("mlp", 0)->values;
   TrainSettings prox = Plain();
   prox.proximal_mu = 5.0;
-  const double free_move = Distance(TrainWith(Plain()), start);
-  const double prox_move = Distance(TrainWith(prox), start);
+  const double free_move = test_support::L2Distance(TrainWith(Plain()), start);
+  const double prox_move = test_support::L2Distance(TrainWith(prox), start);
   // Each step shrinks the offset by (1 - lr mu) = 0.5: the walk stays within about a third.
   EXPECT_LT(prox_move, 0.6 * free_move) << free_move << " vs " << prox_move;
   EXPECT_GT(prox_move, 0.0);
