@@ -3,6 +3,8 @@
 //   - MaskAdd32/64: mask expansion + addition into a ring vector (aim >= 0.8 of the ceiling);
 //   - MemcpyCeiling: single-core memory bandwidth, the ceiling for
 //   - FoldChunk32: the coordinator's running modular sum of masked chunks (aim >= 0.5);
+//   - Encode32: clipping, weighting and stochastic rounding of a float update into the ring
+//     (floats in per second; it runs before masking at every CPU site);
 //   - DropoutRecovery: coordinator time to unmask n = 100 sites, m = 100,000 values, 10 %
 //     dropped after sharing keys (Bonawitz et al. report ~62 s at n = 500; aim < 1 s).
 //
@@ -17,6 +19,7 @@
 
 #include "common/crypto/chacha20.h"
 #include "common/secagg/client.h"
+#include "common/secagg/encoding.h"
 #include "common/secagg/server.h"
 
 namespace hansa {
@@ -87,6 +90,22 @@ void BM_FoldChunk32(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * n * 4));
 }
 BENCHMARK(BM_FoldChunk32)->Arg(64 << 20);
+
+// Encoding a 4 Mi-value update chunk by chunk, as MaskUpdate does (bytes of float input).
+void BM_Encode32(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0)) / 4;
+  std::vector<float> values(n);
+  for (size_t i = 0; i < n; ++i) values[i] = 1e-4f * static_cast<float>(i % 200) - 0.01f;
+  auto encoder = Encoder::CreateWithSeed(EncodingParams{1.0, 30, 3}, SecretBytes(32));
+  Check(encoder.status());
+  std::vector<uint32_t> out(n);
+  for (auto _ : state) {
+    Check(encoder->EncodeValues(values.data(), n, 0.025, out.data()));
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * n * 4));
+}
+BENCHMARK(BM_Encode32)->Arg(16 << 20);
 
 // A whole round up to the unmask stage, sites driven in-process (not timed), then the
 // coordinator's unmask: share intake, reconstruction and mask removal (timed).

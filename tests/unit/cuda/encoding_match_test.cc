@@ -57,6 +57,12 @@ TEST(QuantizeMatchesEncoderTest, ThirtyTwoBitRing) {
   CheckQuantizerMatchesEncoder<uint32_t>({0.5, 16, 8}, 0.37, 10);
 }
 
+// The federation default for 3 sites (30 bits) at a small site weight: the encoder's two-lane
+// path, with the scalar tail at sizes that are not a multiple of four.
+TEST(QuantizeMatchesEncoderTest, ThirtyTwoBitRingAtTheDefaultBits) {
+  CheckQuantizerMatchesEncoder<uint32_t>({1.0, 30, 3}, 0.025, 13);
+}
+
 TEST(QuantizeMatchesEncoderTest, ThirtyTwoBitRingAtFullWidth) {
   CheckQuantizerMatchesEncoder<uint32_t>({2.0, 32, 1}, 1.0, 11);
 }
