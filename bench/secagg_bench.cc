@@ -3,6 +3,8 @@
 //   - MaskAdd32/64: mask expansion + addition into a ring vector (aim >= 0.8 of the ceiling);
 //   - MemcpyCeiling: single-core memory bandwidth, the ceiling for
 //   - FoldChunk32: the coordinator's running modular sum of masked chunks (aim >= 0.5);
+//   - UnmaskStreams: ten streams over a 40 MB sum, one pass per stream against ApplyMaskStreams
+//     (one pass in cache-sized blocks), on one thread and on all of them;
 //   - Encode32: clipping, weighting and stochastic rounding of a float update into the ring
 //     (floats in per second; it runs before masking at every CPU site);
 //   - DropoutRecovery: coordinator time to unmask n = 100 sites, m = 100,000 values, 10 %
@@ -63,6 +65,41 @@ void BM_MaskAdd(benchmark::State& state) {
 }
 BENCHMARK_TEMPLATE(BM_MaskAdd, uint32_t)->Name("BM_MaskAdd32")->Arg(1 << 16)->Arg(4 << 20);
 BENCHMARK_TEMPLATE(BM_MaskAdd, uint64_t)->Name("BM_MaskAdd64")->Arg(1 << 16)->Arg(4 << 20);
+
+// The coordinator's unmasking without dropouts: 10 self-mask streams over a 10-million-value
+// sum (40 MB), one ApplyMask per stream over the whole vector (arg 0) or ApplyMaskStreams with
+// 1 or MaskThreads() threads (arg 1, 2). Bytes are keystream bytes: streams x vector.
+void BM_UnmaskStreams(benchmark::State& state) {
+  const size_t n = 10'000'000;
+  const int mode = static_cast<int>(state.range(0));
+  std::vector<SecretBytes> keys;
+  for (int k = 0; k < 10; ++k) keys.emplace_back(std::string(32, static_cast<char>('a' + k)));
+  std::vector<MaskStream> streams;
+  for (const SecretBytes& k : keys) streams.push_back({&k, ChaCha20Nonce{}, MaskOp::kSubtract});
+  std::vector<uint32_t> sum(n, 1);
+  const int threads = mode == 2 ? MaskThreads() : 1;
+  for (auto _ : state) {
+    if (mode == 0) {
+      for (const MaskStream& s : streams) {
+        auto prg = ChaCha20Prg::Create(*s.key, s.nonce);
+        Check(prg.status());
+        Check(prg->ApplyMask(0, sum.data(), n, s.op));
+      }
+    } else {
+      Check(ApplyMaskStreams(streams, 0, sum.data(), n, threads));
+    }
+    benchmark::DoNotOptimize(sum.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * n * 4 * streams.size()));
+  state.counters["threads"] = threads;
+}
+BENCHMARK(BM_UnmaskStreams)
+    ->ArgName("mode")
+    ->Arg(0)
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 // Bytes copied per second (read + write counted once, as `bytes` moved).
 void BM_MemcpyCeiling(benchmark::State& state) {

@@ -681,6 +681,7 @@ Status SiteRound(Federation* f, Site& site, uint64_t round, const std::vector<fl
         ASSIGN_OR_RETURN(SecAggParams params, SecAggParamsOfPlan(plan, site.name, &self));
         ASSIGN_OR_RETURN(params, ResolveParams(params));
         ASSIGN_OR_RETURN(session, ClientSession::Create(params, self, nullptr));
+        session->set_mask_threads(MaskThreads());  // as hansa-client
         ASSIGN_OR_RETURN(AdvertiseKeys keys, session->Start());
         RETURN_IF_ERROR(Submit(site, plan, task.kind(), keys.Serialize()));
         break;

@@ -606,6 +606,7 @@ Status SiteSession::SecAggStage(const v1::Task& task) {
     }
     ASSIGN_OR_RETURN(
         secagg_, ClientSession::Create(params, self, params.malicious ? &*signing_key_ : nullptr));
+    secagg_->set_mask_threads(MaskThreads());
     secagg_round_ = plan.round();
     ASSIGN_OR_RETURN(AdvertiseKeys keys, secagg_->Start());
     return Submit(plan, task.kind(), keys.Serialize());

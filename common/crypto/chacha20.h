@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "common/crypto/secret.h"
 #include "common/status/status.h"
@@ -62,5 +63,19 @@ class ChaCha20Prg {
   Status Seek(uint64_t byte_offset, size_t size);
   std::unique_ptr<State> state_;
 };
+
+// data[i] = data[i] +/- word_s(element_offset + i) for every stream s, i < count: what
+// ApplyMask does stream after stream, in one pass over memory. The data is taken in blocks that
+// stay in cache while every stream passes over them, where one ApplyMask per stream would pass
+// over all of data once per stream. With threads > 1, disjoint ranges of data run on that many
+// threads (each with its own cipher contexts), for the coordinator's unmasking and a site's
+// masking on a multi-core machine. InvalidArgument as ApplyMask (a bad key or range).
+Status ApplyMaskStreams(const std::vector<MaskStream>& streams, uint64_t element_offset,
+                        uint32_t* data, size_t count, int threads = 1);
+Status ApplyMaskStreams(const std::vector<MaskStream>& streams, uint64_t element_offset,
+                        uint64_t* data, size_t count, int threads = 1);
+
+// The threads worth using for mask work on this machine: its hardware threads, at most 16.
+int MaskThreads();
 
 }  // namespace hansa

@@ -19,9 +19,8 @@ struct ClientSession::Secrets {
   SecretBytes self_seed;
   // Shares held for neighbours: owner -> (self-mask-seed share, mask-key share).
   std::map<SiteId, std::pair<SecretBytes, SecretBytes>> held;
-  // The mask streams' keys, self mask first, then one per masking peer; and their PRGs.
+  // The mask streams' keys, self mask first, then one per masking peer.
   std::vector<std::pair<SecretBytes, MaskOp>> mask_keys;
-  std::vector<ChaCha20Prg> mask_prgs;
 };
 
 ClientSession::ClientSession(const SecAggParams& params, SiteId self,
@@ -237,11 +236,6 @@ Status ClientSession::OnShareDelivery(const ShareDelivery& delivery) {
     if (!key.ok()) return fail(key.status());
     secrets_->mask_keys.emplace_back(std::move(*key), PairwiseOp(self_, kv.first));
   }
-  for (const auto& [key, op] : secrets_->mask_keys) {
-    auto prg = ChaCha20Prg::Create(key, ChaCha20Nonce{});
-    if (!prg.ok()) return fail(prg.status());
-    secrets_->mask_prgs.push_back(std::move(*prg));
-  }
   stage_ = Stage::kMasking;
   return absl::OkStatus();
 }
@@ -262,7 +256,6 @@ MaskedInputChunk ClientSession::EmitChunk(uint64_t offset, RingVector masked) {
   next_offset_ += masked.size();
   if (next_offset_ == params_.vector_length) {
     stage_ = Stage::kMasked;
-    secrets_->mask_prgs.clear();
     secrets_->mask_keys.clear();
   }
   MaskedInputChunk m;
@@ -275,10 +268,9 @@ MaskedInputChunk ClientSession::EmitChunk(uint64_t offset, RingVector masked) {
 
 StatusOr<MaskedInputChunk> ClientSession::MaskChunk(uint64_t offset, RingVector values) {
   RETURN_IF_ERROR(CheckChunk(offset, values));
-  for (size_t i = 0; i < secrets_->mask_prgs.size(); ++i) {
-    Status st = ApplyPrg(secrets_->mask_prgs[i], offset, &values, secrets_->mask_keys[i].second);
-    if (!st.ok()) return Abort(st);
-  }
+  ASSIGN_OR_RETURN(std::vector<MaskStream> streams, MaskStreams());
+  Status st = ApplyStreams(streams, offset, &values, mask_threads_);
+  if (!st.ok()) return Abort(st);
   return EmitChunk(offset, std::move(values));
 }
 

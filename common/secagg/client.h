@@ -54,6 +54,8 @@ class ClientSession {
   // Chunks must come in order and cover 0..vector_length exactly. `values` is masked in
   // place and moved into the message.
   StatusOr<MaskedInputChunk> MaskChunk(uint64_t offset, RingVector values);
+  // Threads MaskChunk may use (ApplyMaskStreams); 1 until set. The result does not depend on it.
+  void set_mask_threads(int threads) { mask_threads_ = threads; }
   // Stage 2, masking done elsewhere (a GPU): the ChaCha20 streams MaskChunk applies to every
   // element (the self mask, then one per masking peer with the pair's sign), to be applied
   // there with the same result. The keys stay valid until the last chunk is taken, when the
@@ -94,6 +96,7 @@ class ClientSession {
   Sha256Digest session_id_{};
   std::vector<SiteId> signed_survivors_;
   uint64_t next_offset_ = 0;
+  int mask_threads_ = 1;
   std::unique_ptr<Secrets> secrets_;
 };
 

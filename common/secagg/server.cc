@@ -372,11 +372,7 @@ Status ServerSession::AddDroppedPairKeys(std::vector<std::pair<SecretBytes, Mask
 }
 
 Status ApplyMasksOnCpu(const std::vector<MaskStream>& streams, RingVector* sum) {
-  for (const MaskStream& s : streams) {
-    ASSIGN_OR_RETURN(ChaCha20Prg prg, ChaCha20Prg::Create(*s.key, s.nonce));
-    RETURN_IF_ERROR(ApplyPrg(prg, 0, sum, s.op));
-  }
-  return absl::OkStatus();
+  return ApplyStreams(streams, 0, sum, MaskThreads());
 }
 
 StatusOr<SecAggResult> ServerSession::Finish() { return Finish(ApplyMasksOnCpu); }

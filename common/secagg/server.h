@@ -42,8 +42,8 @@ struct SecAggParticipants {
   std::vector<SiteId> advertised, shared, masked, signed_consistency, unmasked;
 };
 
-// Applies each stream, from element 0, to the whole of `sum` with the CPU PRG: what
-// ServerSession::Finish() removes the masks with.
+// Applies each stream, from element 0, to the whole of `sum` with the CPU PRG, on all of the
+// machine's cores (MaskThreads): what ServerSession::Finish() removes the masks with.
 Status ApplyMasksOnCpu(const std::vector<MaskStream>& streams, RingVector* sum);
 
 class ServerSession {

@@ -93,9 +93,12 @@ StatusOr<ChaCha20Prg> SelfMaskPrg(const SecretBytes& seed, const Sha256Digest& s
   return ChaCha20Prg::Create(key, ChaCha20Nonce{});
 }
 
-Status ApplyPrg(ChaCha20Prg& prg, uint64_t offset, RingVector* v, MaskOp op) {
-  if (v->width == RingWidth::k32) return prg.ApplyMask(offset, v->w32.data(), v->w32.size(), op);
-  return prg.ApplyMask(offset, v->w64.data(), v->w64.size(), op);
+Status ApplyStreams(const std::vector<MaskStream>& streams, uint64_t offset, RingVector* v,
+                    int threads) {
+  if (v->width == RingWidth::k32) {
+    return ApplyMaskStreams(streams, offset, v->w32.data(), v->w32.size(), threads);
+  }
+  return ApplyMaskStreams(streams, offset, v->w64.data(), v->w64.size(), threads);
 }
 
 bool AscendingIds(const std::vector<SiteId>& ids, uint32_t n) {

@@ -49,8 +49,9 @@ inline MaskOp PairwiseOp(SiteId self, SiteId peer) {
 }
 inline MaskOp Inverse(MaskOp op) { return op == MaskOp::kAdd ? MaskOp::kSubtract : MaskOp::kAdd; }
 
-// Applies `prg` to elements [offset, offset + v->size()) of a stream.
-Status ApplyPrg(ChaCha20Prg& prg, uint64_t offset, RingVector* v, MaskOp op);
+// Applies every stream to elements [offset, offset + v->size()) (ApplyMaskStreams).
+Status ApplyStreams(const std::vector<MaskStream>& streams, uint64_t offset, RingVector* v,
+                    int threads);
 
 // True when `ids` is strictly ascending within 1..n.
 bool AscendingIds(const std::vector<SiteId>& ids, uint32_t n);

@@ -112,5 +112,66 @@ TEST(ChaCha20PrgTest, RejectsBadKeyAndRangesPastTheCounter) {
   EXPECT_TRUE(prg->Keystream(kChaCha20MaxStreamBytes - 2, b, 2).ok());
 }
 
+// ApplyMaskStreams against one ApplyMask per stream, stream after stream: sizes around the 64 KiB
+// block and thread splits, a start mid-block, both rings, both signs, 1..5 threads.
+template <typename Word>
+void CheckStreamsEqualOneByOne() {
+  std::mt19937_64 rng(7);
+  std::vector<SecretBytes> keys;
+  for (int k = 0; k < 4; ++k) {
+    std::string key(32, '\0');
+    for (char& c : key) c = static_cast<char>(rng());
+    keys.emplace_back(key);
+  }
+  ChaCha20Nonce other_nonce{};
+  other_nonce[3] = 9;
+  std::vector<MaskStream> streams = {{&keys[0], ChaCha20Nonce{}, MaskOp::kAdd},
+                                     {&keys[1], ChaCha20Nonce{}, MaskOp::kSubtract},
+                                     {&keys[2], other_nonce, MaskOp::kAdd},
+                                     {&keys[3], ChaCha20Nonce{}, MaskOp::kSubtract}};
+  const size_t block = (64 << 10) / sizeof(Word);
+  for (size_t count : {size_t{0}, size_t{1}, size_t{17}, block - 1, block, 3 * block + 5}) {
+    for (uint64_t offset : {uint64_t{0}, uint64_t{3}, uint64_t{1000003}}) {
+      std::vector<Word> data(count);
+      for (Word& w : data) w = static_cast<Word>(rng());
+      std::vector<Word> expected = data;
+      for (const MaskStream& s : streams) {
+        auto prg = ChaCha20Prg::Create(*s.key, s.nonce);
+        ASSERT_TRUE(prg.ok());
+        ASSERT_TRUE(prg->ApplyMask(offset, expected.data(), count, s.op).ok());
+      }
+      for (int threads = 1; threads <= 5; ++threads) {
+        std::vector<Word> got = data;
+        ASSERT_TRUE(ApplyMaskStreams(streams, offset, got.data(), count, threads).ok());
+        ASSERT_EQ(got, expected) << "count " << count << " offset " << offset << " threads "
+                                 << threads;
+      }
+    }
+  }
+}
+
+TEST(ApplyMaskStreamsTest, EqualsEachStreamInTurn32) { CheckStreamsEqualOneByOne<uint32_t>(); }
+TEST(ApplyMaskStreamsTest, EqualsEachStreamInTurn64) { CheckStreamsEqualOneByOne<uint64_t>(); }
+
+TEST(ApplyMaskStreamsTest, BadKeyOrRangeChangesNothing) {
+  SecretBytes good(32), short_key(16);
+  std::vector<uint32_t> data(100000, 5);
+  const std::vector<uint32_t> before = data;
+  std::vector<MaskStream> bad_key = {{&good, ChaCha20Nonce{}, MaskOp::kAdd},
+                                     {&short_key, ChaCha20Nonce{}, MaskOp::kAdd}};
+  for (int threads : {1, 3}) {
+    Status st = ApplyMaskStreams(bad_key, 0, data.data(), data.size(), threads);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("32 bytes"));
+  }
+  std::vector<MaskStream> one = {{&good, ChaCha20Nonce{}, MaskOp::kAdd}};
+  Status st = ApplyMaskStreams(one, kChaCha20MaxStreamBytes / 4 - 10, data.data(), data.size(), 2);
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("2^32 blocks"));
+  // Every key is checked before any word changes, and the range before any cipher runs.
+  std::vector<MaskStream> bad_first = {{&short_key, ChaCha20Nonce{}, MaskOp::kAdd}};
+  EXPECT_FALSE(ApplyMaskStreams(bad_first, 0, data.data(), data.size(), 1).ok());
+  EXPECT_EQ(data, before);
+}
+
 }  // namespace
 }  // namespace hansa
