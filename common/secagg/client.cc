@@ -19,6 +19,9 @@ struct ClientSession::Secrets {
   SecretBytes self_seed;
   // Shares held for neighbours: owner -> (self-mask-seed share, mask-key share).
   std::map<SiteId, std::pair<SecretBytes, SecretBytes>> held;
+  // This site's own share of its self-mask seed (evaluation point = its id): revealed with the
+  // neighbours' shares when it survives, so that its seed needs t - 1 of them, not t.
+  SecretBytes own_seed_share;
   // The mask streams' keys, self mask first, then one per masking peer.
   std::vector<std::pair<SecretBytes, MaskOp>> mask_keys;
 };
@@ -163,16 +166,25 @@ Status ClientSession::BuildShares(const KeyDirectory& directory, ShareKeys* out)
 
   secrets_->self_seed = SecretBytes(32);
   RETURN_IF_ERROR(RandBytes(secrets_->self_seed.data(), 32));
+  // The seed is shared among the neighbours and this site itself; the mask key among the
+  // neighbours only (this site never reveals anything of its own mask key).
   std::vector<SiteId> holders;
   for (const auto& kv : neighbour_keys_) holders.push_back(kv.first);
-  ASSIGN_OR_RETURN(auto seed_shares, ShamirSplit(secrets_->self_seed, params_.threshold, holders));
+  std::vector<SiteId> seed_holders = holders;
+  const auto self_at = std::lower_bound(seed_holders.begin(), seed_holders.end(), self_);
+  const size_t own = static_cast<size_t>(self_at - seed_holders.begin());
+  seed_holders.insert(self_at, self_);
+  ASSIGN_OR_RETURN(auto seed_shares,
+                   ShamirSplit(secrets_->self_seed, params_.threshold, seed_holders));
   ASSIGN_OR_RETURN(auto key_shares,
                    ShamirSplit(secrets_->mask.private_key, params_.threshold, holders));
+  secrets_->own_seed_share = seed_shares[own].Serialize();
   out->round = params_.round;
   out->sender = self_;
   for (size_t i = 0; i < holders.size(); ++i) {
     const SiteId v = holders[i];
-    SecretBytes a = seed_shares[i].Serialize(), b = key_shares[i].Serialize();
+    const size_t seed_index = i < own ? i : i + 1;  // past this site's own point
+    SecretBytes a = seed_shares[seed_index].Serialize(), b = key_shares[i].Serialize();
     SecretBytes plain(a.size() + b.size());
     std::copy(a.data(), a.data() + a.size(), plain.data());
     std::copy(b.data(), b.data() + b.size(), plain.data() + a.size());
@@ -362,6 +374,8 @@ StatusOr<UnmaskResponse> ClientSession::OnUnmaskRequest(const UnmaskRequest& req
   out.round = params_.round;
   out.sender = self_;
   const auto& s = request.survivors;
+  // Its own seed share first: this site survived (CheckUnmaskRequest saw it in the list).
+  out.shares.push_back({self_, ShareKind::kSelfMaskSeed, secrets_->own_seed_share});
   for (auto& [owner, shares] : secrets_->held) {
     bool survived = std::binary_search(s.begin(), s.end(), owner);
     RevealedShare r;

@@ -16,7 +16,8 @@ struct ServerSession::Site {
   uint64_t folded = 0;                   // masked elements folded into the sum
   bool signed_consistency = false;
   bool responded = false;
-  // Revealed shares of this site's secrets, from its neighbours.
+  // Revealed shares of this site's secrets: of the seed from its neighbours and itself, of the
+  // mask key from its neighbours.
   std::vector<ShamirShare> seed_shares, key_shares;
 };
 
@@ -300,11 +301,12 @@ Status ServerSession::OnUnmaskResponse(const UnmaskResponse& m) {
   std::vector<std::pair<SiteId, ShamirShare>> seeds, keys;
   for (const RevealedShare& r : m.shares) {
     auto owner = sites_.find(r.owner);
-    if (owner == sites_.end() || !owner->second.shared || !graph_.Adjacent(r.owner, m.sender) ||
+    const bool holder = r.owner == m.sender || graph_.Adjacent(r.owner, m.sender);
+    if (owner == sites_.end() || !owner->second.shared || !holder ||
         !owners.insert(r.owner).second) {
       return absl::InvalidArgumentError(
           absl::StrCat("site ", m.sender, " revealed a share of site ", r.owner,
-                       ", which is not a neighbour that shared keys, or twice"));
+                       ", which is neither itself nor a neighbour that shared keys, or twice"));
     }
     bool survived = std::binary_search(survivors_.begin(), survivors_.end(), r.owner);
     ShareKind want = survived ? ShareKind::kSelfMaskSeed : ShareKind::kMaskKey;

@@ -284,6 +284,37 @@ TEST(SecAggTest, RecoversSumWithDropoutsAtEveryStage) {
   }
 }
 
+// Each site keeps a share of its own self-mask seed, so a survivor's seed needs only t - 1
+// neighbours. 3 sites (k = t = 2): any one may drop after key sharing, at every later stage,
+// and the sum is still exact. 7 sites (k = 6, t = 4): three may drop at those stages, k + 1 - t.
+TEST(SecAggTest, OwnSeedShareLetsTheSmallestCohortLoseASiteAfterSharingKeys) {
+  for (bool malicious : {false, true}) {
+    for (DropAt stage : {DropAt::kMaskedInput, DropAt::kConsistency, DropAt::kUnmask}) {
+      if (stage == DropAt::kConsistency && !malicious) continue;
+      for (auto [n, dropped] : {std::pair{3, 1}, std::pair{7, 3}}) {
+        for (SiteId first = 1; first <= static_cast<SiteId>(n - dropped + 1); first += 2) {
+          Federation f(n, malicious);
+          std::map<SiteId, DropAt> drops;
+          for (int i = 0; i < dropped; ++i) drops[first + static_cast<SiteId>(i)] = stage;
+          auto result = f.Run(drops);
+          ASSERT_TRUE(result.ok()) << n << " sites, stage " << static_cast<int>(stage)
+                                   << ", first dropped " << first << ": " << result.status();
+          std::vector<SiteId> uploaded;
+          for (SiteId id = 1; id <= static_cast<SiteId>(n); ++id) {
+            if (f.Active(id, DropAt::kMaskedInput)) uploaded.push_back(id);
+          }
+          EXPECT_EQ(result->survivors, uploaded);
+          EXPECT_EQ(result->sum, f.PlainSum(uploaded));
+        }
+      }
+    }
+  }
+  // One more than that is below the threshold: 3 sites, two stop before uploading.
+  Federation f(3, false);
+  auto r = f.Run({{1, DropAt::kMaskedInput}, {2, DropAt::kMaskedInput}});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
 // A sparse Harary graph: 30 sites, k = 8, t = 5; three sites dropped at different stages.
 TEST(SecAggTest, SparseNeighbourGraphRecoversSum) {
   Federation f(30, false, RingWidth::k64, 8, 5, 50);
@@ -308,9 +339,11 @@ TEST(SecAggTest, AbortsCleanlyBelowThreshold) {
     EXPECT_THAT(std::string(r.status().message()), HasSubstr("must be retried"));
     EXPECT_EQ(f.server().Finish().status().code(), absl::StatusCode::kFailedPrecondition);
   }
-  {  // 3 of 7 do not answer the unmask request: some seed has only 3 < 4 shares.
+  {  // 4 of 7 do not answer the unmask request: a seed has 3 < 4 shares (two neighbours' and
+     // its owner's).
     Federation f(7, false);
-    auto r = f.Run({{1, DropAt::kUnmask}, {2, DropAt::kUnmask}, {3, DropAt::kUnmask}});
+    auto r = f.Run(
+        {{1, DropAt::kUnmask}, {2, DropAt::kUnmask}, {3, DropAt::kUnmask}, {4, DropAt::kUnmask}});
     EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
     EXPECT_THAT(std::string(r.status().message()), HasSubstr("self-mask seed"));
   }
@@ -401,7 +434,8 @@ TEST(SecAggMaliciousTest, SiteAbortsWhenShownADifferentSurvivorSet) {
   auto again = f.client(2).OnUnmaskRequest(*request);
   EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(again.status().message()), HasSubstr("aborted earlier"));
-  // Site 3 with the honest request reveals shares, one per neighbour and never both kinds.
+  // Site 3 with the honest request reveals shares, one per neighbour and one of its own seed,
+  // and never both kinds.
   auto r3 = f.client(3).OnUnmaskRequest(*request);
   ASSERT_TRUE(r3.ok()) << r3.status();
   std::set<SiteId> owners;
@@ -409,7 +443,7 @@ TEST(SecAggMaliciousTest, SiteAbortsWhenShownADifferentSurvivorSet) {
     EXPECT_TRUE(owners.insert(s.owner).second);
     EXPECT_EQ(s.kind, ShareKind::kSelfMaskSeed);
   }
-  EXPECT_EQ(owners.size(), 5u);
+  EXPECT_EQ(owners, (std::set<SiteId>{1, 2, 3, 4, 5, 6}));
   auto replayed = f.client(3).OnUnmaskRequest(*request);  // a replay reveals nothing more
   EXPECT_EQ(replayed.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(std::string(replayed.status().message()), HasSubstr("out of order"));
@@ -498,6 +532,52 @@ TEST(SecAggTest, SiteRefusesUnmaskRequestThatCallsItDropped) {
   auto r = f.client(1).OnUnmaskRequest(lie);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("leaves out this site"));
+}
+
+// The coordinator takes a site's share of its own seed, and nothing else of its own: not a
+// mask-key share of itself, not a second seed share, not a share with another's index.
+TEST(SecAggTest, CoordinatorChecksTheOwnSeedShareOfAnUnmaskResponse) {
+  Federation f(4, false);
+  for (SiteId id = 1; id <= 4; ++id)
+    ASSERT_TRUE(f.server().OnAdvertiseKeys(*f.client(id).Start()).ok());
+  auto dir = f.server().CloseAdvertiseKeys();
+  for (SiteId id = 1; id <= 4; ++id) {
+    ASSERT_TRUE(f.server().OnShareKeys(*f.client(id).OnKeyDirectory(*dir)).ok());
+  }
+  auto deliveries = f.server().CloseShareKeys();
+  ASSERT_TRUE(deliveries.ok());
+  for (const auto& d : *deliveries) {
+    ASSERT_TRUE(f.client(d.receiver).OnShareDelivery(d).ok());
+    ASSERT_TRUE(f.Upload(d.receiver, 1000).ok());
+  }
+  ASSERT_TRUE(f.server().CloseMaskedInput().ok());
+  auto request = f.server().StartUnmask();
+  ASSERT_TRUE(request.ok());
+  auto r1 = f.client(1).OnUnmaskRequest(*request);
+  ASSERT_TRUE(r1.ok());
+  ASSERT_EQ(r1->shares.front().owner, 1u);  // its own seed share comes first
+  auto refused = [&](UnmaskResponse bad, const char* why) {
+    Status st = f.server().OnUnmaskResponse(bad);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << why;
+    return std::string(st.message());
+  };
+  UnmaskResponse wrong_kind = *r1;
+  wrong_kind.shares.front().kind = ShareKind::kMaskKey;
+  EXPECT_THAT(refused(wrong_kind, "kind"), HasSubstr("wrong kind of share for site 1"));
+  UnmaskResponse twice = *r1;
+  twice.shares.push_back(twice.shares.front());
+  EXPECT_THAT(refused(twice, "twice"), HasSubstr("or twice"));
+  UnmaskResponse borrowed = *r1;  // site 2's own share passed off as site 1's
+  auto r2 = f.client(2).OnUnmaskRequest(*request);
+  ASSERT_TRUE(r2.ok());
+  borrowed.shares.front().share = r2->shares.front().share;
+  EXPECT_THAT(refused(borrowed, "index"), HasSubstr("with index 2"));
+  // Nothing refused was kept: the true responses give the exact sum.
+  ASSERT_TRUE(f.server().OnUnmaskResponse(*r1).ok());
+  ASSERT_TRUE(f.server().OnUnmaskResponse(*r2).ok());
+  auto result = f.server().Finish();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->sum, f.PlainSum(Range(1, 4)));
 }
 
 TEST(SecAggTest, ShareCiphertextsAreBoundToSenderAndReceiver) {
