@@ -19,8 +19,9 @@ struct ClientSession::Secrets {
   SecretBytes self_seed;
   // Shares held for neighbours: owner -> (self-mask-seed share, mask-key share).
   std::map<SiteId, std::pair<SecretBytes, SecretBytes>> held;
-  // This site's own share of its self-mask seed (evaluation point = its id): revealed with the
-  // neighbours' shares when it survives, so that its seed needs t - 1 of them, not t.
+  // This site's own share of its self-mask seed (evaluation point = its id). Without the
+  // malicious-coordinator checks it is revealed with the neighbours' shares when the site
+  // survives, so that its seed needs t - 1 of them, not t (see SecAggParams::threshold).
   SecretBytes own_seed_share;
   // The mask streams' keys, self mask first, then one per masking peer.
   std::vector<std::pair<SecretBytes, MaskOp>> mask_keys;
@@ -375,7 +376,9 @@ StatusOr<UnmaskResponse> ClientSession::OnUnmaskRequest(const UnmaskRequest& req
   out.sender = self_;
   const auto& s = request.survivors;
   // Its own seed share first: this site survived (CheckUnmaskRequest saw it in the list).
-  out.shares.push_back({self_, ShareKind::kSelfMaskSeed, secrets_->own_seed_share});
+  if (!params_.malicious) {
+    out.shares.push_back({self_, ShareKind::kSelfMaskSeed, secrets_->own_seed_share});
+  }
   for (auto& [owner, shares] : secrets_->held) {
     bool survived = std::binary_search(s.begin(), s.end(), owner);
     RevealedShare r;

@@ -24,11 +24,13 @@ struct SecAggParams {
   // (the Harary graph H(k, n)).
   int degree = 0;
   // t: shares needed to reconstruct a site's secrets, k/2 < t <= k. 0 = default:
-  // max(floor(k/2) + 1, ceil(2k/3)). A site's self-mask seed is shared among its k neighbours
-  // and itself, its mask key among the k neighbours. After key sharing a surviving site's seed
-  // therefore outlives k + 1 - t of its neighbours dropping, and a dropped site's mask key k - t
-  // more of its neighbours (3 sites, k = t = 2: any one site may drop after sharing keys).
-  // t - 1 colluding neighbours learn nothing.
+  // max(floor(k/2) + 1, ceil(2k/3)). t - 1 colluding neighbours learn nothing. A dropped
+  // site's mask key is rebuilt from t of its k neighbours. A survivor's self-mask seed is
+  // rebuilt from t shares of its k neighbours and, without the malicious-coordinator checks,
+  // its own: then after key sharing it outlives k + 1 - t of its neighbours dropping (3 sites,
+  // k = t = 2: any one site), otherwise k - t. The malicious mode keeps the stricter rule
+  // because with its own share a coordinator that shows two survivor lists, each signed by t
+  // sites, needs one honest signer fewer to rebuild both secrets of one site.
   int threshold = 0;
   // Malicious-coordinator mode: advertised keys are signed and the survivor set goes through
   // a signed consistency check.

@@ -16,8 +16,8 @@ struct ServerSession::Site {
   uint64_t folded = 0;                   // masked elements folded into the sum
   bool signed_consistency = false;
   bool responded = false;
-  // Revealed shares of this site's secrets: of the seed from its neighbours and itself, of the
-  // mask key from its neighbours.
+  // Revealed shares of this site's secrets: of the seed from its neighbours (and itself,
+  // without the malicious-coordinator checks), of the mask key from its neighbours.
   std::vector<ShamirShare> seed_shares, key_shares;
 };
 
@@ -301,7 +301,8 @@ Status ServerSession::OnUnmaskResponse(const UnmaskResponse& m) {
   std::vector<std::pair<SiteId, ShamirShare>> seeds, keys;
   for (const RevealedShare& r : m.shares) {
     auto owner = sites_.find(r.owner);
-    const bool holder = r.owner == m.sender || graph_.Adjacent(r.owner, m.sender);
+    const bool holder =
+        (r.owner == m.sender && !params_.malicious) || graph_.Adjacent(r.owner, m.sender);
     if (owner == sites_.end() || !owner->second.shared || !holder ||
         !owners.insert(r.owner).second) {
       return absl::InvalidArgumentError(

@@ -285,34 +285,39 @@ TEST(SecAggTest, RecoversSumWithDropoutsAtEveryStage) {
 }
 
 // Each site keeps a share of its own self-mask seed, so a survivor's seed needs only t - 1
-// neighbours. 3 sites (k = t = 2): any one may drop after key sharing, at every later stage,
-// and the sum is still exact. 7 sites (k = 6, t = 4): three may drop at those stages, k + 1 - t.
+// neighbours. 3 sites (k = t = 2): any one may drop after key sharing, at either later stage,
+// and the sum is still exact. 7 sites (k = 6, t = 4): three may drop then, k + 1 - t.
 TEST(SecAggTest, OwnSeedShareLetsTheSmallestCohortLoseASiteAfterSharingKeys) {
-  for (bool malicious : {false, true}) {
-    for (DropAt stage : {DropAt::kMaskedInput, DropAt::kConsistency, DropAt::kUnmask}) {
-      if (stage == DropAt::kConsistency && !malicious) continue;
-      for (auto [n, dropped] : {std::pair{3, 1}, std::pair{7, 3}}) {
-        for (SiteId first = 1; first <= static_cast<SiteId>(n - dropped + 1); first += 2) {
-          Federation f(n, malicious);
-          std::map<SiteId, DropAt> drops;
-          for (int i = 0; i < dropped; ++i) drops[first + static_cast<SiteId>(i)] = stage;
-          auto result = f.Run(drops);
-          ASSERT_TRUE(result.ok()) << n << " sites, stage " << static_cast<int>(stage)
-                                   << ", first dropped " << first << ": " << result.status();
-          std::vector<SiteId> uploaded;
-          for (SiteId id = 1; id <= static_cast<SiteId>(n); ++id) {
-            if (f.Active(id, DropAt::kMaskedInput)) uploaded.push_back(id);
-          }
-          EXPECT_EQ(result->survivors, uploaded);
-          EXPECT_EQ(result->sum, f.PlainSum(uploaded));
+  for (DropAt stage : {DropAt::kMaskedInput, DropAt::kUnmask}) {
+    for (auto [n, dropped] : {std::pair{3, 1}, std::pair{7, 3}}) {
+      for (SiteId first = 1; first <= static_cast<SiteId>(n - dropped + 1); first += 2) {
+        Federation f(n, false);
+        std::map<SiteId, DropAt> drops;
+        for (int i = 0; i < dropped; ++i) drops[first + static_cast<SiteId>(i)] = stage;
+        auto result = f.Run(drops);
+        ASSERT_TRUE(result.ok()) << n << " sites, stage " << static_cast<int>(stage)
+                                 << ", first dropped " << first << ": " << result.status();
+        std::vector<SiteId> uploaded;
+        for (SiteId id = 1; id <= static_cast<SiteId>(n); ++id) {
+          if (f.Active(id, DropAt::kMaskedInput)) uploaded.push_back(id);
         }
+        EXPECT_EQ(result->survivors, uploaded);
+        EXPECT_EQ(result->sum, f.PlainSum(uploaded));
       }
     }
   }
-  // One more than that is below the threshold: 3 sites, two stop before uploading.
-  Federation f(3, false);
-  auto r = f.Run({{1, DropAt::kMaskedInput}, {2, DropAt::kMaskedInput}});
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  {  // One more is below the threshold: 3 sites, two stop before uploading.
+    Federation f(3, false);
+    auto r = f.Run({{1, DropAt::kMaskedInput}, {2, DropAt::kMaskedInput}});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  }
+  {  // With the malicious-coordinator checks no site reveals its own share: 3 sites cannot
+     // lose one after key sharing, and the round aborts cleanly.
+    Federation f(3, true);
+    auto r = f.Run({{2, DropAt::kUnmask}});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("self-mask seed"));
+  }
 }
 
 // A sparse Harary graph: 30 sites, k = 8, t = 5; three sites dropped at different stages.
@@ -434,8 +439,8 @@ TEST(SecAggMaliciousTest, SiteAbortsWhenShownADifferentSurvivorSet) {
   auto again = f.client(2).OnUnmaskRequest(*request);
   EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(again.status().message()), HasSubstr("aborted earlier"));
-  // Site 3 with the honest request reveals shares, one per neighbour and one of its own seed,
-  // and never both kinds.
+  // Site 3 with the honest request reveals shares, one per neighbour and never both kinds;
+  // in this mode nothing of its own.
   auto r3 = f.client(3).OnUnmaskRequest(*request);
   ASSERT_TRUE(r3.ok()) << r3.status();
   std::set<SiteId> owners;
@@ -443,7 +448,13 @@ TEST(SecAggMaliciousTest, SiteAbortsWhenShownADifferentSurvivorSet) {
     EXPECT_TRUE(owners.insert(s.owner).second);
     EXPECT_EQ(s.kind, ShareKind::kSelfMaskSeed);
   }
-  EXPECT_EQ(owners, (std::set<SiteId>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(owners, (std::set<SiteId>{1, 2, 4, 5, 6}));
+  // Nor does the coordinator take one in this mode.
+  UnmaskResponse own = *r3;
+  own.shares.front().owner = 3;
+  EXPECT_THAT(std::string(f.server().OnUnmaskResponse(own).message()),
+              HasSubstr("neither itself nor a neighbour"));
+  EXPECT_TRUE(f.server().OnUnmaskResponse(*r3).ok());
   auto replayed = f.client(3).OnUnmaskRequest(*request);  // a replay reveals nothing more
   EXPECT_EQ(replayed.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(std::string(replayed.status().message()), HasSubstr("out of order"));
