@@ -200,7 +200,7 @@ Status ClientSession::BuildShares(const KeyDirectory& directory, ShareKeys* out)
 
 Status ClientSession::OnShareDelivery(const ShareDelivery& delivery) {
   RETURN_IF_ERROR(Expect(Stage::kSharesSent, delivery.round, "ShareDelivery"));
-  auto fail = [this](Status st) { return Abort(st); };
+  auto fail = [this](Status st) { return Abort(std::move(st)); };
   if (delivery.receiver != self_) {
     return fail(absl::InvalidArgumentError(
         absl::StrCat("share delivery for site ", delivery.receiver, " reached site ", self_)));

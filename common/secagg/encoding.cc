@@ -90,16 +90,11 @@ inline W RoundOne(float value, uint32_t r, double c, double weight, double scale
 template <typename T, size_t N>
 using Lanes __attribute__((vector_size(N * sizeof(T)))) = T;
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define HANSA_WIDEST_SIMD __attribute__((noinline, target_clones("avx2", "default")))
-#else
-#define HANSA_WIDEST_SIMD
-#endif
-
 template <typename W>
-HANSA_WIDEST_SIMD bool RoundBlock(const float* __restrict values, const uint32_t* __restrict r,
-                                  size_t n, double c, double weight, double scale, bool narrow,
-                                  W* __restrict out) {
+inline __attribute__((always_inline)) bool RoundBlockImpl(const float* __restrict values,
+                                                          const uint32_t* __restrict r, size_t n,
+                                                          double c, double weight, double scale,
+                                                          bool narrow, W* __restrict out) {
   size_t i = 0;
   bool nan = false;
   if (narrow) {
@@ -133,6 +128,23 @@ HANSA_WIDEST_SIMD bool RoundBlock(const float* __restrict values, const uint32_t
     out[i] = RoundOne<W>(values[i], r[i], c, weight, scale);
   }
   return !nan;
+}
+
+// One clone per ring word (GCC and Clang do not multiversion templates).
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HANSA_WIDEST_SIMD __attribute__((target_clones("avx2", "default")))
+#else
+#define HANSA_WIDEST_SIMD
+#endif
+
+HANSA_WIDEST_SIMD bool RoundBlock(const float* values, const uint32_t* r, size_t n, double c,
+                                  double weight, double scale, bool narrow, uint32_t* out) {
+  return RoundBlockImpl(values, r, n, c, weight, scale, narrow, out);
+}
+
+HANSA_WIDEST_SIMD bool RoundBlock(const float* values, const uint32_t* r, size_t n, double c,
+                                  double weight, double scale, bool narrow, uint64_t* out) {
+  return RoundBlockImpl(values, r, n, c, weight, scale, narrow, out);
 }
 
 #undef HANSA_WIDEST_SIMD

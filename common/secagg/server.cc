@@ -160,6 +160,7 @@ StatusOr<std::vector<ShareDelivery>> ServerSession::CloseShareKeys() {
   sum_ = RingVector::Zeros(params_.ring, params_.vector_length);
   stage_ = Stage::kMask;
   std::vector<ShareDelivery> deliveries;
+  deliveries.reserve(out.size());
   for (auto& kv : out) deliveries.push_back(std::move(kv.second));
   return deliveries;
 }
