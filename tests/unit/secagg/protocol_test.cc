@@ -176,6 +176,25 @@ std::vector<SiteId> Range(SiteId a, SiteId b) {
   return v;
 }
 
+// Every site of `f` through key sharing and its whole masked upload; the masked-input stage
+// closed. Returns the survivor list.
+SurvivorList UploadAll(Federation& f) {
+  const uint32_t n = f.params().num_sites;
+  for (SiteId id = 1; id <= n; ++id)
+    EXPECT_TRUE(f.server().OnAdvertiseKeys(*f.client(id).Start()).ok());
+  auto dir = f.server().CloseAdvertiseKeys();
+  for (SiteId id = 1; id <= n; ++id) {
+    EXPECT_TRUE(f.server().OnShareKeys(*f.client(id).OnKeyDirectory(*dir)).ok());
+  }
+  auto closed = f.server().CloseShareKeys();
+  EXPECT_TRUE(closed.ok()) << closed.status();
+  for (const auto& d : *closed) {
+    EXPECT_TRUE(f.client(d.receiver).OnShareDelivery(d).ok());
+    EXPECT_TRUE(f.Upload(d.receiver, 1000).ok());
+  }
+  return *f.server().CloseMaskedInput();
+}
+
 TEST(SecAggTest, SumEqualsPlaintextSumWithoutDropouts) {
   for (bool malicious : {false, true}) {
     for (RingWidth ring : {RingWidth::k32, RingWidth::k64}) {
@@ -386,26 +405,10 @@ TEST(SecAggTest, SiteStoppingMidUploadAbortsTheRound) {
 }
 
 // Drives a malicious-mode round up to the consistency check and returns the survivor list.
-SurvivorList UpToConsistency(Federation& f) {
-  const uint32_t n = f.params().num_sites;
-  for (SiteId id = 1; id <= n; ++id)
-    EXPECT_TRUE(f.server().OnAdvertiseKeys(*f.client(id).Start()).ok());
-  auto dir = f.server().CloseAdvertiseKeys();
-  for (SiteId id = 1; id <= n; ++id) {
-    EXPECT_TRUE(f.server().OnShareKeys(*f.client(id).OnKeyDirectory(*dir)).ok());
-  }
-  auto closed = f.server().CloseShareKeys();
-  EXPECT_TRUE(closed.ok()) << closed.status();
-  for (const auto& d : *closed) {
-    EXPECT_TRUE(f.client(d.receiver).OnShareDelivery(d).ok());
-    EXPECT_TRUE(f.Upload(d.receiver, 1000).ok());
-  }
-  return *f.server().CloseMaskedInput();
-}
 
 TEST(SecAggMaliciousTest, SiteAbortsWhenShownADifferentSurvivorSet) {
   Federation f(6, true);
-  SurvivorList real = UpToConsistency(f);
+  SurvivorList real = UploadAll(f);
   // The coordinator shows site 1 a view without site 6 (still >= t = 4) and everybody else
   // the true view, hoping to get site 6's mask-key shares from site 1 and its seed shares
   // from the others.
@@ -462,7 +465,7 @@ TEST(SecAggMaliciousTest, SiteAbortsWhenShownADifferentSurvivorSet) {
 
 TEST(SecAggMaliciousTest, SiteAbortsOnTooFewOrForgedSignatures) {
   Federation f(6, true);
-  SurvivorList real = UpToConsistency(f);
+  SurvivorList real = UploadAll(f);
   std::vector<ConsistencySignature> sigs;
   for (SiteId id = 1; id <= 6; ++id) sigs.push_back(*f.client(id).OnSurvivorList(real));
   UnmaskRequest few{f.params().round, real.survivors, {sigs[0], sigs[1], sigs[2]}};
@@ -525,18 +528,7 @@ TEST(SecAggMaliciousTest, SiteAbortsOnRepeatedOrSubstitutedKeys) {
 
 TEST(SecAggTest, SiteRefusesUnmaskRequestThatCallsItDropped) {
   Federation f(5, false);
-  for (SiteId id = 1; id <= 5; ++id)
-    ASSERT_TRUE(f.server().OnAdvertiseKeys(*f.client(id).Start()).ok());
-  auto dir = f.server().CloseAdvertiseKeys();
-  for (SiteId id = 1; id <= 5; ++id) {
-    ASSERT_TRUE(f.server().OnShareKeys(*f.client(id).OnKeyDirectory(*dir)).ok());
-  }
-  auto closed = f.server().CloseShareKeys();
-  EXPECT_TRUE(closed.ok()) << closed.status();
-  for (const auto& d : *closed) {
-    ASSERT_TRUE(f.client(d.receiver).OnShareDelivery(d).ok());
-    ASSERT_TRUE(f.Upload(d.receiver, 1000).ok());
-  }
+  UploadAll(f);
   // Site 1 uploaded; a request calling it dropped asks for its mask-key shares while its
   // masked input is in the sum. Site 1 must refuse (the others would too, by symmetry).
   UnmaskRequest lie{f.params().round, {2, 3, 4, 5}, {}};
@@ -549,19 +541,7 @@ TEST(SecAggTest, SiteRefusesUnmaskRequestThatCallsItDropped) {
 // mask-key share of itself, not a second seed share, not a share with another's index.
 TEST(SecAggTest, CoordinatorChecksTheOwnSeedShareOfAnUnmaskResponse) {
   Federation f(4, false);
-  for (SiteId id = 1; id <= 4; ++id)
-    ASSERT_TRUE(f.server().OnAdvertiseKeys(*f.client(id).Start()).ok());
-  auto dir = f.server().CloseAdvertiseKeys();
-  for (SiteId id = 1; id <= 4; ++id) {
-    ASSERT_TRUE(f.server().OnShareKeys(*f.client(id).OnKeyDirectory(*dir)).ok());
-  }
-  auto deliveries = f.server().CloseShareKeys();
-  ASSERT_TRUE(deliveries.ok());
-  for (const auto& d : *deliveries) {
-    ASSERT_TRUE(f.client(d.receiver).OnShareDelivery(d).ok());
-    ASSERT_TRUE(f.Upload(d.receiver, 1000).ok());
-  }
-  ASSERT_TRUE(f.server().CloseMaskedInput().ok());
+  EXPECT_EQ(UploadAll(f).survivors, Range(1, 4));
   auto request = f.server().StartUnmask();
   ASSERT_TRUE(request.ok());
   auto r1 = f.client(1).OnUnmaskRequest(*request);
