@@ -54,15 +54,8 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   e.chunk_bytes = static_cast<uint32_t>(cfg.Int("transfer.chunk_bytes", 1 << 20, 4096, 64 << 20));
   e.max_chunk_bytes =
       static_cast<uint32_t>(cfg.Int("transfer.max_chunk_bytes", 4 << 20, 4096, 64 << 20));
+  e.secure = ReadSecureOptions(cfg);
   SecureOptions& so = e.secure;
-  so.degree = static_cast<int>(cfg.Int("aggregation.degree", 0, 0, 100000));
-  so.threshold = static_cast<int>(cfg.Int("aggregation.threshold", 0, 0, 100000));
-  so.malicious = cfg.Bool("aggregation.malicious_coordinator_checks", false);
-  so.clip = cfg.Double("aggregation.clip", so.clip, 1e-9, 1e9);
-  so.bits = static_cast<int>(cfg.Int("aggregation.bits", so.bits, 0, 62));
-  so.max_examples = cfg.Int("aggregation.max_examples", so.max_examples, 1, INT64_MAX);
-  so.unmask_device = cfg.String("aggregation.unmask_device", so.unmask_device);
-  so.stage_timeout = absl::Seconds(cfg.Double("aggregation.stage_timeout_seconds", 120, 1, 86400));
   // Client-level differential privacy (secure aggregation only).
   const std::string privacy = cfg.String("privacy.mechanism", "none");
   PrivacyOptions& po = e.privacy;

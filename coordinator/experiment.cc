@@ -6,6 +6,7 @@
 #include "client/models.h"
 #include "common/config/config.h"
 #include "common/fileio/fileio.h"
+#include "common/secagg/params.h"
 #include "coordinator/privacy_config.h"
 #include "coordinator/simulation.h"
 
@@ -57,6 +58,15 @@ std::string RecordPrivacyToml(const RecordPrivacyOptions& dp) {
                       "\ndelta = ", TomlNumber(dp.budget.delta), "\n");
 }
 
+std::string AggregationToml(const SecureOptions& so) {
+  if (!so.enabled) return "\n[aggregation]\nmode = \"plaintext\"\n";
+  return absl::StrCat(
+      "\n[aggregation]\nmode = \"secure\"\ndegree = ", so.degree, "\nthreshold = ", so.threshold,
+      "\nmalicious_coordinator_checks = ", so.malicious ? "true" : "false",
+      "\nclip = ", TomlNumber(so.clip), "\nbits = ", so.bits, "\nmax_examples = ", so.max_examples,
+      "\nunmask_device = ", TomlString(so.unmask_device), "\n");
+}
+
 std::string ClientPrivacyToml(const ClientPrivacyOptions& cp) {
   if (!cp.enabled) return "";
   return absl::StrCat("\n[client_privacy]\nenabled = true\nclip_norm = ", TomlNumber(cp.clip_norm),
@@ -99,7 +109,35 @@ StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::s
   cp.clip_norm = r.Double("client_privacy.clip_norm", cp.clip_norm, 1e-9, 1e9);
   cp.noise_multiplier = r.Double("client_privacy.noise_multiplier", cp.noise_multiplier, 1e-6, 1e6);
   cp.delta = r.Double("client_privacy.delta", cp.delta, 1e-300, 0.5);
+  const std::string mode = r.String("aggregation.mode", "plaintext");
+  b.secure = ReadSecureOptions(r);
+  b.secure.enabled = mode == "secure";
   RETURN_IF_ERROR(r.Finish());
+  if (mode != "secure" && mode != "plaintext") {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": aggregation.mode is '", mode,
+                                                   "'; it must be \"plaintext\" or \"secure\""));
+  }
+  if (b.secure.enabled) {
+    if (cp.enabled) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name,
+          ": [client_privacy] simulates the central Gaussian, which needs aggregation.mode "
+          "= \"plaintext\"; the distributed discrete Gaussian is not simulated"));
+    }
+    if (b.secure.malicious) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name,
+          ": aggregation.malicious_coordinator_checks needs sites that sign with their "
+          "certificates; virtual sites have none"));
+    }
+    SecAggParams p;
+    p.num_sites = static_cast<uint32_t>(b.sites);
+    p.degree = b.secure.degree;
+    p.threshold = b.secure.threshold;
+    p.vector_length = 1;
+    RETURN_IF_ERROR(Annotate(ResolveParams(p).status(),
+                             absl::StrCat(name, ": secure aggregation of ", b.sites, " sites")));
+  }
   if (dp.enabled) {
     // Fails here, not after the data is loaded, when no noise multiplier reaches the budget.
     RETURN_IF_ERROR(Annotate(ResolveRecordPrivacy(dp, t.epochs, b.rounds).status(),
@@ -116,7 +154,7 @@ StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::s
   }
   for (const std::string& s : strategies) {
     ASSIGN_OR_RETURN(StrategyOptions spec, ParseStrategySpec(s));
-    RETURN_IF_ERROR(Annotate(CheckStrategyCompatible(spec, false), name));
+    RETURN_IF_ERROR(Annotate(CheckStrategyCompatible(spec, b.secure.enabled), name));
     e.strategies.push_back(spec);
   }
   for (int64_t i = 0; i < repeats; ++i) e.seeds.push_back(static_cast<uint64_t>(seed + i));
@@ -145,7 +183,8 @@ std::string ExperimentConfig::ResolvedToml() const {
       "device = ", TomlString(device), "\n\n[training]\n", "epochs = ", t.epochs, "\n",
       "batch_size = ", t.batch_size, "\n", "learning_rate = ", TomlNumber(t.learning_rate), "\n",
       "momentum = ", TomlNumber(t.momentum), "\n", "weight_decay = ", TomlNumber(t.weight_decay),
-      "\n", RecordPrivacyToml(base.record_privacy), ClientPrivacyToml(base.client_privacy));
+      "\n", RecordPrivacyToml(base.record_privacy), ClientPrivacyToml(base.client_privacy),
+      AggregationToml(base.secure));
 }
 
 }  // namespace hansa

@@ -14,4 +14,17 @@ RecordPrivacyOptions ReadRecordPrivacy(ConfigReader& cfg) {
   return r;
 }
 
+SecureOptions ReadSecureOptions(ConfigReader& cfg) {
+  SecureOptions so;
+  so.degree = static_cast<int>(cfg.Int("aggregation.degree", 0, 0, 100000));
+  so.threshold = static_cast<int>(cfg.Int("aggregation.threshold", 0, 0, 100000));
+  so.malicious = cfg.Bool("aggregation.malicious_coordinator_checks", false);
+  so.clip = cfg.Double("aggregation.clip", so.clip, 1e-9, 1e9);
+  so.bits = static_cast<int>(cfg.Int("aggregation.bits", so.bits, 0, 62));
+  so.max_examples = cfg.Int("aggregation.max_examples", so.max_examples, 1, INT64_MAX);
+  so.unmask_device = cfg.String("aggregation.unmask_device", so.unmask_device);
+  so.stage_timeout = absl::Seconds(cfg.Double("aggregation.stage_timeout_seconds", 120, 1, 86400));
+  return so;
+}
+
 }  // namespace hansa

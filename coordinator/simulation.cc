@@ -8,7 +8,6 @@
 #include <map>
 #include <mutex>
 #include <thread>
-#include <type_traits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -22,10 +21,12 @@
 #include "common/privacy/central_gaussian.h"
 #include "common/privacy/rdp.h"
 #include "common/privacy/uniform_source.h"
+#include "common/secagg/client.h"
 #include "common/tensor/safetensors.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/svg_plot.h"
 #include "nlohmann/json.hpp"
+#include "proto/secagg_plan.h"
 
 namespace hansa {
 namespace {
@@ -50,6 +51,7 @@ enum SeedPurpose : uint64_t {
   kShuffleSeed = 2,
   kNoiseSeed = 3,
   kDpSeed = 4,
+  kRoundingSeed = 5,
 };
 
 std::string SafeName(const std::string& s) {
@@ -156,6 +158,7 @@ struct VirtualSite {
   TrainResult result;
   std::vector<float> update;  // kept only for aggregators that need individual updates
   uint64_t bytes_up = 0;
+  std::unique_ptr<ClientSession> secagg;  // this round's SecAgg+ session (secure runs)
 };
 
 struct RoundContext {
@@ -170,8 +173,39 @@ struct RoundContext {
   Status first_error;  // guarded by mu
 };
 
-Status TrainAndUpload(RoundContext* ctx, int index, VirtualSite* site, const v1::RoundPlan& plan) {
+// A secure run's upload: the update encoded (rounding seeded from the run's seed) and masked
+// by the site's session, as MaskedInputChunks; the header carries their digest and, as
+// hansa-client's, no example count (the weight is inside the masked vector).
+StatusOr<std::vector<std::string>> MaskedUpload(const RoundContext& ctx, int index,
+                                                VirtualSite* site, const v1::RoundPlan& plan,
+                                                const std::vector<float>& update,
+                                                v1::TransferHeader* header) {
+  const std::string label = absl::StrCat(
+      "hansa simulate rounding ", Mix(ctx.config->seed, kRoundingSeed), " ", ctx.round, " ", index);
+  const Sha256Digest digest = Sha256(label);
+  const SecretBytes rounding_seed(std::string(digest.begin(), digest.end()));
+  ASSIGN_OR_RETURN(std::vector<std::string> chunks,
+                   MaskUpdateForPlan(plan, *site->secagg, update,
+                                     static_cast<int64_t>(site->indices.size()), &rounding_seed));
+  Sha256Hasher hasher;
+  uint64_t total = 0;
+  for (const std::string& c : chunks) {
+    hasher.Update(c);
+    total += c.size();
+  }
+  header->set_total_bytes(total);
+  header->set_sha256(ToHex(hasher.Finish()));
+  return chunks;
+}
+
+Status TrainAndUpload(RoundContext* ctx, int index, VirtualSite* site, const v1::Task& task) {
+  const v1::RoundPlan& plan = task.plan();
   const SimulationConfig& config = *ctx->config;
+  if (config.secure.enabled) {
+    if (!site->secagg) return absl::FailedPreconditionError("training task before key sharing");
+    ASSIGN_OR_RETURN(ShareDelivery delivery, ShareDelivery::Parse(task.payload()));
+    RETURN_IF_ERROR(Annotate(site->secagg->OnShareDelivery(delivery), site->name));
+  }
   const Strategy& strategy = *ctx->strategy;
   ASSIGN_OR_RETURN(auto payload,
                    ctx->engine->Download(site->name, plan.round(), plan.global_model_sha256()));
@@ -228,29 +262,78 @@ Status TrainAndUpload(RoundContext* ctx, int index, VirtualSite* site, const v1:
   delta.layout = extended.layout;
   delta.values = std::move(update);
   RETURN_IF_ERROR(Annotate(delta.Validate(), absl::StrCat(site->name, " update")));
-  const std::string bytes = EncodeSafetensors(delta);
   if (strategy.needs_individual_updates()) site->update = delta.values;
-
-  if (!ctx->turn.Wait(index)) return absl::CancelledError("round abandoned");
   v1::TransferHeader header;
   header.set_round(plan.round());
-  header.set_num_examples(static_cast<uint64_t>(site->indices.size()));
-  header.set_total_bytes(bytes.size());
-  header.set_sha256(ToHex(Sha256(bytes)));
   header.set_train_loss(site->result.loss);
   header.set_train_seconds(site->result.seconds);
-  Status st = [&]() -> Status {
-    RETURN_IF_ERROR(ctx->engine->Accept(site->name, plan));
-    ASSIGN_OR_RETURN(auto sink, ctx->engine->BeginUpload(site->name, header));
+  // The wire pieces: safetensors cut to the plan's chunk size, or the masked chunks.
+  std::vector<std::string> pieces;
+  if (config.secure.enabled) {
+    ASSIGN_OR_RETURN(pieces, MaskedUpload(*ctx, index, site, plan, delta.values, &header));
+  } else {
+    const std::string bytes = EncodeSafetensors(delta);
+    header.set_num_examples(static_cast<uint64_t>(site->indices.size()));
+    header.set_total_bytes(bytes.size());
+    header.set_sha256(ToHex(Sha256(bytes)));
     const size_t step = plan.chunk_bytes() ? plan.chunk_bytes() : (1 << 20);
-    for (size_t off = 0; off < bytes.size(); off += step) {
-      RETURN_IF_ERROR(sink->Write(off, std::string_view(bytes).substr(off, step)));
+    for (size_t off = 0; off < bytes.size(); off += step) pieces.push_back(bytes.substr(off, step));
+  }
+
+  if (!ctx->turn.Wait(index)) return absl::CancelledError("round abandoned");
+  Status st = [&]() -> Status {
+    // A secure site accepted the plan when it advertised its keys.
+    if (!config.secure.enabled) RETURN_IF_ERROR(ctx->engine->Accept(site->name, plan));
+    ASSIGN_OR_RETURN(auto sink, ctx->engine->BeginUpload(site->name, header));
+    uint64_t off = 0;
+    for (const std::string& piece : pieces) {
+      RETURN_IF_ERROR(sink->Write(off, piece));
+      off += piece.size();
     }
     return sink->Finish().status();
   }();
   ctx->turn.Done();
-  site->bytes_up = bytes.size();
+  site->bytes_up = header.total_bytes();
   return Annotate(st, absl::StrCat(site->name, " upload"));
+}
+
+// The SecAgg+ stages of a virtual site, as hansa-client answers them.
+Status SecAggStage(RoundContext* ctx, VirtualSite* site, const v1::Task& task) {
+  const v1::RoundPlan& plan = task.plan();
+  v1::SecAggSubmission m;
+  m.set_round(plan.round());
+  m.set_stage(task.kind());
+  switch (task.kind()) {
+    case v1::Task::SECAGG_ADVERTISE: {
+      RETURN_IF_ERROR(ctx->engine->Accept(site->name, plan));
+      uint32_t self = 0;
+      ASSIGN_OR_RETURN(SecAggParams params, SecAggParamsOfPlan(plan, site->name, &self));
+      ASSIGN_OR_RETURN(site->secagg, ClientSession::Create(params, self, nullptr));
+      ASSIGN_OR_RETURN(AdvertiseKeys keys, site->secagg->Start());
+      m.set_payload(keys.Serialize());
+      break;
+    }
+    case v1::Task::SECAGG_SHARE: {
+      if (!site->secagg) return absl::FailedPreconditionError("key directory before advertising");
+      ASSIGN_OR_RETURN(KeyDirectory directory, KeyDirectory::Parse(task.payload()));
+      ASSIGN_OR_RETURN(ShareKeys shares, site->secagg->OnKeyDirectory(directory));
+      m.set_payload(shares.Serialize());
+      break;
+    }
+    case v1::Task::SECAGG_UNMASK: {
+      if (!site->secagg) return absl::FailedPreconditionError("unmask request before uploading");
+      ASSIGN_OR_RETURN(UnmaskRequest request, UnmaskRequest::Parse(task.payload()));
+      ASSIGN_OR_RETURN(UnmaskResponse response, site->secagg->OnUnmaskRequest(request));
+      site->secagg.reset();
+      m.set_payload(response.Serialize());
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("stage ", v1::Task::Kind_Name(task.kind()), " is not simulated"));
+  }
+  return Annotate(ctx->engine->SubmitSecAgg(site->name, m),
+                  absl::StrCat(site->name, " ", v1::Task::Kind_Name(task.kind())));
 }
 
 void SiteLoop(RoundContext* ctx, int index, VirtualSite* site) {
@@ -279,7 +362,15 @@ void SiteLoop(RoundContext* ctx, int index, VirtualSite* site) {
       case v1::Task::DONE:
         return;
       case v1::Task::TRAIN: {
-        Status st = TrainAndUpload(ctx, index, site, task->plan());
+        Status st = TrainAndUpload(ctx, index, site, *task);
+        if (!st.ok()) return fail(st);
+        break;
+      }
+      case v1::Task::SECAGG_ADVERTISE:
+      case v1::Task::SECAGG_SHARE:
+      case v1::Task::SECAGG_CONSISTENCY:
+      case v1::Task::SECAGG_UNMASK: {
+        Status st = SecAggStage(ctx, site, *task);
         if (!st.ok()) return fail(st);
         break;
       }
@@ -302,18 +393,6 @@ void SiteLoop(RoundContext* ctx, int index, VirtualSite* site) {
   }
 }
 
-// Plaintext aggregation in the simulator. Written to compile whether or not EngineOptions has
-// the secure-aggregation options yet (they are being added alongside).
-template <typename T, typename = void>
-struct HasSecureOptions : std::false_type {};
-template <typename T>
-struct HasSecureOptions<T, std::void_t<decltype(std::declval<T&>().secure.enabled)>>
-    : std::true_type {};
-template <typename T>
-void UsePlaintext(T* options) {
-  if constexpr (HasSecureOptions<T>::value) options->secure.enabled = false;
-}
-
 EngineOptions OneRoundEngine(const SimulationConfig& config, const std::string& dir,
                              const std::vector<VirtualSite>& sites) {
   EngineOptions o;
@@ -334,7 +413,7 @@ EngineOptions OneRoundEngine(const SimulationConfig& config, const std::string& 
   o.training.set_momentum(config.training.momentum);
   o.training.set_weight_decay(config.training.weight_decay);
   o.training.set_seed(config.seed);
-  UsePlaintext(&o);
+  o.secure = config.secure;
   if (config.client_privacy.enabled) {
     // The engine adds the noise and averages unweighted; the simulator keeps the account over
     // rounds (each round's engine is fresh), so the engine's own budget never binds.
@@ -559,7 +638,11 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
   ASSIGN_OR_RETURN(Model global, InitialModel(config.model, config.seed));
   ASSIGN_OR_RETURN(std::unique_ptr<Strategy> strategy,
                    Strategy::Create(config.strategy, global.layout));
-  RETURN_IF_ERROR(CheckStrategyCompatible(config.strategy, /*secure_aggregation=*/false));
+  RETURN_IF_ERROR(CheckStrategyCompatible(config.strategy, config.secure.enabled));
+  if (config.secure.enabled && config.client_privacy.enabled) {
+    return absl::InvalidArgumentError(
+        "simulated client-level privacy (the central Gaussian) needs plaintext aggregation");
+  }
   if (config.client_privacy.enabled && strategy->needs_individual_updates()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "strategy '", config.strategy.name,

@@ -14,7 +14,10 @@
 // coefficient, see strategy.h); the engine aggregates the sites' uploads as deployed, and the
 // simulator reads the aggregate back (published - initial) and applies the strategy's server
 // step. Aggregators that need individual updates get them from the virtual sites directly.
-// Secure aggregation is not simulated yet (the engine runs in plaintext mode).
+// With [aggregation] mode = "secure" the virtual sites run SecAgg+ as hansa-client does
+// (ClientSession: keys advertised and shared through the engine, the update encoded and masked
+// chunk by chunk, shares revealed for unmasking) and the engine holds only masked uploads and
+// their sum; stochastic rounding draws from `seed`, so a secure run repeats too.
 //
 // Threading: RunSimulation and RunExperiment are called from one thread; they start and join
 // their own site threads. A SimulationBackend is called from up to `pool` threads at once,
@@ -33,6 +36,7 @@
 #include "common/privacy/record_privacy.h"
 #include "common/status/status.h"
 #include "common/tensor/tensor.h"
+#include "coordinator/round_engine.h"
 #include "coordinator/strategy.h"
 
 namespace hansa {
@@ -40,8 +44,9 @@ namespace hansa {
 // Client-level differential privacy in simulation: the central Gaussian of a deployed plaintext
 // federation (the engine's own mechanism: each site's update clipped to clip_norm in L2, the
 // coordinator adds N(0, (z C)^2) to the sum and averages the sites unweighted), accounted with
-// q = 1 (every site every round). Secure aggregation is not simulated, so the distributed
-// discrete Gaussian is not either; at the same z its accounting is close to this one's.
+// q = 1 (every site every round). It needs plaintext aggregation: the distributed discrete
+// Gaussian of a secure deployment is not simulated; at the same z its accounting is close to
+// this one's.
 struct ClientPrivacyOptions {
   bool enabled = false;
   double clip_norm = 1.0;
@@ -64,6 +69,12 @@ struct SimulationConfig {
   // them from the CSPRNG.
   RecordPrivacyOptions record_privacy;
   ClientPrivacyOptions client_privacy;
+  // Secure aggregation as deployed (EngineOptions::secure); off unless the experiment asks.
+  SecureOptions secure = [] {
+    SecureOptions plaintext;
+    plaintext.enabled = false;
+    return plaintext;
+  }();
 
   // "fedavg / dir(0.5) / seed 0"
   std::string Label() const;
@@ -96,6 +107,9 @@ struct ExperimentConfig {
 //   [record_privacy] enabled, clip_norm, noise_multiplier, sampling_rate, steps_per_round,
 //                epsilon, delta (as in coordinator.toml)
 //   [client_privacy] enabled, clip_norm, noise_multiplier, delta (ClientPrivacyOptions)
+//   [aggregation] mode = "plaintext" (default) or "secure", and the secure-aggregation keys of
+//                coordinator.toml (degree, threshold, malicious_coordinator_checks, clip, bits,
+//                max_examples)
 // Partitions as ParsePartitionSpec, strategies as ParseStrategySpec.
 StatusOr<ExperimentConfig> LoadExperiment(const std::string& path);
 StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::string& name,

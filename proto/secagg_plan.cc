@@ -148,10 +148,13 @@ StatusOr<std::vector<std::string>> MaskDdgUpdate(const v1::RoundPlan& plan, Clie
 StatusOr<std::vector<std::string>> MaskUpdateForPlan(const v1::RoundPlan& plan,
                                                      ClientSession& session,
                                                      const std::vector<float>& values,
-                                                     int64_t examples) {
+                                                     int64_t examples,
+                                                     const SecretBytes* rounding_seed) {
   if (HasClientPrivacy(plan)) return MaskDdgUpdate(plan, session, values);
   ASSIGN_OR_RETURN(PlanEncoding e, PlanEncodingFor(plan, values.size(), examples));
-  ASSIGN_OR_RETURN(Encoder encoder, Encoder::Create(e.params));
+  ASSIGN_OR_RETURN(Encoder encoder, rounding_seed
+                                        ? Encoder::CreateWithSeed(e.params, *rounding_seed)
+                                        : Encoder::Create(e.params));
   return MaskUpdate(session, encoder, e.ring, values.data(), values.size(), e.weight,
                     e.values_per_chunk);
 }

@@ -63,10 +63,12 @@ StatusOr<PlanEncoding> PlanEncodingFor(const v1::RoundPlan& plan, size_t n, int6
 // to the plan's chunk size. With client-level privacy the update is instead clipped in L2,
 // rotated, rounded and noised (DdgEncode, noise from the operating system's CSPRNG) and
 // carries no weight: the coordinator averages the survivors' clipped updates.
-// InvalidArgument when the plan does not fit `values`.
+// InvalidArgument when the plan does not fit `values`. `rounding_seed` (32 bytes), when given,
+// seeds the stochastic rounding instead of the CSPRNG, for simulations that must repeat.
 StatusOr<std::vector<std::string>> MaskUpdateForPlan(const v1::RoundPlan& plan,
                                                      ClientSession& session,
                                                      const std::vector<float>& values,
-                                                     int64_t examples);
+                                                     int64_t examples,
+                                                     const SecretBytes* rounding_seed = nullptr);
 
 }  // namespace hansa

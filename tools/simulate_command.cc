@@ -40,7 +40,8 @@ void RunSimulate(const SimulateFlags& flags) {
   const std::string out = flags.out.empty() ? "runs/" + experiment->name : flags.out;
   const bool tty = isatty(STDERR_FILENO);
   std::cerr << "hansa simulate: " << experiment->Runs().size() << " run(s) of "
-            << experiment->base.rounds << " rounds into " << out << "\n";
+            << experiment->base.rounds << " rounds into " << out << ", "
+            << (experiment->base.secure.enabled ? "secure" : "plaintext") << " aggregation\n";
   auto progress = [&](const Progress& p) {
     std::fprintf(stderr, "%s[%d/%d] %s  round %lld/%lld  accuracy %.4f  elapsed %s  left ~%s%s",
                  tty ? "\r\033[K" : "", p.run, p.runs, p.label.c_str(),

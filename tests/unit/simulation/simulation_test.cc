@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "client/models.h"
 #include "common/privacy/central_gaussian.h"
 #include "common/tensor/safetensors.h"
@@ -207,6 +208,98 @@ epochs = 2
   EXPECT_THAT(std::string(typo.status().message()), HasSubstr("sitez"));
   auto part = ParseExperiment("[experiment]\npartitions = [\"dir\"]\n", "p.toml", "/tmp");
   EXPECT_THAT(std::string(part.status().message()), HasSubstr("is not one of"));
+}
+
+// Secure aggregation as deployed: the virtual sites mask, the engine unmasks the sum, and the
+// result is the plaintext one up to the quantization step. max_examples = 10 makes the weights
+// 0.4, 0.3, 0.3, so that step (2 / 2^30 on each weighted value) stays far below the tolerance.
+SimulationConfig SecureConfig(const std::string& strategy) {
+  SimulationConfig c = TinyConfig(strategy);
+  c.secure.enabled = true;
+  c.secure.max_examples = 10;
+  return c;
+}
+
+TEST_F(SimulationTest, SecureAggregationGivesThePlaintextResultAndRepeats) {
+  FakeBackend backend;
+  const std::string dir = TempDir("secure");
+  auto r = RunSimulation(SecureConfig("fedavg"), kTenLabels, &backend, dir);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const Model initial = *InitialModel("mlp", 0);
+  for (size_t i = 0; i < initial.values.size(); i += 997) {
+    ASSERT_NEAR(r->final_model.values[i], initial.values[i] + 0.068f, 2e-6) << i;
+  }
+  auto lines = Lines(dir + "/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1]["sites"], 3);
+  // The masked upload is the ring words (4 bytes a value, plus the weight) in chunk messages.
+  EXPECT_GT(lines[1]["bytes_up"].get<double>(), 3.0 * 4 * initial.values.size());
+  // Rounding draws from the seed: a second run is the same to the bit.
+  auto again = RunSimulation(SecureConfig("fedavg"), kTenLabels, &backend, TempDir("secure2"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->final_model.values, r->final_model.values);
+  // The encoding's clip range applies as deployed: every site's 0.03 or 0.04 becomes 0.02, so
+  // two rounds move each weight by 0.04 (plaintext has no such clip).
+  SimulationConfig clipped = SecureConfig("fedavg");
+  clipped.secure.clip = 0.02;
+  auto c = RunSimulation(clipped, kTenLabels, &backend, TempDir("secure-clip"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  for (size_t i = 0; i < initial.values.size(); i += 997) {
+    ASSERT_NEAR(c->final_model.values[i], initial.values[i] + 0.04f, 2e-6) << i;
+  }
+}
+
+TEST_F(SimulationTest, ScaffoldAndFedNovaWorkUnderSecureAggregation) {
+  FakeBackend backend;
+  const std::string dir = TempDir("secure-scaffold");
+  auto r = RunSimulation(SecureConfig("scaffold"), kTenLabels, &backend, dir);
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto state = ReadSafetensorsFile(dir + "/strategy.safetensors");
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_NEAR(state->values[0], -1.0f, 1e-4);  // as in plaintext (FedProxPassesMu... above)
+  EXPECT_NEAR(state->values[12345], -1.0f, 1e-4);
+  SimulationConfig nova = TinyConfig("fednova");
+  auto plain = RunSimulation(nova, kTenLabels, &backend, TempDir("plain-nova"));
+  nova.secure = SecureConfig("fednova").secure;
+  auto secure = RunSimulation(nova, kTenLabels, &backend, TempDir("secure-nova"));
+  ASSERT_TRUE(plain.ok() && secure.ok()) << plain.status() << secure.status();
+  for (size_t i = 0; i < plain->final_model.values.size(); i += 997) {
+    ASSERT_NEAR(secure->final_model.values[i], plain->final_model.values[i], 1e-5) << i;
+  }
+}
+
+TEST_F(SimulationTest, SecureAggregationRefusesWhatItCannotProtect) {
+  FakeBackend backend;
+  auto median = RunSimulation(SecureConfig("median"), kTenLabels, &backend, TempDir("s-median"));
+  EXPECT_EQ(median.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(median.status().message()), HasSubstr("only their sum"));
+  SimulationConfig dp = SecureConfig("fedavg");
+  dp.client_privacy.enabled = true;
+  auto both = RunSimulation(dp, kTenLabels, &backend, TempDir("s-dp"));
+  EXPECT_THAT(std::string(both.status().message()), HasSubstr("needs plaintext aggregation"));
+
+  const char* base = "[experiment]\nsites = 3\n[aggregation]\n";
+  auto parsed =
+      ParseExperiment(absl::StrCat(base, "mode = \"secure\"\nbits = 24\n"), "s.toml", "/tmp");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->base.secure.enabled);
+  EXPECT_EQ(parsed->base.secure.bits, 24);
+  auto again = ParseExperiment(parsed->ResolvedToml(), "resolved", "/tmp");
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << parsed->ResolvedToml();
+  EXPECT_EQ(again->ResolvedToml(), parsed->ResolvedToml());
+  for (auto [text, why] : {std::pair{"mode = \"secret\"\n", "must be \"plaintext\" or"},
+                           std::pair{"mode = \"secure\"\nmalicious_coordinator_checks = true\n",
+                                     "virtual sites have none"}}) {
+    auto bad = ParseExperiment(absl::StrCat(base, text), "bad.toml", "/tmp");
+    EXPECT_THAT(std::string(bad.status().message()), HasSubstr(why)) << text;
+  }
+  auto two = ParseExperiment("[experiment]\nsites = 2\n[aggregation]\nmode = \"secure\"\n",
+                             "two.toml", "/tmp");
+  EXPECT_THAT(std::string(two.status().message()), HasSubstr("secure aggregation of 2 sites"));
+  auto robust = ParseExperiment(
+      "[experiment]\nsites = 3\nstrategies = [\"krum\"]\n[aggregation]\nmode = \"secure\"\n",
+      "krum.toml", "/tmp");
+  EXPECT_THAT(std::string(robust.status().message()), HasSubstr("only their sum"));
 }
 
 TEST_F(SimulationTest, PlotsEscapeTextAndDrawOneLinePerSeries) {
