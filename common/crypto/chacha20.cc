@@ -200,9 +200,12 @@ Status ApplyStreams(const std::vector<MaskStream>& streams, uint64_t element_off
   }
   RETURN_IF_ERROR(CheckRange(element_offset * sizeof(Word), count * sizeof(Word)));
   constexpr size_t kBlockWords = kStreamBlockBytes / sizeof(Word);
-  // Whole blocks per thread, and no thread for less than a block.
+  // Whole blocks per thread, and no thread for less than four blocks (256 KiB), where
+  // starting it and its cipher contexts would cost about as much as its share of the work.
+  constexpr size_t kMinBlocksPerThread = 4;
   const size_t blocks = (count + kBlockWords - 1) / kBlockWords;
-  const size_t workers = std::max<size_t>(1, std::min<size_t>(std::max(threads, 1), blocks));
+  const size_t workers =
+      std::max<size_t>(1, std::min<size_t>(std::max(threads, 1), blocks / kMinBlocksPerThread));
   if (workers == 1) return ApplyStreamsToRange(streams, element_offset, data, count);
   const size_t per_worker = (blocks + workers - 1) / workers * kBlockWords;
   std::vector<Status> results(workers);

@@ -113,7 +113,7 @@ TEST(ChaCha20PrgTest, RejectsBadKeyAndRangesPastTheCounter) {
 }
 
 // ApplyMaskStreams against one ApplyMask per stream, stream after stream: sizes around the 64 KiB
-// block and thread splits, a start mid-block, both rings, both signs, 1..5 threads.
+// block and the thread splits, a start mid-block, both rings, both signs, 1..5 threads.
 template <typename Word>
 void CheckStreamsEqualOneByOne() {
   std::mt19937_64 rng(7);
@@ -130,7 +130,9 @@ void CheckStreamsEqualOneByOne() {
                                      {&keys[2], other_nonce, MaskOp::kAdd},
                                      {&keys[3], ChaCha20Nonce{}, MaskOp::kSubtract}};
   const size_t block = (64 << 10) / sizeof(Word);
-  for (size_t count : {size_t{0}, size_t{1}, size_t{17}, block - 1, block, 3 * block + 5}) {
+  // From 8 blocks on, two threads or more share the work (four blocks each at least).
+  for (size_t count : {size_t{0}, size_t{1}, size_t{17}, block - 1, block, 3 * block + 5,
+                       9 * block + 7, 17 * block}) {
     for (uint64_t offset : {uint64_t{0}, uint64_t{3}, uint64_t{1000003}}) {
       std::vector<Word> data(count);
       for (Word& w : data) w = static_cast<Word>(rng());
@@ -155,7 +157,7 @@ TEST(ApplyMaskStreamsTest, EqualsEachStreamInTurn64) { CheckStreamsEqualOneByOne
 
 TEST(ApplyMaskStreamsTest, BadKeyOrRangeChangesNothing) {
   SecretBytes good(32), short_key(16);
-  std::vector<uint32_t> data(100000, 5);
+  std::vector<uint32_t> data(600000, 5);  // 37 blocks: three threads with threads = 3
   const std::vector<uint32_t> before = data;
   std::vector<MaskStream> bad_key = {{&good, ChaCha20Nonce{}, MaskOp::kAdd},
                                      {&short_key, ChaCha20Nonce{}, MaskOp::kAdd}};
