@@ -117,6 +117,11 @@ StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::s
     return absl::InvalidArgumentError(absl::StrCat(name, ": aggregation.mode is '", mode,
                                                    "'; it must be \"plaintext\" or \"secure\""));
   }
+  if (b.secure.unmask_device != "auto" && b.secure.unmask_device != "cpu") {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": aggregation.unmask_device is '",
+                                                   b.secure.unmask_device,
+                                                   "'; it must be \"auto\" or \"cpu\""));
+  }
   if (b.secure.enabled) {
     if (cp.enabled) {
       return absl::InvalidArgumentError(absl::StrCat(

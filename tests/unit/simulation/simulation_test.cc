@@ -289,7 +289,8 @@ TEST_F(SimulationTest, SecureAggregationRefusesWhatItCannotProtect) {
   EXPECT_EQ(again->ResolvedToml(), parsed->ResolvedToml());
   for (auto [text, why] : {std::pair{"mode = \"secret\"\n", "must be \"plaintext\" or"},
                            std::pair{"mode = \"secure\"\nmalicious_coordinator_checks = true\n",
-                                     "virtual sites have none"}}) {
+                                     "virtual sites have none"},
+                           std::pair{"unmask_device = \"gpu\"\n", "must be \"auto\" or"}}) {
     auto bad = ParseExperiment(absl::StrCat(base, text), "bad.toml", "/tmp");
     EXPECT_THAT(std::string(bad.status().message()), HasSubstr(why)) << text;
   }
