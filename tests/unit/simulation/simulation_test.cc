@@ -303,6 +303,21 @@ TEST_F(SimulationTest, SecureAggregationRefusesWhatItCannotProtect) {
   EXPECT_THAT(std::string(robust.status().message()), HasSubstr("only their sum"));
 }
 
+// Every experiment file shipped in examples/ reads without an error.
+TEST_F(SimulationTest, ShippedExperimentFilesAreValid) {
+  int files = 0;
+  for (const char* dir : {"/examples/niid-bench", "/examples/dp"}) {
+    for (const auto& entry :
+         std::filesystem::directory_iterator(HANSA_SOURCE_DIR + std::string(dir))) {
+      if (entry.path().extension() != ".toml") continue;
+      auto e = LoadExperiment(entry.path().string());
+      EXPECT_TRUE(e.ok()) << e.status();
+      ++files;
+    }
+  }
+  EXPECT_EQ(files, 14);
+}
+
 TEST_F(SimulationTest, PlotsEscapeTextAndDrawOneLinePerSeries) {
   std::string svg = LinePlotSvg({"a <b>", "round", "acc", {{"x", {0.1, 0.5}}, {"y&z", {0.2}}}});
   EXPECT_THAT(svg, HasSubstr("a &lt;b&gt;"));
