@@ -633,19 +633,11 @@ Status Submit(Site& site, const v1::RoundPlan& plan, v1::Task::Kind stage, std::
 // The masked upload as client/session.cc sends it: header (digest of all chunks, no example
 // count), then one MaskedInputChunk per wire chunk.
 Status UploadMasked(Site& site, const v1::RoundPlan& plan, std::vector<std::string> chunks) {
-  Sha256Hasher hasher;
-  uint64_t total = 0;
-  for (const std::string& c : chunks) {
-    hasher.Update(c);
-    total += c.size();
-  }
   auto ctx = ContextWithDeadline(600);
   v1::UploadReply reply;
   auto writer = site.stub->UploadUpdate(ctx.get(), &reply);
   v1::Chunk chunk;
-  chunk.mutable_header()->set_round(plan.round());
-  chunk.mutable_header()->set_total_bytes(total);
-  chunk.mutable_header()->set_sha256(ToHex(hasher.Finish()));
+  *chunk.mutable_header() = MaskedUploadHeader(plan.round(), chunks);
   bool ok = writer->Write(chunk);
   uint64_t offset = 0;
   for (size_t i = 0; ok && i < chunks.size(); ++i) {

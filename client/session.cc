@@ -686,13 +686,6 @@ Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& global,
   const auto started = std::chrono::steady_clock::now();
   std::string path;
   ASSIGN_OR_RETURN(std::vector<std::string> chunks, MaskedChunks(plan, global, examples, &path));
-  Sha256Hasher hasher;
-  uint64_t total = 0;
-  for (const std::string& c : chunks) {
-    hasher.Update(c);
-    total += c.size();
-  }
-
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(std::chrono::system_clock::time_point(
       std::chrono::milliseconds(plan.upload_deadline_unix_ms())));
@@ -700,10 +693,7 @@ Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& global,
   auto writer = stub_->UploadUpdate(ctx.get(), &reply);
   v1::Chunk chunk;
   auto* header = chunk.mutable_header();
-  header->set_round(plan.round());
-  header->set_total_bytes(total);
-  header->set_sha256(ToHex(hasher.Finish()));
-  // No num_examples: the count travels inside the masked vector, as the weight element.
+  *header = MaskedUploadHeader(plan.round(), chunks);
   ASSIGN_OR_RETURN(std::string sha, RecordSend(audit_events::kMessageUpload, plan.round(),
                                                header->total_bytes(), header->sha256()));
   bool ok = writer->Write(chunk);

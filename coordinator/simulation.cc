@@ -174,8 +174,7 @@ struct RoundContext {
 };
 
 // A secure run's upload: the update encoded (rounding seeded from the run's seed) and masked
-// by the site's session, as MaskedInputChunks; the header carries their digest and, as
-// hansa-client's, no example count (the weight is inside the masked vector).
+// by the site's session, as MaskedInputChunks under their header (MaskedUploadHeader).
 StatusOr<std::vector<std::string>> MaskedUpload(const RoundContext& ctx, int index,
                                                 VirtualSite* site, const v1::RoundPlan& plan,
                                                 const std::vector<float>& update,
@@ -187,14 +186,7 @@ StatusOr<std::vector<std::string>> MaskedUpload(const RoundContext& ctx, int ind
   ASSIGN_OR_RETURN(std::vector<std::string> chunks,
                    MaskUpdateForPlan(plan, *site->secagg, update,
                                      static_cast<int64_t>(site->indices.size()), &rounding_seed));
-  Sha256Hasher hasher;
-  uint64_t total = 0;
-  for (const std::string& c : chunks) {
-    hasher.Update(c);
-    total += c.size();
-  }
-  header->set_total_bytes(total);
-  header->set_sha256(ToHex(hasher.Finish()));
+  header->MergeFrom(MaskedUploadHeader(plan.round(), chunks));
   return chunks;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/crypto/sha256.h"
 #include "common/privacy/central_gaussian.h"
 #include "common/privacy/ddg_accountant.h"
 #include "common/privacy/uniform_source.h"
@@ -172,6 +173,20 @@ StatusOr<PlanEncoding> PlanEncodingFor(const v1::RoundPlan& plan, size_t n, int6
                                static_cast<double>(std::max<uint64_t>(1, sp.max_examples())));
   e.values_per_chunk = ValuesPerChunk(plan, e.ring == RingWidth::k64 ? 8 : 4);
   return e;
+}
+
+v1::TransferHeader MaskedUploadHeader(uint64_t round, const std::vector<std::string>& chunks) {
+  Sha256Hasher hasher;
+  uint64_t total = 0;
+  for (const std::string& c : chunks) {
+    hasher.Update(c);
+    total += c.size();
+  }
+  v1::TransferHeader header;
+  header.set_round(round);
+  header.set_total_bytes(total);
+  header.set_sha256(ToHex(hasher.Finish()));
+  return header;
 }
 
 }  // namespace hansa

@@ -71,4 +71,10 @@ StatusOr<std::vector<std::string>> MaskUpdateForPlan(const v1::RoundPlan& plan,
                                                      int64_t examples,
                                                      const SecretBytes* rounding_seed = nullptr);
 
+// The upload header of a masked input: the round, the chunks' total size and the SHA-256 over
+// all of them in order, and no example count (it travels inside the masked vector, as the
+// weight element). What hansa-client sends before the first chunk, and what the simulator and
+// the benchmarks send as sites.
+v1::TransferHeader MaskedUploadHeader(uint64_t round, const std::vector<std::string>& chunks);
+
 }  // namespace hansa
