@@ -50,6 +50,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto/sha256.h"
 #include "common/logging/logging.h"
+#include "common/net/rpc.h"
 #include "common/net/tls.h"
 #include "common/pki/startup_kit.h"
 #include "common/secagg/client.h"
@@ -188,19 +189,6 @@ struct Site {
   std::unique_ptr<v1::Coordinator::Stub> stub;
   uint64_t uploaded_round = 0;
 };
-
-std::unique_ptr<grpc::ClientContext> ContextWithDeadline(double seconds) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() +
-                    std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
-  return ctx;
-}
-
-Status FromGrpc(const grpc::Status& s, const std::string& what) {
-  if (s.ok()) return absl::OkStatus();
-  return Status(static_cast<absl::StatusCode>(s.error_code()),
-                absl::StrCat(what, ": ", s.error_message()));
-}
 
 // A provisioned federation with a running coordinator on 127.0.0.1 and `sites` joined sites.
 class Federation {
@@ -342,11 +330,7 @@ class Federation {
     site->name = site_names_[i];
     ASSIGN_OR_RETURN(TlsFiles tls, KitTls("sites/" + site->name));
     ASSIGN_OR_RETURN(auto creds, MakeClientCredentials(tls));
-    grpc::ChannelArguments args;
-    const int max_message = static_cast<int>(engine_->max_chunk_bytes()) + (64 << 10);
-    args.SetMaxReceiveMessageSize(max_message);
-    args.SetMaxSendMessageSize(max_message);
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // one TCP connection per site
+    grpc::ChannelArguments args = SiteChannelArguments(engine_->max_chunk_bytes());
     site->channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port_), creds, args);
     site->stub = v1::Coordinator::NewStub(site->channel);
     auto ctx = ContextWithDeadline(30);

@@ -11,6 +11,7 @@
 #include "common/crypto/random.h"
 #include "common/crypto/sha256.h"
 #include "common/logging/logging.h"
+#include "common/net/rpc.h"
 #include "common/pki/certificate.h"
 #include "common/privacy/central_gaussian.h"
 #include "common/privacy/ddg_accountant.h"
@@ -24,12 +25,6 @@
 
 namespace hansa {
 namespace {
-
-Status FromGrpc(const grpc::Status& s, const std::string& what) {
-  if (s.ok()) return absl::OkStatus();
-  return Status(static_cast<absl::StatusCode>(s.error_code()),
-                absl::StrCat(what, ": ", s.error_message()));
-}
 
 // Errors after which the site reconnects instead of giving up: the coordinator restarted,
 // the network blinked, or a round moved on under us.
@@ -99,22 +94,9 @@ Status SiteSession::RecordOutcome(const char* type, uint64_t round, const std::s
   return sent;
 }
 
-std::unique_ptr<grpc::ClientContext> SiteSession::NewContext(double seconds) const {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() +
-                    std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
-  return ctx;
-}
-
 Status SiteSession::Connect() {
   ASSIGN_OR_RETURN(auto creds, MakeClientCredentials(tls_));
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(static_cast<int>(max_chunk_bytes_) + (64 << 10));
-  args.SetMaxSendMessageSize(static_cast<int>(max_chunk_bytes_) + (64 << 10));
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  grpc::ChannelArguments args = SiteChannelArguments(max_chunk_bytes_);
   // The certificate names the coordinator "localhost" and 127.0.0.1; a deployment passes the
   // host it provisioned with.
   channel_ = grpc::CreateCustomChannel(config_.coordinator, creds, args);
@@ -128,7 +110,7 @@ Status SiteSession::JoinWithRetry() {
   double backoff = 0.5;
   for (;;) {
     if (stop_) return absl::CancelledError("site stopping");
-    auto ctx = NewContext(config_.rpc_timeout_seconds);
+    auto ctx = ContextWithDeadline(config_.rpc_timeout_seconds);
     ctx->set_wait_for_ready(true);
     v1::JoinRequest req;
     req.set_client_version("hansa-client 0.1");
@@ -182,7 +164,7 @@ Status SiteSession::Run() {
   RETURN_IF_ERROR(JoinWithRetry());
   for (;;) {
     if (stop_) return absl::CancelledError("site stopping");
-    auto ctx = NewContext(config_.rpc_timeout_seconds + 25);
+    auto ctx = ContextWithDeadline(config_.rpc_timeout_seconds + 25);
     v1::TaskRequest req;
     req.set_wait_ms(20000);
     v1::Task task;
@@ -275,7 +257,7 @@ Status SiteSession::Consent(const v1::RoundPlan& plan) {
   response.set_reason(std::string(policy.message()));
   ASSIGN_OR_RETURN(std::string sha, RecordSend(audit_events::kMessagePlanResponse, plan.round(),
                                                response.SerializeAsString()));
-  auto ctx = NewContext(config_.rpc_timeout_seconds);
+  auto ctx = ContextWithDeadline(config_.rpc_timeout_seconds);
   v1::PlanAck ack;
   Status sent = FromGrpc(stub_->RespondToPlan(ctx.get(), response, &ack),
                          absl::StrCat("answering the plan of round ", plan.round()));
@@ -394,7 +376,7 @@ Status SiteSession::EnsureTrainer(const std::string& model) {
 
 StatusOr<Model> SiteSession::FetchModel(const v1::RoundPlan& plan) {
   if (cached_model_ && cached_sha256_ == plan.global_model_sha256()) return *cached_model_;
-  auto ctx = NewContext(std::max(60.0, config_.rpc_timeout_seconds * 10));
+  auto ctx = ContextWithDeadline(std::max(60.0, config_.rpc_timeout_seconds * 10));
   v1::DownloadRequest req;
   req.set_round(plan.round());
   req.set_model_sha256(plan.global_model_sha256());
@@ -535,7 +517,7 @@ Status SiteSession::Evaluate(const v1::RoundPlan& plan) {
   report.set_loss(result.loss);
   report.set_accuracy(result.accuracy);
   report.set_seconds(result.seconds);
-  auto ctx = NewContext(config_.rpc_timeout_seconds);
+  auto ctx = ContextWithDeadline(config_.rpc_timeout_seconds);
   v1::MetricsReply reply;
   ASSIGN_OR_RETURN(std::string sha, RecordSend(audit_events::kMessageMetrics, plan.round(),
                                                report.SerializeAsString()));
@@ -585,7 +567,7 @@ Status SiteSession::Submit(const v1::RoundPlan& plan, v1::Task::Kind stage,
   m.set_stage(stage);
   m.set_payload(payload);
   v1::SecAggAck ack;
-  auto ctx = NewContext(config_.rpc_timeout_seconds);
+  auto ctx = ContextWithDeadline(config_.rpc_timeout_seconds);
   ASSIGN_OR_RETURN(std::string sha,
                    RecordSend(audit_events::kMessageSecAgg, plan.round(), m.SerializeAsString()));
   return RecordOutcome(audit_events::kMessageSecAgg, plan.round(), sha,

@@ -82,7 +82,6 @@ class SiteSession {
   Status Upload(const v1::RoundPlan& plan, const std::string& payload, int64_t examples,
                 double loss, double seconds);
   Status EnsureTrainer(const std::string& model);
-  std::unique_ptr<grpc::ClientContext> NewContext(double seconds) const;
 
   SiteConfig config_;
   TlsFiles tls_;

@@ -6,14 +6,10 @@
 
 #include <algorithm>
 
+#include "common/net/rpc.h"
 #include "common/pki/certificate.h"
 
 namespace hansa {
-
-grpc::Status ToGrpcStatus(const Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
 
 StatusOr<SiteIdentity> CoordinatorService::Identify(grpc::ServerContext* ctx) {
   std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
@@ -151,8 +147,8 @@ StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& listen, c
   builder.AddListeningPort(listen, creds, bound_port);
   builder.RegisterService(service);
   // A chunk plus framing; anything larger is refused by gRPC before it reaches us.
-  builder.SetMaxReceiveMessageSize(static_cast<int>(max_chunk_bytes) + (64 << 10));
-  builder.SetMaxSendMessageSize(static_cast<int>(max_chunk_bytes) + (64 << 10));
+  builder.SetMaxReceiveMessageSize(static_cast<int>(max_chunk_bytes) + kMessageFraming);
+  builder.SetMaxSendMessageSize(static_cast<int>(max_chunk_bytes) + kMessageFraming);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);

@@ -18,8 +18,6 @@ class ServerContext;
 
 namespace hansa {
 
-grpc::Status ToGrpcStatus(const Status& status);
-
 class CoordinatorService final : public v1::Coordinator::Service {
  public:
   // `engine` must outlive the service.

@@ -1,0 +1,39 @@
+#include "common/net/rpc.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+
+namespace hansa {
+
+Status FromGrpc(const grpc::Status& status, const std::string& what) {
+  if (status.ok()) return absl::OkStatus();
+  return Status(static_cast<absl::StatusCode>(status.error_code()),
+                absl::StrCat(what, ": ", status.error_message()));
+}
+
+grpc::Status ToGrpcStatus(const Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+std::unique_ptr<grpc::ClientContext> ContextWithDeadline(double seconds) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
+  return ctx;
+}
+
+grpc::ChannelArguments SiteChannelArguments(uint32_t max_chunk_bytes) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(static_cast<int>(max_chunk_bytes) + kMessageFraming);
+  args.SetMaxSendMessageSize(static_cast<int>(max_chunk_bytes) + kMessageFraming);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return args;
+}
+
+}  // namespace hansa

@@ -1,0 +1,34 @@
+// The gRPC edges shared by hansa-client, the coordinator's service, the simulator's loopback
+// sites and the benchmarks: Status conversion both ways, call deadlines and the arguments of a
+// site's channel.
+#pragma once
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/support/channel_arguments.h>
+#include <grpcpp/support/status.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status/status.h"
+
+namespace hansa {
+
+// The gRPC status as a Status of the same code, its message prefixed with `what` ("joining").
+Status FromGrpc(const grpc::Status& status, const std::string& what);
+// The Status as a gRPC status of the same code and message.
+grpc::Status ToGrpcStatus(const Status& status);
+
+// A client context whose call fails with DEADLINE_EXCEEDED `seconds` from now.
+std::unique_ptr<grpc::ClientContext> ContextWithDeadline(double seconds);
+
+// A site's channel to the coordinator: messages up to `max_chunk_bytes` plus framing (what
+// the coordinator's server accepts, see StartServer), keepalive pings, reconnect backoff from
+// 0.5 s to 5 s, and a TCP connection of its own.
+grpc::ChannelArguments SiteChannelArguments(uint32_t max_chunk_bytes);
+
+// The framing allowed on top of a chunk in one gRPC message.
+inline constexpr int kMessageFraming = 64 << 10;
+
+}  // namespace hansa
