@@ -81,7 +81,6 @@ Status ValidateFederationName(const std::string& name) {
 }
 
 Status ValidateRequest(const ProvisionRequest& request) {
-  if (request.out_dir.empty()) return absl::InvalidArgumentError("no output folder given");
   RETURN_IF_ERROR(ValidateFederationName(request.federation));
   if (request.sites.empty()) {
     return absl::InvalidArgumentError("a federation needs at least one site; add --site NAME:CC");
@@ -173,28 +172,20 @@ std::string RenderSiteConfig(const ProvisionRequest& request, size_t index,
       "shard_index = ", index, "\n", "shard_count = ", request.sites.size(), "\n");
 }
 
-// One participant's kit, built in memory before anything is written.
-struct Kit {
-  std::string dir;
-  std::string config_name;
-  std::string config;
-  Certificate certificate;
-  PrivateKey key;
-};
-
-Status WriteKit(const Kit& kit, const Certificate& ca) {
-  RETURN_IF_ERROR(MakeDirs(kit.dir));
-  RETURN_IF_ERROR(WriteFileAtomically(kit.dir + "/cert.pem", kit.certificate.ToPem(), 0644));
-  RETURN_IF_ERROR(WritePrivateKeyFile(kit.dir + "/key.pem", kit.key));
-  RETURN_IF_ERROR(WriteFileAtomically(kit.dir + "/ca.pem", ca.ToPem(), 0644));
-  return WriteFileAtomically(kit.dir + "/" + kit.config_name, kit.config, 0644);
+Status WriteKit(const std::string& out, const StartupKit& kit, const Certificate& ca) {
+  const std::string dir = out + "/" + kit.dir;
+  RETURN_IF_ERROR(MakeDirs(dir));
+  RETURN_IF_ERROR(WriteFileAtomically(dir + "/cert.pem", kit.certificate.ToPem(), 0644));
+  RETURN_IF_ERROR(WritePrivateKeyFile(dir + "/key.pem", kit.key));
+  RETURN_IF_ERROR(WriteFileAtomically(dir + "/ca.pem", ca.ToPem(), 0644));
+  return WriteFileAtomically(dir + "/" + kit.config_name, kit.config, 0644);
 }
 
-StatusOr<Kit> MakeKit(const CertificateAuthority& ca, const CertificateRequest& cr, KeyType type,
-                      std::string dir, std::string config_name) {
+StatusOr<StartupKit> MakeKit(const CertificateAuthority& ca, const CertificateRequest& cr,
+                             KeyType type, std::string dir, std::string config_name) {
   ASSIGN_OR_RETURN(PrivateKey key, PrivateKey::Generate(type));
   ASSIGN_OR_RETURN(Certificate cert, ca.Issue(cr, key.GetPublicKey()));
-  return Kit{std::move(dir), std::move(config_name), "", std::move(cert), std::move(key)};
+  return StartupKit{std::move(dir), std::move(config_name), "", std::move(cert), std::move(key)};
 }
 
 // Characters as a terminal shows them: UTF-8 continuation bytes take no column.
@@ -237,7 +228,7 @@ StatusOr<ParticipantSpec> ParseParticipantSpec(std::string_view spec) {
   return out;
 }
 
-StatusOr<ProvisionSummary> WriteStartupKits(const ProvisionRequest& original) {
+StatusOr<StartupKits> IssueStartupKits(const ProvisionRequest& original) {
   ProvisionRequest request = original;
   auto default_organization = [](ParticipantSpec& p) {
     if (p.organization.empty()) p.organization = p.name;
@@ -248,18 +239,6 @@ StatusOr<ProvisionSummary> WriteStartupKits(const ProvisionRequest& original) {
   ASSIGN_OR_RETURN(HostPort listen, ParseListen(request.listen));
   ASSIGN_OR_RETURN(std::string coordinator_address, CoordinatorAddress(request, listen));
 
-  const std::string out = request.out_dir;
-  const std::string ca_dir = out + "/ca";
-  std::error_code ec;
-  if (!request.force && (std::filesystem::exists(ca_dir + "/ca.pem", ec) ||
-                         std::filesystem::exists(ca_dir + "/ca-key.pem", ec))) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(ca_dir,
-                     " already holds a federation CA; a new one would invalidate every certificate "
-                     "it issued. Choose another --out, or pass --force to replace it"));
-  }
-
-  // Everything is generated in memory first, so a bad request writes nothing.
   const absl::Time now = absl::Now();
   CaOptions ca_options;
   ca_options.federation = request.federation;
@@ -270,10 +249,10 @@ StatusOr<ProvisionSummary> WriteStartupKits(const ProvisionRequest& original) {
   ca_options.not_after = now + absl::Hours(24 * request.ca_validity_days);
   ASSIGN_OR_RETURN(CertificateAuthority ca, CertificateAuthority::Create(ca_options));
 
-  std::vector<Kit> kits;
-  ASSIGN_OR_RETURN(Kit coordinator,
+  std::vector<StartupKit> kits;
+  ASSIGN_OR_RETURN(StartupKit coordinator,
                    MakeKit(ca, CoordinatorCertificateRequest(request, listen, now),
-                           request.key_type, out + "/coordinator", "coordinator.toml"));
+                           request.key_type, "coordinator", "coordinator.toml"));
   coordinator.config = RenderCoordinatorConfig(request);
   const std::string coordinator_fingerprint = coordinator.certificate.Sha256Fingerprint();
   kits.push_back(std::move(coordinator));
@@ -285,16 +264,35 @@ StatusOr<ProvisionSummary> WriteStartupKits(const ProvisionRequest& original) {
     cr.not_after = now + absl::Hours(24 * request.validity_days);
     cr.client_auth = true;
     cr.dns_names = {site.name};
-    ASSIGN_OR_RETURN(Kit kit,
-                     MakeKit(ca, cr, request.key_type, out + "/sites/" + site.name, "site.toml"));
+    ASSIGN_OR_RETURN(StartupKit kit,
+                     MakeKit(ca, cr, request.key_type, "sites/" + site.name, "site.toml"));
     kit.config = RenderSiteConfig(request, i, coordinator_address, coordinator_fingerprint);
     kits.push_back(std::move(kit));
   }
+  return StartupKits{std::move(ca), std::move(coordinator_address), std::move(kits)};
+}
+
+StatusOr<ProvisionSummary> WriteStartupKits(const ProvisionRequest& request) {
+  const std::string out = request.out_dir;
+  if (out.empty()) return absl::InvalidArgumentError("no output folder given");
+  const std::string ca_dir = out + "/ca";
+  std::error_code ec;
+  if (!request.force && (std::filesystem::exists(ca_dir + "/ca.pem", ec) ||
+                         std::filesystem::exists(ca_dir + "/ca-key.pem", ec))) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(ca_dir,
+                     " already holds a federation CA; a new one would invalidate every certificate "
+                     "it issued. Choose another --out, or pass --force to replace it"));
+  }
+  // Everything is generated in memory first, so a bad request writes nothing.
+  ASSIGN_OR_RETURN(StartupKits issued, IssueStartupKits(request));
+  const CertificateAuthority& ca = issued.ca;
+  const std::vector<StartupKit>& kits = issued.kits;
 
   // Kits first, the CA last: if writing stops half-way, no CA exists yet and a rerun needs
   // no --force.
   RETURN_IF_ERROR(MakeDirs(out));
-  for (const Kit& kit : kits) RETURN_IF_ERROR(WriteKit(kit, ca.certificate()));
+  for (const StartupKit& kit : kits) RETURN_IF_ERROR(WriteKit(out, kit, ca.certificate()));
   RETURN_IF_ERROR(MakeDirs(ca_dir));
   RETURN_IF_ERROR(WritePrivateKeyFile(ca_dir + "/ca-key.pem", ca.private_key()));
   RETURN_IF_ERROR(WriteFileAtomically(ca_dir + "/ca.pem", ca.certificate().ToPem(), 0644));
@@ -303,15 +301,16 @@ StatusOr<ProvisionSummary> WriteStartupKits(const ProvisionRequest& original) {
   summary.federation = request.federation;
   summary.out_dir = out;
   summary.ca_key_path = ca_dir + "/ca-key.pem";
-  summary.coordinator_address = coordinator_address;
+  summary.coordinator_address = issued.coordinator_address;
   summary.key_type = request.key_type;
   summary.certificates_expire = kits.front().certificate.NotAfter();
   summary.participants.push_back(
       {"CA", ca.certificate().Subject(), ca.certificate().Sha256Fingerprint(), "", ""});
   for (size_t i = 0; i < kits.size(); ++i) {
+    const std::string dir = out + "/" + kits[i].dir;
     summary.participants.push_back({i == 0 ? "coordinator" : "site", kits[i].certificate.Subject(),
-                                    kits[i].certificate.Sha256Fingerprint(), kits[i].dir,
-                                    kits[i].dir + "/" + kits[i].config_name});
+                                    kits[i].certificate.Sha256Fingerprint(), dir,
+                                    dir + "/" + kits[i].config_name});
   }
   return summary;
 }

@@ -68,6 +68,27 @@ struct ProvisionSummary {
   std::string ToText() const;
 };
 
+// One participant's kit, in memory: what WriteStartupKits writes to out_dir/<dir>/ as
+// cert.pem, key.pem, ca.pem and the config file.
+struct StartupKit {
+  std::string dir;          // "coordinator" or "sites/<name>", relative to out_dir
+  std::string config_name;  // "coordinator.toml" or "site.toml"
+  std::string config;
+  Certificate certificate;
+  PrivateKey key;
+};
+
+struct StartupKits {
+  CertificateAuthority ca;
+  std::string coordinator_address;  // what the site configs say
+  std::vector<StartupKit> kits;     // the coordinator's, then one per site in request order
+};
+
+// Validates the request, creates the CA and issues every certificate, in memory only (out_dir
+// and force are not looked at): the provisioning of WriteStartupKits, and a federation made
+// on the fly (the simulator's loopback transport).
+StatusOr<StartupKits> IssueStartupKits(const ProvisionRequest& request);
+
 // Creates the CA, issues every certificate and writes all kits. Nothing is written unless the
 // whole request is valid. FailedPrecondition when out_dir already holds a CA and !force.
 StatusOr<ProvisionSummary> WriteStartupKits(const ProvisionRequest& request);
