@@ -91,6 +91,7 @@ StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::s
   b.sites = static_cast<int>(r.Int("experiment.sites", b.sites, 1, 100000));
   b.rounds = r.Int("experiment.rounds", b.rounds, 1, 1000000);
   b.pool = static_cast<int>(r.Int("experiment.pool", b.pool, 1, 1024));
+  const std::string transport = r.String("experiment.transport", TransportName(b.transport));
   const int64_t seed = r.Int("experiment.seed", 0, 0, int64_t{1} << 62);
   const int64_t repeats = r.Int("experiment.repeats", 1, 1, 1000);
   const std::vector<std::string> partitions =
@@ -113,6 +114,12 @@ StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::s
   b.secure = ReadSecureOptions(r);
   b.secure.enabled = mode == "secure";
   RETURN_IF_ERROR(r.Finish());
+  if (transport == TransportName(Transport::kGrpc)) {
+    b.transport = Transport::kGrpc;
+  } else if (transport != TransportName(Transport::kInProcess)) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": experiment.transport is '", transport,
+                                                   "'; it must be \"in-process\" or \"grpc\""));
+  }
   if (mode != "secure" && mode != "plaintext") {
     return absl::InvalidArgumentError(absl::StrCat(name, ": aggregation.mode is '", mode,
                                                    "'; it must be \"plaintext\" or \"secure\""));
@@ -185,10 +192,12 @@ std::string ExperimentConfig::ResolvedToml() const {
       "repeats = ", seeds.size(), "\n", "partitions = [", absl::StrJoin(p, ", "), "]\n",
       "strategies = [", absl::StrJoin(s, ", "), "]\n", "train_limit = ", train_limit, "\n",
       "test_limit = ", test_limit, "\n", "pool = ", base.pool, "\n", "threads = ", threads, "\n",
-      "device = ", TomlString(device), "\n\n[training]\n", "epochs = ", t.epochs, "\n",
-      "batch_size = ", t.batch_size, "\n", "learning_rate = ", TomlNumber(t.learning_rate), "\n",
-      "momentum = ", TomlNumber(t.momentum), "\n", "weight_decay = ", TomlNumber(t.weight_decay),
-      "\n", RecordPrivacyToml(base.record_privacy), ClientPrivacyToml(base.client_privacy),
+      "device = ", TomlString(device), "\n",
+      "transport = ", TomlString(TransportName(base.transport)), "\n\n[training]\n",
+      "epochs = ", t.epochs, "\n", "batch_size = ", t.batch_size, "\n",
+      "learning_rate = ", TomlNumber(t.learning_rate), "\n", "momentum = ", TomlNumber(t.momentum),
+      "\n", "weight_decay = ", TomlNumber(t.weight_decay), "\n",
+      RecordPrivacyToml(base.record_privacy), ClientPrivacyToml(base.client_privacy),
       AggregationToml(base.secure));
 }
 

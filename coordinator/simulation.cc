@@ -24,6 +24,7 @@
 #include "common/secagg/client.h"
 #include "common/tensor/safetensors.h"
 #include "coordinator/round_engine.h"
+#include "coordinator/site_link.h"
 #include "coordinator/svg_plot.h"
 #include "nlohmann/json.hpp"
 #include "proto/secagg_plan.h"
@@ -163,6 +164,7 @@ struct VirtualSite {
 
 struct RoundContext {
   RoundEngine* engine = nullptr;
+  std::vector<std::unique_ptr<SiteLink>> links;  // one per site, in site order
   SimulationBackend* backend = nullptr;
   const Strategy* strategy = nullptr;
   const SimulationConfig* config = nullptr;
@@ -199,8 +201,8 @@ Status TrainAndUpload(RoundContext* ctx, int index, VirtualSite* site, const v1:
     RETURN_IF_ERROR(Annotate(site->secagg->OnShareDelivery(delivery), site->name));
   }
   const Strategy& strategy = *ctx->strategy;
-  ASSIGN_OR_RETURN(auto payload,
-                   ctx->engine->Download(site->name, plan.round(), plan.global_model_sha256()));
+  SiteLink* link = ctx->links[index].get();
+  ASSIGN_OR_RETURN(auto payload, link->Download(plan));
   ASSIGN_OR_RETURN(Model extended, DecodeSafetensors(*payload));
   const ModelLayout& layout = strategy.model_layout();
   const size_t n = static_cast<size_t>(layout.TotalElements());
@@ -275,14 +277,8 @@ Status TrainAndUpload(RoundContext* ctx, int index, VirtualSite* site, const v1:
   if (!ctx->turn.Wait(index)) return absl::CancelledError("round abandoned");
   Status st = [&]() -> Status {
     // A secure site accepted the plan when it advertised its keys.
-    if (!config.secure.enabled) RETURN_IF_ERROR(ctx->engine->Accept(site->name, plan));
-    ASSIGN_OR_RETURN(auto sink, ctx->engine->BeginUpload(site->name, header));
-    uint64_t off = 0;
-    for (const std::string& piece : pieces) {
-      RETURN_IF_ERROR(sink->Write(off, piece));
-      off += piece.size();
-    }
-    return sink->Finish().status();
+    if (!config.secure.enabled) RETURN_IF_ERROR(link->Accept(plan));
+    return link->Upload(header, pieces);
   }();
   ctx->turn.Done();
   site->bytes_up = header.total_bytes();
@@ -290,14 +286,15 @@ Status TrainAndUpload(RoundContext* ctx, int index, VirtualSite* site, const v1:
 }
 
 // The SecAgg+ stages of a virtual site, as hansa-client answers them.
-Status SecAggStage(RoundContext* ctx, VirtualSite* site, const v1::Task& task) {
+Status SecAggStage(RoundContext* ctx, int index, VirtualSite* site, const v1::Task& task) {
   const v1::RoundPlan& plan = task.plan();
+  SiteLink* link = ctx->links[index].get();
   v1::SecAggSubmission m;
   m.set_round(plan.round());
   m.set_stage(task.kind());
   switch (task.kind()) {
     case v1::Task::SECAGG_ADVERTISE: {
-      RETURN_IF_ERROR(ctx->engine->Accept(site->name, plan));
+      RETURN_IF_ERROR(link->Accept(plan));
       uint32_t self = 0;
       ASSIGN_OR_RETURN(SecAggParams params, SecAggParamsOfPlan(plan, site->name, &self));
       ASSIGN_OR_RETURN(site->secagg, ClientSession::Create(params, self, nullptr));
@@ -324,7 +321,7 @@ Status SecAggStage(RoundContext* ctx, VirtualSite* site, const v1::Task& task) {
       return absl::InvalidArgumentError(
           absl::StrCat("stage ", v1::Task::Kind_Name(task.kind()), " is not simulated"));
   }
-  return Annotate(ctx->engine->SubmitSecAgg(site->name, m),
+  return Annotate(link->SubmitSecAgg(m),
                   absl::StrCat(site->name, " ", v1::Task::Kind_Name(task.kind())));
 }
 
@@ -337,15 +334,11 @@ void SiteLoop(RoundContext* ctx, int index, VirtualSite* site) {
     ctx->turn.Abandon();
     ctx->engine->Shutdown();
   };
-  SiteIdentity id;
-  id.name = site->name;
-  id.organisation = "simulation";
-  id.country = kSimulatedCountry;
-  id.fingerprint = std::string(16, '0');
-  if (auto join = ctx->engine->Join(id); !join.ok()) return fail(join.status());
+  SiteLink* link = ctx->links[index].get();
+  if (Status join = link->Join(); !join.ok()) return fail(Annotate(join, site->name));
   for (;;) {
-    auto task = ctx->engine->NextTask(site->name, absl::Milliseconds(250));
-    if (!task.ok()) return fail(task.status());
+    auto task = link->NextTask(absl::Milliseconds(250));
+    if (!task.ok()) return fail(Annotate(task.status(), site->name));
     {
       std::lock_guard<std::mutex> lock(ctx->mu);
       if (!ctx->first_error.ok()) return;
@@ -362,7 +355,7 @@ void SiteLoop(RoundContext* ctx, int index, VirtualSite* site) {
       case v1::Task::SECAGG_SHARE:
       case v1::Task::SECAGG_CONSISTENCY:
       case v1::Task::SECAGG_UNMASK: {
-        Status st = SecAggStage(ctx, site, *task);
+        Status st = SecAggStage(ctx, index, site, *task);
         if (!st.ok()) return fail(st);
         break;
       }
@@ -373,7 +366,7 @@ void SiteLoop(RoundContext* ctx, int index, VirtualSite* site) {
         r.set_num_examples(1);
         r.set_accuracy(0);
         r.set_loss(0);
-        Status st = ctx->engine->ReportMetrics(site->name, r);
+        Status st = link->ReportMetrics(r);
         if (!st.ok() && !absl::IsAlreadyExists(st) && !absl::IsFailedPrecondition(st)) {
           return fail(st);
         }
@@ -425,16 +418,44 @@ struct RoundOutcome {
 
 // Runs one round through a fresh one-round engine holding `extended` (the model and the
 // strategy's broadcast tensors) and returns the engine's aggregate.
+// The sites' links to this round's engine: its own calls, or gRPC to `server`.
+StatusOr<std::vector<std::unique_ptr<SiteLink>>> SiteLinks(RoundEngine* engine,
+                                                           const std::vector<VirtualSite>& sites,
+                                                           const LoopbackFederation* loopback,
+                                                           const LoopbackServer* server) {
+  std::vector<std::unique_ptr<SiteLink>> links;
+  for (size_t i = 0; i < sites.size(); ++i) {
+    if (loopback) {
+      ASSIGN_OR_RETURN(auto link, loopback->Connect(static_cast<int>(i), *server));
+      links.push_back(std::move(link));
+      continue;
+    }
+    SiteIdentity id;
+    id.name = sites[i].name;
+    id.organisation = "simulation";
+    id.country = kSimulatedCountry;
+    id.fingerprint = std::string(16, '0');
+    links.push_back(EngineSiteLink(engine, id));
+  }
+  return links;
+}
+
 StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Strategy& strategy,
                                       SimulationBackend* backend, SlotPool* pool, int64_t round,
                                       const Model& extended, const std::string& dir,
+                                      const LoopbackFederation* loopback,
                                       std::vector<VirtualSite>* sites) {
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   ASSIGN_OR_RETURN(std::unique_ptr<RoundEngine> engine,
                    RoundEngine::Create(OneRoundEngine(config, dir, *sites), extended));
+  std::unique_ptr<LoopbackServer> server;  // destroyed before the engine
+  if (loopback) {
+    ASSIGN_OR_RETURN(server, loopback->Serve(engine.get()));
+  }
   RoundContext ctx;
   ctx.engine = engine.get();
+  ASSIGN_OR_RETURN(ctx.links, SiteLinks(engine.get(), *sites, loopback, server.get()));
   ctx.backend = backend;
   ctx.strategy = &strategy;
   ctx.config = &config;
@@ -450,6 +471,8 @@ StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Stra
     engine->Shutdown();
   }
   for (auto& t : threads) t.join();
+  ctx.links.clear();
+  server.reset();
   RETURN_IF_ERROR(ctx.first_error);
   RETURN_IF_ERROR(Annotate(run, absl::StrCat("round ", round)));
   ASSIGN_OR_RETURN(Model published,
@@ -506,6 +529,7 @@ nlohmann::ordered_json ConfigJson(const SimulationConfig& c) {
   j["strategy"] = c.strategy.Label();
   j["seed"] = c.seed;
   j["pool"] = c.pool;
+  j["transport"] = TransportName(c.transport);
   j["training"] = {{"epochs", c.training.epochs},
                    {"batch_size", c.training.batch_size},
                    {"learning_rate", c.training.learning_rate},
@@ -564,6 +588,10 @@ std::vector<Group> GroupRuns(const std::vector<RunResult>& runs) {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
+
+const char* TransportName(Transport transport) {
+  return transport == Transport::kGrpc ? "grpc" : "in-process";
+}
 
 std::string SimulationConfig::Label() const {
   return absl::StrCat(strategy.Label(), " / ", partition.Name(), " / seed ", seed);
@@ -658,6 +686,12 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
     run.training.dp.sampling_rate = p.sampling_rate;
     run.training.dp.steps = p.steps;
   }
+  std::unique_ptr<LoopbackFederation> loopback;
+  if (config.transport == Transport::kGrpc) {
+    std::vector<std::string> names;
+    for (const VirtualSite& s : sites) names.push_back(s.name);
+    ASSIGN_OR_RETURN(loopback, LoopbackFederation::Create(names, kSimulatedCountry));
+  }
   SlotPool pool(config.pool);
   RunResult result;
   result.config = config;
@@ -665,8 +699,9 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
   for (int64_t round = 1; round <= config.rounds; ++round) {
     const auto round_start = Clock::now();
     const Model extended = Extend(global, *strategy);
-    ASSIGN_OR_RETURN(RoundOutcome outcome, RunEngineRound(run, *strategy, backend, &pool, round,
-                                                          extended, run_dir + "/engine", &sites));
+    ASSIGN_OR_RETURN(RoundOutcome outcome,
+                     RunEngineRound(run, *strategy, backend, &pool, round, extended,
+                                    run_dir + "/engine", loopback.get(), &sites));
     const RoundInfo info{round, static_cast<int>(sites.size()), static_cast<int>(sites.size())};
     if (strategy->needs_individual_updates()) {
       std::vector<WeightedUpdate> updates;

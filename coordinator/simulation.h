@@ -5,9 +5,11 @@
 // One data set is loaded once; a virtual site holds only its list of example indices and
 // materializes its examples when it trains. Sites are threads that talk to the engine exactly
 // like round_engine_test's fake sites (Join, NextTask, Download, BeginUpload/Write/Finish,
-// ReportMetrics); training goes through a bounded pool of trainers (default one), and sites
-// upload in a fixed order, so a run is deterministic by its seed: the same partition, the same
-// initial model, the same shuffling and the same metrics, run after run.
+// ReportMetrics), through a SiteLink: in process, or over real gRPC with mutual TLS on
+// loopback when the experiment asks (`transport = "grpc"`); training goes through a bounded pool of
+// trainers (default one), and sites upload in a fixed order, so a run is deterministic by its seed:
+// the same partition, the same initial model, the same shuffling and the same metrics, run after
+// run.
 //
 // The engine has no strategy hook yet, so each round runs in a fresh one-round engine whose
 // "global model" is the model followed by the strategy's extra tensors (SCAFFOLD's c, FedNova's
@@ -54,6 +56,12 @@ struct ClientPrivacyOptions {
   double delta = 1e-5;
 };
 
+// How the virtual sites reach each round's engine: its own calls, or gRPC with mutual TLS 1.3
+// on 127.0.0.1, each site with its own certificate (coordinator/site_link.h). Both give the
+// same run to the bit; gRPC adds the wire's cost.
+enum class Transport { kInProcess, kGrpc };
+const char* TransportName(Transport transport);  // "in-process", "grpc"
+
 // One run: one strategy on one partition with one seed.
 struct SimulationConfig {
   std::string model = "simple_cnn";
@@ -64,6 +72,7 @@ struct SimulationConfig {
   StrategyOptions strategy;
   uint64_t seed = 0;  // partition, initial model, shuffling, noise
   int pool = 1;       // sites training at once
+  Transport transport = Transport::kInProcess;
   // Record-level DP-SGD at every site, planned as a deployment plans it (ResolveRecordPrivacy).
   // Its sampling and noise are drawn from `seed` so that runs repeat; a deployed site draws
   // them from the CSPRNG.
@@ -102,7 +111,8 @@ struct ExperimentConfig {
 
 // Reads an experiment file (TOML; unknown keys are errors):
 //   [experiment] name, data_dir, model, sites, rounds, seed, repeats, partitions = [...],
-//                strategies = [...], train_limit, test_limit, pool, threads, device
+//                strategies = [...], train_limit, test_limit, pool, threads, device,
+//                transport = "in-process" (default) or "grpc"
 //   [training]   epochs, batch_size, learning_rate, momentum, weight_decay
 //   [record_privacy] enabled, clip_norm, noise_multiplier, sampling_rate, steps_per_round,
 //                epsilon, delta (as in coordinator.toml)

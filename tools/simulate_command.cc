@@ -41,7 +41,11 @@ void RunSimulate(const SimulateFlags& flags) {
   const bool tty = isatty(STDERR_FILENO);
   std::cerr << "hansa simulate: " << experiment->Runs().size() << " run(s) of "
             << experiment->base.rounds << " rounds into " << out << ", "
-            << (experiment->base.secure.enabled ? "secure" : "plaintext") << " aggregation\n";
+            << (experiment->base.secure.enabled ? "secure" : "plaintext") << " aggregation, "
+            << (experiment->base.transport == Transport::kGrpc
+                    ? "sites over gRPC with mutual TLS on 127.0.0.1"
+                    : "sites in process")
+            << "\n";
   auto progress = [&](const Progress& p) {
     std::fprintf(stderr, "%s[%d/%d] %s  round %lld/%lld  accuracy %.4f  elapsed %s  left ~%s%s",
                  tty ? "\r\033[K" : "", p.run, p.runs, p.label.c_str(),

@@ -305,6 +305,42 @@ TEST_F(SimulationTest, SecureAggregationRefusesWhatItCannotProtect) {
   EXPECT_THAT(std::string(robust.status().message()), HasSubstr("only their sum"));
 }
 
+// "transport = grpc": the virtual sites reach each round's engine over gRPC with mutual TLS on
+// 127.0.0.1, and the run is the in-process run to the bit (the same sums in the same order),
+// plaintext and secure, with a strategy that sends extra tensors.
+TEST_F(SimulationTest, GrpcOnLoopbackGivesTheInProcessRunToTheBit) {
+  for (SimulationConfig config :
+       {TinyConfig("fedavg"), SecureConfig("fedavg"), TinyConfig("scaffold")}) {
+    FakeBackend backend;
+    const std::string label = config.Label() + (config.secure.enabled ? " secure" : "");
+    const std::string name =
+        absl::StrCat("transport-", config.strategy.name, config.secure.enabled ? "-secure" : "");
+    const std::string local_dir = TempDir(name + "-local");
+    auto local = RunSimulation(config, kTenLabels, &backend, local_dir);
+    config.transport = Transport::kGrpc;
+    const std::string dir = TempDir(name + "-grpc");
+    auto remote = RunSimulation(config, kTenLabels, &backend, dir);
+    ASSERT_TRUE(local.ok()) << local.status() << " " << label;
+    ASSERT_TRUE(remote.ok()) << remote.status() << " " << label;
+    EXPECT_EQ(remote->final_model.values, local->final_model.values) << label;
+    auto lines = Lines(dir + "/metrics.jsonl");
+    auto local_lines = Lines(local_dir + "/metrics.jsonl");
+    ASSERT_EQ(lines.size(), 2u);
+    ASSERT_EQ(local_lines.size(), 2u);
+    EXPECT_EQ(lines[1]["bytes_up"], local_lines[1]["bytes_up"]) << label;
+    EXPECT_EQ(lines[1]["loss"], local_lines[1]["loss"]) << label;
+    EXPECT_THAT(Slurp(dir + "/run.json"), HasSubstr("\"transport\": \"grpc\""));
+  }
+  auto e = ParseExperiment("[experiment]\ntransport = \"grpc\"\n", "g.toml", "/tmp");
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->base.transport, Transport::kGrpc);
+  auto again = ParseExperiment(e->ResolvedToml(), "resolved", "/tmp");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->base.transport, Transport::kGrpc);
+  auto bad = ParseExperiment("[experiment]\ntransport = \"tcp\"\n", "t.toml", "/tmp");
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("\"in-process\" or \"grpc\""));
+}
+
 // Every experiment file shipped in examples/ reads without an error.
 TEST_F(SimulationTest, ShippedExperimentFilesAreValid) {
   int files = 0;
