@@ -169,6 +169,37 @@ TEST(StartupKitTest, InvalidRequestsWriteNothing) {
   }
 }
 
+// The same federation in memory only: nothing is written, not even with an out_dir, and the
+// kits are what WriteStartupKits would write (the loopback simulation's federation).
+TEST(StartupKitTest, IssuesKitsInMemoryWithoutWriting) {
+  std::string out = MakeTempDir();
+  auto issued = IssueStartupKits(DemoRequest(out));
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  EXPECT_TRUE(std::filesystem::is_empty(out));
+  ASSERT_EQ(issued->kits.size(), 4u);
+  EXPECT_EQ(issued->coordinator_address, "127.0.0.1:50051");
+  const Certificate& ca = issued->ca.certificate();
+  const StartupKit& coordinator = issued->kits[0];
+  EXPECT_EQ(coordinator.dir, "coordinator");
+  EXPECT_TRUE(VerifyCertificate(coordinator.certificate, ca, absl::Now(),
+                                CertificateUsage::kTlsServer)
+                  .ok());
+  EXPECT_TRUE(coordinator.certificate.CheckPrivateKeyMatches(coordinator.key).ok());
+  EXPECT_THAT(coordinator.config, HasSubstr("allowed = [\"berlin\", \"paris\", \"milan\"]"));
+  const StartupKit& paris = issued->kits[2];
+  EXPECT_EQ(paris.dir, "sites/paris");
+  EXPECT_EQ(paris.config_name, "site.toml");
+  EXPECT_EQ(paris.certificate.Subject(), (SubjectName{"paris", "paris", "FR"}));
+  EXPECT_TRUE(
+      VerifyCertificate(paris.certificate, ca, absl::Now(), CertificateUsage::kTlsClient).ok());
+  EXPECT_FALSE(
+      VerifyCertificate(paris.certificate, ca, absl::Now(), CertificateUsage::kTlsServer).ok());
+  EXPECT_THAT(paris.config, HasSubstr(coordinator.certificate.Sha256Fingerprint()));
+  ProvisionRequest bad = DemoRequest("");
+  bad.sites.clear();
+  EXPECT_EQ(IssueStartupKits(bad).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(StartupKitTest, WildcardListenSendsSitesToTheFirstHost) {
   std::string out = MakeTempDir();
   ProvisionRequest request = DemoRequest(out);
