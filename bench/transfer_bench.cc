@@ -58,8 +58,8 @@
 #include "common/tensor/tensor.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/service.h"
+#include "coordinator/site_link.h"
 #include "hansa/v1/hansa.grpc.pb.h"
-#include "proto/plan_digest.h"
 #include "proto/secagg_plan.h"
 
 namespace hansa {
@@ -186,7 +186,8 @@ class PayloadSource {
 struct Site {
   std::string name;
   std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<v1::Coordinator::Stub> stub;
+  std::unique_ptr<v1::Coordinator::Stub> stub;  // for the streamed plaintext upload
+  std::unique_ptr<GrpcSiteLink> link;           // every other call, as the simulator makes it
   uint64_t uploaded_round = 0;
 };
 
@@ -229,14 +230,7 @@ class Federation {
   const PayloadSource& payload() const { return *payload_; }
 
   // One long poll for the site's next task, as hansa-client asks.
-  static StatusOr<v1::Task> NextTask(Site& site) {
-    auto ctx = ContextWithDeadline(30);
-    v1::TaskRequest req;
-    req.set_wait_ms(20000);
-    v1::Task task;
-    RETURN_IF_ERROR(FromGrpc(site.stub->GetTask(ctx.get(), req, &task), "GetTask"));
-    return task;
-  }
+  static StatusOr<v1::Task> NextTask(Site& site) { return site.link->NextTask(absl::Seconds(20)); }
 
   // Long-polls until the site is asked to train, reporting metrics for evaluations meanwhile.
   StatusOr<v1::RoundPlan> WaitForTraining(Site& site) {
@@ -262,14 +256,12 @@ class Federation {
 
   // An evaluation report for `plan`, as a site sends after evaluating.
   Status Report(Site& site, const v1::RoundPlan& plan) const {
-    auto ctx = ContextWithDeadline(30);
     v1::MetricsReport r;
     r.set_round(plan.round());
     r.set_num_examples(10);
     r.set_accuracy(0.5);
     r.set_loss(1.0);
-    v1::MetricsReply reply;
-    return FromGrpc(site.stub->ReportMetrics(ctx.get(), r, &reply), "ReportMetrics");
+    return site.link->ReportMetrics(r);
   }
 
  private:
@@ -333,12 +325,8 @@ class Federation {
     grpc::ChannelArguments args = SiteChannelArguments(engine_->max_chunk_bytes());
     site->channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port_), creds, args);
     site->stub = v1::Coordinator::NewStub(site->channel);
-    auto ctx = ContextWithDeadline(30);
-    ctx->set_wait_for_ready(true);
-    v1::JoinRequest req;
-    req.set_client_version("transfer_bench");
-    v1::JoinReply reply;
-    RETURN_IF_ERROR(FromGrpc(site->stub->Join(ctx.get(), req, &reply), "Join"));
+    site->link = std::make_unique<GrpcSiteLink>(site->channel);
+    RETURN_IF_ERROR(site->link->Join());
     sites_.push_back(std::move(site));
     return absl::OkStatus();
   }
@@ -376,31 +364,6 @@ Federation* GetFederation(int64_t model_bytes, int sites, std::string* error, bo
 
 // --- Download -------------------------------------------------------------------------------
 
-// Streams the global model as client/session.cc does: hash every chunk and assemble.
-Status Download(Site& site, const v1::RoundPlan& plan, std::string* payload) {
-  auto ctx = ContextWithDeadline(600);
-  v1::DownloadRequest req;
-  req.set_round(plan.round());
-  req.set_model_sha256(plan.global_model_sha256());
-  auto reader = site.stub->DownloadModel(ctx.get(), req);
-  v1::Chunk chunk;
-  if (!reader->Read(&chunk) || !chunk.has_header()) {
-    return FromGrpc(reader->Finish(), "DownloadModel");
-  }
-  payload->clear();
-  Sha256Hasher hasher;
-  while (reader->Read(&chunk)) {
-    hasher.Update(chunk.data());
-    payload->append(chunk.data());
-  }
-  RETURN_IF_ERROR(FromGrpc(reader->Finish(), "DownloadModel"));
-  if (payload->size() != plan.global_model_bytes() ||
-      ToHex(hasher.Finish()) != plan.global_model_sha256()) {
-    return absl::DataLossError("downloaded model does not match the plan");
-  }
-  return absl::OkStatus();
-}
-
 void BM_Download(benchmark::State& state) {
   const int64_t model_bytes = state.range(0) * 1000000;
   std::string error;
@@ -408,14 +371,13 @@ void BM_Download(benchmark::State& state) {
   if (!f) return state.SkipWithError(error.c_str());
   StatusOr<v1::RoundPlan> plan = f->CurrentPlan(f->site(0));
   if (!plan.ok()) return state.SkipWithError(plan.status().ToString().c_str());
-  std::string payload;
-  payload.reserve(plan->global_model_bytes());
   Usage used;
   double wall = 0;
   for (auto _ : state) {
     auto start = Clock::now();
     Usage before = Usage::Now();
-    Status st = Download(f->site(0), *plan, &payload);
+    // Streamed, hashed every chunk and assembled into a fresh buffer, checked against the plan.
+    Status st = f->site(0).link->Download(*plan).status();
     used += Usage::Now() - before;
     double s = Seconds(start, Clock::now());
     wall += s;
@@ -594,45 +556,12 @@ void BM_Sha256(benchmark::State& state) {
 
 // --- Whole rounds ---------------------------------------------------------------------------
 
-Status Answer(Site& site, const v1::RoundPlan& plan) {
-  v1::PlanResponse response;
-  response.set_round(plan.round());
-  response.set_plan_sha256(PlanSha256(plan));
-  response.set_accepted(true);
-  v1::PlanAck ack;
-  auto ctx = ContextWithDeadline(30);
-  return FromGrpc(site.stub->RespondToPlan(ctx.get(), response, &ack), "RespondToPlan");
-}
-
 Status Submit(Site& site, const v1::RoundPlan& plan, v1::Task::Kind stage, std::string payload) {
   v1::SecAggSubmission m;
   m.set_round(plan.round());
   m.set_stage(stage);
   m.set_payload(std::move(payload));
-  v1::SecAggAck ack;
-  auto ctx = ContextWithDeadline(60);
-  return FromGrpc(site.stub->SubmitSecAgg(ctx.get(), m, &ack), v1::Task::Kind_Name(stage));
-}
-
-// The masked upload as client/session.cc sends it: header (digest of all chunks, no example
-// count), then one MaskedInputChunk per wire chunk.
-Status UploadMasked(Site& site, const v1::RoundPlan& plan, std::vector<std::string> chunks) {
-  auto ctx = ContextWithDeadline(600);
-  v1::UploadReply reply;
-  auto writer = site.stub->UploadUpdate(ctx.get(), &reply);
-  v1::Chunk chunk;
-  *chunk.mutable_header() = MaskedUploadHeader(plan.round(), chunks);
-  bool ok = writer->Write(chunk);
-  uint64_t offset = 0;
-  for (size_t i = 0; ok && i < chunks.size(); ++i) {
-    chunk.Clear();
-    chunk.set_offset(offset);
-    offset += chunks[i].size();
-    chunk.set_data(std::move(chunks[i]));
-    ok = writer->Write(chunk);
-  }
-  if (ok) writer->WritesDone();
-  return FromGrpc(writer->Finish(), "UploadUpdate (masked)");
+  return site.link->SubmitSecAgg(m);
 }
 
 // One site's part in `round`, task by task as hansa-client answers them; returns once its
@@ -640,7 +569,6 @@ Status UploadMasked(Site& site, const v1::RoundPlan& plan, std::vector<std::stri
 Status SiteRound(Federation* f, Site& site, uint64_t round, const std::vector<float>& update,
                  std::atomic<int64_t>* mask_us) {
   std::unique_ptr<ClientSession> session;
-  std::string model;
   for (int polls = 0; polls < 1000; ++polls) {
     ASSIGN_OR_RETURN(v1::Task task, Federation::NextTask(site));
     const v1::RoundPlan& plan = task.plan();
@@ -652,7 +580,7 @@ Status SiteRound(Federation* f, Site& site, uint64_t round, const std::vector<fl
     if (task.kind() == v1::Task::WAIT || plan.round() != round) continue;
     switch (task.kind()) {
       case v1::Task::SECAGG_ADVERTISE: {
-        RETURN_IF_ERROR(Answer(site, plan));
+        RETURN_IF_ERROR(site.link->Accept(plan));
         uint32_t self = 0;
         ASSIGN_OR_RETURN(SecAggParams params, SecAggParamsOfPlan(plan, site.name, &self));
         ASSIGN_OR_RETURN(params, ResolveParams(params));
@@ -669,8 +597,8 @@ Status SiteRound(Federation* f, Site& site, uint64_t round, const std::vector<fl
         break;
       }
       case v1::Task::TRAIN: {
-        if (!f->secure()) RETURN_IF_ERROR(Answer(site, plan));  // secure: at advertising
-        RETURN_IF_ERROR(Download(site, plan, &model));
+        if (!f->secure()) RETURN_IF_ERROR(site.link->Accept(plan));  // secure: at advertising
+        RETURN_IF_ERROR(site.link->Download(plan).status());
         if (!f->secure()) {
           RETURN_IF_ERROR(UploadOverGrpc(site, plan, f->payload()));
           site.uploaded_round = round;
@@ -683,7 +611,8 @@ Status SiteRound(Federation* f, Site& site, uint64_t round, const std::vector<fl
                          MaskUpdateForPlan(plan, *session, update, kExamples));
         *mask_us +=
             std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - masking).count();
-        RETURN_IF_ERROR(UploadMasked(site, plan, std::move(chunks)));
+        // As client/session.cc sends it: the header (digest of all chunks), then the chunks.
+        RETURN_IF_ERROR(site.link->Upload(MaskedUploadHeader(plan.round(), chunks), chunks));
         site.uploaded_round = round;
         break;
       }
