@@ -11,7 +11,9 @@
 
 namespace hansa {
 
-StatusOr<SiteIdentity> CoordinatorService::Identify(grpc::ServerContext* ctx) {
+StatusOr<CoordinatorService::Caller> CoordinatorService::Identify(grpc::ServerContext* ctx) {
+  RoundEngine* engine = engine_.load();
+  if (!engine) return absl::UnavailableError("no round in progress; try again");
   std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
   if (!auth || !auth->IsPeerAuthenticated()) {
     return absl::UnauthenticatedError("no verified client certificate");
@@ -27,14 +29,14 @@ StatusOr<SiteIdentity> CoordinatorService::Identify(grpc::ServerContext* ctx) {
   site.country = subject.country;
   site.fingerprint = cert.Sha256Fingerprint();
   site.certificate_pem = std::string(pem[0].data(), pem[0].size());
-  return site;
+  return Caller{std::move(site), engine};
 }
 
 grpc::Status CoordinatorService::Join(grpc::ServerContext* ctx, const v1::JoinRequest* request,
                                       v1::JoinReply* reply) {
-  StatusOr<SiteIdentity> site = Identify(ctx);
-  if (!site.ok()) return ToGrpcStatus(site.status());
-  StatusOr<v1::JoinReply> r = engine_->Join(*site);
+  StatusOr<Caller> caller = Identify(ctx);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  StatusOr<v1::JoinReply> r = caller->engine->Join(caller->site);
   if (!r.ok()) return ToGrpcStatus(r.status());
   *reply = *std::move(r);
   return grpc::Status::OK;
@@ -42,13 +44,13 @@ grpc::Status CoordinatorService::Join(grpc::ServerContext* ctx, const v1::JoinRe
 
 grpc::Status CoordinatorService::GetTask(grpc::ServerContext* ctx, const v1::TaskRequest* request,
                                          v1::Task* reply) {
-  StatusOr<SiteIdentity> site = Identify(ctx);
-  if (!site.ok()) return ToGrpcStatus(site.status());
+  StatusOr<Caller> caller = Identify(ctx);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   // Never hold the call past the client's own deadline, nor past 30 s.
   absl::Duration wait = absl::Milliseconds(std::min<uint32_t>(request->wait_ms(), 30000));
   absl::Duration left = absl::FromChrono(ctx->deadline() - std::chrono::system_clock::now());
   wait = std::max(absl::ZeroDuration(), std::min(wait, left - absl::Milliseconds(500)));
-  StatusOr<v1::Task> task = engine_->NextTask(site->name, wait);
+  StatusOr<v1::Task> task = caller->engine->NextTask(caller->site.name, wait);
   if (!task.ok()) return ToGrpcStatus(task.status());
   *reply = *std::move(task);
   return grpc::Status::OK;
@@ -57,9 +59,10 @@ grpc::Status CoordinatorService::GetTask(grpc::ServerContext* ctx, const v1::Tas
 grpc::Status CoordinatorService::DownloadModel(grpc::ServerContext* ctx,
                                                const v1::DownloadRequest* request,
                                                grpc::ServerWriter<v1::Chunk>* writer) {
-  StatusOr<SiteIdentity> site = Identify(ctx);
-  if (!site.ok()) return ToGrpcStatus(site.status());
-  auto payload = engine_->Download(site->name, request->round(), request->model_sha256());
+  StatusOr<Caller> caller = Identify(ctx);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  auto payload =
+      caller->engine->Download(caller->site.name, request->round(), request->model_sha256());
   if (!payload.ok()) return ToGrpcStatus(payload.status());
   const std::string& bytes = **payload;
   v1::Chunk header;
@@ -67,7 +70,7 @@ grpc::Status CoordinatorService::DownloadModel(grpc::ServerContext* ctx,
   header.mutable_header()->set_total_bytes(bytes.size());
   header.mutable_header()->set_sha256(request->model_sha256());
   if (!writer->Write(header)) return grpc::Status(grpc::StatusCode::CANCELLED, "site went away");
-  const size_t chunk = engine_->options().chunk_bytes;
+  const size_t chunk = caller->engine->options().chunk_bytes;
   v1::Chunk msg;
   for (size_t off = 0; off < bytes.size(); off += chunk) {
     if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "site went away");
@@ -75,21 +78,22 @@ grpc::Status CoordinatorService::DownloadModel(grpc::ServerContext* ctx,
     msg.set_data(bytes.data() + off, std::min(chunk, bytes.size() - off));
     if (!writer->Write(msg)) return grpc::Status(grpc::StatusCode::CANCELLED, "site went away");
   }
-  engine_->CountBytesDown(static_cast<int64_t>(bytes.size()));
+  caller->engine->CountBytesDown(static_cast<int64_t>(bytes.size()));
   return grpc::Status::OK;
 }
 
 grpc::Status CoordinatorService::UploadUpdate(grpc::ServerContext* ctx,
                                               grpc::ServerReader<v1::Chunk>* reader,
                                               v1::UploadReply* reply) {
-  StatusOr<SiteIdentity> site = Identify(ctx);
-  if (!site.ok()) return ToGrpcStatus(site.status());
+  StatusOr<Caller> caller = Identify(ctx);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
   v1::Chunk chunk;
   if (!reader->Read(&chunk) || !chunk.has_header()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "an upload must start with a header chunk");
   }
-  StatusOr<std::unique_ptr<UploadSink>> sink = engine_->BeginUpload(site->name, chunk.header());
+  StatusOr<std::unique_ptr<UploadSink>> sink =
+      caller->engine->BeginUpload(caller->site.name, chunk.header());
   if (!sink.ok()) return ToGrpcStatus(sink.status());
   while (reader->Read(&chunk)) {
     if (chunk.has_header()) {
@@ -109,25 +113,25 @@ grpc::Status CoordinatorService::UploadUpdate(grpc::ServerContext* ctx,
 grpc::Status CoordinatorService::ReportMetrics(grpc::ServerContext* ctx,
                                                const v1::MetricsReport* request,
                                                v1::MetricsReply* reply) {
-  StatusOr<SiteIdentity> site = Identify(ctx);
-  if (!site.ok()) return ToGrpcStatus(site.status());
-  return ToGrpcStatus(engine_->ReportMetrics(site->name, *request));
+  StatusOr<Caller> caller = Identify(ctx);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  return ToGrpcStatus(caller->engine->ReportMetrics(caller->site.name, *request));
 }
 
 grpc::Status CoordinatorService::SubmitSecAgg(grpc::ServerContext* ctx,
                                               const v1::SecAggSubmission* request,
                                               v1::SecAggAck* reply) {
-  StatusOr<SiteIdentity> site = Identify(ctx);
-  if (!site.ok()) return ToGrpcStatus(site.status());
-  return ToGrpcStatus(engine_->SubmitSecAgg(site->name, *request));
+  StatusOr<Caller> caller = Identify(ctx);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  return ToGrpcStatus(caller->engine->SubmitSecAgg(caller->site.name, *request));
 }
 
 grpc::Status CoordinatorService::RespondToPlan(grpc::ServerContext* ctx,
                                                const v1::PlanResponse* request,
                                                v1::PlanAck* reply) {
-  StatusOr<SiteIdentity> site = Identify(ctx);
-  if (!site.ok()) return ToGrpcStatus(site.status());
-  return ToGrpcStatus(engine_->RespondToPlan(site->name, *request));
+  StatusOr<Caller> caller = Identify(ctx);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  return ToGrpcStatus(caller->engine->RespondToPlan(caller->site.name, *request));
 }
 
 StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& listen, const TlsFiles& tls,

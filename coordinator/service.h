@@ -3,6 +3,7 @@
 // Runs on gRPC's sync-server threads; RoundEngine is the thread-safe part.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -20,8 +21,13 @@ namespace hansa {
 
 class CoordinatorService final : public v1::Coordinator::Service {
  public:
-  // `engine` must outlive the service.
+  // `engine` must outlive the service (or its set_engine successor).
   explicit CoordinatorService(RoundEngine* engine) : engine_(engine) {}
+
+  // Points the service at another engine, or none (calls then fail UNAVAILABLE): for a server
+  // that outlives one engine, as the simulator's loopback runs each round in a fresh engine
+  // while its sites stay connected. Call only while no call is in flight.
+  void set_engine(RoundEngine* engine) { engine_.store(engine); }
 
   grpc::Status Join(grpc::ServerContext* ctx, const v1::JoinRequest* request,
                     v1::JoinReply* reply) override;
@@ -39,8 +45,12 @@ class CoordinatorService final : public v1::Coordinator::Service {
                              v1::PlanAck* reply) override;
 
  private:
-  StatusOr<SiteIdentity> Identify(grpc::ServerContext* ctx);
-  RoundEngine* engine_;
+  struct Caller {
+    SiteIdentity site;    // from the verified client certificate
+    RoundEngine* engine;  // the engine this call goes to
+  };
+  StatusOr<Caller> Identify(grpc::ServerContext* ctx);
+  std::atomic<RoundEngine*> engine_;
 };
 
 // Builds and starts a server on `listen` with mutual TLS 1.3 (client certificates required

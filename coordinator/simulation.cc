@@ -164,7 +164,7 @@ struct VirtualSite {
 
 struct RoundContext {
   RoundEngine* engine = nullptr;
-  std::vector<std::unique_ptr<SiteLink>> links;  // one per site, in site order
+  std::vector<SiteLink*> links;  // one per site, in site order
   SimulationBackend* backend = nullptr;
   const Strategy* strategy = nullptr;
   const SimulationConfig* config = nullptr;
@@ -201,7 +201,7 @@ Status TrainAndUpload(RoundContext* ctx, int index, VirtualSite* site, const v1:
     RETURN_IF_ERROR(Annotate(site->secagg->OnShareDelivery(delivery), site->name));
   }
   const Strategy& strategy = *ctx->strategy;
-  SiteLink* link = ctx->links[index].get();
+  SiteLink* link = ctx->links[index];
   ASSIGN_OR_RETURN(auto payload, link->Download(plan));
   ASSIGN_OR_RETURN(Model extended, DecodeSafetensors(*payload));
   const ModelLayout& layout = strategy.model_layout();
@@ -288,7 +288,7 @@ Status TrainAndUpload(RoundContext* ctx, int index, VirtualSite* site, const v1:
 // The SecAgg+ stages of a virtual site, as hansa-client answers them.
 Status SecAggStage(RoundContext* ctx, int index, VirtualSite* site, const v1::Task& task) {
   const v1::RoundPlan& plan = task.plan();
-  SiteLink* link = ctx->links[index].get();
+  SiteLink* link = ctx->links[index];
   v1::SecAggSubmission m;
   m.set_round(plan.round());
   m.set_stage(task.kind());
@@ -334,7 +334,7 @@ void SiteLoop(RoundContext* ctx, int index, VirtualSite* site) {
     ctx->turn.Abandon();
     ctx->engine->Shutdown();
   };
-  SiteLink* link = ctx->links[index].get();
+  SiteLink* link = ctx->links[index];
   if (Status join = link->Join(); !join.ok()) return fail(Annotate(join, site->name));
   for (;;) {
     auto task = link->NextTask(absl::Milliseconds(250));
@@ -418,44 +418,48 @@ struct RoundOutcome {
 
 // Runs one round through a fresh one-round engine holding `extended` (the model and the
 // strategy's broadcast tensors) and returns the engine's aggregate.
-// The sites' links to this round's engine: its own calls, or gRPC to `server`.
-StatusOr<std::vector<std::unique_ptr<SiteLink>>> SiteLinks(RoundEngine* engine,
-                                                           const std::vector<VirtualSite>& sites,
-                                                           const LoopbackFederation* loopback,
-                                                           const LoopbackServer* server) {
-  std::vector<std::unique_ptr<SiteLink>> links;
-  for (size_t i = 0; i < sites.size(); ++i) {
-    if (loopback) {
-      ASSIGN_OR_RETURN(auto link, loopback->Connect(static_cast<int>(i), *server));
-      links.push_back(std::move(link));
-      continue;
-    }
-    SiteIdentity id;
-    id.name = sites[i].name;
-    id.organisation = "simulation";
-    id.country = kSimulatedCountry;
-    id.fingerprint = std::string(16, '0');
-    links.push_back(EngineSiteLink(engine, id));
-  }
-  return links;
-}
+// A loopback run's gRPC side: one server and one connection per site for the whole run (as
+// deployed sites stay connected across rounds), pointed at each round's engine in turn.
+struct LoopbackRun {
+  std::unique_ptr<LoopbackFederation> federation;
+  std::unique_ptr<LoopbackServer> server;        // started with the first round's engine
+  std::vector<std::unique_ptr<SiteLink>> links;  // destroyed before the server
+};
 
 StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Strategy& strategy,
                                       SimulationBackend* backend, SlotPool* pool, int64_t round,
                                       const Model& extended, const std::string& dir,
-                                      const LoopbackFederation* loopback,
-                                      std::vector<VirtualSite>* sites) {
+                                      LoopbackRun* loopback, std::vector<VirtualSite>* sites) {
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   ASSIGN_OR_RETURN(std::unique_ptr<RoundEngine> engine,
                    RoundEngine::Create(OneRoundEngine(config, dir, *sites), extended));
-  std::unique_ptr<LoopbackServer> server;  // destroyed before the engine
-  if (loopback) {
-    ASSIGN_OR_RETURN(server, loopback->Serve(engine.get()));
-  }
   RoundContext ctx;
   ctx.engine = engine.get();
-  ASSIGN_OR_RETURN(ctx.links, SiteLinks(engine.get(), *sites, loopback, server.get()));
+  std::vector<std::unique_ptr<SiteLink>> in_process;
+  if (!loopback) {
+    for (const VirtualSite& s : *sites) {
+      SiteIdentity id;
+      id.name = s.name;
+      id.organisation = "simulation";
+      id.country = kSimulatedCountry;
+      id.fingerprint = std::string(16, '0');
+      in_process.push_back(EngineSiteLink(engine.get(), id));
+      ctx.links.push_back(in_process.back().get());
+    }
+  } else if (!loopback->server) {
+    ASSIGN_OR_RETURN(loopback->server, loopback->federation->Serve(engine.get()));
+    for (size_t i = 0; i < sites->size(); ++i) {
+      ASSIGN_OR_RETURN(auto link,
+                       loopback->federation->Connect(static_cast<int>(i), *loopback->server));
+      loopback->links.push_back(std::move(link));
+    }
+  } else {
+    loopback->server->Retarget(engine.get());
+  }
+  if (loopback) {
+    for (const auto& link : loopback->links) ctx.links.push_back(link.get());
+  }
   ctx.backend = backend;
   ctx.strategy = &strategy;
   ctx.config = &config;
@@ -471,8 +475,7 @@ StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Stra
     engine->Shutdown();
   }
   for (auto& t : threads) t.join();
-  ctx.links.clear();
-  server.reset();
+  if (loopback) loopback->server->Retarget(nullptr);  // no call is in flight now
   RETURN_IF_ERROR(ctx.first_error);
   RETURN_IF_ERROR(Annotate(run, absl::StrCat("round ", round)));
   ASSIGN_OR_RETURN(Model published,
@@ -686,11 +689,12 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
     run.training.dp.sampling_rate = p.sampling_rate;
     run.training.dp.steps = p.steps;
   }
-  std::unique_ptr<LoopbackFederation> loopback;
+  std::unique_ptr<LoopbackRun> loopback;
   if (config.transport == Transport::kGrpc) {
     std::vector<std::string> names;
     for (const VirtualSite& s : sites) names.push_back(s.name);
-    ASSIGN_OR_RETURN(loopback, LoopbackFederation::Create(names, kSimulatedCountry));
+    loopback = std::make_unique<LoopbackRun>();
+    ASSIGN_OR_RETURN(loopback->federation, LoopbackFederation::Create(names, kSimulatedCountry));
   }
   SlotPool pool(config.pool);
   RunResult result;

@@ -161,6 +161,8 @@ LoopbackServer::~LoopbackServer() {
   service_.reset();
 }
 
+void LoopbackServer::Retarget(RoundEngine* engine) { service_->set_engine(engine); }
+
 StatusOr<std::unique_ptr<LoopbackFederation>> LoopbackFederation::Create(
     const std::vector<std::string>& sites, const std::string& country) {
   ProvisionRequest request;

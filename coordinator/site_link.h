@@ -7,7 +7,7 @@
 //
 // Threading: a SiteLink is used by one thread at a time. A LoopbackFederation is immutable
 // after Create; Serve and Connect may be called from any thread. A LoopbackServer must be
-// destroyed before its engine.
+// retargeted or destroyed before its engine is.
 #pragma once
 
 #include <memory>
@@ -70,11 +70,15 @@ class GrpcSiteLink final : public SiteLink {
   std::unique_ptr<v1::Coordinator::Stub> stub_;
 };
 
-// A round's coordinator on 127.0.0.1: the CoordinatorService over one engine behind a gRPC
-// server with mutual TLS. Destroying it shuts the server down (calls in flight get 2 s).
+// A coordinator on 127.0.0.1: the CoordinatorService behind a gRPC server with mutual TLS.
+// Destroying it shuts the server down (calls in flight get 2 s).
 class LoopbackServer {
  public:
   ~LoopbackServer();
+  // Sends the calls to `engine` from now on, or to none (they fail UNAVAILABLE): the simulator
+  // keeps one server and its sites' connections while each round runs in a fresh engine. Call
+  // only while no call is in flight; the engine must outlive its turn.
+  void Retarget(RoundEngine* engine);
   int port() const { return port_; }
   uint32_t max_chunk_bytes() const { return max_chunk_bytes_; }
 
@@ -94,7 +98,8 @@ class LoopbackFederation {
   // `sites`: names as ValidateParticipantName; every certificate says `country`.
   static StatusOr<std::unique_ptr<LoopbackFederation>> Create(const std::vector<std::string>& sites,
                                                               const std::string& country);
-  // Starts the coordinator's server over `engine` on a free port of 127.0.0.1.
+  // Starts the coordinator's server over `engine` (whose chunk limit it keeps) on a free port of
+  // 127.0.0.1.
   StatusOr<std::unique_ptr<LoopbackServer>> Serve(RoundEngine* engine) const;
   // Site `index`'s connection to `server`, with its own certificate. (The server may be another
   // federation's: its CA then refuses the certificate, and the first call fails.)

@@ -53,6 +53,29 @@ TEST(SiteLinkTest, ALoopbackServerRefusesASiteOfAnotherFederation) {
   EXPECT_TRUE((*member)->Join().ok());
 }
 
+// One server and one connection for a whole simulated run, each round in a fresh engine.
+TEST(SiteLinkTest, ALoopbackServerMovesToTheNextRoundsEngineAndKeepsItsSites) {
+  auto federation = LoopbackFederation::Create({"a", "b"}, "DE");
+  ASSERT_TRUE(federation.ok()) << federation.status();
+  auto first = RoundEngine::Create(EngineTestOptions("site_link_first"), OnesModel(8, 4));
+  auto second = RoundEngine::Create(EngineTestOptions("site_link_second"), OnesModel(8, 4));
+  ASSERT_TRUE(first.ok() && second.ok());
+  auto server = (*federation)->Serve(first->get());
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto a = (*federation)->Connect(0, **server);
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE((*a)->Join().ok());
+  (*server)->Retarget(nullptr);
+  Status between = (*a)->Join();
+  EXPECT_EQ(between.code(), absl::StatusCode::kUnavailable) << between;
+  EXPECT_THAT(std::string(between.message()), HasSubstr("no round in progress"));
+  (*server)->Retarget(second->get());
+  EXPECT_TRUE((*a)->Join().ok());
+  auto task = (*a)->NextTask(absl::Milliseconds(10));
+  ASSERT_TRUE(task.ok()) << task.status();
+  EXPECT_EQ(task->kind(), v1::Task::WAIT);
+}
+
 TEST(SiteLinkTest, DownloadOverLoopbackIsTheEnginesModelAndChecksThePlan) {
   auto federation = LoopbackFederation::Create({"a", "b"}, "DE");
   ASSERT_TRUE(federation.ok()) << federation.status();
