@@ -2,6 +2,7 @@
 // (coordinator/simulation.h), with a progress line while it runs and a summary at the end.
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -21,7 +22,7 @@ struct SimulateFlags {
 
 std::string Duration(double seconds) {
   char buf[32];
-  const long s = static_cast<long>(seconds + 0.5);
+  const long s = std::lround(seconds);
   if (s >= 3600) {
     std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
   } else {
