@@ -416,8 +416,6 @@ struct RoundOutcome {
   uint64_t bytes_up = 0, bytes_down = 0;
 };
 
-// Runs one round through a fresh one-round engine holding `extended` (the model and the
-// strategy's broadcast tensors) and returns the engine's aggregate.
 // A loopback run's gRPC side: one server and one connection per site for the whole run (as
 // deployed sites stay connected across rounds), pointed at each round's engine in turn.
 struct LoopbackRun {
@@ -426,6 +424,26 @@ struct LoopbackRun {
   std::vector<std::unique_ptr<SiteLink>> links;  // destroyed before the server
 };
 
+// Ends a round's turn of the loopback server before the round's engine goes: after a good
+// round the server only forgets the engine (every call has returned); after a failed one a
+// call may still be inside the engine, so the server shuts down (waiting for its handlers) and
+// the run, which fails anyway, loses its connections.
+struct LoopbackTurn {
+  LoopbackRun* run = nullptr;
+  bool round_ok = false;
+  ~LoopbackTurn() {
+    if (!run || !run->server) return;
+    if (round_ok) {
+      run->server->Retarget(nullptr);
+    } else {
+      run->links.clear();
+      run->server.reset();
+    }
+  }
+};
+
+// Runs one round through a fresh one-round engine holding `extended` (the model and the
+// strategy's broadcast tensors) and returns the engine's aggregate.
 StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Strategy& strategy,
                                       SimulationBackend* backend, SlotPool* pool, int64_t round,
                                       const Model& extended, const std::string& dir,
@@ -434,6 +452,7 @@ StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Stra
   std::filesystem::remove_all(dir, ec);
   ASSIGN_OR_RETURN(std::unique_ptr<RoundEngine> engine,
                    RoundEngine::Create(OneRoundEngine(config, dir, *sites), extended));
+  LoopbackTurn loopback_turn{loopback};  // destroyed before the engine
   RoundContext ctx;
   ctx.engine = engine.get();
   std::vector<std::unique_ptr<SiteLink>> in_process;
@@ -475,9 +494,9 @@ StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Stra
     engine->Shutdown();
   }
   for (auto& t : threads) t.join();
-  if (loopback) loopback->server->Retarget(nullptr);  // no call is in flight now
   RETURN_IF_ERROR(ctx.first_error);
   RETURN_IF_ERROR(Annotate(run, absl::StrCat("round ", round)));
+  loopback_turn.round_ok = true;
   ASSIGN_OR_RETURN(Model published,
                    ReadSafetensorsFile(dir + "/checkpoints/round-0001.safetensors"));
   RoundOutcome out;

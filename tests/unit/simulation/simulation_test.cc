@@ -341,6 +341,33 @@ TEST_F(SimulationTest, GrpcOnLoopbackGivesTheInProcessRunToTheBit) {
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("\"in-process\" or \"grpc\""));
 }
 
+// A site whose training fails ends the run with its error, in process and over gRPC (where the
+// round's server goes down with the failed round), instead of hanging or losing the cause.
+TEST_F(SimulationTest, AFailingSiteEndsTheRunWithItsError) {
+  class FailsInRoundTwo : public FakeBackend {
+   public:
+    StatusOr<Model> Train(int slot, const Model& start, const std::vector<int64_t>& indices,
+                          const TrainSettings& settings, TrainResult* result) override {
+      if (++calls_ > 3 && indices.size() == 3) return absl::InternalError("disk full");
+      return FakeBackend::Train(slot, start, indices, settings, result);
+    }
+    int calls_ = 0;
+  };
+  for (Transport transport : {Transport::kInProcess, Transport::kGrpc}) {
+    for (bool secure : {false, true}) {
+      FailsInRoundTwo backend;
+      SimulationConfig config = secure ? SecureConfig("fedavg") : TinyConfig("fedavg");
+      config.transport = transport;
+      const std::string what = absl::StrCat(TransportName(transport), secure ? " secure" : "");
+      auto r = RunSimulation(config, kTenLabels, &backend, TempDir("fails"));
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal) << what << ": " << r.status();
+      EXPECT_THAT(std::string(r.status().message()), HasSubstr("disk full")) << what;
+      EXPECT_THAT(std::string(r.status().message()), HasSubstr("training")) << what;
+      EXPECT_EQ(Lines(::testing::TempDir() + "/sim_fails/metrics.jsonl").size(), 1u) << what;
+    }
+  }
+}
+
 // Every experiment file shipped in examples/ reads without an error.
 TEST_F(SimulationTest, ShippedExperimentFilesAreValid) {
   int files = 0;
