@@ -153,8 +153,8 @@ StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& listen, c
   // A chunk plus framing; anything larger is refused by gRPC before it reaches us.
   builder.SetMaxReceiveMessageSize(static_cast<int>(max_chunk_bytes) + kMessageFraming);
   builder.SetMaxSendMessageSize(static_cast<int>(max_chunk_bytes) + kMessageFraming);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

@@ -30,5 +30,9 @@ grpc::ChannelArguments SiteChannelArguments(uint32_t max_chunk_bytes);
 
 // The framing allowed on top of a chunk in one gRPC message.
 inline constexpr int kMessageFraming = 64 << 10;
+// Keepalive pings on idle connections, the same on both ends: one every 20 s, and a
+// connection whose ping goes unanswered for 10 s is closed.
+inline constexpr int kKeepaliveTimeMs = 20000;
+inline constexpr int kKeepaliveTimeoutMs = 10000;
 
 }  // namespace hansa
