@@ -181,9 +181,9 @@ TEST(StartupKitTest, IssuesKitsInMemoryWithoutWriting) {
   const Certificate& ca = issued->ca.certificate();
   const StartupKit& coordinator = issued->kits[0];
   EXPECT_EQ(coordinator.dir, "coordinator");
-  EXPECT_TRUE(VerifyCertificate(coordinator.certificate, ca, absl::Now(),
-                                CertificateUsage::kTlsServer)
-                  .ok());
+  EXPECT_TRUE(
+      VerifyCertificate(coordinator.certificate, ca, absl::Now(), CertificateUsage::kTlsServer)
+          .ok());
   EXPECT_TRUE(coordinator.certificate.CheckPrivateKeyMatches(coordinator.key).ok());
   EXPECT_THAT(coordinator.config, HasSubstr("allowed = [\"berlin\", \"paris\", \"milan\"]"));
   const StartupKit& paris = issued->kits[2];
