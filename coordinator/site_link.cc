@@ -58,7 +58,7 @@ std::unique_ptr<SiteLink> EngineSiteLink(RoundEngine* engine, SiteIdentity site)
 // ---------------------------------------------------------------------------------------------
 
 GrpcSiteLink::GrpcSiteLink(std::shared_ptr<grpc::Channel> channel)
-    : channel_(std::move(channel)), stub_(v1::Coordinator::NewStub(channel_)) {}
+    : stub_(v1::Coordinator::NewStub(channel)) {}  // the stub keeps the channel
 
 GrpcSiteLink::~GrpcSiteLink() = default;
 

@@ -66,7 +66,6 @@ class GrpcSiteLink final : public SiteLink {
   Status ReportMetrics(const v1::MetricsReport& report) override;
 
  private:
-  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;
 };
 
