@@ -23,6 +23,13 @@ StatusOr<SecAggParams> SecAggParamsOfPlan(const v1::RoundPlan& plan, const std::
   p.malicious = sp.malicious();
   p.ring = sp.ring_bits() == 64 ? RingWidth::k64 : RingWidth::k32;
   p.vector_length = sp.vector_length();
+  p.min_survivors = sp.min_survivors();
+  if (HasClientPrivacy(plan) && sp.min_survivors() < plan.privacy().min_survivors()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("round ", plan.round(), ": the secure-aggregation plan would unmask a sum of ",
+                     sp.min_survivors(), " sites, below the ", plan.privacy().min_survivors(),
+                     " its privacy plan is calibrated for"));
+  }
   if (sp.round_seed().size() != p.round_seed.size()) {
     return absl::InvalidArgumentError("secure-aggregation plan has no 32-byte round seed");
   }

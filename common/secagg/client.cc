@@ -320,6 +320,11 @@ StatusOr<ConsistencySignature> ClientSession::OnSurvivorList(const SurvivorList&
                      "the threshold ",
                      params_.threshold)));
   }
+  if (s.size() < params_.min_survivors) {
+    return Abort(absl::PermissionDeniedError(
+        absl::StrCat("survivor list names ", s.size(), " sites, below the plan's minimum of ",
+                     params_.min_survivors, " for an unmasked sum; refusing to sign it")));
+  }
   auto sig = signing_key_->Sign(ConsistencyStatement(session_id_, params_.round, s));
   if (!sig.ok()) return Abort(sig.status());
   signed_survivors_ = s;
@@ -336,6 +341,13 @@ Status ClientSession::CheckUnmaskRequest(const UnmaskRequest& r) {
   if (s.size() < static_cast<size_t>(params_.threshold)) {
     return absl::PermissionDeniedError(absl::StrCat(
         "unmask request names ", s.size(), " survivors, below the threshold ", params_.threshold));
+  }
+  // A sum over fewer sites than the plan's minimum is never helped into being, whatever the
+  // coordinator says: with a later sum over more sites it would reveal the difference.
+  if (s.size() < params_.min_survivors) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("unmask request names ", s.size(), " survivors, below the plan's minimum of ",
+                     params_.min_survivors, " for an unmasked sum; refusing to reveal shares"));
   }
   if (!params_.malicious) return absl::OkStatus();
   if (s != signed_survivors_) {

@@ -50,6 +50,11 @@ StatusOr<SecAggParams> ResolveParams(SecAggParams p) {
         absl::StrCat("threshold ", p.threshold, " exceeds the degree ", k,
                      ": no site's secrets could ever be reconstructed"));
   }
+  if (p.min_survivors > p.num_sites) {
+    return absl::InvalidArgumentError(absl::StrCat("a sum over at least ", p.min_survivors,
+                                                   " sites cannot come from a cohort of ", n,
+                                                   "; plan at least min_survivors sites"));
+  }
   const uint64_t max_len = kChaCha20MaxStreamBytes / RingWordSize(p.ring);
   if (p.vector_length == 0 || p.vector_length > max_len) {
     return absl::InvalidArgumentError(

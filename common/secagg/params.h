@@ -37,6 +37,10 @@ struct SecAggParams {
   bool malicious = false;
   RingWidth ring = RingWidth::k32;
   uint64_t vector_length = 0;  // ring elements per site input (including the weight element)
+  // The fewest inputs the sum may be unmasked over (the plan's minimum): the server session
+  // does not start unmasking below it and a site refuses to sign a survivor list or answer an
+  // unmask request naming fewer. 0: no minimum beyond the threshold. At most num_sites.
+  uint32_t min_survivors = 0;
   // Public randomness of the round (e.g. from the plan): seeds the neighbour graph.
   std::array<uint8_t, 32> round_seed{};
   // Ed25519 keys of sites 1..n (from their certificates), index id - 1. Required in

@@ -240,6 +240,15 @@ StatusOr<SurvivorList> ServerSession::CloseMaskedInput() {
     }
   }
   participants_.masked = survivors_;
+  // Below the plan's minimum the sum is never unmasked, however the round goes on: a retry
+  // would otherwise give a second sum over other sites, and their difference a site's input.
+  if (survivors_.size() < params_.min_survivors) {
+    return Fail(absl::FailedPreconditionError(
+        absl::StrCat("only ", survivors_.size(),
+                     " sites uploaded masked input; the plan unmasks no sum of "
+                     "fewer than ",
+                     params_.min_survivors, "; not unmasking, the round must be retried")));
+  }
   if (survivors_.size() < static_cast<size_t>(params_.threshold)) {
     return Fail(absl::FailedPreconditionError(
         absl::StrCat("only ", survivors_.size(), " sites uploaded masked input; threshold is ",

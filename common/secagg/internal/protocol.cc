@@ -27,6 +27,7 @@ Sha256Digest SessionId(const SecAggParams& p, const KeyDirectory& directory) {
   s.push_back(static_cast<char>(p.ring));
   s.push_back(p.malicious ? 1 : 0);
   PutU64(&s, p.vector_length);
+  PutU32(&s, p.min_survivors);
   s.append(reinterpret_cast<const char*>(p.round_seed.data()), p.round_seed.size());
   for (const AdvertiseKeys& e : directory.entries) {
     PutU32(&s, e.sender);

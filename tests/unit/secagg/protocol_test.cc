@@ -60,6 +60,12 @@ class Federation {
     }
   }
 
+  // The plan's minimum number of inputs for an unmasked sum; new sessions for every party.
+  void SetMinSurvivors(uint32_t min_survivors) {
+    params_.min_survivors = min_survivors;
+    Reset();
+  }
+
   ClientSession& client(SiteId id) { return *clients_[id - 1]; }
   ServerSession& server() { return *server_; }
   const SecAggParams& params() const { return params_; }
@@ -377,6 +383,64 @@ TEST(SecAggTest, AbortsCleanlyBelowThreshold) {
     EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
     EXPECT_THAT(std::string(r.status().message()), HasSubstr("advertised keys"));
   }
+}
+
+// The review's case: 4 sites, a sum only over all 4; site 4 does not upload in the first
+// attempt. The coordinator's session does not start unmasking the other three.
+TEST(SecAggTest, NoSumIsUnmaskedBelowThePlansMinimum) {
+  Federation f(4, false, RingWidth::k32, 3, 2);
+  f.SetMinSurvivors(4);
+  auto r = f.Run({{4, DropAt::kMaskedInput}});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("no sum of fewer than 4"));
+  EXPECT_EQ(f.server().StartUnmask().status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(f.server().Finish().status().code(), absl::StatusCode::kFailedPrecondition);
+  // The retry is a new session in which all four take part: the only sum ever unmasked.
+  f.SetMinSurvivors(4);
+  auto all = f.Run({});
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->survivors, Range(1, 4));
+  EXPECT_EQ(all->sum.w32, f.PlainSum(Range(1, 4)).w32);
+}
+
+// A coordinator that skips its own check and asks for the shares of a 3-site sum, though the
+// plan allows none below 4, gets no share from anyone: each site counts the survivors itself.
+// Without the minimum the same request is answered, which is what the check takes away.
+TEST(SecAggTest, SitesRefuseToRevealSharesForASumBelowThePlansMinimum) {
+  for (uint32_t min_survivors : {4u, 0u}) {
+    Federation f(4, false, RingWidth::k32, 3, 2);
+    f.SetMinSurvivors(min_survivors);
+    UploadAll(f);
+    UnmaskRequest three{f.params().round, {1, 2, 3}, {}};
+    for (SiteId id : {1u, 2u, 3u}) {
+      auto response = f.client(id).OnUnmaskRequest(three);
+      if (min_survivors == 4) {
+        EXPECT_EQ(response.status().code(), absl::StatusCode::kPermissionDenied);
+        EXPECT_THAT(std::string(response.status().message()), HasSubstr("plan's minimum of 4"));
+        EXPECT_EQ(f.client(id).stage(), ClientSession::Stage::kAborted);
+      } else {
+        EXPECT_TRUE(response.ok()) << response.status();
+      }
+    }
+  }
+  // Malicious mode: the survivor list is not even signed.
+  Federation f(4, true, RingWidth::k32, 3, 2);
+  f.SetMinSurvivors(4);
+  UploadAll(f);
+  auto sig = f.client(1).OnSurvivorList(SurvivorList{f.params().round, {1, 2, 3}});
+  EXPECT_EQ(sig.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(sig.status().message()), HasSubstr("refusing to sign"));
+}
+
+// The minimum is part of the parameters every party checks: above the cohort it is refused.
+TEST(SecAggTest, MinimumAboveTheCohortIsRefused) {
+  SecAggParams p;
+  p.num_sites = 4;
+  p.vector_length = 10;
+  p.min_survivors = 5;
+  auto resolved = ResolveParams(p);
+  EXPECT_EQ(resolved.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(resolved.status().message()), HasSubstr("at least 5"));
 }
 
 TEST(SecAggTest, SiteStoppingMidUploadAbortsTheRound) {
