@@ -30,6 +30,7 @@ std::string EncodeSafetensorsHeader(const ModelLayout& layout, const TensorMetad
   }
   uint64_t offset = 0;
   for (const TensorSpec& t : layout.tensors()) {
+    // Cannot overflow: a ModelLayout's tensors passed CheckedTensorSize when it was built.
     uint64_t bytes = static_cast<uint64_t>(t.NumElements()) * DTypeSize(t.dtype);
     header[t.name] = {{"dtype", DTypeName(t.dtype)},
                       {"shape", t.shape},
@@ -91,18 +92,19 @@ StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetada
     Entry e;
     e.spec.name = it.key();
     ASSIGN_OR_RETURN(e.spec.dtype, ParseDType(t["dtype"].get<std::string>()));
-    uint64_t elements = 1;
     for (const auto& d : t["shape"]) {
       if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t{1} << 40)) {
         return absl::InvalidArgumentError(
             absl::StrCat("tensor '", e.spec.name, "' has an invalid dimension"));
       }
       e.spec.shape.push_back(d.get<int64_t>());
-      elements *= d.get<uint64_t>();
-      if (elements > limits.max_data_bytes) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("tensor '", e.spec.name, "' is larger than the size limit"));
-      }
+    }
+    // The dimensions' product is checked for overflow before it is compared with anything.
+    ASSIGN_OR_RETURN(TensorSize size, CheckedTensorSize(e.spec));
+    if (static_cast<uint64_t>(size.bytes) > limits.max_data_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", e.spec.name, "' of ", size.bytes,
+                                                     " bytes is larger than the size limit of ",
+                                                     limits.max_data_bytes));
     }
     const auto& off = t["data_offsets"];
     if (!off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
@@ -111,7 +113,7 @@ StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetada
     }
     e.begin = off[0].get<uint64_t>();
     e.end = off[1].get<uint64_t>();
-    if (e.end < e.begin || e.end - e.begin != elements * DTypeSize(e.spec.dtype)) {
+    if (e.end < e.begin || e.end - e.begin != static_cast<uint64_t>(size.bytes)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "tensor '", e.spec.name, "': data_offsets do not match its shape and dtype"));
     }
@@ -136,8 +138,9 @@ StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetada
     return absl::InvalidArgumentError(absl::StrCat(
         "safetensors data of ", expect, " bytes exceeds the limit of ", limits.max_data_bytes));
   }
+  ASSIGN_OR_RETURN(ModelLayout layout, ModelLayout::Create(std::move(specs)));
   *data_bytes = expect;
-  return ModelLayout(std::move(specs));
+  return layout;
 }
 
 StatusOr<Model> DecodeSafetensors(std::string_view bytes, TensorMetadata* metadata,

@@ -1,10 +1,22 @@
 #include "common/tensor/tensor.h"
 
 #include <cmath>
+#include <cstdio>
+#include <limits>
 
 #include "absl/strings/str_join.h"
+#include "common/status/check.h"
 
 namespace hansa {
+namespace {
+
+constexpr int64_t kMaxInt64 = std::numeric_limits<int64_t>::max();
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ","), "]");
+}
+
+}  // namespace
 
 const char* DTypeName(DType dtype) {
   switch (dtype) {
@@ -28,26 +40,66 @@ StatusOr<DType> ParseDType(std::string_view name) {
 
 size_t DTypeSize(DType dtype) { return dtype == DType::kU64 ? 8 : 4; }
 
+StatusOr<TensorSize> CheckedTensorSize(const TensorSpec& spec) {
+  int64_t nonzero = 1;
+  bool empty = false;
+  for (int64_t d : spec.shape) {
+    if (d < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", spec.name, "': shape ",
+                                                     ShapeString(spec.shape),
+                                                     " has a negative dimension"));
+    }
+    if (d == 0) {
+      empty = true;
+    } else if (__builtin_mul_overflow(nonzero, d, &nonzero)) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", spec.name, "': shape ",
+                                                     ShapeString(spec.shape), " has more than ",
+                                                     kMaxInt64, " elements"));
+    }
+  }
+  int64_t bytes = 0;
+  if (__builtin_mul_overflow(nonzero, static_cast<int64_t>(DTypeSize(spec.dtype)), &bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", spec.name, "': shape ", ShapeString(spec.shape), " of ",
+                     DTypeName(spec.dtype), " takes more than ", kMaxInt64, " bytes"));
+  }
+  if (empty) return TensorSize{};
+  return TensorSize{nonzero, bytes};
+}
+
 int64_t TensorSpec::NumElements() const {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
+  StatusOr<TensorSize> size = CheckedTensorSize(*this);
+  HANSA_CHECK(size.ok());
+  return size->elements;
 }
 
 bool TensorSpec::operator==(const TensorSpec& other) const {
   return name == other.name && dtype == other.dtype && shape == other.shape;
 }
 
-ModelLayout::ModelLayout(std::vector<TensorSpec> tensors) : tensors_(std::move(tensors)) {
-  offsets_.reserve(tensors_.size());
-  for (const TensorSpec& t : tensors_) {
-    offsets_.push_back(total_elements_);
-    total_elements_ += t.NumElements();
+StatusOr<ModelLayout> ModelLayout::Create(std::vector<TensorSpec> tensors) {
+  ModelLayout layout;
+  layout.offsets_.reserve(tensors.size());
+  int64_t total_bytes = 0;
+  for (const TensorSpec& t : tensors) {
+    ASSIGN_OR_RETURN(TensorSize size, CheckedTensorSize(t));
+    layout.offsets_.push_back(layout.total_elements_);
+    if (__builtin_add_overflow(layout.total_elements_, size.elements, &layout.total_elements_) ||
+        __builtin_add_overflow(total_bytes, size.bytes, &total_bytes)) {
+      return absl::InvalidArgumentError(absl::StrCat("model layout: with tensor '", t.name,
+                                                     "' the model holds more than ", kMaxInt64,
+                                                     " elements or bytes"));
+    }
   }
+  layout.tensors_ = std::move(tensors);
+  return layout;
 }
 
-static std::string ShapeString(const std::vector<int64_t>& shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ","), "]");
+ModelLayout::ModelLayout(std::vector<TensorSpec> tensors) {
+  StatusOr<ModelLayout> checked = Create(std::move(tensors));
+  if (!checked.ok()) std::fprintf(stderr, "%s\n", std::string(checked.status().message()).c_str());
+  HANSA_CHECK(checked.ok());
+  *this = *std::move(checked);
 }
 
 Status ModelLayout::CheckSameAs(const ModelLayout& expected) const {

@@ -26,14 +26,33 @@ struct TensorSpec {
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
 
+  // The product of the dimensions. REQUIRES: CheckedTensorSize(*this) is OK, as it is for every
+  // tensor of a ModelLayout; aborts otherwise (a shape from a peer or a file that reached here
+  // unchecked is a bug).
   int64_t NumElements() const;
   bool operator==(const TensorSpec& other) const;
 };
+
+struct TensorSize {
+  int64_t elements = 0;
+  int64_t bytes = 0;
+};
+
+// The one place a shape's element count and byte size are computed, with overflow-checked
+// multiplication. InvalidArgument naming the tensor when a dimension is negative, or when the
+// product of the nonzero dimensions, or that product times the dtype's size, exceeds int64
+// (so every stride of the tensor is representable too, whatever the order of its dimensions).
+// A shape with a zero dimension has 0 elements.
+StatusOr<TensorSize> CheckedTensorSize(const TensorSpec& spec);
 
 // Names, dtypes and shapes of a model's tensors, in storage order.
 class ModelLayout {
  public:
   ModelLayout() = default;
+  // For tensors from a peer or a file: InvalidArgument (naming the tensor) when a tensor's size
+  // or the layout's total elements or bytes do not fit in int64 (see CheckedTensorSize).
+  static StatusOr<ModelLayout> Create(std::vector<TensorSpec> tensors);
+  // For layouts Hansa builds itself. REQUIRES: Create(tensors) would succeed; aborts otherwise.
   explicit ModelLayout(std::vector<TensorSpec> tensors);
 
   const std::vector<TensorSpec>& tensors() const { return tensors_; }

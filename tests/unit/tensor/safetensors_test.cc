@@ -111,6 +111,141 @@ TEST(SafetensorsTest, RejectsUnknownDtypeAndMalformedJson) {
   }
 }
 
+// A file of one header (given as JSON) and `data_bytes` zero bytes of data.
+std::string FileWithHeader(const std::string& json, size_t data_bytes = 0) {
+  std::string out(8, '\0');
+  uint64_t len = json.size();
+  std::memcpy(out.data(), &len, 8);
+  return out + json + std::string(data_bytes, '\0');
+}
+
+// Feeds `bytes` to a stream decoder in one piece; `seen` gets the layout it announced.
+Status StreamHeader(const std::string& bytes, const SafetensorsLimits& limits, ModelLayout* seen) {
+  SafetensorsStreamDecoder dec(
+      [&](const ModelLayout& l, const TensorMetadata&) {
+        *seen = l;
+        return absl::OkStatus();
+      },
+      [](int64_t, const uint8_t*, size_t) { return absl::OkStatus(); }, limits);
+  return dec.Feed(bytes);
+}
+
+constexpr uint64_t kNoDataLimit = std::numeric_limits<uint64_t>::max();
+
+// 2^24 * 2^40 = 2^64 wraps a 64-bit product to 0: such a header once passed as an empty tensor.
+TEST(SafetensorsTest, RefusesAShapeWhoseElementCountOverflows) {
+  const std::string file = FileWithHeader(
+      R"({"huge":{"dtype":"F32","shape":[16777216,1099511627776],"data_offsets":[0,0]}})");
+  for (uint64_t limit : {SafetensorsLimits{}.max_data_bytes, kNoDataLimit}) {
+    SafetensorsLimits limits{.max_data_bytes = limit};
+    auto whole = DecodeSafetensors(file, nullptr, limits);
+    EXPECT_EQ(whole.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(whole.status().message()), HasSubstr("tensor 'huge'"));
+    EXPECT_THAT(std::string(whole.status().message()), HasSubstr("elements"));
+    ModelLayout seen;
+    Status streamed = StreamHeader(file, limits, &seen);
+    EXPECT_EQ(streamed.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(streamed.message()), HasSubstr("tensor 'huge'"));
+    EXPECT_EQ(seen.size(), 0u) << "the stream decoder announced the overflowing layout";
+  }
+}
+
+// 2^31 * 2^31 = 2^62 elements fit in int64, but 2^62 F32 values take 2^64 bytes, which wraps to
+// 0 and once matched data_offsets [0,0].
+TEST(SafetensorsTest, RefusesAShapeWhoseByteSizeOverflows) {
+  const std::string file = FileWithHeader(
+      R"({"wide":{"dtype":"F32","shape":[2147483648,2147483648],"data_offsets":[0,0]}})");
+  SafetensorsLimits limits{.max_data_bytes = kNoDataLimit};
+  auto whole = DecodeSafetensors(file, nullptr, limits);
+  EXPECT_EQ(whole.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(whole.status().message()), HasSubstr("tensor 'wide'"));
+  EXPECT_THAT(std::string(whole.status().message()), HasSubstr("bytes"));
+  ModelLayout seen;
+  Status streamed = StreamHeader(file, limits, &seen);
+  EXPECT_EQ(streamed.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(streamed.message()), HasSubstr("tensor 'wide'"));
+  EXPECT_EQ(seen.size(), 0u);
+}
+
+// (2^30 - 1) * (2^30 + 1) = 2^60 - 1 U64 values take 2^63 - 8 bytes: the largest such tensor
+// whose size fits in int64. One more row and it does not.
+TEST(SafetensorsTest, AShapeExactlyAtTheInt64LimitIsAccepted) {
+  SafetensorsLimits limits{.max_data_bytes = kNoDataLimit};
+  const std::string fits =
+      FileWithHeader(R"({"big":{"dtype":"U64","shape":[1073741823,1073741825],)"
+                     R"("data_offsets":[0,9223372036854775800]}})");
+  ModelLayout seen;
+  ASSERT_TRUE(StreamHeader(fits, limits, &seen).ok());
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen.TotalElements(), (int64_t{1} << 60) - 1);
+  uint64_t data_bytes = 0;
+  auto parsed = ParseSafetensorsHeader(fits.substr(8), nullptr, &data_bytes, limits);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(data_bytes, uint64_t{9223372036854775800u});
+
+  const std::string over = FileWithHeader(
+      R"({"big":{"dtype":"U64","shape":[1073741824,1073741824],"data_offsets":[0,0]}})");
+  Status streamed = StreamHeader(over, limits, &seen);
+  EXPECT_EQ(streamed.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(streamed.message()), HasSubstr("tensor 'big'"));
+}
+
+// A tensor of exactly max_data_bytes decodes, whole and streamed; four bytes more are refused.
+TEST(SafetensorsTest, ATensorExactlyAtTheSizeLimitDecodes) {
+  SafetensorsLimits limits{.max_data_bytes = 64};
+  const std::string fits =
+      FileWithHeader(R"({"w":{"dtype":"F32","shape":[4,4],"data_offsets":[0,64]}})", 64);
+  auto whole = DecodeSafetensors(fits, nullptr, limits);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(whole->values, std::vector<float>(16, 0.0f));
+  ModelLayout seen;
+  ASSERT_TRUE(StreamHeader(fits, limits, &seen).ok());
+  EXPECT_EQ(seen.TotalElements(), 16);
+
+  const std::string over =
+      FileWithHeader(R"({"w":{"dtype":"F32","shape":[17],"data_offsets":[0,68]}})", 68);
+  for (Status st :
+       {DecodeSafetensors(over, nullptr, limits).status(), StreamHeader(over, limits, &seen)}) {
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(st.message()), HasSubstr("tensor 'w' of 68 bytes is larger than"));
+  }
+}
+
+TEST(TensorSizeTest, ChecksEveryProductAgainstInt64) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  auto size = CheckedTensorSize({"w", DType::kF32, {3, 0, 5}});
+  ASSERT_TRUE(size.ok());
+  EXPECT_EQ(size->elements, 0);
+  EXPECT_EQ(size->bytes, 0);
+  // 2^61 - 1 F32 values take 2^63 - 4 bytes, the most that fit; 2^61 do not.
+  size = CheckedTensorSize({"w", DType::kF32, {(int64_t{1} << 61) - 1}});
+  ASSERT_TRUE(size.ok()) << size.status();
+  EXPECT_EQ(size->bytes, kMax - 3);
+  EXPECT_THAT(
+      std::string(CheckedTensorSize({"w", DType::kF32, {int64_t{1} << 61}}).status().message()),
+      HasSubstr("tensor 'w': shape [2305843009213693952] of F32 takes more than"));
+  // 2^32 * 2^31 = 2^63 elements: one more than int64 holds.
+  Status st = CheckedTensorSize({"w", DType::kU32, {int64_t{1} << 32, int64_t{1} << 31}}).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("elements"));
+  // A zero dimension does not hide an overflow among the others (strides must fit too).
+  EXPECT_FALSE(CheckedTensorSize({"w", DType::kF32, {0, int64_t{1} << 40, int64_t{1} << 40}}).ok());
+  EXPECT_THAT(std::string(CheckedTensorSize({"w", DType::kF32, {2, -3}}).status().message()),
+              HasSubstr("negative dimension"));
+}
+
+TEST(ModelLayoutTest, CreateRefusesATotalBeyondInt64) {
+  // Each tensor alone takes 2^62 bytes; the two together 2^63.
+  auto layout = ModelLayout::Create(
+      {{"a", DType::kF32, {int64_t{1} << 60}}, {"b", DType::kF32, {int64_t{1} << 60}}});
+  EXPECT_EQ(layout.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(layout.status().message()), HasSubstr("tensor 'b'"));
+  auto fine = ModelLayout::Create({{"a", DType::kF32, {2, 3}}, {"b", DType::kF32, {4}}});
+  ASSERT_TRUE(fine.ok()) << fine.status();
+  EXPECT_EQ(fine->TotalElements(), 10);
+  EXPECT_EQ(fine->Offset(1), 6);
+}
+
 TEST(ModelLayoutTest, NamesTheFirstDifference) {
   Model m = SmallModel();
   ModelLayout other({{"conv.weight", DType::kF32, {2, 1, 3, 3}},
