@@ -63,6 +63,9 @@ StatusOr<std::unique_ptr<SiteSession>> SiteSession::Create(const SiteConfig& con
     }
     s->record_privacy_ = *std::move(ledger);
   }
+  auto spent = SpentContributions::FromEgressLedger(config.state_dir + "/egress.jsonl");
+  if (!spent.ok()) return Annotate(spent.status(), "contributions in the egress ledger");
+  s->spent_ = *std::move(spent);
   RETURN_IF_ERROR(LoadSiteData(config, &s->train_, &s->test_));
   spdlog::info("site {}: shard {}/{}: {} training and {} test examples", config.name,
                config.shard_index + 1, config.shard_count, s->train_.size(), s->test_.size());
@@ -95,7 +98,11 @@ Status SiteSession::RecordOutcome(const char* type, uint64_t round, const std::s
 }
 
 Status SiteSession::Connect() {
-  ASSIGN_OR_RETURN(auto creds, MakeClientCredentials(tls_));
+  // The pin is checked inside every TLS handshake of the channel, reconnections included.
+  if (!config_.coordinator_fingerprint.empty()) {
+    pin_ = std::make_shared<CertificatePin>(config_.coordinator_fingerprint);
+  }
+  ASSIGN_OR_RETURN(auto creds, MakeClientCredentials(tls_, pin_));
   grpc::ChannelArguments args = SiteChannelArguments(max_chunk_bytes_);
   // The certificate names the coordinator "localhost" and 127.0.0.1; a deployment passes the
   // host it provisioned with.
@@ -104,49 +111,68 @@ Status SiteSession::Connect() {
   return absl::OkStatus();
 }
 
+Status SiteSession::PinRefusal() const {
+  return absl::PermissionDeniedError(
+      absl::StrCat("coordinator certificate fingerprint ", pin_->last_refused(),
+                   " is not the one this site's policy trusts (", pin_->fingerprint(),
+                   ", [policy] coordinator_fingerprint in site.toml): the TLS handshake with ",
+                   config_.coordinator, " was refused, so nothing was sent over that connection"));
+}
+
+Status SiteSession::AwaitConnection(double seconds) {
+  const auto deadline = std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  for (;;) {
+    grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
+    if (state == GRPC_CHANNEL_READY) return absl::OkStatus();
+    if (pin_ && !pin_->last_refused().empty()) return PinRefusal();
+    if (stop_) return absl::CancelledError("site stopping");
+    auto now = std::chrono::system_clock::now();
+    if (now >= deadline) {
+      return absl::UnavailableError(absl::StrCat(
+          "no TLS connection within ", seconds,
+          " s (coordinator down, wrong address, or a handshake that failed: a certificate from "
+          "another CA or an expired one)"));
+    }
+    channel_->WaitForStateChange(state, std::min(deadline, now + std::chrono::milliseconds(200)));
+  }
+}
+
 Status SiteSession::JoinWithRetry() {
   auto give_up = std::chrono::steady_clock::now() +
                  std::chrono::milliseconds(static_cast<int64_t>(config_.reconnect_seconds * 1000));
   double backoff = 0.5;
   for (;;) {
     if (stop_) return absl::CancelledError("site stopping");
-    auto ctx = ContextWithDeadline(config_.rpc_timeout_seconds);
-    ctx->set_wait_for_ready(true);
-    v1::JoinRequest req;
-    req.set_client_version("hansa-client 0.1");
-    v1::JoinReply reply;
-    ASSIGN_OR_RETURN(std::string sha,
-                     RecordSend(audit_events::kMessageJoin, 0, req.SerializeAsString()));
-    Status st = RecordOutcome(audit_events::kMessageJoin, 0, sha,
-                              FromGrpc(stub_->Join(ctx.get(), req, &reply), "joining"));
+    // The join is recorded and sent only over a connection whose handshake passed the CA and
+    // the pin: a refused handshake leaves nothing to record.
+    Status st = AwaitConnection(config_.rpc_timeout_seconds);
+    if (absl::IsPermissionDenied(st) || absl::IsCancelled(st)) return st;
     if (st.ok()) {
-      // Pin the coordinator: its certificate must be the one the site's policy names.
-      auto auth = ctx->auth_context();
-      std::vector<grpc::string_ref> pem =
-          auth ? auth->FindPropertyValues("x509_pem_cert") : std::vector<grpc::string_ref>();
-      if (!config_.coordinator_fingerprint.empty()) {
-        if (pem.empty()) {
-          return absl::PermissionDeniedError("coordinator presented no certificate");
-        }
-        ASSIGN_OR_RETURN(Certificate cert,
-                         Certificate::FromPem(std::string_view(pem[0].data(), pem[0].size())));
-        if (cert.Sha256Fingerprint() != config_.coordinator_fingerprint) {
-          return absl::PermissionDeniedError(absl::StrCat(
-              "coordinator certificate fingerprint ", cert.Sha256Fingerprint(),
-              " is not the one this site's policy trusts (", config_.coordinator_fingerprint,
-              "); nothing was sent. Check [policy] coordinator_fingerprint in site.toml"));
-        }
+      auto ctx = ContextWithDeadline(config_.rpc_timeout_seconds);
+      ctx->set_wait_for_ready(true);
+      v1::JoinRequest req;
+      req.set_client_version("hansa-client 0.1");
+      v1::JoinReply reply;
+      ASSIGN_OR_RETURN(std::string sha,
+                       RecordSend(audit_events::kMessageJoin, 0, req.SerializeAsString()));
+      st = RecordOutcome(audit_events::kMessageJoin, 0, sha,
+                         FromGrpc(stub_->Join(ctx.get(), req, &reply), "joining"));
+      if (st.ok()) {
+        if (reply.max_chunk_bytes() > 0) max_chunk_bytes_ = reply.max_chunk_bytes();
+        // A restarted coordinator may plan the same round again, down to the same digest,
+        // with no memory of our answer: answer again (AlreadyExists if it had kept it).
+        answered_plan_.clear();
+        spdlog::info("joined federation '{}' as '{}'", reply.federation(), reply.site());
+        return absl::OkStatus();
       }
-      if (reply.max_chunk_bytes() > 0) max_chunk_bytes_ = reply.max_chunk_bytes();
-      // A restarted coordinator may plan the same round again, down to the same digest, with
-      // no memory of our answer: answer again (AlreadyExists if it had kept it).
-      answered_plan_.clear();
-      spdlog::info("joined federation '{}' as '{}'", reply.federation(), reply.site());
-      return absl::OkStatus();
-    }
-    if (absl::IsPermissionDenied(st) || absl::IsUnauthenticated(st) ||
-        absl::IsInvalidArgument(st)) {
-      return st;
+      // The connection dropped after it was checked and the next handshake met another
+      // certificate: the join did not leave (its send_failed record says so).
+      if (pin_ && !pin_->last_refused().empty()) return PinRefusal();
+      if (absl::IsPermissionDenied(st) || absl::IsUnauthenticated(st) ||
+          absl::IsInvalidArgument(st)) {
+        return st;
+      }
     }
     if (std::chrono::steady_clock::now() > give_up) {
       return absl::UnavailableError(absl::StrCat("coordinator at ", config_.coordinator,
@@ -177,7 +203,7 @@ Status SiteSession::Run() {
           spdlog::info("coordinator: {}", task.message());
           return absl::OkStatus();
         case v1::Task::TRAIN:
-          st = Consent(task.plan());
+          st = Consent(task);
           if (st.ok()) st = Train(task.plan(), task.payload());
           break;
         case v1::Task::EVALUATE:
@@ -187,7 +213,7 @@ Status SiteSession::Run() {
         case v1::Task::SECAGG_SHARE:
         case v1::Task::SECAGG_CONSISTENCY:
         case v1::Task::SECAGG_UNMASK:
-          st = Consent(task.plan());
+          st = Consent(task);
           if (st.ok()) st = SecAggStage(task);
           break;
         default:
@@ -216,6 +242,22 @@ Status SiteSession::CheckPlan(const v1::RoundPlan& plan, bool sends_update) {
                      " aggregation but this site's policy requires secure aggregation "
                      "(policy.require_secure_aggregation); refused"));
   }
+  if (sends_update && plan.aggregation() == "secure" &&
+      static_cast<int>(plan.secagg().min_survivors()) < config_.min_cohort) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "round ", plan.round(), " would unmask a sum of as few as ", plan.secagg().min_survivors(),
+        " sites but this site's policy requires at least ", config_.min_cohort,
+        " (policy.min_cohort); refused"));
+  }
+  if (sends_update && plan.aggregation() == "secure") {
+    // The site's own floor under k and t, which the coordinator alone chooses otherwise.
+    SecAggParams planned;
+    planned.round = plan.round();
+    planned.degree = static_cast<int>(plan.secagg().degree());
+    planned.threshold = static_cast<int>(plan.secagg().threshold());
+    RETURN_IF_ERROR(
+        CheckSecAggPolicy(planned, config_.min_secagg_degree, config_.min_secagg_threshold));
+  }
   if (sends_update && plan.cohort_size() < config_.min_cohort) {
     return absl::InvalidArgumentError(
         absl::StrCat("round ", plan.round(), " has ", plan.cohort_size(),
@@ -232,24 +274,29 @@ Status SiteSession::CheckPlan(const v1::RoundPlan& plan, bool sends_update) {
   return absl::OkStatus();
 }
 
-Status SiteSession::Consent(const v1::RoundPlan& plan) {
+Status SiteSession::Consent(const v1::Task& task) {
+  const v1::RoundPlan& plan = task.plan();
   const std::string digest = PlanSha256(plan);
   if (digest == answered_plan_) return answer_;
   Status policy = CheckPlan(plan, /*sends_update=*/true);
-  // A plan answered before (and booked) is answered the same way again after a rejoin.
-  if (policy.ok() && booked_plans_.count(digest) == 0) {
-    StatusOr<PrivacyCost> cost = CheckPrivacy(plan);
-    policy = cost.status();
-    // Booked before the answer leaves: a crash after sending it must not forget the cost.
-    if (policy.ok()) RETURN_IF_ERROR(SpendPrivacy(plan, *cost));
-  }
+  // The cost is booked when the update leaves (Train), not here: an attempt the site answers
+  // but sends nothing in spends nothing. A plan booked before is answered again after a rejoin.
+  if (policy.ok() && booked_plans_.count(digest) == 0) policy = CheckPrivacy(plan).status();
+  if (policy.ok() && plan.aggregation() == "secure") policy = spent_.Check(plan);
   const auto round = static_cast<int64_t>(plan.round());
-  RETURN_IF_ERROR(
-      Annotate(egress_
-                   ->Append(policy.ok() ? PlanAccepted(round, digest)
-                                        : PlanRefused(round, digest, std::string(policy.message())))
-                   .status(),
-               "egress ledger"));
+  // The coordinator's audit head it showed with the plan: reconcile checks its log still has it.
+  std::optional<AuditAnchor> shown;
+  if (task.has_audit_head()) {
+    shown = AuditAnchor{static_cast<int64_t>(std::min<uint64_t>(task.audit_head().records(),
+                                                                INT64_MAX)),
+                        task.audit_head().sha256()};
+  }
+  RETURN_IF_ERROR(Annotate(
+      egress_
+          ->Append(policy.ok() ? PlanAccepted(round, digest, shown)
+                               : PlanRefused(round, digest, std::string(policy.message()), shown))
+          .status(),
+      "egress ledger"));
   v1::PlanResponse response;
   response.set_round(plan.round());
   response.set_plan_sha256(digest);
@@ -392,6 +439,9 @@ StatusOr<Model> SiteSession::FetchModel(const v1::RoundPlan& plan) {
   if (total != plan.global_model_bytes() || chunk.header().sha256() != plan.global_model_sha256()) {
     return absl::DataLossError("global model header disagrees with the round plan");
   }
+  RETURN_IF_ERROR(CheckDeclaredBytes(total, config_.max_model_bytes,
+                                     absl::StrCat("the global model of round ", plan.round(),
+                                                  " (policy.max_model_bytes in site.toml)")));
   std::string payload;
   payload.reserve(total);
   Sha256Hasher hasher;
@@ -452,7 +502,11 @@ Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_de
     s.dp.steps = r.steps();
   }
   ASSIGN_OR_RETURN(TrainResult result, trainer_->Train(train_, s));
+  // Booked before anything of the update leaves: a crash after sending must not forget it.
+  ASSIGN_OR_RETURN(PrivacyCost cost, CheckPrivacy(plan));
+  RETURN_IF_ERROR(SpendPrivacy(plan, cost));
   if (plan.aggregation() == "secure") {
+    RETURN_IF_ERROR(spent_.Spend(plan, *egress_));
     spdlog::info("round {}: trained {} examples in {:.1f} s (loss {:.4f}); uploading masked",
                  plan.round(), result.num_examples, result.seconds, result.loss);
     return UploadMasked(plan, global, result.num_examples);

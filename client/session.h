@@ -14,6 +14,7 @@
 #include <set>
 #include <string>
 
+#include "client/contributions.h"
 #include "client/site_config.h"
 #include "client/trainer.h"
 #include "common/audit/audit_log.h"
@@ -42,13 +43,19 @@ class SiteSession {
  private:
   explicit SiteSession(SiteConfig config) : config_(std::move(config)) {}
   Status Connect();
+  // Waits up to `seconds` for the channel's TLS connection: PermissionDenied when its last
+  // handshake met a certificate other than the pinned one, Unavailable when none came up.
+  Status AwaitConnection(double seconds);
+  // The pin's refusal, naming both fingerprints and the site.toml key. REQUIRES: pin_.
+  Status PinRefusal() const;
   Status JoinWithRetry();
   // The site's own policy; `sends_update` for plans that make it send a model update
   // (evaluation sends only metrics).
   Status CheckPlan(const v1::RoundPlan& plan, bool sends_update);
   // Answers a training plan once (PlanResponse) and records the answer; the policy's refusal
-  // when the site refuses it.
-  Status Consent(const v1::RoundPlan& plan);
+  // when the site refuses it. The task's audit_head, when present, goes into the answer's
+  // egress record.
+  Status Consent(const v1::Task& task);
   // One round's cost per guarantee: RDP curves, empty where the site keeps no budget.
   struct PrivacyCost {
     std::vector<double> client, record;
@@ -56,7 +63,8 @@ class SiteSession {
   // The site's own privacy rules for a training plan: the round's cost in each ledger the site
   // keeps, or the refusal (a plan without a guarantee the site requires, or over its budget).
   StatusOr<PrivacyCost> CheckPrivacy(const v1::RoundPlan& plan) const;
-  // Books an accepted round in the site's ledgers and egress ledger.
+  // Books a round whose update is about to leave in the site's ledgers and egress ledger (once
+  // per plan).
   Status SpendPrivacy(const v1::RoundPlan& plan, const PrivacyCost& cost);
   // Ledger entry for a message about to leave; returns the digest for RecordFailure.
   StatusOr<std::string> RecordSend(const char* type, uint64_t round, const std::string& bytes);
@@ -89,11 +97,13 @@ class SiteSession {
   std::optional<PrivacyLedger> privacy_;         // when policy.max_epsilon > 0
   std::optional<PrivacyLedger> record_privacy_;  // when policy.max_record_epsilon > 0
   std::set<std::string> booked_plans_;  // plans already in the ledgers (answered again on rejoin)
+  SpentContributions spent_;            // secure updates that left, from the egress ledger
   // The last training plan answered (PlanSha256) and the answer.
   std::string answered_plan_;
   Status answer_;
   Dataset train_;
   Dataset test_;
+  std::shared_ptr<CertificatePin> pin_;  // when policy.coordinator_fingerprint is set
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;
   std::unique_ptr<Trainer> trainer_;

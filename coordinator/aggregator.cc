@@ -42,7 +42,7 @@ StatusOr<std::unique_ptr<StreamingAggregator::Contribution>> StreamingAggregator
     id = next_id_++;
   }
   ASSIGN_OR_RETURN(std::unique_ptr<SpillFile> spill,
-                   SpillFile::Create(absl::StrCat(spill_dir_, "/", name, "-", id, ".spill")));
+                   SpillFile::Create(spill_dir_, absl::StrCat(name, "-", id)));
   return std::unique_ptr<Contribution>(new Contribution(this, name, weight, std::move(spill)));
 }
 

@@ -36,6 +36,7 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   e.upload_timeout = absl::Seconds(cfg.Double("rounds.upload_timeout_seconds", 600, 1, 86400));
   e.evaluate_timeout = absl::Seconds(cfg.Double("rounds.evaluate_timeout_seconds", 300, 1, 86400));
   e.site_idle = absl::Seconds(cfg.Double("rounds.site_idle_seconds", 90, 1, 86400));
+  e.max_attempts = static_cast<int>(cfg.Int("rounds.max_attempts", 10, 1, 1000));
   // The server step. rounds.server_learning_rate is the strategy's eta (1.0: plain FedAvg).
   e.strategy.name = cfg.String("strategy.name", "fedavg");
   e.strategy.server_lr = cfg.Double("rounds.server_learning_rate", 1.0, 1e-9, 100);

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/audit/record_text.h"
 #include "common/crypto/random.h"
 #include "common/fileio/fileio.h"
 #include "common/logging/logging.h"
@@ -584,6 +585,11 @@ StatusOr<v1::Task> RoundEngine::NextTask(const std::string& site, absl::Duration
     if (phase_ != Phase::kIdle && pending_.count(site)) {
       task.set_kind(TaskKind(phase_));
       *task.mutable_plan() = plan_;
+      if (options_.audit) {  // the site keeps it with its answer (reconcile.h)
+        AuditAnchor head = options_.audit->anchor();
+        task.mutable_audit_head()->set_records(static_cast<uint64_t>(head.records));
+        task.mutable_audit_head()->set_sha256(head.sha256);
+      }
       auto payload = payloads_.find(site);
       if (payload != payloads_.end()) task.set_payload(payload->second);
       return task;
@@ -620,9 +626,18 @@ StatusOr<std::unique_ptr<UploadSink>> RoundEngine::BeginUpload(const std::string
   absl::MutexLock lock(&mu_);
   // A replay is named as one even when the round has moved past its upload phase since.
   if (header.round() == plan_.round() && uploads_.count(site)) {
-    return absl::AlreadyExistsError(absl::StrCat("site '", site,
-                                                 "' already uploaded its update for round ",
-                                                 plan_.round(), " (replayed upload refused)"));
+    return RefuseUpload(site,
+                        absl::StrCat("site '", site, "' already uploaded its update for round ",
+                                     plan_.round(), " (replayed upload refused)"));
+  }
+  // One upload at a time: two streams of one site would both count (plaintext), or leave a
+  // chunk that cannot be withdrawn (secure). Finished sinks are past this point already.
+  for (const UploadSink* open : sinks_) {
+    if (open->site_ == site && open->attempt_ == attempt_) {
+      return RefuseUpload(
+          site, absl::StrCat("site '", site, "' already has an upload for round ", plan_.round(),
+                             " in progress; a second one at once is refused"));
+    }
   }
   if (phase_ != Phase::kTrain || header.round() != plan_.round()) {
     return absl::FailedPreconditionError(absl::StrCat("no upload for round ", header.round(),
@@ -667,10 +682,14 @@ StatusOr<std::unique_ptr<UploadSink>> RoundEngine::BeginUpload(const std::string
   if (plan_.aggregation() == "secure") {
     RETURN_IF_ERROR(MakeDirs(options_.state_dir + "/spill"));
     ASSIGN_OR_RETURN(std::unique_ptr<SpillFile> spill,
-                     SpillFile::Create(absl::StrCat(options_.state_dir, "/spill/", site, "-",
-                                                    attempt_, ".masked")));
-    folder =
-        std::make_unique<SecureFolder>(this, site_ids_.at(site), plan_.round(), std::move(spill));
+                     SpillFile::Create(options_.state_dir + "/spill",
+                                       absl::StrCat(site, "-", attempt_, "-masked")));
+    auto id = site_ids_.find(site);
+    if (id == site_ids_.end()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("site '", site, "' has no number in round ", plan_.round()));
+    }
+    folder = std::make_unique<SecureFolder>(this, id->second, plan_.round(), std::move(spill));
   } else {
     // Under client-level privacy every site weighs the same: the sensitivity is one update.
     const bool central = ledger_.has_value();
@@ -690,6 +709,12 @@ StatusOr<std::unique_ptr<UploadSink>> RoundEngine::BeginUpload(const std::string
   return sink;
 }
 
+Status RoundEngine::RefuseUpload(const std::string& site, const std::string& why) {
+  spdlog::warn("round {}: {}", plan_.round(), why);
+  RETURN_IF_ERROR(Record(UploadRefused(static_cast<int64_t>(plan_.round()), site, why)));
+  return absl::AlreadyExistsError(why);
+}
+
 Status RoundEngine::CommitUpload(UploadSink* sink, uint64_t bytes) {
   absl::MutexLock lock(&mu_);
   absl::MutexLock sink_lock(&sink->mu_);
@@ -697,6 +722,10 @@ Status RoundEngine::CommitUpload(UploadSink* sink, uint64_t bytes) {
   if (phase_ != Phase::kTrain || attempt_ != sink->attempt_ || !sink->folder_) {
     return absl::DeadlineExceededError(
         absl::StrCat("round ", sink->round_, " closed before the upload finished"));
+  }
+  if (uploads_.count(sink->site_)) {  // the sink's destructor withdraws what it folded
+    return absl::AlreadyExistsError(absl::StrCat(
+        "site '", sink->site_, "' already committed its update for round ", sink->round_));
   }
   RETURN_IF_ERROR(Record(UpdateReceived(sink->round_, sink->site_, bytes, sink->header_.sha256())));
   RETURN_IF_ERROR(sink->folder_->Commit());
@@ -798,6 +827,7 @@ void RoundEngine::ClosePhase(const std::string& why) {
 
 void RoundEngine::BeginPlan(int64_t round, const std::vector<std::string>& cohort) {
   ++attempt_;
+  ++round_attempt_;
   bytes_up_ = 0;
   bytes_down_ = 0;
   uploads_.clear();
@@ -809,7 +839,12 @@ void RoundEngine::BeginPlan(int64_t round, const std::vector<std::string>& cohor
   plan_.set_global_model_sha256(payload_sha256_);
   plan_.set_global_model_bytes(payload_->size());
   *plan_.mutable_training() = options_.training;
-  plan_.mutable_training()->set_seed(options_.training.seed() * 1000003 + round);
+  // A retry trains from another seed: its update is a new contribution, never the one a site
+  // may already have sent (which the site would refuse to send again).
+  uint64_t seed = options_.training.seed() * 1000003 + static_cast<uint64_t>(round);
+  if (round_attempt_ > 1) seed = seed * 1000033 + static_cast<uint64_t>(round_attempt_);
+  plan_.mutable_training()->set_seed(seed);
+  plan_.set_attempt(static_cast<uint32_t>(round_attempt_));
   for (const auto& s : cohort) plan_.add_cohort(s);
   plan_.set_chunk_bytes(options_.chunk_bytes);
   plan_.set_aggregation(options_.secure.enabled ? "secure" : "plaintext");
@@ -873,7 +908,7 @@ Status RoundEngine::RespondToPlan(const std::string& site, const v1::PlanRespons
     RETURN_IF_ERROR(Record(SiteConsented(round, site)));
   } else {
     std::string reason = response.reason().empty() ? "no reason given" : response.reason();
-    if (reason.size() > 2048) reason.resize(2048);
+    reason = RecordText(reason, 2048);  // a whole character at the cut, always UTF-8
     RETURN_IF_ERROR(Record(SiteDeclined(round, site, reason)));
     spdlog::warn("round {}: site {} refused the plan: {}", round, site, reason);
     pending_.erase(site);
@@ -926,6 +961,7 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   params.malicious = so.malicious;
   ASSIGN_OR_RETURN(params.ring, ChooseRing(encoding));
   params.vector_length = Encoder::EncodedSize(global_.values.size());
+  params.min_survivors = static_cast<uint32_t>(MinimumSum());
   if (ledger_) {
     // DDG integers: each site's are bounded by the rounded norm plus its noise (12 sigma);
     // the signed sum of the cohort must fit the ring.
@@ -949,6 +985,7 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   {
     absl::MutexLock lock(&secagg_mu_);
     ASSIGN_OR_RETURN(secagg_, ServerSession::Create(params));
+    params = secagg_->params();  // with the commitment to the session's secret graph seed
   }
   v1::SecAggPlan* sp = plan_.mutable_secagg();
   sp->set_num_sites(params.num_sites);
@@ -958,10 +995,13 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   sp->set_ring_bits(params.ring == RingWidth::k32 ? 32 : 64);
   sp->set_vector_length(params.vector_length);
   sp->set_round_seed(params.round_seed.data(), params.round_seed.size());
+  sp->set_graph_seed_commitment(params.graph_seed_commitment.data(),
+                                params.graph_seed_commitment.size());
   sp->set_clip(so.clip);
   sp->set_bits(static_cast<uint32_t>(bits));
   sp->set_max_examples(static_cast<uint64_t>(so.max_examples));
   sp->set_deadline_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(so.stage_timeout)));
+  sp->set_min_survivors(params.min_survivors);
   if (params.malicious) {
     for (const auto& site : cohort) sp->add_certificates(joined_[site].certificate_pem);
   }
@@ -992,6 +1032,13 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
     absl::MutexLock lock(&secagg_mu_);
     secagg_.reset();
     return why;
+  };
+  // Once a sum is unmasked, the sites' inputs are spent: whatever fails after that stops the
+  // federation instead of retrying.
+  auto fail_after_unmask = [&](const Status& why) -> StatusOr<std::optional<std::vector<float>>> {
+    return Annotate(why, absl::StrCat("round ", plan_.round(),
+                                      ": the sum was unmasked but cannot be used; not retrying, "
+                                      "a retry would release a second sum of the same inputs"));
   };
   auto stage_deadline = [&] { return absl::Now() + so.stage_timeout; };
 
@@ -1072,10 +1119,14 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
     secagg_.reset();
   }
   if (!result.ok()) return retry(result.status());
-  if (static_cast<int>(result->survivors.size()) < options_.min_sites) {
-    return retry(absl::FailedPreconditionError(
-        absl::StrCat("only ", result->survivors.size(),
-                     " inputs in the sum, min_sites = ", options_.min_sites)));
+  // The session closed the masked-input stage only with the minimum; a sum below it here
+  // would be a broken invariant, and it is not released.
+  if (static_cast<int>(result->survivors.size()) < MinimumSum()) {
+    return absl::InternalError(absl::StrCat("round ", plan_.round(), ": a sum of ",
+                                            result->survivors.size(),
+                                            " inputs was unmasked, below "
+                                            "the minimum of ",
+                                            MinimumSum(), "; stopping"));
   }
   if (ledger_) {
     // The survivors' clipped updates plus their noise, rotation and scaling undone.
@@ -1088,7 +1139,7 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
                                 params.round_seed.size());
     StatusOr<std::vector<double>> sum =
         DdgDecodeSum(words, bits, ddg_, seed, static_cast<int64_t>(result->survivors.size()));
-    if (!sum.ok()) return retry(sum.status());
+    if (!sum.ok()) return fail_after_unmask(sum.status());
     std::vector<float> mean(sum->size());
     for (size_t i = 0; i < mean.size(); ++i) {
       mean[i] = static_cast<float>((*sum)[i] / static_cast<double>(result->survivors.size()));
@@ -1098,7 +1149,9 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
                  plan_.round(), result->survivors.size());
     return std::optional<std::vector<float>>(std::move(mean));
   }
-  ASSIGN_OR_RETURN(DecodedSum decoded, DecodeSum(result->sum, result->survivors.size(), encoding));
+  StatusOr<DecodedSum> decoded_or = DecodeSum(result->sum, result->survivors.size(), encoding);
+  if (!decoded_or.ok()) return fail_after_unmask(decoded_or.status());
+  DecodedSum decoded = *std::move(decoded_or);
   std::vector<float> mean = decoded.Mean();
   mean.resize(global_.values.size());  // drop the weight element
   spdlog::info(
@@ -1111,6 +1164,12 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   return std::optional<std::vector<float>>(std::move(mean));
 }
 
+int RoundEngine::MinimumSum() const {
+  int minimum = options_.min_sites;
+  if (ledger_) minimum = std::max(minimum, static_cast<int>(ddg_.min_survivors));
+  return minimum;
+}
+
 Status RoundEngine::RunTrainingRound(int64_t round) {
   absl::Time started = absl::Now();
   std::vector<float> mean_delta;
@@ -1118,7 +1177,16 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
   RoundRecord record;
   {
     absl::MutexLock lock(&mu_);
+    round_attempt_ = 0;
     for (int64_t attempt = 1;; ++attempt) {
+      if (attempt > options_.max_attempts) {
+        std::string why = absl::StrCat(
+            "round ", round, " got no aggregate in ", options_.max_attempts,
+            " attempts (rounds.max_attempts); training stops. Check that at least ", MinimumSum(),
+            " sites stay connected through a round, or raise the timeouts");
+        RETURN_IF_ERROR(Record(RoundAbandoned(round, options_.max_attempts, why)));
+        return absl::ResourceExhaustedError(why);
+      }
       std::vector<std::string> cohort;
       RETURN_IF_ERROR(WaitForSites(&cohort));
       BeginPlan(round, cohort);
@@ -1184,7 +1252,14 @@ Status RoundEngine::SubmitSecAgg(const std::string& site, const v1::SecAggSubmis
                                                  v1::Task::Kind_Name(m.stage()),
                                                  " (replay refused)"));
   }
-  const uint32_t id = site_ids_.at(site);
+  auto number = site_ids_.find(site);
+  const bool secagg_stage = phase_ == Phase::kSecAggAdvertise || phase_ == Phase::kSecAggShare ||
+                            phase_ == Phase::kSecAggConsistency || phase_ == Phase::kSecAggUnmask;
+  if (!secagg_stage || number == site_ids_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat("no secure-aggregation stage for site '",
+                                                      site, "' is open in round ", plan_.round()));
+  }
+  const uint32_t id = number->second;
   auto from = [&](uint32_t sender) -> Status {
     if (sender == id) return absl::OkStatus();
     return absl::PermissionDeniedError(

@@ -79,6 +79,10 @@ struct EngineOptions {
   absl::Duration evaluate_timeout = absl::Minutes(5);
   // A site that has not asked for work for this long is not put in a new cohort.
   absl::Duration site_idle = absl::Seconds(90);
+  // Plans one round may get (the first and its retries). When the last one ends without an
+  // aggregate, Run stops with an error naming the round and why its last attempt failed:
+  // every secure attempt costs the sites key material and, for those that upload, privacy.
+  int max_attempts = 10;
   v1::TrainingSettings training;
   // The server step on each round's weighted mean update. Only strategies that need nothing
   // but that mean (and nothing from the sites) run here: CheckEngineStrategy.
@@ -180,7 +184,9 @@ class RoundEngine {
   StatusOr<std::shared_ptr<const std::string>> Download(const std::string& site, uint64_t round,
                                                         const std::string& sha256);
   void CountBytesDown(int64_t bytes);
-  // FailedPrecondition unless the site accepted the round's plan first.
+  // FailedPrecondition unless the site accepted the round's plan first; AlreadyExists (and an
+  // upload_refused audit record) while the site has another upload of this attempt open or
+  // after its update was committed: one update per site per attempt.
   StatusOr<std::unique_ptr<UploadSink>> BeginUpload(const std::string& site,
                                                     const v1::TransferHeader& header);
   Status ReportMetrics(const std::string& site, const v1::MetricsReport& report);
@@ -234,8 +240,12 @@ class RoundEngine {
   // finished and the round must be retried.
   StatusOr<std::optional<std::vector<float>>> PlaintextAttempt(absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Unmasks at most one sum, over at least MinimumSum() sites; a failure after unmasking is
+  // an error, never a retry (a retry would give a second sum of the same inputs).
   StatusOr<std::optional<std::vector<float>>> SecureAttempt(const std::vector<std::string>& cohort)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The fewest inputs a released sum may have: max(min_sites, the DDG's min_survivors).
+  int MinimumSum() const;
   // Opens `phase` for `sites` (each may get its own payload) and waits until all answered or
   // `deadline`; records the sites that did not answer as dropped. Cancelled on shutdown.
   Status RunStage(Phase phase, const std::vector<std::string>& sites,
@@ -258,6 +268,9 @@ class RoundEngine {
   // The strategy's state after `round` (momentum, moments), beside the checkpoint.
   std::string StrategyStatePath(int64_t round) const;
   bool WaitUntil(absl::Time deadline, const std::function<bool()>& done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // AlreadyExists(why), recorded as upload_refused.
+  Status RefuseUpload(const std::string& site, const std::string& why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Engine side of UploadSink::Finish.
   Status CommitUpload(UploadSink* sink, uint64_t bytes) ABSL_LOCKS_EXCLUDED(mu_);
@@ -282,7 +295,8 @@ class RoundEngine {
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kIdle;
   int64_t completed_round_ ABSL_GUARDED_BY(mu_) = -1;
-  int64_t attempt_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t attempt_ ABSL_GUARDED_BY(mu_) = 0;        // plans made, over all rounds
+  int64_t round_attempt_ ABSL_GUARDED_BY(mu_) = 0;  // plans made for the current round
   v1::RoundPlan plan_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> pending_ ABSL_GUARDED_BY(mu_);  // cohort members not yet done
   std::map<std::string, SiteIdentity> joined_ ABSL_GUARDED_BY(mu_);

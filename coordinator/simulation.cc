@@ -47,6 +47,14 @@ uint64_t Mix(uint64_t a, uint64_t b) {
   r.Next();
   return r.Next();
 }
+
+// What a virtual site's draws (shuffling, rounding, DP-SGD noise) are keyed by: the round, and
+// for a retry also its attempt, so that a retry is a new contribution and never the update
+// the site may already have sent (the first attempt keeps the round, so runs repeat as before).
+uint64_t DrawKey(int64_t round, const v1::RoundPlan& plan) {
+  const auto r = static_cast<uint64_t>(round);
+  return plan.attempt() > 1 ? Mix(r, plan.attempt()) : r;
+}
 enum SeedPurpose : uint64_t {
   kPartitionSeed = 1,
   kShuffleSeed = 2,
@@ -182,7 +190,8 @@ StatusOr<std::vector<std::string>> MaskedUpload(const RoundContext& ctx, int ind
                                                 const std::vector<float>& update,
                                                 v1::TransferHeader* header) {
   const std::string label = absl::StrCat(
-      "hansa simulate rounding ", Mix(ctx.config->seed, kRoundingSeed), " ", ctx.round, " ", index);
+      "hansa simulate rounding ", Mix(ctx.config->seed, kRoundingSeed), " ", DrawKey(ctx.round, plan),
+      " ", index);
   const Sha256Digest digest = Sha256(label);
   const SecretBytes rounding_seed(std::string(digest.begin(), digest.end()));
   ASSIGN_OR_RETURN(std::vector<std::string> chunks,
@@ -212,13 +221,14 @@ Status TrainAndUpload(RoundContext* ctx, int index, VirtualSite* site, const v1:
   const ClientRecipe recipe = strategy.recipe();
 
   TrainSettings s = config.training;
-  s.seed = Mix(Mix(config.seed, kShuffleSeed), static_cast<uint64_t>(ctx->round) * 1000003 + index);
+  s.seed = Mix(Mix(config.seed, kShuffleSeed), DrawKey(ctx->round, plan) * 1000003 + index);
   s.input_noise_std = site->noise_std;
   s.noise_seed = site->noise_seed;
   s.proximal_mu = recipe.proximal_mu;
   if (s.dp.enabled()) {
     s.dp.randomness = std::make_shared<SeededUniformSource>(absl::StrCat(
-        "hansa simulate dp-sgd ", Mix(config.seed, kDpSeed), " ", ctx->round, " ", index));
+        "hansa simulate dp-sgd ", Mix(config.seed, kDpSeed), " ", DrawKey(ctx->round, plan), " ",
+        index));
   }
   std::vector<float> server_c;
   if (recipe.scaffold) {

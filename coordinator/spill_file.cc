@@ -4,15 +4,21 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+
+#include "absl/strings/str_cat.h"
 
 namespace hansa {
 
-StatusOr<std::unique_ptr<SpillFile>> SpillFile::Create(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+StatusOr<std::unique_ptr<SpillFile>> SpillFile::Create(const std::string& dir,
+                                                       const std::string& stem) {
+  // mkostemp opens with O_CREAT | O_EXCL and mode 0600.
+  std::string path = absl::StrCat(dir, "/", stem, "-XXXXXX");
+  int fd = ::mkostemp(path.data(), O_CLOEXEC);
   if (fd < 0) {
     return absl::InternalError(
-        absl::StrCat("creating spill file ", path, ": ", std::strerror(errno)));
+        absl::StrCat("creating a spill file for ", stem, " in ", dir, ": ", std::strerror(errno)));
   }
   return std::unique_ptr<SpillFile>(new SpillFile(fd, path));
 }

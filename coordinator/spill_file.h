@@ -13,7 +13,11 @@ namespace hansa {
 
 class SpillFile {
  public:
-  static StatusOr<std::unique_ptr<SpillFile>> Create(const std::string& path);
+  // A new file in `dir` whose name starts with `stem` (a site's name, say) and ends in a random
+  // suffix, created exclusively (O_EXCL): two uploads never share a file, and a file left
+  // behind by another upload is never truncated or reused.
+  static StatusOr<std::unique_ptr<SpillFile>> Create(const std::string& dir,
+                                                     const std::string& stem);
   ~SpillFile();
   SpillFile(const SpillFile&) = delete;
   SpillFile& operator=(const SpillFile&) = delete;
@@ -22,6 +26,7 @@ class SpillFile {
   // Reads [offset, offset + size); Internal error on a short read.
   Status ReadAt(uint64_t offset, void* out, size_t size) const;
   uint64_t size() const { return size_; }
+  const std::string& path() const { return path_; }
 
  private:
   SpillFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}

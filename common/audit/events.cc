@@ -1,5 +1,7 @@
 #include "common/audit/events.h"
 
+#include "absl/strings/escaping.h"
+
 namespace hansa {
 
 using nlohmann::json;
@@ -108,12 +110,53 @@ AuditEvent SendFailed(const std::string& type, int64_t round, const std::string&
           {{"type", type}, {"round", round}, {"sha256", sha256}, {"error", error}}};
 }
 
-AuditEvent PlanAccepted(int64_t round, const std::string& plan_sha256) {
-  return {ev::kPlanAccepted, {{"round", round}, {"plan_sha256", plan_sha256}}};
+static bool IsDigest(const std::string& s) {
+  if (s.size() != 64) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
 }
 
-AuditEvent PlanRefused(int64_t round, const std::string& plan_sha256, const std::string& reason) {
-  return {ev::kPlanRefused, {{"round", round}, {"plan_sha256", plan_sha256}, {"reason", reason}}};
+static void AddCoordinatorHead(const std::optional<AuditAnchor>& head, json& fields) {
+  if (!head) return;
+  std::string sha256 = head->sha256;
+  if (!IsDigest(sha256)) {
+    sha256 = "invalid:" + absl::BytesToHexString(sha256.substr(0, 64));
+  }
+  fields[ev::kCoordinatorAuditHead] = {{"records", head->records}, {"sha256", sha256}};
+}
+
+AuditEvent PlanAccepted(int64_t round, const std::string& plan_sha256,
+                        const std::optional<AuditAnchor>& coordinator_head) {
+  json fields = {{"round", round}, {"plan_sha256", plan_sha256}};
+  AddCoordinatorHead(coordinator_head, fields);
+  return {ev::kPlanAccepted, std::move(fields)};
+}
+
+AuditEvent PlanRefused(int64_t round, const std::string& plan_sha256, const std::string& reason,
+                       const std::optional<AuditAnchor>& coordinator_head) {
+  json fields = {{"round", round}, {"plan_sha256", plan_sha256}, {"reason", reason}};
+  AddCoordinatorHead(coordinator_head, fields);
+  return {ev::kPlanRefused, std::move(fields)};
+}
+
+AuditEvent UploadRefused(int64_t round, const std::string& site, const std::string& reason) {
+  return {ev::kUploadRefused, {{"round", round}, {"site", site}, {"reason", reason}}};
+}
+
+AuditEvent RoundAbandoned(int64_t round, int64_t attempts, const std::string& reason) {
+  return {ev::kRoundAbandoned, {{"round", round}, {"attempts", attempts}, {"reason", reason}}};
+}
+
+AuditEvent ContributionSpent(int64_t round, int64_t attempt, const std::string& plan_sha256,
+                             const std::string& model_sha256, uint64_t training_seed) {
+  return {ev::kContributionSpent,
+          {{"round", round},
+           {"attempt", attempt},
+           {"plan_sha256", plan_sha256},
+           {"model_sha256", model_sha256},
+           {"training_seed", training_seed}}};
 }
 
 }  // namespace hansa

@@ -25,7 +25,11 @@
 //                        updates are in it
 //   privacy_spent        {round, epsilon, delta}  the cumulative epsilon after `round`
 //   checkpoint_written   {round, path, sha256}
-//   federation_finished  {rounds}                 the last round completed
+//   federation_finished  {rounds, records, head}  the last round completed. The closing record:
+//                        `records` is the number of records before it (its own seq) and `head`
+//                        the SHA-256 of the line before it (its own prev). AuditLog::Append
+//                        fills both, so a verifier can tell a log that ends here from one cut
+//                        short; a log that ends anywhere else may have lost its tail.
 //
 // Site, egress.jsonl (written before each message leaves, by hansa-client):
 //   message_sent   {type, round, bytes, sha256}  type is one of kMessageTypes; bytes and sha256
@@ -33,8 +37,11 @@
 //                  same values as the TransferHeader; for others, of the serialized request).
 //                  "join" has round 0. Task polls carry only a wait time and are not recorded.
 //   send_failed    {type, round, sha256, error}  the message above may not have arrived
-//   plan_accepted  {round, plan_sha256}
-//   plan_refused   {round, plan_sha256, reason}
+//   plan_accepted  {round, plan_sha256, coordinator_audit_head?{records, sha256}}
+//   plan_refused   {round, plan_sha256, reason, coordinator_audit_head?{records, sha256}}
+//                  coordinator_audit_head: the coordinator's audit log as the task carrying the
+//                  plan showed it (Task.audit_head); absent when it showed none. Reconcile
+//                  checks that the coordinator's log still holds that record with that digest.
 //   privacy_spent  {round, epsilon, delta}       the site's own accountant, when privacy is on
 #pragma once
 
@@ -52,6 +59,13 @@ struct AuditEvent {
   nlohmann::json fields;
 };
 
+// A point in a log: how many records it held and the SHA-256 of its last line (kGenesisPrev,
+// 64 zeros, for an empty log). AuditLog::anchor() gives one; a site keeps the coordinator's.
+struct AuditAnchor {
+  int64_t records = 0;
+  std::string sha256;
+};
+
 namespace audit_events {
 
 inline constexpr char kFederationStarted[] = "federation_started";
@@ -67,11 +81,20 @@ inline constexpr char kAggregateReleased[] = "aggregate_released";
 inline constexpr char kPrivacySpent[] = "privacy_spent";
 inline constexpr char kCheckpointWritten[] = "checkpoint_written";
 inline constexpr char kFederationFinished[] = "federation_finished";
+inline constexpr char kUploadRefused[] = "upload_refused";
+inline constexpr char kRoundAbandoned[] = "round_abandoned";
 
 inline constexpr char kMessageSent[] = "message_sent";
 inline constexpr char kSendFailed[] = "send_failed";
 inline constexpr char kPlanAccepted[] = "plan_accepted";
 inline constexpr char kPlanRefused[] = "plan_refused";
+// A site's update became part of an attempt (every chunk of it sent): it is never sent again.
+inline constexpr char kContributionSpent[] = "contribution_spent";
+
+// Field names of the closing record and of the head a site was shown.
+inline constexpr char kClosingRecords[] = "records";
+inline constexpr char kClosingHead[] = "head";
+inline constexpr char kCoordinatorAuditHead[] = "coordinator_audit_head";
 
 // message_sent types.
 inline constexpr char kMessageJoin[] = "join";
@@ -157,7 +180,21 @@ AuditEvent MessageSent(const std::string& type, int64_t round, uint64_t bytes,
                        const std::string& sha256);
 AuditEvent SendFailed(const std::string& type, int64_t round, const std::string& sha256,
                       const std::string& error);
-AuditEvent PlanAccepted(int64_t round, const std::string& plan_sha256);
-AuditEvent PlanRefused(int64_t round, const std::string& plan_sha256, const std::string& reason);
+// `coordinator_head`: the coordinator's audit head shown with the plan, when it showed one. A
+// digest that is not 64 lowercase hex digits is kept hex-encoded after "invalid:" (the ledger
+// stays valid UTF-8, and reconcile reports it as not matching).
+AuditEvent PlanAccepted(int64_t round, const std::string& plan_sha256,
+                        const std::optional<AuditAnchor>& coordinator_head = std::nullopt);
+AuditEvent PlanRefused(int64_t round, const std::string& plan_sha256, const std::string& reason,
+                       const std::optional<AuditAnchor>& coordinator_head = std::nullopt);
+// Coordinator: an upload refused before anything of it was folded (a second one at once, or
+// after the site's update was committed).
+AuditEvent UploadRefused(int64_t round, const std::string& site, const std::string& reason);
+// Coordinator: the round ended without an aggregate after `attempts` plans; training stops.
+AuditEvent RoundAbandoned(int64_t round, int64_t attempts, const std::string& reason);
+// Site: the update trained from `model_sha256` with `training_seed` under plan `plan_sha256`
+// (attempt `attempt` of `round`) is leaving; no other plan gets that update from the site.
+AuditEvent ContributionSpent(int64_t round, int64_t attempt, const std::string& plan_sha256,
+                             const std::string& model_sha256, uint64_t training_seed);
 
 }  // namespace hansa

@@ -1,0 +1,45 @@
+// What a site has already contributed to secure aggregation, so that no update of its enters
+// two unmasked sums.
+//
+// Once a site's masked input leaves, the site cannot tell whether it was unmasked: the
+// neighbours' shares can rebuild its masks without its help. So the update counts as spent
+// from the moment its upload starts. A later plan of the same round (a retry) may have the
+// site contribute again only with an update of its own: another training seed (the engine
+// gives every retry one), fresh noise under differential privacy, booked again. A plan that
+// would have the site train the same update again (same round, global model and training
+// seed) under another plan is refused; the plan that spent it may be answered again (a rejoin
+// in the middle of its own round).
+//
+// The record is the site's egress ledger (contribution_spent events), so it survives a
+// restart. One owner; not thread-safe.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "common/audit/audit_log.h"
+#include "common/status/status.h"
+#include "hansa/v1/hansa.pb.h"
+
+namespace hansa {
+
+class SpentContributions {
+ public:
+  // The contributions recorded in the egress ledger at `path` (none when it does not exist).
+  static StatusOr<SpentContributions> FromEgressLedger(const std::string& path);
+
+  // OK, or InvalidArgument (the site refuses the plan, with this reason) when the plan asks
+  // for an update this site already sent under another plan.
+  Status Check(const v1::RoundPlan& plan) const;
+  // Records the plan's update as spent in `egress` (before its first byte leaves) and here.
+  // A second call for the same plan records nothing.
+  Status Spend(const v1::RoundPlan& plan, AuditLog& egress);
+
+  size_t size() const { return spent_.size(); }
+
+ private:
+  // "round/model sha256/training seed" -> the PlanSha256 that spent it.
+  std::map<std::string, std::string> spent_;
+};
+
+}  // namespace hansa

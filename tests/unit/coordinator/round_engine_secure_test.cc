@@ -1,0 +1,358 @@
+// RoundEngine under secure aggregation and the limits on what one site may do, with sites as
+// threads: no transport, real SecAgg+ sessions on both sides, a real state dir and audit log.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+#include "common/audit/events.h"
+#include "common/audit/verify.h"
+#include "common/crypto/sha256.h"
+#include "common/secagg/client.h"
+#include "common/tensor/safetensors.h"
+#include "coordinator/round_engine.h"
+#include "coordinator/spill_file.h"
+#include "proto/plan_digest.h"
+#include "proto/secagg_plan.h"
+#include "tests/unit/audit/test_federation.h"
+#include "tests/unit/coordinator/engine_test_setup.h"
+
+namespace hansa {
+namespace {
+
+using ::hansa::testing::TestFederation;
+using ::testing::HasSubstr;
+
+Model InitialModel() { return testing::OnesModel(20, 10); }
+
+std::shared_ptr<AuditLog> OpenAudit(const EngineOptions& o) {
+  const auto& coordinator = TestFederation::Get().coordinator();
+  auto log = AuditLog::Open(o.state_dir + "/audit.jsonl", coordinator.Key(), coordinator.cert);
+  EXPECT_TRUE(log.ok()) << log.status();
+  return log.ok() ? std::shared_ptr<AuditLog>(std::move(*log)) : nullptr;
+}
+
+std::vector<std::string> EventsOf(const EngineOptions& o, const std::string& name) {
+  std::vector<std::string> out;
+  auto records = ReadAuditRecordsUnverified(o.state_dir + "/audit.jsonl");
+  EXPECT_TRUE(records.ok()) << records.status();
+  for (const AuditRecord& r : *records) {
+    if (r.event == name) out.push_back(r.fields.dump());
+  }
+  return out;
+}
+
+// What a secure site saw: each task kind per attempt of round 1.
+struct Seen {
+  std::mutex mu;
+  std::map<uint32_t, std::multiset<int>> kinds;  // attempt -> task kinds
+  std::set<uint64_t> seeds;                      // training seeds of the plans it trained for
+};
+
+// A site of a secure round, with its own SecAgg+ session per attempt; it uploads the update
+// `delta` everywhere, except that it sits out the uploads of attempts up to `skip_attempts`.
+// Runs until DONE or `stop`.
+void RunSecureSite(RoundEngine* engine, const std::string& name, float delta,
+                   uint32_t skip_attempts, Seen* seen, const std::atomic<bool>* stop) {
+  ASSERT_TRUE(engine->Join({name, "Org", "DE", "fp-" + name}).ok());
+  std::unique_ptr<ClientSession> session;
+  std::string answered;
+  for (int i = 0; i < 1200 && !*stop; ++i) {
+    auto task = engine->NextTask(name, absl::Milliseconds(100));
+    ASSERT_TRUE(task.ok()) << task.status();
+    const v1::RoundPlan& plan = task->plan();
+    if (task->kind() == v1::Task::DONE) return;
+    if (task->kind() == v1::Task::WAIT) continue;
+    {
+      std::lock_guard<std::mutex> lock(seen->mu);
+      if (plan.round() == 1) seen->kinds[plan.attempt()].insert(task->kind());
+    }
+    if (task->kind() == v1::Task::EVALUATE) {
+      v1::MetricsReport r;
+      r.set_round(plan.round());
+      r.set_num_examples(10);
+      r.set_accuracy(0.5);
+      r.set_loss(1.0);
+      (void)engine->ReportMetrics(name, r);
+      continue;
+    }
+    if (answered != PlanSha256(plan)) {
+      answered = PlanSha256(plan);
+      ASSERT_TRUE(engine->Accept(name, plan).ok());
+    }
+    v1::SecAggSubmission m;
+    m.set_round(plan.round());
+    m.set_stage(task->kind());
+    switch (task->kind()) {
+      case v1::Task::SECAGG_ADVERTISE: {
+        uint32_t self = 0;
+        auto params = SecAggParamsOfPlan(plan, name, &self);
+        ASSERT_TRUE(params.ok()) << params.status();
+        auto resolved = ResolveParams(*params);
+        ASSERT_TRUE(resolved.ok()) << resolved.status();
+        auto created = ClientSession::Create(*resolved, self, nullptr);
+        ASSERT_TRUE(created.ok()) << created.status();
+        session = *std::move(created);
+        m.set_payload(session->Start()->Serialize());
+        break;
+      }
+      case v1::Task::SECAGG_SHARE: {
+        auto shares = session->OnKeyDirectory(*KeyDirectory::Parse(task->payload()));
+        ASSERT_TRUE(shares.ok()) << shares.status();
+        m.set_payload(shares->Serialize());
+        break;
+      }
+      case v1::Task::SECAGG_UNMASK: {
+        auto response = session->OnUnmaskRequest(*UnmaskRequest::Parse(task->payload()));
+        ASSERT_TRUE(response.ok()) << response.status();
+        m.set_payload(response->Serialize());
+        break;
+      }
+      case v1::Task::TRAIN: {
+        if (plan.attempt() <= skip_attempts ||
+            session->stage() != ClientSession::Stage::kSharesSent) {
+          absl::SleepFor(absl::Milliseconds(50));
+          continue;
+        }
+        ASSERT_TRUE(session->OnShareDelivery(*ShareDelivery::Parse(task->payload())).ok());
+        {
+          std::lock_guard<std::mutex> lock(seen->mu);
+          seen->seeds.insert(plan.training().seed());
+        }
+        std::vector<float> update(InitialModel().values.size(), delta);
+        auto chunks = MaskUpdateForPlan(plan, *session, update, 100);
+        ASSERT_TRUE(chunks.ok()) << chunks.status();
+        auto sink = engine->BeginUpload(name, MaskedUploadHeader(plan.round(), *chunks));
+        ASSERT_TRUE(sink.ok()) << sink.status();
+        uint64_t offset = 0;
+        for (const std::string& c : *chunks) {
+          ASSERT_TRUE((*sink)->Write(offset, c).ok());
+          offset += c.size();
+        }
+        ASSERT_TRUE((*sink)->Finish().ok());
+        continue;
+      }
+      default:
+        continue;
+    }
+    Status st = engine->SubmitSecAgg(name, m);
+    ASSERT_TRUE(st.ok()) << st;
+  }
+}
+
+EngineOptions SecureOptions(const std::string& name) {
+  EngineOptions o = testing::EngineTestOptions("secure_" + name);
+  o.allowed_sites = {"a", "b", "c", "d"};
+  o.coordinator_country = "DE";
+  o.secure.enabled = true;
+  o.secure.degree = 3;
+  o.secure.threshold = 2;
+  o.secure.clip = 1.0;
+  o.secure.unmask_device = "cpu";
+  o.secure.stage_timeout = absl::Seconds(5);
+  o.upload_timeout = absl::Seconds(2);
+  o.config_sha256 = std::string(64, 'c');
+  return o;
+}
+
+// The review's case, end to end: 4 sites, no sum of fewer than 4; site d sits out its first
+// upload. The engine does not unmask the three (no site is asked to unmask in attempt 1), the
+// retry trains from another seed, and the one sum released is over all four.
+TEST(RoundEngineSecureTest, ARoundBelowItsMinimumIsRetriedWithoutUnmaskingAnything) {
+  EngineOptions o = SecureOptions("minimum");
+  o.min_sites = 4;
+  o.audit = OpenAudit(o);
+  auto engine = RoundEngine::Create(o, InitialModel());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  for (const char* s : {"a", "b", "c", "d"}) ASSERT_TRUE((*engine)->Join({s, "Org", "DE", s}).ok());
+  const std::map<std::string, float> deltas{{"a", 0.1f}, {"b", 0.2f}, {"c", 0.3f}, {"d", 0.4f}};
+  std::map<std::string, Seen> seen;
+  std::vector<std::thread> sites;
+  std::atomic<bool> stop{false};
+  for (const auto& [name, delta] : deltas) {
+    sites.emplace_back(RunSecureSite, engine->get(), name, delta, name == "d" ? 1u : 0u,
+                       &seen[name], &stop);
+  }
+  Status run = (*engine)->Run();
+  for (auto& t : sites) t.join();
+  ASSERT_TRUE(run.ok()) << run;
+  for (auto& [name, s] : seen) {
+    EXPECT_EQ(s.kinds[1].count(v1::Task::SECAGG_UNMASK), 0u) << name;
+    EXPECT_GE(s.kinds[2].count(v1::Task::SECAGG_UNMASK), 1u) << name;
+  }
+  // a, b and c trained for both attempts, each time from another seed.
+  EXPECT_EQ(seen["a"].seeds.size(), 2u);
+  EXPECT_EQ(seen["d"].seeds.size(), 1u);
+  // The plan said so, and the one released aggregate is the mean of all four deltas.
+  EXPECT_EQ(EventsOf(o, audit_events::kAggregateReleased).size(), 1u);
+  for (const std::string& planned : EventsOf(o, audit_events::kRoundPlanned)) {
+    EXPECT_THAT(planned, HasSubstr("\"aggregation\":\"secure\""));
+  }
+  auto model = ReadSafetensorsFile(o.state_dir + "/checkpoints/round-0001.safetensors");
+  ASSERT_TRUE(model.ok()) << model.status();
+  for (float v : model->values) ASSERT_NEAR(v, 1.25f, 1e-3);
+}
+
+// A round that never reaches its minimum stops after rounds.max_attempts plans, on record,
+// instead of planning (and costing the sites key material and privacy) without end.
+TEST(RoundEngineSecureTest, AttemptsPerRoundAreCapped) {
+  EngineOptions o = SecureOptions("cap");
+  o.min_sites = 4;
+  o.max_attempts = 2;
+  o.upload_timeout = absl::Milliseconds(500);
+  o.audit = OpenAudit(o);
+  auto engine = RoundEngine::Create(o, InitialModel());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  for (const char* s : {"a", "b", "c", "d"}) ASSERT_TRUE((*engine)->Join({s, "Org", "DE", s}).ok());
+  std::map<std::string, Seen> seen;
+  std::vector<std::thread> sites;
+  std::atomic<bool> stop{false};
+  for (const char* name : {"a", "b", "c", "d"}) {
+    // d never uploads: every attempt ends below the minimum.
+    sites.emplace_back(RunSecureSite, engine->get(), name, 0.1f,
+                       std::string(name) == "d" ? 1000u : 0u, &seen[name], &stop);
+  }
+  Status run = (*engine)->Run();
+  stop = true;
+  for (auto& t : sites) t.join();
+  EXPECT_EQ(run.code(), absl::StatusCode::kResourceExhausted) << run;
+  EXPECT_THAT(std::string(run.message()), HasSubstr("rounds.max_attempts"));
+  EXPECT_EQ(EventsOf(o, audit_events::kRoundPlanned).size(), 2u);
+  EXPECT_EQ(EventsOf(o, audit_events::kRoundAbandoned).size(), 1u);
+  EXPECT_EQ(EventsOf(o, audit_events::kAggregateReleased).size(), 0u);
+}
+
+// The update `delta` of `site` for `plan`, as a safetensors payload and its header.
+std::pair<std::string, v1::TransferHeader> PlainUpdate(RoundEngine& engine, const std::string& site,
+                                                       const v1::RoundPlan& plan, float delta) {
+  auto payload = engine.Download(site, plan.round(), plan.global_model_sha256());
+  EXPECT_TRUE(payload.ok()) << payload.status();
+  Model update = *DecodeSafetensors(**payload);
+  for (float& v : update.values) v = delta;
+  std::string bytes = EncodeSafetensors(update);
+  v1::TransferHeader header;
+  header.set_round(plan.round());
+  header.set_num_examples(100);
+  header.set_total_bytes(bytes.size());
+  header.set_sha256(ToHex(Sha256(bytes)));
+  return {bytes, header};
+}
+
+StatusOr<v1::Task> AwaitTask(RoundEngine& engine, const std::string& site, v1::Task::Kind kind) {
+  for (int i = 0; i < 100; ++i) {
+    ASSIGN_OR_RETURN(v1::Task task, engine.NextTask(site, absl::Milliseconds(100)));
+    if (task.kind() == kind) return task;
+  }
+  return absl::DeadlineExceededError(absl::StrCat(site, " got no ", v1::Task::Kind_Name(kind)));
+}
+
+// One site, one update: a second upload while the first is open is refused on record, and so
+// is one after the first was committed; the aggregate counts the site once. A secure-
+// aggregation message outside a secure stage is refused (it used to throw).
+TEST(RoundEngineSecureTest, ASiteUploadsOneUpdatePerAttempt) {
+  EngineOptions o = testing::EngineTestOptions("one_upload");
+  o.coordinator_country = "DE";
+  o.upload_timeout = absl::Seconds(30);
+  o.evaluate_timeout = absl::Seconds(30);
+  o.config_sha256 = std::string(64, 'c');
+  o.audit = OpenAudit(o);
+  auto engine = RoundEngine::Create(o, InitialModel());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  RoundEngine& e = **engine;
+  for (const char* s : {"a", "b"}) ASSERT_TRUE(e.Join({s, "Org", "DE", s}).ok());
+  // Runs the engine; a failed assertion below returns early, and this still stops and joins it.
+  struct Driver {
+    RoundEngine& engine;
+    Status run;
+    std::thread thread;
+    ~Driver() {
+      engine.Shutdown();
+      if (thread.joinable()) thread.join();
+    }
+  } driver{e, {}, {}};
+  driver.thread = std::thread([&] { driver.run = e.Run(); });
+  v1::MetricsReport report;
+  report.set_num_examples(10);
+  report.set_accuracy(0.5);
+  report.set_loss(1.0);
+  for (const char* s : {"a", "b"}) {  // round 0's evaluation
+    auto eval = AwaitTask(e, s, v1::Task::EVALUATE);
+    ASSERT_TRUE(eval.ok()) << eval.status();
+    v1::SecAggSubmission stray;
+    stray.set_round(eval->plan().round());
+    stray.set_stage(v1::Task::EVALUATE);
+    EXPECT_EQ(e.SubmitSecAgg(s, stray).code(), absl::StatusCode::kFailedPrecondition);
+    report.set_round(eval->plan().round());
+    ASSERT_TRUE(e.ReportMetrics(s, report).ok());
+  }
+  auto task = AwaitTask(e, "a", v1::Task::TRAIN);
+  ASSERT_TRUE(task.ok()) << task.status();
+  const v1::RoundPlan plan = task->plan();
+  ASSERT_TRUE(e.Accept("a", plan).ok());
+  v1::SecAggSubmission stray;
+  stray.set_round(plan.round());
+  stray.set_stage(v1::Task::TRAIN);
+  Status refused_message = e.SubmitSecAgg("a", stray);
+  EXPECT_EQ(refused_message.code(), absl::StatusCode::kFailedPrecondition) << refused_message;
+
+  auto [bytes, header] = PlainUpdate(e, "a", plan, 0.5f);
+  auto first = e.BeginUpload("a", header);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = e.BeginUpload("a", header);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(second.status().message()), HasSubstr("in progress"));
+  ASSERT_TRUE((*first)->Write(0, bytes).ok());
+  ASSERT_TRUE((*first)->Finish().ok());
+  auto third = e.BeginUpload("a", header);
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(EventsOf(o, audit_events::kUploadRefused).size(), 2u);
+
+  ASSERT_TRUE(AwaitTask(e, "b", v1::Task::TRAIN).ok());
+  ASSERT_TRUE(e.Accept("b", plan).ok());
+  auto [b_bytes, b_header] = PlainUpdate(e, "b", plan, 0.25f);
+  auto b = e.BeginUpload("b", b_header);
+  ASSERT_TRUE(b.ok()) << b.status();
+  const size_t half = b_bytes.size() / 2;
+  ASSERT_TRUE((*b)->Write(0, b_bytes.substr(0, half)).ok());
+  ASSERT_TRUE((*b)->Write(half, b_bytes.substr(half)).ok());
+  ASSERT_TRUE((*b)->Finish().ok());
+  for (const char* s : {"a", "b"}) {
+    auto eval = AwaitTask(e, s, v1::Task::EVALUATE);
+    ASSERT_TRUE(eval.ok()) << eval.status();
+    report.set_round(eval->plan().round());
+    ASSERT_TRUE(e.ReportMetrics(s, report).ok());
+  }
+  driver.thread.join();
+  ASSERT_TRUE(driver.run.ok()) << driver.run;
+  auto model = ReadSafetensorsFile(o.state_dir + "/checkpoints/round-0001.safetensors");
+  ASSERT_TRUE(model.ok()) << model.status();
+  for (float v : model->values) ASSERT_EQ(v, 1.375f);  // 1 + (0.5 + 0.25) / 2: a counted once
+}
+
+// Spill files of two uploads never collide, whatever names they are given.
+TEST(RoundEngineSecureTest, SpillFilesOfTwoUploadsNeverShareAFile) {
+  const std::string dir = ::testing::TempDir() + "spill_unique";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  auto one = SpillFile::Create(dir, "a-1-masked");
+  auto two = SpillFile::Create(dir, "a-1-masked");
+  ASSERT_TRUE(one.ok() && two.ok());
+  EXPECT_NE((*one)->path(), (*two)->path());
+  ASSERT_TRUE((*one)->Append("first", 5).ok());
+  ASSERT_TRUE((*two)->Append("x", 1).ok());
+  std::string back(5, '\0');
+  ASSERT_TRUE((*one)->ReadAt(0, back.data(), 5).ok());
+  EXPECT_EQ(back, "first");
+  const std::string path = (*one)->path();
+  one->reset();
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_FALSE(SpillFile::Create(dir + "/absent", "a").ok());
+}
+
+}  // namespace
+}  // namespace hansa
