@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include "common/audit/verify.h"
@@ -273,6 +274,76 @@ TEST(RoundEngineAuditTest, RestartContinuesTheSameChainWithAResumeRecord) {
   auto released = Events(records, "aggregate_released");
   ASSERT_EQ(released.size(), 2u);
   EXPECT_EQ(released[1]->fields["round"], 2);
+}
+
+// Polls until `site` is asked to train, reporting any evaluation first; the TRAIN task.
+v1::Task NextTrainTask(RoundEngine* engine, const std::string& site) {
+  for (int i = 0; i < 600; ++i) {
+    auto task = engine->NextTask(site, absl::Milliseconds(100));
+    if (!task.ok() || task->kind() == v1::Task::TRAIN || task->kind() == v1::Task::DONE) {
+      return task.ok() ? *task : v1::Task();
+    }
+    if (task->kind() == v1::Task::EVALUATE) {
+      v1::MetricsReport r;
+      r.set_round(task->plan().round());
+      r.set_num_examples(1);
+      r.set_accuracy(0.1);
+      EXPECT_TRUE(engine->ReportMetrics(site, r).ok());
+    }
+  }
+  return v1::Task();
+}
+
+// A site's reason is its own bytes: cut at 2048 bytes in the middle of a character, or not
+// UTF-8 at all, it once made the audit append fail, so the refusal went unrecorded (and the
+// site's answer was refused). Now each refusal is on record, cut at a character boundary.
+TEST(RoundEngineAuditTest, RefusalIsRecordedWhateverBytesItsReasonHolds) {
+  EngineOptions o = Options("reason_bytes");
+  o.audit = OpenAudit(o);
+  auto engine = RoundEngine::Create(o, InitialModel());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  // 'x' then é's (2 bytes each): byte 2048 is the second half of an é.
+  std::string accents = "x";
+  for (int i = 0; i < 1499; ++i) accents += "\xC3\xA9";
+  accents += "x";
+  ASSERT_EQ(accents.size(), 3000u);
+  const std::string invalid = "policy \xFF\xFE says no \xC3";
+  ASSERT_TRUE((*engine)->Join({"a", "Org", "DE", "fp-a"}).ok());
+  ASSERT_TRUE((*engine)->Join({"b", "Org", "DE", "fp-b"}).ok());
+
+  std::thread run([&] { (void)(*engine)->Run(); });  // ends at Shutdown, however it ends
+  auto refuse = [&](const std::string& site, const std::string& reason) {
+    v1::Task task = NextTrainTask(engine->get(), site);
+    ASSERT_EQ(task.kind(), v1::Task::TRAIN) << site;
+    v1::PlanResponse no;
+    no.set_round(task.plan().round());
+    no.set_plan_sha256(PlanSha256(task.plan()));
+    no.set_accepted(false);
+    no.set_reason(reason);
+    Status answered = (*engine)->RespondToPlan(site, no);
+    EXPECT_TRUE(answered.ok()) << site << ": " << answered;
+  };
+  std::thread a([&] { refuse("a", accents); });
+  std::thread b([&] { refuse("b", invalid); });
+  a.join();
+  b.join();
+  (*engine)->Shutdown();
+  run.join();
+  o.audit.reset();
+  engine->reset();
+
+  auto summary = VerifyAuditLog(o.state_dir + "/audit.jsonl", TestFederation::Get().ca(),
+                                VerifyOptions{.usage = CertificateUsage::kTlsServer});
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  const std::vector<AuditRecord> records = Records(o);
+  std::map<std::string, std::string> reasons;
+  for (const AuditRecord* d : Events(records, "site_declined")) {
+    reasons[d->fields["site"].get<std::string>()] = d->fields["reason"].get<std::string>();
+  }
+  ASSERT_EQ(reasons.size(), 2u);
+  EXPECT_EQ(reasons["a"], accents.substr(0, 2047));  // the split é left out whole
+  const std::string fffd = "\xEF\xBF\xBD";
+  EXPECT_EQ(reasons["b"], "policy " + fffd + fffd + " says no " + fffd);
 }
 
 }  // namespace
