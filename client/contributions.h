@@ -1,5 +1,5 @@
-// What a site has already contributed to secure aggregation, so that no update of its enters
-// two unmasked sums.
+// What a site has already contributed, so that no update of its enters two unmasked sums
+// (secure aggregation) or is booked as two releases (either mode).
 //
 // Once a site's masked input leaves, the site cannot tell whether it was unmasked: the
 // neighbours' shares can rebuild its masks without its help. So the update counts as spent

@@ -282,7 +282,7 @@ Status SiteSession::Consent(const v1::Task& task) {
   // The cost is booked when the update leaves (Train), not here: an attempt the site answers
   // but sends nothing in spends nothing. A plan booked before is answered again after a rejoin.
   if (policy.ok() && booked_plans_.count(digest) == 0) policy = CheckPrivacy(plan).status();
-  if (policy.ok() && plan.aggregation() == "secure") policy = spent_.Check(plan);
+  if (policy.ok()) policy = spent_.Check(plan);
   const auto round = static_cast<int64_t>(plan.round());
   // The coordinator's audit head it showed with the plan: reconcile checks its log still has it.
   std::optional<AuditAnchor> shown;
@@ -505,8 +505,8 @@ Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_de
   // Booked before anything of the update leaves: a crash after sending must not forget it.
   ASSIGN_OR_RETURN(PrivacyCost cost, CheckPrivacy(plan));
   RETURN_IF_ERROR(SpendPrivacy(plan, cost));
+  RETURN_IF_ERROR(spent_.Spend(plan, *egress_));
   if (plan.aggregation() == "secure") {
-    RETURN_IF_ERROR(spent_.Spend(plan, *egress_));
     spdlog::info("round {}: trained {} examples in {:.1f} s (loss {:.4f}); uploading masked",
                  plan.round(), result.num_examples, result.seconds, result.loss);
     return UploadMasked(plan, global, result.num_examples);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/audit/record_text.h"
@@ -1177,19 +1178,30 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
   RoundRecord record;
   {
     absl::MutexLock lock(&mu_);
+    // Attempts count across restarts: a round re-planned after a crash is a retry, with a
+    // training seed of its own, since sites may have sent the first attempt's update already.
+    const std::string attempts_key = absl::StrCat("attempts/", round);
+    ASSIGN_OR_RETURN(std::optional<std::string> stored, store_->Get(attempts_key));
     round_attempt_ = 0;
-    for (int64_t attempt = 1;; ++attempt) {
-      if (attempt > options_.max_attempts) {
-        std::string why = absl::StrCat(
-            "round ", round, " got no aggregate in ", options_.max_attempts,
-            " attempts (rounds.max_attempts); training stops. Check that at least ", MinimumSum(),
-            " sites stay connected through a round, or raise the timeouts");
-        RETURN_IF_ERROR(Record(RoundAbandoned(round, options_.max_attempts, why)));
+    if (stored && !absl::SimpleAtoi(*stored, &round_attempt_)) {
+      return absl::DataLossError(
+          absl::StrCat("state database: '", attempts_key, "' is '", *stored, "', not a number"));
+    }
+    for (;;) {
+      if (round_attempt_ >= options_.max_attempts) {
+        std::string why =
+            absl::StrCat("round ", round, " got no aggregate in ", round_attempt_,
+                         " attempts (rounds.max_attempts = ", options_.max_attempts,
+                         "); training stops. Check that at least ", MinimumSum(),
+                         " sites stay connected through a round, or raise the timeouts");
+        RETURN_IF_ERROR(Record(RoundAbandoned(round, round_attempt_, why)));
         return absl::ResourceExhaustedError(why);
       }
       std::vector<std::string> cohort;
       RETURN_IF_ERROR(WaitForSites(&cohort));
       BeginPlan(round, cohort);
+      RETURN_IF_ERROR(store_->Put(attempts_key, std::to_string(round_attempt_)));
+      const int64_t attempt = round_attempt_;
       spdlog::info("round {} (attempt {}): {} sites: {}", round, attempt, cohort.size(),
                    absl::StrJoin(cohort, ", "));
       StatusOr<std::optional<std::vector<float>>> mean;

@@ -122,11 +122,14 @@ class Federation {
   void ExpectRecordsReconcile(const std::vector<std::string>& sites) const {
     std::string out;
     EXPECT_EQ(AuditCommand({"verify", state() + "/audit.jsonl"}, &out), 0) << out;
+    EXPECT_THAT(out, HasSubstr("role    coordinator")) << out;
     for (const auto& site : sites) {
-      EXPECT_EQ(AuditCommand({"verify", Egress(site)}, &out), 0) << out;
+      EXPECT_EQ(AuditCommand({"verify", "--role", "site", Egress(site)}, &out), 0) << out;
       EXPECT_EQ(AuditCommand({"reconcile", state() + "/audit.jsonl", Egress(site)}, &out), 0)
           << out;
       EXPECT_THAT(out, HasSubstr(", 0 differences")) << out;
+      // The site kept the coordinator's audit heads it was shown, and the log still holds them.
+      EXPECT_THAT(out, Not(HasSubstr(" 0 of 0 coordinator audit heads"))) << out;
     }
   }
 
@@ -516,14 +519,15 @@ int RefusalsFor(const std::string& egress, const std::string& reason) {
 }
 
 // The last epsilon a site's egress ledger records, and how many plans it accepted.
-std::pair<double, int> SpentAndAccepted(const std::string& egress) {
+// A site's client-level epsilon spent so far, and how many updates it sent (each booked).
+std::pair<double, int> SpentAndContributed(const std::string& egress) {
   double epsilon = 0;
-  int accepted = 0;
+  int contributed = 0;
   for (const auto& r : ReadJsonLines(egress)) {
     if (r["event"] == "privacy_spent") epsilon = r["fields"]["epsilon"].get<double>();
-    accepted += r["event"] == "plan_accepted";
+    contributed += r["event"] == "contribution_spent";
   }
-  return {epsilon, accepted};
+  return {epsilon, contributed};
 }
 
 TEST(FederationTest, ClientLevelPrivacyIsSpentAndEnforcedByTheCoordinatorAndBySites) {
@@ -571,11 +575,11 @@ TEST(FederationTest, ClientLevelPrivacyIsSpentAndEnforcedByTheCoordinatorAndBySi
   // delta refused for its budget; alpha booked every round it accepted.
   EXPECT_GE(
       RefusalsFor(fed.Egress("delta"), "would exceed this site's client-level privacy budget"), 1);
-  // alpha books each plan it accepts once (a retried round is a new plan): at least the two
-  // rounds released.
-  const auto [alpha_epsilon, accepted] = SpentAndAccepted(fed.Egress("alpha"));
-  ASSERT_GE(accepted, 2);
-  auto booked = DdgEpsilon(p, accepted, 1e-5);
+  // alpha books each update it sends, once (a retried round is a new contribution), and not
+  // the plans it only answered: at least the two rounds released.
+  const auto [alpha_epsilon, contributed] = SpentAndContributed(fed.Egress("alpha"));
+  ASSERT_GE(contributed, 2);
+  auto booked = DdgEpsilon(p, contributed, 1e-5);
   ASSERT_TRUE(booked.ok());
   EXPECT_NEAR(alpha_epsilon, booked->epsilon, 1e-9 * booked->epsilon);
   fed.ExpectRecordsReconcile({"alpha", "beta", "gamma", "delta"});
@@ -628,8 +632,8 @@ TEST(FederationTest, RecordLevelPrivacyIsSpentAndEnforcedByTheCoordinatorAndBySi
   EXPECT_EQ(spent_records, 2);
   EXPECT_GE(
       RefusalsFor(fed.Egress("gamma"), "would exceed this site's record-level privacy budget"), 1);
-  // alpha booked every plan it accepted, in its own ledger file too.
-  const auto [alpha_epsilon, accepted] = SpentAndAccepted(fed.Egress("alpha"));
+  // alpha booked every update it sent, in its own ledger file too.
+  const auto [alpha_epsilon, accepted] = SpentAndContributed(fed.Egress("alpha"));
   ASSERT_GE(accepted, 2);
   auto booked = SampledGaussianEpsilon(q, z, steps * accepted, 1e-5);
   ASSERT_TRUE(booked.ok());

@@ -334,6 +334,43 @@ TEST(RoundEngineSecureTest, ASiteUploadsOneUpdatePerAttempt) {
   for (float v : model->values) ASSERT_EQ(v, 1.375f);  // 1 + (0.5 + 0.25) / 2: a counted once
 }
 
+// A coordinator restarted in the middle of a round plans it again as a retry: attempt 2, with
+// a training seed of its own. Sites that sent the first attempt's update would refuse to send
+// it again; a plan with the first seed would leave the round without them.
+TEST(RoundEngineSecureTest, ARoundReplannedAfterARestartIsARetryWithItsOwnSeed) {
+  EngineOptions o = testing::EngineTestOptions("restart_attempt");
+  o.min_sites = 1;
+  v1::RoundPlan plans[2];
+  for (v1::RoundPlan& plan : plans) {
+    auto engine = RoundEngine::Create(o, InitialModel());
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    RoundEngine& e = **engine;
+    ASSERT_TRUE(e.Join({"a", "Org", "DE", "a"}).ok());
+    Status run;
+    std::thread driver([&] { run = e.Run(); });
+    auto eval = e.NextTask("a", absl::Seconds(5));
+    if (eval.ok() && eval->kind() == v1::Task::EVALUATE) {  // round 0, the first time only
+      v1::MetricsReport report;
+      report.set_round(0);
+      report.set_num_examples(10);
+      report.set_accuracy(0.5);
+      report.set_loss(1.0);
+      EXPECT_TRUE(e.ReportMetrics("a", report).ok());
+    }
+    auto train = AwaitTask(e, "a", v1::Task::TRAIN);
+    e.Shutdown();
+    driver.join();
+    ASSERT_TRUE(train.ok()) << train.status();
+    EXPECT_EQ(run.code(), absl::StatusCode::kCancelled) << run;
+    plan = train->plan();
+  }
+  EXPECT_EQ(plans[0].round(), 1u);
+  EXPECT_EQ(plans[1].round(), 1u);
+  EXPECT_EQ(plans[0].attempt(), 1u);
+  EXPECT_EQ(plans[1].attempt(), 2u);
+  EXPECT_NE(plans[0].training().seed(), plans[1].training().seed());
+}
+
 // Spill files of two uploads never collide, whatever names they are given.
 TEST(RoundEngineSecureTest, SpillFilesOfTwoUploadsNeverShareAFile) {
   const std::string dir = ::testing::TempDir() + "spill_unique";
