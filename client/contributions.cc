@@ -3,22 +3,23 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/audit/events.h"
 #include "common/audit/verify.h"
+#include "common/crypto/sha256.h"
 #include "proto/plan_digest.h"
 
 namespace hansa {
-namespace {
-
-std::string UpdateKey(uint64_t round, const std::string& model_sha256, uint64_t seed) {
-  return absl::StrCat(round, "/", model_sha256, "/", seed);
-}
-
 std::string UpdateKey(const v1::RoundPlan& plan) {
-  return UpdateKey(plan.round(), plan.global_model_sha256(), plan.training().seed());
+  // Everything the site's training is a deterministic function of, besides its own data. Not
+  // the round number: a coordinator could plan the same model and seed under another round.
+  const v1::TrainingSettings& t = plan.training();
+  return ToHex(Sha256(absl::StrCat("hansa/update/v1\n", plan.model_name(), "\n",
+                                   plan.global_model_sha256(), "\n", t.epochs(), "\n",
+                                   t.batch_size(), "\n", absl::StrFormat("%a", t.learning_rate()),
+                                   "\n", absl::StrFormat("%a", t.momentum()), "\n",
+                                   absl::StrFormat("%a", t.weight_decay()), "\n", t.seed())));
 }
-
-}  // namespace
 
 StatusOr<SpentContributions> SpentContributions::FromEgressLedger(const std::string& path) {
   SpentContributions out;
@@ -28,14 +29,13 @@ StatusOr<SpentContributions> SpentContributions::FromEgressLedger(const std::str
   for (const AuditRecord& r : records) {
     if (r.event != audit_events::kContributionSpent) continue;
     const nlohmann::json& f = r.fields;
-    if (!f.contains("round") || !f.contains("model_sha256") || !f.contains("training_seed") ||
-        !f.contains("plan_sha256")) {
+    if (!f.contains("update") || !f.contains("plan_sha256") || !f["update"].is_string() ||
+        !f["plan_sha256"].is_string()) {
       return absl::DataLossError(absl::StrCat(path, ": record ", r.seq,
                                               " (contribution_spent) lacks a field; the ledger "
                                               "was not written by this version"));
     }
-    out.spent_[UpdateKey(f["round"].get<uint64_t>(), f["model_sha256"].get<std::string>(),
-                         f["training_seed"].get<uint64_t>())] = f["plan_sha256"].get<std::string>();
+    out.spent_[f["update"].get<std::string>()] = f["plan_sha256"].get<std::string>();
   }
   return out;
 }
@@ -45,8 +45,8 @@ Status SpentContributions::Check(const v1::RoundPlan& plan) const {
   if (it == spent_.end() || it->second == PlanSha256(plan)) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       "round ", plan.round(), " attempt ", plan.attempt(),
-      " asks for the update this site already sent in an earlier attempt (same global model "
-      "and training seed ",
+      " asks for an update this site already sent under another plan (same model, global "
+      "model, training settings and seed ",
       plan.training().seed(),
       "); it may have been unmasked, and a second sum with it would reveal it; refused"));
 }
@@ -61,8 +61,7 @@ Status SpentContributions::Spend(const v1::RoundPlan& plan, AuditLog& egress) {
   RETURN_IF_ERROR(
       Annotate(egress
                    .Append(ContributionSpent(static_cast<int64_t>(plan.round()),
-                                             static_cast<int64_t>(plan.attempt()), digest,
-                                             plan.global_model_sha256(), plan.training().seed()))
+                                             static_cast<int64_t>(plan.attempt()), digest, key))
                    .status(),
                "egress ledger"));
   spent_[key] = digest;

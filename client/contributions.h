@@ -6,8 +6,8 @@
 // from the moment its upload starts. A later plan of the same round (a retry) may have the
 // site contribute again only with an update of its own: another training seed (the engine
 // gives every retry one), fresh noise under differential privacy, booked again. A plan that
-// would have the site train the same update again (same round, global model and training
-// seed) under another plan is refused; the plan that spent it may be answered again (a rejoin
+// would have the site train the same update again (UpdateKey) under another plan, in this
+// round or any other, is refused; the plan that spent it may be answered again (a rejoin
 // in the middle of its own round).
 //
 // The record is the site's egress ledger (contribution_spent events), so it survives a
@@ -22,6 +22,11 @@
 #include "hansa/v1/hansa.pb.h"
 
 namespace hansa {
+
+// What identifies an update before it is trained (hex SHA-256): the model, the global model's
+// digest, the training settings and seed. Two plans with the same key have the site train the
+// same update; the round number is not part of it.
+std::string UpdateKey(const v1::RoundPlan& plan);
 
 class SpentContributions {
  public:
@@ -38,7 +43,7 @@ class SpentContributions {
   size_t size() const { return spent_.size(); }
 
  private:
-  // "round/model sha256/training seed" -> the PlanSha256 that spent it.
+  // UpdateKey -> the PlanSha256 that spent it.
   std::map<std::string, std::string> spent_;
 };
 

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/audit/events.h"
+#include "common/audit/record_text.h"
 #include "common/crypto/random.h"
 #include "common/crypto/sha256.h"
 #include "common/logging/logging.h"
@@ -287,14 +288,16 @@ Status SiteSession::Consent(const v1::Task& task) {
   // The coordinator's audit head it showed with the plan: reconcile checks its log still has it.
   std::optional<AuditAnchor> shown;
   if (task.has_audit_head()) {
-    shown = AuditAnchor{static_cast<int64_t>(std::min<uint64_t>(task.audit_head().records(),
-                                                                INT64_MAX)),
-                        task.audit_head().sha256()};
+    shown = AuditAnchor{
+        static_cast<int64_t>(std::min<uint64_t>(task.audit_head().records(), INT64_MAX)),
+        task.audit_head().sha256()};
   }
   RETURN_IF_ERROR(Annotate(
       egress_
-          ->Append(policy.ok() ? PlanAccepted(round, digest, shown)
-                               : PlanRefused(round, digest, std::string(policy.message()), shown))
+          ->Append(policy.ok()
+                       ? PlanAccepted(round, digest, shown)
+                       : PlanRefused(round, digest, RecordText(std::string(policy.message()), 2048),
+                                     shown))
           .status(),
       "egress ledger"));
   v1::PlanResponse response;

@@ -150,13 +150,12 @@ AuditEvent RoundAbandoned(int64_t round, int64_t attempts, const std::string& re
 }
 
 AuditEvent ContributionSpent(int64_t round, int64_t attempt, const std::string& plan_sha256,
-                             const std::string& model_sha256, uint64_t training_seed) {
+                             const std::string& update_key) {
   return {ev::kContributionSpent,
           {{"round", round},
            {"attempt", attempt},
            {"plan_sha256", plan_sha256},
-           {"model_sha256", model_sha256},
-           {"training_seed", training_seed}}};
+           {"update", update_key}}};
 }
 
 }  // namespace hansa

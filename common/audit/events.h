@@ -192,9 +192,10 @@ AuditEvent PlanRefused(int64_t round, const std::string& plan_sha256, const std:
 AuditEvent UploadRefused(int64_t round, const std::string& site, const std::string& reason);
 // Coordinator: the round ended without an aggregate after `attempts` plans; training stops.
 AuditEvent RoundAbandoned(int64_t round, int64_t attempts, const std::string& reason);
-// Site: the update trained from `model_sha256` with `training_seed` under plan `plan_sha256`
-// (attempt `attempt` of `round`) is leaving; no other plan gets that update from the site.
+// Site: the update named `update_key` (client/contributions.h: model, global model, training
+// settings and seed) is leaving under plan `plan_sha256`, attempt `attempt` of `round`; no
+// other plan gets that update from the site.
 AuditEvent ContributionSpent(int64_t round, int64_t attempt, const std::string& plan_sha256,
-                             const std::string& model_sha256, uint64_t training_seed);
+                             const std::string& update_key);
 
 }  // namespace hansa

@@ -75,10 +75,18 @@ TEST(SpentContributionsTest, ARetryCannotHaveTheSiteSendTheSameUpdateAgain) {
   const v1::RoundPlan same = Plan(2, 77);
   Status refused = spent.Check(same);
   EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(refused.message()), HasSubstr("already sent in an earlier attempt"));
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("already sent under another plan"));
   EXPECT_EQ(spent.Spend(same, *egress).code(), absl::StatusCode::kInvalidArgument);
-  // A retry that trains from another seed is a new contribution.
+  // Nor may another round plan the same model and seed (the round is not what matters).
+  v1::RoundPlan later = Plan(1, 77);
+  later.set_round(kRound + 1);
+  EXPECT_EQ(spent.Check(later).code(), absl::StatusCode::kInvalidArgument);
+  // A retry that trains from another seed, or with other settings, is a new contribution.
   EXPECT_TRUE(spent.Check(Plan(2, 78)).ok());
+  v1::RoundPlan other_rate = Plan(2, 77);
+  other_rate.mutable_training()->set_learning_rate(0.02);
+  EXPECT_TRUE(spent.Check(other_rate).ok());
+  EXPECT_NE(UpdateKey(other_rate), UpdateKey(same));
   // A restarted site remembers from its egress ledger.
   egress.reset();
   auto restarted = SpentContributions::FromEgressLedger(path);
