@@ -37,6 +37,7 @@ mode = "plaintext"
   EXPECT_EQ(c->engine.federation, "demo");
   EXPECT_EQ(c->engine.rounds, 3);
   EXPECT_EQ(c->engine.min_sites, 2);
+  EXPECT_EQ(c->engine.max_attempts, 10);
   EXPECT_EQ(c->engine.model, "simple_cnn");
   EXPECT_EQ(c->engine.chunk_bytes, 1u << 20);
   EXPECT_EQ(c->engine.state_dir, ::testing::TempDir() + "st");
@@ -62,6 +63,18 @@ TEST(CoordinatorConfigTest, UnknownKeyAndImpossibleSettingsAreErrors) {
               HasSubstr("aggregation.unmask_device is 'gpu'; it must be \"auto\" or \"cpu\""));
   auto missing = LoadCoordinatorConfig("/nonexistent/coordinator.toml");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(CoordinatorConfigTest, AttemptsPerRoundAreReadAndBounded) {
+  auto three = LoadCoordinatorConfig(
+      Write("[sites]\nallowed=[\"a\"]\n[rounds]\nmax_attempts = 3\n[aggregation]\n"
+            "mode = \"plaintext\"\n"));
+  ASSERT_TRUE(three.ok()) << three.status();
+  EXPECT_EQ(three->engine.max_attempts, 3);
+  auto none = LoadCoordinatorConfig(
+      Write("[sites]\nallowed=[\"a\"]\n[rounds]\nmax_attempts = 0\n[aggregation]\n"
+            "mode = \"plaintext\"\n"));
+  EXPECT_THAT(std::string(none.status().message()), HasSubstr("rounds.max_attempts"));
 }
 
 TEST(CoordinatorConfigTest, SecAggParametersMustFitEveryCohortSize) {
