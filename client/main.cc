@@ -5,16 +5,12 @@
 // restarts. With [compute] world_size > 1 the site trains data-parallel: rank 0 is the site
 // and talks to the coordinator; every other rank (--rank 1.., same site.toml) only trains with
 // it and never connects outside the site.
-#include <signal.h>
-
-#include <mutex>
-#include <thread>
-
 #include "CLI/CLI.hpp"
 #include "client/data_parallel.h"
 #include "client/session.h"
 #include "client/site_config.h"
 #include "common/logging/logging.h"
+#include "common/signals/signal_watcher.h"
 #include "spdlog/spdlog.h"
 
 namespace {
@@ -50,12 +46,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   hansa::InitLogging("site", log_level);
-
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // Before any thread exists; joined before main returns, so no signal is handled (and
+  // logged) while static destructors run.
+  hansa::SignalWatcher signals;
 
   auto config = hansa::LoadSiteConfig(config_path);
   if (!config.ok()) {
@@ -70,7 +63,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     if ((*group)->rank() > 0) {
-      pthread_sigmask(SIG_UNBLOCK, &set, nullptr);  // no session to stop: a signal ends it
+      signals.Release();  // no session to stop: a signal ends it
       return ServeRank(*config, *group);
     }
     config->trainer.group = *group;
@@ -80,24 +73,16 @@ int main(int argc, char** argv) {
     spdlog::error("{}", session.status().message());
     return 2;
   }
-  // The signal thread stops the session while it exists; `live` is cleared under the lock
-  // before the session goes.
-  static std::mutex mu;
-  static hansa::SiteSession* live = session->get();
-  std::thread([set] {
-    int sig = 0;
-    sigwait(&set, &sig);
+  hansa::SiteSession* live = session->get();
+  signals.Start([live](int sig) {
     spdlog::warn("signal {} received: stopping after the current step", sig);
-    std::lock_guard<std::mutex> lock(mu);
-    if (live) live->Stop();
-  }).detach();
+    live->Stop();
+  });
   hansa::Status st = (*session)->Run();
-  // The session (gRPC channel, LibTorch trainer, ledgers) goes while the process is whole,
-  // before static destructors run.
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    live = nullptr;
-  }
+  // The signal thread is joined while the session still exists; then the session (gRPC
+  // channel, LibTorch trainer, ledgers) goes while the process is whole, before static
+  // destructors run.
+  signals.Stop();
   session->reset();
   if (st.ok()) {
     spdlog::info("federation finished; site exiting");

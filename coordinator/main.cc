@@ -4,7 +4,6 @@
 // same command, it resumes after the last completed round. SIGINT/SIGTERM shut it down
 // cleanly: in-flight uploads are dropped (they are retried next start), state stays intact.
 #include <grpcpp/grpcpp.h>
-#include <signal.h>
 
 #include <thread>
 
@@ -15,6 +14,7 @@
 #include "common/fileio/fileio.h"
 #include "common/logging/logging.h"
 #include "common/net/tls.h"
+#include "common/signals/signal_watcher.h"
 #include "common/tensor/safetensors.h"
 #include "coordinator/coordinator_config.h"
 #include "coordinator/service.h"
@@ -22,37 +22,6 @@
 
 namespace hansa {
 namespace {
-
-// Blocks SIGINT/SIGTERM in every thread and turns them into a clean shutdown.
-class SignalWatcher {
- public:
-  SignalWatcher() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    sigaddset(&set_, SIGUSR1);  // our own wake-up at exit
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
-  }
-  void Start(RoundEngine* engine) {
-    thread_ = std::thread([this, engine] {
-      int sig = 0;
-      sigwait(&set_, &sig);
-      if (sig == SIGUSR1) return;
-      spdlog::warn("signal {} received: shutting down", sig);
-      engine->Shutdown();
-    });
-  }
-  ~SignalWatcher() {
-    if (thread_.joinable()) {
-      pthread_kill(thread_.native_handle(), SIGUSR1);
-      thread_.join();
-    }
-  }
-
- private:
-  sigset_t set_;
-  std::thread thread_;
-};
 
 StatusOr<Model> LoadInitialModel(const CoordinatorConfig& config) {
   if (!config.initial_model.empty()) {
@@ -67,7 +36,7 @@ StatusOr<Model> LoadInitialModel(const CoordinatorConfig& config) {
 }
 
 int Run(const std::string& config_path) {
-  SignalWatcher signals;
+  SignalWatcher signals;  // first: before any thread exists
   StatusOr<CoordinatorConfig> config = LoadCoordinatorConfig(config_path);
   if (!config.ok()) {
     spdlog::error("{}", config.status().message());
@@ -117,7 +86,10 @@ int Run(const std::string& config_path) {
   }
   spdlog::info("federation '{}' coordinator listening on {} (mutual TLS 1.3), state in {}",
                config->engine.federation, config->listen, config->engine.state_dir);
-  signals.Start(engine->get());
+  signals.Start([engine = engine->get()](int sig) {
+    spdlog::warn("signal {} received: shutting down", sig);
+    engine->Shutdown();
+  });
   Status result = (*engine)->Run();
   if (result.ok() && config->linger_seconds > 0) {
     // Let polling sites learn that the federation is finished before the port closes.
@@ -126,6 +98,7 @@ int Run(const std::string& config_path) {
   }
   (*engine)->Shutdown();
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  signals.Stop();  // while the engine it may call still exists
   if (result.ok()) {
     spdlog::info("done; metrics in {}/metrics.jsonl", config->engine.state_dir);
     return 0;
