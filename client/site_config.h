@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "client/trainer.h"
+#include "common/net/rpc.h"
 #include "common/status/status.h"
 
 namespace hansa {
@@ -23,6 +24,15 @@ struct SiteConfig {
   std::vector<std::string> allowed_models;
   bool require_secure_aggregation = true;
   int min_cohort = 3;  // refuse rounds with fewer sites than this
+  // Floors under the coordinator's SecAgg+ parameters (CheckSecAggPolicy): a plan giving each
+  // site fewer than min_secagg_degree neighbours (k) or a threshold t below
+  // min_secagg_threshold is refused. The defaults refuse nothing ResolveParams allows (k = 2,
+  // t = 2 is the 3-site cohort); a site raises them to need more colluders against it.
+  int min_secagg_degree = 2;
+  int min_secagg_threshold = 2;
+  // The largest global model the site downloads: a larger declared size is refused before
+  // anything is allocated for it.
+  uint64_t max_model_bytes = kDefaultMaxModelBytes;
   // Client-level differential privacy, accounted by the site itself (state_dir/privacy.json):
   // a training plan without it is refused when either is set, and a plan whose round would
   // take the site past max_epsilon (at `delta`) is refused. 0 = no budget of the site's own.

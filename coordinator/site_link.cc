@@ -90,13 +90,22 @@ StatusOr<std::shared_ptr<const std::string>> GrpcSiteLink::Download(const v1::Ro
   const std::string what = "downloading the global model";
   v1::Chunk chunk;
   if (!reader->Read(&chunk) || !chunk.has_header()) return FromGrpc(reader->Finish(), what);
+  const uint64_t total = chunk.header().total_bytes();
+  if (total != plan.global_model_bytes()) {
+    return absl::DataLossError(absl::StrCat(what, ": the header declares ", total,
+                                            " bytes but the plan ", plan.global_model_bytes()));
+  }
+  RETURN_IF_ERROR(CheckDeclaredBytes(total, kDefaultMaxModelBytes,
+                                     absl::StrCat("the global model of round ", plan.round())));
   auto payload = std::make_shared<std::string>();
-  payload->reserve(chunk.header().total_bytes());
+  payload->reserve(total);
   Sha256Hasher hasher;
   while (reader->Read(&chunk)) {
-    if (chunk.offset() != payload->size()) {
-      return absl::DataLossError(absl::StrCat(what, ": chunk at offset ", chunk.offset(), " after ",
-                                              payload->size(), " bytes"));
+    if (chunk.offset() != payload->size() || chunk.data().size() > total - payload->size()) {
+      ctx->TryCancel();
+      return absl::DataLossError(absl::StrCat(what, ": chunk of ", chunk.data().size(),
+                                              " bytes at offset ", chunk.offset(), " after ",
+                                              payload->size(), " of ", total, " bytes"));
     }
     hasher.Update(chunk.data());
     payload->append(chunk.data());

@@ -24,6 +24,13 @@ std::unique_ptr<grpc::ClientContext> ContextWithDeadline(double seconds) {
   return ctx;
 }
 
+Status CheckDeclaredBytes(uint64_t declared, uint64_t limit, const std::string& what) {
+  if (declared <= limit) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(what, " declares ", declared,
+                                                 " bytes, more than the limit of ", limit,
+                                                 " bytes; refused before receiving it"));
+}
+
 grpc::ChannelArguments SiteChannelArguments(uint32_t max_chunk_bytes) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(max_chunk_bytes) + kMessageFraming);

@@ -28,6 +28,15 @@ std::unique_ptr<grpc::ClientContext> ContextWithDeadline(double seconds);
 // 0.5 s to 5 s, and a TCP connection of its own.
 grpc::ChannelArguments SiteChannelArguments(uint32_t max_chunk_bytes);
 
+// The largest model a download may declare unless a site sets its own limit: what the
+// safetensors reader accepts (SafetensorsLimits::max_data_bytes).
+inline constexpr uint64_t kDefaultMaxModelBytes = uint64_t{8} << 30;
+
+// A size a peer declares before sending (a model download's header) is checked against the
+// receiver's limit before anything is reserved for it: InvalidArgument naming `what`, the
+// declared size and the limit when it is larger.
+Status CheckDeclaredBytes(uint64_t declared, uint64_t limit, const std::string& what);
+
 // The framing allowed on top of a chunk in one gRPC message.
 inline constexpr int kMessageFraming = 64 << 10;
 // Keepalive pings on idle connections, the same on both ends: one every 20 s, and a

@@ -1,13 +1,16 @@
 #include "common/net/tls.h"
 
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
 #include <openssl/conf.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <utility>
 
 #include "common/fileio/fileio.h"
 #include "common/pki/certificate.h"
@@ -39,6 +42,31 @@ system_default = hansa_tls
 MinProtocol = TLSv1.3
 Protocol = -ALL, TLSv1.3
 )";
+
+// Runs inside gRPC's handshake once the chain verified against the CA: the pin first, then
+// the host-name check that gRPC applies when no verifier of ours is set.
+class PinningVerifier final : public grpc::experimental::ExternalCertificateVerifier {
+ public:
+  explicit PinningVerifier(std::shared_ptr<CertificatePin> pin) : pin_(std::move(pin)) {}
+
+  bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
+              std::function<void(grpc::Status)> callback, grpc::Status* sync_status) override {
+    grpc::string_ref pem = request->peer_cert();
+    Status pinned = pin_->Check(std::string_view(pem.data(), pem.size()));
+    if (!pinned.ok()) {
+      *sync_status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(pinned.message()));
+      return true;
+    }
+    return host_name_.Verify(request, std::move(callback), sync_status);
+  }
+  void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest* request) override {
+    host_name_.Cancel(request);
+  }
+
+ private:
+  const std::shared_ptr<CertificatePin> pin_;
+  grpc::experimental::HostNameCertificateVerifier host_name_;
+};
 
 }  // namespace
 
@@ -85,7 +113,34 @@ Status EnforceTls13Only() {
   return result;
 }
 
-StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(const TlsFiles& files) {
+CertificatePin::CertificatePin(std::string fingerprint) : fingerprint_(std::move(fingerprint)) {}
+
+Status CertificatePin::Check(std::string_view certificate_pem) {
+  StatusOr<Certificate> cert = Certificate::FromPem(certificate_pem);
+  std::string seen = cert.ok() ? cert->Sha256Fingerprint() : std::string("(unreadable)");
+  absl::MutexLock lock(&mu_);
+  if (cert.ok() && seen == fingerprint_) {
+    last_refused_.clear();
+    return absl::OkStatus();
+  }
+  ++refusals_;
+  last_refused_ = seen;
+  return absl::UnauthenticatedError(
+      absl::StrCat("peer certificate fingerprint ", seen, " is not the pinned ", fingerprint_));
+}
+
+std::string CertificatePin::last_refused() const {
+  absl::MutexLock lock(&mu_);
+  return last_refused_;
+}
+
+uint64_t CertificatePin::refusals() const {
+  absl::MutexLock lock(&mu_);
+  return refusals_;
+}
+
+StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(
+    const TlsFiles& files, std::shared_ptr<CertificatePin> pin) {
   RETURN_IF_ERROR(EnforceTls13Only());
   auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
       files.ca_certificate_pem, std::vector<grpc::experimental::IdentityKeyCertPair>{
@@ -96,6 +151,10 @@ StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(const 
   options.watch_identity_key_cert_pairs();
   options.set_verify_server_certs(true);
   options.set_check_call_host(true);
+  if (pin) {
+    options.set_certificate_verifier(
+        grpc::experimental::ExternalCertificateVerifier::Create<PinningVerifier>(std::move(pin)));
+  }
   auto creds = grpc::experimental::TlsCredentials(options);
   if (!creds) return absl::InternalError("gRPC refused the TLS client credentials");
   return creds;

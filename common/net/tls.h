@@ -1,8 +1,13 @@
 // Mutual TLS 1.3 for every Hansa connection. There is no plaintext channel, even for tests.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 #include "common/status/status.h"
 
@@ -30,8 +35,37 @@ StatusOr<TlsFiles> LoadTlsFiles(const std::string& certificate, const std::strin
 // afterwards. Call once at process start, before any channel or server exists. Idempotent.
 Status EnforceTls13Only();
 
+// A pinned peer certificate: the SHA-256 fingerprint (Certificate::Sha256Fingerprint) that the
+// server's certificate must have, checked inside every TLS handshake of a channel made with
+// MakeClientCredentials, after the CA chain and before the connection carries any call. A
+// handshake with another certificate fails, so nothing is sent over it. Keeps what the last
+// handshake showed, for the owner to say why it cannot connect. Thread-safe: gRPC calls
+// Check from its own threads.
+class CertificatePin {
+ public:
+  explicit CertificatePin(std::string fingerprint);
+
+  const std::string& fingerprint() const { return fingerprint_; }
+  // OK when `certificate_pem` (the peer's leaf certificate) has the pinned fingerprint;
+  // Unauthenticated naming both fingerprints otherwise. Records the outcome.
+  Status Check(std::string_view certificate_pem);
+  // The fingerprint of the certificate the last handshake refused; empty when the last
+  // handshake passed the pin or none has happened.
+  std::string last_refused() const;
+  // Handshakes refused so far.
+  uint64_t refusals() const;
+
+ private:
+  const std::string fingerprint_;
+  mutable absl::Mutex mu_;
+  std::string last_refused_ ABSL_GUARDED_BY(mu_);
+  uint64_t refusals_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 // Client credentials presenting the site's certificate and verifying the coordinator's
-// against the federation CA.
-StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(const TlsFiles& files);
+// against the federation CA and its host name; with `pin`, also that the coordinator's
+// certificate is the pinned one, in every handshake.
+StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(
+    const TlsFiles& files, std::shared_ptr<CertificatePin> pin = nullptr);
 
 }  // namespace hansa

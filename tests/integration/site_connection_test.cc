@@ -1,0 +1,305 @@
+// hansa-client's connection to its coordinator as real processes on loopback: how it ends on
+// SIGTERM, the coordinator pin in every TLS handshake, and the cap on a declared model size.
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "common/net/rpc.h"
+#include "common/net/tls.h"
+#include "common/pki/authority.h"
+#include "common/pki/key.h"
+#include "coordinator/site_link.h"
+#include "hansa/v1/hansa.grpc.pb.h"
+#include "tests/integration/harness.h"
+
+namespace hansa::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+void ReplaceInFile(const std::string& path, const std::string& from, const std::string& to) {
+  std::string text = ReadText(path);
+  size_t at = text.find(from);
+  ASSERT_NE(at, std::string::npos) << from << " not in " << path;
+  text.replace(at, from.size(), to);
+  std::ofstream(path, std::ios::trunc) << text;
+}
+
+std::unique_ptr<Process> StartClient(const std::string& kit, const std::string& site,
+                                     const std::string& log) {
+  return std::make_unique<Process>(
+      std::vector<std::string>{BuildPath("client/hansa-client"), "--config",
+                               kit + "/sites/" + site + "/site.toml"},
+      log);
+}
+
+std::unique_ptr<Process> StartCoordinator(const std::string& folder, const std::string& log) {
+  return std::make_unique<Process>(
+      std::vector<std::string>{BuildPath("coordinator/hansa-coordinator"), "--config",
+                               folder + "/coordinator.toml"},
+      log);
+}
+
+// Polls the log every millisecond, so a signal can follow a line within the moments the
+// process needs to exit.
+bool WaitForLine(Process& p, const std::string& text, double seconds) {
+  auto until = std::chrono::steady_clock::now() +
+               std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  while (std::chrono::steady_clock::now() < until) {
+    if (p.Log().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
+int CountEvents(const std::vector<nlohmann::json>& records, const std::string& event,
+                const std::string& type = "") {
+  int n = 0;
+  for (const auto& r : records) {
+    if (r["event"] != event) continue;
+    if (!type.empty() && r["fields"]["type"] != type) continue;
+    ++n;
+  }
+  return n;
+}
+
+TEST(SiteConnectionTest, SigtermWhileReconnectingOrAtExitEndsWithAnExitStatus) {
+  std::string dir = FreshDir();
+  std::string kit = Provision(dir, {"alpha"}, FreePort());  // nobody listens on that port
+  std::string config = kit + "/sites/alpha/site.toml";
+  ReplaceInFile(config, "[site]\n", "[site]\nreconnect_seconds = 1\nrpc_timeout_seconds = 1\n");
+  for (int run = 0; run < 8; ++run) {
+    SCOPED_TRACE(::testing::Message() << "run " << run);
+    const bool at_exit = run % 2 == 1;
+    if (!at_exit) {
+      ReplaceInFile(config, "reconnect_seconds = 1\n", "reconnect_seconds = 60\n");
+    }
+    auto site = StartClient(kit, "alpha", dir + "/run-" + std::to_string(run) + ".log");
+    // Reconnecting: the first retry is announced. At exit: the site has given up and main is
+    // returning, the moment the detached signal thread used to crash in.
+    ASSERT_TRUE(WaitForLine(*site, at_exit ? "unreachable" : "retrying in", 60)) << site->Log();
+    site->Signal(SIGTERM);
+    std::optional<int> code = site->Wait(30);
+    ASSERT_TRUE(code.has_value()) << site->Log();
+    // An exit status, never death by a signal (128 + n).
+    EXPECT_EQ(*code, at_exit ? 1 : 0) << site->Log();
+    if (!at_exit) {
+      EXPECT_THAT(site->Log(), HasSubstr("signal 15 received"));
+      ReplaceInFile(config, "reconnect_seconds = 60\n", "reconnect_seconds = 1\n");
+    }
+  }
+}
+
+// Copies the provisioned coordinator folder to `folder` with a certificate and key of its own,
+// issued by the federation's CA for the same name and addresses: an impostor the CA vouches
+// for. Returns the impostor's certificate fingerprint.
+std::string MakeImpostor(const std::string& kit, const std::string& folder) {
+  std::filesystem::create_directories(folder);
+  for (const char* f : {"coordinator.toml", "ca.pem"}) {
+    std::filesystem::copy_file(kit + "/coordinator/" + f, folder + "/" + f);
+  }
+  auto ca = CertificateAuthority::Load(kit + "/ca/ca.pem", kit + "/ca/ca-key.pem");
+  EXPECT_TRUE(ca.ok()) << ca.status();
+  auto key = PrivateKey::Generate();
+  EXPECT_TRUE(key.ok()) << key.status();
+  CertificateRequest req;
+  req.subject = {"coordinator", "Test Coordinator", "DE"};
+  req.server_auth = true;
+  req.dns_names = {"localhost"};
+  req.ip_addresses = {"127.0.0.1"};
+  auto cert = ca->Issue(req, key->GetPublicKey());
+  EXPECT_TRUE(cert.ok()) << cert.status();
+  std::ofstream(folder + "/cert.pem") << cert->ToPem();
+  std::ofstream(folder + "/key.pem") << *key->ToPem();
+  return cert->Sha256Fingerprint();
+}
+
+TEST(SiteConnectionTest, CoordinatorPinIsCheckedInEveryHandshakeBeforeTheJoinLeaves) {
+  std::string dir = FreshDir();
+  // Three sites: secure aggregation's minimum, so the real coordinator only waits for them.
+  std::string kit = Provision(dir, {"alpha", "beta", "gamma"}, FreePort());
+  const std::string site_toml = kit + "/sites/alpha/site.toml";
+  ReplaceInFile(site_toml, "[site]\n", "[site]\nreconnect_seconds = 60\nrpc_timeout_seconds = 5\n");
+  const std::string pinned = [&] {
+    std::string text = ReadText(site_toml);
+    size_t at = text.find("coordinator_fingerprint = \"") + 27;
+    return text.substr(at, 64);
+  }();
+  const std::string impostor_dir = dir + "/impostor";
+  const std::string impostor_fp = MakeImpostor(kit, impostor_dir);
+  ASSERT_NE(impostor_fp, pinned);
+  const std::string egress = kit + "/sites/alpha/state/egress.jsonl";
+  const std::string impostor_audit = impostor_dir + "/state/audit.jsonl";
+  auto expect_refused = [&](Process& site) {
+    ASSERT_EQ(site.Wait(60).value_or(-1), 1) << site.Log();
+    std::string log = site.Log();
+    EXPECT_THAT(log, HasSubstr("coordinator certificate fingerprint " + impostor_fp +
+                               " is not the one this site's policy trusts (" + pinned));
+    EXPECT_THAT(log, HasSubstr("[policy] coordinator_fingerprint in site.toml"));
+    EXPECT_THAT(log, HasSubstr("nothing was sent"));
+    EXPECT_EQ(CountEvents(ReadJsonLines(impostor_audit), "site_admitted"), 0);
+  };
+
+  {  // First connection: the impostor is refused in the handshake; no join is recorded.
+    auto impostor = StartCoordinator(impostor_dir, dir + "/impostor.log");
+    ASSERT_TRUE(WaitForLine(*impostor, "listening on", 60)) << impostor->Log();
+    auto site = StartClient(kit, "alpha", dir + "/alpha-1.log");
+    expect_refused(*site);
+    EXPECT_EQ(CountEvents(ReadJsonLines(egress), "message_sent", "join"), 0) << ReadText(egress);
+    impostor->Signal(SIGTERM);
+    ASSERT_EQ(impostor->Wait(30).value_or(-1), 0) << impostor->Log();
+  }
+  // The pinned coordinator: the site joins. Then the coordinator goes and the impostor takes
+  // its port: the site's reconnection is refused the same way.
+  auto coordinator = StartCoordinator(kit + "/coordinator", dir + "/coordinator.log");
+  auto site = StartClient(kit, "alpha", dir + "/alpha-2.log");
+  ASSERT_TRUE(WaitForLine(*site, "joined federation", 60)) << site->Log();
+  EXPECT_EQ(CountEvents(ReadJsonLines(egress), "message_sent", "join"), 1) << ReadText(egress);
+  coordinator->Signal(SIGKILL);
+  coordinator->Wait(10);
+  auto impostor = StartCoordinator(impostor_dir, dir + "/impostor-2.log");
+  expect_refused(*site);
+  EXPECT_EQ(CountEvents(ReadJsonLines(egress), "message_sent", "join"), 1) << ReadText(egress);
+}
+
+// A coordinator that admits any site of the CA, plans one plaintext round whose global model
+// it declares to be `declared_bytes` long, and sends only the header of that model.
+class OversizedModelCoordinator final : public v1::Coordinator::Service {
+ public:
+  explicit OversizedModelCoordinator(uint64_t declared_bytes) : declared_(declared_bytes) {}
+
+  v1::RoundPlan Plan() const {
+    v1::RoundPlan plan;
+    plan.set_round(1);
+    plan.set_attempt(1);
+    plan.set_model_name("mlp");
+    plan.set_global_model_sha256(std::string(64, 'a'));
+    plan.set_global_model_bytes(declared_);
+    plan.set_aggregation("plaintext");
+    plan.set_chunk_bytes(1 << 20);
+    plan.add_cohort("alpha");
+    plan.mutable_training()->set_epochs(1);
+    plan.mutable_training()->set_batch_size(32);
+    plan.mutable_training()->set_learning_rate(0.05);
+    return plan;
+  }
+  int downloads() const { return downloads_; }
+
+  grpc::Status Join(grpc::ServerContext*, const v1::JoinRequest*, v1::JoinReply* reply) override {
+    reply->set_site("alpha");
+    reply->set_federation("test");
+    return grpc::Status::OK;
+  }
+  grpc::Status GetTask(grpc::ServerContext*, const v1::TaskRequest* request,
+                       v1::Task* task) override {
+    if (!planned_.exchange(true)) {
+      task->set_kind(v1::Task::TRAIN);
+      *task->mutable_plan() = Plan();
+      return grpc::Status::OK;
+    }
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::min<uint32_t>(request->wait_ms(), 200)));
+    task->set_kind(v1::Task::WAIT);
+    return grpc::Status::OK;
+  }
+  grpc::Status RespondToPlan(grpc::ServerContext*, const v1::PlanResponse*, v1::PlanAck*) override {
+    return grpc::Status::OK;
+  }
+  grpc::Status DownloadModel(grpc::ServerContext*, const v1::DownloadRequest*,
+                             grpc::ServerWriter<v1::Chunk>* writer) override {
+    ++downloads_;
+    v1::Chunk chunk;
+    chunk.mutable_header()->set_round(1);
+    chunk.mutable_header()->set_total_bytes(declared_);
+    chunk.mutable_header()->set_sha256(std::string(64, 'a'));
+    writer->Write(chunk);
+    return grpc::Status::OK;
+  }
+
+ private:
+  const uint64_t declared_;
+  std::atomic<bool> planned_{false};
+  std::atomic<int> downloads_{0};
+};
+
+TlsFiles KitTls(const std::string& folder) {
+  return TlsFiles{ReadText(folder + "/cert.pem"), ReadText(folder + "/key.pem"),
+                  ReadText(folder + "/ca.pem")};
+}
+
+// Mutual TLS 1.3 on 127.0.0.1 with the coordinator's kit, as the real coordinator serves.
+std::unique_ptr<grpc::Server> Serve(grpc::Service* service, const TlsFiles& tls, int* port) {
+  EXPECT_TRUE(EnforceTls13Only().ok());
+  auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+      tls.ca_certificate_pem, std::vector<grpc::experimental::IdentityKeyCertPair>{
+                                  {tls.private_key_pem, tls.certificate_pem}});
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::experimental::TlsServerCredentials(options), port);
+  builder.RegisterService(service);
+  return builder.BuildAndStart();
+}
+
+TEST(SiteConnectionTest, SiteRefusesADeclaredModelAboveItsLimitBeforeReceivingIt) {
+  std::string dir = FreshDir();
+  std::string kit = Provision(dir, {"alpha"}, FreePort());
+  OversizedModelCoordinator fake(2 << 20);
+  int port = 0;
+  auto server = Serve(&fake, KitTls(kit + "/coordinator"), &port);
+  ASSERT_NE(server, nullptr);
+  const std::string site_toml = kit + "/sites/alpha/site.toml";
+  std::string text = ReadText(site_toml);
+  size_t at = text.find("coordinator = \"127.0.0.1:");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, text.find('\n', at) - at,
+               "coordinator = \"127.0.0.1:" + std::to_string(port) + "\"");
+  std::ofstream(site_toml, std::ios::trunc) << text;
+  ReplaceInFile(site_toml, "[policy]\n",
+                "[policy]\nrequire_secure_aggregation = false\nmin_cohort = 1\n"
+                "max_model_bytes = 1048576\n");
+  AppendText(site_toml, "train_limit = 100\ntest_limit = 100\n[compute]\nthreads = 1\n");
+  auto site = StartClient(kit, "alpha", dir + "/alpha.log");
+  ASSERT_TRUE(WaitForLine(*site, "declares", 120)) << site->Log();
+  EXPECT_THAT(site->Log(),
+              HasSubstr("the global model of round 1 (policy.max_model_bytes in site.toml) "
+                        "declares 2097152 bytes, more than the limit of 1048576 bytes"));
+  EXPECT_EQ(fake.downloads(), 1);
+  site->Signal(SIGTERM);
+  EXPECT_EQ(site->Wait(30).value_or(-1), 0) << site->Log();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+TEST(SiteConnectionTest, GrpcSiteLinkRefusesADeclaredModelAboveTheCapBeforeReserving) {
+  std::string dir = FreshDir();
+  std::string kit = Provision(dir, {"alpha"}, FreePort());
+  const uint64_t declared = kDefaultMaxModelBytes * 8;  // 64 GiB: reserving it would fail
+  OversizedModelCoordinator fake(declared);
+  int port = 0;
+  auto server = Serve(&fake, KitTls(kit + "/coordinator"), &port);
+  ASSERT_NE(server, nullptr);
+  auto creds = MakeClientCredentials(KitTls(kit + "/sites/alpha"));
+  ASSERT_TRUE(creds.ok()) << creds.status();
+  GrpcSiteLink link(grpc::CreateChannel("127.0.0.1:" + std::to_string(port), *creds));
+  auto model = link.Download(fake.Plan());
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument) << model.status();
+  EXPECT_THAT(
+      std::string(model.status().message()),
+      HasSubstr(absl::StrCat("the global model of round 1 declares ", declared,
+                             " bytes, more than the limit of ", kDefaultMaxModelBytes, " bytes")));
+  EXPECT_EQ(fake.downloads(), 1);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+}  // namespace
+}  // namespace hansa::testing
