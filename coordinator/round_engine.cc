@@ -352,7 +352,7 @@ Status RoundEngine::RecordPlan() {
   plan_sha256_ = PlanSha256(plan_);
   RoundPlannedFields f;
   f.round = static_cast<int64_t>(plan_.round());
-  f.attempt = attempt_ - 1;
+  f.attempt = round_attempt_ - 1;
   f.plan_sha256 = plan_sha256_;
   f.model_sha256 = plan_.global_model_sha256();
   f.cohort.assign(plan_.cohort().begin(), plan_.cohort().end());
@@ -367,6 +367,7 @@ Status RoundEngine::RecordPlan() {
     a.ring_bits = sp.ring_bits();
     a.clip = sp.clip();
     a.quantization_bits = sp.bits();
+    a.min_survivors = sp.min_survivors();
     f.secure_aggregation = a;
   }
   if (HasClientPrivacy(plan_)) {

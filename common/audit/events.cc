@@ -55,7 +55,8 @@ AuditEvent RoundPlanned(const RoundPlannedFields& f) {
                                     {"malicious", s.malicious},
                                     {"ring_bits", s.ring_bits},
                                     {"clip", s.clip},
-                                    {"quantization_bits", s.quantization_bits}};
+                                    {"quantization_bits", s.quantization_bits},
+                                    {"min_survivors", s.min_survivors}};
   }
   if (f.privacy) fields["privacy"] = *f.privacy;
   if (f.record_privacy) fields["record_privacy"] = *f.record_privacy;

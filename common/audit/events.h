@@ -139,6 +139,7 @@ struct SecureAggregationFields {
   int64_t ring_bits = 0;
   double clip = 0;
   int64_t quantization_bits = 0;
+  int64_t min_survivors = 0;  // the fewest inputs the plan lets a sum be unmasked over
 };
 
 struct RoundPlannedFields {

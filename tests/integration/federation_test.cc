@@ -429,6 +429,7 @@ TEST(FederationTest, SecureAggregationTrainsLikePlaintext) {
   for (const auto& round : report["rounds"]) {
     EXPECT_EQ(round["aggregation"], "secure");
     EXPECT_EQ(round["secure_aggregation"]["num_sites"], 3);
+    EXPECT_EQ(round["attempts"], 1) << round.dump();
     EXPECT_EQ(round["consented"].size(), 3u) << round.dump();
     EXPECT_EQ(round["updates"].size(), 3u) << round.dump();
     EXPECT_EQ(round["aggregated_sites"].size(), 3u) << round.dump();
@@ -452,6 +453,8 @@ TEST(FederationTest, MaliciousCoordinatorChecksAndTheWideRingRunEndToEnd) {
   EXPECT_GT(metrics[1]["accuracy"].get<double>(), metrics[0]["accuracy"].get<double>() + 0.3);
   for (const auto& r : fed.Audit()) {
     if (r["event"] != "round_planned") continue;
+    EXPECT_EQ(r["fields"]["attempt"], 0);
+    EXPECT_EQ(r["fields"]["secure_aggregation"]["min_survivors"], 3);
     EXPECT_EQ(r["fields"]["secure_aggregation"]["ring_bits"], 64);
     EXPECT_EQ(r["fields"]["secure_aggregation"]["malicious"], true);
   }

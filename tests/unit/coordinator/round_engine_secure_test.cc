@@ -190,8 +190,11 @@ TEST(RoundEngineSecureTest, ARoundBelowItsMinimumIsRetriedWithoutUnmaskingAnythi
   EXPECT_EQ(seen["d"].seeds.size(), 1u);
   // The plan said so, and the one released aggregate is the mean of all four deltas.
   EXPECT_EQ(EventsOf(o, audit_events::kAggregateReleased).size(), 1u);
-  for (const std::string& planned : EventsOf(o, audit_events::kRoundPlanned)) {
-    EXPECT_THAT(planned, HasSubstr("\"aggregation\":\"secure\""));
+  const std::vector<std::string> planned = EventsOf(o, audit_events::kRoundPlanned);
+  ASSERT_EQ(planned.size(), 2u);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    EXPECT_THAT(planned[attempt], HasSubstr(absl::StrCat("\"attempt\":", attempt)));
+    EXPECT_THAT(planned[attempt], HasSubstr("\"min_survivors\":4"));
   }
   auto model = ReadSafetensorsFile(o.state_dir + "/checkpoints/round-0001.safetensors");
   ASSERT_TRUE(model.ok()) << model.status();
