@@ -161,7 +161,7 @@ void BM_DropoutRecovery(benchmark::State& state) {
     Check(server.status());
     std::vector<std::unique_ptr<ClientSession>> clients;
     for (SiteId id = 1; id <= n; ++id) {
-      auto c = ClientSession::Create(params, id, nullptr);
+      auto c = ClientSession::Create((*server)->params(), id, nullptr);
       Check(c.status());
       clients.push_back(std::move(*c));
       auto adv = clients.back()->Start();

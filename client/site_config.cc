@@ -22,8 +22,8 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
   c.min_cohort = static_cast<int>(cfg.Int("policy.min_cohort", 3, 1, 100000));
   c.min_secagg_degree =
       static_cast<int>(cfg.Int("policy.min_secagg_degree", c.min_secagg_degree, 2, 1 << 20));
-  c.min_secagg_threshold = static_cast<int>(
-      cfg.Int("policy.min_secagg_threshold", c.min_secagg_threshold, 2, 1 << 20));
+  c.min_secagg_threshold =
+      static_cast<int>(cfg.Int("policy.min_secagg_threshold", c.min_secagg_threshold, 2, 1 << 20));
   c.max_model_bytes = static_cast<uint64_t>(
       cfg.Int("policy.max_model_bytes", static_cast<int64_t>(c.max_model_bytes), 1024, INT64_MAX));
   c.require_client_dp = cfg.Bool("policy.require_client_dp", false);

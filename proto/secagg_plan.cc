@@ -34,6 +34,13 @@ StatusOr<SecAggParams> SecAggParamsOfPlan(const v1::RoundPlan& plan, const std::
     return absl::InvalidArgumentError("secure-aggregation plan has no 32-byte round seed");
   }
   std::copy(sp.round_seed().begin(), sp.round_seed().end(), p.round_seed.begin());
+  if (sp.graph_seed_commitment().size() != p.graph_seed_commitment.size()) {
+    return absl::InvalidArgumentError(
+        "secure-aggregation plan has no 32-byte graph-seed commitment (a coordinator too old "
+        "for this site, or one that would choose the neighbour graph alone)");
+  }
+  std::copy(sp.graph_seed_commitment().begin(), sp.graph_seed_commitment().end(),
+            p.graph_seed_commitment.begin());
   if (static_cast<int>(sp.num_sites()) != plan.cohort_size()) {
     return absl::InvalidArgumentError("secure-aggregation plan disagrees with its cohort");
   }

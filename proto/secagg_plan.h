@@ -17,7 +17,9 @@
 namespace hansa {
 
 // The plan's SecAgg+ parameters, unresolved, and `site`'s number in the cohort (1-based) in
-// *self. InvalidArgument when the plan is inconsistent or `site` is not in its cohort. In
+// *self. InvalidArgument when the plan is inconsistent (a round seed or graph-seed commitment
+// not of 32 bytes among it) or `site` is not in its cohort. A site then checks its own floor
+// under k and t with CheckSecAggPolicy (common/secagg/params.h). In
 // malicious mode the caller adds the signing keys, after checking the cohort's certificates
 // against the federation CA itself, then calls ResolveParams.
 StatusOr<SecAggParams> SecAggParamsOfPlan(const v1::RoundPlan& plan, const std::string& site,

@@ -52,11 +52,9 @@ StatusOr<std::unique_ptr<ClientSession>> ClientSession::Create(
           "signing key does not match the key listed for site ", self, " in the round plan"));
     }
   }
-  ASSIGN_OR_RETURN(NeighbourGraph graph,
-                   NeighbourGraph::Build(p.num_sites, p.degree, p.round_seed));
-  std::unique_ptr<ClientSession> s(new ClientSession(p, self, signing_key));
-  s->neighbours_ = graph.Neighbours(self);
-  return s;
+  // The neighbours are known only from the key directory on: the graph's seed is drawn
+  // jointly with the coordinator and every site that advertises (graph.h).
+  return std::unique_ptr<ClientSession>(new ClientSession(p, self, signing_key));
 }
 
 Status ClientSession::Abort(Status status) {
@@ -99,8 +97,12 @@ StatusOr<AdvertiseKeys> ClientSession::Start() {
   m.sender = self_;
   m.encryption_key = secrets_->encryption.public_key;
   m.mask_key = secrets_->mask.public_key;
+  if (Status st = RandBytes(m.graph_contribution.data(), m.graph_contribution.size()); !st.ok()) {
+    return Abort(st);
+  }
+  graph_contribution_ = m.graph_contribution;
   if (params_.malicious) {
-    auto sig = signing_key_->Sign(AdvertiseStatement(m));
+    auto sig = signing_key_->Sign(AdvertiseStatement(params_, m));
     if (!sig.ok()) return Abort(sig.status());
     m.signature = *sig;
   }
@@ -134,9 +136,11 @@ Status ClientSession::BuildShares(const KeyDirectory& directory, ShareKeys* out)
     }
     if (e.sender == self_) {
       found_self = e.encryption_key == secrets_->encryption.public_key &&
-                   e.mask_key == secrets_->mask.public_key;
+                   e.mask_key == secrets_->mask.public_key &&
+                   e.graph_contribution == graph_contribution_;
       if (!found_self) {
-        return absl::PermissionDeniedError("key directory shows other keys for this site");
+        return absl::PermissionDeniedError(
+            "key directory shows other keys or another graph contribution for this site");
       }
     }
   }
@@ -144,19 +148,25 @@ Status ClientSession::BuildShares(const KeyDirectory& directory, ShareKeys* out)
     return absl::InvalidArgumentError("key directory entries are not ascending site ids in range");
   }
   if (!found_self) return absl::PermissionDeniedError("key directory leaves out this site");
+  // Malicious mode: every entry is checked, not only the neighbours', because every graph
+  // contribution enters the graph's seed and the coordinator must not be able to choose one.
+  for (const AdvertiseKeys& e : directory.entries) {
+    if (!params_.malicious) break;
+    if (!e.signature) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("advertised keys of site ", e.sender, " are not signed"));
+    }
+    Status v = Ed25519Verify(params_.signing_keys[e.sender - 1], AdvertiseStatement(params_, e),
+                             *e.signature);
+    if (!v.ok()) return Annotate(v, absl::StrCat("advertised keys of site ", e.sender));
+  }
+  ASSIGN_OR_RETURN(NeighbourGraph graph, NeighbourGraph::ForDirectory(params_, directory));
+  neighbours_ = graph.Neighbours(self_);
   neighbour_keys_.clear();
   for (const AdvertiseKeys& e : directory.entries) {
-    if (!std::binary_search(neighbours_.begin(), neighbours_.end(), e.sender)) continue;
-    if (params_.malicious) {
-      if (!e.signature) {
-        return absl::PermissionDeniedError(
-            absl::StrCat("advertised keys of site ", e.sender, " are not signed"));
-      }
-      Status v =
-          Ed25519Verify(params_.signing_keys[e.sender - 1], AdvertiseStatement(e), *e.signature);
-      if (!v.ok()) return Annotate(v, absl::StrCat("advertised keys of site ", e.sender));
+    if (std::binary_search(neighbours_.begin(), neighbours_.end(), e.sender)) {
+      neighbour_keys_.emplace(e.sender, e);
     }
-    neighbour_keys_.emplace(e.sender, e);
   }
   if (neighbour_keys_.size() < static_cast<size_t>(params_.threshold)) {
     return absl::FailedPreconditionError(
@@ -357,6 +367,7 @@ Status ClientSession::CheckUnmaskRequest(const UnmaskRequest& r) {
   }
   std::string statement = ConsistencyStatement(session_id_, params_.round, s);
   std::set<SiteId> signers;
+  size_t neighbour_signers = 0;
   for (const ConsistencySignature& c : r.signatures) {
     if (c.round != params_.round || !std::binary_search(s.begin(), s.end(), c.sender) ||
         !signers.insert(c.sender).second) {
@@ -370,10 +381,19 @@ Status ClientSession::CheckUnmaskRequest(const UnmaskRequest& r) {
           absl::StrCat("inconsistent views: site ", c.sender,
                        "'s consistency signature is not over the survivor list this site signed"));
     }
+    if (std::binary_search(neighbours_.begin(), neighbours_.end(), c.sender)) ++neighbour_signers;
   }
   if (signers.size() < static_cast<size_t>(params_.threshold)) {
     return absl::PermissionDeniedError(absl::StrCat(
         "only ", signers.size(), " consistency signatures; threshold is ", params_.threshold));
+  }
+  // The shares this site holds belong to its neighbours, whose other holders are near it in
+  // the graph: signatures from elsewhere say nothing about what they were shown.
+  if (neighbour_signers < static_cast<size_t>(params_.threshold)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("only ", neighbour_signers, " of the ", signers.size(),
+                     " consistency signatures come from this site's neighbours; threshold is ",
+                     params_.threshold));
   }
   return absl::OkStatus();
 }

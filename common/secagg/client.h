@@ -12,6 +12,7 @@
 // bad signatures, inconsistent survivor sets) are PermissionDenied or InvalidArgument.
 #pragma once
 
+#include <array>
 #include <map>
 #include <memory>
 #include <string>
@@ -43,9 +44,12 @@ class ClientSession {
                                                          const Ed25519PrivateKey* signing_key);
   ~ClientSession();
 
-  // Stage 0: fresh key pairs for share encryption and for masking.
+  // Stage 0: fresh key pairs for share encryption and for masking, and 32 fresh random bytes
+  // for the neighbour-graph seed (graph.h).
   StatusOr<AdvertiseKeys> Start();
-  // Stage 1: checks the directory, draws the self-mask seed, shares it and the mask key among
+  // Stage 1: checks the directory (in malicious mode every entry's signature) and the
+  // coordinator's revealed graph seed against the plan's commitment (PermissionDenied),
+  // builds the neighbour graph, draws the self-mask seed, shares it and the mask key among
   // the neighbours, and encrypts each pair of shares to its holder.
   StatusOr<ShareKeys> OnKeyDirectory(const KeyDirectory& directory);
   // Stage 2: decrypts the shares held for neighbours; fixes the set of masking peers.
@@ -66,7 +70,8 @@ class ClientSession {
   // Stage 3 (malicious mode): signs the survivor set it was shown.
   StatusOr<ConsistencySignature> OnSurvivorList(const SurvivorList& list);
   // Stage 4: reveals, per neighbour, the self-mask-seed share when it survived or the mask-key
-  // share when it dropped; never both, and only once.
+  // share when it dropped; never both, and only once. In malicious mode only for the survivor
+  // list it signed, with at least t valid signatures over it from its own neighbours.
   StatusOr<UnmaskResponse> OnUnmaskRequest(const UnmaskRequest& request);
 
   Stage stage() const { return stage_; }
@@ -91,7 +96,8 @@ class ClientSession {
   const Ed25519PrivateKey* signing_key_;
   Stage stage_ = Stage::kNew;
   Status abort_status_;
-  std::vector<SiteId> neighbours_;
+  std::array<uint8_t, 32> graph_contribution_{};
+  std::vector<SiteId> neighbours_;                  // from OnKeyDirectory on
   std::map<SiteId, AdvertiseKeys> neighbour_keys_;  // neighbours that advertised
   Sha256Digest session_id_{};
   std::vector<SiteId> signed_survivors_;

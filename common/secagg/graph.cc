@@ -2,10 +2,48 @@
 
 #include <algorithm>
 #include <numeric>
+#include <string>
 
 #include "common/crypto/chacha20.h"
 
 namespace hansa {
+
+namespace {
+
+void PutSeed(std::string* s, const std::array<uint8_t, 32>& seed) {
+  s->append(reinterpret_cast<const char*>(seed.data()), seed.size());
+}
+
+}  // namespace
+
+Sha256Digest CommitGraphSeed(const GraphSeed& coordinator_seed) {
+  std::string s = "hansa/secagg/v1/graph-seed-commitment";
+  PutSeed(&s, coordinator_seed);
+  return Sha256(s);
+}
+
+Sha256Digest JointGraphSeed(const GraphSeed& coordinator_seed,
+                            const std::vector<AdvertiseKeys>& entries) {
+  std::string s = "hansa/secagg/v1/graph-seed";
+  PutSeed(&s, coordinator_seed);
+  for (const AdvertiseKeys& e : entries) {
+    for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>(e.sender >> (8 * i)));
+    PutSeed(&s, e.graph_contribution);
+  }
+  return Sha256(s);
+}
+
+StatusOr<NeighbourGraph> NeighbourGraph::ForDirectory(const SecAggParams& params,
+                                                      const KeyDirectory& directory) {
+  if (CommitGraphSeed(directory.graph_seed) != params.graph_seed_commitment) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "round ", params.round,
+        ": the coordinator revealed a graph seed that does not match its commitment in the "
+        "plan; it could be choosing the neighbour graph alone"));
+  }
+  return Build(params.num_sites, params.degree,
+               JointGraphSeed(directory.graph_seed, directory.entries));
+}
 
 StatusOr<NeighbourGraph> NeighbourGraph::Build(uint32_t num_sites, int degree,
                                                const std::array<uint8_t, 32>& seed) {

@@ -5,9 +5,11 @@ namespace hansa {
 StatusOr<LocalRound> LocalRound::Create(const SecAggParams& params) {
   LocalRound round;
   ASSIGN_OR_RETURN(round.server_, ServerSession::Create(params));
+  // As the plan would carry it: the coordinator's commitment to its graph seed.
+  const SecAggParams& planned = round.server_->params();
   for (SiteId id = 1; id <= params.num_sites; ++id) {
     ASSIGN_OR_RETURN(std::unique_ptr<ClientSession> site,
-                     ClientSession::Create(params, id, nullptr));
+                     ClientSession::Create(planned, id, nullptr));
     round.sites_.push_back(std::move(site));
   }
   return round;

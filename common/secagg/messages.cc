@@ -8,7 +8,8 @@ namespace hansa {
 
 namespace {
 
-constexpr uint8_t kVersion = 1;
+// 2: AdvertiseKeys carries a graph contribution, KeyDirectory the coordinator's graph seed.
+constexpr uint8_t kVersion = 2;
 enum Tag : uint8_t {
   kAdvertise = 1,
   kDirectory,
@@ -121,6 +122,7 @@ void WriteAdvertise(const AdvertiseKeys& m, Writer& w) {
   w.U32(m.sender);
   w.Raw(m.encryption_key.data(), m.encryption_key.size());
   w.Raw(m.mask_key.data(), m.mask_key.size());
+  w.Raw(m.graph_contribution.data(), m.graph_contribution.size());
   w.U8(m.signature.has_value() ? 1 : 0);
   if (m.signature) w.Raw(m.signature->data(), m.signature->size());
 }
@@ -130,6 +132,7 @@ Status ReadAdvertise(Reader& r, AdvertiseKeys* m) {
   RETURN_IF_ERROR(r.U32(&m->sender));
   RETURN_IF_ERROR(r.Raw(m->encryption_key.data(), m->encryption_key.size()));
   RETURN_IF_ERROR(r.Raw(m->mask_key.data(), m->mask_key.size()));
+  RETURN_IF_ERROR(r.Raw(m->graph_contribution.data(), m->graph_contribution.size()));
   uint8_t has_sig = 0;
   RETURN_IF_ERROR(r.U8(&has_sig));
   if (has_sig > 1) return r.Error("bad signature flag");
@@ -209,6 +212,7 @@ std::string KeyDirectory::Serialize() const {
   w.U64(round);
   w.U32(static_cast<uint32_t>(entries.size()));
   for (const auto& e : entries) WriteAdvertise(e, w);
+  w.Raw(graph_seed.data(), graph_seed.size());
   return w.Take();
 }
 
@@ -218,9 +222,10 @@ StatusOr<KeyDirectory> KeyDirectory::Parse(std::string_view bytes) {
   RETURN_IF_ERROR(r.Header(kDirectory));
   RETURN_IF_ERROR(r.U64(&m.round));
   uint32_t n = 0;
-  RETURN_IF_ERROR(r.Count(&n, 77));
+  RETURN_IF_ERROR(r.Count(&n, 109));  // an unsigned entry
   m.entries.resize(n);
   for (auto& e : m.entries) RETURN_IF_ERROR(ReadAdvertise(r, &e));
+  RETURN_IF_ERROR(r.Raw(m.graph_seed.data(), m.graph_seed.size()));
   RETURN_IF_ERROR(r.Done());
   return m;
 }

@@ -3,7 +3,8 @@
 // checks every length before use and rejects trailing bytes.
 //
 // Flow of one round (S = coordinator, C = each site):
-//   C->S AdvertiseKeys         S->C KeyDirectory (all advertised keys)
+//   C->S AdvertiseKeys         S->C KeyDirectory (all advertised keys, the coordinator's
+//                                   graph seed revealed)
 //   C->S ShareKeys             S->C ShareDelivery (the ciphertexts addressed to that site)
 //   C->S MaskedInputChunk...   S->C SurvivorList            (malicious mode:
 //   C->S ConsistencySignature                                 consistency check)
@@ -11,6 +12,7 @@
 //   C->S UnmaskResponse
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -27,9 +29,13 @@ namespace hansa {
 struct AdvertiseKeys {
   uint64_t round = 0;
   SiteId sender = 0;
-  X25519PublicKey encryption_key{};           // for the share ciphertexts
-  X25519PublicKey mask_key{};                 // for the pairwise masks
-  std::optional<Ed25519Signature> signature;  // malicious mode: by the site's certificate key
+  X25519PublicKey encryption_key{};  // for the share ciphertexts
+  X25519PublicKey mask_key{};        // for the pairwise masks
+  // Malicious mode: by the site's certificate key, over AdvertiseStatement (the attempt's
+  // round, round_seed and graph-seed commitment, the keys and the contribution).
+  std::optional<Ed25519Signature> signature;
+  // Fresh random bytes of the site's own for the neighbour-graph seed (graph.h).
+  std::array<uint8_t, 32> graph_contribution{};
 
   std::string Serialize() const;
   static StatusOr<AdvertiseKeys> Parse(std::string_view bytes);
@@ -38,6 +44,8 @@ struct AdvertiseKeys {
 struct KeyDirectory {
   uint64_t round = 0;
   std::vector<AdvertiseKeys> entries;  // ascending sender
+  // The coordinator's graph seed, revealed: it must match the plan's commitment.
+  std::array<uint8_t, 32> graph_seed{};
 
   std::string Serialize() const;
   static StatusOr<KeyDirectory> Parse(std::string_view bytes);

@@ -68,4 +68,20 @@ StatusOr<SecAggParams> ResolveParams(SecAggParams p) {
   return p;
 }
 
+Status CheckSecAggPolicy(const SecAggParams& params, int min_degree, int min_threshold) {
+  if (params.degree < min_degree) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("round ", params.round, ": the plan gives each site k = ", params.degree,
+                     " neighbours, below this site's minimum of ", min_degree,
+                     " (policy.min_secagg_degree); refused"));
+  }
+  if (params.threshold < min_threshold) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("round ", params.round, ": the plan's threshold t = ", params.threshold,
+                     " is below this site's minimum of ", min_threshold,
+                     " (policy.min_secagg_threshold); refused"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace hansa

@@ -41,8 +41,15 @@ struct SecAggParams {
   // does not start unmasking below it and a site refuses to sign a survivor list or answer an
   // unmask request naming fewer. 0: no minimum beyond the threshold. At most num_sites.
   uint32_t min_survivors = 0;
-  // Public randomness of the round (e.g. from the plan): seeds the neighbour graph.
+  // Public randomness of the attempt (from the plan, fresh for each attempt): bound into the
+  // session id and every signed advertisement; the distributed discrete Gaussian's rotation
+  // also draws on it. It does not seed the neighbour graph (see graph.h).
   std::array<uint8_t, 32> round_seed{};
+  // The coordinator's commitment to its secret share of the neighbour-graph seed
+  // (CommitGraphSeed, graph.h), from the plan. The coordinator reveals the seed in the
+  // KeyDirectory and every site checks it against this before building the graph.
+  // ServerSession::Create draws the seed and sets this; sites take it from the plan.
+  std::array<uint8_t, 32> graph_seed_commitment{};
   // Ed25519 keys of sites 1..n (from their certificates), index id - 1. Required in
   // malicious mode, ignored otherwise.
   std::vector<Ed25519PublicKey> signing_keys;
@@ -51,5 +58,12 @@ struct SecAggParams {
 // Fills in the defaults for degree and threshold and checks everything; InvalidArgument with
 // the rule that was broken (e.g. "threshold 2 must exceed degree/2 = 2").
 StatusOr<SecAggParams> ResolveParams(SecAggParams params);
+
+// A site's own floor under the coordinator's choice of k and t (its policy keys
+// [policy] min_secagg_degree and min_secagg_threshold): a plan with fewer neighbours or a lower
+// threshold would let fewer colluding sites learn the site's input. InvalidArgument, as the
+// site's other plan refusals, naming the policy key that the plan falls short of. Reads only
+// round, degree and threshold, as the plan states them (resolved).
+Status CheckSecAggPolicy(const SecAggParams& params, int min_degree, int min_threshold);
 
 }  // namespace hansa

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/crypto/random.h"
 #include "common/secagg/internal/protocol.h"
 #include "common/secagg/shamir.h"
 
@@ -21,14 +22,16 @@ struct ServerSession::Site {
   std::vector<ShamirShare> seed_shares, key_shares;
 };
 
-ServerSession::ServerSession(const SecAggParams& params, NeighbourGraph graph)
-    : params_(params), graph_(std::move(graph)) {}
+ServerSession::ServerSession(const SecAggParams& params, const GraphSeed& graph_seed)
+    : params_(params), graph_seed_(graph_seed) {}
 ServerSession::~ServerSession() = default;
 
 StatusOr<std::unique_ptr<ServerSession>> ServerSession::Create(const SecAggParams& params) {
   ASSIGN_OR_RETURN(SecAggParams p, ResolveParams(params));
-  ASSIGN_OR_RETURN(NeighbourGraph g, NeighbourGraph::Build(p.num_sites, p.degree, p.round_seed));
-  return std::unique_ptr<ServerSession>(new ServerSession(p, std::move(g)));
+  GraphSeed seed;
+  RETURN_IF_ERROR(RandBytes(seed.data(), seed.size()));
+  p.graph_seed_commitment = CommitGraphSeed(seed);
+  return std::unique_ptr<ServerSession>(new ServerSession(p, seed));
 }
 
 Status ServerSession::Fail(Status status) {
@@ -76,9 +79,9 @@ Status ServerSession::OnAdvertiseKeys(const AdvertiseKeys& m) {
     if (!m.signature) {
       return absl::PermissionDeniedError(absl::StrCat("site ", m.sender, "'s keys are unsigned"));
     }
-    RETURN_IF_ERROR(Annotate(
-        Ed25519Verify(params_.signing_keys[m.sender - 1], AdvertiseStatement(m), *m.signature),
-        absl::StrCat("advertised keys of site ", m.sender)));
+    RETURN_IF_ERROR(Annotate(Ed25519Verify(params_.signing_keys[m.sender - 1],
+                                           AdvertiseStatement(params_, m), *m.signature),
+                             absl::StrCat("advertised keys of site ", m.sender)));
   }
   for (const auto& [id, site] : sites_) {
     for (const X25519PublicKey& k : {site.keys.encryption_key, site.keys.mask_key}) {
@@ -104,6 +107,10 @@ StatusOr<KeyDirectory> ServerSession::CloseAdvertiseKeys() {
     directory_.entries.push_back(site.keys);
     participants_.advertised.push_back(id);
   }
+  directory_.graph_seed = graph_seed_;
+  StatusOr<NeighbourGraph> graph = NeighbourGraph::ForDirectory(params_, directory_);
+  if (!graph.ok()) return Fail(graph.status());
+  graph_ = *std::move(graph);
   session_id_ = SessionId(params_, directory_);
   stage_ = Stage::kShare;
   return directory_;
@@ -287,11 +294,52 @@ StatusOr<UnmaskRequest> ServerSession::StartUnmask() {
           "only ", request_.signatures.size(), " consistency signatures; threshold is ",
           params_.threshold, "; the round must be retried")));
     }
+    if (Status st = CheckSignersCanUnmask(); !st.ok()) return Fail(st);
     std::sort(participants_.signed_consistency.begin(), participants_.signed_consistency.end());
     stage_ = Stage::kUnmask;
   }
   RETURN_IF_ERROR(ExpectStage(Stage::kUnmask, "StartUnmask"));
   return request_;
+}
+
+Status ServerSession::CheckSignersCanUnmask() const {
+  const size_t t = static_cast<size_t>(params_.threshold);
+  auto signed_check = [this](SiteId v) {
+    auto it = sites_.find(v);
+    return it != sites_.end() && it->second.signed_consistency;
+  };
+  // A signer answers only when t of its own neighbours signed too (ClientSession).
+  std::set<SiteId> answering;
+  for (SiteId u : survivors_) {
+    if (!signed_check(u)) continue;
+    size_t signing_neighbours = 0;
+    for (SiteId v : graph_.Neighbours(u)) signing_neighbours += signed_check(v) ? 1 : 0;
+    if (signing_neighbours >= t) answering.insert(u);
+  }
+  auto holders = [&](SiteId owner) {
+    size_t n = 0;
+    for (SiteId v : graph_.Neighbours(owner)) n += answering.count(v);
+    return n;
+  };
+  for (SiteId u : survivors_) {
+    if (holders(u) < t) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("only ", holders(u), " neighbours of site ", u,
+                       " can answer the unmask request (each needs ", t,
+                       " consistency signatures from its own neighbours); threshold is ", t,
+                       "; the round must be retried"));
+    }
+  }
+  for (SiteId d : dropped_after_sharing_) {
+    bool needed = false;
+    for (SiteId v : survivors_) needed = needed || graph_.Adjacent(d, v);
+    if (needed && holders(d) < t) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "only ", holders(d), " neighbours of dropped site ", d,
+          " can answer the unmask request; threshold is ", t, "; the round must be retried"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 Status ServerSession::OnUnmaskResponse(const UnmaskResponse& m) {

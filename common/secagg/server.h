@@ -48,12 +48,16 @@ Status ApplyMasksOnCpu(const std::vector<MaskStream>& streams, RingVector* sum);
 
 class ServerSession {
  public:
+  // Draws the coordinator's secret share of the neighbour-graph seed (graph.h); whatever
+  // params.graph_seed_commitment held is replaced by the commitment to it.
   static StatusOr<std::unique_ptr<ServerSession>> Create(const SecAggParams& params);
   ~ServerSession();
 
+  // The resolved parameters, with the commitment the plan must carry to the sites.
   const SecAggParams& params() const { return params_; }
 
   Status OnAdvertiseKeys(const AdvertiseKeys& m);
+  // The directory reveals the coordinator's graph seed; the graph is fixed from here on.
   StatusOr<KeyDirectory> CloseAdvertiseKeys();
 
   Status OnShareKeys(const ShareKeys& m);
@@ -71,6 +75,9 @@ class ServerSession {
   Status OnConsistencySignature(const ConsistencySignature& m);
 
   // Closes the consistency check (malicious mode) and returns the request for the survivors.
+  // In malicious mode a site reveals only with t signatures from its own neighbours, so the
+  // round is aborted here (nothing revealed yet) unless enough sites can answer to rebuild
+  // every secret the sum needs.
   StatusOr<UnmaskRequest> StartUnmask();
   Status OnUnmaskResponse(const UnmaskResponse& m);
   // Removes the masks; the result is the exact ring sum of the survivors' inputs.
@@ -86,7 +93,7 @@ class ServerSession {
  private:
   enum class Stage { kAdvertise, kShare, kMask, kConsistency, kUnmask, kDone, kAborted };
   struct Site;
-  explicit ServerSession(const SecAggParams& params, NeighbourGraph graph);
+  ServerSession(const SecAggParams& params, const GraphSeed& graph_seed);
   Status ExpectStage(Stage stage, const char* what);
   Status Expect(Stage stage, uint64_t round, SiteId sender, const char* what);
   Status Fail(Status status);
@@ -96,9 +103,13 @@ class ServerSession {
   // threshold, DataLoss for a mask key that does not match its advertisement).
   Status AddSelfMaskKeys(std::vector<std::pair<SecretBytes, MaskOp>>* keys);
   Status AddDroppedPairKeys(std::vector<std::pair<SecretBytes, MaskOp>>* keys);
+  // Malicious mode: OK when every survivor's self-mask seed and every needed mask key of a
+  // dropped site has t holders that will answer (signers with t signing neighbours).
+  Status CheckSignersCanUnmask() const;
 
   SecAggParams params_;
-  NeighbourGraph graph_;
+  GraphSeed graph_seed_;  // secret until CloseAdvertiseKeys reveals it
+  NeighbourGraph graph_;  // from CloseAdvertiseKeys on
   Stage stage_ = Stage::kAdvertise;
   Status abort_status_;
   std::map<SiteId, Site> sites_;

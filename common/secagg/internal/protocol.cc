@@ -12,6 +12,9 @@ void PutU32(std::string* s, uint32_t v) {
 void PutU64(std::string* s, uint64_t v) {
   for (int i = 0; i < 8; ++i) s->push_back(static_cast<char>(v >> (8 * i)));
 }
+void PutBytes(std::string* s, const std::array<uint8_t, 32>& b) {
+  s->append(reinterpret_cast<const char*>(b.data()), b.size());
+}
 std::string_view View(const Sha256Digest& d) {
   return std::string_view(reinterpret_cast<const char*>(d.data()), d.size());
 }
@@ -28,21 +31,27 @@ Sha256Digest SessionId(const SecAggParams& p, const KeyDirectory& directory) {
   s.push_back(p.malicious ? 1 : 0);
   PutU64(&s, p.vector_length);
   PutU32(&s, p.min_survivors);
-  s.append(reinterpret_cast<const char*>(p.round_seed.data()), p.round_seed.size());
+  PutBytes(&s, p.round_seed);
+  PutBytes(&s, p.graph_seed_commitment);
   for (const AdvertiseKeys& e : directory.entries) {
     PutU32(&s, e.sender);
-    s.append(reinterpret_cast<const char*>(e.encryption_key.data()), e.encryption_key.size());
-    s.append(reinterpret_cast<const char*>(e.mask_key.data()), e.mask_key.size());
+    PutBytes(&s, e.encryption_key);
+    PutBytes(&s, e.mask_key);
+    PutBytes(&s, e.graph_contribution);
   }
+  PutBytes(&s, directory.graph_seed);
   return Sha256(s);
 }
 
-std::string AdvertiseStatement(const AdvertiseKeys& m) {
-  std::string s = "hansa/secagg/v1/advertise";
+std::string AdvertiseStatement(const SecAggParams& p, const AdvertiseKeys& m) {
+  std::string s = "hansa/secagg/v2/advertise";
   PutU64(&s, m.round);
+  PutBytes(&s, p.round_seed);
+  PutBytes(&s, p.graph_seed_commitment);
   PutU32(&s, m.sender);
-  s.append(reinterpret_cast<const char*>(m.encryption_key.data()), m.encryption_key.size());
-  s.append(reinterpret_cast<const char*>(m.mask_key.data()), m.mask_key.size());
+  PutBytes(&s, m.encryption_key);
+  PutBytes(&s, m.mask_key);
+  PutBytes(&s, m.graph_contribution);
   return s;
 }
 

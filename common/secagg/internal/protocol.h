@@ -17,11 +17,15 @@ inline constexpr char kShareKeyLabel[] = "hansa/secagg/v1/share-encryption-key";
 inline constexpr char kPairMaskLabel[] = "hansa/secagg/v1/pairwise-mask-key";
 inline constexpr char kSelfMaskLabel[] = "hansa/secagg/v1/self-mask-key";
 
-// SHA-256 over the round parameters and every advertised key (ascending sender).
+// SHA-256 over the round parameters (the attempt's round seed and graph-seed commitment
+// among them), every advertised key and graph contribution (ascending sender) and the
+// revealed graph seed.
 Sha256Digest SessionId(const SecAggParams& params, const KeyDirectory& directory);
 
-// What a site signs in AdvertiseKeys (malicious mode).
-std::string AdvertiseStatement(const AdvertiseKeys& m);
+// What a site signs in AdvertiseKeys (malicious mode): its keys and graph contribution bound
+// to the attempt (round, round_seed, graph-seed commitment), so that a signed advertisement
+// does not verify in any other attempt, not even a retry of the same round.
+std::string AdvertiseStatement(const SecAggParams& params, const AdvertiseKeys& m);
 // What a site signs in the consistency check.
 std::string ConsistencyStatement(const Sha256Digest& session, uint64_t round,
                                  const std::vector<SiteId>& survivors);

@@ -26,7 +26,7 @@ StatusOr<RingVector> SecureSum(const std::vector<RingVector>& inputs, RingWidth 
   ASSIGN_OR_RETURN(auto server, ServerSession::Create(params));
   std::vector<std::unique_ptr<ClientSession>> sites;
   for (SiteId id = 1; id <= params.num_sites; ++id) {
-    ASSIGN_OR_RETURN(auto site, ClientSession::Create(params, id, nullptr));
+    ASSIGN_OR_RETURN(auto site, ClientSession::Create(server->params(), id, nullptr));
     ASSIGN_OR_RETURN(AdvertiseKeys keys, site->Start());
     RETURN_IF_ERROR(server->OnAdvertiseKeys(keys));
     sites.push_back(std::move(site));

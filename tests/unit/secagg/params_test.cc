@@ -79,5 +79,81 @@ TEST(NeighbourGraphTest, HararyGraphIsRegularSymmetricAndSeedDependent) {
   EXPECT_EQ(full->Neighbours(3), (std::vector<SiteId>{1, 2, 4, 5, 6}));
 }
 
+// The coordinator picks k and t; a site's policy sets floors under them. The defaults let
+// the 3-site cohort (k = t = 2) through; a site that raises them refuses a plan below, naming
+// the policy key.
+TEST(SecAggPolicyTest, SiteRefusesAPlanBelowItsMinimumDegreeOrThreshold) {
+  auto three = ResolveParams(Base(3));
+  ASSERT_TRUE(three.ok());
+  EXPECT_TRUE(CheckSecAggPolicy(*three, 2, 2).ok());
+  Status k = CheckSecAggPolicy(*three, 4, 2);
+  EXPECT_EQ(k.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(k.message()), HasSubstr("k = 2 neighbours, below this site's minimum"));
+  EXPECT_THAT(std::string(k.message()), HasSubstr("policy.min_secagg_degree"));
+  SecAggParams sparse = Base(9);
+  sparse.degree = 4;
+  sparse.threshold = 3;
+  ASSERT_TRUE(ResolveParams(sparse).ok());
+  EXPECT_TRUE(CheckSecAggPolicy(sparse, 4, 3).ok());
+  Status t = CheckSecAggPolicy(sparse, 4, 4);
+  EXPECT_EQ(t.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(t.message()), HasSubstr("threshold t = 3"));
+  EXPECT_THAT(std::string(t.message()), HasSubstr("policy.min_secagg_threshold"));
+}
+
+KeyDirectory Directory(uint32_t n, const GraphSeed& coordinator_seed) {
+  KeyDirectory d;
+  d.round = 1;
+  d.graph_seed = coordinator_seed;
+  for (SiteId id = 1; id <= n; ++id) {
+    AdvertiseKeys e;
+    e.round = 1;
+    e.sender = id;
+    e.graph_contribution = {static_cast<uint8_t>(id), 0x5a};
+    d.entries.push_back(e);
+  }
+  return d;
+}
+
+// Every site's contribution moves the graph: with its seed fixed by the commitment, the
+// coordinator cannot choose the graph alone, and every party builds the same one.
+TEST(NeighbourGraphTest, GraphSeedIsJointAndTheRevealMustMatchTheCommitment) {
+  const uint32_t n = 20;
+  SecAggParams p = Base(n);
+  p.degree = 4;
+  GraphSeed coordinator{7, 7, 7};
+  p.graph_seed_commitment = CommitGraphSeed(coordinator);
+  const KeyDirectory d = Directory(n, coordinator);
+  auto base = NeighbourGraph::ForDirectory(p, d);
+  ASSERT_TRUE(base.ok()) << base.status();
+  auto same = NeighbourGraph::ForDirectory(p, d);
+  auto graph_of = [n](const NeighbourGraph& g) {
+    std::vector<std::vector<SiteId>> out;
+    for (SiteId u = 1; u <= n; ++u) out.push_back(g.Neighbours(u));
+    return out;
+  };
+  EXPECT_EQ(graph_of(*base), graph_of(*same));
+  for (uint32_t i = 0; i < n; ++i) {
+    KeyDirectory changed = d;
+    changed.entries[i].graph_contribution[31] ^= 1;
+    EXPECT_NE(JointGraphSeed(coordinator, changed.entries), JointGraphSeed(coordinator, d.entries));
+    auto g = NeighbourGraph::ForDirectory(p, changed);
+    ASSERT_TRUE(g.ok()) << g.status();
+    EXPECT_NE(graph_of(*g), graph_of(*base)) << "site " << i + 1 << "'s contribution";
+  }
+  // A left-out advertisement moves it too (the residual the docs state: the coordinator may
+  // choose among directories by leaving sites out).
+  KeyDirectory fewer = d;
+  fewer.entries.pop_back();
+  EXPECT_NE(JointGraphSeed(coordinator, fewer.entries), JointGraphSeed(coordinator, d.entries));
+  // The coordinator revealing any other seed than the one it committed to is refused.
+  KeyDirectory lie = d;
+  lie.graph_seed[0] ^= 1;
+  auto refused = NeighbourGraph::ForDirectory(p, lie);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("does not match its commitment in the plan"));
+}
+
 }  // namespace
 }  // namespace hansa

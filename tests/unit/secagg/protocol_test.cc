@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <set>
@@ -52,6 +53,8 @@ class Federation {
 
   void Reset() {
     server_ = std::move(*ServerSession::Create(params_));
+    // As the plan carries it: the coordinator's commitment to its graph seed.
+    params_.graph_seed_commitment = server_->params().graph_seed_commitment;
     clients_.clear();
     for (SiteId id = 1; id <= params_.num_sites; ++id) {
       auto c = ClientSession::Create(params_, id, &keys_[id - 1]);
@@ -68,6 +71,7 @@ class Federation {
 
   ClientSession& client(SiteId id) { return *clients_[id - 1]; }
   ServerSession& server() { return *server_; }
+  const Ed25519PrivateKey& key(SiteId id) const { return keys_[id - 1]; }
   const SecAggParams& params() const { return params_; }
 
   bool Active(SiteId id, DropAt stage) const {
@@ -677,6 +681,121 @@ TEST(SecAggTest, MaskedUploadLooksUniform) {
   auto masked = f.client(1).MaskChunk(0, zeros);
   ASSERT_TRUE(masked.ok());
   EXPECT_LT(chi_square(RingToBytes(masked->data)), 400.0);
+}
+
+// A coordinator that reveals another graph seed than the one its plan committed to (to pick
+// the graph after seeing the sites' contributions) is refused by every site, in either mode;
+// the same sites accept the directory as it came.
+TEST(SecAggTest, EverySiteRefusesAGraphSeedThatDoesNotMatchTheCommitment) {
+  for (bool malicious : {false, true}) {
+    Federation f(5, malicious);
+    for (SiteId id = 1; id <= 5; ++id) {
+      ASSERT_TRUE(f.server().OnAdvertiseKeys(Wire(*f.client(id).Start())).ok());
+    }
+    auto dir = f.server().CloseAdvertiseKeys();
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    KeyDirectory lie = *dir;
+    lie.graph_seed[5] ^= 0x40;
+    for (SiteId id = 1; id <= 4; ++id) {
+      auto shares = f.client(id).OnKeyDirectory(Wire(lie));
+      EXPECT_EQ(shares.status().code(), absl::StatusCode::kPermissionDenied) << id;
+      EXPECT_THAT(std::string(shares.status().message()),
+                  HasSubstr("does not match its commitment in the plan"));
+      EXPECT_EQ(f.client(id).stage(), ClientSession::Stage::kAborted);
+    }
+    EXPECT_TRUE(f.client(5).OnKeyDirectory(Wire(*dir)).ok());
+  }
+  // Nor can the coordinator swap a site's contribution: the site itself sees it, and in
+  // malicious mode every other site sees the broken signature.
+  Federation f(5, true);
+  std::vector<AdvertiseKeys> adv;
+  for (SiteId id = 1; id <= 5; ++id) {
+    adv.push_back(*f.client(id).Start());
+    ASSERT_TRUE(f.server().OnAdvertiseKeys(adv.back()).ok());
+  }
+  KeyDirectory swapped = *f.server().CloseAdvertiseKeys();
+  swapped.entries[2].graph_contribution[0] ^= 1;
+  auto own = f.client(3).OnKeyDirectory(swapped);
+  EXPECT_EQ(own.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(own.status().message()), HasSubstr("another graph contribution"));
+  auto other = f.client(1).OnKeyDirectory(swapped);
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(other.status().message()), HasSubstr("advertised keys of site 3"));
+}
+
+// A signed advertisement is bound to its attempt: one from an earlier attempt of the same
+// round (other round seed, other graph-seed commitment) verifies neither at the coordinator
+// nor at any site of the new attempt, so it cannot be replayed there.
+TEST(SecAggMaliciousTest, AdvertisementFromAnotherAttemptFailsVerification) {
+  Federation f(5, true);
+  std::vector<AdvertiseKeys> first;
+  for (SiteId id = 1; id <= 5; ++id) first.push_back(Wire(*f.client(id).Start()));
+  for (const AdvertiseKeys& a : first) ASSERT_TRUE(f.server().OnAdvertiseKeys(a).ok());
+  const SecAggParams attempt1 = f.params();
+  for (int changed : {0, 1}) {
+    SecAggParams attempt2 = attempt1;  // the same round, sites and keys
+    (changed == 0 ? attempt2.round_seed : attempt2.graph_seed_commitment)[3] ^= 1;
+    if (changed == 0) {
+      auto server = ServerSession::Create(attempt2);
+      ASSERT_TRUE(server.ok()) << server.status();
+      Status st = (*server)->OnAdvertiseKeys(first[1]);
+      EXPECT_EQ(st.code(), absl::StatusCode::kPermissionDenied);
+      EXPECT_THAT(std::string(st.message()), HasSubstr("advertised keys of site 2"));
+    }
+    auto site1 = ClientSession::Create(attempt2, 1, &f.key(1));
+    ASSERT_TRUE(site1.ok()) << site1.status();
+    KeyDirectory replayed{attempt1.round, first, {}};
+    replayed.entries[0] = *(*site1)->Start();
+    auto r = (*site1)->OnKeyDirectory(replayed);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied) << changed;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("advertised keys of site 2"));
+  }
+}
+
+// 9 sites, k = 4, t = 3. Site 1 is shown the signatures of itself, its four non-neighbours and
+// only two of its neighbours: seven in all, but the shares it holds are its neighbours', and
+// only two of those vouch for the list. It refuses; with a third neighbour it answers.
+TEST(SecAggMaliciousTest, SignaturesFromOutsideTheNeighbourhoodDoNotCount) {
+  Federation f(9, true, RingWidth::k32, 4, 3);
+  SurvivorList all = UploadAll(f);
+  ASSERT_EQ(all.survivors, Range(1, 9));
+  std::map<SiteId, ConsistencySignature> sigs;
+  for (SiteId id = 1; id <= 9; ++id) sigs[id] = *f.client(id).OnSurvivorList(all);
+  auto request_for = [&](SiteId site, size_t neighbours) {
+    const std::vector<SiteId> peers = f.client(site).masking_peers();
+    EXPECT_EQ(peers.size(), 4u);
+    UnmaskRequest r{f.params().round, all.survivors, {}};
+    for (SiteId id = 1; id <= 9; ++id) {
+      const bool neighbour = std::find(peers.begin(), peers.end(), id) != peers.end();
+      if (!neighbour) r.signatures.push_back(sigs[id]);
+    }
+    for (size_t i = 0; i < neighbours; ++i) r.signatures.push_back(sigs[peers[i]]);
+    return r;
+  };
+  auto refused = f.client(1).OnUnmaskRequest(request_for(1, 2));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("only 2 of the 7 consistency signatures come from this site's neighbours"));
+  EXPECT_EQ(f.client(1).stage(), ClientSession::Stage::kAborted);
+  auto answered = f.client(2).OnUnmaskRequest(request_for(2, 3));
+  EXPECT_TRUE(answered.ok()) << answered.status();
+}
+
+// The coordinator's side of the same rule: with signatures only from site 1 and its four
+// non-neighbours (five, above t = 3), no neighbour of site 1 could answer for its seed, and
+// the session stops before asking anyone to reveal anything.
+TEST(SecAggMaliciousTest, CoordinatorDoesNotAskUnlessEveryNeighbourhoodHasItsSigners) {
+  Federation f(9, true, RingWidth::k32, 4, 3);
+  SurvivorList all = UploadAll(f);
+  const std::vector<SiteId> peers = f.client(1).masking_peers();
+  for (SiteId id = 1; id <= 9; ++id) {
+    if (std::find(peers.begin(), peers.end(), id) != peers.end()) continue;
+    ASSERT_TRUE(f.server().OnConsistencySignature(*f.client(id).OnSurvivorList(all)).ok());
+  }
+  auto request = f.server().StartUnmask();
+  EXPECT_EQ(request.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(request.status().message()), HasSubstr("can answer the unmask request"));
+  EXPECT_THAT(std::string(request.status().message()), HasSubstr("must be retried"));
 }
 
 }  // namespace

@@ -26,6 +26,7 @@ v1::RoundPlan SecurePlan(uint64_t values) {
   sp->set_ring_bits(32);
   sp->set_vector_length(values + 1);
   sp->set_round_seed(std::string(32, 's'));
+  sp->set_graph_seed_commitment(std::string(32, 'c'));
   sp->set_clip(1.0);
   sp->set_bits(16);
   sp->set_max_examples(1000);
@@ -53,9 +54,15 @@ TEST(SecAggPlanTest, ReadsParametersAndTheSitesNumber) {
   EXPECT_EQ(params->round_seed[0], 's');
   EXPECT_THAT(std::string(SecAggParamsOfPlan(plan, "mallory", &self).status().message()),
               HasSubstr("not in the plan's cohort"));
+  EXPECT_EQ(params->graph_seed_commitment[0], 'c');
   plan.mutable_secagg()->set_round_seed("short");
   EXPECT_THAT(std::string(SecAggParamsOfPlan(plan, "beta", &self).status().message()),
               HasSubstr("32-byte round seed"));
+  // Without the coordinator's commitment to its graph seed the site does not take part.
+  plan = SecurePlan(10);
+  plan.mutable_secagg()->clear_graph_seed_commitment();
+  EXPECT_THAT(std::string(SecAggParamsOfPlan(plan, "beta", &self).status().message()),
+              HasSubstr("32-byte graph-seed commitment"));
 }
 
 // Three sessions through key sharing; returns site 1's, ready to mask.
@@ -66,7 +73,7 @@ std::unique_ptr<ClientSession> SessionReadyToMask(const v1::RoundPlan& plan) {
   auto server = *ServerSession::Create(*params);
   std::vector<std::unique_ptr<ClientSession>> sites;
   for (SiteId id = 1; id <= 3; ++id) {
-    sites.push_back(*ClientSession::Create(*params, id, nullptr));
+    sites.push_back(*ClientSession::Create(server->params(), id, nullptr));
     EXPECT_TRUE(server->OnAdvertiseKeys(*sites.back()->Start()).ok());
   }
   KeyDirectory directory = *server->CloseAdvertiseKeys();
