@@ -89,18 +89,25 @@ if [ "$status" -ne 0 ]; then
   echo "A process failed (exit $status); see the logs in $out/logs." >&2
   exit "$status"
 fi
-# What a compliance reviewer checks, from files alone: each site's egress ledger against the
-# coordinator's audit log, then the report (which verifies the audit chain itself).
+# What a compliance reviewer checks, from files alone: the coordinator's audit log (signed by
+# the kit's coordinator certificate, and closed: nothing cut off at the end), each site's egress
+# ledger against it, then the report, which makes and lists the same checks.
+"$bin/tools/hansa" audit verify --ca "$kit/ca/ca.pem" --certificate "$kit/coordinator/cert.pem" \
+  --require-closed "$state/audit.jsonl"
+egress=()
 for site in berlin paris milan; do
   "$bin/tools/hansa" audit reconcile --ca "$kit/ca/ca.pem" "$state/audit.jsonl" \
     "$kit/sites/$site/state/egress.jsonl"
+  egress+=(--egress "$kit/sites/$site/state/egress.jsonl")
 done
-"$bin/tools/hansa" report "$state" --ca "$kit/ca/ca.pem" --out "$out/report"
+"$bin/tools/hansa" report "$state" --ca "$kit/ca/ca.pem" \
+  --certificate "$kit/coordinator/cert.pem" "${egress[@]}" --out "$out/report"
 echo
 cat <<TXT
 Files:
   compliance report     $out/report/report.html   (and report.json)
-  audit log             $state/audit.jsonl   (check: hansa audit verify --ca $kit/ca/ca.pem FILE)
+  audit log             $state/audit.jsonl   (check: hansa audit verify --ca $kit/ca/ca.pem FILE;
+                        a site's ledger: ... --role site FILE)
   egress ledgers        $kit/sites/<site>/state/egress.jsonl
   startup kits          $kit/{coordinator,sites/*}   (CA key: $kit/ca/ca-key.pem)
   metrics (per round)   $state/metrics.jsonl

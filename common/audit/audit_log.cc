@@ -141,6 +141,11 @@ std::string AuditLog::head() const {
   return head_;
 }
 
+AuditAnchor AuditLog::anchor() const {
+  absl::MutexLock lock(&mu_);
+  return {next_seq_, head_};
+}
+
 StatusOr<int64_t> AuditLog::Append(std::string_view event, nlohmann::json fields) {
   RETURN_IF_ERROR(ValidateEventName(event));
   if (!fields.is_object()) {
@@ -150,6 +155,10 @@ StatusOr<int64_t> AuditLog::Append(std::string_view event, nlohmann::json fields
   absl::MutexLock lock(&mu_);
   if (!broken_.ok()) return broken_;
   absl::Time now = std::max(options_.clock(), last_time_);
+  if (event == audit_events::kFederationFinished) {
+    fields[audit_events::kClosingRecords] = next_seq_;
+    fields[audit_events::kClosingHead] = head_;
+  }
   AuditRecord record;
   record.seq = next_seq_;
   record.time = FormatRecordTime(now);

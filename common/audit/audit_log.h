@@ -8,6 +8,11 @@
 // appended to. An unterminated last line (a crash in the middle of a write, before its fsync
 // returned, so before anyone acted on it) is cut off and counted in torn_tail_bytes().
 //
+// A federation_finished record closes the log: Append() writes into it the number of records
+// before it and the SHA-256 of the line before it (events.h), under the same lock as the
+// append, so the two always name the record it follows. A log that does not end in one may
+// have lost its tail; verify says so.
+//
 // One AuditLog per file: Open() takes an exclusive flock, so a second writer (another process
 // or another AuditLog) fails instead of forking the chain. All methods are thread-safe.
 #pragma once
@@ -55,7 +60,9 @@ class AuditLog {
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
 
-  // Appends one record and fsyncs it. Returns the record's seq. InvalidArgument for a bad
+  // Appends one record and fsyncs it. Returns the record's seq. For federation_finished, the
+  // fields "records" and "head" are set to the log's state before the record (replacing any
+  // given). InvalidArgument for a bad
   // event name, fields that are not a JSON object, or strings that are not UTF-8; an I/O error
   // leaves the file as it was (or, if even that fails, makes every later Append fail).
   StatusOr<int64_t> Append(std::string_view event, nlohmann::json fields) ABSL_LOCKS_EXCLUDED(mu_);
@@ -70,6 +77,9 @@ class AuditLog {
   // SHA-256 of the last line: an anchor to publish elsewhere (truncation at the end of a log
   // can only be detected against one).
   std::string head() const ABSL_LOCKS_EXCLUDED(mu_);
+  // size() and head() read together: the log's current head, as the coordinator shows it to
+  // sites with each task (Task.audit_head).
+  AuditAnchor anchor() const ABSL_LOCKS_EXCLUDED(mu_);
   // Bytes of an unterminated last line that Open() removed (0 normally).
   int64_t torn_tail_bytes() const { return torn_tail_bytes_; }
 

@@ -34,6 +34,71 @@ using Key = std::pair<int64_t, std::string>;  // round, sha256
 
 std::string Short(const std::string& digest) { return digest.substr(0, 16); }
 
+// SHA-256 of each record's line: the next record's prev, or the line itself for the last.
+std::vector<std::string> LineDigests(const std::vector<AuditRecord>& records) {
+  std::vector<std::string> digests(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (i + 1 < records.size()) {
+      digests[i] = records[i + 1].prev;
+    } else if (auto line = FormatRecordLine(records[i]); line.ok()) {
+      digests[i] = LineDigest(*line);
+    }
+  }
+  return digests;
+}
+
+// The coordinator_audit_head entries of the ledger against the coordinator's log.
+void CheckHeads(const std::vector<AuditRecord>& coordinator, const std::vector<AuditRecord>& egress,
+                ReconcileResult& result) {
+  const std::vector<std::string> digests = LineDigests(coordinator);
+  const auto size = static_cast<int64_t>(coordinator.size());
+  const AuditRecord* beyond = nullptr;  // the highest head past the log's end
+  int64_t beyond_count = 0;
+  for (const AuditRecord& r : egress) {
+    if (r.event != ev::kPlanAccepted && r.event != ev::kPlanRefused) continue;
+    auto head = r.fields.find(ev::kCoordinatorAuditHead);
+    if (head == r.fields.end() || !head->is_object()) continue;
+    ++result.heads_shown;
+    const int64_t records = IntField(*head, "records");
+    const std::string sha = StringField(*head, "sha256");
+    const int64_t round = IntField(r.fields, "round");
+    if (records > size) {
+      ++beyond_count;
+      if (beyond == nullptr ||
+          records > IntField(beyond->fields.at(ev::kCoordinatorAuditHead), "records")) {
+        beyond = &r;
+      }
+      continue;
+    }
+    const std::string actual = records == 0  ? std::string(kGenesisPrev)
+                               : records > 0 ? digests[records - 1]
+                                             : std::string();
+    if (records >= 0 && actual == sha) {
+      ++result.heads_confirmed;
+      continue;
+    }
+    result.differences.push_back(
+        {ReconcileDifference::Kind::kHeadMismatch, round,
+         absl::StrCat("round ", round, ": site ", result.site,
+                      " was shown the coordinator's audit log at ", records, " records ending in ",
+                      sha, " (ledger seq ", r.seq, "), but record seq ", records - 1,
+                      " of the log has SHA-256 ", actual,
+                      "; the log was rewritten after that point, or the site was shown another "
+                      "log")});
+  }
+  if (beyond != nullptr) {
+    const nlohmann::json& head = beyond->fields.at(ev::kCoordinatorAuditHead);
+    const int64_t round = IntField(beyond->fields, "round");
+    result.differences.push_back(
+        {ReconcileDifference::Kind::kTruncated, round,
+         absl::StrCat("the coordinator's audit log holds ", size, " records, but site ",
+                      result.site, " was shown it at ", IntField(head, "records"),
+                      " records ending in ", StringField(head, "sha256"), " (round ", round,
+                      ", ledger seq ", beyond->seq, "; ", beyond_count,
+                      " head(s) past the end in all): the log was cut after the site saw it")});
+  }
+}
+
 }  // namespace
 
 std::string ReconcileKindName(ReconcileDifference::Kind kind) {
@@ -46,14 +111,20 @@ std::string ReconcileKindName(ReconcileDifference::Kind kind) {
       return "not_at_coordinator";
     case ReconcileDifference::Kind::kSizeMismatch:
       return "size_mismatch";
+    case ReconcileDifference::Kind::kTruncated:
+      return "truncated";
+    case ReconcileDifference::Kind::kHeadMismatch:
+      return "head_mismatch";
   }
   return "unknown";
 }
 
 std::string ReconcileResult::ToText() const {
   std::string out = absl::StrFormat(
-      "site %s (certificate %s): %d updates match, %d unconfirmed sends, %d differences\n", site,
-      site_fingerprint, matched, unconfirmed, differences.size());
+      "site %s (certificate %s): %d updates match, %d unconfirmed sends, %d of %d coordinator "
+      "audit heads found, %d differences\n",
+      site, site_fingerprint, matched, unconfirmed, heads_confirmed, heads_shown,
+      differences.size());
   for (const ReconcileDifference& d : differences) {
     absl::StrAppend(&out, "  ", ReconcileKindName(d.kind), ": ", d.description, "\n");
   }
@@ -141,6 +212,7 @@ ReconcileResult ReconcileRecords(const std::vector<AuditRecord>& coordinator,
                         ") that the coordinator did not record")});
     }
   }
+  CheckHeads(coordinator, egress, result);
   return result;
 }
 

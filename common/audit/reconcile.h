@@ -9,7 +9,13 @@
 //   - every upload in the ledger must appear as an update_received, unless the ledger later
 //     records a send_failed for it (the site knows it may not have arrived: counted as
 //     unconfirmed, not as a difference);
-//   - every site_admitted of that site name must carry the ledger signer's fingerprint.
+//   - every site_admitted of that site name must carry the ledger signer's fingerprint;
+//   - every coordinator_audit_head {records, sha256} the site kept with a plan answer (the
+//     coordinator's log as the site was shown it) must still be in the coordinator's log: a
+//     record at position records - 1 whose line hashes to sha256. A log that holds fewer
+//     records was cut after the site saw it (kTruncated, reported once per site, for the
+//     highest head); a record there with another digest means the log was rewritten, or the
+//     site was shown another log (kHeadMismatch).
 #pragma once
 
 #include <cstdint>
@@ -28,20 +34,25 @@ struct ReconcileDifference {
     kNotInLedger,       // the coordinator recorded an update the site never sent
     kNotAtCoordinator,  // the site sent an update the coordinator did not record
     kSizeMismatch,      // same digest, different size
+    kTruncated,         // the coordinator's log ends before a head the site was shown
+    kHeadMismatch,      // the coordinator's log holds another record where the site saw a head
   };
   Kind kind;
   int64_t round = -1;  // -1 when the difference is not about a round
   std::string description;
 };
 
-// "identity", "not_in_ledger", "not_at_coordinator", "size_mismatch".
+// "identity", "not_in_ledger", "not_at_coordinator", "size_mismatch", "truncated",
+// "head_mismatch".
 std::string ReconcileKindName(ReconcileDifference::Kind kind);
 
 struct ReconcileResult {
   std::string site;
   std::string site_fingerprint;
-  int64_t matched = 0;      // uploads found on both sides
-  int64_t unconfirmed = 0;  // uploads the site marked send_failed that the coordinator lacks
+  int64_t matched = 0;          // uploads found on both sides
+  int64_t unconfirmed = 0;      // uploads the site marked send_failed that the coordinator lacks
+  int64_t heads_shown = 0;      // coordinator_audit_head entries in the ledger
+  int64_t heads_confirmed = 0;  // of those, found in the coordinator's log
   std::vector<ReconcileDifference> differences;
 
   bool ok() const { return differences.empty(); }

@@ -1,11 +1,39 @@
 #include "common/audit/verify.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "common/audit/events.h"
 #include "common/fileio/fileio.h"
 
 namespace hansa {
 namespace {
+
+namespace ev = audit_events;
+
+std::string NormalizeFingerprint(const std::string& fingerprint) {
+  return absl::AsciiStrToLower(absl::StrReplaceAll(fingerprint, {{":", ""}}));
+}
+
+// A federation_finished record that states its count and head (older ones do not, and close
+// nothing). Both must be the record's own: `records` its seq, `head` its prev.
+StatusOr<bool> CheckClosing(const AuditRecord& r, const std::string& name, int64_t line) {
+  if (r.event != ev::kFederationFinished) return false;
+  auto records = r.fields.find(ev::kClosingRecords);
+  auto head = r.fields.find(ev::kClosingHead);
+  if (records == r.fields.end() && head == r.fields.end()) return false;
+  const bool count_ok =
+      records != r.fields.end() && records->is_number_integer() && records->get<int64_t>() == r.seq;
+  const bool head_ok = head != r.fields.end() && head->is_string() && *head == r.prev;
+  if (count_ok && head_ok) return true;
+  return absl::DataLossError(absl::StrCat(
+      name, ": line ", line, " (seq ", r.seq, "): the closing record federation_finished states ",
+      records == r.fields.end() ? "no" : records->dump(), " records and head ",
+      head == r.fields.end() ? "none" : head->dump(), ", but it follows ", r.seq,
+      " records ending in ", r.prev,
+      "; records before it were removed or added, or the coordinator wrote it wrong"));
+}
 
 // Runs the checker over every line; fills `records` when given.
 StatusOr<AuditSummary> Check(std::string_view contents, const Certificate& ca,
@@ -24,6 +52,8 @@ StatusOr<AuditSummary> Check(std::string_view contents, const Certificate& ca,
   ChainChecker checker(check);
   AuditSummary summary;
   summary.path = name;
+  summary.usage = options.usage;
+  int64_t closing_seq = -1;
   size_t start = 0;
   while (start < contents.size()) {
     size_t end = contents.find('\n', start);
@@ -35,6 +65,8 @@ StatusOr<AuditSummary> Check(std::string_view contents, const Certificate& ca,
     }
     auto record = checker.Next(contents.substr(start, end - start));
     if (!record.ok()) return Annotate(record.status(), name);
+    ASSIGN_OR_RETURN(bool closing, CheckClosing(*record, name, checker.lines()));
+    if (closing) closing_seq = record->seq;
     if (summary.records == 0) summary.first_time = record->time;
     summary.last_time = record->time;
     ++summary.records;
@@ -45,6 +77,18 @@ StatusOr<AuditSummary> Check(std::string_view contents, const Certificate& ca,
   summary.signer = checker.signer()->Subject();
   summary.signer_fingerprint = checker.signer()->Sha256Fingerprint();
   summary.head = checker.head();
+  summary.closed = closing_seq >= 0 && closing_seq == summary.records - 1;
+  if (!options.expected_fingerprint.empty()) {
+    if (summary.signer_fingerprint != NormalizeFingerprint(options.expected_fingerprint)) {
+      return absl::DataLossError(absl::StrCat(
+          name, " is signed by certificate ", summary.signer_fingerprint, " ('",
+          summary.signer.common_name, "'), not by the expected ",
+          NormalizeFingerprint(options.expected_fingerprint),
+          "; the log was re-signed by another participant, or the fingerprint belongs to "
+          "another certificate"));
+    }
+    summary.fingerprint_checked = true;
+  }
   if (!options.expected_signer.empty() && summary.signer.common_name != options.expected_signer) {
     return absl::DataLossError(absl::StrCat(name, " is signed by '", summary.signer.common_name,
                                             "', expected '", options.expected_signer, "'"));
@@ -63,10 +107,29 @@ std::string AuditSummary::ToText() const {
   std::string out = absl::StrFormat(
       "%s: %d records, chain and signatures verified\n"
       "  signer  %s (organisation %s, country %s)\n"
-      "          certificate SHA-256 %s\n"
-      "  from    %s\n  to      %s\n  head    %s\n  events:\n",
+      "          certificate SHA-256 %s\n",
       path, records, signer.common_name, signer.organization.empty() ? "-" : signer.organization,
-      signer.country, signer_fingerprint, first_time, last_time, head);
+      signer.country, signer_fingerprint);
+  const char* role = usage == CertificateUsage::kTlsServer
+                         ? "coordinator (certificate for TLS server authentication)"
+                     : usage == CertificateUsage::kTlsClient
+                         ? "site (certificate for TLS client authentication)"
+                         : "any participant of the federation (not checked)";
+  absl::StrAppend(&out, "  role    ", role, "\n  pinned  ",
+                  fingerprint_checked ? "the signer's fingerprint is the expected one"
+                                      : "no (no expected fingerprint given)",
+                  "\n");
+  absl::StrAppendFormat(&out, "  from    %s\n  to      %s\n  head    %s\n", first_time, last_time,
+                        head);
+  if (usage != CertificateUsage::kTlsClient) {
+    absl::StrAppend(
+        &out, "  end     ",
+        closed ? absl::StrCat("complete: closed by federation_finished at record ", records - 1)
+               : std::string("no closing record: the log may be truncated, or the "
+                             "federation is still running"),
+        "\n");
+  }
+  absl::StrAppend(&out, "  events:\n");
   for (const auto& [event, count] : events) {
     absl::StrAppendFormat(&out, "    %-22s %d\n", event, count);
   }

@@ -6,8 +6,13 @@
 // to the CA and is valid at every record's time, every record names that certificate and its
 // signature verifies. A changed byte, a removed, inserted or reordered record, and a record
 // re-signed by any other key (even one the CA vouches for) all fail, naming the first bad
-// record. Records cut off at the end of a log leave a valid, shorter chain: compare head()
-// against an anchor kept elsewhere (expected_head) to detect that.
+// record. By default the signer must hold a coordinator's (TLS server) certificate, so a whole
+// log re-signed with a site's key fails too; a pinned fingerprint (expected_fingerprint) ties
+// it to one coordinator. Records cut off at the end of a log leave a valid, shorter chain: a
+// coordinator's log that ends in its closing record (federation_finished, events.h) is
+// complete; one that does not may have lost its tail (or the federation is still running).
+// Sites' ledgers (reconcile.h) and an anchor kept elsewhere (expected_head) catch a cut below
+// a point someone else saw.
 #pragma once
 
 #include <cstdint>
@@ -30,24 +35,33 @@ struct AuditSummary {
   std::string last_time;
   SubjectName signer;
   std::string signer_fingerprint;
-  std::string head;  // SHA-256 of the last line
+  std::string head;                                 // SHA-256 of the last line
+  CertificateUsage usage = CertificateUsage::kAny;  // the signer role that was required
+  bool fingerprint_checked = false;                 // expected_fingerprint was given (and held)
+  // The last record is a closing federation_finished whose count and head match the log.
+  bool closed = false;
 
-  // Several lines for people: records, span, signer, counts per event, head.
+  // Several lines for people: records, span, signer, role, pin, closing, counts per event.
   std::string ToText() const;
 };
 
 struct VerifyOptions {
-  // Required usage of the signer certificate: kTlsServer for a coordinator's audit log,
-  // kTlsClient for a site's egress ledger, kAny to accept either.
-  CertificateUsage usage = CertificateUsage::kAny;
+  // Required usage of the signer certificate: kTlsServer for a coordinator's audit log (the
+  // default), kTlsClient for a site's egress ledger, kAny to accept either.
+  CertificateUsage usage = CertificateUsage::kTlsServer;
   // When set, the signer certificate's CN must be this ("berlin" for berlin's egress ledger).
   std::string expected_signer;
+  // When set, the SHA-256 fingerprint of the signer's certificate must be this (hex, any case,
+  // colons allowed): the coordinator's, from its startup kit or a site's pin.
+  std::string expected_fingerprint;
   // When set, the log's last line must hash to this (an anchor published elsewhere).
   std::string expected_head;
 };
 
-// Verifies the log at `path`. DataLoss "PATH: line N (seq S): ..." for the first bad record;
-// FailedPrecondition for an empty log; NotFound when there is no file.
+// Verifies the log at `path`. DataLoss "PATH: line N (seq S): ..." for the first bad record,
+// including a federation_finished whose record count or head is not the record's own seq or
+// prev; DataLoss for a signer other than the expected one; FailedPrecondition for an empty log;
+// NotFound when there is no file. A log without a closing record verifies (closed = false).
 StatusOr<AuditSummary> VerifyAuditLog(const std::string& path, const Certificate& ca,
                                       const VerifyOptions& options = {});
 // The same over the log's bytes; `name` stands for the path in messages.

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -263,6 +264,7 @@ TEST(AuditLogTest, LogOfAnotherFederationOrTheWrongRoleIsRejected) {
   EXPECT_THAT(std::string(st.message()), HasSubstr("not allowed for TLS server"));
   VerifyOptions as_paris;
   as_paris.expected_signer = "paris";
+  as_paris.usage = CertificateUsage::kTlsClient;
   st = VerifyAuditLog(site_log, Fed().ca(), as_paris).status();
   EXPECT_THAT(std::string(st.message()), HasSubstr("is signed by 'berlin', expected 'paris'"));
   VerifyOptions as_berlin;
@@ -289,6 +291,113 @@ TEST(AuditLogTest, TruncationIsCaughtOnlyAgainstAnAnchor) {
   EXPECT_EQ(VerifyBytes("").code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(VerifyAuditLog(path + ".absent", Fed().ca()).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST(AuditLogTest, WholeLogResignedByASiteFailsWithDefaultOptions) {
+  std::vector<std::string> lines = Lines(*ReadFile(WriteCoordinatorLog(MakeTempDir("audit"), 6)));
+  // Berlin's certificate is from the same CA: every record re-signed, its certificate first.
+  const Identity& berlin = Fed().site("berlin");
+  Resign(lines, 0, berlin, /*claim_signer=*/true,
+         [&](AuditRecord& r) { r.certificate_pem = berlin.cert.ToPem(); });
+  Status st = VerifyBytes(Join(lines));
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(st.message()),
+              HasSubstr("line 1 (seq 0): signer certificate: certificate of 'berlin' is not "
+                        "allowed for TLS server authentication"));
+
+  // A coordinator's certificate other than the expected one fails on its fingerprint.
+  VerifyOptions pinned;
+  pinned.usage = CertificateUsage::kAny;
+  pinned.expected_fingerprint = Fed().coordinator().cert.Sha256Fingerprint();
+  st = VerifyAuditLogContents(Join(lines), Fed().ca(), "audit.jsonl", pinned).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(st.message()),
+              HasSubstr(absl::StrCat("audit.jsonl is signed by certificate ",
+                                     berlin.cert.Sha256Fingerprint(),
+                                     " ('berlin'), not by the "
+                                     "expected ",
+                                     pinned.expected_fingerprint)));
+}
+
+TEST(AuditLogTest, PinnedFingerprintAcceptsTheCoordinatorInAnyNotation) {
+  std::string path = WriteCoordinatorLog(MakeTempDir("audit"), 3);
+  std::string fp = Fed().coordinator().cert.Sha256Fingerprint();
+  std::string colons;  // "AB:CD:...", as `openssl x509 -fingerprint -sha256` prints it
+  for (size_t i = 0; i < fp.size(); i += 2) {
+    absl::StrAppend(&colons, i ? ":" : "", absl::AsciiStrToUpper(fp.substr(i, 2)));
+  }
+  VerifyOptions pinned;
+  pinned.expected_fingerprint = colons;
+  auto summary = VerifyAuditLog(path, Fed().ca(), pinned);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_TRUE(summary->fingerprint_checked);
+  EXPECT_THAT(summary->ToText(), HasSubstr("pinned  the signer's fingerprint is the expected one"));
+  EXPECT_THAT(summary->ToText(), HasSubstr("role    coordinator"));
+}
+
+// A finished federation's log: FederationStarted, updates, FederationFinished.
+std::string WriteClosedLog(const std::string& dir, int n) {
+  std::string path = WriteCoordinatorLog(dir, n - 1);
+  auto log = OpenLog(path, Fed().coordinator());
+  EXPECT_TRUE(log->Append(FederationFinished(3)).ok());
+  return path;
+}
+
+TEST(AuditLogTest, LogWithItsTailCutIsReportedAsNotClosed) {
+  std::string path = WriteClosedLog(MakeTempDir("audit"), 8);
+  std::vector<std::string> lines = Lines(*ReadFile(path));
+  ASSERT_EQ(lines.size(), 8u);
+  auto closing = ParseRecordLine(lines.back());
+  ASSERT_TRUE(closing.ok());
+  EXPECT_EQ(closing->fields["records"], 7);
+  EXPECT_EQ(closing->fields["head"], LineDigest(lines[6]));
+  EXPECT_EQ(closing->fields["rounds"], 3);
+
+  auto full = VerifyAuditLog(path, Fed().ca());
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_TRUE(full->closed);
+  EXPECT_THAT(full->ToText(), HasSubstr("complete: closed by federation_finished at record 7"));
+
+  lines.resize(5);  // the last three records removed
+  auto cut = VerifyAuditLogContents(Join(lines), Fed().ca(), "audit.jsonl");
+  ASSERT_TRUE(cut.ok()) << cut.status();
+  EXPECT_EQ(cut->records, 5);
+  EXPECT_FALSE(cut->closed);
+  EXPECT_THAT(cut->ToText(), HasSubstr("no closing record: the log may be truncated, or the "
+                                       "federation is still running"));
+}
+
+TEST(AuditLogTest, ClosingRecordWhoseCountOrHeadIsWrongFails) {
+  std::vector<std::string> lines = Lines(*ReadFile(WriteClosedLog(MakeTempDir("audit"), 6)));
+  // Re-signed by the coordinator's own key, so only the closing check can catch it.
+  std::vector<std::string> count = lines;
+  Resign(count, 5, Fed().coordinator(), /*claim_signer=*/false,
+         [](AuditRecord& r) { r.fields["records"] = 4; });
+  Status st = VerifyBytes(Join(count));
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(st.message()),
+              HasSubstr("line 6 (seq 5): the closing record federation_finished states 4 "
+                        "records"));
+
+  std::vector<std::string> head = lines;
+  Resign(head, 5, Fed().coordinator(), /*claim_signer=*/false,
+         [](AuditRecord& r) { r.fields["head"] = std::string(64, 'e'); });
+  st = VerifyBytes(Join(head));
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(st.message()),
+              HasSubstr(absl::StrCat("but it follows 5 records ending in ", LineDigest(lines[4]))));
+}
+
+TEST(AuditLogTest, AnchorIsTheCountAndTheLastLinesDigest) {
+  std::string dir = MakeTempDir("audit");
+  auto log = OpenLog(dir + "/audit.jsonl", Fed().coordinator());
+  EXPECT_EQ(log->anchor().records, 0);
+  EXPECT_EQ(log->anchor().sha256, kGenesisPrev);
+  ASSERT_TRUE(log->Append(FederationStarted({})).ok());
+  ASSERT_TRUE(log->Append(SiteConsented(1, "berlin")).ok());
+  std::vector<std::string> lines = Lines(*ReadFile(dir + "/audit.jsonl"));
+  EXPECT_EQ(log->anchor().records, 2);
+  EXPECT_EQ(log->anchor().sha256, LineDigest(lines[1]));
 }
 
 TEST(AuditLogTest, ReopeningContinuesTheSameChain) {

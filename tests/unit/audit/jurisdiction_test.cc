@@ -1,5 +1,6 @@
 #include "common/audit/jurisdiction.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/audit/events.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -70,6 +71,21 @@ TEST(AuditEventsTest, BuildersUseTheDocumentedNamesAndTypes) {
   EXPECT_FALSE(RoundPlanned({1, 0, "p", "m", {}, "plaintext"}).fields.contains("privacy"));
   EXPECT_EQ(SiteRefused({"boston", "MGH", "US", "ff"}, "no").fields["reason"], "no");
   EXPECT_EQ(MessageSent("upload", 1, 9, "cd").fields["type"], "upload");
+}
+
+TEST(AuditEventsTest, PlanAnswersKeepTheCoordinatorAuditHeadTheyWereShown) {
+  const std::string head(64, 'a');
+  EXPECT_EQ(PlanAccepted(2, "p", AuditAnchor{17, head}).fields.dump(),
+            absl::StrCat(R"({"coordinator_audit_head":{"records":17,"sha256":")", head,
+                         R"("},"plan_sha256":"p","round":2})"));
+  EXPECT_EQ(PlanRefused(2, "p", "no", AuditAnchor{3, head}).fields["coordinator_audit_head"],
+            nlohmann::json({{"records", 3}, {"sha256", head}}));
+  // Shown nothing (simulation): no field.
+  EXPECT_FALSE(PlanAccepted(2, "p").fields.contains("coordinator_audit_head"));
+  // A digest that is not one (or not UTF-8) is kept hex-encoded, so the ledger still writes.
+  EXPECT_EQ(
+      PlanAccepted(2, "p", AuditAnchor{3, "\xff\x01"}).fields["coordinator_audit_head"]["sha256"],
+      "invalid:ff01");
 }
 
 }  // namespace

@@ -1,7 +1,11 @@
 #include "common/audit/reconcile.h"
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/audit/audit_log.h"
 #include "common/crypto/sha256.h"
+#include "common/fileio/fileio.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/unit/audit/test_federation.h"
@@ -148,6 +152,65 @@ TEST_F(ReconcileTest, SiteAdmittedUnderAnotherCertificateIsADifference) {
   ReconcileResult result = Run();
   ASSERT_EQ(result.differences.size(), 1u);
   EXPECT_EQ(result.differences[0].kind, Kind::kIdentity);
+}
+
+// The coordinator's log as it stood after its first `records` lines.
+AuditAnchor HeadAfter(const std::string& path, size_t records) {
+  std::vector<std::string> lines = absl::StrSplit(*ReadFile(path), '\n', absl::SkipEmpty());
+  return {static_cast<int64_t>(records), LineDigest(lines.at(records - 1))};
+}
+
+// Keeps the first `records` lines of the log.
+void Cut(const std::string& path, size_t records) {
+  std::vector<std::string> lines = absl::StrSplit(*ReadFile(path), '\n', absl::SkipEmpty());
+  lines.resize(records);
+  ASSERT_TRUE(WriteFileAtomically(path, absl::StrCat(absl::StrJoin(lines, "\n"), "\n")).ok());
+}
+
+TEST_F(ReconcileTest, CoordinatorLogCutBelowAHeadASiteWasShownIsTruncated) {
+  Write(coordinator_, Fed().coordinator(), CoordinatorEvents());
+  const AuditAnchor round1 = HeadAfter(coordinator_, 2);  // shown with round 1's plan
+  const AuditAnchor round2 = HeadAfter(coordinator_, 4);  // shown with round 2's plan
+  std::vector<AuditEvent> ledger = LedgerEvents();
+  ledger[1] = PlanAccepted(1, Digest("plan1"), round1);
+  ledger[4] = PlanAccepted(2, Digest("plan2"), round2);
+  Write(egress_, Fed().site("berlin"), ledger);
+  ReconcileResult whole = Run();
+  EXPECT_TRUE(whole.ok()) << whole.ToText();
+  EXPECT_EQ(whole.heads_shown, 2);
+  EXPECT_EQ(whole.heads_confirmed, 2);
+  EXPECT_THAT(whole.ToText(), HasSubstr("2 of 2 coordinator audit heads found, 0 differences"));
+
+  // The operator cuts the log after record 3: it still verifies, but berlin saw 4 records.
+  Cut(coordinator_, 3);
+  ReconcileResult cut = Run();
+  EXPECT_EQ(cut.heads_confirmed, 1);
+  bool truncated = false;
+  for (const ReconcileDifference& d : cut.differences) {
+    if (d.kind != Kind::kTruncated) continue;
+    truncated = true;
+    EXPECT_EQ(d.round, 2);
+    EXPECT_THAT(d.description,
+                HasSubstr(absl::StrCat("the coordinator's audit log holds 3 records, but site "
+                                       "berlin was shown it at 4 records ending in ",
+                                       round2.sha256)));
+  }
+  EXPECT_TRUE(truncated) << cut.ToText();
+  EXPECT_THAT(cut.ToText(), HasSubstr("truncated: "));
+}
+
+TEST_F(ReconcileTest, HeadTheCoordinatorLogDoesNotHoldIsAMismatch) {
+  Write(coordinator_, Fed().coordinator(), CoordinatorEvents());
+  std::vector<AuditEvent> ledger = LedgerEvents();
+  ledger[1] = PlanAccepted(1, Digest("plan1"), AuditAnchor{2, Digest("another log")});
+  Write(egress_, Fed().site("berlin"), ledger);
+  ReconcileResult result = Run();
+  ASSERT_EQ(result.differences.size(), 1u) << result.ToText();
+  EXPECT_EQ(result.differences[0].kind, Kind::kHeadMismatch);
+  EXPECT_EQ(result.differences[0].round, 1);
+  EXPECT_THAT(result.differences[0].description,
+              HasSubstr(absl::StrCat("record seq 1 of the log has SHA-256 ",
+                                     HeadAfter(coordinator_, 2).sha256)));
 }
 
 TEST_F(ReconcileTest, LogsMustVerifyAndHaveTheirRoles) {

@@ -147,6 +147,7 @@ TEST(RoundEngineAuditTest, RecordsEveryStepOfARoundInAChainTheCaVerifies) {
   EXPECT_EQ(records.front().fields["coordinator"], "coordinator");
   EXPECT_EQ(records.front().fields["aggregation"], "plaintext");
   EXPECT_EQ(records.back().event, "federation_finished");
+  EXPECT_TRUE(summary->closed) << summary->ToText();  // the engine's last record closes the log
 
   auto refused = Events(records, "site_refused");
   ASSERT_EQ(refused.size(), 2u);
