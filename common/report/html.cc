@@ -243,6 +243,22 @@ std::string DataFlowSection(const json& r) {
   return absl::StrCat(out, "</section>");
 }
 
+// What the report could check, and what it could not (with why), one row per check.
+std::string ChecksSection(const json& r) {
+  std::vector<std::string> rows;
+  for (const json& c : r.value("checks", json::array())) {
+    const bool made = c.value("made", false);
+    const bool passed = made && c["passed"].is_boolean() && c["passed"].get<bool>();
+    std::string result = !made    ? "<span class=\"muted\">not made</span>"
+                         : passed ? "<span class=\"ok\">passed</span>"
+                                  : "<span class=\"bad\">FAILED</span>";
+    rows.push_back(Row({Text(c["title"]), result, Text(c["detail"])}));
+  }
+  if (rows.empty()) return "";
+  return absl::StrCat("<section id=\"checks-section\"><h2>Checks made</h2>",
+                      Table("checks", {"Check", "Result", "Detail"}, rows), "</section>");
+}
+
 std::string AuditSection(const json& r) {
   const json& a = r["audit"];
   std::vector<std::string> rows;
@@ -280,8 +296,8 @@ std::string RenderReportHtml(const json& r) {
       Text(r["generated_at"]),
       " by <code>hansa report</code> from the coordinator's state directory; report.json "
       "beside this file holds the same content.</p>",
-      Verdict(r["audit"]), "</header>", FederationSection(r), ParticipantsSection(r),
-      RoundsSection(r), Charts(r), DataFlowSection(r), AuditSection(r),
+      Verdict(r["audit"]), "</header>", ChecksSection(r), FederationSection(r),
+      ParticipantsSection(r), RoundsSection(r), Charts(r), DataFlowSection(r), AuditSection(r),
       "<footer class=\"muted\"><p>Hansa compliance report, schema ", Text(r["schema"]),
       ".</p></footer></body></html>\n");
 }

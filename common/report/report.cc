@@ -5,9 +5,11 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/audit/events.h"
 #include "common/audit/jurisdiction.h"
+#include "common/audit/reconcile.h"
 #include "common/audit/record.h"
 #include "common/audit/verify.h"
 #include "common/fileio/fileio.h"
@@ -181,12 +183,14 @@ StatusOr<std::vector<json>> ReadMetrics(const std::string& path) {
 }
 
 json AuditSection(const std::string& path, const std::string& ca_path,
-                  const std::optional<Certificate>& ca, std::vector<AuditRecord>* records) {
+                  const std::optional<Certificate>& ca, const std::string& fingerprint,
+                  std::vector<AuditRecord>* records) {
   json audit = {{"path", path},          {"present", fs::exists(path)},
                 {"verified", false},     {"error", nullptr},
                 {"records", 0},          {"events", json::object()},
                 {"first_time", nullptr}, {"last_time", nullptr},
-                {"signer", nullptr},     {"head", nullptr}};
+                {"signer", nullptr},     {"head", nullptr},
+                {"closed", false}};
   if (!audit["present"].get<bool>()) {
     audit["error"] = absl::StrCat("no audit log at ", path);
     return audit;
@@ -201,6 +205,7 @@ json AuditSection(const std::string& path, const std::string& ca_path,
   }
   VerifyOptions options;
   options.usage = CertificateUsage::kTlsServer;
+  options.expected_fingerprint = fingerprint;
   auto summary = VerifyAuditLog(path, *ca, options);
   if (!summary.ok()) {
     audit["error"] = std::string(summary.status().message());
@@ -213,7 +218,124 @@ json AuditSection(const std::string& path, const std::string& ca_path,
   audit["last_time"] = summary->last_time;
   audit["signer"] = Identity(summary->signer, summary->signer_fingerprint);
   audit["head"] = summary->head;
+  audit["closed"] = summary->closed;
   return audit;
+}
+
+json Check(const char* check, const char* title, bool made, bool passed, std::string detail) {
+  return {{"check", check},
+          {"title", title},
+          {"made", made},
+          {"passed", made ? json(passed) : json()},
+          {"detail", std::move(detail)}};
+}
+
+// The audit log's checks one by one, so a failure names the one that failed: the chain alone
+// (any signer from the CA), then the signer's role, then its fingerprint, then the end.
+json AuditChecks(const std::string& path, const std::optional<Certificate>& ca,
+                 const std::string& fingerprint) {
+  json checks = json::array();
+  std::string missing;
+  if (!fs::exists(path)) missing = absl::StrCat("no audit log at ", path);
+  if (missing.empty() && !ca) missing = "no federation CA certificate given (--ca)";
+  StatusOr<AuditSummary> base = absl::UnknownError("not checked");
+  if (missing.empty()) {
+    VerifyOptions chain;
+    chain.usage = CertificateUsage::kAny;
+    base = VerifyAuditLog(path, *ca, chain);
+  }
+  checks.push_back(Check(
+      "chain_and_signatures", "Hash chain and signatures", missing.empty(), base.ok(),
+      !missing.empty() ? missing
+      : base.ok()      ? absl::StrCat(base->records,
+                                      " records: the chain is intact and every record is signed by the "
+                                           "certificate in the first one, issued by the federation CA")
+                       : std::string(base.status().message())));
+  const std::string unchecked = missing.empty() ? "the chain did not verify" : missing;
+  if (!base.ok()) {
+    checks.push_back(Check("signer_role", "Signer is a coordinator", false, false, unchecked));
+  } else {
+    VerifyOptions role;
+    Status st = VerifyAuditLog(path, *ca, role).status();
+    checks.push_back(Check("signer_role", "Signer is a coordinator", true, st.ok(),
+                           st.ok() ? "signed with a coordinator's certificate (TLS server "
+                                     "authentication), not a site's"
+                                   : std::string(st.message())));
+  }
+  if (!base.ok() || fingerprint.empty()) {
+    checks.push_back(Check("signer_fingerprint", "Signer is this federation's coordinator", false,
+                           false,
+                           base.ok() ? "no coordinator fingerprint given (--coordinator-"
+                                       "fingerprint or --certificate)"
+                                     : unchecked));
+  } else {
+    VerifyOptions pinned;
+    pinned.usage = CertificateUsage::kAny;
+    pinned.expected_fingerprint = fingerprint;
+    Status st = VerifyAuditLog(path, *ca, pinned).status();
+    checks.push_back(Check("signer_fingerprint", "Signer is this federation's coordinator", true,
+                           st.ok(),
+                           st.ok() ? absl::StrCat("certificate SHA-256 ", base->signer_fingerprint)
+                                   : std::string(st.message())));
+  }
+  checks.push_back(Check(
+      "closing_record", "Log ends in its closing record", base.ok(), base.ok() && base->closed,
+      !base.ok() ? unchecked
+      : base->closed
+          ? absl::StrCat("complete: closed by federation_finished at record ", base->records - 1)
+          : std::string("no closing record: the log may be truncated, or the "
+                        "federation is still running")));
+  return checks;
+}
+
+// Each egress ledger reconciled with the audit log (reconcile.h), and the check that sums them.
+json SiteLedgers(const std::string& path, const std::optional<Certificate>& ca,
+                 const std::vector<std::string>& ledgers, json& checks) {
+  json out = json::array();
+  if (ledgers.empty() || !ca) {
+    checks.push_back(Check("site_ledgers", "Site ledgers reconciled", false, false,
+                           ledgers.empty() ? "no site egress ledgers given (--egress)"
+                                           : "no federation CA certificate given (--ca)"));
+    return out;
+  }
+  int64_t reconciled = 0, differences = 0;
+  std::vector<std::string> problems;
+  for (const std::string& ledger : ledgers) {
+    json entry = {{"path", ledger},       {"site", nullptr},
+                  {"reconciled", false},  {"error", nullptr},
+                  {"matched", 0},         {"heads_shown", 0},
+                  {"heads_confirmed", 0}, {"differences", json::array()}};
+    auto result = Reconcile(path, ledger, *ca);
+    if (!result.ok()) {
+      entry["error"] = std::string(result.status().message());
+      problems.push_back(absl::StrCat(ledger, ": ", result.status().message()));
+      out.push_back(std::move(entry));
+      continue;
+    }
+    entry["site"] = result->site;
+    entry["reconciled"] = result->ok();
+    entry["matched"] = result->matched;
+    entry["heads_shown"] = result->heads_shown;
+    entry["heads_confirmed"] = result->heads_confirmed;
+    for (const ReconcileDifference& d : result->differences) {
+      entry["differences"].push_back({{"kind", ReconcileKindName(d.kind)},
+                                      {"round", d.round},
+                                      {"description", d.description}});
+      problems.push_back(
+          absl::StrCat(result->site, ": ", ReconcileKindName(d.kind), ": ", d.description));
+    }
+    reconciled += result->ok() ? 1 : 0;
+    differences += static_cast<int64_t>(result->differences.size());
+    out.push_back(std::move(entry));
+  }
+  const bool passed = reconciled == static_cast<int64_t>(ledgers.size());
+  std::string detail =
+      absl::StrCat(reconciled, " of ", ledgers.size(),
+                   " site ledgers reconciled with the audit log, ", differences, " differences");
+  if (!passed) absl::StrAppend(&detail, ": ", absl::StrJoin(problems, "; "));
+  checks.push_back(
+      Check("site_ledgers", "Site ledgers reconciled", true, passed, std::move(detail)));
+  return out;
 }
 
 json FederationSection(const Folded& f, const std::vector<AuditRecord>& records,
@@ -326,7 +448,12 @@ StatusOr<json> BuildReport(const ReportOptions& options) {
   report["state_dir"] = dir;
 
   std::vector<AuditRecord> records;
-  report["audit"] = AuditSection((fs::path(dir) / "audit.jsonl").string(), ca_path, ca, &records);
+  const std::string audit_path = (fs::path(dir) / "audit.jsonl").string();
+  report["audit"] =
+      AuditSection(audit_path, ca_path, ca, options.coordinator_fingerprint, &records);
+  json checks = AuditChecks(audit_path, ca, options.coordinator_fingerprint);
+  report["site_ledgers"] = SiteLedgers(audit_path, ca, options.egress_ledgers, checks);
+  report["checks"] = checks;
   Folded folded;
   for (const AuditRecord& r : records) Fold(r, folded);
   ASSIGN_OR_RETURN(std::vector<json> metrics,
@@ -369,6 +496,13 @@ StatusOr<WrittenReport> WriteReport(const ReportOptions& options, const std::str
   RETURN_IF_ERROR(WriteFileAtomically(written.html_path, RenderReportHtml(report)));
   written.audit_verified = report["audit"]["verified"].get<bool>();
   if (!written.audit_verified) written.audit_error = report["audit"]["error"].get<std::string>();
+  for (const json& check : report["checks"]) {
+    if (check["made"].get<bool>() && !check["passed"].get<bool>() &&
+        check["check"] != "closing_record") {
+      written.failed_checks.push_back(absl::StrCat(check["check"].get<std::string>(), ": ",
+                                                   check["detail"].get<std::string>()));
+    }
+  }
   return written;
 }
 

@@ -25,11 +25,20 @@
 //   accuracy_over_rounds [{round, accuracy, loss}]     (metrics.jsonl, round 0 = initial model)
 //   bytes_received [{site, round, bytes}]              (update_received, summed over attempts)
 //   audit         {path, present, verified, error, records, events{}, first_time, last_time,
-//                  signer{name, organisation, country, fingerprint}, head}
+//                  signer{name, organisation, country, fingerprint}, head, closed}
+//   checks        [{check, title, made, passed, detail}]: what the report could check, in this
+//                  order: chain_and_signatures (against the CA), signer_role (a coordinator's
+//                  certificate), signer_fingerprint (the coordinator's own, when given),
+//                  closing_record (the log ends in federation_finished), site_ledgers (the
+//                  egress ledgers given, reconciled). `passed` is null when not made, and
+//                  `detail` says why not (no CA, no fingerprint, no ledgers given).
+//   site_ledgers  [{path, site, reconciled, error, matched, heads_shown, heads_confirmed,
+//                   differences[{kind, round, description}]}]   (reconcile.h, one per ledger)
 //   data_flow     {title, paragraphs[{heading, text}]} (data_flow.h)
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/status/status.h"
 #include "nlohmann/json.hpp"
@@ -43,6 +52,12 @@ struct ReportOptions {
   std::string ca_path;
   // Fixed "generated_at" for reproducible output (tests); empty means now.
   std::string generated_at;
+  // SHA-256 fingerprint (hex) of the coordinator's certificate that must have signed the audit
+  // log; empty: not checked, and the report says so.
+  std::string coordinator_fingerprint = {};
+  // Sites' egress.jsonl files to reconcile with the audit log; none: not checked, and the
+  // report says so.
+  std::vector<std::string> egress_ledgers = {};
 };
 
 // Reads the state dir. Errors only when the state dir itself is unusable (missing, or a
@@ -57,6 +72,9 @@ struct WrittenReport {
   std::string json_path;
   bool audit_verified = false;
   std::string audit_error;  // why not, when !audit_verified
+  // "check: detail" for each check made that failed (the closing record aside: a running
+  // federation has none yet).
+  std::vector<std::string> failed_checks;
 };
 
 // Builds the report and writes out_dir/report.html and out_dir/report.json (atomically).

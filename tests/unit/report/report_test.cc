@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/audit/audit_log.h"
+#include "common/audit/verify.h"
 #include "common/crypto/sha256.h"
 #include "common/fileio/fileio.h"
 #include "gmock/gmock.h"
@@ -150,6 +151,102 @@ TEST(ReportTest, WithoutACaOrAnAuditLogTheReportSaysSo) {
   auto bad = BuildReport({state, "", ""});
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("metrics.jsonl line 2"));
+}
+
+// The check named `name` in a report.
+json CheckOf(const json& report, const std::string& name) {
+  for (const json& c : report["checks"]) {
+    if (c["check"] == name) return c;
+  }
+  ADD_FAILURE() << "no check " << name << " in " << report["checks"].dump(1);
+  return json::object();
+}
+
+// Berlin's egress ledger for the synthetic state: its three uploads, and the coordinator's audit
+// head it was shown with its last plan (`head`).
+std::string WriteBerlinLedger(const std::string& root, const AuditAnchor& head) {
+  auto digest = [](const std::string& s) { return ToHex(Sha256(s)); };
+  std::string path = root + "/berlin-egress.jsonl";
+  const auto& berlin = TestFederation::Get().site("berlin");
+  auto log = AuditLog::Open(path, berlin.Key(), berlin.cert);
+  EXPECT_TRUE(log.ok()) << log.status();
+  for (const AuditEvent& e :
+       {MessageSent("upload", 1, 1000, digest("u1b")),
+        MessageSent("upload", 2, 1000, digest("u2b-first")),
+        PlanAccepted(2, digest("plan 2b"), head), MessageSent("upload", 2, 1000, digest("u2b"))}) {
+    EXPECT_TRUE((*log)->Append(e).ok());
+  }
+  return path;
+}
+
+TEST(ReportTest, SaysWhichChecksItCouldMake) {
+  std::string root = MakeTempDir("report");
+  std::string state = WriteSyntheticState(root);
+  ReportOptions options;
+  options.state_dir = state;
+  auto r = BuildReport(options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ((*r)["checks"].size(), 5u) << (*r)["checks"].dump(1);
+  EXPECT_EQ(CheckOf(*r, "chain_and_signatures")["passed"], true);
+  EXPECT_EQ(CheckOf(*r, "signer_role")["passed"], true);
+  EXPECT_EQ(CheckOf(*r, "signer_fingerprint")["made"], false);
+  EXPECT_THAT(CheckOf(*r, "signer_fingerprint")["detail"].get<std::string>(),
+              HasSubstr("no coordinator fingerprint given"));
+  EXPECT_EQ(CheckOf(*r, "closing_record")["passed"], true);
+  EXPECT_THAT(CheckOf(*r, "closing_record")["detail"].get<std::string>(),
+              HasSubstr("closed by federation_finished at record 23"));
+  EXPECT_EQ((*r)["audit"]["closed"], true);
+  EXPECT_EQ(CheckOf(*r, "site_ledgers")["made"], false);
+  EXPECT_THAT(CheckOf(*r, "site_ledgers")["detail"].get<std::string>(),
+              HasSubstr("no site egress ledgers given"));
+  std::string html = RenderReportHtml(*r);
+  EXPECT_THAT(html, HasSubstr("<h2>Checks made</h2>"));
+  EXPECT_THAT(html, HasSubstr("not made"));
+
+  // Pinned to the coordinator, with berlin's ledger: every check made, every one passed.
+  const std::string audit = state + "/audit.jsonl";
+  auto summary = VerifyAuditLog(audit, TestFederation::Get().ca());
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  options.coordinator_fingerprint = TestFederation::Get().coordinator().cert.Sha256Fingerprint();
+  options.egress_ledgers = {WriteBerlinLedger(root, {summary->records, summary->head})};
+  r = BuildReport(options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const json& c : (*r)["checks"]) EXPECT_EQ(c["passed"], true) << c.dump();
+  EXPECT_THAT(CheckOf(*r, "site_ledgers")["detail"].get<std::string>(),
+              HasSubstr("1 of 1 site ledgers reconciled with the audit log, 0 differences"));
+  EXPECT_EQ((*r)["site_ledgers"][0]["site"], "berlin");
+  EXPECT_EQ((*r)["site_ledgers"][0]["heads_confirmed"], 1);
+  EXPECT_THAT(RenderReportHtml(*r), Not(HasSubstr("not made")));
+
+  // The log cut before its end: not closed, and berlin's ledger shows what was cut.
+  std::string contents = *ReadFile(audit);
+  size_t cut = contents.size() - 1;
+  for (int i = 0; i < 3; ++i) cut = contents.rfind('\n', cut - 1);
+  ASSERT_TRUE(WriteFileAtomically(audit, contents.substr(0, cut + 1)).ok());
+  r = BuildReport(options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)["audit"]["verified"], true);
+  EXPECT_EQ(CheckOf(*r, "closing_record")["passed"], false);
+  EXPECT_THAT(CheckOf(*r, "closing_record")["detail"].get<std::string>(),
+              HasSubstr("no closing record"));
+  EXPECT_EQ(CheckOf(*r, "site_ledgers")["passed"], false);
+  EXPECT_THAT(CheckOf(*r, "site_ledgers")["detail"].get<std::string>(),
+              HasSubstr("berlin: truncated: the coordinator's audit log holds 21 records"));
+  auto written = WriteReport(options, root + "/out");
+  ASSERT_TRUE(written.ok()) << written.status();
+  ASSERT_EQ(written->failed_checks.size(), 1u);
+  EXPECT_THAT(written->failed_checks[0], HasSubstr("site_ledgers: "));
+  EXPECT_THAT(*ReadFile(written->html_path), HasSubstr("FAILED"));
+
+  // Another coordinator's fingerprint: the log is not this federation's coordinator's.
+  options.coordinator_fingerprint = TestFederation::Get().site("paris").cert.Sha256Fingerprint();
+  r = BuildReport(options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)["audit"]["verified"], false);
+  EXPECT_EQ(CheckOf(*r, "signer_role")["passed"], true);
+  EXPECT_EQ(CheckOf(*r, "signer_fingerprint")["passed"], false);
+  EXPECT_THAT(CheckOf(*r, "signer_fingerprint")["detail"].get<std::string>(),
+              HasSubstr("not by the expected"));
 }
 
 TEST(ReportTest, HtmlIsSelfContainedAndEscapesWhatParticipantsWrote) {
