@@ -123,7 +123,7 @@ StatusOr<RingVector> Attempt(const std::map<SiteId, RingVector>& inputs) {
   ASSIGN_OR_RETURN(auto server, ServerSession::Create(params));
   std::map<SiteId, std::unique_ptr<ClientSession>> sites;
   for (SiteId id = 1; id <= 4; ++id) {
-    ASSIGN_OR_RETURN(sites[id], ClientSession::Create(params, id, nullptr));
+    ASSIGN_OR_RETURN(sites[id], ClientSession::Create(server->params(), id, nullptr));
     ASSIGN_OR_RETURN(AdvertiseKeys keys, sites[id]->Start());
     RETURN_IF_ERROR(server->OnAdvertiseKeys(keys));
   }
