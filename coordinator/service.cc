@@ -137,16 +137,7 @@ grpc::Status CoordinatorService::RespondToPlan(grpc::ServerContext* ctx,
 StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& listen, const TlsFiles& tls,
                                                     CoordinatorService* service,
                                                     uint32_t max_chunk_bytes, int* bound_port) {
-  RETURN_IF_ERROR(EnforceTls13Only());
-  auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
-      tls.ca_certificate_pem, std::vector<grpc::experimental::IdentityKeyCertPair>{
-                                  {tls.private_key_pem, tls.certificate_pem}});
-  grpc::experimental::TlsServerCredentialsOptions options(provider);
-  options.watch_root_certs();
-  options.watch_identity_key_cert_pairs();
-  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  std::shared_ptr<grpc::ServerCredentials> creds =
-      grpc::experimental::TlsServerCredentials(options);
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, MakeServerCredentials(tls));
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, creds, bound_port);
   builder.RegisterService(service);

@@ -1,6 +1,7 @@
 #include "common/net/tls.h"
 
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
 #include <openssl/conf.h>
@@ -158,6 +159,18 @@ StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(
   auto creds = grpc::experimental::TlsCredentials(options);
   if (!creds) return absl::InternalError("gRPC refused the TLS client credentials");
   return creds;
+}
+
+StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const TlsFiles& files) {
+  RETURN_IF_ERROR(EnforceTls13Only());
+  auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+      files.ca_certificate_pem, std::vector<grpc::experimental::IdentityKeyCertPair>{
+                                    {files.private_key_pem, files.certificate_pem}});
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  return grpc::experimental::TlsServerCredentials(options);
 }
 
 }  // namespace hansa

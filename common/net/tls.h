@@ -13,7 +13,8 @@
 
 namespace grpc {
 class ChannelCredentials;
-}
+class ServerCredentials;
+}  // namespace grpc
 
 namespace hansa {
 
@@ -67,5 +68,10 @@ class CertificatePin {
 // certificate is the pinned one, in every handshake.
 StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(
     const TlsFiles& files, std::shared_ptr<CertificatePin> pin = nullptr);
+
+// Server credentials for mutual TLS 1.3 (EnforceTls13Only first): the coordinator's
+// certificate, and a client certificate required from every peer and verified against the
+// federation CA. What the coordinator serves with, and tests that stand in for it.
+StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const TlsFiles& files);
 
 }  // namespace hansa

@@ -32,14 +32,6 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-void ReplaceInFile(const std::string& path, const std::string& from, const std::string& to) {
-  std::string text = ReadText(path);
-  size_t at = text.find(from);
-  ASSERT_NE(at, std::string::npos) << from << " not in " << path;
-  text.replace(at, from.size(), to);
-  std::ofstream(path, std::ios::trunc) << text;
-}
-
 struct Settings {
   std::string model = "mlp";  // learns within a round on small shards
   int rounds = 2;

@@ -116,6 +116,14 @@ void AppendText(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::app) << text;
 }
 
+void ReplaceInFile(const std::string& path, const std::string& from, const std::string& to) {
+  std::string text = ReadText(path);
+  size_t at = text.find(from);
+  ASSERT_NE(at, std::string::npos) << from << " not in " << path;
+  text.replace(at, from.size(), to);
+  std::ofstream(path, std::ios::trunc) << text;
+}
+
 std::vector<nlohmann::json> ReadJsonLines(const std::string& path) {
   std::vector<nlohmann::json> out;
   std::ifstream in(path);

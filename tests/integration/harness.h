@@ -47,6 +47,8 @@ int RunCommand(const std::vector<std::string>& argv, std::string* output);
 
 std::string ReadText(const std::string& path);
 void AppendText(const std::string& path, const std::string& text);
+// Replaces the first `from` in the file with `to`; a test failure when `from` is not there.
+void ReplaceInFile(const std::string& path, const std::string& from, const std::string& to);
 std::vector<nlohmann::json> ReadJsonLines(const std::string& path);
 
 // Polls `done` every 100 ms for up to `seconds`.

@@ -25,14 +25,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-void ReplaceInFile(const std::string& path, const std::string& from, const std::string& to) {
-  std::string text = ReadText(path);
-  size_t at = text.find(from);
-  ASSERT_NE(at, std::string::npos) << from << " not in " << path;
-  text.replace(at, from.size(), to);
-  std::ofstream(path, std::ios::trunc) << text;
-}
-
 std::unique_ptr<Process> StartClient(const std::string& kit, const std::string& site,
                                      const std::string& log) {
   return std::make_unique<Process>(
@@ -237,16 +229,11 @@ TlsFiles KitTls(const std::string& folder) {
 
 // Mutual TLS 1.3 on 127.0.0.1 with the coordinator's kit, as the real coordinator serves.
 std::unique_ptr<grpc::Server> Serve(grpc::Service* service, const TlsFiles& tls, int* port) {
-  EXPECT_TRUE(EnforceTls13Only().ok());
-  auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
-      tls.ca_certificate_pem, std::vector<grpc::experimental::IdentityKeyCertPair>{
-                                  {tls.private_key_pem, tls.certificate_pem}});
-  grpc::experimental::TlsServerCredentialsOptions options(provider);
-  options.watch_root_certs();
-  options.watch_identity_key_cert_pairs();
-  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  auto creds = MakeServerCredentials(tls);
+  EXPECT_TRUE(creds.ok()) << creds.status();
+  if (!creds.ok()) return nullptr;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::experimental::TlsServerCredentials(options), port);
+  builder.AddListeningPort("127.0.0.1:0", *creds, port);
   builder.RegisterService(service);
   return builder.BuildAndStart();
 }

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <string>
 
+#include "common/crypto/sha256.h"
+#include "common/tensor/safetensors.h"
 #include "coordinator/round_engine.h"
 
 namespace hansa::testing {
@@ -34,6 +36,26 @@ inline EngineOptions EngineTestOptions(const std::string& name) {
   o.max_chunk_bytes = 2048;
   o.secure.enabled = false;
   return o;
+}
+
+// A plaintext update of `site` for `plan`: every value `delta`, in the layout of the engine's
+// current global model, as a safetensors payload and the header announcing `examples`.
+inline std::pair<std::string, v1::TransferHeader> PlainUpdate(RoundEngine& engine,
+                                                              const std::string& site,
+                                                              const v1::RoundPlan& plan,
+                                                              float delta, uint64_t examples) {
+  auto payload = engine.Download(site, plan.round(), plan.global_model_sha256());
+  EXPECT_TRUE(payload.ok()) << payload.status();
+  if (!payload.ok()) return {};
+  Model update = *DecodeSafetensors(**payload);
+  for (float& v : update.values) v = delta;
+  std::string bytes = EncodeSafetensors(update);
+  v1::TransferHeader header;
+  header.set_round(plan.round());
+  header.set_num_examples(examples);
+  header.set_total_bytes(bytes.size());
+  header.set_sha256(ToHex(Sha256(bytes)));
+  return {bytes, header};
 }
 
 }  // namespace hansa::testing

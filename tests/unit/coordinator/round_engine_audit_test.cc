@@ -63,16 +63,7 @@ void RunSite(RoundEngine* engine, const std::string& name, bool accept, float de
       ASSERT_TRUE(engine->RespondToPlan(name, response).ok());
       EXPECT_EQ(engine->RespondToPlan(name, response).code(), absl::StatusCode::kAlreadyExists);
       if (!accept) continue;
-      auto payload = engine->Download(name, plan.round(), plan.global_model_sha256());
-      ASSERT_TRUE(payload.ok()) << payload.status();
-      Model update = *DecodeSafetensors(**payload);
-      for (float& v : update.values) v = delta;
-      std::string bytes = EncodeSafetensors(update);
-      v1::TransferHeader header;
-      header.set_round(plan.round());
-      header.set_num_examples(10);
-      header.set_total_bytes(bytes.size());
-      header.set_sha256(ToHex(Sha256(bytes)));
+      auto [bytes, header] = testing::PlainUpdate(*engine, name, plan, delta, 10);
       auto sink = engine->BeginUpload(name, header);
       ASSERT_TRUE(sink.ok()) << sink.status();
       ASSERT_TRUE((*sink)->Write(0, bytes).ok());

@@ -230,22 +230,6 @@ TEST(RoundEngineSecureTest, AttemptsPerRoundAreCapped) {
   EXPECT_EQ(EventsOf(o, audit_events::kAggregateReleased).size(), 0u);
 }
 
-// The update `delta` of `site` for `plan`, as a safetensors payload and its header.
-std::pair<std::string, v1::TransferHeader> PlainUpdate(RoundEngine& engine, const std::string& site,
-                                                       const v1::RoundPlan& plan, float delta) {
-  auto payload = engine.Download(site, plan.round(), plan.global_model_sha256());
-  EXPECT_TRUE(payload.ok()) << payload.status();
-  Model update = *DecodeSafetensors(**payload);
-  for (float& v : update.values) v = delta;
-  std::string bytes = EncodeSafetensors(update);
-  v1::TransferHeader header;
-  header.set_round(plan.round());
-  header.set_num_examples(100);
-  header.set_total_bytes(bytes.size());
-  header.set_sha256(ToHex(Sha256(bytes)));
-  return {bytes, header};
-}
-
 StatusOr<v1::Task> AwaitTask(RoundEngine& engine, const std::string& site, v1::Task::Kind kind) {
   for (int i = 0; i < 100; ++i) {
     ASSIGN_OR_RETURN(v1::Task task, engine.NextTask(site, absl::Milliseconds(100)));
@@ -303,7 +287,7 @@ TEST(RoundEngineSecureTest, ASiteUploadsOneUpdatePerAttempt) {
   Status refused_message = e.SubmitSecAgg("a", stray);
   EXPECT_EQ(refused_message.code(), absl::StatusCode::kFailedPrecondition) << refused_message;
 
-  auto [bytes, header] = PlainUpdate(e, "a", plan, 0.5f);
+  auto [bytes, header] = testing::PlainUpdate(e, "a", plan, 0.5f, 100);
   auto first = e.BeginUpload("a", header);
   ASSERT_TRUE(first.ok()) << first.status();
   auto second = e.BeginUpload("a", header);
@@ -317,7 +301,7 @@ TEST(RoundEngineSecureTest, ASiteUploadsOneUpdatePerAttempt) {
 
   ASSERT_TRUE(AwaitTask(e, "b", v1::Task::TRAIN).ok());
   ASSERT_TRUE(e.Accept("b", plan).ok());
-  auto [b_bytes, b_header] = PlainUpdate(e, "b", plan, 0.25f);
+  auto [b_bytes, b_header] = testing::PlainUpdate(e, "b", plan, 0.25f, 100);
   auto b = e.BeginUpload("b", b_header);
   ASSERT_TRUE(b.ok()) << b.status();
   const size_t half = b_bytes.size() / 2;

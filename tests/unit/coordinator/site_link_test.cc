@@ -129,7 +129,9 @@ TEST(SiteLinkTest, DownloadOverLoopbackIsTheEnginesModelAndChecksThePlan) {
   wrong.set_global_model_bytes(plan.global_model_bytes() + 1);
   auto short_model = sites[0]->Download(wrong);
   EXPECT_EQ(short_model.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_THAT(std::string(short_model.status().message()), HasSubstr("do not match the plan"));
+  EXPECT_THAT(std::string(short_model.status().message()),
+              HasSubstr(absl::StrCat("declares ", plan.global_model_bytes(), " bytes but the plan ",
+                                     wrong.global_model_bytes())));
 }
 
 }  // namespace

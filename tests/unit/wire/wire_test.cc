@@ -63,6 +63,16 @@ TEST(SecAggPlanTest, ReadsParametersAndTheSitesNumber) {
   plan.mutable_secagg()->clear_graph_seed_commitment();
   EXPECT_THAT(std::string(SecAggParamsOfPlan(plan, "beta", &self).status().message()),
               HasSubstr("32-byte graph-seed commitment"));
+  // The minimum sum is read, and may not be below what the privacy plan is calibrated for.
+  plan = SecurePlan(10);
+  plan.mutable_secagg()->set_min_survivors(3);
+  auto read = SecAggParamsOfPlan(plan, "beta", &self);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->min_survivors, 3u);
+  plan.mutable_privacy()->set_mechanism("distributed_discrete_gaussian");
+  plan.mutable_privacy()->set_min_survivors(4);
+  EXPECT_THAT(std::string(SecAggParamsOfPlan(plan, "beta", &self).status().message()),
+              HasSubstr("below the 4 its privacy plan is calibrated for"));
 }
 
 // Three sessions through key sharing; returns site 1's, ready to mask.
@@ -99,6 +109,7 @@ TEST(SecAggPlanTest, MaskedChunksFitThePlansChunkSizeHeaderIncluded) {
       ddg.min_survivors = 3;
       SetPrivacyPlan(ddg, 1e-5, plan.mutable_privacy());
       plan.mutable_secagg()->set_vector_length(static_cast<uint64_t>(ddg.PaddedDimension()));
+      plan.mutable_secagg()->set_min_survivors(3);
     }
     auto session = SessionReadyToMask(plan);
     auto chunks = MaskUpdateForPlan(plan, *session, values, 100);
