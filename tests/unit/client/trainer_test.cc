@@ -140,17 +140,19 @@ void ExpectLearns(Trainer& trainer, const std::string& model, const Dataset& tra
   EXPECT_LT(after->loss, before->loss - 0.8) << model;
 }
 
-// Measured on this data with these seeds: mlp 0.683 after one epoch, simple_cnn 0.682 after
-// two (the CNN sits on the usual early plateau for its first ~100 steps).
+// Measured on this data with these seeds: mlp 0.683 after one epoch; simple_cnn 0.709 after
+// three at lr 0.02 (0.69-0.71 at lr 0.01-0.03 with batch 16 or 32 on an Intel Xeon). The CNN
+// sits on the usual early plateau for its first ~100 steps, and where it leaves it depends on
+// the CPU's kernels: two epochs at lr 0.05 gave 0.682 on an AMD EPYC and 0.592 on a Xeon.
 TEST_F(TrainerTest, OneEpochOnTwoThousandExamplesLearns) {
   std::unique_ptr<Trainer> trainer = MakeTrainer("mlp");
   // epochs, batch, lr, momentum, weight decay, seed
   ExpectLearns(*trainer, "mlp", *train_, *test_, TrainSettings{1, 32, 0.05, 0.9, 1e-4, 5}, 0.6);
 }
 
-TEST_F(TrainerTest, SimpleCnnLearnsInTwoEpochs) {
+TEST_F(TrainerTest, SimpleCnnLearnsInThreeEpochs) {
   std::unique_ptr<Trainer> trainer = MakeTrainer("simple_cnn");
-  ExpectLearns(*trainer, "simple_cnn", *train_, *test_, TrainSettings{2, 16, 0.05, 0.9, 1e-4, 5},
+  ExpectLearns(*trainer, "simple_cnn", *train_, *test_, TrainSettings{3, 16, 0.02, 0.9, 1e-4, 5},
                0.6);
 }
 
