@@ -506,8 +506,11 @@ Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_de
   }
   ASSIGN_OR_RETURN(TrainResult result, trainer_->Train(train_, s));
   // Booked before anything of the update leaves: a crash after sending must not forget it.
-  ASSIGN_OR_RETURN(PrivacyCost cost, CheckPrivacy(plan));
-  RETURN_IF_ERROR(SpendPrivacy(plan, cost));
+  // A plan booked before (its upload failed and is sent again) is not checked or booked twice.
+  if (booked_plans_.count(PlanSha256(plan)) == 0) {
+    ASSIGN_OR_RETURN(PrivacyCost cost, CheckPrivacy(plan));
+    RETURN_IF_ERROR(SpendPrivacy(plan, cost));
+  }
   RETURN_IF_ERROR(spent_.Spend(plan, *egress_));
   if (plan.aggregation() == "secure") {
     spdlog::info("round {}: trained {} examples in {:.1f} s (loss {:.4f}); uploading masked",
