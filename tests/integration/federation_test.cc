@@ -279,7 +279,9 @@ TEST(FederationTest, TrainsOverMutualTlsWhileBadPeersAreTurnedAway) {
   for (const auto& r : fed.Audit()) {
     if (r["event"] == "site_refused") refused[r["fields"]["site"]] = r["fields"]["reason"];
     if (r["event"] == "site_declined") declined.push_back(r["fields"]["site"]);
-    if (r["event"] == "update_received") EXPECT_NE(r["fields"]["site"], "gamma");
+    if (r["event"] == "update_received") {
+      EXPECT_NE(r["fields"]["site"], "gamma");
+    }
   }
   EXPECT_THAT(refused["boston"], HasSubstr("jurisdiction"));
   EXPECT_THAT(refused["intruder"], HasSubstr("not part of federation"));
