@@ -1188,14 +1188,16 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
       return absl::DataLossError(
           absl::StrCat("state database: '", attempts_key, "' is '", *stored, "', not a number"));
     }
-    for (;;) {
-      if (round_attempt_ >= options_.max_attempts) {
+    // The cap counts this run's plans, so a coordinator restarted after it stopped here
+    // tries again.
+    for (int64_t planned = 0;; ++planned) {
+      if (planned >= options_.max_attempts) {
         std::string why =
-            absl::StrCat("round ", round, " got no aggregate in ", round_attempt_,
+            absl::StrCat("round ", round, " got no aggregate in ", planned,
                          " attempts (rounds.max_attempts = ", options_.max_attempts,
                          "); training stops. Check that at least ", MinimumSum(),
                          " sites stay connected through a round, or raise the timeouts");
-        RETURN_IF_ERROR(Record(RoundAbandoned(round, round_attempt_, why)));
+        RETURN_IF_ERROR(Record(RoundAbandoned(round, planned, why)));
         return absl::ResourceExhaustedError(why);
       }
       std::vector<std::string> cohort;

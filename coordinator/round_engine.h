@@ -79,9 +79,10 @@ struct EngineOptions {
   absl::Duration evaluate_timeout = absl::Minutes(5);
   // A site that has not asked for work for this long is not put in a new cohort.
   absl::Duration site_idle = absl::Seconds(90);
-  // Plans one round may get (the first and its retries). When the last one ends without an
-  // aggregate, Run stops with an error naming the round and why its last attempt failed:
-  // every secure attempt costs the sites key material and, for those that upload, privacy.
+  // Plans one round may get in one run of the engine (the first and its retries). When the
+  // last one ends without an aggregate, Run stops with ResourceExhausted naming the round
+  // (round_abandoned on record): every secure attempt costs the sites key material and, for
+  // those that upload, privacy. A restarted engine tries the round again.
   int max_attempts = 10;
   v1::TrainingSettings training;
   // The server step on each round's weighted mean update. Only strategies that need nothing

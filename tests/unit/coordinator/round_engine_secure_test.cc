@@ -202,31 +202,38 @@ TEST(RoundEngineSecureTest, ARoundBelowItsMinimumIsRetriedWithoutUnmaskingAnythi
 }
 
 // A round that never reaches its minimum stops after rounds.max_attempts plans, on record,
-// instead of planning (and costing the sites key material and privacy) without end.
+// instead of planning (and costing the sites key material and privacy) without end. A
+// coordinator restarted over the same state tries again, numbering its plans on from there.
 TEST(RoundEngineSecureTest, AttemptsPerRoundAreCapped) {
   EngineOptions o = SecureOptions("cap");
   o.min_sites = 4;
-  o.max_attempts = 2;
   o.upload_timeout = absl::Milliseconds(500);
   o.audit = OpenAudit(o);
-  auto engine = RoundEngine::Create(o, InitialModel());
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  for (const char* s : {"a", "b", "c", "d"}) ASSERT_TRUE((*engine)->Join({s, "Org", "DE", s}).ok());
-  std::map<std::string, Seen> seen;
-  std::vector<std::thread> sites;
-  std::atomic<bool> stop{false};
-  for (const char* name : {"a", "b", "c", "d"}) {
-    // d never uploads: every attempt ends below the minimum.
-    sites.emplace_back(RunSecureSite, engine->get(), name, 0.1f,
-                       std::string(name) == "d" ? 1000u : 0u, &seen[name], &stop);
+  for (int max_attempts : {2, 1}) {
+    o.max_attempts = max_attempts;
+    auto engine = RoundEngine::Create(o, InitialModel());
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    for (const char* s : {"a", "b", "c", "d"}) {
+      ASSERT_TRUE((*engine)->Join({s, "Org", "DE", s}).ok());
+    }
+    std::map<std::string, Seen> seen;
+    std::vector<std::thread> sites;
+    std::atomic<bool> stop{false};
+    for (const char* name : {"a", "b", "c", "d"}) {
+      // d never uploads: every attempt ends below the minimum.
+      sites.emplace_back(RunSecureSite, engine->get(), name, 0.1f,
+                         std::string(name) == "d" ? 1000u : 0u, &seen[name], &stop);
+    }
+    Status run = (*engine)->Run();
+    stop = true;
+    for (auto& t : sites) t.join();
+    EXPECT_EQ(run.code(), absl::StatusCode::kResourceExhausted) << run;
+    EXPECT_THAT(std::string(run.message()), HasSubstr("rounds.max_attempts"));
   }
-  Status run = (*engine)->Run();
-  stop = true;
-  for (auto& t : sites) t.join();
-  EXPECT_EQ(run.code(), absl::StatusCode::kResourceExhausted) << run;
-  EXPECT_THAT(std::string(run.message()), HasSubstr("rounds.max_attempts"));
-  EXPECT_EQ(EventsOf(o, audit_events::kRoundPlanned).size(), 2u);
-  EXPECT_EQ(EventsOf(o, audit_events::kRoundAbandoned).size(), 1u);
+  const std::vector<std::string> planned = EventsOf(o, audit_events::kRoundPlanned);
+  ASSERT_EQ(planned.size(), 3u);
+  EXPECT_THAT(planned[2], HasSubstr("\"attempt\":2"));  // the restart's plan is the third
+  EXPECT_EQ(EventsOf(o, audit_events::kRoundAbandoned).size(), 2u);
   EXPECT_EQ(EventsOf(o, audit_events::kAggregateReleased).size(), 0u);
 }
 
