@@ -58,4 +58,14 @@ inline std::pair<std::string, v1::TransferHeader> PlainUpdate(RoundEngine& engin
   return {bytes, header};
 }
 
+// An evaluation report the engine accepts: 10 examples, accuracy 0.5, loss 1.
+inline v1::MetricsReport PlausibleReport(uint64_t round) {
+  v1::MetricsReport r;
+  r.set_round(round);
+  r.set_num_examples(10);
+  r.set_accuracy(0.5);
+  r.set_loss(1.0);
+  return r;
+}
+
 }  // namespace hansa::testing

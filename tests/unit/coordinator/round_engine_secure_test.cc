@@ -73,12 +73,7 @@ void RunSecureSite(RoundEngine* engine, const std::string& name, float delta,
       if (plan.round() == 1) seen->kinds[plan.attempt()].insert(task->kind());
     }
     if (task->kind() == v1::Task::EVALUATE) {
-      v1::MetricsReport r;
-      r.set_round(plan.round());
-      r.set_num_examples(10);
-      r.set_accuracy(0.5);
-      r.set_loss(1.0);
-      (void)engine->ReportMetrics(name, r);
+      (void)engine->ReportMetrics(name, testing::PlausibleReport(plan.round()));
       continue;
     }
     if (answered != PlanSha256(plan)) {
@@ -270,10 +265,6 @@ TEST(RoundEngineSecureTest, ASiteUploadsOneUpdatePerAttempt) {
     }
   } driver{e, {}, {}};
   driver.thread = std::thread([&] { driver.run = e.Run(); });
-  v1::MetricsReport report;
-  report.set_num_examples(10);
-  report.set_accuracy(0.5);
-  report.set_loss(1.0);
   for (const char* s : {"a", "b"}) {  // round 0's evaluation
     auto eval = AwaitTask(e, s, v1::Task::EVALUATE);
     ASSERT_TRUE(eval.ok()) << eval.status();
@@ -281,8 +272,7 @@ TEST(RoundEngineSecureTest, ASiteUploadsOneUpdatePerAttempt) {
     stray.set_round(eval->plan().round());
     stray.set_stage(v1::Task::EVALUATE);
     EXPECT_EQ(e.SubmitSecAgg(s, stray).code(), absl::StatusCode::kFailedPrecondition);
-    report.set_round(eval->plan().round());
-    ASSERT_TRUE(e.ReportMetrics(s, report).ok());
+    ASSERT_TRUE(e.ReportMetrics(s, testing::PlausibleReport(eval->plan().round())).ok());
   }
   auto task = AwaitTask(e, "a", v1::Task::TRAIN);
   ASSERT_TRUE(task.ok()) << task.status();
@@ -318,8 +308,7 @@ TEST(RoundEngineSecureTest, ASiteUploadsOneUpdatePerAttempt) {
   for (const char* s : {"a", "b"}) {
     auto eval = AwaitTask(e, s, v1::Task::EVALUATE);
     ASSERT_TRUE(eval.ok()) << eval.status();
-    report.set_round(eval->plan().round());
-    ASSERT_TRUE(e.ReportMetrics(s, report).ok());
+    ASSERT_TRUE(e.ReportMetrics(s, testing::PlausibleReport(eval->plan().round())).ok());
   }
   driver.thread.join();
   ASSERT_TRUE(driver.run.ok()) << driver.run;
@@ -344,12 +333,7 @@ TEST(RoundEngineSecureTest, ARoundReplannedAfterARestartIsARetryWithItsOwnSeed) 
     std::thread driver([&] { run = e.Run(); });
     auto eval = e.NextTask("a", absl::Seconds(5));
     if (eval.ok() && eval->kind() == v1::Task::EVALUATE) {  // round 0, the first time only
-      v1::MetricsReport report;
-      report.set_round(0);
-      report.set_num_examples(10);
-      report.set_accuracy(0.5);
-      report.set_loss(1.0);
-      EXPECT_TRUE(e.ReportMetrics("a", report).ok());
+      EXPECT_TRUE(e.ReportMetrics("a", testing::PlausibleReport(0)).ok());
     }
     auto train = AwaitTask(e, "a", v1::Task::TRAIN);
     e.Shutdown();
