@@ -290,7 +290,7 @@ Status SiteSession::Consent(const v1::Task& task) {
   if (task.has_audit_head()) {
     shown = AuditAnchor{
         static_cast<int64_t>(std::min<uint64_t>(task.audit_head().records(), INT64_MAX)),
-        task.audit_head().sha256()};
+        task.audit_head().sha256(), task.audit_head().signature()};
   }
   RETURN_IF_ERROR(Annotate(
       egress_

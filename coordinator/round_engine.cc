@@ -588,9 +588,10 @@ StatusOr<v1::Task> RoundEngine::NextTask(const std::string& site, absl::Duration
       task.set_kind(TaskKind(phase_));
       *task.mutable_plan() = plan_;
       if (options_.audit) {  // the site keeps it with its answer (reconcile.h)
-        AuditAnchor head = options_.audit->anchor();
+        ASSIGN_OR_RETURN(AuditAnchor head, options_.audit->SignedAnchor());
         task.mutable_audit_head()->set_records(static_cast<uint64_t>(head.records));
         task.mutable_audit_head()->set_sha256(head.sha256);
+        task.mutable_audit_head()->set_signature(head.signature);
       }
       auto payload = payloads_.find(site);
       if (payload != payloads_.end()) task.set_payload(payload->second);

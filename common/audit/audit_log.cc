@@ -143,7 +143,15 @@ std::string AuditLog::head() const {
 
 AuditAnchor AuditLog::anchor() const {
   absl::MutexLock lock(&mu_);
-  return {next_seq_, head_};
+  return {next_seq_, head_, {}};
+}
+
+StatusOr<AuditAnchor> AuditLog::SignedAnchor() const {
+  AuditAnchor anchor = this->anchor();
+  ASSIGN_OR_RETURN(std::string signature,
+                   key_.Sign(AuditAnchorStatement(anchor.records, anchor.sha256)));
+  anchor.signature = absl::BytesToHexString(signature);
+  return anchor;
 }
 
 StatusOr<int64_t> AuditLog::Append(std::string_view event, nlohmann::json fields) {

@@ -80,6 +80,9 @@ class AuditLog {
   // size() and head() read together: the log's current head, as the coordinator shows it to
   // sites with each task (Task.audit_head).
   AuditAnchor anchor() const ABSL_LOCKS_EXCLUDED(mu_);
+  // anchor() with its signature by the log's key (AuditAnchorStatement), for showing to
+  // others: reconcile checks a site's kept head against the coordinator's certificate.
+  StatusOr<AuditAnchor> SignedAnchor() const ABSL_LOCKS_EXCLUDED(mu_);
   // Bytes of an unterminated last line that Open() removed (0 normally).
   int64_t torn_tail_bytes() const { return torn_tail_bytes_; }
 

@@ -126,6 +126,17 @@ static void AddCoordinatorHead(const std::optional<AuditAnchor>& head, json& fie
     sha256 = "invalid:" + absl::BytesToHexString(sha256.substr(0, 64));
   }
   fields[ev::kCoordinatorAuditHead] = {{"records", head->records}, {"sha256", sha256}};
+  if (!head->signature.empty()) {
+    // Kept as shown; a signature that is not hex is kept visibly so and fails reconcile.
+    const bool hex = head->signature.size() <= 1024 &&
+                     head->signature.find_first_not_of("0123456789abcdef") == std::string::npos;
+    fields[ev::kCoordinatorAuditHead]["signature"] =
+        hex ? head->signature : "invalid:" + absl::BytesToHexString(head->signature.substr(0, 64));
+  }
+}
+
+std::string AuditAnchorStatement(int64_t records, const std::string& sha256) {
+  return absl::StrCat("hansa/audit-head/v1\n", records, "\n", sha256);
 }
 
 AuditEvent PlanAccepted(int64_t round, const std::string& plan_sha256,

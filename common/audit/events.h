@@ -64,7 +64,14 @@ struct AuditEvent {
 struct AuditAnchor {
   int64_t records = 0;
   std::string sha256;
+  // Lowercase hex: the log writer's signature over AuditAnchorStatement(records, sha256), so a
+  // site that keeps the anchor can show it was the coordinator's, and cannot make one up.
+  // Empty when not signed.
+  std::string signature;
 };
+
+// What the writer of a log signs when it shows its head (AuditLog::SignedAnchor).
+std::string AuditAnchorStatement(int64_t records, const std::string& sha256);
 
 namespace audit_events {
 

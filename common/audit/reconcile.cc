@@ -3,10 +3,13 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/audit/events.h"
 #include "common/audit/verify.h"
+#include "common/pki/certificate.h"
+#include "common/pki/key.h"
 
 namespace hansa {
 namespace {
@@ -47,11 +50,30 @@ std::vector<std::string> LineDigests(const std::vector<AuditRecord>& records) {
   return digests;
 }
 
-// The coordinator_audit_head entries of the ledger against the coordinator's log.
+// OK when `head` carries the coordinator's signature over its records and sha256.
+Status CheckHeadSignature(const nlohmann::json& head, const StatusOr<PublicKey>& coordinator) {
+  RETURN_IF_ERROR(coordinator.status());
+  const std::string signature = StringField(head, "signature");
+  if (signature.empty() || signature.size() % 2 != 0 ||
+      signature.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return absl::InvalidArgumentError("it carries no signature of the coordinator");
+  }
+  return coordinator->Verify(
+      AuditAnchorStatement(IntField(head, "records"), StringField(head, "sha256")),
+      absl::HexStringToBytes(signature));
+}
+
+// The coordinator_audit_head entries of the ledger against the coordinator's log. Only a head
+// the coordinator signed counts: a site cannot make one up to have the log look cut.
 void CheckHeads(const std::vector<AuditRecord>& coordinator, const std::vector<AuditRecord>& egress,
                 ReconcileResult& result) {
   const std::vector<std::string> digests = LineDigests(coordinator);
   const auto size = static_cast<int64_t>(coordinator.size());
+  StatusOr<PublicKey> coordinator_key = absl::FailedPreconditionError("the log has no records");
+  if (!coordinator.empty()) {
+    StatusOr<Certificate> cert = Certificate::FromPem(coordinator.front().certificate_pem);
+    coordinator_key = cert.ok() ? cert->GetPublicKey() : StatusOr<PublicKey>(cert.status());
+  }
   const AuditRecord* beyond = nullptr;  // the highest head past the log's end
   int64_t beyond_count = 0;
   for (const AuditRecord& r : egress) {
@@ -62,6 +84,16 @@ void CheckHeads(const std::vector<AuditRecord>& coordinator, const std::vector<A
     const int64_t records = IntField(*head, "records");
     const std::string sha = StringField(*head, "sha256");
     const int64_t round = IntField(r.fields, "round");
+    if (Status signed_by = CheckHeadSignature(*head, coordinator_key); !signed_by.ok()) {
+      result.differences.push_back(
+          {ReconcileDifference::Kind::kUnsignedHead, round,
+           absl::StrCat("round ", round, ": site ", result.site,
+                        "'s ledger names a coordinator audit head (", records,
+                        " records ending in ", sha, ", ledger seq ", r.seq,
+                        ") that is not the coordinator's: ", signed_by.message(),
+                        "; it says nothing about the coordinator's log")});
+      continue;
+    }
     if (records > size) {
       ++beyond_count;
       if (beyond == nullptr ||
@@ -115,6 +147,8 @@ std::string ReconcileKindName(ReconcileDifference::Kind kind) {
       return "truncated";
     case ReconcileDifference::Kind::kHeadMismatch:
       return "head_mismatch";
+    case ReconcileDifference::Kind::kUnsignedHead:
+      return "unsigned_head";
   }
   return "unknown";
 }

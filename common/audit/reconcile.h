@@ -36,6 +36,7 @@ struct ReconcileDifference {
     kSizeMismatch,      // same digest, different size
     kTruncated,         // the coordinator's log ends before a head the site was shown
     kHeadMismatch,      // the coordinator's log holds another record where the site saw a head
+    kUnsignedHead,      // a head in the site's ledger without the coordinator's valid signature
   };
   Kind kind;
   int64_t round = -1;  // -1 when the difference is not about a round
@@ -43,7 +44,7 @@ struct ReconcileDifference {
 };
 
 // "identity", "not_in_ledger", "not_at_coordinator", "size_mismatch", "truncated",
-// "head_mismatch".
+// "head_mismatch", "unsigned_head".
 std::string ReconcileKindName(ReconcileDifference::Kind kind);
 
 struct ReconcileResult {

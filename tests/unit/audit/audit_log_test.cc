@@ -398,6 +398,16 @@ TEST(AuditLogTest, AnchorIsTheCountAndTheLastLinesDigest) {
   std::vector<std::string> lines = Lines(*ReadFile(dir + "/audit.jsonl"));
   EXPECT_EQ(log->anchor().records, 2);
   EXPECT_EQ(log->anchor().sha256, LineDigest(lines[1]));
+  // Signed, the anchor verifies with the log's certificate and with no other statement.
+  auto signed_anchor = log->SignedAnchor();
+  ASSERT_TRUE(signed_anchor.ok()) << signed_anchor.status();
+  EXPECT_EQ(signed_anchor->records, 2);
+  EXPECT_EQ(signed_anchor->sha256, LineDigest(lines[1]));
+  auto key = Fed().coordinator().cert.GetPublicKey();
+  ASSERT_TRUE(key.ok()) << key.status();
+  const std::string signature = absl::HexStringToBytes(signed_anchor->signature);
+  EXPECT_TRUE(key->Verify(AuditAnchorStatement(2, signed_anchor->sha256), signature).ok());
+  EXPECT_FALSE(key->Verify(AuditAnchorStatement(3, signed_anchor->sha256), signature).ok());
 }
 
 TEST(AuditLogTest, ReopeningContinuesTheSameChain) {

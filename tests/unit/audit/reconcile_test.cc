@@ -1,5 +1,8 @@
 #include "common/audit/reconcile.h"
 
+#include <filesystem>
+
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -17,6 +20,7 @@ using ::hansa::testing::Identity;
 using ::hansa::testing::MakeTempDir;
 using ::hansa::testing::TestFederation;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using Kind = ReconcileDifference::Kind;
 
 const TestFederation& Fed() { return TestFederation::Get(); }
@@ -154,10 +158,20 @@ TEST_F(ReconcileTest, SiteAdmittedUnderAnotherCertificateIsADifference) {
   EXPECT_EQ(result.differences[0].kind, Kind::kIdentity);
 }
 
-// The coordinator's log as it stood after its first `records` lines.
+// `anchor` signed by `who`, as AuditLog::SignedAnchor signs it.
+AuditAnchor SignedBy(AuditAnchor anchor, const Identity& who) {
+  auto signature = who.Key().Sign(AuditAnchorStatement(anchor.records, anchor.sha256));
+  EXPECT_TRUE(signature.ok()) << signature.status();
+  anchor.signature = absl::BytesToHexString(*signature);
+  return anchor;
+}
+
+// The coordinator's log as it stood after its first `records` lines, as the coordinator shows
+// it to a site (signed).
 AuditAnchor HeadAfter(const std::string& path, size_t records) {
   std::vector<std::string> lines = absl::StrSplit(*ReadFile(path), '\n', absl::SkipEmpty());
-  return {static_cast<int64_t>(records), LineDigest(lines.at(records - 1))};
+  return SignedBy({static_cast<int64_t>(records), LineDigest(lines.at(records - 1)), {}},
+                  Fed().coordinator());
 }
 
 // Keeps the first `records` lines of the log.
@@ -202,7 +216,8 @@ TEST_F(ReconcileTest, CoordinatorLogCutBelowAHeadASiteWasShownIsTruncated) {
 TEST_F(ReconcileTest, HeadTheCoordinatorLogDoesNotHoldIsAMismatch) {
   Write(coordinator_, Fed().coordinator(), CoordinatorEvents());
   std::vector<AuditEvent> ledger = LedgerEvents();
-  ledger[1] = PlanAccepted(1, Digest("plan1"), AuditAnchor{2, Digest("another log")});
+  ledger[1] = PlanAccepted(1, Digest("plan1"),
+                           SignedBy({2, Digest("another log"), {}}, Fed().coordinator()));
   Write(egress_, Fed().site("berlin"), ledger);
   ReconcileResult result = Run();
   ASSERT_EQ(result.differences.size(), 1u) << result.ToText();
@@ -211,6 +226,32 @@ TEST_F(ReconcileTest, HeadTheCoordinatorLogDoesNotHoldIsAMismatch) {
   EXPECT_THAT(result.differences[0].description,
               HasSubstr(absl::StrCat("record seq 1 of the log has SHA-256 ",
                                      HeadAfter(coordinator_, 2).sha256)));
+}
+
+// A site cannot frame the coordinator: a head it made up itself, unsigned or signed with its own
+// key, is named as not the coordinator's and does not make the log look cut or rewritten.
+TEST_F(ReconcileTest, HeadTheCoordinatorDidNotSignIsNotEvidenceAgainstItsLog) {
+  Write(coordinator_, Fed().coordinator(), CoordinatorEvents());
+  const AuditAnchor far{50, Digest("a log fifty records long"), {}};
+  std::vector<AuditEvent> ledger = LedgerEvents();
+  ledger[1] = PlanAccepted(1, Digest("plan1"), far);
+  ledger[4] = PlanAccepted(2, Digest("plan2"), SignedBy(far, Fed().site("berlin")));
+  Write(egress_, Fed().site("berlin"), ledger);
+  ReconcileResult result = Run();
+  EXPECT_EQ(result.heads_shown, 2);
+  EXPECT_EQ(result.heads_confirmed, 0);
+  ASSERT_EQ(result.differences.size(), 2u) << result.ToText();
+  for (const ReconcileDifference& d : result.differences) {
+    EXPECT_EQ(d.kind, Kind::kUnsignedHead) << d.description;
+    EXPECT_THAT(d.description, HasSubstr("is not the coordinator's"));
+  }
+  EXPECT_THAT(result.differences[0].description, HasSubstr("no signature of the coordinator"));
+  EXPECT_THAT(result.ToText(), Not(HasSubstr("truncated")));
+  // The same head signed by the coordinator is evidence: the log is shorter than it.
+  ledger[4] = PlanAccepted(2, Digest("plan2"), SignedBy(far, Fed().coordinator()));
+  std::filesystem::remove(egress_);
+  Write(egress_, Fed().site("berlin"), ledger);
+  EXPECT_THAT(Run().ToText(), HasSubstr("truncated: "));
 }
 
 TEST_F(ReconcileTest, LogsMustVerifyAndHaveTheirRoles) {

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <string>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/audit/audit_log.h"
 #include "common/audit/verify.h"
@@ -164,8 +165,13 @@ json CheckOf(const json& report, const std::string& name) {
 
 // Berlin's egress ledger for the synthetic state: its three uploads, and the coordinator's audit
 // head it was shown with its last plan (`head`).
-std::string WriteBerlinLedger(const std::string& root, const AuditAnchor& head) {
+// Berlin's ledger, with `head` kept as the coordinator showed it (signed).
+std::string WriteBerlinLedger(const std::string& root, AuditAnchor head) {
   auto digest = [](const std::string& s) { return ToHex(Sha256(s)); };
+  auto signature = TestFederation::Get().coordinator().Key().Sign(
+      AuditAnchorStatement(head.records, head.sha256));
+  EXPECT_TRUE(signature.ok()) << signature.status();
+  head.signature = absl::BytesToHexString(*signature);
   std::string path = root + "/berlin-egress.jsonl";
   const auto& berlin = TestFederation::Get().site("berlin");
   auto log = AuditLog::Open(path, berlin.Key(), berlin.cert);
@@ -208,7 +214,7 @@ TEST(ReportTest, SaysWhichChecksItCouldMake) {
   auto summary = VerifyAuditLog(audit, TestFederation::Get().ca());
   ASSERT_TRUE(summary.ok()) << summary.status();
   options.coordinator_fingerprint = TestFederation::Get().coordinator().cert.Sha256Fingerprint();
-  options.egress_ledgers = {WriteBerlinLedger(root, {summary->records, summary->head})};
+  options.egress_ledgers = {WriteBerlinLedger(root, {summary->records, summary->head, {}})};
   r = BuildReport(options);
   ASSERT_TRUE(r.ok()) << r.status();
   for (const json& c : (*r)["checks"]) EXPECT_EQ(c["passed"], true) << c.dump();
