@@ -295,9 +295,17 @@ Status RoundEngine::NextRoundFits() const {
   return absl::OkStatus();
 }
 
-Status RoundEngine::SpendPrivacy(int64_t round) {
-  // Spent once the aggregate exists, before it is published. A round run again after a crash
-  // in between was recorded the first time; that record stands (InvalidArgument: recorded).
+Status RoundEngine::SpendPrivacy(int64_t round, int64_t attempt) {
+  // Spent once the aggregate exists, before anything else is done with it. Every attempt that
+  // produced one is an entry of its own (a retry is a new contribution, and its sum a new
+  // release), also when the round runs again after a crash; only the same attempt booked twice
+  // is recorded once (InvalidArgument: recorded).
+  if (attempt < 1 || attempt >= kLedgerAttempts) {
+    return absl::InternalError(absl::StrCat("round ", round, " attempt ", attempt,
+                                            " cannot be booked: attempts run from 1 to ",
+                                            kLedgerAttempts - 1));
+  }
+  const int64_t entry = round * kLedgerAttempts + attempt;
   struct Guarantee {
     std::optional<PrivacyLedger>* ledger;
     const std::vector<double>* rdp;
@@ -309,11 +317,12 @@ Status RoundEngine::SpendPrivacy(int64_t round) {
         Guarantee{&record_ledger_, &record_rdp_, "dp_sgd", "record-level"}}) {
     if (!g.ledger->has_value()) continue;
     PrivacyLedger& ledger = **g.ledger;
-    Status spent = ledger.Record(round, g.mechanism, *g.rdp);
+    Status spent = ledger.Record(entry, g.mechanism, *g.rdp);
     if (!spent.ok() && !absl::IsInvalidArgument(spent)) return spent;
     const auto total = ledger.Spent();
     AuditEvent event = PrivacySpentEvent(round, total.epsilon, total.delta);
     event.fields["guarantee"] = g.name;
+    event.fields["attempt"] = attempt;
     RETURN_IF_ERROR(Record(event));
     spdlog::info("round {}: {} privacy spent so far: epsilon {:.4g} at delta {:g}", round, g.name,
                  total.epsilon, total.delta);
@@ -947,6 +956,7 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::PlaintextAttempt(absl::
     RETURN_IF_ERROR(AddCentralGaussianNoise(sum, ddg_.clip_norm, ddg_.noise_multiplier, source));
     for (size_t i = 0; i < mean.size(); ++i) mean[i] = static_cast<float>(sum[i] / n);
   }
+  RETURN_IF_ERROR(SpendPrivacy(static_cast<int64_t>(plan_.round()), round_attempt_));
   return std::optional<std::vector<float>>(std::move(mean));
 }
 
@@ -1101,7 +1111,11 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
     }
     ClosePhase("consistency check closed");
   }
-  // Unmask.
+  // Unmask, only if the release it makes fits every budget (it is booked as soon as it exists).
+  if (Status fits = NextRoundFits(); !fits.ok()) {
+    return stop(Annotate(fits, absl::StrCat("round ", plan_.round(), " attempt ", round_attempt_,
+                                            ": not unmasking")));
+  }
   StatusOr<UnmaskRequest> request;
   {
     absl::MutexLock lock(&secagg_mu_);
@@ -1131,6 +1145,8 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
                                             "the minimum of ",
                                             MinimumSum(), "; stopping"));
   }
+  // The sum exists: a release, booked before anything else is done with it.
+  RETURN_IF_ERROR(SpendPrivacy(static_cast<int64_t>(plan_.round()), round_attempt_));
   if (ledger_) {
     // The survivors' clipped updates plus their noise, rotation and scaling undone.
     const int bits = params.ring == RingWidth::k64 ? 64 : 32;
@@ -1228,7 +1244,6 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
     }
     if (options_.secure.enabled) record.examples = secure_examples_;
     record.bytes_up = bytes_up_;
-    RETURN_IF_ERROR(SpendPrivacy(round));
     record.bytes_down = bytes_down_;
     next = global_;
   }

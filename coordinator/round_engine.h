@@ -234,8 +234,11 @@ class RoundEngine {
   Status OpenRecordPrivacy();
   // OK when one more round fits every budget, else the first budget's FailedPrecondition.
   Status NextRoundFits() const;
-  // Books `round` in every ledger, records it and logs it.
-  Status SpendPrivacy(int64_t round);
+  // Books the aggregate of `attempt` of `round` in every ledger (entry round * kLedgerAttempts
+  // + attempt), records it and logs it. Call as soon as the aggregate exists.
+  Status SpendPrivacy(int64_t round, int64_t attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Attempts of one round a ledger can tell apart; the same numbering as the sites' ledgers.
+  static constexpr int64_t kLedgerAttempts = 1000;
   Status RunTrainingRound(int64_t round);
   // One attempt at the round's aggregate: the mean update, or nullopt when too few sites
   // finished and the round must be retried.

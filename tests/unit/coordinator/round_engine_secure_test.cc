@@ -349,6 +349,68 @@ TEST(RoundEngineSecureTest, ARoundReplannedAfterARestartIsARetryWithItsOwnSeed) 
   EXPECT_NE(plans[0].training().seed(), plans[1].training().seed());
 }
 
+// A plaintext site until DONE or `stop`: accepts each plan, uploads the update `delta`.
+void RunPlainSite(RoundEngine* engine, const std::string& name, float delta,
+                  const std::atomic<bool>* stop) {
+  ASSERT_TRUE(engine->Join({name, "Org", "DE", name}).ok());
+  std::string uploaded;
+  for (int i = 0; i < 600 && !*stop; ++i) {
+    auto task = engine->NextTask(name, absl::Milliseconds(100));
+    ASSERT_TRUE(task.ok()) << task.status();
+    const v1::RoundPlan& plan = task->plan();
+    if (task->kind() == v1::Task::DONE) return;
+    if (task->kind() == v1::Task::EVALUATE) {
+      (void)engine->ReportMetrics(name, testing::PlausibleReport(plan.round()));
+    }
+    if (task->kind() != v1::Task::TRAIN || uploaded == PlanSha256(plan)) continue;
+    uploaded = PlanSha256(plan);
+    ASSERT_TRUE(engine->Accept(name, plan).ok());
+    auto [bytes, header] = testing::PlainUpdate(*engine, name, plan, delta, 100);
+    auto sink = engine->BeginUpload(name, header);
+    ASSERT_TRUE(sink.ok()) << sink.status();
+    ASSERT_TRUE((*sink)->Write(0, bytes).ok());
+    ASSERT_TRUE((*sink)->Finish().ok());
+  }
+}
+
+// Every aggregate that exists is a release and is booked, once per attempt: here a round's
+// aggregate is computed, its checkpoint cannot be written and the coordinator stops; restarted,
+// it runs the round again (attempt 2, new contributions) and books that aggregate too. Before,
+// the ledger was keyed by round, so the second release of round 1 went unbooked.
+TEST(RoundEnginePrivacyTest, EveryAggregateIsBookedAlsoWhenItsRoundRunsAgain) {
+  EngineOptions o = testing::EngineTestOptions("privacy_rerun");
+  o.upload_timeout = absl::Seconds(30);
+  o.privacy.enabled = true;
+  o.privacy.mechanism = kCentralGaussian;
+  o.privacy.clip_norm = 1.0;
+  o.privacy.noise_multiplier = 1.0;
+  o.privacy.budget = {1000.0, 1e-5};
+  // A folder where round 1's checkpoint goes: writing it fails after the aggregate exists.
+  const std::string blocker = o.state_dir + "/checkpoints/round-0001.safetensors";
+  for (bool blocked : {true, false}) {
+    if (blocked) std::filesystem::create_directories(blocker + "/x");
+    auto engine = RoundEngine::Create(o, InitialModel());
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> sites;
+    for (const char* name : {"a", "b"}) {
+      sites.emplace_back(RunPlainSite, engine->get(), name, 0.01f, &stop);
+    }
+    Status run = (*engine)->Run();
+    stop = true;
+    for (auto& t : sites) t.join();
+    if (blocked) {
+      EXPECT_FALSE(run.ok());
+      std::filesystem::remove_all(blocker);
+    } else {
+      ASSERT_TRUE(run.ok()) << run;
+    }
+  }
+  auto ledger = PrivacyLedger::Open(o.state_dir + "/privacy.json", o.privacy.budget);
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+  EXPECT_EQ(ledger->num_rounds(), 2u);
+}
+
 // Spill files of two uploads never collide, whatever names they are given.
 TEST(RoundEngineSecureTest, SpillFilesOfTwoUploadsNeverShareAFile) {
   const std::string dir = ::testing::TempDir() + "spill_unique";
