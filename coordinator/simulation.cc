@@ -189,9 +189,9 @@ StatusOr<std::vector<std::string>> MaskedUpload(const RoundContext& ctx, int ind
                                                 VirtualSite* site, const v1::RoundPlan& plan,
                                                 const std::vector<float>& update,
                                                 v1::TransferHeader* header) {
-  const std::string label = absl::StrCat(
-      "hansa simulate rounding ", Mix(ctx.config->seed, kRoundingSeed), " ", DrawKey(ctx.round, plan),
-      " ", index);
+  const std::string label =
+      absl::StrCat("hansa simulate rounding ", Mix(ctx.config->seed, kRoundingSeed), " ",
+                   DrawKey(ctx.round, plan), " ", index);
   const Sha256Digest digest = Sha256(label);
   const SecretBytes rounding_seed(std::string(digest.begin(), digest.end()));
   ASSIGN_OR_RETURN(std::vector<std::string> chunks,
@@ -226,9 +226,9 @@ Status TrainAndUpload(RoundContext* ctx, int index, VirtualSite* site, const v1:
   s.noise_seed = site->noise_seed;
   s.proximal_mu = recipe.proximal_mu;
   if (s.dp.enabled()) {
-    s.dp.randomness = std::make_shared<SeededUniformSource>(absl::StrCat(
-        "hansa simulate dp-sgd ", Mix(config.seed, kDpSeed), " ", DrawKey(ctx->round, plan), " ",
-        index));
+    s.dp.randomness = std::make_shared<SeededUniformSource>(
+        absl::StrCat("hansa simulate dp-sgd ", Mix(config.seed, kDpSeed), " ",
+                     DrawKey(ctx->round, plan), " ", index));
   }
   std::vector<float> server_c;
   if (recipe.scaffold) {
