@@ -14,7 +14,7 @@
 #include <filesystem>
 #include <string>
 
-#include "client/models.h"
+#include "common/model/models.h"
 #include "coordinator/simulation.h"
 #include "spdlog/spdlog.h"
 

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "client/data.h"
-#include "client/trainer.h"
+#include "client/train/trainer.h"
 
 namespace hansa {
 namespace {

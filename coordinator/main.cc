@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
-#include "client/models.h"
+#include "common/model/models.h"
 #include "common/audit/audit_log.h"
 #include "common/crypto/sha256.h"
 #include "common/fileio/fileio.h"

@@ -1,5 +1,5 @@
 // Record-level differential privacy of a federation: the DP-SGD parameters every site trains
-// with (client/trainer.h RecordDpSettings) and how they are derived from a budget. Shared by
+// with (client/train/trainer.h RecordDpSettings) and how they are derived from a budget. Shared by
 // the coordinator's round engine and hansa simulate, so both plan the same mechanism.
 #pragma once
 

@@ -1,7 +1,7 @@
 // A data-parallel site over torch's ProcessGroupGloo on loopback: this process is rank 0,
 // a real `hansa-client --rank 1` is the other rank. Two ranks must train exactly like one
 // process on the same data order (up to floating-point summation order).
-#include "client/data_parallel.h"
+#include "client/train/data_parallel.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/site_config.h"
-#include "client/trainer.h"
+#include "client/train/trainer.h"
 #include "tests/integration/harness.h"
 #include "tests/support/vectors.h"
 

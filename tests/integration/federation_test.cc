@@ -15,7 +15,7 @@
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
-#include "client/models.h"
+#include "common/model/models.h"
 
 #include "common/net/tls.h"
 #include "common/pki/authority.h"

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <limits>
 
-#include "client/trainer.h"
+#include "client/train/trainer.h"
 #include "tests/support/fashion_mnist.h"
 #include "tests/support/vectors.h"
 

@@ -1,4 +1,4 @@
-#include "client/trainer.h"
+#include "client/train/trainer.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

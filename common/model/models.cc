@@ -1,4 +1,4 @@
-#include "client/models.h"
+#include "common/model/models.h"
 
 #include <cmath>
 

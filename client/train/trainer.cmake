@@ -1,17 +1,9 @@
-# Site-side data loading and training. hansa_data and hansa_models are free of LibTorch (tools
-# and the coordinator may link them); hansa_trainer is the only target that compiles torch code.
-hansa_library(hansa_data
-  SOURCES ${CMAKE_CURRENT_LIST_DIR}/data.cc
-  DEPS hansa_status hansa_fileio ZLIB::ZLIB absl::strings absl::str_format)
-
-hansa_library(hansa_models
-  SOURCES ${CMAKE_CURRENT_LIST_DIR}/models.cc
-  DEPS hansa_status hansa_tensor absl::strings)
-
+# Site-side training: hansa_trainer is the only target that compiles torch code. The model
+# layouts it trains (hansa_model) and the data it reads (hansa_data) are torch-free.
 hansa_library(hansa_trainer
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/trainer.cc ${CMAKE_CURRENT_LIST_DIR}/models_torch.cc
           ${CMAKE_CURRENT_LIST_DIR}/data_parallel.cc ${CMAKE_CURRENT_LIST_DIR}/nccl_group.cc
-  DEPS hansa_data hansa_models hansa_tensor hansa_privacy hansa_status absl::strings
+  DEPS hansa_data hansa_model hansa_tensor hansa_privacy hansa_status absl::strings
        nlohmann_json::nlohmann_json spdlog::spdlog)
 # Torch stays PRIVATE: users of trainer.h get neither its include paths nor its flags, only
 # its libraries at link time (PRIVATE deps of a static library still propagate for linking).

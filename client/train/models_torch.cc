@@ -1,12 +1,12 @@
 // The built-in models as LibTorch modules. Parameter names and order must equal
-// BuiltinModelLayout() (models.cc); Trainer::Create checks that they do.
+// BuiltinModelLayout() (common/model/models.cc); Trainer::Create checks that they do.
 #include <torch/nn/functional.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 
 #include "absl/strings/str_cat.h"
-#include "client/internal/torch_models.h"
-#include "client/models.h"
+#include "client/train/internal/torch_models.h"
+#include "common/model/models.h"
 
 namespace hansa::internal {
 namespace {

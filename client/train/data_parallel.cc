@@ -1,6 +1,6 @@
 // c10d process groups for data-parallel sites: a TCPStore rendezvous (rank 0 serves it), Gloo
 // or NCCL for the collectives, and the store for rank 0's commands to the other ranks.
-#include "client/data_parallel.h"
+#include "client/train/data_parallel.h"
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -13,9 +13,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "client/internal/nccl_group.h"
-#include "client/internal/torch_group.h"
-#include "client/trainer.h"
+#include "client/train/internal/nccl_group.h"
+#include "client/train/internal/torch_group.h"
+#include "client/train/trainer.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 

@@ -1,7 +1,7 @@
 // The built-in model architectures, described without LibTorch: their tensor layouts and
 // deterministic initial weights. The coordinator and tools can create and check a global
 // model from these without linking LibTorch; the torch modules that train them live in
-// models_torch.cc and are checked against these layouts when a Trainer is created.
+// client/train/models_torch.cc and are checked against these layouts when a Trainer is created.
 #pragma once
 
 #include <cstdint>

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "client/data_parallel.h"
+#include "client/train/data_parallel.h"
 #include "common/status/status.h"
 
 namespace hansa::internal {

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "client/data.h"
-#include "client/data_parallel.h"
-#include "client/models.h"
+#include "client/train/data_parallel.h"
+#include "common/model/models.h"
 #include "common/privacy/uniform_source.h"
 #include "common/status/status.h"
 #include "common/tensor/tensor.h"

@@ -1,6 +1,6 @@
 // Trainer on LibTorch. Data sets are converted to tensors once per call (one copy, on the
 // training device); batches are gathered with index_select, never per example.
-#include "client/trainer.h"
+#include "client/train/trainer.h"
 
 #include <torch/autograd.h>
 #include <torch/cuda.h>
@@ -20,8 +20,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "client/internal/torch_group.h"
-#include "client/internal/torch_models.h"
+#include "client/train/internal/torch_group.h"
+#include "client/train/internal/torch_models.h"
 #include "client/seeded_random.h"
 #include "common/privacy/central_gaussian.h"
 #include "nlohmann/json.hpp"

@@ -1,4 +1,4 @@
-#include "client/internal/nccl_group.h"
+#include "client/train/internal/nccl_group.h"
 
 #ifdef HANSA_WITH_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
