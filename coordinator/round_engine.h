@@ -31,6 +31,7 @@
 #include "common/tensor/safetensors.h"
 #include "common/tensor/tensor.h"
 #include "coordinator/aggregator.h"
+#include "coordinator/change_signal.h"
 #include "coordinator/state_store.h"
 #include "coordinator/strategy.h"
 #include "hansa/v1/hansa.pb.h"
@@ -205,6 +206,12 @@ class RoundEngine {
   // fatal error. Call from one thread.
   Status Run();
   void Shutdown();
+  // Calls `listener` (null: none) after every change that can alter a NextTask answer, under
+  // the engine's lock: it must be quick and must not call the engine. How the gRPC service
+  // wakes its parked long-polls without a thread per poll (service.h).
+  void SetChangeListener(std::function<void()> listener) {
+    changed_.set_listener(std::move(listener));
+  }
 
   // For tests and the service.
   int64_t completed_round() const;
@@ -295,7 +302,7 @@ class RoundEngine {
   std::optional<PrivacyLedger> record_ledger_;
 
   mutable absl::Mutex mu_;
-  absl::CondVar changed_;
+  ChangeSignal changed_;  // a CondVar that also tells SetChangeListener's listener
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kIdle;
   int64_t completed_round_ ABSL_GUARDED_BY(mu_) = -1;
