@@ -237,31 +237,41 @@ StatusOr<std::unique_ptr<RoundEngine>> RoundEngine::Create(const EngineOptions& 
 }
 
 Status RoundEngine::OpenPrivacy(int64_t dimension) {
-  RETURN_IF_ERROR(OpenRecordPrivacy());
+  PrivacyAccounts::Options ledgers;
+  v1::RoundPlan priced;  // what every plan announces, priced once
   const PrivacyOptions& p = options_.privacy;
-  if (!p.enabled) return absl::OkStatus();
-  ddg_.dimension = dimension;
-  ddg_.clip_norm = p.clip_norm;
-  ddg_.granularity = p.granularity;
-  ddg_.noise_multiplier = p.noise_multiplier;
-  ddg_.min_survivors = p.min_survivors > 0 ? p.min_survivors : options_.min_sites;
-  if (p.mechanism == kDistributedDiscreteGaussian) {
-    RETURN_IF_ERROR(Annotate(ddg_.Validate(), "[privacy]"));
-  } else if (p.mechanism != kCentralGaussian) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown privacy mechanism '", p.mechanism, "'"));
+  if (p.enabled) {
+    ddg_.dimension = dimension;
+    ddg_.clip_norm = p.clip_norm;
+    ddg_.granularity = p.granularity;
+    ddg_.noise_multiplier = p.noise_multiplier;
+    ddg_.min_survivors = p.min_survivors > 0 ? p.min_survivors : options_.min_sites;
+    if (p.mechanism == kDistributedDiscreteGaussian) {
+      RETURN_IF_ERROR(Annotate(ddg_.Validate(), "[privacy]"));
+    } else if (p.mechanism != kCentralGaussian) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown privacy mechanism '", p.mechanism, "'"));
+    }
+    SetPrivacyPlan(ddg_, p.budget.delta, &privacy_plan_, p.mechanism.c_str());
+    *priced.mutable_privacy() = privacy_plan_;
+    ledgers.client = PrivacyAccounts::LedgerSpec{options_.state_dir + "/privacy.json", p.budget};
   }
-  SetPrivacyPlan(ddg_, p.budget.delta, &privacy_plan_, p.mechanism.c_str());
-  ASSIGN_OR_RETURN(round_rdp_, RoundRdpOfPlan(privacy_plan_, dimension));
-  ASSIGN_OR_RETURN(PrivacyLedger ledger,
-                   PrivacyLedger::Open(options_.state_dir + "/privacy.json", p.budget));
-  ledger_ = std::move(ledger);
+  const RecordPrivacyOptions& r = options_.record_privacy;
+  if (r.enabled) {
+    RETURN_IF_ERROR(ResolveRecordPlan());
+    *priced.mutable_record_privacy() = record_plan_;
+    ledgers.record =
+        PrivacyAccounts::LedgerSpec{options_.state_dir + "/record_privacy.json", r.budget};
+  }
+  StatusOr<RoundPrivacyCost> cost = PrivacyAccounts::Price(priced, dimension);
+  RETURN_IF_ERROR(Annotate(cost.status(), "[privacy] / [record_privacy]"));
+  round_cost_ = *std::move(cost);
+  ASSIGN_OR_RETURN(accounts_, PrivacyAccounts::Open(ledgers));
   return absl::OkStatus();
 }
 
-Status RoundEngine::OpenRecordPrivacy() {
+Status RoundEngine::ResolveRecordPlan() {
   const RecordPrivacyOptions& r = options_.record_privacy;
-  if (!r.enabled) return absl::OkStatus();
   StatusOr<RecordPrivacyParams> resolved =
       ResolveRecordPrivacy(r, static_cast<int>(options_.training.epochs()), options_.rounds);
   RETURN_IF_ERROR(Annotate(resolved.status(), "[record_privacy]"));
@@ -278,56 +288,24 @@ Status RoundEngine::OpenRecordPrivacy() {
   record_plan_.set_sampling_rate(p.sampling_rate);
   record_plan_.set_steps(static_cast<uint32_t>(p.steps));
   record_plan_.set_delta(p.delta);
-  StatusOr<std::vector<double>> rdp = RecordRoundRdp(record_plan_);
-  RETURN_IF_ERROR(Annotate(rdp.status(), "[record_privacy]"));
-  record_rdp_ = *std::move(rdp);
-  ASSIGN_OR_RETURN(PrivacyLedger ledger,
-                   PrivacyLedger::Open(options_.state_dir + "/record_privacy.json", r.budget));
-  record_ledger_ = std::move(ledger);
   return absl::OkStatus();
 }
 
-Status RoundEngine::NextRoundFits() const {
-  if (ledger_) RETURN_IF_ERROR(Annotate(ledger_->CheckFits(round_rdp_), "client-level"));
-  if (record_ledger_) {
-    RETURN_IF_ERROR(Annotate(record_ledger_->CheckFits(record_rdp_), "record-level"));
-  }
-  return absl::OkStatus();
-}
+Status RoundEngine::NextRoundFits() const { return accounts_->CheckFits(round_cost_); }
 
 Status RoundEngine::SpendPrivacy(int64_t round, int64_t attempt) {
   // Spent once the aggregate exists, before anything else is done with it. Every attempt that
   // produced one is an entry of its own (a retry is a new contribution, and its sum a new
   // release), also when the round runs again after a crash; only the same attempt booked twice
-  // is recorded once (InvalidArgument: recorded).
-  if (attempt < 1 || attempt >= kLedgerAttempts) {
-    return absl::InternalError(absl::StrCat("round ", round, " attempt ", attempt,
-                                            " cannot be booked: attempts run from 1 to ",
-                                            kLedgerAttempts - 1));
-  }
-  const int64_t entry = round * kLedgerAttempts + attempt;
-  struct Guarantee {
-    std::optional<PrivacyLedger>* ledger;
-    const std::vector<double>* rdp;
-    std::string mechanism;
-    const char* name;
-  };
-  for (const Guarantee& g :
-       {Guarantee{&ledger_, &round_rdp_, options_.privacy.mechanism, "client-level"},
-        Guarantee{&record_ledger_, &record_rdp_, "dp_sgd", "record-level"}}) {
-    if (!g.ledger->has_value()) continue;
-    PrivacyLedger& ledger = **g.ledger;
-    Status spent = ledger.Record(entry, g.mechanism, *g.rdp);
-    if (!spent.ok() && !absl::IsInvalidArgument(spent)) return spent;
-    const auto total = ledger.Spent();
-    AuditEvent event = PrivacySpentEvent(round, total.epsilon, total.delta);
-    event.fields["guarantee"] = g.name;
+  // is recorded once.
+  return accounts_->Book(round, attempt, round_cost_, [&](AuditEvent event) -> Status {
     event.fields["attempt"] = attempt;
     RETURN_IF_ERROR(Record(event));
-    spdlog::info("round {}: {} privacy spent so far: epsilon {:.4g} at delta {:g}", round, g.name,
-                 total.epsilon, total.delta);
-  }
-  return absl::OkStatus();
+    spdlog::info("round {}: {} privacy spent so far: epsilon {:.4g} at delta {:g}", round,
+                 event.fields["guarantee"].get<std::string>(),
+                 event.fields["epsilon"].get<double>(), event.fields["delta"].get<double>());
+    return absl::OkStatus();
+  });
 }
 
 Status RoundEngine::Record(const AuditEvent& event) const {
@@ -704,7 +682,7 @@ StatusOr<std::unique_ptr<UploadSink>> RoundEngine::BeginUpload(const std::string
     folder = std::make_unique<SecureFolder>(this, id->second, plan_.round(), std::move(spill));
   } else {
     // Under client-level privacy every site weighs the same: the sensitivity is one update.
-    const bool central = ledger_.has_value();
+    const bool central = accounts_->client() != nullptr;
     ASSIGN_OR_RETURN(
         auto contribution,
         aggregator_->Begin(site, central ? 1.0 : static_cast<double>(header.num_examples())));
@@ -860,8 +838,8 @@ void RoundEngine::BeginPlan(int64_t round, const std::vector<std::string>& cohor
   for (const auto& s : cohort) plan_.add_cohort(s);
   plan_.set_chunk_bytes(options_.chunk_bytes);
   plan_.set_aggregation(options_.secure.enabled ? "secure" : "plaintext");
-  if (ledger_) *plan_.mutable_privacy() = privacy_plan_;
-  if (record_ledger_) *plan_.mutable_record_privacy() = record_plan_;
+  if (accounts_->client()) *plan_.mutable_privacy() = privacy_plan_;
+  if (accounts_->record()) *plan_.mutable_record_privacy() = record_plan_;
 }
 
 Status RoundEngine::RunStage(Phase phase, const std::vector<std::string>& sites,
@@ -947,7 +925,7 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::PlaintextAttempt(absl::
     return std::optional<std::vector<float>>();
   }
   ASSIGN_OR_RETURN(std::vector<float> mean, result->WeightedMean());
-  if (ledger_) {
+  if (accounts_->client()) {
     // Central Gaussian: noise on the sum of the clipped updates, then the plain mean.
     const double n = static_cast<double>(result->committed());
     std::vector<double> sum(mean.begin(), mean.end());
@@ -975,7 +953,7 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   ASSIGN_OR_RETURN(params.ring, ChooseRing(encoding));
   params.vector_length = Encoder::EncodedSize(global_.values.size());
   params.min_survivors = static_cast<uint32_t>(MinimumSum());
-  if (ledger_) {
+  if (accounts_->client()) {
     // DDG integers: each site's are bounded by the rounded norm plus its noise (12 sigma);
     // the signed sum of the cohort must fit the ring.
     params.vector_length = static_cast<uint64_t>(ddg_.PaddedDimension());
@@ -1147,7 +1125,7 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   }
   // The sum exists: a release, booked before anything else is done with it.
   RETURN_IF_ERROR(SpendPrivacy(static_cast<int64_t>(plan_.round()), round_attempt_));
-  if (ledger_) {
+  if (accounts_->client()) {
     // The survivors' clipped updates plus their noise, rotation and scaling undone.
     const int bits = params.ring == RingWidth::k64 ? 64 : 32;
     std::vector<uint64_t> words =
@@ -1185,7 +1163,7 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
 
 int RoundEngine::MinimumSum() const {
   int minimum = options_.min_sites;
-  if (ledger_) minimum = std::max(minimum, static_cast<int>(ddg_.min_survivors));
+  if (accounts_->client()) minimum = std::max(minimum, static_cast<int>(ddg_.min_survivors));
   return minimum;
 }
 
@@ -1385,13 +1363,13 @@ Status RoundEngine::RunEvaluation(int64_t round) {
     line["evaluated_on"] = static_cast<int64_t>(n);
     line["evaluation_seconds"] = absl::ToDoubleSeconds(absl::Now() - started);
     line["model_sha256"] = payload_sha256_;
-    if (ledger_) {
-      line["epsilon"] = ledger_->Spent().epsilon;
-      line["delta"] = ledger_->budget().delta;
+    if (const PrivacyLedger* client = accounts_->client()) {
+      line["epsilon"] = client->Spent().epsilon;
+      line["delta"] = client->budget().delta;
     }
-    if (record_ledger_) {
-      line["record_epsilon"] = record_ledger_->Spent().epsilon;
-      line["record_delta"] = record_ledger_->budget().delta;
+    if (const PrivacyLedger* record = accounts_->record()) {
+      line["record_epsilon"] = record->Spent().epsilon;
+      line["record_delta"] = record->budget().delta;
     }
     line["per_site"] = per_site;
     bytes_down_ = 0;

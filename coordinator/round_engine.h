@@ -22,8 +22,8 @@
 #include "common/audit/audit_log.h"
 #include "common/audit/jurisdiction.h"
 #include "common/crypto/sha256.h"
+#include "common/privacy/accounts.h"
 #include "common/privacy/ddg.h"
-#include "common/privacy/ledger.h"
 #include "common/privacy/record_privacy.h"
 #include "common/secagg/encoding.h"
 #include "common/secagg/server.h"
@@ -212,6 +212,11 @@ class RoundEngine {
   void SetChangeListener(std::function<void()> listener) {
     changed_.set_listener(std::move(listener));
   }
+  // True once Shutdown() was called: NextTask then answers WAIT at once.
+  bool shutting_down() const {
+    absl::MutexLock lock(&mu_);
+    return shutdown_;
+  }
 
   // For tests and the service.
   int64_t completed_round() const;
@@ -237,15 +242,15 @@ class RoundEngine {
 
   explicit RoundEngine(EngineOptions options);
   Status Resume(const Model& initial);
+  // Opens the privacy accounts and prices the round every plan announces.
   Status OpenPrivacy(int64_t dimension);
-  Status OpenRecordPrivacy();
+  // record_plan_ from [record_privacy], the noise multiplier resolved from the budget if unset.
+  Status ResolveRecordPlan();
   // OK when one more round fits every budget, else the first budget's FailedPrecondition.
   Status NextRoundFits() const;
-  // Books the aggregate of `attempt` of `round` in every ledger (entry round * kLedgerAttempts
-  // + attempt), records it and logs it. Call as soon as the aggregate exists.
+  // Books the aggregate of `attempt` of `round` in every ledger (PrivacyAccounts::LedgerEntry),
+  // records it and logs it. Call as soon as the aggregate exists.
   Status SpendPrivacy(int64_t round, int64_t attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Attempts of one round a ledger can tell apart; the same numbering as the sites' ledgers.
-  static constexpr int64_t kLedgerAttempts = 1000;
   Status RunTrainingRound(int64_t round);
   // One attempt at the round's aggregate: the mean update, or nullopt when too few sites
   // finished and the round must be retried.
@@ -290,16 +295,14 @@ class RoundEngine {
   const EngineOptions options_;
   std::unique_ptr<StateStore> store_;
   std::unique_ptr<Strategy> strategy_;  // driver thread only
-  // Client-level privacy (driver thread only): the mechanism for this model, one round's RDP
-  // curve, and the federation's ledger (state_dir/privacy.json).
+  // Privacy (driver thread only): the client-level mechanism for this model and the record-level
+  // plan, as every plan announces them; what one round costs; the federation's ledgers
+  // (state_dir/privacy.json, state_dir/record_privacy.json).
   DdgParams ddg_;
-  v1::PrivacyPlan privacy_plan_;  // what every plan announces
-  std::vector<double> round_rdp_;
-  std::optional<PrivacyLedger> ledger_;
-  // Record-level privacy, the same way (state_dir/record_privacy.json).
+  v1::PrivacyPlan privacy_plan_;
   v1::RecordPrivacyPlan record_plan_;
-  std::vector<double> record_rdp_;
-  std::optional<PrivacyLedger> record_ledger_;
+  RoundPrivacyCost round_cost_;
+  std::optional<PrivacyAccounts> accounts_;  // set by Resume
 
   mutable absl::Mutex mu_;
   ChangeSignal changed_;  // a CondVar that also tells SetChangeListener's listener
