@@ -1,7 +1,8 @@
 # Site-side training: hansa_trainer is the only target that compiles torch code. The model
 # layouts it trains (hansa_model) and the data it reads (hansa_data) are torch-free.
 hansa_library(hansa_trainer
-  SOURCES ${CMAKE_CURRENT_LIST_DIR}/trainer.cc ${CMAKE_CURRENT_LIST_DIR}/models_torch.cc
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/trainer.cc ${CMAKE_CURRENT_LIST_DIR}/dp_sgd.cc
+          ${CMAKE_CURRENT_LIST_DIR}/models_torch.cc ${CMAKE_CURRENT_LIST_DIR}/parallel_group.cc
           ${CMAKE_CURRENT_LIST_DIR}/data_parallel.cc ${CMAKE_CURRENT_LIST_DIR}/nccl_group.cc
   DEPS hansa_data hansa_model hansa_tensor hansa_privacy hansa_status absl::strings
        nlohmann_json::nlohmann_json spdlog::spdlog)

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "client/data.h"
-#include "client/train/data_parallel.h"
+#include "client/train/parallel_group.h"
 #include "common/model/models.h"
 #include "common/privacy/uniform_source.h"
 #include "common/status/status.h"
@@ -88,7 +88,7 @@ struct TrainerOptions {
   std::string model;            // one of BuiltinModels()
   std::string device = "auto";  // "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
   int threads = 0;              // CPU threads for torch; 0 = hardware concurrency
-  // Data-parallel training with the other ranks of the site (data_parallel.h); null: alone.
+  // Data-parallel training with the other ranks of the site (parallel_group.h); null: alone.
   // On rank 0, Train() first hands the ranks the round's model, settings and weights. Under a
   // group, DP-SGD samples each example at the rank that holds it (i mod world_size) and rank 0
   // adds the noise once; SCAFFOLD's correction and an injected DP source are refused

@@ -1,5 +1,5 @@
-// LibTorch modules of the built-in models. Internal to client/: included only by the .cc
-// files that are allowed to include torch (trainer.cc, models_torch.cc).
+// LibTorch modules of the built-in models. Internal to client/train/: included only by the .cc
+// files that are allowed to include torch (trainer.cc, dp_sgd.cc, models_torch.cc).
 #pragma once
 
 #include <torch/nn/module.h>
@@ -15,7 +15,7 @@ namespace hansa::internal {
 
 // One parameterised layer as a forward pass met it, for per-example gradients (DP-SGD): from
 // the layer's input and the gradient of the summed loss with respect to its output, each
-// example's gradient of the layer's weight and bias follows exactly (trainer.cc).
+// example's gradient of the layer's weight and bias follows exactly (dp_sgd.cc).
 struct LayerTrace {
   enum class Kind { kLinear, kConv2d };
   Kind kind = Kind::kLinear;
