@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -131,7 +132,18 @@ Model RunFederation(const EngineOptions& options,
   auto model = ReadSafetensorsFile(
       absl::StrFormat("%s/checkpoints/round-%04d.safetensors", options.state_dir, options.rounds));
   EXPECT_TRUE(model.ok()) << model.status();
-  return model.ok() ? *model : Model{};
+  if (!model.ok()) return Model{};
+  // The engine hands out the very model its last checkpoint holds, to the bit.
+  StatusOr<Model> published = (*engine)->global_model();
+  EXPECT_TRUE(published.ok()) << published.status();
+  if (published.ok()) {
+    EXPECT_TRUE(published->layout.CheckSameAs(model->layout).ok());
+    EXPECT_EQ(published->values.size(), model->values.size());
+    EXPECT_EQ(std::memcmp(published->values.data(), model->values.data(),
+                          sizeof(float) * std::min(published->values.size(), model->values.size())),
+              0);
+  }
+  return *model;
 }
 
 TEST(RoundEngineTest, AppliesExampleWeightedMeanOfDeltas) {

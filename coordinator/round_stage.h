@@ -1,0 +1,27 @@
+// The stages of a round as the engine runs them: what a site is asked for in each, and the name
+// a site that did not finish one is recorded under. Plain functions, any thread.
+#pragma once
+
+#include "hansa/v1/hansa.pb.h"
+
+namespace hansa {
+
+enum class RoundPhase {
+  kIdle,
+  kTrain,
+  kEvaluate,
+  kDone,
+  kSecAggAdvertise,
+  kSecAggShare,
+  kSecAggConsistency,
+  kSecAggUnmask
+};
+
+// The task a cohort site gets while `phase` is open (WAIT for kIdle).
+v1::Task::Kind TaskKind(RoundPhase phase);
+// The stage a site that did not answer `phase` is recorded as dropped at (SiteDropped).
+const char* StageName(RoundPhase phase);
+// One of the four SecAgg+ stages (advertise, share, consistency, unmask).
+bool IsSecAggPhase(RoundPhase phase);
+
+}  // namespace hansa
