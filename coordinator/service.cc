@@ -5,13 +5,315 @@
 #include <grpcpp/security/tls_credentials_options.h>
 
 #include <algorithm>
+#include <utility>
+#include <vector>
 
 #include "common/net/rpc.h"
 #include "common/pki/certificate.h"
 
 namespace hansa {
+namespace {
 
-StatusOr<CoordinatorService::Caller> CoordinatorService::Identify(grpc::ServerContext* ctx) {
+const grpc::Status kSiteWentAway(grpc::StatusCode::CANCELLED, "site went away");
+
+// A unary call answered at once.
+grpc::ServerUnaryReactor* Answered(grpc::CallbackServerContext* ctx, const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+}  // namespace
+
+// One GetTask call. Finished exactly once, by whoever holds it: the handler, the waker's pass
+// (which takes it off the list first), Cancel or Shutdown (likewise); OnDone deletes it.
+class CoordinatorService::TaskPoll final : public grpc::ServerUnaryReactor {
+ public:
+  TaskPoll(CoordinatorService* service, Caller caller, v1::Task* reply, absl::Time deadline)
+      : service_(service), caller_(std::move(caller)), reply_(reply), deadline_(deadline) {}
+
+  void OnCancel() override { service_->Cancel(this); }
+  void OnDone() override { delete this; }
+
+  // Answers WAIT.
+  void FinishWaiting() {
+    reply_->Clear();
+    reply_->set_kind(v1::Task::WAIT);
+    Finish(grpc::Status::OK);
+  }
+
+ private:
+  friend class CoordinatorService;
+  CoordinatorService* const service_;
+  const Caller caller_;
+  v1::Task* const reply_;
+  const absl::Time deadline_;
+  // Under service_->mu_:
+  bool parked_ = false;
+  bool cancelled_ = false;
+  ParkedPolls::iterator where_;
+};
+
+// DownloadModel: the header, then the model in chunks of the engine's chunk size, one write
+// in flight at a time.
+class CoordinatorService::ModelWriter final : public grpc::ServerWriteReactor<v1::Chunk> {
+ public:
+  ModelWriter(grpc::CallbackServerContext* ctx, RoundEngine* engine,
+              std::shared_ptr<const std::string> bytes, const v1::DownloadRequest& request)
+      : ctx_(ctx),
+        engine_(engine),
+        bytes_(std::move(bytes)),
+        chunk_bytes_(engine->options().chunk_bytes) {
+    v1::TransferHeader* header = msg_.mutable_header();
+    header->set_round(request.round());
+    header->set_total_bytes(bytes_->size());
+    header->set_sha256(request.model_sha256());
+    StartWrite(&msg_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok || ctx_->IsCancelled()) return Finish(kSiteWentAway);
+    if (offset_ >= bytes_->size()) {
+      engine_->CountBytesDown(static_cast<int64_t>(bytes_->size()));
+      return Finish(grpc::Status::OK);
+    }
+    const size_t n = std::min<size_t>(chunk_bytes_, bytes_->size() - offset_);
+    msg_.Clear();
+    msg_.set_offset(offset_);
+    msg_.set_data(bytes_->data() + offset_, n);
+    offset_ += n;
+    StartWrite(&msg_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  grpc::CallbackServerContext* const ctx_;
+  RoundEngine* const engine_;
+  const std::shared_ptr<const std::string> bytes_;
+  const size_t chunk_bytes_;
+  size_t offset_ = 0;
+  v1::Chunk msg_;
+};
+
+// UploadUpdate: a header chunk, then data chunks into the engine's UploadSink. The sink goes
+// before the call is finished, so a site that retries after an error finds no upload open.
+class CoordinatorService::UpdateReader final : public grpc::ServerReadReactor<v1::Chunk> {
+ public:
+  UpdateReader(Caller caller, v1::UploadReply* reply) : caller_(std::move(caller)), reply_(reply) {
+    StartRead(&chunk_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!sink_) return OnHeader(ok);
+    if (!ok) return OnEnd();
+    if (chunk_.has_header()) {
+      return Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "second header in one upload"));
+    }
+    Status st = sink_->Write(chunk_.offset(), chunk_.data());
+    if (!st.ok()) return Fail(ToGrpcStatus(st));
+    StartRead(&chunk_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void OnHeader(bool ok) {
+    if (!ok || !chunk_.has_header()) {
+      return Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                               "an upload must start with a header chunk"));
+    }
+    StatusOr<std::unique_ptr<UploadSink>> sink =
+        caller_.engine->BeginUpload(caller_.site.name, chunk_.header());
+    if (!sink.ok()) return Fail(ToGrpcStatus(sink.status()));
+    sink_ = *std::move(sink);
+    StartRead(&chunk_);
+  }
+  // The stream ended: either the site finished (Finish checks size and digest) or it died
+  // (Finish reports the truncation; destroying the sink removes its partial sum).
+  void OnEnd() {
+    StatusOr<v1::UploadReply> done = sink_->Finish();
+    sink_.reset();
+    if (!done.ok()) return Finish(ToGrpcStatus(done.status()));
+    *reply_ = *std::move(done);
+    Finish(grpc::Status::OK);
+  }
+  void Fail(const grpc::Status& status) {
+    sink_.reset();
+    Finish(status);
+  }
+
+  const Caller caller_;
+  v1::UploadReply* const reply_;
+  std::unique_ptr<UploadSink> sink_;
+  v1::Chunk chunk_;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+CoordinatorService::CoordinatorService(RoundEngine* engine) : engine_(engine) {
+  waker_ = std::thread([this] { WakerLoop(); });
+  if (engine) Listen(engine);
+}
+
+CoordinatorService::~CoordinatorService() {
+  Shutdown();
+  if (RoundEngine* engine = engine_.load()) engine->SetChangeListener(nullptr);
+  waker_.join();
+}
+
+void CoordinatorService::Listen(RoundEngine* engine) {
+  engine->SetChangeListener([this] { EngineChanged(); });
+  EngineChanged();  // whatever happened before the listener was there
+}
+
+void CoordinatorService::set_engine(RoundEngine* engine) {
+  RoundEngine* old = engine_.exchange(engine);
+  if (old == engine) return;
+  if (old) old->SetChangeListener(nullptr);
+  std::vector<TaskPoll*> orphans;
+  mu_.Lock();
+  while (in_pass_) pass_done_.Wait(&mu_);
+  for (auto it = parked_.begin(); it != parked_.end();) {
+    TaskPoll* poll = it->second;
+    if (poll->caller_.engine == engine) {
+      ++it;
+      continue;
+    }
+    poll->parked_ = false;
+    orphans.push_back(poll);
+    it = parked_.erase(it);
+  }
+  mu_.Unlock();
+  for (TaskPoll* poll : orphans) poll->FinishWaiting();
+  if (engine) Listen(engine);
+}
+
+void CoordinatorService::Shutdown() {
+  std::vector<TaskPoll*> polls;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    for (auto& [deadline, poll] : parked_) {
+      poll->parked_ = false;
+      polls.push_back(poll);
+    }
+    parked_.clear();
+    wake_.Signal();
+  }
+  for (TaskPoll* poll : polls) poll->FinishWaiting();
+}
+
+int CoordinatorService::parked_polls() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(parked_.size());
+}
+
+void CoordinatorService::EngineChanged() {
+  absl::MutexLock lock(&mu_);
+  ++changes_;
+  wake_.Signal();
+}
+
+bool CoordinatorService::Answer(TaskPoll* poll, absl::Time now) {
+  RoundEngine* engine = poll->caller_.engine;
+  StatusOr<v1::Task> task = engine->NextTask(poll->caller_.site.name, absl::ZeroDuration());
+  if (!task.ok()) {
+    poll->Finish(ToGrpcStatus(task.status()));
+    return true;
+  }
+  if (task->kind() == v1::Task::WAIT && now < poll->deadline_ && !engine->shutting_down()) {
+    return false;
+  }
+  *poll->reply_ = *std::move(task);
+  poll->Finish(grpc::Status::OK);
+  return true;
+}
+
+void CoordinatorService::Park(TaskPoll* poll, uint64_t changes_seen) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_ && engine_.load() == poll->caller_.engine) {
+      poll->where_ = parked_.emplace(poll->deadline_, poll);
+      poll->parked_ = true;
+      // A change after the poll asked and before it was parked: the waker asks again.
+      if (changes_ != changes_seen) recheck_ = true;
+      if (recheck_ || poll->where_ == parked_.begin()) wake_.Signal();
+      return;
+    }
+  }
+  poll->FinishWaiting();
+}
+
+void CoordinatorService::Cancel(TaskPoll* poll) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!poll->parked_) {  // the waker holds it, or it was answered already
+      poll->cancelled_ = true;
+      return;
+    }
+    parked_.erase(poll->where_);
+    poll->parked_ = false;
+  }
+  poll->Finish(kSiteWentAway);
+}
+
+std::vector<CoordinatorService::TaskPoll*> CoordinatorService::TakeDue(bool all, absl::Time now) {
+  auto end = all ? parked_.end() : parked_.upper_bound(now);
+  std::vector<TaskPoll*> due;
+  for (auto it = parked_.begin(); it != end; ++it) {
+    it->second->parked_ = false;
+    due.push_back(it->second);
+  }
+  parked_.erase(parked_.begin(), end);
+  return due;
+}
+
+void CoordinatorService::WakerLoop() {
+  mu_.Lock();
+  while (!stopping_) {
+    const bool all = recheck_ || changes_ != checked_;
+    const absl::Time now = absl::Now();
+    const absl::Time next = parked_.empty() ? absl::InfiniteFuture() : parked_.begin()->first;
+    if (!all && next > now) {
+      wake_.WaitWithDeadline(&mu_, next);
+      continue;
+    }
+    recheck_ = false;
+    checked_ = changes_;
+    std::vector<TaskPoll*> due = TakeDue(all, now);
+    in_pass_ = true;
+    mu_.Unlock();
+    std::vector<TaskPoll*> waiting;  // still without a task
+    for (TaskPoll* poll : due) {
+      if (!Answer(poll, now)) waiting.push_back(poll);
+    }
+    mu_.Lock();
+    in_pass_ = false;
+    std::vector<TaskPoll*> gone;     // cancelled while the waker held them
+    std::vector<TaskPoll*> dropped;  // the service or its engine moved on: WAIT
+    for (TaskPoll* poll : waiting) {
+      if (poll->cancelled_) {
+        gone.push_back(poll);
+      } else if (stopping_ || engine_.load() != poll->caller_.engine) {
+        dropped.push_back(poll);
+      } else {
+        poll->where_ = parked_.emplace(poll->deadline_, poll);
+        poll->parked_ = true;
+      }
+    }
+    pass_done_.SignalAll();
+    if (gone.empty() && dropped.empty()) continue;
+    mu_.Unlock();
+    for (TaskPoll* poll : gone) poll->Finish(kSiteWentAway);
+    for (TaskPoll* poll : dropped) poll->FinishWaiting();
+    mu_.Lock();
+  }
+  mu_.Unlock();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+StatusOr<CoordinatorService::Caller> CoordinatorService::Identify(
+    grpc::CallbackServerContext* ctx) {
   RoundEngine* engine = engine_.load();
   if (!engine) return absl::UnavailableError("no round in progress; try again");
   std::shared_ptr<const grpc::AuthContext> auth = ctx->auth_context();
@@ -32,106 +334,92 @@ StatusOr<CoordinatorService::Caller> CoordinatorService::Identify(grpc::ServerCo
   return Caller{std::move(site), engine};
 }
 
-grpc::Status CoordinatorService::Join(grpc::ServerContext* ctx, const v1::JoinRequest* request,
-                                      v1::JoinReply* reply) {
+grpc::ServerUnaryReactor* CoordinatorService::Join(grpc::CallbackServerContext* ctx,
+                                                   const v1::JoinRequest* request,
+                                                   v1::JoinReply* reply) {
   StatusOr<Caller> caller = Identify(ctx);
-  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  if (!caller.ok()) return Answered(ctx, ToGrpcStatus(caller.status()));
   StatusOr<v1::JoinReply> r = caller->engine->Join(caller->site);
-  if (!r.ok()) return ToGrpcStatus(r.status());
+  if (!r.ok()) return Answered(ctx, ToGrpcStatus(r.status()));
   *reply = *std::move(r);
-  return grpc::Status::OK;
+  return Answered(ctx, grpc::Status::OK);
 }
 
-grpc::Status CoordinatorService::GetTask(grpc::ServerContext* ctx, const v1::TaskRequest* request,
-                                         v1::Task* reply) {
+grpc::ServerUnaryReactor* CoordinatorService::GetTask(grpc::CallbackServerContext* ctx,
+                                                      const v1::TaskRequest* request,
+                                                      v1::Task* reply) {
   StatusOr<Caller> caller = Identify(ctx);
-  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  if (!caller.ok()) return Answered(ctx, ToGrpcStatus(caller.status()));
   // Never hold the call past the client's own deadline, nor past 30 s.
   absl::Duration wait = absl::Milliseconds(std::min<uint32_t>(request->wait_ms(), 30000));
   absl::Duration left = absl::FromChrono(ctx->deadline() - std::chrono::system_clock::now());
   wait = std::max(absl::ZeroDuration(), std::min(wait, left - absl::Milliseconds(500)));
-  StatusOr<v1::Task> task = caller->engine->NextTask(caller->site.name, wait);
-  if (!task.ok()) return ToGrpcStatus(task.status());
-  *reply = *std::move(task);
-  return grpc::Status::OK;
-}
-
-grpc::Status CoordinatorService::DownloadModel(grpc::ServerContext* ctx,
-                                               const v1::DownloadRequest* request,
-                                               grpc::ServerWriter<v1::Chunk>* writer) {
-  StatusOr<Caller> caller = Identify(ctx);
-  if (!caller.ok()) return ToGrpcStatus(caller.status());
-  auto payload =
-      caller->engine->Download(caller->site.name, request->round(), request->model_sha256());
-  if (!payload.ok()) return ToGrpcStatus(payload.status());
-  const std::string& bytes = **payload;
-  v1::Chunk header;
-  header.mutable_header()->set_round(request->round());
-  header.mutable_header()->set_total_bytes(bytes.size());
-  header.mutable_header()->set_sha256(request->model_sha256());
-  if (!writer->Write(header)) return grpc::Status(grpc::StatusCode::CANCELLED, "site went away");
-  const size_t chunk = caller->engine->options().chunk_bytes;
-  v1::Chunk msg;
-  for (size_t off = 0; off < bytes.size(); off += chunk) {
-    if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "site went away");
-    msg.set_offset(off);
-    msg.set_data(bytes.data() + off, std::min(chunk, bytes.size() - off));
-    if (!writer->Write(msg)) return grpc::Status(grpc::StatusCode::CANCELLED, "site went away");
+  uint64_t changes_seen;
+  {
+    absl::MutexLock lock(&mu_);
+    changes_seen = changes_;
   }
-  caller->engine->CountBytesDown(static_cast<int64_t>(bytes.size()));
-  return grpc::Status::OK;
+  const absl::Time now = absl::Now();
+  auto* poll = new TaskPoll(this, *std::move(caller), reply, now + wait);
+  if (!Answer(poll, now)) Park(poll, changes_seen);
+  return poll;
 }
 
-grpc::Status CoordinatorService::UploadUpdate(grpc::ServerContext* ctx,
-                                              grpc::ServerReader<v1::Chunk>* reader,
-                                              v1::UploadReply* reply) {
+grpc::ServerWriteReactor<v1::Chunk>* CoordinatorService::DownloadModel(
+    grpc::CallbackServerContext* ctx, const v1::DownloadRequest* request) {
   StatusOr<Caller> caller = Identify(ctx);
-  if (!caller.ok()) return ToGrpcStatus(caller.status());
-  v1::Chunk chunk;
-  if (!reader->Read(&chunk) || !chunk.has_header()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "an upload must start with a header chunk");
+  StatusOr<std::shared_ptr<const std::string>> payload =
+      caller.ok()
+          ? caller->engine->Download(caller->site.name, request->round(), request->model_sha256())
+          : caller.status();
+  if (!payload.ok()) {
+    // The status alone, no chunk.
+    class Refusal final : public grpc::ServerWriteReactor<v1::Chunk> {
+     public:
+      explicit Refusal(const grpc::Status& status) { Finish(status); }
+      void OnDone() override { delete this; }
+    };
+    return new Refusal(ToGrpcStatus(payload.status()));
   }
-  StatusOr<std::unique_ptr<UploadSink>> sink =
-      caller->engine->BeginUpload(caller->site.name, chunk.header());
-  if (!sink.ok()) return ToGrpcStatus(sink.status());
-  while (reader->Read(&chunk)) {
-    if (chunk.has_header()) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "second header in one upload");
-    }
-    Status st = (*sink)->Write(chunk.offset(), chunk.data());
-    if (!st.ok()) return ToGrpcStatus(st);
+  return new ModelWriter(ctx, caller->engine, *std::move(payload), *request);
+}
+
+grpc::ServerReadReactor<v1::Chunk>* CoordinatorService::UploadUpdate(
+    grpc::CallbackServerContext* ctx, v1::UploadReply* reply) {
+  StatusOr<Caller> caller = Identify(ctx);
+  if (!caller.ok()) {
+    class Refusal final : public grpc::ServerReadReactor<v1::Chunk> {
+     public:
+      explicit Refusal(const grpc::Status& status) { Finish(status); }
+      void OnDone() override { delete this; }
+    };
+    return new Refusal(ToGrpcStatus(caller.status()));
   }
-  // The stream ended: either the site finished (Finish checks size and digest) or it died
-  // (Finish reports the truncation; destroying the sink removes its partial sum).
-  StatusOr<v1::UploadReply> done = (*sink)->Finish();
-  if (!done.ok()) return ToGrpcStatus(done.status());
-  *reply = *std::move(done);
-  return grpc::Status::OK;
+  return new UpdateReader(*std::move(caller), reply);
 }
 
-grpc::Status CoordinatorService::ReportMetrics(grpc::ServerContext* ctx,
-                                               const v1::MetricsReport* request,
-                                               v1::MetricsReply* reply) {
+grpc::ServerUnaryReactor* CoordinatorService::ReportMetrics(grpc::CallbackServerContext* ctx,
+                                                            const v1::MetricsReport* request,
+                                                            v1::MetricsReply* reply) {
   StatusOr<Caller> caller = Identify(ctx);
-  if (!caller.ok()) return ToGrpcStatus(caller.status());
-  return ToGrpcStatus(caller->engine->ReportMetrics(caller->site.name, *request));
+  if (!caller.ok()) return Answered(ctx, ToGrpcStatus(caller.status()));
+  return Answered(ctx, ToGrpcStatus(caller->engine->ReportMetrics(caller->site.name, *request)));
 }
 
-grpc::Status CoordinatorService::SubmitSecAgg(grpc::ServerContext* ctx,
-                                              const v1::SecAggSubmission* request,
-                                              v1::SecAggAck* reply) {
+grpc::ServerUnaryReactor* CoordinatorService::SubmitSecAgg(grpc::CallbackServerContext* ctx,
+                                                           const v1::SecAggSubmission* request,
+                                                           v1::SecAggAck* reply) {
   StatusOr<Caller> caller = Identify(ctx);
-  if (!caller.ok()) return ToGrpcStatus(caller.status());
-  return ToGrpcStatus(caller->engine->SubmitSecAgg(caller->site.name, *request));
+  if (!caller.ok()) return Answered(ctx, ToGrpcStatus(caller.status()));
+  return Answered(ctx, ToGrpcStatus(caller->engine->SubmitSecAgg(caller->site.name, *request)));
 }
 
-grpc::Status CoordinatorService::RespondToPlan(grpc::ServerContext* ctx,
-                                               const v1::PlanResponse* request,
-                                               v1::PlanAck* reply) {
+grpc::ServerUnaryReactor* CoordinatorService::RespondToPlan(grpc::CallbackServerContext* ctx,
+                                                            const v1::PlanResponse* request,
+                                                            v1::PlanAck* reply) {
   StatusOr<Caller> caller = Identify(ctx);
-  if (!caller.ok()) return ToGrpcStatus(caller.status());
-  return ToGrpcStatus(caller->engine->RespondToPlan(caller->site.name, *request));
+  if (!caller.ok()) return Answered(ctx, ToGrpcStatus(caller.status()));
+  return Answered(ctx, ToGrpcStatus(caller->engine->RespondToPlan(caller->site.name, *request)));
 }
 
 StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& listen, const TlsFiles& tls,
