@@ -13,6 +13,9 @@
 // Krum, Multi-Krum) need every site's individual update: they implement ApplyIndividual and
 // are refused with secure aggregation (CheckStrategyCompatible).
 //
+// Each strategy is one file in coordinator/strategies/ that registers itself by name
+// (coordinator/strategies/registry.h); docs/extending.md shows how to add one.
+//
 // State kept across rounds (server momentum, Adam moments, SCAFFOLD's c) is a Model of named
 // tensors, saved as a safetensors file in the state dir so a restarted coordinator resumes it.
 // A Strategy is owned by the engine's driver thread; not thread-safe.
@@ -30,8 +33,8 @@
 namespace hansa {
 
 struct StrategyOptions {
-  // fedavg, fedavgm, fedadam, fedyogi, fedadagrad, fedprox, scaffold, fednova,
-  // median, trimmed_mean, krum, multikrum
+  // A registered strategy (StrategyNames()); built in: fedavg, fedavgm, fedadam, fedyogi,
+  // fedadagrad, fedprox, scaffold, fednova, median, trimmed_mean, krum, multikrum.
   std::string name = "fedavg";
   double server_lr = 1.0;        // eta: every strategy scales its step by it
   double server_momentum = 0.9;  // FedAvgM beta

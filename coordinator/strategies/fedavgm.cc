@@ -1,0 +1,56 @@
+// FedAvgM (Hsu et al. 2019): server momentum, v = beta v + mean delta; x = x + eta v. The
+// velocity v is the strategy's state across rounds ("momentum.<tensor>").
+#include <memory>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/strategies/internal.h"
+#include "coordinator/strategies/registry.h"
+
+namespace hansa {
+namespace {
+
+using strategy_internal::PackState;
+using strategy_internal::UnpackState;
+
+class FedAvgM : public Strategy {
+ public:
+  FedAvgM(const StrategyOptions& o, const ModelLayout& m) : Strategy(o, m) {
+    velocity_.assign(model_.TotalElements(), 0.0f);
+  }
+  StatusOr<Model> Apply(const Model& global, const Model& mean, const RoundInfo&) override {
+    RETURN_IF_ERROR(CheckUpdate(mean));
+    const float beta = static_cast<float>(options_.server_momentum);
+    for (size_t i = 0; i < velocity_.size(); ++i)
+      velocity_[i] = beta * velocity_[i] + mean.values[i];
+    return Step(global, velocity_.data());
+  }
+  Model State() const override { return PackState(model_, {"momentum."}, {&velocity_}); }
+  Status RestoreState(const Model& s) override {
+    return UnpackState(s, model_, {"momentum."}, {&velocity_}, options_.name);
+  }
+
+ private:
+  std::vector<float> velocity_;
+};
+
+StrategyEntry Entry() {
+  StrategyEntry e;
+  e.name = "fedavgm";
+  e.order = 20;
+  e.deployable = true;
+  e.create = [](const StrategyOptions& o, const ModelLayout& m) {
+    return std::make_unique<FedAvgM>(o, m);
+  };
+  e.label = [](const StrategyOptions& o, std::vector<std::string>* params) {
+    if (o.server_momentum != StrategyOptions().server_momentum) {
+      params->push_back(absl::StrCat("momentum=", strategy_internal::Short(o.server_momentum)));
+    }
+  };
+  return e;
+}
+
+const StrategyRegistrar kRegistrar(Entry());
+
+}  // namespace
+}  // namespace hansa
