@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "common/audit/audit_log.h"
 #include "common/audit/jurisdiction.h"
+#include "common/clock/clock.h"
 #include "common/privacy/ledger.h"
 #include "common/privacy/record_privacy.h"
 #include "common/status/status.h"
@@ -88,6 +89,8 @@ struct EngineOptions {
   std::string config_sha256;  // of coordinator.toml as read, for federation_started
   // Countries (certificate C) whose sites may join; a site from elsewhere is refused at Join.
   std::vector<std::string> allowed_countries = DefaultAllowedCountries();
+  // Every reading of the time and every deadline wait of the engine (tests pass a FakeClock).
+  std::shared_ptr<Clock> clock = Clock::Real();
 };
 
 // OK for fedavg, fedavgm, fedadam, fedyogi, fedadagrad; InvalidArgument, with what to use

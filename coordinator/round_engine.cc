@@ -28,8 +28,8 @@ Status CheckEngineStrategy(const StrategyOptions& strategy, bool secure_aggregat
   return absl::InvalidArgumentError(absl::StrCat(
       "strategy '", strategy.name,
       "' is not available in a deployed federation yet (it needs every site's update, or "
-      "site-side changes that the wire does not carry); use ", absl::StrJoin(usable, ", "),
-      " or ", last, " here, or run it with hansa simulate"));
+      "site-side changes that the wire does not carry); use ",
+      absl::StrJoin(usable, ", "), " or ", last, " here, or run it with hansa simulate"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -178,17 +178,18 @@ void RoundEngine::Shutdown() {
 bool RoundEngine::WaitUntil(absl::Time deadline, const std::function<bool()>& done) {
   while (!done()) {
     if (shutdown_) return false;
-    if (absl::Now() >= deadline) return false;
-    changed_.WaitWithDeadline(&mu_, std::min(deadline, absl::Now() + absl::Seconds(1)));
+    if (options_.clock->Now() >= deadline) return false;
+    changed_.WaitWithDeadline(&mu_, options_.clock->WaitDeadline(std::min(
+                                        deadline, options_.clock->Now() + absl::Seconds(1))));
   }
   return true;
 }
 
 Status RoundEngine::WaitForSites(std::vector<std::string>* cohort) {
-  absl::Time deadline = absl::Now() + options_.wait_for_sites;
-  absl::Time next_log = absl::Now() + absl::Seconds(10);
+  absl::Time deadline = options_.clock->Now() + options_.wait_for_sites;
+  absl::Time next_log = options_.clock->Now() + absl::Seconds(10);
   for (;;) {
-    absl::Time now = absl::Now();
+    absl::Time now = options_.clock->Now();
     *cohort = members_.Active(now, options_.site_idle);
     if (static_cast<int>(cohort->size()) >= options_.min_sites) return absl::OkStatus();
     if (shutdown_) return absl::CancelledError("coordinator shutting down");
@@ -203,7 +204,8 @@ Status RoundEngine::WaitForSites(std::vector<std::string>* cohort) {
                    absl::StrJoin(*cohort, ", "));
       next_log = now + absl::Seconds(10);
     }
-    changed_.WaitWithDeadline(&mu_, std::min(deadline, now + absl::Seconds(1)));
+    changed_.WaitWithDeadline(
+        &mu_, options_.clock->WaitDeadline(std::min(deadline, now + absl::Seconds(1))));
   }
 }
 
@@ -343,7 +345,7 @@ StatusOr<std::vector<float>> RoundEngine::AggregateRound(int64_t round) {
     if (options_.secure.enabled) {
       mean = SecureAttempt(cohort);
     } else {
-      absl::Time deadline = absl::Now() + options_.upload_timeout;
+      absl::Time deadline = options_.clock->Now() + options_.upload_timeout;
       plan_.set_upload_deadline_unix_ms(absl::ToUnixMillis(deadline));
       mean = PlaintextAttempt(deadline);
     }
@@ -359,7 +361,7 @@ StatusOr<std::vector<float>> RoundEngine::AggregateRound(int64_t round) {
 }
 
 Status RoundEngine::RunTrainingRound(int64_t round) {
-  absl::Time started = absl::Now();
+  absl::Time started = options_.clock->Now();
   Model mean;
   Model next;
   RoundRecord record;
@@ -390,7 +392,7 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
     return Annotate(valid, absl::StrCat("aggregate of round ", round,
                                         " is not finite; refusing to publish it"));
   }
-  record.seconds = absl::ToDoubleSeconds(absl::Now() - started);
+  record.seconds = absl::ToDoubleSeconds(options_.clock->Now() - started);
   RETURN_IF_ERROR(PublishModel(round, std::move(next), record));
   spdlog::info("round {}: aggregated {} updates ({} examples) in {:.1f} s", round,
                record.sites.size(), record.examples, record.seconds);
@@ -401,7 +403,7 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
 // Driver: evaluation and the run
 
 Status RoundEngine::RunEvaluation(int64_t round) {
-  absl::Time started = absl::Now();
+  absl::Time started = options_.clock->Now();
   nlohmann::ordered_json line;
   {
     absl::MutexLock lock(&mu_);
@@ -418,7 +420,7 @@ Status RoundEngine::RunEvaluation(int64_t round) {
     pending_ = std::set<std::string>(cohort.begin(), cohort.end());
     phase_ = Phase::kEvaluate;
     changed_.SignalAll();
-    absl::Time deadline = absl::Now() + options_.evaluate_timeout;
+    absl::Time deadline = options_.clock->Now() + options_.evaluate_timeout;
     WaitUntil(deadline, [&] { return pending_.empty(); });
     if (shutdown_) {
       ClosePhase("coordinator shutting down");
@@ -430,7 +432,7 @@ Status RoundEngine::RunEvaluation(int64_t round) {
     }
     ClosePhase("evaluation deadline passed");
     line = MetricsLine({round, &last_record_, &reports_, bytes_down_,
-                        absl::ToDoubleSeconds(absl::Now() - started), global_.sha256,
+                        absl::ToDoubleSeconds(options_.clock->Now() - started), global_.sha256,
                         &privacy_->accounts()});
     bytes_down_ = 0;
   }

@@ -14,6 +14,8 @@
 // attempt), EnginePrivacy (mechanisms, ledgers), Checkpoints (the published model on disk),
 // and the metrics line (round_metrics.h).
 //
+// Time: every reading of the time and every wait with a deadline goes through options.clock.
+//
 // Lock order: engine (mu_) -> upload sink (UploadSink's own) -> SecAgg session (SecureRound's
 // own). Membership and RoundUploads have no lock of their own: they are guarded by mu_.
 #pragma once
@@ -143,7 +145,7 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
   Status CommitUpload(UploadSink* sink, uint64_t bytes) override ABSL_LOCKS_EXCLUDED(mu_);
   void Unregister(UploadSink* sink) override ABSL_LOCKS_EXCLUDED(mu_);
   // SecureRoundDriver, called by secure_ on the driver thread with mu_ held.
-  absl::Time Now() override { return absl::Now(); }
+  absl::Time Now() override { return options_.clock->Now(); }
   // Names the finished plan_ (plan_sha256_) and records it, before any site sees it.
   Status RecordPlan() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Opens `phase` for `sites` (each may get its own payload) and waits until all answered or

@@ -24,7 +24,7 @@ StatusOr<v1::JoinReply> RoundEngine::Join(const SiteIdentity& site) {
   }
   RETURN_IF_ERROR(Record(SiteAdmitted(who)));
   absl::MutexLock lock(&mu_);
-  members_.Admit(site, absl::Now());
+  members_.Admit(site, options_.clock->Now());
   changed_.SignalAll();
   v1::JoinReply reply;
   reply.set_site(site.name);
@@ -35,14 +35,14 @@ StatusOr<v1::JoinReply> RoundEngine::Join(const SiteIdentity& site) {
 }
 
 StatusOr<v1::Task> RoundEngine::NextTask(const std::string& site, absl::Duration wait) {
-  absl::Time deadline = absl::Now() + wait;
+  absl::Time deadline = options_.clock->Now() + wait;
   absl::MutexLock lock(&mu_);
   if (!members_.Joined(site)) {
     return absl::FailedPreconditionError(
         absl::StrCat("site '", site, "' asked for work before joining; call Join first"));
   }
   for (;;) {
-    members_.Seen(site, absl::Now());
+    members_.Seen(site, options_.clock->Now());
     v1::Task task;
     if (phase_ == Phase::kDone) {
       task.set_kind(v1::Task::DONE);
@@ -62,11 +62,11 @@ StatusOr<v1::Task> RoundEngine::NextTask(const std::string& site, absl::Duration
       if (payload != payloads_.end()) task.set_payload(payload->second);
       return task;
     }
-    if (shutdown_ || absl::Now() >= deadline) {
+    if (shutdown_ || options_.clock->Now() >= deadline) {
       task.set_kind(v1::Task::WAIT);
       return task;
     }
-    changed_.WaitWithDeadline(&mu_, deadline);
+    changed_.WaitWithDeadline(&mu_, options_.clock->WaitDeadline(deadline));
   }
 }
 
