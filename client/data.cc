@@ -11,8 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "client/seeded_random.h"
 #include "common/fileio/fileio.h"
+#include "common/model/seeded_random.h"
 
 namespace hansa {
 namespace {

@@ -1,17 +1,36 @@
-// The built-in models as LibTorch modules. Parameter names and order must equal
-// BuiltinModelLayout() (common/model/models.cc); Trainer::Create checks that they do.
+// The built-in models as LibTorch modules, each registered under its architecture's name
+// (TorchNetRegistrar). Parameter names and order must equal the architecture's layout
+// (common/model/<name>.cc); Trainer::Create checks that they do.
 #include <torch/nn/functional.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "client/train/internal/torch_models.h"
 #include "common/model/models.h"
+#include "common/status/check.h"
 
 namespace hansa::internal {
 namespace {
 
 namespace F = torch::nn::functional;
+
+// Function-local, so it exists before the first registrar runs.
+std::map<std::string, std::function<std::shared_ptr<TorchNet>()>>& Factories() {
+  static auto* factories = new std::map<std::string, std::function<std::shared_ptr<TorchNet>()>>;
+  return *factories;
+}
+
+template <typename Net>
+std::function<std::shared_ptr<TorchNet>()> Make() {
+  return [] { return std::shared_ptr<TorchNet>(std::make_shared<Net>()); };
+}
 
 torch::Tensor ReluPool(const torch::Tensor& x) {
   return F::max_pool2d(torch::relu(x), F::MaxPool2dFuncOptions(2));
@@ -71,6 +90,8 @@ class SimpleCnn final : public TorchNet {
   torch::nn::Linear fc1_, fc2_, fc3_;
 };
 
+const TorchNetRegistrar kSimpleCnn("simple_cnn", Make<SimpleCnn>());
+
 // The CNN of McMahan et al. 2017 ("Communication-efficient learning ..."), 1,663,370 parameters.
 class CnnFedAvg final : public TorchNet {
  public:
@@ -94,6 +115,8 @@ class CnnFedAvg final : public TorchNet {
   torch::nn::Linear fc1_, fc2_;
 };
 
+const TorchNetRegistrar kCnnFedAvg("cnn_fedavg", Make<CnnFedAvg>());
+
 class Mlp final : public TorchNet {
  public:
   Mlp()
@@ -108,12 +131,19 @@ class Mlp final : public TorchNet {
   torch::nn::Linear fc1_, fc2_;
 };
 
+const TorchNetRegistrar kMlp("mlp", Make<Mlp>());
+
 }  // namespace
 
+TorchNetRegistrar::TorchNetRegistrar(const char* name,
+                                     std::function<std::shared_ptr<TorchNet>()> create) {
+  HANSA_CHECK(create != nullptr);
+  HANSA_CHECK(Factories().emplace(name, std::move(create)).second);
+}
+
 StatusOr<std::shared_ptr<TorchNet>> CreateTorchNet(const std::string& model) {
-  if (model == "simple_cnn") return std::shared_ptr<TorchNet>(std::make_shared<SimpleCnn>());
-  if (model == "cnn_fedavg") return std::shared_ptr<TorchNet>(std::make_shared<CnnFedAvg>());
-  if (model == "mlp") return std::shared_ptr<TorchNet>(std::make_shared<Mlp>());
+  auto it = Factories().find(model);
+  if (it != Factories().end()) return it->second();
   Status known = BuiltinModelLayout(model).status();
   if (!known.ok()) return known;  // unknown name: the message lists the built-in models
   return absl::InternalError(absl::StrCat("model '", model, "' has no LibTorch module"));

@@ -19,10 +19,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "client/seeded_random.h"
 #include "client/train/dp_sgd.h"
 #include "client/train/internal/torch_group.h"
 #include "client/train/internal/torch_models.h"
+#include "common/model/seeded_random.h"
 #include "nlohmann/json.hpp"
 
 namespace hansa {

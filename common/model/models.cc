@@ -4,44 +4,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "client/seeded_random.h"
+#include "common/model/registry.h"
+#include "common/model/seeded_random.h"
 
 namespace hansa {
 namespace {
 
-// One layer with a weight and a bias; the bias has shape {weight_shape[0]}.
-struct LayerSpec {
-  const char* name;
-  std::vector<int64_t> weight_shape;
-};
-
-struct ArchitectureSpec {
-  const char* name;
-  std::vector<LayerSpec> layers;
-};
-
-const std::vector<ArchitectureSpec>& Architectures() {
-  static const auto* specs = new std::vector<ArchitectureSpec>{
-      {"simple_cnn",
-       {{"conv1", {6, 1, 5, 5}},
-        {"conv2", {16, 6, 5, 5}},
-        {"fc1", {120, 256}},
-        {"fc2", {84, 120}},
-        {"fc3", {10, 84}}}},
-      {"cnn_fedavg",
-       {{"conv1", {32, 1, 5, 5}},
-        {"conv2", {64, 32, 5, 5}},
-        {"fc1", {512, 3136}},
-        {"fc2", {10, 512}}}},
-      {"mlp", {{"fc1", {200, 784}}, {"fc2", {10, 200}}}},
-  };
-  return *specs;
-}
-
-StatusOr<const ArchitectureSpec*> FindArchitecture(const std::string& model) {
-  for (const ArchitectureSpec& spec : Architectures()) {
-    if (model == spec.name) return &spec;
-  }
+StatusOr<const ModelEntry*> FindArchitecture(const std::string& model) {
+  const ModelEntry* entry = FindModel(model);
+  if (entry != nullptr) return entry;
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown model '", model, "'; built-in models are ", absl::StrJoin(BuiltinModels(), ", ")));
 }
@@ -54,16 +25,12 @@ int64_t FanIn(const std::vector<int64_t>& weight_shape) {
 
 }  // namespace
 
-std::vector<std::string> BuiltinModels() {
-  std::vector<std::string> names;
-  for (const ArchitectureSpec& spec : Architectures()) names.push_back(spec.name);
-  return names;
-}
+std::vector<std::string> BuiltinModels() { return ModelNames(); }
 
 StatusOr<ModelLayout> BuiltinModelLayout(const std::string& model) {
-  ASSIGN_OR_RETURN(const ArchitectureSpec* spec, FindArchitecture(model));
+  ASSIGN_OR_RETURN(const ModelEntry* spec, FindArchitecture(model));
   std::vector<TensorSpec> tensors;
-  for (const LayerSpec& layer : spec->layers) {
+  for (const ModelLayerSpec& layer : spec->layers) {
     tensors.push_back({absl::StrCat(layer.name, ".weight"), DType::kF32, layer.weight_shape});
     tensors.push_back({absl::StrCat(layer.name, ".bias"), DType::kF32, {layer.weight_shape[0]}});
   }
@@ -71,12 +38,12 @@ StatusOr<ModelLayout> BuiltinModelLayout(const std::string& model) {
 }
 
 StatusOr<Model> InitialModel(const std::string& model, uint64_t seed) {
-  ASSIGN_OR_RETURN(const ArchitectureSpec* spec, FindArchitecture(model));
+  ASSIGN_OR_RETURN(const ModelEntry* spec, FindArchitecture(model));
   ASSIGN_OR_RETURN(ModelLayout layout, BuiltinModelLayout(model));
   Model out;
   out.values.reserve(layout.TotalElements());
   SeededRandom random(seed);
-  for (const LayerSpec& layer : spec->layers) {
+  for (const ModelLayerSpec& layer : spec->layers) {
     const float bound =
         static_cast<float>(1.0 / std::sqrt(static_cast<double>(FanIn(layer.weight_shape))));
     int64_t count = 1;

@@ -2,6 +2,7 @@
 // deterministic initial weights. The coordinator and tools can create and check a global
 // model from these without linking LibTorch; the torch modules that train them live in
 // client/train/models_torch.cc and are checked against these layouts when a Trainer is created.
+// Pure functions of the registry; any thread.
 #pragma once
 
 #include <cstdint>
@@ -13,13 +14,9 @@
 
 namespace hansa {
 
-// "simple_cnn", "cnn_fedavg", "mlp". All take 28x28x1 images with pixels scaled to [0, 1]
-// and output 10 class logits.
-//   simple_cnn  NIID-Bench CNN: conv 1->6 5x5, ReLU, maxpool 2, conv 6->16 5x5, ReLU,
-//               maxpool 2, fc 256->120, ReLU, fc 120->84, ReLU, fc 84->10 (44,426 parameters)
-//   cnn_fedavg  McMahan et al. 2017 CNN: conv 1->32 5x5 same, ReLU, maxpool 2, conv 32->64 5x5
-//               same, ReLU, maxpool 2, fc 3136->512, ReLU, fc 512->10 (1,663,370 parameters)
-//   mlp         784->200, ReLU, 200->10 (159,010 parameters)
+// The registered architectures (common/model/registry.h), in listing order: "simple_cnn",
+// "cnn_fedavg", "mlp", each described in its own file here. All take 28x28x1 images with
+// pixels scaled to [0, 1] and output 10 class logits.
 std::vector<std::string> BuiltinModels();
 
 // Parameter names (as torch names them, e.g. "conv1.weight"), F32 shapes, in the order of

@@ -13,7 +13,7 @@ class PortableRandom {
  public:
   explicit PortableRandom(uint64_t seed) : state_(seed) {}
 
-  // SplitMix64 (Steele, Lea, Flood 2014), the same stream as client/seeded_random.h.
+  // SplitMix64 (Steele, Lea, Flood 2014), the same stream as common/model/seeded_random.h.
   uint64_t Next();
   // Uniform in [0, bound) without modulo bias. REQUIRES: bound > 0.
   uint64_t Below(uint64_t bound);

@@ -5,6 +5,7 @@
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,8 +37,18 @@ class TorchNet : public torch::nn::Module {
   virtual torch::Tensor Forward(const torch::Tensor& images, std::vector<LayerTrace>* trace) = 0;
 };
 
+// Registers the module that trains the architecture registered under `name` in
+// common/model/ (its parameters must be named and ordered as that layout; Trainer::Create
+// checks). Declare one per module at namespace scope in models_torch.cc, which the trainer
+// always links. A second module under one name is a bug and aborts.
+class TorchNetRegistrar {
+ public:
+  TorchNetRegistrar(const char* name, std::function<std::shared_ptr<TorchNet>()> create);
+};
+
 // A new module for a built-in model, with torch's default initialisation (the caller sets the
-// weights it wants). InvalidArgument for an unknown name.
+// weights it wants). InvalidArgument for an unknown name; Internal for an architecture that has
+// a layout but no module.
 StatusOr<std::shared_ptr<TorchNet>> CreateTorchNet(const std::string& model);
 
 }  // namespace hansa::internal

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "client/seeded_random.h"
+#include "common/model/seeded_random.h"
 
 namespace hansa {
 namespace {
