@@ -15,7 +15,7 @@
 #include <string>
 
 #include "common/model/models.h"
-#include "coordinator/simulation.h"
+#include "sim/simulation.h"
 #include "spdlog/spdlog.h"
 
 namespace hansa {

@@ -51,19 +51,16 @@ Status SpentContributions::Check(const v1::RoundPlan& plan) const {
       "); it may have been unmasked, and a second sum with it would reveal it; refused"));
 }
 
-Status SpentContributions::Spend(const v1::RoundPlan& plan, AuditLog& egress) {
+Status SpentContributions::Spend(const v1::RoundPlan& plan, const EgressRecorder& egress) {
   const std::string key = UpdateKey(plan);
   const std::string digest = PlanSha256(plan);
   if (auto it = spent_.find(key); it != spent_.end() && it->second == digest) {
     return absl::OkStatus();
   }
   RETURN_IF_ERROR(Check(plan));
-  RETURN_IF_ERROR(
-      Annotate(egress
-                   .Append(ContributionSpent(static_cast<int64_t>(plan.round()),
-                                             static_cast<int64_t>(plan.attempt()), digest, key))
-                   .status(),
-               "egress ledger"));
+  RETURN_IF_ERROR(egress.Append(ContributionSpent(static_cast<int64_t>(plan.round()),
+                                                  static_cast<int64_t>(plan.attempt()), digest,
+                                                  key)));
   spent_[key] = digest;
   return absl::OkStatus();
 }

@@ -17,6 +17,7 @@
 #include <map>
 #include <string>
 
+#include "client/egress.h"
 #include "common/audit/audit_log.h"
 #include "common/status/status.h"
 #include "hansa/v1/hansa.pb.h"
@@ -38,7 +39,7 @@ class SpentContributions {
   Status Check(const v1::RoundPlan& plan) const;
   // Records the plan's update as spent in `egress` (before its first byte leaves) and here.
   // A second call for the same plan records nothing.
-  Status Spend(const v1::RoundPlan& plan, AuditLog& egress);
+  Status Spend(const v1::RoundPlan& plan, const EgressRecorder& egress);
 
   size_t size() const { return spent_.size(); }
 

@@ -6,8 +6,8 @@
 // and talks to the coordinator; every other rank (--rank 1.., same site.toml) only trains with
 // it and never connects outside the site.
 #include "CLI/CLI.hpp"
-#include "client/data_parallel.h"
-#include "client/session.h"
+#include "client/train/data_parallel.h"
+#include "client/site.h"
 #include "client/site_config.h"
 #include "common/logging/logging.h"
 #include "common/signals/signal_watcher.h"
@@ -68,22 +68,22 @@ int main(int argc, char** argv) {
     }
     config->trainer.group = *group;
   }
-  auto session = hansa::SiteSession::Create(*config);
-  if (!session.ok()) {
-    spdlog::error("{}", session.status().message());
+  auto site = hansa::OpenSite(*config);
+  if (!site.ok()) {
+    spdlog::error("{}", site.status().message());
     return 2;
   }
-  hansa::SiteSession* live = session->get();
+  hansa::SiteSession* live = (*site)->session.get();
   signals.Start([live](int sig) {
     spdlog::warn("signal {} received: stopping after the current step", sig);
     live->Stop();
   });
-  hansa::Status st = (*session)->Run();
+  hansa::Status st = live->Run();
   // The signal thread is joined while the session still exists; then the session (gRPC
   // channel, LibTorch trainer, ledgers) goes while the process is whole, before static
   // destructors run.
   signals.Stop();
-  session->reset();
+  site->reset();
   if (st.ok()) {
     spdlog::info("federation finished; site exiting");
   } else if (!absl::IsCancelled(st)) {

@@ -16,22 +16,22 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
   c.reconnect_seconds = cfg.Double("site.reconnect_seconds", c.reconnect_seconds, 1, 86400);
   c.rpc_timeout_seconds = cfg.Double("site.rpc_timeout_seconds", c.rpc_timeout_seconds, 1, 3600);
 
-  c.coordinator_fingerprint = cfg.String("policy.coordinator_fingerprint", "");
-  c.allowed_models = cfg.StringList("policy.allowed_models", BuiltinModels());
-  c.require_secure_aggregation = cfg.Bool("policy.require_secure_aggregation", true);
-  c.min_cohort = static_cast<int>(cfg.Int("policy.min_cohort", 3, 1, 100000));
-  c.min_secagg_degree =
-      static_cast<int>(cfg.Int("policy.min_secagg_degree", c.min_secagg_degree, 2, 1 << 20));
-  c.min_secagg_threshold =
-      static_cast<int>(cfg.Int("policy.min_secagg_threshold", c.min_secagg_threshold, 2, 1 << 20));
-  c.max_model_bytes = static_cast<uint64_t>(
-      cfg.Int("policy.max_model_bytes", static_cast<int64_t>(c.max_model_bytes), 1024, INT64_MAX));
-  c.require_client_dp = cfg.Bool("policy.require_client_dp", false);
-  c.max_epsilon = cfg.Double("policy.max_epsilon", 0, 0, 1e12);
-  c.delta = cfg.Double("policy.delta", c.delta, 1e-300, 0.5);
-  c.require_record_dp = cfg.Bool("policy.require_record_dp", false);
-  c.max_record_epsilon = cfg.Double("policy.max_record_epsilon", 0, 0, 1e12);
-  c.record_delta = cfg.Double("policy.record_delta", c.record_delta, 1e-300, 0.5);
+  c.policy.coordinator_fingerprint = cfg.String("policy.coordinator_fingerprint", "");
+  c.policy.allowed_models = cfg.StringList("policy.allowed_models", BuiltinModels());
+  c.policy.require_secure_aggregation = cfg.Bool("policy.require_secure_aggregation", true);
+  c.policy.min_cohort = static_cast<int>(cfg.Int("policy.min_cohort", 3, 1, 100000));
+  c.policy.min_secagg_degree =
+      static_cast<int>(cfg.Int("policy.min_secagg_degree", c.policy.min_secagg_degree, 2, 1 << 20));
+  c.policy.min_secagg_threshold =
+      static_cast<int>(cfg.Int("policy.min_secagg_threshold", c.policy.min_secagg_threshold, 2, 1 << 20));
+  c.policy.max_model_bytes = static_cast<uint64_t>(
+      cfg.Int("policy.max_model_bytes", static_cast<int64_t>(c.policy.max_model_bytes), 1024, INT64_MAX));
+  c.policy.require_client_dp = cfg.Bool("policy.require_client_dp", false);
+  c.policy.max_epsilon = cfg.Double("policy.max_epsilon", 0, 0, 1e12);
+  c.policy.delta = cfg.Double("policy.delta", c.policy.delta, 1e-300, 0.5);
+  c.policy.require_record_dp = cfg.Bool("policy.require_record_dp", false);
+  c.policy.max_record_epsilon = cfg.Double("policy.max_record_epsilon", 0, 0, 1e12);
+  c.policy.record_delta = cfg.Double("policy.record_delta", c.policy.record_delta, 1e-300, 0.5);
 
   const std::string dir = "/usr/share/datasets/fashion-mnist/";
   c.train_images = cfg.Path("data.train_images", dir + "train-images-idx3-ubyte.gz");
@@ -64,7 +64,7 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
                                                    ") must be below compute.world_size (",
                                                    dp.world_size, ")"));
   }
-  for (const auto& m : c.allowed_models) {
+  for (const auto& m : c.policy.allowed_models) {
     if (!BuiltinModelLayout(m).ok()) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": policy.allowed_models lists '", m,
                                                      "', which is not a built-in model"));

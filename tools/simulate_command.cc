@@ -1,5 +1,5 @@
 // hansa simulate EXPERIMENT.toml [--out DIR]: a federation of virtual sites on this machine
-// (coordinator/simulation.h), with a progress line while it runs and a summary at the end.
+// (sim/simulation.h), with a progress line while it runs and a summary at the end.
 #include <unistd.h>
 
 #include <cmath>
@@ -7,7 +7,7 @@
 #include <iostream>
 #include <memory>
 
-#include "coordinator/simulation.h"
+#include "sim/simulation.h"
 #include "spdlog/spdlog.h"
 #include "tools/command.h"
 

@@ -16,7 +16,7 @@
 #include "common/net/tls.h"
 #include "common/pki/authority.h"
 #include "common/pki/key.h"
-#include "coordinator/site_link.h"
+#include "client/link/grpc_link.h"
 #include "hansa/v1/hansa.grpc.pb.h"
 #include "tests/integration/harness.h"
 
@@ -277,12 +277,14 @@ TEST(SiteConnectionTest, GrpcSiteLinkRefusesADeclaredModelAboveTheCapBeforeReser
   ASSERT_NE(server, nullptr);
   auto creds = MakeClientCredentials(KitTls(kit + "/sites/alpha"));
   ASSERT_TRUE(creds.ok()) << creds.status();
-  GrpcSiteLink link(grpc::CreateChannel("127.0.0.1:" + std::to_string(port), *creds));
-  auto model = link.Download(fake.Plan());
+  GrpcSiteLink link(grpc::CreateChannel("127.0.0.1:" + std::to_string(port), *creds),
+                    GrpcLinkOptions());
+  auto model = link.Download(fake.Plan(), kDefaultMaxModelBytes);
   EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument) << model.status();
   EXPECT_THAT(
       std::string(model.status().message()),
-      HasSubstr(absl::StrCat("the global model of round 1 declares ", declared,
+      HasSubstr(absl::StrCat("the global model of round 1 (policy.max_model_bytes in site.toml) "
+                             "declares ", declared,
                              " bytes, more than the limit of ", kDefaultMaxModelBytes, " bytes")));
   EXPECT_EQ(fake.downloads(), 1);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

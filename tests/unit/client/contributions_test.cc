@@ -66,17 +66,17 @@ TEST(SpentContributionsTest, ARetryCannotHaveTheSiteSendTheSameUpdateAgain) {
   SpentContributions spent;
   const v1::RoundPlan first = Plan(1, 77);
   ASSERT_TRUE(spent.Check(first).ok());
-  ASSERT_TRUE(spent.Spend(first, *egress).ok());
+  ASSERT_TRUE(spent.Spend(first, EgressRecorder(egress.get())).ok());
   // The plan that spent it may be answered again (a rejoin in its own round), once on record.
   EXPECT_TRUE(spent.Check(first).ok());
-  EXPECT_TRUE(spent.Spend(first, *egress).ok());
+  EXPECT_TRUE(spent.Spend(first, EgressRecorder(egress.get())).ok());
   EXPECT_EQ(SpentRecords(path), 1);
   // A retry with the same model and seed would be the same update in a second sum.
   const v1::RoundPlan same = Plan(2, 77);
   Status refused = spent.Check(same);
   EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(refused.message()), HasSubstr("already sent under another plan"));
-  EXPECT_EQ(spent.Spend(same, *egress).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(spent.Spend(same, EgressRecorder(egress.get())).code(), absl::StatusCode::kInvalidArgument);
   // Nor may another round plan the same model and seed (the round is not what matters).
   v1::RoundPlan later = Plan(1, 77);
   later.set_round(kRound + 1);

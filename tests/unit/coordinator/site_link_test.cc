@@ -1,13 +1,14 @@
 // The simulator's loopback transport: real gRPC with mutual TLS on 127.0.0.1, each site known
 // to the engine by its own certificate. (That a loopback run equals an in-process run to the
 // bit is checked in tests/unit/simulation.)
-#include "coordinator/site_link.h"
+#include "sim/loopback.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <thread>
 
+#include "common/net/rpc.h"
 #include "engine_test_setup.h"
 
 namespace hansa {
@@ -29,8 +30,8 @@ TEST(SiteLinkTest, LoopbackSitesAreKnownByTheirCertificates) {
   auto a = (*federation)->Connect(0, **server);
   auto z = (*federation)->Connect(2, **server);
   ASSERT_TRUE(a.ok() && z.ok());
-  EXPECT_TRUE((*a)->Join().ok());
-  Status refused = (*z)->Join();
+  EXPECT_TRUE((*a)->Join(v1::JoinRequest()).ok());
+  Status refused = (*z)->Join(v1::JoinRequest()).status();
   EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied) << refused;
   EXPECT_EQ((*federation)->Connect(3, **server).status().code(), absl::StatusCode::kOutOfRange);
 }
@@ -50,7 +51,7 @@ TEST(SiteLinkTest, ALoopbackServerRefusesASiteOfAnotherFederation) {
   EXPECT_EQ(task.status().code(), absl::StatusCode::kUnavailable) << task.status();
   auto member = (*ours)->Connect(0, **server);
   ASSERT_TRUE(member.ok());
-  EXPECT_TRUE((*member)->Join().ok());
+  EXPECT_TRUE((*member)->Join(v1::JoinRequest()).ok());
 }
 
 // One server and one connection for a whole simulated run, each round in a fresh engine.
@@ -64,13 +65,13 @@ TEST(SiteLinkTest, ALoopbackServerMovesToTheNextRoundsEngineAndKeepsItsSites) {
   ASSERT_TRUE(server.ok()) << server.status();
   auto a = (*federation)->Connect(0, **server);
   ASSERT_TRUE(a.ok());
-  ASSERT_TRUE((*a)->Join().ok());
+  ASSERT_TRUE((*a)->Join(v1::JoinRequest()).ok());
   (*server)->Retarget(nullptr);
-  Status between = (*a)->Join();
+  Status between = (*a)->Join(v1::JoinRequest()).status();
   EXPECT_EQ(between.code(), absl::StatusCode::kUnavailable) << between;
   EXPECT_THAT(std::string(between.message()), HasSubstr("no round in progress"));
   (*server)->Retarget(second->get());
-  EXPECT_TRUE((*a)->Join().ok());
+  EXPECT_TRUE((*a)->Join(v1::JoinRequest()).ok());
   auto task = (*a)->NextTask(absl::Milliseconds(10));
   ASSERT_TRUE(task.ok()) << task.status();
   EXPECT_EQ(task->kind(), v1::Task::WAIT);
@@ -96,7 +97,7 @@ TEST(SiteLinkTest, DownloadOverLoopbackIsTheEnginesModelAndChecksThePlan) {
   for (int i = 0; i < 2; ++i) {
     auto link = (*federation)->Connect(i, **server);
     ASSERT_TRUE(link.ok());
-    ASSERT_TRUE((*link)->Join().ok());
+    ASSERT_TRUE((*link)->Join(v1::JoinRequest()).ok());
     sites.push_back(*std::move(link));
   }
   // Both sites answer the evaluation of the initial model, as sites do; then a trains.
@@ -120,18 +121,19 @@ TEST(SiteLinkTest, DownloadOverLoopbackIsTheEnginesModelAndChecksThePlan) {
   }
   ASSERT_TRUE(training);
   ASSERT_GT(plan.global_model_bytes(), 2048u);  // several chunks of at most 1024 bytes
-  auto model = sites[0]->Download(plan);
+  auto model = sites[0]->Download(plan, kDefaultMaxModelBytes);
   ASSERT_TRUE(model.ok()) << model.status();
   auto direct = (*engine)->Download("a", plan.round(), plan.global_model_sha256());
   ASSERT_TRUE(direct.ok()) << direct.status();
   EXPECT_EQ(**model, **direct);
   v1::RoundPlan wrong = plan;
   wrong.set_global_model_bytes(plan.global_model_bytes() + 1);
-  auto short_model = sites[0]->Download(wrong);
+  auto short_model = sites[0]->Download(wrong, kDefaultMaxModelBytes);
   EXPECT_EQ(short_model.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(std::string(short_model.status().message()),
-              HasSubstr(absl::StrCat("declares ", plan.global_model_bytes(), " bytes but the plan ",
-                                     wrong.global_model_bytes())));
+              HasSubstr(absl::StrCat("declares ", plan.global_model_bytes(), " bytes with SHA-256 ",
+                                     plan.global_model_sha256(), " but the plan of round ",
+                                     plan.round(), " names ", wrong.global_model_bytes())));
 }
 
 }  // namespace

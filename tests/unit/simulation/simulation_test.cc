@@ -1,6 +1,6 @@
 // The simulator with a fake training backend (exact arithmetic through the real RoundEngine)
 // and, once, with the real Trainer to check run-to-run determinism.
-#include "coordinator/simulation.h"
+#include "sim/simulation.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -11,10 +11,10 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "client/models.h"
+#include "common/model/models.h"
 #include "common/privacy/central_gaussian.h"
 #include "common/tensor/safetensors.h"
-#include "coordinator/svg_plot.h"
+#include "sim/svg_plot.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "client/trainer.h"
+#include "client/train/trainer.h"
 #include "tests/support/vectors.h"
 
 namespace hansa {

@@ -1,4 +1,4 @@
-#include "coordinator/svg_plot.h"
+#include "sim/svg_plot.h"
 
 #include <algorithm>
 #include <cmath>

@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "client/data.h"
-#include "client/trainer.h"
+#include "client/train/trainer.h"
 #include "common/partition/partition.h"
 #include "common/privacy/record_privacy.h"
 #include "common/status/status.h"
@@ -57,7 +57,7 @@ struct ClientPrivacyOptions {
 };
 
 // How the virtual sites reach each round's engine: its own calls, or gRPC with mutual TLS 1.3
-// on 127.0.0.1, each site with its own certificate (coordinator/site_link.h). Both give the
+// on 127.0.0.1, each site with its own certificate (sim/loopback.h). Both give the
 // same run to the bit; gRPC adds the wire's cost.
 enum class Transport { kInProcess, kGrpc };
 const char* TransportName(Transport transport);  // "in-process", "grpc"

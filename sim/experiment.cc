@@ -3,12 +3,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "client/models.h"
+#include "common/model/models.h"
 #include "common/config/config.h"
 #include "common/fileio/fileio.h"
 #include "common/secagg/params.h"
 #include "coordinator/privacy_config.h"
-#include "coordinator/simulation.h"
+#include "sim/simulation.h"
 
 namespace hansa {
 namespace {

@@ -1,0 +1,90 @@
+#include "client/link/chunks.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/net/rpc.h"
+
+namespace hansa {
+
+std::vector<std::string_view> CutChunks(std::string_view payload, uint32_t plan_chunk_bytes,
+                                        uint32_t max_chunk_bytes) {
+  const size_t step = std::max<size_t>(
+      1, std::min<size_t>(plan_chunk_bytes ? plan_chunk_bytes : kDefaultChunkBytes,
+                          max_chunk_bytes));
+  std::vector<std::string_view> pieces;
+  pieces.reserve(payload.size() / step + 1);
+  for (size_t off = 0; off < payload.size(); off += step) pieces.push_back(payload.substr(off, step));
+  return pieces;
+}
+
+std::vector<std::string_view> ViewsOf(const std::vector<std::string>& chunks) {
+  return std::vector<std::string_view>(chunks.begin(), chunks.end());
+}
+
+namespace {
+constexpr char kWhat[] = "downloading the global model";
+}  // namespace
+
+ModelReceiver::ModelReceiver(const v1::RoundPlan& plan, uint32_t max_chunk_bytes,
+                             uint64_t max_model_bytes)
+    : plan_(plan), max_chunk_bytes_(max_chunk_bytes), max_model_bytes_(max_model_bytes) {}
+
+Status ModelReceiver::Header(const v1::TransferHeader& header) {
+  total_ = header.total_bytes();
+  if (total_ != plan_.global_model_bytes() || header.sha256() != plan_.global_model_sha256()) {
+    return absl::DataLossError(absl::StrCat(
+        kWhat, ": the header declares ", total_, " bytes with SHA-256 ", header.sha256(),
+        " but the plan of round ", plan_.round(), " names ", plan_.global_model_bytes(),
+        " bytes with ", plan_.global_model_sha256()));
+  }
+  RETURN_IF_ERROR(CheckDeclaredBytes(
+      total_, max_model_bytes_,
+      absl::StrCat("the global model of round ", plan_.round(),
+                   " (policy.max_model_bytes in site.toml)")));
+  payload_.reserve(total_);
+  return absl::OkStatus();
+}
+
+Status ModelReceiver::Chunk(uint64_t offset, std::string_view data) {
+  if (data.size() > max_chunk_bytes_ || offset != payload_.size() ||
+      data.size() > total_ - payload_.size()) {
+    return absl::DataLossError(absl::StrCat(kWhat, ": chunk of ", data.size(), " bytes at offset ",
+                                            offset, " after ", payload_.size(), " of ", total_,
+                                            " bytes (chunks at most ", max_chunk_bytes_,
+                                            " bytes, in order): out of order or oversized"));
+  }
+  hasher_.Update(data);
+  payload_.append(data);
+  return absl::OkStatus();
+}
+
+StatusOr<std::shared_ptr<const std::string>> ModelReceiver::Finish() {
+  if (payload_.size() != total_) {
+    return absl::DataLossError(
+        absl::StrCat(kWhat, ": ended after ", payload_.size(), " of ", total_, " bytes"));
+  }
+  const std::string digest = ToHex(hasher_.Finish());
+  if (digest != plan_.global_model_sha256()) {
+    return absl::DataLossError(absl::StrCat(kWhat, ": SHA-256 ", digest, " but the plan announced ",
+                                            plan_.global_model_sha256()));
+  }
+  return std::make_shared<const std::string>(std::move(payload_));
+}
+
+StatusOr<std::shared_ptr<const std::string>> ModelReceiver::Whole(
+    std::shared_ptr<const std::string> payload) {
+  v1::TransferHeader header;
+  header.set_total_bytes(payload->size());
+  header.set_sha256(plan_.global_model_sha256());
+  RETURN_IF_ERROR(Header(header));
+  const std::string digest = ToHex(Sha256(*payload));
+  if (digest != plan_.global_model_sha256()) {
+    return absl::DataLossError(absl::StrCat(kWhat, ": SHA-256 ", digest, " but the plan announced ",
+                                            plan_.global_model_sha256()));
+  }
+  return payload;
+}
+
+}  // namespace hansa

@@ -1,0 +1,159 @@
+#include "client/link/grpc_link.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "client/link/chunks.h"
+#include "common/net/rpc.h"
+
+namespace hansa {
+
+StatusOr<std::unique_ptr<GrpcSiteLink>> GrpcSiteLink::Create(const TlsFiles& tls,
+                                                             GrpcLinkOptions options) {
+  std::shared_ptr<CertificatePin> pin;
+  // The pin is checked inside every TLS handshake of the channel, reconnections included.
+  if (!options.coordinator_fingerprint.empty()) {
+    pin = std::make_shared<CertificatePin>(options.coordinator_fingerprint);
+  }
+  ASSIGN_OR_RETURN(auto creds, MakeClientCredentials(tls, pin));
+  auto channel = grpc::CreateCustomChannel(options.coordinator, creds,
+                                           SiteChannelArguments(4 << 20));
+  auto link = std::make_unique<GrpcSiteLink>(std::move(channel), std::move(options));
+  link->pin_ = std::move(pin);
+  return link;
+}
+
+GrpcSiteLink::GrpcSiteLink(std::shared_ptr<grpc::Channel> channel, GrpcLinkOptions options)
+    : options_(std::move(options)),
+      channel_(std::move(channel)),
+      stub_(v1::Coordinator::NewStub(channel_)) {}
+
+GrpcSiteLink::~GrpcSiteLink() = default;
+
+Status GrpcSiteLink::PinRefusal() const {
+  return absl::PermissionDeniedError(absl::StrCat(
+      "coordinator certificate fingerprint ", pin_->last_refused(),
+      " is not the one this site's policy trusts (", pin_->fingerprint(),
+      ", [policy] coordinator_fingerprint in site.toml): the TLS handshake with ",
+      options_.coordinator, " was refused, so nothing was sent over that connection"));
+}
+
+Status GrpcSiteLink::Connect(absl::Duration timeout) {
+  const auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
+  for (;;) {
+    grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
+    if (state == GRPC_CHANNEL_READY) return absl::OkStatus();
+    if (pin_ && !pin_->last_refused().empty()) return PinRefusal();
+    if (stop_) return absl::CancelledError("site stopping");
+    auto now = std::chrono::system_clock::now();
+    if (now >= deadline) {
+      return absl::UnavailableError(absl::StrCat(
+          "no TLS connection within ", absl::FormatDuration(timeout),
+          " (coordinator down, wrong address, or a handshake that failed: a certificate from "
+          "another CA or an expired one)"));
+    }
+    channel_->WaitForStateChange(state, std::min(deadline, now + std::chrono::milliseconds(200)));
+  }
+}
+
+StatusOr<v1::JoinReply> GrpcSiteLink::Join(const v1::JoinRequest& request) {
+  auto ctx = ContextWithDeadline(options_.call_seconds);
+  ctx->set_wait_for_ready(true);
+  v1::JoinRequest req = request;
+  if (req.client_version().empty()) req.set_client_version(options_.client_version);
+  v1::JoinReply reply;
+  Status st = FromGrpc(stub_->Join(ctx.get(), req, &reply), "joining");
+  // The connection dropped after it was checked and the next handshake met another
+  // certificate: the join did not leave.
+  if (!st.ok() && pin_ && !pin_->last_refused().empty()) return PinRefusal();
+  RETURN_IF_ERROR(st);
+  if (reply.max_chunk_bytes() > 0) max_chunk_bytes_ = reply.max_chunk_bytes();
+  return reply;
+}
+
+StatusOr<v1::Task> GrpcSiteLink::NextTask(absl::Duration wait) {
+  // The service answers 0.5 s before the call's deadline at the latest.
+  auto ctx = ContextWithDeadline(absl::ToDoubleSeconds(wait) + options_.call_seconds);
+  v1::TaskRequest request;
+  request.set_wait_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(wait)));
+  v1::Task task;
+  RETURN_IF_ERROR(FromGrpc(stub_->GetTask(ctx.get(), request, &task), "asking for a task"));
+  return task;
+}
+
+StatusOr<std::shared_ptr<const std::string>> GrpcSiteLink::Download(const v1::RoundPlan& plan,
+                                                                    uint64_t max_model_bytes) {
+  auto ctx = ContextWithDeadline(options_.transfer_seconds);
+  v1::DownloadRequest request;
+  request.set_round(plan.round());
+  request.set_model_sha256(plan.global_model_sha256());
+  auto reader = stub_->DownloadModel(ctx.get(), request);
+  const std::string what = "downloading the global model";
+  ModelReceiver receiver(plan, max_chunk_bytes_, max_model_bytes);
+  v1::Chunk chunk;
+  if (!reader->Read(&chunk) || !chunk.has_header()) return FromGrpc(reader->Finish(), what);
+  Status st = receiver.Header(chunk.header());
+  while (st.ok() && reader->Read(&chunk)) st = receiver.Chunk(chunk.offset(), chunk.data());
+  if (!st.ok()) {
+    ctx->TryCancel();
+    reader->Finish().ok();  // the stream is cancelled; our error is the one that counts
+    return st;
+  }
+  RETURN_IF_ERROR(FromGrpc(reader->Finish(), what));
+  return receiver.Finish();
+}
+
+Status GrpcSiteLink::RespondToPlan(const v1::PlanResponse& response) {
+  auto ctx = ContextWithDeadline(options_.call_seconds);
+  v1::PlanAck ack;
+  return FromGrpc(stub_->RespondToPlan(ctx.get(), response, &ack),
+                  absl::StrCat("answering the plan of round ", response.round()));
+}
+
+StatusOr<v1::UploadReply> GrpcSiteLink::Upload(const v1::RoundPlan& plan,
+                                               const v1::TransferHeader& header,
+                                               const std::vector<std::string_view>& pieces) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  if (plan.upload_deadline_unix_ms() > 0) {
+    ctx->set_deadline(std::chrono::system_clock::time_point(
+        std::chrono::milliseconds(plan.upload_deadline_unix_ms())));
+  } else {
+    ctx = ContextWithDeadline(options_.transfer_seconds);
+  }
+  v1::UploadReply reply;
+  auto writer = stub_->UploadUpdate(ctx.get(), &reply);
+  v1::Chunk chunk;
+  *chunk.mutable_header() = header;
+  bool ok = writer->Write(chunk);
+  uint64_t offset = 0;
+  for (size_t i = 0; ok && i < pieces.size(); ++i) {
+    chunk.Clear();
+    chunk.set_offset(offset);
+    chunk.set_data(pieces[i].data(), pieces[i].size());
+    offset += pieces[i].size();
+    ok = writer->Write(chunk);
+  }
+  if (ok) writer->WritesDone();
+  RETURN_IF_ERROR(
+      FromGrpc(writer->Finish(), absl::StrCat("uploading round ", header.round())));
+  return reply;
+}
+
+Status GrpcSiteLink::SubmitSecAgg(const v1::SecAggSubmission& submission) {
+  auto ctx = ContextWithDeadline(options_.call_seconds);
+  v1::SecAggAck ack;
+  return FromGrpc(stub_->SubmitSecAgg(ctx.get(), submission, &ack),
+                  absl::StrCat("sending ", v1::Task::Kind_Name(submission.stage())));
+}
+
+Status GrpcSiteLink::ReportMetrics(const v1::MetricsReport& report) {
+  auto ctx = ContextWithDeadline(options_.call_seconds);
+  v1::MetricsReply reply;
+  return FromGrpc(stub_->ReportMetrics(ctx.get(), report, &reply), "reporting metrics");
+}
+
+}  // namespace hansa

@@ -1,0 +1,66 @@
+// A site's link to a coordinator over gRPC with mutual TLS 1.3 (site_link.h): what hansa-client
+// uses, and the simulator's loopback sites. The channel checks the coordinator's certificate
+// against the federation CA and, when the site pins one, its fingerprint, in every handshake.
+//
+// Threading: one thread makes calls at a time; Stop() from any thread.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "client/link/site_link.h"
+#include "common/net/tls.h"
+#include "hansa/v1/hansa.grpc.pb.h"
+
+namespace grpc {
+class Channel;
+}  // namespace grpc
+
+namespace hansa {
+
+struct GrpcLinkOptions {
+  std::string coordinator;  // host:port as provisioned (the certificate names it)
+  std::string client_version = "hansa-client 0.1";
+  double call_seconds = 30;       // deadline of a unary call (a task poll: its wait plus this)
+  double transfer_seconds = 600;  // deadline of a model download
+  // The coordinator certificate's SHA-256 fingerprint the site trusts; empty: any the CA signed.
+  std::string coordinator_fingerprint;
+};
+
+class GrpcSiteLink final : public SiteLink {
+ public:
+  // A channel to options.coordinator with the site's certificate and key, the federation CA and
+  // the pin. InvalidArgument for unusable TLS material.
+  static StatusOr<std::unique_ptr<GrpcSiteLink>> Create(const TlsFiles& tls,
+                                                        GrpcLinkOptions options);
+  // Over an existing channel (its credentials made by the caller; no pin).
+  GrpcSiteLink(std::shared_ptr<grpc::Channel> channel, GrpcLinkOptions options);
+  ~GrpcSiteLink() override;
+
+  Status Connect(absl::Duration timeout) override;
+  StatusOr<v1::JoinReply> Join(const v1::JoinRequest& request) override;
+  StatusOr<v1::Task> NextTask(absl::Duration wait) override;
+  StatusOr<std::shared_ptr<const std::string>> Download(const v1::RoundPlan& plan,
+                                                        uint64_t max_model_bytes) override;
+  Status RespondToPlan(const v1::PlanResponse& response) override;
+  StatusOr<v1::UploadReply> Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
+                                   const std::vector<std::string_view>& pieces) override;
+  Status SubmitSecAgg(const v1::SecAggSubmission& submission) override;
+  Status ReportMetrics(const v1::MetricsReport& report) override;
+  uint32_t max_chunk_bytes() const override { return max_chunk_bytes_; }
+  void Stop() override { stop_ = true; }
+
+ private:
+  // The pin's refusal, naming both fingerprints. REQUIRES: pin_ refused a handshake.
+  Status PinRefusal() const;
+
+  const GrpcLinkOptions options_;
+  std::shared_ptr<CertificatePin> pin_;  // when options_.coordinator_fingerprint is set
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Coordinator::Stub> stub_;
+  uint32_t max_chunk_bytes_ = 4 << 20;
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace hansa

@@ -1,0 +1,81 @@
+// A site's own rules, enforced by the site whatever the coordinator asks (the [policy] section
+// of site.toml): which plans it answers, and its own privacy budgets. Transport-free.
+//
+// Threading: a SitePrivacy belongs to one SiteSession (one thread).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/audit/audit_log.h"
+#include "common/net/rpc.h"
+#include "common/privacy/ledger.h"
+#include "common/status/status.h"
+#include "hansa/v1/hansa.pb.h"
+
+namespace hansa {
+
+struct SitePolicy {
+  std::string coordinator_fingerprint;  // SHA-256 of the coordinator certificate; empty = any
+  std::vector<std::string> allowed_models;
+  bool require_secure_aggregation = true;
+  int min_cohort = 3;  // refuse rounds with fewer sites than this
+  // Floors under the coordinator's SecAgg+ parameters (CheckSecAggPolicy): a plan giving each
+  // site fewer than min_secagg_degree neighbours (k) or a threshold t below
+  // min_secagg_threshold is refused. The defaults refuse nothing ResolveParams allows (k = 2,
+  // t = 2 is the 3-site cohort); a site raises them to need more colluders against it.
+  int min_secagg_degree = 2;
+  int min_secagg_threshold = 2;
+  // The largest global model the site downloads: a larger declared size is refused before
+  // anything is allocated for it.
+  uint64_t max_model_bytes = kDefaultMaxModelBytes;
+  // Client-level differential privacy, accounted by the site itself (state_dir/privacy.json):
+  // a training plan without it is refused when either is set, and a plan whose round would
+  // take the site past max_epsilon (at `delta`) is refused. 0 = no budget of the site's own.
+  bool require_client_dp = false;
+  double max_epsilon = 0;
+  double delta = 1e-5;
+  // Record-level DP-SGD, the same way (state_dir/record_privacy.json): a training plan without
+  // it is refused when either is set; one that would take the site's records past
+  // max_record_epsilon (at record_delta) is refused.
+  bool require_record_dp = false;
+  double max_record_epsilon = 0;
+  double record_delta = 1e-5;
+};
+
+// The policy's verdict on `plan` apart from privacy: OK, or InvalidArgument naming the policy
+// key the plan falls short of. `sends_update` for plans that make the site send a model update
+// (evaluation sends only metrics): secure aggregation, cohort and SecAgg+ floors apply to them.
+Status CheckPlan(const SitePolicy& policy, const v1::RoundPlan& plan, bool sends_update);
+
+// The site's own privacy accounts: one ledger per guarantee it keeps a budget for.
+class SitePrivacy {
+ public:
+  // Opens state_dir/privacy.json and state_dir/record_privacy.json for the budgets the policy
+  // sets (none for a budget of 0).
+  static StatusOr<SitePrivacy> Open(const SitePolicy& policy, const std::string& state_dir);
+
+  // One round's cost per guarantee: RDP curves, empty where the site keeps no budget.
+  struct Cost {
+    std::vector<double> client, record;
+  };
+  // The policy's privacy rules for a training plan: the round's cost in each ledger the site
+  // keeps, or the refusal (InvalidArgument: a plan without a guarantee the site requires, or
+  // over its budget).
+  StatusOr<Cost> Check(const v1::RoundPlan& plan) const;
+  // Books `plan` (checked first) in the ledgers and records privacy_spent in `egress` (may be
+  // null) for each, once per plan: a plan booked before is neither checked nor booked again.
+  Status Book(const v1::RoundPlan& plan, AuditLog* egress);
+  bool Booked(const v1::RoundPlan& plan) const;
+
+ private:
+  SitePolicy policy_;
+  std::optional<PrivacyLedger> client_;  // when policy.max_epsilon > 0
+  std::optional<PrivacyLedger> record_;  // when policy.max_record_epsilon > 0
+  std::set<std::string> booked_;         // plans already in the ledgers (answered again on rejoin)
+};
+
+}  // namespace hansa

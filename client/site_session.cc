@@ -1,0 +1,317 @@
+#include "client/site_session.h"
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "client/link/chunks.h"
+#include "common/audit/events.h"
+#include "common/audit/record_text.h"
+#include "common/crypto/sha256.h"
+#include "common/privacy/central_gaussian.h"
+#include "common/tensor/safetensors.h"
+#include "proto/plan_digest.h"
+#include "proto/secagg_plan.h"
+#include "common/logging/logging.h"
+#include "spdlog/spdlog.h"
+
+namespace hansa {
+namespace {
+
+// Errors after which the site rejoins instead of giving up: the coordinator restarted, the
+// network blinked, or a round moved on under us.
+bool IsTransient(const Status& s) {
+  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsCancelled(s) ||
+         absl::IsAborted(s) || absl::IsFailedPrecondition(s) || absl::IsUnknown(s) ||
+         absl::IsInternal(s) || absl::IsResourceExhausted(s);
+}
+
+void Sleep(double seconds) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
+}
+
+}  // namespace
+
+SiteSession::SiteSession(SiteSessionOptions options, SiteLink* link, LocalTrainer* trainer)
+    : options_(std::move(options)),
+      link_(link),
+      trainer_(trainer),
+      egress_(options_.egress),
+      secagg_(options_.name, options_.ca_certificate_pem, options_.private_key_pem) {}
+
+StatusOr<std::unique_ptr<SiteSession>> SiteSession::Create(SiteSessionOptions options,
+                                                           SiteLink* link, LocalTrainer* trainer) {
+  std::unique_ptr<SiteSession> s(new SiteSession(std::move(options), link, trainer));
+  auto privacy = SitePrivacy::Open(s->options_.policy, s->options_.state_dir);
+  if (!privacy.ok()) {
+    return Annotate(privacy.status(), absl::StrCat("privacy ledgers in ", s->options_.state_dir));
+  }
+  s->privacy_ = *std::move(privacy);
+  return s;
+}
+
+void SiteSession::Stop() {
+  stop_ = true;
+  link_->Stop();
+}
+
+Status SiteSession::Send(const char* type, uint64_t round, const std::string& bytes,
+                         const std::function<Status()>& send) {
+  ASSIGN_OR_RETURN(std::string sha, egress_.Sending(type, round, bytes));
+  return egress_.Outcome(type, round, sha, send());
+}
+
+Status SiteSession::JoinWithRetry() {
+  const auto give_up = std::chrono::steady_clock::now() +
+                       std::chrono::milliseconds(
+                           static_cast<int64_t>(options_.reconnect_seconds * 1000));
+  double backoff = 0.5;
+  for (;;) {
+    if (stop_) return absl::CancelledError("site stopping");
+    // The join is recorded and sent only over a connection whose handshake passed the CA and
+    // the pin: a refused handshake leaves nothing to record.
+    Status st = link_->Connect(absl::Seconds(options_.connect_seconds));
+    if (absl::IsPermissionDenied(st) || absl::IsCancelled(st)) return st;
+    if (st.ok()) {
+      v1::JoinRequest req;
+      StatusOr<v1::JoinReply> reply;
+      st = Send(audit_events::kMessageJoin, 0, req.SerializeAsString(), [&] {
+        reply = link_->Join(req);
+        return reply.status();
+      });
+      if (st.ok()) {
+        // A restarted coordinator may plan the same round again, down to the same digest,
+        // with no memory of our answer: answer again (AlreadyExists if it had kept it).
+        answered_plan_.clear();
+        spdlog::info("joined federation '{}' as '{}'", reply->federation(), reply->site());
+        return absl::OkStatus();
+      }
+      if (absl::IsPermissionDenied(st) || absl::IsUnauthenticated(st) ||
+          absl::IsInvalidArgument(st)) {
+        return st;
+      }
+    }
+    if (std::chrono::steady_clock::now() >= give_up) {
+      if (options_.reconnect_seconds <= 0) return st;
+      return absl::UnavailableError(absl::StrCat("coordinator unreachable for ",
+                                                 options_.reconnect_seconds,
+                                                 " s (last error: ", st.message(), ")"));
+    }
+    spdlog::warn("coordinator not reachable ({}); retrying in {:.1f} s", st.message(), backoff);
+    Sleep(backoff);
+    backoff = std::min(backoff * 2, 5.0);
+  }
+}
+
+Status SiteSession::Run() {
+  RETURN_IF_ERROR(JoinWithRetry());
+  for (;;) {
+    if (stop_) return absl::CancelledError("site stopping");
+    StatusOr<v1::Task> task = link_->NextTask(options_.poll_wait);
+    Status st = task.status();
+    if (task.ok()) {
+      if (task->kind() == v1::Task::DONE) {
+        spdlog::info("coordinator: {}", task->message());
+        return absl::OkStatus();
+      }
+      st = Handle(*task);
+      if (st.ok()) continue;
+    }
+    if (stop_) return absl::CancelledError("site stopping");
+    if (absl::IsPermissionDenied(st) || absl::IsUnauthenticated(st)) return st;
+    if (options_.stop_on_task_error) return st;
+    if (!IsTransient(st)) {
+      // The task failed at this site (bad model, refused plan): say why and carry on; the
+      // coordinator leaves the site out of this round.
+      spdlog::error("{}", st.message());
+      Sleep(1);
+      continue;
+    }
+    spdlog::warn("{}; reconnecting", st.message());
+    Sleep(0.5);
+    RETURN_IF_ERROR(JoinWithRetry());
+  }
+}
+
+Status SiteSession::Handle(const v1::Task& task) {
+  switch (task.kind()) {
+    case v1::Task::WAIT:
+    case v1::Task::DONE:
+      return absl::OkStatus();
+    case v1::Task::TRAIN:
+      RETURN_IF_ERROR(Consent(task));
+      return Train(task.plan(), task.payload());
+    case v1::Task::EVALUATE:
+      return Evaluate(task.plan());
+    case v1::Task::SECAGG_ADVERTISE:
+    case v1::Task::SECAGG_SHARE:
+    case v1::Task::SECAGG_CONSISTENCY:
+    case v1::Task::SECAGG_UNMASK:
+      RETURN_IF_ERROR(Consent(task));
+      return SecAggStage(task);
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("unknown task kind ", task.kind()));
+  }
+}
+
+Status SiteSession::Consent(const v1::Task& task) {
+  const v1::RoundPlan& plan = task.plan();
+  const std::string digest = PlanSha256(plan);
+  if (digest == answered_plan_) return answer_;
+  Status policy = CheckPlan(options_.policy, plan, /*sends_update=*/true);
+  // The cost is booked when the update leaves (Train), not here: an attempt the site answers
+  // but sends nothing in spends nothing. A plan booked before is answered again after a rejoin.
+  if (policy.ok() && !privacy_->Booked(plan)) policy = privacy_->Check(plan).status();
+  if (policy.ok()) policy = options_.spent.Check(plan);
+  const auto round = static_cast<int64_t>(plan.round());
+  // The coordinator's audit head it showed with the plan: reconcile checks its log still has it.
+  std::optional<AuditAnchor> shown;
+  if (task.has_audit_head()) {
+    shown = AuditAnchor{
+        static_cast<int64_t>(std::min<uint64_t>(task.audit_head().records(), INT64_MAX)),
+        task.audit_head().sha256(), task.audit_head().signature()};
+  }
+  RETURN_IF_ERROR(egress_.Append(
+      policy.ok() ? PlanAccepted(round, digest, shown)
+                  : PlanRefused(round, digest, RecordText(std::string(policy.message()), 2048),
+                                shown)));
+  v1::PlanResponse response;
+  response.set_round(plan.round());
+  response.set_plan_sha256(digest);
+  response.set_accepted(policy.ok());
+  response.set_reason(std::string(policy.message()));
+  Status sent = Send(audit_events::kMessagePlanResponse, plan.round(),
+                     response.SerializeAsString(), [&] { return link_->RespondToPlan(response); });
+  // AlreadyExists: an earlier answer of ours arrived (the reply was lost); it stands.
+  if (!sent.ok() && !absl::IsAlreadyExists(sent)) return sent;
+  answered_plan_ = digest;
+  answer_ = policy;
+  if (!policy.ok()) spdlog::warn("round {}: plan refused: {}", plan.round(), policy.message());
+  return policy;
+}
+
+StatusOr<Model> SiteSession::FetchModel(const v1::RoundPlan& plan) {
+  if (cached_model_ && cached_sha256_ == plan.global_model_sha256()) return *cached_model_;
+  v1::DownloadRequest req;
+  req.set_round(plan.round());
+  req.set_model_sha256(plan.global_model_sha256());
+  std::shared_ptr<const std::string> payload;
+  RETURN_IF_ERROR(Send(audit_events::kMessageDownloadRequest, plan.round(),
+                       req.SerializeAsString(), [&]() -> Status {
+                         ASSIGN_OR_RETURN(payload,
+                                          link_->Download(plan, options_.policy.max_model_bytes));
+                         return absl::OkStatus();
+                       }));
+  ASSIGN_OR_RETURN(Model model, DecodeSafetensors(*payload));
+  RETURN_IF_ERROR(Annotate(model.Validate(), "global model"));
+  cached_sha256_ = plan.global_model_sha256();
+  cached_model_ = model;
+  return model;
+}
+
+Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_delivery) {
+  RETURN_IF_ERROR(CheckPlan(options_.policy, plan, /*sends_update=*/true));
+  const bool secure = plan.aggregation() == "secure";
+  if (secure) RETURN_IF_ERROR(secagg_.OnShareDelivery(plan, share_delivery));
+  ASSIGN_OR_RETURN(Model global, FetchModel(plan));
+  ASSIGN_OR_RETURN(TrainResult result, trainer_->Train(plan, global));
+  // Booked before anything of the update leaves: a crash after sending must not forget it.
+  // A plan booked before (its upload failed and is sent again) is not checked or booked twice.
+  RETURN_IF_ERROR(privacy_->Book(plan, options_.egress));
+  RETURN_IF_ERROR(options_.spent.Spend(plan, egress_));
+  spdlog::info("round {}: trained {} examples in {:.1f} s (loss {:.4f})", plan.round(),
+               result.num_examples, result.seconds, result.loss);
+  if (secure) return UploadMasked(plan, global, result);
+  return UploadPlain(plan, global, result);
+}
+
+Status SiteSession::UploadPlain(const v1::RoundPlan& plan, const Model& global,
+                                const TrainResult& result) {
+  Model delta;
+  delta.layout = global.layout;
+  ASSIGN_OR_RETURN(delta.values, CheckedHostUpdate(*trainer_, global));
+  if (plan.privacy().mechanism() == kCentralGaussian) {
+    // The coordinator refuses updates longer than the plan's clip norm.
+    const double norm = ClipUpdateForCentralGaussian(delta.values, plan.privacy().clip_norm());
+    spdlog::info("round {}: update norm {:.4g} clipped to {:g}", plan.round(), norm,
+                 plan.privacy().clip_norm());
+  }
+  trainer_->Leaving(delta.values);
+  const std::string payload = EncodeSafetensors(delta);
+  v1::TransferHeader header;
+  header.set_round(plan.round());
+  header.set_total_bytes(payload.size());
+  header.set_sha256(ToHex(Sha256(payload)));
+  header.set_num_examples(static_cast<uint64_t>(result.num_examples));
+  header.set_train_loss(result.loss);
+  header.set_train_seconds(result.seconds);
+  return Upload(plan, header,
+                CutChunks(payload, plan.chunk_bytes(), link_->max_chunk_bytes()));
+}
+
+Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& global,
+                                 const TrainResult& result) {
+  const auto started = std::chrono::steady_clock::now();
+  std::optional<SecretBytes> seed;
+  if (options_.rounding_seed) seed = options_.rounding_seed(plan);
+  std::string path;
+  ASSIGN_OR_RETURN(std::vector<std::string> chunks,
+                   secagg_.Mask(plan, *trainer_, global, result.num_examples,
+                                seed ? &*seed : nullptr, &path));
+  // No example count or loss in the clear: the weight travels inside the masked vector.
+  RETURN_IF_ERROR(Upload(plan, MaskedUploadHeader(plan.round(), chunks), ViewsOf(chunks)));
+  spdlog::info("round {}: masked on the {}, sent in {:.3f} s after training", plan.round(), path,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  return absl::OkStatus();
+}
+
+Status SiteSession::Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
+                           const std::vector<std::string_view>& pieces) {
+  ASSIGN_OR_RETURN(std::string sha, egress_.Sending(audit_events::kMessageUpload, plan.round(),
+                                                    header.total_bytes(), header.sha256()));
+  StatusOr<v1::UploadReply> reply = link_->Upload(plan, header, pieces);
+  RETURN_IF_ERROR(egress_.Outcome(audit_events::kMessageUpload, plan.round(), sha,
+                                  reply.status()));
+  spdlog::info("round {}: update accepted ({} bytes)", plan.round(), reply->bytes());
+  return absl::OkStatus();
+}
+
+Status SiteSession::Evaluate(const v1::RoundPlan& plan) {
+  RETURN_IF_ERROR(CheckPlan(options_.policy, plan, /*sends_update=*/false));
+  v1::MetricsReport report;
+  report.set_round(plan.round());
+  if (options_.evaluate) {
+    ASSIGN_OR_RETURN(Model global, FetchModel(plan));
+    ASSIGN_OR_RETURN(EvalResult result, trainer_->Evaluate(plan, global));
+    report.set_num_examples(static_cast<uint64_t>(result.num_examples));
+    report.set_loss(result.loss);
+    report.set_accuracy(result.accuracy);
+    report.set_seconds(result.seconds);
+    spdlog::info("round {}: global model accuracy {:.4f} on {} local test examples",
+                 plan.round(), result.accuracy, result.num_examples);
+  } else {
+    report.set_num_examples(1);  // evaluated centrally: a placeholder the engine accepts
+  }
+  Status sent = Send(audit_events::kMessageMetrics, plan.round(), report.SerializeAsString(),
+                     [&] { return link_->ReportMetrics(report); });
+  // AlreadyExists: our report arrived before (the reply was lost). FailedPrecondition: the
+  // evaluation closed before it arrived. Neither is the site's to fix.
+  if (absl::IsAlreadyExists(sent) || absl::IsFailedPrecondition(sent)) return absl::OkStatus();
+  return sent;
+}
+
+Status SiteSession::SecAggStage(const v1::Task& task) {
+  const v1::RoundPlan& plan = task.plan();
+  RETURN_IF_ERROR(CheckPlan(options_.policy, plan, /*sends_update=*/true));
+  ASSIGN_OR_RETURN(std::string payload, secagg_.Answer(task));
+  v1::SecAggSubmission m;
+  m.set_round(plan.round());
+  m.set_stage(task.kind());
+  m.set_payload(std::move(payload));
+  return Send(audit_events::kMessageSecAgg, plan.round(), m.SerializeAsString(),
+              [&] { return link_->SubmitSecAgg(m); });
+}
+
+}  // namespace hansa

@@ -1,0 +1,117 @@
+// A site's conversation with the coordinator, written once for hansa-client, the simulator's
+// virtual sites, the benchmarks and the tests: join, poll for tasks, answer each round plan
+// against the site's policy (policy.h), download the global model, train or evaluate through a
+// LocalTrainer, run the SecAgg+ stages (secagg_stage.h), upload the update, report metrics.
+// It speaks through a SiteLink (link/site_link.h): gRPC with mutual TLS, or in process.
+//
+// Handle() answers one task. Run() is the whole conversation: it survives coordinator restarts
+// by rejoining with backoff for up to options.reconnect_seconds, and returns OK when the
+// coordinator says the federation is done, Unavailable when it stays unreachable,
+// PermissionDenied when the coordinator refuses the site, Cancelled after Stop().
+//
+// Egress ledger (egress.h): when options.egress is set, everything that carries something of
+// the site is recorded, signed, before it is sent. Privacy: the site books its own budgets when
+// an update leaves, not when it answers a plan; a secure update enters at most one plan
+// (SpentContributions).
+//
+// Threading: one thread calls Run()/Handle(); Stop() may be called from any thread (a signal
+// watcher). The link and the trainer must outlive the session.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/time/time.h"
+#include "client/contributions.h"
+#include "client/egress.h"
+#include "client/link/site_link.h"
+#include "client/local_trainer.h"
+#include "client/policy.h"
+#include "client/secagg_stage.h"
+#include "common/audit/audit_log.h"
+#include "common/crypto/secret.h"
+#include "common/status/status.h"
+#include "common/tensor/tensor.h"
+#include "hansa/v1/hansa.pb.h"
+
+namespace hansa {
+
+struct SiteSessionOptions {
+  std::string name;  // the site's certificate CN: its name in cohorts
+  SitePolicy policy;
+  // The site's privacy ledgers live here (only when the policy sets budgets).
+  std::string state_dir;
+  // The egress ledger (not owned); null: nothing is recorded (simulator, benchmarks).
+  AuditLog* egress = nullptr;
+  // Secure updates already sent, from the egress ledger (SpentContributions::FromEgressLedger).
+  SpentContributions spent;
+  // For SecAgg+ against a malicious coordinator: the federation CA and the site's TLS key.
+  std::string ca_certificate_pem;
+  std::string private_key_pem;
+  // How long Run keeps rejoining a lost coordinator; 0: it returns the first failure.
+  double reconnect_seconds = 600;
+  double connect_seconds = 30;  // the wait for a connection before each join
+  absl::Duration poll_wait = absl::Seconds(20);
+  // A task that fails at the site: hansa-client says why and carries on (the coordinator leaves
+  // it out of the round); the simulator, which expects every site to succeed, stops.
+  bool stop_on_task_error = false;
+  // False where the global model is evaluated centrally (the simulator): an evaluation task
+  // is answered with a placeholder report of one example, without downloading the model.
+  bool evaluate = true;
+  // Seeds the stochastic rounding of a secure upload (32 bytes) so that a simulation repeats;
+  // null (deployments): the CSPRNG.
+  std::function<SecretBytes(const v1::RoundPlan&)> rounding_seed;
+};
+
+class SiteSession {
+ public:
+  // Opens the site's privacy ledgers (errors name the file).
+  static StatusOr<std::unique_ptr<SiteSession>> Create(SiteSessionOptions options, SiteLink* link,
+                                                        LocalTrainer* trainer);
+
+  Status Run();
+  // Answers one task (WAIT and DONE need no answer).
+  Status Handle(const v1::Task& task);
+  // Makes Run() return Cancelled at its next step. Thread-safe.
+  void Stop();
+
+ private:
+  SiteSession(SiteSessionOptions options, SiteLink* link, LocalTrainer* trainer);
+  Status JoinWithRetry();
+  // Answers a training plan once (PlanResponse) and records the answer; the policy's refusal
+  // when the site refuses it. The task's audit_head, when present, goes into the answer's
+  // egress record.
+  Status Consent(const v1::Task& task);
+  StatusOr<Model> FetchModel(const v1::RoundPlan& plan);
+  Status Train(const v1::RoundPlan& plan, const std::string& share_delivery);
+  Status UploadPlain(const v1::RoundPlan& plan, const Model& global, const TrainResult& result);
+  Status UploadMasked(const v1::RoundPlan& plan, const Model& global, const TrainResult& result);
+  // Records and sends one upload.
+  Status Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
+                const std::vector<std::string_view>& pieces);
+  Status Evaluate(const v1::RoundPlan& plan);
+  Status SecAggStage(const v1::Task& task);
+  // Records and sends one message of `type`; the send's status.
+  Status Send(const char* type, uint64_t round, const std::string& bytes,
+              const std::function<Status()>& send);
+
+  SiteSessionOptions options_;
+  SiteLink* const link_;
+  LocalTrainer* const trainer_;
+  EgressRecorder egress_;
+  std::optional<SitePrivacy> privacy_;
+  SecAggParticipant secagg_;
+  // The last training plan answered (PlanSha256) and the answer.
+  std::string answered_plan_;
+  Status answer_;
+  // The last model downloaded, by digest: evaluation of round r and training of round r+1
+  // use the same model, so it is fetched once.
+  std::string cached_sha256_;
+  std::optional<Model> cached_model_;
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace hansa

@@ -1,0 +1,73 @@
+#include "sim/loopback.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto/sha256.h"
+#include "common/net/rpc.h"
+#include "common/pki/startup_kit.h"
+#include "coordinator/service.h"
+#include "client/link/grpc_link.h"
+
+namespace hansa {
+LoopbackServer::~LoopbackServer() {
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  server_.reset();
+  service_.reset();
+}
+
+void LoopbackServer::Retarget(RoundEngine* engine) { service_->set_engine(engine); }
+
+StatusOr<std::unique_ptr<LoopbackFederation>> LoopbackFederation::Create(
+    const std::vector<std::string>& sites, const std::string& country) {
+  ProvisionRequest request;
+  request.federation = "loopback";
+  request.coordinator = {"coordinator", country, "loopback coordinator"};
+  for (const std::string& site : sites) request.sites.push_back({site, country, site});
+  request.validity_days = 7;
+  request.ca_validity_days = 8;
+  ASSIGN_OR_RETURN(StartupKits issued, IssueStartupKits(request));
+  const std::string ca = issued.ca.certificate().ToPem();
+  auto tls_of = [&](const StartupKit& kit) -> StatusOr<TlsFiles> {
+    ASSIGN_OR_RETURN(std::string key, kit.key.ToPem());
+    return TlsFiles{kit.certificate.ToPem(), std::move(key), ca};
+  };
+  std::unique_ptr<LoopbackFederation> f(new LoopbackFederation());
+  ASSIGN_OR_RETURN(f->coordinator_, tls_of(issued.kits[0]));
+  for (size_t i = 1; i < issued.kits.size(); ++i) {
+    ASSIGN_OR_RETURN(TlsFiles tls, tls_of(issued.kits[i]));
+    ASSIGN_OR_RETURN(auto credentials, MakeClientCredentials(tls));
+    f->site_credentials_.push_back(std::move(credentials));
+    f->site_tls_.push_back(std::move(tls));
+  }
+  return f;
+}
+
+StatusOr<std::unique_ptr<LoopbackServer>> LoopbackFederation::Serve(RoundEngine* engine) const {
+  std::unique_ptr<LoopbackServer> s(new LoopbackServer());
+  s->service_ = std::make_unique<CoordinatorService>(engine);
+  s->max_chunk_bytes_ = engine->max_chunk_bytes();
+  ASSIGN_OR_RETURN(s->server_, StartServer("127.0.0.1:0", coordinator_, s->service_.get(),
+                                           s->max_chunk_bytes_, &s->port_));
+  return s;
+}
+
+StatusOr<std::unique_ptr<SiteLink>> LoopbackFederation::Connect(
+    int index, const LoopbackServer& server) const {
+  if (index < 0 || index >= num_sites()) {
+    return absl::OutOfRangeError(
+        absl::StrCat("site ", index, " of a loopback federation of ", num_sites()));
+  }
+  // The certificate names the coordinator "localhost" and 127.0.0.1.
+  auto channel =
+      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", server.port()), site_credentials_[index],
+                                SiteChannelArguments(server.max_chunk_bytes()));
+  GrpcLinkOptions options;
+  options.coordinator = absl::StrCat("127.0.0.1:", server.port());
+  options.client_version = "hansa simulate";
+  return std::unique_ptr<SiteLink>(std::make_unique<GrpcSiteLink>(std::move(channel), options));
+}
+
+}  // namespace hansa

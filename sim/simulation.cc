@@ -1,0 +1,454 @@
+#include "sim/simulation.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/model/models.h"
+#include "common/config/config.h"
+#include "common/crypto/sha256.h"
+#include "common/fileio/fileio.h"
+#include "common/partition/random.h"
+#include "common/privacy/central_gaussian.h"
+#include "common/privacy/rdp.h"
+#include "common/privacy/uniform_source.h"
+#include "common/secagg/client.h"
+#include "common/tensor/safetensors.h"
+#include "coordinator/round_engine.h"
+#include "client/link/engine_link.h"
+#include "sim/loopback.h"
+#include "sim/svg_plot.h"
+#include "sim/virtual_site.h"
+#include "nlohmann/json.hpp"
+#include "proto/secagg_plan.h"
+
+namespace hansa {
+namespace {
+// ---------------------------------------------------------------------------------------------
+// Torch backend
+
+class TorchBackend : public SimulationBackend {
+ public:
+  TorchBackend(const Dataset* train, const Dataset* test) : train_(train), test_(test) {}
+  std::vector<std::unique_ptr<Trainer>> trainers;
+
+  StatusOr<Model> Train(int slot, const Model& start, const std::vector<int64_t>& indices,
+                        const TrainSettings& settings, TrainResult* result) override {
+    Trainer* t = trainers.at(slot).get();
+    ASSIGN_OR_RETURN(Dataset data, Subset(*train_, indices));
+    RETURN_IF_ERROR(t->SetWeights(start));
+    ASSIGN_OR_RETURN(*result, t->Train(data, settings));
+    return t->GetWeights();
+  }
+  StatusOr<EvalResult> Evaluate(int slot, const Model& model) override {
+    Trainer* t = trainers.at(slot).get();
+    RETURN_IF_ERROR(t->SetWeights(model));
+    return t->Evaluate(*test_);
+  }
+
+ private:
+  const Dataset* train_;
+  const Dataset* test_;
+};
+
+EngineOptions OneRoundEngine(const SimulationConfig& config, const std::string& dir,
+                             const std::vector<VirtualSite>& sites) {
+  EngineOptions o;
+  o.federation = "simulation";
+  o.state_dir = dir;
+  o.model = config.model;
+  for (const VirtualSite& s : sites) o.allowed_sites.push_back(s.name);
+  o.allowed_countries = {kSimulatedCountry};
+  o.rounds = 1;
+  o.min_sites = static_cast<int>(sites.size());
+  o.wait_for_sites = absl::Minutes(5);
+  o.upload_timeout = absl::Hours(72);
+  o.evaluate_timeout = absl::Minutes(10);
+  o.site_idle = absl::Hours(72);
+  o.training.set_epochs(static_cast<uint32_t>(config.training.epochs));
+  o.training.set_batch_size(static_cast<uint32_t>(config.training.batch_size));
+  o.training.set_learning_rate(config.training.learning_rate);
+  o.training.set_momentum(config.training.momentum);
+  o.training.set_weight_decay(config.training.weight_decay);
+  o.training.set_seed(config.seed);
+  o.secure = config.secure;
+  if (config.client_privacy.enabled) {
+    // The engine adds the noise and averages unweighted; the simulator keeps the account over
+    // rounds (each round's engine is fresh), so the engine's own budget never binds.
+    o.privacy.enabled = true;
+    o.privacy.mechanism = "central_gaussian";
+    o.privacy.clip_norm = config.client_privacy.clip_norm;
+    o.privacy.noise_multiplier = config.client_privacy.noise_multiplier;
+    o.privacy.budget = {1e300, config.client_privacy.delta};
+  }
+  return o;
+}
+
+struct RoundOutcome {
+  Model mean;  // the engine's example-weighted mean update (UpdateLayout)
+  uint64_t bytes_up = 0, bytes_down = 0;
+};
+
+// A loopback run's gRPC side: one server and one connection per site for the whole run (as
+// deployed sites stay connected across rounds), pointed at each round's engine in turn.
+struct LoopbackRun {
+  std::unique_ptr<LoopbackFederation> federation;
+  std::unique_ptr<LoopbackServer> server;        // started with the first round's engine
+  std::vector<std::unique_ptr<SiteLink>> links;  // destroyed before the server
+};
+
+// Ends a round's turn of the loopback server before the round's engine goes: after a good
+// round the server only forgets the engine (every call has returned); after a failed one a
+// call may still be inside the engine, so the server shuts down (waiting for its handlers) and
+// the run, which fails anyway, loses its connections.
+struct LoopbackTurn {
+  LoopbackRun* run = nullptr;
+  bool round_ok = false;
+  ~LoopbackTurn() {
+    if (!run || !run->server) return;
+    if (round_ok) {
+      run->server->Retarget(nullptr);
+    } else {
+      run->links.clear();
+      run->server.reset();
+    }
+  }
+};
+
+// The round's links: in process into `engine`, or the loopback run's gRPC connections, made
+// at the first round and pointed at each round's engine.
+StatusOr<std::vector<SiteLink*>> RoundLinks(RoundEngine* engine, LoopbackRun* loopback,
+                                            const std::vector<VirtualSite>& sites,
+                                            std::vector<std::unique_ptr<SiteLink>>* in_process) {
+  std::vector<SiteLink*> links;
+  if (!loopback) {
+    for (const VirtualSite& s : sites) {
+      SiteIdentity id;
+      id.name = s.name;
+      id.organisation = "simulation";
+      id.country = kSimulatedCountry;
+      id.fingerprint = std::string(16, '0');
+      in_process->push_back(EngineSiteLink(engine, id));
+      links.push_back(in_process->back().get());
+    }
+    return links;
+  }
+  if (!loopback->server) {
+    ASSIGN_OR_RETURN(loopback->server, loopback->federation->Serve(engine));
+    for (size_t i = 0; i < sites.size(); ++i) {
+      ASSIGN_OR_RETURN(auto link,
+                       loopback->federation->Connect(static_cast<int>(i), *loopback->server));
+      loopback->links.push_back(std::move(link));
+    }
+  } else {
+    loopback->server->Retarget(engine);
+  }
+  for (const auto& link : loopback->links) links.push_back(link.get());
+  return links;
+}
+
+// Runs one round through a fresh one-round engine holding `extended` (the model and the
+// strategy's broadcast tensors) and returns the engine's aggregate.
+StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Strategy& strategy,
+                                      SimulationBackend* backend, SlotPool* pool, int64_t round,
+                                      const Model& extended, const std::string& dir,
+                                      LoopbackRun* loopback, std::vector<VirtualSite>* sites) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  ASSIGN_OR_RETURN(std::unique_ptr<RoundEngine> engine,
+                   RoundEngine::Create(OneRoundEngine(config, dir, *sites), extended));
+  LoopbackTurn loopback_turn{loopback};  // destroyed before the engine
+  std::vector<std::unique_ptr<SiteLink>> in_process;
+  RoundSites round_sites;
+  round_sites.engine = engine.get();
+  ASSIGN_OR_RETURN(round_sites.links, RoundLinks(engine.get(), loopback, *sites, &in_process));
+  round_sites.backend = backend;
+  round_sites.strategy = &strategy;
+  round_sites.config = &config;
+  round_sites.round = round;
+  round_sites.pool = pool;
+  ASSIGN_OR_RETURN(std::unique_ptr<SiteThreads> threads, SiteThreads::Start(round_sites, sites));
+  Status run = engine->Run();
+  if (!run.ok()) threads->Abandon();
+  RETURN_IF_ERROR(threads->Join());
+  RETURN_IF_ERROR(Annotate(run, absl::StrCat("round ", round)));
+  loopback_turn.round_ok = true;
+  ASSIGN_OR_RETURN(Model published,
+                   ReadSafetensorsFile(dir + "/checkpoints/round-0001.safetensors"));
+  RoundOutcome out;
+  out.mean.layout = extended.layout;
+  out.mean.values.resize(extended.values.size());
+  for (size_t i = 0; i < extended.values.size(); ++i) {
+    out.mean.values[i] = published.values[i] - extended.values[i];
+  }
+  const uint64_t model_bytes =
+      EncodeSafetensorsHeader(extended.layout, {}).size() + extended.values.size() * sizeof(float);
+  for (const VirtualSite& s : *sites) {
+    out.bytes_up += s.bytes_up;
+    out.bytes_down += model_bytes;
+  }
+  std::filesystem::remove_all(dir, ec);
+  return out;
+}
+
+// The model followed by what the strategy broadcasts (SCAFFOLD's c) or zeros for its other
+// extra tensors (FedNova's coefficient), in UpdateLayout() order.
+Model Extend(const Model& global, const Strategy& strategy) {
+  Model out;
+  out.layout = strategy.UpdateLayout();
+  out.values = global.values;
+  out.values.resize(out.layout.TotalElements(), 0.0f);
+  if (auto c = strategy.ServerBroadcast()) {
+    std::copy(c->values.begin(), c->values.end(), out.values.begin() + global.values.size());
+  }
+  return out;
+}
+
+Status WritePartitionCsv(const std::string& path, const Partition& p,
+                         const std::vector<uint8_t>& labels) {
+  auto counts = ClassCounts(p, labels, static_cast<int>(kBuiltinNumClasses));
+  std::string text = "site,examples,noise_std";
+  for (int c = 0; c < kBuiltinNumClasses; ++c) absl::StrAppend(&text, ",class_", c);
+  text += "\n";
+  for (size_t s = 0; s < counts.size(); ++s) {
+    absl::StrAppend(&text, s, ",", p.sites[s].size(), ",", p.noise_std[s]);
+    for (int64_t v : counts[s]) absl::StrAppend(&text, ",", v);
+    text += "\n";
+  }
+  return WriteFileAtomically(path, text);
+}
+
+nlohmann::ordered_json ConfigJson(const SimulationConfig& c) {
+  nlohmann::ordered_json j;
+  j["model"] = c.model;
+  j["sites"] = c.sites;
+  j["rounds"] = c.rounds;
+  j["partition"] = c.partition.Name();
+  j["strategy"] = c.strategy.Label();
+  j["seed"] = c.seed;
+  j["pool"] = c.pool;
+  j["transport"] = TransportName(c.transport);
+  j["training"] = {{"epochs", c.training.epochs},
+                   {"batch_size", c.training.batch_size},
+                   {"learning_rate", c.training.learning_rate},
+                   {"momentum", c.training.momentum},
+                   {"weight_decay", c.training.weight_decay}};
+  if (c.client_privacy.enabled) {
+    j["client_privacy"] = {{"mechanism", "central_gaussian"},
+                           {"clip_norm", c.client_privacy.clip_norm},
+                           {"noise_multiplier", c.client_privacy.noise_multiplier},
+                           {"delta", c.client_privacy.delta}};
+  }
+  if (c.record_privacy.enabled) {
+    const RecordPrivacyOptions& r = c.record_privacy;
+    j["record_privacy"] = {
+        {"clip_norm", r.clip_norm},         {"noise_multiplier", r.noise_multiplier},
+        {"sampling_rate", r.sampling_rate}, {"steps_per_round", r.steps},
+        {"epsilon", r.budget.epsilon},      {"delta", r.budget.delta}};
+  }
+  return j;
+}
+
+}  // namespace
+
+const char* TransportName(Transport transport) {
+  return transport == Transport::kGrpc ? "grpc" : "in-process";
+}
+
+std::string SimulationConfig::Label() const {
+  return absl::StrCat(strategy.Label(), " / ", partition.Name(), " / seed ", seed);
+}
+
+StatusOr<std::unique_ptr<SimulationBackend>> CreateTorchBackend(const Dataset* train,
+                                                                const Dataset* test,
+                                                                const std::string& model,
+                                                                const std::string& device,
+                                                                int threads, int pool) {
+  auto backend = std::make_unique<TorchBackend>(train, test);
+  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  if (threads == 0 && pool > 1) threads = std::max(1, cores / pool);
+  for (int i = 0; i < std::max(1, pool); ++i) {
+    ASSIGN_OR_RETURN(auto trainer, Trainer::Create(TrainerOptions{model, device, threads}));
+    backend->trainers.push_back(std::move(trainer));
+  }
+  return std::unique_ptr<SimulationBackend>(std::move(backend));
+}
+
+StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
+                                  const std::vector<uint8_t>& train_labels,
+                                  SimulationBackend* backend, const std::string& run_dir,
+                                  const ProgressFn& progress) {
+  const auto started = SimClock::now();
+  if (config.sites < 1 || config.rounds < 1 || config.pool < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("simulation needs sites, rounds and pool >= 1 (",
+                                                   config.sites, ", ", config.rounds, ", ",
+                                                   config.pool, ")"));
+  }
+  RETURN_IF_ERROR(MakeDirs(run_dir));
+  ASSIGN_OR_RETURN(Partition partition,
+                   MakePartition(train_labels, static_cast<int>(kBuiltinNumClasses), config.sites,
+                                 config.partition, Mix(config.seed, kPartitionSeed)));
+  RETURN_IF_ERROR(WritePartitionCsv(run_dir + "/partition.csv", partition, train_labels));
+  std::vector<VirtualSite> sites(partition.num_sites());
+  for (int i = 0; i < partition.num_sites(); ++i) {
+    sites[i].name = absl::StrFormat("site-%03d", i);
+    sites[i].indices = std::move(partition.sites[i]);
+    sites[i].noise_std = partition.noise_std[i];
+    sites[i].noise_seed = Mix(Mix(config.seed, kNoiseSeed), static_cast<uint64_t>(i));
+  }
+  ASSIGN_OR_RETURN(Model global, InitialModel(config.model, config.seed));
+  ASSIGN_OR_RETURN(std::unique_ptr<Strategy> strategy,
+                   Strategy::Create(config.strategy, global.layout));
+  RETURN_IF_ERROR(CheckStrategyCompatible(config.strategy, config.secure.enabled));
+  if (config.secure.enabled && config.client_privacy.enabled) {
+    return absl::InvalidArgumentError(
+        "simulated client-level privacy (the central Gaussian) needs plaintext aggregation");
+  }
+  if (config.client_privacy.enabled && strategy->needs_individual_updates()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "strategy '", config.strategy.name,
+        "' looks at every site's update, which client-level privacy does not protect; use a "
+        "strategy that needs only the noisy mean"));
+  }
+  {
+    nlohmann::ordered_json run = ConfigJson(config);
+    run["sites_examples"] = nlohmann::json::array();
+    for (const VirtualSite& s : sites) run["sites_examples"].push_back(s.indices.size());
+    RETURN_IF_ERROR(WriteFileAtomically(run_dir + "/run.json", run.dump(2) + "\n"));
+  }
+  // Record-level privacy: the trainer's DP-SGD settings, as a deployed plan would carry them.
+  SimulationConfig run = config;
+  if (config.record_privacy.enabled) {
+    ASSIGN_OR_RETURN(
+        RecordPrivacyParams p,
+        ResolveRecordPrivacy(config.record_privacy, config.training.epochs, config.rounds));
+    run.training.dp.clip_norm = p.clip_norm;
+    run.training.dp.noise_multiplier = p.noise_multiplier;
+    run.training.dp.sampling_rate = p.sampling_rate;
+    run.training.dp.steps = p.steps;
+  }
+  std::unique_ptr<LoopbackRun> loopback;
+  if (config.transport == Transport::kGrpc) {
+    std::vector<std::string> names;
+    for (const VirtualSite& s : sites) names.push_back(s.name);
+    loopback = std::make_unique<LoopbackRun>();
+    ASSIGN_OR_RETURN(loopback->federation, LoopbackFederation::Create(names, kSimulatedCountry));
+  }
+  SlotPool pool(config.pool);
+  RunResult result;
+  result.config = config;
+  std::string metrics;
+  for (int64_t round = 1; round <= config.rounds; ++round) {
+    const auto round_start = SimClock::now();
+    const Model extended = Extend(global, *strategy);
+    ASSIGN_OR_RETURN(RoundOutcome outcome,
+                     RunEngineRound(run, *strategy, backend, &pool, round, extended,
+                                    run_dir + "/engine", loopback.get(), &sites));
+    const RoundInfo info{round, static_cast<int>(sites.size()), static_cast<int>(sites.size())};
+    if (strategy->needs_individual_updates()) {
+      std::vector<WeightedUpdate> updates;
+      for (const VirtualSite& s : sites) {
+        updates.push_back({&s.update, static_cast<double>(s.indices.size())});
+      }
+      ASSIGN_OR_RETURN(global, strategy->ApplyIndividual(global, updates, info));
+    } else {
+      ASSIGN_OR_RETURN(global, strategy->Apply(global, outcome.mean, info));
+    }
+    ASSIGN_OR_RETURN(EvalResult eval, backend->Evaluate(0, global));
+    RoundMetrics m{round, eval.accuracy, eval.loss, SecondsSince(round_start)};
+    const RecordDpSettings& dp = run.training.dp;
+    if (dp.enabled()) {
+      ASSIGN_OR_RETURN(
+          PrivacySpent spent,
+          SampledGaussianEpsilon(dp.sampling_rate, dp.noise_multiplier, dp.steps * round,
+                                 config.record_privacy.budget.delta));
+      m.record_epsilon = spent.epsilon;
+    }
+    if (config.client_privacy.enabled) {
+      const int n = static_cast<int>(sites.size());
+      ASSIGN_OR_RETURN(PrivacySpent spent,
+                       CentralGaussianEpsilon(n, n, config.client_privacy.noise_multiplier, round,
+                                              config.client_privacy.delta));
+      m.client_epsilon = spent.epsilon;
+    }
+    result.rounds.push_back(m);
+
+    nlohmann::ordered_json line;
+    double train_seconds = 0;
+    int64_t examples = 0;
+    nlohmann::ordered_json per_site = nlohmann::ordered_json::object();
+    for (const VirtualSite& s : sites) {
+      train_seconds += s.result.seconds;
+      examples += static_cast<int64_t>(s.indices.size());
+      per_site[s.name] = {{"examples", s.indices.size()},
+                          {"train_loss", s.result.loss},
+                          {"steps", s.result.steps},
+                          {"seconds", s.result.seconds}};
+    }
+    line["round"] = round;
+    line["sites"] = sites.size();
+    line["accuracy"] = eval.accuracy;
+    line["loss"] = eval.loss;
+    line["seconds"] = m.seconds;
+    line["train_seconds"] = train_seconds;
+    line["evaluation_seconds"] = eval.seconds;
+    line["bytes_up"] = outcome.bytes_up;
+    line["bytes_down"] = outcome.bytes_down;
+    line["examples"] = examples;
+    line["evaluated_on"] = eval.num_examples;
+    if (dp.enabled()) {
+      line["record_epsilon"] = m.record_epsilon;
+      line["record_delta"] = config.record_privacy.budget.delta;
+    }
+    if (config.client_privacy.enabled) {
+      line["epsilon"] = m.client_epsilon;
+      line["delta"] = config.client_privacy.delta;
+    }
+    line["per_site"] = per_site;
+    absl::StrAppend(&metrics, line.dump(), "\n");
+    RETURN_IF_ERROR(WriteFileAtomically(run_dir + "/metrics.jsonl", metrics));
+    if (progress) {
+      Progress p;
+      p.label = config.Label();
+      p.round = round;
+      p.rounds = config.rounds;
+      p.accuracy = eval.accuracy;
+      p.elapsed_seconds = SecondsSince(started);
+      p.remaining_seconds = p.elapsed_seconds / static_cast<double>(round) *
+                            static_cast<double>(config.rounds - round);
+      progress(p);
+    }
+  }
+  result.seconds = SecondsSince(started);
+  for (const RoundMetrics& m : result.rounds) {
+    result.best_accuracy = std::max(result.best_accuracy, m.accuracy);
+  }
+  result.final_accuracy = result.rounds.back().accuracy;
+  RETURN_IF_ERROR(WriteSafetensorsFile(run_dir + "/final.safetensors", global,
+                                       {{"model", config.model}, {"run", config.Label()}}));
+  RETURN_IF_ERROR(strategy->SaveState(run_dir + "/strategy.safetensors"));
+  PlotSpec acc{absl::StrCat("accuracy: ", config.Label()), "round", "test accuracy", {}};
+  PlotSpec loss{absl::StrCat("loss: ", config.Label()), "round", "test loss", {}};
+  PlotSeries a{config.strategy.Label(), {}}, l{config.strategy.Label(), {}};
+  for (const RoundMetrics& m : result.rounds) {
+    a.y.push_back(m.accuracy);
+    l.y.push_back(m.loss);
+  }
+  acc.series.push_back(a);
+  loss.series.push_back(l);
+  RETURN_IF_ERROR(WriteFileAtomically(run_dir + "/accuracy.svg", LinePlotSvg(acc)));
+  RETURN_IF_ERROR(WriteFileAtomically(run_dir + "/loss.svg", LinePlotSvg(loss)));
+  result.final_model = std::move(global);
+  return result;
+}
+
+}  // namespace hansa

@@ -1,0 +1,234 @@
+#include "sim/simulation.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/data.h"
+#include "common/fileio/fileio.h"
+#include "sim/svg_plot.h"
+#include "sim/virtual_site.h"
+
+namespace hansa {
+namespace {
+
+std::string SafeName(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_';
+    out += ok ? c : '-';
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out;
+}
+
+std::string Fixed(double v, int digits = 4) { return absl::StrFormat("%.*f", digits, v); }
+
+double Mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / static_cast<double>(v.size());
+}
+
+double SampleStd(const std::vector<double>& v) {
+  if (v.size() < 2) return 0;
+  const double m = Mean(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / static_cast<double>(v.size() - 1));
+}
+
+struct Group {
+  std::string strategy, partition;
+  std::vector<const RunResult*> runs;
+};
+
+std::vector<Group> GroupRuns(const std::vector<RunResult>& runs) {
+  std::vector<Group> groups;
+  for (const RunResult& r : runs) {
+    const std::string s = r.config.strategy.Label(), p = r.config.partition.Name();
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [&](const Group& g) { return g.strategy == s && g.partition == p; });
+    if (it == groups.end()) {
+      groups.push_back({s, p, {}});
+      it = groups.end() - 1;
+    }
+    it->runs.push_back(&r);
+  }
+  return groups;
+}
+
+}  // namespace
+
+std::string SimulationConfig::DirName() const {
+  return absl::StrCat(SafeName(strategy.Label()), "__", SafeName(partition.Name()), "__seed", seed);
+}
+
+std::vector<SimulationConfig> ExperimentConfig::Runs() const {
+  std::vector<SimulationConfig> out;
+  for (const PartitionSpec& p : partitions) {
+    for (const StrategyOptions& s : strategies) {
+      for (uint64_t seed : seeds) {
+        SimulationConfig c = base;
+        c.partition = p;
+        c.strategy = s;
+        c.seed = seed;
+        if (p.kind == PartitionKind::kPooled) c.sites = 1;
+        out.push_back(c);
+      }
+    }
+  }
+  return out;
+}
+
+StatusOr<std::vector<RunResult>> RunExperiment(const ExperimentConfig& experiment,
+                                               const std::string& out_dir,
+                                               const ProgressFn& progress) {
+  const auto started = SimClock::now();
+  RETURN_IF_ERROR(MakeDirs(out_dir));
+  RETURN_IF_ERROR(WriteFileAtomically(out_dir + "/experiment.toml", experiment.ResolvedToml()));
+  ASSIGN_OR_RETURN(Dataset train, LoadMnistStyle(experiment.data_dir, Split::kTrain));
+  ASSIGN_OR_RETURN(Dataset test, LoadMnistStyle(experiment.data_dir, Split::kTest));
+  if (experiment.train_limit > 0) train = Head(train, experiment.train_limit);
+  if (experiment.test_limit > 0) test = Head(test, experiment.test_limit);
+  const std::vector<SimulationConfig> runs = experiment.Runs();
+  int max_pool = 1;
+  for (const auto& c : runs) max_pool = std::max(max_pool, c.pool);
+  ASSIGN_OR_RETURN(auto backend,
+                   CreateTorchBackend(&train, &test, experiment.base.model, experiment.device,
+                                      experiment.threads, max_pool));
+  std::vector<RunResult> results;
+  double done_rounds = 0, total_rounds = 0;
+  for (const auto& c : runs) total_rounds += static_cast<double>(c.rounds);
+  for (size_t i = 0; i < runs.size(); ++i) {
+    ProgressFn wrapped = [&](const Progress& p) {
+      if (!progress) return;
+      Progress q = p;
+      q.run = static_cast<int>(i + 1);
+      q.runs = static_cast<int>(runs.size());
+      const double elapsed = SecondsSince(started);
+      const double finished = done_rounds + static_cast<double>(p.round);
+      q.elapsed_seconds = elapsed;
+      q.remaining_seconds = elapsed / finished * (total_rounds - finished);
+      progress(q);
+    };
+    ASSIGN_OR_RETURN(RunResult r, RunSimulation(runs[i], train.labels, backend.get(),
+                                                out_dir + "/" + runs[i].DirName(), wrapped));
+    done_rounds += static_cast<double>(runs[i].rounds);
+    r.final_model = Model{};  // on disk; not kept for the whole sweep
+    results.push_back(std::move(r));
+    RETURN_IF_ERROR(WriteFileAtomically(out_dir + "/summary.csv", SummaryCsv(results)));
+    RETURN_IF_ERROR(
+        WriteFileAtomically(out_dir + "/summary.md", SummaryMarkdown(experiment.name, results)));
+  }
+  // One accuracy plot per partition comparing the strategies (mean over seeds).
+  std::vector<Group> groups = GroupRuns(results);
+  std::map<std::string, PlotSpec> plots;
+  for (const Group& g : groups) {
+    PlotSpec& plot = plots[g.partition];
+    plot.title = absl::StrCat(experiment.name, ": ", g.partition);
+    plot.y_label = "test accuracy";
+    PlotSeries series{g.strategy, {}};
+    const size_t rounds = g.runs[0]->rounds.size();
+    for (size_t k = 0; k < rounds; ++k) {
+      std::vector<double> v;
+      for (const RunResult* r : g.runs) v.push_back(r->rounds[k].accuracy);
+      series.y.push_back(Mean(v));
+    }
+    plot.series.push_back(series);
+  }
+  for (const auto& [partition, plot] : plots) {
+    RETURN_IF_ERROR(WriteFileAtomically(
+        absl::StrCat(out_dir, "/accuracy__", SafeName(partition), ".svg"), LinePlotSvg(plot)));
+  }
+  return results;
+}
+
+namespace {
+
+// The epsilon of one guarantee a group's runs spent (`field` of RoundMetrics), or "" without
+// it.
+std::string FinalEpsilon(const Group& g, double RoundMetrics::*field) {
+  const double epsilon = g.runs[0]->rounds.back().*field;
+  return epsilon > 0 ? Fixed(epsilon, 3) : "";
+}
+
+// The privacy columns the summaries have: only those some run used.
+struct PrivacyColumns {
+  bool record = false, client = false;
+  explicit PrivacyColumns(const std::vector<RunResult>& runs) {
+    for (const RunResult& r : runs) {
+      record = record || r.config.record_privacy.enabled;
+      client = client || r.config.client_privacy.enabled;
+    }
+  }
+  // The header cells (`csv`: ",record_epsilon"; else " record ε |") and a group's cells.
+  std::string Header(bool csv) const {
+    return absl::StrCat(record ? (csv ? ",record_epsilon" : " record ε |") : "",
+                        client ? (csv ? ",client_epsilon" : " client ε |") : "");
+  }
+  std::string Rule() const { return absl::StrCat(record ? "---:|" : "", client ? "---:|" : ""); }
+  std::string Cells(const Group& g, bool csv) const {
+    std::string out;
+    if (record) {
+      absl::StrAppend(&out, csv ? "," : " ", FinalEpsilon(g, &RoundMetrics::record_epsilon),
+                      csv ? "" : " |");
+    }
+    if (client) {
+      absl::StrAppend(&out, csv ? "," : " ", FinalEpsilon(g, &RoundMetrics::client_epsilon),
+                      csv ? "" : " |");
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+std::string SummaryCsv(const std::vector<RunResult>& runs) {
+  const PrivacyColumns privacy(runs);
+  std::string out = absl::StrCat(
+      "strategy,partition,seeds,rounds,best_accuracy_mean,best_accuracy_std,"
+      "final_accuracy_mean,final_accuracy_std,seconds_mean",
+      privacy.Header(true), "\n");
+  for (const Group& g : GroupRuns(runs)) {
+    std::vector<double> best, final_acc, seconds;
+    for (const RunResult* r : g.runs) {
+      best.push_back(r->best_accuracy);
+      final_acc.push_back(r->final_accuracy);
+      seconds.push_back(r->seconds);
+    }
+    absl::StrAppend(&out, "\"", g.strategy, "\",\"", g.partition, "\",", g.runs.size(), ",",
+                    g.runs[0]->rounds.size(), ",", Fixed(Mean(best)), ",", Fixed(SampleStd(best)),
+                    ",", Fixed(Mean(final_acc)), ",", Fixed(SampleStd(final_acc)), ",",
+                    Fixed(Mean(seconds), 1), privacy.Cells(g, true), "\n");
+  }
+  return out;
+}
+
+std::string SummaryMarkdown(const std::string& title, const std::vector<RunResult>& runs) {
+  const PrivacyColumns privacy(runs);
+  std::string out = absl::StrCat(
+      "# ", title, "\n\nTest accuracy of the global model, mean ± std over seeds.\n\n",
+      "| partition | strategy | seeds | rounds | best accuracy | final accuracy | "
+      "seconds per run |",
+      privacy.Header(false), "\n", "|---|---|---:|---:|---:|---:|---:|", privacy.Rule(), "\n");
+  for (const Group& g : GroupRuns(runs)) {
+    std::vector<double> best, final_acc, seconds;
+    for (const RunResult* r : g.runs) {
+      best.push_back(r->best_accuracy);
+      final_acc.push_back(r->final_accuracy);
+      seconds.push_back(r->seconds);
+    }
+    absl::StrAppend(&out, "| ", g.partition, " | ", g.strategy, " | ", g.runs.size(), " | ",
+                    g.runs[0]->rounds.size(), " | ", Fixed(Mean(best)), " ± ",
+                    Fixed(SampleStd(best)), " | ", Fixed(Mean(final_acc)), " ± ",
+                    Fixed(SampleStd(final_acc)), " | ", Fixed(Mean(seconds), 0), " |",
+                    privacy.Cells(g, false), "\n");
+  }
+  return out;
+}
+
+}  // namespace hansa

@@ -1,0 +1,109 @@
+// The simulator's virtual sites (internal to sim/): each is the project's one site
+// conversation (client/site_session.h) over a SiteLink, with a LocalTrainer that trains the
+// site's slice of the shared data set through a pool of trainers and carries the strategy's
+// site-side recipe (FedProx, SCAFFOLD, FedNova). RunSites drives one round's sites as threads.
+//
+// Determinism: shuffling, DP-SGD draws and stochastic rounding are keyed by the run's seed, the
+// round and the site; sites upload in index order (TurnLink), so the engine sums in the same
+// order every run.
+//
+// Threading: RunSites starts and joins one thread per site; a VirtualSite is touched by its
+// own thread during a round and by the caller between rounds.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "client/link/site_link.h"
+#include "common/net/tls.h"
+#include "client/train/trainer.h"
+#include "coordinator/round_engine.h"
+#include "coordinator/strategy.h"
+#include "sim/simulation.h"
+
+namespace hansa {
+
+// Virtual sites have no certificate of their own in process; they carry this jurisdiction.
+inline constexpr char kSimulatedCountry[] = "EU";
+
+using SimClock = std::chrono::steady_clock;
+inline double SecondsSince(SimClock::time_point t) {
+  return std::chrono::duration<double>(SimClock::now() - t).count();
+}
+
+// Independent streams derived from the run's seed, one per purpose.
+uint64_t Mix(uint64_t a, uint64_t b);
+enum SeedPurpose : uint64_t {
+  kPartitionSeed = 1,
+  kShuffleSeed = 2,
+  kNoiseSeed = 3,
+  kDpSeed = 4,
+  kRoundingSeed = 5,
+};
+
+struct VirtualSite {
+  std::string name;
+  std::vector<int64_t> indices;
+  double noise_std = 0;
+  uint64_t noise_seed = 0;
+  std::vector<float> control;  // SCAFFOLD c_i, kept across rounds
+  // This round's outcome.
+  TrainResult result;
+  std::vector<float> update;  // kept only for aggregators that need individual updates
+  uint64_t bytes_up = 0;
+};
+
+// Hands out at most `size` trainer slots at a time.
+class SlotPool {
+ public:
+  explicit SlotPool(int size);
+  int Acquire();
+  void Release(int slot);
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<int> free_;
+};
+
+// One round of the virtual sites against `engine`, whose Run() the caller runs meanwhile:
+// each site i talks through links[i]. The first site error shuts the engine down and stops the
+// other sites; it is returned (OK when every site saw the federation done).
+struct RoundSites {
+  RoundEngine* engine = nullptr;
+  std::vector<SiteLink*> links;  // one per site, in site order
+  SimulationBackend* backend = nullptr;
+  const Strategy* strategy = nullptr;
+  const SimulationConfig* config = nullptr;
+  int64_t round = 0;
+  SlotPool* pool = nullptr;
+  // Malicious-coordinator SecAgg+: each site's certificate, key and CA (none: not simulated).
+  std::vector<TlsFiles> tls;
+};
+class SiteThreads {
+ public:
+  // Starts one thread per site; `round` and `sites` must outlive the result.
+  static StatusOr<std::unique_ptr<SiteThreads>> Start(const RoundSites& round,
+                                                      std::vector<VirtualSite>* sites);
+  // Joins them (after the engine's Run returned; when it failed, the caller shuts the engine
+  // down first) and returns the first site error.
+  Status Join();
+  // Ends the round for the sites: releases those waiting for their upload turn, shuts the
+  // engine down and stops every session.
+  void Abandon();
+  ~SiteThreads();
+
+ private:
+  SiteThreads();
+  struct Shared;
+  std::unique_ptr<Shared> shared_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace hansa

@@ -1,0 +1,411 @@
+// The site conversation (client/site_session.h), one suite run over both links: in process
+// (client/link/engine_link.h) and gRPC with mutual TLS on loopback (client/link/grpc_link.h,
+// sim/loopback.h). Three sites with fixed updates train one round against a real RoundEngine;
+// the published model is checked against the plaintext weighted mean.
+#include "client/site_session.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "client/link/chunks.h"
+#include "client/link/engine_link.h"
+#include "common/clock/clock.h"
+#include "common/crypto/sha256.h"
+#include "common/tensor/safetensors.h"
+#include "coordinator/round_engine.h"
+#include "sim/loopback.h"
+
+namespace hansa {
+namespace {
+
+using ::testing::HasSubstr;
+
+enum class LinkKind { kInProcess, kGrpc };
+
+// Forwards to a link and remembers the kinds of the tasks it carried.
+class RecordingLink final : public SiteLink {
+ public:
+  explicit RecordingLink(std::unique_ptr<SiteLink> link) : link_(std::move(link)) {}
+  Status Connect(absl::Duration timeout) override { return link_->Connect(timeout); }
+  StatusOr<v1::JoinReply> Join(const v1::JoinRequest& r) override { return link_->Join(r); }
+  StatusOr<v1::Task> NextTask(absl::Duration wait) override {
+    StatusOr<v1::Task> task = link_->NextTask(wait);
+    if (task.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      kinds_.insert(task->kind());
+    }
+    return task;
+  }
+  StatusOr<std::shared_ptr<const std::string>> Download(const v1::RoundPlan& plan,
+                                                        uint64_t max) override {
+    return link_->Download(plan, max);
+  }
+  Status RespondToPlan(const v1::PlanResponse& r) override { return link_->RespondToPlan(r); }
+  StatusOr<v1::UploadReply> Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
+                                   const std::vector<std::string_view>& pieces) override {
+    return link_->Upload(plan, header, pieces);
+  }
+  Status SubmitSecAgg(const v1::SecAggSubmission& m) override { return link_->SubmitSecAgg(m); }
+  Status ReportMetrics(const v1::MetricsReport& r) override { return link_->ReportMetrics(r); }
+  uint32_t max_chunk_bytes() const override { return link_->max_chunk_bytes(); }
+  void Stop() override { link_->Stop(); }
+  bool Saw(v1::Task::Kind kind) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return kinds_.count(kind) > 0;
+  }
+
+ private:
+  std::unique_ptr<SiteLink> link_;
+  std::mutex mu_;
+  std::set<int> kinds_;
+};
+
+Model Ones(int64_t n) {
+  Model m;
+  m.layout = ModelLayout({{"w", DType::kF32, {n}}});
+  m.values.assign(n, 1.0f);
+  return m;
+}
+
+struct SiteSpec {
+  float delta;
+  int64_t examples;
+};
+
+class SiteSessionTest : public ::testing::TestWithParam<LinkKind> {
+ protected:
+  void SetUp() override {
+    auto federation = LoopbackFederation::Create({"a", "b", "c"}, "DE");
+    ASSERT_TRUE(federation.ok()) << federation.status();
+    federation_ = *std::move(federation);
+  }
+
+  EngineOptions Options(const std::string& name) const {
+    EngineOptions o;
+    o.federation = "test";
+    o.state_dir = ::testing::TempDir() + "site_session_" + name +
+                  (GetParam() == LinkKind::kGrpc ? "_grpc" : "_local");
+    std::filesystem::remove_all(o.state_dir);
+    o.allowed_sites = {"a", "b", "c"};
+    o.rounds = 1;
+    o.min_sites = 3;
+    o.wait_for_sites = absl::Seconds(30);
+    o.upload_timeout = absl::Seconds(60);
+    o.evaluate_timeout = absl::Seconds(30);
+    o.chunk_bytes = 1024;  // several chunks per model and update
+    o.max_chunk_bytes = 2048;
+    o.secure.enabled = false;
+    o.secure.unmask_device = "cpu";
+    return o;
+  }
+
+  SiteSessionOptions SessionOptions(int i) const {
+    SiteSessionOptions o;
+    o.name = std::string(1, static_cast<char>('a' + i));
+    o.policy.allowed_models = {"simple_cnn"};
+    o.policy.require_secure_aggregation = false;
+    o.policy.min_cohort = 1;
+    o.ca_certificate_pem = federation_->site_tls(i).ca_certificate_pem;
+    o.private_key_pem = federation_->site_tls(i).private_key_pem;
+    o.reconnect_seconds = 0;
+    o.poll_wait = absl::Milliseconds(100);
+    o.stop_on_task_error = true;
+    return o;
+  }
+
+  // Runs one round of `engine` with the three sites; returns each site's Run status.
+  // With `clock` (the engine's) and a `failing` site, the engine's deadlines are passed on the
+  // fake clock as soon as that site has given up, instead of waited for.
+  std::vector<Status> RunRound(RoundEngine* engine, const std::vector<SiteSpec>& specs,
+                               const std::vector<SiteSessionOptions>& options, int64_t n,
+                               Status* engine_status, FakeClock* clock = nullptr,
+                               int failing = -1) {
+    std::unique_ptr<LoopbackServer> server;
+    links_.clear();
+    for (int i = 0; i < 3; ++i) {
+      std::unique_ptr<SiteLink> link;
+      if (GetParam() == LinkKind::kInProcess) {
+        const TlsFiles& tls = federation_->site_tls(i);
+        SiteIdentity id;
+        id.name = options[i].name;
+        id.organisation = id.name;
+        id.country = "DE";
+        id.fingerprint = std::string(64, '0');
+        id.certificate_pem = tls.certificate_pem;
+        link = EngineSiteLink(engine, id);
+      } else {
+        if (!server) {
+          auto served = federation_->Serve(engine);
+          EXPECT_TRUE(served.ok()) << served.status();
+          if (!served.ok()) return {};
+          server = *std::move(served);
+        }
+        auto connected = federation_->Connect(i, *server);
+        EXPECT_TRUE(connected.ok()) << connected.status();
+        if (!connected.ok()) return {};
+        link = *std::move(connected);
+      }
+      links_.push_back(std::make_unique<RecordingLink>(std::move(link)));
+    }
+    std::vector<std::unique_ptr<FixedUpdateTrainer>> trainers;
+    std::vector<std::unique_ptr<SiteSession>> sessions;
+    for (int i = 0; i < 3; ++i) {
+      trainers.push_back(std::make_unique<FixedUpdateTrainer>(
+          std::vector<float>(n, specs[i].delta), specs[i].examples));
+      auto session = SiteSession::Create(options[i], links_[i].get(), trainers.back().get());
+      EXPECT_TRUE(session.ok()) << session.status();
+      if (!session.ok()) return {};
+      sessions.push_back(*std::move(session));
+    }
+    std::vector<Status> results(3);
+    std::vector<std::thread> threads;
+    std::atomic<bool> failed{false}, engine_done{false};
+    for (int i = 0; i < 3; ++i) {
+      threads.emplace_back([&, i] {
+        results[i] = sessions[i]->Run();
+        if (i == failing) failed = true;
+      });
+    }
+    std::thread ticker([&] {
+      while (clock != nullptr && !engine_done) {
+        if (failed) clock->Advance(absl::Seconds(1));
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    });
+    *engine_status = engine->Run();
+    engine_done = true;
+    ticker.join();
+    if (!engine_status->ok()) {
+      engine->Shutdown();  // a failed engine leaves its sites waiting: end their sessions
+      for (auto& s : sessions) s->Stop();
+    }
+    for (auto& t : threads) t.join();
+    if (server) server->Retarget(nullptr);
+    return results;
+  }
+
+  static Model Published(const EngineOptions& o) {
+    auto m = ReadSafetensorsFile(o.state_dir + "/checkpoints/round-0001.safetensors");
+    EXPECT_TRUE(m.ok()) << m.status();
+    return m.ok() ? *m : Model();
+  }
+
+  std::unique_ptr<LoopbackFederation> federation_;
+  std::vector<std::unique_ptr<RecordingLink>> links_;
+};
+
+const std::vector<SiteSpec> kSpecs = {{0.1f, 100}, {0.2f, 300}, {-0.3f, 600}};
+// The plaintext reference: the example-weighted mean of the fixed updates.
+constexpr double kMean = (0.1 * 100 + 0.2 * 300 - 0.3 * 600) / 1000.0;
+
+std::vector<SiteSessionOptions> AllOptions(const std::function<SiteSessionOptions(int)>& f) {
+  return {f(0), f(1), f(2)};
+}
+
+TEST_P(SiteSessionTest, PlaintextRoundPublishesTheWeightedMean) {
+  EngineOptions o = Options("plain");
+  constexpr int64_t n = 3000;  // 12 kB: a dozen chunks each way
+  auto engine = RoundEngine::Create(o, Ones(n));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  Status run;
+  auto sites = RunRound(engine->get(), kSpecs,
+                        AllOptions([&](int i) { return SessionOptions(i); }), n, &run);
+  ASSERT_TRUE(run.ok()) << run;
+  for (const Status& s : sites) EXPECT_TRUE(s.ok()) << s;
+  Model published = Published(o);
+  ASSERT_EQ(published.values.size(), static_cast<size_t>(n));
+  for (float v : published.values) ASSERT_NEAR(v, 1.0 + kMean, 1e-5);
+  EXPECT_TRUE(links_[0]->Saw(v1::Task::EVALUATE));
+}
+
+TEST_P(SiteSessionTest, SecureRoundPublishesTheMeanWithinQuantization) {
+  EngineOptions o = Options("secure");
+  o.secure.enabled = true;
+  o.secure.max_examples = 1000;
+  constexpr int64_t n = 2000;
+  auto engine = RoundEngine::Create(o, Ones(n));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  Status run;
+  auto sites = RunRound(engine->get(), kSpecs,
+                        AllOptions([&](int i) { return SessionOptions(i); }), n, &run);
+  ASSERT_TRUE(run.ok()) << run;
+  for (const Status& s : sites) EXPECT_TRUE(s.ok()) << s;
+  Model published = Published(o);
+  ASSERT_EQ(published.values.size(), static_cast<size_t>(n));
+  for (float v : published.values) ASSERT_NEAR(v, 1.0 + kMean, 2e-3);
+  EXPECT_TRUE(links_[2]->Saw(v1::Task::SECAGG_UNMASK));
+  EXPECT_FALSE(links_[2]->Saw(v1::Task::SECAGG_CONSISTENCY));
+}
+
+// Against a malicious coordinator the sites check each other's certificates and sign the
+// survivor list (the consistency-check stage) before revealing any share.
+TEST_P(SiteSessionTest, MaliciousModeRunsTheConsistencyCheck) {
+  EngineOptions o = Options("malicious");
+  o.secure.enabled = true;
+  o.secure.malicious = true;
+  o.secure.max_examples = 1000;
+  constexpr int64_t n = 1000;
+  auto engine = RoundEngine::Create(o, Ones(n));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  Status run;
+  auto sites = RunRound(engine->get(), kSpecs,
+                        AllOptions([&](int i) { return SessionOptions(i); }), n, &run);
+  ASSERT_TRUE(run.ok()) << run;
+  for (const Status& s : sites) EXPECT_TRUE(s.ok()) << s;
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(links_[i]->Saw(v1::Task::SECAGG_CONSISTENCY)) << i;
+  for (float v : Published(o).values) ASSERT_NEAR(v, 1.0 + kMean, 2e-3);
+}
+
+// Without its certificate key a site cannot take part in a malicious-mode round: it says so.
+TEST_P(SiteSessionTest, MaliciousModeWithoutTheSitesKeyIsRefusedClearly) {
+  EngineOptions o = Options("malicious_nokey");
+  o.secure.enabled = true;
+  o.secure.malicious = true;
+  o.max_attempts = 1;
+  auto clock = std::make_shared<FakeClock>(absl::Now());
+  o.clock = clock;
+  auto engine = RoundEngine::Create(o, Ones(100));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  Status run;
+  auto options = AllOptions([&](int i) { return SessionOptions(i); });
+  options[1].private_key_pem.clear();
+  auto sites = RunRound(engine->get(), kSpecs, options, 100, &run, clock.get(), 1);
+  ASSERT_EQ(sites.size(), 3u);
+  EXPECT_EQ(sites[1].code(), absl::StatusCode::kFailedPrecondition) << sites[1];
+  EXPECT_THAT(std::string(sites[1].message()), HasSubstr("malicious coordinator"));
+  EXPECT_FALSE(run.ok());
+}
+
+// The chunk checks hold on both links: a model over the site's limit is refused by its
+// declared size, before anything is reserved for it.
+TEST_P(SiteSessionTest, AModelOverTheSitesLimitIsRefusedByItsDeclaredSize) {
+  EngineOptions o = Options("limit");
+  o.max_attempts = 1;
+  auto clock = std::make_shared<FakeClock>(absl::Now());
+  o.clock = clock;
+  auto engine = RoundEngine::Create(o, Ones(1000));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  Status run;
+  auto options = AllOptions([&](int i) { return SessionOptions(i); });
+  options[0].policy.max_model_bytes = 1024;
+  auto sites = RunRound(engine->get(), kSpecs, options, 1000, &run, clock.get(), 0);
+  ASSERT_EQ(sites.size(), 3u);
+  EXPECT_EQ(sites[0].code(), absl::StatusCode::kInvalidArgument) << sites[0];
+  EXPECT_THAT(std::string(sites[0].message()),
+              HasSubstr("(policy.max_model_bytes in site.toml) declares"));
+}
+
+// A plan for a model the site's policy does not allow is refused, and the refusal reaches the
+// coordinator with its reason.
+TEST_P(SiteSessionTest, APlanForAModelThePolicyRefusesIsAnsweredNo) {
+  EngineOptions o = Options("refuse");
+  o.max_attempts = 1;
+  auto clock = std::make_shared<FakeClock>(absl::Now());
+  o.clock = clock;
+  auto engine = RoundEngine::Create(o, Ones(100));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  Status run;
+  auto options = AllOptions([&](int i) { return SessionOptions(i); });
+  options[2].policy.allowed_models = {"mlp"};
+  auto sites = RunRound(engine->get(), kSpecs, options, 100, &run, clock.get(), 2);
+  ASSERT_EQ(sites.size(), 3u);
+  EXPECT_EQ(sites[2].code(), absl::StatusCode::kInvalidArgument) << sites[2];
+  EXPECT_THAT(std::string(sites[2].message()), HasSubstr("policy.allowed_models"));
+  EXPECT_FALSE(run.ok());  // three sites needed, one refused
+}
+
+INSTANTIATE_TEST_SUITE_P(Links, SiteSessionTest,
+                         ::testing::Values(LinkKind::kInProcess, LinkKind::kGrpc),
+                         [](const ::testing::TestParamInfo<LinkKind>& info) {
+                           return info.param == LinkKind::kGrpc ? "GrpcWithMutualTls"
+                                                                : "InProcess";
+                         });
+
+// ModelReceiver: the one place a download's chunks are checked.
+class ModelReceiverTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    payload_ = std::string(5000, 'x');
+    plan_.set_round(4);
+    plan_.set_global_model_bytes(payload_.size());
+    plan_.set_global_model_sha256(ToHex(Sha256(payload_)));
+    header_.set_total_bytes(payload_.size());
+    header_.set_sha256(plan_.global_model_sha256());
+  }
+  std::string payload_;
+  v1::RoundPlan plan_;
+  v1::TransferHeader header_;
+};
+
+TEST_F(ModelReceiverTest, AcceptsChunksInOrderAndChecksTheDigest) {
+  ModelReceiver r(plan_, 2048, 1 << 20);
+  ASSERT_TRUE(r.Header(header_).ok());
+  for (std::string_view piece : CutChunks(payload_, 2048, 2048)) {
+    ASSERT_TRUE(r.Chunk(&piece[0] - payload_.data(), piece).ok());
+  }
+  auto got = r.Finish();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(**got, payload_);
+}
+
+TEST_F(ModelReceiverTest, RefusesOversizedOutOfOrderShortAndForeignPayloads) {
+  {
+    ModelReceiver r(plan_, 1024, 1 << 20);
+    ASSERT_TRUE(r.Header(header_).ok());
+    Status st = r.Chunk(0, std::string_view(payload_).substr(0, 2048));
+    EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(std::string(st.message()), HasSubstr("out of order or oversized"));
+  }
+  {
+    ModelReceiver r(plan_, 2048, 1 << 20);
+    ASSERT_TRUE(r.Header(header_).ok());
+    EXPECT_EQ(r.Chunk(100, std::string_view(payload_).substr(0, 100)).code(),
+              absl::StatusCode::kDataLoss);
+  }
+  {
+    ModelReceiver r(plan_, 2048, 1 << 20);
+    ASSERT_TRUE(r.Header(header_).ok());
+    ASSERT_TRUE(r.Chunk(0, std::string_view(payload_).substr(0, 2000)).ok());
+    auto short_payload = r.Finish();
+    EXPECT_EQ(short_payload.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(std::string(short_payload.status().message()), HasSubstr("ended after 2000"));
+  }
+  {
+    ModelReceiver r(plan_, 2048, 1 << 20);
+    auto foreign = r.Whole(std::make_shared<const std::string>(std::string(5000, 'y')));
+    EXPECT_EQ(foreign.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(std::string(foreign.status().message()), HasSubstr("SHA-256"));
+  }
+  {
+    ModelReceiver r(plan_, 2048, 1000);
+    Status st = r.Header(header_);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(st.message()), HasSubstr("more than the limit of 1000 bytes"));
+  }
+  {
+    v1::TransferHeader lying = header_;
+    lying.set_total_bytes(payload_.size() + 1);
+    ModelReceiver r(plan_, 2048, 1 << 20);
+    EXPECT_EQ(r.Header(lying).code(), absl::StatusCode::kDataLoss);
+  }
+}
+
+TEST(CutChunksTest, CutsAtThePlansSizeCappedByTheLink) {
+  const std::string payload(10, 'z');
+  EXPECT_EQ(CutChunks(payload, 4, 100).size(), 3u);
+  EXPECT_EQ(CutChunks(payload, 0, 3).size(), 4u);  // the plan names none: the link's cap
+  EXPECT_TRUE(CutChunks("", 4, 4).empty());
+  std::string joined;
+  for (std::string_view p : CutChunks(payload, 3, 100)) joined += p;
+  EXPECT_EQ(joined, payload);
+}
+
+}  // namespace
+}  // namespace hansa
