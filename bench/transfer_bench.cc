@@ -58,7 +58,9 @@
 #include "common/tensor/tensor.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/service.h"
-#include "coordinator/site_link.h"
+#include "client/link/grpc_link.h"
+#include "client/local_trainer.h"
+#include "client/site_session.h"
 #include "hansa/v1/hansa.grpc.pb.h"
 #include "proto/secagg_plan.h"
 
@@ -187,7 +189,10 @@ struct Site {
   std::string name;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::Coordinator::Stub> stub;  // for the streamed plaintext upload
-  std::unique_ptr<GrpcSiteLink> link;           // every other call, as the simulator makes it
+  std::unique_ptr<GrpcSiteLink> link;           // every other call
+  // Whole rounds: the site conversation with a fixed update (StartSession).
+  std::unique_ptr<FixedUpdateTrainer> trainer;
+  std::unique_ptr<SiteSession> session;
   uint64_t uploaded_round = 0;
 };
 
@@ -252,6 +257,20 @@ class Federation {
       if (task.has_plan() && !task.plan().global_model_sha256().empty()) return task.plan();
     }
     return absl::DeadlineExceededError("no plan after 10 polls");
+  }
+
+  // The site conversation of `site` with `update` as its trained update (a fresh one each
+  // time: its SecAgg+ keys and model cache start empty).
+  Status StartSession(Site& site, const std::vector<float>& update) const {
+    site.trainer = std::make_unique<FixedUpdateTrainer>(update, kExamples);
+    SiteSessionOptions o;
+    o.name = site.name;
+    o.policy.allowed_models = {"bench"};
+    o.policy.require_secure_aggregation = false;
+    o.policy.min_cohort = 1;
+    o.reconnect_seconds = 0;
+    ASSIGN_OR_RETURN(site.session, SiteSession::Create(o, site.link.get(), site.trainer.get()));
+    return absl::OkStatus();
   }
 
   // An evaluation report for `plan`, as a site sends after evaluating.
@@ -325,8 +344,11 @@ class Federation {
     grpc::ChannelArguments args = SiteChannelArguments(engine_->max_chunk_bytes());
     site->channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port_), creds, args);
     site->stub = v1::Coordinator::NewStub(site->channel);
-    site->link = std::make_unique<GrpcSiteLink>(site->channel);
-    RETURN_IF_ERROR(site->link->Join());
+    GrpcLinkOptions link;
+    link.coordinator = absl::StrCat("127.0.0.1:", port_);
+    link.client_version = "transfer_bench";
+    site->link = std::make_unique<GrpcSiteLink>(site->channel, link);
+    RETURN_IF_ERROR(site->link->Join(v1::JoinRequest()).status());
     sites_.push_back(std::move(site));
     return absl::OkStatus();
   }
@@ -377,7 +399,7 @@ void BM_Download(benchmark::State& state) {
     auto start = Clock::now();
     Usage before = Usage::Now();
     // Streamed, hashed every chunk and assembled into a fresh buffer, checked against the plan.
-    Status st = f->site(0).link->Download(*plan).status();
+    Status st = f->site(0).link->Download(*plan, kDefaultMaxModelBytes).status();
     used += Usage::Now() - before;
     double s = Seconds(start, Clock::now());
     wall += s;
@@ -556,74 +578,25 @@ void BM_Sha256(benchmark::State& state) {
 
 // --- Whole rounds ---------------------------------------------------------------------------
 
-Status Submit(Site& site, const v1::RoundPlan& plan, v1::Task::Kind stage, std::string payload) {
-  v1::SecAggSubmission m;
-  m.set_round(plan.round());
-  m.set_stage(stage);
-  m.set_payload(std::move(payload));
-  return site.link->SubmitSecAgg(m);
-}
-
-// One site's part in `round`, task by task as hansa-client answers them; returns once its
-// update is in (plaintext) or it answered the unmasking request (secure).
-Status SiteRound(Federation* f, Site& site, uint64_t round, const std::vector<float>& update,
-                 std::atomic<int64_t>* mask_us) {
-  std::unique_ptr<ClientSession> session;
+// One site's part in `round` as hansa-client plays it: the project's site conversation
+// (client/site_session.h) with a fixed update, task by task; returns once its update is in
+// (plaintext) or it answered the unmasking request (secure). `train_us` adds the time of the
+// training task (download, masking when secure, upload).
+Status SiteRound(Site& site, uint64_t round, bool secure, std::atomic<int64_t>* train_us) {
   for (int polls = 0; polls < 1000; ++polls) {
     ASSIGN_OR_RETURN(v1::Task task, Federation::NextTask(site));
-    const v1::RoundPlan& plan = task.plan();
     if (task.kind() == v1::Task::DONE) return absl::OutOfRangeError("federation finished");
-    if (task.kind() == v1::Task::EVALUATE) {
-      RETURN_IF_ERROR(f->Report(site, plan));
-      continue;
+    const bool ours = task.plan().round() == round;
+    if (task.kind() != v1::Task::EVALUATE && !ours) continue;  // WAIT, or a round gone by
+    const auto started = Clock::now();
+    RETURN_IF_ERROR(site.session->Handle(task));
+    if (task.kind() == v1::Task::TRAIN) {
+      *train_us +=
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count();
+      site.uploaded_round = round;
+      if (!secure) return absl::OkStatus();
     }
-    if (task.kind() == v1::Task::WAIT || plan.round() != round) continue;
-    switch (task.kind()) {
-      case v1::Task::SECAGG_ADVERTISE: {
-        RETURN_IF_ERROR(site.link->Accept(plan));
-        uint32_t self = 0;
-        ASSIGN_OR_RETURN(SecAggParams params, SecAggParamsOfPlan(plan, site.name, &self));
-        ASSIGN_OR_RETURN(params, ResolveParams(params));
-        ASSIGN_OR_RETURN(session, ClientSession::Create(params, self, nullptr));
-        session->set_mask_threads(MaskThreads());  // as hansa-client
-        ASSIGN_OR_RETURN(AdvertiseKeys keys, session->Start());
-        RETURN_IF_ERROR(Submit(site, plan, task.kind(), keys.Serialize()));
-        break;
-      }
-      case v1::Task::SECAGG_SHARE: {
-        ASSIGN_OR_RETURN(KeyDirectory directory, KeyDirectory::Parse(task.payload()));
-        ASSIGN_OR_RETURN(ShareKeys shares, session->OnKeyDirectory(directory));
-        RETURN_IF_ERROR(Submit(site, plan, task.kind(), shares.Serialize()));
-        break;
-      }
-      case v1::Task::TRAIN: {
-        if (!f->secure()) RETURN_IF_ERROR(site.link->Accept(plan));  // secure: at advertising
-        RETURN_IF_ERROR(site.link->Download(plan).status());
-        if (!f->secure()) {
-          RETURN_IF_ERROR(UploadOverGrpc(site, plan, f->payload()));
-          site.uploaded_round = round;
-          return absl::OkStatus();
-        }
-        ASSIGN_OR_RETURN(ShareDelivery delivery, ShareDelivery::Parse(task.payload()));
-        RETURN_IF_ERROR(session->OnShareDelivery(delivery));
-        auto masking = Clock::now();
-        ASSIGN_OR_RETURN(std::vector<std::string> chunks,
-                         MaskUpdateForPlan(plan, *session, update, kExamples));
-        *mask_us +=
-            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - masking).count();
-        // As client/session.cc sends it: the header (digest of all chunks), then the chunks.
-        RETURN_IF_ERROR(site.link->Upload(MaskedUploadHeader(plan.round(), chunks), chunks));
-        site.uploaded_round = round;
-        break;
-      }
-      case v1::Task::SECAGG_UNMASK: {
-        ASSIGN_OR_RETURN(UnmaskRequest request, UnmaskRequest::Parse(task.payload()));
-        ASSIGN_OR_RETURN(UnmaskResponse response, session->OnUnmaskRequest(request));
-        return Submit(site, plan, task.kind(), response.Serialize());
-      }
-      default:
-        return absl::InternalError(absl::StrCat("unexpected task ", task.kind()));
-    }
+    if (task.kind() == v1::Task::SECAGG_UNMASK) return absl::OkStatus();
   }
   return absl::DeadlineExceededError(absl::StrCat(site.name, ": round ", round, " never ended"));
 }
@@ -640,7 +613,11 @@ void BM_Round(benchmark::State& state) {
   for (size_t i = 0; i < update.size(); ++i)
     update[i] = 1e-4f * static_cast<float>(i % 200) - 0.01f;
   double wall = 0;
-  std::atomic<int64_t> mask_us{0};
+  std::atomic<int64_t> train_us{0};
+  for (int i = 0; i < sites; ++i) {
+    Status st = f->StartSession(f->site(i), update);
+    if (!st.ok()) return state.SkipWithError(st.ToString().c_str());
+  }
   for (auto _ : state) {
     const uint64_t round = static_cast<uint64_t>(f->engine()->completed_round()) + 1;
     auto start = Clock::now();
@@ -648,7 +625,7 @@ void BM_Round(benchmark::State& state) {
     std::vector<std::thread> threads;
     for (int i = 0; i < sites; ++i) {
       threads.emplace_back(
-          [&, i] { results[i] = SiteRound(f, f->site(i), round, update, &mask_us); });
+          [&, i] { results[i] = SiteRound(f->site(i), round, secure, &train_us); });
     }
     for (auto& t : threads) t.join();
     for (const Status& st : results) {
@@ -663,10 +640,10 @@ void BM_Round(benchmark::State& state) {
     state.SetIterationTime(s);
   }
   state.counters["round_s"] = wall / static_cast<double>(state.iterations());
-  // Encoding and masking at one site (wall time, while the others share the cores): on
-  // separate machines the sites do this at the same time.
-  state.counters["site_mask_s"] =
-      static_cast<double>(mask_us.load()) / 1e6 / sites / static_cast<double>(state.iterations());
+  // The training task at one site (download, encoding and masking when secure, upload; wall
+  // time while the others share the cores): on separate machines the sites do this at once.
+  state.counters["site_train_task_s"] =
+      static_cast<double>(train_us.load()) / 1e6 / sites / static_cast<double>(state.iterations());
   state.counters["sites"] = sites;
   state.counters["params_M"] = static_cast<double>(params) / 1e6;
   state.counters["secure"] = secure ? 1 : 0;

@@ -247,8 +247,11 @@ Status SiteSession::UploadPlain(const v1::RoundPlan& plan, const Model& global,
   header.set_num_examples(static_cast<uint64_t>(result.num_examples));
   header.set_train_loss(result.loss);
   header.set_train_seconds(result.seconds);
-  return Upload(plan, header,
-                CutChunks(payload, plan.chunk_bytes(), link_->max_chunk_bytes()));
+  ASSIGN_OR_RETURN(v1::UploadReply reply,
+                   Upload(plan, header,
+                          CutChunks(payload, plan.chunk_bytes(), link_->max_chunk_bytes())));
+  spdlog::info("round {}: update accepted ({} bytes)", plan.round(), reply.bytes());
+  return absl::OkStatus();
 }
 
 Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& global,
@@ -261,21 +264,25 @@ Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& global,
                    secagg_.Mask(plan, *trainer_, global, result.num_examples,
                                 seed ? &*seed : nullptr, &path));
   // No example count or loss in the clear: the weight travels inside the masked vector.
-  RETURN_IF_ERROR(Upload(plan, MaskedUploadHeader(plan.round(), chunks), ViewsOf(chunks)));
-  spdlog::info("round {}: masked on the {}, sent in {:.3f} s after training", plan.round(), path,
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  ASSIGN_OR_RETURN(v1::UploadReply reply,
+                   Upload(plan, MaskedUploadHeader(plan.round(), chunks), ViewsOf(chunks)));
+  spdlog::info(
+      "round {}: masked update accepted ({} bytes; masked on the {} and sent in {:.3f} s after "
+      "training)",
+      plan.round(), reply.bytes(), path,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   return absl::OkStatus();
 }
 
-Status SiteSession::Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
-                           const std::vector<std::string_view>& pieces) {
+StatusOr<v1::UploadReply> SiteSession::Upload(const v1::RoundPlan& plan,
+                                              const v1::TransferHeader& header,
+                                              const std::vector<std::string_view>& pieces) {
   ASSIGN_OR_RETURN(std::string sha, egress_.Sending(audit_events::kMessageUpload, plan.round(),
                                                     header.total_bytes(), header.sha256()));
   StatusOr<v1::UploadReply> reply = link_->Upload(plan, header, pieces);
   RETURN_IF_ERROR(egress_.Outcome(audit_events::kMessageUpload, plan.round(), sha,
                                   reply.status()));
-  spdlog::info("round {}: update accepted ({} bytes)", plan.round(), reply->bytes());
-  return absl::OkStatus();
+  return reply;
 }
 
 Status SiteSession::Evaluate(const v1::RoundPlan& plan) {

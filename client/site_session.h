@@ -90,7 +90,7 @@ class SiteSession {
   Status UploadPlain(const v1::RoundPlan& plan, const Model& global, const TrainResult& result);
   Status UploadMasked(const v1::RoundPlan& plan, const Model& global, const TrainResult& result);
   // Records and sends one upload.
-  Status Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
+  StatusOr<v1::UploadReply> Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
                 const std::vector<std::string_view>& pieces);
   Status Evaluate(const v1::RoundPlan& plan);
   Status SecAggStage(const v1::Task& task);
