@@ -1,7 +1,7 @@
 #include "client/policy.h"
 
 #include <algorithm>
-#include <functional>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -56,62 +56,35 @@ Status CheckPlan(const SitePolicy& policy, const v1::RoundPlan& plan, bool sends
 
 namespace {
 
-StatusOr<std::optional<PrivacyLedger>> OpenLedger(const std::string& path, double max_epsilon,
-                                                  double delta, const char* what) {
-  if (max_epsilon <= 0) return std::optional<PrivacyLedger>();
-  auto ledger = PrivacyLedger::Open(path, PrivacyBudget{max_epsilon, delta});
-  if (!ledger.ok()) return Annotate(ledger.status(), what);
-  return std::optional<PrivacyLedger>(*std::move(ledger));
+std::optional<PrivacyAccounts::LedgerSpec> Ledger(const std::string& path, double max_epsilon,
+                                                  double delta) {
+  if (max_epsilon <= 0) return std::nullopt;
+  return PrivacyAccounts::LedgerSpec{path, PrivacyBudget{max_epsilon, delta}};
 }
 
-// One guarantee of the site's policy: `has` whether the plan gives it, `wants` whether the site
-// requires it, `ledger` the site's budget for it (may be empty), `round_rdp` the plan's cost.
-StatusOr<std::vector<double>> CheckGuarantee(
-    const v1::RoundPlan& plan, const char* name, const char* keys, bool has, bool wants,
-    const std::optional<PrivacyLedger>& ledger,
-    const std::function<StatusOr<std::vector<double>>()>& round_rdp) {
-  if (!has) {
-    if (!wants) return std::vector<double>();
-    return absl::InvalidArgumentError(absl::StrCat("round ", plan.round(), " has no ", name,
-                                                   " differential privacy but this site's policy "
-                                                   "requires it (",
-                                                   keys, "); refused"));
-  }
-  StatusOr<std::vector<double>> rdp = round_rdp();
-  RETURN_IF_ERROR(Annotate(rdp.status(), absl::StrCat(name, " privacy of round ", plan.round())));
-  if (!ledger) return std::vector<double>();
-  if (Status fits = ledger->CheckFits(*rdp); !fits.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("round ", plan.round(), " would exceed this site's ", name,
-                     " privacy budget: ", fits.message(), " (", keys, "); refused"));
-  }
-  return rdp;
+// Refuses a plan that lacks a guarantee the site requires (`keys` name the policy keys).
+Status RequireGuarantee(const v1::RoundPlan& plan, const char* name, const char* keys, bool has,
+                        bool wants) {
+  if (has || !wants) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("round ", plan.round(), " has no ", name,
+                                                 " differential privacy but this site's policy "
+                                                 "requires it (",
+                                                 keys, "); refused"));
 }
 
-// Books one round in `ledger` under an id of its own: a retried round may have released a
-// sum each time, so each accepted plan is an entry.
-Status BookRound(PrivacyLedger& ledger, const v1::RoundPlan& plan, const std::string& mechanism,
-                 const std::vector<double>& rdp) {
-  Status st;
-  const int64_t first = static_cast<int64_t>(plan.round()) * 1000;
-  for (int64_t id = first; id < first + 1000; ++id) {
-    st = ledger.Record(id, mechanism, rdp);
-    if (!absl::IsInvalidArgument(st)) break;  // InvalidArgument: that id is taken
-  }
-  return st;
-}
+constexpr char kClientKeys[] = "policy.require_client_dp / policy.max_epsilon";
+constexpr char kRecordKeys[] = "policy.require_record_dp / policy.max_record_epsilon";
 
 }  // namespace
 
 StatusOr<SitePrivacy> SitePrivacy::Open(const SitePolicy& policy, const std::string& state_dir) {
-  SitePrivacy p;
+  PrivacyAccounts::Options options;
+  options.client = Ledger(state_dir + "/privacy.json", policy.max_epsilon, policy.delta);
+  options.record =
+      Ledger(state_dir + "/record_privacy.json", policy.max_record_epsilon, policy.record_delta);
+  ASSIGN_OR_RETURN(PrivacyAccounts accounts, PrivacyAccounts::Open(options));
+  SitePrivacy p(std::move(accounts));
   p.policy_ = policy;
-  ASSIGN_OR_RETURN(p.client_,
-                   OpenLedger(state_dir + "/privacy.json", policy.max_epsilon, policy.delta,
-                              "privacy ledger"));
-  ASSIGN_OR_RETURN(p.record_, OpenLedger(state_dir + "/record_privacy.json",
-                                         policy.max_record_epsilon, policy.record_delta,
-                                         "record privacy ledger"));
   return p;
 }
 
@@ -119,56 +92,61 @@ bool SitePrivacy::Booked(const v1::RoundPlan& plan) const {
   return booked_.count(PlanSha256(plan)) > 0;
 }
 
-StatusOr<SitePrivacy::Cost> SitePrivacy::Check(const v1::RoundPlan& plan) const {
-  Cost cost;
-  ASSIGN_OR_RETURN(
-      cost.client,
-      CheckGuarantee(plan, "client-level", "policy.require_client_dp / policy.max_epsilon",
-                     HasClientPrivacy(plan), policy_.require_client_dp || policy_.max_epsilon > 0,
-                     client_, [&]() -> StatusOr<std::vector<double>> {
-                       ASSIGN_OR_RETURN(ModelLayout layout, BuiltinModelLayout(plan.model_name()));
-                       return RoundRdpOfPlan(plan.privacy(), layout.TotalElements());
-                     }));
-  ASSIGN_OR_RETURN(
-      cost.record,
-      CheckGuarantee(plan, "record-level",
-                     "policy.require_record_dp / policy.max_record_epsilon",
-                     HasRecordPrivacy(plan),
-                     policy_.require_record_dp || policy_.max_record_epsilon > 0, record_,
-                     [&] { return RecordRoundRdp(plan.record_privacy()); }));
+StatusOr<RoundPrivacyCost> SitePrivacy::Check(const v1::RoundPlan& plan) const {
+  const bool client = HasClientPrivacy(plan), record = HasRecordPrivacy(plan);
+  RETURN_IF_ERROR(RequireGuarantee(plan, "client-level", kClientKeys, client,
+                                   policy_.require_client_dp || policy_.max_epsilon > 0));
+  RETURN_IF_ERROR(RequireGuarantee(plan, "record-level", kRecordKeys, record,
+                                   policy_.require_record_dp || policy_.max_record_epsilon > 0));
+  if (accounts_.client() != nullptr || accounts_.record() != nullptr) {
+    // A plan whose attempt the ledgers cannot number is refused before anything is trained.
+    if (Status entry = PrivacyAccounts::LedgerEntry(static_cast<int64_t>(plan.round()),
+                                                    static_cast<int64_t>(plan.attempt()))
+                           .status();
+        !entry.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(entry.message(), "; refused"));
+    }
+  }
+  int64_t dimension = 0;  // the client-level curve depends on the model's size
+  if (client) {
+    ASSIGN_OR_RETURN(ModelLayout layout, BuiltinModelLayout(plan.model_name()));
+    dimension = layout.TotalElements();
+  }
+  StatusOr<RoundPrivacyCost> cost = PrivacyAccounts::Price(plan, dimension);
+  RETURN_IF_ERROR(Annotate(cost.status(), absl::StrCat("privacy of round ", plan.round())));
+  // Each guarantee against its own budget, so that the refusal names the one exceeded.
+  struct Guarantee {
+    const char* name;
+    const char* keys;
+    RoundPrivacyCost alone;
+  };
+  RoundPrivacyCost client_only, record_only;
+  client_only.client_mechanism = cost->client_mechanism;
+  client_only.client = cost->client;
+  record_only.record = cost->record;
+  for (const Guarantee& g : {Guarantee{"client-level", kClientKeys, client_only},
+                             Guarantee{"record-level", kRecordKeys, record_only}}) {
+    if (Status fits = accounts_.CheckFits(g.alone); !fits.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("round ", plan.round(), " would exceed this site's ", g.name,
+                       " privacy budget: ", fits.message(), " (", g.keys, "); refused"));
+    }
+  }
   return cost;
 }
 
-Status SitePrivacy::Book(const v1::RoundPlan& plan, AuditLog* egress) {
+Status SitePrivacy::Book(const v1::RoundPlan& plan, const EgressRecorder& egress) {
   if (Booked(plan)) return absl::OkStatus();
-  ASSIGN_OR_RETURN(Cost cost, Check(plan));
-  if (cost.client.empty() && cost.record.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(RoundPrivacyCost cost, Check(plan));
+  if (accounts_.client() == nullptr && accounts_.record() == nullptr) return absl::OkStatus();
   booked_.insert(PlanSha256(plan));
-  const auto round = static_cast<int64_t>(plan.round());
-  struct Guarantee {
-    std::optional<PrivacyLedger>* ledger;
-    const std::vector<double>* rdp;
-    std::string mechanism;
-    const char* name;
-    double max_epsilon;
-  };
-  for (const Guarantee& g : {Guarantee{&client_, &cost.client, plan.privacy().mechanism(),
-                                       "client-level", policy_.max_epsilon},
-                             Guarantee{&record_, &cost.record, "dp_sgd", "record-level",
-                                       policy_.max_record_epsilon}}) {
-    if (g.rdp->empty() || !g.ledger->has_value()) continue;
-    PrivacyLedger& ledger = **g.ledger;
-    RETURN_IF_ERROR(Annotate(BookRound(ledger, plan, g.mechanism, *g.rdp),
-                             absl::StrCat(g.name, " privacy ledger")));
-    const auto spent = ledger.Spent();
-    spdlog::info("round {}: this site's {} privacy spent so far: epsilon {:.4g} of {:g}", round,
-                 g.name, spent.epsilon, g.max_epsilon);
-    if (egress == nullptr) continue;
-    AuditEvent event = PrivacySpentEvent(round, spent.epsilon, spent.delta);
-    event.fields["guarantee"] = g.name;
-    RETURN_IF_ERROR(Annotate(egress->Append(event).status(), "egress ledger"));
-  }
-  return absl::OkStatus();
+  return accounts_.Book(
+      static_cast<int64_t>(plan.round()), static_cast<int64_t>(plan.attempt()), cost,
+      [&](AuditEvent event) {
+        spdlog::info("round {}: this site's {} privacy spent so far: epsilon {}", plan.round(),
+                     event.fields.value("guarantee", ""), event.fields["epsilon"].dump());
+        return egress.Append(event);
+      });
 }
 
 }  // namespace hansa

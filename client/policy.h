@@ -5,14 +5,14 @@
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "client/egress.h"
 #include "common/audit/audit_log.h"
 #include "common/net/rpc.h"
-#include "common/privacy/ledger.h"
+#include "common/privacy/accounts.h"
 #include "common/status/status.h"
 #include "hansa/v1/hansa.pb.h"
 
@@ -51,31 +51,29 @@ struct SitePolicy {
 // (evaluation sends only metrics): secure aggregation, cohort and SecAgg+ floors apply to them.
 Status CheckPlan(const SitePolicy& policy, const v1::RoundPlan& plan, bool sends_update);
 
-// The site's own privacy accounts: one ledger per guarantee it keeps a budget for.
+// The site's own privacy accounts (common/privacy/accounts.h, kept as the coordinator keeps
+// its own): one ledger per guarantee the policy sets a budget for.
 class SitePrivacy {
  public:
   // Opens state_dir/privacy.json and state_dir/record_privacy.json for the budgets the policy
   // sets (none for a budget of 0).
   static StatusOr<SitePrivacy> Open(const SitePolicy& policy, const std::string& state_dir);
 
-  // One round's cost per guarantee: RDP curves, empty where the site keeps no budget.
-  struct Cost {
-    std::vector<double> client, record;
-  };
-  // The policy's privacy rules for a training plan: the round's cost in each ledger the site
-  // keeps, or the refusal (InvalidArgument: a plan without a guarantee the site requires, or
-  // over its budget).
-  StatusOr<Cost> Check(const v1::RoundPlan& plan) const;
-  // Books `plan` (checked first) in the ledgers and records privacy_spent in `egress` (may be
-  // null) for each, once per plan: a plan booked before is neither checked nor booked again.
-  Status Book(const v1::RoundPlan& plan, AuditLog* egress);
+  // The policy's privacy rules for a training plan: the round's cost, or the refusal
+  // (InvalidArgument: a plan without a guarantee the site requires, or one whose round would
+  // take the site over a budget of its own).
+  StatusOr<RoundPrivacyCost> Check(const v1::RoundPlan& plan) const;
+  // Books `plan` (checked first) in the open ledgers as its round and attempt
+  // (PrivacyAccounts::LedgerEntry, the coordinator's numbering) and records privacy_spent in
+  // `egress` for each, once per plan: a plan booked before is neither checked nor booked again.
+  Status Book(const v1::RoundPlan& plan, const EgressRecorder& egress);
   bool Booked(const v1::RoundPlan& plan) const;
 
  private:
+  explicit SitePrivacy(PrivacyAccounts accounts) : accounts_(std::move(accounts)) {}
   SitePolicy policy_;
-  std::optional<PrivacyLedger> client_;  // when policy.max_epsilon > 0
-  std::optional<PrivacyLedger> record_;  // when policy.max_record_epsilon > 0
-  std::set<std::string> booked_;         // plans already in the ledgers (answered again on rejoin)
+  PrivacyAccounts accounts_;
+  std::set<std::string> booked_;  // plans already in the ledgers (answered again on rejoin)
 };
 
 }  // namespace hansa

@@ -219,7 +219,7 @@ Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_de
   ASSIGN_OR_RETURN(TrainResult result, trainer_->Train(plan, global));
   // Booked before anything of the update leaves: a crash after sending must not forget it.
   // A plan booked before (its upload failed and is sent again) is not checked or booked twice.
-  RETURN_IF_ERROR(privacy_->Book(plan, options_.egress));
+  RETURN_IF_ERROR(privacy_->Book(plan, egress_));
   RETURN_IF_ERROR(options_.spent.Spend(plan, egress_));
   spdlog::info("round {}: trained {} examples in {:.1f} s (loss {:.4f})", plan.round(),
                result.num_examples, result.seconds, result.loss);

@@ -170,7 +170,7 @@ TEST(SpentContributionsTest, ACoordinatorThatUnmasksAndThenRetriesLearnsNoSiteUp
   auto contribute = [&](const v1::RoundPlan& plan, std::vector<SiteId> who) {
     std::map<SiteId, RingVector> inputs;
     for (SiteId id : who) {
-      if (!spent[id].Spend(plan, *egress[id]).ok()) continue;  // the site refuses the plan
+      if (!spent[id].Spend(plan, EgressRecorder(egress[id].get())).ok()) continue;  // the site refuses the plan
       inputs[id] = Update(id, plan.training().seed());
     }
     return inputs;
