@@ -27,10 +27,10 @@ StatusOr<SecAggParams> SecAggParticipant::ParamsFor(const v1::RoundPlan& plan,
   ASSIGN_OR_RETURN(SecAggParams p, SecAggParamsOfPlan(plan, site_, self));
   if (p.malicious) {
     if (ca_certificate_pem_.empty() || private_key_pem_.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
+      return absl::InvalidArgumentError(absl::StrCat(
           "round ", plan.round(),
           " runs SecAgg+ against a malicious coordinator, which needs the site's certificate "
-          "key and the federation CA; this site has neither"));
+          "key and the federation CA; this site has neither, so it cannot take part"));
     }
     // Check every peer's certificate against the federation CA ourselves: the coordinator
     // must not be able to substitute a key it holds.

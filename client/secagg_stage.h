@@ -25,7 +25,7 @@ class SecAggParticipant {
  public:
   // `site`: the site's name in cohorts. For malicious-coordinator rounds the site checks every
   // peer's certificate against `ca_certificate_pem` and signs with `private_key_pem` (its TLS
-  // key); without them it refuses such rounds (FailedPrecondition).
+  // key); without them it cannot take part in such rounds (InvalidArgument, as a refusal).
   SecAggParticipant(std::string site, std::string ca_certificate_pem,
                     std::string private_key_pem);
 

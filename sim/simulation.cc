@@ -182,8 +182,7 @@ StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Stra
   RETURN_IF_ERROR(threads->Join());
   RETURN_IF_ERROR(Annotate(run, absl::StrCat("round ", round)));
   loopback_turn.round_ok = true;
-  ASSIGN_OR_RETURN(Model published,
-                   ReadSafetensorsFile(dir + "/checkpoints/round-0001.safetensors"));
+  ASSIGN_OR_RETURN(Model published, engine->global_model());
   RoundOutcome out;
   out.mean.layout = extended.layout;
   out.mean.values.resize(extended.values.size());

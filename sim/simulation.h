@@ -1,25 +1,24 @@
 // `hansa simulate`: a whole federation of virtual sites on one machine, driven through the
 // coordinator's own RoundEngine, with the real Trainer, the NIID-Bench partitioners
-// (common/partition) and the strategies (strategy.h).
+// (common/partition) and the strategies (coordinator/strategies).
 //
 // One data set is loaded once; a virtual site holds only its list of example indices and
-// materializes its examples when it trains. Sites are threads that talk to the engine exactly
-// like round_engine_test's fake sites (Join, NextTask, Download, BeginUpload/Write/Finish,
-// ReportMetrics), through a SiteLink: in process, or over real gRPC with mutual TLS on
-// loopback when the experiment asks (`transport = "grpc"`); training goes through a bounded pool of
-// trainers (default one), and sites upload in a fixed order, so a run is deterministic by its seed:
-// the same partition, the same initial model, the same shuffling and the same metrics, run after
-// run.
+// materializes its examples when it trains. Each virtual site is the project's one site
+// conversation (client/site_session.h, as hansa-client runs it) over a SiteLink: in process, or
+// over real gRPC with mutual TLS on loopback when the experiment asks (`transport = "grpc"`);
+// training goes through a bounded pool of trainers (default one), and sites upload in a fixed
+// order (sim/virtual_site.h), so a run is deterministic by its seed: the same partition, the
+// same initial model, the same shuffling and the same metrics, run after run.
 //
 // The engine has no strategy hook yet, so each round runs in a fresh one-round engine whose
 // "global model" is the model followed by the strategy's extra tensors (SCAFFOLD's c, FedNova's
 // coefficient, see strategy.h); the engine aggregates the sites' uploads as deployed, and the
-// simulator reads the aggregate back (published - initial) and applies the strategy's server
-// step. Aggregators that need individual updates get them from the virtual sites directly.
-// With [aggregation] mode = "secure" the virtual sites run SecAgg+ as hansa-client does
-// (ClientSession: keys advertised and shared through the engine, the update encoded and masked
-// chunk by chunk, shares revealed for unmasking) and the engine holds only masked uploads and
-// their sum; stochastic rounding draws from `seed`, so a secure run repeats too.
+// simulator takes the published model from the engine (RoundEngine::global_model), subtracts
+// the round's start (published - initial) and applies the strategy's server step. Aggregators
+// that need individual updates get them from the virtual sites directly. With [aggregation]
+// mode = "secure" the virtual sites run SecAgg+ as hansa-client does and the engine holds only
+// masked uploads and their sum; stochastic rounding draws from `seed`, so a secure run repeats
+// too.
 //
 // Threading: RunSimulation and RunExperiment are called from one thread; they start and join
 // their own site threads. A SimulationBackend is called from up to `pool` threads at once,

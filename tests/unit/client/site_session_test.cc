@@ -278,7 +278,7 @@ TEST_P(SiteSessionTest, MaliciousModeWithoutTheSitesKeyIsRefusedClearly) {
   options[1].private_key_pem.clear();
   auto sites = RunRound(engine->get(), kSpecs, options, 100, &run, clock.get(), 1);
   ASSERT_EQ(sites.size(), 3u);
-  EXPECT_EQ(sites[1].code(), absl::StatusCode::kFailedPrecondition) << sites[1];
+  EXPECT_EQ(sites[1].code(), absl::StatusCode::kInvalidArgument) << sites[1];
   EXPECT_THAT(std::string(sites[1].message()), HasSubstr("malicious coordinator"));
   EXPECT_FALSE(run.ok());
 }
