@@ -1,12 +1,18 @@
 // What RoundEngine tests start from: a small all-ones model and plaintext options over a fresh
-// state dir, with short timeouts. Each test changes what it is about.
+// state dir, with short timeouts. Each test changes what it is about. A test that waits out a
+// deadline runs the engine on a StoppedClock and moves it with PassDeadline once only the
+// deadline is left, so it sleeps no timeout in real time.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <string>
 
+#include "absl/time/clock.h"
+#include "common/clock/clock.h"
 #include "common/crypto/sha256.h"
 #include "common/tensor/safetensors.h"
 #include "coordinator/round_engine.h"
@@ -36,6 +42,36 @@ inline EngineOptions EngineTestOptions(const std::string& name) {
   o.max_chunk_bytes = 2048;
   o.secure.enabled = false;
   return o;
+}
+
+// A fake clock at the real time now, so deadlines derived from it (a plan's
+// upload_deadline_unix_ms) lie in the future. It moves only when the test moves it: a deadline
+// the engine set while it stood still is the phase's timeout after its current reading.
+inline std::shared_ptr<FakeClock> StoppedClock() {
+  return std::make_shared<FakeClock>(absl::Now());
+}
+
+// Waits in real time until `condition` holds; false if it did not within `limit`.
+inline bool Eventually(const std::function<bool()>& condition,
+                       absl::Duration limit = absl::Seconds(30)) {
+  const absl::Time give_up = absl::Now() + limit;
+  while (!condition()) {
+    if (absl::Now() > give_up) return false;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return true;
+}
+
+// Ends a phase that waits out `timeout` on `clock`, which stood still since the phase opened:
+// moves the clock to 1 ms before the deadline, checks that the phase is still `open` after the
+// engine had 20 ms of real time (20 of its re-readings) to end it too early, then moves the clock
+// onto the deadline.
+inline void PassDeadline(FakeClock& clock, absl::Duration timeout,
+                         const std::function<bool()>& open) {
+  clock.Advance(timeout - absl::Milliseconds(1));
+  absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_TRUE(open()) << "the phase ended before its deadline of " << timeout;
+  clock.Advance(absl::Milliseconds(1));
 }
 
 // A plaintext update of `site` for `plan`: every value `delta`, in the layout of the engine's

@@ -1,5 +1,6 @@
 // RoundEngine under secure aggregation and the limits on what one site may do, with sites as
-// threads: no transport, real SecAgg+ sessions on both sides, a real state dir and audit log.
+// threads: no transport, real SecAgg+ sessions on both sides, a real state dir and audit log;
+// timeouts on a stopped clock that a test moves past a deadline once only the deadline is left.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -52,6 +53,7 @@ struct Seen {
   std::mutex mu;
   std::map<uint32_t, std::multiset<int>> kinds;  // attempt -> task kinds
   std::set<uint64_t> seeds;                      // training seeds of the plans it trained for
+  std::atomic<int> uploads{0};                   // committed, over all attempts
 };
 
 // A site of a secure round, with its own SecAgg+ session per attempt; it uploads the update
@@ -130,6 +132,7 @@ void RunSecureSite(RoundEngine* engine, const std::string& name, float delta,
           offset += c.size();
         }
         ASSERT_TRUE((*sink)->Finish().ok());
+        ++seen->uploads;
         continue;
       }
       default:
@@ -155,6 +158,28 @@ EngineOptions SecureOptions(const std::string& name) {
   return o;
 }
 
+// On the engine's stopped clock, its first `attempts` attempts wait out upload_timeout for
+// `straggler`, which sits their uploads out: once every other site in `seen` committed its
+// upload of an attempt, moves the clock past that attempt's deadline (the straggler still asked
+// to train until then). Returns early once `ran`.
+void PassUploadDeadlines(RoundEngine& engine, int attempts, const std::string& straggler,
+                         const std::map<std::string, Seen>& seen, const std::atomic<bool>& ran) {
+  auto& clock = static_cast<FakeClock&>(*engine.options().clock);
+  for (int attempt = 1; attempt <= attempts; ++attempt) {
+    auto uploaded = [&] {
+      for (const auto& [name, s] : seen) {
+        if (name != straggler && s.uploads.load() < attempt) return false;
+      }
+      return true;
+    };
+    if (!testing::Eventually([&] { return ran.load() || uploaded(); }) || ran.load()) return;
+    testing::PassDeadline(clock, engine.options().upload_timeout, [&] {
+      auto task = engine.NextTask(straggler, absl::ZeroDuration());
+      return task.ok() && task->kind() == v1::Task::TRAIN;
+    });
+  }
+}
+
 // The review's case, end to end: 4 sites, no sum of fewer than 4; site d sits out its first
 // upload. The engine does not unmask the three (no site is asked to unmask in attempt 1), the
 // retry trains from another seed, and the one sum released is over all four.
@@ -162,6 +187,7 @@ TEST(RoundEngineSecureTest, ARoundBelowItsMinimumIsRetriedWithoutUnmaskingAnythi
   EngineOptions o = SecureOptions("minimum");
   o.min_sites = 4;
   o.audit = OpenAudit(o);
+  o.clock = testing::StoppedClock();
   auto engine = RoundEngine::Create(o, InitialModel());
   ASSERT_TRUE(engine.ok()) << engine.status();
   for (const char* s : {"a", "b", "c", "d"}) ASSERT_TRUE((*engine)->Join({s, "Org", "DE", s}).ok());
@@ -173,7 +199,12 @@ TEST(RoundEngineSecureTest, ARoundBelowItsMinimumIsRetriedWithoutUnmaskingAnythi
     sites.emplace_back(RunSecureSite, engine->get(), name, delta, name == "d" ? 1u : 0u,
                        &seen[name], &stop);
   }
+  std::atomic<bool> ran{false};
+  std::thread mover([&] { PassUploadDeadlines(**engine, 1, "d", seen, ran); });
   Status run = (*engine)->Run();
+  ran = true;
+  (*engine)->Shutdown();  // had Run failed, sites waiting on the stopped clock hear WAIT
+  mover.join();
   for (auto& t : sites) t.join();
   ASSERT_TRUE(run.ok()) << run;
   for (auto& [name, s] : seen) {
@@ -204,6 +235,7 @@ TEST(RoundEngineSecureTest, AttemptsPerRoundAreCapped) {
   o.min_sites = 4;
   o.upload_timeout = absl::Milliseconds(500);
   o.audit = OpenAudit(o);
+  o.clock = testing::StoppedClock();
   for (int max_attempts : {2, 1}) {
     o.max_attempts = max_attempts;
     auto engine = RoundEngine::Create(o, InitialModel());
@@ -219,8 +251,13 @@ TEST(RoundEngineSecureTest, AttemptsPerRoundAreCapped) {
       sites.emplace_back(RunSecureSite, engine->get(), name, 0.1f,
                          std::string(name) == "d" ? 1000u : 0u, &seen[name], &stop);
     }
+    std::atomic<bool> ran{false};
+    std::thread mover([&] { PassUploadDeadlines(**engine, max_attempts, "d", seen, ran); });
     Status run = (*engine)->Run();
+    ran = true;
     stop = true;
+    (*engine)->Shutdown();  // sites waiting on the stopped clock hear WAIT and see `stop`
+    mover.join();
     for (auto& t : sites) t.join();
     EXPECT_EQ(run.code(), absl::StatusCode::kResourceExhausted) << run;
     EXPECT_THAT(std::string(run.message()), HasSubstr("rounds.max_attempts"));
@@ -385,6 +422,7 @@ TEST(RoundEnginePrivacyTest, EveryAggregateIsBookedAlsoWhenItsRoundRunsAgain) {
   o.privacy.clip_norm = 1.0;
   o.privacy.noise_multiplier = 1.0;
   o.privacy.budget = {1000.0, 1e-5};
+  o.clock = testing::StoppedClock();  // no deadline passes: every site answers
   // A folder where round 1's checkpoint goes: writing it fails after the aggregate exists.
   const std::string blocker = o.state_dir + "/checkpoints/round-0001.safetensors";
   for (bool blocked : {true, false}) {
@@ -398,6 +436,7 @@ TEST(RoundEnginePrivacyTest, EveryAggregateIsBookedAlsoWhenItsRoundRunsAgain) {
     }
     Status run = (*engine)->Run();
     stop = true;
+    (*engine)->Shutdown();  // sites waiting on the stopped clock hear WAIT and see `stop`
     for (auto& t : sites) t.join();
     if (blocked) {
       EXPECT_FALSE(run.ok());

@@ -1,4 +1,5 @@
-// RoundEngine with sites as threads: no transport, real state dir, real timeouts (short).
+// RoundEngine with sites as threads: no transport, real state dir, timeouts on a stopped clock
+// that a test moves past a deadline once only the deadline is left.
 #include "coordinator/round_engine.h"
 
 #include <gmock/gmock.h>
@@ -25,7 +26,11 @@ using ::testing::HasSubstr;
 
 Model InitialModel() { return testing::OnesModel(50, 40); }
 
-EngineOptions Options(const std::string& name) { return testing::EngineTestOptions(name); }
+EngineOptions Options(const std::string& name) {
+  EngineOptions o = testing::EngineTestOptions(name);
+  o.clock = testing::StoppedClock();
+  return o;
+}
 
 // What a fake site does with its update payload before and while uploading.
 struct Behaviour {
@@ -47,8 +52,11 @@ class FakeSite {
     thread_ = std::thread([this] { Loop(); });
   }
   void Join() { thread_.join(); }
+  const std::string& name() const { return name_; }
   Status upload_status() const { return upload_status_; }
-  std::atomic<int> uploads{0};
+  std::atomic<int> uploads{0};         // attempted, whatever their outcome
+  std::atomic<int> failed_uploads{0};  // of those, the ones that did not commit
+  std::atomic<int> evaluations{0};     // reports the engine took
 
  private:
   void Loop() {
@@ -64,8 +72,9 @@ class FakeSite {
           continue;
         }
         upload_status_ = Upload(task->plan());
-        ++uploads;
         failed_ = !upload_status_.ok();
+        if (failed_) ++failed_uploads;
+        ++uploads;
       }
       if (task->kind() == v1::Task::EVALUATE) {
         v1::MetricsReport r;
@@ -74,6 +83,7 @@ class FakeSite {
         r.set_accuracy(0.5);
         r.set_loss(1.0);
         ASSERT_TRUE(engine_->ReportMetrics(name_, r).ok());
+        ++evaluations;
       }
     }
   }
@@ -110,7 +120,16 @@ class FakeSite {
   bool failed_ = false;
 };
 
-// Runs an engine and the given sites to completion; returns the final global model.
+// Whether the engine asks `site` to train now.
+bool AskedToTrain(RoundEngine& engine, const std::string& site) {
+  auto task = engine.NextTask(site, absl::ZeroDuration());
+  return task.ok() && task->kind() == v1::Task::TRAIN;
+}
+
+// Runs an engine and the given sites to completion; returns the final global model. On a
+// stopped clock, a round in which an upload failed waits out upload_timeout for its site (a
+// site whose upload failed sits the round out): once every site tried, the clock is moved past
+// that deadline, and the site must still be asked to train until then.
 Model RunFederation(const EngineOptions& options,
                     std::vector<std::pair<std::string, Behaviour>> sites,
                     std::vector<Status>* upload_statuses = nullptr) {
@@ -123,8 +142,32 @@ Model RunFederation(const EngineOptions& options,
   // Every site joins before the first plan, so every site is in round 1's cohort.
   for (auto& [name, b] : sites) EXPECT_TRUE((*engine)->Join({name, "Org", "DE", "00"}).ok());
   for (auto& f : fakes) f->Start();
+  std::atomic<bool> ran{false};
+  std::thread mover([&, clock = std::dynamic_pointer_cast<FakeClock>(options.clock)] {
+    if (!clock) return;
+    auto only_deadline_left = [&] {
+      bool tried = true, failed = false;
+      for (auto& f : fakes) {
+        tried = tried && f->uploads.load() >= 1;
+        failed = failed || f->failed_uploads.load() >= 1;
+      }
+      return tried && failed;
+    };
+    if (!testing::Eventually([&] { return ran.load() || only_deadline_left(); }) || ran.load()) {
+      return;
+    }
+    testing::PassDeadline(*clock, options.upload_timeout, [&] {
+      for (auto& f : fakes) {
+        if (f->failed_uploads.load() >= 1 && !AskedToTrain(**engine, f->name())) return false;
+      }
+      return true;
+    });
+  });
   Status run = (*engine)->Run();
   EXPECT_TRUE(run.ok()) << run;
+  ran = true;
+  (*engine)->Shutdown();  // had Run failed, sites waiting on the stopped clock hear WAIT
+  mover.join();
   for (auto& f : fakes) f->Join();
   if (upload_statuses) {
     for (auto& f : fakes) upload_statuses->push_back(f->upload_status());
@@ -242,9 +285,19 @@ TEST(RoundEngineTest, RefusesUnknownSitesAndReplayedUploads) {
   FakeSite site_b(engine->get(), "b", b);
   ASSERT_TRUE((*engine)->Join({"a", "Org", "DE", "aa"}).ok());
   site_b.Start();
+  // a sits out round 0's evaluation: once b reported, only its deadline is left.
+  auto& clock = static_cast<FakeClock&>(*o.clock);
   v1::Task task;
+  bool evaluation_passed = false;
   do {
     task = *(*engine)->NextTask("a", absl::Milliseconds(100));
+    if (task.kind() == v1::Task::EVALUATE && !evaluation_passed) {
+      EXPECT_TRUE(testing::Eventually([&] { return site_b.evaluations.load() >= 1; }));
+      testing::PassDeadline(clock, o.evaluate_timeout, [&] {
+        return (*engine)->NextTask("a", absl::ZeroDuration())->kind() == v1::Task::EVALUATE;
+      });
+      evaluation_passed = true;
+    }
   } while (task.kind() != v1::Task::TRAIN);
   auto payload = *(*engine)->Download("a", task.plan().round(), task.plan().global_model_sha256());
   Model delta = *DecodeSafetensors(*payload);
@@ -297,9 +350,18 @@ TEST(RoundEngineTest, RetriesRoundBelowMinSitesWithAFreshSum) {
   FakeSite a(engine->get(), "a", Behaviour{.delta = 0.5f, .examples = 100});
   ASSERT_TRUE((*engine)->Join({"b", "Org", "DE", "bb"}).ok());
   a.Start();
-  // The first attempt times out with only a; a's second upload shows the retry is open,
-  // and b joins in while it is.
-  while (a.uploads.load() < 2) absl::SleepFor(absl::Milliseconds(10));
+  // Round 0's evaluation times out without b, the first attempt with only a (a is not asked to
+  // train again until then); a's second upload shows the retry is open, and b joins in while
+  // it is.
+  auto& clock = static_cast<FakeClock&>(*o.clock);
+  auto a_waits = [&] {
+    return (*engine)->NextTask("a", absl::ZeroDuration())->kind() == v1::Task::WAIT;
+  };
+  EXPECT_TRUE(testing::Eventually([&] { return a.evaluations.load() >= 1; }));
+  testing::PassDeadline(clock, o.evaluate_timeout, a_waits);
+  EXPECT_TRUE(testing::Eventually([&] { return a.uploads.load() >= 1; }));
+  testing::PassDeadline(clock, o.upload_timeout, a_waits);
+  ASSERT_TRUE(testing::Eventually([&] { return a.uploads.load() >= 2; }));
   FakeSite b(engine->get(), "b", Behaviour{.delta = 0.25f, .examples = 100});
   b.Start();
   a.Join();
@@ -386,6 +448,7 @@ TEST(RoundEngineTest, RefusesToResumeFromTamperedCheckpoint) {
 
 TEST(RoundEngineTest, ShutdownStopsRunPromptly) {
   EngineOptions o = Options("shutdown");
+  o.clock = Clock::Real();  // promptness in real time
   auto engine = RoundEngine::Create(o, InitialModel());
   ASSERT_TRUE(engine.ok());
   std::thread stopper([&] {
