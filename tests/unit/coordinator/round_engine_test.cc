@@ -350,17 +350,20 @@ TEST(RoundEngineTest, RetriesRoundBelowMinSitesWithAFreshSum) {
   FakeSite a(engine->get(), "a", Behaviour{.delta = 0.5f, .examples = 100});
   ASSERT_TRUE((*engine)->Join({"b", "Org", "DE", "bb"}).ok());
   a.Start();
-  // Round 0's evaluation times out without b, the first attempt with only a (a is not asked to
-  // train again until then); a's second upload shows the retry is open, and b joins in while
-  // it is.
+  // Round 0's evaluation times out without b, the first attempt with only a (until each
+  // deadline, a is told to wait and trains no more than it did); a's second upload shows the
+  // retry is open, and b joins in while it is.
   auto& clock = static_cast<FakeClock&>(*o.clock);
-  auto a_waits = [&] {
-    return (*engine)->NextTask("a", absl::ZeroDuration())->kind() == v1::Task::WAIT;
+  auto a_waits_after = [&](int uploads) {
+    return [&, uploads] {
+      return (*engine)->NextTask("a", absl::ZeroDuration())->kind() == v1::Task::WAIT &&
+             a.uploads.load() == uploads;
+    };
   };
   EXPECT_TRUE(testing::Eventually([&] { return a.evaluations.load() >= 1; }));
-  testing::PassDeadline(clock, o.evaluate_timeout, a_waits);
+  testing::PassDeadline(clock, o.evaluate_timeout, a_waits_after(0));
   EXPECT_TRUE(testing::Eventually([&] { return a.uploads.load() >= 1; }));
-  testing::PassDeadline(clock, o.upload_timeout, a_waits);
+  testing::PassDeadline(clock, o.upload_timeout, a_waits_after(1));
   ASSERT_TRUE(testing::Eventually([&] { return a.uploads.load() >= 2; }));
   FakeSite b(engine->get(), "b", Behaviour{.delta = 0.25f, .examples = 100});
   b.Start();
