@@ -282,17 +282,13 @@ StatusOr<std::unique_ptr<SimulationBackend>> CreateTorchBackend(const Dataset* t
   return std::unique_ptr<SimulationBackend>(std::move(backend));
 }
 
-StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
-                                  const std::vector<uint8_t>& train_labels,
-                                  SimulationBackend* backend, const std::string& run_dir,
-                                  const ProgressFn& progress) {
-  const auto started = SimClock::now();
-  if (config.sites < 1 || config.rounds < 1 || config.pool < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("simulation needs sites, rounds and pool >= 1 (",
-                                                   config.sites, ", ", config.rounds, ", ",
-                                                   config.pool, ")"));
-  }
-  RETURN_IF_ERROR(MakeDirs(run_dir));
+namespace {
+
+// The run's virtual sites over `config`'s partition of the training labels (written to
+// partition.csv).
+StatusOr<std::vector<VirtualSite>> MakeSites(const SimulationConfig& config,
+                                             const std::vector<uint8_t>& train_labels,
+                                             const std::string& run_dir) {
   ASSIGN_OR_RETURN(Partition partition,
                    MakePartition(train_labels, static_cast<int>(kBuiltinNumClasses), config.sites,
                                  config.partition, Mix(config.seed, kPartitionSeed)));
@@ -304,27 +300,36 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
     sites[i].noise_std = partition.noise_std[i];
     sites[i].noise_seed = Mix(Mix(config.seed, kNoiseSeed), static_cast<uint64_t>(i));
   }
-  ASSIGN_OR_RETURN(Model global, InitialModel(config.model, config.seed));
-  ASSIGN_OR_RETURN(std::unique_ptr<Strategy> strategy,
-                   Strategy::Create(config.strategy, global.layout));
+  return sites;
+}
+
+// What a run cannot simulate faithfully, refused before it starts.
+Status CheckRunnable(const SimulationConfig& config, const Strategy& strategy) {
   RETURN_IF_ERROR(CheckStrategyCompatible(config.strategy, config.secure.enabled));
   if (config.secure.enabled && config.client_privacy.enabled) {
     return absl::InvalidArgumentError(
         "simulated client-level privacy (the central Gaussian) needs plaintext aggregation");
   }
-  if (config.client_privacy.enabled && strategy->needs_individual_updates()) {
+  if (config.client_privacy.enabled && strategy.needs_individual_updates()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "strategy '", config.strategy.name,
         "' looks at every site's update, which client-level privacy does not protect; use a "
         "strategy that needs only the noisy mean"));
   }
-  {
-    nlohmann::ordered_json run = ConfigJson(config);
-    run["sites_examples"] = nlohmann::json::array();
-    for (const VirtualSite& s : sites) run["sites_examples"].push_back(s.indices.size());
-    RETURN_IF_ERROR(WriteFileAtomically(run_dir + "/run.json", run.dump(2) + "\n"));
-  }
-  // Record-level privacy: the trainer's DP-SGD settings, as a deployed plan would carry them.
+  return absl::OkStatus();
+}
+
+Status WriteRunJson(const SimulationConfig& config, const std::vector<VirtualSite>& sites,
+                    const std::string& run_dir) {
+  nlohmann::ordered_json run = ConfigJson(config);
+  run["sites_examples"] = nlohmann::json::array();
+  for (const VirtualSite& s : sites) run["sites_examples"].push_back(s.indices.size());
+  return WriteFileAtomically(run_dir + "/run.json", run.dump(2) + "\n");
+}
+
+// `config` with record-level privacy resolved into the trainer's DP-SGD settings, as a deployed
+// plan would carry them.
+StatusOr<SimulationConfig> WithRecordPrivacy(const SimulationConfig& config) {
   SimulationConfig run = config;
   if (config.record_privacy.enabled) {
     ASSIGN_OR_RETURN(
@@ -335,6 +340,117 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
     run.training.dp.sampling_rate = p.sampling_rate;
     run.training.dp.steps = p.steps;
   }
+  return run;
+}
+
+// The cumulative epsilons after `m.round` rounds, into `m`.
+Status AddPrivacy(const SimulationConfig& run, int sites, RoundMetrics* m) {
+  const RecordDpSettings& dp = run.training.dp;
+  if (dp.enabled()) {
+    ASSIGN_OR_RETURN(PrivacySpent spent,
+                     SampledGaussianEpsilon(dp.sampling_rate, dp.noise_multiplier,
+                                            dp.steps * m->round, run.record_privacy.budget.delta));
+    m->record_epsilon = spent.epsilon;
+  }
+  if (run.client_privacy.enabled) {
+    ASSIGN_OR_RETURN(PrivacySpent spent,
+                     CentralGaussianEpsilon(sites, sites, run.client_privacy.noise_multiplier,
+                                            m->round, run.client_privacy.delta));
+    m->client_epsilon = spent.epsilon;
+  }
+  return absl::OkStatus();
+}
+
+// One line of metrics.jsonl.
+nlohmann::ordered_json MetricsLine(const SimulationConfig& run, const RoundMetrics& m,
+                                   const EvalResult& eval, const RoundOutcome& outcome,
+                                   const std::vector<VirtualSite>& sites) {
+  nlohmann::ordered_json line;
+  double train_seconds = 0;
+  int64_t examples = 0;
+  nlohmann::ordered_json per_site = nlohmann::ordered_json::object();
+  for (const VirtualSite& s : sites) {
+    train_seconds += s.result.seconds;
+    examples += static_cast<int64_t>(s.indices.size());
+    per_site[s.name] = {{"examples", s.indices.size()},
+                        {"train_loss", s.result.loss},
+                        {"steps", s.result.steps},
+                        {"seconds", s.result.seconds}};
+  }
+  line["round"] = m.round;
+  line["sites"] = sites.size();
+  line["accuracy"] = eval.accuracy;
+  line["loss"] = eval.loss;
+  line["seconds"] = m.seconds;
+  line["train_seconds"] = train_seconds;
+  line["evaluation_seconds"] = eval.seconds;
+  line["bytes_up"] = outcome.bytes_up;
+  line["bytes_down"] = outcome.bytes_down;
+  line["examples"] = examples;
+  line["evaluated_on"] = eval.num_examples;
+  if (run.training.dp.enabled()) {
+    line["record_epsilon"] = m.record_epsilon;
+    line["record_delta"] = run.record_privacy.budget.delta;
+  }
+  if (run.client_privacy.enabled) {
+    line["epsilon"] = m.client_epsilon;
+    line["delta"] = run.client_privacy.delta;
+  }
+  line["per_site"] = per_site;
+  return line;
+}
+
+// The strategy's server step on the round's outcome: the next global model.
+StatusOr<Model> ServerStep(Strategy& strategy, const Model& global, int64_t round,
+                           const RoundOutcome& outcome, const std::vector<VirtualSite>& sites) {
+  const RoundInfo info{round, static_cast<int>(sites.size()), static_cast<int>(sites.size())};
+  if (!strategy.needs_individual_updates()) return strategy.Apply(global, outcome.mean, info);
+  std::vector<WeightedUpdate> updates;
+  for (const VirtualSite& s : sites) {
+    updates.push_back({&s.update, static_cast<double>(s.indices.size())});
+  }
+  return strategy.ApplyIndividual(global, updates, info);
+}
+
+// final.safetensors, strategy.safetensors and the run's accuracy and loss plots.
+Status WriteRunOutputs(const SimulationConfig& config, const RunResult& result,
+                       const Model& global, const Strategy& strategy, const std::string& run_dir) {
+  RETURN_IF_ERROR(WriteSafetensorsFile(run_dir + "/final.safetensors", global,
+                                       {{"model", config.model}, {"run", config.Label()}}));
+  RETURN_IF_ERROR(strategy.SaveState(run_dir + "/strategy.safetensors"));
+  PlotSpec acc{absl::StrCat("accuracy: ", config.Label()), "round", "test accuracy", {}};
+  PlotSpec loss{absl::StrCat("loss: ", config.Label()), "round", "test loss", {}};
+  PlotSeries a{config.strategy.Label(), {}}, l{config.strategy.Label(), {}};
+  for (const RoundMetrics& m : result.rounds) {
+    a.y.push_back(m.accuracy);
+    l.y.push_back(m.loss);
+  }
+  acc.series.push_back(a);
+  loss.series.push_back(l);
+  RETURN_IF_ERROR(WriteFileAtomically(run_dir + "/accuracy.svg", LinePlotSvg(acc)));
+  return WriteFileAtomically(run_dir + "/loss.svg", LinePlotSvg(loss));
+}
+
+}  // namespace
+
+StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
+                                  const std::vector<uint8_t>& train_labels,
+                                  SimulationBackend* backend, const std::string& run_dir,
+                                  const ProgressFn& progress) {
+  const auto started = SimClock::now();
+  if (config.sites < 1 || config.rounds < 1 || config.pool < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("simulation needs sites, rounds and pool >= 1 (",
+                                                   config.sites, ", ", config.rounds, ", ",
+                                                   config.pool, ")"));
+  }
+  RETURN_IF_ERROR(MakeDirs(run_dir));
+  ASSIGN_OR_RETURN(std::vector<VirtualSite> sites, MakeSites(config, train_labels, run_dir));
+  ASSIGN_OR_RETURN(Model global, InitialModel(config.model, config.seed));
+  ASSIGN_OR_RETURN(std::unique_ptr<Strategy> strategy,
+                   Strategy::Create(config.strategy, global.layout));
+  RETURN_IF_ERROR(CheckRunnable(config, *strategy));
+  RETURN_IF_ERROR(WriteRunJson(config, sites, run_dir));
+  ASSIGN_OR_RETURN(const SimulationConfig run, WithRecordPrivacy(config));
   std::unique_ptr<LoopbackRun> loopback;
   if (config.transport == Transport::kGrpc) {
     std::vector<std::string> names;
@@ -352,68 +468,12 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
     ASSIGN_OR_RETURN(RoundOutcome outcome,
                      RunEngineRound(run, *strategy, backend, &pool, round, extended,
                                     run_dir + "/engine", loopback.get(), &sites));
-    const RoundInfo info{round, static_cast<int>(sites.size()), static_cast<int>(sites.size())};
-    if (strategy->needs_individual_updates()) {
-      std::vector<WeightedUpdate> updates;
-      for (const VirtualSite& s : sites) {
-        updates.push_back({&s.update, static_cast<double>(s.indices.size())});
-      }
-      ASSIGN_OR_RETURN(global, strategy->ApplyIndividual(global, updates, info));
-    } else {
-      ASSIGN_OR_RETURN(global, strategy->Apply(global, outcome.mean, info));
-    }
+    ASSIGN_OR_RETURN(global, ServerStep(*strategy, global, round, outcome, sites));
     ASSIGN_OR_RETURN(EvalResult eval, backend->Evaluate(0, global));
     RoundMetrics m{round, eval.accuracy, eval.loss, SecondsSince(round_start)};
-    const RecordDpSettings& dp = run.training.dp;
-    if (dp.enabled()) {
-      ASSIGN_OR_RETURN(
-          PrivacySpent spent,
-          SampledGaussianEpsilon(dp.sampling_rate, dp.noise_multiplier, dp.steps * round,
-                                 config.record_privacy.budget.delta));
-      m.record_epsilon = spent.epsilon;
-    }
-    if (config.client_privacy.enabled) {
-      const int n = static_cast<int>(sites.size());
-      ASSIGN_OR_RETURN(PrivacySpent spent,
-                       CentralGaussianEpsilon(n, n, config.client_privacy.noise_multiplier, round,
-                                              config.client_privacy.delta));
-      m.client_epsilon = spent.epsilon;
-    }
+    RETURN_IF_ERROR(AddPrivacy(run, static_cast<int>(sites.size()), &m));
     result.rounds.push_back(m);
-
-    nlohmann::ordered_json line;
-    double train_seconds = 0;
-    int64_t examples = 0;
-    nlohmann::ordered_json per_site = nlohmann::ordered_json::object();
-    for (const VirtualSite& s : sites) {
-      train_seconds += s.result.seconds;
-      examples += static_cast<int64_t>(s.indices.size());
-      per_site[s.name] = {{"examples", s.indices.size()},
-                          {"train_loss", s.result.loss},
-                          {"steps", s.result.steps},
-                          {"seconds", s.result.seconds}};
-    }
-    line["round"] = round;
-    line["sites"] = sites.size();
-    line["accuracy"] = eval.accuracy;
-    line["loss"] = eval.loss;
-    line["seconds"] = m.seconds;
-    line["train_seconds"] = train_seconds;
-    line["evaluation_seconds"] = eval.seconds;
-    line["bytes_up"] = outcome.bytes_up;
-    line["bytes_down"] = outcome.bytes_down;
-    line["examples"] = examples;
-    line["evaluated_on"] = eval.num_examples;
-    if (dp.enabled()) {
-      line["record_epsilon"] = m.record_epsilon;
-      line["record_delta"] = config.record_privacy.budget.delta;
-    }
-    if (config.client_privacy.enabled) {
-      line["epsilon"] = m.client_epsilon;
-      line["delta"] = config.client_privacy.delta;
-    }
-    line["per_site"] = per_site;
-    absl::StrAppend(&metrics, line.dump(), "\n");
+    absl::StrAppend(&metrics, MetricsLine(run, m, eval, outcome, sites).dump(), "\n");
     RETURN_IF_ERROR(WriteFileAtomically(run_dir + "/metrics.jsonl", metrics));
     if (progress) {
       Progress p;
@@ -432,20 +492,7 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
     result.best_accuracy = std::max(result.best_accuracy, m.accuracy);
   }
   result.final_accuracy = result.rounds.back().accuracy;
-  RETURN_IF_ERROR(WriteSafetensorsFile(run_dir + "/final.safetensors", global,
-                                       {{"model", config.model}, {"run", config.Label()}}));
-  RETURN_IF_ERROR(strategy->SaveState(run_dir + "/strategy.safetensors"));
-  PlotSpec acc{absl::StrCat("accuracy: ", config.Label()), "round", "test accuracy", {}};
-  PlotSpec loss{absl::StrCat("loss: ", config.Label()), "round", "test loss", {}};
-  PlotSeries a{config.strategy.Label(), {}}, l{config.strategy.Label(), {}};
-  for (const RoundMetrics& m : result.rounds) {
-    a.y.push_back(m.accuracy);
-    l.y.push_back(m.loss);
-  }
-  acc.series.push_back(a);
-  loss.series.push_back(l);
-  RETURN_IF_ERROR(WriteFileAtomically(run_dir + "/accuracy.svg", LinePlotSvg(acc)));
-  RETURN_IF_ERROR(WriteFileAtomically(run_dir + "/loss.svg", LinePlotSvg(loss)));
+  RETURN_IF_ERROR(WriteRunOutputs(config, result, global, *strategy, run_dir));
   result.final_model = std::move(global);
   return result;
 }
