@@ -7,68 +7,56 @@
 
 namespace hansa {
 
-StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
-  ASSIGN_OR_RETURN(ConfigReader cfg, ConfigReader::Load(path));
-  CoordinatorConfig c;
-  EngineOptions& e = c.engine;
-  e.federation = cfg.String("federation.name", "hansa");
-  // "EU" and "EEA" stand for their member states; anything else is an ISO 3166-1 code.
-  const std::vector<std::string> countries =
-      cfg.StringList("federation.allowed_countries", {"EU", "EEA"});
-  c.listen = cfg.String("coordinator.listen", c.listen);
-  e.state_dir = cfg.Path("coordinator.state_dir", "state");
-  c.certificate = cfg.Path("coordinator.certificate", "cert.pem");
-  c.private_key = cfg.Path("coordinator.private_key", "key.pem");
-  c.ca_certificate = cfg.Path("coordinator.ca_certificate", "ca.pem");
-  e.coordinator_country = cfg.String("coordinator.country", "");
-  c.linger_seconds = cfg.Double("coordinator.linger_seconds", c.linger_seconds, 0, 3600);
-  e.allowed_sites = cfg.StringList("sites.allowed", {});
+namespace {
 
-  e.model = cfg.String("model.name", "simple_cnn");
-  c.initial_model = cfg.Path("model.initial", "");
-  c.seed = static_cast<uint64_t>(cfg.Int("model.seed", 1, 0, INT64_MAX));
-
-  e.rounds = cfg.Int("rounds.total", 5, 1, 1000000);
+// [rounds], [strategy], [training] and [transfer]. `secure`: the default min_sites.
+void ReadRounds(ConfigReader& cfg, bool secure, uint64_t seed, EngineOptions* e) {
+  e->rounds = cfg.Int("rounds.total", 5, 1, 1000000);
   // Secure aggregation needs three inputs in every sum, so that is its default floor.
-  const std::string mode = cfg.String("aggregation.mode", "secure");
-  e.min_sites = static_cast<int>(cfg.Int("rounds.min_sites", mode == "secure" ? 3 : 1, 1, 100000));
-  e.wait_for_sites = absl::Seconds(cfg.Double("rounds.wait_for_sites_seconds", 600, 1, 86400));
-  e.upload_timeout = absl::Seconds(cfg.Double("rounds.upload_timeout_seconds", 600, 1, 86400));
-  e.evaluate_timeout = absl::Seconds(cfg.Double("rounds.evaluate_timeout_seconds", 300, 1, 86400));
-  e.site_idle = absl::Seconds(cfg.Double("rounds.site_idle_seconds", 90, 1, 86400));
-  e.max_attempts = static_cast<int>(cfg.Int("rounds.max_attempts", 10, 1, 1000));
+  e->min_sites = static_cast<int>(cfg.Int("rounds.min_sites", secure ? 3 : 1, 1, 100000));
+  e->wait_for_sites = absl::Seconds(cfg.Double("rounds.wait_for_sites_seconds", 600, 1, 86400));
+  e->upload_timeout = absl::Seconds(cfg.Double("rounds.upload_timeout_seconds", 600, 1, 86400));
+  e->evaluate_timeout =
+      absl::Seconds(cfg.Double("rounds.evaluate_timeout_seconds", 300, 1, 86400));
+  e->site_idle = absl::Seconds(cfg.Double("rounds.site_idle_seconds", 90, 1, 86400));
+  e->max_attempts = static_cast<int>(cfg.Int("rounds.max_attempts", 10, 1, 1000));
   // The server step. rounds.server_learning_rate is the strategy's eta (1.0: plain FedAvg).
-  e.strategy.name = cfg.String("strategy.name", "fedavg");
-  e.strategy.server_lr = cfg.Double("rounds.server_learning_rate", 1.0, 1e-9, 100);
-  e.strategy.server_momentum = cfg.Double("strategy.server_momentum", 0.9, 0, 1);
-  e.strategy.beta1 = cfg.Double("strategy.beta1", 0.9, 0, 1);
-  e.strategy.beta2 = cfg.Double("strategy.beta2", 0.99, 0, 1);
-  e.strategy.tau = cfg.Double("strategy.tau", 1e-3, 1e-12, 1);
+  e->strategy.name = cfg.String("strategy.name", "fedavg");
+  e->strategy.server_lr = cfg.Double("rounds.server_learning_rate", 1.0, 1e-9, 100);
+  e->strategy.server_momentum = cfg.Double("strategy.server_momentum", 0.9, 0, 1);
+  e->strategy.beta1 = cfg.Double("strategy.beta1", 0.9, 0, 1);
+  e->strategy.beta2 = cfg.Double("strategy.beta2", 0.99, 0, 1);
+  e->strategy.tau = cfg.Double("strategy.tau", 1e-3, 1e-12, 1);
 
-  e.training.set_epochs(static_cast<uint32_t>(cfg.Int("training.epochs", 1, 1, 1000)));
-  e.training.set_batch_size(static_cast<uint32_t>(cfg.Int("training.batch_size", 64, 1, 65536)));
-  e.training.set_learning_rate(cfg.Double("training.learning_rate", 0.01, 0, 100));
-  e.training.set_momentum(cfg.Double("training.momentum", 0.9, 0, 1));
-  e.training.set_weight_decay(cfg.Double("training.weight_decay", 1e-5, 0, 1));
-  e.training.set_seed(c.seed);
+  e->training.set_epochs(static_cast<uint32_t>(cfg.Int("training.epochs", 1, 1, 1000)));
+  e->training.set_batch_size(
+      static_cast<uint32_t>(cfg.Int("training.batch_size", 64, 1, 65536)));
+  e->training.set_learning_rate(cfg.Double("training.learning_rate", 0.01, 0, 100));
+  e->training.set_momentum(cfg.Double("training.momentum", 0.9, 0, 1));
+  e->training.set_weight_decay(cfg.Double("training.weight_decay", 1e-5, 0, 1));
+  e->training.set_seed(seed);
 
-  e.chunk_bytes = static_cast<uint32_t>(cfg.Int("transfer.chunk_bytes", 1 << 20, 4096, 64 << 20));
-  e.max_chunk_bytes =
+  e->chunk_bytes =
+      static_cast<uint32_t>(cfg.Int("transfer.chunk_bytes", 1 << 20, 4096, 64 << 20));
+  e->max_chunk_bytes =
       static_cast<uint32_t>(cfg.Int("transfer.max_chunk_bytes", 4 << 20, 4096, 64 << 20));
-  e.secure = ReadSecureOptions(cfg);
-  SecureOptions& so = e.secure;
-  // Client-level differential privacy (secure aggregation only).
-  const std::string privacy = cfg.String("privacy.mechanism", "none");
-  PrivacyOptions& po = e.privacy;
-  po.clip_norm = cfg.Double("privacy.clip_norm", po.clip_norm, 1e-9, 1e9);
-  po.granularity = cfg.Double("privacy.granularity", po.granularity, 1e-12, 1e6);
-  po.noise_multiplier = cfg.Double("privacy.noise_multiplier", po.noise_multiplier, 0, 1e6);
-  po.min_survivors = static_cast<int>(cfg.Int("privacy.min_survivors", 0, 0, 100000));
-  po.budget.epsilon = cfg.Double("privacy.epsilon", po.budget.epsilon, 1e-9, 1e12);
-  po.budget.delta = cfg.Double("privacy.delta", po.budget.delta, 1e-300, 0.5);
-  // Record-level DP-SGD at every site; on when the section names a budget or a noise level.
-  e.record_privacy = ReadRecordPrivacy(cfg);
-  RETURN_IF_ERROR(cfg.Finish());
+}
+
+// [privacy] (client level, its mechanism named by `mechanism` for CheckModes).
+void ReadClientPrivacy(ConfigReader& cfg, PrivacyOptions* po) {
+  po->clip_norm = cfg.Double("privacy.clip_norm", po->clip_norm, 1e-9, 1e9);
+  po->granularity = cfg.Double("privacy.granularity", po->granularity, 1e-12, 1e6);
+  po->noise_multiplier = cfg.Double("privacy.noise_multiplier", po->noise_multiplier, 0, 1e6);
+  po->min_survivors = static_cast<int>(cfg.Int("privacy.min_survivors", 0, 0, 100000));
+  po->budget.epsilon = cfg.Double("privacy.epsilon", po->budget.epsilon, 1e-9, 1e12);
+  po->budget.delta = cfg.Double("privacy.delta", po->budget.delta, 1e-300, 0.5);
+}
+
+// The aggregation mode, the privacy mechanism and the strategy, and how they go together.
+Status CheckModes(const std::string& path, const std::string& mode, const std::string& privacy,
+                  EngineOptions* e) {
+  PrivacyOptions& po = e->privacy;
+  SecureOptions& so = e->secure;
   if (privacy != "none" && privacy != "distributed_discrete_gaussian" &&
       privacy != "central_gaussian") {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -78,12 +66,6 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   }
   po.enabled = privacy != "none";
   if (po.enabled) po.mechanism = privacy;
-  StatusOr<std::vector<std::string>> allowed = ExpandCountryList(countries);
-  if (!allowed.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": federation.allowed_countries: ", allowed.status().message()));
-  }
-  e.allowed_countries = *std::move(allowed);
   if (mode != "secure" && mode != "plaintext") {
     return absl::InvalidArgumentError(absl::StrCat(path, ": aggregation.mode is '", mode,
                                                    "'; it must be \"secure\" or \"plaintext\""));
@@ -94,7 +76,7 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
                                                    so.unmask_device,
                                                    "'; it must be \"auto\" or \"cpu\""));
   }
-  if (Status st = CheckEngineStrategy(e.strategy, so.enabled); !st.ok()) {
+  if (Status st = CheckEngineStrategy(e->strategy, so.enabled); !st.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": [strategy] ", st.message()));
   }
   if (po.enabled && !so.enabled && po.mechanism == "distributed_discrete_gaussian") {
@@ -110,13 +92,19 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
         "\"plaintext\" (the coordinator adds the noise to the sum it sees); with secure "
         "aggregation use \"distributed_discrete_gaussian\""));
   }
+  return absl::OkStatus();
+}
+
+// The sites, the minimum per round and the chunk sizes, and whether the SecAgg+ parameters fit
+// every cohort size a round may have.
+Status CheckSites(const std::string& path, const EngineOptions& e) {
+  const SecureOptions& so = e.secure;
   if (so.enabled && e.min_sites < 3) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": secure aggregation needs rounds.min_sites >= 3 (it is ", e.min_sites,
         "): with fewer sites the sum would reveal an individual update. Raise min_sites or "
         "set aggregation.mode = \"plaintext\""));
   }
-
   if (e.chunk_bytes > e.max_chunk_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": transfer.chunk_bytes (", e.chunk_bytes,
                                                    ") exceeds transfer.max_chunk_bytes (",
@@ -147,6 +135,49 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
           " do not fit a cohort of ", n, " sites: ", resolved.status().message()));
     }
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
+  ASSIGN_OR_RETURN(ConfigReader cfg, ConfigReader::Load(path));
+  CoordinatorConfig c;
+  EngineOptions& e = c.engine;
+  e.federation = cfg.String("federation.name", "hansa");
+  // "EU" and "EEA" stand for their member states; anything else is an ISO 3166-1 code.
+  const std::vector<std::string> countries =
+      cfg.StringList("federation.allowed_countries", {"EU", "EEA"});
+  c.listen = cfg.String("coordinator.listen", c.listen);
+  e.state_dir = cfg.Path("coordinator.state_dir", "state");
+  c.certificate = cfg.Path("coordinator.certificate", "cert.pem");
+  c.private_key = cfg.Path("coordinator.private_key", "key.pem");
+  c.ca_certificate = cfg.Path("coordinator.ca_certificate", "ca.pem");
+  e.coordinator_country = cfg.String("coordinator.country", "");
+  c.linger_seconds = cfg.Double("coordinator.linger_seconds", c.linger_seconds, 0, 3600);
+  e.allowed_sites = cfg.StringList("sites.allowed", {});
+
+  e.model = cfg.String("model.name", "simple_cnn");
+  c.initial_model = cfg.Path("model.initial", "");
+  c.seed = static_cast<uint64_t>(cfg.Int("model.seed", 1, 0, INT64_MAX));
+
+  const std::string mode = cfg.String("aggregation.mode", "secure");
+  ReadRounds(cfg, mode == "secure", c.seed, &e);
+  e.secure = ReadSecureOptions(cfg);
+  // Client-level differential privacy (secure aggregation only).
+  const std::string privacy = cfg.String("privacy.mechanism", "none");
+  ReadClientPrivacy(cfg, &e.privacy);
+  // Record-level DP-SGD at every site; on when the section names a budget or a noise level.
+  e.record_privacy = ReadRecordPrivacy(cfg);
+  RETURN_IF_ERROR(cfg.Finish());
+  StatusOr<std::vector<std::string>> allowed = ExpandCountryList(countries);
+  if (!allowed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": federation.allowed_countries: ", allowed.status().message()));
+  }
+  e.allowed_countries = *std::move(allowed);
+  RETURN_IF_ERROR(CheckModes(path, mode, privacy, &e));
+  RETURN_IF_ERROR(CheckSites(path, e));
   return c;
 }
 
