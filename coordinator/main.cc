@@ -92,9 +92,14 @@ int Run(const std::string& config_path) {
   });
   Status result = (*engine)->Run();
   if (result.ok() && config->linger_seconds > 0) {
-    // Let polling sites learn that the federation is finished before the port closes.
-    std::this_thread::sleep_for(
-        std::chrono::milliseconds(static_cast<int64_t>(config->linger_seconds * 1000)));
+    // Let polling sites learn that the federation is finished before the port closes: until
+    // each has been told, linger_seconds at most, or a signal.
+    const auto until = std::chrono::steady_clock::now() +
+                       std::chrono::milliseconds(static_cast<int64_t>(config->linger_seconds * 1000));
+    while (std::chrono::steady_clock::now() < until && !(*engine)->EverySiteToldDone() &&
+           !(*engine)->shutting_down()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   }
   (*engine)->Shutdown();
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,10 @@ class Membership {
   // The certificate `site` joined with; empty for a site that did not join.
   const std::string& Certificate(const std::string& site) const;
   size_t allowed() const { return allowed_sites_.size(); }
+  // The federation is finished and `site` was told so.
+  void ToldDone(const std::string& site) { told_done_.insert(site); }
+  // Every site that joined was told the federation is finished (and at least one joined).
+  bool AllToldDone() const { return !joined_.empty() && told_done_.size() == joined_.size(); }
 
  private:
   const std::string federation_;
@@ -46,6 +51,7 @@ class Membership {
   const std::vector<std::string> allowed_countries_;
   std::map<std::string, SiteIdentity> joined_;
   std::map<std::string, absl::Time> last_seen_;
+  std::set<std::string> told_done_;  // joined sites only (NextTask refuses others)
 };
 
 }  // namespace hansa

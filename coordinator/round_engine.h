@@ -96,6 +96,13 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
     return shutdown_;
   }
 
+  // True once every site that joined was told the federation is finished: hansa-coordinator
+  // then closes its port without lingering longer. Any thread.
+  bool EverySiteToldDone() const {
+    absl::MutexLock lock(&mu_);
+    return members_.AllToldDone();
+  }
+
   // For tests and the service.
   int64_t completed_round() const;
   // The global model published after completed_round(): the very Model its checkpoint

@@ -45,6 +45,7 @@ StatusOr<v1::Task> RoundEngine::NextTask(const std::string& site, absl::Duration
     members_.Seen(site, options_.clock->Now());
     v1::Task task;
     if (phase_ == Phase::kDone) {
+      members_.ToldDone(site);
       task.set_kind(v1::Task::DONE);
       task.set_message(absl::StrCat("federation finished after round ", completed_round_));
       return task;

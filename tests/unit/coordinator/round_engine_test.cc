@@ -197,6 +197,30 @@ TEST(RoundEngineTest, AppliesExampleWeightedMeanOfDeltas) {
   for (float v : m.values) ASSERT_EQ(v, 0.375f);
 }
 
+// hansa-coordinator lingers after the last round only until every site that joined has heard
+// the federation is done.
+TEST(RoundEngineTest, TellsWhenEverySiteThatJoinedHeardTheFederationIsDone) {
+  auto engine = RoundEngine::Create(Options("told_done"), InitialModel());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_FALSE((*engine)->EverySiteToldDone());  // nobody joined yet
+  std::vector<std::unique_ptr<FakeSite>> fakes;
+  for (const char* name : {"a", "b"}) {
+    fakes.push_back(std::make_unique<FakeSite>(engine->get(), name, Behaviour{.delta = 1.0f}));
+    ASSERT_TRUE((*engine)->Join({name, "Org", "DE", "00"}).ok());
+  }
+  for (auto& f : fakes) f->Start();
+  ASSERT_TRUE((*engine)->Run().ok());
+  for (auto& f : fakes) f->Join();  // each returned on DONE
+  EXPECT_TRUE((*engine)->EverySiteToldDone());
+  // A site that joins late has not heard it until it asks.
+  ASSERT_TRUE((*engine)->Join({"c", "Org", "DE", "00"}).ok());
+  EXPECT_FALSE((*engine)->EverySiteToldDone());
+  auto task = (*engine)->NextTask("c", absl::ZeroDuration());
+  ASSERT_TRUE(task.ok()) << task.status();
+  EXPECT_EQ(task->kind(), v1::Task::DONE);
+  EXPECT_TRUE((*engine)->EverySiteToldDone());
+}
+
 TEST(RoundEngineTest, SiteDyingMidUploadLeavesNoTraceAndRoundCompletes) {
   Behaviour a{.delta = 0.5f, .examples = 100};
   Behaviour b{.delta = 0.25f, .examples = 100};
