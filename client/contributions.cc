@@ -58,9 +58,8 @@ Status SpentContributions::Spend(const v1::RoundPlan& plan, const EgressRecorder
     return absl::OkStatus();
   }
   RETURN_IF_ERROR(Check(plan));
-  RETURN_IF_ERROR(egress.Append(ContributionSpent(static_cast<int64_t>(plan.round()),
-                                                  static_cast<int64_t>(plan.attempt()), digest,
-                                                  key)));
+  RETURN_IF_ERROR(egress.Append(ContributionSpent(
+      static_cast<int64_t>(plan.round()), static_cast<int64_t>(plan.attempt()), digest, key)));
   spent_[key] = digest;
   return absl::OkStatus();
 }

@@ -25,7 +25,8 @@ class EgressRecorder {
   StatusOr<std::string> Sending(const char* type, uint64_t round, uint64_t bytes,
                                 std::string sha256) const;
   // Returns `sent`; when it failed, records that the message may not have arrived.
-  Status Outcome(const char* type, uint64_t round, const std::string& sha256, const Status& sent) const;
+  Status Outcome(const char* type, uint64_t round, const std::string& sha256,
+                 const Status& sent) const;
   // Any other record (plan answers, privacy spent, contributions); OK without a ledger.
   Status Append(const AuditEvent& event) const;
 

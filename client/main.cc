@@ -6,9 +6,9 @@
 // and talks to the coordinator; every other rank (--rank 1.., same site.toml) only trains with
 // it and never connects outside the site.
 #include "CLI/CLI.hpp"
-#include "client/train/data_parallel.h"
 #include "client/site.h"
 #include "client/site_config.h"
+#include "client/train/data_parallel.h"
 #include "common/logging/logging.h"
 #include "common/signals/signal_watcher.h"
 #include "spdlog/spdlog.h"

@@ -26,8 +26,7 @@ class SecAggParticipant {
   // `site`: the site's name in cohorts. For malicious-coordinator rounds the site checks every
   // peer's certificate against `ca_certificate_pem` and signs with `private_key_pem` (its TLS
   // key); without them it cannot take part in such rounds (InvalidArgument, as a refusal).
-  SecAggParticipant(std::string site, std::string ca_certificate_pem,
-                    std::string private_key_pem);
+  SecAggParticipant(std::string site, std::string ca_certificate_pem, std::string private_key_pem);
 
   // The payload answering a SECAGG_* task. SECAGG_ADVERTISE starts the plan's round with fresh
   // keys; a later stage without that round's session is FailedPrecondition (the site restarted

@@ -22,10 +22,10 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
   c.policy.min_cohort = static_cast<int>(cfg.Int("policy.min_cohort", 3, 1, 100000));
   c.policy.min_secagg_degree =
       static_cast<int>(cfg.Int("policy.min_secagg_degree", c.policy.min_secagg_degree, 2, 1 << 20));
-  c.policy.min_secagg_threshold =
-      static_cast<int>(cfg.Int("policy.min_secagg_threshold", c.policy.min_secagg_threshold, 2, 1 << 20));
-  c.policy.max_model_bytes = static_cast<uint64_t>(
-      cfg.Int("policy.max_model_bytes", static_cast<int64_t>(c.policy.max_model_bytes), 1024, INT64_MAX));
+  c.policy.min_secagg_threshold = static_cast<int>(
+      cfg.Int("policy.min_secagg_threshold", c.policy.min_secagg_threshold, 2, 1 << 20));
+  c.policy.max_model_bytes = static_cast<uint64_t>(cfg.Int(
+      "policy.max_model_bytes", static_cast<int64_t>(c.policy.max_model_bytes), 1024, INT64_MAX));
   c.policy.require_client_dp = cfg.Bool("policy.require_client_dp", false);
   c.policy.max_epsilon = cfg.Double("policy.max_epsilon", 0, 0, 1e12);
   c.policy.delta = cfg.Double("policy.delta", c.policy.delta, 1e-300, 0.5);

@@ -70,7 +70,7 @@ class SiteSession {
  public:
   // Opens the site's privacy ledgers (errors name the file).
   static StatusOr<std::unique_ptr<SiteSession>> Create(SiteSessionOptions options, SiteLink* link,
-                                                        LocalTrainer* trainer);
+                                                       LocalTrainer* trainer);
 
   Status Run();
   // Answers one task (WAIT and DONE need no answer).
@@ -91,7 +91,7 @@ class SiteSession {
   Status UploadMasked(const v1::RoundPlan& plan, const Model& global, const TrainResult& result);
   // Records and sends one upload.
   StatusOr<v1::UploadReply> Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
-                const std::vector<std::string_view>& pieces);
+                                   const std::vector<std::string_view>& pieces);
   Status Evaluate(const v1::RoundPlan& plan);
   Status SecAggStage(const v1::Task& task);
   // Records and sends one message of `type`; the send's status.

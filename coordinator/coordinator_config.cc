@@ -16,8 +16,7 @@ void ReadRounds(ConfigReader& cfg, bool secure, uint64_t seed, EngineOptions* e)
   e->min_sites = static_cast<int>(cfg.Int("rounds.min_sites", secure ? 3 : 1, 1, 100000));
   e->wait_for_sites = absl::Seconds(cfg.Double("rounds.wait_for_sites_seconds", 600, 1, 86400));
   e->upload_timeout = absl::Seconds(cfg.Double("rounds.upload_timeout_seconds", 600, 1, 86400));
-  e->evaluate_timeout =
-      absl::Seconds(cfg.Double("rounds.evaluate_timeout_seconds", 300, 1, 86400));
+  e->evaluate_timeout = absl::Seconds(cfg.Double("rounds.evaluate_timeout_seconds", 300, 1, 86400));
   e->site_idle = absl::Seconds(cfg.Double("rounds.site_idle_seconds", 90, 1, 86400));
   e->max_attempts = static_cast<int>(cfg.Int("rounds.max_attempts", 10, 1, 1000));
   // The server step. rounds.server_learning_rate is the strategy's eta (1.0: plain FedAvg).
@@ -29,15 +28,13 @@ void ReadRounds(ConfigReader& cfg, bool secure, uint64_t seed, EngineOptions* e)
   e->strategy.tau = cfg.Double("strategy.tau", 1e-3, 1e-12, 1);
 
   e->training.set_epochs(static_cast<uint32_t>(cfg.Int("training.epochs", 1, 1, 1000)));
-  e->training.set_batch_size(
-      static_cast<uint32_t>(cfg.Int("training.batch_size", 64, 1, 65536)));
+  e->training.set_batch_size(static_cast<uint32_t>(cfg.Int("training.batch_size", 64, 1, 65536)));
   e->training.set_learning_rate(cfg.Double("training.learning_rate", 0.01, 0, 100));
   e->training.set_momentum(cfg.Double("training.momentum", 0.9, 0, 1));
   e->training.set_weight_decay(cfg.Double("training.weight_decay", 1e-5, 0, 1));
   e->training.set_seed(seed);
 
-  e->chunk_bytes =
-      static_cast<uint32_t>(cfg.Int("transfer.chunk_bytes", 1 << 20, 4096, 64 << 20));
+  e->chunk_bytes = static_cast<uint32_t>(cfg.Int("transfer.chunk_bytes", 1 << 20, 4096, 64 << 20));
   e->max_chunk_bytes =
       static_cast<uint32_t>(cfg.Int("transfer.max_chunk_bytes", 4 << 20, 4096, 64 << 20));
 }

@@ -8,11 +8,11 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
-#include "common/model/models.h"
 #include "common/audit/audit_log.h"
 #include "common/crypto/sha256.h"
 #include "common/fileio/fileio.h"
 #include "common/logging/logging.h"
+#include "common/model/models.h"
 #include "common/net/tls.h"
 #include "common/signals/signal_watcher.h"
 #include "common/tensor/safetensors.h"
@@ -94,8 +94,9 @@ int Run(const std::string& config_path) {
   if (result.ok() && config->linger_seconds > 0) {
     // Let polling sites learn that the federation is finished before the port closes: until
     // each has been told, linger_seconds at most, or a signal.
-    const auto until = std::chrono::steady_clock::now() +
-                       std::chrono::milliseconds(static_cast<int64_t>(config->linger_seconds * 1000));
+    const auto until =
+        std::chrono::steady_clock::now() +
+        std::chrono::milliseconds(static_cast<int64_t>(config->linger_seconds * 1000));
     while (std::chrono::steady_clock::now() < until && !(*engine)->EverySiteToldDone() &&
            !(*engine)->shutting_down()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));

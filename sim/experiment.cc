@@ -3,9 +3,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/model/models.h"
 #include "common/config/config.h"
 #include "common/fileio/fileio.h"
+#include "common/model/models.h"
 #include "common/secagg/params.h"
 #include "coordinator/privacy_config.h"
 #include "sim/simulation.h"

@@ -5,11 +5,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "client/link/grpc_link.h"
 #include "common/crypto/sha256.h"
 #include "common/net/rpc.h"
 #include "common/pki/startup_kit.h"
 #include "coordinator/service.h"
-#include "client/link/grpc_link.h"
 
 namespace hansa {
 LoopbackServer::~LoopbackServer() {

@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "client/link/site_link.h"
 #include "common/net/tls.h"
 #include "common/status/status.h"
-#include "client/link/site_link.h"
 #include "coordinator/round_engine.h"
 #include "hansa/v1/hansa.grpc.pb.h"
 

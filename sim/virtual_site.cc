@@ -138,8 +138,7 @@ TrainSettings VirtualSiteTrainer::Settings(const v1::RoundPlan& plan) const {
   return s;
 }
 
-StatusOr<TrainResult> VirtualSiteTrainer::Train(const v1::RoundPlan& plan,
-                                                const Model& extended) {
+StatusOr<TrainResult> VirtualSiteTrainer::Train(const v1::RoundPlan& plan, const Model& extended) {
   const Strategy& strategy = *round_->strategy;
   const ModelLayout& layout = strategy.model_layout();
   const size_t n = static_cast<size_t>(layout.TotalElements());
@@ -157,8 +156,7 @@ StatusOr<TrainResult> VirtualSiteTrainer::Train(const v1::RoundPlan& plan,
     s.scaffold_correction = std::move(correction);
   }
   const int slot = round_->pool->Acquire();
-  StatusOr<Model> local =
-      round_->backend->Train(slot, global, site_->indices, s, &site_->result);
+  StatusOr<Model> local = round_->backend->Train(slot, global, site_->indices, s, &site_->result);
   round_->pool->Release(slot);
   RETURN_IF_ERROR(Annotate(local.status(), absl::StrCat(site_->name, " training")));
 
@@ -203,8 +201,8 @@ SiteSessionOptions SessionOptions(const RoundSites& round, int index, const Virt
   const uint64_t rounding = Mix(config.seed, kRoundingSeed);
   const int64_t r = round.round;
   o.rounding_seed = [rounding, r, index](const v1::RoundPlan& plan) {
-    const Sha256Digest digest =
-        Sha256(absl::StrCat("hansa simulate rounding ", rounding, " ", DrawKey(r, plan), " ", index));
+    const Sha256Digest digest = Sha256(
+        absl::StrCat("hansa simulate rounding ", rounding, " ", DrawKey(r, plan), " ", index));
     return SecretBytes(std::string(digest.begin(), digest.end()));
   };
   return o;
@@ -264,8 +262,8 @@ StatusOr<std::unique_ptr<SiteThreads>> SiteThreads::Start(const RoundSites& roun
     sh.links.push_back(std::make_unique<TurnLink>(round.links[i], &sh.turn, index, site));
     sh.trainers.push_back(std::make_unique<VirtualSiteTrainer>(&sh.round, index, site));
     ASSIGN_OR_RETURN(auto session,
-                     SiteSession::Create(SessionOptions(round, index, *site),
-                                         sh.links.back().get(), sh.trainers.back().get()));
+                     SiteSession::Create(SessionOptions(round, index, *site), sh.links.back().get(),
+                                         sh.trainers.back().get()));
     sh.sessions.push_back(std::move(session));
   }
   for (size_t i = 0; i < sites->size(); ++i) {

@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "client/link/site_link.h"
-#include "common/net/tls.h"
 #include "client/train/trainer.h"
+#include "common/net/tls.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/strategy.h"
 #include "sim/simulation.h"

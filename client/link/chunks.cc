@@ -11,11 +11,12 @@ namespace hansa {
 std::vector<std::string_view> CutChunks(std::string_view payload, uint32_t plan_chunk_bytes,
                                         uint32_t max_chunk_bytes) {
   const size_t step = std::max<size_t>(
-      1, std::min<size_t>(plan_chunk_bytes ? plan_chunk_bytes : kDefaultChunkBytes,
-                          max_chunk_bytes));
+      1,
+      std::min<size_t>(plan_chunk_bytes ? plan_chunk_bytes : kDefaultChunkBytes, max_chunk_bytes));
   std::vector<std::string_view> pieces;
   pieces.reserve(payload.size() / step + 1);
-  for (size_t off = 0; off < payload.size(); off += step) pieces.push_back(payload.substr(off, step));
+  for (size_t off = 0; off < payload.size(); off += step)
+    pieces.push_back(payload.substr(off, step));
   return pieces;
 }
 
@@ -34,15 +35,14 @@ ModelReceiver::ModelReceiver(const v1::RoundPlan& plan, uint32_t max_chunk_bytes
 Status ModelReceiver::Header(const v1::TransferHeader& header) {
   total_ = header.total_bytes();
   if (total_ != plan_.global_model_bytes() || header.sha256() != plan_.global_model_sha256()) {
-    return absl::DataLossError(absl::StrCat(
-        kWhat, ": the header declares ", total_, " bytes with SHA-256 ", header.sha256(),
-        " but the plan of round ", plan_.round(), " names ", plan_.global_model_bytes(),
-        " bytes with ", plan_.global_model_sha256()));
+    return absl::DataLossError(
+        absl::StrCat(kWhat, ": the header declares ", total_, " bytes with SHA-256 ",
+                     header.sha256(), " but the plan of round ", plan_.round(), " names ",
+                     plan_.global_model_bytes(), " bytes with ", plan_.global_model_sha256()));
   }
-  RETURN_IF_ERROR(CheckDeclaredBytes(
-      total_, max_model_bytes_,
-      absl::StrCat("the global model of round ", plan_.round(),
-                   " (policy.max_model_bytes in site.toml)")));
+  RETURN_IF_ERROR(CheckDeclaredBytes(total_, max_model_bytes_,
+                                     absl::StrCat("the global model of round ", plan_.round(),
+                                                  " (policy.max_model_bytes in site.toml)")));
   payload_.reserve(total_);
   return absl::OkStatus();
 }

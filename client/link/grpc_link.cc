@@ -20,8 +20,8 @@ StatusOr<std::unique_ptr<GrpcSiteLink>> GrpcSiteLink::Create(const TlsFiles& tls
     pin = std::make_shared<CertificatePin>(options.coordinator_fingerprint);
   }
   ASSIGN_OR_RETURN(auto creds, MakeClientCredentials(tls, pin));
-  auto channel = grpc::CreateCustomChannel(options.coordinator, creds,
-                                           SiteChannelArguments(4 << 20));
+  auto channel =
+      grpc::CreateCustomChannel(options.coordinator, creds, SiteChannelArguments(4 << 20));
   auto link = std::make_unique<GrpcSiteLink>(std::move(channel), std::move(options));
   link->pin_ = std::move(pin);
   return link;
@@ -35,11 +35,11 @@ GrpcSiteLink::GrpcSiteLink(std::shared_ptr<grpc::Channel> channel, GrpcLinkOptio
 GrpcSiteLink::~GrpcSiteLink() = default;
 
 Status GrpcSiteLink::PinRefusal() const {
-  return absl::PermissionDeniedError(absl::StrCat(
-      "coordinator certificate fingerprint ", pin_->last_refused(),
-      " is not the one this site's policy trusts (", pin_->fingerprint(),
-      ", [policy] coordinator_fingerprint in site.toml): the TLS handshake with ",
-      options_.coordinator, " was refused, so nothing was sent over that connection"));
+  return absl::PermissionDeniedError(
+      absl::StrCat("coordinator certificate fingerprint ", pin_->last_refused(),
+                   " is not the one this site's policy trusts (", pin_->fingerprint(),
+                   ", [policy] coordinator_fingerprint in site.toml): the TLS handshake with ",
+                   options_.coordinator, " was refused, so nothing was sent over that connection"));
 }
 
 Status GrpcSiteLink::Connect(absl::Duration timeout) {
@@ -138,8 +138,7 @@ StatusOr<v1::UploadReply> GrpcSiteLink::Upload(const v1::RoundPlan& plan,
     ok = writer->Write(chunk);
   }
   if (ok) writer->WritesDone();
-  RETURN_IF_ERROR(
-      FromGrpc(writer->Finish(), absl::StrCat("uploading round ", header.round())));
+  RETURN_IF_ERROR(FromGrpc(writer->Finish(), absl::StrCat("uploading round ", header.round())));
   return reply;
 }
 

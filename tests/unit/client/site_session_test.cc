@@ -157,8 +157,8 @@ class SiteSessionTest : public ::testing::TestWithParam<LinkKind> {
     std::vector<std::unique_ptr<FixedUpdateTrainer>> trainers;
     std::vector<std::unique_ptr<SiteSession>> sessions;
     for (int i = 0; i < 3; ++i) {
-      trainers.push_back(std::make_unique<FixedUpdateTrainer>(
-          std::vector<float>(n, specs[i].delta), specs[i].examples));
+      trainers.push_back(std::make_unique<FixedUpdateTrainer>(std::vector<float>(n, specs[i].delta),
+                                                              specs[i].examples));
       auto session = SiteSession::Create(options[i], links_[i].get(), trainers.back().get());
       EXPECT_TRUE(session.ok()) << session.status();
       if (!session.ok()) return {};
@@ -215,8 +215,8 @@ TEST_P(SiteSessionTest, PlaintextRoundPublishesTheWeightedMean) {
   auto engine = RoundEngine::Create(o, Ones(n));
   ASSERT_TRUE(engine.ok()) << engine.status();
   Status run;
-  auto sites = RunRound(engine->get(), kSpecs,
-                        AllOptions([&](int i) { return SessionOptions(i); }), n, &run);
+  auto sites = RunRound(engine->get(), kSpecs, AllOptions([&](int i) { return SessionOptions(i); }),
+                        n, &run);
   ASSERT_TRUE(run.ok()) << run;
   for (const Status& s : sites) EXPECT_TRUE(s.ok()) << s;
   Model published = Published(o);
@@ -233,8 +233,8 @@ TEST_P(SiteSessionTest, SecureRoundPublishesTheMeanWithinQuantization) {
   auto engine = RoundEngine::Create(o, Ones(n));
   ASSERT_TRUE(engine.ok()) << engine.status();
   Status run;
-  auto sites = RunRound(engine->get(), kSpecs,
-                        AllOptions([&](int i) { return SessionOptions(i); }), n, &run);
+  auto sites = RunRound(engine->get(), kSpecs, AllOptions([&](int i) { return SessionOptions(i); }),
+                        n, &run);
   ASSERT_TRUE(run.ok()) << run;
   for (const Status& s : sites) EXPECT_TRUE(s.ok()) << s;
   Model published = Published(o);
@@ -255,8 +255,8 @@ TEST_P(SiteSessionTest, MaliciousModeRunsTheConsistencyCheck) {
   auto engine = RoundEngine::Create(o, Ones(n));
   ASSERT_TRUE(engine.ok()) << engine.status();
   Status run;
-  auto sites = RunRound(engine->get(), kSpecs,
-                        AllOptions([&](int i) { return SessionOptions(i); }), n, &run);
+  auto sites = RunRound(engine->get(), kSpecs, AllOptions([&](int i) { return SessionOptions(i); }),
+                        n, &run);
   ASSERT_TRUE(run.ok()) << run;
   for (const Status& s : sites) EXPECT_TRUE(s.ok()) << s;
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(links_[i]->Saw(v1::Task::SECAGG_CONSISTENCY)) << i;
@@ -324,8 +324,7 @@ TEST_P(SiteSessionTest, APlanForAModelThePolicyRefusesIsAnsweredNo) {
 INSTANTIATE_TEST_SUITE_P(Links, SiteSessionTest,
                          ::testing::Values(LinkKind::kInProcess, LinkKind::kGrpc),
                          [](const ::testing::TestParamInfo<LinkKind>& info) {
-                           return info.param == LinkKind::kGrpc ? "GrpcWithMutualTls"
-                                                                : "InProcess";
+                           return info.param == LinkKind::kGrpc ? "GrpcWithMutualTls" : "InProcess";
                          });
 
 // ModelReceiver: the one place a download's chunks are checked.
