@@ -27,6 +27,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "client/link/forwarding_link.h"
 #include "client/link/grpc_link.h"
 #include "client/local_trainer.h"
 #include "client/site_session.h"
@@ -57,42 +58,19 @@ std::map<std::string, int64_t> ProcessStatus(int pid) {
 
 // Forwards to a link and counts the task polls in flight: all N sites are waiting for a task
 // when N polls are.
-class CountingLink final : public SiteLink {
+class CountingLink final : public ForwardingLink {
  public:
   CountingLink(std::unique_ptr<SiteLink> link, std::atomic<int>* polling)
-      : link_(std::move(link)), polling_(polling) {}
-  Status Connect(absl::Duration timeout) override { return link_->Connect(timeout); }
-  StatusOr<v1::JoinReply> Join(const v1::JoinRequest& request) override {
-    return link_->Join(request);
-  }
+      : ForwardingLink(link.get()), owned_(std::move(link)), polling_(polling) {}
   StatusOr<v1::Task> NextTask(absl::Duration wait) override {
     polling_->fetch_add(1);
-    StatusOr<v1::Task> task = link_->NextTask(wait);
+    StatusOr<v1::Task> task = ForwardingLink::NextTask(wait);
     polling_->fetch_sub(1);
     return task;
   }
-  StatusOr<std::shared_ptr<const std::string>> Download(const v1::RoundPlan& plan,
-                                                        uint64_t max_model_bytes) override {
-    return link_->Download(plan, max_model_bytes);
-  }
-  Status RespondToPlan(const v1::PlanResponse& response) override {
-    return link_->RespondToPlan(response);
-  }
-  StatusOr<v1::UploadReply> Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
-                                   const std::vector<std::string_view>& pieces) override {
-    return link_->Upload(plan, header, pieces);
-  }
-  Status SubmitSecAgg(const v1::SecAggSubmission& submission) override {
-    return link_->SubmitSecAgg(submission);
-  }
-  Status ReportMetrics(const v1::MetricsReport& report) override {
-    return link_->ReportMetrics(report);
-  }
-  uint32_t max_chunk_bytes() const override { return link_->max_chunk_bytes(); }
-  void Stop() override { link_->Stop(); }
 
  private:
-  std::unique_ptr<SiteLink> link_;
+  std::unique_ptr<SiteLink> owned_;
   std::atomic<int>* polling_;
 };
 

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "client/link/forwarding_link.h"
 #include "client/local_trainer.h"
 #include "client/site_session.h"
 #include "common/crypto/sha256.h"
@@ -57,41 +58,20 @@ class UploadTurn {
 };
 
 // A site's link that waits for the site's turn to upload and counts what it sent.
-class TurnLink final : public SiteLink {
+class TurnLink final : public ForwardingLink {
  public:
   TurnLink(SiteLink* link, UploadTurn* turn, int index, VirtualSite* site)
-      : link_(link), turn_(turn), index_(index), site_(site) {}
-  Status Connect(absl::Duration timeout) override { return link_->Connect(timeout); }
-  StatusOr<v1::JoinReply> Join(const v1::JoinRequest& request) override {
-    return link_->Join(request);
-  }
-  StatusOr<v1::Task> NextTask(absl::Duration wait) override { return link_->NextTask(wait); }
-  StatusOr<std::shared_ptr<const std::string>> Download(const v1::RoundPlan& plan,
-                                                        uint64_t max_model_bytes) override {
-    return link_->Download(plan, max_model_bytes);
-  }
-  Status RespondToPlan(const v1::PlanResponse& response) override {
-    return link_->RespondToPlan(response);
-  }
+      : ForwardingLink(link), turn_(turn), index_(index), site_(site) {}
   StatusOr<v1::UploadReply> Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
                                    const std::vector<std::string_view>& pieces) override {
     if (!turn_->Wait(index_)) return absl::CancelledError("round abandoned");
-    StatusOr<v1::UploadReply> reply = link_->Upload(plan, header, pieces);
+    StatusOr<v1::UploadReply> reply = ForwardingLink::Upload(plan, header, pieces);
     turn_->Done();
     site_->bytes_up = header.total_bytes();
     return reply;
   }
-  Status SubmitSecAgg(const v1::SecAggSubmission& submission) override {
-    return link_->SubmitSecAgg(submission);
-  }
-  Status ReportMetrics(const v1::MetricsReport& report) override {
-    return link_->ReportMetrics(report);
-  }
-  uint32_t max_chunk_bytes() const override { return link_->max_chunk_bytes(); }
-  void Stop() override { link_->Stop(); }
 
  private:
-  SiteLink* const link_;
   UploadTurn* const turn_;
   const int index_;
   VirtualSite* const site_;

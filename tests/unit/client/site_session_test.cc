@@ -10,12 +10,14 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <thread>
 
 #include "client/link/chunks.h"
 #include "client/link/engine_link.h"
+#include "client/link/forwarding_link.h"
 #include "common/clock/clock.h"
 #include "common/crypto/sha256.h"
 #include "common/tensor/safetensors.h"
@@ -30,39 +32,25 @@ using ::testing::HasSubstr;
 enum class LinkKind { kInProcess, kGrpc };
 
 // Forwards to a link and remembers the kinds of the tasks it carried.
-class RecordingLink final : public SiteLink {
+class RecordingLink final : public ForwardingLink {
  public:
-  explicit RecordingLink(std::unique_ptr<SiteLink> link) : link_(std::move(link)) {}
-  Status Connect(absl::Duration timeout) override { return link_->Connect(timeout); }
-  StatusOr<v1::JoinReply> Join(const v1::JoinRequest& r) override { return link_->Join(r); }
+  explicit RecordingLink(std::unique_ptr<SiteLink> link)
+      : ForwardingLink(link.get()), owned_(std::move(link)) {}
   StatusOr<v1::Task> NextTask(absl::Duration wait) override {
-    StatusOr<v1::Task> task = link_->NextTask(wait);
+    StatusOr<v1::Task> task = ForwardingLink::NextTask(wait);
     if (task.ok()) {
       std::lock_guard<std::mutex> lock(mu_);
       kinds_.insert(task->kind());
     }
     return task;
   }
-  StatusOr<std::shared_ptr<const std::string>> Download(const v1::RoundPlan& plan,
-                                                        uint64_t max) override {
-    return link_->Download(plan, max);
-  }
-  Status RespondToPlan(const v1::PlanResponse& r) override { return link_->RespondToPlan(r); }
-  StatusOr<v1::UploadReply> Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
-                                   const std::vector<std::string_view>& pieces) override {
-    return link_->Upload(plan, header, pieces);
-  }
-  Status SubmitSecAgg(const v1::SecAggSubmission& m) override { return link_->SubmitSecAgg(m); }
-  Status ReportMetrics(const v1::MetricsReport& r) override { return link_->ReportMetrics(r); }
-  uint32_t max_chunk_bytes() const override { return link_->max_chunk_bytes(); }
-  void Stop() override { link_->Stop(); }
   bool Saw(v1::Task::Kind kind) {
     std::lock_guard<std::mutex> lock(mu_);
     return kinds_.count(kind) > 0;
   }
 
  private:
-  std::unique_ptr<SiteLink> link_;
+  std::unique_ptr<SiteLink> owned_;
   std::mutex mu_;
   std::set<int> kinds_;
 };
@@ -191,6 +179,13 @@ class SiteSessionTest : public ::testing::TestWithParam<LinkKind> {
     return results;
   }
 
+  // One round of three honest sites (kSpecs) on a model of `n` ones: every site ends OK and
+  // the published model is 1 + the plaintext weighted mean, within `tolerance`.
+  void ExpectTheMean(const EngineOptions& o, int64_t n, double tolerance);
+  std::vector<Status> RunWithFailingSite(EngineOptions o, int64_t n, int failing,
+                                         const std::function<void(SiteSessionOptions*)>& change,
+                                         Status* run);
+
   static Model Published(const EngineOptions& o) {
     auto m = ReadSafetensorsFile(o.state_dir + "/checkpoints/round-0001.safetensors");
     EXPECT_TRUE(m.ok()) << m.status();
@@ -209,9 +204,7 @@ std::vector<SiteSessionOptions> AllOptions(const std::function<SiteSessionOption
   return {f(0), f(1), f(2)};
 }
 
-TEST_P(SiteSessionTest, PlaintextRoundPublishesTheWeightedMean) {
-  EngineOptions o = Options("plain");
-  constexpr int64_t n = 3000;  // 12 kB: a dozen chunks each way
+void SiteSessionTest::ExpectTheMean(const EngineOptions& o, int64_t n, double tolerance) {
   auto engine = RoundEngine::Create(o, Ones(n));
   ASSERT_TRUE(engine.ok()) << engine.status();
   Status run;
@@ -221,7 +214,11 @@ TEST_P(SiteSessionTest, PlaintextRoundPublishesTheWeightedMean) {
   for (const Status& s : sites) EXPECT_TRUE(s.ok()) << s;
   Model published = Published(o);
   ASSERT_EQ(published.values.size(), static_cast<size_t>(n));
-  for (float v : published.values) ASSERT_NEAR(v, 1.0 + kMean, 1e-5);
+  for (float v : published.values) ASSERT_NEAR(v, 1.0 + kMean, tolerance);
+}
+
+TEST_P(SiteSessionTest, PlaintextRoundPublishesTheWeightedMean) {
+  ExpectTheMean(Options("plain"), 3000, 1e-5);  // 12 kB: a dozen chunks each way
   EXPECT_TRUE(links_[0]->Saw(v1::Task::EVALUATE));
 }
 
@@ -229,17 +226,7 @@ TEST_P(SiteSessionTest, SecureRoundPublishesTheMeanWithinQuantization) {
   EngineOptions o = Options("secure");
   o.secure.enabled = true;
   o.secure.max_examples = 1000;
-  constexpr int64_t n = 2000;
-  auto engine = RoundEngine::Create(o, Ones(n));
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  Status run;
-  auto sites = RunRound(engine->get(), kSpecs, AllOptions([&](int i) { return SessionOptions(i); }),
-                        n, &run);
-  ASSERT_TRUE(run.ok()) << run;
-  for (const Status& s : sites) EXPECT_TRUE(s.ok()) << s;
-  Model published = Published(o);
-  ASSERT_EQ(published.values.size(), static_cast<size_t>(n));
-  for (float v : published.values) ASSERT_NEAR(v, 1.0 + kMean, 2e-3);
+  ExpectTheMean(o, 2000, 2e-3);
   EXPECT_TRUE(links_[2]->Saw(v1::Task::SECAGG_UNMASK));
   EXPECT_FALSE(links_[2]->Saw(v1::Task::SECAGG_CONSISTENCY));
 }
@@ -251,16 +238,24 @@ TEST_P(SiteSessionTest, MaliciousModeRunsTheConsistencyCheck) {
   o.secure.enabled = true;
   o.secure.malicious = true;
   o.secure.max_examples = 1000;
-  constexpr int64_t n = 1000;
-  auto engine = RoundEngine::Create(o, Ones(n));
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  Status run;
-  auto sites = RunRound(engine->get(), kSpecs, AllOptions([&](int i) { return SessionOptions(i); }),
-                        n, &run);
-  ASSERT_TRUE(run.ok()) << run;
-  for (const Status& s : sites) EXPECT_TRUE(s.ok()) << s;
+  ExpectTheMean(o, 1000, 2e-3);
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(links_[i]->Saw(v1::Task::SECAGG_CONSISTENCY)) << i;
-  for (float v : Published(o).values) ASSERT_NEAR(v, 1.0 + kMean, 2e-3);
+}
+
+// One round in which site `failing`, its options changed by `change`, gives up: the engine
+// (one attempt, on a fake clock) passes its deadlines at once. Each site's Run status.
+std::vector<Status> SiteSessionTest::RunWithFailingSite(
+    EngineOptions o, int64_t n, int failing, const std::function<void(SiteSessionOptions*)>& change,
+    Status* run) {
+  o.max_attempts = 1;
+  auto clock = std::make_shared<FakeClock>(absl::Now());
+  o.clock = clock;
+  auto engine = RoundEngine::Create(o, Ones(n));
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  if (!engine.ok()) return {};
+  auto options = AllOptions([&](int i) { return SessionOptions(i); });
+  change(&options[failing]);
+  return RunRound(engine->get(), kSpecs, options, n, run, clock.get(), failing);
 }
 
 // Without its certificate key a site cannot take part in a malicious-mode round: it says so.
@@ -268,15 +263,9 @@ TEST_P(SiteSessionTest, MaliciousModeWithoutTheSitesKeyIsRefusedClearly) {
   EngineOptions o = Options("malicious_nokey");
   o.secure.enabled = true;
   o.secure.malicious = true;
-  o.max_attempts = 1;
-  auto clock = std::make_shared<FakeClock>(absl::Now());
-  o.clock = clock;
-  auto engine = RoundEngine::Create(o, Ones(100));
-  ASSERT_TRUE(engine.ok()) << engine.status();
   Status run;
-  auto options = AllOptions([&](int i) { return SessionOptions(i); });
-  options[1].private_key_pem.clear();
-  auto sites = RunRound(engine->get(), kSpecs, options, 100, &run, clock.get(), 1);
+  auto sites = RunWithFailingSite(
+      o, 100, 1, [](SiteSessionOptions* s) { s->private_key_pem.clear(); }, &run);
   ASSERT_EQ(sites.size(), 3u);
   EXPECT_EQ(sites[1].code(), absl::StatusCode::kInvalidArgument) << sites[1];
   EXPECT_THAT(std::string(sites[1].message()), HasSubstr("malicious coordinator"));
@@ -286,16 +275,10 @@ TEST_P(SiteSessionTest, MaliciousModeWithoutTheSitesKeyIsRefusedClearly) {
 // The chunk checks hold on both links: a model over the site's limit is refused by its
 // declared size, before anything is reserved for it.
 TEST_P(SiteSessionTest, AModelOverTheSitesLimitIsRefusedByItsDeclaredSize) {
-  EngineOptions o = Options("limit");
-  o.max_attempts = 1;
-  auto clock = std::make_shared<FakeClock>(absl::Now());
-  o.clock = clock;
-  auto engine = RoundEngine::Create(o, Ones(1000));
-  ASSERT_TRUE(engine.ok()) << engine.status();
   Status run;
-  auto options = AllOptions([&](int i) { return SessionOptions(i); });
-  options[0].policy.max_model_bytes = 1024;
-  auto sites = RunRound(engine->get(), kSpecs, options, 1000, &run, clock.get(), 0);
+  auto sites = RunWithFailingSite(
+      Options("limit"), 1000, 0, [](SiteSessionOptions* s) { s->policy.max_model_bytes = 1024; },
+      &run);
   ASSERT_EQ(sites.size(), 3u);
   EXPECT_EQ(sites[0].code(), absl::StatusCode::kInvalidArgument) << sites[0];
   EXPECT_THAT(std::string(sites[0].message()),
@@ -305,16 +288,10 @@ TEST_P(SiteSessionTest, AModelOverTheSitesLimitIsRefusedByItsDeclaredSize) {
 // A plan for a model the site's policy does not allow is refused, and the refusal reaches the
 // coordinator with its reason.
 TEST_P(SiteSessionTest, APlanForAModelThePolicyRefusesIsAnsweredNo) {
-  EngineOptions o = Options("refuse");
-  o.max_attempts = 1;
-  auto clock = std::make_shared<FakeClock>(absl::Now());
-  o.clock = clock;
-  auto engine = RoundEngine::Create(o, Ones(100));
-  ASSERT_TRUE(engine.ok()) << engine.status();
   Status run;
-  auto options = AllOptions([&](int i) { return SessionOptions(i); });
-  options[2].policy.allowed_models = {"mlp"};
-  auto sites = RunRound(engine->get(), kSpecs, options, 100, &run, clock.get(), 2);
+  auto sites = RunWithFailingSite(
+      Options("refuse"), 100, 2, [](SiteSessionOptions* s) { s->policy.allowed_models = {"mlp"}; },
+      &run);
   ASSERT_EQ(sites.size(), 3u);
   EXPECT_EQ(sites[2].code(), absl::StatusCode::kInvalidArgument) << sites[2];
   EXPECT_THAT(std::string(sites[2].message()), HasSubstr("policy.allowed_models"));
