@@ -185,6 +185,18 @@ struct PrivacyColumns {
   }
 };
 
+// A group's best and final accuracies and run times, one entry per seed.
+struct GroupStats {
+  std::vector<double> best, final_acc, seconds;
+  explicit GroupStats(const Group& g) {
+    for (const RunResult* r : g.runs) {
+      best.push_back(r->best_accuracy);
+      final_acc.push_back(r->final_accuracy);
+      seconds.push_back(r->seconds);
+    }
+  }
+};
+
 }  // namespace
 
 std::string SummaryCsv(const std::vector<RunResult>& runs) {
@@ -194,16 +206,12 @@ std::string SummaryCsv(const std::vector<RunResult>& runs) {
       "final_accuracy_mean,final_accuracy_std,seconds_mean",
       privacy.Header(true), "\n");
   for (const Group& g : GroupRuns(runs)) {
-    std::vector<double> best, final_acc, seconds;
-    for (const RunResult* r : g.runs) {
-      best.push_back(r->best_accuracy);
-      final_acc.push_back(r->final_accuracy);
-      seconds.push_back(r->seconds);
-    }
+    const GroupStats st(g);
     absl::StrAppend(&out, "\"", g.strategy, "\",\"", g.partition, "\",", g.runs.size(), ",",
-                    g.runs[0]->rounds.size(), ",", Fixed(Mean(best)), ",", Fixed(SampleStd(best)),
-                    ",", Fixed(Mean(final_acc)), ",", Fixed(SampleStd(final_acc)), ",",
-                    Fixed(Mean(seconds), 1), privacy.Cells(g, true), "\n");
+                    g.runs[0]->rounds.size(), ",", Fixed(Mean(st.best)), ",",
+                    Fixed(SampleStd(st.best)), ",", Fixed(Mean(st.final_acc)), ",",
+                    Fixed(SampleStd(st.final_acc)), ",", Fixed(Mean(st.seconds), 1),
+                    privacy.Cells(g, true), "\n");
   }
   return out;
 }
@@ -216,16 +224,11 @@ std::string SummaryMarkdown(const std::string& title, const std::vector<RunResul
       "seconds per run |",
       privacy.Header(false), "\n", "|---|---|---:|---:|---:|---:|---:|", privacy.Rule(), "\n");
   for (const Group& g : GroupRuns(runs)) {
-    std::vector<double> best, final_acc, seconds;
-    for (const RunResult* r : g.runs) {
-      best.push_back(r->best_accuracy);
-      final_acc.push_back(r->final_accuracy);
-      seconds.push_back(r->seconds);
-    }
+    const GroupStats st(g);
     absl::StrAppend(&out, "| ", g.partition, " | ", g.strategy, " | ", g.runs.size(), " | ",
-                    g.runs[0]->rounds.size(), " | ", Fixed(Mean(best)), " ± ",
-                    Fixed(SampleStd(best)), " | ", Fixed(Mean(final_acc)), " ± ",
-                    Fixed(SampleStd(final_acc)), " | ", Fixed(Mean(seconds), 0), " |",
+                    g.runs[0]->rounds.size(), " | ", Fixed(Mean(st.best)), " ± ",
+                    Fixed(SampleStd(st.best)), " | ", Fixed(Mean(st.final_acc)), " ± ",
+                    Fixed(SampleStd(st.final_acc)), " | ", Fixed(Mean(st.seconds), 0), " |",
                     privacy.Cells(g, false), "\n");
   }
   return out;
