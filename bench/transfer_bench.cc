@@ -48,6 +48,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "client/link/grpc_link.h"
+#include "client/local_trainer.h"
+#include "client/site_session.h"
 #include "common/crypto/sha256.h"
 #include "common/logging/logging.h"
 #include "common/net/rpc.h"
@@ -58,11 +61,7 @@
 #include "common/tensor/tensor.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/service.h"
-#include "client/link/grpc_link.h"
-#include "client/local_trainer.h"
-#include "client/site_session.h"
 #include "hansa/v1/hansa.grpc.pb.h"
-#include "proto/secagg_plan.h"
 
 namespace hansa {
 namespace {

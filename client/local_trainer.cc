@@ -1,7 +1,7 @@
 #include "client/local_trainer.h"
 
 #include "absl/strings/str_cat.h"
-#include "proto/secagg_plan.h"
+#include "common/plan/plan_readers.h"
 
 namespace hansa {
 
@@ -36,9 +36,7 @@ StatusOr<TrainResult> FixedUpdateTrainer::Train(const v1::RoundPlan& plan, const
   return r;
 }
 
-StatusOr<std::vector<float>> FixedUpdateTrainer::HostUpdate(const Model& global) {
-  return update_;
-}
+StatusOr<std::vector<float>> FixedUpdateTrainer::HostUpdate(const Model& global) { return update_; }
 
 StatusOr<EvalResult> FixedUpdateTrainer::Evaluate(const v1::RoundPlan& plan, const Model& global) {
   EvalResult r;

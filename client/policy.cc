@@ -6,20 +6,28 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/audit/events.h"
+#include "common/logging/logging.h"
 #include "common/model/models.h"
+#include "common/plan/plan_readers.h"
 #include "common/secagg/params.h"
 #include "proto/plan_digest.h"
-#include "proto/secagg_plan.h"
-#include "common/logging/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace hansa {
 
 Status CheckPlan(const SitePolicy& policy, const v1::RoundPlan& plan, bool sends_update) {
-  const bool secure = plan.aggregation() == "secure";
+  if (sends_update && !HasKnownAggregation(plan)) {
+    // Neither guessed nor taken for plaintext: the site cannot tell what would protect it.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "round ", plan.round(), " names an aggregation this site does not know (",
+        AggregationName(plan),
+        "; plaintext or secure expected): the coordinator and this site speak different "
+        "versions of the plan; refused"));
+  }
+  const bool secure = IsSecure(plan);
   if (sends_update && policy.require_secure_aggregation && !secure) {
     return absl::InvalidArgumentError(
-        absl::StrCat("round ", plan.round(), " uses ", plan.aggregation(),
+        absl::StrCat("round ", plan.round(), " uses ", AggregationName(plan),
                      " aggregation but this site's policy requires secure aggregation "
                      "(policy.require_secure_aggregation); refused"));
   }
@@ -40,10 +48,10 @@ Status CheckPlan(const SitePolicy& policy, const v1::RoundPlan& plan, bool sends
         CheckSecAggPolicy(planned, policy.min_secagg_degree, policy.min_secagg_threshold));
   }
   if (sends_update && plan.cohort_size() < policy.min_cohort) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "round ", plan.round(), " has ", plan.cohort_size(),
-        " sites but this site's policy requires at least ", policy.min_cohort,
-        " (policy.min_cohort); refused"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("round ", plan.round(), " has ", plan.cohort_size(),
+                     " sites but this site's policy requires at least ", policy.min_cohort,
+                     " (policy.min_cohort); refused"));
   }
   const auto& allowed = policy.allowed_models;
   if (std::find(allowed.begin(), allowed.end(), plan.model_name()) == allowed.end()) {
@@ -140,13 +148,13 @@ Status SitePrivacy::Book(const v1::RoundPlan& plan, const EgressRecorder& egress
   ASSIGN_OR_RETURN(RoundPrivacyCost cost, Check(plan));
   if (accounts_.client() == nullptr && accounts_.record() == nullptr) return absl::OkStatus();
   booked_.insert(PlanSha256(plan));
-  return accounts_.Book(
-      static_cast<int64_t>(plan.round()), static_cast<int64_t>(plan.attempt()), cost,
-      [&](AuditEvent event) {
-        spdlog::info("round {}: this site's {} privacy spent so far: epsilon {}", plan.round(),
-                     event.fields.value("guarantee", ""), event.fields["epsilon"].dump());
-        return egress.Append(event);
-      });
+  return accounts_.Book(static_cast<int64_t>(plan.round()), static_cast<int64_t>(plan.attempt()),
+                        cost, [&](AuditEvent event) {
+                          spdlog::info("round {}: this site's {} privacy spent so far: epsilon {}",
+                                       plan.round(), event.fields.value("guarantee", ""),
+                                       event.fields["epsilon"].dump());
+                          return egress.Append(event);
+                        });
 }
 
 }  // namespace hansa

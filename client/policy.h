@@ -48,7 +48,9 @@ struct SitePolicy {
 
 // The policy's verdict on `plan` apart from privacy: OK, or InvalidArgument naming the policy
 // key the plan falls short of. `sends_update` for plans that make the site send a model update
-// (evaluation sends only metrics): secure aggregation, cohort and SecAgg+ floors apply to them.
+// (evaluation sends only metrics): secure aggregation, cohort and SecAgg+ floors apply to them,
+// and one that names no aggregation the site knows (unspecified, or from a newer contract) is
+// refused.
 Status CheckPlan(const SitePolicy& policy, const v1::RoundPlan& plan, bool sends_update);
 
 // The site's own privacy accounts (common/privacy/accounts.h, kept as the coordinator keeps

@@ -5,12 +5,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/crypto/random.h"
+#include "common/logging/logging.h"
 #include "common/pki/certificate.h"
+#include "common/plan/plan_readers.h"
 #include "common/secagg/encoding.h"
 #include "cuda/device.h"
 #include "cuda/masked_upload.h"
-#include "proto/secagg_plan.h"
-#include "common/logging/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace hansa {
@@ -62,8 +62,8 @@ Status SecAggParticipant::Advertise(const v1::RoundPlan& plan, std::string* payl
     ASSIGN_OR_RETURN(Ed25519PrivateKey key, Ed25519PrivateKey::FromPem(private_key_pem_));
     signing_key_ = std::move(key);
   }
-  ASSIGN_OR_RETURN(session_,
-                   ClientSession::Create(params, self, params.malicious ? &*signing_key_ : nullptr));
+  ASSIGN_OR_RETURN(
+      session_, ClientSession::Create(params, self, params.malicious ? &*signing_key_ : nullptr));
   session_->set_mask_threads(MaskThreads());
   round_ = plan.round();
   ASSIGN_OR_RETURN(AdvertiseKeys keys, session_->Start());

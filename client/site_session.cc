@@ -10,11 +10,11 @@
 #include "common/audit/events.h"
 #include "common/audit/record_text.h"
 #include "common/crypto/sha256.h"
+#include "common/logging/logging.h"
+#include "common/plan/plan_readers.h"
 #include "common/privacy/central_gaussian.h"
 #include "common/tensor/safetensors.h"
 #include "proto/plan_digest.h"
-#include "proto/secagg_plan.h"
-#include "common/logging/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace hansa {
@@ -64,9 +64,9 @@ Status SiteSession::Send(const char* type, uint64_t round, const std::string& by
 }
 
 Status SiteSession::JoinWithRetry() {
-  const auto give_up = std::chrono::steady_clock::now() +
-                       std::chrono::milliseconds(
-                           static_cast<int64_t>(options_.reconnect_seconds * 1000));
+  const auto give_up =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(static_cast<int64_t>(options_.reconnect_seconds * 1000));
   double backoff = 0.5;
   for (;;) {
     if (stop_) return absl::CancelledError("site stopping");
@@ -174,16 +174,16 @@ Status SiteSession::Consent(const v1::Task& task) {
         task.audit_head().sha256(), task.audit_head().signature()};
   }
   RETURN_IF_ERROR(egress_.Append(
-      policy.ok() ? PlanAccepted(round, digest, shown)
-                  : PlanRefused(round, digest, RecordText(std::string(policy.message()), 2048),
-                                shown)));
+      policy.ok()
+          ? PlanAccepted(round, digest, shown)
+          : PlanRefused(round, digest, RecordText(std::string(policy.message()), 2048), shown)));
   v1::PlanResponse response;
   response.set_round(plan.round());
   response.set_plan_sha256(digest);
   response.set_accepted(policy.ok());
   response.set_reason(std::string(policy.message()));
-  Status sent = Send(audit_events::kMessagePlanResponse, plan.round(),
-                     response.SerializeAsString(), [&] { return link_->RespondToPlan(response); });
+  Status sent = Send(audit_events::kMessagePlanResponse, plan.round(), response.SerializeAsString(),
+                     [&] { return link_->RespondToPlan(response); });
   // AlreadyExists: an earlier answer of ours arrived (the reply was lost); it stands.
   if (!sent.ok() && !absl::IsAlreadyExists(sent)) return sent;
   answered_plan_ = digest;
@@ -198,8 +198,8 @@ StatusOr<Model> SiteSession::FetchModel(const v1::RoundPlan& plan) {
   req.set_round(plan.round());
   req.set_model_sha256(plan.global_model_sha256());
   std::shared_ptr<const std::string> payload;
-  RETURN_IF_ERROR(Send(audit_events::kMessageDownloadRequest, plan.round(),
-                       req.SerializeAsString(), [&]() -> Status {
+  RETURN_IF_ERROR(Send(audit_events::kMessageDownloadRequest, plan.round(), req.SerializeAsString(),
+                       [&]() -> Status {
                          ASSIGN_OR_RETURN(payload,
                                           link_->Download(plan, options_.policy.max_model_bytes));
                          return absl::OkStatus();
@@ -213,7 +213,7 @@ StatusOr<Model> SiteSession::FetchModel(const v1::RoundPlan& plan) {
 
 Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_delivery) {
   RETURN_IF_ERROR(CheckPlan(options_.policy, plan, /*sends_update=*/true));
-  const bool secure = plan.aggregation() == "secure";
+  const bool secure = IsSecure(plan);
   if (secure) RETURN_IF_ERROR(secagg_.OnShareDelivery(plan, share_delivery));
   ASSIGN_OR_RETURN(Model global, FetchModel(plan));
   ASSIGN_OR_RETURN(TrainResult result, trainer_->Train(plan, global));
@@ -247,9 +247,9 @@ Status SiteSession::UploadPlain(const v1::RoundPlan& plan, const Model& global,
   header.set_num_examples(static_cast<uint64_t>(result.num_examples));
   header.set_train_loss(result.loss);
   header.set_train_seconds(result.seconds);
-  ASSIGN_OR_RETURN(v1::UploadReply reply,
-                   Upload(plan, header,
-                          CutChunks(payload, plan.chunk_bytes(), link_->max_chunk_bytes())));
+  ASSIGN_OR_RETURN(
+      v1::UploadReply reply,
+      Upload(plan, header, CutChunks(payload, plan.chunk_bytes(), link_->max_chunk_bytes())));
   spdlog::info("round {}: update accepted ({} bytes)", plan.round(), reply.bytes());
   return absl::OkStatus();
 }
@@ -260,9 +260,9 @@ Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& global,
   std::optional<SecretBytes> seed;
   if (options_.rounding_seed) seed = options_.rounding_seed(plan);
   std::string path;
-  ASSIGN_OR_RETURN(std::vector<std::string> chunks,
-                   secagg_.Mask(plan, *trainer_, global, result.num_examples,
-                                seed ? &*seed : nullptr, &path));
+  ASSIGN_OR_RETURN(
+      std::vector<std::string> chunks,
+      secagg_.Mask(plan, *trainer_, global, result.num_examples, seed ? &*seed : nullptr, &path));
   // No example count or loss in the clear: the weight travels inside the masked vector.
   ASSIGN_OR_RETURN(v1::UploadReply reply,
                    Upload(plan, MaskedUploadHeader(plan.round(), chunks), ViewsOf(chunks)));
@@ -280,8 +280,7 @@ StatusOr<v1::UploadReply> SiteSession::Upload(const v1::RoundPlan& plan,
   ASSIGN_OR_RETURN(std::string sha, egress_.Sending(audit_events::kMessageUpload, plan.round(),
                                                     header.total_bytes(), header.sha256()));
   StatusOr<v1::UploadReply> reply = link_->Upload(plan, header, pieces);
-  RETURN_IF_ERROR(egress_.Outcome(audit_events::kMessageUpload, plan.round(), sha,
-                                  reply.status()));
+  RETURN_IF_ERROR(egress_.Outcome(audit_events::kMessageUpload, plan.round(), sha, reply.status()));
   return reply;
 }
 
@@ -296,8 +295,8 @@ Status SiteSession::Evaluate(const v1::RoundPlan& plan) {
     report.set_loss(result.loss);
     report.set_accuracy(result.accuracy);
     report.set_seconds(result.seconds);
-    spdlog::info("round {}: global model accuracy {:.4f} on {} local test examples",
-                 plan.round(), result.accuracy, result.num_examples);
+    spdlog::info("round {}: global model accuracy {:.4f} on {} local test examples", plan.round(),
+                 result.accuracy, result.num_examples);
   } else {
     report.set_num_examples(1);  // evaluated centrally: a placeholder the engine accepts
   }

@@ -1,7 +1,7 @@
 #include "coordinator/engine_privacy.h"
 
 #include "absl/strings/str_cat.h"
-#include "proto/secagg_plan.h"
+#include "common/plan/plan_writer.h"
 #include "spdlog/spdlog.h"
 
 namespace hansa {
@@ -41,11 +41,7 @@ Status RecordPlan(const EngineOptions& options, v1::RecordPrivacyPlan* plan) {
         p.noise_multiplier, r.budget.epsilon, r.budget.delta, options.rounds, p.steps,
         p.sampling_rate);
   }
-  plan->set_clip_norm(p.clip_norm);
-  plan->set_noise_multiplier(p.noise_multiplier);
-  plan->set_sampling_rate(p.sampling_rate);
-  plan->set_steps(static_cast<uint32_t>(p.steps));
-  plan->set_delta(p.delta);
+  SetRecordPrivacyPlan(p, plan);
   return absl::OkStatus();
 }
 
@@ -74,11 +70,6 @@ StatusOr<EnginePrivacy> EnginePrivacy::Open(const EngineOptions& options, int64_
   privacy.record_plan_ = priced.record_privacy();
   privacy.round_cost_ = *std::move(cost);
   return privacy;
-}
-
-void EnginePrivacy::Announce(v1::RoundPlan* plan) const {
-  if (accounts_.client()) *plan->mutable_privacy() = privacy_plan_;
-  if (accounts_.record()) *plan->mutable_record_privacy() = record_plan_;
 }
 
 }  // namespace hansa

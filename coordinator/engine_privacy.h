@@ -27,8 +27,13 @@ class EnginePrivacy {
   bool client_level() const { return accounts_.client() != nullptr; }
   // The client-level mechanism's parameters (meaningful when client_level()).
   const DdgParams& ddg() const { return ddg_; }
-  // Puts the privacy fields every plan announces into `plan`.
-  void Announce(v1::RoundPlan* plan) const;
+  // The privacy fields every plan announces (MakeRoundPlan), or null where that level is off.
+  const v1::PrivacyPlan* client_plan() const {
+    return accounts_.client() ? &privacy_plan_ : nullptr;
+  }
+  const v1::RecordPrivacyPlan* record_plan() const {
+    return accounts_.record() ? &record_plan_ : nullptr;
+  }
   // OK when one more round fits every budget, else the first budget's FailedPrecondition.
   Status NextRoundFits() const { return accounts_.CheckFits(round_cost_); }
   // Books one round's release as `attempt` of `round` (PrivacyAccounts::Book).

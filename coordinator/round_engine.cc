@@ -8,13 +8,14 @@
 #include "common/audit/record_text.h"
 #include "common/fileio/fileio.h"
 #include "common/logging/logging.h"
+#include "common/plan/plan_readers.h"
+#include "common/plan/plan_writer.h"
 #include "common/privacy/central_gaussian.h"
 #include "common/privacy/uniform_source.h"
 #include "coordinator/round_metrics.h"
 #include "coordinator/round_records.h"
 #include "coordinator/strategies/registry.h"
 #include "proto/plan_digest.h"
-#include "proto/secagg_plan.h"
 #include "spdlog/spdlog.h"
 
 namespace hansa {
@@ -225,22 +226,26 @@ void RoundEngine::BeginPlan(int64_t round, const std::vector<std::string>& cohor
   uploads_.ClearCommitted();
   consent_.clear();
   plan_sha256_.clear();
-  plan_.Clear();
-  plan_.set_round(round);
-  plan_.set_model_name(options_.model);
-  plan_.set_global_model_sha256(global_.sha256);
-  plan_.set_global_model_bytes(global_.payload->size());
-  *plan_.mutable_training() = options_.training;
-  // A retry trains from another seed: its update is a new contribution, never the one a site
-  // may already have sent (which the site would refuse to send again).
-  uint64_t seed = options_.training.seed() * 1000003 + static_cast<uint64_t>(round);
-  if (round_attempt_ > 1) seed = seed * 1000033 + static_cast<uint64_t>(round_attempt_);
-  plan_.mutable_training()->set_seed(seed);
-  plan_.set_attempt(static_cast<uint32_t>(round_attempt_));
-  for (const auto& s : cohort) plan_.add_cohort(s);
-  plan_.set_chunk_bytes(options_.chunk_bytes);
-  plan_.set_aggregation(options_.secure.enabled ? "secure" : "plaintext");
-  privacy_->Announce(&plan_);
+  RoundPlanInputs in;
+  in.basics = PlanBasicsOf(round, cohort);
+  // A retry trains from another seed (TrainingSeed): a new contribution.
+  in.attempt = static_cast<uint32_t>(round_attempt_);
+  in.training = &options_.training;
+  in.secure = options_.secure.enabled;
+  in.privacy = privacy_->client_plan();
+  in.record_privacy = privacy_->record_plan();
+  plan_ = MakeRoundPlan(in);
+}
+
+PlanBasics RoundEngine::PlanBasicsOf(int64_t round, const std::vector<std::string>& cohort) const {
+  PlanBasics b;
+  b.round = static_cast<uint64_t>(round);
+  b.model_name = options_.model;
+  b.global_model_sha256 = global_.sha256;
+  b.global_model_bytes = global_.payload->size();
+  b.cohort = &cohort;
+  b.chunk_bytes = options_.chunk_bytes;
+  return b;
 }
 
 Status RoundEngine::RunStage(Phase phase, const std::vector<std::string>& sites,
@@ -346,7 +351,7 @@ StatusOr<std::vector<float>> RoundEngine::AggregateRound(int64_t round) {
       mean = SecureAttempt(cohort);
     } else {
       absl::Time deadline = options_.clock->Now() + options_.upload_timeout;
-      plan_.set_upload_deadline_unix_ms(absl::ToUnixMillis(deadline));
+      SetUploadDeadline(deadline, &plan_);
       mean = PlaintextAttempt(deadline);
     }
     if (!mean.ok()) return mean.status();
@@ -410,13 +415,7 @@ Status RoundEngine::RunEvaluation(int64_t round) {
     std::vector<std::string> cohort;
     RETURN_IF_ERROR(WaitForSites(&cohort));
     reports_.clear();
-    plan_.Clear();
-    plan_.set_round(round);
-    plan_.set_model_name(options_.model);
-    plan_.set_global_model_sha256(global_.sha256);
-    plan_.set_global_model_bytes(global_.payload->size());
-    plan_.set_chunk_bytes(options_.chunk_bytes);
-    for (const auto& s : cohort) plan_.add_cohort(s);
+    plan_ = MakeEvaluationPlan(PlanBasicsOf(round, cohort));
     pending_ = std::set<std::string>(cohort.begin(), cohort.end());
     phase_ = Phase::kEvaluate;
     changed_.SignalAll();

@@ -30,6 +30,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/plan/plan_writer.h"
 #include "common/status/status.h"
 #include "common/tensor/tensor.h"
 #include "coordinator/aggregator.h"
@@ -134,6 +135,9 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
   Status RecordStart();
   Status RecordDropouts(Phase phase) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BeginPlan(int64_t round, const std::vector<std::string>& cohort)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What every plan of `round` names; `cohort` must outlive the result.
+  PlanBasics PlanBasicsOf(int64_t round, const std::vector<std::string>& cohort) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Status RunEvaluation(int64_t round);
   Status WaitForSites(std::vector<std::string>* cohort) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

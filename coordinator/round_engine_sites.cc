@@ -7,6 +7,7 @@
 #include "common/audit/record_text.h"
 #include "common/fileio/fileio.h"
 #include "common/logging/logging.h"
+#include "common/plan/plan_readers.h"
 #include "coordinator/round_engine.h"
 #include "proto/plan_digest.h"
 #include "spdlog/spdlog.h"
@@ -121,7 +122,7 @@ StatusOr<std::unique_ptr<UploadSink>> RoundEngine::BeginUpload(const std::string
                      "; answer it (RespondToPlan) before uploading"));
   }
   UploadLimits limits;
-  limits.secure = plan_.aggregation() == "secure";
+  limits.secure = IsSecure(plan_);
   limits.vector_length = plan_.secagg().vector_length();
   limits.model_bytes = global_.payload->size();
   limits.max_examples = options_.max_examples;
@@ -133,7 +134,7 @@ StatusOr<std::unique_ptr<UploadSink>> RoundEngine::BeginUpload(const std::string
 
 StatusOr<std::unique_ptr<UpdateFolder>> RoundEngine::NewFolder(const std::string& site,
                                                                const v1::TransferHeader& header) {
-  if (plan_.aggregation() == "secure") {
+  if (IsSecure(plan_)) {
     RETURN_IF_ERROR(MakeDirs(options_.state_dir + "/spill"));
     ASSIGN_OR_RETURN(std::unique_ptr<SpillFile> spill,
                      SpillFile::Create(options_.state_dir + "/spill",
@@ -168,7 +169,7 @@ Status RoundEngine::CommitUpload(UploadSink* sink, uint64_t bytes) {
       }));
   pending_.erase(sink->site());
   bytes_up_ += static_cast<int64_t>(bytes);
-  if (plan_.aggregation() == "secure") {
+  if (IsSecure(plan_)) {
     spdlog::info("round {}: masked update from {} ({} bytes)", sink->round(), sink->site(), bytes);
   } else {
     spdlog::info("round {}: update from {} ({} bytes, {} examples)", sink->round(), sink->site(),

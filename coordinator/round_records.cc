@@ -1,6 +1,6 @@
 #include "coordinator/round_records.h"
 
-#include "proto/secagg_plan.h"
+#include "common/plan/plan_readers.h"
 
 namespace hansa {
 
@@ -29,8 +29,10 @@ AuditEvent RoundPlannedOf(const v1::RoundPlan& plan, const std::string& plan_sha
   f.plan_sha256 = plan_sha256;
   f.model_sha256 = plan.global_model_sha256();
   f.cohort.assign(plan.cohort().begin(), plan.cohort().end());
-  f.aggregation = plan.aggregation();
-  if (plan.aggregation() == "secure") {
+  // Audit records keep the words ("secure", "plaintext") that older logs and reports use.
+  f.aggregation =
+      IsSecure(plan) ? audit_events::kAggregationSecure : audit_events::kAggregationPlaintext;
+  if (IsSecure(plan)) {
     const v1::SecAggPlan& sp = plan.secagg();
     SecureAggregationFields a;
     a.num_sites = sp.num_sites();

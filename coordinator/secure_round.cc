@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto/random.h"
 #include "common/logging/logging.h"
+#include "common/plan/plan_writer.h"
 #include "common/privacy/ddg_accountant.h"
 #include "cuda/device.h"
 #include "cuda/masked_upload.h"
@@ -18,29 +19,6 @@ std::map<std::string, std::string> Broadcast(const std::vector<std::string>& sit
   std::map<std::string, std::string> out;
   for (const auto& s : sites) out[s] = payload;
   return out;
-}
-
-// The plan's secure-aggregation part, as sites read it (proto/secagg_plan.h).
-void WriteSecAggPlan(const SecAggParams& params, const SecureAttemptInput& in, int bits,
-                     v1::SecAggPlan* sp) {
-  const SecureOptions& so = *in.options;
-  sp->set_num_sites(params.num_sites);
-  sp->set_degree(static_cast<uint32_t>(params.degree));
-  sp->set_threshold(static_cast<uint32_t>(params.threshold));
-  sp->set_malicious(params.malicious);
-  sp->set_ring_bits(params.ring == RingWidth::k32 ? 32 : 64);
-  sp->set_vector_length(params.vector_length);
-  sp->set_round_seed(params.round_seed.data(), params.round_seed.size());
-  sp->set_graph_seed_commitment(params.graph_seed_commitment.data(),
-                                params.graph_seed_commitment.size());
-  sp->set_clip(so.clip);
-  sp->set_bits(static_cast<uint32_t>(bits));
-  sp->set_max_examples(static_cast<uint64_t>(so.max_examples));
-  sp->set_deadline_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(so.stage_timeout)));
-  sp->set_min_survivors(params.min_survivors);
-  if (params.malicious) {
-    for (const auto& certificate : in.certificates) sp->add_certificates(certificate);
-  }
 }
 
 }  // namespace
@@ -227,7 +205,7 @@ StatusOr<std::optional<std::vector<std::string>>> SecureRound::RunMaskedInput(
   trainers.reserve(deliveries.size());
   for (const auto& [site, delivery] : deliveries) trainers.push_back(site);
   const absl::Time deadline = driver.Now() + a.in.upload_timeout;
-  a.plan->set_upload_deadline_unix_ms(absl::ToUnixMillis(deadline));
+  SetUploadDeadline(deadline, a.plan);
   RETURN_IF_ERROR(driver.RunStage(RoundPhase::kTrain, trainers, std::move(deliveries), deadline));
   driver.ClosePhase(absl::StrCat("round ", a.round(), " upload deadline passed"));
   StatusOr<SurvivorList> survivors;
@@ -285,7 +263,14 @@ StatusOr<std::optional<SecureMean>> SecureRound::Attempt(const SecureAttemptInpu
                              cohort_size},
               {}};
   ASSIGN_OR_RETURN(a.params, Open(in, plan->round(), a.encoding));
-  WriteSecAggPlan(a.params, in, a.encoding.bits, plan->mutable_secagg());
+  SecAggPlanInputs written;
+  written.params = &a.params;
+  written.clip = so.clip;
+  written.quantization_bits = a.encoding.bits;
+  written.max_examples = so.max_examples;
+  written.stage_timeout = so.stage_timeout;
+  written.certificates = &in.certificates;
+  WriteSecAggPlan(written, plan);
   spdlog::info("round {}: secure aggregation with n = {}, k = {}, t = {}, {}-bit ring{}",
                plan->round(), a.params.num_sites, a.params.degree, a.params.threshold,
                plan->secagg().ring_bits(),

@@ -13,10 +13,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "common/model/models.h"
+#include "client/link/engine_link.h"
 #include "common/config/config.h"
 #include "common/crypto/sha256.h"
 #include "common/fileio/fileio.h"
+#include "common/model/models.h"
 #include "common/partition/random.h"
 #include "common/privacy/central_gaussian.h"
 #include "common/privacy/rdp.h"
@@ -24,12 +25,10 @@
 #include "common/secagg/client.h"
 #include "common/tensor/safetensors.h"
 #include "coordinator/round_engine.h"
-#include "client/link/engine_link.h"
+#include "nlohmann/json.hpp"
 #include "sim/loopback.h"
 #include "sim/svg_plot.h"
 #include "sim/virtual_site.h"
-#include "nlohmann/json.hpp"
-#include "proto/secagg_plan.h"
 
 namespace hansa {
 namespace {
@@ -413,8 +412,8 @@ StatusOr<Model> ServerStep(Strategy& strategy, const Model& global, int64_t roun
 }
 
 // final.safetensors, strategy.safetensors and the run's accuracy and loss plots.
-Status WriteRunOutputs(const SimulationConfig& config, const RunResult& result,
-                       const Model& global, const Strategy& strategy, const std::string& run_dir) {
+Status WriteRunOutputs(const SimulationConfig& config, const RunResult& result, const Model& global,
+                       const Strategy& strategy, const std::string& run_dir) {
   RETURN_IF_ERROR(WriteSafetensorsFile(run_dir + "/final.safetensors", global,
                                        {{"model", config.model}, {"run", config.Label()}}));
   RETURN_IF_ERROR(strategy.SaveState(run_dir + "/strategy.safetensors"));

@@ -1,8 +1,9 @@
-#include "proto/secagg_plan.h"
+#include "common/plan/plan_readers.h"
 
 #include <algorithm>
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
 #include "common/crypto/sha256.h"
 #include "common/privacy/central_gaussian.h"
 #include "common/privacy/ddg_accountant.h"
@@ -11,6 +12,34 @@
 #include "common/secagg/masked_upload.h"
 
 namespace hansa {
+
+bool IsSecure(const v1::RoundPlan& plan) {
+  return plan.aggregation_mode() == v1::AGGREGATION_SECURE;
+}
+
+bool HasKnownAggregation(const v1::RoundPlan& plan) {
+  return plan.aggregation_mode() == v1::AGGREGATION_PLAINTEXT || IsSecure(plan);
+}
+
+std::string AggregationName(const v1::RoundPlan& plan) {
+  switch (plan.aggregation_mode()) {
+    case v1::AGGREGATION_PLAINTEXT:
+      return "plaintext";
+    case v1::AGGREGATION_SECURE:
+      return "secure";
+    case v1::AGGREGATION_UNSPECIFIED:
+      return "unspecified";
+    default:
+      return absl::StrCat("unknown (", static_cast<int>(plan.aggregation_mode()), ")");
+  }
+}
+
+StatusOr<RingWidth> RingOfPlan(const v1::SecAggPlan& plan) {
+  if (plan.ring_bits() == 32) return RingWidth::k32;
+  if (plan.ring_bits() == 64) return RingWidth::k64;
+  return absl::InvalidArgumentError(absl::StrCat("secure-aggregation plan has a ", plan.ring_bits(),
+                                                 "-bit ring; only 32 and 64 bits exist"));
+}
 
 StatusOr<SecAggParams> SecAggParamsOfPlan(const v1::RoundPlan& plan, const std::string& site,
                                           uint32_t* self) {
@@ -21,7 +50,7 @@ StatusOr<SecAggParams> SecAggParamsOfPlan(const v1::RoundPlan& plan, const std::
   p.degree = static_cast<int>(sp.degree());
   p.threshold = static_cast<int>(sp.threshold());
   p.malicious = sp.malicious();
-  p.ring = sp.ring_bits() == 64 ? RingWidth::k64 : RingWidth::k32;
+  ASSIGN_OR_RETURN(p.ring, RingOfPlan(sp));
   p.vector_length = sp.vector_length();
   p.min_survivors = sp.min_survivors();
   if (HasClientPrivacy(plan) && sp.min_survivors() < plan.privacy().min_survivors()) {
@@ -100,17 +129,6 @@ StatusOr<std::vector<double>> RecordRoundRdp(const v1::RecordPrivacyPlan& plan) 
   return rdp;
 }
 
-void SetPrivacyPlan(const DdgParams& params, double delta, v1::PrivacyPlan* out,
-                    const char* mechanism) {
-  out->set_mechanism(mechanism);
-  out->set_clip_norm(params.clip_norm);
-  out->set_granularity(params.granularity);
-  out->set_noise_multiplier(params.noise_multiplier);
-  out->set_beta(params.beta);
-  out->set_min_survivors(static_cast<uint32_t>(params.min_survivors));
-  out->set_delta(delta);
-}
-
 namespace {
 
 // Ring words per wire chunk: a serialized chunk, header included, fits the plan's chunk size
@@ -137,8 +155,8 @@ StatusOr<std::vector<std::string>> MaskDdgUpdate(const v1::RoundPlan& plan, Clie
   CryptoUniformSource source;
   const std::string_view seed(sp.round_seed());
   ASSIGN_OR_RETURN(std::vector<int64_t> encoded, DdgEncode(update, params, seed, source));
-  const int bits = sp.ring_bits() == 64 ? 64 : 32;
-  const RingWidth ring = bits == 64 ? RingWidth::k64 : RingWidth::k32;
+  ASSIGN_OR_RETURN(const RingWidth ring, RingOfPlan(sp));
+  const int bits = ring == RingWidth::k64 ? 64 : 32;
   std::vector<uint64_t> words = ToRing(encoded, bits);
   const size_t step = ValuesPerChunk(plan, bits / 8);
   std::vector<std::string> chunks;
@@ -179,7 +197,7 @@ StatusOr<PlanEncoding> PlanEncodingFor(const v1::RoundPlan& plan, size_t n, int6
   PlanEncoding e;
   e.params = {sp.clip(), static_cast<int>(sp.bits()), static_cast<int>(sp.num_sites())};
   ASSIGN_OR_RETURN(RingWidth ring, ChooseRing(e.params));
-  e.ring = sp.ring_bits() == 64 ? RingWidth::k64 : RingWidth::k32;
+  ASSIGN_OR_RETURN(e.ring, RingOfPlan(sp));
   if (ring != e.ring || Encoder::EncodedSize(n) != sp.vector_length()) {
     return absl::InvalidArgumentError("secure-aggregation plan does not fit this model");
   }

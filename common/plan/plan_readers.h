@@ -1,10 +1,11 @@
-// The secure-aggregation parameters a round plan announces, read the same way by every site
-// (and by benchmarks that act as sites).
+// The round plan's readers: what a plan asks for (aggregation, the SecAgg+ parameters, the ring,
+// privacy), read the same way by every site, the simulator's virtual sites and the benchmarks
+// that act as sites, and by the coordinator when it records or prices a plan. The one writer is
+// plan_writer.h. Plain functions over an immutable plan: safe from any thread.
 #pragma once
 
 #include <cstdint>
 #include <string>
-
 #include <vector>
 
 #include "common/privacy/ddg.h"
@@ -16,10 +17,22 @@
 
 namespace hansa {
 
+// True when the plan asks for secure aggregation (AGGREGATION_SECURE).
+bool IsSecure(const v1::RoundPlan& plan);
+// True when the plan names an aggregation this build knows (plaintext or secure); false for
+// AGGREGATION_UNSPECIFIED and for values from a newer contract.
+bool HasKnownAggregation(const v1::RoundPlan& plan);
+// "plaintext", "secure", "unspecified", or "unknown (N)", for messages.
+std::string AggregationName(const v1::RoundPlan& plan);
+
+// The ring the plan's SecAgg+ vectors live in, from ring_bits: the one place it is parsed.
+// InvalidArgument for anything but 32 or 64.
+StatusOr<RingWidth> RingOfPlan(const v1::SecAggPlan& plan);
+
 // The plan's SecAgg+ parameters, unresolved, and `site`'s number in the cohort (1-based) in
 // *self. InvalidArgument when the plan is inconsistent (a round seed or graph-seed commitment
-// not of 32 bytes among it) or `site` is not in its cohort. A site then checks its own floor
-// under k and t with CheckSecAggPolicy (common/secagg/params.h). In
+// not of 32 bytes, a ring neither 32 nor 64 bits wide among it) or `site` is not in its cohort. A
+// site then checks its own floor under k and t with CheckSecAggPolicy (common/secagg/params.h). In
 // malicious mode the caller adds the signing keys, after checking the cohort's certificates
 // against the federation CA itself, then calls ResolveParams.
 StatusOr<SecAggParams> SecAggParamsOfPlan(const v1::RoundPlan& plan, const std::string& site,
@@ -35,9 +48,6 @@ inline constexpr char kCentralGaussian[] = "central_gaussian";
 bool HasClientPrivacy(const v1::RoundPlan& plan);
 // The mechanism's parameters as the plan announces them, for a model of `dimension` values.
 DdgParams DdgParamsOfPlan(const v1::PrivacyPlan& privacy, int64_t dimension);
-// The plan's privacy fields for `params`, the federation budget's `delta` and `mechanism`.
-void SetPrivacyPlan(const DdgParams& params, double delta, v1::PrivacyPlan* out,
-                    const char* mechanism = kDistributedDiscreteGaussian);
 // One round's RDP curve on DefaultRdpOrders() for the plan's mechanism and a model of
 // `dimension` values. The central Gaussian is accounted without amplification (q = 1): the
 // cohort is the coordinator's choice. InvalidArgument for an unknown mechanism.

@@ -1,7 +1,7 @@
 #include "common/privacy/accounts.h"
 
 #include "absl/strings/str_cat.h"
-#include "proto/secagg_plan.h"
+#include "common/plan/plan_readers.h"
 
 namespace hansa {
 

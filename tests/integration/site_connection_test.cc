@@ -12,11 +12,11 @@
 #include <fstream>
 #include <thread>
 
+#include "client/link/grpc_link.h"
 #include "common/net/rpc.h"
 #include "common/net/tls.h"
 #include "common/pki/authority.h"
 #include "common/pki/key.h"
-#include "client/link/grpc_link.h"
 #include "hansa/v1/hansa.grpc.pb.h"
 #include "tests/integration/harness.h"
 
@@ -175,7 +175,7 @@ class OversizedModelCoordinator final : public v1::Coordinator::Service {
     plan.set_model_name("mlp");
     plan.set_global_model_sha256(std::string(64, 'a'));
     plan.set_global_model_bytes(declared_);
-    plan.set_aggregation("plaintext");
+    plan.set_aggregation_mode(v1::AGGREGATION_PLAINTEXT);
     plan.set_chunk_bytes(1 << 20);
     plan.add_cohort("alpha");
     plan.mutable_training()->set_epochs(1);
@@ -281,11 +281,11 @@ TEST(SiteConnectionTest, GrpcSiteLinkRefusesADeclaredModelAboveTheCapBeforeReser
                     GrpcLinkOptions());
   auto model = link.Download(fake.Plan(), kDefaultMaxModelBytes);
   EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument) << model.status();
-  EXPECT_THAT(
-      std::string(model.status().message()),
-      HasSubstr(absl::StrCat("the global model of round 1 (policy.max_model_bytes in site.toml) "
-                             "declares ", declared,
-                             " bytes, more than the limit of ", kDefaultMaxModelBytes, " bytes")));
+  EXPECT_THAT(std::string(model.status().message()),
+              HasSubstr(absl::StrCat(
+                  "the global model of round 1 (policy.max_model_bytes in site.toml) "
+                  "declares ",
+                  declared, " bytes, more than the limit of ", kDefaultMaxModelBytes, " bytes")));
   EXPECT_EQ(fake.downloads(), 1);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }

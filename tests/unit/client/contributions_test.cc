@@ -32,7 +32,7 @@ v1::RoundPlan Plan(uint32_t attempt, uint64_t seed) {
   p.set_attempt(attempt);
   p.set_model_name("simple_cnn");
   p.set_global_model_sha256(std::string(64, 'a'));
-  p.set_aggregation("secure");
+  p.set_aggregation_mode(v1::AGGREGATION_SECURE);
   p.mutable_training()->set_seed(seed);
   for (const char* site : {"berlin", "paris", "milan", "mallory"}) p.add_cohort(site);
   return p;
@@ -76,7 +76,8 @@ TEST(SpentContributionsTest, ARetryCannotHaveTheSiteSendTheSameUpdateAgain) {
   Status refused = spent.Check(same);
   EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(refused.message()), HasSubstr("already sent under another plan"));
-  EXPECT_EQ(spent.Spend(same, EgressRecorder(egress.get())).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(spent.Spend(same, EgressRecorder(egress.get())).code(),
+            absl::StatusCode::kInvalidArgument);
   // Nor may another round plan the same model and seed (the round is not what matters).
   v1::RoundPlan later = Plan(1, 77);
   later.set_round(kRound + 1);
@@ -170,7 +171,8 @@ TEST(SpentContributionsTest, ACoordinatorThatUnmasksAndThenRetriesLearnsNoSiteUp
   auto contribute = [&](const v1::RoundPlan& plan, std::vector<SiteId> who) {
     std::map<SiteId, RingVector> inputs;
     for (SiteId id : who) {
-      if (!spent[id].Spend(plan, EgressRecorder(egress[id].get())).ok()) continue;  // the site refuses the plan
+      if (!spent[id].Spend(plan, EgressRecorder(egress[id].get())).ok())
+        continue;  // the site refuses the plan
       inputs[id] = Update(id, plan.training().seed());
     }
     return inputs;

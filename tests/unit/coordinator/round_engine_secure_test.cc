@@ -19,7 +19,7 @@
 #include "coordinator/round_engine.h"
 #include "coordinator/spill_file.h"
 #include "proto/plan_digest.h"
-#include "proto/secagg_plan.h"
+#include "common/plan/plan_readers.h"
 #include "tests/unit/audit/test_federation.h"
 #include "tests/unit/coordinator/engine_test_setup.h"
 

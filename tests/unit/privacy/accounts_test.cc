@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "common/fileio/fileio.h"
+#include "common/plan/plan_writer.h"
 #include "common/privacy/ddg.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "proto/secagg_plan.h"
 
 namespace hansa {
 namespace {

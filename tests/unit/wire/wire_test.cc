@@ -1,17 +1,11 @@
-// What both sides compute from a round plan alike: its digest, its SecAgg+ parameters and the
-// masked upload's chunks.
+// What both sides compute from a round plan alike: its digest.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "common/secagg/masked_upload.h"
-#include "common/secagg/server.h"
 #include "proto/plan_digest.h"
-#include "proto/secagg_plan.h"
 
 namespace hansa {
 namespace {
-
-using ::testing::HasSubstr;
 
 v1::RoundPlan SecurePlan(uint64_t values) {
   v1::RoundPlan plan;
@@ -20,7 +14,7 @@ v1::RoundPlan SecurePlan(uint64_t values) {
   plan.set_global_model_sha256(std::string(64, 'a'));
   for (const char* site : {"alpha", "beta", "gamma"}) plan.add_cohort(site);
   plan.set_chunk_bytes(4096);
-  plan.set_aggregation("secure");
+  plan.set_aggregation_mode(v1::AGGREGATION_SECURE);
   v1::SecAggPlan* sp = plan.mutable_secagg();
   sp->set_num_sites(3);
   sp->set_ring_bits(32);
@@ -41,98 +35,6 @@ TEST(PlanDigestTest, NamesThePlanButNotItsUploadDeadline) {
   EXPECT_EQ(PlanSha256(plan), digest);
   plan.set_cohort(2, "mallory");
   EXPECT_NE(PlanSha256(plan), digest);
-}
-
-TEST(SecAggPlanTest, ReadsParametersAndTheSitesNumber) {
-  v1::RoundPlan plan = SecurePlan(10);
-  uint32_t self = 0;
-  auto params = SecAggParamsOfPlan(plan, "beta", &self);
-  ASSERT_TRUE(params.ok()) << params.status();
-  EXPECT_EQ(self, 2u);
-  EXPECT_EQ(params->num_sites, 3u);
-  EXPECT_EQ(params->vector_length, 11u);
-  EXPECT_EQ(params->round_seed[0], 's');
-  EXPECT_THAT(std::string(SecAggParamsOfPlan(plan, "mallory", &self).status().message()),
-              HasSubstr("not in the plan's cohort"));
-  EXPECT_EQ(params->graph_seed_commitment[0], 'c');
-  plan.mutable_secagg()->set_round_seed("short");
-  EXPECT_THAT(std::string(SecAggParamsOfPlan(plan, "beta", &self).status().message()),
-              HasSubstr("32-byte round seed"));
-  // Without the coordinator's commitment to its graph seed the site does not take part.
-  plan = SecurePlan(10);
-  plan.mutable_secagg()->clear_graph_seed_commitment();
-  EXPECT_THAT(std::string(SecAggParamsOfPlan(plan, "beta", &self).status().message()),
-              HasSubstr("32-byte graph-seed commitment"));
-  // The minimum sum is read, and may not be below what the privacy plan is calibrated for.
-  plan = SecurePlan(10);
-  plan.mutable_secagg()->set_min_survivors(3);
-  auto read = SecAggParamsOfPlan(plan, "beta", &self);
-  ASSERT_TRUE(read.ok()) << read.status();
-  EXPECT_EQ(read->min_survivors, 3u);
-  plan.mutable_privacy()->set_mechanism("distributed_discrete_gaussian");
-  plan.mutable_privacy()->set_min_survivors(4);
-  EXPECT_THAT(std::string(SecAggParamsOfPlan(plan, "beta", &self).status().message()),
-              HasSubstr("below the 4 its privacy plan is calibrated for"));
-}
-
-// Three sessions through key sharing; returns site 1's, ready to mask.
-std::unique_ptr<ClientSession> SessionReadyToMask(const v1::RoundPlan& plan) {
-  uint32_t self = 0;
-  auto params = ResolveParams(*SecAggParamsOfPlan(plan, "alpha", &self));
-  EXPECT_TRUE(params.ok()) << params.status();
-  auto server = *ServerSession::Create(*params);
-  std::vector<std::unique_ptr<ClientSession>> sites;
-  for (SiteId id = 1; id <= 3; ++id) {
-    sites.push_back(*ClientSession::Create(server->params(), id, nullptr));
-    EXPECT_TRUE(server->OnAdvertiseKeys(*sites.back()->Start()).ok());
-  }
-  KeyDirectory directory = *server->CloseAdvertiseKeys();
-  for (auto& site : sites) EXPECT_TRUE(server->OnShareKeys(*site->OnKeyDirectory(directory)).ok());
-  auto deliveries = server->CloseShareKeys();
-  EXPECT_TRUE(deliveries.ok()) << deliveries.status();
-  for (const ShareDelivery& d : *deliveries) {
-    if (d.receiver == 1) EXPECT_TRUE(sites[0]->OnShareDelivery(d).ok());
-  }
-  return std::move(sites[0]);
-}
-
-TEST(SecAggPlanTest, MaskedChunksFitThePlansChunkSizeHeaderIncluded) {
-  const uint64_t n = 3000;
-  std::vector<float> values(n, 0.25f);
-  for (bool private_round : {false, true}) {
-    v1::RoundPlan plan = SecurePlan(n);
-    if (private_round) {
-      DdgParams ddg;
-      ddg.dimension = static_cast<int64_t>(n);
-      ddg.granularity = 1e-3;
-      ddg.noise_multiplier = 0.5;
-      ddg.min_survivors = 3;
-      SetPrivacyPlan(ddg, 1e-5, plan.mutable_privacy());
-      plan.mutable_secagg()->set_vector_length(static_cast<uint64_t>(ddg.PaddedDimension()));
-      plan.mutable_secagg()->set_min_survivors(3);
-    }
-    auto session = SessionReadyToMask(plan);
-    auto chunks = MaskUpdateForPlan(plan, *session, values, 100);
-    ASSERT_TRUE(chunks.ok()) << chunks.status();
-    uint64_t words = 0;
-    for (const std::string& c : *chunks) {
-      EXPECT_LE(c.size(), plan.chunk_bytes());
-      auto parsed = MaskedInputChunk::Parse(c);
-      ASSERT_TRUE(parsed.ok()) << parsed.status();
-      EXPECT_EQ(parsed->offset, words);
-      words += parsed->data.size();
-    }
-    EXPECT_EQ(words, plan.secagg().vector_length()) << (private_round ? "DDG" : "plain");
-    EXPECT_GT(chunks->size(), 2u);
-  }
-}
-
-TEST(SecAggPlanTest, PlanThatDoesNotFitTheModelIsRefused) {
-  v1::RoundPlan plan = SecurePlan(10);
-  auto session = SessionReadyToMask(plan);
-  std::vector<float> values(11, 0.f);  // one value too many for the plan
-  EXPECT_THAT(std::string(MaskUpdateForPlan(plan, *session, values, 1).status().message()),
-              HasSubstr("does not fit this model"));
 }
 
 }  // namespace
