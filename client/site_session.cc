@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -26,10 +25,6 @@ bool IsTransient(const Status& s) {
   return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsCancelled(s) ||
          absl::IsAborted(s) || absl::IsFailedPrecondition(s) || absl::IsUnknown(s) ||
          absl::IsInternal(s) || absl::IsResourceExhausted(s);
-}
-
-void Sleep(double seconds) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
 }
 
 }  // namespace
@@ -64,9 +59,7 @@ Status SiteSession::Send(const char* type, uint64_t round, const std::string& by
 }
 
 Status SiteSession::JoinWithRetry() {
-  const auto give_up =
-      std::chrono::steady_clock::now() +
-      std::chrono::milliseconds(static_cast<int64_t>(options_.reconnect_seconds * 1000));
+  const absl::Time give_up = options_.clock->Now() + absl::Seconds(options_.reconnect_seconds);
   double backoff = 0.5;
   for (;;) {
     if (stop_) return absl::CancelledError("site stopping");
@@ -93,14 +86,14 @@ Status SiteSession::JoinWithRetry() {
         return st;
       }
     }
-    if (std::chrono::steady_clock::now() >= give_up) {
+    if (options_.clock->Now() >= give_up) {
       if (options_.reconnect_seconds <= 0) return st;
       return absl::UnavailableError(absl::StrCat("coordinator unreachable for ",
                                                  options_.reconnect_seconds,
                                                  " s (last error: ", st.message(), ")"));
     }
     spdlog::warn("coordinator not reachable ({}); retrying in {:.1f} s", st.message(), backoff);
-    Sleep(backoff);
+    options_.clock->SleepFor(absl::Seconds(backoff));
     backoff = std::min(backoff * 2, 5.0);
   }
 }
@@ -126,11 +119,11 @@ Status SiteSession::Run() {
       // The task failed at this site (bad model, refused plan): say why and carry on; the
       // coordinator leaves the site out of this round.
       spdlog::error("{}", st.message());
-      Sleep(1);
+      options_.clock->SleepFor(absl::Seconds(1));
       continue;
     }
     spdlog::warn("{}; reconnecting", st.message());
-    Sleep(0.5);
+    options_.clock->SleepFor(absl::Milliseconds(500));
     RETURN_IF_ERROR(JoinWithRetry());
   }
 }

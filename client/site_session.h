@@ -32,6 +32,7 @@
 #include "client/policy.h"
 #include "client/secagg_stage.h"
 #include "common/audit/audit_log.h"
+#include "common/clock/clock.h"
 #include "common/crypto/secret.h"
 #include "common/status/status.h"
 #include "common/tensor/tensor.h"
@@ -53,6 +54,8 @@ struct SiteSessionOptions {
   std::string private_key_pem;
   // How long Run keeps rejoining a lost coordinator; 0: it returns the first failure.
   double reconnect_seconds = 600;
+  // What the reconnection backoff and its give-up deadline are measured on (tests: a FakeClock).
+  std::shared_ptr<Clock> clock = Clock::Real();
   double connect_seconds = 30;  // the wait for a connection before each join
   absl::Duration poll_wait = absl::Seconds(20);
   // A task that fails at the site: hansa-client says why and carries on (the coordinator leaves

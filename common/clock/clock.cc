@@ -11,6 +11,14 @@ class RealClock : public Clock {
 
 }  // namespace
 
+void Clock::SleepFor(absl::Duration d) const {
+  const absl::Time until = Now() + d;
+  absl::Mutex mu;
+  absl::CondVar never_signalled;
+  absl::MutexLock lock(&mu);
+  while (Now() < until) never_signalled.WaitWithDeadline(&mu, WaitDeadline(until));
+}
+
 std::shared_ptr<Clock> Clock::Real() {
   static const auto* real = new std::shared_ptr<Clock>(std::make_shared<RealClock>());
   return *real;

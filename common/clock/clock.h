@@ -23,6 +23,8 @@ class Clock {
   // same for the real clock; soon for a fake one, which is read again after it). Callers loop on
   // their condition and Now().
   virtual absl::Time WaitDeadline(absl::Time deadline) const = 0;
+  // Returns once `d` has passed on this clock (a site's backoff between reconnections).
+  void SleepFor(absl::Duration d) const;
   // cv->WaitWithDeadline(mu, WaitDeadline(deadline)). REQUIRES: `mu` held.
   void WaitWithDeadline(absl::CondVar* cv, absl::Mutex* mu, absl::Time deadline) const {
     cv->WaitWithDeadline(mu, WaitDeadline(deadline));

@@ -304,6 +304,64 @@ INSTANTIATE_TEST_SUITE_P(Links, SiteSessionTest,
                            return info.param == LinkKind::kGrpc ? "GrpcWithMutualTls" : "InProcess";
                          });
 
+// A link to a coordinator that never comes up: every connection attempt fails.
+class UnreachableLink final : public SiteLink {
+ public:
+  Status Connect(absl::Duration) override {
+    ++attempts;
+    return absl::UnavailableError("connection refused");
+  }
+  StatusOr<v1::JoinReply> Join(const v1::JoinRequest&) override { return Unreachable(); }
+  StatusOr<v1::Task> NextTask(absl::Duration) override { return Unreachable(); }
+  StatusOr<std::shared_ptr<const std::string>> Download(const v1::RoundPlan&, uint64_t) override {
+    return Unreachable();
+  }
+  Status RespondToPlan(const v1::PlanResponse&) override { return Unreachable(); }
+  StatusOr<v1::UploadReply> Upload(const v1::RoundPlan&, const v1::TransferHeader&,
+                                   const std::vector<std::string_view>&) override {
+    return Unreachable();
+  }
+  Status SubmitSecAgg(const v1::SecAggSubmission&) override { return Unreachable(); }
+  Status ReportMetrics(const v1::MetricsReport&) override { return Unreachable(); }
+  uint32_t max_chunk_bytes() const override { return 1024; }
+  std::atomic<int> attempts{0};
+
+ private:
+  static Status Unreachable() { return absl::InternalError("never connected"); }
+};
+
+// A site keeps trying a lost coordinator for reconnect_seconds with a backoff of 0.5 s doubling
+// to 5 s, then gives up: ten minutes of the site's clock, passed on a fake one.
+TEST(SiteSessionReconnectTest, GivesUpAfterReconnectSecondsWithBackoff) {
+  auto clock = std::make_shared<FakeClock>();
+  UnreachableLink link;
+  FixedUpdateTrainer trainer({}, 1);
+  SiteSessionOptions o;
+  o.name = "a";
+  o.reconnect_seconds = 600;
+  o.clock = clock;
+  auto session = SiteSession::Create(o, &link, &trainer);
+  ASSERT_TRUE(session.ok()) << session.status();
+  std::atomic<bool> done{false};
+  std::thread ticker([&] {
+    while (!done) {
+      clock->Advance(absl::Milliseconds(500));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  const absl::Time started = clock->Now();
+  Status st = (*session)->Run();
+  done = true;
+  ticker.join();
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  EXPECT_THAT(std::string(st.message()), HasSubstr("unreachable for 600 s"));
+  EXPECT_THAT(std::string(st.message()), HasSubstr("connection refused"));
+  EXPECT_GE(clock->Now() - started, absl::Seconds(600));
+  // 0.5 + 1 + 2 + 4 s, then every 5 s: about 125 attempts in 600 s, never one per poll.
+  EXPECT_GE(link.attempts.load(), 100);
+  EXPECT_LE(link.attempts.load(), 130);
+}
+
 // ModelReceiver: the one place a download's chunks are checked.
 class ModelReceiverTest : public ::testing::Test {
  protected:
