@@ -35,6 +35,17 @@ StatusOr<Model> LoadInitialModel(const CoordinatorConfig& config) {
   return InitialModel(config.engine.model, config.seed);
 }
 
+// Lets polling sites learn that the federation is finished before the port closes: until
+// each has been told, `seconds` at most, or a signal.
+void Linger(const RoundEngine& engine, double seconds) {
+  const auto until = std::chrono::steady_clock::now() +
+                     std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  while (std::chrono::steady_clock::now() < until && !engine.EverySiteToldDone() &&
+         !engine.shutting_down()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 int Run(const std::string& config_path) {
   SignalWatcher signals;  // first: before any thread exists
   StatusOr<CoordinatorConfig> config = LoadCoordinatorConfig(config_path);
@@ -91,17 +102,7 @@ int Run(const std::string& config_path) {
     engine->Shutdown();
   });
   Status result = (*engine)->Run();
-  if (result.ok() && config->linger_seconds > 0) {
-    // Let polling sites learn that the federation is finished before the port closes: until
-    // each has been told, linger_seconds at most, or a signal.
-    const auto until =
-        std::chrono::steady_clock::now() +
-        std::chrono::milliseconds(static_cast<int64_t>(config->linger_seconds * 1000));
-    while (std::chrono::steady_clock::now() < until && !(*engine)->EverySiteToldDone() &&
-           !(*engine)->shutting_down()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
+  if (result.ok()) Linger(**engine, config->linger_seconds);
   (*engine)->Shutdown();
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   signals.Stop();  // while the engine it may call still exists

@@ -76,6 +76,56 @@ std::string ClientPrivacyToml(const ClientPrivacyOptions& cp) {
 
 }  // namespace
 
+namespace {
+
+// The base configuration's aggregation, transport and privacy settings, and how they go
+// together.
+Status CheckBase(const std::string& name, const std::string& transport, const std::string& mode,
+                 SimulationConfig* base) {
+  SimulationConfig& b = *base;
+  const ClientPrivacyOptions& cp = b.client_privacy;
+  const RecordPrivacyOptions& dp = b.record_privacy;
+  const TrainSettings& t = b.training;
+  if (transport == TransportName(Transport::kGrpc)) {
+    b.transport = Transport::kGrpc;
+  } else if (transport != TransportName(Transport::kInProcess)) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": experiment.transport is '", transport,
+                                                   "'; it must be \"in-process\" or \"grpc\""));
+  }
+  if (mode != "secure" && mode != "plaintext") {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": aggregation.mode is '", mode,
+                                                   "'; it must be \"plaintext\" or \"secure\""));
+  }
+  if (b.secure.unmask_device != "auto" && b.secure.unmask_device != "cpu") {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": aggregation.unmask_device is '",
+                                                   b.secure.unmask_device,
+                                                   "'; it must be \"auto\" or \"cpu\""));
+  }
+  if (b.secure.enabled) {
+    if (cp.enabled) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name,
+          ": [client_privacy] simulates the central Gaussian, which needs aggregation.mode "
+          "= \"plaintext\"; the distributed discrete Gaussian is not simulated"));
+    }
+    SecAggParams p;
+    p.num_sites = static_cast<uint32_t>(b.sites);
+    p.degree = b.secure.degree;
+    p.threshold = b.secure.threshold;
+    p.vector_length = 1;
+    RETURN_IF_ERROR(Annotate(ResolveParams(p).status(),
+                             absl::StrCat(name, ": secure aggregation of ", b.sites, " sites")));
+  }
+  if (dp.enabled) {
+    // Fails here, not after the data is loaded, when no noise multiplier reaches the budget.
+    RETURN_IF_ERROR(Annotate(ResolveRecordPrivacy(dp, t.epochs, b.rounds).status(),
+                             absl::StrCat(name, ": [record_privacy]")));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::string& name,
                                            const std::string& base_dir) {
   ASSIGN_OR_RETURN(ConfigReader r, ConfigReader::Parse(text, name, base_dir));
@@ -104,7 +154,6 @@ StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::s
   t.momentum = r.Double("training.momentum", t.momentum, 0, 0.999999);
   t.weight_decay = r.Double("training.weight_decay", t.weight_decay, 0, 1e6);
   b.record_privacy = ReadRecordPrivacy(r);
-  const RecordPrivacyOptions& dp = b.record_privacy;
   ClientPrivacyOptions& cp = b.client_privacy;
   cp.enabled = r.Bool("client_privacy.enabled", false);
   cp.clip_norm = r.Double("client_privacy.clip_norm", cp.clip_norm, 1e-9, 1e9);
@@ -114,47 +163,7 @@ StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::s
   b.secure = ReadSecureOptions(r);
   b.secure.enabled = mode == "secure";
   RETURN_IF_ERROR(r.Finish());
-  if (transport == TransportName(Transport::kGrpc)) {
-    b.transport = Transport::kGrpc;
-  } else if (transport != TransportName(Transport::kInProcess)) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": experiment.transport is '", transport,
-                                                   "'; it must be \"in-process\" or \"grpc\""));
-  }
-  if (mode != "secure" && mode != "plaintext") {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": aggregation.mode is '", mode,
-                                                   "'; it must be \"plaintext\" or \"secure\""));
-  }
-  if (b.secure.unmask_device != "auto" && b.secure.unmask_device != "cpu") {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": aggregation.unmask_device is '",
-                                                   b.secure.unmask_device,
-                                                   "'; it must be \"auto\" or \"cpu\""));
-  }
-  if (b.secure.enabled) {
-    if (cp.enabled) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          name,
-          ": [client_privacy] simulates the central Gaussian, which needs aggregation.mode "
-          "= \"plaintext\"; the distributed discrete Gaussian is not simulated"));
-    }
-    if (b.secure.malicious) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          name,
-          ": aggregation.malicious_coordinator_checks needs sites that sign with their "
-          "certificates; virtual sites have none"));
-    }
-    SecAggParams p;
-    p.num_sites = static_cast<uint32_t>(b.sites);
-    p.degree = b.secure.degree;
-    p.threshold = b.secure.threshold;
-    p.vector_length = 1;
-    RETURN_IF_ERROR(Annotate(ResolveParams(p).status(),
-                             absl::StrCat(name, ": secure aggregation of ", b.sites, " sites")));
-  }
-  if (dp.enabled) {
-    // Fails here, not after the data is loaded, when no noise multiplier reaches the budget.
-    RETURN_IF_ERROR(Annotate(ResolveRecordPrivacy(dp, t.epochs, b.rounds).status(),
-                             absl::StrCat(name, ": [record_privacy]")));
-  }
+  RETURN_IF_ERROR(CheckBase(name, transport, mode, &b));
   RETURN_IF_ERROR(Annotate(BuiltinModelLayout(b.model).status(), name));
   if (partitions.empty() || strategies.empty()) {
     return absl::InvalidArgumentError(

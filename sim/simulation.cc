@@ -97,10 +97,13 @@ struct RoundOutcome {
   uint64_t bytes_up = 0, bytes_down = 0;
 };
 
-// A loopback run's gRPC side: one server and one connection per site for the whole run (as
-// deployed sites stay connected across rounds), pointed at each round's engine in turn.
+// A run's federation of certificates, made when its sites need them: over gRPC (transport
+// "grpc": one server and one connection per site for the whole run, as deployed sites stay
+// connected across rounds, pointed at each round's engine in turn), or for malicious-mode
+// SecAgg+, where each site signs with its certificate's key.
 struct LoopbackRun {
   std::unique_ptr<LoopbackFederation> federation;
+  bool serve = false;                            // transport "grpc"
   std::unique_ptr<LoopbackServer> server;        // started with the first round's engine
   std::vector<std::unique_ptr<SiteLink>> links;  // destroyed before the server
 };
@@ -129,13 +132,15 @@ StatusOr<std::vector<SiteLink*>> RoundLinks(RoundEngine* engine, LoopbackRun* lo
                                             const std::vector<VirtualSite>& sites,
                                             std::vector<std::unique_ptr<SiteLink>>* in_process) {
   std::vector<SiteLink*> links;
-  if (!loopback) {
-    for (const VirtualSite& s : sites) {
+  if (!loopback || !loopback->serve) {
+    for (size_t i = 0; i < sites.size(); ++i) {
       SiteIdentity id;
-      id.name = s.name;
+      id.name = sites[i].name;
       id.organisation = "simulation";
       id.country = kSimulatedCountry;
       id.fingerprint = std::string(16, '0');
+      // What the gRPC service would take from the TLS handshake.
+      if (loopback) id.certificate_pem = loopback->federation->site_tls(i).certificate_pem;
       in_process->push_back(EngineSiteLink(engine, id));
       links.push_back(in_process->back().get());
     }
@@ -175,6 +180,11 @@ StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Stra
   round_sites.config = &config;
   round_sites.round = round;
   round_sites.pool = pool;
+  if (config.secure.malicious) {
+    for (size_t i = 0; i < sites->size(); ++i) {
+      round_sites.tls.push_back(loopback->federation->site_tls(static_cast<int>(i)));
+    }
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<SiteThreads> threads, SiteThreads::Start(round_sites, sites));
   Status run = engine->Run();
   if (!run.ok()) threads->Abandon();
@@ -451,10 +461,11 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
   RETURN_IF_ERROR(WriteRunJson(config, sites, run_dir));
   ASSIGN_OR_RETURN(const SimulationConfig run, WithRecordPrivacy(config));
   std::unique_ptr<LoopbackRun> loopback;
-  if (config.transport == Transport::kGrpc) {
+  if (config.transport == Transport::kGrpc || config.secure.malicious) {
     std::vector<std::string> names;
     for (const VirtualSite& s : sites) names.push_back(s.name);
     loopback = std::make_unique<LoopbackRun>();
+    loopback->serve = config.transport == Transport::kGrpc;
     ASSIGN_OR_RETURN(loopback->federation, LoopbackFederation::Create(names, kSimulatedCountry));
   }
   SlotPool pool(config.pool);

@@ -117,7 +117,8 @@ struct ExperimentConfig {
 //                epsilon, delta (as in coordinator.toml)
 //   [client_privacy] enabled, clip_norm, noise_multiplier, delta (ClientPrivacyOptions)
 //   [aggregation] mode = "plaintext" (default) or "secure", and the secure-aggregation keys of
-//                coordinator.toml (degree, threshold, malicious_coordinator_checks, clip, bits,
+//                coordinator.toml (degree, threshold, malicious_coordinator_checks: the virtual
+//                sites then sign with certificates of a federation made for the run; clip, bits,
 //                max_examples)
 // Partitions as ParsePartitionSpec, strategies as ParseStrategySpec.
 StatusOr<ExperimentConfig> LoadExperiment(const std::string& path);
