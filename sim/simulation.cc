@@ -19,6 +19,8 @@
 #include "common/fileio/fileio.h"
 #include "common/model/models.h"
 #include "common/partition/random.h"
+#include "common/plan/plan_writer.h"
+#include "common/privacy/accounts.h"
 #include "common/privacy/central_gaussian.h"
 #include "common/privacy/rdp.h"
 #include "common/privacy/uniform_source.h"
@@ -352,23 +354,61 @@ StatusOr<SimulationConfig> WithRecordPrivacy(const SimulationConfig& config) {
   return run;
 }
 
-// The cumulative epsilons after `m.round` rounds, into `m`.
-Status AddPrivacy(const SimulationConfig& run, int sites, RoundMetrics* m) {
-  const RecordDpSettings& dp = run.training.dp;
-  if (dp.enabled()) {
-    ASSIGN_OR_RETURN(PrivacySpent spent,
-                     SampledGaussianEpsilon(dp.sampling_rate, dp.noise_multiplier,
-                                            dp.steps * m->round, run.record_privacy.budget.delta));
-    m->record_epsilon = spent.epsilon;
+// The run's privacy accounts, kept as a deployed coordinator keeps its own (PrivacyAccounts,
+// ledgers in the run's folder): each round is priced from the plan a deployment would announce
+// and booked, and the metrics carry the epsilon spent so far. Without privacy: no ledger.
+class RunPrivacy {
+ public:
+  static StatusOr<RunPrivacy> Open(const SimulationConfig& run, int64_t dimension,
+                                   const std::string& run_dir) {
+    // No budget of the simulator's own: the record-level one was met when the noise was chosen
+    // (ResolveRecordPrivacy), the client-level one is what the metrics report.
+    constexpr double kUnbounded = 1e300;
+    PrivacyAccounts::Options options;
+    v1::RoundPlan plan;
+    if (run.client_privacy.enabled) {
+      const ClientPrivacyOptions& c = run.client_privacy;
+      DdgParams params;
+      params.dimension = dimension;
+      params.clip_norm = c.clip_norm;
+      params.noise_multiplier = c.noise_multiplier;
+      SetPrivacyPlan(params, c.delta, plan.mutable_privacy(), kCentralGaussian);
+      options.client =
+          PrivacyAccounts::LedgerSpec{run_dir + "/privacy.json", {kUnbounded, c.delta}};
+    }
+    if (run.training.dp.enabled()) {
+      const RecordDpSettings& dp = run.training.dp;
+      RecordPrivacyParams params{dp.clip_norm, dp.noise_multiplier, dp.sampling_rate, dp.steps,
+                                 run.record_privacy.budget.delta};
+      SetRecordPrivacyPlan(params, plan.mutable_record_privacy());
+      options.record =
+          PrivacyAccounts::LedgerSpec{run_dir + "/record_privacy.json", {kUnbounded, params.delta}};
+    }
+    // A run starts its ledgers afresh, also in a folder an earlier run wrote.
+    for (const auto& spec : {options.client, options.record}) {
+      if (spec) std::filesystem::remove(spec->path);
+    }
+    ASSIGN_OR_RETURN(PrivacyAccounts accounts, PrivacyAccounts::Open(options));
+    ASSIGN_OR_RETURN(RoundPrivacyCost cost, PrivacyAccounts::Price(plan, dimension));
+    return RunPrivacy(std::move(accounts), std::move(cost));
   }
-  if (run.client_privacy.enabled) {
-    ASSIGN_OR_RETURN(PrivacySpent spent,
-                     CentralGaussianEpsilon(sites, sites, run.client_privacy.noise_multiplier,
-                                            m->round, run.client_privacy.delta));
-    m->client_epsilon = spent.epsilon;
+
+  // Books round `m->round` and puts the epsilons spent so far into `m`.
+  Status Book(RoundMetrics* m) {
+    RETURN_IF_ERROR(accounts_.Book(m->round, 1, cost_, [](const AuditEvent&) {
+      return absl::OkStatus();  // a simulation keeps no audit log
+    }));
+    if (accounts_.client() != nullptr) m->client_epsilon = accounts_.client()->Spent().epsilon;
+    if (accounts_.record() != nullptr) m->record_epsilon = accounts_.record()->Spent().epsilon;
+    return absl::OkStatus();
   }
-  return absl::OkStatus();
-}
+
+ private:
+  RunPrivacy(PrivacyAccounts accounts, RoundPrivacyCost cost)
+      : accounts_(std::move(accounts)), cost_(std::move(cost)) {}
+  PrivacyAccounts accounts_;
+  RoundPrivacyCost cost_;  // every round costs the same
+};
 
 // One line of metrics.jsonl.
 nlohmann::ordered_json MetricsLine(const SimulationConfig& run, const RoundMetrics& m,
@@ -468,6 +508,8 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
     loopback->serve = config.transport == Transport::kGrpc;
     ASSIGN_OR_RETURN(loopback->federation, LoopbackFederation::Create(names, kSimulatedCountry));
   }
+  ASSIGN_OR_RETURN(RunPrivacy privacy,
+                   RunPrivacy::Open(run, global.layout.TotalElements(), run_dir));
   SlotPool pool(config.pool);
   RunResult result;
   result.config = config;
@@ -481,7 +523,7 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
     ASSIGN_OR_RETURN(global, ServerStep(*strategy, global, round, outcome, sites));
     ASSIGN_OR_RETURN(EvalResult eval, backend->Evaluate(0, global));
     RoundMetrics m{round, eval.accuracy, eval.loss, SecondsSince(round_start)};
-    RETURN_IF_ERROR(AddPrivacy(run, static_cast<int>(sites.size()), &m));
+    RETURN_IF_ERROR(privacy.Book(&m));
     result.rounds.push_back(m);
     absl::StrAppend(&metrics, MetricsLine(run, m, eval, outcome, sites).dump(), "\n");
     RETURN_IF_ERROR(WriteFileAtomically(run_dir + "/metrics.jsonl", metrics));
