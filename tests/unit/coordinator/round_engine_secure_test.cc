@@ -14,12 +14,12 @@
 #include "common/audit/events.h"
 #include "common/audit/verify.h"
 #include "common/crypto/sha256.h"
+#include "common/plan/plan_readers.h"
 #include "common/secagg/client.h"
 #include "common/tensor/safetensors.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/spill_file.h"
 #include "proto/plan_digest.h"
-#include "common/plan/plan_readers.h"
 #include "tests/unit/audit/test_federation.h"
 #include "tests/unit/coordinator/engine_test_setup.h"
 
