@@ -12,7 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/fileio/fileio.h"
-#include "common/model/seeded_random.h"
+#include "common/random/seeded_random.h"
 
 namespace hansa {
 namespace {

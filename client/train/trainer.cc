@@ -22,7 +22,7 @@
 #include "client/train/dp_sgd.h"
 #include "client/train/internal/torch_group.h"
 #include "client/train/internal/torch_models.h"
-#include "common/model/seeded_random.h"
+#include "common/random/seeded_random.h"
 #include "nlohmann/json.hpp"
 
 namespace hansa {

@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/model/registry.h"
-#include "common/model/seeded_random.h"
+#include "common/random/seeded_random.h"
 
 namespace hansa {
 namespace {

@@ -6,23 +6,6 @@
 
 namespace hansa {
 
-uint64_t PortableRandom::Next() {
-  uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-uint64_t PortableRandom::Below(uint64_t bound) {
-  const uint64_t max = std::numeric_limits<uint64_t>::max();
-  const uint64_t limit = max - max % bound;
-  uint64_t x;
-  do {
-    x = Next();
-  } while (x >= limit);
-  return x % bound;
-}
-
 double PortableRandom::Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
 
 double PortableRandom::Normal() {

@@ -7,16 +7,18 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/random/seeded_random.h"
+
 namespace hansa {
 
 class PortableRandom {
  public:
-  explicit PortableRandom(uint64_t seed) : state_(seed) {}
+  explicit PortableRandom(uint64_t seed) : stream_(seed) {}
 
-  // SplitMix64 (Steele, Lea, Flood 2014), the same stream as common/model/seeded_random.h.
-  uint64_t Next();
+  // SplitMix64: the stream of common/random/seeded_random.h.
+  uint64_t Next() { return stream_.Next(); }
   // Uniform in [0, bound) without modulo bias. REQUIRES: bound > 0.
-  uint64_t Below(uint64_t bound);
+  uint64_t Below(uint64_t bound) { return stream_.Below(bound); }
   // Uniform in [0, 1) with 53 random bits.
   double Uniform();
   // Standard normal (Marsaglia polar method; the spare value is kept for the next call).
@@ -30,7 +32,7 @@ class PortableRandom {
   void Shuffle(std::vector<int64_t>* values);
 
  private:
-  uint64_t state_;
+  SeededRandom stream_;
   bool has_spare_ = false;
   double spare_ = 0;
 };

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "common/model/seeded_random.h"
+#include "common/random/seeded_random.h"
 
 namespace hansa {
 namespace {

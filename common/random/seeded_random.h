@@ -1,8 +1,8 @@
 // A tiny pseudo-random generator whose output is fixed by its seed on every platform, for the
 // things all sites must compute identically (data shards, initial weights, shuffling order).
 // std:: distributions are unspecified across standard libraries, so they are not used for these.
-// Header-only and dependency-free; it lives with the model layouts (initial weights) so that
-// common/ needs nothing from client/, where the data shards and the trainer use it too.
+// Header-only and dependency-free: the model layouts (initial weights), the data shards, the
+// trainer and the partitioners (common/partition/random.h, on top of it) share it.
 #pragma once
 
 #include <cstdint>
