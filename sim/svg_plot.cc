@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "common/report/svg.h"
 
 namespace hansa {
 namespace {
@@ -14,29 +15,6 @@ constexpr double kWidth = 640, kHeight = 400;
 constexpr double kLeft = 64, kRight = 170, kTop = 36, kBottom = 52;
 const char* const kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
-
-std::string Escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
 
 std::string Num(double v) {
   char buf[32];
@@ -88,7 +66,7 @@ std::string LinePlotSvg(const PlotSpec& spec) {
       "\" viewBox=\"0 0 ", kWidth, " ", kHeight,
       "\" font-family=\"sans-serif\" font-size=\"12\">\n",
       "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n", "<text x=\"", Num(kLeft + pw / 2),
-      "\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">", Escape(spec.title), "</text>\n");
+      "\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">", HtmlEscape(spec.title), "</text>\n");
   // Grid and y ticks.
   for (double y = lo; y <= hi + ystep / 2; y += ystep) {
     absl::StrAppend(&svg, "<line x1=\"", Num(kLeft), "\" y1=\"", Num(py(y)), "\" x2=\"",
@@ -104,9 +82,9 @@ std::string LinePlotSvg(const PlotSpec& spec) {
   absl::StrAppend(&svg, "<rect x=\"", Num(kLeft), "\" y=\"", Num(kTop), "\" width=\"", Num(pw),
                   "\" height=\"", Num(ph), "\" fill=\"none\" stroke=\"black\"/>\n", "<text x=\"",
                   Num(kLeft + pw / 2), "\" y=\"", Num(kHeight - 12), "\" text-anchor=\"middle\">",
-                  Escape(spec.x_label), "</text>\n", "<text transform=\"translate(16,",
+                  HtmlEscape(spec.x_label), "</text>\n", "<text transform=\"translate(16,",
                   Num(kTop + ph / 2), ") rotate(-90)\" text-anchor=\"middle\">",
-                  Escape(spec.y_label), "</text>\n");
+                  HtmlEscape(spec.y_label), "</text>\n");
   for (size_t k = 0; k < spec.series.size(); ++k) {
     const PlotSeries& s = spec.series[k];
     const char* colour = kColours[k % (sizeof(kColours) / sizeof(kColours[0]))];
@@ -122,7 +100,7 @@ std::string LinePlotSvg(const PlotSpec& spec) {
     absl::StrAppend(&svg, "<line x1=\"", Num(kLeft + pw + 12), "\" y1=\"", Num(ly), "\" x2=\"",
                     Num(kLeft + pw + 32), "\" y2=\"", Num(ly), "\" stroke=\"", colour,
                     "\" stroke-width=\"2\"/>\n", "<text x=\"", Num(kLeft + pw + 38), "\" y=\"",
-                    Num(ly + 4), "\">", Escape(s.name), "</text>\n");
+                    Num(ly + 4), "\">", HtmlEscape(s.name), "</text>\n");
   }
   svg += "</svg>\n";
   return svg;
