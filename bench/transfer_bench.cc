@@ -1,6 +1,6 @@
 // Model transfer over loopback mutual TLS 1.3 through the real coordinator: RoundEngine +
 // CoordinatorService + StartServer, certificates from a freshly provisioned federation, and
-// sites speaking the same RPCs as client/session.cc in the same process.
+// sites speaking the same RPCs as hansa-client (client/site_session.h) in the same process.
 //
 //   - Download/model_mb:M          one site streams the global model (DownloadModel), hashing
 //                                  and assembling it as the client does. MB/s (1 MB = 1e6 B).
@@ -423,7 +423,8 @@ v1::TransferHeader UploadHeader(const v1::RoundPlan& plan, const PayloadSource& 
   return h;
 }
 
-// UploadUpdate as client/session.cc sends it: a header chunk, then data chunks.
+// UploadUpdate as a site sends it (client/link/grpc_link.cc): a header chunk, then data chunks,
+// here made on the fly so that a 1 GB upload needs O(chunk) memory at the site.
 Status UploadOverGrpc(Site& site, const v1::RoundPlan& plan, const PayloadSource& source) {
   auto ctx = ContextWithDeadline(600);
   v1::UploadReply reply;
