@@ -4,7 +4,9 @@ hansa_library(hansa_trainer
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/trainer.cc ${CMAKE_CURRENT_LIST_DIR}/dp_sgd.cc
           ${CMAKE_CURRENT_LIST_DIR}/models_torch.cc ${CMAKE_CURRENT_LIST_DIR}/parallel_group.cc
           ${CMAKE_CURRENT_LIST_DIR}/data_parallel.cc ${CMAKE_CURRENT_LIST_DIR}/nccl_group.cc
-  DEPS hansa_data hansa_model hansa_tensor hansa_privacy hansa_status absl::strings
+          ${CMAKE_CURRENT_LIST_DIR}/torchscript.cc
+  DEPS hansa_data hansa_model hansa_tensor hansa_privacy hansa_crypto hansa_fileio hansa_status
+       absl::strings
        nlohmann_json::nlohmann_json spdlog::spdlog)
 # Torch stays PRIVATE: users of trainer.h get neither its include paths nor its flags, only
 # its libraries at link time (PRIVATE deps of a static library still propagate for linking).
