@@ -23,7 +23,10 @@ struct TorchScriptTensor {
 };
 
 struct TorchScriptInfo {
-  std::string sha256;  // of the file's bytes: the model's identity in plans and policies
+  // Of the file's bytes: the model's identity in plans and policies. The bytes include names
+  // TorchScript derives from the file name and the process's earlier modules, so the same
+  // weights saved twice may differ: the hash pins the file the study ships.
+  std::string sha256;
   uint64_t file_bytes = 0;
   std::vector<TorchScriptTensor> tensors;  // parameters, then buffers
   int64_t parameter_count = 0;             // values in the parameters

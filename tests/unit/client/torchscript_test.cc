@@ -37,12 +37,6 @@ TEST(TorchScriptTest, InspectNamesEveryParameterWithShapeAndTheFilesHash) {
   EXPECT_THAT(info->tensors[3].shape, ElementsAre(2));
   EXPECT_EQ(info->parameter_count, 30 * 16 + 16 + 16 * 2 + 2);
   EXPECT_EQ(info->update_bytes, info->parameter_count * 4);
-  // Saving is deterministic: the same model is the same file, so its hash can pin it.
-  const std::string again = TempPath("mlp_again.pt");
-  ASSERT_TRUE(SaveTorchScriptMlp(again, 30, 16, 2, 7).ok());
-  auto same = InspectTorchScript(again);
-  ASSERT_TRUE(same.ok()) << same.status();
-  EXPECT_EQ(same->sha256, info->sha256);
   // The same architecture from another seed is another model: another hash.
   const std::string other = TempPath("mlp2.pt");
   ASSERT_TRUE(SaveTorchScriptMlp(other, 30, 16, 2, 8).ok());
