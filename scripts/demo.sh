@@ -21,7 +21,8 @@ mkdir -p "$out"
 "$bin/tools/hansa" provision --out "$out/federation" --federation demo \
   --coordinator coordinator:DE:Hansa-Demo-Coordinator \
   --site berlin:DE:Berlin-University-Hospital --site paris:FR:Paris-Research-Centre \
-  --site milan:IT:Milan-Clinical-Institute --listen "127.0.0.1:$port" >"$out/provision.txt"
+  --site milan:IT:Milan-Clinical-Institute --listen "127.0.0.1:$port" --shard-shared-data \
+  >"$out/provision.txt"
 
 kit=$out/federation
 cat >>"$kit/coordinator/coordinator.toml" <<TOML

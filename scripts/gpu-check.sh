@@ -203,7 +203,7 @@ if [ $full = 1 ] && [ $federation = 1 ]; then
     "$build/tools/hansa" provision --out "$fed/kit" --federation gpu-check \
       --coordinator coordinator:DE:GPU-Check-Coordinator --site berlin:DE:Berlin-GPU \
       --site paris:FR:Paris-GPU --site wien:AT:Wien-GPU --listen "127.0.0.1:$port" \
-      >"$fed/provision.txt"
+      --shard-shared-data >"$fed/provision.txt"
     cat >>"$fed/kit/coordinator/coordinator.toml" <<TOML
 
 [model]

@@ -18,6 +18,7 @@ struct ProvisionFlags {
   int days = kDefaultCertificateValidityDays;
   std::string key_type = "ed25519";
   std::string dataset_dir = "/usr/share/datasets/fashion-mnist";
+  bool shard_shared_data = false;
   bool force = false;
 };
 
@@ -45,6 +46,7 @@ void RunProvision(const ProvisionFlags& flags) {
   if (!key_type.ok()) Fail(Annotate(key_type.status(), "--key-type"));
   request.key_type = *key_type;
   request.dataset_dir = flags.dataset_dir;
+  request.shard_shared_data = flags.shard_shared_data;
   request.force = flags.force;
 
   StatusOr<ProvisionSummary> summary = WriteStartupKits(request);
@@ -72,6 +74,9 @@ void AddProvisionCommand(CLI::App& root) {
                   "folder of the Fashion-MNIST IDX files, for the site.toml templates")
       ->capture_default_str();
   cmd->add_flag("--force", flags->force, "replace an existing CA in --out");
+  cmd->add_flag("--shard-shared-data", flags->shard_shared_data,
+                "the sites share the data set at --dataset-dir (a demo): each trains on its own "
+                "shard of it; without it each site trains on all of its own files");
   cmd->callback([flags] { RunProvision(*flags); });
 }
 

@@ -165,11 +165,16 @@ std::string RenderSiteConfig(const ProvisionRequest& request, size_t index,
       "private_key = \"key.pem\"\n", "ca_certificate = \"ca.pem\"\n", "state_dir = \"state\"\n\n",
       "[policy]\n", "# The only coordinator this site talks to: SHA-256 of its certificate.\n",
       "coordinator_fingerprint = ", TomlString(coordinator_fingerprint), "\n\n", "[data]\n",
+      request.shard_shared_data
+          ? "# Every site of this federation reads the same files and trains on its own shard.\n"
+          : "# This site's own files: point these at them. The site trains on all of them.\n",
       "train_images = ", TomlString(data + "/train-images-idx3-ubyte.gz"), "\n",
       "train_labels = ", TomlString(data + "/train-labels-idx1-ubyte.gz"), "\n",
       "test_images = ", TomlString(data + "/t10k-images-idx3-ubyte.gz"), "\n",
       "test_labels = ", TomlString(data + "/t10k-labels-idx1-ubyte.gz"), "\n",
-      "shard_index = ", index, "\n", "shard_count = ", request.sites.size(), "\n");
+      request.shard_shared_data ? absl::StrCat("shard_index = ", index, "\n",
+                                               "shard_count = ", request.sites.size(), "\n")
+                                : std::string());
 }
 
 Status WriteKit(const std::string& out, const StartupKit& kit, const Certificate& ca) {

@@ -44,6 +44,10 @@ struct ProvisionRequest {
   int ca_validity_days = kDefaultCaValidityDays;
   KeyType key_type = KeyType::kEd25519;
   std::string dataset_dir = "/usr/share/datasets/fashion-mnist";  // for the site.toml template
+  // The sites share the one data set at dataset_dir (the demo, tests): each site.toml then
+  // trains on a disjoint shard of it (shard_index / shard_count). Off, a site trains on all of
+  // the files it names: a real site's own data.
+  bool shard_shared_data = false;
   bool force = false;  // replace an existing CA in out_dir
 };
 

@@ -157,7 +157,8 @@ std::string Provision(const std::string& dir, const std::vector<std::string>& si
                                    "--coordinator",
                                    "coordinator:DE:Test Coordinator",
                                    "--listen",
-                                   "127.0.0.1:" + std::to_string(port)};
+                                   "127.0.0.1:" + std::to_string(port),
+                                   "--shard-shared-data"};
   for (const auto& s : sites) {
     argv.push_back("--site");
     argv.push_back(SiteName(s) + ":" +

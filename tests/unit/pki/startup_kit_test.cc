@@ -3,6 +3,9 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <fstream>
+#include <iterator>
+
 #include <toml++/toml.h>
 #include <filesystem>
 #include <string>
@@ -30,6 +33,7 @@ ProvisionRequest DemoRequest(const std::string& out) {
   request.coordinator = {"coordinator", "DE", "Hansa Operators"};
   request.sites = {{"berlin", "DE", "Charité Berlin"}, {"paris", "FR", ""}, {"milan", "IT", ""}};
   request.coordinator_hosts = {"fl.example.org", "10.0.0.5"};
+  request.shard_shared_data = true;
   return request;
 }
 
@@ -107,6 +111,23 @@ TEST(StartupKitTest, ProvisionsVerifyingKitsWithPrivateKeysAndConfigs) {
   EXPECT_THAT(text, HasSubstr(coordinator.Sha256Fingerprint()));
   EXPECT_THAT(text, HasSubstr("hansa-client --config " + out + "/sites/paris/site.toml"));
   EXPECT_THAT(text, HasSubstr("never copy it into a kit"));
+}
+
+// A real site trains on all of its own files: only a federation whose sites share one data set
+// (the demo) is provisioned with shards.
+TEST(StartupKitTest, ASitesOwnDataIsNotShardedUnlessTheSitesShareIt) {
+  const std::string out = MakeTempDir();
+  ProvisionRequest request = DemoRequest(out);
+  request.shard_shared_data = false;
+  ASSERT_TRUE(WriteStartupKits(request).ok());
+  const std::string path = out + "/sites/paris/site.toml";
+  toml::table site_toml = toml::parse_file(path);
+  EXPECT_FALSE(site_toml["data"]["shard_index"]);
+  EXPECT_FALSE(site_toml["data"]["shard_count"]);
+  EXPECT_TRUE(site_toml["data"]["train_images"]);
+  std::ifstream in(path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(text, HasSubstr("This site's own files"));
 }
 
 TEST(StartupKitTest, RefusesToReplaceAnExistingCaWithoutForce) {
