@@ -1,5 +1,6 @@
 #include "client/site_config.h"
 
+#include "client/image_folder.h"
 #include "common/config/config.h"
 
 namespace hansa {
@@ -38,6 +39,10 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
   c.train_labels = cfg.Path("data.train_labels", dir + "train-labels-idx1-ubyte.gz");
   c.test_images = cfg.Path("data.test_images", dir + "t10k-images-idx3-ubyte.gz");
   c.test_labels = cfg.Path("data.test_labels", dir + "t10k-labels-idx1-ubyte.gz");
+  c.format = cfg.String("data.format", c.format);
+  c.train_dir = cfg.Path("data.train_dir", "");
+  c.test_dir = cfg.Path("data.test_dir", "");
+  c.classes = cfg.StringList("data.classes", {});
   c.shard_count = static_cast<int>(cfg.Int("data.shard_count", 1, 1, 100000));
   c.shard_index = static_cast<int>(cfg.Int("data.shard_index", 0, 0, 100000));
   c.train_limit = cfg.Int("data.train_limit", 0, 0, INT64_MAX);
@@ -59,6 +64,14 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
                                                    ") must be below data.shard_count (",
                                                    c.shard_count, ")"));
   }
+  if (c.format != "idx" && c.format != "image_folder") {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": data.format is '", c.format,
+                                                   "'; it must be \"idx\" or \"image_folder\""));
+  }
+  if (c.format == "image_folder" && (c.train_dir.empty() || c.test_dir.empty())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": data.format = \"image_folder\" needs data.train_dir and data.test_dir"));
+  }
   if (dp.rank >= dp.world_size) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": compute.rank (", dp.rank,
                                                    ") must be below compute.world_size (",
@@ -74,8 +87,22 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
 }
 
 Status LoadSiteData(const SiteConfig& config, Dataset* train, Dataset* test) {
-  ASSIGN_OR_RETURN(Dataset all_train, LoadIdxDataset(config.train_images, config.train_labels));
-  ASSIGN_OR_RETURN(Dataset all_test, LoadIdxDataset(config.test_images, config.test_labels));
+  Dataset all_train, all_test;
+  if (config.format == "image_folder") {
+    ImageFolderOptions options;
+    options.rows = kBuiltinImageSize;
+    options.cols = kBuiltinImageSize;
+    options.classes = config.classes;
+    // The test set is labelled by the training set's classes, whatever folders it has.
+    if (options.classes.empty()) {
+      ASSIGN_OR_RETURN(options.classes, ImageFolderClasses(config.train_dir));
+    }
+    ASSIGN_OR_RETURN(all_train, LoadImageFolder(config.train_dir, options));
+    ASSIGN_OR_RETURN(all_test, LoadImageFolder(config.test_dir, options));
+  } else {
+    ASSIGN_OR_RETURN(all_train, LoadIdxDataset(config.train_images, config.train_labels));
+    ASSIGN_OR_RETURN(all_test, LoadIdxDataset(config.test_images, config.test_labels));
+  }
   ASSIGN_OR_RETURN(*train, Shard(all_train, config.shard_index, config.shard_count));
   ASSIGN_OR_RETURN(*test, Shard(all_test, config.shard_index, config.shard_count));
   if (config.train_limit > 0) *train = Head(*train, config.train_limit);

@@ -24,8 +24,13 @@ struct SiteConfig {
   // The site's own rules ([policy]).
   SitePolicy policy;
 
-  // Data: IDX files and this site's shard of them.
+  // Data: IDX files ("idx") or images in class folders ("image_folder": train_dir/<class>/*.png
+  // or *.jpg, resized to the built-in models' 28 x 28 grey input; `classes` fixes the label
+  // order, default the folders' names sorted), and this site's shard of them.
+  std::string format = "idx";
   std::string train_images, train_labels, test_images, test_labels;
+  std::string train_dir, test_dir;
+  std::vector<std::string> classes;
   int shard_index = 0;
   int shard_count = 1;
   int64_t train_limit = 0;  // 0 = the whole shard (tests use small shards)

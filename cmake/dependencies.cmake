@@ -7,6 +7,8 @@ find_package(gRPC CONFIG REQUIRED)
 find_package(absl CONFIG REQUIRED)
 find_package(SQLite3 REQUIRED)
 find_package(ZLIB REQUIRED)
+find_package(PNG REQUIRED)   # libpng-dev: image-folder data sets
+find_package(JPEG REQUIRED)  # libjpeg62-turbo-dev: image-folder data sets
 find_package(tomlplusplus CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(spdlog CONFIG REQUIRED)

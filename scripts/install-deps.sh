@@ -7,7 +7,7 @@ packages=(
   build-essential cmake make pkg-config git ccache
   libtorch-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libssl-dev openssl zlib1g-dev
+  libssl-dev openssl zlib1g-dev libpng-dev libjpeg62-turbo-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev nlohmann-json3-dev libsqlite3-dev
   dataset-fashion-mnist

@@ -1,0 +1,108 @@
+// site.toml's [data] (client/site_config.h): a site's own images in class folders, decoded and
+// labelled in the study's class order, and clear refusals of what the site cannot read.
+#include "client/site_config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/image_folder.h"
+
+namespace hansa {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string FreshDir(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "site_config_" + name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+// `data` written as PNG class folders under `root` (class i in folder names[i]).
+void WriteFolders(const Dataset& data, const std::string& root,
+                  const std::vector<std::string>& names) {
+  for (int64_t i = 0; i < data.size(); ++i) {
+    const std::string dir = root + "/" + names[data.labels[i]];
+    std::filesystem::create_directories(dir);
+    const auto* p = data.images.data() + i * 784;
+    ASSERT_TRUE(WriteGreyPng(absl::StrFormat("%s/%05d.png", dir, i),
+                             std::vector<uint8_t>(p, p + 784), 28, 28)
+                    .ok());
+  }
+}
+
+std::string WriteToml(const std::string& dir, const std::string& data) {
+  const std::string path = dir + "/site.toml";
+  std::ofstream(path) << "[site]\nname = \"berlin\"\n\n[data]\n" << data;
+  return path;
+}
+
+TEST(SiteConfigTest, ASiteTrainsOnItsOwnImageFoldersInTheStudysClassOrder) {
+  auto mnist = LoadMnistStyle(kFashionMnistDir, Split::kTest);  // dataset-fashion-mnist
+  ASSERT_TRUE(mnist.ok()) << mnist.status();
+  const std::string dir = FreshDir("images");
+  // Class names whose alphabetical order is not the label order: the study fixes the order.
+  const std::vector<std::string> names = {"top",    "trouser", "pullover", "dress", "coat",
+                                          "sandal", "shirt",   "sneaker",  "bag",   "boot"};
+  const Dataset train = Head(*mnist, 120);
+  auto test_subset = Subset(*mnist, {500, 501, 502, 503, 504});
+  ASSERT_TRUE(test_subset.ok()) << test_subset.status();
+  const Dataset test = *test_subset;
+  WriteFolders(train, dir + "/train", names);
+  WriteFolders(test, dir + "/test", names);
+  std::string list;
+  for (const std::string& n : names)
+    absl::StrAppend(&list, list.empty() ? "" : ", ", "\"", n, "\"");
+  auto config = LoadSiteConfig(WriteToml(dir, absl::StrCat("format = \"image_folder\"\n"
+                                                           "train_dir = \"train\"\n"
+                                                           "test_dir = \"test\"\n"
+                                                           "classes = [",
+                                                           list, "]\n")));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->shard_count, 1);  // the site's own data: all of it
+  Dataset got_train, got_test;
+  ASSERT_TRUE(LoadSiteData(*config, &got_train, &got_test).ok());
+  ASSERT_EQ(got_train.size(), train.size());
+  ASSERT_EQ(got_test.size(), test.size());
+  // Per class, the same number of examples and the same pixels in total.
+  for (int c = 0; c < 10; ++c) {
+    int64_t want = 0, got = 0, want_sum = 0, got_sum = 0;
+    for (int64_t i = 0; i < train.size(); ++i) {
+      if (train.labels[i] != c) continue;
+      ++want;
+      for (int k = 0; k < 784; ++k) want_sum += train.images[i * 784 + k];
+    }
+    for (int64_t i = 0; i < got_train.size(); ++i) {
+      if (got_train.labels[i] != c) continue;
+      ++got;
+      for (int k = 0; k < 784; ++k) got_sum += got_train.images[i * 784 + k];
+    }
+    EXPECT_EQ(got, want) << c;
+    EXPECT_EQ(got_sum, want_sum) << c;
+  }
+}
+
+TEST(SiteConfigTest, UnknownFormatsAndMissingFoldersAreRefusedClearly) {
+  const std::string dir = FreshDir("bad");
+  auto csv = LoadSiteConfig(WriteToml(dir, "format = \"parquet\"\n"));
+  EXPECT_EQ(csv.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(csv.status().message()),
+              HasSubstr("data.format is 'parquet'; it must be \"idx\" or \"image_folder\""));
+  auto no_dirs = LoadSiteConfig(WriteToml(dir, "format = \"image_folder\"\n"));
+  EXPECT_THAT(std::string(no_dirs.status().message()),
+              HasSubstr("needs data.train_dir and data.test_dir"));
+  auto absent = LoadSiteConfig(WriteToml(
+      dir, "format = \"image_folder\"\ntrain_dir = \"nowhere\"\ntest_dir = \"nowhere\"\n"));
+  ASSERT_TRUE(absent.ok()) << absent.status();
+  Dataset train, test;
+  EXPECT_EQ(LoadSiteData(*absent, &train, &test).code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace hansa
