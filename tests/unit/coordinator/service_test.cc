@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/net/rpc.h"
 #include "common/net/tls.h"
@@ -62,7 +63,9 @@ class ServiceTest : public ::testing::Test {
       return TlsFiles{kit.certificate.ToPem(), *kit.key.ToPem(), ca};
     };
 
-    EngineOptions options = EngineTestOptions("service_polls");
+    // A state folder of each test's own: ctest runs these tests in parallel processes.
+    EngineOptions options = EngineTestOptions(
+        absl::StrCat("service_", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
     options.allowed_sites.clear();
     for (const ParticipantSpec& site : request.sites) options.allowed_sites.push_back(site.name);
     options.min_sites = kSites;
