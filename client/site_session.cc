@@ -288,6 +288,8 @@ Status SiteSession::Evaluate(const v1::RoundPlan& plan) {
     report.set_loss(result.loss);
     report.set_accuracy(result.accuracy);
     report.set_seconds(result.seconds);
+    report.set_classes(static_cast<uint32_t>(result.classes));
+    for (int64_t c : result.confusion) report.add_confusion(static_cast<uint64_t>(c));
     spdlog::info("round {}: global model accuracy {:.4f} on {} local test examples", plan.round(),
                  result.accuracy, result.num_examples);
   } else {

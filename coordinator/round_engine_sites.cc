@@ -9,6 +9,7 @@
 #include "common/logging/logging.h"
 #include "common/plan/plan_readers.h"
 #include "coordinator/round_engine.h"
+#include "coordinator/round_metrics.h"
 #include "proto/plan_digest.h"
 #include "spdlog/spdlog.h"
 
@@ -204,6 +205,9 @@ Status RoundEngine::ReportMetrics(const std::string& site, const v1::MetricsRepo
     return absl::InvalidArgumentError(
         absl::StrCat("metrics from '", site, "' are not plausible (accuracy ", report.accuracy(),
                      ", loss ", report.loss(), ", examples ", report.num_examples(), ")"));
+  }
+  if (Status confusion = ReportedConfusion(report).status(); !confusion.ok()) {
+    return Annotate(confusion, absl::StrCat("metrics from '", site, "'"));
   }
   reports_[site] = report;
   pending_.erase(site);

@@ -5,15 +5,51 @@
 
 namespace hansa {
 
+StatusOr<std::optional<ConfusionMatrix>> ReportedConfusion(const v1::MetricsReport& report) {
+  if (report.confusion_size() == 0) return std::optional<ConfusionMatrix>();
+  std::vector<int64_t> counts;
+  uint64_t sum = 0;
+  for (uint64_t c : report.confusion()) {
+    if (c > report.num_examples()) {
+      return absl::InvalidArgumentError("a confusion count over the examples evaluated");
+    }
+    counts.push_back(static_cast<int64_t>(c));
+    sum += c;
+  }
+  if (sum != report.num_examples() || report.classes() > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat("the confusion matrix counts ", sum,
+                                                   " examples of ", report.classes(),
+                                                   " classes, the report ", report.num_examples()));
+  }
+  ASSIGN_OR_RETURN(ConfusionMatrix m,
+                   ConfusionMatrix::FromCounts(static_cast<int>(report.classes()), counts));
+  return std::optional<ConfusionMatrix>(std::move(m));
+}
+
 nlohmann::ordered_json MetricsLine(const EvaluationInput& in) {
   double n = 0, correct = 0, loss = 0;
   nlohmann::ordered_json per_site = nlohmann::ordered_json::object();
+  // The federation's matrix: the sum of the sites', while every report has one that fits.
+  std::optional<ConfusionMatrix> pooled;
+  bool all_matrices = !in.reports->empty();
   for (const auto& [site, r] : *in.reports) {
     n += static_cast<double>(r.num_examples());
     correct += r.accuracy() * static_cast<double>(r.num_examples());
     loss += r.loss() * static_cast<double>(r.num_examples());
     per_site[site] = {
         {"accuracy", r.accuracy()}, {"loss", r.loss()}, {"examples", r.num_examples()}};
+    StatusOr<std::optional<ConfusionMatrix>> m = ReportedConfusion(r);
+    if (!m.ok() || !m->has_value()) {
+      all_matrices = false;
+      continue;
+    }
+    per_site[site]["balanced_accuracy"] = (*m)->BalancedAccuracy();
+    per_site[site]["macro_f1"] = (*m)->MacroF1();
+    if (!pooled) {
+      pooled = **m;
+    } else if (!pooled->Merge(**m).ok()) {
+      all_matrices = false;
+    }
   }
   const RoundRecord& trained = *in.trained;
   nlohmann::ordered_json line;
@@ -21,6 +57,10 @@ nlohmann::ordered_json MetricsLine(const EvaluationInput& in) {
   line["sites"] = trained.sites.size();
   line["accuracy"] = n > 0 ? nlohmann::ordered_json(correct / n) : nullptr;
   line["loss"] = n > 0 ? nlohmann::ordered_json(loss / n) : nullptr;
+  if (all_matrices && pooled) {
+    line["balanced_accuracy"] = pooled->BalancedAccuracy();
+    line["macro_f1"] = pooled->MacroF1();
+  }
   line["seconds"] = trained.seconds;
   line["bytes_up"] = trained.bytes_up;
   line["bytes_down"] = trained.bytes_down + in.bytes_down;

@@ -6,8 +6,10 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
+#include "common/metrics/metrics.h"
 #include "common/privacy/accounts.h"
 #include "common/status/status.h"
 #include "coordinator/state_store.h"
@@ -28,7 +30,13 @@ struct EvaluationInput {
 };
 
 // The line: means over the reports weighted by their example counts (null when none came).
+// When every report carries a confusion matrix of the same classes, the federation's and each
+// site's balanced accuracy and macro F1 too, from the summed matrices (common/metrics).
 nlohmann::ordered_json MetricsLine(const EvaluationInput& in);
+
+// A report's confusion matrix, when it has one: InvalidArgument unless it has classes² counts
+// summing to num_examples. nullopt for a report without one.
+StatusOr<std::optional<ConfusionMatrix>> ReportedConfusion(const v1::MetricsReport& report);
 
 // Rewrites state_dir/metrics.jsonl atomically from every line the store holds.
 Status WriteMetricsFile(StateStore& store, const std::string& state_dir);

@@ -432,17 +432,28 @@ class TorchTrainer final : public Trainer {
     torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device_));
     torch::Tensor correct =
         torch::zeros({}, torch::TensorOptions().device(device_).dtype(torch::kInt64));
+    torch::Tensor confusion;  // classes x classes counts, flat: truth * classes + predicted
+    int64_t classes = 0;
     for (int64_t begin = 0; begin < n; begin += kEvalBatch) {
       const int64_t end = std::min(n, begin + kEvalBatch);
       torch::Tensor logits = net_->forward(tensors.images.slice(0, begin, end));
       torch::Tensor y = tensors.labels.slice(0, begin, end);
       loss_sum += F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kSum));
-      correct += logits.argmax(1).eq(y).sum();
+      torch::Tensor predicted = logits.argmax(1);
+      correct += predicted.eq(y).sum();
+      classes = logits.size(1);
+      torch::Tensor counts = torch::bincount(y * classes + predicted, {}, classes * classes);
+      confusion = confusion.defined() ? confusion + counts : counts;
     }
     EvalResult result;
     result.num_examples = n;
     result.loss = loss_sum.item<double>() / static_cast<double>(n);
     result.accuracy = static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n);
+    if (confusion.defined()) {
+      const torch::Tensor host = confusion.to(torch::kCPU).to(torch::kInt64).contiguous();
+      result.classes = static_cast<int>(classes);
+      result.confusion.assign(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + host.numel());
+    }
     result.seconds = SecondsSince(start);
     return result;
   }

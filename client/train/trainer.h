@@ -82,6 +82,9 @@ struct EvalResult {
   double loss = 0;      // mean cross-entropy per example
   double accuracy = 0;  // fraction of examples whose arg-max logit is the label
   double seconds = 0;
+  // counts[truth * classes + predicted] (arg-max logit); empty where not computed.
+  int classes = 0;
+  std::vector<int64_t> confusion;
 };
 
 struct TrainerOptions {

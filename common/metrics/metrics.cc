@@ -7,6 +7,21 @@
 
 namespace hansa {
 
+StatusOr<ConfusionMatrix> ConfusionMatrix::FromCounts(int classes,
+                                                      const std::vector<int64_t>& counts) {
+  if (classes < 1 || counts.size() != static_cast<size_t>(classes) * classes) {
+    return absl::InvalidArgumentError(absl::StrCat("a confusion matrix of ", classes,
+                                                   " classes needs ", classes, " x ", classes,
+                                                   " counts, not ", counts.size()));
+  }
+  for (int64_t c : counts) {
+    if (c < 0) return absl::InvalidArgumentError("a confusion matrix with a negative count");
+  }
+  ConfusionMatrix m(classes);
+  m.counts_ = counts;
+  return m;
+}
+
 Status ConfusionMatrix::Add(int truth, int predicted) {
   if (truth < 0 || truth >= classes_ || predicted < 0 || predicted >= classes_) {
     return absl::InvalidArgumentError(absl::StrCat("class ", truth, " predicted as ", predicted,

@@ -19,6 +19,9 @@ class ConfusionMatrix {
  public:
   explicit ConfusionMatrix(int classes = 0)
       : classes_(classes), counts_(static_cast<size_t>(classes) * classes, 0) {}
+  // From counts[truth * classes + predicted], as a site reports them. InvalidArgument unless
+  // there are classes² of them and classes >= 1.
+  static StatusOr<ConfusionMatrix> FromCounts(int classes, const std::vector<int64_t>& counts);
   // InvalidArgument for a class outside [0, classes).
   Status Add(int truth, int predicted);
   // InvalidArgument when the class counts differ.
