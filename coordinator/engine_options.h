@@ -46,6 +46,10 @@ struct PrivacyOptions {
   double noise_multiplier = 1.0;  // stddev of the summed noise / clip_norm
   int min_survivors = 0;          // 0 = min_sites; fewer inputs and the sum is not released
   PrivacyBudget budget{10.0, 1e-5};
+  // Simulations only (never read from coordinator.toml): the central Gaussian's noise is drawn
+  // from this seed, the round and the attempt, so that a simulated run repeats. Empty (every
+  // deployment): from the operating system's CSPRNG.
+  std::string central_noise_seed;
 };
 
 struct EngineOptions {

@@ -1,6 +1,7 @@
 #include "coordinator/round_engine.h"
 
 #include <cmath>
+#include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
@@ -293,7 +294,13 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::PlaintextAttempt(absl::
     const double n = static_cast<double>(result->committed());
     std::vector<double> sum(mean.begin(), mean.end());
     for (double& x : sum) x *= n;
-    CryptoUniformSource source;
+    CryptoUniformSource csprng;
+    std::optional<SeededUniformSource> seeded;
+    if (!options_.privacy.central_noise_seed.empty()) {
+      seeded.emplace(absl::StrCat(options_.privacy.central_noise_seed, " round ", plan_.round(),
+                                  " attempt ", plan_.attempt()));
+    }
+    UniformSource& source = seeded ? static_cast<UniformSource&>(*seeded) : csprng;
     RETURN_IF_ERROR(AddCentralGaussianNoise(sum, ddg.clip_norm, ddg.noise_multiplier, source));
     for (size_t i = 0; i < mean.size(); ++i) mean[i] = static_cast<float>(sum[i] / n);
   }

@@ -35,7 +35,7 @@
 namespace hansa {
 namespace {
 EngineOptions OneRoundEngine(const SimulationConfig& config, const std::string& dir,
-                             const std::vector<VirtualSite>& sites) {
+                             const std::vector<VirtualSite>& sites, int64_t round) {
   EngineOptions o;
   o.federation = "simulation";
   o.state_dir = dir;
@@ -63,6 +63,9 @@ EngineOptions OneRoundEngine(const SimulationConfig& config, const std::string& 
     o.privacy.clip_norm = config.client_privacy.clip_norm;
     o.privacy.noise_multiplier = config.client_privacy.noise_multiplier;
     o.privacy.budget = {1e300, config.client_privacy.delta};
+    // The noise repeats by the run's seed, as the rest of a simulated run does.
+    o.privacy.central_noise_seed = absl::StrCat("hansa simulate central noise ",
+                                                Mix(config.seed, kCentralNoiseSeed), " ", round);
   }
   return o;
 }
@@ -144,7 +147,7 @@ StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Stra
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   ASSIGN_OR_RETURN(std::unique_ptr<RoundEngine> engine,
-                   RoundEngine::Create(OneRoundEngine(config, dir, *sites), extended));
+                   RoundEngine::Create(OneRoundEngine(config, dir, *sites, round), extended));
   LoopbackTurn loopback_turn{loopback};  // destroyed before the engine
   std::vector<std::unique_ptr<SiteLink>> in_process;
   RoundSites round_sites;

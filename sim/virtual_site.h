@@ -45,6 +45,7 @@ enum SeedPurpose : uint64_t {
   kNoiseSeed = 3,
   kDpSeed = 4,
   kRoundingSeed = 5,
+  kCentralNoiseSeed = 6,
 };
 
 struct VirtualSite {

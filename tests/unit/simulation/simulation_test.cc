@@ -482,6 +482,15 @@ TEST_F(SimulationTest, ClientPrivacyClipsAveragesAndNoisesAsDeployed) {
     EXPECT_DOUBLE_EQ(r->rounds[round - 1].client_epsilon, expected->epsilon);
   }
   EXPECT_THAT(SummaryCsv({*r}), HasSubstr(",client_epsilon"));
+  // The noise draws from the run's seed: a second run is the same to the bit, another seed not.
+  auto again = RunSimulation(c, kTenLabels, &backend, TempDir("client-dp-again"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->final_model.values, r->final_model.values);
+  SimulationConfig other = c;
+  other.seed = c.seed + 1;
+  auto reseeded = RunSimulation(other, kTenLabels, &backend, TempDir("client-dp-other"));
+  ASSERT_TRUE(reseeded.ok()) << reseeded.status();
+  EXPECT_NE(reseeded->final_model.values, r->final_model.values);
   // A robust aggregator would look at every site's update, past the mechanism.
   c.strategy = *ParseStrategySpec("median");
   auto median = RunSimulation(c, kTenLabels, &backend, TempDir("client-dp-median"));
