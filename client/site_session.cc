@@ -185,8 +185,8 @@ Status SiteSession::Consent(const v1::Task& task) {
   return policy;
 }
 
-StatusOr<Model> SiteSession::FetchModel(const v1::RoundPlan& plan) {
-  if (cached_model_ && cached_sha256_ == plan.global_model_sha256()) return *cached_model_;
+StatusOr<const Model*> SiteSession::FetchModel(const v1::RoundPlan& plan) {
+  if (cached_model_ && cached_sha256_ == plan.global_model_sha256()) return &*cached_model_;
   v1::DownloadRequest req;
   req.set_round(plan.round());
   req.set_model_sha256(plan.global_model_sha256());
@@ -200,15 +200,16 @@ StatusOr<Model> SiteSession::FetchModel(const v1::RoundPlan& plan) {
   ASSIGN_OR_RETURN(Model model, DecodeSafetensors(*payload));
   RETURN_IF_ERROR(Annotate(model.Validate(), "global model"));
   cached_sha256_ = plan.global_model_sha256();
-  cached_model_ = model;
-  return model;
+  cached_model_ = std::move(model);
+  return &*cached_model_;
 }
 
 Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_delivery) {
   RETURN_IF_ERROR(CheckPlan(options_.policy, plan, /*sends_update=*/true));
   const bool secure = IsSecure(plan);
   if (secure) RETURN_IF_ERROR(secagg_.OnShareDelivery(plan, share_delivery));
-  ASSIGN_OR_RETURN(Model global, FetchModel(plan));
+  ASSIGN_OR_RETURN(const Model* fetched, FetchModel(plan));
+  const Model& global = *fetched;
   ASSIGN_OR_RETURN(TrainResult result, trainer_->Train(plan, global));
   // Booked before anything of the update leaves: a crash after sending must not forget it.
   // A plan booked before (its upload failed and is sent again) is not checked or booked twice.
@@ -282,8 +283,8 @@ Status SiteSession::Evaluate(const v1::RoundPlan& plan) {
   v1::MetricsReport report;
   report.set_round(plan.round());
   if (options_.evaluate) {
-    ASSIGN_OR_RETURN(Model global, FetchModel(plan));
-    ASSIGN_OR_RETURN(EvalResult result, trainer_->Evaluate(plan, global));
+    ASSIGN_OR_RETURN(const Model* global, FetchModel(plan));
+    ASSIGN_OR_RETURN(EvalResult result, trainer_->Evaluate(plan, *global));
     report.set_num_examples(static_cast<uint64_t>(result.num_examples));
     report.set_loss(result.loss);
     report.set_accuracy(result.accuracy);

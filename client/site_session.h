@@ -88,7 +88,9 @@ class SiteSession {
   // when the site refuses it. The task's audit_head, when present, goes into the answer's
   // egress record.
   Status Consent(const v1::Task& task);
-  StatusOr<Model> FetchModel(const v1::RoundPlan& plan);
+  // The plan's global model, downloaded and checked, or the cached one when the plan names it:
+  // valid until the next FetchModel.
+  StatusOr<const Model*> FetchModel(const v1::RoundPlan& plan);
   Status Train(const v1::RoundPlan& plan, const std::string& share_delivery);
   Status UploadPlain(const v1::RoundPlan& plan, const Model& global, const TrainResult& result);
   Status UploadMasked(const v1::RoundPlan& plan, const Model& global, const TrainResult& result);
