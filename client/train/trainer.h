@@ -12,7 +12,9 @@
 
 #include "client/data.h"
 #include "client/train/parallel_group.h"
+#include "common/metrics/metrics.h"
 #include "common/model/models.h"
+#include "common/model/task.h"
 #include "common/privacy/uniform_source.h"
 #include "common/status/status.h"
 #include "common/tensor/tensor.h"
@@ -82,13 +84,24 @@ struct EvalResult {
   double loss = 0;      // mean cross-entropy per example
   double accuracy = 0;  // fraction of examples whose arg-max logit is the label
   double seconds = 0;
-  // counts[truth * classes + predicted] (arg-max logit); empty where not computed.
+  // counts[truth * classes + predicted] (arg-max logit; binary: score >= 0.5); empty where
+  // not computed (regression).
   int classes = 0;
   std::vector<int64_t> confusion;
+  // Binary tasks: the positive-class scores binned per true class (metrics.h), else empty.
+  std::vector<int64_t> positive_scores, negative_scores;
+  // Regression tasks: the error and target sums (count 0 otherwise). `accuracy` is then 0.
+  RegressionSums regression;
 };
 
 struct TrainerOptions {
-  std::string model;            // one of BuiltinModels()
+  // One of BuiltinModels(), or a study's TorchScript model "sha256:<hex>" (task.h) read from
+  // `script_file`, whose bytes must have that hash (the site's policy allowed it).
+  std::string model;
+  std::string script_file;
+  // What the model predicts and its loss; buffers: a TorchScript model's floating-point
+  // buffers are part of layout() when averaged, and stay in the module when local.
+  Task task;
   std::string device = "auto";  // "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
   int threads = 0;              // CPU threads for torch; 0 = hardware concurrency
   // Data-parallel training with the other ranks of the site (parallel_group.h); null: alone.
