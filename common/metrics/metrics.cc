@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -83,6 +84,31 @@ double ConfusionMatrix::MacroF1() const {
   return sum / classes_;
 }
 
+StatusOr<ScoreHistogram> ScoreHistogram::FromCounts(std::vector<int64_t> positives,
+                                                    std::vector<int64_t> negatives) {
+  if (positives.empty() || positives.size() != negatives.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "score histograms need the same number (at least 1) of bins for each class, not ",
+        positives.size(), " positive and ", negatives.size(), " negative"));
+  }
+  for (size_t i = 0; i < positives.size(); ++i) {
+    if (positives[i] < 0 || negatives[i] < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("score histogram bin ", i, " has a negative count"));
+    }
+  }
+  ScoreHistogram h(0);
+  h.positives_ = std::move(positives);
+  h.negatives_ = std::move(negatives);
+  return h;
+}
+
+int64_t ScoreHistogram::total() const {
+  int64_t n = 0;
+  for (size_t i = 0; i < positives_.size(); ++i) n += positives_[i] + negatives_[i];
+  return n;
+}
+
 Status ScoreHistogram::Add(double score, bool positive) {
   if (!(score >= 0.0 && score <= 1.0)) {
     return absl::InvalidArgumentError(
@@ -133,6 +159,27 @@ double ScoreHistogram::AucErrorBound() const {
   return p_total > 0 && n_total > 0 ? 0.5 * ties / (p_total * n_total) : 0.0;
 }
 
+StatusOr<RegressionSums> RegressionSums::FromSums(int64_t count, double squared_error,
+                                                  double absolute_error, double target,
+                                                  double target_squared) {
+  for (double v : {squared_error, absolute_error, target, target_squared}) {
+    if (!std::isfinite(v)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("regression sums with a non-finite value (", v, ")"));
+    }
+  }
+  if (count < 0 || squared_error < 0 || absolute_error < 0 || target_squared < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "regression sums must not be negative (count ", count, ", squared error ", squared_error,
+        ", absolute error ", absolute_error, ", squared targets ", target_squared, ")"));
+  }
+  if (count == 0 &&
+      (squared_error != 0 || absolute_error != 0 || target != 0 || target_squared != 0)) {
+    return absl::InvalidArgumentError("regression sums over no examples that are not zero");
+  }
+  return RegressionSums{count, squared_error, absolute_error, target, target_squared};
+}
+
 void RegressionSums::Add(double prediction, double y) {
   const double e = prediction - y;
   ++count;
@@ -158,6 +205,65 @@ double RegressionSums::R2() const {
   const double mean = target / count;
   const double total = target_squared - count * mean * mean;
   return total > 0 ? 1.0 - squared_error / total : 0.0;
+}
+
+StatusOr<EvaluationCounts> EvaluationCounts::Of(int64_t examples, int classes,
+                                                const std::vector<int64_t>& confusion,
+                                                std::vector<int64_t> positive_scores,
+                                                std::vector<int64_t> negative_scores,
+                                                const RegressionSums& regression) {
+  if (examples < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("an evaluation of ", examples, " examples"));
+  }
+  EvaluationCounts c;
+  c.examples = examples;
+  if (!confusion.empty()) {
+    ASSIGN_OR_RETURN(ConfusionMatrix m, ConfusionMatrix::FromCounts(classes, confusion));
+    if (m.total() != examples) {
+      return absl::InvalidArgumentError(absl::StrCat("the confusion matrix counts ", m.total(),
+                                                     " examples of ", classes,
+                                                     " classes, the report ", examples));
+    }
+    c.confusion = std::move(m);
+  }
+  if (!positive_scores.empty() || !negative_scores.empty()) {
+    if (positive_scores.size() > static_cast<size_t>(kMaxScoreBins)) {
+      return absl::InvalidArgumentError(absl::StrCat("score histograms of ", positive_scores.size(),
+                                                     " bins; at most ", kMaxScoreBins));
+    }
+    ASSIGN_OR_RETURN(ScoreHistogram h, ScoreHistogram::FromCounts(std::move(positive_scores),
+                                                                  std::move(negative_scores)));
+    if (h.total() != examples) {
+      return absl::InvalidArgumentError(absl::StrCat("the score histograms count ", h.total(),
+                                                     " examples, the report ", examples));
+    }
+    c.scores = std::move(h);
+  }
+  if (regression.count != 0) {
+    ASSIGN_OR_RETURN(RegressionSums r,
+                     RegressionSums::FromSums(regression.count, regression.squared_error,
+                                              regression.absolute_error, regression.target,
+                                              regression.target_squared));
+    if (r.count != examples) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the regression sums count ", r.count, " examples, the report ", examples));
+    }
+    c.regression = r;
+  }
+  return c;
+}
+
+void EvaluationCounts::Merge(const EvaluationCounts& other) {
+  examples += other.examples;
+  if (confusion && (!other.confusion || !confusion->Merge(*other.confusion).ok())) {
+    confusion.reset();
+  }
+  if (scores && (!other.scores || !scores->Merge(*other.scores).ok())) scores.reset();
+  if (regression && other.regression) {
+    regression->Merge(*other.regression);
+  } else {
+    regression.reset();
+  }
 }
 
 }  // namespace hansa

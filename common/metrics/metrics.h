@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "common/status/status.h"
@@ -53,6 +54,10 @@ class ScoreHistogram {
  public:
   explicit ScoreHistogram(int bins = 1000)
       : positives_(static_cast<size_t>(bins), 0), negatives_(static_cast<size_t>(bins), 0) {}
+  // From the bins of each true class, as a site reports them. InvalidArgument unless both have
+  // the same number (>= 1) of bins and no count is negative.
+  static StatusOr<ScoreHistogram> FromCounts(std::vector<int64_t> positives,
+                                             std::vector<int64_t> negatives);
   // `score` outside [0, 1] or NaN is InvalidArgument.
   Status Add(double score, bool positive);
   Status Merge(const ScoreHistogram& other);
@@ -62,6 +67,13 @@ class ScoreHistogram {
   // The most Auc() can differ from the exact AUC of the same scores: half the share of
   // (positive, negative) pairs that fall into the same bin.
   double AucErrorBound() const;
+
+  int bins() const { return static_cast<int>(positives_.size()); }
+  // The counts per bin (bin i holds scores in [i / bins, (i + 1) / bins)), of the examples whose
+  // truth is positive and of those whose truth is negative.
+  const std::vector<int64_t>& positives() const { return positives_; }
+  const std::vector<int64_t>& negatives() const { return negatives_; }
+  int64_t total() const;
 
  private:
   std::vector<int64_t> positives_, negatives_;
@@ -73,12 +85,45 @@ struct RegressionSums {
   double squared_error = 0, absolute_error = 0;
   double target = 0, target_squared = 0;
 
+  // The sums as a site reports them. InvalidArgument unless all are finite, count >= 0, the
+  // error sums and the targets' squares non-negative, and all zero when count is 0.
+  static StatusOr<RegressionSums> FromSums(int64_t count, double squared_error,
+                                           double absolute_error, double target,
+                                           double target_squared);
+
   void Add(double prediction, double target);
   void Merge(const RegressionSums& other);
   double Mse() const;
   double Mae() const;
   // 1 - SSE / SST, SST the targets' total sum of squares about their pooled mean.
   double R2() const;
+};
+
+// Everything one evaluation reduced its predictions to, each part where its task has one:
+// a confusion matrix (classification), score histograms (binary), regression sums. The
+// federation's counts are the sum of the sites'.
+struct EvaluationCounts {
+  // The most bins a score histogram may have: far more than an AUC needs, and a bound on what a
+  // site can make the coordinator hold.
+  static constexpr int kMaxScoreBins = 100000;
+
+  int64_t examples = 0;
+  std::optional<ConfusionMatrix> confusion;
+  std::optional<ScoreHistogram> scores;
+  std::optional<RegressionSums> regression;
+
+  // From a site's report or an evaluation's result: an empty `confusion`, empty histograms or a
+  // regression count of 0 leave that part out. InvalidArgument when a part does not fit (shape,
+  // more than kMaxScoreBins bins, negative or non-finite values) or counts other than `examples`.
+  static StatusOr<EvaluationCounts> Of(int64_t examples, int classes,
+                                       const std::vector<int64_t>& confusion,
+                                       std::vector<int64_t> positive_scores,
+                                       std::vector<int64_t> negative_scores,
+                                       const RegressionSums& regression);
+
+  // Adds another evaluation's counts. A part that either side lacks, or whose shapes differ, is
+  // dropped: a federation's figure is of every site or of none, never of some.
+  void Merge(const EvaluationCounts& other);
 };
 
 }  // namespace hansa
