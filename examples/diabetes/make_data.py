@@ -1,0 +1,98 @@
+#!/usr/bin/python3
+"""Writes the diabetes example's CSV files from the diabetes data that Debian's python3-sklearn
+installs (sklearn's load_diabetes(scaled=False): 442 patients, 10 baseline variables, and
+disease progression one year later).
+
+Standard library only. The output is deterministic (fixed seed, the source's own number
+strings copied verbatim), so rerunning the script reproduces the committed files byte for byte.
+
+  data/site-a.csv   patients younger than 45
+  data/site-b.csv   patients aged 45 to 55
+  data/site-c.csv   patients aged 56 and older
+  data/pooled.csv   the three sites concatenated (for the pooled baseline)
+  data/test.csv     held-out test set: 20%, stratified by the target's quantiles, all ages
+"""
+import argparse
+import csv
+import gzip
+import os
+import random
+
+SOURCE_DIR = "/usr/lib/python3/dist-packages/sklearn/datasets/data"
+FEATURES_FILE = "diabetes_data_raw.csv.gz"  # 442 lines of 10 space-separated values
+TARGET_FILE = "diabetes_target.csv.gz"  # 442 lines of one value ("1.51e+02")
+SEED = 15
+
+# sklearn's feature_names: age (years), sex (1 or 2), body mass index, average blood
+# pressure, and six blood serum measurements.
+FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+LABEL = "progression"
+
+# Sites by age: [lowest, highest] in years, inclusive.
+SITES = {"site-a": (0, 44), "site-b": (45, 55), "site-c": (56, 200)}
+
+
+def read_lines(path):
+    with gzip.open(path, "rt") as f:
+        return [line.split() for line in f if line.strip()]
+
+
+def read_source(source_dir):
+    """Returns the rows as lists of strings: the 10 features, then the target."""
+    features = read_lines(os.path.join(source_dir, FEATURES_FILE))
+    targets = read_lines(os.path.join(source_dir, TARGET_FILE))
+    assert len(features) == len(targets) == 442, (len(features), len(targets))
+    rows = []
+    for x, (y,) in zip(features, targets):
+        assert len(x) == len(FEATURES), x
+        value = float(y)
+        assert value == int(value), y  # whole numbers, written in scientific notation
+        rows.append(x + [str(int(value))])
+    return rows
+
+
+def write(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(FEATURES + [LABEL])
+        writer.writerows(rows)
+    ages = [int(r[0]) for r in rows]
+    targets = [int(r[-1]) for r in rows]
+    print(f"{os.path.basename(path)}: {len(rows)} rows, age {min(ages)}-{max(ages)}, "
+          f"mean progression {sum(targets) / len(targets):.1f}")
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source-dir", default=SOURCE_DIR)
+    parser.add_argument("--out", default=os.path.join(here, "data"))
+    args = parser.parse_args()
+
+    rows = read_source(args.source_dir)
+    rng = random.Random(SEED)
+
+    # Test split stratified by the target: sorted by progression (ties by file order), one
+    # row drawn from every run of five, so the test set spans the whole range.
+    order = sorted(range(len(rows)), key=lambda i: (int(rows[i][-1]), i))
+    test_index = set()
+    for start in range(0, len(order) - len(order) % 5, 5):
+        test_index.add(order[start + rng.randrange(5)])
+    test = [rows[i] for i in sorted(test_index)]
+    train = [rows[i] for i in range(len(rows)) if i not in test_index]
+
+    os.makedirs(args.out, exist_ok=True)
+    pooled = []
+    for site, (low, high) in SITES.items():
+        site_rows = [r for r in train if low <= int(r[0]) <= high]
+        rng.shuffle(site_rows)
+        write(os.path.join(args.out, f"{site}.csv"), site_rows)
+        pooled += site_rows
+    assert len(pooled) == len(train)
+    write(os.path.join(args.out, "pooled.csv"), pooled)
+    rng.shuffle(test)
+    write(os.path.join(args.out, "test.csv"), test)
+
+
+if __name__ == "__main__":
+    main()
