@@ -154,6 +154,17 @@ std::string Protection(const json& round) {
 }
 
 std::string RoundsSection(const json& r) {
+  // A column per clinical figure that some round has: AUC for a binary task, MSE, MAE and R²
+  // for a regression, none that does not apply.
+  std::vector<const ClinicalMetric*> clinical;
+  for (const ClinicalMetric& c : kClinicalMetrics) {
+    for (const json& o : r["rounds"]) {
+      if (o.contains(c.key)) {
+        clinical.push_back(&c);
+        break;
+      }
+    }
+  }
   std::vector<std::string> rows;
   for (const json& o : r["rounds"]) {
     std::vector<std::string> lost;
@@ -163,18 +174,26 @@ std::string RoundsSection(const json& r) {
     for (const json& d : o["declined"]) {
       lost.push_back(absl::StrCat(Text(d["site"]), " declined: ", Text(d["reason"])));
     }
-    rows.push_back(Row({Text(o["round"]), List(o["cohort"]), Protection(o),
-                        lost.empty() ? "&mdash;" : absl::StrJoin(lost, "<br>"),
-                        List(o["aggregated_sites"]), Digest(o["model_sha256"]), Text(o["accuracy"]),
-                        Text(o["epsilon"]), Text(o["record_epsilon"])}));
+    std::vector<std::string> cells = {Text(o["round"]),
+                                      List(o["cohort"]),
+                                      Protection(o),
+                                      lost.empty() ? "&mdash;" : absl::StrJoin(lost, "<br>"),
+                                      List(o["aggregated_sites"]),
+                                      Digest(o["model_sha256"]),
+                                      Text(o["accuracy"])};
+    for (const ClinicalMetric* c : clinical) cells.push_back(Text(o.value(c->key, json())));
+    cells.push_back(Text(o["epsilon"]));
+    cells.push_back(Text(o["record_epsilon"]));
+    rows.push_back(Row(cells));
   }
+  std::vector<std::string> head = {
+      "Round",         "Cohort",  "Protection", "Dropouts and refusals", "In the aggregate",
+      "Model SHA-256", "Accuracy"};
+  for (const ClinicalMetric* c : clinical) head.push_back(c->title);
+  head.push_back("Site &epsilon; (cumulative)");
+  head.push_back("Record &epsilon; (cumulative)");
   std::string out =
-      absl::StrCat("<section id=\"rounds-section\"><h2>Rounds</h2>",
-                   Table("rounds",
-                         {"Round", "Cohort", "Protection", "Dropouts and refusals",
-                          "In the aggregate", "Model SHA-256", "Accuracy",
-                          "Site &epsilon; (cumulative)", "Record &epsilon; (cumulative)"},
-                         rows));
+      absl::StrCat("<section id=\"rounds-section\"><h2>Rounds</h2>", Table("rounds", head, rows));
   if (rows.empty()) absl::StrAppend(&out, "<p class=\"muted\">No rounds are recorded.</p>");
   return absl::StrCat(out, "</section>");
 }

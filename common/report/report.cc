@@ -383,6 +383,9 @@ void MergeMetrics(const std::vector<json>& metrics, Folded& f, json& report) {
     for (const char* key : {"accuracy", "loss", "seconds", "bytes_up", "bytes_down"}) {
       o[key] = Get(m, key);
     }
+    for (const ClinicalMetric& c : kClinicalMetrics) {
+      if (m.contains(c.key)) o[c.key] = m[c.key];
+    }
     for (const char* key : {"epsilon", "record_epsilon"}) {
       if (o[key].is_null() && m.contains(key)) o[key] = m[key];
     }

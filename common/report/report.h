@@ -20,6 +20,9 @@
 //                   released_at, epsilon, delta, record_epsilon, record_delta,
 //                   checkpoint{path, sha256}|null,
 //                   accuracy, loss, seconds, bytes_up, bytes_down}]   (absent values are null)
+//                  and, only where metrics.jsonl has them (kClinicalMetrics), the federation's
+//                  balanced_accuracy, macro_f1 (classification), auc (binary), mse, mae, r2
+//                  (regression)
 //   privacy       {enabled, epsilon_over_rounds[{round, epsilon, delta}], final_epsilon, delta,
 //                  record_level{the same four, for record-level DP-SGD}}  (client-level above)
 //   accuracy_over_rounds [{round, accuracy, loss}]     (metrics.jsonl, round 0 = initial model)
@@ -44,6 +47,19 @@
 #include "nlohmann/json.hpp"
 
 namespace hansa {
+
+// The clinical figures a round of metrics.jsonl may carry (coordinator/round_metrics.h), in the
+// order the report shows them, with their column titles.
+struct ClinicalMetric {
+  const char* key;
+  const char* title;
+};
+inline constexpr ClinicalMetric kClinicalMetrics[] = {{"balanced_accuracy", "Balanced accuracy"},
+                                                      {"macro_f1", "Macro F1"},
+                                                      {"auc", "AUC"},
+                                                      {"mse", "MSE"},
+                                                      {"mae", "MAE"},
+                                                      {"r2", "R&sup2;"}};
 
 struct ReportOptions {
   std::string state_dir;

@@ -276,6 +276,46 @@ TEST(ReportTest, HtmlIsSelfContainedAndEscapesWhatParticipantsWrote) {
   EXPECT_EQ(j["participants"][1]["organisation"], "<script>alert(1)</script>");
 }
 
+// The rounds carry the clinical figures metrics.jsonl has, and the HTML table shows a column
+// for each figure some round has: AUC for a binary federation, MSE, MAE and R² for a regression.
+TEST(ReportTest, RoundsShowAucOrRegressionErrorsWhereTheFederationHasThem) {
+  std::string root = MakeTempDir("report");
+  std::string state = WriteSyntheticState(root);
+  ASSERT_TRUE(WriteFileAtomically(state + "/metrics.jsonl",
+                                  "{\"round\":1,\"sites\":3,\"accuracy\":0.74,\"loss\":0.65,"
+                                  "\"balanced_accuracy\":0.7,\"macro_f1\":0.69,\"auc\":0.8125}\n"
+                                  "{\"round\":2,\"sites\":2,\"accuracy\":0.83,\"loss\":0.45}\n")
+                  .ok());
+  auto binary = WriteReport({state, "", ""}, root + "/binary");
+  ASSERT_TRUE(binary.ok()) << binary.status();
+  json j = json::parse(*ReadFile(binary->json_path));
+  EXPECT_EQ(j["rounds"][0]["auc"], 0.8125);
+  EXPECT_EQ(j["rounds"][0]["balanced_accuracy"], 0.7);
+  EXPECT_FALSE(j["rounds"][0].contains("mse"));
+  EXPECT_FALSE(j["rounds"][1].contains("auc"));  // not there: not made up
+  std::string html = *ReadFile(binary->html_path);
+  EXPECT_THAT(html, HasSubstr("<th>AUC</th>"));
+  EXPECT_THAT(html, HasSubstr("<td>0.8125</td>"));
+  EXPECT_THAT(html, HasSubstr("<th>Balanced accuracy</th>"));
+  EXPECT_THAT(html, Not(HasSubstr("<th>MSE</th>")));
+
+  ASSERT_TRUE(WriteFileAtomically(state + "/metrics.jsonl",
+                                  "{\"round\":1,\"sites\":3,\"accuracy\":0,\"loss\":2900.5,"
+                                  "\"mse\":2900.5,\"mae\":43.25,\"r2\":0.51}\n")
+                  .ok());
+  auto regression = WriteReport({state, "", ""}, root + "/regression");
+  ASSERT_TRUE(regression.ok()) << regression.status();
+  j = json::parse(*ReadFile(regression->json_path));
+  EXPECT_EQ(j["rounds"][0]["r2"], 0.51);
+  html = *ReadFile(regression->html_path);
+  for (const char* column : {"<th>MSE</th>", "<th>MAE</th>", "<th>R&sup2;</th>"}) {
+    EXPECT_THAT(html, HasSubstr(column));
+  }
+  EXPECT_THAT(html, HasSubstr("<td>43.25</td>"));
+  EXPECT_THAT(html, Not(HasSubstr("<th>AUC</th>")));
+  EXPECT_THAT(html, Not(HasSubstr("<th>Balanced accuracy</th>")));
+}
+
 TEST(DataFlowTest, PlaintextRoundsAndCentralNoiseAreStatedAsSuch) {
   json report = json::parse(R"({
     "federation": {"allowed_countries_text": "DE, FR", "coordinator": null},
