@@ -53,7 +53,7 @@ StatusOr<v1::Task> RoundEngine::NextTask(const std::string& site, absl::Duration
       return task;
     }
     if (phase_ != Phase::kIdle && pending_.count(site)) {
-      task.set_kind(TaskKind(phase_));
+      task.set_kind(StageTaskKind(phase_));
       *task.mutable_plan() = plan_;
       if (options_.audit) {  // the site keeps it with its answer (reconcile.h)
         ASSIGN_OR_RETURN(AuditAnchor head, options_.audit->SignedAnchor());
@@ -206,8 +206,8 @@ Status RoundEngine::ReportMetrics(const std::string& site, const v1::MetricsRepo
         absl::StrCat("metrics from '", site, "' are not plausible (accuracy ", report.accuracy(),
                      ", loss ", report.loss(), ", examples ", report.num_examples(), ")"));
   }
-  if (Status confusion = ReportedConfusion(report).status(); !confusion.ok()) {
-    return Annotate(confusion, absl::StrCat("metrics from '", site, "'"));
+  if (Status counts = ReportedCounts(report).status(); !counts.ok()) {
+    return Annotate(counts, absl::StrCat("metrics from '", site, "'"));
   }
   reports_[site] = report;
   pending_.erase(site);
@@ -217,7 +217,7 @@ Status RoundEngine::ReportMetrics(const std::string& site, const v1::MetricsRepo
 
 Status RoundEngine::SubmitSecAgg(const std::string& site, const v1::SecAggSubmission& m) {
   absl::MutexLock lock(&mu_);
-  if (phase_ == Phase::kIdle || TaskKind(phase_) != m.stage() || m.round() != plan_.round()) {
+  if (phase_ == Phase::kIdle || StageTaskKind(phase_) != m.stage() || m.round() != plan_.round()) {
     return absl::FailedPreconditionError(absl::StrCat("no ", v1::Task::Kind_Name(m.stage()),
                                                       " message for round ", m.round(),
                                                       " is expected now"));

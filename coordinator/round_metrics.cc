@@ -1,54 +1,104 @@
 #include "coordinator/round_metrics.h"
 
+#include <limits>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "common/fileio/fileio.h"
 
 namespace hansa {
 
-StatusOr<std::optional<ConfusionMatrix>> ReportedConfusion(const v1::MetricsReport& report) {
-  if (report.confusion_size() == 0) return std::optional<ConfusionMatrix>();
-  std::vector<int64_t> counts;
-  uint64_t sum = 0;
-  for (uint64_t c : report.confusion()) {
-    if (c > report.num_examples()) {
-      return absl::InvalidArgumentError("a confusion count over the examples evaluated");
+namespace {
+
+constexpr uint32_t kMaxClasses = 4096;
+
+// A report's repeated counts as signed ones: each at most num_examples (else InvalidArgument).
+StatusOr<std::vector<int64_t>> Counts(const google::protobuf::RepeatedField<uint64_t>& counts,
+                                      uint64_t examples, const char* what) {
+  std::vector<int64_t> out;
+  out.reserve(static_cast<size_t>(counts.size()));
+  for (uint64_t c : counts) {
+    if (c > examples) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a count of ", c, " in the ", what, ", over the ", examples, " examples evaluated"));
     }
-    counts.push_back(static_cast<int64_t>(c));
-    sum += c;
+    out.push_back(static_cast<int64_t>(c));
   }
-  if (sum != report.num_examples() || report.classes() > 4096) {
-    return absl::InvalidArgumentError(absl::StrCat("the confusion matrix counts ", sum,
-                                                   " examples of ", report.classes(),
-                                                   " classes, the report ", report.num_examples()));
+  return out;
+}
+
+}  // namespace
+
+StatusOr<EvaluationCounts> ReportedCounts(const v1::MetricsReport& report) {
+  const uint64_t examples = report.num_examples();
+  if (examples > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return absl::InvalidArgumentError(absl::StrCat("a report of ", examples, " examples"));
   }
-  ASSIGN_OR_RETURN(ConfusionMatrix m,
-                   ConfusionMatrix::FromCounts(static_cast<int>(report.classes()), counts));
-  return std::optional<ConfusionMatrix>(std::move(m));
+  if (report.confusion_size() > 0 && report.classes() > kMaxClasses) {
+    return absl::InvalidArgumentError(absl::StrCat("a confusion matrix of ", report.classes(),
+                                                   " classes; at most ", kMaxClasses));
+  }
+  if (report.positive_scores_size() > EvaluationCounts::kMaxScoreBins ||
+      report.negative_scores_size() > EvaluationCounts::kMaxScoreBins) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "score histograms of ", report.positive_scores_size(), " and ",
+        report.negative_scores_size(), " bins; at most ", EvaluationCounts::kMaxScoreBins));
+  }
+  ASSIGN_OR_RETURN(std::vector<int64_t> confusion,
+                   Counts(report.confusion(), examples, "confusion matrix"));
+  ASSIGN_OR_RETURN(std::vector<int64_t> positives,
+                   Counts(report.positive_scores(), examples, "positive score histogram"));
+  ASSIGN_OR_RETURN(std::vector<int64_t> negatives,
+                   Counts(report.negative_scores(), examples, "negative score histogram"));
+  const v1::RegressionReport& r = report.regression();
+  if (r.count() > examples) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the regression sums count ", r.count(), " examples, the report ", examples));
+  }
+  const RegressionSums regression{static_cast<int64_t>(r.count()), r.squared_error(),
+                                  r.absolute_error(), r.target(), r.target_squared()};
+  return EvaluationCounts::Of(static_cast<int64_t>(examples), static_cast<int>(report.classes()),
+                              confusion, std::move(positives), std::move(negatives), regression);
+}
+
+void WriteClinicalMetrics(const EvaluationCounts& counts, nlohmann::ordered_json* out) {
+  if (counts.confusion) {
+    (*out)["balanced_accuracy"] = counts.confusion->BalancedAccuracy();
+    (*out)["macro_f1"] = counts.confusion->MacroF1();
+  }
+  if (counts.scores) {
+    if (StatusOr<double> auc = counts.scores->Auc(); auc.ok()) (*out)["auc"] = *auc;
+  }
+  if (counts.regression && counts.regression->count > 0) {
+    (*out)["mse"] = counts.regression->Mse();
+    (*out)["mae"] = counts.regression->Mae();
+    (*out)["r2"] = counts.regression->R2();
+  }
 }
 
 nlohmann::ordered_json MetricsLine(const EvaluationInput& in) {
   double n = 0, correct = 0, loss = 0;
   nlohmann::ordered_json per_site = nlohmann::ordered_json::object();
-  // The federation's matrix: the sum of the sites', while every report has one that fits.
-  std::optional<ConfusionMatrix> pooled;
-  bool all_matrices = !in.reports->empty();
+  // The federation's counts: the sum of the sites', a part kept only while every site has it.
+  std::optional<EvaluationCounts> federation;
+  bool all_counted = !in.reports->empty();
   for (const auto& [site, r] : *in.reports) {
     n += static_cast<double>(r.num_examples());
     correct += r.accuracy() * static_cast<double>(r.num_examples());
     loss += r.loss() * static_cast<double>(r.num_examples());
     per_site[site] = {
         {"accuracy", r.accuracy()}, {"loss", r.loss()}, {"examples", r.num_examples()}};
-    StatusOr<std::optional<ConfusionMatrix>> m = ReportedConfusion(r);
-    if (!m.ok() || !m->has_value()) {
-      all_matrices = false;
+    StatusOr<EvaluationCounts> counts = ReportedCounts(r);
+    if (!counts.ok()) {
+      all_counted = false;
       continue;
     }
-    per_site[site]["balanced_accuracy"] = (*m)->BalancedAccuracy();
-    per_site[site]["macro_f1"] = (*m)->MacroF1();
-    if (!pooled) {
-      pooled = **m;
-    } else if (!pooled->Merge(**m).ok()) {
-      all_matrices = false;
+    WriteClinicalMetrics(*counts, &per_site[site]);
+    if (!federation) {
+      federation = *std::move(counts);
+    } else {
+      federation->Merge(*counts);
     }
   }
   const RoundRecord& trained = *in.trained;
@@ -57,10 +107,7 @@ nlohmann::ordered_json MetricsLine(const EvaluationInput& in) {
   line["sites"] = trained.sites.size();
   line["accuracy"] = n > 0 ? nlohmann::ordered_json(correct / n) : nullptr;
   line["loss"] = n > 0 ? nlohmann::ordered_json(loss / n) : nullptr;
-  if (all_matrices && pooled) {
-    line["balanced_accuracy"] = pooled->BalancedAccuracy();
-    line["macro_f1"] = pooled->MacroF1();
-  }
+  if (all_counted && federation) WriteClinicalMetrics(*federation, &line);
   line["seconds"] = trained.seconds;
   line["bytes_up"] = trained.bytes_up;
   line["bytes_down"] = trained.bytes_down + in.bytes_down;

@@ -30,13 +30,21 @@ struct EvaluationInput {
 };
 
 // The line: means over the reports weighted by their example counts (null when none came).
-// When every report carries a confusion matrix of the same classes, the federation's and each
-// site's balanced accuracy and macro F1 too, from the summed matrices (common/metrics).
+// Where every report carries the same kind of counts (common/metrics), the federation's figures
+// from their sums, and each site's from its own (WriteClinicalMetrics): balanced accuracy and
+// macro F1 (confusion matrices), AUC (binary score histograms), MSE, MAE and R² (regression).
 nlohmann::ordered_json MetricsLine(const EvaluationInput& in);
 
-// A report's confusion matrix, when it has one: InvalidArgument unless it has classes² counts
-// summing to num_examples. nullopt for a report without one.
-StatusOr<std::optional<ConfusionMatrix>> ReportedConfusion(const v1::MetricsReport& report);
+// A report's counts, each part where the report has one: InvalidArgument when a part does not
+// fit the report (shape, more than 4096 classes or EvaluationCounts::kMaxScoreBins bins,
+// negative or non-finite sums, counts other than num_examples).
+StatusOr<EvaluationCounts> ReportedCounts(const v1::MetricsReport& report);
+
+// Adds to `out` the figures that `counts` allow, under the keys metrics.jsonl uses:
+// balanced_accuracy and macro_f1 (a confusion matrix), auc (score histograms holding both
+// classes), mse, mae and r2 (regression sums). Leaves out the keys that do not apply. The
+// simulator writes its lines with it too.
+void WriteClinicalMetrics(const EvaluationCounts& counts, nlohmann::ordered_json* out);
 
 // Rewrites state_dir/metrics.jsonl atomically from every line the store holds.
 Status WriteMetricsFile(StateStore& store, const std::string& state_dir);

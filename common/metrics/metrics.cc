@@ -212,8 +212,19 @@ StatusOr<EvaluationCounts> EvaluationCounts::Of(int64_t examples, int classes,
                                                 std::vector<int64_t> positive_scores,
                                                 std::vector<int64_t> negative_scores,
                                                 const RegressionSums& regression) {
-  if (examples < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("an evaluation of ", examples, " examples"));
+  if (examples < 0 || examples > kMaxExamples) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("an evaluation of ", examples, " examples; at most ", kMaxExamples));
+  }
+  // Each count at most `examples`: their sums cannot overflow.
+  const std::vector<int64_t>* all[] = {&confusion, &positive_scores, &negative_scores};
+  for (const std::vector<int64_t>* counts : all) {
+    for (int64_t n : *counts) {
+      if (n > examples) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("a count of ", n, " over the ", examples, " examples evaluated"));
+      }
+    }
   }
   EvaluationCounts c;
   c.examples = examples;
@@ -239,11 +250,11 @@ StatusOr<EvaluationCounts> EvaluationCounts::Of(int64_t examples, int classes,
     }
     c.scores = std::move(h);
   }
-  if (regression.count != 0) {
-    ASSIGN_OR_RETURN(RegressionSums r,
-                     RegressionSums::FromSums(regression.count, regression.squared_error,
-                                              regression.absolute_error, regression.target,
-                                              regression.target_squared));
+  ASSIGN_OR_RETURN(RegressionSums r,
+                   RegressionSums::FromSums(regression.count, regression.squared_error,
+                                            regression.absolute_error, regression.target,
+                                            regression.target_squared));
+  if (r.count > 0) {
     if (r.count != examples) {
       return absl::InvalidArgumentError(
           absl::StrCat("the regression sums count ", r.count, " examples, the report ", examples));

@@ -106,6 +106,9 @@ struct EvaluationCounts {
   // The most bins a score histogram may have: far more than an AUC needs, and a bound on what a
   // site can make the coordinator hold.
   static constexpr int kMaxScoreBins = 100000;
+  // The most examples one evaluation may count (2^36): with at most 4096² + 2 kMaxScoreBins
+  // counts, none above it, no sum overflows.
+  static constexpr int64_t kMaxExamples = int64_t{1} << 36;
 
   int64_t examples = 0;
   std::optional<ConfusionMatrix> confusion;
@@ -114,7 +117,8 @@ struct EvaluationCounts {
 
   // From a site's report or an evaluation's result: an empty `confusion`, empty histograms or a
   // regression count of 0 leave that part out. InvalidArgument when a part does not fit (shape,
-  // more than kMaxScoreBins bins, negative or non-finite values) or counts other than `examples`.
+  // more than kMaxScoreBins bins, negative or non-finite values, a count over `examples`, more than
+  // kMaxExamples) or counts other than `examples`.
   static StatusOr<EvaluationCounts> Of(int64_t examples, int classes,
                                        const std::vector<int64_t>& confusion,
                                        std::vector<int64_t> positive_scores,
