@@ -291,6 +291,18 @@ Status SiteSession::Evaluate(const v1::RoundPlan& plan) {
     report.set_seconds(result.seconds);
     report.set_classes(static_cast<uint32_t>(result.classes));
     for (int64_t c : result.confusion) report.add_confusion(static_cast<uint64_t>(c));
+    // Binary: the scores' bins per true class; regression: the error sums. Counts and sums only,
+    // nothing per example.
+    for (int64_t c : result.positive_scores) report.add_positive_scores(static_cast<uint64_t>(c));
+    for (int64_t c : result.negative_scores) report.add_negative_scores(static_cast<uint64_t>(c));
+    if (result.regression.count > 0) {
+      v1::RegressionReport* r = report.mutable_regression();
+      r->set_count(static_cast<uint64_t>(result.regression.count));
+      r->set_squared_error(result.regression.squared_error);
+      r->set_absolute_error(result.regression.absolute_error);
+      r->set_target(result.regression.target);
+      r->set_target_squared(result.regression.target_squared);
+    }
     spdlog::info("round {}: global model accuracy {:.4f} on {} local test examples", plan.round(),
                  result.accuracy, result.num_examples);
   } else {
