@@ -27,6 +27,7 @@
 #include "common/secagg/client.h"
 #include "common/tensor/safetensors.h"
 #include "coordinator/round_engine.h"
+#include "coordinator/round_metrics.h"
 #include "nlohmann/json.hpp"
 #include "sim/loopback.h"
 #include "sim/svg_plot.h"
@@ -371,9 +372,20 @@ class RunPrivacy {
   RoundPrivacyCost cost_;  // every round costs the same
 };
 
-// One line of metrics.jsonl.
+// The central evaluation's counts (confusion matrix, score histograms, regression sums), checked
+// as the coordinator checks a site's.
+StatusOr<EvaluationCounts> CountsOf(const EvalResult& eval) {
+  StatusOr<EvaluationCounts> counts =
+      EvaluationCounts::Of(eval.num_examples, eval.classes, eval.confusion, eval.positive_scores,
+                           eval.negative_scores, eval.regression);
+  if (!counts.ok()) return Annotate(counts.status(), "the test set's evaluation");
+  return counts;
+}
+
+// One line of metrics.jsonl; the clinical figures are written as the coordinator writes them.
 nlohmann::ordered_json MetricsLine(const SimulationConfig& run, const RoundMetrics& m,
-                                   const EvalResult& eval, const RoundOutcome& outcome,
+                                   const EvalResult& eval, const EvaluationCounts& counts,
+                                   const RoundOutcome& outcome,
                                    const std::vector<VirtualSite>& sites) {
   nlohmann::ordered_json line;
   double train_seconds = 0;
@@ -391,6 +403,7 @@ nlohmann::ordered_json MetricsLine(const SimulationConfig& run, const RoundMetri
   line["sites"] = sites.size();
   line["accuracy"] = eval.accuracy;
   line["loss"] = eval.loss;
+  WriteClinicalMetrics(counts, &line);
   line["seconds"] = m.seconds;
   line["train_seconds"] = train_seconds;
   line["evaluation_seconds"] = eval.seconds;
@@ -483,10 +496,11 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
                                     run_dir + "/engine", loopback.get(), &sites));
     ASSIGN_OR_RETURN(global, ServerStep(*strategy, global, round, outcome, sites));
     ASSIGN_OR_RETURN(EvalResult eval, backend->Evaluate(0, global));
+    ASSIGN_OR_RETURN(const EvaluationCounts counts, CountsOf(eval));
     RoundMetrics m{round, eval.accuracy, eval.loss, SecondsSince(round_start)};
     RETURN_IF_ERROR(privacy.Book(&m));
     result.rounds.push_back(m);
-    absl::StrAppend(&metrics, MetricsLine(run, m, eval, outcome, sites).dump(), "\n");
+    absl::StrAppend(&metrics, MetricsLine(run, m, eval, counts, outcome, sites).dump(), "\n");
     RETURN_IF_ERROR(WriteFileAtomically(run_dir + "/metrics.jsonl", metrics));
     if (progress) {
       Progress p;

@@ -60,12 +60,16 @@ class FakeBackend : public SimulationBackend {
     return out;
   }
   StatusOr<EvalResult> Evaluate(int, const Model& model) override {
-    EvalResult r;
-    r.num_examples = 1;
+    EvalResult r = eval_;
     r.accuracy = 0.5;
     r.loss = model.values[0];
     return r;
   }
+  EvalResult eval_ = [] {
+    EvalResult r;
+    r.num_examples = 1;
+    return r;
+  }();  // the counts Evaluate reports
   bool big_site_ = false;
   double last_mu_ = -1;
   bool scaffold_seen_ = false;
@@ -120,6 +124,45 @@ TEST_F(SimulationTest, FedAvgAppliesTheExampleWeightedMeanEveryRound) {
   EXPECT_THAT(Slurp(dir + "/loss.svg"), HasSubstr("</svg>"));
   EXPECT_TRUE(std::filesystem::exists(dir + "/final.safetensors"));
   EXPECT_FALSE(std::filesystem::exists(dir + "/engine"));  // the per-round engine is cleaned up
+}
+
+// The simulator's lines carry the clinical figures of its central evaluation, written by the
+// coordinator's own code (coordinator/round_metrics.h): AUC for a binary task, MSE, MAE and R²
+// for a regression, nothing that does not apply; counts that do not fit end the run.
+TEST_F(SimulationTest, LinesCarryTheCentralEvaluationsAucOrRegressionErrors) {
+  FakeBackend binary;
+  // Two negatives (bins 1 and 8 of 10), two positives (bins 9 and 7): 3 of 4 pairs ranked right.
+  binary.eval_.num_examples = 4;
+  binary.eval_.classes = 2;
+  binary.eval_.confusion = {1, 1, 0, 2};
+  binary.eval_.positive_scores = {0, 0, 0, 0, 0, 0, 0, 1, 0, 1};
+  binary.eval_.negative_scores = {0, 1, 0, 0, 0, 0, 0, 0, 1, 0};
+  const std::string dir = TempDir("binary_metrics");
+  ASSERT_TRUE(RunSimulation(TinyConfig("fedavg"), kTenLabels, &binary, dir).ok());
+  auto lines = Lines(dir + "/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_DOUBLE_EQ(lines[1]["auc"].get<double>(), 0.75);
+  EXPECT_DOUBLE_EQ(lines[1]["balanced_accuracy"].get<double>(), 0.75);
+  EXPECT_FALSE(lines[1].contains("mse"));
+
+  FakeBackend regression;
+  regression.eval_.num_examples = 3;
+  // Predictions 1, 2, 3 of targets 1.5, 2, 2: errors 0.5, 0, 1; the targets' mean 11/6.
+  for (double i : {1.0, 2.0, 3.0}) regression.eval_.regression.Add(i, i == 1 ? 1.5 : 2.0);
+  const std::string rdir = TempDir("regression_metrics");
+  ASSERT_TRUE(RunSimulation(TinyConfig("fedavg"), kTenLabels, &regression, rdir).ok());
+  lines = Lines(rdir + "/metrics.jsonl");
+  EXPECT_NEAR(lines[0]["mse"].get<double>(), 1.25 / 3, 1e-12);
+  EXPECT_NEAR(lines[0]["mae"].get<double>(), 0.5, 1e-12);
+  EXPECT_NEAR(lines[0]["r2"].get<double>(), 1 - 1.25 / (1.0 / 6), 1e-9);
+  EXPECT_FALSE(lines[0].contains("auc"));
+  EXPECT_FALSE(lines[0].contains("balanced_accuracy"));
+
+  FakeBackend wrong = binary;
+  wrong.eval_.num_examples = 5;
+  auto run = RunSimulation(TinyConfig("fedavg"), kTenLabels, &wrong, TempDir("wrong_metrics"));
+  EXPECT_EQ(run.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(run.status().message()), HasSubstr("the test set's evaluation"));
 }
 
 TEST_F(SimulationTest, FedProxPassesMuAndScaffoldSendsCorrections) {
