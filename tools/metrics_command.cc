@@ -1,4 +1,5 @@
-// hansa metrics STATE_DIR: the per-round table of a coordinator's metrics.jsonl.
+// hansa metrics STATE_DIR: the per-round table of a coordinator's metrics.jsonl, with a column
+// for each clinical figure (balanced accuracy, macro F1, AUC, MSE, MAE, R²) some round has.
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -21,6 +22,18 @@ std::string Bytes(double b) {
   }
   return buf;
 }
+
+// The federation's clinical figures metrics.jsonl may hold (coordinator/round_metrics.h).
+struct ClinicalColumn {
+  const char* key;
+  const char* header;
+};
+constexpr ClinicalColumn kClinical[] = {{"balanced_accuracy", "bal. acc"},
+                                        {"macro_f1", "macro F1"},
+                                        {"auc", "AUC"},
+                                        {"mse", "MSE"},
+                                        {"mae", "MAE"},
+                                        {"r2", "R2"}};
 
 void PrintMetrics(const std::string& state_dir, double min_accuracy) {
   std::string path = state_dir + "/metrics.jsonl";
@@ -47,8 +60,19 @@ void PrintMetrics(const std::string& state_dir, double min_accuracy) {
     client = client || m.contains("epsilon");
     record = record || m.contains("record_epsilon");
   }
-  std::printf("%5s %5s %9s %8s %9s %11s %11s", "round", "sites", "accuracy", "loss", "seconds",
-              "bytes up", "bytes down");
+  // A column per clinical figure that some round has (classification, binary or regression).
+  std::vector<const ClinicalColumn*> clinical;
+  for (const ClinicalColumn& c : kClinical) {
+    for (const auto& m : rounds) {
+      if (m.contains(c.key)) {
+        clinical.push_back(&c);
+        break;
+      }
+    }
+  }
+  std::printf("%5s %5s %9s %8s", "round", "sites", "accuracy", "loss");
+  for (const ClinicalColumn* c : clinical) std::printf(" %9s", c->header);
+  std::printf(" %9s %11s %11s", "seconds", "bytes up", "bytes down");
   if (client) std::printf(" %10s", "site eps");
   if (record) std::printf(" %10s", "record eps");
   std::printf("\n");
@@ -59,8 +83,15 @@ void PrintMetrics(const std::string& state_dir, double min_accuracy) {
   for (const auto& m : rounds) {
     double acc = m["accuracy"].is_number() ? m["accuracy"].get<double>() : -1;
     double loss = m["loss"].is_number() ? m["loss"].get<double>() : -1;
-    std::printf("%5lld %5lld %9.4f %8.4f %9.1f %11s %11s", m.value("round", 0LL),
-                m.value("sites", 0LL), acc, loss, m.value("seconds", 0.0),
+    std::printf("%5lld %5lld %9.4f %8.4f", m.value("round", 0LL), m.value("sites", 0LL), acc, loss);
+    for (const ClinicalColumn* c : clinical) {
+      if (m.contains(c->key) && m[c->key].is_number()) {
+        std::printf(" %9.6g", m[c->key].get<double>());
+      } else {
+        std::printf(" %9s", "-");
+      }
+    }
+    std::printf(" %9.1f %11s %11s", m.value("seconds", 0.0),
                 Bytes(m.value("bytes_up", 0.0)).c_str(), Bytes(m.value("bytes_down", 0.0)).c_str());
     if (client) std::printf(" %10.4g", epsilon(m, "epsilon"));
     if (record) std::printf(" %10.4g", epsilon(m, "record_epsilon"));
