@@ -147,6 +147,15 @@ Status Dataset::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("data set has image size ", rows, "x", cols, "; both must be positive"));
   }
+  if (tabular) {
+    if (rows != 1 || !images.empty() || features.size() != targets.size() * cols ||
+        (!labels.empty() && labels.size() != targets.size())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tabular data set has ", features.size(), " values, ", targets.size(),
+                       " targets and ", labels.size(), " labels for rows of ", cols, " features"));
+    }
+    return absl::OkStatus();
+  }
   if (images.size() != labels.size() * static_cast<size_t>(rows * cols)) {
     return absl::InvalidArgumentError(absl::StrCat("data set has ", images.size(), " pixels for ",
                                                    labels.size(), " labels of ", rows, "x", cols,
@@ -223,17 +232,29 @@ StatusOr<Dataset> Subset(const Dataset& data, const std::vector<int64_t>& indice
   Dataset out;
   out.rows = data.rows;
   out.cols = data.cols;
-  const size_t pixels = static_cast<size_t>(data.pixels_per_image());
-  out.images.resize(indices.size() * pixels);
-  out.labels.resize(indices.size());
+  out.tabular = data.tabular;
+  const size_t width = static_cast<size_t>(data.pixels_per_image());
+  if (data.tabular) {
+    out.features.resize(indices.size() * width);
+    out.targets.resize(indices.size());
+  } else {
+    out.images.resize(indices.size() * width);
+  }
+  if (!data.labels.empty()) out.labels.resize(indices.size());
   for (size_t k = 0; k < indices.size(); ++k) {
     const int64_t i = indices[k];
     if (i < 0 || i >= data.size()) {
       return absl::InvalidArgumentError(
           absl::StrCat("example index ", i, " is outside the data set of ", data.size()));
     }
-    std::memcpy(out.images.data() + k * pixels, data.images.data() + i * pixels, pixels);
-    out.labels[k] = data.labels[i];
+    if (data.tabular) {
+      std::memcpy(out.features.data() + k * width, data.features.data() + i * width,
+                  width * sizeof(float));
+      out.targets[k] = data.targets[i];
+    } else {
+      std::memcpy(out.images.data() + k * width, data.images.data() + i * width, width);
+    }
+    if (!data.labels.empty()) out.labels[k] = data.labels[i];
   }
   return out;
 }
@@ -247,9 +268,17 @@ Dataset Head(const Dataset& data, int64_t n) {
   Dataset out;
   out.rows = data.rows;
   out.cols = data.cols;
+  out.tabular = data.tabular;
   n = std::max<int64_t>(0, std::min(n, data.size()));
-  out.labels.assign(data.labels.begin(), data.labels.begin() + n);
-  out.images.assign(data.images.begin(), data.images.begin() + n * data.pixels_per_image());
+  const int64_t width = data.pixels_per_image();
+  out.labels.assign(data.labels.begin(),
+                    data.labels.begin() + std::min<int64_t>(n, data.labels.size()));
+  if (data.tabular) {
+    out.features.assign(data.features.begin(), data.features.begin() + n * width);
+    out.targets.assign(data.targets.begin(), data.targets.begin() + n);
+  } else {
+    out.images.assign(data.images.begin(), data.images.begin() + n * width);
+  }
   return out;
 }
 

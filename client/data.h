@@ -38,14 +38,23 @@ StatusOr<IdxArray> ParseIdx(std::string_view bytes, const std::string& name,
 // Reads and parses an IDX file (gzipped or raw); NotFound when it is absent.
 StatusOr<IdxArray> ReadIdxFile(const std::string& path, size_t max_bytes = kDefaultMaxIdxBytes);
 
-// Labelled grey-scale images, e.g. Fashion-MNIST: image i is pixels [i*rows*cols, (i+1)*rows*cols).
+// Labelled examples: grey-scale images, e.g. Fashion-MNIST (image i is pixels
+// [i*rows*cols, (i+1)*rows*cols)), or, when `tabular`, rows of float features (a site's CSV
+// data, client/tabular.h) with a float target each.
 struct Dataset {
   int64_t rows = 0;
   int64_t cols = 0;
   std::vector<uint8_t> images;  // size() * rows * cols pixels, 0..255
-  std::vector<uint8_t> labels;  // size() class ids
+  // size() class ids; tabular: the targets as class ids for classification, empty for a
+  // regression.
+  std::vector<uint8_t> labels;
 
-  int64_t size() const { return static_cast<int64_t>(labels.size()); }
+  // Tabular examples: rows = 1, cols features each, images empty.
+  bool tabular = false;
+  std::vector<float> features;  // size() * cols values
+  std::vector<float> targets;   // size() targets: class ids, or a regression's values
+
+  int64_t size() const { return static_cast<int64_t>(tabular ? targets.size() : labels.size()); }
   int64_t pixels_per_image() const { return rows * cols; }
   // InvalidArgument when the vectors disagree with size(), rows and cols.
   Status Validate() const;

@@ -42,8 +42,12 @@ StatusOr<std::unique_ptr<SimulationBackend>> CreateTorchBackend(const Dataset* t
   auto backend = std::make_unique<TorchBackend>(train, test);
   const int cores = std::max(1u, std::thread::hardware_concurrency());
   if (threads == 0 && pool > 1) threads = std::max(1, cores / pool);
+  TrainerOptions options;
+  options.model = model;
+  options.device = device;
+  options.threads = threads;
   for (int i = 0; i < std::max(1, pool); ++i) {
-    ASSIGN_OR_RETURN(auto trainer, Trainer::Create(TrainerOptions{model, device, threads}));
+    ASSIGN_OR_RETURN(auto trainer, Trainer::Create(options));
     backend->trainers.push_back(std::move(trainer));
   }
   return std::unique_ptr<SimulationBackend>(std::move(backend));

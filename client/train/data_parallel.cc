@@ -20,7 +20,8 @@ Status ServeDataParallelTraining(const std::shared_ptr<DataParallelGroup>& group
     return absl::InvalidArgumentError("ServeDataParallelTraining runs on ranks > 0 of a group");
   }
   std::unique_ptr<Trainer> trainer;
-  std::string model;
+  std::string model, script_file;
+  Task task;
   for (;;) {
     ASSIGN_OR_RETURN(std::string text, torch_group->NextCommand());
     nlohmann::json command = nlohmann::json::parse(text, nullptr, false);
@@ -50,8 +51,15 @@ Status ServeDataParallelTraining(const std::shared_ptr<DataParallelGroup>& group
       s.dp.sampling_rate = command.at("dp_sampling_rate").get<double>();
       s.dp.steps = command.at("dp_steps").get<int64_t>();
       s.dp.per_example_loop = command.at("dp_per_example_loop").get<bool>();
-      if (command.at("model").get<std::string>() != model) {
+      // A study's TorchScript model: rank 0's file (the rank checks its hash itself) and task.
+      StatusOr<Task> sent = ParseTask(command.value("task_kind", ""), command.value("loss", ""),
+                                      command.value("buffers", ""));
+      if (!sent.ok()) return Annotate(sent.status(), "data-parallel command");
+      if (command.at("model").get<std::string>() != model ||
+          command.value("script_file", "") != script_file || !(*sent == task)) {
         model = command.at("model").get<std::string>();
+        script_file = command.value("script_file", "");
+        task = *sent;
         trainer.reset();
       }
     } catch (const std::exception& e) {
@@ -61,6 +69,8 @@ Status ServeDataParallelTraining(const std::shared_ptr<DataParallelGroup>& group
     if (!trainer) {
       TrainerOptions options = base;
       options.model = model;
+      options.script_file = script_file;
+      options.task = task;
       options.group = group;
       ASSIGN_OR_RETURN(trainer, Trainer::Create(options));
     }

@@ -46,9 +46,9 @@ Status CheckRecordDpSettings(const RecordDpSettings& dp) {
   return absl::OkStatus();
 }
 
-DpSgd::DpSgd(TorchNet& net, std::vector<torch::Tensor>& params, torch::Device device,
+DpSgd::DpSgd(TorchNet& net, std::vector<torch::Tensor>& params, Loss loss, torch::Device device,
              TorchGroup* group)
-    : net_(net), params_(params), device_(device), group_(group) {}
+    : net_(net), params_(params), loss_(loss), device_(device), group_(group) {}
 
 Status DpSgd::Train(const torch::Tensor& images, const torch::Tensor& labels,
                     const RecordDpSettings& dp, absl::FunctionRef<void()> step,
@@ -163,8 +163,7 @@ double DpSgd::AddClippedGradientsBatched(const torch::Tensor& x, const torch::Te
                                          double clip, std::vector<torch::Tensor>& sums) {
   using Kind = LayerTrace::Kind;
   std::vector<LayerTrace> trace;
-  torch::Tensor loss = F::cross_entropy(net_.Forward(x, &trace), y,
-                                        F::CrossEntropyFuncOptions().reduction(torch::kSum));
+  torch::Tensor loss = SummedLoss(loss_, net_.Forward(x, &trace), y);
   std::vector<torch::Tensor> outputs;
   for (const auto& layer : trace) outputs.push_back(layer.output);
   std::vector<torch::Tensor> grads = torch::autograd::grad({loss}, outputs);
@@ -214,8 +213,8 @@ double DpSgd::AddClippedGradientsLoop(const torch::Tensor& x, const torch::Tenso
                                       std::vector<torch::Tensor>& sums) {
   double loss_sum = 0;
   for (int64_t i = 0; i < x.size(0); ++i) {
-    torch::Tensor loss = F::cross_entropy(net_.forward(x.slice(0, i, i + 1)), y.slice(0, i, i + 1),
-                                          F::CrossEntropyFuncOptions().reduction(torch::kSum));
+    torch::Tensor loss =
+        SummedLoss(loss_, net_.forward(x.slice(0, i, i + 1)), y.slice(0, i, i + 1));
     std::vector<torch::Tensor> grads = torch::autograd::grad({loss}, params_);
     torch::NoGradGuard no_grad;
     torch::Tensor norm2 = torch::zeros({}, x.options());

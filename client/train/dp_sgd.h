@@ -28,7 +28,8 @@ class DpSgd {
  public:
   // `params` are `net`'s parameters in layout order; `group` is null when training alone.
   // All must outlive this object.
-  DpSgd(TorchNet& net, std::vector<torch::Tensor>& params, torch::Device device, TorchGroup* group);
+  DpSgd(TorchNet& net, std::vector<torch::Tensor>& params, Loss loss, torch::Device device,
+        TorchGroup* group);
 
   // REQUIRES: CheckRecordDpSettings(dp) is OK and dp.enabled().
   // dp.steps steps on Poisson samples of (images, labels), both on the device; `step` applies
@@ -59,6 +60,7 @@ class DpSgd {
 
   TorchNet& net_;
   std::vector<torch::Tensor>& params_;
+  const Loss loss_;
   const torch::Device device_;
   TorchGroup* const group_;
 };

@@ -149,4 +149,19 @@ StatusOr<std::shared_ptr<TorchNet>> CreateTorchNet(const std::string& model) {
   return absl::InternalError(absl::StrCat("model '", model, "' has no LibTorch module"));
 }
 
+torch::Tensor SummedLoss(Loss loss, const torch::Tensor& output, const torch::Tensor& target) {
+  switch (loss) {
+    case Loss::kCrossEntropy:
+      return F::cross_entropy(output, target, F::CrossEntropyFuncOptions().reduction(torch::kSum));
+    case Loss::kBceWithLogits:
+      return F::binary_cross_entropy_with_logits(
+          output.reshape({target.size(0)}), target,
+          F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kSum));
+    case Loss::kMse:
+      return F::mse_loss(output.reshape({target.size(0)}), target,
+                         F::MSELossFuncOptions().reduction(torch::kSum));
+  }
+  return {};
+}
+
 }  // namespace hansa::internal

@@ -1,5 +1,7 @@
 #include "client/train/torchscript.h"
 
+#include "client/train/internal/torch_models.h"
+
 #include <torch/script.h>
 #include <torch/torch.h>
 
@@ -43,7 +45,77 @@ TorchScriptTensor Describe(const std::string& name, const at::Tensor& t, bool pa
   return d;
 }
 
+// A TorchScript module as the trainer drives it. Its parameters and buffers are the module's
+// own tensors (moved in place by to()), so the optimizer steps the module.
+class ScriptNet final : public internal::TorchNet {
+ public:
+  ScriptNet(torch::jit::Module module, Buffers buffers)
+      : module_(std::move(module)), buffers_(buffers) {}
+
+  torch::Tensor Forward(const torch::Tensor& x, std::vector<internal::LayerTrace>*) override {
+    return module_.forward({x}).toTensor();
+  }
+  Named Weights() override {
+    Named out;
+    for (const auto& p : module_.named_parameters(/*recurse=*/true)) {
+      if (p.value.is_floating_point()) out.emplace_back(p.name, p.value);
+    }
+    return out;
+  }
+  Named AveragedBuffers() override {
+    Named out;
+    if (buffers_ == Buffers::kLocal) return out;
+    for (const auto& b : module_.named_buffers(/*recurse=*/true)) {
+      // float32 buffers only: the others (num_batches_tracked) stay the site's own.
+      if (b.value.scalar_type() == torch::kFloat32) out.emplace_back(b.name, b.value);
+    }
+    return out;
+  }
+  using internal::TorchNet::to;
+  void train(bool on) override {
+    module_.train(on);
+    internal::TorchNet::train(on);
+  }
+  void to(torch::Device device, bool non_blocking) override { module_.to(device, non_blocking); }
+
+ private:
+  torch::jit::Module module_;
+  Buffers buffers_;
+};
+
 }  // namespace
+
+namespace internal {
+
+StatusOr<std::shared_ptr<TorchNet>> LoadScriptNet(const std::string& bytes, const std::string& name,
+                                                  Buffers buffers) {
+  torch::jit::Module module;
+  try {
+    std::istringstream in(bytes);
+    module = torch::jit::load(in, torch::kCPU);
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, " is not a TorchScript model LibTorch can load: ", e.what_without_backtrace()));
+  }
+  int64_t trained = 0;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) {
+    if (!p.value.is_floating_point()) continue;
+    // float32 throughout: updates, masking and the safetensors models are float32.
+    if (p.value.scalar_type() != torch::kFloat32) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": parameter '", p.name, "' is ",
+                                                     DtypeName(p.value.scalar_type()),
+                                                     "; Hansa trains float32 models"));
+    }
+    p.value.requires_grad_(true);
+    ++trained;
+  }
+  if (trained == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(name, " has no parameters to train"));
+  }
+  return std::shared_ptr<TorchNet>(std::make_shared<ScriptNet>(std::move(module), buffers));
+}
+
+}  // namespace internal
 
 StatusOr<TorchScriptInfo> InspectTorchScript(const std::string& path, uint64_t max_bytes) {
   ASSIGN_OR_RETURN(std::string bytes, ReadFile(path, max_bytes));
@@ -70,11 +142,17 @@ StatusOr<TorchScriptInfo> InspectTorchScript(const std::string& path, uint64_t m
 }
 
 Status SaveTorchScriptMlp(const std::string& path, int64_t inputs, int64_t hidden, int64_t outputs,
-                          uint64_t seed) {
+                          uint64_t seed, bool batch_norm) {
   try {
     torch::manual_seed(seed);
-    auto layer = [](int64_t in, int64_t out, const std::string& name) {
+    // Modules built here lack the `training` flag that scripted ones have (train() sets it).
+    auto module = [](const std::string& name) {
       torch::jit::Module m(name);
+      m.register_attribute("training", c10::BoolType::get(), true);
+      return m;
+    };
+    auto layer = [&](int64_t in, int64_t out, const std::string& name) {
+      torch::jit::Module m = module(name);
       const double bound = 1.0 / std::sqrt(static_cast<double>(in));
       m.register_parameter("weight", torch::empty({out, in}).uniform_(-bound, bound), false);
       m.register_parameter("bias", torch::empty({out}).uniform_(-bound, bound), false);
@@ -84,10 +162,27 @@ def forward(self, x):
 )");
       return m;
     };
-    torch::jit::Module mlp("TabularMlp");
+    torch::jit::Module mlp = module("TabularMlp");
     mlp.register_module("fc1", layer(inputs, hidden, "Linear1"));
+    if (batch_norm) {
+      torch::jit::Module bn = module("BatchNorm");
+      bn.register_parameter("weight", torch::ones({hidden}), false);
+      bn.register_parameter("bias", torch::zeros({hidden}), false);
+      bn.register_buffer("running_mean", torch::zeros({hidden}));
+      bn.register_buffer("running_var", torch::ones({hidden}));
+      bn.define(R"(
+def forward(self, x):
+    return torch.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
+                            self.training, 0.1, 1e-5, False)
+)");
+      mlp.register_module("bn", bn);
+    }
     mlp.register_module("fc2", layer(hidden, outputs, "Linear2"));
-    mlp.define(R"(
+    mlp.define(batch_norm ? R"(
+def forward(self, x):
+    return self.fc2.forward(torch.relu(self.bn.forward(self.fc1.forward(x))))
+)"
+                          : R"(
 def forward(self, x):
     return self.fc2.forward(torch.relu(self.fc1.forward(x)))
 )");

@@ -40,8 +40,10 @@ StatusOr<TorchScriptInfo> InspectTorchScript(const std::string& path,
 
 // Writes a small TorchScript MLP (inputs -> hidden -> outputs, ReLU, parameters fc1.weight,
 // fc1.bias, fc2.weight, fc2.bias, initialised from `seed`) built in C++ with torch::jit, as a
-// study could write in Python: for tests and the examples.
+// study could write in Python: for tests and the examples. With `batch_norm`, a batch norm
+// follows fc1 (parameters bn.weight and bn.bias after fc1's, float32 buffers bn.running_mean
+// and bn.running_var).
 Status SaveTorchScriptMlp(const std::string& path, int64_t inputs, int64_t hidden, int64_t outputs,
-                          uint64_t seed);
+                          uint64_t seed, bool batch_norm = false);
 
 }  // namespace hansa

@@ -22,6 +22,8 @@
 #include "client/train/dp_sgd.h"
 #include "client/train/internal/torch_group.h"
 #include "client/train/internal/torch_models.h"
+#include "common/crypto/sha256.h"
+#include "common/fileio/fileio.h"
 #include "common/random/seeded_random.h"
 #include "nlohmann/json.hpp"
 
@@ -31,7 +33,9 @@ namespace {
 namespace F = torch::nn::functional;
 
 constexpr int64_t kEvalBatch = 1000;
+constexpr int64_t kScoreBins = 1000;  // binary scores' histogram (metrics.h's ScoreHistogram)
 constexpr int kMaxEpochs = 1000;
+constexpr uint64_t kMaxScriptBytes = uint64_t{4} << 30;
 constexpr int kMaxBatchSize = 1 << 16;
 
 // Runs `body` and turns any exception into a Status naming `what`; LibTorch reports its errors
@@ -116,42 +120,74 @@ Status CheckSettings(const TrainSettings& s) {
   return internal::CheckRecordDpSettings(s.dp);
 }
 
-// Checks that `data` fits the built-in models' input and output.
-Status CheckData(const Dataset& data) {
+// Checks that `data` fits a model: the built-in models' 28 x 28 images and 10 classes, or, for
+// a study's own model, whatever LibTorch finds when it runs (shapes), with class ids where the
+// loss needs them.
+Status CheckData(const Dataset& data, bool builtin, const Task& task) {
   RETURN_IF_ERROR(data.Validate());
   if (data.size() == 0) return absl::InvalidArgumentError("the data set is empty");
-  if (data.rows != kBuiltinImageSize || data.cols != kBuiltinImageSize) {
-    return absl::InvalidArgumentError(absl::StrCat("images are ", data.rows, "x", data.cols,
-                                                   "; the built-in models take ", kBuiltinImageSize,
-                                                   "x", kBuiltinImageSize));
+  if (builtin) {
+    if (data.tabular || data.rows != kBuiltinImageSize || data.cols != kBuiltinImageSize) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          data.tabular ? "rows of features" : "images are ", data.rows, "x", data.cols,
+          "; the built-in models take ", kBuiltinImageSize, "x", kBuiltinImageSize, " images"));
+    }
+    for (int64_t i = 0; i < data.size(); ++i) {
+      if (data.labels[i] >= kBuiltinNumClasses) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("example ", i, " has label ", int{data.labels[i]},
+                         "; the built-in models have ", kBuiltinNumClasses, " classes"));
+      }
+    }
+    return absl::OkStatus();
   }
-  for (int64_t i = 0; i < data.size(); ++i) {
-    if (data.labels[i] >= kBuiltinNumClasses) {
-      return absl::InvalidArgumentError(absl::StrCat("example ", i, " has label ",
-                                                     int{data.labels[i]},
-                                                     "; the built-in models "
-                                                     "have ",
-                                                     kBuiltinNumClasses, " classes"));
+  const bool classes = task.kind != TaskKind::kRegression;
+  if (classes && data.tabular && data.labels.size() != data.targets.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a ", std::string(TaskKindName(task.kind)),
+                     " task needs class ids as labels; the data holds regression targets"));
+  }
+  if (task.kind == TaskKind::kBinary) {
+    for (int64_t i = 0; i < data.size(); ++i) {
+      if (data.labels[i] > 1) {
+        return absl::InvalidArgumentError(absl::StrCat("example ", i, " has label ",
+                                                       int{data.labels[i]},
+                                                       "; a binary task has labels 0 and 1"));
+      }
     }
   }
   return absl::OkStatus();
 }
 
 struct DataTensors {
-  torch::Tensor images;  // N x 1 x rows x cols, float in [0, 1], on the device
-  torch::Tensor labels;  // N, int64, on the device
+  // Images: N x 1 x rows x cols, float in [0, 1]; tabular: N x cols features. On the device.
+  torch::Tensor images;
+  // N on the device: int64 class ids for cross-entropy, float32 otherwise.
+  torch::Tensor labels;
 };
 
-// One copy of the pixels to the device as bytes, then one conversion there.
-DataTensors ToTensors(const Dataset& data, const torch::Device& device) {
-  auto* pixels = const_cast<uint8_t*>(data.images.data());  // from_blob is only read from
-  auto* labels = const_cast<uint8_t*>(data.labels.data());
-  torch::Tensor images =
-      torch::from_blob(pixels, {data.size(), 1, data.rows, data.cols}, torch::kUInt8);
-  torch::Tensor targets = torch::from_blob(labels, {data.size()}, torch::kUInt8);
+// One copy of the examples to the device (pixels as bytes, converted there).
+DataTensors ToTensors(const Dataset& data, const torch::Device& device, Loss loss) {
   DataTensors out;
-  out.images = images.to(device).to(torch::kFloat32).div_(255.0);
-  out.labels = targets.to(device).to(torch::kInt64);
+  torch::Tensor targets;
+  if (data.tabular) {
+    auto* features = const_cast<float*>(data.features.data());  // from_blob is only read from
+    out.images = torch::from_blob(features, {data.size(), data.cols}, torch::kFloat32).to(device);
+    targets =
+        torch::from_blob(const_cast<float*>(data.targets.data()), {data.size()}, torch::kFloat32);
+  } else {
+    auto* pixels = const_cast<uint8_t*>(data.images.data());
+    torch::Tensor images =
+        torch::from_blob(pixels, {data.size(), 1, data.rows, data.cols}, torch::kUInt8);
+    out.images = images.to(device).to(torch::kFloat32).div_(255.0);
+    targets =
+        torch::from_blob(const_cast<uint8_t*>(data.labels.data()), {data.size()}, torch::kUInt8);
+  }
+  out.labels = targets.to(device).to(loss == Loss::kCrossEntropy ? torch::kInt64 : torch::kFloat32);
+  // from_blob tensors alias `data`: copy when the device is the CPU and no conversion copied.
+  if (out.images.data_ptr() == static_cast<const void*>(data.features.data())) {
+    out.images = out.images.clone();
+  }
   return out;
 }
 
@@ -182,14 +218,19 @@ uint64_t EpochSeed(uint64_t seed, int epoch) {
 class TorchTrainer final : public Trainer {
  public:
   TorchTrainer(torch::Device device, std::shared_ptr<internal::TorchNet> net, ModelLayout layout,
-               std::string model, std::shared_ptr<DataParallelGroup> group)
+               const TrainerOptions& options, bool builtin)
       : device_(device),
         net_(std::move(net)),
         layout_(std::move(layout)),
-        model_(std::move(model)),
-        group_owner_(std::move(group)),
+        model_(options.model),
+        script_file_(options.script_file),
+        task_(options.task),
+        builtin_(builtin),
+        group_owner_(options.group),
         group_(dynamic_cast<internal::TorchGroup*>(group_owner_.get())) {
-    for (const auto& item : net_->named_parameters()) params_.push_back(item.value());
+    for (auto& [name, tensor] : net_->Weights()) params_.push_back(tensor);
+    state_ = params_;
+    for (auto& [name, tensor] : net_->AveragedBuffers()) state_.push_back(tensor);
   }
 
   const ModelLayout& layout() const override { return layout_; }
@@ -205,12 +246,12 @@ class TorchTrainer final : public Trainer {
     RETURN_IF_ERROR(CheckFinite(global));
     return CatchTorch("setting model weights", [&]() -> Status {
       torch::NoGradGuard no_grad;
-      for (size_t i = 0; i < params_.size(); ++i) {
+      for (size_t i = 0; i < state_.size(); ++i) {
         auto* src = const_cast<float*>(global.values.data() + layout_.Offset(i));
-        params_[i].copy_(torch::from_blob(src, params_[i].sizes(), torch::kFloat32));
+        state_[i].copy_(torch::from_blob(src, state_[i].sizes(), torch::kFloat32));
       }
       // On a GPU the global model stays there too, for UpdateOnDevice.
-      if (device_.is_cuda()) global_on_device_ = internal::Flatten(params_).clone();
+      if (device_.is_cuda()) global_on_device_ = internal::Flatten(state_).clone();
       return absl::OkStatus();
     });
   }
@@ -221,8 +262,8 @@ class TorchTrainer final : public Trainer {
       out.layout = layout_;
       out.values.resize(layout_.TotalElements());
       torch::NoGradGuard no_grad;
-      for (size_t i = 0; i < params_.size(); ++i) {
-        torch::Tensor cpu = params_[i].detach().to(torch::kCPU).contiguous();
+      for (size_t i = 0; i < state_.size(); ++i) {
+        torch::Tensor cpu = state_[i].detach().to(torch::kCPU).contiguous();
         std::memcpy(out.values.data() + layout_.Offset(i), cpu.data_ptr<float>(),
                     sizeof(float) * cpu.numel());
       }
@@ -232,13 +273,13 @@ class TorchTrainer final : public Trainer {
 
   StatusOr<TrainResult> Train(const Dataset& data, const TrainSettings& settings) override {
     RETURN_IF_ERROR(Annotate(CheckSettings(settings), "training settings"));
-    RETURN_IF_ERROR(Annotate(CheckData(data), "training data"));
+    RETURN_IF_ERROR(Annotate(CheckData(data, builtin_, task_), "training data"));
     if (group_ != nullptr) RETURN_IF_ERROR(StartDataParallel(settings));
     return CatchTorch("training", [&]() { return TrainChecked(data, settings); });
   }
 
   StatusOr<EvalResult> Evaluate(const Dataset& data) override {
-    RETURN_IF_ERROR(Annotate(CheckData(data), "evaluation data"));
+    RETURN_IF_ERROR(Annotate(CheckData(data, builtin_, task_), "evaluation data"));
     return CatchTorch("evaluating", [&]() { return EvaluateChecked(data); });
   }
 
@@ -252,7 +293,7 @@ class TorchTrainer final : public Trainer {
     }
     return CatchTorch("computing the update on the device", [&]() -> StatusOr<DeviceVector> {
       torch::NoGradGuard no_grad;
-      update_on_device_ = (internal::Flatten(params_) - global_on_device_).contiguous();
+      update_on_device_ = (internal::Flatten(state_) - global_on_device_).contiguous();
       // Other CUDA streams (the masking kernels') may read it once this returns.
       torch::cuda::synchronize(device_.index());
       return DeviceVector{update_on_device_.data_ptr<float>(),
@@ -276,6 +317,10 @@ class TorchTrainer final : public Trainer {
     if (group_->rank() == 0) {
       const nlohmann::json command = {{"op", "train"},
                                       {"model", model_},
+                                      {"script_file", script_file_},
+                                      {"task_kind", TaskKindName(task_.kind)},
+                                      {"loss", LossName(task_.loss)},
+                                      {"buffers", BuffersName(task_.buffers)},
                                       {"epochs", s.epochs},
                                       {"batch_size", s.batch_size},
                                       {"learning_rate", s.learning_rate},
@@ -294,9 +339,9 @@ class TorchTrainer final : public Trainer {
     }
     return CatchTorch("data-parallel weights", [&]() -> Status {
       torch::NoGradGuard no_grad;
-      torch::Tensor flat = internal::Flatten(params_);
+      torch::Tensor flat = internal::Flatten(state_);
       group_->Broadcast(flat);
-      internal::Unflatten(flat, params_);
+      internal::Unflatten(flat, state_);
       return absl::OkStatus();
     });
   }
@@ -334,7 +379,7 @@ class TorchTrainer final : public Trainer {
 
   StatusOr<TrainResult> TrainChecked(const Dataset& data, const TrainSettings& s) {
     const auto start = std::chrono::steady_clock::now();
-    DataTensors tensors = ToTensors(data, device_);
+    DataTensors tensors = ToTensors(data, device_, task_.loss);
     if (s.input_noise_std > 0) {
       std::vector<float> noise =
           PortableGaussian(tensors.images.numel(), s.input_noise_std, s.noise_seed);
@@ -359,9 +404,9 @@ class TorchTrainer final : public Trainer {
             torch::from_blob(src, params_[i].sizes(), torch::kFloat32).to(device_).clone());
       }
     }
-    torch::optim::SGD optimizer(net_->parameters(), torch::optim::SGDOptions(s.learning_rate)
-                                                        .momentum(s.momentum)
-                                                        .weight_decay(s.weight_decay));
+    torch::optim::SGD optimizer(params_, torch::optim::SGDOptions(s.learning_rate)
+                                             .momentum(s.momentum)
+                                             .weight_decay(s.weight_decay));
     // After the gradient is in place: FedProx's term, the step, SCAFFOLD's correction.
     auto step = [&] {
       if (!centre.empty()) {
@@ -382,7 +427,7 @@ class TorchTrainer final : public Trainer {
     TrainResult result;
     result.num_examples = n;
     if (s.dp.enabled()) {
-      internal::DpSgd dp_sgd(*net_, params_, device_, group_);
+      internal::DpSgd dp_sgd(*net_, params_, task_.loss, device_, group_);
       RETURN_IF_ERROR(dp_sgd.Train(tensors.images, tensors.labels, s.dp, step, &result));
       result.seconds = SecondsSince(start);
       return result;
@@ -401,8 +446,7 @@ class TorchTrainer final : public Trainer {
           torch::Tensor index = perm.slice(0, from, to);
           torch::Tensor x = tensors.images.index_select(0, index);
           torch::Tensor y = tensors.labels.index_select(0, index);
-          torch::Tensor loss = F::cross_entropy(
-              net_->forward(x), y, F::CrossEntropyFuncOptions().reduction(torch::kSum));
+          torch::Tensor loss = internal::SummedLoss(task_.loss, net_->forward(x), y);
           loss.div(static_cast<double>(end - begin)).backward();
           loss_sum += loss.detach();
         }
@@ -427,68 +471,168 @@ class TorchTrainer final : public Trainer {
     const auto start = std::chrono::steady_clock::now();
     torch::NoGradGuard no_grad;
     net_->eval();
-    const DataTensors tensors = ToTensors(data, device_);
+    const DataTensors tensors = ToTensors(data, device_, task_.loss);
     const int64_t n = data.size();
     torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device_));
-    torch::Tensor correct =
-        torch::zeros({}, torch::TensorOptions().device(device_).dtype(torch::kInt64));
-    torch::Tensor confusion;  // classes x classes counts, flat: truth * classes + predicted
-    int64_t classes = 0;
+    std::vector<torch::Tensor> outputs;  // per batch, on the device
     for (int64_t begin = 0; begin < n; begin += kEvalBatch) {
       const int64_t end = std::min(n, begin + kEvalBatch);
-      torch::Tensor logits = net_->forward(tensors.images.slice(0, begin, end));
-      torch::Tensor y = tensors.labels.slice(0, begin, end);
-      loss_sum += F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kSum));
-      torch::Tensor predicted = logits.argmax(1);
-      correct += predicted.eq(y).sum();
-      classes = logits.size(1);
-      torch::Tensor counts = torch::bincount(y * classes + predicted, {}, classes * classes);
-      confusion = confusion.defined() ? confusion + counts : counts;
+      torch::Tensor output = net_->forward(tensors.images.slice(0, begin, end));
+      loss_sum += internal::SummedLoss(task_.loss, output, tensors.labels.slice(0, begin, end));
+      outputs.push_back(std::move(output));
     }
     EvalResult result;
     result.num_examples = n;
     result.loss = loss_sum.item<double>() / static_cast<double>(n);
-    result.accuracy = static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n);
-    if (confusion.defined()) {
-      const torch::Tensor host = confusion.to(torch::kCPU).to(torch::kInt64).contiguous();
-      result.classes = static_cast<int>(classes);
-      result.confusion.assign(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + host.numel());
+    const torch::Tensor output = torch::cat(outputs);
+    if (task_.kind == TaskKind::kRegression) {
+      RETURN_IF_ERROR(AddRegression(output, tensors.labels, &result));
+    } else {
+      RETURN_IF_ERROR(AddClassification(output, tensors.labels, &result));
     }
     result.seconds = SecondsSince(start);
     return result;
+  }
+
+  // Accuracy and the confusion matrix from the arg-max logit (binary with one logit: score >=
+  // 0.5); for a binary task also the histograms of the positive class's score.
+  Status AddClassification(const torch::Tensor& output, const torch::Tensor& labels,
+                           EvalResult* result) {
+    const int64_t n = labels.size(0);
+    const torch::Tensor truth = labels.to(torch::kInt64);
+    torch::Tensor predicted, score;
+    int64_t classes = output.dim() == 2 ? output.size(1) : 1;
+    if (classes == 1) {  // one logit: BCE with logits
+      score = torch::sigmoid(output.reshape({n}));
+      predicted = score.ge(0.5).to(torch::kInt64);
+      classes = 2;
+    } else {
+      predicted = output.argmax(1);
+      if (task_.kind == TaskKind::kBinary) score = torch::softmax(output, 1).select(1, 1);
+    }
+    if (task_.kind == TaskKind::kBinary && classes != 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a binary model outputs one logit or two; this one outputs ", classes));
+    }
+    const int64_t top = truth.max().item<int64_t>();
+    if (top >= classes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the data has label ", top, " but the model outputs ", classes, " classes"));
+    }
+    result->accuracy =
+        static_cast<double>(predicted.eq(truth).sum().item<int64_t>()) / static_cast<double>(n);
+    result->classes = static_cast<int>(classes);
+    result->confusion =
+        ToCounts(torch::bincount(truth * classes + predicted, {}, classes * classes));
+    if (score.defined()) {
+      // Bins of [0, 1] as metrics.h's ScoreHistogram counts them, the last bin closed.
+      const int64_t bins = kScoreBins;
+      const torch::Tensor bin = (score * bins).floor().clamp(0, bins - 1).to(torch::kInt64);
+      const torch::Tensor positive = truth.eq(1);
+      result->positive_scores = ToCounts(torch::bincount(bin.masked_select(positive), {}, bins));
+      result->negative_scores =
+          ToCounts(torch::bincount(bin.masked_select(positive.logical_not()), {}, bins));
+    }
+    return absl::OkStatus();
+  }
+
+  Status AddRegression(const torch::Tensor& output, const torch::Tensor& targets,
+                       EvalResult* result) {
+    const int64_t n = targets.size(0);
+    if (output.numel() != n) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a regression model outputs one value per example; this one outputs ",
+                       output.numel(), " for ", n));
+    }
+    const torch::Tensor prediction = output.reshape({n}).to(torch::kFloat64);
+    const torch::Tensor target = targets.to(torch::kFloat64);
+    const torch::Tensor error = prediction - target;
+    RegressionSums& r = result->regression;
+    r.count = n;
+    r.squared_error = error.pow(2).sum().item<double>();
+    r.absolute_error = error.abs().sum().item<double>();
+    r.target = target.sum().item<double>();
+    r.target_squared = target.pow(2).sum().item<double>();
+    return absl::OkStatus();
+  }
+
+  static std::vector<int64_t> ToCounts(const torch::Tensor& counts) {
+    const torch::Tensor host = counts.to(torch::kCPU).to(torch::kInt64).contiguous();
+    return std::vector<int64_t>(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + host.numel());
   }
 
   torch::Device device_;
   std::shared_ptr<internal::TorchNet> net_;
   ModelLayout layout_;
   std::string model_;
+  std::string script_file_;
+  Task task_;
+  bool builtin_;  // a built-in architecture (false: a study's TorchScript model)
   std::shared_ptr<DataParallelGroup> group_owner_;
   internal::TorchGroup* group_;        // group_owner_ as the torch side sees it; null: alone
-  std::vector<torch::Tensor> params_;  // in layout_ order
+  std::vector<torch::Tensor> params_;  // the trained parameters, in layout_ order
+  std::vector<torch::Tensor> state_;   // params_, then the averaged buffers: all of layout_
   torch::Tensor global_on_device_;     // CUDA only: the weights of the last SetWeights, flat
   torch::Tensor update_on_device_;     // CUDA only: what UpdateOnDevice returned last
 };
 
-// The module's own parameter list, to check it against the torch-free description.
+// The module's own tensors in layout order: the parameters, then the averaged buffers.
 ModelLayout LayoutOf(internal::TorchNet& net) {
   std::vector<TensorSpec> tensors;
-  for (const auto& item : net.named_parameters()) {
-    const torch::Tensor& t = item.value();
+  internal::TorchNet::Named named = net.Weights();
+  for (auto& buffer : net.AveragedBuffers()) named.push_back(std::move(buffer));
+  for (const auto& [name, t] : named) {
     tensors.push_back(
-        {item.key(), DType::kF32, std::vector<int64_t>(t.sizes().begin(), t.sizes().end())});
+        {name, DType::kF32, std::vector<int64_t>(t.sizes().begin(), t.sizes().end())});
   }
   return ModelLayout(std::move(tensors));
 }
 
+// A study's TorchScript model: the file's bytes must have the hash its name pins, and those
+// very bytes are what LibTorch loads (the file is read once).
+StatusOr<std::shared_ptr<internal::TorchNet>> LoadPinnedScript(const TrainerOptions& options) {
+  std::string pinned;
+  if (!IsScriptModelName(options.model, &pinned)) {
+    return absl::InvalidArgumentError(absl::StrCat("model '", options.model,
+                                                   "' names no built-in model and no TorchScript "
+                                                   "file (\"sha256:<64 hex digits>\")"));
+  }
+  if (options.script_file.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model '", options.model, "' is a TorchScript file this site does not have"));
+  }
+  ASSIGN_OR_RETURN(std::string bytes, ReadFile(options.script_file, kMaxScriptBytes));
+  const std::string actual = ToHex(Sha256(bytes));
+  if (actual != pinned) {
+    return absl::FailedPreconditionError(absl::StrCat(options.script_file, " has SHA-256 ", actual,
+                                                      ", not the ", pinned, " its model names"));
+  }
+  return internal::LoadScriptNet(bytes, options.script_file, options.task.buffers);
+}
+
 StatusOr<std::unique_ptr<Trainer>> CreateChecked(const TrainerOptions& options) {
-  ASSIGN_OR_RETURN(ModelLayout layout, BuiltinModelLayout(options.model));
   ASSIGN_OR_RETURN(torch::Device device, ChooseDevice(options.device));
-  ASSIGN_OR_RETURN(std::shared_ptr<internal::TorchNet> net,
-                   internal::CreateTorchNet(options.model));
-  Status same = LayoutOf(*net).CheckSameAs(layout);
-  if (!same.ok()) {
-    return absl::InternalError(absl::StrCat("LibTorch module of '", options.model,
-                                            "' disagrees with its layout: ", same.message()));
+  const bool builtin = !IsScriptModelName(options.model);
+  std::shared_ptr<internal::TorchNet> net;
+  ModelLayout layout;
+  if (builtin) {
+    if (!(options.task == Task{})) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the built-in model '", options.model,
+          "' is a multiclass classifier on cross-entropy; "
+          "a ",
+          std::string(TaskKindName(options.task.kind)), " task needs a TorchScript model"));
+    }
+    ASSIGN_OR_RETURN(layout, BuiltinModelLayout(options.model));
+    ASSIGN_OR_RETURN(net, internal::CreateTorchNet(options.model));
+    Status same = LayoutOf(*net).CheckSameAs(layout);
+    if (!same.ok()) {
+      return absl::InternalError(absl::StrCat("LibTorch module of '", options.model,
+                                              "' disagrees with its layout: ", same.message()));
+    }
+  } else {
+    ASSIGN_OR_RETURN(net, LoadPinnedScript(options));
+    layout = LayoutOf(*net);
   }
   if (device.is_cpu()) {
     const unsigned hardware = std::thread::hardware_concurrency();
@@ -501,11 +645,14 @@ StatusOr<std::unique_ptr<Trainer>> CreateChecked(const TrainerOptions& options) 
     return absl::InvalidArgumentError(
         "the data-parallel group was not made by JoinDataParallelGroup");
   }
-  auto trainer = std::make_unique<TorchTrainer>(device, std::move(net), std::move(layout),
-                                                options.model, options.group);
-  // Start from defined weights rather than whatever torch's global generator produced.
-  ASSIGN_OR_RETURN(Model initial, InitialModel(options.model, 0));
-  RETURN_IF_ERROR(trainer->SetWeights(initial));
+  auto trainer =
+      std::make_unique<TorchTrainer>(device, std::move(net), std::move(layout), options, builtin);
+  if (builtin) {
+    // Start from defined weights rather than whatever torch's global generator produced. A
+    // TorchScript model starts from the weights in its file.
+    ASSIGN_OR_RETURN(Model initial, InitialModel(options.model, 0));
+    RETURN_IF_ERROR(trainer->SetWeights(initial));
+  }
   return std::unique_ptr<Trainer>(std::move(trainer));
 }
 

@@ -98,10 +98,6 @@ struct TrainerOptions {
   // One of BuiltinModels(), or a study's TorchScript model "sha256:<hex>" (task.h) read from
   // `script_file`, whose bytes must have that hash (the site's policy allowed it).
   std::string model;
-  std::string script_file;
-  // What the model predicts and its loss; buffers: a TorchScript model's floating-point
-  // buffers are part of layout() when averaged, and stay in the module when local.
-  Task task;
   std::string device = "auto";  // "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"
   int threads = 0;              // CPU threads for torch; 0 = hardware concurrency
   // Data-parallel training with the other ranks of the site (parallel_group.h); null: alone.
@@ -110,6 +106,10 @@ struct TrainerOptions {
   // adds the noise once; SCAFFOLD's correction and an injected DP source are refused
   // (FailedPrecondition).
   std::shared_ptr<DataParallelGroup> group = nullptr;
+  std::string script_file;
+  // What the model predicts and its loss; buffers: a TorchScript model's float32 buffers are
+  // part of layout() when averaged, and stay in the module when local.
+  Task task = {};
 };
 
 // A vector of floats in the trainer's CUDA device memory, owned by the trainer.

@@ -31,8 +31,8 @@ struct Task {
   }
 };
 
-std::string_view TaskKindName(TaskKind kind);  // "multiclass", "binary", "regression"
-std::string_view LossName(Loss loss);          // "cross_entropy", "bce_with_logits", "mse"
+std::string_view TaskKindName(TaskKind kind);   // "multiclass", "binary", "regression"
+std::string_view LossName(Loss loss);           // "cross_entropy", "bce_with_logits", "mse"
 std::string_view BuffersName(Buffers buffers);  // "average", "local"
 
 // A task from its names as configs and plans spell them. An empty kind is multiclass; an

@@ -8,8 +8,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "common/model/task.h"
 #include "common/status/status.h"
 
 namespace hansa::internal {
@@ -27,15 +29,39 @@ struct LayerTrace {
   int64_t kernel = 1, padding = 0, stride = 1;  // square convolutions, dilation 1
 };
 
-// A classifier over N x 1 x 28 x 28 float images in [0, 1], returning N x 10 logits.
+// A model LibTorch trains: a built-in classifier over N x 1 x 28 x 28 float images in [0, 1]
+// returning N x 10 logits, or a study's TorchScript module (any input, any output its task's
+// loss takes).
 class TorchNet : public torch::nn::Module {
  public:
+  using Named = std::vector<std::pair<std::string, torch::Tensor>>;
+
   torch::Tensor forward(const torch::Tensor& images) { return Forward(images, nullptr); }
   // The same forward pass; when `trace` is not null, appends every linear and convolution
   // layer it runs. A model whose traces do not cover all its parameters (a layer kind not
   // traced here) is trained under DP-SGD by the slower per-example loop instead.
   virtual torch::Tensor Forward(const torch::Tensor& images, std::vector<LayerTrace>* trace) = 0;
+  // The trained parameters, named and ordered as the model's layout.
+  virtual Named Weights() {
+    Named out;
+    for (const auto& item : named_parameters()) out.emplace_back(item.key(), item.value());
+    return out;
+  }
+  // The floating-point buffers (BatchNorm's running statistics) that are averaged with the
+  // weights and follow them in the layout; none for the built-in models.
+  virtual Named AveragedBuffers() { return {}; }
 };
+
+// The task's loss of `output` against `target` (int64 class ids for cross-entropy, float
+// otherwise), summed over the examples. A binary or regression model's output is N or N x 1.
+torch::Tensor SummedLoss(Loss loss, const torch::Tensor& output, const torch::Tensor& target);
+
+// A study's TorchScript model from the bytes of its file (already checked against its hash),
+// on the CPU, with its own weights. `buffers` decides whether its floating-point buffers are
+// averaged. InvalidArgument, naming `name`, when LibTorch cannot load it or it has no
+// floating-point parameters.
+StatusOr<std::shared_ptr<TorchNet>> LoadScriptNet(const std::string& bytes, const std::string& name,
+                                                  Buffers buffers);
 
 // Registers the module that trains the architecture registered under `name` in
 // common/model/ (its parameters must be named and ordered as that layout; Trainer::Create
