@@ -8,6 +8,7 @@
 #include "common/audit/events.h"
 #include "common/logging/logging.h"
 #include "common/model/models.h"
+#include "common/model/task.h"
 #include "common/plan/plan_readers.h"
 #include "common/secagg/params.h"
 #include "proto/plan_digest.h"
@@ -59,7 +60,31 @@ Status CheckPlan(const SitePolicy& policy, const v1::RoundPlan& plan, bool sends
         "round ", plan.round(), " asks for model '", plan.model_name(),
         "', which this site's policy does not allow (policy.allowed_models); refused"));
   }
+  if (IsScriptModelName(plan.model_name()) && policy.script_models.count(plan.model_name()) == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("round ", plan.round(), " asks for TorchScript model '", plan.model_name(),
+                     "', which this site allows but has no copy of (model.files); refused"));
+  }
+  if (Status task = PlanTask(plan).status(); !task.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("round ", plan.round(), ": ", task.message(), "; refused"));
+  }
   return absl::OkStatus();
+}
+
+StatusOr<Task> PlanTask(const v1::RoundPlan& plan) {
+  return ParseTask(plan.task().kind(), plan.task().loss(), plan.task().buffers());
+}
+
+StatusOr<int64_t> UpdateValues(const SitePolicy& policy, const v1::RoundPlan& plan) {
+  auto script = policy.script_models.find(plan.model_name());
+  if (script == policy.script_models.end()) {
+    ASSIGN_OR_RETURN(ModelLayout layout, BuiltinModelLayout(plan.model_name()));
+    return layout.TotalElements();
+  }
+  ASSIGN_OR_RETURN(Task task, PlanTask(plan));
+  return script->second.parameter_values +
+         (task.buffers == Buffers::kAverage ? script->second.buffer_values : 0);
 }
 
 namespace {
@@ -117,8 +142,7 @@ StatusOr<RoundPrivacyCost> SitePrivacy::Check(const v1::RoundPlan& plan) const {
   }
   int64_t dimension = 0;  // the client-level curve depends on the model's size
   if (client) {
-    ASSIGN_OR_RETURN(ModelLayout layout, BuiltinModelLayout(plan.model_name()));
-    dimension = layout.TotalElements();
+    ASSIGN_OR_RETURN(dimension, UpdateValues(policy_, plan));
   }
   StatusOr<RoundPrivacyCost> cost = PrivacyAccounts::Price(plan, dimension);
   RETURN_IF_ERROR(Annotate(cost.status(), absl::StrCat("privacy of round ", plan.round())));

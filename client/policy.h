@@ -5,12 +5,14 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "client/egress.h"
 #include "common/audit/audit_log.h"
+#include "common/model/task.h"
 #include "common/net/rpc.h"
 #include "common/privacy/accounts.h"
 #include "common/status/status.h"
@@ -18,9 +20,23 @@
 
 namespace hansa {
 
+// A study's TorchScript model as this site holds it: its own copy, which it hashed itself.
+struct ScriptModel {
+  std::string file;
+  int64_t parameter_values = 0;  // float32 parameters' values
+  int64_t buffer_values = 0;     // float32 buffers' values (averaged unless buffers are local)
+};
+
 struct SitePolicy {
   std::string coordinator_fingerprint;  // SHA-256 of the coordinator certificate; empty = any
+  // Built-in model names and "sha256:<hex>" of TorchScript files the data-protection officer
+  // approved (common/model/task.h). Loading TorchScript runs the file's code in the site
+  // process: the hash pin is the control.
   std::vector<std::string> allowed_models;
+  // The allowed TorchScript models this site has a copy of ([model] files), by name. Filled
+  // when the site opens (OpenSite), from the files' own bytes; a plan naming a TorchScript
+  // model not here is refused.
+  std::map<std::string, ScriptModel> script_models;
   bool require_secure_aggregation = true;
   int min_cohort = 3;  // refuse rounds with fewer sites than this
   // Floors under the coordinator's SecAgg+ parameters (CheckSecAggPolicy): a plan giving each
@@ -52,6 +68,15 @@ struct SitePolicy {
 // and one that names no aggregation the site knows (unspecified, or from a newer contract) is
 // refused.
 Status CheckPlan(const SitePolicy& policy, const v1::RoundPlan& plan, bool sends_update);
+
+// The plan's task (an unset one is the built-in models' multiclass cross-entropy).
+// InvalidArgument for names this site does not know.
+StatusOr<Task> PlanTask(const v1::RoundPlan& plan);
+
+// The number of values in one update of the plan's model (its layout's elements): a built-in
+// model's, or that of the site's own copy of a TorchScript one. InvalidArgument for a model
+// the site does not know.
+StatusOr<int64_t> UpdateValues(const SitePolicy& policy, const v1::RoundPlan& plan);
 
 // The site's own privacy accounts (common/privacy/accounts.h, kept as the coordinator keeps
 // its own): one ledger per guarantee the policy sets a budget for.

@@ -1,12 +1,56 @@
 #include "client/site.h"
 
+#include <algorithm>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "client/train/torchscript.h"
+#include "common/crypto/sha256.h"
+#include "common/fileio/fileio.h"
 #include "common/logging/logging.h"
+#include "common/model/task.h"
 #include "spdlog/spdlog.h"
 
 namespace hansa {
+
+constexpr uint64_t kMaxModelFileBytes = uint64_t{4} << 30;
+
+namespace {
+
+// The site's copies of allowed TorchScript models. A file is hashed before anything else; one
+// whose hash the policy does not list is never loaded (LibTorch would run its code).
+StatusOr<std::map<std::string, ScriptModel>> AllowedScripts(const SiteConfig& config) {
+  std::map<std::string, ScriptModel> out;
+  const auto& allowed = config.policy.allowed_models;
+  for (const std::string& file : config.model_files) {
+    ASSIGN_OR_RETURN(std::string bytes, ReadFile(file, kMaxModelFileBytes));
+    const std::string name = ScriptModelName(ToHex(Sha256(bytes)));
+    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
+      spdlog::warn("model file {} is {}, which policy.allowed_models does not list: not loaded",
+                   file, name);
+      continue;
+    }
+    ASSIGN_OR_RETURN(TorchScriptInfo info, InspectTorchScript(file));
+    if (ScriptModelName(info.sha256) != name) {
+      return absl::FailedPreconditionError(absl::StrCat(file, " changed while it was read"));
+    }
+    ScriptModel model;
+    model.file = file;
+    for (const TorchScriptTensor& t : info.tensors) {
+      if (t.dtype != "float32") continue;
+      int64_t values = 1;
+      for (int64_t d : t.shape) values *= d;
+      (t.parameter ? model.parameter_values : model.buffer_values) += values;
+    }
+    spdlog::info("model file {} is {} ({} parameters): allowed", file, name,
+                 model.parameter_values);
+    out.emplace(name, std::move(model));
+  }
+  return out;
+}
+
+}  // namespace
 
 StatusOr<std::unique_ptr<Site>> OpenSite(const SiteConfig& config) {
   auto site = std::make_unique<Site>();
@@ -21,6 +65,7 @@ StatusOr<std::unique_ptr<Site>> OpenSite(const SiteConfig& config) {
   SiteSessionOptions options;
   options.name = config.name;
   options.policy = config.policy;
+  ASSIGN_OR_RETURN(options.policy.script_models, AllowedScripts(config));
   options.state_dir = config.state_dir;
   options.egress = site->egress.get();
   auto spent = SpentContributions::FromEgressLedger(ledger);
@@ -35,8 +80,8 @@ StatusOr<std::unique_ptr<Site>> OpenSite(const SiteConfig& config) {
   RETURN_IF_ERROR(LoadSiteData(config, &train, &test));
   spdlog::info("site {}: shard {}/{}: {} training and {} test examples", config.name,
                config.shard_index + 1, config.shard_count, train.size(), test.size());
-  site->trainer =
-      std::make_unique<TorchSiteTrainer>(config.trainer, std::move(train), std::move(test));
+  site->trainer = std::make_unique<TorchSiteTrainer>(config.trainer, options.policy.script_models,
+                                                     std::move(train), std::move(test));
 
   GrpcLinkOptions link;
   link.coordinator = config.coordinator;

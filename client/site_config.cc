@@ -2,6 +2,7 @@
 
 #include "client/image_folder.h"
 #include "common/config/config.h"
+#include "common/model/task.h"
 
 namespace hansa {
 
@@ -43,6 +44,27 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
   c.train_dir = cfg.Path("data.train_dir", "");
   c.test_dir = cfg.Path("data.test_dir", "");
   c.classes = cfg.StringList("data.classes", {});
+  c.train_file = cfg.Path("data.train", "");
+  c.test_file = cfg.Path("data.test", "");
+  c.test_fraction = cfg.Double("data.test_fraction", 0, 0, 0.9);
+  c.split_seed = static_cast<uint64_t>(cfg.Int("data.split_seed", 1, 0, INT64_MAX));
+  c.csv.label = cfg.String("data.csv.label", "");
+  c.csv.label_classes = cfg.StringList("data.csv.label_classes", {});
+  c.csv.regression = cfg.Bool("data.csv.regression", false);
+  c.csv.features = cfg.StringList("data.csv.features", {});
+  c.csv.ignore = cfg.StringList("data.csv.ignore", {});
+  c.csv.columns = cfg.StringList("data.csv.columns", {});
+  c.csv.skip_lines = static_cast<int>(cfg.Int("data.csv.skip_lines", 0, 0, 1000000));
+  if (cfg.Has("data.csv.impute_missing")) {
+    c.csv.impute_missing = cfg.Double("data.csv.impute_missing", 0, -1e300, 1e300);
+  }
+  for (const std::string& column : cfg.Keys("data.csv.categorical")) {
+    c.csv.categorical[column] = cfg.StringList("data.csv.categorical." + column, {});
+  }
+  c.model_files.clear();
+  for (const std::string& file : cfg.StringList("model.files", {})) {
+    c.model_files.push_back(cfg.Resolve(file));
+  }
   c.shard_count = static_cast<int>(cfg.Int("data.shard_count", 1, 1, 100000));
   c.shard_index = static_cast<int>(cfg.Int("data.shard_index", 0, 0, 100000));
   c.train_limit = cfg.Int("data.train_limit", 0, 0, INT64_MAX);
@@ -64,9 +86,17 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
                                                    ") must be below data.shard_count (",
                                                    c.shard_count, ")"));
   }
-  if (c.format != "idx" && c.format != "image_folder") {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": data.format is '", c.format,
-                                                   "'; it must be \"idx\" or \"image_folder\""));
+  if (c.format != "idx" && c.format != "image_folder" && c.format != "csv") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": data.format is '", c.format,
+                     "'; it must be \"idx\", \"image_folder\" or \"csv\""));
+  }
+  if (c.format == "csv" && (c.train_file.empty() || c.csv.label.empty() ||
+                            (c.test_file.empty() == (c.test_fraction == 0)))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path,
+        ": data.format = \"csv\" needs data.train, data.csv.label and either data.test or "
+        "data.test_fraction"));
   }
   if (c.format == "image_folder" && (c.train_dir.empty() || c.test_dir.empty())) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -78,13 +108,44 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
                                                    dp.world_size, ")"));
   }
   for (const auto& m : c.policy.allowed_models) {
-    if (!BuiltinModelLayout(m).ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": policy.allowed_models lists '", m,
-                                                     "', which is not a built-in model"));
+    if (!BuiltinModelLayout(m).ok() && !IsScriptModelName(m)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": policy.allowed_models lists '", m,
+                       "', which is neither a built-in model nor \"sha256:<64 hex digits>\" of a "
+                       "TorchScript file (hansa model inspect prints it)"));
     }
   }
   return c;
 }
+
+namespace {
+
+// The site's table and its test part: a test file, or test_fraction of the rows held out by
+// split_seed.
+Status LoadCsvSplit(const SiteConfig& config, Dataset* train, Dataset* test) {
+  const bool classification = !config.csv.regression;
+  ASSIGN_OR_RETURN(TabularData table, LoadCsv(config.train_file, config.csv));
+  ASSIGN_OR_RETURN(Dataset all, TableToDataset(std::move(table), classification));
+  if (!config.test_file.empty()) {
+    ASSIGN_OR_RETURN(TabularData test_table, LoadCsv(config.test_file, config.csv));
+    ASSIGN_OR_RETURN(*test, TableToDataset(std::move(test_table), classification));
+    *train = std::move(all);
+    return absl::OkStatus();
+  }
+  std::vector<int64_t> order = SeededPermutation(all.size(), config.split_seed);
+  const auto held_out =
+      static_cast<int64_t>(config.test_fraction * static_cast<double>(all.size()));
+  if (held_out < 1 || held_out >= all.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config.train_file, ": data.test_fraction = ", config.test_fraction, " of ",
+                     all.size(), " rows leaves no test or no training rows"));
+  }
+  ASSIGN_OR_RETURN(*test, Subset(all, {order.begin(), order.begin() + held_out}));
+  ASSIGN_OR_RETURN(*train, Subset(all, {order.begin() + held_out, order.end()}));
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 Status LoadSiteData(const SiteConfig& config, Dataset* train, Dataset* test) {
   Dataset all_train, all_test;
@@ -99,6 +160,8 @@ Status LoadSiteData(const SiteConfig& config, Dataset* train, Dataset* test) {
     }
     ASSIGN_OR_RETURN(all_train, LoadImageFolder(config.train_dir, options));
     ASSIGN_OR_RETURN(all_test, LoadImageFolder(config.test_dir, options));
+  } else if (config.format == "csv") {
+    RETURN_IF_ERROR(LoadCsvSplit(config, &all_train, &all_test));
   } else {
     ASSIGN_OR_RETURN(all_train, LoadIdxDataset(config.train_images, config.train_labels));
     ASSIGN_OR_RETURN(all_test, LoadIdxDataset(config.test_images, config.test_labels));

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "client/policy.h"
+#include "client/tabular.h"
 #include "client/train/data_parallel.h"
 #include "client/train/trainer.h"
 #include "common/net/rpc.h"
@@ -24,13 +25,23 @@ struct SiteConfig {
   // The site's own rules ([policy]).
   SitePolicy policy;
 
-  // Data: IDX files ("idx") or images in class folders ("image_folder": train_dir/<class>/*.png
+  // [model] files: this site's copies of the study's TorchScript models. Each is hashed when
+  // the site opens and loaded only when policy.allowed_models lists "sha256:<its hash>".
+  std::vector<std::string> model_files;
+
+  // Data: IDX files ("idx"), images in class folders ("image_folder": train_dir/<class>/*.png
   // or *.jpg, resized to the built-in models' 28 x 28 grey input; `classes` fixes the label
-  // order, default the folders' names sorted), and this site's shard of them.
+  // order, default the folders' names sorted) or a table ("csv": train_file and test_file, or
+  // test_fraction of train_file held out by split_seed; csv says how to read the columns).
+  // A site trains on all of its own data unless shard_count > 1 asks for a shard.
   std::string format = "idx";
   std::string train_images, train_labels, test_images, test_labels;
   std::string train_dir, test_dir;
   std::vector<std::string> classes;
+  std::string train_file, test_file;
+  double test_fraction = 0;
+  uint64_t split_seed = 1;
+  CsvSchema csv;
   int shard_index = 0;
   int shard_count = 1;
   int64_t train_limit = 0;  // 0 = the whole shard (tests use small shards)

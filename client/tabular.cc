@@ -381,4 +381,28 @@ Status Standardize(const std::vector<double>& mean, const std::vector<double>& s
   return absl::OkStatus();
 }
 
+StatusOr<Dataset> TableToDataset(TabularData table, bool classification) {
+  Dataset out;
+  out.tabular = true;
+  out.rows = 1;
+  out.cols = std::max<int64_t>(table.width(), 1);
+  if (table.width() == 0) {
+    return absl::InvalidArgumentError("the table has no feature columns");
+  }
+  if (classification) {
+    out.labels.resize(table.labels.size());
+    for (size_t i = 0; i < table.labels.size(); ++i) {
+      const float label = table.labels[i];
+      if (!(label >= 0 && label <= 255) || label != std::floor(label)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("row ", i + 1, " has label ", label, "; classes are numbered 0..255"));
+      }
+      out.labels[i] = static_cast<uint8_t>(label);
+    }
+  }
+  out.features = std::move(table.features);
+  out.targets = std::move(table.labels);
+  return out;
+}
+
 }  // namespace hansa

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "client/data.h"
 #include "common/status/status.h"
 
 namespace hansa {
@@ -80,6 +81,10 @@ struct FeatureMoments {
   // a constant feature stays finite). FailedPrecondition without rows.
   Status MeanAndStd(std::vector<double>* mean, std::vector<double>* std) const;
 };
+
+// The table as training examples (data.h's tabular Dataset). For classification the labels
+// must be class ids 0..255 (InvalidArgument naming the first other one).
+StatusOr<Dataset> TableToDataset(TabularData table, bool classification);
 
 // Replaces each feature x by (x - mean) / std. InvalidArgument when the widths differ.
 Status Standardize(const std::vector<double>& mean, const std::vector<double>& std,

@@ -5,19 +5,26 @@
 // Threading: one SiteSession's thread.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
 #include "client/data.h"
 #include "client/local_trainer.h"
+#include "client/policy.h"
 
 namespace hansa {
 
 class TorchSiteTrainer final : public LocalTrainer {
  public:
-  // `options.model` is set per plan.
-  TorchSiteTrainer(TrainerOptions options, Dataset train, Dataset test)
-      : options_(std::move(options)), train_(std::move(train)), test_(std::move(test)) {}
+  // `options.model`, `script_file` and `task` are set per plan; a plan naming a TorchScript
+  // model trains the site's copy in `scripts` (SitePolicy::script_models).
+  TorchSiteTrainer(TrainerOptions options, std::map<std::string, ScriptModel> scripts,
+                   Dataset train, Dataset test)
+      : options_(std::move(options)),
+        scripts_(std::move(scripts)),
+        train_(std::move(train)),
+        test_(std::move(test)) {}
 
   StatusOr<TrainResult> Train(const v1::RoundPlan& plan, const Model& global) override;
   StatusOr<std::vector<float>> HostUpdate(const Model& global) override;
@@ -25,13 +32,17 @@ class TorchSiteTrainer final : public LocalTrainer {
   StatusOr<EvalResult> Evaluate(const v1::RoundPlan& plan, const Model& global) override;
 
  private:
-  Status EnsureTrainer(const std::string& model);
+  // A trainer for the plan's model and task; kept while they stay the same, so that a model's
+  // local buffers (FedBN) carry over from round to round.
+  Status EnsureTrainer(const v1::RoundPlan& plan);
 
   TrainerOptions options_;
+  std::map<std::string, ScriptModel> scripts_;
   Dataset train_;
   Dataset test_;
   std::unique_ptr<Trainer> trainer_;
   std::string trainer_model_;
+  Task trainer_task_;
 };
 
 }  // namespace hansa

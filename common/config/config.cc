@@ -47,6 +47,14 @@ bool ConfigReader::Has(const std::string& key) const {
   return static_cast<bool>(table_->at_path(key));
 }
 
+std::vector<std::string> ConfigReader::Keys(const std::string& key) const {
+  std::vector<std::string> out;
+  const toml::table* table = table_->at_path(key).as_table();
+  if (table == nullptr) return out;
+  for (const auto& [name, node] : *table) out.emplace_back(name.str());
+  return out;
+}
+
 std::string ConfigReader::String(const std::string& key, const std::string& fallback) {
   known_.insert(key);
   toml::node_view<toml::node> node = table_->at_path(key);

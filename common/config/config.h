@@ -45,6 +45,11 @@ class ConfigReader {
   std::string Path(const std::string& key, const std::string& fallback);
   std::string RequiredPath(const std::string& key);
   bool Has(const std::string& key) const;
+  // `path` relative to the config file's folder (unchanged when absolute), as Path() reads.
+  std::string Resolve(const std::string& path) const;
+  // The keys directly under table `key` (e.g. the columns of [data.csv.categorical]), in key
+  // order; empty when there is no such table. The caller reads each as `key.<name>`.
+  std::vector<std::string> Keys(const std::string& key) const;
 
   // The first error found while reading, or an unknown key; OK otherwise.
   Status Finish() const;
@@ -55,7 +60,6 @@ class ConfigReader {
  private:
   ConfigReader(std::unique_ptr<toml::table> table, std::string name, std::string base_dir);
   void Fail(const std::string& key, const std::string& what);
-  std::string Resolve(const std::string& path) const;
 
   std::unique_ptr<toml::table> table_;
   std::string name_;
