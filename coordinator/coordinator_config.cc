@@ -2,10 +2,15 @@
 
 #include "common/audit/jurisdiction.h"
 #include "common/config/config.h"
+#include "common/crypto/sha256.h"
+#include "common/fileio/fileio.h"
+#include "common/model/task.h"
 #include "common/secagg/params.h"
 #include "coordinator/privacy_config.h"
 
 namespace hansa {
+
+constexpr uint64_t kMaxScriptFileBytes = uint64_t{4} << 30;
 
 namespace {
 
@@ -137,6 +142,41 @@ Status CheckSites(const std::string& path, const EngineOptions& e) {
 
 }  // namespace
 
+namespace {
+
+// [model] file names a study's TorchScript model: the plans name it by the SHA-256 of the
+// file (sites load only a copy of that hash), and its initial weights come from model.init.
+// [task] and model.buffers say what it predicts, its loss and how its buffers are shared.
+Status ReadModelAndTask(const std::string& path, const std::string& script, const std::string& kind,
+                        const std::string& loss, const std::string& buffers, CoordinatorConfig* c) {
+  EngineOptions& e = c->engine;
+  StatusOr<Task> task = ParseTask(kind, loss, buffers);
+  if (!task.ok()) return Annotate(task.status(), path);
+  if (!script.empty()) {
+    ASSIGN_OR_RETURN(std::string bytes, ReadFile(script, kMaxScriptFileBytes));
+    e.model = ScriptModelName(ToHex(Sha256(bytes)));
+    if (c->initial_model.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path,
+                       ": model.file needs model.init, the model's initial weights as safetensors: "
+                       "hansa model inspect ",
+                       script, " --write-init init.safetensors writes them"));
+    }
+  } else if (!(*task == Task{})) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": the built-in model '", e.model,
+                     "' is a multiclass classifier on cross-entropy; "
+                     "[task] and model.buffers need a study's own model (model.file)"));
+  }
+  e.task.set_kind(std::string(TaskKindName(task->kind)));
+  e.task.set_loss(std::string(LossName(task->loss)));
+  e.task.set_buffers(std::string(BuffersName(task->buffers)));
+  if (script.empty()) e.task.Clear();  // the built-in models' plans stay as they were
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   ASSIGN_OR_RETURN(ConfigReader cfg, ConfigReader::Load(path));
   CoordinatorConfig c;
@@ -155,7 +195,10 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   e.allowed_sites = cfg.StringList("sites.allowed", {});
 
   e.model = cfg.String("model.name", "simple_cnn");
-  c.initial_model = cfg.Path("model.initial", "");
+  const std::string script = cfg.Path("model.file", "");
+  c.initial_model = cfg.Path("model.initial", cfg.Path("model.init", ""));
+  const std::string kind = cfg.String("task.kind", ""), loss = cfg.String("task.loss", "");
+  const std::string buffers = cfg.String("model.buffers", "");
   c.seed = static_cast<uint64_t>(cfg.Int("model.seed", 1, 0, INT64_MAX));
 
   const std::string mode = cfg.String("aggregation.mode", "secure");
@@ -175,6 +218,7 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   e.allowed_countries = *std::move(allowed);
   RETURN_IF_ERROR(CheckModes(path, mode, privacy, &e));
   RETURN_IF_ERROR(CheckSites(path, e));
+  RETURN_IF_ERROR(ReadModelAndTask(path, script, kind, loss, buffers, &c));
   return c;
 }
 

@@ -57,6 +57,9 @@ struct EngineOptions {
   std::string coordinator_country;
   std::string state_dir = "state";
   std::string model = "simple_cnn";
+  // What the model predicts, its loss and its buffers' sharing (common/model/task.h); empty:
+  // a built-in model's multiclass cross-entropy.
+  v1::TaskPlan task;
   std::vector<std::string> allowed_sites;  // certificate CNs that may join
   int64_t rounds = 5;
   int min_sites = 1;

@@ -13,6 +13,7 @@
 #include "common/fileio/fileio.h"
 #include "common/logging/logging.h"
 #include "common/model/models.h"
+#include "common/model/task.h"
 #include "common/net/tls.h"
 #include "common/signals/signal_watcher.h"
 #include "common/tensor/safetensors.h"
@@ -26,6 +27,9 @@ namespace {
 StatusOr<Model> LoadInitialModel(const CoordinatorConfig& config) {
   if (!config.initial_model.empty()) {
     ASSIGN_OR_RETURN(Model model, ReadSafetensorsFile(config.initial_model));
+    // A study's own model: its layout is the init file's; each site checks it against its
+    // copy of the model before it trains.
+    if (IsScriptModelName(config.engine.model)) return model;
     ASSIGN_OR_RETURN(ModelLayout layout, BuiltinModelLayout(config.engine.model));
     RETURN_IF_ERROR(Annotate(
         model.layout.CheckSameAs(layout),

@@ -246,6 +246,7 @@ PlanBasics RoundEngine::PlanBasicsOf(int64_t round, const std::vector<std::strin
   b.global_model_bytes = global_.payload->size();
   b.cohort = &cohort;
   b.chunk_bytes = options_.chunk_bytes;
+  b.task = &options_.task;
   return b;
 }
 
@@ -263,7 +264,7 @@ Status RoundEngine::RunStage(Phase phase, const std::vector<std::string>& sites,
   if (shutdown_) return absl::CancelledError("coordinator shutting down");
   if (!all) {
     spdlog::warn("round {}: no answer in time from {} ({})", plan_.round(),
-                 absl::StrJoin(pending_, ", "), v1::Task::Kind_Name(TaskKind(phase)));
+                 absl::StrJoin(pending_, ", "), v1::Task::Kind_Name(StageTaskKind(phase)));
   }
   return RecordDropouts(phase);
 }

@@ -2,7 +2,7 @@
 
 namespace hansa {
 
-v1::Task::Kind TaskKind(RoundPhase phase) {
+v1::Task::Kind StageTaskKind(RoundPhase phase) {
   switch (phase) {
     case RoundPhase::kTrain:
       return v1::Task::TRAIN;

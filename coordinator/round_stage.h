@@ -18,7 +18,7 @@ enum class RoundPhase {
 };
 
 // The task a cohort site gets while `phase` is open (WAIT for kIdle).
-v1::Task::Kind TaskKind(RoundPhase phase);
+v1::Task::Kind StageTaskKind(RoundPhase phase);
 // The stage a site that did not answer `phase` is recorded as dropped at (SiteDropped).
 const char* StageName(RoundPhase phase);
 // One of the four SecAgg+ stages (advertise, share, consistency, unmask).

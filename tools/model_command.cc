@@ -6,13 +6,17 @@
 
 #include "absl/strings/str_join.h"
 #include "client/train/torchscript.h"
+#include "client/train/trainer.h"
+#include "common/model/task.h"
+#include "common/tensor/safetensors.h"
 #include "nlohmann/json.hpp"
 #include "tools/command.h"
 
 namespace hansa::tools {
 namespace {
 
-void Inspect(const std::string& path, bool json) {
+// Prints what the file holds; returns its SHA-256.
+std::string Inspect(const std::string& path, bool json) {
   StatusOr<TorchScriptInfo> info = InspectTorchScript(path);
   if (!info.ok()) {
     std::cerr << "hansa model inspect: " << info.status().message() << "\n";
@@ -33,10 +37,10 @@ void Inspect(const std::string& path, bool json) {
                               {"dtype", t.dtype}});
     }
     std::cout << j.dump(2) << "\n";
-    return;
+    return info->sha256;
   }
-  std::printf("%s\n  sha256      %s  (allow it in site.toml: [policy] allowed_models)\n",
-              path.c_str(), info->sha256.c_str());
+  std::printf("%s\n  sha256      %s\n  allow it in site.toml: [policy] allowed_models = [\"%s\"]\n",
+              path.c_str(), info->sha256.c_str(), ScriptModelName(info->sha256).c_str());
   for (const TorchScriptTensor& t : info->tensors) {
     std::printf("  %-9s  %-32s  [%s]  %s\n", t.parameter ? "parameter" : "buffer", t.name.c_str(),
                 absl::StrJoin(t.shape, ", ").c_str(), t.dtype.c_str());
@@ -44,6 +48,22 @@ void Inspect(const std::string& path, bool json) {
   std::printf("  %lld parameters; one update is %lld bytes\n",
               static_cast<long long>(info->parameter_count),
               static_cast<long long>(info->update_bytes));
+  return info->sha256;
+}
+
+// The module's own weights in the layout sites train (parameters, then float32 buffers when
+// averaged), written as the coordinator's model.init. Returns the number of values.
+StatusOr<size_t> WriteInit(const std::string& path, const std::string& out,
+                           const std::string& buffers, const std::string& sha256) {
+  TrainerOptions options;
+  options.model = ScriptModelName(sha256);
+  options.script_file = path;
+  options.device = "cpu";
+  ASSIGN_OR_RETURN(options.task, ParseTask("", "", buffers));
+  ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer, Trainer::Create(options));
+  ASSIGN_OR_RETURN(Model weights, trainer->GetWeights());
+  RETURN_IF_ERROR(WriteSafetensorsFile(out, weights, {{"model", options.model}}));
+  return weights.values.size();
 }
 
 void Register(CLI::App& root) {
@@ -55,7 +75,24 @@ void Register(CLI::App& root) {
   auto json = std::make_shared<bool>(false);
   inspect->add_option("file", *path, "the model file (torch.jit.save)")->required();
   inspect->add_flag("--json", *json, "print JSON");
-  inspect->callback([path, json] { Inspect(*path, *json); });
+  auto init = std::make_shared<std::string>();
+  auto buffers = std::make_shared<std::string>("average");
+  inspect->add_option("--write-init", *init,
+                      "write the model's weights as safetensors, the coordinator's model.init");
+  inspect->add_option("--buffers", *buffers,
+                      "with --write-init: \"average\" (buffers are part of the model, the "
+                      "default) or \"local\", as the coordinator's model.buffers");
+  inspect->callback([path, json, init, buffers] {
+    const std::string sha256 = Inspect(*path, *json);
+    if (init->empty()) return;
+    StatusOr<size_t> values = WriteInit(*path, *init, *buffers, sha256);
+    if (!values.ok()) {
+      std::cerr << "hansa model inspect --write-init: " << values.status().message() << "\n";
+      throw CLI::RuntimeError(2);
+    }
+    std::printf("  initial weights: %s (%zu values; model.init in coordinator.toml)\n",
+                init->c_str(), *values);
+  });
 }
 
 HANSA_REGISTER_COMMAND(Register);

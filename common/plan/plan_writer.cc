@@ -11,6 +11,7 @@ void WriteBasics(const PlanBasics& b, v1::RoundPlan* plan) {
   plan->mutable_cohort()->Reserve(static_cast<int>(b.cohort->size()));
   for (const std::string& site : *b.cohort) plan->add_cohort(site);
   plan->set_chunk_bytes(b.chunk_bytes);
+  if (b.task != nullptr && b.task->ByteSizeLong() > 0) *plan->mutable_task() = *b.task;
 }
 
 }  // namespace

@@ -29,6 +29,9 @@ struct PlanBasics {
   uint64_t global_model_bytes = 0;
   const std::vector<std::string>* cohort = nullptr;  // REQUIRES: non-null, in cohort order
   uint32_t chunk_bytes = 0;
+  // What the model predicts and its loss; null or empty: the built-in models' multiclass
+  // cross-entropy.
+  const v1::TaskPlan* task = nullptr;
 };
 
 // A training plan's choices.
