@@ -180,11 +180,11 @@ def forward(self, x):
     mlp.register_module("fc2", layer(hidden, outputs, "Linear2"));
     mlp.define(batch_norm ? R"(
 def forward(self, x):
-    return self.fc2.forward(torch.relu(self.bn.forward(self.fc1.forward(x))))
+    return self.fc2.forward(torch.relu(self.bn.forward(self.fc1.forward(x.flatten(1)))))
 )"
                           : R"(
 def forward(self, x):
-    return self.fc2.forward(torch.relu(self.fc1.forward(x)))
+    return self.fc2.forward(torch.relu(self.fc1.forward(x.flatten(1))))
 )");
     mlp.save(path);
   } catch (const std::exception& e) {  // c10::Error, or the TorchScript compiler's report

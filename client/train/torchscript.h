@@ -38,7 +38,8 @@ struct TorchScriptInfo {
 StatusOr<TorchScriptInfo> InspectTorchScript(const std::string& path,
                                              uint64_t max_bytes = uint64_t{1} << 32);
 
-// Writes a small TorchScript MLP (inputs -> hidden -> outputs, ReLU, parameters fc1.weight,
+// Writes a small TorchScript MLP (inputs -> hidden -> outputs, ReLU; each example flattened
+// first, so that 1 x 28 x 28 images fit 784 inputs; parameters fc1.weight,
 // fc1.bias, fc2.weight, fc2.bias, initialised from `seed`) built in C++ with torch::jit, as a
 // study could write in Python: for tests and the examples. With `batch_norm`, a batch norm
 // follows fc1 (parameters bn.weight and bn.bias after fc1's, float32 buffers bn.running_mean
