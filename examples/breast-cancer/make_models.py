@@ -15,6 +15,11 @@ script reproduces the committed files' SHA-256:
 TorchScript files hold the generated code and the source file's name, so the script fixes
 Python's hash seed (which orders a module's constants in that code) and names its source
 by its base name wherever the checkout lies.
+Each model first standardises its inputs with a BatchNorm without weights (norm.running_mean
+and norm.running_var, float32 buffers): while training, by each batch's own statistics; when
+evaluating, by running statistics that the federation averages with the weights (the
+coordinator's [model] buffers = "average", the default). No site's feature statistics leave
+it except inside that average, so the raw CSV values can be fed as they are.
 """
 import hashlib
 import os
@@ -31,20 +36,22 @@ SEED = 15
 class Mlp(nn.Module):
     def __init__(self):
         super().__init__()
+        self.norm = nn.BatchNorm1d(N_FEATURES, affine=False)
         self.fc1 = nn.Linear(N_FEATURES, HIDDEN)
         self.fc2 = nn.Linear(HIDDEN, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(torch.relu(self.fc1(x)))
+        return self.fc2(torch.relu(self.fc1(self.norm(x))))
 
 
 class Logistic(nn.Module):
     def __init__(self):
         super().__init__()
+        self.norm = nn.BatchNorm1d(N_FEATURES, affine=False)
         self.linear = nn.Linear(N_FEATURES, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x)
+        return self.linear(self.norm(x))
 
 
 def save(model, path):
