@@ -8,13 +8,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdarg>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
+#include "client/train/torchscript.h"
 #include "common/model/models.h"
 
 #include "common/net/tls.h"
@@ -376,6 +379,108 @@ std::string RunToEnd(Federation& fed, const std::vector<std::string>& sites) {
   EXPECT_EQ(coordinator->Wait(300).value_or(-1), 0) << coordinator->Log();
   for (auto& site : running) EXPECT_EQ(site->Wait(30).value_or(-1), 0) << site->Log();
   return coordinator->Log();
+}
+
+// ---- A study's own model and data (issue 15) ----
+
+std::string SourcePath(const std::string& relative) {
+  const char* dir = std::getenv("HANSA_SOURCE_DIR");
+  return std::string(dir != nullptr ? dir : HANSA_SOURCE_DIR_FALLBACK) + "/" + relative;
+}
+
+// Turns `fed` into a study of the breast-cancer example: the coordinator runs `model` (a
+// TorchScript file) as a binary classifier from its initial weights, each site trains on its
+// own CSV file (site i on data/site-<a,b,c>.csv) with a copy of the model, and every site in
+// `allowing` lets its policy allow the model's hash. Returns the model's "sha256:<hex>".
+std::string MakeStudy(Federation& fed, const std::vector<std::string>& sites,
+                      const std::string& model, const std::vector<std::string>& allowing) {
+  const std::string coordinator = fed.kit() + "/coordinator/coordinator.toml";
+  const std::string init = fed.kit() + "/coordinator/init.safetensors";
+  std::string out;
+  EXPECT_EQ(
+      RunCommand({BuildPath("tools/hansa"), "model", "inspect", model, "--write-init", init}, &out),
+      0)
+      << out;
+  const std::string sha = out.substr(out.find("sha256:"), 7 + 64);
+  ReplaceInFile(coordinator, "name = \"mlp\"\n",
+                "file = \"" + model + "\"\ninit = \"" + init + "\"\n");
+  AppendText(coordinator, "[task]\nkind = \"binary\"\nloss = \"bce_with_logits\"\n");
+  ReplaceInFile(coordinator, "epochs = 1\n", "epochs = 2\nmomentum = 0.9\n");  // as the example
+  // BatchNorm statistics in the data's units travel in the update: a wide clip, a fine step.
+  ReplaceInFile(coordinator, "[aggregation]\n", "[aggregation]\nclip = 1000000.0\nbits = 50\n");
+  const std::string data = SourcePath("examples/breast-cancer/data/");
+  for (size_t i = 0; i < sites.size(); ++i) {
+    const std::string path = fed.kit() + "/sites/" + sites[i] + "/site.toml";
+    if (std::find(allowing.begin(), allowing.end(), sites[i]) != allowing.end()) {
+      ReplaceInFile(path, "[policy]\n", "[policy]\nallowed_models = [\"" + sha + "\"]\n");
+    }
+    // A site of a study trains on all of its own file, not on a shard of shared data.
+    std::string text = ReadText(path);
+    for (const char* key : {"shard_index = ", "shard_count = "}) {
+      const size_t at = text.find(key);
+      if (at != std::string::npos) text.erase(at, text.find('\n', at) + 1 - at);
+    }
+    std::ofstream(path, std::ios::trunc) << text;
+    ReplaceInFile(path, "train_limit =",
+                  "format = \"csv\"\ntrain = \"" + data + "site-" + std::string(1, 'a' + i % 3) +
+                      ".csv\"\ntest = \"" + data + "test.csv\"\ntrain_limit =");
+    AppendText(path, "[data.csv]\nlabel = \"diagnosis\"\n[model]\nfiles = [\"" + model + "\"]\n");
+  }
+  return sha;
+}
+
+TEST(FederationTest, AStudysOwnModelTrainsOnCsvSitesUnderSecureAggregation) {
+  // The breast-cancer example's MLP as saved by PyTorch, and one built in C++ with torch::jit.
+  const std::string built = FreshDir("model") + "/mlp.pt";
+  ASSERT_TRUE(SaveTorchScriptMlp(built, 30, 8, 1, 5).ok());
+  for (const std::string& model : {SourcePath("examples/breast-cancer/mlp.pt"), built}) {
+    SCOPED_TRACE(model);
+    const std::string dir = FreshDir(model == built ? "cpp" : "python");
+    const std::vector<std::string> sites = {"alpha", "beta", "gamma"};
+    Federation fed(dir, sites, Settings{.rounds = 3, .min_sites = 3, .secure = true});
+    const std::string sha = MakeStudy(fed, sites, model, sites);
+    const std::string log = RunToEnd(fed, sites);
+    EXPECT_THAT(log, HasSubstr("unmasked the sum of 3 sites"));
+    auto metrics = fed.Metrics();
+    ASSERT_EQ(metrics.size(), 4u) << log;
+    for (int r = 1; r <= 3; ++r) EXPECT_EQ(metrics[r]["sites"].get<int>(), 3) << log;
+    EXPECT_EQ(metrics[3]["examples"].get<int64_t>(), 125 + 211 + 120);  // site-{a,b,c}.csv
+    EXPECT_EQ(metrics[3]["evaluated_on"].get<int64_t>(), 3 * 113);      // each site's test.csv
+    ASSERT_TRUE(metrics[3].contains("auc")) << metrics[3].dump();
+    if (model != built) {  // the example's model standardises its inputs: it learns
+      EXPECT_GT(metrics[3]["accuracy"].get<double>(), 0.85) << metrics[3].dump();
+      EXPECT_GT(metrics[3]["auc"].get<double>(), 0.9) << metrics[3].dump();
+    }
+    // The plans name the model by its hash, and the records reconcile.
+    EXPECT_THAT(ReadText(fed.state() + "/audit.jsonl"), HasSubstr("\"model\":\"" + sha));
+    fed.ExpectRecordsReconcile(sites);
+  }
+}
+
+TEST(FederationTest, ASiteWhosePolicyDoesNotAllowTheModelRefusesItOnBothRecords) {
+  const std::string dir = FreshDir();
+  const std::vector<std::string> sites = {"alpha", "beta", "gamma"};
+  Federation fed(dir, sites, Settings{.rounds = 1, .min_sites = 2});
+  // gamma holds the file but its officer has not approved the hash: it is never loaded.
+  MakeStudy(fed, sites, SourcePath("examples/breast-cancer/mlp.pt"), {"alpha", "beta"});
+  const std::string log = RunToEnd(fed, sites);
+  auto metrics = fed.Metrics();
+  ASSERT_EQ(metrics.size(), 2u) << log;
+  EXPECT_EQ(metrics[1]["sites"].get<int>(), 2) << log;
+  const std::string egress = ReadText(fed.Egress("gamma"));
+  EXPECT_THAT(egress, HasSubstr("plan_refused"));
+  EXPECT_THAT(egress, HasSubstr("does not allow (policy.allowed_models)"));
+  bool declined = false;
+  for (const auto& record : fed.Audit()) {
+    if (record.value("event", "") == "site_declined" &&
+        record["fields"].value("site", "") == "gamma") {
+      declined = true;
+      EXPECT_THAT(record["fields"].value("reason", ""), HasSubstr("policy.allowed_models"));
+    }
+  }
+  EXPECT_TRUE(declined) << ReadText(fed.state() + "/audit.jsonl");
+  std::string gamma_log = ReadText(dir + "/gamma.log");
+  EXPECT_THAT(gamma_log, HasSubstr("not loaded"));
 }
 
 TEST(FederationTest, SecureAggregationTrainsLikePlaintext) {
