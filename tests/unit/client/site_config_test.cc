@@ -93,7 +93,8 @@ TEST(SiteConfigTest, UnknownFormatsAndMissingFoldersAreRefusedClearly) {
   auto csv = LoadSiteConfig(WriteToml(dir, "format = \"parquet\"\n"));
   EXPECT_EQ(csv.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(csv.status().message()),
-              HasSubstr("data.format is 'parquet'; it must be \"idx\" or \"image_folder\""));
+              HasSubstr("data.format is 'parquet'; it must be \"idx\", \"image_folder\" or "
+                        "\"csv\""));
   auto no_dirs = LoadSiteConfig(WriteToml(dir, "format = \"image_folder\"\n"));
   EXPECT_THAT(std::string(no_dirs.status().message()),
               HasSubstr("needs data.train_dir and data.test_dir"));
@@ -102,6 +103,51 @@ TEST(SiteConfigTest, UnknownFormatsAndMissingFoldersAreRefusedClearly) {
   ASSERT_TRUE(absent.ok()) << absent.status();
   Dataset train, test;
   EXPECT_EQ(LoadSiteData(*absent, &train, &test).code(), absl::StatusCode::kNotFound);
+}
+
+TEST(SiteConfigTest, ASiteTrainsOnAllOfItsOwnCsvFileWithItsCategoriesAndAHeldOutPart) {
+  const std::string dir = FreshDir("csv");
+  std::ofstream(dir + "/records.csv") << "id,age,ward,outcome\n"
+                                      << "1,60,icu,1\n2,45,general,0\n3,71,icu,1\n"
+                                      << "4,38,general,0\n5,52,,0\n6,80,icu,1\n"
+                                      << "7,49,general,0\n8,66,general,1\n9,59,icu,0\n"
+                                      << "10,41,general,0\n";
+  const std::string path =
+      WriteToml(dir,
+                "format = \"csv\"\ntrain = \"records.csv\"\ntest_fraction = 0.3\nsplit_seed = 4\n"
+                "[data.csv]\nlabel = \"outcome\"\nignore = [\"id\"]\n"
+                "[data.csv.categorical]\nward = [\"general\", \"icu\", \"\"]\n"
+                "[model]\nfiles = [\"model.pt\"]\n");
+  auto config = LoadSiteConfig(path);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->model_files, std::vector<std::string>{dir + "/model.pt"});
+  Dataset train, test;
+  ASSERT_TRUE(LoadSiteData(*config, &train, &test).ok());
+  EXPECT_TRUE(train.tabular);
+  EXPECT_EQ(train.size() + test.size(), 10);  // no shard: every row of the site's own file
+  EXPECT_EQ(test.size(), 3);
+  EXPECT_EQ(train.cols, 4);  // age and ward's three categories
+  ASSERT_EQ(train.labels.size(), train.targets.size());
+
+  // A bad row is an error naming the file and line, and the site loads nothing.
+  std::ofstream(dir + "/records.csv", std::ios::app) << "11,abc,icu,1\n";
+  Dataset none, none_test;
+  Status bad = LoadSiteData(*config, &none, &none_test);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.message()), HasSubstr("records.csv:12"));
+  EXPECT_EQ(none.size(), 0);
+
+  auto no_test = LoadSiteConfig(WriteToml(dir,
+                                          "format = \"csv\"\ntrain = \"records.csv\"\n"
+                                          "[data.csv]\nlabel = \"outcome\"\n"));
+  EXPECT_THAT(std::string(no_test.status().message()),
+              HasSubstr("either data.test or data.test_fraction"));
+  auto unknown_model = LoadSiteConfig(
+      WriteToml(dir,
+                "format = \"csv\"\ntrain = \"records.csv\"\ntest = \"records.csv\"\n"
+                "[data.csv]\nlabel = \"outcome\"\n[policy]\nallowed_models = [\"sha256:12\"]\n"));
+  EXPECT_THAT(std::string(unknown_model.status().message()),
+              HasSubstr("neither a built-in model nor \"sha256:<64 hex digits>\""));
 }
 
 }  // namespace
