@@ -1,5 +1,7 @@
 #include "coordinator/privacy_config.h"
 
+#include "common/secagg/encoding.h"
+
 namespace hansa {
 
 RecordPrivacyOptions ReadRecordPrivacy(ConfigReader& cfg) {
@@ -20,7 +22,7 @@ SecureOptions ReadSecureOptions(ConfigReader& cfg) {
   so.threshold = static_cast<int>(cfg.Int("aggregation.threshold", 0, 0, 100000));
   so.malicious = cfg.Bool("aggregation.malicious_coordinator_checks", false);
   so.clip = cfg.Double("aggregation.clip", so.clip, 1e-9, 1e9);
-  so.bits = static_cast<int>(cfg.Int("aggregation.bits", so.bits, 0, 62));
+  so.bits = static_cast<int>(cfg.Int("aggregation.bits", so.bits, 0, kMaxQuantizationBits));
   so.max_examples = cfg.Int("aggregation.max_examples", so.max_examples, 1, INT64_MAX);
   so.unmask_device = cfg.String("aggregation.unmask_device", so.unmask_device);
   so.stage_timeout = absl::Seconds(cfg.Double("aggregation.stage_timeout_seconds", 120, 1, 86400));

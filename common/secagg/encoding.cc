@@ -25,9 +25,11 @@ StatusOr<RingWidth> ChooseRing(const EncodingParams& p) {
     return absl::InvalidArgumentError(
         absl::StrCat("clip range must be a positive number, got ", p.clip));
   }
-  if (p.bits < 1 || p.bits > 62) {
+  // Levels are computed in double: beyond 53 bits 2^b - 1 rounds up to 2^b, and a value at the
+  // clip (or a weight of 1) would encode one past the largest level.
+  if (p.bits < 1 || p.bits > kMaxQuantizationBits) {
     return absl::InvalidArgumentError(
-        absl::StrCat("quantization bits must be in 1..62, got ", p.bits));
+        absl::StrCat("quantization bits must be in 1..", kMaxQuantizationBits, ", got ", p.bits));
   }
   if (p.cohort_size < 1) {
     return absl::InvalidArgumentError(

@@ -19,9 +19,12 @@
 
 namespace hansa {
 
+// The finest quantization: a double's 53-bit significand, in which the levels are computed.
+inline constexpr int kMaxQuantizationBits = 53;
+
 struct EncodingParams {
   double clip = 1.0;    // c > 0
-  int bits = 16;        // b in 1..62
+  int bits = 16;        // b in 1..kMaxQuantizationBits
   int cohort_size = 1;  // the most inputs that will ever be summed
 };
 
@@ -31,7 +34,8 @@ struct EncodingParams {
 // ring beyond). At least 1 site.
 int DefaultQuantizationBits(int cohort_size);
 
-// The ring for `params`; InvalidArgument for c <= 0 (or not finite), b outside 1..62, a cohort
+// The ring for `params`; InvalidArgument for c <= 0 (or not finite), b outside
+// 1..kMaxQuantizationBits, a cohort
 // below 1, or cohort_size * (2^b - 1) beyond 64 bits.
 StatusOr<RingWidth> ChooseRing(const EncodingParams& params);
 

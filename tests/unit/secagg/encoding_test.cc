@@ -14,7 +14,8 @@ TEST(EncodingTest, ChoosesTheSmallestRingThatCannotOverflow) {
   EXPECT_EQ(*ChooseRing({1.0, 16, 65538}), RingWidth::k64);
   EXPECT_EQ(*ChooseRing({1.0, 32, 1}), RingWidth::k32);
   EXPECT_EQ(*ChooseRing({1.0, 32, 2}), RingWidth::k64);
-  auto st = ChooseRing({1.0, 62, 8}).status();
+  EXPECT_EQ(*ChooseRing({1.0, 53, 2048}), RingWidth::k64);
+  auto st = ChooseRing({1.0, 53, 2049}).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("does not fit in 64 bits"));
   EXPECT_EQ(ChooseRing({0.0, 8, 3}).status().code(), absl::StatusCode::kInvalidArgument);
@@ -80,6 +81,28 @@ TEST(EncodingTest, StochasticRoundingIsBetweenNeighboursAndUnbiased) {
 }
 
 // Three sites, c = 2, b = 8 (L = 255): weighted mean of hand-picked exact grid values.
+TEST(EncodingTest, TheFinestQuantizationKeepsTheClipAndAFullWeightInRange) {
+  // Levels are doubles: at 54 bits 2^54 - 1 rounds to 2^54, and a value at the clip (or a
+  // weight of 1) would encode one past the largest level, which DecodeSum rejects.
+  EncodingParams p{1e10, kMaxQuantizationBits, 3};
+  auto enc = Encoder::CreateWithSeed(p, Seed());
+  ASSERT_TRUE(enc.ok()) << enc.status();
+  RingVector sum = RingVector::Zeros(RingWidth::k64, 3);
+  for (int site = 0; site < 3; ++site) {
+    auto v = enc->Encode({1e10f, -1e10f}, 1.0);
+    ASSERT_TRUE(v.ok());
+    ASSERT_TRUE(sum.AddInPlace(*v).ok());
+  }
+  auto d = DecodeSum(sum, 3, p);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_NEAR(d->weighted_sum[0], 3e10, 1e-3);
+  EXPECT_NEAR(d->weighted_sum[1], -3e10, 1e-3);
+  EXPECT_DOUBLE_EQ(d->total_weight, 3.0);
+  auto finer = ChooseRing({1.0, kMaxQuantizationBits + 1, 2}).status();
+  EXPECT_EQ(finer.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(finer.message()), ::testing::HasSubstr("must be in 1..53"));
+}
+
 TEST(EncodingTest, DecodesWeightedMeanOfASum) {
   EncodingParams p{2.0, 8, 3};
   auto enc = Encoder::CreateWithSeed(p, Seed());
