@@ -65,6 +65,12 @@ Status CheckPlan(const SitePolicy& policy, const v1::RoundPlan& plan, bool sends
         absl::StrCat("round ", plan.round(), " asks for TorchScript model '", plan.model_name(),
                      "', which this site allows but has no copy of (model.files); refused"));
   }
+  if (plan.has_statistics() && !IsSecure(plan)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("round ", plan.round(),
+                     " asks for this site's feature moments without secure "
+                     "aggregation: the coordinator would see them; refused"));
+  }
   if (Status task = PlanTask(plan).status(); !task.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("round ", plan.round(), ": ", task.message(), "; refused"));

@@ -321,14 +321,14 @@ StatusOr<TabularData> LoadCsv(const std::string& path, const CsvSchema& schema, 
   return ParseCsv(text, path, schema);
 }
 
-FeatureMoments FeatureMoments::Of(const TabularData& data) {
+FeatureMoments FeatureMoments::OfRows(const std::vector<float>& features, int64_t width) {
   FeatureMoments m;
-  const size_t w = static_cast<size_t>(data.width());
+  const size_t w = static_cast<size_t>(width);
   m.sum.assign(w, 0.0);
   m.sum_squares.assign(w, 0.0);
-  m.count = data.rows();
-  for (int64_t r = 0; r < data.rows(); ++r) {
-    const float* row = data.features.data() + r * static_cast<int64_t>(w);
+  m.count = w == 0 ? 0 : static_cast<int64_t>(features.size() / w);
+  for (int64_t r = 0; r < m.count; ++r) {
+    const float* row = features.data() + r * static_cast<int64_t>(w);
     for (size_t j = 0; j < w; ++j) {
       const double x = row[j];
       m.sum[j] += x;
@@ -364,16 +364,16 @@ Status FeatureMoments::MeanAndStd(std::vector<double>* mean, std::vector<double>
   return absl::OkStatus();
 }
 
-Status Standardize(const std::vector<double>& mean, const std::vector<double>& std,
-                   TabularData* data) {
-  const size_t w = static_cast<size_t>(data->width());
+Status StandardizeRows(const std::vector<double>& mean, const std::vector<double>& std,
+                       int64_t width, std::vector<float>* features) {
+  const size_t w = static_cast<size_t>(width);
   if (mean.size() != w || std.size() != w) {
     return absl::InvalidArgumentError(absl::StrCat("standardising ", w, " features with ",
                                                    mean.size(), " means and ", std.size(),
                                                    " deviations"));
   }
-  for (int64_t r = 0; r < data->rows(); ++r) {
-    float* row = data->features.data() + r * static_cast<int64_t>(w);
+  for (size_t at = 0; at + w <= features->size(); at += w) {
+    float* row = features->data() + at;
     for (size_t j = 0; j < w; ++j) {
       row[j] = static_cast<float>((row[j] - mean[j]) / std[j]);
     }

@@ -74,7 +74,10 @@ struct FeatureMoments {
   std::vector<double> sum, sum_squares;
   int64_t count = 0;
 
-  static FeatureMoments Of(const TabularData& data);
+  static FeatureMoments Of(const TabularData& data) { return OfRows(data.features, data.width()); }
+  static FeatureMoments Of(const Dataset& data) { return OfRows(data.features, data.cols); }
+  // Of rows of `width` features each, row-major.
+  static FeatureMoments OfRows(const std::vector<float>& features, int64_t width);
   // InvalidArgument when the widths differ.
   Status Add(const FeatureMoments& other);
   // The mean and the population standard deviation of each feature (1 where it is 0, so that
@@ -87,7 +90,15 @@ struct FeatureMoments {
 StatusOr<Dataset> TableToDataset(TabularData table, bool classification);
 
 // Replaces each feature x by (x - mean) / std. InvalidArgument when the widths differ.
-Status Standardize(const std::vector<double>& mean, const std::vector<double>& std,
-                   TabularData* data);
+Status StandardizeRows(const std::vector<double>& mean, const std::vector<double>& std,
+                       int64_t width, std::vector<float>* features);
+inline Status Standardize(const std::vector<double>& mean, const std::vector<double>& std,
+                          TabularData* data) {
+  return StandardizeRows(mean, std, data->width(), &data->features);
+}
+inline Status Standardize(const std::vector<double>& mean, const std::vector<double>& std,
+                          Dataset* data) {
+  return StandardizeRows(mean, std, data->cols, &data->features);
+}
 
 }  // namespace hansa

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "client/data.h"
@@ -35,6 +36,11 @@ class TorchSiteTrainer final : public LocalTrainer {
   // A trainer for the plan's model and task; kept while they stay the same, so that a model's
   // local buffers (FedBN) carry over from round to round.
   Status EnsureTrainer(const v1::RoundPlan& plan);
+  // The statistics step (plan.statistics()): this site's feature moments as the update.
+  StatusOr<TrainResult> Moments(const v1::RoundPlan& plan);
+  // The data sets the plan trains and evaluates on: the site's own, or standardised by the
+  // plan's pooled mean and std (computed once per standardisation).
+  StatusOr<const Dataset*> Data(const v1::RoundPlan& plan, bool train);
 
   TrainerOptions options_;
   std::map<std::string, ScriptModel> scripts_;
@@ -43,6 +49,9 @@ class TorchSiteTrainer final : public LocalTrainer {
   std::unique_ptr<Trainer> trainer_;
   std::string trainer_model_;
   Task trainer_task_;
+  std::optional<std::vector<float>> moments_;  // the statistics step's update, once computed
+  std::string standardized_by_;                // the serialised standardisation applied below
+  Dataset train_standardized_, test_standardized_;
 };
 
 }  // namespace hansa

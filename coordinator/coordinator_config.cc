@@ -5,6 +5,7 @@
 #include "common/crypto/sha256.h"
 #include "common/fileio/fileio.h"
 #include "common/model/task.h"
+#include "common/secagg/encoding.h"
 #include "common/secagg/params.h"
 #include "coordinator/privacy_config.h"
 
@@ -199,6 +200,11 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   c.initial_model = cfg.Path("model.initial", cfg.Path("model.init", ""));
   const std::string kind = cfg.String("task.kind", ""), loss = cfg.String("task.loss", "");
   const std::string buffers = cfg.String("model.buffers", "");
+  StandardizationOptions& pooled = e.standardization;
+  pooled.features = cfg.Int("standardization.features", 0, 0, 1 << 24);
+  pooled.clip = cfg.Double("standardization.clip", pooled.clip, 1e-6, 1e12);
+  pooled.bits =
+      static_cast<int>(cfg.Int("standardization.bits", pooled.bits, 8, kMaxQuantizationBits));
   c.seed = static_cast<uint64_t>(cfg.Int("model.seed", 1, 0, INT64_MAX));
 
   const std::string mode = cfg.String("aggregation.mode", "secure");

@@ -34,6 +34,18 @@ struct SecureOptions {
   absl::Duration stage_timeout = absl::Minutes(2);
 };
 
+// Pooled feature standardisation (common/plan/standardization.h), a step before round 1
+// under secure aggregation: the coordinator unmasks only the sites' pooled feature moments.
+struct StandardizationOptions {
+  int64_t features = 0;  // the width of the sites' feature rows; 0: no such step
+  // The moments' secure aggregation: each value is clipped to [-clip, clip] (a site's sum of
+  // squares of a feature must fit: a site refuses the step rather than clip) and quantized on
+  // the 64-bit ring with `bits` bits (a step of 2.2e-6 with the defaults, room for 2,048
+  // sites). A site with larger sums needs a larger clip, at a coarser step.
+  double clip = 1e10;
+  int bits = 53;
+};
+
 // Client-level differential privacy under secure aggregation: the distributed discrete
 // Gaussian (common/privacy/ddg.h), accounted against the federation's budget.
 struct PrivacyOptions {
@@ -60,6 +72,7 @@ struct EngineOptions {
   // What the model predicts, its loss and its buffers' sharing (common/model/task.h); empty:
   // a built-in model's multiclass cross-entropy.
   v1::TaskPlan task;
+  StandardizationOptions standardization;
   std::vector<std::string> allowed_sites;  // certificate CNs that may join
   int64_t rounds = 5;
   int min_sites = 1;

@@ -11,6 +11,7 @@
 #include "common/logging/logging.h"
 #include "common/plan/plan_readers.h"
 #include "common/plan/plan_writer.h"
+#include "common/plan/standardization.h"
 #include "common/privacy/central_gaussian.h"
 #include "common/privacy/uniform_source.h"
 #include "coordinator/round_metrics.h"
@@ -54,6 +55,11 @@ StatusOr<std::unique_ptr<RoundEngine>> RoundEngine::Create(const EngineOptions& 
         "the distributed discrete Gaussian needs secure aggregation (each site's noise alone "
         "is too small to protect it) and the central Gaussian plaintext aggregation");
   }
+  if (options.standardization.features > 0 && !options.secure.enabled) {
+    return absl::InvalidArgumentError(
+        "pooled standardisation needs secure aggregation: in plaintext the coordinator would "
+        "see each site's feature moments");
+  }
   std::unique_ptr<RoundEngine> engine(new RoundEngine(options));
   RETURN_IF_ERROR(MakeDirs(options.state_dir));
   RETURN_IF_ERROR(MakeDirs(options.state_dir + "/checkpoints"));
@@ -63,7 +69,35 @@ StatusOr<std::unique_ptr<RoundEngine>> RoundEngine::Create(const EngineOptions& 
   return engine;
 }
 
+namespace {
+
+constexpr char kStandardizationKey[] = "standardization";
+
+// The pooled standardisation as the state store keeps it (the audit record's fields).
+StatusOr<v1::Standardization> ParseStandardization(const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  v1::Standardization s;
+  try {
+    s.set_examples(j.at("examples").get<uint64_t>());
+    for (double m : j.at("mean")) s.add_mean(m);
+    for (double d : j.at("std")) s.add_std(d);
+    RETURN_IF_ERROR(CheckStandardization(s, j.at("features").get<int64_t>()));
+  } catch (const std::exception& e) {
+    return absl::DataLossError(
+        absl::StrCat("state database: the pooled standardisation is unreadable: ", e.what()));
+  }
+  return s;
+}
+
+}  // namespace
+
 Status RoundEngine::Resume(const Model& initial) {
+  ASSIGN_OR_RETURN(std::optional<std::string> pooled, store_->Get(kStandardizationKey));
+  if (pooled) {
+    ASSIGN_OR_RETURN(v1::Standardization s, ParseStandardization(*pooled));
+    absl::MutexLock lock(&mu_);
+    standardization_ = std::move(s);
+  }
   ASSIGN_OR_RETURN(std::optional<RoundRecord> last, store_->LastRound());
   if (!last) {
     RETURN_IF_ERROR(initial.Validate());
@@ -152,6 +186,7 @@ Status RoundEngine::RecordDropouts(Phase phase) {
 }
 
 Status RoundEngine::SpendPrivacy() {
+  if (statistics_step_) return absl::OkStatus();  // the statistics step spends no budget
   // Spent once the aggregate exists, before anything else is done with it. Every attempt that
   // produced one is an entry of its own (a retry is a new contribution, and its sum a new
   // release), also when the round runs again after a crash; only the same attempt booked twice
@@ -233,8 +268,13 @@ void RoundEngine::BeginPlan(int64_t round, const std::vector<std::string>& cohor
   in.attempt = static_cast<uint32_t>(round_attempt_);
   in.training = &options_.training;
   in.secure = options_.secure.enabled;
-  in.privacy = privacy_->client_plan();
-  in.record_privacy = privacy_->record_plan();
+  if (statistics_step_) {
+    // Moments, not training: no privacy mechanism applies and no budget is spent.
+    in.statistics_features = static_cast<uint32_t>(options_.standardization.features);
+  } else {
+    in.privacy = privacy_->client_plan();
+    in.record_privacy = privacy_->record_plan();
+  }
   plan_ = MakeRoundPlan(in);
 }
 
@@ -247,6 +287,7 @@ PlanBasics RoundEngine::PlanBasicsOf(int64_t round, const std::vector<std::strin
   b.cohort = &cohort;
   b.chunk_bytes = options_.chunk_bytes;
   b.task = &options_.task;
+  b.standardization = standardization_ ? &*standardization_ : nullptr;
   return b;
 }
 
@@ -312,18 +353,25 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::PlaintextAttempt(absl::
 StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
     const std::vector<std::string>& cohort) {
   SecureAttemptInput in;
-  in.options = &options_.secure;
+  // The moments: each site's sums with weight 1, on their own clip and quantization.
+  SecureOptions moments = options_.secure;
+  moments.clip = statistics_clip_;
+  moments.bits = options_.standardization.bits;
+  moments.max_examples = 1;
+  in.keep_sum = statistics_step_;
+  in.options = statistics_step_ ? &moments : &options_.secure;
   in.cohort = &cohort;
   if (options_.secure.malicious) {
     for (const auto& site : cohort) in.certificates.push_back(members_.Certificate(site));
   }
   in.model_values = global_.model.values.size();
   in.minimum_sum = MinimumSum();
-  in.ddg = privacy_->client_level() ? &privacy_->ddg() : nullptr;
+  in.ddg = privacy_->client_level() && !statistics_step_ ? &privacy_->ddg() : nullptr;
   in.upload_timeout = options_.upload_timeout;
   ASSIGN_OR_RETURN(std::optional<SecureMean> sum, secure_.Attempt(in, &plan_, *this));
   if (!sum) return std::optional<std::vector<float>>();
   secure_examples_ = sum->examples;
+  if (statistics_step_) statistics_sum_ = std::move(sum->sum);
   return std::optional<std::vector<float>>(std::move(sum->mean));
 }
 
@@ -412,6 +460,56 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
   return absl::OkStatus();
 }
 
+StatusOr<v1::Standardization> RoundEngine::PoolMoments(double clip,
+                                                       std::vector<std::string>* sites) {
+  const int64_t features = options_.standardization.features;
+  // The sites download a zero "model" of the moments' size and send their moments as its
+  // update; the global model waits.
+  Model zeros;
+  zeros.layout = ModelLayout({{"feature_moments", DType::kF32, {MomentValues(features)}}});
+  zeros.values.assign(static_cast<size_t>(MomentValues(features)), 0.0f);
+  PublishedModel model = std::move(global_);
+  global_ = checkpoints_.Encode(0, std::move(zeros));
+  statistics_step_ = true;
+  statistics_clip_ = clip;
+  StatusOr<std::vector<float>> pooled = AggregateRound(0);
+  sites->clear();
+  for (const auto& [site, header] : uploads_.committed()) sites->push_back(site);
+  statistics_step_ = false;
+  global_ = std::move(model);
+  RETURN_IF_ERROR(pooled.status());
+  StatusOr<v1::Standardization> out = PooledStandardization(statistics_sum_, features);
+  statistics_sum_.clear();
+  return out;
+}
+
+Status RoundEngine::RunStandardization() {
+  const int64_t features = options_.standardization.features;
+  absl::MutexLock lock(&mu_);
+  spdlog::info("pooled standardisation of {} features: the sites send their moments", features);
+  std::vector<std::string> sites;
+  ASSIGN_OR_RETURN(v1::Standardization raw, PoolMoments(options_.standardization.clip, &sites));
+  // Second pass on the rows as standardised by the first (the plans carry it): a row's
+  // squares average about 1, so a clip of 100 per row leaves room for heavy tails.
+  standardization_ = raw;
+  StatusOr<v1::Standardization> refined =
+      PoolMoments(100.0 * static_cast<double>(raw.examples()) + 1.0, &sites);
+  standardization_.reset();
+  RETURN_IF_ERROR(refined.status());
+  ASSIGN_OR_RETURN(v1::Standardization standardization, ComposeStandardization(raw, *refined));
+  nlohmann::json fields = {{"features", features},
+                           {"examples", standardization.examples()},
+                           {"sites", sites},
+                           {"mean", standardization.mean()},
+                           {"std", standardization.std()}};
+  RETURN_IF_ERROR(Record(AuditEvent{"standardization_pooled", fields}));
+  RETURN_IF_ERROR(store_->Put(kStandardizationKey, fields.dump()));
+  spdlog::info("pooled standardisation over {} rows of {} sites", standardization.examples(),
+               sites.size());
+  standardization_ = std::move(standardization);
+  return absl::OkStatus();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Driver: evaluation and the run
 
@@ -461,6 +559,14 @@ Status RoundEngine::Run() {
       round = completed_round_;
       evaluated = last_record_.metrics_json.has_value();
       if (shutdown_) return absl::CancelledError("coordinator shutting down");
+    }
+    if (round == 0 && options_.standardization.features > 0) {
+      bool pooled;
+      {
+        absl::MutexLock lock(&mu_);
+        pooled = standardization_.has_value();
+      }
+      if (!pooled) RETURN_IF_ERROR(RunStandardization());
     }
     if (!evaluated) {
       RETURN_IF_ERROR(RunEvaluation(round));

@@ -118,6 +118,16 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
   explicit RoundEngine(EngineOptions options);
   Status Resume(const Model& initial);
   Status RunTrainingRound(int64_t round);
+  // The statistics step before round 1 (options_.standardization): secure rounds over the
+  // sites' feature moments, whose pooled mean and std every later plan carries. Two passes:
+  // the raw moments, then those of the rows standardised by the first pass's result, whose
+  // sums are of the order of the row counts and so lose nothing to the quantization step of a
+  // clip wide enough for raw data. Kept in the state store, so a restarted coordinator does
+  // not run it again.
+  Status RunStandardization();
+  // One pass: the pooled standardisation of the sites' rows as the open plans leave them.
+  StatusOr<v1::Standardization> PoolMoments(double clip, std::vector<std::string>* sites)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Plans attempts of `round` until one gives the sites' mean update (or the cap is reached).
   StatusOr<std::vector<float>> AggregateRound(int64_t round) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // One attempt at the round's aggregate: the mean update, or nullopt when too few sites
@@ -196,6 +206,10 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
   int64_t bytes_down_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t secure_examples_ ABSL_GUARDED_BY(mu_) = 0;  // the last unmasked sum's total
   RoundRecord last_record_ ABSL_GUARDED_BY(mu_);
+  bool statistics_step_ ABSL_GUARDED_BY(mu_) = false;        // the open plan is the statistics step
+  std::vector<double> statistics_sum_ ABSL_GUARDED_BY(mu_);  // its unmasked sum, exactly
+  double statistics_clip_ ABSL_GUARDED_BY(mu_) = 0;          // its moments' clip
+  std::optional<v1::Standardization> standardization_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace hansa

@@ -301,8 +301,8 @@ StatusOr<std::optional<SecureMean>> SecureRound::Attempt(const SecureAttemptInpu
   }
   // The sum exists: a release, booked before anything else is done with it.
   RETURN_IF_ERROR(driver.BookRelease());
-  StatusOr<SecureMean> mean =
-      DecodeSecureSum(sum, a.params, a.encoding, in.ddg, in.model_values, so.max_examples);
+  StatusOr<SecureMean> mean = DecodeSecureSum(sum, a.params, a.encoding, in.ddg, in.model_values,
+                                              so.max_examples, in.keep_sum);
   if (!mean.ok()) {
     // Once a sum is unmasked, the sites' inputs are spent: no retry.
     return Annotate(mean.status(),
@@ -368,7 +368,7 @@ bool UnmaskOnDevice(const std::string& unmask_device) {
 
 StatusOr<SecureMean> DecodeSecureSum(const SecAggResult& result, const SecAggParams& params,
                                      const EncodingParams& encoding, const DdgParams* ddg,
-                                     size_t model_values, int64_t max_examples) {
+                                     size_t model_values, int64_t max_examples, bool keep_sum) {
   SecureMean out;
   const auto survivors = static_cast<int64_t>(result.survivors.size());
   if (ddg) {
@@ -394,6 +394,10 @@ StatusOr<SecureMean> DecodeSecureSum(const SecAggResult& result, const SecAggPar
   // Only the total is known: the sum of the weights, each examples / max_examples.
   out.total_weight = decoded.total_weight;
   out.examples = std::llround(decoded.total_weight * static_cast<double>(max_examples));
+  if (keep_sum) {
+    out.sum = std::move(decoded.weighted_sum);
+    out.sum.resize(model_values);
+  }
   return out;
 }
 

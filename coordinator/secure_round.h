@@ -59,6 +59,9 @@ struct SecureAttemptInput {
   // Client-level privacy (the distributed discrete Gaussian), or null.
   const DdgParams* ddg = nullptr;
   absl::Duration upload_timeout;
+  // Keep the unmasked weighted sum in double precision too (SecureMean::sum): for the
+  // statistics step, whose moments a float mean would round.
+  bool keep_sum = false;
 };
 
 // The unmasked sum, as the round's mean update.
@@ -66,6 +69,7 @@ struct SecureMean {
   std::vector<float> mean;
   int64_t examples = 0;     // the total the weights reveal; 0 under client-level privacy
   double total_weight = 0;  // the sum of the weights (examples / max_examples each)
+  std::vector<double> sum;  // sum_i w_i x_i per value, when asked (keep_sum); else empty
 };
 
 class SecureRound {
@@ -122,6 +126,7 @@ bool UnmaskOnDevice(const std::string& unmask_device);
 // (`ddg` not null), else dequantized with `encoding`, the weight element dropped.
 StatusOr<SecureMean> DecodeSecureSum(const SecAggResult& result, const SecAggParams& params,
                                      const EncodingParams& encoding, const DdgParams* ddg,
-                                     size_t model_values, int64_t max_examples);
+                                     size_t model_values, int64_t max_examples,
+                                     bool keep_sum = false);
 
 }  // namespace hansa

@@ -12,6 +12,9 @@ void WriteBasics(const PlanBasics& b, v1::RoundPlan* plan) {
   for (const std::string& site : *b.cohort) plan->add_cohort(site);
   plan->set_chunk_bytes(b.chunk_bytes);
   if (b.task != nullptr && b.task->ByteSizeLong() > 0) *plan->mutable_task() = *b.task;
+  if (b.standardization != nullptr && b.standardization->mean_size() > 0) {
+    *plan->mutable_standardization() = *b.standardization;
+  }
 }
 
 }  // namespace
@@ -31,6 +34,7 @@ v1::RoundPlan MakeRoundPlan(const RoundPlanInputs& in) {
   plan.set_aggregation_mode(in.secure ? v1::AGGREGATION_SECURE : v1::AGGREGATION_PLAINTEXT);
   if (in.privacy) *plan.mutable_privacy() = *in.privacy;
   if (in.record_privacy) *plan.mutable_record_privacy() = *in.record_privacy;
+  if (in.statistics_features > 0) plan.mutable_statistics()->set_features(in.statistics_features);
   return plan;
 }
 

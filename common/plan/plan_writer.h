@@ -32,6 +32,9 @@ struct PlanBasics {
   // What the model predicts and its loss; null or empty: the built-in models' multiclass
   // cross-entropy.
   const v1::TaskPlan* task = nullptr;
+  // The pooled standardisation every site applies, once the statistics step is done; null or
+  // empty: none.
+  const v1::Standardization* standardization = nullptr;
 };
 
 // A training plan's choices.
@@ -43,6 +46,9 @@ struct RoundPlanInputs {
   bool secure = false;                                    // AGGREGATION_SECURE, else PLAINTEXT
   const v1::PrivacyPlan* privacy = nullptr;               // client-level privacy, or null for none
   const v1::RecordPrivacyPlan* record_privacy = nullptr;  // record-level, or null for none
+  // > 0: the federation's statistics step over rows of this many features
+  // (standardization.h): the sites send their feature moments and train nothing.
+  uint32_t statistics_features = 0;
 };
 
 // The training seed of `attempt` of `round`: a retry trains from another seed, so its update is
