@@ -17,6 +17,7 @@
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
+#include "client/tabular.h"
 #include "client/train/torchscript.h"
 #include "common/model/models.h"
 
@@ -49,7 +50,7 @@ struct Settings {
 class Federation {
  public:
   Federation(const std::string& dir, const std::vector<std::string>& sites, const Settings& s)
-      : dir_(dir), sites_(sites) {
+      : dir_(dir), sites_(sites), secure_(s.secure) {
     port_ = FreePort();
     kit_ = Provision(dir, sites, port_);
     std::string coordinator = kit_ + "/coordinator/coordinator.toml";
@@ -100,6 +101,7 @@ class Federation {
   }
   std::string state() const { return kit_ + "/coordinator/state"; }
   std::string kit() const { return kit_; }
+  bool secure() const { return secure_; }
   int port() const { return port_; }
   std::vector<nlohmann::json> Metrics() const { return ReadJsonLines(state() + "/metrics.jsonl"); }
   std::vector<nlohmann::json> Audit() const { return ReadJsonLines(state() + "/audit.jsonl"); }
@@ -131,6 +133,7 @@ class Federation {
  private:
   std::string dir_;
   std::vector<std::string> sites_;
+  bool secure_;
   int port_;
   std::string kit_;
 };
@@ -391,7 +394,8 @@ std::string SourcePath(const std::string& relative) {
 // Turns `fed` into a study of the breast-cancer example: the coordinator runs `model` (a
 // TorchScript file) as a binary classifier from its initial weights, each site trains on its
 // own CSV file (site i on data/site-<a,b,c>.csv) with a copy of the model, and every site in
-// `allowing` lets its policy allow the model's hash. Returns the model's "sha256:<hex>".
+// `allowing` lets its policy allow the model's hash. Under secure aggregation the sites first
+// pool their features' moments. Returns the model's "sha256:<hex>".
 std::string MakeStudy(Federation& fed, const std::vector<std::string>& sites,
                       const std::string& model, const std::vector<std::string>& allowing) {
   const std::string coordinator = fed.kit() + "/coordinator/coordinator.toml";
@@ -408,6 +412,7 @@ std::string MakeStudy(Federation& fed, const std::vector<std::string>& sites,
   ReplaceInFile(coordinator, "epochs = 1\n", "epochs = 2\nmomentum = 0.9\n");  // as the example
   // BatchNorm statistics in the data's units travel in the update: a wide clip, a fine step.
   ReplaceInFile(coordinator, "[aggregation]\n", "[aggregation]\nclip = 1000000.0\nbits = 50\n");
+  if (fed.secure()) AppendText(coordinator, "[standardization]\nfeatures = 30\n");
   const std::string data = SourcePath("examples/breast-cancer/data/");
   for (size_t i = 0; i < sites.size(); ++i) {
     const std::string path = fed.kit() + "/sites/" + sites[i] + "/site.toml";
@@ -438,6 +443,7 @@ TEST(FederationTest, AStudysOwnModelTrainsOnCsvSitesUnderSecureAggregation) {
     const std::string dir = FreshDir(model == built ? "cpp" : "python");
     const std::vector<std::string> sites = {"alpha", "beta", "gamma"};
     Federation fed(dir, sites, Settings{.rounds = 3, .min_sites = 3, .secure = true});
+    ASSERT_TRUE(fed.secure());
     const std::string sha = MakeStudy(fed, sites, model, sites);
     const std::string log = RunToEnd(fed, sites);
     EXPECT_THAT(log, HasSubstr("unmasked the sum of 3 sites"));
@@ -447,10 +453,37 @@ TEST(FederationTest, AStudysOwnModelTrainsOnCsvSitesUnderSecureAggregation) {
     EXPECT_EQ(metrics[3]["examples"].get<int64_t>(), 125 + 211 + 120);  // site-{a,b,c}.csv
     EXPECT_EQ(metrics[3]["evaluated_on"].get<int64_t>(), 3 * 113);      // each site's test.csv
     ASSERT_TRUE(metrics[3].contains("auc")) << metrics[3].dump();
-    if (model != built) {  // the example's model standardises its inputs: it learns
-      EXPECT_GT(metrics[3]["accuracy"].get<double>(), 0.85) << metrics[3].dump();
-      EXPECT_GT(metrics[3]["auc"].get<double>(), 0.9) << metrics[3].dump();
+    // On the pooled standardisation, both learn.
+    EXPECT_GT(metrics[3]["accuracy"].get<double>(), 0.85) << metrics[3].dump();
+    EXPECT_GT(metrics[3]["auc"].get<double>(), 0.9) << metrics[3].dump();
+    // The coordinator released the mean and std of the concatenated files, and nothing else
+    // about the sites' rows: their total.
+    FeatureMoments concatenated;
+    for (const char* file : {"site-a.csv", "site-b.csv", "site-c.csv"}) {
+      CsvSchema schema;
+      schema.label = "diagnosis";
+      auto table = LoadCsv(SourcePath("examples/breast-cancer/data/") + file, schema);
+      ASSERT_TRUE(table.ok()) << table.status();
+      if (concatenated.count == 0) {
+        concatenated = FeatureMoments::Of(*table);
+      } else {
+        ASSERT_TRUE(concatenated.Add(FeatureMoments::Of(*table)).ok());
+      }
     }
+    std::vector<double> mean, sd;
+    ASSERT_TRUE(concatenated.MeanAndStd(&mean, &sd).ok());
+    int pooled_records = 0;
+    for (const auto& record : fed.Audit()) {
+      if (record.value("event", "") != "standardization_pooled") continue;
+      ++pooled_records;
+      const auto& f = record["fields"];
+      EXPECT_EQ(f["examples"].get<int64_t>(), concatenated.count);
+      for (size_t j = 0; j < mean.size(); ++j) {
+        EXPECT_NEAR(f["mean"][j].get<double>(), mean[j], 1e-6 * std::abs(mean[j])) << j;
+        EXPECT_NEAR(f["std"][j].get<double>(), sd[j], 1e-6 * sd[j]) << j;
+      }
+    }
+    EXPECT_EQ(pooled_records, 1);
     // The plans name the model by its hash, and the records reconcile.
     EXPECT_THAT(ReadText(fed.state() + "/audit.jsonl"), HasSubstr("\"model\":\"" + sha));
     fed.ExpectRecordsReconcile(sites);
@@ -460,7 +493,8 @@ TEST(FederationTest, AStudysOwnModelTrainsOnCsvSitesUnderSecureAggregation) {
 TEST(FederationTest, ASiteWhosePolicyDoesNotAllowTheModelRefusesItOnBothRecords) {
   const std::string dir = FreshDir();
   const std::vector<std::string> sites = {"alpha", "beta", "gamma"};
-  Federation fed(dir, sites, Settings{.rounds = 1, .min_sites = 2});
+  // gamma refuses the evaluations too, and the coordinator waits out their deadline.
+  Federation fed(dir, sites, Settings{.rounds = 1, .min_sites = 2, .evaluate_timeout = 4});
   // gamma holds the file but its officer has not approved the hash: it is never loaded.
   MakeStudy(fed, sites, SourcePath("examples/breast-cancer/mlp.pt"), {"alpha", "beta"});
   const std::string log = RunToEnd(fed, sites);
