@@ -11,6 +11,11 @@
 
 namespace hansa {
 std::string UpdateKey(const v1::RoundPlan& plan) {
+  // The feature moments are a function of the site's data alone: whatever the attempt, seed
+  // or round, it sends them once.
+  if (plan.has_statistics()) {
+    return ToHex(Sha256(absl::StrCat("hansa/moments/v1\n", plan.statistics().features())));
+  }
   // Everything the site's training is a deterministic function of, besides its own data. Not
   // the round number: a coordinator could plan the same model and seed under another round.
   const v1::TrainingSettings& t = plan.training();

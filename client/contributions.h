@@ -26,7 +26,10 @@ namespace hansa {
 
 // What identifies an update before it is trained (hex SHA-256): the model, the global model's
 // digest, the training settings and seed. Two plans with the same key have the site train the
-// same update; the round number is not part of it.
+// same update; the round number is not part of it. A statistics plan's update (the site's
+// feature moments, common/plan/standardization.h) depends on the site's data alone: every
+// statistics plan has the same key, so a site sends its moments under one plan only, and a
+// coordinator cannot take the difference of two sums with and without it.
 std::string UpdateKey(const v1::RoundPlan& plan);
 
 class SpentContributions {

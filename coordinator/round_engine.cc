@@ -488,15 +488,8 @@ Status RoundEngine::RunStandardization() {
   absl::MutexLock lock(&mu_);
   spdlog::info("pooled standardisation of {} features: the sites send their moments", features);
   std::vector<std::string> sites;
-  ASSIGN_OR_RETURN(v1::Standardization raw, PoolMoments(options_.standardization.clip, &sites));
-  // Second pass on the rows as standardised by the first (the plans carry it): a row's
-  // squares average about 1, so a clip of 100 per row leaves room for heavy tails.
-  standardization_ = raw;
-  StatusOr<v1::Standardization> refined =
-      PoolMoments(100.0 * static_cast<double>(raw.examples()) + 1.0, &sites);
-  standardization_.reset();
-  RETURN_IF_ERROR(refined.status());
-  ASSIGN_OR_RETURN(v1::Standardization standardization, ComposeStandardization(raw, *refined));
+  ASSIGN_OR_RETURN(v1::Standardization standardization,
+                   PoolMoments(options_.standardization.clip, &sites));
   nlohmann::json fields = {{"features", features},
                            {"examples", standardization.examples()},
                            {"sites", sites},

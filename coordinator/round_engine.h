@@ -118,14 +118,13 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
   explicit RoundEngine(EngineOptions options);
   Status Resume(const Model& initial);
   Status RunTrainingRound(int64_t round);
-  // The statistics step before round 1 (options_.standardization): secure rounds over the
-  // sites' feature moments, whose pooled mean and std every later plan carries. Two passes:
-  // the raw moments, then those of the rows standardised by the first pass's result, whose
-  // sums are of the order of the row counts and so lose nothing to the quantization step of a
-  // clip wide enough for raw data. Kept in the state store, so a restarted coordinator does
-  // not run it again.
+  // The statistics step before round 1 (options_.standardization): a secure round over the
+  // sites' feature moments, whose pooled mean and std every later plan carries. One pass:
+  // each site sends its moments once (a second sum with and without a site would give its
+  // moments away; client/contributions.h). Kept in the state store, so a restarted
+  // coordinator does not run it again.
   Status RunStandardization();
-  // One pass: the pooled standardisation of the sites' rows as the open plans leave them.
+  // The pooled standardisation of the sites' rows, their sums clipped at `clip`.
   StatusOr<v1::Standardization> PoolMoments(double clip, std::vector<std::string>* sites)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Plans attempts of `round` until one gives the sites' mean update (or the cap is reached).

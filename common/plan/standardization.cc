@@ -66,24 +66,6 @@ StatusOr<v1::Standardization> PooledStandardization(const std::vector<double>& s
   return out;
 }
 
-StatusOr<v1::Standardization> ComposeStandardization(const v1::Standardization& first,
-                                                     const v1::Standardization& second) {
-  if (first.mean_size() != second.mean_size() || first.std_size() != second.std_size() ||
-      first.mean_size() != first.std_size() || first.examples() != second.examples()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the two passes of the pooled standardisation differ: ", first.mean_size(),
-                     " and ", second.mean_size(), " features, ", first.examples(), " and ",
-                     second.examples(), " rows (a site's data changed between them)"));
-  }
-  v1::Standardization out;
-  out.set_examples(first.examples());
-  for (int j = 0; j < first.mean_size(); ++j) {
-    out.add_mean(first.mean(j) + first.std(j) * second.mean(j));
-    out.add_std(first.std(j) * second.std(j));
-  }
-  return out;
-}
-
 Status CheckStandardization(const v1::Standardization& s, int64_t features) {
   if (s.mean_size() != features || s.std_size() != features) {
     return absl::InvalidArgumentError(

@@ -35,12 +35,6 @@ StatusOr<std::vector<float>> EncodeMoments(const std::vector<double>& sum,
 StatusOr<v1::Standardization> PooledStandardization(const std::vector<double>& summed,
                                                     int64_t features);
 
-// The standardisation of the raw rows from `first` and the pooled standardisation `second` of
-// the rows already standardised by `first`: mean = m1 + s1 m2, std = s1 s2. InvalidArgument
-// when their widths or row counts differ.
-StatusOr<v1::Standardization> ComposeStandardization(const v1::Standardization& first,
-                                                     const v1::Standardization& second);
-
 // InvalidArgument unless `s` has `features` finite means and positive finite stds.
 Status CheckStandardization(const v1::Standardization& s, int64_t features);
 

@@ -161,6 +161,34 @@ RingVector Minus(RingVector a, const RingVector& b) {
 // leaves site 4 out. Had the three others sent their updates again, the difference of the two
 // sums would be site 4's update. Each site refuses that plan, and the retry the sites do join
 // (another seed) gives a difference that is not site 4's update.
+TEST(SpentContributionsTest, ASiteSendsItsFeatureMomentsUnderOnePlanOnly) {
+  // The moments are the same whatever the plan: a second statistics plan (a retry with other
+  // seeds, another round, after a restart) could sum them again without another site.
+  const std::string path = LedgerPath("moments");
+  auto egress = OpenEgress(path);
+  ASSERT_NE(egress, nullptr);
+  SpentContributions spent;
+  v1::RoundPlan first = Plan(1, 77);
+  first.set_round(0);
+  first.mutable_statistics()->set_features(30);
+  ASSERT_TRUE(spent.Spend(first, EgressRecorder(egress.get())).ok());
+  EXPECT_TRUE(spent.Check(first).ok());  // the same plan, answered again on a rejoin
+  v1::RoundPlan retry = first;
+  retry.set_attempt(2);
+  retry.mutable_training()->set_seed(78);
+  retry.clear_cohort();
+  for (const char* site : {"berlin", "paris", "milan"}) retry.add_cohort(site);
+  Status refused = spent.Check(retry);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("already sent under another plan"));
+  egress.reset();
+  auto restarted = SpentContributions::FromEgressLedger(path);
+  ASSERT_TRUE(restarted.ok());
+  EXPECT_EQ(restarted->Check(retry).code(), absl::StatusCode::kInvalidArgument);
+  // Training updates are keyed as before.
+  EXPECT_TRUE(restarted->Check(Plan(1, 77)).ok());
+}
+
 TEST(SpentContributionsTest, ACoordinatorThatUnmasksAndThenRetriesLearnsNoSiteUpdate) {
   std::map<SiteId, SpentContributions> spent;
   std::map<SiteId, std::unique_ptr<AuditLog>> egress;

@@ -1,7 +1,6 @@
 // Pooled standardisation (common/plan/standardization.h): the sites' moments, added up, give
 // the mean and population standard deviation of their concatenated rows, to double precision
-// even for features far from 0 (where the mean of squares and the squared mean nearly cancel),
-// and the two-pass composition gives the same as one exact pass.
+// even for features far from 0 (where the mean of squares and the squared mean nearly cancel).
 #include "common/plan/standardization.h"
 
 #include <gmock/gmock.h>
@@ -69,23 +68,6 @@ TEST(StandardizationTest, SummedSiteMomentsGiveTheConcatenatedRowsMeanAndStd) {
   EXPECT_TRUE(CheckStandardization(*pooled, 3).ok());
   EXPECT_THAT(std::string(CheckStandardization(*pooled, 4).message()),
               HasSubstr("this site's rows have 4 features"));
-}
-
-TEST(StandardizationTest, TheSecondPassComposesWithTheFirst) {
-  v1::Standardization first, second;
-  first.set_examples(10);
-  second.set_examples(10);
-  first.add_mean(100);
-  first.add_std(20);
-  second.add_mean(0.5);  // the rows standardised by `first` still have mean 0.5, std 2
-  second.add_std(2);
-  auto composed = ComposeStandardization(first, second);
-  ASSERT_TRUE(composed.ok());
-  EXPECT_DOUBLE_EQ(composed->mean(0), 110);
-  EXPECT_DOUBLE_EQ(composed->std(0), 40);
-  second.set_examples(11);
-  EXPECT_THAT(std::string(ComposeStandardization(first, second).status().message()),
-              HasSubstr("a site's data changed between them"));
 }
 
 TEST(StandardizationTest, AConstantFeatureGetsStdOneAndBadMomentsAreRefused) {
