@@ -10,7 +10,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/site_config.h"
+#include "client/train/torchscript.h"
 #include "client/train/trainer.h"
+#include "common/crypto/sha256.h"
+#include "common/fileio/fileio.h"
+#include "common/model/task.h"
 #include "tests/integration/harness.h"
 #include "tests/support/vectors.h"
 
@@ -35,7 +39,10 @@ Trained TrainOnce(const TrainerOptions& options, const Dataset& data, const Trai
   auto trainer = Trainer::Create(options);
   EXPECT_TRUE(trainer.ok()) << trainer.status();
   if (!trainer.ok()) return {};
-  EXPECT_TRUE((*trainer)->SetWeights(*InitialModel(options.model, 1)).ok());
+  // A built-in model from fixed weights; a TorchScript one from its file's.
+  if (!IsScriptModelName(options.model)) {
+    EXPECT_TRUE((*trainer)->SetWeights(*InitialModel(options.model, 1)).ok());
+  }
   auto result = (*trainer)->Train(data, s);
   EXPECT_TRUE(result.ok()) << result.status();
   if (!result.ok()) return {};
@@ -88,6 +95,28 @@ TEST(DataParallelTest, TwoGlooRanksTrainLikeOneProcess) {
     EXPECT_GT(MaxAbsDifference(two.weights, InitialModel(model, 1)->values), 1e-3) << model;
     EXPECT_NEAR(two.result.loss, one.result.loss, 1e-5) << model;
     EXPECT_EQ(two.result.steps, one.result.steps);
+  }
+
+  // A study's TorchScript model: rank 1 gets the file's path and task with the command, checks
+  // the hash itself and trains with rank 0 as for a built-in model.
+  {
+    const std::string file = dir + "/script.pt";
+    ASSERT_TRUE(SaveTorchScriptMlp(file, 784, 32, 10, 3).ok());
+    auto bytes = ReadFile(file);
+    ASSERT_TRUE(bytes.ok());
+    TrainerOptions alone{ScriptModelName(ToHex(Sha256(*bytes))), "cpu", 1};
+    alone.script_file = file;
+    TrainerOptions parallel = alone;
+    parallel.group = *group;
+    auto fresh = Trainer::Create(alone);
+    ASSERT_TRUE(fresh.ok()) << fresh.status();
+    const std::vector<float> initial = (*fresh)->GetWeights()->values;
+    const Trained two = TrainOnce(parallel, train, s);
+    const Trained one = TrainOnce(alone, train, s);
+    ASSERT_FALSE(two.weights.empty());
+    EXPECT_LT(MaxAbsDifference(two.weights, one.weights), 1e-5);
+    EXPECT_GT(MaxAbsDifference(two.weights, initial), 1e-3);
+    EXPECT_NEAR(two.result.loss, one.result.loss, 1e-5);
   }
 
   // DP-SGD: with every example in every step (q = 1) and no noise it is deterministic, and two
