@@ -1,5 +1,6 @@
 #include "client/site_config.h"
 
+#include "client/csv_config.h"
 #include "client/image_folder.h"
 #include "common/config/config.h"
 #include "common/model/task.h"
@@ -48,19 +49,7 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
   c.test_file = cfg.Path("data.test", "");
   c.test_fraction = cfg.Double("data.test_fraction", 0, 0, 0.9);
   c.split_seed = static_cast<uint64_t>(cfg.Int("data.split_seed", 1, 0, INT64_MAX));
-  c.csv.label = cfg.String("data.csv.label", "");
-  c.csv.label_classes = cfg.StringList("data.csv.label_classes", {});
-  c.csv.regression = cfg.Bool("data.csv.regression", false);
-  c.csv.features = cfg.StringList("data.csv.features", {});
-  c.csv.ignore = cfg.StringList("data.csv.ignore", {});
-  c.csv.columns = cfg.StringList("data.csv.columns", {});
-  c.csv.skip_lines = static_cast<int>(cfg.Int("data.csv.skip_lines", 0, 0, 1000000));
-  if (cfg.Has("data.csv.impute_missing")) {
-    c.csv.impute_missing = cfg.Double("data.csv.impute_missing", 0, -1e300, 1e300);
-  }
-  for (const std::string& column : cfg.Keys("data.csv.categorical")) {
-    c.csv.categorical[column] = cfg.StringList("data.csv.categorical." + column, {});
-  }
+  c.csv = ReadCsvSchema(cfg, "data.csv");
   c.model_files.clear();
   for (const std::string& file : cfg.StringList("model.files", {})) {
     c.model_files.push_back(cfg.Resolve(file));

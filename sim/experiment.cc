@@ -3,7 +3,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/csv_config.h"
 #include "common/config/config.h"
+#include "common/crypto/sha256.h"
 #include "common/fileio/fileio.h"
 #include "common/model/models.h"
 #include "common/secagg/params.h"
@@ -67,6 +69,37 @@ std::string AggregationToml(const SecureOptions& so) {
       "\nunmask_device = ", TomlString(so.unmask_device), "\n");
 }
 
+std::string StringList(const std::vector<std::string>& values) {
+  std::vector<std::string> quoted;
+  for (const std::string& v : values) quoted.push_back(TomlString(v));
+  return absl::StrCat("[", absl::StrJoin(quoted, ", "), "]");
+}
+
+// [model], [task], [data] and [standardization] of a study's own model and CSV data.
+std::string ModelAndDataToml(const ExperimentConfig& e) {
+  const SimulationConfig& b = e.base;
+  std::string out;
+  if (!b.script_file.empty()) {
+    absl::StrAppend(&out, "\n[model]\nfile = ", TomlString(b.script_file),
+                    "\nbuffers = ", TomlString(std::string(BuffersName(b.task.buffers))),
+                    "\n\n[task]\nkind = ", TomlString(std::string(TaskKindName(b.task.kind))),
+                    "\nloss = ", TomlString(std::string(LossName(b.task.loss))), "\n");
+  }
+  const ExperimentData& d = e.data;
+  if (d.format == "csv") {
+    absl::StrAppend(&out, "\n[data]\nformat = \"csv\"\n");
+    if (!d.train.empty()) absl::StrAppend(&out, "train = ", TomlString(d.train), "\n");
+    if (!d.site_files.empty()) {
+      absl::StrAppend(&out, "site_files = ", StringList(d.site_files), "\n");
+    }
+    absl::StrAppend(&out, "test = ", TomlString(d.test), "\n\n", CsvSchemaToml(d.csv, "data.csv"));
+  }
+  if (b.standardize_features > 0) {
+    absl::StrAppend(&out, "\n[standardization]\nfeatures = ", b.standardize_features, "\n");
+  }
+  return out;
+}
+
 std::string ClientPrivacyToml(const ClientPrivacyOptions& cp) {
   if (!cp.enabled) return "";
   return absl::StrCat("\n[client_privacy]\nenabled = true\nclip_norm = ", TomlNumber(cp.clip_norm),
@@ -124,6 +157,112 @@ Status CheckBase(const std::string& name, const std::string& transport, const st
   return absl::OkStatus();
 }
 
+// The keys of [model], [task] and [data] as read, before they are checked together.
+struct ModelAndDataKeys {
+  std::string model_file, kind, loss, buffers;
+  bool model_given = false, sites_given = false, partitions_given = false;
+  bool regression_given = false;
+};
+
+// A study's own model: named by its file's hash, with its task; or a built-in one, which
+// takes no [task].
+Status CheckModel(const std::string& name, const ModelAndDataKeys& k, SimulationConfig* b) {
+  if (k.model_file.empty()) {
+    if (!k.kind.empty() || !k.loss.empty() || !k.buffers.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": [task] and model.buffers need a study's own model (model.file)"));
+    }
+    return Annotate(BuiltinModelLayout(b->model).status(), name);
+  }
+  if (k.model_given) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": experiment.model and model.file both name the model; give one of them"));
+  }
+  StatusOr<Task> task = ParseTask(k.kind, k.loss, k.buffers);
+  RETURN_IF_ERROR(Annotate(task.status(), name));
+  b->task = *task;
+  if (b->task.buffers == Buffers::kLocal) {
+    return absl::UnimplementedError(absl::StrCat(
+        name,
+        ": model.buffers = \"local\" is not simulated (the virtual sites share trainers, "
+        "and with them a model's buffers); use \"average\""));
+  }
+  // The site's check: a TorchScript model is the file whose bytes have this hash.
+  StatusOr<std::string> bytes = ReadFile(k.model_file, size_t{4} << 30);
+  RETURN_IF_ERROR(Annotate(bytes.status(), absl::StrCat(name, ": model.file")));
+  b->model = ScriptModelName(ToHex(Sha256(*bytes)));
+  b->script_file = k.model_file;
+  return absl::OkStatus();
+}
+
+// [data]: IDX files in data_dir, or CSV files for a study's own model; one file per site fixes
+// the sites and leaves nothing to partition.
+Status CheckData(const std::string& name, const ModelAndDataKeys& k, ExperimentConfig* e) {
+  ExperimentData& d = e->data;
+  SimulationConfig& b = e->base;
+  if (d.format == "idx") {
+    if (!d.train.empty() || !d.test.empty() || !d.site_files.empty() || !d.csv.label.empty() ||
+        b.standardize_features > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name,
+                       ": data.train, data.test, data.site_files, [data.csv] and [standardization] "
+                       "need data.format = \"csv\""));
+    }
+    if (!b.script_file.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name,
+                       ": a study's own model (model.file) trains on CSV data here: data.format = "
+                       "\"csv\""));
+    }
+    return absl::OkStatus();
+  }
+  if (d.format != "csv") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": data.format is '", d.format, "'; it must be \"idx\" or \"csv\""));
+  }
+  if (b.script_file.empty() || d.test.empty() || d.csv.label.empty() ||
+      d.train.empty() == d.site_files.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name,
+        ": data.format = \"csv\" needs model.file, data.test, data.csv.label and either "
+        "data.train (dealt out by experiment.partitions) or data.site_files (one file per "
+        "virtual site)"));
+  }
+  const bool regression = b.task.kind == TaskKind::kRegression;
+  if (k.regression_given && d.csv.regression != regression) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": data.csv.regression = ", d.csv.regression ? "true" : "false",
+                     " but task.kind is \"", std::string(TaskKindName(b.task.kind)), "\""));
+  }
+  d.csv.regression = regression;
+  if (!d.site_files.empty()) {
+    const int files = static_cast<int>(d.site_files.size());
+    if ((k.sites_given && b.sites != files) || k.partitions_given || e->train_limit > 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, ": data.site_files gives each of its ", files,
+          " virtual sites its own file: experiment.partitions and train_limit do not apply, and "
+          "experiment.sites, when given, must be ",
+          files));
+    }
+    b.sites = files;
+  }
+  return absl::OkStatus();
+}
+
+// Label skew needs class labels; a regression's examples have none.
+Status CheckPartitions(const std::string& name, const ExperimentConfig& e) {
+  if (e.base.task.kind != TaskKind::kRegression) return absl::OkStatus();
+  for (const PartitionSpec& p : e.partitions) {
+    if (p.kind == PartitionKind::kLabelQuantity || p.kind == PartitionKind::kLabelDirichlet) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": partition '", p.Name(),
+                       "' deals out classes, and a regression's examples have none; use "
+                       "homogeneous, quantity:BETA, noise:SIGMA or pooled"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::string& name,
@@ -131,6 +270,11 @@ StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::s
   ASSIGN_OR_RETURN(ConfigReader r, ConfigReader::Parse(text, name, base_dir));
   ExperimentConfig e;
   SimulationConfig& b = e.base;
+  ModelAndDataKeys keys;
+  keys.model_given = r.Has("experiment.model");
+  keys.sites_given = r.Has("experiment.sites");
+  keys.partitions_given = r.Has("experiment.partitions");
+  keys.regression_given = r.Has("data.csv.regression");
   e.name = r.String("experiment.name", e.name);
   e.data_dir = r.Path("experiment.data_dir", e.data_dir);
   e.train_limit = r.Int("experiment.train_limit", 0, 0, int64_t{1} << 40);
@@ -162,9 +306,23 @@ StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::s
   const std::string mode = r.String("aggregation.mode", "plaintext");
   b.secure = ReadSecureOptions(r);
   b.secure.enabled = mode == "secure";
+  keys.model_file = r.Path("model.file", "");
+  keys.buffers = r.String("model.buffers", "");
+  keys.kind = r.String("task.kind", "");
+  keys.loss = r.String("task.loss", "");
+  ExperimentData& d = e.data;
+  d.format = r.String("data.format", d.format);
+  d.train = r.Path("data.train", "");
+  d.test = r.Path("data.test", "");
+  for (const std::string& f : r.StringList("data.site_files", {})) {
+    d.site_files.push_back(r.Resolve(f));
+  }
+  d.csv = ReadCsvSchema(r, "data.csv");
+  b.standardize_features = r.Int("standardization.features", 0, 0, 1 << 24);
   RETURN_IF_ERROR(r.Finish());
+  RETURN_IF_ERROR(CheckModel(name, keys, &b));
+  RETURN_IF_ERROR(CheckData(name, keys, &e));
   RETURN_IF_ERROR(CheckBase(name, transport, mode, &b));
-  RETURN_IF_ERROR(Annotate(BuiltinModelLayout(b.model).status(), name));
   if (partitions.empty() || strategies.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(name, ": experiment.partitions and experiment.strategies must not be empty"));
@@ -173,6 +331,7 @@ StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::s
     ASSIGN_OR_RETURN(PartitionSpec spec, ParsePartitionSpec(p));
     e.partitions.push_back(spec);
   }
+  RETURN_IF_ERROR(CheckPartitions(name, e));
   for (const std::string& s : strategies) {
     ASSIGN_OR_RETURN(StrategyOptions spec, ParseStrategySpec(s));
     RETURN_IF_ERROR(Annotate(CheckStrategyCompatible(spec, b.secure.enabled), name));
@@ -193,21 +352,25 @@ std::string ExperimentConfig::ResolvedToml() const {
   for (const PartitionSpec& x : partitions) p.push_back(TomlString(PartitionText(x)));
   for (const StrategyOptions& x : strategies) s.push_back(TomlString(x.Label()));
   const TrainSettings& t = base.training;
+  // A study's own model is [model] file; one file per site leaves nothing to partition.
+  const std::string model =
+      base.script_file.empty() ? absl::StrCat("model = ", TomlString(base.model), "\n") : "";
+  const std::string partition_list =
+      data.site_files.empty() ? absl::StrCat("partitions = [", absl::StrJoin(p, ", "), "]\n") : "";
   return absl::StrCat(
       "# Resolved by hansa simulate: every option with its value.\n[experiment]\n",
-      "name = ", TomlString(name), "\n", "data_dir = ", TomlString(data_dir), "\n",
-      "model = ", TomlString(base.model), "\n", "sites = ", base.sites, "\n",
-      "rounds = ", base.rounds, "\n", "seed = ", seeds.empty() ? 0 : seeds.front(), "\n",
-      "repeats = ", seeds.size(), "\n", "partitions = [", absl::StrJoin(p, ", "), "]\n",
-      "strategies = [", absl::StrJoin(s, ", "), "]\n", "train_limit = ", train_limit, "\n",
-      "test_limit = ", test_limit, "\n", "pool = ", base.pool, "\n", "threads = ", threads, "\n",
-      "device = ", TomlString(device), "\n",
+      "name = ", TomlString(name), "\n", "data_dir = ", TomlString(data_dir), "\n", model,
+      "sites = ", base.sites, "\n", "rounds = ", base.rounds, "\n",
+      "seed = ", seeds.empty() ? 0 : seeds.front(), "\n", "repeats = ", seeds.size(), "\n",
+      partition_list, "strategies = [", absl::StrJoin(s, ", "), "]\n",
+      "train_limit = ", train_limit, "\n", "test_limit = ", test_limit, "\n", "pool = ", base.pool,
+      "\n", "threads = ", threads, "\n", "device = ", TomlString(device), "\n",
       "transport = ", TomlString(TransportName(base.transport)), "\n\n[training]\n",
       "epochs = ", t.epochs, "\n", "batch_size = ", t.batch_size, "\n",
       "learning_rate = ", TomlNumber(t.learning_rate), "\n", "momentum = ", TomlNumber(t.momentum),
       "\n", "weight_decay = ", TomlNumber(t.weight_decay), "\n",
       RecordPrivacyToml(base.record_privacy), ClientPrivacyToml(base.client_privacy),
-      AggregationToml(base.secure));
+      AggregationToml(base.secure), ModelAndDataToml(*this));
 }
 
 }  // namespace hansa

@@ -41,6 +41,11 @@ EngineOptions OneRoundEngine(const SimulationConfig& config, const std::string& 
   o.federation = "simulation";
   o.state_dir = dir;
   o.model = config.model;
+  if (IsScriptModelName(config.model)) {
+    o.task.set_kind(std::string(TaskKindName(config.task.kind)));
+    o.task.set_loss(std::string(LossName(config.task.loss)));
+    o.task.set_buffers(std::string(BuffersName(config.task.buffers)));
+  }
   for (const VirtualSite& s : sites) o.allowed_sites.push_back(s.name);
   o.allowed_countries = {kSimulatedCountry};
   o.rounds = 1;
@@ -201,10 +206,10 @@ Model Extend(const Model& global, const Strategy& strategy) {
 }
 
 Status WritePartitionCsv(const std::string& path, const Partition& p,
-                         const std::vector<uint8_t>& labels) {
-  auto counts = ClassCounts(p, labels, static_cast<int>(kBuiltinNumClasses));
+                         const std::vector<uint8_t>& labels, int classes) {
+  auto counts = ClassCounts(p, labels, classes);
   std::string text = "site,examples,noise_std";
-  for (int c = 0; c < kBuiltinNumClasses; ++c) absl::StrAppend(&text, ",class_", c);
+  for (int c = 0; c < classes; ++c) absl::StrAppend(&text, ",class_", c);
   text += "\n";
   for (size_t s = 0; s < counts.size(); ++s) {
     absl::StrAppend(&text, s, ",", p.sites[s].size(), ",", p.noise_std[s]);
@@ -217,9 +222,15 @@ Status WritePartitionCsv(const std::string& path, const Partition& p,
 nlohmann::ordered_json ConfigJson(const SimulationConfig& c) {
   nlohmann::ordered_json j;
   j["model"] = c.model;
+  if (!c.script_file.empty()) {
+    j["model_file"] = c.script_file;
+    j["task"] = {{"kind", TaskKindName(c.task.kind)},
+                 {"loss", LossName(c.task.loss)},
+                 {"buffers", BuffersName(c.task.buffers)}};
+  }
   j["sites"] = c.sites;
   j["rounds"] = c.rounds;
-  j["partition"] = c.partition.Name();
+  j["partition"] = c.PartitionName();
   j["strategy"] = c.strategy.Label();
   j["seed"] = c.seed;
   j["pool"] = c.pool;
@@ -251,21 +262,59 @@ const char* TransportName(Transport transport) {
   return transport == Transport::kGrpc ? "grpc" : "in-process";
 }
 
+std::string SimulationConfig::PartitionName() const {
+  return site_rows.empty() ? partition.Name() : "files";
+}
+
 std::string SimulationConfig::Label() const {
-  return absl::StrCat(strategy.Label(), " / ", partition.Name(), " / seed ", seed);
+  return absl::StrCat(strategy.Label(), " / ", PartitionName(), " / seed ", seed);
+}
+
+StatusOr<Model> SimulationBackend::StartingModel(const SimulationConfig& config) {
+  return InitialModel(config.model, config.seed);
+}
+
+Status SimulationBackend::Standardize(const std::vector<std::vector<int64_t>>&, int64_t features,
+                                      FeatureMoments*) {
+  if (features == 0) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      "pooled standardisation needs rows of features; this backend has none");
 }
 
 namespace {
 
-// The run's virtual sites over `config`'s partition of the training labels (written to
-// partition.csv).
+// One file per site: site i holds the next site_rows[i] examples of the training set.
+StatusOr<Partition> FilePartition(const SimulationConfig& config, int64_t examples) {
+  Partition p;
+  int64_t next = 0;
+  for (int64_t rows : config.site_rows) {
+    std::vector<int64_t> site(static_cast<size_t>(rows));
+    for (int64_t& i : site) i = next++;
+    p.sites.push_back(std::move(site));
+    p.noise_std.push_back(0);
+  }
+  if (next != examples || p.num_sites() != config.sites) {
+    return absl::InvalidArgumentError(absl::StrCat("one file per site: ", config.site_rows.size(),
+                                                   " files of ", next,
+                                                   " rows in all, but the run has ", config.sites,
+                                                   " sites and ", examples, " training examples"));
+  }
+  return p;
+}
+
+// The run's virtual sites over `config`'s partition of the training labels, or one file per
+// site (written to partition.csv).
 StatusOr<std::vector<VirtualSite>> MakeSites(const SimulationConfig& config,
                                              const std::vector<uint8_t>& train_labels,
                                              const std::string& run_dir) {
-  ASSIGN_OR_RETURN(Partition partition,
-                   MakePartition(train_labels, static_cast<int>(kBuiltinNumClasses), config.sites,
-                                 config.partition, Mix(config.seed, kPartitionSeed)));
-  RETURN_IF_ERROR(WritePartitionCsv(run_dir + "/partition.csv", partition, train_labels));
+  StatusOr<Partition> made = config.site_rows.empty()
+                                 ? MakePartition(train_labels, config.classes, config.sites,
+                                                 config.partition, Mix(config.seed, kPartitionSeed))
+                                 : FilePartition(config, static_cast<int64_t>(train_labels.size()));
+  RETURN_IF_ERROR(made.status());
+  Partition& partition = *made;
+  RETURN_IF_ERROR(
+      WritePartitionCsv(run_dir + "/partition.csv", partition, train_labels, config.classes));
   std::vector<VirtualSite> sites(partition.num_sites());
   for (int i = 0; i < partition.num_sites(); ++i) {
     sites[i].name = absl::StrFormat("site-%03d", i);
@@ -279,6 +328,12 @@ StatusOr<std::vector<VirtualSite>> MakeSites(const SimulationConfig& config,
 // What a run cannot simulate faithfully, refused before it starts.
 Status CheckRunnable(const SimulationConfig& config, const Strategy& strategy) {
   RETURN_IF_ERROR(CheckStrategyCompatible(config.strategy, config.secure.enabled));
+  if (config.task.buffers == Buffers::kLocal) {
+    // Virtual sites share a pool of trainers, so a module's buffers would pass between sites.
+    return absl::UnimplementedError(
+        "model.buffers = \"local\" is not simulated: the virtual sites share trainers, and "
+        "with them a model's buffers; use \"average\"");
+  }
   if (config.secure.enabled && config.client_privacy.enabled) {
     return absl::InvalidArgumentError(
         "simulated client-level privacy (the central Gaussian) needs plaintext aggregation");
@@ -292,11 +347,29 @@ Status CheckRunnable(const SimulationConfig& config, const Strategy& strategy) {
   return absl::OkStatus();
 }
 
+// Pooled standardisation (config.standardize_features) from the sites' feature moments: the
+// pooled mean and std, written to run.json as a deployment's audit log records them; null
+// without it.
+StatusOr<nlohmann::ordered_json> StandardizeSites(const SimulationConfig& config,
+                                                  const std::vector<VirtualSite>& sites,
+                                                  SimulationBackend* backend) {
+  std::vector<std::vector<int64_t>> indices;
+  for (const VirtualSite& s : sites) indices.push_back(s.indices);
+  FeatureMoments pooled;
+  RETURN_IF_ERROR(Annotate(backend->Standardize(indices, config.standardize_features, &pooled),
+                           "pooled standardisation"));
+  if (config.standardize_features == 0) return nlohmann::ordered_json();
+  std::vector<double> mean, std;
+  RETURN_IF_ERROR(pooled.MeanAndStd(&mean, &std));
+  return nlohmann::ordered_json{{"rows", pooled.count}, {"mean", mean}, {"std", std}};
+}
+
 Status WriteRunJson(const SimulationConfig& config, const std::vector<VirtualSite>& sites,
-                    const std::string& run_dir) {
+                    const nlohmann::ordered_json& standardization, const std::string& run_dir) {
   nlohmann::ordered_json run = ConfigJson(config);
   run["sites_examples"] = nlohmann::json::array();
   for (const VirtualSite& s : sites) run["sites_examples"].push_back(s.indices.size());
+  if (!standardization.is_null()) run["standardization"] = standardization;
   return WriteFileAtomically(run_dir + "/run.json", run.dump(2) + "\n");
 }
 
@@ -468,11 +541,13 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
   }
   RETURN_IF_ERROR(MakeDirs(run_dir));
   ASSIGN_OR_RETURN(std::vector<VirtualSite> sites, MakeSites(config, train_labels, run_dir));
-  ASSIGN_OR_RETURN(Model global, InitialModel(config.model, config.seed));
+  ASSIGN_OR_RETURN(Model global, backend->StartingModel(config));
   ASSIGN_OR_RETURN(std::unique_ptr<Strategy> strategy,
                    Strategy::Create(config.strategy, global.layout));
   RETURN_IF_ERROR(CheckRunnable(config, *strategy));
-  RETURN_IF_ERROR(WriteRunJson(config, sites, run_dir));
+  ASSIGN_OR_RETURN(const nlohmann::ordered_json standardization,
+                   StandardizeSites(config, sites, backend));
+  RETURN_IF_ERROR(WriteRunJson(config, sites, standardization, run_dir));
   ASSIGN_OR_RETURN(const SimulationConfig run, WithRecordPrivacy(config));
   std::unique_ptr<LoopbackRun> loopback;
   if (config.transport == Transport::kGrpc || config.secure.malicious) {

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "client/data.h"
+#include "client/tabular.h"
 #include "client/train/trainer.h"
 #include "common/partition/partition.h"
 #include "common/privacy/record_privacy.h"
@@ -63,7 +64,23 @@ const char* TransportName(Transport transport);  // "in-process", "grpc"
 
 // One run: one strategy on one partition with one seed.
 struct SimulationConfig {
+  // A built-in model, or a study's TorchScript model "sha256:<hex>" (common/model/task.h) read
+  // from `script_file`; its initial weights are then the file's own, whatever the seed.
   std::string model = "simple_cnn";
+  std::string script_file;
+  Task task = {};  // what the model predicts and its loss; buffers: "average" only
+  // The label classes the partitioners and partition.csv count (labels are below it); a
+  // regression's examples all carry label 0 of 1 class.
+  int classes = kBuiltinNumClasses;
+  // One file per virtual site: the training set is the sites' files concatenated in order and
+  // site i holds the next site_rows[i] examples; `partition` is then unused. Empty: the
+  // partitioner deals the training set.
+  std::vector<int64_t> site_rows;
+  // Pooled feature standardisation before round 1 over rows of this many features (0: none):
+  // the virtual sites' feature moments are added up, as a deployment adds them under secure
+  // aggregation (common/plan/standardization.h), and every site trains, and the central
+  // evaluation runs, on rows standardised by the pooled mean and std.
+  int64_t standardize_features = 0;
   int sites = 10;
   int64_t rounds = 50;
   TrainSettings training;  // epochs, batch size, lr, momentum, weight decay (seed ignored)
@@ -84,16 +101,29 @@ struct SimulationConfig {
     return plaintext;
   }();
 
+  // partition.Name(), or "files" with one file per site.
+  std::string PartitionName() const;
   // "fedavg / dir(0.5) / seed 0"
   std::string Label() const;
   // "fedavg__dir(0.5)__seed0" with characters safe in a file name.
   std::string DirName() const;
 };
 
+// An experiment's data: IDX files (the MNIST family's, in data_dir), or CSV files read as a site
+// reads its own (client/tabular.h): a training file that the partitioners deal out, or one
+// file per virtual site; and a test file for the central evaluation.
+struct ExperimentData {
+  std::string format = "idx";  // "idx" or "csv"
+  std::string train, test;     // csv
+  std::vector<std::string> site_files;
+  CsvSchema csv;
+};
+
 // An experiment file: a base configuration and the sweep over partitions x strategies x seeds.
 struct ExperimentConfig {
   std::string name = "experiment";
   std::string data_dir = kFashionMnistDir;
+  ExperimentData data;
   int64_t train_limit = 0;  // first N training examples; 0 = all
   int64_t test_limit = 0;   // first N test examples for the central evaluation; 0 = all
   std::string device = "cpu";
@@ -112,6 +142,13 @@ struct ExperimentConfig {
 //   [experiment] name, data_dir, model, sites, rounds, seed, repeats, partitions = [...],
 //                strategies = [...], train_limit, test_limit, pool, threads, device,
 //                transport = "in-process" (default) or "grpc"
+//   [model]      file (a TorchScript file, relative to the experiment file; instead of
+//                experiment.model), buffers ("average" only); [task] kind, loss, as in
+//                coordinator.toml
+//   [data]       format = "idx" (default: data_dir) or "csv" with test and either train (dealt
+//                by the partitioners) or site_files = [...] (one per virtual site: sites is
+//                their number, no partitions); [data.csv] the keys of site.toml's [data.csv]
+//   [standardization] features (SimulationConfig::standardize_features)
 //   [training]   epochs, batch_size, learning_rate, momentum, weight_decay
 //   [record_privacy] enabled, clip_norm, noise_multiplier, sampling_rate, steps_per_round,
 //                epsilon, delta (as in coordinator.toml)
@@ -135,9 +172,23 @@ class SimulationBackend {
                                 const TrainSettings& settings, TrainResult* result) = 0;
   // The model's loss and accuracy on the evaluation set.
   virtual StatusOr<EvalResult> Evaluate(int slot, const Model& model) = 0;
+  // The run's initial global model: InitialModel(config.model, config.seed) for a built-in
+  // model (this default); a TorchScript model's own weights from its file.
+  virtual StatusOr<Model> StartingModel(const SimulationConfig& config);
+  // Pooled standardisation for the run (SimulationConfig::standardize_features): adds up the
+  // feature moments of each site's training examples (`sites[i]`: site i's indices) into
+  // `pooled` and from then on trains and evaluates on rows standardised by their mean and std.
+  // features = 0: back to the rows as loaded. FailedPrecondition when the training rows do not
+  // have `features` features (this default: for any features > 0, it has no rows).
+  virtual Status Standardize(const std::vector<std::vector<int64_t>>& sites, int64_t features,
+                             FeatureMoments* pooled);
 };
 
 // The real thing: `pool` LibTorch trainers over `train` and `test`, which must outlive it.
+// `options` names the model (and its script_file and task) and the device.
+StatusOr<std::unique_ptr<SimulationBackend>> CreateTorchBackend(const Dataset* train,
+                                                                const Dataset* test,
+                                                                TrainerOptions options, int pool);
 StatusOr<std::unique_ptr<SimulationBackend>> CreateTorchBackend(const Dataset* train,
                                                                 const Dataset* test,
                                                                 const std::string& model,
@@ -179,6 +230,21 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
                                   const std::vector<uint8_t>& train_labels,
                                   SimulationBackend* backend, const std::string& run_dir,
                                   const ProgressFn& progress = nullptr);
+
+// An experiment's data, loaded once for all its runs.
+struct ExperimentDataSets {
+  Dataset train, test;
+  // What the partitioners deal out: the training labels, or for a regression one label 0 per
+  // example.
+  std::vector<uint8_t> partition_labels;
+  int classes = kBuiltinNumClasses;
+  // One file per site: each file's rows, in order (the training set is their concatenation).
+  std::vector<int64_t> site_rows;
+};
+// IDX files (train_limit, test_limit applied), or CSV files read as a site reads its own
+// (client/tabular.h: every bad row an error naming its file and line). InvalidArgument when
+// the site files' columns differ or a class id is beyond the task's classes.
+StatusOr<ExperimentDataSets> LoadExperimentData(const ExperimentConfig& experiment);
 
 // Loads the data, runs every configuration of the sweep into out_dir/<run>/, and writes
 // out_dir/experiment.toml (resolved), summary.md, summary.csv and one accuracy plot per

@@ -49,7 +49,7 @@ struct Group {
 std::vector<Group> GroupRuns(const std::vector<RunResult>& runs) {
   std::vector<Group> groups;
   for (const RunResult& r : runs) {
-    const std::string s = r.config.strategy.Label(), p = r.config.partition.Name();
+    const std::string s = r.config.strategy.Label(), p = r.config.PartitionName();
     auto it = std::find_if(groups.begin(), groups.end(),
                            [&](const Group& g) { return g.strategy == s && g.partition == p; });
     if (it == groups.end()) {
@@ -64,7 +64,79 @@ std::vector<Group> GroupRuns(const std::vector<RunResult>& runs) {
 }  // namespace
 
 std::string SimulationConfig::DirName() const {
-  return absl::StrCat(SafeName(strategy.Label()), "__", SafeName(partition.Name()), "__seed", seed);
+  return absl::StrCat(SafeName(strategy.Label()), "__", SafeName(PartitionName()), "__seed", seed);
+}
+
+namespace {
+
+// The site files concatenated in order, each file's rows in `rows`.
+StatusOr<TabularData> LoadSiteFiles(const ExperimentData& d, std::vector<int64_t>* rows) {
+  TabularData all;
+  for (const std::string& file : d.site_files) {
+    ASSIGN_OR_RETURN(TabularData t, LoadCsv(file, d.csv));
+    if (rows->empty()) {
+      all.feature_names = t.feature_names;
+    } else if (t.feature_names != all.feature_names) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file, ": its features (", t.width(), ") are not those of ", d.site_files.front(), " (",
+          all.width(), "); every site's file must have the same columns"));
+    }
+    rows->push_back(t.rows());
+    all.features.insert(all.features.end(), t.features.begin(), t.features.end());
+    all.labels.insert(all.labels.end(), t.labels.begin(), t.labels.end());
+  }
+  return all;
+}
+
+// The classes of a classification task over CSV data: the named ones, else up to the largest
+// class id the training set has (a binary task: 2).
+StatusOr<int> CsvClasses(const ExperimentConfig& e, const Dataset& train, const Dataset& test) {
+  const TaskKind kind = e.base.task.kind;
+  if (kind == TaskKind::kRegression) return 1;
+  int classes = kind == TaskKind::kBinary ? 2 : static_cast<int>(e.data.csv.label_classes.size());
+  if (classes == 0) {
+    for (uint8_t l : train.labels) classes = std::max(classes, l + 1);
+  }
+  for (const Dataset* d : {&train, &test}) {
+    for (uint8_t l : d->labels) {
+      if (l >= classes) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            d == &train ? "the training data" : e.data.test, " has class ", static_cast<int>(l),
+            " of a ", std::string(TaskKindName(kind)), " task with ", classes, " classes"));
+      }
+    }
+  }
+  return classes;
+}
+
+}  // namespace
+
+StatusOr<ExperimentDataSets> LoadExperimentData(const ExperimentConfig& e) {
+  ExperimentDataSets out;
+  if (e.data.format != "csv") {
+    ASSIGN_OR_RETURN(out.train, LoadMnistStyle(e.data_dir, Split::kTrain));
+    ASSIGN_OR_RETURN(out.test, LoadMnistStyle(e.data_dir, Split::kTest));
+  } else {
+    const bool classification = e.base.task.kind != TaskKind::kRegression;
+    StatusOr<TabularData> train = e.data.site_files.empty() ? LoadCsv(e.data.train, e.data.csv)
+                                                            : LoadSiteFiles(e.data, &out.site_rows);
+    RETURN_IF_ERROR(train.status());
+    ASSIGN_OR_RETURN(TabularData test, LoadCsv(e.data.test, e.data.csv));
+    if (test.feature_names != train->feature_names) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(e.data.test, ": its features are not those of the training data"));
+    }
+    ASSIGN_OR_RETURN(out.train, TableToDataset(std::move(*train), classification));
+    ASSIGN_OR_RETURN(out.test, TableToDataset(std::move(test), classification));
+  }
+  if (e.train_limit > 0) out.train = Head(out.train, e.train_limit);
+  if (e.test_limit > 0) out.test = Head(out.test, e.test_limit);
+  if (e.data.format == "csv") {
+    ASSIGN_OR_RETURN(out.classes, CsvClasses(e, out.train, out.test));
+  }
+  out.partition_labels = out.train.labels;
+  if (out.classes == 1) out.partition_labels.assign(static_cast<size_t>(out.train.size()), 0);
+  return out;
 }
 
 std::vector<SimulationConfig> ExperimentConfig::Runs() const {
@@ -90,16 +162,22 @@ StatusOr<std::vector<RunResult>> RunExperiment(const ExperimentConfig& experimen
   const auto started = SimClock::now();
   RETURN_IF_ERROR(MakeDirs(out_dir));
   RETURN_IF_ERROR(WriteFileAtomically(out_dir + "/experiment.toml", experiment.ResolvedToml()));
-  ASSIGN_OR_RETURN(Dataset train, LoadMnistStyle(experiment.data_dir, Split::kTrain));
-  ASSIGN_OR_RETURN(Dataset test, LoadMnistStyle(experiment.data_dir, Split::kTest));
-  if (experiment.train_limit > 0) train = Head(train, experiment.train_limit);
-  if (experiment.test_limit > 0) test = Head(test, experiment.test_limit);
-  const std::vector<SimulationConfig> runs = experiment.Runs();
+  ASSIGN_OR_RETURN(const ExperimentDataSets data, LoadExperimentData(experiment));
+  std::vector<SimulationConfig> runs = experiment.Runs();
   int max_pool = 1;
-  for (const auto& c : runs) max_pool = std::max(max_pool, c.pool);
+  for (SimulationConfig& c : runs) {
+    max_pool = std::max(max_pool, c.pool);
+    c.classes = data.classes;
+    c.site_rows = data.site_rows;
+  }
+  TrainerOptions options;
+  options.model = experiment.base.model;
+  options.script_file = experiment.base.script_file;
+  options.task = experiment.base.task;
+  options.device = experiment.device;
+  options.threads = experiment.threads;
   ASSIGN_OR_RETURN(auto backend,
-                   CreateTorchBackend(&train, &test, experiment.base.model, experiment.device,
-                                      experiment.threads, max_pool));
+                   CreateTorchBackend(&data.train, &data.test, std::move(options), max_pool));
   std::vector<RunResult> results;
   double done_rounds = 0, total_rounds = 0;
   for (const auto& c : runs) total_rounds += static_cast<double>(c.rounds);
@@ -115,7 +193,7 @@ StatusOr<std::vector<RunResult>> RunExperiment(const ExperimentConfig& experimen
       q.remaining_seconds = elapsed / finished * (total_rounds - finished);
       progress(q);
     };
-    ASSIGN_OR_RETURN(RunResult r, RunSimulation(runs[i], train.labels, backend.get(),
+    ASSIGN_OR_RETURN(RunResult r, RunSimulation(runs[i], data.partition_labels, backend.get(),
                                                 out_dir + "/" + runs[i].DirName(), wrapped));
     done_rounds += static_cast<double>(runs[i].rounds);
     r.final_model = Model{};  // on disk; not kept for the whole sweep

@@ -166,6 +166,12 @@ SiteSessionOptions SessionOptions(const RoundSites& round, int index, const Virt
   o.name = site.name;
   // The simulator's sites accept what its engine plans.
   o.policy.allowed_models = {config.model};
+  if (IsScriptModelName(config.model)) {
+    // The site's copy is the run's file; every value of the run's layout is a parameter or an
+    // averaged buffer, so the update has the layout's size (UpdateValues).
+    o.policy.script_models[config.model] =
+        ScriptModel{config.script_file, round.strategy->model_layout().TotalElements(), 0};
+  }
   o.policy.require_secure_aggregation = false;
   o.policy.min_cohort = 1;
   o.policy.min_secagg_degree = 1;
