@@ -8,9 +8,12 @@
 #include <cstring>
 #include <filesystem>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/fileio/fileio.h"
 
 namespace hansa {
@@ -97,22 +100,111 @@ Status DecodeJpeg(const std::string& bytes, const std::string& name, GreyImage* 
   return absl::OkStatus();
 }
 
-// Bilinear resampling with pixel centres aligned; the same size is a copy.
-std::vector<uint8_t> Resize(const GreyImage& in, int64_t rows, int64_t cols) {
-  if (in.rows == rows && in.cols == cols) return in.pixels;
+bool IsImage(const std::filesystem::path& p) {
+  const std::string ext = absl::AsciiStrToLower(p.extension().string());
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
+}
+
+// The fields of one CSV line (RFC 4180 quoting, no line breaks inside quotes); false for an
+// unterminated quote.
+bool SplitCsvLine(absl::string_view line, std::vector<std::string>* fields) {
+  fields->clear();
+  std::string field;
+  size_t i = 0;
+  while (true) {
+    field.clear();
+    if (i < line.size() && line[i] == '"') {
+      for (++i;; ++i) {
+        if (i >= line.size()) return false;
+        if (line[i] == '"') {
+          if (i + 1 < line.size() && line[i + 1] == '"') {
+            field += '"';
+            ++i;
+          } else {
+            ++i;
+            break;
+          }
+        } else {
+          field += line[i];
+        }
+      }
+      const size_t comma = line.find(',', i);
+      i = comma == absl::string_view::npos ? line.size() : comma;
+    } else {
+      const size_t comma = line.find(',', i);
+      const size_t end = comma == absl::string_view::npos ? line.size() : comma;
+      field.assign(line.data() + i, end - i);
+      i = end;
+    }
+    fields->push_back(std::string(absl::StripAsciiWhitespace(field)));
+    if (i >= line.size()) return true;
+    ++i;  // the comma
+  }
+}
+
+// A manifest's label: one of `classes`, or an integer id.
+StatusOr<uint8_t> LabelId(const std::string& label, const std::vector<std::string>& classes) {
+  const auto named = std::find(classes.begin(), classes.end(), label);
+  if (named != classes.end()) return static_cast<uint8_t>(named - classes.begin());
+  uint32_t id = 0;
+  const bool digits = !label.empty() && std::all_of(label.begin(), label.end(),
+                                                    [](char c) { return c >= '0' && c <= '9'; });
+  if (digits && absl::SimpleAtoi(label, &id)) {
+    if (!classes.empty() && id < classes.size()) return static_cast<uint8_t>(id);
+    if (classes.empty() && id < 256) return static_cast<uint8_t>(id);
+  }
+  if (classes.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("label '", label,
+                     "' is no class id 0..255, and without the study's classes (data.classes) "
+                     "a label must be an id"));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("label '", label, "' is neither one of the study's classes (",
+                   absl::StrJoin(classes, ", "), ") nor an id below ", classes.size()));
+}
+
+Status LoadManifestImages(const std::string& root, const ImageFolderOptions& options,
+                          Dataset* data) {
+  namespace fs = std::filesystem;
+  const std::string manifest = (fs::path(root) / options.manifest).string();
+  ASSIGN_OR_RETURN(const std::vector<LabelledFile> files,
+                   ReadLabelManifest(manifest, options.classes));
+  data->labels.reserve(files.size());
+  data->images.reserve(files.size() * static_cast<size_t>(options.rows * options.cols));
+  std::error_code ec;
+  for (const LabelledFile& file : files) {
+    if (!fs::is_regular_file(file.path, ec)) {
+      return absl::InvalidArgumentError(absl::StrCat(manifest, ":", file.line, ": ", file.path,
+                                                     " does not exist or is not a file"));
+    }
+    ASSIGN_OR_RETURN(std::string bytes, ReadFile(file.path, options.max_file_bytes));
+    ASSIGN_OR_RETURN(std::vector<uint8_t> pixels,
+                     DecodeGreyImage(bytes, file.path, options.rows, options.cols));
+    data->images.insert(data->images.end(), pixels.begin(), pixels.end());
+    data->labels.push_back(file.label);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::vector<uint8_t> ResizeGrey(const uint8_t* pixels, int64_t in_rows, int64_t in_cols,
+                                int64_t rows, int64_t cols) {
+  if (in_rows == rows && in_cols == cols) {
+    return std::vector<uint8_t>(pixels, pixels + rows * cols);
+  }
   std::vector<uint8_t> out(static_cast<size_t>(rows * cols));
-  const double sy = static_cast<double>(in.rows) / rows, sx = static_cast<double>(in.cols) / cols;
+  const double sy = static_cast<double>(in_rows) / rows, sx = static_cast<double>(in_cols) / cols;
   for (int64_t y = 0; y < rows; ++y) {
-    const double fy = std::clamp((y + 0.5) * sy - 0.5, 0.0, static_cast<double>(in.rows - 1));
-    const int64_t y0 = static_cast<int64_t>(fy), y1 = std::min(y0 + 1, in.rows - 1);
+    const double fy = std::clamp((y + 0.5) * sy - 0.5, 0.0, static_cast<double>(in_rows - 1));
+    const int64_t y0 = static_cast<int64_t>(fy), y1 = std::min(y0 + 1, in_rows - 1);
     const double wy = fy - y0;
     for (int64_t x = 0; x < cols; ++x) {
-      const double fx = std::clamp((x + 0.5) * sx - 0.5, 0.0, static_cast<double>(in.cols - 1));
-      const int64_t x0 = static_cast<int64_t>(fx), x1 = std::min(x0 + 1, in.cols - 1);
+      const double fx = std::clamp((x + 0.5) * sx - 0.5, 0.0, static_cast<double>(in_cols - 1));
+      const int64_t x0 = static_cast<int64_t>(fx), x1 = std::min(x0 + 1, in_cols - 1);
       const double wx = fx - x0;
-      auto at = [&](int64_t r, int64_t c) {
-        return static_cast<double>(in.pixels[r * in.cols + c]);
-      };
+      auto at = [&](int64_t r, int64_t c) { return static_cast<double>(pixels[r * in_cols + c]); };
       const double v = (1 - wy) * ((1 - wx) * at(y0, x0) + wx * at(y0, x1)) +
                        wy * ((1 - wx) * at(y1, x0) + wx * at(y1, x1));
       out[y * cols + x] = static_cast<uint8_t>(std::lround(std::clamp(v, 0.0, 255.0)));
@@ -121,12 +213,61 @@ std::vector<uint8_t> Resize(const GreyImage& in, int64_t rows, int64_t cols) {
   return out;
 }
 
-bool IsImage(const std::filesystem::path& p) {
-  const std::string ext = absl::AsciiStrToLower(p.extension().string());
-  return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
+StatusOr<std::vector<LabelledFile>> ReadLabelManifest(const std::string& path,
+                                                      const std::vector<std::string>& classes) {
+  namespace fs = std::filesystem;
+  if (classes.size() > 256) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", classes.size(), " classes, more than the 256 labels can hold"));
+  }
+  ASSIGN_OR_RETURN(const std::string text, ReadFile(path));
+  const fs::path dir = fs::path(path).parent_path();
+  std::vector<LabelledFile> files;
+  absl::flat_hash_map<std::string, int64_t> seen;  // file -> line
+  std::vector<std::string> fields;
+  int64_t line_number = 0;
+  bool header = true;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_number;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (absl::StripAsciiWhitespace(line).empty()) continue;
+    const std::string where = absl::StrCat(path, ":", line_number, ": ");
+    if (!SplitCsvLine(line, &fields)) {
+      return absl::InvalidArgumentError(absl::StrCat(where, "a quote that does not close"));
+    }
+    if (header) {
+      if (fields.size() != 2 || fields[0] != "file" || fields[1] != "label") {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, "the header must be `file,label`, not `", line, "`"));
+      }
+      header = false;
+      continue;
+    }
+    if (fields.size() != 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, fields.size(), " fields; a row is `file,label`"));
+    }
+    if (fields[0].empty()) return absl::InvalidArgumentError(absl::StrCat(where, "no file name"));
+    LabelledFile file;
+    file.path = (dir / fields[0]).string();  // an absolute name stays as it is
+    file.line = line_number;
+    auto label = LabelId(fields[1], classes);
+    if (!label.ok())
+      return absl::InvalidArgumentError(absl::StrCat(where, label.status().message()));
+    file.label = *label;
+    const auto [previous, inserted] = seen.emplace(file.path, line_number);
+    if (!inserted) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, fields[0], " is listed twice (line ", previous->second, " too)"));
+    }
+    files.push_back(std::move(file));
+  }
+  if (files.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": no rows; a manifest is a `file,label` header and one row per file"));
+  }
+  return files;
 }
-
-}  // namespace
 
 StatusOr<std::vector<uint8_t>> DecodeGreyImage(const std::string& bytes, const std::string& name,
                                                int64_t rows, int64_t cols) {
@@ -143,7 +284,8 @@ StatusOr<std::vector<uint8_t>> DecodeGreyImage(const std::string& bytes, const s
   if (image.rows == 0 || image.cols == 0) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": an image without pixels"));
   }
-  return Resize(image, rows, cols);
+  if (image.rows == rows && image.cols == cols) return std::move(image.pixels);
+  return ResizeGrey(image.pixels.data(), image.rows, image.cols, rows, cols);
 }
 
 StatusOr<std::vector<std::string>> ImageFolderClasses(const std::string& root) {
@@ -163,6 +305,17 @@ StatusOr<std::vector<std::string>> ImageFolderClasses(const std::string& root) {
 StatusOr<Dataset> LoadImageFolder(const std::string& root, const ImageFolderOptions& options) {
   namespace fs = std::filesystem;
   std::error_code ec;
+  if (!options.manifest.empty()) {
+    if (!fs::is_directory(root, ec)) {
+      return absl::NotFoundError(absl::StrCat("image folder ", root, " does not exist"));
+    }
+    Dataset data;
+    data.rows = options.rows;
+    data.cols = options.cols;
+    RETURN_IF_ERROR(LoadManifestImages(root, options, &data));
+    RETURN_IF_ERROR(data.Validate());
+    return data;
+  }
   ASSIGN_OR_RETURN(const std::vector<std::string> found, ImageFolderClasses(root));
   const std::vector<std::string>& classes = options.classes.empty() ? found : options.classes;
   if (classes.size() > 256) {

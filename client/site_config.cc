@@ -1,6 +1,7 @@
 #include "client/site_config.h"
 
 #include "client/csv_config.h"
+#include "client/dicom_folder.h"
 #include "client/image_folder.h"
 #include "common/config/config.h"
 #include "common/model/task.h"
@@ -45,6 +46,7 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
   c.train_dir = cfg.Path("data.train_dir", "");
   c.test_dir = cfg.Path("data.test_dir", "");
   c.classes = cfg.StringList("data.classes", {});
+  c.manifest = cfg.String("data.manifest", "");
   c.train_file = cfg.Path("data.train", "");
   c.test_file = cfg.Path("data.test", "");
   c.test_fraction = cfg.Double("data.test_fraction", 0, 0, 0.9);
@@ -75,10 +77,11 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
                                                    ") must be below data.shard_count (",
                                                    c.shard_count, ")"));
   }
-  if (c.format != "idx" && c.format != "image_folder" && c.format != "csv") {
+  if (c.format != "idx" && c.format != "image_folder" && c.format != "dicom_folder" &&
+      c.format != "csv") {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": data.format is '", c.format,
-                     "'; it must be \"idx\", \"image_folder\" or \"csv\""));
+                     "'; it must be \"idx\", \"image_folder\", \"dicom_folder\" or \"csv\""));
   }
   if (c.format == "csv" && (c.train_file.empty() || c.csv.label.empty() ||
                             (c.test_file.empty() == (c.test_fraction == 0)))) {
@@ -87,9 +90,10 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
         ": data.format = \"csv\" needs data.train, data.csv.label and either data.test or "
         "data.test_fraction"));
   }
-  if (c.format == "image_folder" && (c.train_dir.empty() || c.test_dir.empty())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": data.format = \"image_folder\" needs data.train_dir and data.test_dir"));
+  if ((c.format == "image_folder" || c.format == "dicom_folder") &&
+      (c.train_dir.empty() || c.test_dir.empty())) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": data.format = \"", c.format,
+                                                   "\" needs data.train_dir and data.test_dir"));
   }
   if (dp.rank >= dp.world_size) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": compute.rank (", dp.rank,
@@ -143,12 +147,21 @@ Status LoadSiteData(const SiteConfig& config, Dataset* train, Dataset* test) {
     options.rows = kBuiltinImageSize;
     options.cols = kBuiltinImageSize;
     options.classes = config.classes;
+    options.manifest = config.manifest;
     // The test set is labelled by the training set's classes, whatever folders it has.
-    if (options.classes.empty()) {
+    if (options.classes.empty() && options.manifest.empty()) {
       ASSIGN_OR_RETURN(options.classes, ImageFolderClasses(config.train_dir));
     }
     ASSIGN_OR_RETURN(all_train, LoadImageFolder(config.train_dir, options));
     ASSIGN_OR_RETURN(all_test, LoadImageFolder(config.test_dir, options));
+  } else if (config.format == "dicom_folder") {
+    DicomFolderOptions options;
+    options.rows = kBuiltinImageSize;
+    options.cols = kBuiltinImageSize;
+    options.classes = config.classes;
+    if (!config.manifest.empty()) options.manifest = config.manifest;
+    ASSIGN_OR_RETURN(all_train, LoadDicomFolder(config.train_dir, options));
+    ASSIGN_OR_RETURN(all_test, LoadDicomFolder(config.test_dir, options));
   } else if (config.format == "csv") {
     RETURN_IF_ERROR(LoadCsvSplit(config, &all_train, &all_test));
   } else {

@@ -32,12 +32,16 @@ struct SiteConfig {
   // Data: IDX files ("idx"), images in class folders ("image_folder": train_dir/<class>/*.png
   // or *.jpg, resized to the built-in models' 28 x 28 grey input; `classes` fixes the label
   // order, default the folders' names sorted) or a table ("csv": train_file and test_file, or
-  // test_fraction of train_file held out by split_seed; csv says how to read the columns).
+  // test_fraction of train_file held out by split_seed; csv says how to read the columns), or
+  // DICOM files ("dicom_folder": train_dir and test_dir, each with the label manifest
+  // `manifest`, default labels.csv; client/dicom_folder.h). An image folder with `manifest`
+  // takes its labels from that file in each dir instead of from the folder names.
   // A site trains on all of its own data unless shard_count > 1 asks for a shard.
   std::string format = "idx";
   std::string train_images, train_labels, test_images, test_labels;
   std::string train_dir, test_dir;
   std::vector<std::string> classes;
+  std::string manifest;  // a file name in train_dir and in test_dir
   std::string train_file, test_file;
   double test_fraction = 0;
   uint64_t split_seed = 1;

@@ -9,6 +9,9 @@ find_package(SQLite3 REQUIRED)
 find_package(ZLIB REQUIRED)
 find_package(PNG REQUIRED)   # libpng-dev: image-folder data sets
 find_package(JPEG REQUIRED)  # libjpeg62-turbo-dev: image-folder data sets
+# libdcmtk-dev: DICOM data sets. Its config gives the imported targets DCMTK::dcmdata,
+# DCMTK::dcmimgle (rescale and windowing) and the decoders DCMTK::dcmjpeg, DCMTK::dcmjpls.
+find_package(DCMTK CONFIG REQUIRED)
 find_package(tomlplusplus CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(spdlog CONFIG REQUIRED)

@@ -8,6 +8,7 @@ packages=(
   libtorch-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libssl-dev openssl zlib1g-dev libpng-dev libjpeg62-turbo-dev
+  libdcmtk-dev dcmtk
   libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev nlohmann-json3-dev libsqlite3-dev
   dataset-fashion-mnist

@@ -122,5 +122,44 @@ TEST(ImageFolderTest, FilesThatAreNoImagesAndUnknownClassFoldersAreRefusedByName
   EXPECT_EQ(LoadImageFolder(root + "/absent", named).status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST(ImageFolderTest, AManifestLabelsTheImagesItListsInItsOrderWhateverTheirFolders) {
+  const std::string root = FreshDir("manifest");
+  std::filesystem::create_directories(root + "/scans");
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(WriteGreyPng(absl::StrFormat("%s/scans/%d.png", root, i),
+                             std::vector<uint8_t>(28 * 28, static_cast<uint8_t>(10 * i)), 28, 28)
+                    .ok());
+  }
+  std::ofstream(root + "/labels.csv") << "file,label\nscans/2.png,dog\nscans/0.png,0\n";
+  ImageFolderOptions options;
+  options.classes = {"cat", "dog"};
+  options.manifest = "labels.csv";
+  auto loaded = LoadImageFolder(root, options);  // scans/1.png is not listed: not loaded
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->labels, (std::vector<uint8_t>{1, 0}));
+  EXPECT_EQ(loaded->images[0], 20);
+  EXPECT_EQ(loaded->images[28 * 28], 0);
+
+  std::ofstream(root + "/labels.csv") << "file,label\nscans/1.png,bird\n";
+  auto unknown = LoadImageFolder(root, options);
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(unknown.status().message()),
+              HasSubstr("labels.csv:2: label 'bird' is neither one of the study's classes (cat, "
+                        "dog) nor an id below 2"));
+  std::ofstream(root + "/labels.csv") << "file,label\nscans/0.png,cat\nscans/9.png,dog\n";
+  auto missing = LoadImageFolder(root, options);
+  EXPECT_THAT(std::string(missing.status().message()),
+              HasSubstr("labels.csv:3: " + root + "/scans/9.png does not exist"));
+  options.manifest = "absent.csv";
+  EXPECT_EQ(LoadImageFolder(root, options).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(ImageFolderTest, ResizeGreyKeepsAFlatImageFlatAndAveragesNeighbours) {
+  const std::vector<uint8_t> flat(6 * 4, 77);
+  EXPECT_EQ(ResizeGrey(flat.data(), 6, 4, 3, 2), std::vector<uint8_t>(6, 77));
+  const std::vector<uint8_t> columns = {0, 100, 0, 100};  // 2 x 2, columns 0 and 100
+  EXPECT_EQ(ResizeGrey(columns.data(), 2, 2, 1, 1), std::vector<uint8_t>{50});
+}
+
 }  // namespace
 }  // namespace hansa

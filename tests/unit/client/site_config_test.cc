@@ -93,8 +93,8 @@ TEST(SiteConfigTest, UnknownFormatsAndMissingFoldersAreRefusedClearly) {
   auto csv = LoadSiteConfig(WriteToml(dir, "format = \"parquet\"\n"));
   EXPECT_EQ(csv.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(csv.status().message()),
-              HasSubstr("data.format is 'parquet'; it must be \"idx\", \"image_folder\" or "
-                        "\"csv\""));
+              HasSubstr("data.format is 'parquet'; it must be \"idx\", \"image_folder\", "
+                        "\"dicom_folder\" or \"csv\""));
   auto no_dirs = LoadSiteConfig(WriteToml(dir, "format = \"image_folder\"\n"));
   EXPECT_THAT(std::string(no_dirs.status().message()),
               HasSubstr("needs data.train_dir and data.test_dir"));
