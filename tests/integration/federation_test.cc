@@ -494,6 +494,35 @@ TEST(FederationTest, AStudysOwnModelTrainsOnCsvSitesUnderSecureAggregation) {
   }
 }
 
+TEST(FederationTest, AStudyResumesAfterACrashWithItsModelAndPooledStandardisation) {
+  const std::string dir = FreshDir();
+  const std::vector<std::string> sites = {"alpha", "beta", "gamma"};
+  Federation fed(dir, sites, Settings{.rounds = 3, .min_sites = 3, .secure = true});
+  MakeStudy(fed, sites, SourcePath("examples/breast-cancer/mlp.pt"), sites);
+  // Rounds of about a second, so that the kill lands in one.
+  ReplaceInFile(fed.kit() + "/coordinator/coordinator.toml", "epochs = 2\n", "epochs = 150\n");
+  auto coordinator = fed.StartCoordinator();
+  std::vector<std::unique_ptr<Process>> running;
+  for (const auto& site : sites) running.push_back(fed.StartSite(site));
+  // Killed once round 1 is recorded: the standardisation and the TorchScript model's
+  // checkpoint must carry over.
+  ASSERT_TRUE(WaitFor(180, [&] { return fed.Metrics().size() >= 2; })) << coordinator->Log();
+  coordinator->Signal(SIGKILL);
+  ASSERT_EQ(coordinator->Wait(10).value_or(-1), 128 + SIGKILL);
+  auto restarted = fed.StartCoordinator();
+  ASSERT_EQ(restarted->Wait(240).value_or(-1), 0) << restarted->Log();
+  EXPECT_THAT(restarted->Log(), HasSubstr("resuming after round"));
+  for (auto& site : running) EXPECT_EQ(site->Wait(30).value_or(-1), 0) << site->Log();
+  auto metrics = fed.Metrics();
+  ASSERT_EQ(metrics.size(), 4u);
+  EXPECT_GT(metrics[3]["accuracy"].get<double>(), 0.85) << metrics[3].dump();
+  // The sites pooled their moments once, before the crash; the restart did not ask again.
+  int pooled = 0;
+  for (const auto& r : fed.Audit()) pooled += r["event"] == "standardization_pooled";
+  EXPECT_EQ(pooled, 1);
+  fed.ExpectRecordsReconcile(sites);
+}
+
 TEST(FederationTest, ASiteWhosePolicyDoesNotAllowTheModelRefusesItOnBothRecords) {
   const std::string dir = FreshDir();
   const std::vector<std::string> sites = {"alpha", "beta", "gamma"};
