@@ -11,6 +11,8 @@
 set -euo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/federation.sh
+. "$root/scripts/federation.sh"
 bin=$root/$build
 out=${HANSA_DEMO_DIR:-$root/demo-run}
 rounds=${HANSA_DEMO_ROUNDS:-5}
@@ -53,18 +55,8 @@ done
 
 echo "Hansa demo: federation 'demo' with sites berlin (DE), paris (FR), milan (IT) on 127.0.0.1:$port"
 echo "            $rounds rounds of FedAvg on Fashion-MNIST over mutual TLS 1.3; logs in $out/logs"
-mkdir -p "$out/logs"
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
-"$bin/coordinator/hansa-coordinator" --config "$kit/coordinator/coordinator.toml" \
-  >"$out/logs/coordinator.log" 2>&1 &
-coordinator=$!
-pids+=("$coordinator")
-for site in berlin paris milan; do
-  "$bin/client/hansa-client" --config "$kit/sites/$site/site.toml" >"$out/logs/$site.log" 2>&1 &
-  pids+=("$!")
-done
+start_federation "$bin" "$kit" "$out/logs" berlin paris milan
+coordinator=${federation_pids[0]}
 
 state=$kit/coordinator/state
 shown=0
@@ -79,9 +71,7 @@ while kill -0 "$coordinator" 2>/dev/null; do
     fi
   fi
 done
-wait "$coordinator" || status=$?
-for pid in "${pids[@]:1}"; do wait "$pid" || status=$?; done
-trap - EXIT
+wait_federation || status=$?
 
 echo
 "$bin/tools/hansa" metrics "$state" || true

@@ -14,6 +14,8 @@ set -euo pipefail
 example=$(cd "${1:?usage: scripts/run-example.sh EXAMPLE [BUILD]}" && pwd)
 build=${2:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/federation.sh
+. "$root/scripts/federation.sh"
 bin=$root/$build
 name=$(basename "$example")
 out=${HANSA_EXAMPLE_DIR:-$bin/$name-run}
@@ -54,24 +56,6 @@ for site in "${sites[@]}"; do
 done
 
 echo "Federation '$name': sites a (DE), b (FR), c (IT) on 127.0.0.1:$port; logs in $out/logs"
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
-"$bin/coordinator/hansa-coordinator" --config "$kit/coordinator/coordinator.toml" \
-  >"$out/logs/coordinator.log" 2>&1 &
-coordinator=$!
-pids+=("$coordinator")
-for site in "${sites[@]}"; do
-  "$bin/client/hansa-client" --config "$kit/sites/$site/site.toml" >"$out/logs/$site.log" 2>&1 &
-  pids+=("$!")
-done
-status=0
-wait "$coordinator" || status=$?
-for pid in "${pids[@]:1}"; do wait "$pid" || status=$?; done
-trap - EXIT
-"$bin/tools/hansa" metrics "$kit/coordinator/state" || true
-if [ "$status" -ne 0 ]; then
-  echo "A process failed (exit $status); see the logs in $out/logs." >&2
-  exit "$status"
-fi
+start_federation "$bin" "$kit" "$out/logs" "${sites[@]}"
+finish_federation "$bin" "$kit" "$out/logs"
 echo "metrics: $kit/coordinator/state/metrics.jsonl"
