@@ -3,6 +3,7 @@
 // the summed score histograms, MSE, MAE and R² from the summed regression sums, and reports
 // whose counts do not fit refused.
 #include "coordinator/round_metrics.h"
+#include "tests/support/exact_auc.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -145,18 +146,7 @@ TEST(RoundMetricsTest, TheFederationsAucIsThatOfTheSummedHistograms) {
 }
 
 // The exact AUC of pooled scores: the share of (positive, negative) pairs ranked right.
-double ExactAuc(const std::vector<double>& scores, const std::vector<bool>& positive) {
-  double right = 0, pairs = 0;
-  for (size_t i = 0; i < scores.size(); ++i) {
-    if (!positive[i]) continue;
-    for (size_t j = 0; j < scores.size(); ++j) {
-      if (positive[j]) continue;
-      right += scores[i] > scores[j] ? 1.0 : scores[i] == scores[j] ? 0.5 : 0.0;
-      pairs += 1;
-    }
-  }
-  return right / pairs;
-}
+using test_support::ExactAuc;
 
 TEST(RoundMetricsTest, AFederationOfBinaryReportsHasThePooledScoresAuc) {
   std::mt19937_64 rng(3);

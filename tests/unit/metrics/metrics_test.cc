@@ -1,6 +1,7 @@
 // Federated metrics (common/metrics): per-site counts and sums that add up to the pooled figure,
 // checked against values worked out by hand and against the exact pooled AUC.
 #include "common/metrics/metrics.h"
+#include "tests/support/exact_auc.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -47,18 +48,7 @@ TEST(ConfusionMatrixTest, SitesMergeIntoThePooledMatrix) {
 }
 
 // The exact AUC: the share of (positive, negative) pairs ranked right, ties half.
-double ExactAuc(const std::vector<double>& scores, const std::vector<bool>& positive) {
-  double right = 0, pairs = 0;
-  for (size_t i = 0; i < scores.size(); ++i) {
-    if (!positive[i]) continue;
-    for (size_t j = 0; j < scores.size(); ++j) {
-      if (positive[j]) continue;
-      right += scores[i] > scores[j] ? 1.0 : scores[i] == scores[j] ? 0.5 : 0.0;
-      pairs += 1;
-    }
-  }
-  return right / pairs;
-}
+using test_support::ExactAuc;
 
 // Three sites with different class mixes send only their histograms; the federation's AUC is
 // within 0.005 (and within the histogram's own bound) of the AUC of the pooled scores.

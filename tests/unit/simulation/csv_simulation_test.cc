@@ -13,6 +13,7 @@
 #include "nlohmann/json.hpp"
 #include "sim/simulation.h"
 #include "spdlog/spdlog.h"
+#include "tests/support/text_files.h"
 
 namespace hansa {
 namespace {
@@ -21,19 +22,8 @@ using ::testing::HasSubstr;
 
 const std::string kExample = std::string(HANSA_SOURCE_DIR) + "/examples/breast-cancer";
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::vector<nlohmann::json> Lines(const std::string& path) {
-  std::vector<nlohmann::json> out;
-  std::istringstream in(Slurp(path));
-  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
+using test_support::Lines;
+using test_support::Slurp;
 
 std::string TempDir(const std::string& name) {
   std::string dir = ::testing::TempDir() + "/csv_sim_" + name;
