@@ -11,10 +11,13 @@ strings copied verbatim), so rerunning the script reproduces the committed files
   data/pooled.csv   the three sites concatenated (for the pooled baseline)
   data/test.csv     held-out test set, about 20% of each class
 """
-import argparse
 import csv
 import os
 import random
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import tabular_data  # noqa: E402 (found through the path above)
 
 SOURCE = "/usr/lib/python3/dist-packages/sklearn/datasets/data/breast_cancer.csv"
 SEED = 15
@@ -59,23 +62,13 @@ def read_source(path):
     return rows
 
 
-def write(path, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(FEATURES + [LABEL])
-        writer.writerows(rows)
-    print(f"{os.path.basename(path)}: {len(rows)} rows, "
-          f"{sum(r[-1] == MALIGNANT for r in rows)} malignant, "
-          f"{sum(r[-1] == BENIGN for r in rows)} benign")
+def summary(rows):
+    return (f"{sum(r[-1] == MALIGNANT for r in rows)} malignant, "
+            f"{sum(r[-1] == BENIGN for r in rows)} benign")
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", default=SOURCE)
-    parser.add_argument("--out", default=os.path.join(here, "data"))
-    args = parser.parse_args()
-
+    args = tabular_data.arguments(__doc__.splitlines()[0], __file__, "--source", SOURCE)
     rows = read_source(args.source)
     rng = random.Random(SEED)
     by_class = {}
@@ -93,20 +86,14 @@ def main():
     assert sum(m for m, _ in SITES.values()) == len(by_class[MALIGNANT])
     assert sum(b for _, b in SITES.values()) == len(by_class[BENIGN])
 
-    os.makedirs(args.out, exist_ok=True)
-    pooled = []
+    sites = {}
     taken = {MALIGNANT: 0, BENIGN: 0}
     for site, counts in SITES.items():
-        site_rows = []
+        sites[site] = []
         for label, n in zip((MALIGNANT, BENIGN), counts):
-            site_rows += by_class[label][taken[label]:taken[label] + n]
+            sites[site] += by_class[label][taken[label]:taken[label] + n]
             taken[label] += n
-        rng.shuffle(site_rows)  # classes interleaved, not in blocks
-        write(os.path.join(args.out, f"{site}.csv"), site_rows)
-        pooled += site_rows
-    write(os.path.join(args.out, "pooled.csv"), pooled)
-    rng.shuffle(test)
-    write(os.path.join(args.out, "test.csv"), test)
+    tabular_data.write_federation(args.out, FEATURES + [LABEL], sites, test, rng, summary)
 
 
 if __name__ == "__main__":

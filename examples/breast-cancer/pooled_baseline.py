@@ -9,30 +9,16 @@ starts from the committed .pt files' weights: SGD, BCE with logits, fixed seed.
   ./pooled_baseline.py                           # both models, pooled.csv
   ./pooled_baseline.py --train data/site-a.csv   # one site alone, for comparison
 """
-import argparse
-import csv
 import os
+import sys
 
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import tabular_torch  # noqa: E402 (found through the path above)
+
 LABEL = "diagnosis"  # 0 = malignant, 1 = benign (sklearn's encoding)
 SEED = 15
-
-
-def load(path):
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader)
-        label = header.index(LABEL)
-        rows = [[float(v) for v in row] for row in reader]
-    data = torch.tensor(rows, dtype=torch.float64)
-    features = torch.cat([data[:, :label], data[:, label + 1:]], dim=1)
-    return features, data[:, label:label + 1]
-
-
-def standardise(x, mean, std):
-    return ((x - mean) / std).float()
 
 
 def auc(scores, labels):
@@ -46,63 +32,22 @@ def auc(scores, labels):
 
 
 def evaluate(model, x, y):
+    """Accuracy, balanced accuracy and AUC, the threshold at logit 0."""
     with torch.no_grad():
         logits = model(x).squeeze(1)
     labels = y.squeeze(1)
     predicted = (logits > 0).double()
     recall = [((predicted == c) & (labels == c)).sum().item() / (labels == c).sum().item()
               for c in (0, 1)]
-    return {
-        "accuracy": (predicted == labels).double().mean().item(),
-        "balanced_accuracy": sum(recall) / 2,
-        "auc": auc(logits, labels),
-    }
-
-
-def train(model, x, y, epochs, batch_size, lr):
-    generator = torch.Generator().manual_seed(SEED)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), batch_size):
-            batch = order[start:start + batch_size]
-            optimizer.zero_grad()
-            loss_fn(model(x[batch]), y[batch]).backward()
-            optimizer.step()
-    model.eval()
+    accuracy = (predicted == labels).double().mean().item()
+    return [f"{accuracy:.4f}", f"{sum(recall) / 2:.4f}", f"{auc(logits, labels):.4f}"]
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", default=os.path.join(HERE, "data", "pooled.csv"))
-    parser.add_argument("--test", default=os.path.join(HERE, "data", "test.csv"))
-    parser.add_argument("--models", nargs="+", default=["mlp.pt", "logistic.pt"])
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.05)
-    args = parser.parse_args()
-    torch.set_num_threads(1)  # the same sums in the same order on every run
-
-    train_x, train_y = load(args.train)
-    test_x, test_y = load(args.test)
-    mean = train_x.mean(dim=0)
-    std = train_x.std(dim=0, unbiased=False)
-    std[std == 0] = 1
-    train_x, test_x = standardise(train_x, mean, std), standardise(test_x, mean, std)
-    train_y, test_y = train_y.float(), test_y.float()
-
-    print(f"train {os.path.relpath(args.train, HERE)} ({len(train_x)} rows), "
-          f"test {os.path.relpath(args.test, HERE)} ({len(test_x)} rows), "
-          f"{args.epochs} epochs, batch {args.batch_size}, SGD lr {args.lr}")
-    print("| model | accuracy | balanced accuracy | AUC |")
-    print("|---|---|---|---|")
-    for name in args.models:
-        model = torch.jit.load(os.path.join(HERE, name))
-        train(model, train_x, train_y, args.epochs, args.batch_size, args.lr)
-        m = evaluate(model, test_x, test_y)
-        print(f"| {name} | {m['accuracy']:.4f} | {m['balanced_accuracy']:.4f} | {m['auc']:.4f} |")
+    tabular_torch.pooled_baseline(
+        __doc__, __file__, label=LABEL, models=["mlp.pt", "logistic.pt"],
+        loss_fn=torch.nn.BCEWithLogitsLoss(), learning_rate=0.05, seed=SEED,
+        columns=["accuracy", "balanced accuracy", "AUC"], evaluate=evaluate)
 
 
 if __name__ == "__main__":

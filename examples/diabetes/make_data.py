@@ -12,11 +12,13 @@ strings copied verbatim), so rerunning the script reproduces the committed files
   data/pooled.csv   the three sites concatenated (for the pooled baseline)
   data/test.csv     held-out test set: 20%, stratified by the target's quantiles, all ages
 """
-import argparse
-import csv
 import gzip
 import os
 import random
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import tabular_data  # noqa: E402 (found through the path above)
 
 SOURCE_DIR = "/usr/lib/python3/dist-packages/sklearn/datasets/data"
 FEATURES_FILE = "diabetes_data_raw.csv.gz"  # 442 lines of 10 space-separated values
@@ -51,24 +53,14 @@ def read_source(source_dir):
     return rows
 
 
-def write(path, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(FEATURES + [LABEL])
-        writer.writerows(rows)
+def summary(rows):
     ages = [int(r[0]) for r in rows]
     targets = [int(r[-1]) for r in rows]
-    print(f"{os.path.basename(path)}: {len(rows)} rows, age {min(ages)}-{max(ages)}, "
-          f"mean progression {sum(targets) / len(targets):.1f}")
+    return f"age {min(ages)}-{max(ages)}, mean progression {sum(targets) / len(targets):.1f}"
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source-dir", default=SOURCE_DIR)
-    parser.add_argument("--out", default=os.path.join(here, "data"))
-    args = parser.parse_args()
-
+    args = tabular_data.arguments(__doc__.splitlines()[0], __file__, "--source-dir", SOURCE_DIR)
     rows = read_source(args.source_dir)
     rng = random.Random(SEED)
 
@@ -81,17 +73,10 @@ def main():
     test = [rows[i] for i in sorted(test_index)]
     train = [rows[i] for i in range(len(rows)) if i not in test_index]
 
-    os.makedirs(args.out, exist_ok=True)
-    pooled = []
-    for site, (low, high) in SITES.items():
-        site_rows = [r for r in train if low <= int(r[0]) <= high]
-        rng.shuffle(site_rows)
-        write(os.path.join(args.out, f"{site}.csv"), site_rows)
-        pooled += site_rows
-    assert len(pooled) == len(train)
-    write(os.path.join(args.out, "pooled.csv"), pooled)
-    rng.shuffle(test)
-    write(os.path.join(args.out, "test.csv"), test)
+    sites = {site: [r for r in train if low <= int(r[0]) <= high]
+             for site, (low, high) in SITES.items()}
+    assert sum(len(site_rows) for site_rows in sites.values()) == len(train)
+    tabular_data.write_federation(args.out, FEATURES + [LABEL], sites, test, rng, summary)
 
 
 if __name__ == "__main__":

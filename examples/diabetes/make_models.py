@@ -11,22 +11,22 @@ The weights in the files are the initial weights of a federation, drawn with a f
 Run with Debian's python3-torch (PyTorch 1.13, matching libtorch-dev), from any folder:
   ./make_models.py
 The output is deterministic (with Debian 12's python3 and python3-torch), so rerunning the
-script reproduces the committed files' SHA-256:
-TorchScript files hold the generated code and the source file's name, so the script fixes
-Python's hash seed (which orders a module's constants in that code) and names its source
-by its base name wherever the checkout lies.
-Each model first standardises its inputs with a BatchNorm without weights (norm.running_mean
-and norm.running_var, float32 buffers): while training, by each batch's own statistics; when
-evaluating, by running statistics that the federation averages with the weights (the
-coordinator's [model] buffers = "average", the default). No site's feature statistics leave
-it except inside that average, so the raw CSV values can be fed as they are.
+script reproduces the committed files' SHA-256; ../common/tabular_torch.py says how.
+TorchScript also records the forward methods' source text and their line numbers in this
+file: an edit above a forward gives new files with new hashes, even with the same weights.
+
+Each model first standardises its inputs with a BatchNorm without weights, whose running
+statistics the federation averages with the weights (more in tabular_torch.py); they are in
+the data's units, total cholesterol running to 300 and its variance to 10^3.
 """
-import hashlib
 import os
 import sys
 
 import torch
 from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import tabular_torch  # noqa: E402 (found through the path above)
 
 N_FEATURES = 10
 HIDDEN = 16
@@ -54,37 +54,9 @@ class LinearRegression(nn.Module):
         return self.linear(self.norm(x))
 
 
-def save(model, path):
-    scripted = torch.jit.script(model)
-    out = scripted(torch.zeros(2, N_FEATURES))
-    assert out.shape == (2, 1), out.shape
-    scripted.save(path)
-    with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"{digest}  {os.path.basename(path)}  ({n_params} parameters)")
-
-
-def reproducible(*models):
-    """Re-runs the script under a fixed hash seed, and has TorchScript record the models'
-    source as "make_models.py" rather than the checkout's absolute path."""
-    if os.environ.get("PYTHONHASHSEED") != "0":
-        os.environ["PYTHONHASHSEED"] = "0"
-        os.execv(sys.executable, [sys.executable] + sys.argv)
-    here = os.path.dirname(os.path.abspath(__file__))
-    os.chdir(here)  # where the relative name finds the source
-    for cls in models:
-        code = cls.forward.__code__
-        cls.forward.__code__ = code.replace(co_filename=os.path.basename(code.co_filename))
-    return here
-
-
 def main():
-    here = reproducible(Mlp, LinearRegression)
-    torch.manual_seed(SEED)
-    save(Mlp(), os.path.join(here, "mlp.pt"))
-    torch.manual_seed(SEED)
-    save(LinearRegression(), os.path.join(here, "linear.pt"))
+    models = {"mlp.pt": Mlp, "linear.pt": LinearRegression}
+    tabular_torch.write_models(__file__, models, N_FEATURES, SEED)
 
 
 if __name__ == "__main__":
