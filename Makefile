@@ -5,7 +5,8 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build demo test bench clean format
+.PHONY: all deps configure build demo test bench clean format check-asan check-tsan fuzz
+FUZZ_SECONDS ?= 60
 
 all: build
 
@@ -28,6 +29,18 @@ test: build
 
 bench: build
 	@scripts/bench.sh $(BUILD_DIR)
+
+# The torch-free unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, or
+# ThreadSanitizer, each in its own build folder (build-asan, build-tsan).
+check-asan:
+	@scripts/check-sanitizers.sh asan
+
+check-tsan:
+	@scripts/check-sanitizers.sh tsan
+
+# Every libFuzzer target of fuzz/ for FUZZ_SECONDS over its corpus (clang, build-fuzz).
+fuzz:
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
 format:
 	@git ls-files '*.h' '*.cc' '*.cu' '*.cuh' | xargs clang-format -i

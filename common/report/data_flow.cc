@@ -13,6 +13,16 @@ namespace {
 
 using nlohmann::json;
 
+// j[key], or null when j is no object or lacks the key. nlohmann::json's const operator[] is
+// undefined behaviour for a missing key (it read freed memory when a report lacked "records"),
+// and a report comes from files a reviewer may hand in incomplete.
+const json& Get(const json& j, const char* key) {
+  static const json* const kNull = new json();
+  if (!j.is_object()) return *kNull;
+  auto it = j.find(key);
+  return it != j.end() ? *it : *kNull;
+}
+
 std::string Str(const json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -40,15 +50,15 @@ Facts Collect(const json& report) {
     std::string mode = Str(r, "aggregation");
     if (mode.empty()) continue;
     f.modes.insert(mode);
-    if (mode == "plaintext") f.plaintext_rounds.push_back(r["round"].get<int64_t>());
-    const json& s = r["secure_aggregation"];
+    if (mode == "plaintext") f.plaintext_rounds.push_back(r.value("round", int64_t{-1}));
+    const json& s = Get(r, "secure_aggregation");
     if (s.is_object()) {
       f.secure = s;
       int64_t t = s.value("threshold", int64_t{0});
       if (t > 0 && (f.min_threshold == 0 || t < f.min_threshold)) f.min_threshold = t;
       f.any_malicious_mode = f.any_malicious_mode || s.value("malicious", false);
     }
-    if (r["privacy"].is_object()) f.privacy_params = r["privacy"];
+    if (Get(r, "privacy").is_object()) f.privacy_params = Get(r, "privacy");
   }
   return f;
 }
@@ -135,11 +145,11 @@ std::string CoordinatorSees(const Facts& f) {
 }
 
 std::string Released(const json& report, const Facts& f) {
-  const json& privacy = report["privacy"];
+  const json& privacy = Get(report, "privacy");
   std::string out =
       "After each round the new global model is sent to the sites; the coordinator keeps "
       "checkpoints of it, the metrics and these records in its state directory. ";
-  if (privacy.value("enabled", false) && privacy["final_epsilon"].is_number()) {
+  if (privacy.value("enabled", false) && Get(privacy, "final_epsilon").is_number()) {
     std::string mechanism = Str(f.privacy_params, "mechanism");
     std::string level = Str(f.privacy_params, "level");
     absl::StrAppend(
@@ -147,7 +157,7 @@ std::string Released(const json& report, const Facts& f) {
         mechanism.empty() ? "" : absl::StrCat(" (", mechanism, ")"),
         CentralNoise(f) ? ", with the noise added by the coordinator to the sum" : "",
         ". After the last recorded round the cumulative privacy cost is epsilon = ",
-        Number(privacy["final_epsilon"]), " at delta = ", Number(privacy["delta"]),
+        Number(Get(privacy, "final_epsilon")), " at delta = ", Number(Get(privacy, "delta")),
         ", which bounds how much the released model can reveal about any single ",
         level.empty() ? "protected unit (a training record or a whole site, as configured)" : level,
         ".");
@@ -156,13 +166,14 @@ std::string Released(const json& report, const Facts& f) {
   }
   const json record = privacy.value("record_level", json::object());
   const bool record_spent = record.value("enabled", false) && record.contains("final_epsilon") &&
-                            record["final_epsilon"].is_number();
+                            Get(record, "final_epsilon").is_number();
   if (record_spent) {
     absl::StrAppend(&out,
                     " Every site trained with record-level differential privacy (DP-SGD: "
                     "each record's gradient clipped, Gaussian noise added at the site); after "
                     "the last recorded round its cumulative cost is epsilon = ",
-                    Number(record["final_epsilon"]), " at delta = ", Number(record["delta"]),
+                    Number(Get(record, "final_epsilon")),
+                    " at delta = ", Number(Get(record, "delta")),
                     " for any single training record of a site.");
   }
   if (!privacy.value("enabled", false) && !record_spent) {
@@ -177,25 +188,25 @@ std::string Released(const json& report, const Facts& f) {
 }
 
 std::string Jurisdiction(const json& report) {
-  const json& fed = report["federation"];
+  const json& fed = Get(report, "federation");
   std::string out =
       "All messages travel over mutual TLS 1.3, authenticated by certificates issued by the "
       "federation's own certificate authority; there is no unencrypted channel.";
-  if (fed["allowed_countries_text"].is_string()) {
-    absl::StrAppend(
-        &out, " Sites may join only from: ", fed["allowed_countries_text"].get<std::string>(), ".");
+  if (Get(fed, "allowed_countries_text").is_string()) {
+    absl::StrAppend(&out, " Sites may join only from: ",
+                    Get(fed, "allowed_countries_text").get<std::string>(), ".");
   }
-  size_t refused = report["refusals"].size();
+  size_t refused = Get(report, "refusals").size();
   if (refused > 0) {
     absl::StrAppend(&out, " ", refused, refused == 1 ? " join attempt was" : " join attempts were",
                     " refused (listed in this report).");
   }
-  if (fed["coordinator"].is_object()) {
-    absl::StrAppend(&out, " The coordinator is in ", Str(fed["coordinator"], "country_name"), " (",
-                    Str(fed["coordinator"], "country"), ").");
+  if (Get(fed, "coordinator").is_object()) {
+    absl::StrAppend(&out, " The coordinator is in ", Str(Get(fed, "coordinator"), "country_name"),
+                    " (", Str(Get(fed, "coordinator"), "country"), ").");
   }
   std::map<std::string, int> countries;
-  for (const json& p : report["participants"]) ++countries[Str(p, "country_name")];
+  for (const json& p : Get(report, "participants")) ++countries[Str(p, "country_name")];
   if (!countries.empty()) {
     std::vector<std::string> parts;
     for (const auto& [name, n] : countries) parts.push_back(absl::StrCat(name, " (", n, ")"));
@@ -205,14 +216,14 @@ std::string Jurisdiction(const json& report) {
 }
 
 std::string Records(const json& report) {
-  const json& audit = report["audit"];
+  const json& audit = Get(report, "audit");
   std::string out =
       "The coordinator signs every step in its audit log (audit.jsonl: hash-chained records, "
       "Ed25519 signatures). Each site keeps its own signed egress ledger (egress.jsonl) with "
       "the type, size and SHA-256 of every message that left it, written before the message "
       "is sent; `hansa audit reconcile` compares a ledger with the coordinator's records. ";
   if (audit.value("verified", false)) {
-    absl::StrAppend(&out, "The audit log behind this report (", Number(audit["records"]),
+    absl::StrAppend(&out, "The audit log behind this report (", Number(Get(audit, "records")),
                     " records) verified against the federation CA.");
   } else {
     absl::StrAppend(&out, "The audit log behind this report did NOT verify: ", Str(audit, "error"),
@@ -225,7 +236,7 @@ std::string Records(const json& report) {
 
 json DataFlowStatement(const json& report) {
   Facts facts = Collect(report);
-  bool privacy = report["privacy"].value("enabled", false);
+  bool privacy = Get(report, "privacy").value("enabled", false);
   json paragraphs = json::array();
   auto add = [&paragraphs](const char* heading, std::string text) {
     paragraphs.push_back({{"heading", heading}, {"text", std::move(text)}});
