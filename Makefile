@@ -5,7 +5,9 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build demo test bench clean format check-asan check-tsan fuzz
+.PHONY: all deps configure build demo test bench clean format check-asan check-tsan fuzz \
+        check-exhaustive
+EXHAUSTIVE_SITES ?= 5
 FUZZ_SECONDS ?= 60
 
 all: build
@@ -37,6 +39,11 @@ check-asan:
 
 check-tsan:
 	@scripts/check-sanitizers.sh tsan
+
+# Every SecAgg+ dropout pattern of every federation of 3..EXHAUSTIVE_SITES sites.
+check-exhaustive: build
+	HANSA_EXHAUSTIVE_SITES=$(EXHAUSTIVE_SITES) $(BUILD_DIR)/tests/unit/secagg/secagg_test \
+	  --gtest_filter='ExhaustiveDropoutTest.*'
 
 # Every libFuzzer target of fuzz/ for FUZZ_SECONDS over its corpus (clang, build-fuzz).
 fuzz:
