@@ -132,8 +132,17 @@ inline __attribute__((always_inline)) bool RoundBlockImpl(const float* __restric
   return !nan;
 }
 
-// One clone per ring word (GCC and Clang do not multiversion templates).
-#if defined(__x86_64__) && defined(__GNUC__)
+// One clone per ring word (GCC and Clang do not multiversion templates). Not under
+// ThreadSanitizer: the clones' resolver runs while the loader relocates, before TSan's runtime
+// is up, and its instrumented code crashes every program at start.
+#if defined(__SANITIZE_THREAD__)
+#define HANSA_NO_CLONES 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define HANSA_NO_CLONES 1
+#endif
+#endif
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(HANSA_NO_CLONES)
 #define HANSA_WIDEST_SIMD __attribute__((target_clones("avx2", "default")))
 #else
 #define HANSA_WIDEST_SIMD

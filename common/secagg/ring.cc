@@ -11,6 +11,7 @@ template <typename W>
 void AppendLe(const std::vector<W>& v, std::string* out) {
   size_t start = out->size();
   out->resize(start + v.size() * sizeof(W));
+  if (v.empty()) return;
   if (kLittleEndian) {
     std::memcpy(out->data() + start, v.data(), v.size() * sizeof(W));
     return;
@@ -25,6 +26,7 @@ void AppendLe(const std::vector<W>& v, std::string* out) {
 template <typename W>
 void ParseLe(std::string_view bytes, std::vector<W>* v) {
   v->resize(bytes.size() / sizeof(W));
+  if (v->empty()) return;  // memcpy's pointers must not be null, even for 0 bytes
   if (kLittleEndian) {
     std::memcpy(v->data(), bytes.data(), v->size() * sizeof(W));
     return;
