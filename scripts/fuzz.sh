@@ -9,7 +9,7 @@ seconds=${1:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${2:-$root/build-fuzz}
 flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-"$root/scripts/install-deps.sh"
+"$root/scripts/install-deps.sh" clang libclang-rt-14-dev  # libFuzzer
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHANSA_FUZZ=ON \
   -DHANSA_BUILD_TESTS=OFF -DHANSA_BUILD_BENCH=OFF -DHANSA_WITH_CUDA=OFF \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
