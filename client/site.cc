@@ -31,10 +31,8 @@ StatusOr<std::map<std::string, ScriptModel>> AllowedScripts(const SiteConfig& co
                    file, name);
       continue;
     }
-    ASSIGN_OR_RETURN(TorchScriptInfo info, InspectTorchScript(file));
-    if (ScriptModelName(info.sha256) != name) {
-      return absl::FailedPreconditionError(absl::StrCat(file, " changed while it was read"));
-    }
+    // The very bytes just hashed: the file is read once.
+    ASSIGN_OR_RETURN(TorchScriptInfo info, InspectTorchScriptBytes(bytes, file));
     ScriptModel model;
     model.file = file;
     for (const TorchScriptTensor& t : info.tensors) {

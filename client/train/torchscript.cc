@@ -46,6 +46,17 @@ TorchScriptTensor Describe(const std::string& name, const at::Tensor& t, bool pa
   return d;
 }
 
+// The module in `bytes` on the CPU; InvalidArgument naming `name` when LibTorch cannot load it.
+StatusOr<torch::jit::Module> LoadModule(const std::string& bytes, const std::string& name) {
+  try {
+    std::istringstream in(bytes);
+    return torch::jit::load(in, torch::kCPU);
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, " is not a TorchScript model LibTorch can load: ", e.what_without_backtrace()));
+  }
+}
+
 // A TorchScript module as the trainer drives it. Its parameters and buffers are the module's
 // own tensors (moved in place by to()), so the optimizer steps the module.
 class ScriptNet final : public internal::TorchNet {
@@ -97,14 +108,7 @@ namespace internal {
 
 StatusOr<std::shared_ptr<TorchNet>> LoadScriptNet(const std::string& bytes, const std::string& name,
                                                   Buffers buffers) {
-  torch::jit::Module module;
-  try {
-    std::istringstream in(bytes);
-    module = torch::jit::load(in, torch::kCPU);
-  } catch (const c10::Error& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, " is not a TorchScript model LibTorch can load: ", e.what_without_backtrace()));
-  }
+  ASSIGN_OR_RETURN(torch::jit::Module module, LoadModule(bytes, name));
   int64_t trained = 0;
   for (const auto& p : module.named_parameters(/*recurse=*/true)) {
     if (!p.value.is_floating_point()) continue;
@@ -125,19 +129,12 @@ StatusOr<std::shared_ptr<TorchNet>> LoadScriptNet(const std::string& bytes, cons
 
 }  // namespace internal
 
-StatusOr<TorchScriptInfo> InspectTorchScript(const std::string& path, uint64_t max_bytes) {
-  ASSIGN_OR_RETURN(std::string bytes, ReadFile(path, max_bytes));
+StatusOr<TorchScriptInfo> InspectTorchScriptBytes(const std::string& bytes,
+                                                  const std::string& name) {
   TorchScriptInfo info;
   info.sha256 = ToHex(Sha256(bytes));
   info.file_bytes = bytes.size();
-  torch::jit::Module module;
-  try {
-    std::istringstream in(bytes);
-    module = torch::jit::load(in);
-  } catch (const c10::Error& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, " is not a TorchScript model LibTorch can load: ", e.what_without_backtrace()));
-  }
+  ASSIGN_OR_RETURN(torch::jit::Module module, LoadModule(bytes, name));
   for (const auto& p : module.named_parameters(/*recurse=*/true)) {
     info.tensors.push_back(Describe(p.name, p.value, true));
     info.parameter_count += p.value.numel();
@@ -147,6 +144,11 @@ StatusOr<TorchScriptInfo> InspectTorchScript(const std::string& path, uint64_t m
   }
   info.update_bytes = info.parameter_count * static_cast<int64_t>(sizeof(float));
   return info;
+}
+
+StatusOr<TorchScriptInfo> InspectTorchScript(const std::string& path, uint64_t max_bytes) {
+  ASSIGN_OR_RETURN(std::string bytes, ReadFile(path, max_bytes));
+  return InspectTorchScriptBytes(bytes, path);
 }
 
 Status SaveTorchScriptMlp(const std::string& path, int64_t inputs, int64_t hidden, int64_t outputs,

@@ -37,6 +37,9 @@ struct TorchScriptInfo {
 // with LibTorch's reason, when it is no TorchScript archive.
 StatusOr<TorchScriptInfo> InspectTorchScript(const std::string& path,
                                              uint64_t max_bytes = uint64_t{1} << 32);
+// The same for a file's bytes already read (and hashed by the caller); `name` starts errors.
+StatusOr<TorchScriptInfo> InspectTorchScriptBytes(const std::string& bytes,
+                                                  const std::string& name);
 
 // Writes a small TorchScript MLP (inputs -> hidden -> outputs, ReLU; each example flattened
 // first, so that 1 x 28 x 28 images fit 784 inputs; parameters fc1.weight,
