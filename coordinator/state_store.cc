@@ -2,11 +2,28 @@
 
 #include <sqlite3.h>
 
+#include <cstring>
+
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 
 namespace hansa {
 namespace {
+
+// SQLite's last error on `db`, naming the database file and, for an I/O error or a full disk,
+// the operating system's errno text; SQLITE_FULL is ResourceExhausted.
+Status SqliteError(sqlite3* db) {
+  const char* file = sqlite3_db_filename(db, "main");
+  std::string msg =
+      absl::StrCat("state database ", file ? file : "(unnamed)", ": ", sqlite3_errmsg(db));
+  const int code = sqlite3_errcode(db);
+  const int os = sqlite3_system_errno(db);
+  if ((code == SQLITE_IOERR || code == SQLITE_FULL || code == SQLITE_CANTOPEN) && os != 0) {
+    absl::StrAppend(&msg, " (", std::strerror(os), ")");
+  }
+  if (code == SQLITE_FULL) return absl::ResourceExhaustedError(msg);
+  return absl::InternalError(msg);
+}
 
 // RAII for a prepared statement.
 class Stmt {
@@ -20,7 +37,7 @@ class Stmt {
 
   Status status() const {
     if (rc_ == SQLITE_OK) return absl::OkStatus();
-    return absl::InternalError(absl::StrCat("SQLite: ", sqlite3_errmsg(db_)));
+    return SqliteError(db_);
   }
   void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
   void Bind(int i, double v) { sqlite3_bind_double(stmt_, i, v); }
@@ -46,9 +63,7 @@ class Stmt {
 Status StepDone(sqlite3* db, Stmt& stmt) {
   RETURN_IF_ERROR(stmt.status());
   int rc = stmt.Step();
-  if (rc != SQLITE_DONE) {
-    return absl::InternalError(absl::StrCat("SQLite: ", sqlite3_errmsg(db)));
-  }
+  if (rc != SQLITE_DONE) return SqliteError(db);
   return absl::OkStatus();
 }
 
@@ -81,9 +96,9 @@ StateStore::~StateStore() { sqlite3_close(db_); }
 Status StateStore::Exec(const std::string& sql) {
   char* err = nullptr;
   if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
-    return absl::InternalError(absl::StrCat("SQLite: ", msg, " in: ", sql));
+    Status st = SqliteError(db_);
+    return Status(st.code(), absl::StrCat(st.message(), " in: ", sql));
   }
   return absl::OkStatus();
 }
@@ -121,7 +136,7 @@ StatusOr<std::optional<RoundRecord>> StateStore::LastRound() {
   RETURN_IF_ERROR(stmt.status());
   int rc = stmt.Step();
   if (rc == SQLITE_DONE) return std::optional<RoundRecord>();
-  if (rc != SQLITE_ROW) return absl::InternalError(absl::StrCat("SQLite: ", sqlite3_errmsg(db_)));
+  if (rc != SQLITE_ROW) return SqliteError(db_);
   RoundRecord r;
   r.round = stmt.Int(0);
   r.model_sha256 = stmt.Text(1);
@@ -142,7 +157,7 @@ StatusOr<std::vector<std::string>> StateStore::AllMetrics() {
   std::vector<std::string> out;
   int rc;
   while ((rc = stmt.Step()) == SQLITE_ROW) out.push_back(stmt.Text(0));
-  if (rc != SQLITE_DONE) return absl::InternalError(absl::StrCat("SQLite: ", sqlite3_errmsg(db_)));
+  if (rc != SQLITE_DONE) return SqliteError(db_);
   return out;
 }
 
@@ -159,7 +174,7 @@ StatusOr<std::optional<std::string>> StateStore::Get(const std::string& key) {
   RETURN_IF_ERROR(stmt.status());
   int rc = stmt.Step();
   if (rc == SQLITE_DONE) return std::optional<std::string>();
-  if (rc != SQLITE_ROW) return absl::InternalError(absl::StrCat("SQLite: ", sqlite3_errmsg(db_)));
+  if (rc != SQLITE_ROW) return SqliteError(db_);
   return std::optional<std::string>(stmt.Text(0));
 }
 

@@ -35,7 +35,7 @@ StatusOr<int64_t> RemoveTornTail(const std::string& path, int fd, std::string* c
   RETURN_IF_ERROR(
       WriteFileAtomically(absl::StrCat(path, ".torn-", absl::ToUnixMillis(absl::Now())), torn));
   if (::ftruncate(fd, static_cast<off_t>(keep)) != 0) return Errno("truncating", path);
-  if (::fsync(fd) != 0) return Errno("fsync of", path);
+  RETURN_IF_ERROR(SyncFile(fd, path));
   contents->resize(keep);
   return static_cast<int64_t>(torn.size());
 }
@@ -188,22 +188,18 @@ StatusOr<int64_t> AuditLog::Append(std::string_view event, nlohmann::json fields
 
 Status AuditLog::WriteLine(const std::string& line) {
   std::string bytes = line + "\n";
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      Status st = Errno("appending to audit log", path_);
-      if (::ftruncate(fd_, static_cast<off_t>(file_size_)) != 0) {
-        broken_ = Annotate(st, "the log could not be restored after a failed write");
-      }
-      return st;
+  Status written = WriteAll(fd_, bytes, path_);
+  if (!written.ok()) {
+    Status st = Annotate(written, "appending to the log");
+    if (::ftruncate(fd_, static_cast<off_t>(file_size_)) != 0) {
+      broken_ = Annotate(st, "the log could not be restored after a failed write");
     }
-    done += static_cast<size_t>(n);
+    return st;
   }
-  if (::fsync(fd_) != 0) {
+  Status synced = SyncFile(fd_, path_);
+  if (!synced.ok()) {
     // After a failed fsync the kernel may have dropped the data: nothing more is trusted.
-    broken_ = Errno("fsync of audit log", path_);
+    broken_ = Annotate(synced, "appending to the log (it takes no more records until reopened)");
     return broken_;
   }
   file_size_ += bytes.size();

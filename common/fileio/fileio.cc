@@ -4,9 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 
 namespace hansa {
 namespace {
@@ -16,7 +18,47 @@ Status ErrnoError(const char* what, const std::string& path) {
   std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
   if (err == ENOENT) return absl::NotFoundError(msg);
   if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
+  if (err == ENOSPC || err == EDQUOT || err == EFBIG) return absl::ResourceExhaustedError(msg);
   return absl::InternalError(msg);
+}
+
+// The injected fault: `armed` is the fast path; the rest under `mu`.
+struct Injection {
+  std::atomic<bool> armed{false};
+  std::mutex mu;
+  FileFault fault;
+  int64_t seen = 0;
+  int64_t failed = 0;
+};
+
+Injection& TheInjection() {
+  static Injection* injection = new Injection;  // never destroyed: used until exit
+  return *injection;
+}
+
+// The errno the injected fault fails this call with, or 0.
+int InjectedError(FileOp op, const std::string& path) {
+  Injection& in = TheInjection();
+  if (!in.armed.load(std::memory_order_acquire)) return 0;
+  std::lock_guard<std::mutex> lock(in.mu);
+  const FileFault& f = in.fault;
+  if (f.op != op || path.find(f.path_contains) == std::string::npos) return 0;
+  const int64_t n = in.seen++;
+  if (n < f.skip || (n > f.skip && !f.sticky)) return 0;
+  ++in.failed;
+  return f.error;
+}
+
+// False with errno set on an error.
+bool WriteLoop(int fd, std::string_view bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
 }
 
 class Fd {
@@ -38,13 +80,55 @@ class Fd {
   int fd_;
 };
 
+Status Sync(int fd, const std::string& path, const char* what) {
+  if (int injected = InjectedError(FileOp::kSync, path); injected != 0) {
+    errno = injected;
+    return ErrnoError(what, path);
+  }
+  if (::fsync(fd) != 0) return ErrnoError(what, path);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-Status SyncDir(const std::string& dir) {
-  Fd fd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) return ErrnoError("opening directory", dir);
-  if (::fsync(fd.get()) != 0) return ErrnoError("fsync of directory", dir);
+void InjectFileFault(FileFault fault) {
+  Injection& in = TheInjection();
+  std::lock_guard<std::mutex> lock(in.mu);
+  in.fault = std::move(fault);
+  in.seen = 0;
+  in.failed = 0;
+  in.armed.store(true, std::memory_order_release);
+}
+
+void ClearFileFault() {
+  Injection& in = TheInjection();
+  std::lock_guard<std::mutex> lock(in.mu);
+  in.armed.store(false, std::memory_order_release);
+}
+
+int64_t InjectedFileFailures() {
+  Injection& in = TheInjection();
+  std::lock_guard<std::mutex> lock(in.mu);
+  return in.failed;
+}
+
+Status WriteAll(int fd, std::string_view bytes, const std::string& path) {
+  if (int injected = InjectedError(FileOp::kWrite, path); injected != 0) {
+    WriteLoop(fd, bytes.substr(0, bytes.size() / 2));
+    errno = injected;
+    return ErrnoError("writing", path);
+  }
+  if (!WriteLoop(fd, bytes)) return ErrnoError("writing", path);
   return absl::OkStatus();
+}
+
+Status SyncFile(int fd, const std::string& path) { return Sync(fd, path, "fsync of"); }
+
+Status SyncDir(const std::string& dir) {
+  const std::string name = dir.empty() ? "." : dir;
+  Fd fd(::open(name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) return ErrnoError("opening directory", name);
+  return Sync(fd.get(), name, "fsync of directory");
 }
 
 Status WriteFileAtomically(const std::string& path, std::string_view bytes, int mode) {
@@ -52,19 +136,10 @@ Status WriteFileAtomically(const std::string& path, std::string_view bytes, int 
   Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
   if (fd.get() < 0) return ErrnoError("creating", tmp);
   ::fchmod(fd.get(), mode);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      Status st = ErrnoError("writing", tmp);
-      ::unlink(tmp.c_str());
-      return st;
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd.get()) != 0) {
-    Status st = ErrnoError("fsync of", tmp);
+  // The temporary file goes on any error, so a full disk is not kept full by it.
+  Status st = WriteAll(fd.get(), bytes, tmp);
+  if (st.ok()) st = SyncFile(fd.get(), tmp);
+  if (!st.ok()) {
     ::unlink(tmp.c_str());
     return st;
   }
