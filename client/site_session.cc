@@ -82,7 +82,7 @@ Status SiteSession::JoinWithRetry() {
         return absl::OkStatus();
       }
       if (absl::IsPermissionDenied(st) || absl::IsUnauthenticated(st) ||
-          absl::IsInvalidArgument(st)) {
+          absl::IsInvalidArgument(st) || IsStorageError(st)) {
         return st;
       }
     }
@@ -114,6 +114,8 @@ Status SiteSession::Run() {
     }
     if (stop_) return absl::CancelledError("site stopping");
     if (absl::IsPermissionDenied(st) || absl::IsUnauthenticated(st)) return st;
+    // The egress ledger or the privacy accounts cannot be written: nothing may leave unrecorded.
+    if (IsStorageError(st)) return st;
     if (options_.stop_on_task_error) return st;
     if (!IsTransient(st)) {
       // The task failed at this site (bad model, refused plan): say why and carry on; the

@@ -543,6 +543,21 @@ Status RoundEngine::RunEvaluation(int64_t round) {
 }
 
 Status RoundEngine::Run() {
+  Status run = RunRounds();
+  absl::MutexLock lock(&mu_);
+  return storage_error_.ok() ? run : storage_error_;
+}
+
+void RoundEngine::StopOnStorageError(const Status& error) {
+  absl::MutexLock lock(&mu_);
+  if (storage_error_.ok()) {
+    storage_error_ = Annotate(error, "the coordinator stops: its state cannot be written");
+  }
+  shutdown_ = true;
+  changed_.SignalAll();
+}
+
+Status RoundEngine::RunRounds() {
   RETURN_IF_ERROR(WriteMetricsFile(*store_, options_.state_dir));
   for (;;) {
     int64_t round;

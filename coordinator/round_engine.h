@@ -85,6 +85,10 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
   // fatal error. Call from one thread.
   Status Run();
   void Shutdown();
+  // A write of the coordinator's state failed while serving a site (IsStorageError: an audit
+  // record, a spill file): the engine shuts down and Run returns `error`, not Cancelled. The
+  // rounds resume from the last good state once the disk has room and the coordinator restarts.
+  void StopOnStorageError(const Status& error);
   // Calls `listener` (null: none) after every change that can alter a NextTask answer, under
   // the engine's lock: it must be quick and must not call the engine. How the gRPC service
   // wakes its parked long-polls without a thread per poll (service.h).
@@ -117,6 +121,7 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
 
   explicit RoundEngine(EngineOptions options);
   Status Resume(const Model& initial);
+  Status RunRounds();  // Run, less the storage error
   Status RunTrainingRound(int64_t round);
   // The statistics step before round 1 (options_.standardization): a secure round over the
   // sites' feature moments, whose pooled mean and std every later plan carries. One pass:
@@ -187,6 +192,7 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
   mutable absl::Mutex mu_;
   ChangeSignal changed_;  // a CondVar that also tells SetChangeListener's listener
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  Status storage_error_ ABSL_GUARDED_BY(mu_);
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kIdle;
   int64_t completed_round_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t attempt_ ABSL_GUARDED_BY(mu_) = 0;        // plans made, over all rounds

@@ -23,6 +23,13 @@ grpc::ServerUnaryReactor* Answered(grpc::CallbackServerContext* ctx, const grpc:
   return reactor;
 }
 
+// The engine's answer to a site as gRPC's status; an error of the coordinator's own storage (a
+// full disk) also stops the engine, which cannot record what it serves.
+grpc::Status EngineStatus(RoundEngine* engine, const Status& status) {
+  if (IsStorageError(status)) engine->StopOnStorageError(status);
+  return ToGrpcStatus(status);
+}
+
 }  // namespace
 
 // One GetTask call. Finished exactly once, by whoever holds it: the handler, the waker's pass
@@ -110,7 +117,7 @@ class CoordinatorService::UpdateReader final : public grpc::ServerReadReactor<v1
       return Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "second header in one upload"));
     }
     Status st = sink_->Write(chunk_.offset(), chunk_.data());
-    if (!st.ok()) return Fail(ToGrpcStatus(st));
+    if (!st.ok()) return Fail(EngineStatus(caller_.engine, st));
     StartRead(&chunk_);
   }
   void OnDone() override { delete this; }
@@ -123,7 +130,7 @@ class CoordinatorService::UpdateReader final : public grpc::ServerReadReactor<v1
     }
     StatusOr<std::unique_ptr<UploadSink>> sink =
         caller_.engine->BeginUpload(caller_.site.name, chunk_.header());
-    if (!sink.ok()) return Fail(ToGrpcStatus(sink.status()));
+    if (!sink.ok()) return Fail(EngineStatus(caller_.engine, sink.status()));
     sink_ = *std::move(sink);
     StartRead(&chunk_);
   }
@@ -132,7 +139,7 @@ class CoordinatorService::UpdateReader final : public grpc::ServerReadReactor<v1
   void OnEnd() {
     StatusOr<v1::UploadReply> done = sink_->Finish();
     sink_.reset();
-    if (!done.ok()) return Finish(ToGrpcStatus(done.status()));
+    if (!done.ok()) return Finish(EngineStatus(caller_.engine, done.status()));
     *reply_ = *std::move(done);
     Finish(grpc::Status::OK);
   }
@@ -217,7 +224,7 @@ bool CoordinatorService::Answer(TaskPoll* poll, absl::Time now) {
   RoundEngine* engine = poll->caller_.engine;
   StatusOr<v1::Task> task = engine->NextTask(poll->caller_.site.name, absl::ZeroDuration());
   if (!task.ok()) {
-    poll->Finish(ToGrpcStatus(task.status()));
+    poll->Finish(EngineStatus(engine, task.status()));
     return true;
   }
   if (task->kind() == v1::Task::WAIT && now < poll->deadline_ && !engine->shutting_down()) {
@@ -340,7 +347,7 @@ grpc::ServerUnaryReactor* CoordinatorService::Join(grpc::CallbackServerContext* 
   StatusOr<Caller> caller = Identify(ctx);
   if (!caller.ok()) return Answered(ctx, ToGrpcStatus(caller.status()));
   StatusOr<v1::JoinReply> r = caller->engine->Join(caller->site);
-  if (!r.ok()) return Answered(ctx, ToGrpcStatus(r.status()));
+  if (!r.ok()) return Answered(ctx, EngineStatus(caller->engine, r.status()));
   *reply = *std::move(r);
   return Answered(ctx, grpc::Status::OK);
 }
@@ -403,7 +410,8 @@ grpc::ServerUnaryReactor* CoordinatorService::ReportMetrics(grpc::CallbackServer
                                                             v1::MetricsReply* reply) {
   StatusOr<Caller> caller = Identify(ctx);
   if (!caller.ok()) return Answered(ctx, ToGrpcStatus(caller.status()));
-  return Answered(ctx, ToGrpcStatus(caller->engine->ReportMetrics(caller->site.name, *request)));
+  return Answered(ctx, EngineStatus(caller->engine,
+                                    caller->engine->ReportMetrics(caller->site.name, *request)));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::SubmitSecAgg(grpc::CallbackServerContext* ctx,
@@ -411,7 +419,8 @@ grpc::ServerUnaryReactor* CoordinatorService::SubmitSecAgg(grpc::CallbackServerC
                                                            v1::SecAggAck* reply) {
   StatusOr<Caller> caller = Identify(ctx);
   if (!caller.ok()) return Answered(ctx, ToGrpcStatus(caller.status()));
-  return Answered(ctx, ToGrpcStatus(caller->engine->SubmitSecAgg(caller->site.name, *request)));
+  return Answered(
+      ctx, EngineStatus(caller->engine, caller->engine->SubmitSecAgg(caller->site.name, *request)));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::RespondToPlan(grpc::CallbackServerContext* ctx,
@@ -419,7 +428,8 @@ grpc::ServerUnaryReactor* CoordinatorService::RespondToPlan(grpc::CallbackServer
                                                             v1::PlanAck* reply) {
   StatusOr<Caller> caller = Identify(ctx);
   if (!caller.ok()) return Answered(ctx, ToGrpcStatus(caller.status()));
-  return Answered(ctx, ToGrpcStatus(caller->engine->RespondToPlan(caller->site.name, *request)));
+  return Answered(ctx, EngineStatus(caller->engine,
+                                    caller->engine->RespondToPlan(caller->site.name, *request)));
 }
 
 StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& listen, const TlsFiles& tls,

@@ -17,8 +17,8 @@ StatusOr<std::unique_ptr<SpillFile>> SpillFile::Create(const std::string& dir,
   std::string path = absl::StrCat(dir, "/", stem, "-XXXXXX");
   int fd = ::mkostemp(path.data(), O_CLOEXEC);
   if (fd < 0) {
-    return absl::InternalError(
-        absl::StrCat("creating a spill file for ", stem, " in ", dir, ": ", std::strerror(errno)));
+    return MarkStorageError(absl::InternalError(
+        absl::StrCat("creating a spill file for ", stem, " in ", dir, ": ", std::strerror(errno))));
   }
   return std::unique_ptr<SpillFile>(new SpillFile(fd, path));
 }
@@ -35,8 +35,8 @@ Status SpillFile::Append(const void* data, size_t size) {
     ssize_t n = ::pwrite(fd_, p, left, static_cast<off_t>(size_ + (size - left)));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return absl::InternalError(
-          absl::StrCat("writing spill file ", path_, ": ", std::strerror(errno)));
+      return MarkStorageError(absl::InternalError(
+          absl::StrCat("writing spill file ", path_, ": ", std::strerror(errno))));
     }
     p += n;
     left -= static_cast<size_t>(n);

@@ -21,7 +21,8 @@ Status SqliteError(sqlite3* db) {
   if ((code == SQLITE_IOERR || code == SQLITE_FULL || code == SQLITE_CANTOPEN) && os != 0) {
     absl::StrAppend(&msg, " (", std::strerror(os), ")");
   }
-  if (code == SQLITE_FULL) return absl::ResourceExhaustedError(msg);
+  if (code == SQLITE_FULL) return MarkStorageError(absl::ResourceExhaustedError(msg));
+  if (code == SQLITE_IOERR) return MarkStorageError(absl::InternalError(msg));
   return absl::InternalError(msg);
 }
 

@@ -83,9 +83,9 @@ class Fd {
 Status Sync(int fd, const std::string& path, const char* what) {
   if (int injected = InjectedError(FileOp::kSync, path); injected != 0) {
     errno = injected;
-    return ErrnoError(what, path);
+    return MarkStorageError(ErrnoError(what, path));
   }
-  if (::fsync(fd) != 0) return ErrnoError(what, path);
+  if (::fsync(fd) != 0) return MarkStorageError(ErrnoError(what, path));
   return absl::OkStatus();
 }
 
@@ -116,9 +116,9 @@ Status WriteAll(int fd, std::string_view bytes, const std::string& path) {
   if (int injected = InjectedError(FileOp::kWrite, path); injected != 0) {
     WriteLoop(fd, bytes.substr(0, bytes.size() / 2));
     errno = injected;
-    return ErrnoError("writing", path);
+    return MarkStorageError(ErrnoError("writing", path));
   }
-  if (!WriteLoop(fd, bytes)) return ErrnoError("writing", path);
+  if (!WriteLoop(fd, bytes)) return MarkStorageError(ErrnoError("writing", path));
   return absl::OkStatus();
 }
 
@@ -134,7 +134,7 @@ Status SyncDir(const std::string& dir) {
 Status WriteFileAtomically(const std::string& path, std::string_view bytes, int mode) {
   std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
   Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-  if (fd.get() < 0) return ErrnoError("creating", tmp);
+  if (fd.get() < 0) return MarkStorageError(ErrnoError("creating", tmp));
   ::fchmod(fd.get(), mode);
   // The temporary file goes on any error, so a full disk is not kept full by it.
   Status st = WriteAll(fd.get(), bytes, tmp);
@@ -145,7 +145,7 @@ Status WriteFileAtomically(const std::string& path, std::string_view bytes, int 
   }
   ::close(fd.Release());
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    Status st = ErrnoError("renaming into place", path);
+    Status st = MarkStorageError(ErrnoError("renaming into place", path));
     ::unlink(tmp.c_str());
     return st;
   }
@@ -185,7 +185,7 @@ Status MakeDirs(const std::string& path, int mode) {
     partial /= part;
     if (partial.empty() || std::filesystem::is_directory(partial, ec)) continue;
     if (::mkdir(partial.c_str(), static_cast<mode_t>(mode)) != 0 && errno != EEXIST) {
-      return ErrnoError("creating directory", partial.string());
+      return MarkStorageError(ErrnoError("creating directory", partial.string()));
     }
   }
   return absl::OkStatus();

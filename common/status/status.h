@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 
 namespace hansa {
@@ -17,10 +18,27 @@ namespace hansa {
 using absl::Status;
 using absl::StatusOr;
 
-// Prepends context to an error, keeping its code: "loading site.toml: <original message>".
+// Prepends context to an error, keeping its code and payloads: "loading site.toml: <original
+// message>".
 inline Status Annotate(const Status& status, absl::string_view context) {
   if (status.ok()) return status;
-  return Status(status.code(), absl::StrCat(context, ": ", status.message()));
+  Status out(status.code(), absl::StrCat(context, ": ", status.message()));
+  status.ForEachPayload(
+      [&out](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
+  return out;
+}
+
+// Errors of this process's own storage: a write or fsync of its state failed (a full disk, an
+// I/O error). Not the peer's fault nor the network's, and no retry helps until an operator
+// frees space or fixes the disk, so the process stops with the error (and resumes from its
+// last good state when restarted). The mark is a payload: Annotate keeps it.
+inline constexpr char kStorageErrorUrl[] = "hansa/storage-error";
+inline Status MarkStorageError(Status status) {
+  if (!status.ok()) status.SetPayload(kStorageErrorUrl, absl::Cord("1"));
+  return status;
+}
+inline bool IsStorageError(const Status& status) {
+  return status.GetPayload(kStorageErrorUrl).has_value();
 }
 
 }  // namespace hansa

@@ -78,6 +78,8 @@ TEST_F(DiskFaultsTest, AtomicFileKeepsOldContentsWhenAWriteFails) {
   EXPECT_THAT(std::string(st.message()),
               AllOf(HasSubstr("writing " + path), HasSubstr("No space left")));
   EXPECT_EQ(InjectedFileFailures(), 1);
+  EXPECT_TRUE(IsStorageError(st));  // callers stop rather than retry
+  EXPECT_TRUE(IsStorageError(Annotate(st, "writing metrics")));
   EXPECT_EQ(*ReadFile(path), "old\n");
   EXPECT_THAT(Files(), ::testing::ElementsAre("metrics.jsonl"));  // no .tmp kept
 
@@ -210,6 +212,7 @@ TEST_F(DiskFaultsTest, EgressLedgerThatCannotBeWrittenStopsTheSend) {
   InjectFileFault({FileOp::kWrite, ENOSPC, 0, true, "egress.jsonl"});
   auto sending = egress.Sending(audit_events::kMessageJoin, 0, std::string("join"));
   EXPECT_EQ(sending.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(IsStorageError(sending.status()));  // the site stops (SiteSession::Run)
   EXPECT_THAT(std::string(sending.status().message()),
               AllOf(HasSubstr("egress ledger"), HasSubstr(path), HasSubstr("No space left")));
   ClearFileFault();
