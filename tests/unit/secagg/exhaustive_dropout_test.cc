@@ -43,12 +43,15 @@ int FullSites() {
 }
 
 struct Tally {
-  int64_t rounds = 0, released = 0, stopped = 0;
+  int64_t rounds = 0, released = 0, stopped = 0, refused = 0;
 };
 
-// One pattern: `code` in base `stages` gives each site its stage.
+// One pattern: `code` in base `stages` gives each site its stage. With `hostile`, the
+// coordinator is also sent replayed, stale and out-of-order messages (Federation::SetHostile).
+// Sets `*released` to whether the round released a sum.
 void RunPattern(int n, int k, int t, bool malicious, uint32_t minimum,
-                const std::vector<DropAt>& stages, int64_t code, Tally* tally) {
+                const std::vector<DropAt>& stages, int64_t code, Tally* tally, bool hostile = false,
+                bool* released = nullptr) {
   std::map<SiteId, DropAt> drops;
   std::string described;
   for (int i = 0; i < n; ++i) {
@@ -59,12 +62,16 @@ void RunPattern(int n, int k, int t, bool malicious, uint32_t minimum,
   }
   Federation f(static_cast<uint32_t>(n), malicious, RingWidth::k32, k, t, 3);
   if (minimum > 0) f.SetMinSurvivors(minimum);
+  f.SetHostile(hostile);
   const bool anyone_drops = !drops.empty();
-  auto result = f.Run(drops);
+  auto result = f.Run(drops, /*chunk=*/1);  // three chunks per upload
   ++tally->rounds;
+  tally->refused += f.refused();
+  if (released != nullptr) *released = result.ok();
   const std::string where = "n=" + std::to_string(n) + " k=" + std::to_string(k) +
                             " t=" + std::to_string(t) + (malicious ? " malicious" : "") +
-                            " min=" + std::to_string(minimum) + " stages=" + described;
+                            " min=" + std::to_string(minimum) + " stages=" + described +
+                            (hostile ? " hostile" : "");
   if (!result.ok()) {
     ++tally->stopped;
     ASSERT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition)
@@ -85,11 +92,11 @@ void RunPattern(int n, int k, int t, bool malicious, uint32_t minimum,
   ASSERT_GE(result->survivors.size(), static_cast<size_t>(t)) << where;
 }
 
-TEST(ExhaustiveDropoutTest, EveryPatternReleasesTheExactSumOrNothing) {
-  Tally tally;
-  const int full = FullSites();
-  for (int n = 3; n <= std::max(full, 4); ++n) {
-    const bool quick = full == 0 && n == 4;
+// Every (n, k, t, checks, minimum) the run covers, each with its stages; `fn` per pattern code.
+template <typename Fn>
+void ForEachPattern(int largest, bool quick_four, Fn fn) {
+  for (int n = 3; n <= largest; ++n) {
+    const bool quick = quick_four && n == 4;
     for (auto [k, t] : ValidDegreeAndThreshold(n)) {
       if (quick && !(k == 3 && t == 2)) continue;  // n = 4's defaults
       for (bool malicious : {false, true}) {
@@ -101,19 +108,48 @@ TEST(ExhaustiveDropoutTest, EveryPatternReleasesTheExactSumOrNothing) {
         for (uint32_t minimum : {0u, static_cast<uint32_t>(n)}) {
           if (quick && minimum > 0) continue;
           for (int64_t code = 0; code < patterns; ++code) {
-            RunPattern(n, k, t, malicious, minimum, stages, code, &tally);
-            if (HasFatalFailure()) return;
+            fn(n, k, t, malicious, minimum, stages, code);
+            if (::testing::Test::HasFatalFailure() || ::testing::Test::HasFailure()) return;
           }
         }
       }
     }
   }
+}
+
+TEST(ExhaustiveDropoutTest, EveryPatternReleasesTheExactSumOrNothing) {
+  Tally tally;
+  const int full = FullSites();
+  ForEachPattern(
+      std::max(full, 4), full == 0,
+      [&](int n, int k, int t, bool malicious, uint32_t minimum, const std::vector<DropAt>& stages,
+          int64_t code) { RunPattern(n, k, t, malicious, minimum, stages, code, &tally); });
   // Both outcomes occur: the patterns reach the protocol's limits from both sides.
   EXPECT_GT(tally.released, 0);
   EXPECT_GT(tally.stopped, 0);
   std::printf("%lld rounds: %lld released the exact sum, %lld stopped cleanly\n",
               static_cast<long long>(tally.rounds), static_cast<long long>(tally.released),
               static_cast<long long>(tally.stopped));
+}
+
+// The same patterns with a coordinator that is also sent every message again, each for the
+// previous round, every earlier message of the round at each later step, and each site's
+// chunks out of order: it refuses each of them, and the round ends exactly as without them.
+TEST(ExhaustiveDropoutTest, ReplayedStaleAndOutOfOrderMessagesAreRefusedWithoutEffect) {
+  Tally tally;
+  const int full = FullSites();
+  ForEachPattern(std::max(full, 3), full == 0,
+                 [&](int n, int k, int t, bool malicious, uint32_t minimum,
+                     const std::vector<DropAt>& stages, int64_t code) {
+                   bool clean = false, hostile = false;
+                   RunPattern(n, k, t, malicious, minimum, stages, code, &tally, false, &clean);
+                   RunPattern(n, k, t, malicious, minimum, stages, code, &tally, true, &hostile);
+                   EXPECT_EQ(clean, hostile)
+                       << "n=" << n << " k=" << k << " t=" << t << " pattern " << code;
+                 });
+  EXPECT_GT(tally.refused, tally.rounds);
+  std::printf("%lld rounds: %lld hostile messages refused\n", static_cast<long long>(tally.rounds),
+              static_cast<long long>(tally.refused));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -86,17 +87,18 @@ class Federation {
   // Runs a whole round; `drops` says at which stage a site stops sending.
   StatusOr<SecAggResult> Run(std::map<SiteId, DropAt> drops, size_t chunk = 100) {
     drops_ = std::move(drops);
+    delivered_.clear();
     const uint32_t n = params_.num_sites;
     for (SiteId id = 1; id <= n; ++id) {
       if (!Active(id, DropAt::kAdvertise)) continue;
       ASSIGN_OR_RETURN(AdvertiseKeys m, client(id).Start());
-      RETURN_IF_ERROR(server_->OnAdvertiseKeys(Wire(m)));
+      RETURN_IF_ERROR(Deliver(m, &ServerSession::OnAdvertiseKeys));
     }
     ASSIGN_OR_RETURN(KeyDirectory dir, server_->CloseAdvertiseKeys());
     for (SiteId id = 1; id <= n; ++id) {
       if (!Active(id, DropAt::kShareKeys)) continue;
       ASSIGN_OR_RETURN(ShareKeys m, client(id).OnKeyDirectory(Wire(dir)));
-      RETURN_IF_ERROR(server_->OnShareKeys(Wire(m)));
+      RETURN_IF_ERROR(Deliver(m, &ServerSession::OnShareKeys));
     }
     ASSIGN_OR_RETURN(std::vector<ShareDelivery> deliveries, server_->CloseShareKeys());
     for (const ShareDelivery& d : deliveries) {
@@ -109,7 +111,7 @@ class Federation {
       for (SiteId id : survivors.survivors) {
         if (!Active(id, DropAt::kConsistency)) continue;
         ASSIGN_OR_RETURN(ConsistencySignature sig, client(id).OnSurvivorList(Wire(survivors)));
-        RETURN_IF_ERROR(server_->OnConsistencySignature(Wire(sig)));
+        RETURN_IF_ERROR(Deliver(sig, &ServerSession::OnConsistencySignature));
       }
     }
     ASSIGN_OR_RETURN(UnmaskRequest request, server_->StartUnmask());
@@ -117,15 +119,25 @@ class Federation {
       if (!Active(id, DropAt::kUnmask)) continue;
       if (params_.malicious && !Active(id, DropAt::kConsistency)) continue;
       ASSIGN_OR_RETURN(UnmaskResponse r, client(id).OnUnmaskRequest(Wire(request)));
-      RETURN_IF_ERROR(server_->OnUnmaskResponse(Wire(r)));
+      RETURN_IF_ERROR(Deliver(r, &ServerSession::OnUnmaskResponse));
     }
     return applier_ ? server_->Finish(applier_) : server_->Finish();
   }
+
+  // From now on, after each message the coordinator accepts, it is also sent what a replaying or
+  // confused peer would send, each of which it must refuse without effect: the same message
+  // again, the message for the previous round, and every message it accepted earlier in the
+  // round (late, from a closed stage, or a duplicate); before each chunk after a site's first,
+  // the chunk after it (out of order). Refusals are counted; one accepted fails the test.
+  void SetHostile(bool hostile) { hostile_ = hostile; }
+  int64_t refused() const { return refused_; }
+
   // Finish removes the masks with `apply` instead of the CPU PRG.
   void SetUnmaskApplier(ServerSession::MaskApplier apply) { applier_ = std::move(apply); }
 
   Status Upload(SiteId id, size_t chunk) {
     const RingVector& in = inputs_[id - 1];
+    std::vector<MaskedInputChunk> masked;
     for (size_t off = 0; off < in.size(); off += chunk) {
       size_t len = std::min(chunk, in.size() - off);
       RingVector part = RingVector::Zeros(in.width, len);
@@ -140,7 +152,13 @@ class Federation {
       } else {
         ASSIGN_OR_RETURN(m, client(id).MaskChunk(off, std::move(part)));
       }
-      RETURN_IF_ERROR(server_->OnMaskedInputChunk(Wire(m)));
+      masked.push_back(std::move(m));
+    }
+    for (size_t i = 0; i < masked.size(); ++i) {
+      if (hostile_ && i + 1 < masked.size()) {
+        Refused(server_->OnMaskedInputChunk(Wire(masked[i + 1])), "a chunk out of order");
+      }
+      RETURN_IF_ERROR(Deliver(masked[i], &ServerSession::OnMaskedInputChunk));
     }
     return absl::OkStatus();
   }
@@ -171,8 +189,31 @@ class Federation {
   const RingVector& input(SiteId id) const { return inputs_[id - 1]; }
 
  private:
+  // Passes `m` to the coordinator through its byte encoding; when hostile, then sends what a
+  // replaying peer would (SetHostile).
+  template <typename M>
+  Status Deliver(const M& m, Status (ServerSession::*on)(const M&)) {
+    RETURN_IF_ERROR((server_.get()->*on)(Wire(m)));
+    if (!hostile_) return absl::OkStatus();
+    Refused((server_.get()->*on)(Wire(m)), "the same message again");
+    M stale = m;
+    stale.round -= 1;
+    Refused((server_.get()->*on)(Wire(stale)), "a message for the previous round");
+    for (const auto& again : delivered_) Refused(again(), "an earlier message again");
+    delivered_.push_back([this, m, on] { return (server_.get()->*on)(Wire(m)); });
+    return absl::OkStatus();
+  }
+
+  void Refused(const Status& status, const char* what) {
+    ++refused_;
+    EXPECT_FALSE(status.ok()) << "the coordinator accepted " << what;
+  }
+
   SecAggParams params_;
   std::vector<Ed25519PrivateKey> keys_;
+  bool hostile_ = false;
+  int64_t refused_ = 0;
+  std::vector<std::function<Status()>> delivered_;
   std::vector<RingVector> inputs_;
   std::unique_ptr<ServerSession> server_;
   std::vector<std::unique_ptr<ClientSession>> clients_;
