@@ -54,6 +54,10 @@ struct Seen {
   std::map<uint32_t, std::multiset<int>> kinds;  // attempt -> task kinds
   std::set<uint64_t> seeds;                      // training seeds of the plans it trained for
   std::atomic<int> uploads{0};                   // committed, over all attempts
+  // When set, this other site of the federation first sends each of the site's SecAgg+ messages
+  // as its own, which the coordinator must refuse (signed as another site, or a replay).
+  std::string also_sent_by;
+  std::atomic<int> refused_copies{0};
 };
 
 // A site of a secure round, with its own SecAgg+ session per attempt; it uploads the update
@@ -138,6 +142,16 @@ void RunSecureSite(RoundEngine* engine, const std::string& name, float delta,
       default:
         continue;
     }
+    if (!seen->also_sent_by.empty()) {
+      // Refused as signed by another site, or as a replay once the other site answered; either
+      // way it leaves the other site's own answer to come (RunSecureSite asserts it is taken).
+      Status copy = engine->SubmitSecAgg(seen->also_sent_by, m);
+      ASSERT_THAT(std::string(copy.message()),
+                  ::testing::AnyOf(HasSubstr("signed as site"), HasSubstr("replay refused")))
+          << copy;
+      ASSERT_FALSE(copy.ok());
+      ++seen->refused_copies;
+    }
     Status st = engine->SubmitSecAgg(name, m);
     ASSERT_TRUE(st.ok()) << st;
   }
@@ -193,6 +207,7 @@ TEST(RoundEngineSecureTest, ARoundBelowItsMinimumIsRetriedWithoutUnmaskingAnythi
   for (const char* s : {"a", "b", "c", "d"}) ASSERT_TRUE((*engine)->Join({s, "Org", "DE", s}).ok());
   const std::map<std::string, float> deltas{{"a", 0.1f}, {"b", 0.2f}, {"c", 0.3f}, {"d", 0.4f}};
   std::map<std::string, Seen> seen;
+  seen["a"].also_sent_by = "b";  // b also sends a's messages as its own: refused, no effect
   std::vector<std::thread> sites;
   std::atomic<bool> stop{false};
   for (const auto& [name, delta] : deltas) {
@@ -211,6 +226,8 @@ TEST(RoundEngineSecureTest, ARoundBelowItsMinimumIsRetriedWithoutUnmaskingAnythi
     EXPECT_EQ(s.kinds[1].count(v1::Task::SECAGG_UNMASK), 0u) << name;
     EXPECT_GE(s.kinds[2].count(v1::Task::SECAGG_UNMASK), 1u) << name;
   }
+  // a's advertise, share and unmask messages of both attempts, each refused from b.
+  EXPECT_GE(seen["a"].refused_copies.load(), 5);
   // a, b and c trained for both attempts, each time from another seed.
   EXPECT_EQ(seen["a"].seeds.size(), 2u);
   EXPECT_EQ(seen["d"].seeds.size(), 1u);
