@@ -1,6 +1,7 @@
 #include "coordinator/round_engine.h"
 
 #include <cmath>
+#include <filesystem>
 #include <optional>
 
 #include "absl/strings/numbers.h"
@@ -45,6 +46,23 @@ RoundEngine::RoundEngine(EngineOptions options)
 
 RoundEngine::~RoundEngine() = default;
 
+namespace {
+
+// Uploads in progress when a coordinator was killed left their spill files: no attempt of
+// that run can be resumed, so none is needed, and each would hold up to a model's worth of
+// disk until removed.
+Status RemoveStaleSpill(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (ec) {
+    return absl::InternalError(absl::StrCat("removing the spill files of an earlier run in ", dir,
+                                            ": ", ec.message(), "; remove them by hand"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 StatusOr<std::unique_ptr<RoundEngine>> RoundEngine::Create(const EngineOptions& options,
                                                            const Model& initial) {
   if (options.min_sites < 1) return absl::InvalidArgumentError("min_sites must be at least 1");
@@ -63,6 +81,7 @@ StatusOr<std::unique_ptr<RoundEngine>> RoundEngine::Create(const EngineOptions& 
   std::unique_ptr<RoundEngine> engine(new RoundEngine(options));
   RETURN_IF_ERROR(MakeDirs(options.state_dir));
   RETURN_IF_ERROR(MakeDirs(options.state_dir + "/checkpoints"));
+  RETURN_IF_ERROR(RemoveStaleSpill(options.state_dir + "/spill"));
   ASSIGN_OR_RETURN(engine->store_, StateStore::Open(options.state_dir + "/state.db"));
   RETURN_IF_ERROR(engine->Resume(initial));
   RETURN_IF_ERROR(engine->RecordStart());

@@ -412,6 +412,22 @@ TEST(RoundEngineTest, ResumesAfterRestartFromLastCompletedRound) {
   for (float v : m.values) ASSERT_EQ(v, 3.0f);  // 1 + 1 + 1: round 2 built on round 1
 }
 
+TEST(RoundEngineTest, RestartRemovesSpillFilesThatAKilledRunLeftBehind) {
+  // A coordinator SIGKILLed while masked uploads came in leaves their spill files (found by
+  // the chaos test); the next start of the same state dir removes them, whatever their name.
+  EngineOptions o = Options("stale_spill");
+  RunFederation(o, {{"a", Behaviour{.delta = 1.0f}}, {"b", Behaviour{.delta = 1.0f}}});
+  std::filesystem::create_directories(o.state_dir + "/spill");
+  const std::string stale = o.state_dir + "/spill/a-7-masked-Xy12Ab";
+  std::ofstream(stale) << std::string(4096, 'x');
+  ASSERT_TRUE(std::filesystem::exists(stale));
+  auto engine = RoundEngine::Create(o, Model{});
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_FALSE(std::filesystem::exists(stale));
+  EXPECT_FALSE(std::filesystem::exists(o.state_dir + "/spill"));
+  EXPECT_EQ((*engine)->completed_round(), 1);  // nothing else of the state dir is touched
+}
+
 TEST(RoundEngineTest, ServerMomentumCarriesAcrossRoundsAndRestarts) {
   EngineOptions o = Options("fedavgm");
   o.strategy.name = "fedavgm";
