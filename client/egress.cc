@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "common/audit/events.h"
+#include "common/audit/verify.h"
 #include "common/crypto/sha256.h"
 #include "common/logging/logging.h"
 #include "spdlog/spdlog.h"
@@ -34,6 +35,19 @@ Status EgressRecorder::Outcome(const char* type, uint64_t round, const std::stri
 Status EgressRecorder::Append(const AuditEvent& event) const {
   if (ledger_ == nullptr) return absl::OkStatus();
   return Annotate(ledger_->Append(event).status(), "egress ledger");
+}
+
+Status RecordSendCutShort(const std::string& path, const EgressRecorder& egress) {
+  if (egress.ledger() == nullptr || egress.ledger()->size() == 0) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::vector<AuditRecord> records, ReadAuditRecordsUnverified(path));
+  if (records.empty() || records.back().event != audit_events::kMessageSent) {
+    return absl::OkStatus();
+  }
+  const nlohmann::json& f = records.back().fields;
+  const std::string type = f.value("type", "");
+  return egress.Append(
+      SendFailed(type, f.value("round", int64_t{0}), f.value("sha256", ""),
+                 absl::StrCat("the site stopped before it knew whether this ", type, " arrived")));
 }
 
 }  // namespace hansa

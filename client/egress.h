@@ -36,4 +36,11 @@ class EgressRecorder {
   AuditLog* const ledger_;
 };
 
+// At a site's start, over the ledger at `path` that `egress` now writes: a last record that is
+// a message_sent was left by a site that stopped (killed, crashed, lost power) before it knew
+// whether that message arrived, so the send_failed it could not write is written now. Reconcile
+// then counts such an upload that the coordinator lacks as unconfirmed instead of a difference;
+// one that the coordinator recorded still matches.
+Status RecordSendCutShort(const std::string& path, const EgressRecorder& egress);
+
 }  // namespace hansa

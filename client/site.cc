@@ -60,6 +60,8 @@ StatusOr<std::unique_ptr<Site>> OpenSite(const SiteConfig& config) {
     return Annotate(egress.status(), absl::StrCat("egress ledger in ", config.state_dir));
   }
   site->egress = *std::move(egress);
+  RETURN_IF_ERROR(Annotate(RecordSendCutShort(ledger, EgressRecorder(site->egress.get())),
+                           absl::StrCat("egress ledger in ", config.state_dir)));
   SiteSessionOptions options;
   options.name = config.name;
   options.policy = config.policy;
