@@ -208,6 +208,12 @@ StatusOr<const Model*> SiteSession::FetchModel(const v1::RoundPlan& plan) {
 
 Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_delivery) {
   RETURN_IF_ERROR(CheckPlan(options_.policy, plan, /*sends_update=*/true));
+  if (unsent_ && unsent_->plan_sha256 == PlanSha256(plan)) {
+    spdlog::info("round {}: sending the same update again (its upload broke off)", plan.round());
+    ASSIGN_OR_RETURN(v1::UploadReply reply, SendUnsent(plan));
+    spdlog::info("round {}: update accepted ({} bytes)", plan.round(), reply.bytes());
+    return absl::OkStatus();
+  }
   const bool secure = IsSecure(plan);
   if (secure) RETURN_IF_ERROR(secagg_.OnShareDelivery(plan, share_delivery));
   ASSIGN_OR_RETURN(const Model* fetched, FetchModel(plan));
@@ -243,9 +249,8 @@ Status SiteSession::UploadPlain(const v1::RoundPlan& plan, const Model& global,
   header.set_num_examples(static_cast<uint64_t>(result.num_examples));
   header.set_train_loss(result.loss);
   header.set_train_seconds(result.seconds);
-  ASSIGN_OR_RETURN(
-      v1::UploadReply reply,
-      Upload(plan, header, CutChunks(payload, plan.chunk_bytes(), link_->max_chunk_bytes())));
+  unsent_ = Unsent{PlanSha256(plan), std::move(header), std::move(payload), {}};
+  ASSIGN_OR_RETURN(v1::UploadReply reply, SendUnsent(plan));
   spdlog::info("round {}: update accepted ({} bytes)", plan.round(), reply.bytes());
   return absl::OkStatus();
 }
@@ -260,8 +265,9 @@ Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& global,
       std::vector<std::string> chunks,
       secagg_.Mask(plan, *trainer_, global, result.num_examples, seed ? &*seed : nullptr, &path));
   // No example count or loss in the clear: the weight travels inside the masked vector.
-  ASSIGN_OR_RETURN(v1::UploadReply reply,
-                   Upload(plan, MaskedUploadHeader(plan.round(), chunks), ViewsOf(chunks)));
+  v1::TransferHeader header = MaskedUploadHeader(plan.round(), chunks);
+  unsent_ = Unsent{PlanSha256(plan), std::move(header), {}, std::move(chunks)};
+  ASSIGN_OR_RETURN(v1::UploadReply reply, SendUnsent(plan));
   spdlog::info(
       "round {}: masked update accepted ({} bytes; masked on the {} and sent in {:.3f} s after "
       "training)",
@@ -277,6 +283,16 @@ StatusOr<v1::UploadReply> SiteSession::Upload(const v1::RoundPlan& plan,
                                                     header.total_bytes(), header.sha256()));
   StatusOr<v1::UploadReply> reply = link_->Upload(plan, header, pieces);
   RETURN_IF_ERROR(egress_.Outcome(audit_events::kMessageUpload, plan.round(), sha, reply.status()));
+  return reply;
+}
+
+StatusOr<v1::UploadReply> SiteSession::SendUnsent(const v1::RoundPlan& plan) {
+  const std::vector<std::string_view> pieces =
+      unsent_->chunks.empty()
+          ? CutChunks(unsent_->payload, plan.chunk_bytes(), link_->max_chunk_bytes())
+          : ViewsOf(unsent_->chunks);
+  ASSIGN_OR_RETURN(v1::UploadReply reply, Upload(plan, unsent_->header, pieces));
+  unsent_.reset();
   return reply;
 }
 
@@ -321,6 +337,7 @@ Status SiteSession::Evaluate(const v1::RoundPlan& plan) {
 Status SiteSession::SecAggStage(const v1::Task& task) {
   const v1::RoundPlan& plan = task.plan();
   RETURN_IF_ERROR(CheckPlan(options_.policy, plan, /*sends_update=*/true));
+  if (task.kind() == v1::Task::SECAGG_ADVERTISE) unsent_.reset();  // masks of an old session
   ASSIGN_OR_RETURN(std::string payload, secagg_.Answer(task));
   v1::SecAggSubmission m;
   m.set_round(plan.round());

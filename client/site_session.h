@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "client/contributions.h"
@@ -97,6 +98,8 @@ class SiteSession {
   // Records and sends one upload.
   StatusOr<v1::UploadReply> Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
                                    const std::vector<std::string_view>& pieces);
+  // Sends unsent_ for `plan` (again); dropped once the coordinator accepted it.
+  StatusOr<v1::UploadReply> SendUnsent(const v1::RoundPlan& plan);
   Status Evaluate(const v1::RoundPlan& plan);
   Status SecAggStage(const v1::Task& task);
   // Records and sends one message of `type`; the send's status.
@@ -116,6 +119,20 @@ class SiteSession {
   // use the same model, so it is fetched once.
   std::string cached_sha256_;
   std::optional<Model> cached_model_;
+  // The update whose upload began and was not accepted yet, with its plan (PlanSha256). When
+  // the connection breaks mid-upload and the coordinator hands out the same plan again after
+  // the rejoin, these very bytes go again: a masked update is neither masked twice (a second
+  // rounding or noise draw of one input, beside the part of the first the coordinator got,
+  // would reveal more than one) nor given its share delivery twice (the SecAgg+ session
+  // aborts on a replay); a plaintext one is not trained twice. A new SecAgg+ session (other
+  // masks) drops it.
+  struct Unsent {
+    std::string plan_sha256;
+    v1::TransferHeader header;
+    std::string payload;              // plaintext: the safetensors delta
+    std::vector<std::string> chunks;  // secure: the masked wire chunks
+  };
+  std::optional<Unsent> unsent_;
   std::atomic<bool> stop_{false};
 };
 

@@ -10,6 +10,7 @@
 
 #include "common/net/rpc.h"
 #include "common/pki/certificate.h"
+#include "spdlog/spdlog.h"
 
 namespace hansa {
 namespace {
@@ -138,8 +139,14 @@ class CoordinatorService::UpdateReader final : public grpc::ServerReadReactor<v1
   // (Finish reports the truncation; destroying the sink removes its partial sum).
   void OnEnd() {
     StatusOr<v1::UploadReply> done = sink_->Finish();
+    const int64_t round = sink_->round();
     sink_.reset();
-    if (!done.ok()) return Finish(EngineStatus(caller_.engine, done.status()));
+    if (!done.ok()) {
+      // The operator's only trace of a connection lost mid-upload; the site may send it again.
+      spdlog::warn("round {}: upload from {} not accepted, nothing of it counts: {}", round,
+                   caller_.site.name, std::string(done.status().message()));
+      return Finish(EngineStatus(caller_.engine, done.status()));
+    }
     *reply_ = *std::move(done);
     Finish(grpc::Status::OK);
   }

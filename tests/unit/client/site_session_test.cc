@@ -55,6 +55,29 @@ class RecordingLink final : public ForwardingLink {
   std::set<int> kinds_;
 };
 
+// Cuts the first upload short, as a connection reset mid-stream would: the coordinator gets
+// half of its chunks and the site an Unavailable error. Keeps the bytes of every upload.
+class CutFirstUploadLink final : public ForwardingLink {
+ public:
+  explicit CutFirstUploadLink(std::unique_ptr<SiteLink> link)
+      : ForwardingLink(link.get()), owned_(std::move(link)) {}
+  StatusOr<v1::UploadReply> Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
+                                   const std::vector<std::string_view>& pieces) override {
+    std::string bytes;
+    for (std::string_view piece : pieces) bytes.append(piece);
+    uploads.push_back(std::move(bytes));
+    if (uploads.size() > 1) return ForwardingLink::Upload(plan, header, pieces);
+    const std::vector<std::string_view> half(pieces.begin(), pieces.begin() + pieces.size() / 2);
+    StatusOr<v1::UploadReply> cut = ForwardingLink::Upload(plan, header, half);
+    EXPECT_EQ(cut.status().code(), absl::StatusCode::kDataLoss) << cut.status();
+    return absl::UnavailableError("connection reset mid-upload");
+  }
+  std::vector<std::string> uploads;  // one thread: the site's
+
+ private:
+  std::unique_ptr<SiteLink> owned_;
+};
+
 Model Ones(int64_t n) {
   Model m;
   m.layout = ModelLayout({{"w", DType::kF32, {n}}});
@@ -140,6 +163,11 @@ class SiteSessionTest : public ::testing::TestWithParam<LinkKind> {
         if (!connected.ok()) return {};
         link = *std::move(connected);
       }
+      if (i == cut_site_) {
+        auto cut = std::make_unique<CutFirstUploadLink>(std::move(link));
+        cut_ = cut.get();
+        link = std::move(cut);
+      }
       links_.push_back(std::make_unique<RecordingLink>(std::move(link)));
     }
     std::vector<std::unique_ptr<FixedUpdateTrainer>> trainers;
@@ -194,6 +222,8 @@ class SiteSessionTest : public ::testing::TestWithParam<LinkKind> {
 
   std::unique_ptr<LoopbackFederation> federation_;
   std::vector<std::unique_ptr<RecordingLink>> links_;
+  int cut_site_ = -1;  // this site's first upload is cut short (cut_)
+  CutFirstUploadLink* cut_ = nullptr;
 };
 
 const std::vector<SiteSpec> kSpecs = {{0.1f, 100}, {0.2f, 300}, {-0.3f, 600}};
@@ -240,6 +270,36 @@ TEST_P(SiteSessionTest, MaliciousModeRunsTheConsistencyCheck) {
   o.secure.max_examples = 1000;
   ExpectTheMean(o, 1000, 2e-3);
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(links_[i]->Saw(v1::Task::SECAGG_CONSISTENCY)) << i;
+}
+
+// The connection breaks mid-upload: the site rejoins, is handed the same plan again and sends
+// the very same bytes (a masked update is neither masked again nor given its share delivery
+// twice, which would abort its SecAgg+ session); what the cut upload folded was withdrawn, so
+// the round publishes the mean of the three.
+TEST_P(SiteSessionTest, AnUploadCutShortIsSentAgainByteForByte) {
+  for (bool secure : {false, true}) {
+    SCOPED_TRACE(secure ? "secure" : "plaintext");
+    EngineOptions o = Options(secure ? "cut_secure" : "cut_plain");
+    o.secure.enabled = secure;
+    o.secure.max_examples = 1000;
+    o.max_attempts = 1;  // a site that gave up fails the round instead of waiting out retries
+    o.upload_timeout = absl::Seconds(20);
+    auto engine = RoundEngine::Create(o, Ones(2000));
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    auto options = AllOptions([&](int i) { return SessionOptions(i); });
+    options[1].stop_on_task_error = false;  // it rejoins, as hansa-client does
+    cut_site_ = 1;
+    Status run;
+    auto sites = RunRound(engine->get(), kSpecs, options, 2000, &run);
+    ASSERT_TRUE(run.ok()) << run;
+    for (const Status& s : sites) EXPECT_TRUE(s.ok()) << s;
+    ASSERT_NE(cut_, nullptr);
+    ASSERT_EQ(cut_->uploads.size(), 2u);
+    EXPECT_TRUE(cut_->uploads[0] == cut_->uploads[1]) << "the update sent again differs";
+    Model published = Published(o);
+    ASSERT_EQ(published.values.size(), 2000u);
+    for (float v : published.values) ASSERT_NEAR(v, 1.0 + kMean, secure ? 2e-3 : 1e-5);
+  }
 }
 
 // One round in which site `failing`, its options changed by `change`, gives up: the engine
