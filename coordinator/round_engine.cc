@@ -553,12 +553,14 @@ Status RoundEngine::RunEvaluation(int64_t round) {
                         &privacy_->accounts()});
     bytes_down_ = 0;
   }
-  RETURN_IF_ERROR(store_->RecordMetrics(round, line.dump()));
+  const std::string text = line.dump();
+  RETURN_IF_ERROR(store_->RecordMetrics(round, text));
   {
     absl::MutexLock lock(&mu_);
-    last_record_.metrics_json = line.dump();
+    last_record_.metrics_json = text;
   }
-  return WriteMetricsFile(*store_, options_.state_dir);
+  // The file was made whole from the store when the run started; this round adds its line.
+  return AppendMetricsLine(options_.state_dir, text);
 }
 
 Status RoundEngine::Run() {

@@ -1,5 +1,11 @@
 #include "coordinator/round_metrics.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -12,6 +18,15 @@ namespace hansa {
 namespace {
 
 constexpr uint32_t kMaxClasses = 4096;
+
+// The failed call's errno as a storage error naming `path` (a full disk: ResourceExhausted).
+Status FileError(const char* what, const std::string& path) {
+  const int err = errno;
+  std::string message = absl::StrCat(what, " ", path, ": ", std::strerror(err));
+  return MarkStorageError(err == ENOSPC || err == EDQUOT || err == EFBIG
+                              ? absl::ResourceExhaustedError(message)
+                              : absl::InternalError(message));
+}
 
 // A report's repeated counts as signed ones: each at most num_examples (else InvalidArgument).
 StatusOr<std::vector<int64_t>> Counts(const google::protobuf::RepeatedField<uint64_t>& counts,
@@ -132,6 +147,23 @@ Status WriteMetricsFile(StateStore& store, const std::string& state_dir) {
   std::string text;
   for (const auto& l : lines) absl::StrAppend(&text, l, "\n");
   return WriteFileAtomically(state_dir + "/metrics.jsonl", text);
+}
+
+Status AppendMetricsLine(const std::string& state_dir, std::string_view line) {
+  const std::string path = state_dir + "/metrics.jsonl";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return FileError("opening", path);
+  struct stat before;
+  Status st = ::fstat(fd, &before) == 0 ? absl::OkStatus() : FileError("reading the size of", path);
+  if (st.ok()) {
+    st = WriteAll(fd, absl::StrCat(std::string(line), "\n"), path);
+    if (st.ok()) st = SyncFile(fd, path);
+    if (!st.ok() && ::ftruncate(fd, before.st_size) != 0) {
+      st = Annotate(st, absl::StrCat(path, " ends in a torn line until the coordinator restarts"));
+    }
+  }
+  ::close(fd);
+  return st;
 }
 
 }  // namespace hansa

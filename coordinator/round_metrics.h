@@ -1,13 +1,14 @@
 // The metrics line of one evaluated round (a line of state_dir/metrics.jsonl: round, sites,
 // accuracy, loss, seconds, bytes_up, bytes_down, epsilon when privacy is on, ...) and the file
-// itself, rewritten from the state database. Plain functions; the engine calls them from its
-// driver thread.
+// itself, written from the state database and appended to round by round. Plain functions; the
+// engine calls them from its driver thread.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/metrics/metrics.h"
 #include "common/privacy/accounts.h"
@@ -46,7 +47,14 @@ StatusOr<EvaluationCounts> ReportedCounts(const v1::MetricsReport& report);
 // simulator writes its lines with it too.
 void WriteClinicalMetrics(const EvaluationCounts& counts, nlohmann::ordered_json* out);
 
-// Rewrites state_dir/metrics.jsonl atomically from every line the store holds.
+// Rewrites state_dir/metrics.jsonl atomically from every line the store holds: when the engine
+// starts, so the file is whole again after a crash.
 Status WriteMetricsFile(StateStore& store, const std::string& state_dir);
+
+// Appends one round's `line` (already in the store) and a newline to state_dir/metrics.jsonl and
+// fsyncs it: each round adds its line instead of rewriting the file from the store, which cost
+// every round time, memory and writes in proportion to the rounds before it. When the write or
+// the fsync fails the file is cut back to its old length and the error returned.
+Status AppendMetricsLine(const std::string& state_dir, std::string_view line);
 
 }  // namespace hansa

@@ -9,8 +9,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <random>
 #include <vector>
+
+#include "common/fileio/fileio.h"
 
 namespace hansa {
 namespace {
@@ -254,6 +257,45 @@ TEST(RoundMetricsTest, HistogramsAndSumsThatDoNotFitTheirReportAreRefused) {
   v1::MetricsReport empty_but_not_zero = sums;
   empty_but_not_zero.mutable_regression()->set_count(0);
   expect_refused(empty_but_not_zero, "over no examples");
+}
+
+// Each round adds its line to metrics.jsonl; it no longer rewrites the file from every line
+// in the store, which made a round's work (and the allocator's churn) grow with the rounds
+// before it: at 100 sites and 1,000 rounds, 5 MB read, written and fsynced every round.
+TEST(RoundMetricsTest, ARoundAppendsItsLineAndAFailedAppendLeavesTheFileWhole) {
+  const std::string dir = ::testing::TempDir() + "round_metrics_append";
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  ASSERT_TRUE(AppendMetricsLine(dir, R"({"round":0})").ok());
+  ASSERT_TRUE(AppendMetricsLine(dir, R"({"round":1})").ok());
+  const std::string whole = "{\"round\":0}\n{\"round\":1}\n";
+  EXPECT_EQ(*ReadFile(dir + "/metrics.jsonl"), whole);
+
+  // A disk that fills in the middle of the write: the half-written line is cut off again.
+  FileFault full;
+  full.op = FileOp::kWrite;
+  full.error = ENOSPC;
+  full.path_contains = "round_metrics_append/metrics.jsonl";
+  InjectFileFault(full);
+  Status failed = AppendMetricsLine(dir, R"({"round":2,"sites":100})");
+  ClearFileFault();
+  EXPECT_EQ(failed.code(), absl::StatusCode::kResourceExhausted) << failed;
+  EXPECT_THAT(std::string(failed.message()), HasSubstr("metrics.jsonl"));
+  EXPECT_TRUE(IsStorageError(failed));
+  EXPECT_EQ(*ReadFile(dir + "/metrics.jsonl"), whole);
+
+  // An fsync that fails after the write: the line is taken back too.
+  FileFault io;
+  io.op = FileOp::kSync;
+  io.error = EIO;
+  io.path_contains = "round_metrics_append/metrics.jsonl";
+  InjectFileFault(io);
+  failed = AppendMetricsLine(dir, R"({"round":2})");
+  ClearFileFault();
+  EXPECT_EQ(failed.code(), absl::StatusCode::kInternal) << failed;
+  EXPECT_EQ(*ReadFile(dir + "/metrics.jsonl"), whole);
+  ASSERT_TRUE(AppendMetricsLine(dir, R"({"round":2})").ok());
+  EXPECT_EQ(*ReadFile(dir + "/metrics.jsonl"), whole + "{\"round\":2}\n");
 }
 
 }  // namespace
