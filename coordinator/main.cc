@@ -5,9 +5,11 @@
 // cleanly: in-flight uploads are dropped (they are retried next start), state stays intact.
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "absl/synchronization/notification.h"
 #include "common/audit/audit_log.h"
 #include "common/crypto/sha256.h"
 #include "common/fileio/fileio.h"
@@ -105,7 +107,25 @@ int Run(const std::string& config_path) {
     spdlog::warn("signal {} received: shutting down", sig);
     engine->Shutdown();
   });
+  // The coordinator's certificate expiring mid-run: past it no site's handshake passes and no
+  // audit record could be signed (it would not verify), so the federation stops and says why.
+  const Certificate& own = config->engine.audit->certificate();
+  const std::string expiry = absl::StrCat(
+      "the coordinator's certificate of '", own.Subject().common_name, "' (", config->certificate,
+      ") expired at ", FormatCertificateTime(own.NotAfter()),
+      ": no site can connect and no audit record can be signed with it; renew it and restart "
+      "(the sites must then pin the new one)");
+  absl::Notification run_over;
+  std::atomic<bool> expired{false};
+  std::thread expiry_watch([&, not_after = own.NotAfter(), engine = engine->get()] {
+    if (run_over.WaitForNotificationWithDeadline(not_after + absl::Seconds(1))) return;
+    expired = true;
+    spdlog::error("{}; stopping", expiry);
+    engine->Shutdown();
+  });
   Status result = (*engine)->Run();
+  run_over.Notify();
+  expiry_watch.join();
   if (result.ok()) Linger(**engine, config->linger_seconds);
   (*engine)->Shutdown();
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -113,6 +133,10 @@ int Run(const std::string& config_path) {
   if (result.ok()) {
     spdlog::info("done; metrics in {}/metrics.jsonl", config->engine.state_dir);
     return 0;
+  }
+  if (expired) {
+    spdlog::error("stopped after round {}: {}", (*engine)->completed_round(), expiry);
+    return 1;
   }
   if (absl::IsCancelled(result)) {
     spdlog::info("stopped after round {}; restart with the same command to resume",

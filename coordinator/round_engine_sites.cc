@@ -8,6 +8,7 @@
 #include "common/fileio/fileio.h"
 #include "common/logging/logging.h"
 #include "common/plan/plan_readers.h"
+#include "common/plan/plan_writer.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/round_metrics.h"
 #include "proto/plan_digest.h"
@@ -55,6 +56,7 @@ StatusOr<v1::Task> RoundEngine::NextTask(const std::string& site, absl::Duration
     if (phase_ != Phase::kIdle && pending_.count(site)) {
       task.set_kind(StageTaskKind(phase_));
       *task.mutable_plan() = plan_;
+      SetUploadTimeLeft(options_.clock->Now(), &task);
       if (options_.audit) {  // the site keeps it with its answer (reconcile.h)
         ASSIGN_OR_RETURN(AuditAnchor head, options_.audit->SignedAnchor());
         task.mutable_audit_head()->set_records(static_cast<uint64_t>(head.records));

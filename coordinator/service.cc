@@ -338,6 +338,14 @@ StatusOr<CoordinatorService::Caller> CoordinatorService::Identify(
   if (pem.empty()) return absl::UnauthenticatedError("client certificate missing");
   ASSIGN_OR_RETURN(Certificate cert,
                    Certificate::FromPem(std::string_view(pem[0].data(), pem[0].size())));
+  // TLS checks a certificate only in the handshake: a site whose certificate expired since
+  // its connection opened is refused here, and told why.
+  Status valid = CheckCertificateTime(cert, absl::Now());
+  if (absl::IsPermissionDenied(valid)) {
+    spdlog::warn("refused site {}: {}", cert.Subject().common_name, std::string(valid.message()));
+    return absl::PermissionDeniedError(
+        absl::StrCat("the coordinator refused this site: ", valid.message()));
+  }
   SubjectName subject = cert.Subject();
   SiteIdentity site;
   site.name = subject.common_name;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/link/chunks.h"
 #include "common/net/rpc.h"
+#include "common/plan/plan_writer.h"
 
 namespace hansa {
 
@@ -24,6 +25,7 @@ StatusOr<std::unique_ptr<GrpcSiteLink>> GrpcSiteLink::Create(const TlsFiles& tls
       grpc::CreateCustomChannel(options.coordinator, creds, SiteChannelArguments(4 << 20));
   auto link = std::make_unique<GrpcSiteLink>(std::move(channel), std::move(options));
   link->pin_ = std::move(pin);
+  ASSIGN_OR_RETURN(link->certificate_, Certificate::FromPem(tls.certificate_pem));
   return link;
 }
 
@@ -42,7 +44,18 @@ Status GrpcSiteLink::PinRefusal() const {
                    options_.coordinator, " was refused, so nothing was sent over that connection"));
 }
 
+Status GrpcSiteLink::CheckOwnCertificate() const {
+  if (!certificate_) return absl::OkStatus();
+  Status st = CheckCertificateTime(*certificate_, absl::Now());
+  if (st.ok()) return st;
+  const std::string why = absl::StrCat("this site's ", st.message(), "; not connecting to ",
+                                       options_.coordinator, ", nothing was sent");
+  if (absl::IsPermissionDenied(st)) return absl::PermissionDeniedError(why);
+  return absl::UnavailableError(why);
+}
+
 Status GrpcSiteLink::Connect(absl::Duration timeout) {
+  RETURN_IF_ERROR(CheckOwnCertificate());
   const auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
   for (;;) {
     grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
@@ -50,6 +63,16 @@ Status GrpcSiteLink::Connect(absl::Duration timeout) {
     if (pin_ && !pin_->last_refused().empty()) return PinRefusal();
     if (stop_) return absl::CancelledError("site stopping");
     auto now = std::chrono::system_clock::now();
+    // The coordinator's certificate, as the last handshake showed it, has expired since: no
+    // handshake with it can pass (and the pin allows no other).
+    if (now >= deadline && pin_ && absl::Now() > pin_->pinned_not_after()) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "the coordinator's certificate (", pin_->fingerprint(), ") expired at ",
+          FormatCertificateTime(pin_->pinned_not_after()), ": no TLS connection to ",
+          options_.coordinator,
+          " can pass; its operator must renew it, and this site must then pin the new one "
+          "([policy] coordinator_fingerprint in site.toml)"));
+    }
     if (now >= deadline) {
       return absl::UnavailableError(absl::StrCat(
           "no TLS connection within ", absl::FormatDuration(timeout),
@@ -82,6 +105,7 @@ StatusOr<v1::Task> GrpcSiteLink::NextTask(absl::Duration wait) {
   request.set_wait_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(wait)));
   v1::Task task;
   RETURN_IF_ERROR(FromGrpc(stub_->GetTask(ctx.get(), request, &task), "asking for a task"));
+  LocalizeUploadDeadline(absl::Now(), &task);  // the two clocks may disagree by minutes
   return task;
 }
 

@@ -7,10 +7,12 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "client/link/site_link.h"
 #include "common/net/tls.h"
+#include "common/pki/certificate.h"
 #include "hansa/v1/hansa.grpc.pb.h"
 
 namespace grpc {
@@ -31,7 +33,8 @@ struct GrpcLinkOptions {
 class GrpcSiteLink final : public SiteLink {
  public:
   // A channel to options.coordinator with the site's certificate and key, the federation CA and
-  // the pin. InvalidArgument for unusable TLS material.
+  // the pin. InvalidArgument for unusable TLS material. Connect() checks the site's certificate
+  // against this machine's clock before each connection.
   static StatusOr<std::unique_ptr<GrpcSiteLink>> Create(const TlsFiles& tls,
                                                         GrpcLinkOptions options);
   // Over an existing channel (its credentials made by the caller; no pin).
@@ -54,9 +57,14 @@ class GrpcSiteLink final : public SiteLink {
  private:
   // The pin's refusal, naming both fingerprints. REQUIRES: pin_ refused a handshake.
   Status PinRefusal() const;
+  // Before each connection: this site's own certificate must be valid now, or the handshake
+  // would fail with nothing to say why. PermissionDenied once it expired; Unavailable (wait
+  // for the clock) while it is not yet valid.
+  Status CheckOwnCertificate() const;
 
   const GrpcLinkOptions options_;
-  std::shared_ptr<CertificatePin> pin_;  // when options_.coordinator_fingerprint is set
+  std::optional<Certificate> certificate_;  // this site's; set by Create
+  std::shared_ptr<CertificatePin> pin_;     // when options_.coordinator_fingerprint is set
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;
   uint32_t max_chunk_bytes_ = 4 << 20;

@@ -163,6 +163,14 @@ StatusOr<int64_t> AuditLog::Append(std::string_view event, nlohmann::json fields
   absl::MutexLock lock(&mu_);
   if (!broken_.ok()) return broken_;
   absl::Time now = std::max(options_.clock(), last_time_);
+  // A record dated after the certificate's end would make the whole log fail verification.
+  if (now > certificate_.NotAfter()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "audit log ", path_, ": the certificate of '", certificate_.Subject().common_name,
+        "' that signs it expired at ", FormatCertificateTime(certificate_.NotAfter()),
+        ", so no record can be added (it would not verify); renew the certificate and keep "
+        "this log, a new certificate starts a new one"));
+  }
   if (event == audit_events::kFederationFinished) {
     fields[audit_events::kClosingRecords] = next_seq_;
     fields[audit_events::kClosingHead] = head_;

@@ -62,7 +62,8 @@ class AuditLog {
 
   // Appends one record and fsyncs it. Returns the record's seq. For federation_finished, the
   // fields "records" and "head" are set to the log's state before the record (replacing any
-  // given). InvalidArgument for a bad
+  // given). PermissionDenied once the certificate expired (a record dated past it would not
+  // verify). InvalidArgument for a bad
   // event name, fields that are not a JSON object, or strings that are not UTF-8; an I/O error
   // leaves the file as it was (or, if even that fails, makes every later Append fail).
   StatusOr<int64_t> Append(std::string_view event, nlohmann::json fields) ABSL_LOCKS_EXCLUDED(mu_);

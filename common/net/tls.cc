@@ -122,6 +122,7 @@ Status CertificatePin::Check(std::string_view certificate_pem) {
   absl::MutexLock lock(&mu_);
   if (cert.ok() && seen == fingerprint_) {
     last_refused_.clear();
+    pinned_not_after_ = cert->NotAfter();
     return absl::OkStatus();
   }
   ++refusals_;
@@ -133,6 +134,11 @@ Status CertificatePin::Check(std::string_view certificate_pem) {
 std::string CertificatePin::last_refused() const {
   absl::MutexLock lock(&mu_);
   return last_refused_;
+}
+
+absl::Time CertificatePin::pinned_not_after() const {
+  absl::MutexLock lock(&mu_);
+  return pinned_not_after_;
 }
 
 uint64_t CertificatePin::refusals() const {

@@ -8,6 +8,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 #include "common/status/status.h"
 
@@ -55,10 +56,14 @@ class CertificatePin {
   std::string last_refused() const;
   // Handshakes refused so far.
   uint64_t refusals() const;
+  // The end of the pinned certificate's validity, as a handshake last showed it; InfiniteFuture
+  // before any handshake passed. A site names it when the coordinator can no longer be reached.
+  absl::Time pinned_not_after() const;
 
  private:
   const std::string fingerprint_;
   mutable absl::Mutex mu_;
+  absl::Time pinned_not_after_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   std::string last_refused_ ABSL_GUARDED_BY(mu_);
   uint64_t refusals_ ABSL_GUARDED_BY(mu_) = 0;
 };

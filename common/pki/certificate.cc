@@ -191,6 +191,22 @@ std::string FormatCertificateTime(absl::Time t) {
   return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", t, absl::UTCTimeZone());
 }
 
+Status CheckCertificateTime(const Certificate& cert, absl::Time at) {
+  if (at > cert.NotAfter()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("certificate of '", cert.Subject().common_name, "' expired at ",
+                     FormatCertificateTime(cert.NotAfter()), " (now ", FormatCertificateTime(at),
+                     "); ask the federation operator for a new certificate"));
+  }
+  if (at < cert.NotBefore()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("certificate of '", cert.Subject().common_name, "' is not valid until ",
+                     FormatCertificateTime(cert.NotBefore()), " (now ", FormatCertificateTime(at),
+                     " by this machine's clock, which may be behind: check it)"));
+  }
+  return absl::OkStatus();
+}
+
 Status VerifyCertificate(const Certificate& cert, const Certificate& ca, absl::Time at,
                          CertificateUsage usage) {
   const std::string who = cert.Subject().common_name;

@@ -87,6 +87,15 @@ class Certificate {
 Status VerifyCertificate(const Certificate& cert, const Certificate& ca, absl::Time at,
                          CertificateUsage usage = CertificateUsage::kAny);
 
+// A participant's look at its own certificate before it connects (and before each
+// reconnection), so that an expired or early certificate is named instead of failing as a bare
+// TLS handshake error. OK when `at` lies within [NotBefore, NotAfter]; else, naming the CN:
+//   PermissionDenied    "certificate of 'x' expired at 2031-01-01 00:00:00 UTC (now ...)": it
+//                       never becomes valid again
+//   FailedPrecondition  "certificate of 'x' is not valid until ... (now ... by this machine's
+//                       clock, which may be behind)": it may, once the clock gets there
+Status CheckCertificateTime(const Certificate& cert, absl::Time at);
+
 // "2031-01-01 00:00:00 UTC": how certificate times appear in messages and summaries.
 std::string FormatCertificateTime(absl::Time t);
 

@@ -1,5 +1,7 @@
 #include "common/plan/plan_writer.h"
 
+#include <algorithm>
+
 namespace hansa {
 namespace {
 
@@ -87,6 +89,18 @@ void SetRecordPrivacyPlan(const RecordPrivacyParams& params, v1::RecordPrivacyPl
 
 void SetUploadDeadline(absl::Time deadline, v1::RoundPlan* plan) {
   plan->set_upload_deadline_unix_ms(absl::ToUnixMillis(deadline));
+}
+
+void SetUploadTimeLeft(absl::Time now, v1::Task* task) {
+  const int64_t deadline_ms = task->plan().upload_deadline_unix_ms();
+  if (deadline_ms <= 0) return;
+  task->set_upload_ms_left(std::max<int64_t>(1, deadline_ms - absl::ToUnixMillis(now)));
+}
+
+void LocalizeUploadDeadline(absl::Time local_now, v1::Task* task) {
+  if (task->upload_ms_left() <= 0) return;
+  task->mutable_plan()->set_upload_deadline_unix_ms(absl::ToUnixMillis(local_now) +
+                                                    task->upload_ms_left());
 }
 
 }  // namespace hansa

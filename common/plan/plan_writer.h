@@ -86,5 +86,13 @@ void SetRecordPrivacyPlan(const RecordPrivacyParams& params, v1::RecordPrivacyPl
 // When uploads close; not part of the plan's digest (PlanSha256), since the coordinator sets it
 // only once training starts, after the sites consented.
 void SetUploadDeadline(absl::Time deadline, v1::RoundPlan* plan);
+// Stamps a task as it is handed out at `now` with the time left to its plan's upload deadline
+// (Task.upload_ms_left; none when the plan has no deadline): what the site counts from on its
+// own clock.
+void SetUploadTimeLeft(absl::Time now, v1::Task* task);
+// At the site, on receipt at `local_now`: the plan's upload deadline moved onto this machine's
+// clock (local_now + upload_ms_left), so a clock minutes ahead of the coordinator's does not
+// find the deadline already past. A task without upload_ms_left keeps the plan's deadline.
+void LocalizeUploadDeadline(absl::Time local_now, v1::Task* task);
 
 }  // namespace hansa
