@@ -44,7 +44,7 @@ SubjectName ReadName(X509_NAME* name) {
 
 absl::Time ToAbslTime(const ASN1_TIME* t) {
   struct tm tm {};
-  HANSA_CHECK(ASN1_TIME_to_tm(t, &tm) == 1);  // OpenSSL parsed it when loading the certificate
+  HANSA_CHECK(ASN1_TIME_to_tm(t, &tm) == 1);  // Certificate::FromPem checked it
   return absl::FromTimeT(timegm(&tm));
 }
 
@@ -97,7 +97,24 @@ StatusOr<Certificate> Certificate::FromPem(std::string_view pem) {
     return absl::InvalidArgumentError(
         "no PEM certificate found (expected '-----BEGIN CERTIFICATE-----')");
   }
-  return Certificate(std::shared_ptr<X509>(raw, X509_free));
+  std::shared_ptr<X509> x509(raw, X509_free);
+  // OpenSSL reads the subject's public key and the validity times only when they are first
+  // asked for: a certificate where either does not decode would load, then fail (and abort)
+  // wherever it is used.
+  if (X509_get0_pubkey(x509.get()) == nullptr) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        "the certificate's public key cannot be read (a damaged certificate, or a key of an "
+        "unknown algorithm)");
+  }
+  struct tm tm {};
+  if (ASN1_TIME_to_tm(X509_get0_notBefore(x509.get()), &tm) != 1 ||
+      ASN1_TIME_to_tm(X509_get0_notAfter(x509.get()), &tm) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        "the certificate's validity times cannot be read (a damaged certificate)");
+  }
+  return Certificate(std::move(x509));
 }
 
 StatusOr<Certificate> Certificate::FromFile(const std::string& path) {

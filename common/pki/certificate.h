@@ -38,7 +38,8 @@ enum class CertificateUsage { kAny, kTlsServer, kTlsClient };
 
 class Certificate {
  public:
-  // Parses the first PEM "CERTIFICATE" in `pem`; InvalidArgument when there is none.
+  // Parses the first PEM "CERTIFICATE" in `pem`; InvalidArgument when there is none, or when
+  // its public key or its validity times do not decode.
   static StatusOr<Certificate> FromPem(std::string_view pem);
   // Reads and parses a PEM file; errors name the file.
   static StatusOr<Certificate> FromFile(const std::string& path);

@@ -116,7 +116,17 @@ StatusOr<PrivateKey> PrivateKey::FromPem(std::string_view pem) {
   }
   std::shared_ptr<EVP_PKEY> key = Share(raw);
   ASSIGN_OR_RETURN(KeyType type, TypeOf(key.get()));
-  return PrivateKey(std::move(key), type);
+  PrivateKey loaded(std::move(key), type);
+  // PKCS#8 may carry the public key beside the private one, and OpenSSL takes both as written:
+  // a file whose halves disagree (one flipped bit) would sign what no certificate verifies.
+  constexpr std::string_view kProbe = "hansa private key self-check";
+  ASSIGN_OR_RETURN(std::string signature, loaded.Sign(kProbe));
+  if (!loaded.GetPublicKey().Verify(kProbe, signature).ok()) {
+    return absl::InvalidArgumentError(
+        "the PEM private key's public half does not belong to its private half (a damaged key "
+        "file); restore the file or make a new key and certificate");
+  }
+  return loaded;
 }
 
 StatusOr<std::string> PrivateKey::ToPem() const {

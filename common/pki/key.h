@@ -53,7 +53,8 @@ class PrivateKey {
  public:
   static StatusOr<PrivateKey> Generate(KeyType type = KeyType::kEd25519);
   // Parses an unencrypted PEM private key (PKCS#8 "PRIVATE KEY", as ToPem writes it) of one
-  // of the supported types.
+  // of the supported types. InvalidArgument also when the public key the file carries is not
+  // the private key's own (a damaged file).
   static StatusOr<PrivateKey> FromPem(std::string_view pem);
 
   PrivateKey(PrivateKey&&) noexcept = default;

@@ -273,5 +273,47 @@ TEST(CertificateTest, GarbageIsNotACertificate) {
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
 }
 
+// Found by pki_fuzz: one changed byte left the certificate loadable with a public key that
+// does not decode, and PublicKeyPem() then aborted the process.
+TEST(CertificateTest, CertificateWhoseKeyDoesNotDecodeIsRefused) {
+  constexpr char kDamaged[] = R"(-----BEGIN CERTIFICATE-----
+MIICBjCCAaugAwIBAgIQF+YdAO6LMgq4SgK9r5PpxjAKBggqhkjOPQQDAjAyMQsw
+CQYDVQQGEwJGUjEMMAoGA1UECgwDSHViMRUwEwYDVQQDDAxGdXp6IFNlZWQgQ0Ew
+HhcNMjYxMjA1MDcwNjE5WhcNMjcxMjA1MDgwNjE5WjApMQswCQYDVQQGEwJGUjEM
+MAoGA0UECgwDSHViMQwwCgYDVQQDDANodWIwWTATBgcqhkjOPQIBBggqhkjOPQMB
+BwNCAAToLwfT4umBP1j7u3wP1z+FuSy6Flfzqeouwgga0iX/0bM4wAQ2RLsMOG4+
+g7aCVIjdUF1Q7NofdLiUgaV82H+mo4GrMIGoMAwGA1UdEwEB/wQCMAAwDgYDVR0P
+AQH/BAQDAgeAMBMGA1UdJQQMMAoGCCsGAQUFBwMBMDMGA1UdEQQsMCqCCWxvY2Fs
+aG9zdIIRY29vcmQuZXhhbXBsZS5vcmeHBH8AAAGHBAoAAAEwHQYDVR0OBBYEFKar
+HwkvQ+Mg74s12hVUYIxrN8xFMB8GA1UdIwQYMBaAFLtK2rjLH3m3UBhLwwykxt3o
+X0YXMAoGCCqGSM49BAMCA0kAMEYCIQCo6nbEeAwoEF+JbFr9FmSmTbBmQ+xgF7RU
+bIRLqwoctwIhAMTq4XywTeWZFaZqJrRWFLnyyDNOkrW+RNmorcrr5mWU
+-----END CERTIFICATE-----
+)";
+  auto cert = Certificate::FromPem(kDamaged);
+  EXPECT_EQ(cert.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(cert.status().message()), HasSubstr("public key cannot be read"));
+}
+
+// Found by pki_fuzz: a notAfter that is no time at all loaded, and NotAfter() then aborted.
+TEST(CertificateTest, CertificateWhoseValidityDoesNotDecodeIsRefused) {
+  constexpr char kDamaged[] = R"(-----BEGIN CERTIFICATE-----
+MIIBszCCAWWgAwIBAgIQL2B8a5MnIEYKO0bZJbooOTAFBgMrZXAwOjELMAkGA1UE
+BhMCREUxGTAXBgNVBAoMEFRlc3QgQ29vcmRpbmF0b3IxEDAOBgNVBAMMB3Rlc3Qg
+Q0EwHhcNMjYxMjA1MDY1NTI5WhcNMjcxM1MAjDc1NTI5WjAyMQswCQYDVQQGEwJE
+RTETMBEGA1UECgwKU2l0ZSBhbHBoYTEOMAwGA1UEAwwFYWxwaGEwKjAFBgMrZXAD
+IQCYLgZpfxwRozSqkVzXDH7sijTqGRHX/YZGTQTj3D3SMKOBiDCBhTAMBgNVHRMB
+Af8EAjAAMA4GA1UdDwEB/wQEAwIHgDATBgNVHSUEDDAKBggRBgEFBQcDAjAQBgNV
+HREECTAHggVhbHBoYTAdBgNVHQ4EFgQUPTG3rNKx5bAsuaVTHN29GvPmtFUwHwYD
+VR0jBBgwFoAUVKL4VUv/BJognRABtFgnAvXdIXgwBQYDK2VwA0EAlM81GqhfL5iR
+2oWq33JBO2iOqeY+L29Vcc9C/whZskf01RqQTu8/bJYPAti84k/buKuoWg+Bl4dZ
+mfLW1mfACw==
+-----END CERTIFICATE-----
+)";
+  auto cert = Certificate::FromPem(kDamaged);
+  EXPECT_EQ(cert.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(cert.status().message()), HasSubstr("validity times cannot be read"));
+}
+
 }  // namespace
 }  // namespace hansa

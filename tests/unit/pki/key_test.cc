@@ -71,6 +71,21 @@ INSTANTIATE_TEST_SUITE_P(Types, KeyTest, ::testing::Values(KeyType::kEd25519, Ke
                            return info.param == KeyType::kEd25519 ? "Ed25519" : "EcdsaP256";
                          });
 
+// Found by pki_fuzz: a P-256 PKCS#8 key whose embedded public point had one bit flipped loaded
+// fine and signed what its own public half (and so its certificate) never verifies.
+TEST(KeyPemTest, KeyWhosePublicHalfIsNotItsOwnIsRefused) {
+  constexpr char kDamaged[] = R"(-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgyboXAtPdKdX9e6MX
+MHPb7Lt5bNz/igudtZ7khHrMLzmhRANCAARSBhw6+L29M5s41rz9DzKRyHSi01iU
+9RMGTggt8CZRZNb6fki5XIAq/+tGNc1npCmNTdIQZT7wAc9k0rN2Ue0b
+-----END PRIVATE KEY-----
+)";
+  auto key = PrivateKey::FromPem(kDamaged);
+  ASSERT_FALSE(key.ok());
+  EXPECT_EQ(key.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(key.status().message()), HasSubstr("public half does not belong"));
+}
+
 TEST(KeyFileTest, MissingFileIsNotFoundAndNamesThePath) {
   auto key = ReadPrivateKeyFile("/nonexistent/key.pem");
   EXPECT_EQ(key.status().code(), absl::StatusCode::kNotFound);
