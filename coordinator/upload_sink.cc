@@ -1,6 +1,9 @@
 #include "coordinator/upload_sink.h"
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/tensor/safetensors.h"
@@ -166,13 +169,21 @@ class PlaintextFolder : public UpdateFolder {
       : contribution_(std::move(contribution)), clip_norm_(clip_norm) {
     StreamingAggregator::Contribution* c = contribution_.get();
     double* squares = &squares_;
+    std::vector<float>* aligned = &aligned_;
     decoder_ = std::make_unique<SafetensorsStreamDecoder>(
         [expected](const ModelLayout& layout, const TensorMetadata&) {
           return Annotate(layout.CheckSameAs(expected),
                           "update does not match the global model's tensors");
         },
-        [c, squares](int64_t first, const uint8_t* bytes, size_t count) {
+        [c, squares, aligned](int64_t first, const uint8_t* bytes, size_t count) {
+          // A chunk that ends inside a value leaves the next chunk's values at an offset that
+          // is not a multiple of 4 (a site may cut its stream anywhere): copy those.
           const float* values = reinterpret_cast<const float*>(bytes);
+          if (reinterpret_cast<uintptr_t>(bytes) % alignof(float) != 0) {
+            aligned->resize(count);
+            std::memcpy(aligned->data(), bytes, count * sizeof(float));
+            values = aligned->data();
+          }
           for (size_t i = 0; i < count; ++i) *squares += double{values[i]} * values[i];
           return c->Fold(first, values, count);
         },
@@ -199,6 +210,7 @@ class PlaintextFolder : public UpdateFolder {
   std::unique_ptr<SafetensorsStreamDecoder> decoder_;
   const double clip_norm_;
   double squares_ = 0;
+  std::vector<float> aligned_;  // values of a chunk that arrived at an unaligned offset
 };
 
 }  // namespace
