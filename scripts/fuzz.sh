@@ -2,8 +2,9 @@
 # scripts/fuzz.sh [SECONDS] [BUILD_DIR]: builds the libFuzzer targets of fuzz/ with clang
 # (AddressSanitizer, UndefinedBehaviorSanitizer, coverage through the libraries they parse
 # with) into build-fuzz/ and runs each for SECONDS (default 60) over its corpus in
-# fuzz/corpus/<target>/, which keeps what it finds. A crash stops the run and leaves the input
-# in build-fuzz/crash-<target>-*; turn it into a corpus entry with the fix.
+# fuzz/corpus/<target>/, which keeps what it finds, with the dictionary fuzz/<target>.dict where
+# there is one. A crash stops the run and leaves the input in build-fuzz/crash-<target>-*; turn
+# it into a corpus entry with the fix.
 set -euo pipefail
 seconds=${1:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,8 +22,10 @@ for source in "$root"/fuzz/*_fuzz.cc; do
   target=$(basename "$source" .cc)
   corpus=$root/fuzz/corpus/$target
   mkdir -p "$corpus"
+  dict=()
+  if [[ -f $root/fuzz/$target.dict ]]; then dict=(-dict="$root/fuzz/$target.dict"); fi
   echo "== $target: $seconds s"
-  if ! "$build/fuzz/$target" "$corpus" -max_total_time="$seconds" -max_len=65536 \
+  if ! "$build/fuzz/$target" "$corpus" "${dict[@]}" -max_total_time="$seconds" -max_len=65536 \
       -artifact_prefix="$build/crash-$target-" -print_final_stats=1 \
       >"$build/$target.log" 2>&1; then
     status=1
