@@ -14,11 +14,12 @@
 // restart. One owner; not thread-safe.
 #pragma once
 
-#include <map>
 #include <string>
+#include <vector>
 
 #include "client/egress.h"
 #include "common/audit/audit_log.h"
+#include "common/crypto/sha256.h"
 #include "common/status/status.h"
 #include "hansa/v1/hansa.pb.h"
 
@@ -47,8 +48,20 @@ class SpentContributions {
   size_t size() const { return spent_.size(); }
 
  private:
-  // UpdateKey -> the PlanSha256 that spent it.
-  std::map<std::string, std::string> spent_;
+  // The update's key and the plan that spent it, as digests (UpdateKey and PlanSha256 are
+  // their hex).
+  struct Entry {
+    Sha256Digest update;
+    Sha256Digest plan;
+  };
+  // The entry of `update`, or where it would go.
+  std::vector<Entry>::const_iterator Find(const Sha256Digest& update) const;
+
+  // Sorted by update, one block for all: a site adds one entry a round for as long as it
+  // runs. Kept as a node and two strings each, every round's entry was allocated in the
+  // middle of that round's buffers and outlived them, so the allocator could not give their
+  // space back whole (about 8 KiB of held free heap per site and round in the soak).
+  std::vector<Entry> spent_;
 };
 
 }  // namespace hansa

@@ -101,6 +101,46 @@ TEST(SpentContributionsTest, ARetryCannotHaveTheSiteSendTheSameUpdateAgain) {
   EXPECT_EQ(fresh->size(), 0u);
 }
 
+// Many updates, spent in an order unlike their keys' and read back from the ledger: each is
+// found, its own plan is answered again and a retry under another plan is refused. A record
+// whose digests are not SHA-256 hex is damage, not an update.
+TEST(SpentContributionsTest, ManyUpdatesAreFoundAfterARestartAndDamagedDigestsAreRefused) {
+  const std::string path = LedgerPath("many");
+  auto egress = OpenEgress(path);
+  ASSERT_NE(egress, nullptr);
+  SpentContributions spent;
+  for (uint64_t seed = 40; seed > 0; --seed) {
+    ASSERT_TRUE(spent.Spend(Plan(1, seed * 7919), EgressRecorder(egress.get())).ok()) << seed;
+  }
+  EXPECT_EQ(spent.size(), 40u);
+  auto check_all = [](const SpentContributions& s) {
+    for (uint64_t seed = 1; seed <= 40; ++seed) {
+      EXPECT_TRUE(s.Check(Plan(1, seed * 7919)).ok()) << seed;
+      EXPECT_EQ(s.Check(Plan(2, seed * 7919)).code(), absl::StatusCode::kInvalidArgument) << seed;
+    }
+    EXPECT_TRUE(s.Check(Plan(2, 7)).ok());
+  };
+  check_all(spent);
+  EXPECT_EQ(spent.Spend(Plan(2, 7919), EgressRecorder(egress.get())).code(),
+            absl::StatusCode::kInvalidArgument);
+  egress.reset();
+  auto restarted = SpentContributions::FromEgressLedger(path);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  EXPECT_EQ(restarted->size(), 40u);
+  check_all(*restarted);
+
+  const std::string damaged = LedgerPath("damaged");
+  egress = OpenEgress(damaged);
+  ASSERT_NE(egress, nullptr);
+  ASSERT_TRUE(EgressRecorder(egress.get())
+                  .Append(ContributionSpent(kRound, 1, PlanSha256(Plan(1, 5)), "not hex"))
+                  .ok());
+  egress.reset();
+  auto refused = SpentContributions::FromEgressLedger(damaged);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("not 64 hex digits"));
+}
+
 // A site's "training": deterministic in the plan's seed, as LibTorch training with a fixed
 // seed is.
 RingVector Update(SiteId site, uint64_t seed) {
