@@ -74,6 +74,7 @@ struct SoakFlags {
   double phase_timeout_seconds = 300;  // each engine wait (sites, uploads, stages, evaluation)
   std::string state_dir;               // empty: a fresh temporary folder, removed afterwards
   std::string json;                    // empty: stdout
+  std::string malloc_info_dir;         // non-empty: malloc_info(3) XML at every sample
 };
 
 // One reading of what must stay flat.
@@ -102,6 +103,17 @@ int64_t OpenDescriptors() {
   }
   closedir(dir);
   return n - 1;
+}
+
+// glibc's malloc_info(3) at `round` into dir/malloc-info-RRRRR.xml: per arena, the free
+// chunks by size, which tells fragmentation (free chunks of one size piling up) from growth.
+void DumpMallocInfo(const std::string& dir, int64_t round) {
+  if (dir.empty()) return;
+  const std::string path = absl::StrFormat("%s/malloc-info-%05d.xml", dir, round);
+  if (FILE* f = std::fopen(path.c_str(), "w")) {
+    malloc_info(0, f);
+    std::fclose(f);
+  }
 }
 
 Sample TakeSample(int64_t round, double elapsed) {
@@ -320,6 +332,7 @@ int RunSoak(SoakFlags flags) {
     seen = now_round;
     if (seen % flags.report_every != 0 && seen != flags.rounds) continue;
     Sample s = TakeSample(seen, elapsed());
+    DumpMallocInfo(flags.malloc_info_dir, seen);
     std::vector<double> recent(rounds.begin() + static_cast<std::ptrdiff_t>(window), rounds.end());
     s.round_median_seconds = Median(recent);
     s.round_max_seconds = recent.empty() ? 0 : *std::max_element(recent.begin(), recent.end());
@@ -417,6 +430,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--state-dir", f.state_dir, "engine state (default: a temporary folder)");
   app.add_option("--json", f.json, "report file (default: stdout)");
+  app.add_option("--malloc-info", f.malloc_info_dir,
+                 "folder for glibc's malloc_info XML at every sample");
   CLI11_PARSE(app, argc, argv);
   hansa::InitLogging("soak", "warn");
   return hansa::RunSoak(f);

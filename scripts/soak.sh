@@ -14,7 +14,8 @@
 # (which includes every site's connection and join) slower than SOAK_MAX_RATIO (2) times the
 # median round. Writes soak-<mode>.json (the report: every sample, every round's time, the
 # verdict) and soak-<mode>.txt (the table) to SOAK_OUT, plus machine.txt. Exits 1 when a run
-# breaks a tolerance or fails, 2 when the binary is missing.
+# breaks a tolerance or fails, 2 when the binary is missing. SOAK_MALLOC_INFO=DIR also writes
+# glibc's malloc_info XML (free chunks by size, per arena) at every sample to DIR/<mode>/.
 set -euo pipefail
 
 build=${1:-build}
@@ -42,11 +43,15 @@ failed=()
 run() {
   local mode=$1 rounds=$2
   echo "soak: $mode, $sites sites, $rounds rounds (table in $out/soak-$mode.txt)" >&2
-  local status=0
+  local status=0 extra=()
+  if [ -n "${SOAK_MALLOC_INFO:-}" ]; then
+    mkdir -p "$SOAK_MALLOC_INFO/$mode"
+    extra=(--malloc-info "$SOAK_MALLOC_INFO/$mode")
+  fi
   "$bin" --sites "$sites" --rounds "$rounds" --mode "$mode" --report-every "$every" \
     --warmup-rounds "$warmup" --max-rss-growth-mib "${SOAK_MAX_RSS_MIB:-32}" \
     --max-fd-growth "${SOAK_MAX_FDS:-4}" --max-thread-growth "${SOAK_MAX_THREADS:-4}" \
-    --max-round-ratio "${SOAK_MAX_RATIO:-2}" --json "$out/soak-$mode.json" \
+    --max-round-ratio "${SOAK_MAX_RATIO:-2}" --json "$out/soak-$mode.json" "${extra[@]}" \
     2> >(tee "$out/soak-$mode.txt" >&2) || status=$?
   wait  # for tee
   [ "$status" -eq 0 ] || failed+=("$mode (exit $status)")
