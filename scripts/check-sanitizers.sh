@@ -12,6 +12,9 @@
 # the ordering inside uninstrumented libraries (gRPC, OpenSSL, protobuf, parts of Abseil):
 # scripts/tsan-suppressions.txt names each of them, with its reason, and nothing of Hansa's.
 #
+# Without CUDA (nvcc's host code would need the sanitizer flags, and no kernel can run here): the
+# kernels' CPU reference is built and checked either way.
+#
 # Torch-free: LibTorch is not built with the sanitizers, so its tests (trainer, simulator,
 # real-process federations) stay in `make test`. Every test below links no LibTorch (a ctest
 # check, coordinator_links_no_torch, keeps the coordinator so).
@@ -56,7 +59,7 @@ fi
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_C_FLAGS="$flags" \
   -DCMAKE_EXE_LINKER_FLAGS="$flags" -DCMAKE_SHARED_LINKER_FLAGS="$flags" \
-  -DHANSA_TSAN_ABSL_ANNOTATIONS=$annotate >/dev/null
+  -DHANSA_TSAN_ABSL_ANNOTATIONS=$annotate -DHANSA_WITH_CUDA=OFF >/dev/null
 targets=("${tests[@]}")
 [ "$mode" = tsan ] && targets+=(tsan_self_check)
 # Under asan, every fuzz target also replays its corpus (fuzz/corpus/<target>/), so inputs that
@@ -98,4 +101,4 @@ if [ "${#failed[@]}" -gt 0 ]; then
   echo "$mode: findings or failures in: ${failed[*]} (logs in $build/<test>.log)" >&2
   exit 1
 fi
-echo "$mode: ${#tests[@]} test programs and ${#fuzzers[@]} fuzz corpora clean"
+echo "$mode: ${#tests[@]} test programs clean${fuzzers:+, and ${#fuzzers[@]} fuzz corpora}"
