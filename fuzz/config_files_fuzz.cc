@@ -16,29 +16,14 @@
 #include "client/site_config.h"
 #include "common/config/config.h"
 #include "coordinator/coordinator_config.h"
+#include "fuzz/scratch_folder.h"
 #include "sim/simulation.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string* folder = nullptr;
-
-void RemoveFolder() {
-  std::error_code error;
-  fs::remove_all(*folder, error);
-}
-
-const std::string& Folder() {
-  if (folder == nullptr) {
-    std::error_code error;
-    std::string dir = (fs::temp_directory_path(error) / "hansa-config-fuzz-XXXXXX").string();
-    if (mkdtemp(dir.data()) == nullptr) abort();
-    folder = new std::string(dir);
-    std::atexit(RemoveFolder);
-  }
-  return *folder;
-}
+const std::string& Folder() { return hansa::fuzz::ScratchFolder("hansa-config-fuzz"); }
 
 // False when model.file names something other than a small regular file.
 bool ModelFileIsHarmless(std::string_view text) {

@@ -30,6 +30,7 @@
 #include "common/crypto/sha256.h"
 #include "common/tensor/safetensors.h"
 #include "coordinator/round_engine.h"
+#include "fuzz/scratch_folder.h"
 #include "google/protobuf/stubs/logging.h"
 #include "spdlog/spdlog.h"
 
@@ -37,25 +38,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string* folder = nullptr;
-
-void RemoveFolder() {
-  std::error_code error;
-  fs::remove_all(*folder, error);
-}
-
-const std::string& Folder() {
-  if (folder == nullptr) {
-    std::error_code error;
-    fs::path base =
-        fs::is_directory("/dev/shm", error) ? fs::path("/dev/shm") : fs::temp_directory_path(error);
-    std::string dir = (base / "hansa-engine-fuzz-XXXXXX").string();
-    if (mkdtemp(dir.data()) == nullptr) abort();
-    folder = new std::string(dir);
-    std::atexit(RemoveFolder);
-  }
-  return *folder;
-}
+const std::string& Folder() { return hansa::fuzz::ScratchFolder("hansa-engine-fuzz"); }
 
 hansa::Model Initial() {
   hansa::Model m;

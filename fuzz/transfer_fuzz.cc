@@ -22,29 +22,14 @@
 #include "common/crypto/sha256.h"
 #include "coordinator/aggregator.h"
 #include "coordinator/upload_sink.h"
+#include "fuzz/scratch_folder.h"
 #include "google/protobuf/stubs/logging.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string* folder = nullptr;
-
-void RemoveFolder() {
-  std::error_code error;
-  fs::remove_all(*folder, error);
-}
-
-const std::string& Folder() {
-  if (folder == nullptr) {
-    std::error_code error;
-    std::string dir = (fs::temp_directory_path(error) / "hansa-transfer-fuzz-XXXXXX").string();
-    if (mkdtemp(dir.data()) == nullptr) abort();
-    folder = new std::string(dir);
-    std::atexit(RemoveFolder);
-  }
-  return *folder;
-}
+const std::string& Folder() { return hansa::fuzz::ScratchFolder("hansa-transfer-fuzz"); }
 
 const hansa::ModelLayout& Layout() {
   static const auto* layout =
