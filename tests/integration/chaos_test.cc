@@ -385,6 +385,25 @@ class ChaosFederation {
   std::map<std::string, int> starts_;
 };
 
+// Waits for the coordinator and every site to exit, then adds to `bad` each process that did not
+// exit 0 and, when all did, every violation of the federation's records over `rounds`.
+void AwaitTheEnd(const ChaosFederation& fed, int rounds, Process* coordinator,
+                 std::map<std::string, std::unique_ptr<Process>>& running,
+                 std::vector<std::string>* bad) {
+  const auto code = coordinator->Wait(600);
+  if (code.value_or(-1) != 0) {
+    bad->push_back("coordinator exit " + std::to_string(code.value_or(-1)));
+  }
+  for (auto& [site, p] : running) {
+    int c = p->Wait(60).value_or(-1);
+    if (c != 0) bad->push_back(site + " exit " + std::to_string(c));
+  }
+  if (bad->empty()) {
+    auto more = fed.Violations(rounds);
+    bad->insert(bad->end(), more.begin(), more.end());
+  }
+}
+
 // The table of kills: printed, and appended to HANSA_CHAOS_REPORT when set.
 class KillTable {
  public:
@@ -633,18 +652,8 @@ void RunCoordinatorChaos(int count, uint64_t seed) {
                    : "-",
                now.LastPlan(), last, std::to_string(kill.jitter_ms) + " ms", resumed});
   }
-  const auto code = coordinator->Wait(600);
   std::vector<std::string> bad;
-  if (code.value_or(-1) != 0)
-    bad.push_back("coordinator exit " + std::to_string(code.value_or(-1)));
-  for (auto& [site, p] : running) {
-    int c = p->Wait(60).value_or(-1);
-    if (c != 0) bad.push_back(site + " exit " + std::to_string(c));
-  }
-  if (bad.empty()) {
-    auto more = fed.Violations(settings.rounds);
-    bad.insert(bad.end(), more.begin(), more.end());
-  }
+  AwaitTheEnd(fed, settings.rounds, coordinator.get(), running, &bad);
   int resumed = 0;
   for (const auto& r : fed.Audit()) resumed += r.value("event", "") == "coordinator_resumed";
   if (resumed != count) {
@@ -878,17 +887,7 @@ void RunSiteChaos(const std::vector<SiteStage>& stages) {
     table.Add({stage.name, v, std::to_string(round) + " (" + std::to_string(cohort) + " sites)",
                outcome, dropped.empty() ? "not recorded dropped" : "dropped at " + dropped});
   }
-  const auto code = coordinator->Wait(600);
-  if (code.value_or(-1) != 0)
-    bad.push_back("coordinator exit " + std::to_string(code.value_or(-1)));
-  for (auto& [site, p] : running) {
-    int c = p->Wait(60).value_or(-1);
-    if (c != 0) bad.push_back(site + " exit " + std::to_string(c));
-  }
-  if (bad.empty()) {
-    auto more = fed.Violations(settings.rounds);
-    bad.insert(bad.end(), more.begin(), more.end());
-  }
+  AwaitTheEnd(fed, settings.rounds, coordinator.get(), running, &bad);
   std::vector<std::string> footer = {
       std::to_string(stages.size()) + " site kills; every round released and evaluated once, " +
       "sites exit 0, audit verifies, ledgers reconcile: " + (bad.empty() ? "yes" : "NO") +
