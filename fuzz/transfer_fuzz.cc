@@ -13,7 +13,6 @@
 // folder of its own under TMPDIR, removed at exit.
 #include <cstdint>
 #include <cstdlib>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -26,8 +25,6 @@
 #include "google/protobuf/stubs/logging.h"
 
 namespace {
-
-namespace fs = std::filesystem;
 
 const std::string& Folder() { return hansa::fuzz::ScratchFolder("hansa-transfer-fuzz"); }
 

@@ -678,14 +678,15 @@ void RunCoordinatorChaos(int count, uint64_t seed) {
 struct SiteStage {
   std::string name;
   std::string victim;
-  std::string laggard;  // after_upload: a site held back so the unmasking waits for it
+  std::string
+      laggard;  // after_upload, during_unmask: a site held back so the unmasking waits for it
 };
 
 const std::vector<SiteStage>& AllSiteStages() {
   static const std::vector<SiteStage> kStages = {{"before_upload", "alpha", ""},
                                                  {"mid_upload", "beta", ""},
                                                  {"after_upload", "gamma", "delta"},
-                                                 {"during_unmask", "delta", ""},
+                                                 {"during_unmask", "delta", "alpha"},
                                                  {"evaluation", "alpha", ""}};
   return kStages;
 }
@@ -808,8 +809,15 @@ void RunSiteChaos(const std::vector<SiteStage>& stages) {
       victim.Signal(SIGKILL);
       laggard.Signal(SIGCONT);
     } else if (stage.name == "during_unmask") {
-      staged = must(v + "'s update received", [&] { return audit_has("update_received", v); });
+      // The laggard holds the masked-input stage open, so the victim cannot be the last upload
+      // and reach its unmask before it is stopped; released, the laggard opens the unmasking.
+      Process& laggard = *running[stage.laggard];
+      staged = must(stage.laggard + "'s shares", [&] { return site_did(stage.laggard, "share"); });
+      laggard.Signal(SIGSTOP);
+      staged =
+          staged && must(v + "'s update received", [&] { return audit_has("update_received", v); });
       victim.Signal(SIGSTOP);
+      laggard.Signal(SIGCONT);
       staged = staged && must("unmasking under way", [&] { return others_did("unmask"); });
     } else if (stage.name == "evaluation") {
       // Its fetch of the new model for the evaluation task (after its unmasking shares).
