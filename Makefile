@@ -62,7 +62,8 @@ check-disk-faults: build
 soak: build
 	@scripts/soak.sh $(BUILD_DIR)
 
-# Every libFuzzer target of fuzz/ for FUZZ_SECONDS over its corpus (clang, build-fuzz).
+# Every libFuzzer target of fuzz/ for FUZZ_SECONDS over its corpus (clang, build-fuzz), or until
+# FUZZ_RUNS executions when given; FUZZ_TARGETS picks targets (scripts/fuzz.sh).
 fuzz:
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
