@@ -24,6 +24,7 @@ StatusOr<std::unique_ptr<GrpcSiteLink>> GrpcSiteLink::Create(const TlsFiles& tls
   auto channel =
       grpc::CreateCustomChannel(options.coordinator, creds, SiteChannelArguments(4 << 20));
   auto link = std::make_unique<GrpcSiteLink>(std::move(channel), std::move(options));
+  link->credentials_ = std::move(creds);
   link->pin_ = std::move(pin);
   ASSIGN_OR_RETURN(link->certificate_, Certificate::FromPem(tls.certificate_pem));
   return link;
@@ -44,6 +45,11 @@ Status GrpcSiteLink::PinRefusal() const {
                    options_.coordinator, " was refused, so nothing was sent over that connection"));
 }
 
+Status GrpcSiteLink::Outcome(const grpc::Status& status, const std::string& what) {
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) renew_channel_ = true;
+  return FromGrpc(status, what);
+}
+
 Status GrpcSiteLink::CheckOwnCertificate() const {
   if (!certificate_) return absl::OkStatus();
   Status st = CheckCertificateTime(*certificate_, absl::Now());
@@ -56,6 +62,15 @@ Status GrpcSiteLink::CheckOwnCertificate() const {
 
 Status GrpcSiteLink::Connect(absl::Duration timeout) {
   RETURN_IF_ERROR(CheckOwnCertificate());
+  if (renew_channel_ && credentials_) {
+    // A call ran out of time: its connection may be one that went silent (a NAT that forgot
+    // it, a cable pulled), which gRPC keeps using until keepalive finds it dead, up to 30 s
+    // later. A new channel opens a new connection now; the old one closes with the channel.
+    channel_ = grpc::CreateCustomChannel(options_.coordinator, credentials_,
+                                         SiteChannelArguments(4 << 20));
+    stub_ = v1::Coordinator::NewStub(channel_);
+  }
+  renew_channel_ = false;
   const auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
   for (;;) {
     grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
@@ -89,7 +104,7 @@ StatusOr<v1::JoinReply> GrpcSiteLink::Join(const v1::JoinRequest& request) {
   v1::JoinRequest req = request;
   if (req.client_version().empty()) req.set_client_version(options_.client_version);
   v1::JoinReply reply;
-  Status st = FromGrpc(stub_->Join(ctx.get(), req, &reply), "joining");
+  Status st = Outcome(stub_->Join(ctx.get(), req, &reply), "joining");
   // The connection dropped after it was checked and the next handshake met another
   // certificate: the join did not leave.
   if (!st.ok() && pin_ && !pin_->last_refused().empty()) return PinRefusal();
@@ -104,7 +119,7 @@ StatusOr<v1::Task> GrpcSiteLink::NextTask(absl::Duration wait) {
   v1::TaskRequest request;
   request.set_wait_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(wait)));
   v1::Task task;
-  RETURN_IF_ERROR(FromGrpc(stub_->GetTask(ctx.get(), request, &task), "asking for a task"));
+  RETURN_IF_ERROR(Outcome(stub_->GetTask(ctx.get(), request, &task), "asking for a task"));
   LocalizeUploadDeadline(absl::Now(), &task);  // the two clocks may disagree by minutes
   return task;
 }
@@ -119,7 +134,7 @@ StatusOr<std::shared_ptr<const std::string>> GrpcSiteLink::Download(const v1::Ro
   const std::string what = "downloading the global model";
   ModelReceiver receiver(plan, max_chunk_bytes_, max_model_bytes);
   v1::Chunk chunk;
-  if (!reader->Read(&chunk) || !chunk.has_header()) return FromGrpc(reader->Finish(), what);
+  if (!reader->Read(&chunk) || !chunk.has_header()) return Outcome(reader->Finish(), what);
   Status st = receiver.Header(chunk.header());
   while (st.ok() && reader->Read(&chunk)) st = receiver.Chunk(chunk.offset(), chunk.data());
   if (!st.ok()) {
@@ -127,15 +142,15 @@ StatusOr<std::shared_ptr<const std::string>> GrpcSiteLink::Download(const v1::Ro
     reader->Finish().ok();  // the stream is cancelled; our error is the one that counts
     return st;
   }
-  RETURN_IF_ERROR(FromGrpc(reader->Finish(), what));
+  RETURN_IF_ERROR(Outcome(reader->Finish(), what));
   return receiver.Finish();
 }
 
 Status GrpcSiteLink::RespondToPlan(const v1::PlanResponse& response) {
   auto ctx = ContextWithDeadline(options_.call_seconds);
   v1::PlanAck ack;
-  return FromGrpc(stub_->RespondToPlan(ctx.get(), response, &ack),
-                  absl::StrCat("answering the plan of round ", response.round()));
+  return Outcome(stub_->RespondToPlan(ctx.get(), response, &ack),
+                 absl::StrCat("answering the plan of round ", response.round()));
 }
 
 StatusOr<v1::UploadReply> GrpcSiteLink::Upload(const v1::RoundPlan& plan,
@@ -162,21 +177,21 @@ StatusOr<v1::UploadReply> GrpcSiteLink::Upload(const v1::RoundPlan& plan,
     ok = writer->Write(chunk);
   }
   if (ok) writer->WritesDone();
-  RETURN_IF_ERROR(FromGrpc(writer->Finish(), absl::StrCat("uploading round ", header.round())));
+  RETURN_IF_ERROR(Outcome(writer->Finish(), absl::StrCat("uploading round ", header.round())));
   return reply;
 }
 
 Status GrpcSiteLink::SubmitSecAgg(const v1::SecAggSubmission& submission) {
   auto ctx = ContextWithDeadline(options_.call_seconds);
   v1::SecAggAck ack;
-  return FromGrpc(stub_->SubmitSecAgg(ctx.get(), submission, &ack),
-                  absl::StrCat("sending ", v1::Task::Kind_Name(submission.stage())));
+  return Outcome(stub_->SubmitSecAgg(ctx.get(), submission, &ack),
+                 absl::StrCat("sending ", v1::Task::Kind_Name(submission.stage())));
 }
 
 Status GrpcSiteLink::ReportMetrics(const v1::MetricsReport& report) {
   auto ctx = ContextWithDeadline(options_.call_seconds);
   v1::MetricsReply reply;
-  return FromGrpc(stub_->ReportMetrics(ctx.get(), report, &reply), "reporting metrics");
+  return Outcome(stub_->ReportMetrics(ctx.get(), report, &reply), "reporting metrics");
 }
 
 }  // namespace hansa

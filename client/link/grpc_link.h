@@ -17,6 +17,8 @@
 
 namespace grpc {
 class Channel;
+class ChannelCredentials;
+class Status;
 }  // namespace grpc
 
 namespace hansa {
@@ -55,6 +57,9 @@ class GrpcSiteLink final : public SiteLink {
   void Stop() override { stop_ = true; }
 
  private:
+  // The call's status as a Status; a call that ran out of time makes the next Connect() open a
+  // new connection (see renew_channel_).
+  Status Outcome(const grpc::Status& status, const std::string& what);
   // The pin's refusal, naming both fingerprints. REQUIRES: pin_ refused a handshake.
   Status PinRefusal() const;
   // Before each connection: this site's own certificate must be valid now, or the handshake
@@ -65,8 +70,12 @@ class GrpcSiteLink final : public SiteLink {
   const GrpcLinkOptions options_;
   std::optional<Certificate> certificate_;  // this site's; set by Create
   std::shared_ptr<CertificatePin> pin_;     // when options_.coordinator_fingerprint is set
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;  // set by Create
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Coordinator::Stub> stub_;
+  // A call ended in DEADLINE_EXCEEDED since the last Connect(): its connection may have gone
+  // silent, so the next Connect() replaces the channel (when Create made it).
+  bool renew_channel_ = false;
   uint32_t max_chunk_bytes_ = 4 << 20;
   std::atomic<bool> stop_{false};
 };

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdarg>
+#include <iostream>
 #include <map>
 #include <random>
 #include <set>
@@ -60,6 +61,11 @@ int Accept(int listener) {
   timeval tv{10, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   return fd;
+}
+
+void ResetOnClose(int fd) {
+  linger l{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
 }
 
 std::string RandomBytes(size_t n, uint32_t seed) {
@@ -213,6 +219,67 @@ TEST(FaultProxyTest, StallHoldsEverythingUntilReleased) {
   EXPECT_EQ(ReadExactly(p.client, 4), "back");
 }
 
+// Nothing arrives on `fd` within 300 ms: neither bytes nor an end of stream nor a reset.
+bool HearsNothing(int fd) {
+  timeval brief{0, 300000};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &brief, sizeof brief);
+  char c;
+  const ssize_t n = ::recv(fd, &c, 1, 0);
+  const int error = errno;
+  timeval back{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &back, sizeof back);
+  return n < 0 && (error == EAGAIN || error == EWOULDBLOCK);
+}
+
+TEST(FaultProxyTest, SilenceDropsEverythingBothWaysPassesNoEndAndSparesNewConnections) {
+  Pipe p;
+  ASSERT_NO_FATAL_FAILURE(Open(&p));
+  EXPECT_TRUE(SendAll(p.client, "hello"));
+  EXPECT_EQ(ReadExactly(p.server, 5), "hello");
+  p.proxy->Silence();
+  EXPECT_TRUE(SendAll(p.client, "more"));
+  EXPECT_TRUE(SendAll(p.server, "back"));
+  ASSERT_TRUE(WaitFor(5, [&] { return p.proxy->stats().dropped_bytes == 8; }));
+  EXPECT_TRUE(HearsNothing(p.server));
+  EXPECT_TRUE(HearsNothing(p.client));
+  // An end that closes its side (FIN, then RST) tells the other nothing.
+  ::shutdown(p.client, SHUT_WR);
+  EXPECT_TRUE(HearsNothing(p.server));
+  ResetOnClose(p.client);
+  ::close(p.client);
+  p.client = -1;
+  EXPECT_TRUE(HearsNothing(p.server));
+  EXPECT_TRUE(SendAll(p.server, "still there?"));
+  // A new connection passes.
+  int client = Connect(p.proxy->port());
+  int server = Accept(p.listener);
+  EXPECT_TRUE(SendAll(client, "again"));
+  EXPECT_EQ(ReadExactly(server, 5), "again");
+  EXPECT_TRUE(SendAll(server, "yes"));
+  EXPECT_EQ(ReadExactly(client, 3), "yes");
+  ::close(client);
+  ::close(server);
+  const ProxyStats s = p.proxy->stats();
+  EXPECT_EQ(s.connections, 2);
+  EXPECT_EQ(s.silenced_connections, 1);
+  EXPECT_EQ(s.bytes[static_cast<int>(Direction::kToServer)], 10);
+  EXPECT_EQ(s.faults_fired, 0);
+}
+
+TEST(FaultProxyTest, SilenceAsAFaultFiresAfterExactlyNBytes) {
+  Pipe p;
+  ASSERT_NO_FATAL_FAILURE(Open(&p));
+  p.proxy->Arm({.kind = Fault::kSilence, .direction = Direction::kToClient, .after_bytes = 3});
+  EXPECT_TRUE(SendAll(p.server, "abcdef"));
+  EXPECT_EQ(ReadExactly(p.client, 3), "abc");
+  ASSERT_TRUE(p.proxy->WaitForFaults(1, absl::Seconds(5)));
+  EXPECT_TRUE(SendAll(p.client, "up"));
+  EXPECT_TRUE(HearsNothing(p.client));
+  EXPECT_TRUE(HearsNothing(p.server));
+  EXPECT_EQ(p.proxy->stats().silenced_connections, 1);
+  ASSERT_TRUE(WaitFor(5, [&] { return p.proxy->stats().dropped_bytes == 5; }));
+}
+
 // ---- Federations through the proxy ----
 
 std::string Format(const char* fmt, ...) {
@@ -278,16 +345,20 @@ class Federation {
   }
 
   void Start() {
+    StartCoordinator();
+    for (const std::string& site : sites_) StartSite(site);
+  }
+  void StartCoordinator() {
     coordinator_ = std::make_unique<Process>(
         std::vector<std::string>{BuildPath("coordinator/hansa-coordinator"), "--config",
                                  kit_ + "/coordinator/coordinator.toml"},
         dir_ + "/coordinator.log");
-    for (const std::string& site : sites_) {
-      sites_running_[site] = std::make_unique<Process>(
-          std::vector<std::string>{BuildPath("client/hansa-client"), "--config",
-                                   kit_ + "/sites/" + site + "/site.toml"},
-          dir_ + "/" + site + ".log");
-    }
+  }
+  void StartSite(const std::string& site) {
+    sites_running_[site] = std::make_unique<Process>(
+        std::vector<std::string>{BuildPath("client/hansa-client"), "--config",
+                                 kit_ + "/sites/" + site + "/site.toml"},
+        dir_ + "/" + site + ".log");
   }
   Process& coordinator() { return *coordinator_; }
   Process& site(const std::string& name) { return *sites_running_.at(name); }
@@ -498,6 +569,71 @@ TEST(NetworkFaultsTest, HalfOpenConnectionsAreDroppedAndTheSiteCarriesOn) {
   EXPECT_THAT(beta, HasSubstr("uploading round 1: "));
   fed.ExpectRecordsConsistent(1);
   EXPECT_THAT(fed.Released(1), ::testing::UnorderedElementsAre("alpha", "beta"));
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// A connection that goes silent both ways with no end of stream and no reset (a NAT that forgot
+// it, a cable pulled), first while the site waits idle for its plan, then mid-upload. The
+// shipped keepalive settings (common/net/rpc.h: a ping after at most 20 s, 10 s for its answer)
+// find the idle one long before the poll's own deadline (poll wait 20 s + rpc_timeout 30 s); the
+// coordinator counts the silent uploader out at the upload deadline, when the site gives the
+// upload up too; the site comes back over a new connection each time (at once after a deadline,
+// not once keepalive gives the silent connection up) and the round is released once, with
+// nothing counted twice. About a minute of real time, most of it the keepalive.
+TEST(NetworkFaultsTest, ASilentConnectionIsFoundByKeepaliveAndTheSiteComesBackOverANewOne) {
+  Federation fed(FreshDir(), {"alpha", "beta"}, {"beta"},
+                 Settings{.rounds = 1, .upload_timeout = 10});
+  fed.StartCoordinator();
+  fed.StartSite("beta");
+  ASSERT_TRUE(WaitFor(60, [&] {
+    return fed.site("beta").Log().find("joined federation") != std::string::npos;
+  })) << fed.site("beta").Log();
+  // alpha is not up yet: beta polls for a plan that cannot come (min_sites = 2).
+  const absl::Time silenced = absl::Now();
+  fed.proxy("beta").Silence();
+  // The next silence lands inside beta's first upload, over whatever connection carries it.
+  fed.proxy("beta").Arm(
+      {.kind = Fault::kSilence, .direction = Direction::kToServer, .after_bytes = kMidUpload});
+  ASSERT_TRUE(WaitFor(90, [&] { return Count(fed.site("beta").Log(), "joined federation") >= 2; }))
+      << fed.site("beta").Log();
+  const absl::Duration found = absl::Now() - silenced;
+  const std::string idle = fed.site("beta").Log();
+  EXPECT_THAT(idle, HasSubstr("asking for a task: "));
+  EXPECT_THAT(idle, ::testing::Not(HasSubstr("asking for a task: Deadline Exceeded")));
+  // Keepalive, not the poll's deadline (50 s after the poll began, at least 30 s after the
+  // silence): found and back within the keepalive's 30 s, plus the rejoin.
+  EXPECT_LT(found, absl::Seconds(45)) << idle;
+  std::cerr << "idle silence found and beta rejoined after " << absl::FormatDuration(found) << "\n";
+  fed.StartSite("alpha");
+  ASSERT_TRUE(fed.proxy("beta").WaitForFaults(1, absl::Seconds(120))) << fed.site("beta").Log();
+  fed.ExpectFinished();
+  const std::string beta = fed.site("beta").Log();
+  const std::string coordinator = fed.coordinator().Log();
+  // The upload deadline (10 s after the plan) comes before keepalive could (at least 10 s after
+  // the silence), and the site reconnects at once over a new connection instead of waiting for
+  // keepalive to give the silent one up.
+  const size_t cut = beta.find("uploading round 1: Deadline Exceeded; reconnecting");
+  ASSERT_NE(cut, std::string::npos) << beta;
+  const size_t back = beta.find("joined federation", cut);
+  ASSERT_NE(back, std::string::npos) << beta;
+  EXPECT_EQ(beta.substr(cut, back - cut).find("keepalive"), std::string::npos) << beta;
+  EXPECT_THAT(coordinator, HasSubstr("no answer in time from beta (TRAIN)"));
+  EXPECT_THAT(coordinator, HasSubstr("only 1 of min_sites = 2 updates arrived"));
+  const ProxyStats s = fed.proxy("beta").stats();
+  EXPECT_EQ(s.silenced_connections, 2);
+  EXPECT_GE(s.connections, 3);
+  fed.ExpectRecordsConsistent(1);
+  EXPECT_THAT(fed.Released(1), ::testing::UnorderedElementsAre("alpha", "beta"));
+  bool dropped = false;
+  for (const auto& r : ReadJsonLines(fed.state() + "/audit.jsonl")) {
+    dropped |= r["event"] == "site_dropped" && r["fields"]["site"] == "beta";
+  }
+  EXPECT_TRUE(dropped);
 }
 
 }  // namespace

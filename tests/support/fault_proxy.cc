@@ -54,6 +54,7 @@ int Unacknowledged(int fd) {
 struct FaultProxy::Connection {
   int fd[2] = {-1, -1};  // by Direction: the socket that direction writes to
   bool aborted = false;
+  bool silent = false;
   bool half_closed[2] = {false, false};
   bool done[2] = {false, false};
   absl::Time stalled_until = absl::InfinitePast();
@@ -121,6 +122,17 @@ void FaultProxy::ReleaseStalls() {
   for (auto& c : connections_) c->stalled_until = absl::InfinitePast();
 }
 
+void FaultProxy::Silence() {
+  absl::MutexLock lock(&mu_);
+  for (auto& c : connections_) Silence(c.get());
+}
+
+void FaultProxy::Silence(Connection* c) {
+  if (c->silent || c->aborted) return;
+  c->silent = true;
+  ++stats_.silenced_connections;
+}
+
 ProxyStats FaultProxy::stats() const {
   absl::MutexLock lock(&mu_);
   return stats_;
@@ -180,14 +192,16 @@ void FaultProxy::Forward(Connection* c, Direction d) {
     if (::poll(&p, 1, kPollMs) <= 0) continue;
     ssize_t n = ::recv(from, buf, sizeof buf, 0);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n < 0) {  // reset by the peer: reset the other side too
+    if (n < 0) {  // reset by the peer: reset the other side too, unless it hears nothing
       absl::MutexLock lock(&mu_);
-      Abort(c);
+      if (!c->silent) Abort(c);
       break;
     }
     if (n == 0) {  // end of stream: pass it on, the other direction may go on
       absl::MutexLock lock(&mu_);
-      if (!c->aborted && !c->half_closed[static_cast<int>(d)]) ::shutdown(c->sink(d), SHUT_WR);
+      if (!c->aborted && !c->half_closed[static_cast<int>(d)] && !c->silent) {
+        ::shutdown(c->sink(d), SHUT_WR);
+      }
       break;
     }
     if (!Deliver(c, d, buf, static_cast<size_t>(n))) break;
@@ -210,7 +224,7 @@ bool FaultProxy::Deliver(Connection* c, Direction d, const char* data, size_t n)
     {
       absl::MutexLock lock(&mu_);
       if (stop_ || c->aborted) return false;
-      if (c->half_closed[i]) {
+      if (c->half_closed[i] || c->silent) {
         stats_.dropped_bytes += static_cast<int64_t>(n - off);
         return true;
       }
@@ -253,6 +267,9 @@ bool FaultProxy::Deliver(Connection* c, Direction d, const char* data, size_t n)
           if (!c->aborted) ::shutdown(c->sink(d), SHUT_WR);
           c->half_closed[i] = true;
           break;
+        case Fault::kSilence:
+          Silence(c);
+          break;
       }
       continue;
     }
@@ -265,6 +282,14 @@ bool FaultProxy::Deliver(Connection* c, Direction d, const char* data, size_t n)
       absl::SleepFor(absl::Seconds(static_cast<double>(take) / bytes_per_second));
     }
     WaitWhileStalled(c);
+    {
+      absl::MutexLock lock(&mu_);
+      if (c->silent) {  // since the slice was taken: it is dropped, not forwarded
+        stats_.bytes[i] -= static_cast<int64_t>(take);
+        stats_.dropped_bytes += static_cast<int64_t>(n - off);
+        return true;
+      }
+    }
     for (size_t sent = 0; sent < take;) {
       ssize_t w = ::send(c->sink(d), data + off + sent, take - sent, MSG_NOSIGNAL);
       if (w > 0) {
@@ -275,12 +300,14 @@ bool FaultProxy::Deliver(Connection* c, Direction d, const char* data, size_t n)
         {
           absl::MutexLock lock(&mu_);
           if (stop_ || c->aborted) return false;
+          if (c->silent) return true;
         }
         pollfd p{c->sink(d), POLLOUT, 0};
         ::poll(&p, 1, kPollMs);
         continue;
       }
       absl::MutexLock lock(&mu_);  // the receiver is gone: so is the connection
+      if (c->silent) return true;
       Abort(c);
       return false;
     }
@@ -293,7 +320,7 @@ void FaultProxy::WaitWhileStalled(Connection* c) {
     absl::Time until;
     {
       absl::MutexLock lock(&mu_);
-      if (stop_ || c->aborted) return;
+      if (stop_ || c->aborted || c->silent) return;
       until = c->stalled_until;
     }
     const absl::Time now = absl::Now();

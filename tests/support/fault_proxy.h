@@ -1,9 +1,10 @@
 // A fault-injecting TCP proxy on loopback, for tests of real processes: it listens on
 // 127.0.0.1 (a port of its own) and forwards every connection to 127.0.0.1:target_port, byte
 // for byte, so TLS passes through untouched and mutual TLS stays end to end. Faults switch on
-// and off while connections run: latency added to each chunk, a bandwidth limit, and one-shot
+// and off while connections run: latency added to each chunk, a bandwidth limit, one-shot
 // faults that fire after a given number of bytes in one direction (a reset, a stall of the
-// connection, a half-close of that direction). It counts connections and bytes.
+// connection, a half-close of that direction, silence), and silence of every open connection at
+// once. It counts connections and bytes.
 //
 // Threading: every method may be called from any thread. The proxy owns an accepting thread
 // and two forwarding threads per connection (one per direction); the destructor stops them,
@@ -35,6 +36,7 @@ struct Fault {
     kStall,      // the connection forwards nothing either way for `stall`, then resumes
     kHalfClose,  // `direction` is closed (its receiver reads end of stream) and whatever its
                  // sender sends after is dropped; the other direction keeps flowing
+    kSilence,    // the connection goes silent both ways for good (see Silence)
   };
   Kind kind = kReset;
   Direction direction = Direction::kToServer;
@@ -46,8 +48,9 @@ struct ProxyStats {
   int64_t connections = 0;       // accepted
   int64_t open_connections = 0;  // not yet closed on both sides
   int64_t bytes[2] = {0, 0};     // forwarded, by Direction
-  int64_t dropped_bytes = 0;     // read after a half-close and not forwarded
+  int64_t dropped_bytes = 0;     // read after a half-close or silence and not forwarded
   int64_t faults_fired = 0;
+  int64_t silenced_connections = 0;
 };
 
 class FaultProxy {
@@ -70,6 +73,12 @@ class FaultProxy {
   void Arm(const Fault& fault);
   // Ends every stall now.
   void ReleaseStalls();
+  // Every connection open now goes silent both ways for good, as behind a NAT that forgot it or
+  // a cable pulled: the proxy keeps both of its TCP connections open and reads and drops every
+  // byte from either end, and passes on no end of stream and no reset (an end that closes its
+  // side hears nothing back). Only keepalive or a deadline at either end can tell. Connections
+  // accepted afterwards pass as usual.
+  void Silence();
 
   ProxyStats stats() const;
   // Waits until `faults` faults have fired; false after `timeout`.
@@ -88,8 +97,9 @@ class FaultProxy {
   // Writes `n` bytes of `data` from c's side in direction `d` under the faults; false when the
   // connection is gone.
   bool Deliver(Connection* c, Direction d, const char* data, size_t n);
-  // Waits out a stall of `c` (or the proxy stopping).
+  // Waits out a stall of `c` (or the proxy stopping, or its silence).
   void WaitWhileStalled(Connection* c);
+  void Silence(Connection* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Fire(Connection* c, const Fault& fault) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Both sides of `c` are reset once its forwarding threads have let go of them.
   void Abort(Connection* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
