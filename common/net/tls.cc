@@ -9,6 +9,7 @@
 #include <openssl/ssl.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <utility>
@@ -16,6 +17,7 @@
 #include "common/fileio/fileio.h"
 #include "common/pki/certificate.h"
 #include "common/pki/key.h"
+#include "spdlog/spdlog.h"
 
 namespace hansa {
 namespace {
@@ -69,7 +71,82 @@ class PinningVerifier final : public grpc::experimental::ExternalCertificateVeri
   grpc::experimental::HostNameCertificateVerifier host_name_;
 };
 
+// The coordinator's check of every client certificate, inside gRPC's handshake (gRPC hands the
+// certificate over unchecked: GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_BUT_DONT_VERIFY).
+// Says why it refused, once a minute per certificate, so a site retrying every few seconds with
+// an expired certificate, or a stranger's scanner, does not flood the log.
+class ClientCertificateVerifier final : public grpc::experimental::ExternalCertificateVerifier {
+ public:
+  explicit ClientCertificateVerifier(Certificate ca) : ca_(std::move(ca)) {}
+
+  bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
+              std::function<void(grpc::Status)> callback, grpc::Status* sync_status) override {
+    grpc::string_ref pem = request->peer_cert();
+    const std::string_view text(pem.data(), pem.size());
+    Status st = CheckClientCertificate(text, ca_, absl::Now());
+    if (st.ok()) {
+      *sync_status = grpc::Status::OK;
+      return true;
+    }
+    Report(text, st);
+    *sync_status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(st.message()));
+    return true;
+  }
+  void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest*) override {}
+
+ private:
+  void Report(std::string_view pem, const Status& why) {
+    StatusOr<Certificate> cert = Certificate::FromPem(pem);
+    const std::string fingerprint = cert.ok() ? cert->Sha256Fingerprint() : "unreadable";
+    const absl::Time now = absl::Now();
+    int64_t since_last = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      if (last_.size() > 4096) last_.clear();  // bounded, whoever connects
+      auto [it, fresh] = last_.try_emplace(fingerprint, Reported{now, 0});
+      if (!fresh && now - it->second.at < absl::Minutes(1)) {
+        ++it->second.suppressed;
+        return;
+      }
+      since_last = it->second.suppressed;
+      it->second = Reported{now, 0};
+    }
+    spdlog::warn("refused a TLS client: the client's {} (sha256 {}){}", std::string(why.message()),
+                 fingerprint,
+                 since_last > 0 ? absl::StrCat("; ", since_last, " more refused in the last minute")
+                                : std::string());
+  }
+
+  struct Reported {
+    absl::Time at;
+    int64_t suppressed;
+  };
+  const Certificate ca_;
+  absl::Mutex mu_;
+  std::map<std::string, Reported> last_ ABSL_GUARDED_BY(mu_);
+};
+
 }  // namespace
+
+Status CheckClientCertificate(std::string_view certificate_pem, const Certificate& ca,
+                              absl::Time at) {
+  StatusOr<Certificate> cert = Certificate::FromPem(certificate_pem);
+  if (!cert.ok()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("certificate could not be read: ", cert.status().message()));
+  }
+  RETURN_IF_ERROR(VerifyCertificate(*cert, ca, at, CertificateUsage::kTlsClient));
+  // What OpenSSL's security level checks of a peer key, and stricter: only the kinds of key the
+  // federation issues.
+  StatusOr<PublicKey> key = cert->GetPublicKey();
+  if (!key.ok()) {
+    return absl::PermissionDeniedError(absl::StrCat("certificate of '", cert->Subject().common_name,
+                                                    "' holds a key of a kind this federation "
+                                                    "does not issue: ",
+                                                    key.status().message()));
+  }
+  return absl::OkStatus();
+}
 
 StatusOr<TlsFiles> LoadTlsFiles(const std::string& certificate, const std::string& private_key,
                                 const std::string& ca_certificate) {
@@ -172,10 +249,18 @@ StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const T
   auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
       files.ca_certificate_pem, std::vector<grpc::experimental::IdentityKeyCertPair>{
                                     {files.private_key_pem, files.certificate_pem}});
+  ASSIGN_OR_RETURN(Certificate ca, Certificate::FromPem(files.ca_certificate_pem));
+  if (!ca.IsCa()) return absl::InvalidArgumentError("the federation CA certificate is not a CA");
   grpc::experimental::TlsServerCredentialsOptions options(provider);
   options.watch_root_certs();
   options.watch_identity_key_cert_pairs();
-  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  // A client certificate is required (a handshake without one fails in OpenSSL, as before) and
+  // checked by ClientCertificateVerifier, which refuses whatever OpenSSL's chain check refused
+  // and says why.
+  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
+  options.set_certificate_verifier(
+      grpc::experimental::ExternalCertificateVerifier::Create<ClientCertificateVerifier>(
+          std::move(ca)));
   return grpc::experimental::TlsServerCredentials(options);
 }
 

@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
+#include "common/pki/certificate.h"
 #include "common/status/status.h"
 
 namespace grpc {
@@ -74,9 +75,28 @@ class CertificatePin {
 StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(
     const TlsFiles& files, std::shared_ptr<CertificatePin> pin = nullptr);
 
+// Whether the certificate a TLS client presented (PEM) may open a connection at time `at`: read,
+// issued straight by the federation CA `ca` (its signature, names and validity, and the
+// certificate's own), not a CA itself, allowed for TLS client authentication, and holding a key
+// of a kind the federation issues (Ed25519 or ECDSA P-256). PermissionDenied naming the
+// certificate and why otherwise (VerifyCertificate's messages: "certificate of 'x' expired on
+// ...", "... is not yet valid: valid from ...", "... was not signed by the federation CA ...").
+// Never more lenient than OpenSSL's own chain check in the handshake, which it replaces on the
+// coordinator (see MakeServerCredentials): anything that check refuses, this refuses too.
+Status CheckClientCertificate(std::string_view certificate_pem, const Certificate& ca,
+                              absl::Time at);
+
 // Server credentials for mutual TLS 1.3 (EnforceTls13Only first): the coordinator's
 // certificate, and a client certificate required from every peer and verified against the
 // federation CA. What the coordinator serves with, and tests that stand in for it.
+//
+// gRPC 1.51 checks a client certificate inside OpenSSL and, when it fails, logs only
+// "certificate verify failed". So gRPC is told to require the certificate and hand it over
+// unchecked, and CheckClientCertificate decides, inside the same handshake, before the
+// connection carries any call: a refused handshake ends there, as before. Each refusal is
+// logged once a minute per certificate at warn: "refused a TLS client: the client's
+// certificate of 'alpha' expired on ... (sha256 ...)". gRPC 1.51 tells a verifier nothing of
+// the peer's address, so the line names the certificate, not the address.
 StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const TlsFiles& files);
 
 }  // namespace hansa

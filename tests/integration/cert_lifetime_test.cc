@@ -2,10 +2,20 @@
 // expiring while it is connected or while it reconnects, and the coordinator's own. Each side
 // names the certificate and the moment it expired instead of a bare TLS handshake failure.
 // The short-lived certificates come from the federation's CA with the project's own code, for
-// the keys `hansa provision` made.
+// the keys `hansa provision` made. Last, the coordinator's TLS handshake itself, met by a raw TLS
+// client that skips a site's own checks: expired, early, foreign and missing client
+// certificates are refused in the handshake and the coordinator says which and why.
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
@@ -56,12 +66,14 @@ struct Kit {
   std::string dir;
   std::string federation;
   std::string alpha_toml;
+  int port = 0;
 };
 
 Kit MakeKit() {
   Kit kit;
   kit.dir = FreshDir();
-  kit.federation = Provision(kit.dir, {"alpha", "beta", "gamma"}, FreePort());
+  kit.port = FreePort();
+  kit.federation = Provision(kit.dir, {"alpha", "beta", "gamma"}, kit.port);
   kit.alpha_toml = kit.federation + "/sites/alpha/site.toml";
   ReplaceInFile(kit.alpha_toml, "[site]\n",
                 "[site]\nreconnect_seconds = 60\nrpc_timeout_seconds = 2\n");
@@ -79,6 +91,12 @@ std::unique_ptr<Process> StartAlpha(const Kit& kit, const std::string& log) {
   return std::make_unique<Process>(
       std::vector<std::string>{BuildPath("client/hansa-client"), "--config", kit.alpha_toml},
       kit.dir + "/" + log);
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
 }
 
 bool WaitForLine(Process& p, const std::string& text, double seconds) {
@@ -178,6 +196,147 @@ TEST(CertLifetimeTest, ACoordinatorWhoseCertificateExpiresStopsAndTheSitesSayWhy
   auto again = StartCoordinator(kit, "coordinator-again.log");
   ASSERT_EQ(again->Wait(30).value_or(-1), 2) << again->Log();
   EXPECT_THAT(again->Log(), HasSubstr("certificate of 'coordinator' expired on"));
+}
+
+// ---- The coordinator's handshake, met by a raw TLS 1.3 client ----
+
+enum class Handshake {
+  kServed,   // the handshake passed and the coordinator answered with HTTP/2 SETTINGS
+  kRefused,  // the connection ended before any HTTP/2 byte came back
+};
+
+template <typename T, void (*Free)(T*)>
+struct Deleter {
+  void operator()(T* p) const { Free(p); }
+};
+using SslCtxPtr = std::unique_ptr<SSL_CTX, Deleter<SSL_CTX, SSL_CTX_free>>;
+using SslPtr = std::unique_ptr<SSL, Deleter<SSL, SSL_free>>;
+using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
+using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
+using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
+
+// Connects to 127.0.0.1:port over TLS 1.3 (ALPN h2), verifying the coordinator against `ca_pem`
+// and presenting `cert_pem`/`key_pem` (none when empty), sends the HTTP/2 preface and an empty
+// SETTINGS frame, and reports whether the coordinator served the connection.
+Handshake TryTls(int port, const std::string& ca_pem, const std::string& cert_pem,
+                 const std::string& key_pem) {
+  ::signal(SIGPIPE, SIG_IGN);  // a refused connection is closed under our writes
+  SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+  EXPECT_TRUE(ctx);
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION);
+  BioPtr ca_bio(BIO_new_mem_buf(ca_pem.data(), static_cast<int>(ca_pem.size())));
+  X509Ptr ca(PEM_read_bio_X509(ca_bio.get(), nullptr, nullptr, nullptr));
+  EXPECT_TRUE(ca);
+  X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx.get()), ca.get());
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  if (!cert_pem.empty()) {
+    BioPtr cert_bio(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())));
+    X509Ptr cert(PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr));
+    BioPtr key_bio(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())));
+    KeyPtr key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
+    EXPECT_TRUE(cert && key);
+    EXPECT_EQ(SSL_CTX_use_certificate(ctx.get(), cert.get()), 1);
+    EXPECT_EQ(SSL_CTX_use_PrivateKey(ctx.get(), key.get()), 1);
+  }
+  static const unsigned char kAlpn[] = {2, 'h', '2'};
+  SSL_CTX_set_alpn_protos(ctx.get(), kAlpn, sizeof kAlpn);
+
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  timeval tv{20, 0};  // a coordinator that neither serves nor refuses fails the test
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  SslPtr ssl(SSL_new(ctx.get()));
+  SSL_set_fd(ssl.get(), fd);
+  SSL_set_tlsext_host_name(ssl.get(), "localhost");
+  Handshake outcome = Handshake::kRefused;
+  // In TLS 1.3 the client's side of the handshake ends before the server has looked at the
+  // client's certificate: the verdict is whether anything comes back.
+  if (SSL_connect(ssl.get()) == 1) {
+    static const char kPreface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    static const unsigned char kSettings[] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+    SSL_write(ssl.get(), kPreface, sizeof kPreface - 1);
+    SSL_write(ssl.get(), kSettings, sizeof kSettings);
+    unsigned char frame[9];
+    int got = 0;
+    while (got < 9) {
+      const int n = SSL_read(ssl.get(), frame + got, 9 - got);
+      if (n <= 0) break;
+      got += n;
+    }
+    if (got == 9 && frame[3] == 4) outcome = Handshake::kServed;
+  }
+  ERR_clear_error();
+  ssl.reset();
+  ::close(fd);
+  return outcome;
+}
+
+Certificate IssueFor(const CertificateAuthority& ca, const std::string& kit_dir,
+                     absl::Time not_before, absl::Time not_after) {
+  auto old = Certificate::FromFile(kit_dir + "/cert.pem");
+  auto key = ReadPrivateKeyFile(kit_dir + "/key.pem");
+  EXPECT_TRUE(old.ok() && key.ok());
+  CertificateRequest request;
+  request.subject = old->Subject();
+  request.client_auth = true;
+  request.not_before = not_before;
+  request.not_after = not_after;
+  auto cert = ca.Issue(request, key->GetPublicKey());
+  EXPECT_TRUE(cert.ok()) << cert.status();
+  return *std::move(cert);
+}
+
+TEST(CertLifetimeTest, TheCoordinatorRefusesBadClientCertificatesInTheHandshakeAndSaysWhy) {
+  Kit kit = MakeKit();
+  const std::string alpha = kit.federation + "/sites/alpha";
+  auto ca =
+      CertificateAuthority::Load(kit.federation + "/ca/ca.pem", kit.federation + "/ca/ca-key.pem");
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  const absl::Time now = absl::Now();
+  // alpha's own key each time: only the certificate differs. The expired one ended a second
+  // ago, the early one starts in an hour, the foreign one comes from another CA of the same name.
+  const Certificate expired =
+      IssueFor(*ca, alpha, ca->certificate().NotBefore(), now - absl::Seconds(1));
+  const Certificate early = IssueFor(*ca, alpha, now + absl::Hours(1), now + absl::Hours(2));
+  auto foreign_ca =
+      CertificateAuthority::Create({.federation = "test", .organization = "", .country = "DE"});
+  ASSERT_TRUE(foreign_ca.ok()) << foreign_ca.status();
+  const Certificate foreign =
+      IssueFor(*foreign_ca, alpha, now - absl::Minutes(1), now + absl::Hours(1));
+  const std::string ca_pem = ReadText(kit.federation + "/ca/ca.pem");
+  const std::string key_pem = ReadText(alpha + "/key.pem");
+
+  auto coordinator = StartCoordinator(kit, "coordinator.log");
+  ASSERT_TRUE(WaitForLine(*coordinator, "listening on", 30)) << coordinator->Log();
+  EXPECT_EQ(TryTls(kit.port, ca_pem, expired.ToPem(), key_pem), Handshake::kRefused);
+  EXPECT_EQ(TryTls(kit.port, ca_pem, early.ToPem(), key_pem), Handshake::kRefused);
+  EXPECT_EQ(TryTls(kit.port, ca_pem, foreign.ToPem(), key_pem), Handshake::kRefused);
+  EXPECT_EQ(TryTls(kit.port, ca_pem, "", ""), Handshake::kRefused);
+  // The coordinator's own certificate is the federation's, but for servers only.
+  EXPECT_EQ(TryTls(kit.port, ca_pem, ReadText(kit.federation + "/coordinator/cert.pem"),
+                   ReadText(kit.federation + "/coordinator/key.pem")),
+            Handshake::kRefused);
+  // The same key with its provisioned certificate is served: the refusals were the certificates.
+  EXPECT_EQ(TryTls(kit.port, ca_pem, ReadText(alpha + "/cert.pem"), key_pem), Handshake::kServed);
+
+  const std::string refused = "refused a TLS client: the client's certificate of 'alpha' ";
+  ASSERT_TRUE(WaitForLine(*coordinator, "not allowed for TLS client authentication", 10))
+      << coordinator->Log();
+  const std::string log = coordinator->Log();
+  EXPECT_THAT(log, HasSubstr(refused + "expired on " + FormatCertificateTime(expired.NotAfter()) +
+                             "; ask the federation operator for a new certificate (sha256 " +
+                             expired.Sha256Fingerprint() + ")"));
+  EXPECT_THAT(log, HasSubstr(refused + "is not yet valid: valid from " +
+                             FormatCertificateTime(early.NotBefore())));
+  EXPECT_THAT(log, HasSubstr("(sha256 " + foreign.Sha256Fingerprint() + ")"));
+  EXPECT_THAT(log, HasSubstr("the client's certificate of 'coordinator' is not allowed for TLS "
+                             "client authentication"));
+  EXPECT_EQ(Count(log, "refused a TLS client: "), 4u) << log;
+  EXPECT_TRUE(coordinator->Running());
 }
 
 }  // namespace
