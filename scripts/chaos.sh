@@ -11,12 +11,18 @@
 #    ledger or the coordinator's log, then a seeded 0-150 ms more; the coordinator restarts
 #    at once over the same state dir.
 # 2. A site of 4 SIGKILLed at each stage of its round: before its upload, half-way through it
-#    (over a slow relay), after it, during unmasking, during evaluation.
-# After each: every round released and evaluated exactly once, no update counted twice, the
-# survivors exit 0, `hansa audit verify` passes and every egress ledger reconciles with the
-# audit log with 0 differences. Prints a table of the kills; exits non-zero on any violation.
-# Logs stay under $TMPDIR (or /tmp)/hansa_it_ChaosTest_*. The same code, with 3 kills and 2
-# site stages, runs in make test (tests/integration/chaos_test.cc).
+#    (over a slow relay), after it, during unmasking, during evaluation; then enough sites to
+#    leave an attempt too few: 2 of 4 before their uploads (min_sites 3), 3 of 4 during the
+#    unmasking (each secret needs t = 2 shares). That attempt must stop with no sum unmasked,
+#    nothing released, booked in the privacy account or counted, the victims recorded dropped
+#    and the reason logged, the survivors still running; restarted, the victims join the
+#    retry, which releases the round once.
+# After each: every round released, booked and evaluated exactly once, no update counted
+# twice, the survivors exit 0, `hansa audit verify` passes and every egress ledger reconciles
+# with the audit log with 0 differences. Prints a table of the kills; exits non-zero on any
+# violation. Logs stay under $TMPDIR (or /tmp)/hansa_it_ChaosTest_*. The same code, with 3
+# kills and 3 site stages (mid_upload, during_unmask, too_few_at_upload), runs in make test
+# (tests/integration/chaos_test.cc).
 set -euo pipefail
 
 seed=${1:-16}
