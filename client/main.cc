@@ -11,6 +11,7 @@
 #include "client/train/data_parallel.h"
 #include "common/logging/logging.h"
 #include "common/signals/signal_watcher.h"
+#include "common/version/version.h"
 #include "spdlog/spdlog.h"
 
 namespace {
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
   std::string config_path = "site.toml";
   std::string log_level = "info";
   int rank = -1;
+  app.set_version_flag("--version", hansa::VersionText("hansa-client"));
   app.add_option("--config", config_path, "site.toml of this site")->capture_default_str();
   app.add_option("--rank", rank, "data-parallel rank of this process (overrides compute.rank)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")

@@ -19,6 +19,7 @@
 #include "common/net/tls.h"
 #include "common/signals/signal_watcher.h"
 #include "common/tensor/safetensors.h"
+#include "common/version/version.h"
 #include "coordinator/coordinator_config.h"
 #include "coordinator/service.h"
 #include "spdlog/spdlog.h"
@@ -154,6 +155,7 @@ int main(int argc, char** argv) {
   CLI::App app{"hansa-coordinator: runs a Hansa federation's rounds over mutual TLS"};
   std::string config = "coordinator.toml";
   std::string log_level = "info";
+  app.set_version_flag("--version", hansa::VersionText("hansa-coordinator"));
   app.add_option("--config", config, "coordinator.toml of this federation")->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();

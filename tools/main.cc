@@ -1,5 +1,6 @@
 // `hansa`: the admin binary (provision, dp, audit, report, simulate). Subcommands live in
 // tools/*_command.cc and register themselves; see tools/command.h.
+#include "common/version/version.h"
 #include "tools/command.h"
 
 namespace hansa::tools {
@@ -13,6 +14,7 @@ std::vector<CommandFn>& Commands() {
 
 int main(int argc, char** argv) {
   CLI::App app{"hansa: federation administration (provision, dp, audit, report, simulate)"};
+  app.set_version_flag("--version", hansa::VersionText("hansa"));
   app.require_subcommand(1);
   for (const auto& add : hansa::tools::Commands()) add(app);
   CLI11_PARSE(app, argc, argv);
