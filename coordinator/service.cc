@@ -10,6 +10,7 @@
 
 #include "common/net/rpc.h"
 #include "common/pki/certificate.h"
+#include "common/sync/tsan_annotations.h"
 #include "spdlog/spdlog.h"
 
 namespace hansa {
@@ -31,6 +32,15 @@ grpc::Status EngineStatus(RoundEngine* engine, const Status& status) {
   return ToGrpcStatus(status);
 }
 
+// ThreadSanitizer keys (common/sync/tsan_annotations.h) for what gRPC orders through its
+// executor, which is not instrumented: everything Hansa's code does with a reactor before its
+// Finish or in a callback precedes OnDone (the reactor's address), and the handler that returns a
+// reactor precedes its OnCancel (BoundKey). A write or read and its callback are ordered at gRPC's
+// completion queue by tests/support/tsan_grpc_sync.cc.
+const void* BoundKey(const grpc::ServerUnaryReactor* reactor) {
+  return reinterpret_cast<const char*>(reactor) + 1;
+}
+
 }  // namespace
 
 // One GetTask call. Finished exactly once, by whoever holds it: the handler, the waker's pass
@@ -40,8 +50,20 @@ class CoordinatorService::TaskPoll final : public grpc::ServerUnaryReactor {
   TaskPoll(CoordinatorService* service, Caller caller, v1::Task* reply, absl::Time deadline)
       : service_(service), caller_(std::move(caller)), reply_(reply), deadline_(deadline) {}
 
-  void OnCancel() override { service_->Cancel(this); }
-  void OnDone() override { delete this; }
+  void OnCancel() override {
+    HANSA_TSAN_ACQUIRE(BoundKey(this));  // gRPC cancels only a reactor the handler returned
+    service_->Cancel(this);
+    HANSA_TSAN_RELEASE(this);  // gRPC calls OnDone only after OnCancel returned
+  }
+  void OnDone() override {
+    HANSA_TSAN_ACQUIRE(this);  // OnDone comes last of all: pairs with every release on `this`
+    delete this;
+  }
+
+  void Finish(grpc::Status status) {
+    HANSA_TSAN_RELEASE(this);  // OnDone follows Finish
+    grpc::ServerUnaryReactor::Finish(std::move(status));
+  }
 
   // Answers WAIT.
   void FinishWaiting() {
@@ -92,9 +114,17 @@ class CoordinatorService::ModelWriter final : public grpc::ServerWriteReactor<v1
     offset_ += n;
     StartWrite(&msg_);
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    HANSA_TSAN_ACQUIRE(this);  // OnDone comes last of all: pairs with the release in Finish
+    delete this;
+  }
 
  private:
+  void Finish(grpc::Status status) {
+    HANSA_TSAN_RELEASE(this);  // OnDone follows Finish
+    grpc::ServerWriteReactor<v1::Chunk>::Finish(std::move(status));
+  }
+
   grpc::CallbackServerContext* const ctx_;
   RoundEngine* const engine_;
   const std::shared_ptr<const std::string> bytes_;
@@ -121,9 +151,17 @@ class CoordinatorService::UpdateReader final : public grpc::ServerReadReactor<v1
     if (!st.ok()) return Fail(EngineStatus(caller_.engine, st));
     StartRead(&chunk_);
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    HANSA_TSAN_ACQUIRE(this);  // OnDone comes last of all: pairs with the release in Finish
+    delete this;
+  }
 
  private:
+  void Finish(grpc::Status status) {
+    HANSA_TSAN_RELEASE(this);  // OnDone follows Finish
+    grpc::ServerReadReactor<v1::Chunk>::Finish(std::move(status));
+  }
+
   void OnHeader(bool ok) {
     if (!ok || !chunk_.has_header()) {
       return Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -384,6 +422,7 @@ grpc::ServerUnaryReactor* CoordinatorService::GetTask(grpc::CallbackServerContex
   const absl::Time now = absl::Now();
   auto* poll = new TaskPoll(this, *std::move(caller), reply, now + wait);
   if (!Answer(poll, now)) Park(poll, changes_seen);
+  HANSA_TSAN_RELEASE(BoundKey(poll));  // gRPC binds the reactor, then may call OnCancel
   return poll;
 }
 

@@ -8,8 +8,12 @@
 # to it and every access under an absl::MutexLock from two threads would look like a race; the
 # tsan build links tests/support/tsan_absl_sync.cc into every program, which gives ThreadSanitizer
 # the lock annotations an instrumented Abseil makes, and checks first that they work and that an
-# unguarded race is still reported (tsan_self_check). What ThreadSanitizer still cannot see is
-# the ordering inside uninstrumented libraries (gRPC, OpenSSL, protobuf, parts of Abseil):
+# unguarded race is still reported (tsan_self_check). gRPC is not instrumented either: the
+# coordinator's callback reactors are created, resumed and finished on gRPC's threads, handed over
+# through its completion queue, so tests/support/tsan_grpc_sync.cc annotates that hand-over (an
+# operation's start before its callback) and coordinator/service.cc the ones through gRPC's
+# executor (a reactor's callbacks and Finish before its OnDone). What ThreadSanitizer still cannot
+# see is the ordering inside uninstrumented libraries (gRPC, OpenSSL, protobuf, parts of Abseil):
 # scripts/tsan-suppressions.txt names each of them, with its reason, and nothing of Hansa's.
 #
 # Without CUDA (nvcc's host code would need the sanitizer flags, and no kernel can run here): the
@@ -40,20 +44,6 @@ tests=(audit_test client_data_test clock_test config_test coordinator_test crypt
   metrics_test partition_test pki_test plan_test privacy_accounts_test privacy_test report_test
   secagg_test service_test site_contributions_test site_link_test site_session_test
   strategy_test tensor_test wire_test)
-
-# Not under tsan: service_test and site_session_test run the coordinator's gRPC callback
-# reactors, which gRPC creates, resumes and finishes on its own threads, handing each reactor over
-# through its completion queue; gRPC is not instrumented, so ThreadSanitizer reports every such
-# hand-over as a race in the reactor (service.cc's ModelWriter, gRPC's own tags). Checking them
-# needs the hand-overs annotated in the reactors (__tsan_release where an operation starts,
-# __tsan_acquire where its callback runs); until then they run under asan and in `make test`.
-if [ "$mode" = tsan ]; then
-  kept=()
-  for t in "${tests[@]}"; do
-    case $t in service_test | site_session_test) ;; *) kept+=("$t") ;; esac
-  done
-  tests=("${kept[@]}")
-fi
 
 "$root/scripts/install-deps.sh"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
