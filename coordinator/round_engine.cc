@@ -7,6 +7,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/audit/events.h"
+#include "common/audit/record.h"
 #include "common/audit/record_text.h"
 #include "common/fileio/fileio.h"
 #include "common/logging/logging.h"
@@ -91,6 +93,95 @@ StatusOr<std::unique_ptr<RoundEngine>> RoundEngine::Create(const EngineOptions& 
 namespace {
 
 constexpr char kStandardizationKey[] = "standardization";
+// The figures of the round being published that no audit record holds (PublishingFact).
+constexpr char kPublishingKey[] = "publishing";
+
+std::string PublishingFact(const RoundRecord& r) {
+  return nlohmann::json{{"round", r.round},           {"model_sha256", r.model_sha256},
+                        {"examples", r.examples},     {"bytes_up", r.bytes_up},
+                        {"bytes_down", r.bytes_down}, {"seconds", r.seconds}}
+      .dump();
+}
+
+// Copies the figures of `fact` into `record` when it was written for the same round and model.
+bool FillFromPublishingFact(const std::string& fact, RoundRecord* record) {
+  nlohmann::json j = nlohmann::json::parse(fact, nullptr, false);
+  try {
+    if (j.at("round").get<int64_t>() != record->round ||
+        j.at("model_sha256").get<std::string>() != record->model_sha256) {
+      return false;
+    }
+    record->examples = j.at("examples").get<int64_t>();
+    record->bytes_up = j.at("bytes_up").get<int64_t>();
+    record->bytes_down = j.at("bytes_down").get<int64_t>();
+    record->seconds = j.at("seconds").get<double>();
+  } catch (const std::exception&) {
+    return false;
+  }
+  return true;
+}
+
+// The aggregate_released and the checkpoint_written records of rounds after the stored ones,
+// newest first.
+struct PastRecords {
+  std::vector<AuditRecord> released;
+  std::vector<AuditRecord> checkpointed;
+};
+
+// PastRecords of the log `log` past round `stored`, read from its end back to the release of a
+// round at or before `stored`: a round is released only after the one before it was stored, so
+// nothing older can be past it. Only the lines of those two events are parsed.
+StatusOr<PastRecords> RecordsPast(std::string_view log, int64_t stored) {
+  namespace ev = audit_events;
+  const std::string released_tag = absl::StrCat("\"event\":\"", ev::kAggregateReleased, "\"");
+  const std::string checkpoint_tag = absl::StrCat("\"event\":\"", ev::kCheckpointWritten, "\"");
+  PastRecords past;
+  std::string_view rest = log;
+  if (!rest.empty() && rest.back() == '\n') rest.remove_suffix(1);
+  while (!rest.empty()) {
+    const size_t newline = rest.rfind('\n');
+    const std::string_view line =
+        newline == std::string_view::npos ? rest : rest.substr(newline + 1);
+    rest = newline == std::string_view::npos ? std::string_view() : rest.substr(0, newline);
+    const bool released = line.find(released_tag) != std::string_view::npos;
+    if (!released && line.find(checkpoint_tag) == std::string_view::npos) continue;
+    ASSIGN_OR_RETURN(AuditRecord record, ParseRecordLine(line));
+    const nlohmann::json& round = record.fields["round"];
+    if (!round.is_number_integer()) {
+      return absl::DataLossError(
+          absl::StrCat("audit record ", record.seq, " (", record.event, ") names no round"));
+    }
+    if (round.get<int64_t>() <= stored) {
+      if (released) break;
+      continue;
+    }
+    (released ? past.released : past.checkpointed).push_back(std::move(record));
+  }
+  return past;
+}
+
+StatusOr<std::string> StringField(const AuditRecord& record, const char* name) {
+  auto it = record.fields.find(name);
+  if (it == record.fields.end() || !it->is_string()) {
+    return absl::DataLossError(
+        absl::StrCat("audit record ", record.seq, " (", record.event, ") has no '", name, "'"));
+  }
+  return it->get<std::string>();
+}
+
+// Resume's error for an unstored release whose files cannot be adopted (`error` says why).
+Status NotAdoptable(const RoundRecord& record, int64_t seq, const Checkpoints& checkpoints,
+                    const Status& error) {
+  const int64_t round = record.round;
+  return absl::DataLossError(absl::StrCat(
+      "round ", round, " was released (audit record ", seq, ", model ", record.model_sha256,
+      ") but the coordinator stopped before the state database recorded it, and its files "
+      "cannot be adopted: ",
+      error.message(), ". The coordinator will not run round ", round,
+      " again (a second aggregate of a released round); restore ", record.checkpoint,
+      " and, if the strategy keeps state, ", checkpoints.StrategyStatePath(round),
+      " from a backup, then restart"));
+}
 
 // The pooled standardisation as the state store keeps it (the audit record's fields).
 StatusOr<v1::Standardization> ParseStandardization(const std::string& text) {
@@ -118,7 +209,9 @@ Status RoundEngine::Resume(const Model& initial) {
     standardization_ = std::move(s);
   }
   ASSIGN_OR_RETURN(std::optional<RoundRecord> last, store_->LastRound());
-  if (!last) {
+  ASSIGN_OR_RETURN(std::optional<UnstoredRelease> unstored,
+                   ReleasedButNotStored(last ? last->round : -1));
+  if (!last) {  // a release past no stored round was refused above
     RETURN_IF_ERROR(initial.Validate());
     ASSIGN_OR_RETURN(strategy_, Strategy::Create(options_.strategy, initial.layout));
     ASSIGN_OR_RETURN(privacy_, EnginePrivacy::Open(options_, initial.layout.TotalElements()));
@@ -126,41 +219,120 @@ Status RoundEngine::Resume(const Model& initial) {
     record.round = 0;
     return PublishModel(0, initial, record);
   }
-  ASSIGN_OR_RETURN(PublishedModel published, checkpoints_.Load(*last));
-  spdlog::info("resuming after round {} (checkpoint {})", last->round, last->checkpoint);
-  const ModelLayout& layout = published.model.layout;
+  if (unstored) last = unstored->record;
+  // Why an unstored release cannot be adopted; `error` as it is otherwise.
+  auto adopting = [&](const Status& error) {
+    if (error.ok() || !unstored) return error;
+    return NotAdoptable(unstored->record, unstored->seq, checkpoints_, error);
+  };
+  StatusOr<PublishedModel> published = checkpoints_.Load(*last);
+  if (!published.ok()) return adopting(published.status());
+  const ModelLayout& layout = published->model.layout;
   ASSIGN_OR_RETURN(strategy_, Strategy::Create(options_.strategy, layout));
   ASSIGN_OR_RETURN(privacy_, EnginePrivacy::Open(options_, layout.TotalElements()));
   if (last->round > 0 && strategy_->State().layout.size() > 0) {
-    RETURN_IF_ERROR(Annotate(strategy_->LoadState(checkpoints_.StrategyStatePath(last->round)),
-                             absl::StrCat("resuming strategy '", options_.strategy.name, "'")));
+    RETURN_IF_ERROR(
+        adopting(Annotate(strategy_->LoadState(checkpoints_.StrategyStatePath(last->round)),
+                          absl::StrCat("resuming strategy '", options_.strategy.name, "'"))));
   }
+  if (unstored) {
+    // Its privacy cost was booked before the release; the store now completes the round.
+    RETURN_IF_ERROR(store_->RecordRound(*last));
+    spdlog::warn(
+        "round {} was released (audit record {}) but the coordinator stopped before the state "
+        "database recorded it: adopting its checkpoint {} instead of running the round again",
+        last->round, unstored->seq, last->checkpoint);
+  }
+  spdlog::info("resuming after round {} (checkpoint {})", last->round, last->checkpoint);
   absl::MutexLock lock(&mu_);
-  global_ = std::move(published);
+  global_ = *std::move(published);
   completed_round_ = last->round;
-  last_record_ = *last;
+  last_record_ = *std::move(last);
   return absl::OkStatus();
+}
+
+StatusOr<std::optional<RoundEngine::UnstoredRelease>> RoundEngine::ReleasedButNotStored(
+    int64_t stored) {
+  if (!options_.audit) return std::optional<UnstoredRelease>();
+  const std::string& path = options_.audit->path();
+  // AuditLog::Open read the whole log and checked its chain and signatures, and its lock keeps
+  // other writers out: the records are the engine's own.
+  ASSIGN_OR_RETURN(std::string log, ReadFile(path));
+  ASSIGN_OR_RETURN(PastRecords past, RecordsPast(log, stored));
+  if (past.released.empty()) {
+    // A checkpoint_written without its release (a stop between the two records) released
+    // nothing: the round runs again, as a retry, like one stopped before its checkpoint.
+    return std::optional<UnstoredRelease>();
+  }
+  const AuditRecord& release = past.released.front();
+  const int64_t round = release.fields["round"].get<int64_t>();
+  if (past.released.size() > 1 || round != stored + 1) {
+    return absl::DataLossError(absl::StrCat(
+        "audit log ", path, " released round ", round, " (record ", release.seq,
+        ") but the state database ",
+        stored < 0 ? std::string("holds no round") : absl::StrCat("ends at round ", stored),
+        ": it is older than the audit log (removed, or restored from an older backup). "
+        "Restore state.db from the backup the audit log belongs with; the coordinator does not "
+        "run a released round again, as that would release a second aggregate of it"));
+  }
+  UnstoredRelease out;
+  out.seq = release.seq;
+  RoundRecord& record = out.record;
+  record.round = round;
+  ASSIGN_OR_RETURN(record.model_sha256, StringField(release, "model_sha256"));
+  const AuditRecord* checkpoint = nullptr;
+  for (const AuditRecord& c : past.checkpointed) {
+    if (c.fields["round"] == round) {
+      checkpoint = &c;
+      break;
+    }
+  }
+  StatusOr<std::string> checkpointed =
+      checkpoint ? StringField(*checkpoint, "sha256") : StatusOr<std::string>(std::string());
+  if (!checkpointed.ok() || *checkpointed != record.model_sha256) {
+    return absl::DataLossError(absl::StrCat(
+        "audit log ", path, " released round ", round, " (record ", release.seq,
+        ") without a checkpoint_written record of its model ", record.model_sha256,
+        "; the state database does not hold the round either. Restore the state dir and the "
+        "audit log from one backup"));
+  }
+  record.checkpoint = checkpoints_.ModelPath(round);
+  try {
+    record.sites = release.fields.at("sites").get<std::vector<std::string>>();
+  } catch (const std::exception& e) {
+    return absl::DataLossError(absl::StrCat("audit log ", path, ", record ", release.seq,
+                                            ": the released sites are unreadable: ", e.what()));
+  }
+  ASSIGN_OR_RETURN(std::optional<std::string> fact, store_->Get(kPublishingKey));
+  if (!fact || !FillFromPublishingFact(*fact, &record)) {
+    spdlog::warn(
+        "round {}: the state database lost the figures of its release; its examples, "
+        "bytes and seconds read 0 in metrics.jsonl",
+        round);
+  }
+  return std::optional<UnstoredRelease>(std::move(out));
 }
 
 Status RoundEngine::PublishModel(int64_t round, Model model, const RoundRecord& base) {
   PublishedModel published = checkpoints_.Encode(round, std::move(model));
-  const std::string path = checkpoints_.ModelPath(round);
-  RETURN_IF_ERROR(checkpoints_.Write(round, published, *strategy_));
-  if (round > 0) {
-    // Recorded before the state store makes it the global model: after a crash in between,
-    // the round is run again and recorded twice rather than served unrecorded.
-    RETURN_IF_ERROR(Record(CheckpointWritten(round, path, published.sha256)));
-    RETURN_IF_ERROR(Record(AggregateReleased(round, published.sha256, base.sites)));
-  }
   RoundRecord record = base;
   record.round = round;
   record.model_sha256 = published.sha256;
-  record.checkpoint = path;
+  record.checkpoint = checkpoints_.ModelPath(round);
+  RETURN_IF_ERROR(checkpoints_.Write(round, published, *strategy_));
+  if (round > 0) {
+    // Released (on record) before the state store makes it the global model, so nothing is
+    // served unrecorded. A coordinator stopped in between adopts the round at its restart
+    // (Resume), with the figures kept here first, rather than releasing a second aggregate.
+    RETURN_IF_ERROR(store_->Put(kPublishingKey, PublishingFact(record)));
+    RETURN_IF_ERROR(Record(CheckpointWritten(round, record.checkpoint, published.sha256)));
+    RETURN_IF_ERROR(Record(AggregateReleased(round, published.sha256, base.sites)));
+  }
   RETURN_IF_ERROR(store_->RecordRound(record));
   absl::MutexLock lock(&mu_);
   global_ = std::move(published);
   completed_round_ = round;
-  last_record_ = record;
+  last_record_ = std::move(record);
   return absl::OkStatus();
 }
 

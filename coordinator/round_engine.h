@@ -119,8 +119,23 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
  private:
   using Phase = RoundPhase;
 
+  // A round whose aggregate_released record (audit seq `seq`) is in the audit log while the
+  // state store never recorded it: a coordinator stopped between PublishModel's audit records
+  // and its store write. `record` is what the store would have held.
+  struct UnstoredRelease {
+    RoundRecord record;
+    int64_t seq = 0;
+  };
+
   explicit RoundEngine(EngineOptions options);
+  // Loads the last completed round, or publishes `initial` as round 0. A round released but
+  // not stored (UnstoredRelease) is adopted from its checkpoint, never run again: a rerun would
+  // release a second aggregate of the same round. DataLoss, and nothing released, when its
+  // checkpoint or strategy state is gone or differs, or when the audit log released more than
+  // the store's next round (a state database older than the log).
   Status Resume(const Model& initial);
+  // The release past `stored` (the store's last round; -1: none) that the store lacks, if any.
+  StatusOr<std::optional<UnstoredRelease>> ReleasedButNotStored(int64_t stored);
   Status RunRounds();  // Run, less the storage error
   Status RunTrainingRound(int64_t round);
   // The statistics step before round 1 (options_.standardization): a secure round over the

@@ -3,12 +3,17 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sqlite3.h>
+
+#include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <thread>
 
 #include "common/audit/verify.h"
 #include "common/crypto/sha256.h"
+#include "common/fileio/fileio.h"
 #include "common/tensor/safetensors.h"
 #include "coordinator/round_engine.h"
 #include "proto/plan_digest.h"
@@ -19,6 +24,7 @@ namespace hansa {
 namespace {
 
 using ::hansa::testing::TestFederation;
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using json = nlohmann::json;
@@ -44,11 +50,13 @@ std::shared_ptr<AuditLog> OpenAudit(const EngineOptions& o) {
 }
 
 // A site that answers every training plan (accepting or refusing), uploads `delta` when it
-// accepted, and evaluates; until DONE.
-void RunSite(RoundEngine* engine, const std::string& name, bool accept, float delta) {
+// accepted, and evaluates; until DONE, or until `stop` (when given) is set.
+void RunSite(RoundEngine* engine, const std::string& name, bool accept, float delta,
+             const std::atomic<bool>* stop = nullptr) {
   ASSERT_TRUE(engine->Join({name, "Org", "DE", "fp-" + name}).ok());
   std::string answered;
   for (int i = 0; i < 600; ++i) {
+    if (stop != nullptr && stop->load()) return;
     auto task = engine->NextTask(name, absl::Milliseconds(100));
     ASSERT_TRUE(task.ok()) << task.status();
     const v1::RoundPlan& plan = task->plan();
@@ -331,6 +339,199 @@ TEST(RoundEngineAuditTest, RefusalIsRecordedWhateverBytesItsReasonHolds) {
   EXPECT_EQ(reasons["a"], accents.substr(0, 2047));  // the split é left out whole
   const std::string fffd = "\xEF\xBF\xBD";
   EXPECT_EQ(reasons["b"], "policy " + fffd + fffd + " says no " + fffd);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A coordinator killed after it released a round (checkpoint_written, aggregate_released on
+// record) and before the state store made that round the global model.
+
+void ExecSql(const std::string& db_path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK)
+      << (err ? err : "") << " in: " << sql;
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+// Runs a federation of two rounds with sites a and b (each uploading 0.25 from 10 examples)
+// whose state store refuses to record round 1: a trigger in state.db, so the engine's own
+// writes are untouched and the files left behind are those of a coordinator killed right
+// before that write. Closes the engine and its audit log, drops the trigger; the run's status.
+Status RunUntilReleasedButNotStored(EngineOptions& o) {
+  o.rounds = 2;
+  o.audit = OpenAudit(o);
+  auto engine = RoundEngine::Create(o, InitialModel());
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  if (!engine.ok()) return engine.status();
+  const std::string db = o.state_dir + "/state.db";
+  ExecSql(db,
+          "CREATE TRIGGER killed BEFORE INSERT ON rounds WHEN NEW.round = 1"
+          " BEGIN SELECT RAISE(ABORT, 'coordinator killed here'); END");
+  EXPECT_TRUE((*engine)->Join({"a", "Org", "DE", "fp-a"}).ok());
+  EXPECT_TRUE((*engine)->Join({"b", "Org", "DE", "fp-b"}).ok());
+  std::atomic<bool> stop{false};
+  std::thread a([&] { RunSite(engine->get(), "a", true, 0.25f, &stop); });
+  std::thread b([&] { RunSite(engine->get(), "b", true, 0.25f, &stop); });
+  Status run = (*engine)->Run();
+  stop = true;
+  (*engine)->Shutdown();
+  a.join();
+  b.join();
+  engine->reset();
+  o.audit.reset();
+  ExecSql(db, "DROP TRIGGER killed");
+  return run;
+}
+
+std::vector<const AuditRecord*> EventsOfRound(const std::vector<AuditRecord>& records,
+                                              const std::string& event, int64_t round) {
+  std::vector<const AuditRecord*> out;
+  for (const AuditRecord* r : Events(records, event)) {
+    if (r->fields["round"] == round) out.push_back(r);
+  }
+  return out;
+}
+
+TEST(RoundEngineAuditTest, RestartAfterAKillBetweenReleaseAndStateStoreAdoptsTheRound) {
+  EngineOptions o = Options("release_gap");
+  Status killed = RunUntilReleasedButNotStored(o);
+  ASSERT_EQ(killed.code(), absl::StatusCode::kInternal) << killed;
+  ASSERT_THAT(std::string(killed.message()), HasSubstr("coordinator killed here"));
+  std::vector<AuditRecord> records = Records(o);
+  ASSERT_GE(records.size(), 2u);
+  ASSERT_EQ(records[records.size() - 2].event, "checkpoint_written");
+  ASSERT_EQ(records.back().event, "aggregate_released");
+  const std::string released = records.back().fields["model_sha256"];
+  const size_t first_run = records.size();
+
+  // The restart makes the released round the global model instead of running it again.
+  o.audit = OpenAudit(o);
+  auto engine = RoundEngine::Create(o, InitialModel());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_EQ((*engine)->completed_round(), 1);
+  auto model = (*engine)->global_model();
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(ToHex(Sha256(*ReadFile(o.state_dir + "/checkpoints/round-0001.safetensors"))),
+            released);
+  for (float v : model->values) ASSERT_EQ(v, 1.25f);
+  // Round 2 follows on it: 1.25 + 0.5 (a rerun of round 1 would give 1.5 + 0.5).
+  std::atomic<bool> stop{false};
+  std::thread a([&] { RunSite(engine->get(), "a", true, 0.5f, &stop); });
+  std::thread b([&] { RunSite(engine->get(), "b", true, 0.5f, &stop); });
+  Status run = (*engine)->Run();
+  a.join();
+  b.join();
+  ASSERT_TRUE(run.ok()) << run;
+  model = (*engine)->global_model();
+  ASSERT_TRUE(model.ok()) << model.status();
+  for (float v : model->values) ASSERT_EQ(v, 1.75f);
+  engine->reset();
+  o.audit.reset();
+
+  auto summary = VerifyAuditLog(o.state_dir + "/audit.jsonl", TestFederation::Get().ca(),
+                                VerifyOptions{.usage = CertificateUsage::kTlsServer});
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_TRUE(summary->closed);
+  records = Records(o);
+  ASSERT_GT(records.size(), first_run);
+  EXPECT_EQ(records[first_run].event, "coordinator_resumed");
+  EXPECT_EQ(records[first_run].fields["after_round"], 1);
+  ASSERT_EQ(EventsOfRound(records, "aggregate_released", 1).size(), 1u);
+  EXPECT_EQ(EventsOfRound(records, "checkpoint_written", 1).size(), 1u);
+  EXPECT_EQ(EventsOfRound(records, "aggregate_released", 2).size(), 1u);
+  const std::vector<AuditRecord> second_run(records.begin() + first_run, records.end());
+  EXPECT_TRUE(EventsOfRound(second_run, "round_planned", 1).empty());
+  EXPECT_TRUE(EventsOfRound(second_run, "update_received", 1).empty());
+  EXPECT_EQ(EventsOfRound(second_run, "round_planned", 2).size(), 1u);
+
+  // The adopted round's metrics line holds what its run knew: its sites and examples.
+  std::ifstream in(o.state_dir + "/metrics.jsonl");
+  std::vector<json> metrics;
+  for (std::string line; std::getline(in, line);) metrics.push_back(json::parse(line));
+  ASSERT_EQ(metrics.size(), 3u);
+  EXPECT_EQ(metrics[1]["round"], 1);
+  EXPECT_EQ(metrics[1]["sites"], 2);
+  EXPECT_EQ(metrics[1]["examples"], 20);
+  EXPECT_EQ(metrics[1]["model_sha256"], released);
+}
+
+// The released round's files are gone or changed: the restart stops, naming the round and
+// the file, and neither adopts them nor runs the round again (a second sum of a released
+// round); once the file is back from a backup, it resumes.
+TEST(RoundEngineAuditTest, RestartRefusesAReleasedRoundWhoseCheckpointIsLostOrChanged) {
+  EngineOptions o = Options("release_gap_lost");
+  o.strategy.name = "fedavgm";  // with a state file of its own beside the checkpoint
+  o.strategy.server_momentum = 0.5;
+  ASSERT_EQ(RunUntilReleasedButNotStored(o).code(), absl::StatusCode::kInternal);
+  const size_t records = Records(o).size();
+  const std::string checkpoint = o.state_dir + "/checkpoints/round-0001.safetensors";
+  const std::string strategy = o.state_dir + "/checkpoints/strategy-0001.safetensors";
+  auto restart = [&] {
+    o.audit = OpenAudit(o);
+    auto engine = RoundEngine::Create(o, InitialModel());
+    o.audit.reset();
+    return engine.status();
+  };
+  auto kept = ReadFile(checkpoint);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+
+  auto changed = ReadSafetensorsFile(checkpoint);
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  changed->values[0] = 42;
+  ASSERT_TRUE(WriteSafetensorsFile(checkpoint, *changed).ok());
+  Status st = restart();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_THAT(std::string(st.message()),
+              AllOf(HasSubstr("round 1 was released"), HasSubstr(checkpoint), HasSubstr("SHA-256"),
+                    HasSubstr("will not run round 1 again")));
+
+  ASSERT_TRUE(std::filesystem::remove(checkpoint));
+  st = restart();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_THAT(std::string(st.message()),
+              AllOf(HasSubstr("round 1 was released"), HasSubstr(checkpoint)));
+
+  ASSERT_TRUE(WriteFileAtomically(checkpoint, *kept).ok());
+  auto strategy_state = ReadFile(strategy);
+  ASSERT_TRUE(strategy_state.ok()) << strategy_state.status();
+  ASSERT_TRUE(std::filesystem::remove(strategy));
+  st = restart();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_THAT(std::string(st.message()),
+              AllOf(HasSubstr("round 1 was released"), HasSubstr(strategy)));
+  EXPECT_EQ(Records(o).size(), records);  // nothing released, not even a resume on record
+
+  ASSERT_TRUE(WriteFileAtomically(strategy, *strategy_state).ok());
+  o.audit = OpenAudit(o);
+  auto engine = RoundEngine::Create(o, InitialModel());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_EQ((*engine)->completed_round(), 1);
+}
+
+// A state database older than the audit log (removed, or restored from an older backup) would
+// have the coordinator start over and release round 1 again, a second sum of the same round.
+TEST(RoundEngineAuditTest, RestartRefusesAStateDatabaseOlderThanTheAuditLog) {
+  EngineOptions o = Options("state_behind");
+  o.audit = OpenAudit(o);
+  auto engine = RoundEngine::Create(o, InitialModel());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  ASSERT_TRUE(RunTwoSites(engine->get(), 0.5f, true, 0.5f).ok());
+  engine->reset();
+  o.audit.reset();
+  const size_t records = Records(o).size();
+  for (const char* f : {"/state.db", "/state.db-wal", "/state.db-shm"}) {
+    std::filesystem::remove(o.state_dir + f);
+  }
+  o.audit = OpenAudit(o);
+  engine = RoundEngine::Create(o, InitialModel());
+  EXPECT_EQ(engine.status().code(), absl::StatusCode::kDataLoss) << engine.status();
+  EXPECT_THAT(std::string(engine.status().message()),
+              AllOf(HasSubstr("released round 1"), HasSubstr("state database"),
+                    HasSubstr("holds no round")));
+  o.audit.reset();
+  EXPECT_EQ(Records(o).size(), records);
 }
 
 }  // namespace
