@@ -20,7 +20,9 @@
 # After each: every round released, booked and evaluated exactly once, no update counted
 # twice, the survivors exit 0, `hansa audit verify` passes and every egress ledger reconciles
 # with the audit log with 0 differences. Prints a table of the kills; exits non-zero on any
-# violation. Logs stay under $TMPDIR (or /tmp)/hansa_it_ChaosTest_*. The same code, with 3
+# violation. Logs stay in a folder of this run's own under $TMPDIR (or /tmp), named at the end:
+# the tests' folders are named after the tests, so a make test running beside this would
+# otherwise take them over. The same code, with 3
 # kills and 3 site stages (mid_upload, during_unmask, too_few_at_upload), runs in make test
 # (tests/integration/chaos_test.cc).
 set -euo pipefail
@@ -41,16 +43,17 @@ if [ ! -x "$build/tests/integration/chaos_test" ]; then
 fi
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT
+logs=$(mktemp -d "${TMPDIR:-/tmp}/hansa-chaos.XXXXXX")
 started=$(date +%s)
 status=0
-HANSA_BUILD_DIR=$build HANSA_SOURCE_DIR=$root HANSA_CHAOS_SEED=$seed \
+TEST_TMPDIR=$logs HANSA_BUILD_DIR=$build HANSA_SOURCE_DIR=$root HANSA_CHAOS_SEED=$seed \
   HANSA_CHAOS_KILLS=${HANSA_CHAOS_KILLS:-20} HANSA_CHAOS_SITE_STAGES=${HANSA_CHAOS_SITE_STAGES:-all} \
   HANSA_CHAOS_REPORT=$report \
   "$build/tests/integration/chaos_test" --gtest_filter='ChaosTest.*' >"$build/chaos.log" 2>&1 ||
   status=$?
 cat "$report"
 echo
-echo "chaos: seed $seed, $(($(date +%s) - started)) s; full output in $build/chaos.log"
+echo "chaos: seed $seed, $(($(date +%s) - started)) s; full output in $build/chaos.log, processes' logs in $logs"
 if [ "$status" -ne 0 ]; then
   grep -E '^\[  FAILED  \]|Failure' "$build/chaos.log" >&2 || true
   echo "chaos: FAILED (exit $status)" >&2
