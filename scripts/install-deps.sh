@@ -14,6 +14,7 @@ packages=(
   dataset-fashion-mnist
   libgloo-dev
   chromium chromium-driver
+  lintian
 )
 packages+=("$@")
 
