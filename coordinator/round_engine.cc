@@ -588,7 +588,14 @@ StatusOr<std::vector<float>> RoundEngine::AggregateRound(int64_t round) {
   // tries again.
   for (int64_t planned = 0; planned < options_.max_attempts; ++planned) {
     std::vector<std::string> cohort;
-    RETURN_IF_ERROR(WaitForSites(&cohort));
+    if (Status waited = WaitForSites(&cohort); !waited.ok()) {
+      // Too few sites came back (after a dropout or a restart): the round ends on record, as
+      // when its attempts run out, rather than with an audit log that stops mid-round.
+      if (absl::IsDeadlineExceeded(waited)) {
+        RETURN_IF_ERROR(Record(RoundAbandoned(round, planned, std::string(waited.message()))));
+      }
+      return waited;
+    }
     BeginPlan(round, cohort);
     RETURN_IF_ERROR(store_->Put(attempts_key, std::to_string(round_attempt_)));
     spdlog::info("round {} (attempt {}): {} sites: {}", round, round_attempt_, cohort.size(),

@@ -198,7 +198,8 @@ AuditEvent PlanRefused(int64_t round, const std::string& plan_sha256, const std:
 // Coordinator: an upload refused before anything of it was folded (a second one at once, or
 // after the site's update was committed).
 AuditEvent UploadRefused(int64_t round, const std::string& site, const std::string& reason);
-// Coordinator: the round ended without an aggregate after `attempts` plans; training stops.
+// Coordinator: the round ended without an aggregate after `attempts` plans of this run (0 when
+// too few sites connected to plan one within wait_for_sites); training stops.
 AuditEvent RoundAbandoned(int64_t round, int64_t attempts, const std::string& reason);
 // Site: the update named `update_key` (client/contributions.h: model, global model, training
 // settings and seed) is leaving under plan `plan_sha256`, attempt `attempt` of `round`; no

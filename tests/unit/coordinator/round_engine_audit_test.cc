@@ -200,6 +200,41 @@ TEST(RoundEngineAuditTest, DeclinedSiteLeavesTheRoundAtOnceWithItsReasonOnRecord
   EXPECT_THAT(released[0]->fields["sites"], ElementsAre("a"));
 }
 
+// A site that dropped out and does not come back leaves too few within wait_for_sites: the
+// engine stops, and the audit log ends with the round abandoned and why, not in the middle of a
+// round. b joins and then stays silent: it is dropped from the round-0 evaluation and, once idle,
+// no longer counts as connected.
+TEST(RoundEngineAuditTest, TooFewSitesToPlanARoundAbandonItOnRecord) {
+  EngineOptions o = Options("too_few");
+  o.min_sites = 2;
+  o.site_idle = absl::Seconds(2);
+  o.wait_for_sites = absl::Milliseconds(300);
+  o.evaluate_timeout = absl::Seconds(1);
+  o.upload_timeout = absl::Seconds(1);
+  o.audit = OpenAudit(o);
+  auto engine = RoundEngine::Create(o, InitialModel());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  ASSERT_TRUE((*engine)->Join({"b", "Org", "DE", "fp-b"}).ok());
+  std::atomic<bool> stop{false};
+  std::thread a(RunSite, engine->get(), "a", true, 0.5f, &stop);
+  Status run = (*engine)->Run();
+  stop = true;
+  a.join();
+  EXPECT_EQ(run.code(), absl::StatusCode::kDeadlineExceeded) << run;
+  EXPECT_THAT(std::string(run.message()), HasSubstr("only 1 of min_sites = 2"));
+  o.audit.reset();
+  engine->reset();
+
+  std::vector<AuditRecord> records = Records(o);
+  ASSERT_FALSE(records.empty());
+  const AuditRecord& last = records.back();
+  EXPECT_EQ(last.event, "round_abandoned") << last.fields.dump();
+  EXPECT_EQ(last.fields["round"], 1);
+  EXPECT_LE(last.fields["attempts"].get<int64_t>(), 1);  // b may still count for one plan
+  EXPECT_THAT(last.fields.value("reason", ""), HasSubstr("sites connected within"));
+  EXPECT_TRUE(Events(records, "aggregate_released").empty());
+}
+
 TEST(RoundEngineAuditTest, AnswersToAnotherPlanOrOutsideARoundAreRefused) {
   EngineOptions o = Options("answers");
   auto engine = RoundEngine::Create(o, InitialModel());
