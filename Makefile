@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
 .PHONY: all deps configure build demo test bench clean format check-asan check-tsan fuzz \
-        check-exhaustive check-chaos check-disk-faults soak
+        check-exhaustive check-chaos check-disk-faults soak package check-package
 EXHAUSTIVE_SITES ?= 5
 FUZZ_SECONDS ?= 60
 CHAOS_SEED ?= 16
@@ -66,6 +66,16 @@ soak: build
 # FUZZ_RUNS executions when given; FUZZ_TARGETS picks targets (scripts/fuzz.sh).
 fuzz:
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# Debian packages hansa-coordinator, hansa-client and hansa-tools in build-package/packages/
+# (their own build folder, CUDA off: Debian's LibTorch is CPU-only).
+package: deps
+	@scripts/package.sh
+
+# Installs those packages with apt on a fresh Debian 12 root without a compiler (mmdebstrap) and
+# runs the 3-site demo there. Root only; downloads from the Debian mirror, so not in make test.
+check-package: package
+	@scripts/package-check.sh
 
 format:
 	@git ls-files '*.h' '*.cc' '*.cu' '*.cuh' | xargs clang-format -i
