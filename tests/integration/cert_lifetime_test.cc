@@ -20,12 +20,14 @@
 #include <chrono>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "common/pki/authority.h"
 #include "common/pki/key.h"
 #include "tests/integration/harness.h"
+#include "tests/support/tls_peers.h"
 
 namespace hansa::testing {
 namespace {
@@ -36,12 +38,11 @@ using ::testing::HasSubstr;
 // the tests wait for the join before the end comes.
 constexpr absl::Duration kLifetime = absl::Seconds(15);
 
-// Replaces the certificate in `kit_dir` (cert.pem beside key.pem) with one of the same subject,
-// usage and names that expires `lifetime` from now. Returns it.
-Certificate ReissueShortLived(const std::string& federation, const std::string& kit_dir,
-                              bool server, absl::Duration lifetime) {
-  auto ca = CertificateAuthority::Load(federation + "/ca/ca.pem", federation + "/ca/ca-key.pem");
-  EXPECT_TRUE(ca.ok()) << ca.status();
+// A certificate of the subject of `kit_dir`'s cert.pem for its key.pem, from `ca`: for a TLS
+// server (localhost, 127.0.0.1) when `server`, a client otherwise; valid until `not_after`, from
+// `not_before` where given (the CA's default otherwise).
+Certificate Reissue(const CertificateAuthority& ca, const std::string& kit_dir, bool server,
+                    std::optional<absl::Time> not_before, absl::Time not_after) {
   auto old = Certificate::FromFile(kit_dir + "/cert.pem");
   auto key = ReadPrivateKeyFile(kit_dir + "/key.pem");
   EXPECT_TRUE(old.ok() && key.ok());
@@ -53,11 +54,22 @@ Certificate ReissueShortLived(const std::string& federation, const std::string& 
     request.dns_names = {"localhost"};
     request.ip_addresses = {"127.0.0.1"};
   }
-  request.not_after = absl::Now() + lifetime;
-  auto cert = ca->Issue(request, key->GetPublicKey());
+  if (not_before) request.not_before = *not_before;
+  request.not_after = not_after;
+  auto cert = ca.Issue(request, key->GetPublicKey());
   EXPECT_TRUE(cert.ok()) << cert.status();
-  std::ofstream(kit_dir + "/cert.pem", std::ios::trunc) << cert->ToPem();
   return *std::move(cert);
+}
+
+// Replaces the certificate in `kit_dir` (cert.pem beside key.pem) with one of the same subject,
+// usage and names that expires `lifetime` from now. Returns it.
+Certificate ReissueShortLived(const std::string& federation, const std::string& kit_dir,
+                              bool server, absl::Duration lifetime) {
+  auto ca = CertificateAuthority::Load(federation + "/ca/ca.pem", federation + "/ca/ca-key.pem");
+  EXPECT_TRUE(ca.ok()) << ca.status();
+  Certificate cert = Reissue(*ca, kit_dir, server, std::nullopt, absl::Now() + lifetime);
+  std::ofstream(kit_dir + "/cert.pem", std::ios::trunc) << cert.ToPem();
+  return cert;
 }
 
 // A provisioned federation of three sites (secure aggregation's minimum, so the coordinator
@@ -205,16 +217,6 @@ enum class Handshake {
   kRefused,  // the connection ended before any HTTP/2 byte came back
 };
 
-template <typename T, void (*Free)(T*)>
-struct Deleter {
-  void operator()(T* p) const { Free(p); }
-};
-using SslCtxPtr = std::unique_ptr<SSL_CTX, Deleter<SSL_CTX, SSL_CTX_free>>;
-using SslPtr = std::unique_ptr<SSL, Deleter<SSL, SSL_free>>;
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
-using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
-using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
-
 // Connects to 127.0.0.1:port over TLS 1.3 (ALPN h2), verifying the coordinator against `ca_pem`
 // and presenting `cert_pem`/`key_pem` (none when empty), sends the HTTP/2 preface and an empty
 // SETTINGS frame, and reports whether the coordinator served the connection.
@@ -233,7 +235,7 @@ Handshake TryTls(int port, const std::string& ca_pem, const std::string& cert_pe
     BioPtr cert_bio(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())));
     X509Ptr cert(PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr));
     BioPtr key_bio(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())));
-    KeyPtr key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
+    EvpPkeyPtr key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
     EXPECT_TRUE(cert && key);
     EXPECT_EQ(SSL_CTX_use_certificate(ctx.get(), cert.get()), 1);
     EXPECT_EQ(SSL_CTX_use_PrivateKey(ctx.get(), key.get()), 1);
@@ -241,14 +243,8 @@ Handshake TryTls(int port, const std::string& ca_pem, const std::string& cert_pe
   static const unsigned char kAlpn[] = {2, 'h', '2'};
   SSL_CTX_set_alpn_protos(ctx.get(), kAlpn, sizeof kAlpn);
 
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  timeval tv{20, 0};  // a coordinator that neither serves nor refuses fails the test
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  // A coordinator that neither serves nor refuses fails the test.
+  int fd = ConnectLoopback(port, absl::Seconds(20));
   SslPtr ssl(SSL_new(ctx.get()));
   SSL_set_fd(ssl.get(), fd);
   SSL_set_tlsext_host_name(ssl.get(), "localhost");
@@ -275,21 +271,6 @@ Handshake TryTls(int port, const std::string& ca_pem, const std::string& cert_pe
   return outcome;
 }
 
-Certificate IssueFor(const CertificateAuthority& ca, const std::string& kit_dir,
-                     absl::Time not_before, absl::Time not_after) {
-  auto old = Certificate::FromFile(kit_dir + "/cert.pem");
-  auto key = ReadPrivateKeyFile(kit_dir + "/key.pem");
-  EXPECT_TRUE(old.ok() && key.ok());
-  CertificateRequest request;
-  request.subject = old->Subject();
-  request.client_auth = true;
-  request.not_before = not_before;
-  request.not_after = not_after;
-  auto cert = ca.Issue(request, key->GetPublicKey());
-  EXPECT_TRUE(cert.ok()) << cert.status();
-  return *std::move(cert);
-}
-
 TEST(CertLifetimeTest, TheCoordinatorRefusesBadClientCertificatesInTheHandshakeAndSaysWhy) {
   Kit kit = MakeKit();
   const std::string alpha = kit.federation + "/sites/alpha";
@@ -300,13 +281,13 @@ TEST(CertLifetimeTest, TheCoordinatorRefusesBadClientCertificatesInTheHandshakeA
   // alpha's own key each time: only the certificate differs. The expired one ended a second
   // ago, the early one starts in an hour, the foreign one comes from another CA of the same name.
   const Certificate expired =
-      IssueFor(*ca, alpha, ca->certificate().NotBefore(), now - absl::Seconds(1));
-  const Certificate early = IssueFor(*ca, alpha, now + absl::Hours(1), now + absl::Hours(2));
+      Reissue(*ca, alpha, false, ca->certificate().NotBefore(), now - absl::Seconds(1));
+  const Certificate early = Reissue(*ca, alpha, false, now + absl::Hours(1), now + absl::Hours(2));
   auto foreign_ca =
       CertificateAuthority::Create({.federation = "test", .organization = "", .country = "DE"});
   ASSERT_TRUE(foreign_ca.ok()) << foreign_ca.status();
   const Certificate foreign =
-      IssueFor(*foreign_ca, alpha, now - absl::Minutes(1), now + absl::Hours(1));
+      Reissue(*foreign_ca, alpha, false, now - absl::Minutes(1), now + absl::Hours(1));
   const std::string ca_pem = ReadText(kit.federation + "/ca/ca.pem");
   const std::string key_pem = ReadText(alpha + "/key.pem");
 

@@ -23,6 +23,7 @@
 
 #include "tests/integration/harness.h"
 #include "tests/support/fault_proxy.h"
+#include "tests/support/tls_peers.h"
 
 namespace hansa::testing {
 namespace {
@@ -45,15 +46,7 @@ std::pair<int, int> Listen() {
 }
 
 int Connect(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  timeval tv{10, 0};  // a test that would hang fails instead
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return fd;
+  return ConnectLoopback(port, absl::Seconds(10));  // a test that would hang fails instead
 }
 
 int Accept(int listener) {
@@ -445,6 +438,14 @@ class Federation {
   std::map<std::string, std::unique_ptr<Process>> sites_running_;
 };
 
+// Whether the coordinator's audit log records `site` dropped out of a stage.
+bool DroppedOnRecord(const Federation& fed, const std::string& site) {
+  for (const auto& r : ReadJsonLines(fed.state() + "/audit.jsonl")) {
+    if (r["event"] == "site_dropped" && r["fields"]["site"] == site) return true;
+  }
+  return false;
+}
+
 // Past the join, the plan and anything else a site sends before its first update, and well
 // inside the 636 KB update: the first upload is where the fault lands.
 constexpr int64_t kMidUpload = 200000;
@@ -545,11 +546,7 @@ TEST(NetworkFaultsTest, AStallPastTheUploadDeadlineLeavesTheSiteOutAndTheRoundIs
               HasSubstr("round 1: upload from beta not accepted, nothing of it counts: "));
   fed.ExpectRecordsConsistent(1);
   EXPECT_THAT(fed.Released(1), ::testing::UnorderedElementsAre("alpha", "beta"));
-  bool dropped = false;
-  for (const auto& r : ReadJsonLines(fed.state() + "/audit.jsonl")) {
-    dropped |= r["event"] == "site_dropped" && r["fields"]["site"] == "beta";
-  }
-  EXPECT_TRUE(dropped);
+  EXPECT_TRUE(DroppedOnRecord(fed, "beta"));
 }
 
 TEST(NetworkFaultsTest, HalfOpenConnectionsAreDroppedAndTheSiteCarriesOn) {
@@ -629,11 +626,7 @@ TEST(NetworkFaultsTest, ASilentConnectionIsFoundByKeepaliveAndTheSiteComesBackOv
   EXPECT_GE(s.connections, 3);
   fed.ExpectRecordsConsistent(1);
   EXPECT_THAT(fed.Released(1), ::testing::UnorderedElementsAre("alpha", "beta"));
-  bool dropped = false;
-  for (const auto& r : ReadJsonLines(fed.state() + "/audit.jsonl")) {
-    dropped |= r["event"] == "site_dropped" && r["fields"]["site"] == "beta";
-  }
-  EXPECT_TRUE(dropped);
+  EXPECT_TRUE(DroppedOnRecord(fed, "beta"));
 }
 
 }  // namespace

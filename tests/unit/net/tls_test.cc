@@ -15,40 +15,21 @@
 
 #include "common/net/tls.h"
 #include "common/pki/authority.h"
+#include "tests/support/tls_peers.h"
 
 namespace hansa {
 namespace {
 
 using ::testing::HasSubstr;
 
-struct SslCtxDeleter {
-  void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
-};
-struct SslDeleter {
-  void operator()(SSL* s) const { SSL_free(s); }
-};
-using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
-using SslPtr = std::unique_ptr<SSL, SslDeleter>;
+using testing::Participant;
+using testing::SslCtxPtr;
+using testing::SslPtr;
 
-struct Participant {
-  Certificate cert;
-  PrivateKey key;
-};
-
+// A participant of `ca` valid over [not_before, not_after].
 Participant Issue(const CertificateAuthority& ca, const std::string& name, bool server,
                   absl::Time not_before, absl::Time not_after) {
-  auto key = PrivateKey::Generate(KeyType::kEd25519);
-  EXPECT_TRUE(key.ok());
-  CertificateRequest request;
-  request.subject = {name, name, "DE"};
-  request.server_auth = server;
-  request.client_auth = !server;
-  request.not_before = not_before;
-  request.not_after = not_after;
-  if (server) request.dns_names = {"localhost"};
-  auto cert = ca.Issue(request, key->GetPublicKey());
-  EXPECT_TRUE(cert.ok()) << cert.status();
-  return Participant{*cert, std::move(key).value()};
+  return testing::IssueParticipant(ca, name, server, KeyType::kEd25519, not_before, not_after);
 }
 
 SslCtxPtr Context(bool server, const Certificate& cert, const PrivateKey& key,

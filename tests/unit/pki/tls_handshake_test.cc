@@ -7,40 +7,15 @@
 
 #include "common/pki/authority.h"
 #include "gtest/gtest.h"
+#include "tests/support/tls_peers.h"
 
 namespace hansa {
 namespace {
 
-struct SslCtxDeleter {
-  void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
-};
-struct SslDeleter {
-  void operator()(SSL* s) const { SSL_free(s); }
-};
-using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
-using SslPtr = std::unique_ptr<SSL, SslDeleter>;
-
-struct Participant {
-  Certificate cert;
-  PrivateKey key;
-};
-
-Participant IssueFor(const CertificateAuthority& ca, const std::string& name, bool server,
-                     KeyType type) {
-  auto key = PrivateKey::Generate(type);
-  EXPECT_TRUE(key.ok());
-  CertificateRequest request;
-  request.subject = {name, name, "DE"};
-  request.server_auth = server;
-  request.client_auth = !server;
-  if (server) {
-    request.dns_names = {"localhost"};
-    request.ip_addresses = {"127.0.0.1"};
-  }
-  auto cert = ca.Issue(request, key->GetPublicKey());
-  EXPECT_TRUE(cert.ok()) << cert.status();
-  return Participant{*cert, std::move(key).value()};
-}
+using testing::IssueParticipant;
+using testing::Participant;
+using testing::SslCtxPtr;
+using testing::SslPtr;
 
 SslCtxPtr MakeContext(bool server, const Participant& me, const Certificate& ca) {
   SslCtxPtr ctx(SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()));
@@ -102,8 +77,8 @@ TEST_P(TlsHandshakeTest, MutualTls13WithFederationCertificates) {
   options.key_type = GetParam();
   auto ca = CertificateAuthority::Create(options);
   ASSERT_TRUE(ca.ok());
-  Participant coordinator = IssueFor(*ca, "coordinator", true, GetParam());
-  Participant site = IssueFor(*ca, "berlin", false, GetParam());
+  Participant coordinator = IssueParticipant(*ca, "coordinator", true, GetParam());
+  Participant site = IssueParticipant(*ca, "berlin", false, GetParam());
 
   SslCtxPtr server_ctx = MakeContext(true, coordinator, ca->certificate());
   SslCtxPtr client_ctx = MakeContext(false, site, ca->certificate());
@@ -131,8 +106,8 @@ TEST_P(TlsHandshakeTest, ClientOfAnotherCaIsRefused) {
   auto ca = CertificateAuthority::Create(options);
   auto rogue_ca = CertificateAuthority::Create(options);
   ASSERT_TRUE(ca.ok() && rogue_ca.ok());
-  Participant coordinator = IssueFor(*ca, "coordinator", true, GetParam());
-  Participant mallory = IssueFor(*rogue_ca, "mallory", false, GetParam());
+  Participant coordinator = IssueParticipant(*ca, "coordinator", true, GetParam());
+  Participant mallory = IssueParticipant(*rogue_ca, "mallory", false, GetParam());
 
   SslCtxPtr server_ctx = MakeContext(true, coordinator, ca->certificate());
   SslCtxPtr client_ctx = MakeContext(false, mallory, ca->certificate());
