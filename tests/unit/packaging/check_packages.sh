@@ -34,7 +34,7 @@ depends_of() {
 }
 
 check_package() {
-  local package=$1 program=$2 deb
+  local package=$1 program=$2 deb extra=${3:-}
   deb=$work/${package}_${version}_${arch}.deb
   [ -f "$deb" ] || fail "CPack made no $deb (made: $(cd "$work" && ls ./*.deb 2>/dev/null))"
   for field in Package:$package Version:$version Architecture:$arch Section:science \
@@ -52,7 +52,7 @@ check_package() {
   local expected
   expected=$(printf '%s\n' "/usr/bin/$program" "/usr/share/man/man1/$program.1.gz" \
     "/usr/share/doc/$package/changelog.gz" "/usr/share/doc/$package/copyright" \
-    "/usr/share/doc/$package/operations.md" | sort)
+    "/usr/share/doc/$package/operations.md" $extra | sort)
   [ "$(grep -v "^/usr/share/doc/$package/examples/" "$work/$package.files")" = "$expected" ] ||
     fail "$package holds $(tr '\n' ' ' <"$work/$package.files"), expected $(echo $expected)"
 
@@ -68,8 +68,31 @@ check_package() {
   echo "$package: $(wc -l <"$work/$package.files") files, depends on $(tr '\n' ' ' <"$work/$package.depends")"
 }
 
-check_package hansa-coordinator hansa-coordinator
-check_package hansa-client hansa-client
+# The services: a unit, a sysusers.d file creating its system user, and maintainer scripts
+# that run systemd-sysusers and reload a running systemd but enable and start nothing.
+check_package hansa-coordinator hansa-coordinator \
+  "/usr/lib/systemd/system/hansa-coordinator.service /usr/lib/sysusers.d/hansa-coordinator.conf"
+check_package hansa-client hansa-client \
+  "/usr/lib/systemd/system/hansa-client@.service /usr/lib/sysusers.d/hansa-client.conf"
+grep -qx /usr/share/doc/hansa-client/examples/systemd/gpu.conf "$work/hansa-client.files" ||
+  fail "hansa-client lacks the GPU drop-in /usr/share/doc/hansa-client/examples/systemd/gpu.conf"
+for package in hansa-coordinator hansa-client; do
+  deb=$work/${package}_${version}_${arch}.deb
+  dpkg-deb -f "$deb" Depends | grep -q 'systemd-standalone-sysusers | systemd-sysusers' ||
+    fail "$package: Depends '$(dpkg-deb -f "$deb" Depends)' names no systemd-sysusers"
+  mkdir -p "$work/control-$package"
+  dpkg-deb -e "$deb" "$work/control-$package"
+  for script in postinst prerm postrm; do
+    [ -x "$work/control-$package/$script" ] || fail "$package has no executable $script"
+    sh -n "$work/control-$package/$script" || fail "$package: $script is not valid sh"
+  done
+  grep -q "systemd-sysusers .*$package.conf" "$work/control-$package/postinst" ||
+    fail "$package: postinst does not run systemd-sysusers $package.conf"
+  if grep -Eq 'systemctl[^|]*(enable|start|restart)|deb-systemd-invoke' \
+      "$work/control-$package"/post* "$work/control-$package/prerm"; then
+    fail "$package: a maintainer script enables or starts a unit"
+  fi
+done
 check_package hansa-tools hansa
 [ -f "$work/hansa-tools.files" ] &&
   grep -q '^/usr/share/doc/hansa-tools/examples/niid-bench/fmnist.toml$' "$work/hansa-tools.files" ||
