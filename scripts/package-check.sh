@@ -2,9 +2,10 @@
 # Proves the Debian packages on a clean Debian 12 root without a compiler: mmdebstrap builds a
 # minimal bookworm root from the Debian mirror, apt installs hansa-coordinator, hansa-client and
 # hansa-tools into it (their Depends resolving from the mirror) with dataset-fashion-mnist, the
-# root is checked to hold no compiler, and scripts/demo.sh runs the 3-site demo federation there
-# from the installed /usr/bin programs (provision, coordinator, three sites over mutual TLS),
-# in a network namespace of its own (loopback only), then checks the audit log is closed and
+# systemd units and system users are checked, the root is checked to hold no compiler, and
+# scripts/demo.sh runs the 3-site demo federation there from the installed /usr/bin programs
+# (provision, coordinator, three sites over mutual TLS), in a network namespace of its own
+# (loopback only), then checks the audit log is closed and
 # verifies and each site's ledger reconciles (demo.sh does both).
 #
 #   scripts/package-check.sh [DEB_DIR]     DEB_DIR: the .deb files (build-package/packages,
@@ -79,7 +80,32 @@ say "apt installed the packages and their dependencies in $((installed - made)) 
   "root now ${size_after} MB ($((size_after - size_before)) MB more)," \
   "$(grep -c '^Setting up' "$work/apt-install.log") packages set up"
 
-# 2. No compiler in the root.
+# 2. The services: the units and sysusers.d files are installed, the postinst's systemd-sysusers
+# made the system users, and nothing was enabled. systemd itself cannot run in a chroot (it
+# must be PID 1 of its own container), so the units are not started here; check_units.sh
+# verifies them with systemd-analyze in make test.
+for file in /usr/lib/systemd/system/hansa-coordinator.service \
+    /usr/lib/systemd/system/hansa-client@.service /usr/lib/sysusers.d/hansa-coordinator.conf \
+    /usr/lib/sysusers.d/hansa-client.conf; do
+  [ -f "$rootfs$file" ] || fail "the packages did not install $file"
+done
+for user in hansa-coordinator hansa-site; do
+  entry=$(in_root --net getent passwd "$user") || fail "the postinst made no system user $user"
+  say "system user: $entry"
+done
+if [ -n "$(find "$rootfs/etc/systemd/system" -name 'hansa-*' 2>/dev/null)" ]; then
+  fail "installing the packages enabled a unit: $(find "$rootfs/etc/systemd/system" -name 'hansa-*')"
+fi
+# Running the postinst again (a reinstall or upgrade) changes nothing.
+cp "$rootfs/etc/passwd" "$work/passwd.before"
+for package in hansa-coordinator hansa-client; do
+  in_root --net "/var/lib/dpkg/info/$package.postinst" configure >>"$work/apt-install.log" 2>&1 ||
+    fail "running the postinst of $package again failed"
+done
+cmp -s "$rootfs/etc/passwd" "$work/passwd.before" || fail "a second postinst changed /etc/passwd"
+say "units in /usr/lib/systemd/system, users made by systemd-sysusers, nothing enabled"
+
+# 3. No compiler in the root.
 compilers=$(in_root --net sh -c 'for c in cc c++ gcc g++ cpp clang clang++ as ld; do
   command -v "$c" || true; done; dpkg-query -W -f "\${Package}\n" |
   grep -E "^(gcc|g\+\+|cpp|clang|binutils|libstdc\+\+-[0-9]+-dev|libc6-dev)" |
@@ -90,7 +116,7 @@ for program in hansa-coordinator hansa-client hansa; do
   in_root --net "$program" --version | tr '\n' ' ' | sed "s/^/package-check: /; s/ $/\n/"
 done
 
-# 3. The demo federation from the installed programs: scripts/demo.sh, with BIN pointing at a
+# 4. The demo federation from the installed programs: scripts/demo.sh, with BIN pointing at a
 # folder shaped like a build tree whose programs are links to /usr/bin.
 mkdir -p "$rootfs/opt/hansa-check/scripts" "$rootfs/opt/hansa-check/installed"/{coordinator,client,tools}
 cp "$repo/scripts/demo.sh" "$repo/scripts/federation.sh" "$rootfs/opt/hansa-check/scripts/"
