@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make package: builds the Debian packages hansa-coordinator, hansa-client and hansa-tools
-# (CPack, packaging/packaging.cmake) from a Release-like build of their own (build-package/:
+# (CPack, packaging/CMakeLists.txt) from a Release-like build of their own (build-package/:
 # -O2, Debian's hardening flags, CUDA off, no tests), leaving build/ alone. The .deb files
 # land in build-package/packages/ and their names are printed.
 #
