@@ -43,6 +43,9 @@ int main(int argc, char** argv) {
   int rank = -1;
   app.set_version_flag("--version", hansa::VersionText("hansa-client"));
   app.add_option("--config", config_path, "site.toml of this site")->capture_default_str();
+  std::string state_dir;
+  app.add_option("--state-dir", state_dir,
+                 "state folder (egress ledger, privacy accounts); overrides site.state_dir");
   app.add_option("--rank", rank, "data-parallel rank of this process (overrides compute.rank)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
@@ -57,6 +60,7 @@ int main(int argc, char** argv) {
     spdlog::error("{}", config.status().message());
     return 2;
   }
+  if (!state_dir.empty()) config->state_dir = state_dir;
   if (rank >= 0) config->data_parallel.rank = rank;
   if (config->data_parallel.world_size > 1) {
     auto group = hansa::JoinDataParallelGroup(config->data_parallel, config->trainer.device);

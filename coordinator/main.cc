@@ -53,13 +53,15 @@ void Linger(const RoundEngine& engine, double seconds) {
   }
 }
 
-int Run(const std::string& config_path) {
+// `state_dir`, when not empty, replaces coordinator.state_dir (a service's StateDirectory).
+int Run(const std::string& config_path, const std::string& state_dir) {
   SignalWatcher signals;  // first: before any thread exists
   StatusOr<CoordinatorConfig> config = LoadCoordinatorConfig(config_path);
   if (!config.ok()) {
     spdlog::error("{}", config.status().message());
     return 2;
   }
+  if (!state_dir.empty()) config->engine.state_dir = state_dir;
   StatusOr<TlsFiles> tls =
       LoadTlsFiles(config->certificate, config->private_key, config->ca_certificate);
   if (!tls.ok()) {
@@ -155,11 +157,15 @@ int main(int argc, char** argv) {
   CLI::App app{"hansa-coordinator: runs a Hansa federation's rounds over mutual TLS"};
   std::string config = "coordinator.toml";
   std::string log_level = "info";
+  std::string state_dir;
   app.set_version_flag("--version", hansa::VersionText("hansa-coordinator"));
   app.add_option("--config", config, "coordinator.toml of this federation")->capture_default_str();
+  app.add_option("--state-dir", state_dir,
+                 "state folder (audit log, checkpoints, state.db); overrides "
+                 "coordinator.state_dir");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   hansa::InitLogging("coordinator", log_level);
-  return hansa::Run(config);
+  return hansa::Run(config, state_dir);
 }

@@ -90,6 +90,31 @@ TEST(SiteConnectionTest, SigtermWhileReconnectingOrAtExitEndsWithAnExitStatus) {
   }
 }
 
+// --state-dir puts each program's state where a service manager's StateDirectory is, instead
+// of the folder the kit's config names (which a hardened service cannot write).
+TEST(SiteConnectionTest, StateDirFlagPutsTheStateWhereAServiceWantsIt) {
+  const std::string dir = FreshDir();
+  const std::string kit = Provision(dir, {"alpha", "beta", "gamma"}, FreePort());
+  const std::string coordinator_state = dir + "/var/lib/hansa-coordinator";
+  const std::string site_state = dir + "/var/lib/hansa/study";
+  Process coordinator({BuildPath("coordinator/hansa-coordinator"), "--config",
+                       kit + "/coordinator/coordinator.toml", "--state-dir", coordinator_state},
+                      dir + "/coordinator.log");
+  ASSERT_TRUE(WaitForLine(coordinator, "state in " + coordinator_state, 60)) << coordinator.Log();
+  Process site({BuildPath("client/hansa-client"), "--config", kit + "/sites/alpha/site.toml",
+                "--state-dir", site_state},
+               dir + "/alpha.log");
+  ASSERT_TRUE(WaitForLine(site, "joined federation", 60)) << site.Log() << coordinator.Log();
+  site.Signal(SIGTERM);
+  coordinator.Signal(SIGTERM);
+  EXPECT_TRUE(site.Wait(30).has_value()) << site.Log();
+  EXPECT_TRUE(coordinator.Wait(30).has_value()) << coordinator.Log();
+  EXPECT_TRUE(std::filesystem::exists(coordinator_state + "/audit.jsonl"));
+  EXPECT_TRUE(std::filesystem::exists(site_state + "/egress.jsonl"));
+  EXPECT_FALSE(std::filesystem::exists(kit + "/coordinator/state/audit.jsonl"));
+  EXPECT_FALSE(std::filesystem::exists(kit + "/sites/alpha/state/egress.jsonl"));
+}
+
 // Copies the provisioned coordinator folder to `folder` with a certificate and key of its own,
 // issued by the federation's CA for the same name and addresses: an impostor the CA vouches
 // for. Returns the impostor's certificate fingerprint.

@@ -62,10 +62,10 @@ hardening=(
 require hansa-coordinator.service "${hardening[@]}" User=hansa-coordinator \
   StateDirectory=hansa-coordinator MemoryDenyWriteExecute=yes \
   "SystemCallFilter=~@privileged @resources" \
-  "ExecStart=/usr/bin/hansa-coordinator --config /etc/hansa/coordinator/coordinator.toml"
+  "ExecStart=/usr/bin/hansa-coordinator --config /etc/hansa/coordinator/coordinator.toml --state-dir /var/lib/hansa-coordinator"
 require hansa-client@.service "${hardening[@]}" User=hansa-site StateDirectory=hansa/%i \
   "SystemCallFilter=~@privileged" \
-  "ExecStart=/usr/bin/hansa-client --config /etc/hansa/sites/%i/site.toml"
+  "ExecStart=/usr/bin/hansa-client --config /etc/hansa/sites/%i/site.toml --state-dir /var/lib/hansa/%i"
 # LibTorch's oneDNN kernels make JIT code executable (mprotect with PROT_EXEC), which
 # MemoryDenyWriteExecute forbids, and set_mempolicy (@resources) places their memory.
 if grep -q '^MemoryDenyWriteExecute=yes' "$units/hansa-client@.service"; then
