@@ -59,7 +59,7 @@ for role in "${roles[@]}"; do
   grep -qx 'VOLUME \["/var/lib/hansa"\]' <<<"$lines" || fail "stage $role: no VOLUME /var/lib/hansa"
   config=site.toml
   [ "$role" = coordinator ] && config=coordinator.toml
-  grep -qx "ENTRYPOINT \[\"/usr/bin/hansa-$role\", \"--config\", \"/etc/hansa/$config\"\]" \
+  grep -qx "ENTRYPOINT \[\"/usr/bin/hansa-$role\", \"--config\", \"/etc/hansa/$config\", \"--state-dir\", \"/var/lib/hansa\"\]" \
     <<<"$lines" || fail "stage $role: ENTRYPOINT is not hansa-$role --config /etc/hansa/$config"
   ! grep -q '^HEALTHCHECK' <<<"$lines" || fail "stage $role has a HEALTHCHECK, but no program has one"
 done
@@ -166,7 +166,6 @@ if [[ " ${roles[*]} " == *" coordinator "* ]]; then
     --site a:DE --site b:FR --site c:NL --listen 0.0.0.0:50051 --host localhost \
     >"$work/provision.log" 2>&1 || { cat "$work/provision.log"; fail "hansa provision failed"; }
   kit=$work/kit/coordinator
-  sed -i 's|^state_dir = .*|state_dir = "/var/lib/hansa"|' "$kit/coordinator.toml"
   chown -R $uid:$uid "$kit"
   mkdir -p "$work/coordinator-state"
   chown $uid:$uid "$work/coordinator-state"
@@ -184,7 +183,7 @@ if [[ " ${roles[*]} " == *" coordinator "* ]]; then
     mount --rbind /dev "$root/dev"
     cd / && exec chroot "$root" "$@"' run-root "$root" "$kit" "$work/coordinator-state" \
     sh -c 'cd /var/lib/hansa && exec "$@"' entrypoint "${as_user[@]}" \
-    /usr/bin/hansa-coordinator --config /etc/hansa/coordinator.toml \
+    /usr/bin/hansa-coordinator --config /etc/hansa/coordinator.toml --state-dir /var/lib/hansa \
     >"$work/coordinator-run.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 120); do
@@ -209,7 +208,7 @@ if [ "${HANSA_CONTAINER_RUN:-0}" = 1 ] && [[ " ${roles[*]} " == *" coordinator "
   tar -C "$work/coordinator" --exclude=./proc/* --exclude=./dev/* -c . |
     podman import --change 'USER 10001:10001' --change 'WORKDIR /var/lib/hansa' \
       --change 'VOLUME ["/var/lib/hansa"]' --change 'EXPOSE 50051/tcp' \
-      --change 'ENTRYPOINT ["/usr/bin/hansa-coordinator", "--config", "/etc/hansa/coordinator.toml"]' \
+      --change 'ENTRYPOINT ["/usr/bin/hansa-coordinator", "--config", "/etc/hansa/coordinator.toml", "--state-dir", "/var/lib/hansa"]' \
       - localhost/hansa-coordinator-check >/dev/null
   rm -rf "$work/podman-state" && mkdir -p "$work/podman-state" && chown $uid:$uid "$work/podman-state"
   podman run --rm localhost/hansa-coordinator-check --version >"$work/podman-version.log" 2>&1 || {
