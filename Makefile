@@ -41,10 +41,10 @@ check-asan:
 check-tsan:
 	@scripts/check-sanitizers.sh tsan
 
-# Every SecAgg+ dropout pattern of every federation of 3..EXHAUSTIVE_SITES sites.
+# Every SecAgg+ dropout pattern of every federation of 3..EXHAUSTIVE_SITES sites, one shard
+# per core (scripts/exhaustive.sh).
 check-exhaustive: build
-	HANSA_EXHAUSTIVE_SITES=$(EXHAUSTIVE_SITES) $(BUILD_DIR)/tests/unit/secagg/secagg_test \
-	  --gtest_filter='ExhaustiveDropoutTest.*'
+	@JOBS=$(JOBS) scripts/exhaustive.sh $(EXHAUSTIVE_SITES) $(BUILD_DIR)
 
 # The coordinator SIGKILLed 20 times at seeded moments, and a site at each stage, in real
 # federations: every round once, every record verified and reconciled (scripts/chaos.sh).

@@ -10,10 +10,13 @@
 // By default every pattern of n = 3, and those of n = 4 under its default k and t without a
 // plan minimum (about 2,600 rounds, 5 s), and n = 3 again with replays (about 1,400 rounds,
 // 27,000 refused messages, 15 s). `make check-exhaustive` (HANSA_EXHAUSTIVE_SITES=5) takes
-// every (k, t) and both minima of every n up to 5, with and without replays; 6 takes hours.
+// every (k, t) and both minima of every n up to 5, with and without replays; 6 and 7 take hours
+// of CPU, spread over processes (or machines) with HANSA_EXHAUSTIVE_SHARD=i/N: each takes every
+// N-th pattern from the i-th (scripts/exhaustive.sh runs one shard per core).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -41,6 +44,27 @@ std::vector<std::pair<int, int>> ValidDegreeAndThreshold(int n) {
 int FullSites() {
   const char* env = std::getenv("HANSA_EXHAUSTIVE_SITES");
   return env != nullptr ? std::max(3, std::min(8, std::atoi(env))) : 0;
+}
+
+// The share of the patterns this process runs: every `count`-th from `index`
+// (HANSA_EXHAUSTIVE_SHARD=index/count; all of them when unset).
+struct Shard {
+  int64_t index = 0;
+  int64_t count = 1;
+};
+Shard ThisShard() {
+  Shard shard;
+  const char* env = std::getenv("HANSA_EXHAUSTIVE_SHARD");
+  if (env == nullptr) return shard;
+  long long index = 0, count = 0;
+  if (std::sscanf(env, "%lld/%lld", &index, &count) != 2 || count < 1 || index < 0 ||
+      index >= count) {
+    ADD_FAILURE() << "HANSA_EXHAUSTIVE_SHARD='" << env << "': expected i/N with 0 <= i < N";
+    return shard;
+  }
+  shard.index = index;
+  shard.count = count;
+  return shard;
 }
 
 struct Tally {
@@ -96,6 +120,8 @@ void RunPattern(int n, int k, int t, bool malicious, uint32_t minimum,
 // Every (n, k, t, checks, minimum) the run covers, each with its stages; `fn` per pattern code.
 template <typename Fn>
 void ForEachPattern(int largest, bool quick_four, Fn fn) {
+  const Shard shard = ThisShard();
+  int64_t seen = 0;
   for (int n = 3; n <= largest; ++n) {
     const bool quick = quick_four && n == 4;
     for (auto [k, t] : ValidDegreeAndThreshold(n)) {
@@ -109,6 +135,7 @@ void ForEachPattern(int largest, bool quick_four, Fn fn) {
         for (uint32_t minimum : {0u, static_cast<uint32_t>(n)}) {
           if (quick && minimum > 0) continue;
           for (int64_t code = 0; code < patterns; ++code) {
+            if (seen++ % shard.count != shard.index) continue;
             fn(n, k, t, malicious, minimum, stages, code);
             if (::testing::Test::HasFatalFailure() || ::testing::Test::HasFailure()) return;
           }
