@@ -88,6 +88,7 @@ StatusOr<std::unique_ptr<Site>> OpenSite(const SiteConfig& config) {
   link.call_seconds = config.rpc_timeout_seconds;
   link.transfer_seconds = std::max(60.0, config.rpc_timeout_seconds * 10);
   link.coordinator_fingerprint = config.policy.coordinator_fingerprint;
+  link.proxy = config.proxy;
   ASSIGN_OR_RETURN(site->link, GrpcSiteLink::Create(tls, std::move(link)));
   ASSIGN_OR_RETURN(site->session,
                    SiteSession::Create(std::move(options), site->link.get(), site->trainer.get()));

@@ -3,6 +3,7 @@
 #include "client/csv_config.h"
 #include "client/dicom_folder.h"
 #include "client/image_folder.h"
+#include "client/link/grpc_link.h"
 #include "common/config/config.h"
 #include "common/model/task.h"
 
@@ -19,6 +20,7 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
   c.state_dir = cfg.Path("site.state_dir", "state");
   c.reconnect_seconds = cfg.Double("site.reconnect_seconds", c.reconnect_seconds, 1, 86400);
   c.rpc_timeout_seconds = cfg.Double("site.rpc_timeout_seconds", c.rpc_timeout_seconds, 1, 3600);
+  c.proxy = cfg.String("network.proxy", "");
 
   c.policy.coordinator_fingerprint = cfg.String("policy.coordinator_fingerprint", "");
   c.policy.allowed_models = cfg.StringList("policy.allowed_models", BuiltinModels());
@@ -72,6 +74,11 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
   dp.timeout_seconds =
       cfg.Double("compute.collective_timeout_seconds", dp.timeout_seconds, 1, 86400);
   RETURN_IF_ERROR(cfg.Finish());
+  if (!c.proxy.empty()) {
+    if (Status st = ValidateProxyUrl(c.proxy); !st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": ", st.message()));
+    }
+  }
   if (c.shard_index >= c.shard_count) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": data.shard_index (", c.shard_index,
                                                    ") must be below data.shard_count (",

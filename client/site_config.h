@@ -58,6 +58,9 @@ struct SiteConfig {
 
   double reconnect_seconds = 600;  // how long to keep retrying a lost coordinator
   double rpc_timeout_seconds = 30;
+  // [network] proxy: an HTTP CONNECT proxy "http://host:port" to reach the coordinator
+  // through; empty: gRPC's grpc_proxy/https_proxy/http_proxy environment variables apply.
+  std::string proxy;
 };
 
 StatusOr<SiteConfig> LoadSiteConfig(const std::string& path);

@@ -15,6 +15,7 @@ packages=(
   libgloo-dev
   chromium chromium-driver
   lintian
+  tinyproxy
 )
 packages+=("$@")
 

@@ -1,17 +1,119 @@
 #include "client/link/grpc_link.h"
 
 #include <grpcpp/grpcpp.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/link/chunks.h"
 #include "common/net/rpc.h"
 #include "common/plan/plan_writer.h"
 
 namespace hansa {
+namespace {
+
+// host and port of "http://host:port[/]", as ValidateProxyUrl accepts it.
+bool SplitProxyUrl(const std::string& url, std::string* host, std::string* port) {
+  constexpr absl::string_view kScheme = "http://";
+  if (!absl::StartsWith(url, kScheme)) return false;
+  std::string rest = url.substr(kScheme.size());
+  if (!rest.empty() && rest.back() == '/') rest.pop_back();
+  const size_t colon = rest.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = rest.substr(0, colon);
+  *port = rest.substr(colon + 1);
+  if (host->size() > 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  return true;
+}
+
+// A socket closed on scope exit.
+struct Socket {
+  int fd = -1;
+  ~Socket() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+// The first line of the proxy's answer to CONNECT `target`, or why there is none. Every step
+// gives up after 5 s.
+StatusOr<std::string> AskProxyForTunnel(const std::string& host, const std::string& port,
+                                        const std::string& target) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot resolve it: ", gai_strerror(rc)));
+  }
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addresses(found, freeaddrinfo);
+  Socket s;
+  s.fd = socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
+  if (s.fd < 0) return absl::UnavailableError(absl::StrCat("socket: ", std::strerror(errno)));
+  timeval limit{5, 0};
+  setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
+  setsockopt(s.fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+  if (connect(s.fd, found->ai_addr, found->ai_addrlen) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot connect to it: ", std::strerror(errno)));
+  }
+  const std::string request =
+      absl::StrCat("CONNECT ", target, " HTTP/1.1\r\nHost: ", target, "\r\n\r\n");
+  if (send(s.fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(request.size())) {
+    return absl::UnavailableError(absl::StrCat("sending CONNECT: ", std::strerror(errno)));
+  }
+  std::string answer;
+  char buffer[512];
+  while (answer.find('\n') == std::string::npos && answer.size() < 4096) {
+    const ssize_t n = recv(s.fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) break;
+    answer.append(buffer, static_cast<size_t>(n));
+  }
+  const size_t end = answer.find_first_of("\r\n");
+  if (end == std::string::npos || end == 0) {
+    return absl::UnavailableError("it closed the connection or did not answer the CONNECT");
+  }
+  return answer.substr(0, end);
+}
+
+}  // namespace
+
+Status ValidateProxyUrl(const std::string& url) {
+  const std::string expected = "; it must be \"http://host:port\"";
+  if (url.find('@') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "network.proxy: user:password@ is not supported (a password would sit in site.toml in "
+        "plain text); ask for a proxy rule that lets this host CONNECT to the coordinator "
+        "without one",
+        expected));
+  }
+  std::string host, port;
+  int port_number = 0;
+  if (!SplitProxyUrl(url, &host, &port)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("network.proxy is '", url, "'", expected,
+                     " (an HTTP CONNECT proxy; TLS runs inside its tunnel)"));
+  }
+  if (host.empty() || host.find_first_of("/?#") != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("network.proxy is '", url, "': no host", expected));
+  }
+  if (!absl::SimpleAtoi(port, &port_number) || port_number < 1 || port_number > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "network.proxy is '", url, "': the port must be a number from 1 to 65535", expected));
+  }
+  return absl::OkStatus();
+}
 
 StatusOr<std::unique_ptr<GrpcSiteLink>> GrpcSiteLink::Create(const TlsFiles& tls,
                                                              GrpcLinkOptions options) {
@@ -20,9 +122,9 @@ StatusOr<std::unique_ptr<GrpcSiteLink>> GrpcSiteLink::Create(const TlsFiles& tls
   if (!options.coordinator_fingerprint.empty()) {
     pin = std::make_shared<CertificatePin>(options.coordinator_fingerprint);
   }
+  if (!options.proxy.empty()) RETURN_IF_ERROR(ValidateProxyUrl(options.proxy));
   ASSIGN_OR_RETURN(auto creds, MakeClientCredentials(tls, pin));
-  auto channel =
-      grpc::CreateCustomChannel(options.coordinator, creds, SiteChannelArguments(4 << 20));
+  auto channel = NewChannel(options, creds);
   auto link = std::make_unique<GrpcSiteLink>(std::move(channel), std::move(options));
   link->credentials_ = std::move(creds);
   link->pin_ = std::move(pin);
@@ -36,6 +138,33 @@ GrpcSiteLink::GrpcSiteLink(std::shared_ptr<grpc::Channel> channel, GrpcLinkOptio
       stub_(v1::Coordinator::NewStub(channel_)) {}
 
 GrpcSiteLink::~GrpcSiteLink() = default;
+
+std::shared_ptr<grpc::Channel> GrpcSiteLink::NewChannel(
+    const GrpcLinkOptions& options, const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
+  grpc::ChannelArguments args = SiteChannelArguments(4 << 20);
+  if (!options.proxy.empty()) args.SetString(GRPC_ARG_HTTP_PROXY, options.proxy);
+  return grpc::CreateCustomChannel(options.coordinator, credentials, args);
+}
+
+Status GrpcSiteLink::ProbeProxy() const {
+  std::string host, port;
+  SplitProxyUrl(options_.proxy, &host, &port);
+  StatusOr<std::string> answer = AskProxyForTunnel(host, port, options_.coordinator);
+  const std::string proxy = absl::StrCat("the proxy ", options_.proxy, " ([network] proxy)");
+  if (!answer.ok()) {
+    return absl::UnavailableError(absl::StrCat(proxy, " gave no tunnel to ", options_.coordinator,
+                                               ": ", answer.status().message()));
+  }
+  // "HTTP/1.x 200 ..." opened the tunnel: the failure, if any, lies beyond the proxy.
+  const size_t space = answer->find(' ');
+  if (space != std::string::npos && answer->compare(space + 1, 3, "200") == 0) {
+    return absl::OkStatus();
+  }
+  return absl::UnavailableError(absl::StrCat(
+      proxy, " refused the CONNECT to ", options_.coordinator, ": it answered \"", *answer,
+      "\" (403: its operators must allow CONNECT to that port; 5xx: it could not reach the "
+      "coordinator)"));
+}
 
 Status GrpcSiteLink::PinRefusal() const {
   return absl::PermissionDeniedError(
@@ -66,17 +195,23 @@ Status GrpcSiteLink::Connect(absl::Duration timeout) {
     // A call ran out of time: its connection may be one that went silent (a NAT that forgot
     // it, a cable pulled), which gRPC keeps using until keepalive finds it dead, up to 30 s
     // later. A new channel opens a new connection now; the old one closes with the channel.
-    channel_ = grpc::CreateCustomChannel(options_.coordinator, credentials_,
-                                         SiteChannelArguments(4 << 20));
+    channel_ = NewChannel(options_, credentials_);
     stub_ = v1::Coordinator::NewStub(channel_);
   }
   renew_channel_ = false;
+  proxy_probed_ = false;
   const auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
   for (;;) {
     grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
     if (state == GRPC_CHANNEL_READY) return absl::OkStatus();
     if (pin_ && !pin_->last_refused().empty()) return PinRefusal();
     if (stop_) return absl::CancelledError("site stopping");
+    // A failed attempt through the proxy: gRPC keeps only "handshake failed", so ask the proxy
+    // once what it answers, and say so at once when it refuses.
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE && !options_.proxy.empty() && !proxy_probed_) {
+      proxy_probed_ = true;
+      RETURN_IF_ERROR(ProbeProxy());
+    }
     auto now = std::chrono::system_clock::now();
     // The coordinator's certificate, as the last handshake showed it, has expired since: no
     // handshake with it can pass (and the pin allows no other).

@@ -30,7 +30,16 @@ struct GrpcLinkOptions {
   double transfer_seconds = 600;  // deadline of a model download
   // The coordinator certificate's SHA-256 fingerprint the site trusts; empty: any the CA signed.
   std::string coordinator_fingerprint;
+  // An HTTP CONNECT proxy, "http://host:port" (ValidateProxyUrl), set as the channel's
+  // GRPC_ARG_HTTP_PROXY, ahead of the grpc_proxy/https_proxy/http_proxy environment variables.
+  // Empty: gRPC reads those variables. Mutual TLS and the pin run inside the tunnel.
+  std::string proxy;
 };
+
+// OK for "http://host:port" (an optional trailing "/"); InvalidArgument naming the problem
+// otherwise: another scheme, no host or port, or user:password@ (refused: a password would sit
+// in site.toml, and a proxy that wants one is not the single open rule a site needs).
+Status ValidateProxyUrl(const std::string& url);
 
 class GrpcSiteLink final : public SiteLink {
  public:
@@ -66,6 +75,13 @@ class GrpcSiteLink final : public SiteLink {
   // would fail with nothing to say why. PermissionDenied once it expired; Unavailable (wait
   // for the clock) while it is not yet valid.
   Status CheckOwnCertificate() const;
+  // A channel to options.coordinator with these credentials and, when set, options.proxy.
+  static std::shared_ptr<grpc::Channel> NewChannel(
+      const GrpcLinkOptions& options, const std::shared_ptr<grpc::ChannelCredentials>& credentials);
+  // After a failed connection attempt through options_.proxy: asks the proxy for the tunnel
+  // itself and returns Unavailable naming the proxy and its answer when it refuses or cannot
+  // be reached; OK when it opens the tunnel (the failure lies beyond it).
+  Status ProbeProxy() const;
 
   const GrpcLinkOptions options_;
   std::optional<Certificate> certificate_;  // this site's; set by Create
@@ -76,6 +92,7 @@ class GrpcSiteLink final : public SiteLink {
   // A call ended in DEADLINE_EXCEEDED since the last Connect(): its connection may have gone
   // silent, so the next Connect() replaces the channel (when Create made it).
   bool renew_channel_ = false;
+  bool proxy_probed_ = false;  // since the last Connect() began
   uint32_t max_chunk_bytes_ = 4 << 20;
   std::atomic<bool> stop_{false};
 };
