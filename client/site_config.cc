@@ -3,7 +3,7 @@
 #include "client/csv_config.h"
 #include "client/dicom_folder.h"
 #include "client/image_folder.h"
-#include "client/link/grpc_link.h"
+#include "client/link/proxy_url.h"
 #include "common/config/config.h"
 #include "common/model/task.h"
 

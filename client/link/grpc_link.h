@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "client/link/proxy_url.h"
 #include "client/link/site_link.h"
 #include "common/net/tls.h"
 #include "common/pki/certificate.h"
@@ -35,11 +36,6 @@ struct GrpcLinkOptions {
   // Empty: gRPC reads those variables. Mutual TLS and the pin run inside the tunnel.
   std::string proxy;
 };
-
-// OK for "http://host:port" (an optional trailing "/"); InvalidArgument naming the problem
-// otherwise: another scheme, no host or port, or user:password@ (refused: a password would sit
-// in site.toml, and a proxy that wants one is not the single open rule a site needs).
-Status ValidateProxyUrl(const std::string& url);
 
 class GrpcSiteLink final : public SiteLink {
  public:
