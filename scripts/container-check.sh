@@ -82,16 +82,11 @@ mmdebstrap --quiet --variant=minbase --mode=root "${slim[@]}" bookworm "$work/sl
 say "bookworm-slim-like root (minbase) in $(($(date +%s) - start)) s, $(du -sm "$work/slim" | cut -f1) MB"
 
 # Runs in ROOT, in mount and network namespaces of its own (net: "" = the host's, for apt).
+. "$repo/scripts/chroot-root.sh"
 in_root() {
   local root=$1 net=$2
   shift 2
-  unshare --mount $net --fork sh -c '
-    set -e
-    root=$1; shift
-    if ip link show lo >/dev/null 2>&1; then ip link set lo up; fi
-    mount -t proc proc "$root/proc"
-    mount --rbind /dev "$root/dev"
-    exec chroot "$root" "$@"' in-root "$root" "$@"
+  in_debian_root "$root" "$net" "" "$@"
 }
 # As the image's user, without capabilities and with no-new-privs, as the container runs.
 as_user=(setpriv "--reuid=$uid" "--regid=$uid" --clear-groups --no-new-privs --inh-caps=-all

@@ -52,17 +52,11 @@ say "bookworm root made in $((made - start)) s, ${size_before} MB"
 
 # Everything inside the root runs in its own mount and network namespaces: the mounts vanish
 # with it and nothing but loopback is reachable there (apt alone runs with the host network).
+. "$repo/scripts/chroot-root.sh"
 in_root() {
   local net=$1
   shift
-  unshare --mount $net --fork sh -c '
-    set -e
-    root=$1; shift
-    if ip link show lo >/dev/null 2>&1; then ip link set lo up; fi
-    mount -t proc proc "$root/proc"
-    mount --rbind /dev "$root/dev"
-    mount -t tmpfs tmpfs "$root/tmp"
-    exec chroot "$root" "$@"' in-root "$rootfs" "$@"
+  in_debian_root "$rootfs" "$net" tmpfs "$@"
 }
 mkdir -p "$rootfs/opt/hansa-check/debs"
 cp "$work"/debs/*.deb "$rootfs/opt/hansa-check/debs/"
