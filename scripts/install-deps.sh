@@ -14,7 +14,7 @@ packages=(
   dataset-fashion-mnist
   libgloo-dev
   chromium chromium-driver
-  lintian
+  lintian systemd
   tinyproxy
 )
 packages+=("$@")
