@@ -10,6 +10,7 @@
 #include "client/site_config.h"
 #include "client/train/data_parallel.h"
 #include "common/logging/logging.h"
+#include "common/net/rpc.h"
 #include "common/signals/signal_watcher.h"
 #include "common/version/version.h"
 #include "spdlog/spdlog.h"
@@ -54,6 +55,7 @@ int main(int argc, char** argv) {
   // Before any thread exists; joined before main returns, so no signal is handled (and
   // logged) while static destructors run.
   hansa::SignalWatcher signals;
+  hansa::GrpcRuntime grpc_runtime;  // after the signal mask, before any gRPC object
 
   auto config = hansa::LoadSiteConfig(config_path);
   if (!config.ok()) {

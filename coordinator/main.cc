@@ -16,6 +16,7 @@
 #include "common/logging/logging.h"
 #include "common/model/models.h"
 #include "common/model/task.h"
+#include "common/net/rpc.h"
 #include "common/net/tls.h"
 #include "common/signals/signal_watcher.h"
 #include "common/tensor/safetensors.h"
@@ -55,7 +56,8 @@ void Linger(const RoundEngine& engine, double seconds) {
 
 // `state_dir`, when not empty, replaces coordinator.state_dir (a service's StateDirectory).
 int Run(const std::string& config_path, const std::string& state_dir) {
-  SignalWatcher signals;  // first: before any thread exists
+  SignalWatcher signals;     // first: before any thread exists
+  GrpcRuntime grpc_runtime;  // then gRPC, shut down after every gRPC object of the run
   StatusOr<CoordinatorConfig> config = LoadCoordinatorConfig(config_path);
   if (!config.ok()) {
     spdlog::error("{}", config.status().message());

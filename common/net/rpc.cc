@@ -1,5 +1,7 @@
 #include "common/net/rpc.h"
 
+#include <grpc/grpc.h>
+
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -30,6 +32,11 @@ Status CheckDeclaredBytes(uint64_t declared, uint64_t limit, const std::string& 
                                                  " bytes, more than the limit of ", limit,
                                                  " bytes; refused before receiving it"));
 }
+
+GrpcRuntime::GrpcRuntime() { grpc_init(); }
+
+// Blocking: the clean-up runs here, not on a thread of gRPC's that exit() would race.
+GrpcRuntime::~GrpcRuntime() { grpc_shutdown_blocking(); }
 
 grpc::ChannelArguments SiteChannelArguments(uint32_t max_chunk_bytes) {
   grpc::ChannelArguments args;

@@ -15,6 +15,21 @@
 
 namespace hansa {
 
+// The gRPC library held for a program's main: constructed first (after a SignalWatcher, which
+// must precede every thread), it keeps gRPC initialised, and its destructor, which then runs
+// after every other gRPC object is gone, shuts gRPC down and waits until none of gRPC's threads
+// runs any more. Without it the last gRPC object leaves that clean-up to a thread of gRPC's own,
+// which may still be retrying a connection (and calling OpenSSL) while exit() runs OpenSSL's
+// and LibTorch's exit handlers: a site that gave up on an unreachable coordinator crashed at
+// exit that way (SIGSEGV in OpenSSL on a gRPC timer thread). Main thread only.
+class GrpcRuntime {
+ public:
+  GrpcRuntime();
+  ~GrpcRuntime();
+  GrpcRuntime(const GrpcRuntime&) = delete;
+  GrpcRuntime& operator=(const GrpcRuntime&) = delete;
+};
+
 // The gRPC status as a Status of the same code, its message prefixed with `what` ("joining").
 Status FromGrpc(const grpc::Status& status, const std::string& what);
 // The Status as a gRPC status of the same code and message.
