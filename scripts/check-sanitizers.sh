@@ -41,7 +41,7 @@ case $mode in
   *) echo "unknown mode '$mode' (asan or tsan)" >&2; exit 2 ;;
 esac
 tests=(audit_test client_data_test clock_test config_test coordinator_test crypto_test disk_faults_test
-  metrics_test partition_test pki_test plan_test privacy_accounts_test privacy_test report_test
+  metrics_test net_tls_test partition_test pki_test plan_test privacy_accounts_test privacy_test report_test
   secagg_test service_test site_contributions_test site_link_test site_session_test
   strategy_test tensor_test wire_test)
 
