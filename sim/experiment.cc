@@ -15,15 +15,6 @@
 namespace hansa {
 namespace {
 
-std::string TomlString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
 std::string TomlNumber(double v) {
   char buf[40];
   std::snprintf(buf, sizeof buf, "%.17g", v);

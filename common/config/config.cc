@@ -1,5 +1,7 @@
 #include "common/config/config.h"
 
+#include <cstdio>
+
 #include <filesystem>
 
 #include "absl/strings/str_join.h"
@@ -7,6 +9,24 @@
 #include "toml++/toml.h"
 
 namespace hansa {
+
+std::string TomlString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
 
 ConfigReader::ConfigReader(std::unique_ptr<toml::table> table, std::string name,
                            std::string base_dir)

@@ -23,6 +23,10 @@ class table;
 
 namespace hansa {
 
+// `s` as a TOML basic string, for programs that write TOML: quoted, with quotes, backslashes and
+// control characters (U+0000..U+001F, U+007F) escaped, so reading it back gives `s` again.
+std::string TomlString(const std::string& s);
+
 class ConfigReader {
  public:
   // NotFound when the file is missing, InvalidArgument (with line and column) on bad TOML.
