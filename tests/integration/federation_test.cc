@@ -530,7 +530,20 @@ TEST(FederationTest, ASiteWhosePolicyDoesNotAllowTheModelRefusesItOnBothRecords)
   Federation fed(dir, sites, Settings{.rounds = 1, .min_sites = 2, .evaluate_timeout = 4});
   // gamma holds the file but its officer has not approved the hash: it is never loaded.
   MakeStudy(fed, sites, SourcePath("examples/breast-cancer/mlp.pt"), {"alpha", "beta"});
-  const std::string log = RunToEnd(fed, sites);
+  // gamma joins first: with min_sites = 2, a round planned before a slow gamma joined would
+  // leave it out, and it would never see the plan it must refuse.
+  auto coordinator = fed.StartCoordinator();
+  auto gamma = fed.StartSite("gamma");
+  ASSERT_TRUE(WaitFor(
+      120, [&] { return coordinator->Log().find("site gamma joined") != std::string::npos; }))
+      << coordinator->Log() << gamma->Log();
+  auto alpha = fed.StartSite("alpha");
+  auto beta = fed.StartSite("beta");
+  EXPECT_EQ(coordinator->Wait(300).value_or(-1), 0) << coordinator->Log();
+  for (auto* site : {alpha.get(), beta.get(), gamma.get()}) {
+    EXPECT_EQ(site->Wait(30).value_or(-1), 0) << site->Log();
+  }
+  const std::string log = coordinator->Log();
   auto metrics = fed.Metrics();
   ASSERT_EQ(metrics.size(), 2u) << log;
   EXPECT_EQ(metrics[1]["sites"].get<int>(), 2) << log;
