@@ -16,17 +16,26 @@ SignalWatcher::SignalWatcher() {
   sigemptyset(&set_);
   sigaddset(&set_, SIGINT);
   sigaddset(&set_, SIGTERM);
+  sigaddset(&set_, SIGHUP);
   sigaddset(&set_, kWakeUp);
   pthread_sigmask(SIG_BLOCK, &set_, nullptr);
 }
 
 SignalWatcher::~SignalWatcher() { Stop(); }
 
-void SignalWatcher::Start(std::function<void(int signal)> on_signal) {
-  thread_ = std::thread([this, on_signal = std::move(on_signal)] {
-    int sig = 0;
-    if (sigwait(&set_, &sig) != 0 || sig == kWakeUp) return;
-    on_signal(sig);
+void SignalWatcher::Start(std::function<void(int signal)> on_stop,
+                          std::function<void()> on_hangup) {
+  thread_ = std::thread([this, on_stop = std::move(on_stop), on_hangup = std::move(on_hangup)] {
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set_, &sig) != 0 || sig == kWakeUp) return;
+      if (sig == SIGHUP) {
+        if (on_hangup) on_hangup();
+        continue;
+      }
+      on_stop(sig);
+      return;
+    }
   });
 }
 
