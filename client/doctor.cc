@@ -843,10 +843,21 @@ CheckResult CheckTlsHandshake(const SiteConfig& config, bool route_ok,
                   "set [policy] coordinator_fingerprint to the fingerprint the federation "
                   "operator sent with the certificate");
     }
-    return Ok("TLS", absl::StrCat("mutual TLS 1.3 with ", config.coordinator,
-                                  " established; the coordinator's certificate is the pinned "
-                                  "one (sha256 ",
-                                  pinned, "); not joined"));
+    const std::string established = absl::StrCat(
+        "mutual TLS 1.3 with ", config.coordinator,
+        " established; the coordinator's certificate is the pinned one (sha256 ", pinned, ")");
+    // The pinned certificate's end, as the handshake showed it: the day this site stops
+    // reaching the coordinator unless its operator renews the certificate in time.
+    const absl::Time until = pin->pinned_not_after();
+    if (until != absl::InfiniteFuture() && until - options.now < options.expiry_warning) {
+      return Warn("TLS",
+                  absl::StrCat(established, " but it expires on ", FormatCertificateTime(until),
+                               " (in ", Days(until - options.now), ")"),
+                  "ask the federation operator when the coordinator's certificate will be "
+                  "renewed and for the new fingerprint; this site must pin it then");
+    }
+    return Ok("TLS", absl::StrCat(established, ", valid until ", FormatCertificateTime(until),
+                                  "; not joined"));
   }
   if (pin && !pin->last_refused().empty()) {
     return Fail("TLS",

@@ -88,6 +88,8 @@ CheckResult CheckRoute(const SiteConfig& config, const std::string& proxy,
 // The TLS handshake: a gRPC channel with the site's certificate, the federation CA and the
 // pinned coordinator fingerprint, waited on until connected (no call is made). On failure says
 // whether the pin refused the coordinator's certificate, or whether the TLS failed otherwise.
+// WARN when no fingerprint is pinned, or when the pinned certificate expires within
+// options.expiry_warning.
 // Not attempted (a FAIL) when `route_ok` is false: the TCP route had already failed.
 CheckResult CheckTlsHandshake(const SiteConfig& config, bool route_ok,
                               const DoctorOptions& options);

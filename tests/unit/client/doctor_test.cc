@@ -434,6 +434,7 @@ class TlsDoctorTest : public DoctorTest {
     request.subject = {"coordinator", "", "DE"};
     request.server_auth = true;
     request.ip_addresses = {"127.0.0.1"};
+    request.not_after = absl::Now() + coordinator_validity_;
     auto cert = ca_->Issue(request, key->GetPublicKey());
     ASSERT_TRUE(cert.ok()) << cert.status();
     fingerprint_ = cert->Sha256Fingerprint();
@@ -453,6 +454,7 @@ class TlsDoctorTest : public DoctorTest {
     if (server_) server_->Shutdown(std::chrono::system_clock::now());
   }
 
+  absl::Duration coordinator_validity_ = absl::Hours(24 * 365);
   v1::Coordinator::Service service_;
   std::unique_ptr<grpc::Server> server_;
   std::string fingerprint_;
@@ -464,6 +466,26 @@ TEST_F(TlsDoctorTest, PinnedCoordinatorPassesTheHandshake) {
   EXPECT_EQ(tls.level, CheckLevel::kOk) << FormatCheck(tls);
   EXPECT_THAT(tls.detail, HasSubstr("mutual TLS 1.3"));
   EXPECT_THAT(tls.detail, HasSubstr(fingerprint_));
+  EXPECT_THAT(tls.detail, HasSubstr("valid until"));
+}
+
+// The coordinator's certificate expires in 5 days: the handshake passes but this site will
+// lose the coordinator unless it is renewed and the new one pinned.
+class ExpiringCoordinatorDoctorTest : public TlsDoctorTest {
+ protected:
+  void SetUp() override {
+    coordinator_validity_ = absl::Hours(24 * 5 + 1);
+    TlsDoctorTest::SetUp();
+  }
+};
+
+TEST_F(ExpiringCoordinatorDoctorTest, CoordinatorCertificateExpiringSoonWarns) {
+  config_.policy.coordinator_fingerprint = fingerprint_;
+  const CheckResult tls = CheckTlsHandshake(config_, true, options_);
+  EXPECT_EQ(tls.level, CheckLevel::kWarn) << FormatCheck(tls);
+  EXPECT_THAT(tls.detail, HasSubstr("but it expires on"));
+  EXPECT_THAT(tls.detail, HasSubstr("(in 5 days)"));
+  EXPECT_THAT(tls.fix, HasSubstr("new fingerprint"));
 }
 
 TEST_F(TlsDoctorTest, WrongPinFailsNamingBothFingerprints) {
