@@ -1,10 +1,12 @@
 // hansa-client --config site.toml [--rank N]
 //
 // Runs one site: trains on local data when the coordinator plans a round, sends only its
-// update, and stops when the federation is done. Reconnects by itself when the coordinator
-// restarts. With [compute] world_size > 1 the site trains data-parallel: rank 0 is the site
-// and talks to the coordinator; every other rank (--rank 1.., same site.toml) only trains with
-// it and never connects outside the site.
+// update, and when a study is done waits for the federation's next one (--once: exits 0
+// instead). Reconnects by itself when the coordinator restarts. SIGHUP re-reads site.toml and
+// takes its [policy] for the next plan; SIGINT/SIGTERM stop the site cleanly. With [compute]
+// world_size > 1 the site trains data-parallel: rank 0 is the site and talks to the coordinator;
+// every other rank (--rank 1.., same site.toml) only trains with it and never connects outside the
+// site.
 #include "CLI/CLI.hpp"
 #include "client/site.h"
 #include "client/site_config.h"
@@ -50,8 +52,16 @@ int main(int argc, char** argv) {
   app.add_option("--rank", rank, "data-parallel rank of this process (overrides compute.rank)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format,
+                 "text (journald priorities when stderr is the journal) or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  bool once = false;
+  app.add_flag("--once", once,
+               "exit 0 when the study is done, instead of waiting for the federation's next one");
   CLI11_PARSE(app, argc, argv);
-  hansa::InitLogging("site", log_level);
+  hansa::InitLogging("site", log_level, *hansa::ParseLogFormat(log_format));
   // Before any thread exists; joined before main returns, so no signal is handled (and
   // logged) while static destructors run.
   hansa::SignalWatcher signals;
@@ -76,16 +86,31 @@ int main(int argc, char** argv) {
     }
     config->trainer.group = *group;
   }
-  auto site = hansa::OpenSite(*config);
+  auto site = hansa::OpenSite(*config, /*wait_for_next_study=*/!once);
   if (!site.ok()) {
     spdlog::error("{}", site.status().message());
     return 2;
   }
   hansa::SiteSession* live = (*site)->session.get();
-  signals.Start([live](int sig) {
-    spdlog::warn("signal {} received: stopping after the current step", sig);
-    live->Stop();
-  });
+  signals.Start(
+      [live](int sig) {
+        spdlog::warn("signal {} received: stopping after the current step", sig);
+        live->Stop();
+      },
+      [live, &config_path, pin = config->policy.coordinator_fingerprint] {
+        auto policy = hansa::ReadSitePolicy(config_path);
+        if (!policy.ok()) {
+          spdlog::error("SIGHUP: {}; the site keeps its current policy", policy.status().message());
+          return;
+        }
+        if (policy->coordinator_fingerprint != pin) {
+          spdlog::warn(
+              "SIGHUP: policy.coordinator_fingerprint takes effect only when the site restarts "
+              "(the connection's pin is set when it opens)");
+        }
+        spdlog::info("SIGHUP: policy of {} read; it applies from the next plan", config_path);
+        live->ReplacePolicy(*std::move(policy));
+      });
   hansa::Status st = live->Run();
   // The signal thread is joined while the session still exists; then the session (gRPC
   // channel, LibTorch trainer, ledgers) goes while the process is whole, before static
@@ -93,7 +118,7 @@ int main(int argc, char** argv) {
   signals.Stop();
   site->reset();
   if (st.ok()) {
-    spdlog::info("federation finished; site exiting");
+    spdlog::info("study finished; site exiting (--once)");
   } else if (!absl::IsCancelled(st)) {
     spdlog::error("{}", st.message());
   }

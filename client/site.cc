@@ -50,7 +50,12 @@ StatusOr<std::map<std::string, ScriptModel>> AllowedScripts(const SiteConfig& co
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Site>> OpenSite(const SiteConfig& config) {
+StatusOr<SitePolicy> ReadSitePolicy(const std::string& path) {
+  ASSIGN_OR_RETURN(SiteConfig config, LoadSiteConfig(path));
+  return std::move(config.policy);
+}
+
+StatusOr<std::unique_ptr<Site>> OpenSite(const SiteConfig& config, bool wait_for_next_study) {
   auto site = std::make_unique<Site>();
   ASSIGN_OR_RETURN(TlsFiles tls,
                    LoadTlsFiles(config.certificate, config.private_key, config.ca_certificate));
@@ -74,6 +79,7 @@ StatusOr<std::unique_ptr<Site>> OpenSite(const SiteConfig& config) {
   options.ca_certificate_pem = tls.ca_certificate_pem;
   options.private_key_pem = tls.private_key_pem;
   options.reconnect_seconds = config.reconnect_seconds;
+  options.wait_for_next_study = wait_for_next_study;
   options.connect_seconds = config.rpc_timeout_seconds;
 
   Dataset train, test;

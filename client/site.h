@@ -25,6 +25,13 @@ struct Site {
 
 // Loads the site's data shards and TLS material (errors name the file), opens the egress
 // ledger (FailedPrecondition when another client holds it) and the privacy ledgers.
-StatusOr<std::unique_ptr<Site>> OpenSite(const SiteConfig& config);
+// `wait_for_next_study`: the session outlives a study (SiteSessionOptions); false: --once.
+StatusOr<std::unique_ptr<Site>> OpenSite(const SiteConfig& config,
+                                         bool wait_for_next_study = false);
+
+// The [policy] of the site.toml at `path`, read and checked as a whole as when the site starts
+// (errors name the file and the key), for a running site to take (SIGHUP). Reads nothing else
+// of the site: data, keys and the coordinator address change only with a restart.
+StatusOr<SitePolicy> ReadSitePolicy(const std::string& path);
 
 }  // namespace hansa

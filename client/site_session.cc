@@ -52,6 +52,63 @@ void SiteSession::Stop() {
   link_->Stop();
 }
 
+void SiteSession::ReplacePolicy(SitePolicy policy) {
+  absl::MutexLock lock(&policy_mu_);
+  new_policy_ = std::move(policy);
+}
+
+namespace {
+
+bool SamePrivacyRules(const SitePolicy& a, const SitePolicy& b) {
+  return a.require_client_dp == b.require_client_dp && a.max_epsilon == b.max_epsilon &&
+         a.delta == b.delta && a.require_record_dp == b.require_record_dp &&
+         a.max_record_epsilon == b.max_record_epsilon && a.record_delta == b.record_delta;
+}
+
+}  // namespace
+
+void SiteSession::TakeNewPolicy(const v1::Task& task) {
+  std::optional<SitePolicy> policy;
+  {
+    absl::MutexLock lock(&policy_mu_);
+    if (!new_policy_) return;
+    // The plan already answered keeps the policy it was answered under.
+    if (task.has_plan() && !answered_plan_.empty() && PlanSha256(task.plan()) == answered_plan_) {
+      return;
+    }
+    policy.swap(new_policy_);
+  }
+  // Only the TorchScript copies opened with the site (the trainer holds them) can be used.
+  policy->script_models.clear();
+  for (const auto& [name, model] : options_.policy.script_models) {
+    const auto& allowed = policy->allowed_models;
+    if (std::find(allowed.begin(), allowed.end(), name) != allowed.end()) {
+      policy->script_models.emplace(name, model);
+    }
+  }
+  if (!SamePrivacyRules(*policy, options_.policy)) {
+    auto privacy = SitePrivacy::Open(*policy, options_.state_dir);
+    if (!privacy.ok()) {
+      spdlog::error("new policy not taken, the old one stays: privacy ledgers in {}: {}",
+                    options_.state_dir, privacy.status().message());
+      return;
+    }
+    privacy_ = *std::move(privacy);
+  }
+  options_.policy = *std::move(policy);
+  spdlog::info("site policy replaced: the next plan is answered under the new one");
+}
+
+Status SiteSession::Pause(absl::Duration d) {
+  const absl::Time until = options_.clock->Now() + d;
+  for (;;) {
+    if (stop_) return absl::CancelledError("site stopping");
+    const absl::Duration left = until - options_.clock->Now();
+    if (left <= absl::ZeroDuration()) return absl::OkStatus();
+    options_.clock->SleepFor(std::min(left, absl::Milliseconds(250)));
+  }
+}
+
 Status SiteSession::Send(const char* type, uint64_t round, const std::string& bytes,
                          const std::function<Status()>& send) {
   ASSIGN_OR_RETURN(std::string sha, egress_.Sending(type, round, bytes));
@@ -78,7 +135,12 @@ Status SiteSession::JoinWithRetry() {
         // A restarted coordinator may plan the same round again, down to the same digest,
         // with no memory of our answer: answer again (AlreadyExists if it had kept it).
         answered_plan_.clear();
-        spdlog::info("joined federation '{}' as '{}'", reply->federation(), reply->site());
+        if (study_done_) {
+          spdlog::debug("joined federation '{}' as '{}' (waiting for its next study)",
+                        reply->federation(), reply->site());
+        } else {
+          spdlog::info("joined federation '{}' as '{}'", reply->federation(), reply->site());
+        }
         return absl::OkStatus();
       }
       if (absl::IsPermissionDenied(st) || absl::IsUnauthenticated(st) ||
@@ -86,14 +148,20 @@ Status SiteSession::JoinWithRetry() {
         return st;
       }
     }
-    if (options_.clock->Now() >= give_up) {
-      if (options_.reconnect_seconds <= 0) return st;
-      return absl::UnavailableError(absl::StrCat("coordinator unreachable for ",
-                                                 options_.reconnect_seconds,
-                                                 " s (last error: ", st.message(), ")"));
+    if (study_done_) {
+      // Between studies the coordinator is gone until the next one starts: no deadline, and
+      // no line per attempt (Run said once that the site waits).
+      spdlog::debug("coordinator not reachable ({}); retrying in {:.1f} s", st.message(), backoff);
+    } else {
+      if (options_.clock->Now() >= give_up) {
+        if (options_.reconnect_seconds <= 0) return st;
+        return absl::UnavailableError(absl::StrCat("coordinator unreachable for ",
+                                                   options_.reconnect_seconds,
+                                                   " s (last error: ", st.message(), ")"));
+      }
+      spdlog::warn("coordinator not reachable ({}); retrying in {:.1f} s", st.message(), backoff);
     }
-    spdlog::warn("coordinator not reachable ({}); retrying in {:.1f} s", st.message(), backoff);
-    options_.clock->SleepFor(absl::Seconds(backoff));
+    RETURN_IF_ERROR(Pause(absl::Seconds(backoff)));
     backoff = std::min(backoff * 2, 5.0);
   }
 }
@@ -106,9 +174,23 @@ Status SiteSession::Run() {
     Status st = task.status();
     if (task.ok()) {
       if (task->kind() == v1::Task::DONE) {
-        spdlog::info("coordinator: {}", task->message());
-        return absl::OkStatus();
+        if (!options_.wait_for_next_study) {
+          spdlog::info("coordinator: {}", task->message());
+          return absl::OkStatus();
+        }
+        // The finished coordinator answers DONE until it goes: one line, then quiet polls.
+        if (!study_done_) {
+          spdlog::info("coordinator: {}; waiting for the federation's next study", task->message());
+          study_done_ = true;
+        }
+        RETURN_IF_ERROR(Pause(options_.study_poll));
+        continue;
       }
+      if (study_done_ && task->has_plan()) {
+        study_done_ = false;
+        spdlog::info("a new study offers round {}: taking part", task->plan().round());
+      }
+      TakeNewPolicy(*task);
       st = Handle(*task);
       if (st.ok()) continue;
     }
@@ -121,11 +203,15 @@ Status SiteSession::Run() {
       // The task failed at this site (bad model, refused plan): say why and carry on; the
       // coordinator leaves the site out of this round.
       spdlog::error("{}", st.message());
-      options_.clock->SleepFor(absl::Seconds(1));
+      RETURN_IF_ERROR(Pause(absl::Seconds(1)));
       continue;
     }
-    spdlog::warn("{}; reconnecting", st.message());
-    options_.clock->SleepFor(absl::Milliseconds(500));
+    if (study_done_) {
+      spdlog::debug("{}; reconnecting", st.message());
+    } else {
+      spdlog::warn("{}; reconnecting", st.message());
+    }
+    RETURN_IF_ERROR(Pause(absl::Milliseconds(500)));
     RETURN_IF_ERROR(JoinWithRetry());
   }
 }

@@ -9,13 +9,24 @@
 // coordinator says the federation is done, Unavailable when it stays unreachable,
 // PermissionDenied when the coordinator refuses the site, Cancelled after Stop().
 //
+// A long-lived site (options.wait_for_next_study, hansa-client without --once) does not return
+// when its study is done: it says so once and waits for the next study of its federation,
+// polling the coordinator every options.study_poll and, once that coordinator is gone,
+// rejoining the address with its backoff for as long as it takes, quietly. A DONE while it
+// waits changes nothing (a finished coordinator hands out nothing else, so nothing runs twice);
+// the first task that carries a plan is the next study's, and the site takes part. It returns
+// only on Stop() (Cancelled) or an error that ends any session (refused, storage).
+//
+// ReplacePolicy() (SIGHUP) swaps the site's policy between plans: the plan the site already
+// answered keeps the policy it was answered under; the next one is judged by the new policy.
+//
 // Egress ledger (egress.h): when options.egress is set, everything that carries something of
 // the site is recorded, signed, before it is sent. Privacy: the site books its own budgets when
 // an update leaves, not when it answers a plan; a secure update enters at most one plan
 // (SpentContributions).
 //
-// Threading: one thread calls Run()/Handle(); Stop() may be called from any thread (a signal
-// watcher). The link and the trainer must outlive the session.
+// Threading: one thread calls Run()/Handle(); Stop() and ReplacePolicy() may be called from any
+// thread (a signal watcher). The link and the trainer must outlive the session.
 #pragma once
 
 #include <atomic>
@@ -25,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "client/contributions.h"
 #include "client/egress.h"
@@ -65,6 +77,9 @@ struct SiteSessionOptions {
   // False where the global model is evaluated centrally (the simulator): an evaluation task
   // is answered with a placeholder report of one example, without downloading the model.
   bool evaluate = true;
+  // Wait for the next study when one is done, instead of returning (see above).
+  bool wait_for_next_study = false;
+  absl::Duration study_poll = absl::Seconds(5);  // a waiting site's pause between polls
   // Seeds the stochastic rounding of a secure upload (32 bytes) so that a simulation repeats;
   // null (deployments): the CSPRNG.
   std::function<SecretBytes(const v1::RoundPlan&)> rounding_seed;
@@ -81,10 +96,19 @@ class SiteSession {
   Status Handle(const v1::Task& task);
   // Makes Run() return Cancelled at its next step. Thread-safe.
   void Stop();
+  // The policy for plans from the next one on (see above). The site's copies of TorchScript
+  // models stay those it opened with: `policy.script_models` is replaced by the opened ones
+  // that `policy.allowed_models` still lists. Thread-safe.
+  void ReplacePolicy(SitePolicy policy);
 
  private:
   SiteSession(SiteSessionOptions options, SiteLink* link, LocalTrainer* trainer);
   Status JoinWithRetry();
+  // Sleeps `d` on the session's clock, in slices, so that Stop() cuts it short (Cancelled).
+  Status Pause(absl::Duration d);
+  // Takes the policy given to ReplacePolicy, if any, unless `task` belongs to the plan already
+  // answered. A policy whose privacy ledgers cannot be opened is logged and dropped.
+  void TakeNewPolicy(const v1::Task& task);
   // Answers a training plan once (PlanResponse) and records the answer; the policy's refusal
   // when the site refuses it. The task's audit_head, when present, goes into the answer's
   // egress record.
@@ -134,6 +158,10 @@ class SiteSession {
   };
   std::optional<Unsent> unsent_;
   std::atomic<bool> stop_{false};
+  // Set from the study's DONE until a task of the next study's arrives (wait_for_next_study).
+  bool study_done_ = false;
+  absl::Mutex policy_mu_;
+  std::optional<SitePolicy> new_policy_ ABSL_GUARDED_BY(policy_mu_);
 };
 
 }  // namespace hansa

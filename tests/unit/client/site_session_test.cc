@@ -422,6 +422,226 @@ TEST(SiteSessionReconnectTest, GivesUpAfterReconnectSecondsWithBackoff) {
   EXPECT_LE(link.attempts.load(), 130);
 }
 
+// A coordinator address whose process comes and goes: the calls go to the link of the
+// coordinator running now, or fail Unavailable when none runs. Counts what the site saw.
+class SwitchLink final : public SiteLink {
+ public:
+  explicit SwitchLink(SiteLink* link) : link_(link) {}
+  void Retarget(SiteLink* link) { link_ = link; }
+  Status Connect(absl::Duration timeout) override {
+    SiteLink* l = Now();
+    return l ? l->Connect(timeout) : Gone();
+  }
+  StatusOr<v1::JoinReply> Join(const v1::JoinRequest& request) override {
+    SiteLink* l = Now();
+    if (l == nullptr) return Gone();
+    ++joins;
+    return l->Join(request);
+  }
+  StatusOr<v1::Task> NextTask(absl::Duration wait) override {
+    SiteLink* l = Now();
+    if (l == nullptr) return Gone();
+    StatusOr<v1::Task> task = l->NextTask(wait);
+    if (task.ok() && task->kind() == v1::Task::DONE) ++dones;
+    return task;
+  }
+  StatusOr<std::shared_ptr<const std::string>> Download(const v1::RoundPlan& plan,
+                                                        uint64_t max_model_bytes) override {
+    SiteLink* l = Now();
+    if (l == nullptr) return Gone();
+    return l->Download(plan, max_model_bytes);
+  }
+  Status RespondToPlan(const v1::PlanResponse& response) override {
+    SiteLink* l = Now();
+    if (l == nullptr) return Gone();
+    (response.accepted() ? accepted : refused)++;
+    return l->RespondToPlan(response);
+  }
+  StatusOr<v1::UploadReply> Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
+                                   const std::vector<std::string_view>& pieces) override {
+    SiteLink* l = Now();
+    if (l == nullptr) return Gone();
+    StatusOr<v1::UploadReply> reply = l->Upload(plan, header, pieces);
+    if (reply.ok() && after_upload) after_upload();
+    return reply;
+  }
+  Status SubmitSecAgg(const v1::SecAggSubmission& submission) override {
+    SiteLink* l = Now();
+    return l ? l->SubmitSecAgg(submission) : Gone();
+  }
+  Status ReportMetrics(const v1::MetricsReport& report) override {
+    SiteLink* l = Now();
+    return l ? l->ReportMetrics(report) : Gone();
+  }
+  uint32_t max_chunk_bytes() const override { return 2048; }
+  void Stop() override {
+    if (SiteLink* l = Now()) l->Stop();
+  }
+
+  std::atomic<int> joins{0}, dones{0}, gone{0}, accepted{0}, refused{0};
+  std::function<void()> after_upload;  // set before the site runs
+
+ private:
+  SiteLink* Now() { return link_.load(); }
+  Status Gone() {
+    ++gone;
+    return absl::UnavailableError("connection refused (no coordinator at the address)");
+  }
+  std::atomic<SiteLink*> link_;
+};
+
+// Waits (bounded: a minute of real time) for what another thread does.
+bool Eventually(const std::function<bool()>& done) {
+  for (int i = 0; i < 12000 && !done(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return done();
+}
+
+// One site, the only one its federation needs, against coordinators in process.
+class SiteStudiesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto federation = LoopbackFederation::Create({"a"}, "DE");
+    ASSERT_TRUE(federation.ok()) << federation.status();
+    federation_ = *std::move(federation);
+    site_.name = "a";
+    site_.organisation = "a";
+    site_.country = "DE";
+    site_.fingerprint = std::string(64, '0');
+    site_.certificate_pem = federation_->site_tls(0).certificate_pem;
+  }
+
+  static EngineOptions Study(const std::string& name, uint64_t seed, int rounds) {
+    EngineOptions o;
+    o.federation = "test";
+    o.state_dir = ::testing::TempDir() + "site_studies_" + name;
+    std::filesystem::remove_all(o.state_dir);
+    o.allowed_sites = {"a"};
+    o.rounds = rounds;
+    o.min_sites = 1;
+    o.wait_for_sites = absl::Seconds(60);
+    o.upload_timeout = absl::Seconds(60);
+    o.evaluate_timeout = absl::Seconds(30);
+    o.secure.enabled = false;
+    o.training.set_seed(seed);  // a new study trains other updates
+    return o;
+  }
+
+  SiteSessionOptions Session() const {
+    SiteSessionOptions o;
+    o.name = "a";
+    o.policy.allowed_models = {"simple_cnn"};
+    o.policy.require_secure_aggregation = false;
+    o.policy.min_cohort = 1;
+    o.reconnect_seconds = 0;  // a lost coordinator mid-study: give up at once
+    o.poll_wait = absl::Milliseconds(100);
+    o.study_poll = absl::Milliseconds(10);
+    o.stop_on_task_error = true;
+    return o;
+  }
+
+  std::unique_ptr<LoopbackFederation> federation_;
+  SiteIdentity site_;
+};
+
+// hansa-client without --once: after its study it stays, polls the finished coordinator
+// without training again, outlasts the coordinator's exit (past reconnect_seconds), takes
+// part in the next study when a new coordinator comes up at the address, and stops on Stop().
+TEST_F(SiteStudiesTest, ALongLivedSiteWaitsAfterItsStudyAndTakesPartInTheNext) {
+  constexpr int64_t kValues = 100;
+  EngineOptions one = Study("one", 1, 1), two = Study("two", 2, 1);
+  auto engine1 = RoundEngine::Create(one, Ones(kValues));
+  auto engine2 = RoundEngine::Create(two, Ones(kValues));
+  ASSERT_TRUE(engine1.ok()) << engine1.status();
+  ASSERT_TRUE(engine2.ok()) << engine2.status();
+  auto link1 = EngineSiteLink(engine1->get(), site_);
+  auto link2 = EngineSiteLink(engine2->get(), site_);
+  SwitchLink link(link1.get());
+  FixedUpdateTrainer trainer(std::vector<float>(kValues, 0.5f), 10);
+  SiteSessionOptions o = Session();
+  o.wait_for_next_study = true;
+  o.stop_on_task_error = false;  // as hansa-client: a lost coordinator is not the site's error
+  auto session = SiteSession::Create(o, &link, &trainer);
+  ASSERT_TRUE(session.ok()) << session.status();
+  Status result = absl::UnknownError("not run");
+  std::thread site([&] { result = (*session)->Run(); });
+
+  ASSERT_TRUE((*engine1)->Run().ok());
+  // The finished coordinator answers DONE to every poll; the site keeps polling.
+  EXPECT_TRUE(Eventually([&] { return link.dones >= 5; })) << link.dones;
+  EXPECT_EQ(trainer.trained(), 1);
+  EXPECT_EQ(link.accepted, 1);
+  link.Retarget(nullptr);  // the first coordinator exits
+  EXPECT_TRUE(Eventually([&] { return link.gone >= 3; })) << link.gone;
+  const int joins = link.joins;
+  link.Retarget(link2.get());  // the next study's coordinator starts at the same address
+  ASSERT_TRUE((*engine2)->Run().ok());
+  EXPECT_EQ(trainer.trained(), 2);
+  EXPECT_EQ(link.accepted, 2);
+  EXPECT_GT(link.joins, joins);
+  auto published = ReadSafetensorsFile(two.state_dir + "/checkpoints/round-0001.safetensors");
+  ASSERT_TRUE(published.ok()) << published.status();
+  for (float v : published->values) ASSERT_NEAR(v, 1.5, 1e-6);
+
+  EXPECT_TRUE(Eventually([&] { return link.dones >= 7; }));  // waiting for a third study
+  (*session)->Stop();
+  site.join();
+  EXPECT_EQ(result.code(), absl::StatusCode::kCancelled) << result;
+  EXPECT_EQ(trainer.trained(), 2);
+}
+
+// --once (the default of SiteSessionOptions): the study's DONE ends Run with OK.
+TEST_F(SiteStudiesTest, WithOnceTheSiteEndsWithItsStudy) {
+  EngineOptions one = Study("once", 1, 1);
+  auto engine = RoundEngine::Create(one, Ones(100));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  auto inner = EngineSiteLink(engine->get(), site_);
+  SwitchLink link(inner.get());
+  FixedUpdateTrainer trainer(std::vector<float>(100, 0.5f), 10);
+  auto session = SiteSession::Create(Session(), &link, &trainer);
+  ASSERT_TRUE(session.ok()) << session.status();
+  Status result = absl::UnknownError("not run");
+  std::thread site([&] { result = (*session)->Run(); });
+  ASSERT_TRUE((*engine)->Run().ok());
+  site.join();
+  EXPECT_TRUE(result.ok()) << result;
+  EXPECT_EQ(link.dones, 1);
+}
+
+// SIGHUP's path: a policy replaced while the site runs judges the next plan, not the one
+// answered. Round 1 is accepted under the old policy; the new one, given as round 1's upload
+// is accepted, asks for larger cohorts, so round 2's plan is refused naming the key (the
+// evaluation between them sends no update: the cohort floor does not apply to it).
+TEST_F(SiteStudiesTest, AReplacedPolicyAnswersTheNextPlan) {
+  EngineOptions o = Study("reload", 1, 2);
+  o.upload_timeout = absl::Seconds(5);
+  o.wait_for_sites = absl::Seconds(5);
+  auto engine = RoundEngine::Create(o, Ones(100));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  auto inner = EngineSiteLink(engine->get(), site_);
+  SwitchLink link(inner.get());
+  FixedUpdateTrainer trainer(std::vector<float>(100, 0.5f), 10);
+  auto session = SiteSession::Create(Session(), &link, &trainer);
+  ASSERT_TRUE(session.ok()) << session.status();
+  link.after_upload = [&] {
+    SitePolicy stricter = Session().policy;
+    stricter.min_cohort = 2;
+    (*session)->ReplacePolicy(stricter);
+  };
+  Status engine_result;
+  std::thread coordinator([&] { engine_result = (*engine)->Run(); });
+  Status result = (*session)->Run();
+  (*engine)->Shutdown();
+  coordinator.join();
+  EXPECT_EQ(result.code(), absl::StatusCode::kInvalidArgument) << result;
+  EXPECT_THAT(std::string(result.message()), HasSubstr("policy.min_cohort"));
+  EXPECT_EQ(link.accepted, 1);
+  EXPECT_EQ(link.refused, 1);
+  EXPECT_EQ(trainer.trained(), 1);
+  EXPECT_FALSE(engine_result.ok());  // its only site refused round 2
+}
+
 // ModelReceiver: the one place a download's chunks are checked.
 class ModelReceiverTest : public ::testing::Test {
  protected:
