@@ -167,7 +167,12 @@ int main(int argc, char** argv) {
                  "coordinator.state_dir");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format,
+                 "text (journald priorities when stderr is the journal) or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  hansa::InitLogging("coordinator", log_level);
+  hansa::InitLogging("coordinator", log_level, *hansa::ParseLogFormat(log_format));
   return hansa::Run(config, state_dir);
 }

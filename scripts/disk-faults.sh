@@ -90,7 +90,7 @@ start_process() { # NAME ARGS...: starts one process, its log appended to, pid i
 }
 declare -A pids
 coordinator_cmd=("$bin/coordinator/hansa-coordinator" --config "$kit/coordinator/coordinator.toml")
-site_cmd() { echo "$bin/client/hansa-client" --config "$kit/sites/$1/site.toml"; }
+site_cmd() { echo "$bin/client/hansa-client" --once --config "$kit/sites/$1/site.toml"; }
 
 # wait_exit NAME SECONDS: waits for a process to end; sets rc.
 wait_exit() {

@@ -233,7 +233,7 @@ TOML
     coord=$!
     pids=()
     for site in "${sites[@]}"; do
-      "$build/client/hansa-client" --config "$fed/kit/sites/$site/site.toml" \
+      "$build/client/hansa-client" --once --config "$fed/kit/sites/$site/site.toml" \
         >"$fed/logs/$site.log" 2>&1 &
       pids+=($!)
     done

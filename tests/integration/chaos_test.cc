@@ -290,7 +290,8 @@ class ChaosFederation {
   }
   std::unique_ptr<Process> StartSite(const std::string& site) {
     return std::make_unique<Process>(
-        std::vector<std::string>{BuildPath("client/hansa-client"), "--config", SiteToml(site)},
+        std::vector<std::string>{BuildPath("client/hansa-client"), "--once", "--config",
+                                 SiteToml(site)},
         dir_ + "/" + site + "-" + std::to_string(++starts_[site]) + ".log");
   }
 

@@ -66,7 +66,7 @@ TEST(DataParallelTest, TwoGlooRanksTrainLikeOneProcess) {
   ASSERT_TRUE(LoadSiteData(*config, &train, &test).ok());
   ASSERT_EQ(train.size(), 600);
 
-  Process worker({BuildPath("client/hansa-client"), "--config", toml, "--rank", "1"},
+  Process worker({BuildPath("client/hansa-client"), "--once", "--config", toml, "--rank", "1"},
                  dir + "/rank1.log");
   auto group = JoinDataParallelGroup(config->data_parallel, "cpu");
   ASSERT_TRUE(group.ok()) << group.status();

@@ -95,7 +95,7 @@ class Federation {
   }
   std::unique_ptr<Process> StartSite(const std::string& site, const std::string& kit = "") {
     return std::make_unique<Process>(
-        std::vector<std::string>{BuildPath("client/hansa-client"), "--config",
+        std::vector<std::string>{BuildPath("client/hansa-client"), "--once", "--config",
                                  (kit.empty() ? kit_ : kit) + "/sites/" + site + "/site.toml"},
         dir_ + "/" + site + ".log");
   }
@@ -268,8 +268,9 @@ TEST(FederationTest, TrainsOverMutualTlsWhileBadPeersAreTurnedAway) {
 
   // Certificate from another CA: the handshake fails; the site gives up after its window.
   ReplaceInFile(other + "/sites/alpha/site.toml", "[site]\n", "[site]\nreconnect_seconds = 4\n");
-  Process foreign({BuildPath("client/hansa-client"), "--config", other + "/sites/alpha/site.toml"},
-                  dir + "/foreign.log");
+  Process foreign(
+      {BuildPath("client/hansa-client"), "--once", "--config", other + "/sites/alpha/site.toml"},
+      dir + "/foreign.log");
   ASSERT_EQ(foreign.Wait(60).value_or(-1), 1) << foreign.Log();
   EXPECT_THAT(foreign.Log(), HasSubstr("unreachable"));
 
@@ -839,7 +840,7 @@ TEST(FederationTest, DataParallelSiteTrainsWithOnlyRankZeroTalkingToTheCoordinat
   auto coordinator = fed.StartCoordinator();
   auto alpha = fed.StartSite("alpha");
   auto alpha_rank1 = std::make_unique<Process>(
-      std::vector<std::string>{BuildPath("client/hansa-client"), "--config",
+      std::vector<std::string>{BuildPath("client/hansa-client"), "--once", "--config",
                                fed.kit() + "/sites/alpha/site.toml", "--rank", "1"},
       dir + "/alpha-rank1.log");
   auto beta = fed.StartSite("beta");
@@ -905,12 +906,14 @@ TEST(FederationTest, BadConfigurationsFailWithClearMessages) {
   EXPECT_THAT(out, HasSubstr("unknown key 'rounds.min_site'"));
   // A missing site.toml.
   EXPECT_EQ(
-      RunCommand({BuildPath("client/hansa-client"), "--config", dir + "/nope/site.toml"}, &out), 2);
+      RunCommand({BuildPath("client/hansa-client"), "--once", "--config", dir + "/nope/site.toml"},
+                 &out),
+      2);
   EXPECT_THAT(out, HasSubstr("nope/site.toml"));
   // A kit whose key belongs to another certificate.
   std::filesystem::copy_file(fed.kit() + "/coordinator/key.pem", fed.kit() + "/sites/alpha/key.pem",
                              std::filesystem::copy_options::overwrite_existing);
-  EXPECT_EQ(RunCommand({BuildPath("client/hansa-client"), "--config",
+  EXPECT_EQ(RunCommand({BuildPath("client/hansa-client"), "--once", "--config",
                         fed.kit() + "/sites/alpha/site.toml"},
                        &out),
             2);

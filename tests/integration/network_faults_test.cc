@@ -349,7 +349,7 @@ class Federation {
   }
   void StartSite(const std::string& site) {
     sites_running_[site] = std::make_unique<Process>(
-        std::vector<std::string>{BuildPath("client/hansa-client"), "--config",
+        std::vector<std::string>{BuildPath("client/hansa-client"), "--once", "--config",
                                  kit_ + "/sites/" + site + "/site.toml"},
         dir_ + "/" + site + ".log");
   }

@@ -57,9 +57,9 @@ class ProxyTest : public ::testing::Test {
   }
 
   std::unique_ptr<Process> StartSite(const std::string& log) {
-    return std::make_unique<Process>(
-        std::vector<std::string>{BuildPath("client/hansa-client"), "--config", site_toml_},
-        dir_ + "/" + log);
+    return std::make_unique<Process>(std::vector<std::string>{BuildPath("client/hansa-client"),
+                                                              "--once", "--config", site_toml_},
+                                     dir_ + "/" + log);
   }
 
   // One short plaintext round of one site on a small shard.
@@ -168,7 +168,7 @@ TEST_F(ProxyTest, ProxyUrlIsValidated) {
     std::filesystem::copy_file(site_toml_, toml, std::filesystem::copy_options::overwrite_existing);
     AppendText(toml, absl::StrCat("[network]\nproxy = \"", url, "\"\n"));
     std::string out;
-    EXPECT_NE(RunCommand({BuildPath("client/hansa-client"), "--config", toml}, &out), 0);
+    EXPECT_NE(RunCommand({BuildPath("client/hansa-client"), "--once", "--config", toml}, &out), 0);
     EXPECT_THAT(out, HasSubstr("network.proxy"));
     EXPECT_THAT(out, HasSubstr(why));
   }

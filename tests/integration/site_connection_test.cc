@@ -28,7 +28,7 @@ using ::testing::HasSubstr;
 std::unique_ptr<Process> StartClient(const std::string& kit, const std::string& site,
                                      const std::string& log) {
   return std::make_unique<Process>(
-      std::vector<std::string>{BuildPath("client/hansa-client"), "--config",
+      std::vector<std::string>{BuildPath("client/hansa-client"), "--once", "--config",
                                kit + "/sites/" + site + "/site.toml"},
       log);
 }
@@ -101,8 +101,8 @@ TEST(SiteConnectionTest, StateDirFlagPutsTheStateWhereAServiceWantsIt) {
                        kit + "/coordinator/coordinator.toml", "--state-dir", coordinator_state},
                       dir + "/coordinator.log");
   ASSERT_TRUE(WaitForLine(coordinator, "state in " + coordinator_state, 60)) << coordinator.Log();
-  Process site({BuildPath("client/hansa-client"), "--config", kit + "/sites/alpha/site.toml",
-                "--state-dir", site_state},
+  Process site({BuildPath("client/hansa-client"), "--once", "--config",
+                kit + "/sites/alpha/site.toml", "--state-dir", site_state},
                dir + "/alpha.log");
   ASSERT_TRUE(WaitForLine(site, "joined federation", 60)) << site.Log() << coordinator.Log();
   site.Signal(SIGTERM);
