@@ -1,4 +1,6 @@
-// `hansa provision`: creates a federation CA and one startup kit per participant.
+// `hansa provision`: creates a federation CA and one startup kit per participant, for demos and
+// tests only: it generates every private key at the operator. Real sites enroll (`hansa
+// enroll`, `hansa ca sign`; tools/enroll_command.cc, tools/ca_command.cc).
 // The logic lives in common/pki/startup_kit.h; this file parses flags and prints.
 #include <iostream>
 
@@ -58,8 +60,10 @@ void AddProvisionCommand(CLI::App& root) {
   auto flags = std::make_shared<ProvisionFlags>();
   CLI::App* cmd =
       root.add_subcommand("provision",
-                          "Create a federation CA and a startup kit (certificate, key, CA, config) "
-                          "for the coordinator and each site");
+                          "For demos and tests only: create a federation CA and a startup kit "
+                          "(certificate, key, CA, config) for the coordinator and each site. It "
+                          "generates every private key here; real sites use hansa enroll and "
+                          "hansa ca sign, so that no private key moves");
   cmd->add_option("--out", flags->out, "output folder")->required();
   cmd->add_option("--federation", flags->federation, "federation name")->required();
   cmd->add_option("--coordinator", flags->coordinator, "NAME:COUNTRY[:ORGANISATION]")->required();

@@ -135,6 +135,8 @@ Status SignWith(X509* x509, const PrivateKey& key) {
 
 }  // namespace
 
+Status ValidateSubjectName(const SubjectName& subject) { return ValidateSubject(subject); }
+
 Status ValidateDnsName(std::string_view name) {
   auto bad = [&](const char* why) {
     return absl::InvalidArgumentError(

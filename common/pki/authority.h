@@ -67,6 +67,9 @@ class CertificateAuthority {
   PrivateKey key_;
 };
 
+// InvalidArgument unless the subject's CN has 1 to 64 characters, O at most 64, neither holds a
+// control character, and C is a country code: the subjects the CA issues certificates for.
+Status ValidateSubjectName(const SubjectName& subject);
 // InvalidArgument unless `name` is a DNS host name (letters, digits, '-' and '.'; labels of
 // 1 to 63 characters not starting or ending with '-'; 253 characters at most).
 Status ValidateDnsName(std::string_view name);

@@ -121,44 +121,6 @@ CertificateRequest CoordinatorCertificateRequest(const ProvisionRequest& request
   return cr;
 }
 
-std::string RenderCoordinatorConfig(const ProvisionRequest& request) {
-  std::vector<std::string> allowed;
-  for (const ParticipantSpec& site : request.sites) allowed.push_back(TomlString(site.name));
-  return absl::StrCat("# Coordinator of federation ", TomlString(request.federation),
-                      ", written by hansa provision.\n",
-                      "# Paths are relative to this file's folder.\n", "[federation]\n",
-                      "name = ", TomlString(request.federation), "\n\n", "[coordinator]\n",
-                      "listen = ", TomlString(request.listen), "\n", "state_dir = \"state\"\n",
-                      "certificate = \"cert.pem\"\n", "private_key = \"key.pem\"\n",
-                      "ca_certificate = \"ca.pem\"\n\n", "[sites]\n", "allowed = [",
-                      absl::StrJoin(allowed, ", "), "]\n");
-}
-
-std::string RenderSiteConfig(const ProvisionRequest& request, size_t index,
-                             const std::string& coordinator_address,
-                             const std::string& coordinator_fingerprint) {
-  const std::string data = request.dataset_dir;
-  return absl::StrCat(
-      "# Site ", TomlString(request.sites[index].name), " of federation ",
-      TomlString(request.federation), ", written by hansa provision.\n",
-      "# Paths are relative to this file's folder.\n", "[site]\n",
-      "name = ", TomlString(request.sites[index].name), "\n",
-      "coordinator = ", TomlString(coordinator_address), "\n", "certificate = \"cert.pem\"\n",
-      "private_key = \"key.pem\"\n", "ca_certificate = \"ca.pem\"\n", "state_dir = \"state\"\n\n",
-      "[policy]\n", "# The only coordinator this site talks to: SHA-256 of its certificate.\n",
-      "coordinator_fingerprint = ", TomlString(coordinator_fingerprint), "\n\n", "[data]\n",
-      request.shard_shared_data
-          ? "# Every site of this federation reads the same files and trains on its own shard.\n"
-          : "# This site's own files: point these at them. The site trains on all of them.\n",
-      "train_images = ", TomlString(data + "/train-images-idx3-ubyte.gz"), "\n",
-      "train_labels = ", TomlString(data + "/train-labels-idx1-ubyte.gz"), "\n",
-      "test_images = ", TomlString(data + "/t10k-images-idx3-ubyte.gz"), "\n",
-      "test_labels = ", TomlString(data + "/t10k-labels-idx1-ubyte.gz"), "\n",
-      request.shard_shared_data ? absl::StrCat("shard_index = ", index, "\n",
-                                               "shard_count = ", request.sites.size(), "\n")
-                                : std::string());
-}
-
 Status WriteKit(const std::string& out, const StartupKit& kit, const Certificate& ca) {
   const std::string dir = out + "/" + kit.dir;
   RETURN_IF_ERROR(MakeDirs(dir));
@@ -187,6 +149,42 @@ std::string Pad(const std::string& s, size_t width) {
 }
 
 }  // namespace
+
+std::string RenderCoordinatorConfig(const CoordinatorConfigTemplate& config) {
+  std::vector<std::string> allowed;
+  for (const std::string& site : config.allowed_sites) allowed.push_back(TomlString(site));
+  return absl::StrCat("# Coordinator of federation ", TomlString(config.federation),
+                      ", written by ", config.written_by, ".\n",
+                      "# Paths are relative to this file's folder.\n", "[federation]\n",
+                      "name = ", TomlString(config.federation), "\n\n", "[coordinator]\n",
+                      "listen = ", TomlString(config.listen), "\n", "state_dir = \"state\"\n",
+                      "certificate = \"cert.pem\"\n", "private_key = \"key.pem\"\n",
+                      "ca_certificate = \"ca.pem\"\n\n", "[sites]\n", "allowed = [",
+                      absl::StrJoin(allowed, ", "), "]\n");
+}
+
+std::string RenderSiteConfig(const SiteConfigTemplate& config) {
+  const std::string& data = config.dataset_dir;
+  const bool shard = config.shard_index >= 0;
+  return absl::StrCat(
+      "# Site ", TomlString(config.site), " of federation ", TomlString(config.federation),
+      ", written by ", config.written_by, ".\n", "# Paths are relative to this file's folder.\n",
+      "[site]\n", "name = ", TomlString(config.site), "\n",
+      "coordinator = ", TomlString(config.coordinator_address), "\n",
+      "certificate = \"cert.pem\"\n", "private_key = \"key.pem\"\n",
+      "ca_certificate = \"ca.pem\"\n", "state_dir = \"state\"\n\n", "[policy]\n",
+      "# The only coordinator this site talks to: SHA-256 of its certificate.\n",
+      "coordinator_fingerprint = ", TomlString(config.coordinator_fingerprint), "\n\n", "[data]\n",
+      shard ? "# Every site of this federation reads the same files and trains on its own shard.\n"
+            : "# This site's own files: point these at them. The site trains on all of them.\n",
+      "train_images = ", TomlString(data + "/train-images-idx3-ubyte.gz"), "\n",
+      "train_labels = ", TomlString(data + "/train-labels-idx1-ubyte.gz"), "\n",
+      "test_images = ", TomlString(data + "/t10k-images-idx3-ubyte.gz"), "\n",
+      "test_labels = ", TomlString(data + "/t10k-labels-idx1-ubyte.gz"), "\n",
+      shard ? absl::StrCat("shard_index = ", config.shard_index, "\n",
+                           "shard_count = ", config.shard_count, "\n")
+            : std::string());
+}
 
 Status ValidateParticipantName(std::string_view name) {
   bool ok = !name.empty() && name.size() <= 63 && std::all_of(name.begin(), name.end(), [](char c) {
@@ -240,7 +238,11 @@ StatusOr<StartupKits> IssueStartupKits(const ProvisionRequest& original) {
   ASSIGN_OR_RETURN(StartupKit coordinator,
                    MakeKit(ca, CoordinatorCertificateRequest(request, listen, now),
                            request.key_type, "coordinator", "coordinator.toml"));
-  coordinator.config = RenderCoordinatorConfig(request);
+  CoordinatorConfigTemplate coordinator_config{request.federation, request.listen, {}};
+  for (const ParticipantSpec& site : request.sites) {
+    coordinator_config.allowed_sites.push_back(site.name);
+  }
+  coordinator.config = RenderCoordinatorConfig(coordinator_config);
   const std::string coordinator_fingerprint = coordinator.certificate.Sha256Fingerprint();
   kits.push_back(std::move(coordinator));
   for (size_t i = 0; i < request.sites.size(); ++i) {
@@ -253,7 +255,17 @@ StatusOr<StartupKits> IssueStartupKits(const ProvisionRequest& original) {
     cr.dns_names = {site.name};
     ASSIGN_OR_RETURN(StartupKit kit,
                      MakeKit(ca, cr, request.key_type, "sites/" + site.name, "site.toml"));
-    kit.config = RenderSiteConfig(request, i, coordinator_address, coordinator_fingerprint);
+    SiteConfigTemplate site_config;
+    site_config.site = site.name;
+    site_config.federation = request.federation;
+    site_config.coordinator_address = coordinator_address;
+    site_config.coordinator_fingerprint = coordinator_fingerprint;
+    site_config.dataset_dir = request.dataset_dir;
+    if (request.shard_shared_data) {
+      site_config.shard_index = static_cast<int>(i);
+      site_config.shard_count = static_cast<int>(request.sites.size());
+    }
+    kit.config = RenderSiteConfig(site_config);
     kits.push_back(std::move(kit));
   }
   return StartupKits{std::move(ca), std::move(coordinator_address), std::move(kits)};
@@ -328,7 +340,10 @@ std::string ProvisionSummary::ToText() const {
   }
   absl::StrAppend(&text, "\nSites connect to ", coordinator_address,
                   " and accept only the coordinator certificate above.\n", "The CA key ",
-                  ca_key_path, " stays with the federation operator: never copy it into a kit.\n");
+                  ca_key_path, " stays with the federation operator: never copy it into a kit.\n",
+                  "\nFor demos and tests only: hansa provision generated every participant's "
+                  "private key here, at the operator.\nA real site makes its own key and request "
+                  "(hansa enroll) and the operator signs it (hansa ca init, hansa ca sign).\n");
   return text;
 }
 

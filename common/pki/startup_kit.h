@@ -1,4 +1,7 @@
-// `hansa provision`: a federation CA and one startup kit per participant.
+// `hansa provision`: a federation CA and one startup kit per participant, for demos and tests
+// only: it generates every participant's private key at the operator. Real sites make their own
+// key and request (`hansa enroll`, common/pki/signing_request.h) and the operator signs it
+// (`hansa ca sign`, common/pki/ca_registry.h); both write configs with the renderers below.
 //
 // Layout written under ProvisionRequest::out_dir:
 //   ca/ca.pem, ca/ca-key.pem (0600)         stays with the federation operator, never in a kit
@@ -50,6 +53,29 @@ struct ProvisionRequest {
   bool shard_shared_data = false;
   bool force = false;  // replace an existing CA in out_dir
 };
+
+// What a site.toml template says; written by provision and by `hansa enroll accept`.
+struct SiteConfigTemplate {
+  std::string site;
+  std::string federation;
+  std::string coordinator_address;      // HOST:PORT
+  std::string coordinator_fingerprint;  // SHA-256 of the coordinator's certificate, hex
+  std::string dataset_dir = "/usr/share/datasets/fashion-mnist";
+  // >= 0: the site trains on shard shard_index of shard_count of shared files (a demo).
+  int shard_index = -1;
+  int shard_count = 0;
+  std::string written_by = "hansa provision";
+};
+std::string RenderSiteConfig(const SiteConfigTemplate& config);
+
+// What a coordinator.toml template says.
+struct CoordinatorConfigTemplate {
+  std::string federation;
+  std::string listen;
+  std::vector<std::string> allowed_sites;
+  std::string written_by = "hansa provision";
+};
+std::string RenderCoordinatorConfig(const CoordinatorConfigTemplate& config);
 
 struct ProvisionedParticipant {
   std::string role;  // "CA", "coordinator" or "site"
