@@ -191,6 +191,7 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   c.certificate = cfg.Path("coordinator.certificate", "cert.pem");
   c.private_key = cfg.Path("coordinator.private_key", "key.pem");
   c.ca_certificate = cfg.Path("coordinator.ca_certificate", "ca.pem");
+  c.revocation_list = cfg.Path("pki.revocation_list", "");
   e.coordinator_country = cfg.String("coordinator.country", "");
   c.linger_seconds = cfg.Double("coordinator.linger_seconds", c.linger_seconds, 0, 3600);
   e.allowed_sites = cfg.StringList("sites.allowed", {});

@@ -13,6 +13,9 @@ struct CoordinatorConfig {
   std::string certificate;
   std::string private_key;
   std::string ca_certificate;
+  // [pki] revocation_list: the federation CA's certificate revocation list (PEM "X509 CRL", as
+  // `hansa ca revoke` writes it); empty: none. Re-read whenever the file changes.
+  std::string revocation_list;
   std::string initial_model;  // optional safetensors file; else built-in init by seed
   uint64_t seed = 1;
   // Seconds the coordinator lingers after the last round so sites can learn it finished.

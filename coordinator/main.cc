@@ -18,6 +18,7 @@
 #include "common/model/task.h"
 #include "common/net/rpc.h"
 #include "common/net/tls.h"
+#include "common/pki/revocation.h"
 #include "common/signals/signal_watcher.h"
 #include "common/tensor/safetensors.h"
 #include "common/version/version.h"
@@ -70,6 +71,23 @@ int Run(const std::string& config_path, const std::string& state_dir) {
     spdlog::error("{}", tls.status().message());
     return 2;
   }
+  // Every client certificate is checked against the CA and, when configured, its revocation
+  // list, re-read whenever the file changes.
+  StatusOr<Certificate> ca = Certificate::FromPem(tls->ca_certificate_pem);
+  if (!ca.ok()) {
+    spdlog::error("{}: {}", config->ca_certificate, ca.status().message());
+    return 2;
+  }
+  auto policy = std::make_shared<ClientCertificatePolicy>(*ca);
+  if (!config->revocation_list.empty()) {
+    if (Status st = policy->WatchRevocationList(config->revocation_list); !st.ok()) {
+      spdlog::error("pki.revocation_list: {}", st.message());
+      return 2;
+    }
+    spdlog::info("revocation list {}: number {}, {} revoked certificate(s)",
+                 config->revocation_list, policy->revocation_list()->number(),
+                 policy->revocation_list()->entries().size());
+  }
   // The audit log is signed with the coordinator's own key; its certificate's country is the
   // coordinator's jurisdiction.
   StatusOr<std::unique_ptr<AuditLog>> audit = AuditLog::OpenWithFiles(
@@ -98,10 +116,18 @@ int Run(const std::string& config_path, const std::string& state_dir) {
     spdlog::error("state in {}: {}", config->engine.state_dir, engine.status().message());
     return 1;
   }
+  // A refused handshake goes on record once per certificate and problem (the sink is called
+  // on gRPC's threads; the engine outlives the server).
+  policy->SetRefusalSink([engine = engine->get()](const CertificateRefusal& r) {
+    const ParticipantFields who{r.subject.common_name, r.subject.organization, r.subject.country,
+                                r.fingerprint};
+    Status st = engine->RecordCertificateRefusal(who, r.serial_hex, r.kind, r.message);
+    if (!st.ok()) spdlog::error("{}", st.message());
+  });
   CoordinatorService service(engine->get());
   int port = 0;
   StatusOr<std::unique_ptr<grpc::Server>> server =
-      StartServer(config->listen, *tls, &service, config->engine.max_chunk_bytes, &port);
+      StartServer(config->listen, *tls, &service, config->engine.max_chunk_bytes, &port, policy);
   if (!server.ok()) {
     spdlog::error("{}", server.status().message());
     return 1;
@@ -122,15 +148,37 @@ int Run(const std::string& config_path, const std::string& state_dir) {
       "(the sites must then pin the new one)");
   absl::Notification run_over;
   std::atomic<bool> expired{false};
+  // Warns at start and once a day while the coordinator's or the CA's certificate expires
+  // within 30 days.
   std::thread expiry_watch([&, not_after = own.NotAfter(), engine = engine->get()] {
-    if (run_over.WaitForNotificationWithDeadline(not_after + absl::Seconds(1))) return;
+    for (;;) {
+      const absl::Time now = absl::Now();
+      for (const auto& [cert, what] :
+           {std::make_pair(
+                &own, absl::StrCat("the coordinator's certificate of '", own.Subject().common_name,
+                                   "' (", config->certificate, ")")),
+            std::make_pair(
+                static_cast<const Certificate*>(&*ca),
+                absl::StrCat("the federation CA certificate (", config->ca_certificate, ")"))}) {
+        const std::string soon = ExpiryWarning(*cert, now, absl::Hours(24 * 30), what);
+        if (!soon.empty()) spdlog::warn("{}", soon);
+      }
+      const absl::Time next = std::min(now + absl::Hours(24), not_after + absl::Seconds(1));
+      if (run_over.WaitForNotificationWithDeadline(next)) return;
+      if (absl::Now() > not_after) break;
+    }
     expired = true;
     spdlog::error("{}; stopping", expiry);
     engine->Shutdown();
   });
+  std::thread revocation_watch([&] {
+    if (config->revocation_list.empty()) return;
+    while (!run_over.WaitForNotificationWithTimeout(absl::Seconds(1))) policy->Refresh(absl::Now());
+  });
   Status result = (*engine)->Run();
   run_over.Notify();
   expiry_watch.join();
+  revocation_watch.join();
   if (result.ok()) Linger(**engine, config->linger_seconds);
   (*engine)->Shutdown();
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));

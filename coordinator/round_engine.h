@@ -58,7 +58,12 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
 
   // PermissionDenied for a site not on the allowed list or from a country not allowed; the
   // refusal is recorded.
+  // Logs a warning when the site's certificate expires within 30 days (each time it joins).
   StatusOr<v1::JoinReply> Join(const SiteIdentity& site);
+  // A client certificate refused in the TLS handshake (ClientCertificatePolicy's sink, on a gRPC
+  // thread): a site_refused record with the certificate's serial and `problem`. Any thread.
+  Status RecordCertificateRefusal(const ParticipantFields& who, const std::string& serial,
+                                  const std::string& problem, const std::string& reason);
   // The site's next task; WAIT if none appears within `wait`.
   StatusOr<v1::Task> NextTask(const std::string& site, absl::Duration wait);
   // The payload of the current global model, if `sha256` names it (`round` is the plan's).

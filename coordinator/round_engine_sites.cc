@@ -7,6 +7,7 @@
 #include "common/audit/record_text.h"
 #include "common/fileio/fileio.h"
 #include "common/logging/logging.h"
+#include "common/pki/revocation.h"
 #include "common/plan/plan_readers.h"
 #include "common/plan/plan_writer.h"
 #include "coordinator/round_engine.h"
@@ -26,6 +27,11 @@ StatusOr<v1::JoinReply> RoundEngine::Join(const SiteIdentity& site) {
     return admitted;
   }
   RETURN_IF_ERROR(Record(SiteAdmitted(who)));
+  if (!site.certificate_pem.empty()) {
+    StatusOr<Certificate> cert = Certificate::FromPem(site.certificate_pem);
+    const std::string soon = cert.ok() ? ExpiryWarning(*cert, absl::Now()) : std::string();
+    if (!soon.empty()) spdlog::warn("site '{}' joined: {}", site.name, soon);
+  }
   absl::MutexLock lock(&mu_);
   members_.Admit(site, options_.clock->Now());
   changed_.SignalAll();
@@ -35,6 +41,12 @@ StatusOr<v1::JoinReply> RoundEngine::Join(const SiteIdentity& site) {
   reply.set_coordinator_country(options_.coordinator_country);
   reply.set_max_chunk_bytes(options_.max_chunk_bytes);
   return reply;
+}
+
+Status RoundEngine::RecordCertificateRefusal(const ParticipantFields& who,
+                                             const std::string& serial, const std::string& problem,
+                                             const std::string& reason) {
+  return Record(CertificateRefused(who, serial, problem, reason));
 }
 
 StatusOr<v1::Task> RoundEngine::NextTask(const std::string& site, absl::Duration wait) {

@@ -486,10 +486,11 @@ grpc::ServerUnaryReactor* CoordinatorService::RespondToPlan(grpc::CallbackServer
                                     caller->engine->RespondToPlan(caller->site.name, *request)));
 }
 
-StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& listen, const TlsFiles& tls,
-                                                    CoordinatorService* service,
-                                                    uint32_t max_chunk_bytes, int* bound_port) {
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, MakeServerCredentials(tls));
+StatusOr<std::unique_ptr<grpc::Server>> StartServer(
+    const std::string& listen, const TlsFiles& tls, CoordinatorService* service,
+    uint32_t max_chunk_bytes, int* bound_port, std::shared_ptr<ClientCertificatePolicy> policy) {
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds,
+                   MakeServerCredentials(tls, std::move(policy)));
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, creds, bound_port);
   builder.RegisterService(service);

@@ -116,9 +116,11 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
 };
 
 // Builds and starts a server on `listen` with mutual TLS 1.3 (client certificates required
-// and verified against the federation CA). The service must outlive the server.
-StatusOr<std::unique_ptr<grpc::Server>> StartServer(const std::string& listen, const TlsFiles& tls,
-                                                    CoordinatorService* service,
-                                                    uint32_t max_chunk_bytes, int* bound_port);
+// and verified against the federation CA, and by `policy` when given: see
+// MakeServerCredentials). The service must outlive the server.
+StatusOr<std::unique_ptr<grpc::Server>> StartServer(
+    const std::string& listen, const TlsFiles& tls, CoordinatorService* service,
+    uint32_t max_chunk_bytes, int* bound_port,
+    std::shared_ptr<ClientCertificatePolicy> policy = nullptr);
 
 }  // namespace hansa

@@ -40,6 +40,16 @@ AuditEvent SiteRefused(const ParticipantFields& p, const std::string& reason) {
   return {ev::kSiteRefused, std::move(fields)};
 }
 
+AuditEvent CertificateRefused(const ParticipantFields& p, const std::string& serial,
+                              const std::string& problem, const std::string& reason) {
+  json fields = Participant(p);
+  fields["reason"] = reason;
+  fields["serial"] = serial;
+  fields["certificate_problem"] = problem;
+  fields["stage"] = "tls_handshake";
+  return {ev::kSiteRefused, std::move(fields)};
+}
+
 AuditEvent RoundPlanned(const RoundPlannedFields& f) {
   json fields = {{"round", f.round},
                  {"attempt", f.attempt},

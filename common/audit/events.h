@@ -13,7 +13,11 @@
 //                        once, when a new state dir is created
 //   coordinator_resumed  {after_round, torn_tail_bytes}  each restart over an existing state dir
 //   site_admitted        {site, organisation, country, fingerprint}  each successful join
-//   site_refused         {site, organisation, country, fingerprint, reason}  a refused join
+//   site_refused         {site, organisation, country, fingerprint, reason}  a refused join;
+//                        refused in the TLS handshake (CertificateRefused), also {serial,
+//                        certificate_problem: "revoked" | "expired" | "not_yet_valid" |
+//                        "wrong_ca" | "invalid", stage: "tls_handshake"}, once per certificate
+//                        and problem while the coordinator runs
 //   round_planned        {round, attempt, plan_sha256, model_sha256, cohort[], aggregation,
 //                         secure_aggregation?{...}, privacy?{...}}  before any site sees it
 //   site_consented       {round, site}            the site accepted the plan (PlanResponse)
@@ -170,6 +174,9 @@ AuditEvent FederationStarted(const FederationStartedFields& f);
 AuditEvent CoordinatorResumed(int64_t after_round, int64_t torn_tail_bytes = 0);
 AuditEvent SiteAdmitted(const ParticipantFields& p);
 AuditEvent SiteRefused(const ParticipantFields& p, const std::string& reason);
+// A site_refused record for a client certificate refused in the TLS handshake (see above).
+AuditEvent CertificateRefused(const ParticipantFields& p, const std::string& serial,
+                              const std::string& problem, const std::string& reason);
 AuditEvent RoundPlanned(const RoundPlannedFields& f);
 AuditEvent SiteConsented(int64_t round, const std::string& site);
 AuditEvent SiteDeclined(int64_t round, const std::string& site, const std::string& reason);

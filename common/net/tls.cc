@@ -7,6 +7,7 @@
 #include <openssl/conf.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sys/stat.h>
 
 #include <functional>
 #include <map>
@@ -72,59 +73,34 @@ class PinningVerifier final : public grpc::experimental::ExternalCertificateVeri
 };
 
 // The coordinator's check of every client certificate, inside gRPC's handshake (gRPC hands the
-// certificate over unchecked: GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_BUT_DONT_VERIFY).
-// Says why it refused, once a minute per certificate, so a site retrying every few seconds with
-// an expired certificate, or a stranger's scanner, does not flood the log.
+// certificate over unchecked: GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_BUT_DONT_VERIFY):
+// the policy decides, and is told of each refusal.
 class ClientCertificateVerifier final : public grpc::experimental::ExternalCertificateVerifier {
  public:
-  explicit ClientCertificateVerifier(Certificate ca) : ca_(std::move(ca)) {}
+  explicit ClientCertificateVerifier(std::shared_ptr<ClientCertificatePolicy> policy)
+      : policy_(std::move(policy)) {}
 
   bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
               std::function<void(grpc::Status)> callback, grpc::Status* sync_status) override {
     grpc::string_ref pem = request->peer_cert();
     const std::string_view text(pem.data(), pem.size());
-    Status st = CheckClientCertificate(text, ca_, absl::Now());
+    const absl::Time now = absl::Now();
+    Status st = policy_->Check(text, now);
     if (st.ok()) {
       *sync_status = grpc::Status::OK;
       return true;
     }
-    Report(text, st);
+    policy_->Refused(text, st, now);
     *sync_status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(st.message()));
     return true;
   }
   void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest*) override {}
 
  private:
-  void Report(std::string_view pem, const Status& why) {
-    StatusOr<Certificate> cert = Certificate::FromPem(pem);
-    const std::string fingerprint = cert.ok() ? cert->Sha256Fingerprint() : "unreadable";
-    const absl::Time now = absl::Now();
-    int64_t since_last = 0;
-    {
-      absl::MutexLock lock(&mu_);
-      if (last_.size() > 4096) last_.clear();  // bounded, whoever connects
-      auto [it, fresh] = last_.try_emplace(fingerprint, Reported{now, 0});
-      if (!fresh && now - it->second.at < absl::Minutes(1)) {
-        ++it->second.suppressed;
-        return;
-      }
-      since_last = it->second.suppressed;
-      it->second = Reported{now, 0};
-    }
-    spdlog::warn("refused a TLS client: the client's {} (sha256 {}){}", std::string(why.message()),
-                 fingerprint,
-                 since_last > 0 ? absl::StrCat("; ", since_last, " more refused in the last minute")
-                                : std::string());
-  }
-
-  struct Reported {
-    absl::Time at;
-    int64_t suppressed;
-  };
-  const Certificate ca_;
-  absl::Mutex mu_;
-  std::map<std::string, Reported> last_ ABSL_GUARDED_BY(mu_);
+  const std::shared_ptr<ClientCertificatePolicy> policy_;
 };
+
+constexpr size_t kMaxRememberedCertificates = 4096;  // bounded, whoever connects
 
 }  // namespace
 
@@ -165,6 +141,144 @@ StatusOr<TlsFiles> LoadTlsFiles(const std::string& certificate, const std::strin
                            absl::StrCat(private_key, " is not the key of ", certificate)));
   RETURN_IF_ERROR(Annotate(VerifyCertificate(cert, ca, absl::Now()), certificate));
   return files;
+}
+
+ClientCertificatePolicy::ClientCertificatePolicy(Certificate ca) : ca_(std::move(ca)) {}
+
+ClientCertificatePolicy::FileState ClientCertificatePolicy::Stat(const std::string& path) {
+  struct stat st {};
+  FileState state;
+  if (stat(path.c_str(), &st) != 0) return state;
+  state.size = static_cast<int64_t>(st.st_size);
+  state.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  state.inode = static_cast<uint64_t>(st.st_ino);
+  return state;
+}
+
+Status ClientCertificatePolicy::WatchRevocationList(const std::string& path) {
+  const FileState state = Stat(path);
+  ASSIGN_OR_RETURN(RevocationList list, RevocationList::FromFile(path, ca_));
+  absl::MutexLock lock(&mu_);
+  list_ = std::make_shared<const RevocationList>(std::move(list));
+  watched_path_ = path;
+  watched_state_ = state;
+  last_look_ = absl::Now();
+  return absl::OkStatus();
+}
+
+void ClientCertificatePolicy::SetRevocationList(std::shared_ptr<const RevocationList> list) {
+  absl::MutexLock lock(&mu_);
+  list_ = std::move(list);
+}
+
+std::shared_ptr<const RevocationList> ClientCertificatePolicy::revocation_list() const {
+  absl::MutexLock lock(&mu_);
+  return list_;
+}
+
+void ClientCertificatePolicy::SetRefusalSink(RefusalSink sink) {
+  absl::MutexLock lock(&mu_);
+  sink_ = std::move(sink);
+}
+
+void ClientCertificatePolicy::Refresh(absl::Time now) {
+  std::string path;
+  {
+    absl::MutexLock lock(&mu_);
+    if (watched_path_.empty() || now - last_look_ < absl::Seconds(1)) return;
+    last_look_ = now;
+    path = watched_path_;
+  }
+  const FileState state = Stat(path);
+  {
+    absl::MutexLock lock(&mu_);
+    if (state == watched_state_) return;
+    watched_state_ = state;  // a bad file is reported once, not at every look
+  }
+  StatusOr<RevocationList> fresh = RevocationList::FromFile(path, ca_);
+  absl::MutexLock lock(&mu_);
+  if (!fresh.ok()) {
+    spdlog::error("keeping the revocation list read before (number {}): {}",
+                  list_ ? list_->number() : 0, std::string(fresh.status().message()));
+    return;
+  }
+  if (list_ && fresh->number() < list_->number()) {
+    spdlog::error(
+        "keeping the revocation list read before: {} holds list number {}, older than the {} "
+        "in use",
+        path, fresh->number(), list_->number());
+    return;
+  }
+  spdlog::info("revocation list {} reloaded: number {}, {} revoked certificate(s)", path,
+               fresh->number(), fresh->entries().size());
+  list_ = std::make_shared<const RevocationList>(*std::move(fresh));
+}
+
+Status ClientCertificatePolicy::Check(std::string_view certificate_pem, absl::Time at) {
+  RETURN_IF_ERROR(CheckClientCertificate(certificate_pem, ca_, at));
+  Refresh(at);
+  std::shared_ptr<const RevocationList> list = revocation_list();
+  if (!list) return absl::OkStatus();
+  StatusOr<Certificate> cert = Certificate::FromPem(certificate_pem);  // read by the check above
+  if (!cert.ok()) return absl::PermissionDeniedError(cert.status().message());
+  const std::string serial = cert->SerialHex();
+  const RevokedEntry* revoked = list->Find(serial);
+  if (revoked == nullptr) return absl::OkStatus();
+  return absl::PermissionDeniedError(
+      absl::StrCat("certificate of '", cert->Subject().common_name, "' (serial ", serial,
+                   ") was revoked by the federation CA on ",
+                   FormatCertificateTime(revoked->revoked_at), " (", revoked->reason, ")"));
+}
+
+void ClientCertificatePolicy::Refused(std::string_view certificate_pem, const Status& why,
+                                      absl::Time now) {
+  StatusOr<Certificate> cert = Certificate::FromPem(certificate_pem);
+  CertificateRefusal refusal;
+  refusal.fingerprint = cert.ok() ? cert->Sha256Fingerprint() : "unreadable";
+  if (cert.ok()) {
+    refusal.subject = cert->Subject();
+    refusal.serial_hex = cert->SerialHex();
+  }
+  refusal.kind = CertificateRefusalKind(why);
+  refusal.message = std::string(why.message());
+  int64_t suppressed = -1;  // -1: not logged now
+  RefusalSink sink;
+  {
+    absl::MutexLock lock(&mu_);
+    if (logged_.size() > kMaxRememberedCertificates) logged_.clear();
+    auto [it, fresh] = logged_.try_emplace(refusal.fingerprint, Reported{now, 0});
+    if (!fresh && now - it->second.at < absl::Minutes(1)) {
+      ++it->second.suppressed;
+    } else {
+      suppressed = fresh ? 0 : it->second.suppressed;
+      it->second = Reported{now, 0};
+    }
+    if (sink_) {
+      if (told_.size() > kMaxRememberedCertificates) told_.clear();
+      if (told_.emplace(absl::StrCat(refusal.fingerprint, "/", refusal.kind), true).second) {
+        sink = sink_;
+      }
+    }
+  }
+  if (suppressed >= 0) {
+    spdlog::warn("refused a TLS client: the client's {} (sha256 {}){}", refusal.message,
+                 refusal.fingerprint,
+                 suppressed > 0 ? absl::StrCat("; ", suppressed, " more refused in the last minute")
+                                : std::string());
+  }
+  if (sink) sink(refusal);
+}
+
+std::string CertificateRefusalKind(const Status& why) {
+  const std::string_view m(why.message().data(), why.message().size());
+  if (m.find(") was revoked by the federation CA on ") != std::string_view::npos) return "revoked";
+  if (m.find("' expired on ") != std::string_view::npos ||
+      m.find("the federation CA certificate expired") != std::string_view::npos) {
+    return "expired";
+  }
+  if (m.find(" is not yet valid") != std::string_view::npos) return "not_yet_valid";
+  if (m.find("was not signed by the federation CA") != std::string_view::npos) return "wrong_ca";
+  return "invalid";
 }
 
 Status EnforceTls13Only() {
@@ -244,13 +358,15 @@ StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(
   return creds;
 }
 
-StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const TlsFiles& files) {
+StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const TlsFiles& files, std::shared_ptr<ClientCertificatePolicy> policy) {
   RETURN_IF_ERROR(EnforceTls13Only());
   auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
       files.ca_certificate_pem, std::vector<grpc::experimental::IdentityKeyCertPair>{
                                     {files.private_key_pem, files.certificate_pem}});
   ASSIGN_OR_RETURN(Certificate ca, Certificate::FromPem(files.ca_certificate_pem));
   if (!ca.IsCa()) return absl::InvalidArgumentError("the federation CA certificate is not a CA");
+  if (!policy) policy = std::make_shared<ClientCertificatePolicy>(std::move(ca));
   grpc::experimental::TlsServerCredentialsOptions options(provider);
   options.watch_root_certs();
   options.watch_identity_key_cert_pairs();
@@ -260,7 +376,7 @@ StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const T
   options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
   options.set_certificate_verifier(
       grpc::experimental::ExternalCertificateVerifier::Create<ClientCertificateVerifier>(
-          std::move(ca)));
+          std::move(policy)));
   return grpc::experimental::TlsServerCredentials(options);
 }
 

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -11,6 +13,7 @@
 #include "absl/time/time.h"
 
 #include "common/pki/certificate.h"
+#include "common/pki/revocation.h"
 #include "common/status/status.h"
 
 namespace grpc {
@@ -86,6 +89,84 @@ StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(
 Status CheckClientCertificate(std::string_view certificate_pem, const Certificate& ca,
                               absl::Time at);
 
+// A client certificate the coordinator refused in a TLS handshake, for its audit log.
+struct CertificateRefusal {
+  SubjectName subject;      // empty fields when the certificate could not be read
+  std::string fingerprint;  // SHA-256 of the certificate; "unreadable" when it could not be read
+  std::string serial_hex;
+  // What was wrong: "revoked", "expired", "not_yet_valid", "wrong_ca" (not issued by the
+  // federation CA) or "invalid" (anything else: a CA certificate, a server-only certificate,
+  // an unreadable one, a key of another kind).
+  std::string kind;
+  std::string message;  // the refusal as CheckClientCertificate / the policy said it
+};
+
+// The coordinator's rule for client certificates, shared by gRPC's handshake threads (Check,
+// Refused) and the coordinator (the rest): the federation CA, the CA's revocation list (none,
+// set, or a watched file) and who is told of refusals. Thread-safe.
+class ClientCertificatePolicy {
+ public:
+  explicit ClientCertificatePolicy(Certificate ca);
+
+  const Certificate& ca() const { return ca_; }
+
+  // Reads the revocation list at `path` now (an error names the file: the coordinator refuses
+  // to start on it), then re-reads it whenever its size, modification time or inode changes,
+  // looked at by Check at most once a second. A new file that does not load (damaged, signed
+  // by another CA, an older cRLNumber) keeps the old list and is logged at error once per
+  // change.
+  Status WatchRevocationList(const std::string& path);
+  // Replaces the list (null: none).
+  void SetRevocationList(std::shared_ptr<const RevocationList> list);
+  std::shared_ptr<const RevocationList> revocation_list() const;
+
+  // Called once per certificate fingerprint and refusal kind (per process) after a handshake
+  // was refused, on gRPC's handshake thread: it must not block for long (an audit append is
+  // fine). Set it before the server starts; null: nobody.
+  using RefusalSink = std::function<void(const CertificateRefusal&)>;
+  void SetRefusalSink(RefusalSink sink);
+
+  // Re-reads the watched revocation list if its file changed and a second has passed since the
+  // last look (Check calls it; the coordinator also calls it once a second, so that a new list
+  // takes effect, and is logged, without waiting for a handshake).
+  void Refresh(absl::Time now);
+
+  // CheckClientCertificate, then the revocation list: PermissionDenied "certificate of 'x'
+  // (serial 1f...) was revoked by the federation CA on 2031-01-01 00:00:00 UTC (keyCompromise)".
+  Status Check(std::string_view certificate_pem, absl::Time at);
+  // A handshake with `certificate_pem` was refused with `why` (a status from Check): logs it at
+  // warn once a minute per certificate, and tells the sink once per fingerprint and kind.
+  void Refused(std::string_view certificate_pem, const Status& why, absl::Time now);
+
+ private:
+  struct FileState {
+    int64_t size = -1;
+    int64_t mtime_ns = -1;
+    uint64_t inode = 0;
+    bool operator==(const FileState& o) const {
+      return size == o.size && mtime_ns == o.mtime_ns && inode == o.inode;
+    }
+  };
+  static FileState Stat(const std::string& path);
+
+  struct Reported {
+    absl::Time at;
+    int64_t suppressed;
+  };
+  const Certificate ca_;
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const RevocationList> list_ ABSL_GUARDED_BY(mu_);
+  std::string watched_path_ ABSL_GUARDED_BY(mu_);
+  FileState watched_state_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_look_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  RefusalSink sink_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Reported> logged_ ABSL_GUARDED_BY(mu_);  // by fingerprint
+  std::map<std::string, bool> told_ ABSL_GUARDED_BY(mu_);        // by fingerprint + kind
+};
+
+// The refusal kind (CertificateRefusal::kind) of a status from ClientCertificatePolicy::Check.
+std::string CertificateRefusalKind(const Status& why);
+
 // Server credentials for mutual TLS 1.3 (EnforceTls13Only first): the coordinator's
 // certificate, and a client certificate required from every peer and verified against the
 // federation CA. What the coordinator serves with, and tests that stand in for it.
@@ -97,6 +178,9 @@ Status CheckClientCertificate(std::string_view certificate_pem, const Certificat
 // logged once a minute per certificate at warn: "refused a TLS client: the client's
 // certificate of 'alpha' expired on ... (sha256 ...)". gRPC 1.51 tells a verifier nothing of
 // the peer's address, so the line names the certificate, not the address.
-StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const TlsFiles& files);
+// With `policy` (null: one with the CA of `files` and no revocation list), its Check decides and
+// its Refused is told of every refusal.
+StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const TlsFiles& files, std::shared_ptr<ClientCertificatePolicy> policy = nullptr);
 
 }  // namespace hansa

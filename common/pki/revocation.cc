@@ -266,6 +266,17 @@ const RevokedEntry* RevocationList::Find(std::string_view serial_hex) const {
   return it == by_serial_.end() ? nullptr : &entries_[it->second];
 }
 
+std::string ExpiryWarning(const Certificate& cert, absl::Time now, absl::Duration within,
+                          const std::string& what) {
+  const absl::Time not_after = cert.NotAfter();
+  if (not_after < now || not_after - now > within) return std::string();
+  const int64_t days = absl::ToInt64Hours(not_after - now) / 24;
+  return absl::StrCat(
+      what.empty() ? absl::StrCat("certificate of '", cert.Subject().common_name, "'") : what,
+      " expires on ", FormatCertificateTime(not_after), " (in ", days, days == 1 ? " day" : " days",
+      "): renew it with `hansa ca renew`");
+}
+
 Status WriteRevocationListFile(const std::string& path, const RevocationList& list) {
   return WriteFileAtomically(path, list.ToPem(), 0644);
 }

@@ -71,6 +71,14 @@ class RevocationList {
   absl::Time next_update_ = absl::InfiniteFuture();
 };
 
+// Warnings before a certificate expires (the coordinator's own, the CA's, a joining site's):
+// "certificate of 'x' expires on 2031-01-01 00:00:00 UTC (in 12 days): renew it with `hansa ca
+// renew`" when `cert` expires within `within` of `now` (and has not expired yet); empty
+// otherwise. `what` replaces "certificate of 'x'" when not empty.
+std::string ExpiryWarning(const Certificate& cert, absl::Time now,
+                          absl::Duration within = absl::Hours(24 * 30),
+                          const std::string& what = std::string());
+
 // Writes the list's PEM to `path` atomically (mode 0644: the list is public).
 Status WriteRevocationListFile(const std::string& path, const RevocationList& list);
 

@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -318,6 +319,43 @@ TEST(CertLifetimeTest, TheCoordinatorRefusesBadClientCertificatesInTheHandshakeA
                              "client authentication"));
   EXPECT_EQ(Count(log, "refused a TLS client: "), 4u) << log;
   EXPECT_TRUE(coordinator->Running());
+
+  // Each refusal is on record (site_refused, stage tls_handshake) with what was wrong, and the
+  // audit log verifies.
+  const std::string audit = kit.federation + "/coordinator/state/audit.jsonl";
+  std::map<std::string, nlohmann::json> by_fingerprint;
+  ASSERT_TRUE(WaitFor(30, [&] {
+    by_fingerprint.clear();
+    for (const nlohmann::json& r : ReadJsonLines(audit)) {
+      if (r.value("event", "") == "site_refused" &&
+          r["fields"].value("stage", "") == "tls_handshake") {
+        by_fingerprint[r["fields"].value("fingerprint", "")] = r["fields"];
+      }
+    }
+    return by_fingerprint.size() == 4;
+  })) << ReadText(audit);
+  const auto problem = [&](const Certificate& c) {
+    return by_fingerprint[c.Sha256Fingerprint()].value("certificate_problem", "");
+  };
+  EXPECT_EQ(problem(expired), "expired");
+  EXPECT_EQ(problem(early), "not_yet_valid");
+  EXPECT_EQ(problem(foreign), "wrong_ca");
+  auto coordinator_cert = Certificate::FromFile(kit.federation + "/coordinator/cert.pem");
+  ASSERT_TRUE(coordinator_cert.ok());
+  EXPECT_EQ(problem(*coordinator_cert), "invalid");
+  const nlohmann::json& e = by_fingerprint[expired.Sha256Fingerprint()];
+  EXPECT_EQ(e.value("site", ""), "alpha");
+  EXPECT_EQ(e.value("country", ""), "DE");
+  EXPECT_EQ(e.value("serial", ""), expired.SerialHex());
+  EXPECT_THAT(e.value("reason", ""), HasSubstr("certificate of 'alpha' expired on "));
+  coordinator->Signal(SIGTERM);
+  coordinator->Wait(60);
+  std::string out;
+  EXPECT_EQ(RunCommand({BuildPath("tools/hansa"), "audit", "verify", audit, "--ca",
+                        kit.federation + "/ca/ca.pem"},
+                       &out),
+            0)
+      << out;
 }
 
 }  // namespace

@@ -7,12 +7,14 @@
 #include <gtest/gtest.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <stdlib.h>
 
 #include <list>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "common/fileio/fileio.h"
 #include "common/net/tls.h"
 #include "common/pki/authority.h"
 #include "tests/support/tls_peers.h"
@@ -138,6 +140,133 @@ TEST(CheckClientCertificateTest, RefusesWhatIsNotACertificate) {
   const Status st = CheckClientCertificate("not a certificate", ca->certificate(), absl::Now());
   EXPECT_EQ(st.code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(std::string(st.message()), HasSubstr("certificate could not be read"));
+}
+
+// The coordinator's policy: the CA check, then the revocation list, which it re-reads when the
+// file changes; refusals told once per certificate and problem.
+class ClientCertificatePolicyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto ca =
+        CertificateAuthority::Create({.federation = "demo", .organization = "", .country = "DE"});
+    ASSERT_TRUE(ca.ok());
+    ca_ = std::make_unique<CertificateAuthority>(*std::move(ca));
+    std::string tmpl = ::testing::TempDir() + "/net_policy_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    crl_ = tmpl + "/crl.pem";
+  }
+  RevocationList List(std::vector<RevokedEntry> entries, uint64_t number) {
+    auto list =
+        RevocationList::Issue(*ca_, std::move(entries), number, now_, now_ + absl::Hours(24));
+    EXPECT_TRUE(list.ok()) << list.status();
+    return *std::move(list);
+  }
+  Participant Site(const std::string& name) { return testing::IssueParticipant(*ca_, name, false); }
+
+  const absl::Time now_ = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
+  std::unique_ptr<CertificateAuthority> ca_;
+  std::string crl_;
+};
+
+TEST_F(ClientCertificatePolicyTest, RefusesARevokedCertificateAndSaysWhenAndWhy) {
+  Participant alpha = Site("alpha"), beta = Site("beta");
+  ClientCertificatePolicy policy(ca_->certificate());
+  EXPECT_TRUE(policy.Check(alpha.cert.ToPem(), absl::Now()).ok());
+  policy.SetRevocationList(std::make_shared<const RevocationList>(
+      List({{alpha.cert.SerialHex(), now_, "keyCompromise"}}, 1)));
+  const Status st = policy.Check(alpha.cert.ToPem(), absl::Now());
+  EXPECT_EQ(st.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(std::string(st.message()), "certificate of 'alpha' (serial " + alpha.cert.SerialHex() +
+                                           ") was revoked by the federation CA on " +
+                                           FormatCertificateTime(now_) + " (keyCompromise)");
+  EXPECT_EQ(CertificateRefusalKind(st), "revoked");
+  EXPECT_TRUE(policy.Check(beta.cert.ToPem(), absl::Now()).ok());
+}
+
+TEST_F(ClientCertificatePolicyTest, RereadsTheWatchedFileAndKeepsTheOldListWhenTheNewIsBad) {
+  Participant alpha = Site("alpha");
+  ASSERT_TRUE(WriteRevocationListFile(crl_, List({}, 1)).ok());
+  ClientCertificatePolicy policy(ca_->certificate());
+  ASSERT_TRUE(policy.WatchRevocationList(crl_).ok());
+  ASSERT_TRUE(
+      WriteRevocationListFile(crl_, List({{alpha.cert.SerialHex(), now_, "superseded"}}, 2)).ok());
+  // Looked at no more than once a second: times are given, not waited for.
+  const absl::Time t = absl::Now() + absl::Seconds(5);
+  EXPECT_EQ(policy.Check(alpha.cert.ToPem(), t).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(policy.revocation_list()->number(), 2u);
+
+  // A damaged file, then an older list: both keep list 2.
+  ASSERT_TRUE(WriteFileAtomically(crl_, "damaged").ok());
+  policy.Refresh(t + absl::Seconds(2));
+  EXPECT_EQ(policy.revocation_list()->number(), 2u);
+  ASSERT_TRUE(WriteRevocationListFile(crl_, List({}, 1)).ok());
+  policy.Refresh(t + absl::Seconds(4));
+  EXPECT_EQ(policy.revocation_list()->number(), 2u);
+  EXPECT_EQ(policy.Check(alpha.cert.ToPem(), t + absl::Seconds(6)).code(),
+            absl::StatusCode::kPermissionDenied);
+  // A newer list that lifts the revocation takes effect.
+  ASSERT_TRUE(WriteRevocationListFile(crl_, List({}, 3)).ok());
+  policy.Refresh(t + absl::Seconds(8));
+  EXPECT_EQ(policy.revocation_list()->number(), 3u);
+  EXPECT_TRUE(policy.Check(alpha.cert.ToPem(), t + absl::Seconds(8)).ok());
+}
+
+TEST_F(ClientCertificatePolicyTest, ABadFileAtStartIsAnErrorNamingIt) {
+  ASSERT_TRUE(WriteFileAtomically(crl_, "not a list").ok());
+  ClientCertificatePolicy policy(ca_->certificate());
+  const Status st = policy.WatchRevocationList(crl_);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(st.message()), HasSubstr(crl_));
+  EXPECT_EQ(policy.revocation_list(), nullptr);
+}
+
+TEST_F(ClientCertificatePolicyTest, TellsEachRefusalOncePerCertificateAndProblem) {
+  Participant alpha = Site("alpha");
+  Participant expired = testing::IssueParticipant(*ca_, "beta", false, KeyType::kEd25519,
+                                                  now_ - absl::Hours(2), now_ - absl::Hours(1));
+  ClientCertificatePolicy policy(ca_->certificate());
+  policy.SetRevocationList(std::make_shared<const RevocationList>(
+      List({{alpha.cert.SerialHex(), now_, "keyCompromise"}}, 1)));
+  std::vector<CertificateRefusal> told;
+  policy.SetRefusalSink([&](const CertificateRefusal& r) { told.push_back(r); });
+  for (int i = 0; i < 5; ++i) {
+    for (const Participant* p : {&alpha, &expired}) {
+      const absl::Time at = absl::Now();
+      const Status st = policy.Check(p->cert.ToPem(), at);
+      ASSERT_FALSE(st.ok());
+      policy.Refused(p->cert.ToPem(), st, at);
+    }
+  }
+  ASSERT_EQ(told.size(), 2u);
+  EXPECT_EQ(told[0].subject.common_name, "alpha");
+  EXPECT_EQ(told[0].subject.country, "DE");
+  EXPECT_EQ(told[0].kind, "revoked");
+  EXPECT_EQ(told[0].serial_hex, alpha.cert.SerialHex());
+  EXPECT_EQ(told[0].fingerprint, alpha.cert.Sha256Fingerprint());
+  EXPECT_THAT(told[0].message, HasSubstr("was revoked by the federation CA"));
+  EXPECT_EQ(told[1].subject.common_name, "beta");
+  EXPECT_EQ(told[1].kind, "expired");
+  // Unreadable input is told too, once.
+  policy.Refused("junk", absl::PermissionDeniedError("certificate could not be read: x"), now_);
+  policy.Refused("junk", absl::PermissionDeniedError("certificate could not be read: x"), now_);
+  ASSERT_EQ(told.size(), 3u);
+  EXPECT_EQ(told[2].fingerprint, "unreadable");
+  EXPECT_EQ(told[2].kind, "invalid");
+}
+
+TEST(CertificateRefusalKindTest, NamesEachProblem) {
+  EXPECT_EQ(CertificateRefusalKind(absl::PermissionDeniedError(
+                "certificate of 'a' expired on 2031-01-01 00:00:00 UTC; ask ...")),
+            "expired");
+  EXPECT_EQ(CertificateRefusalKind(
+                absl::PermissionDeniedError("certificate of 'a' is not yet valid: valid from ...")),
+            "not_yet_valid");
+  EXPECT_EQ(CertificateRefusalKind(absl::PermissionDeniedError(
+                "certificate of 'a' was not signed by the federation CA (x)")),
+            "wrong_ca");
+  EXPECT_EQ(CertificateRefusalKind(absl::PermissionDeniedError(
+                "certificate of 'a' is not allowed for TLS client authentication")),
+            "invalid");
 }
 
 }  // namespace

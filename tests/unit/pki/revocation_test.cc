@@ -272,5 +272,26 @@ TEST(RevocationListTest, IssueRefusesBadEntries) {
   EXPECT_THAT(std::string(backwards.status().message()), HasSubstr("next update"));
 }
 
+TEST(ExpiryWarningTest, WarnsWithinThirtyDaysOnly) {
+  CertificateAuthority ca = MakeCa();
+  CertificateRequest request;
+  request.subject = {"berlin", "Hospital", "DE"};
+  request.client_auth = true;
+  const absl::Time now = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
+  request.not_after = now + absl::Hours(24 * 12 + 3);
+  auto key = PrivateKey::Generate(KeyType::kEd25519);
+  ASSERT_TRUE(key.ok());
+  auto cert = ca.Issue(request, key->GetPublicKey());
+  ASSERT_TRUE(cert.ok()) << cert.status();
+  EXPECT_EQ(ExpiryWarning(*cert, now), "certificate of 'berlin' expires on " +
+                                           FormatCertificateTime(cert->NotAfter()) +
+                                           " (in 12 days): renew it with `hansa ca renew`");
+  EXPECT_THAT(ExpiryWarning(*cert, now, absl::Hours(24 * 30), "the CA certificate"),
+              HasSubstr("the CA certificate expires on "));
+  EXPECT_EQ(ExpiryWarning(*cert, now - absl::Hours(24 * 20)), "");  // 32 days before
+  EXPECT_EQ(ExpiryWarning(*cert, now + absl::Hours(24 * 13)), "");  // already expired
+  EXPECT_EQ(ExpiryWarning(ca.certificate(), now), "");              // ten years left
+}
+
 }  // namespace
 }  // namespace hansa
