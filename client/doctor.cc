@@ -5,6 +5,10 @@
 #include <grpcpp/grpcpp.h>
 #include <netdb.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -178,9 +182,10 @@ StatusOr<std::string> AskForTunnel(const Socket& s, const std::string& target) {
     return absl::UnavailableError(absl::StrCat("sending CONNECT: ", std::strerror(errno)));
   }
   std::string answer;
-  char buffer[512];
-  while (answer.find('\n') == std::string::npos && answer.size() < 4096) {
-    const ssize_t n = recv(s.fd, buffer, sizeof(buffer), 0);
+  char buffer[1];
+  // Up to the end of the headers, and no further: TLS may follow on this socket.
+  while (answer.find("\r\n\r\n") == std::string::npos && answer.size() < 4096) {
+    const ssize_t n = recv(s.fd, buffer, 1, 0);  // byte by byte: the tunnel starts after
     if (n <= 0) break;
     answer.append(buffer, static_cast<size_t>(n));
   }
@@ -202,6 +207,142 @@ bool ListedInNoProxy(const std::string& host, const std::string& list) {
   return false;
 }
 
+std::string Who(const Certificate& cert) {
+  const SubjectName s = cert.Subject();
+  return absl::StrCat("'", s.common_name, "' (O=", s.organization, ", C=", s.country, ")");
+}
+
+// A TCP connection to the coordinator, directly or through an HTTP CONNECT tunnel.
+StatusOr<Socket> OpenTunnel(const SiteConfig& config, const std::string& proxy,
+                            absl::Duration timeout) {
+  std::string host, port, address;
+  if (!SplitHostPort(config.coordinator, &host, &port)) {
+    return absl::InvalidArgumentError("site.coordinator is not host:port");
+  }
+  if (proxy.empty()) return ConnectTcp(host, port, timeout, &address);
+  std::string proxy_host, proxy_port;
+  if (!SplitProxyUrl(proxy, &proxy_host, &proxy_port)) {
+    return absl::InvalidArgumentError("bad proxy URL");
+  }
+  ASSIGN_OR_RETURN(Socket s, ConnectTcp(proxy_host, proxy_port, timeout, &address));
+  ASSIGN_OR_RETURN(std::string answer, AskForTunnel(s, config.coordinator));
+  const size_t space = answer.find(' ');
+  if (space == std::string::npos || answer.compare(space + 1, 3, "200") != 0) {
+    return absl::UnavailableError(absl::StrCat("the proxy answered \"", answer, "\""));
+  }
+  return s;
+}
+
+struct SslCtxFree {
+  void operator()(SSL_CTX* p) const { SSL_CTX_free(p); }
+};
+struct SslFree {
+  void operator()(SSL* p) const { SSL_free(p); }
+};
+struct X509Free {
+  void operator()(X509* p) const { X509_free(p); }
+};
+struct PkeyFree {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
+struct BioFree {
+  void operator()(BIO* p) const { BIO_free(p); }
+};
+
+std::unique_ptr<BIO, BioFree> MemoryBio(const std::string& pem) {
+  return std::unique_ptr<BIO, BioFree>(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+}
+
+// The reason of OpenSSL's last error ("sslv3 alert bad certificate"), or `otherwise`.
+std::string OpensslReason(const std::string& otherwise) {
+  unsigned long last = 0;
+  while (unsigned long e = ERR_get_error()) last = e;
+  const char* reason = last != 0 ? ERR_reason_error_string(last) : nullptr;
+  return reason != nullptr ? reason : otherwise;
+}
+
+struct TlsDiagnosis {
+  std::string why;  // empty: nothing found
+  std::string fix;
+};
+
+// Why the handshake fails, seen by a plain OpenSSL TLS 1.3 client with the site's certificate
+// that accepts any server certificate and then judges it itself: the coordinator's certificate
+// against ca.pem and the host name, then the coordinator's verdict on the site's certificate
+// (in TLS 1.3 it arrives as an alert after the client's side of the handshake).
+TlsDiagnosis DiagnoseTls(const SiteConfig& config, const TlsFiles& files, const std::string& proxy,
+                         const DoctorOptions& options) {
+  StatusOr<Socket> s = OpenTunnel(config, proxy, options.network_timeout);
+  if (!s.ok()) return {};
+  std::string host, port;
+  SplitHostPort(config.coordinator, &host, &port);
+  std::unique_ptr<SSL_CTX, SslCtxFree> ctx(SSL_CTX_new(TLS_client_method()));
+  if (!ctx) return {};
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION);
+  std::unique_ptr<X509, X509Free> cert(
+      PEM_read_bio_X509(MemoryBio(files.certificate_pem).get(), nullptr, nullptr, nullptr));
+  std::unique_ptr<EVP_PKEY, PkeyFree> key(
+      PEM_read_bio_PrivateKey(MemoryBio(files.private_key_pem).get(), nullptr, nullptr, nullptr));
+  if (!cert || !key || SSL_CTX_use_certificate(ctx.get(), cert.get()) != 1 ||
+      SSL_CTX_use_PrivateKey(ctx.get(), key.get()) != 1) {
+    return {};
+  }
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
+  std::unique_ptr<SSL, SslFree> ssl(SSL_new(ctx.get()));
+  SSL_set_fd(ssl.get(), s->fd);
+  if (!IsIpAddress(host)) SSL_set_tlsext_host_name(ssl.get(), host.c_str());
+  static const unsigned char kAlpn[] = {2, 'h', '2'};
+  SSL_set_alpn_protos(ssl.get(), kAlpn, sizeof kAlpn);
+  ERR_clear_error();
+  if (SSL_connect(ssl.get()) != 1) {
+    return {absl::StrCat("a plain TLS 1.3 handshake with it failed too: ",
+                         OpensslReason("the connection closed")),
+            "something at this address does not speak TLS 1.3 with this site: the coordinator "
+            "refused the site's certificate, or another service or a TLS-inspecting proxy "
+            "answers there (ask the network team to exempt this destination from inspection)"};
+  }
+  std::unique_ptr<X509, X509Free> peer(SSL_get1_peer_certificate(ssl.get()));
+  if (!peer) return {};
+  StatusOr<Certificate> coordinator = Certificate::FromPem([&] {
+    std::unique_ptr<BIO, BioFree> out(BIO_new(BIO_s_mem()));
+    PEM_write_bio_X509(out.get(), peer.get());
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(out.get(), &data);
+    return std::string(data, static_cast<size_t>(n));
+  }());
+  StatusOr<Certificate> ca = Certificate::FromPem(files.ca_certificate_pem);
+  if (!coordinator.ok() || !ca.ok()) return {};
+  const std::string who = absl::StrCat("the coordinator's certificate (", Who(*coordinator),
+                                       ", sha256 ", coordinator->Sha256Fingerprint(), ")");
+  if (Status st = VerifyCertificate(*coordinator, *ca, options.now, CertificateUsage::kTlsServer);
+      !st.ok()) {
+    return {absl::StrCat("this site does not accept ", who, ": ", st.message()),
+            absl::StrCat("if ", config.ca_certificate,
+                         " is not the federation's CA, ask the federation operator for it; if "
+                         "the coordinator's certificate expired, its operator must renew it; "
+                         "check that site.coordinator is the federation's address")};
+  }
+  const std::vector<std::string> names = coordinator->SubjectAltNames();
+  const std::string name = absl::StrCat(IsIpAddress(host) ? "IP:" : "DNS:", host);
+  if (std::find(names.begin(), names.end(), name) == names.end()) {
+    return {absl::StrCat(who, " does not name '", host, "'; it names ", absl::StrJoin(names, ", ")),
+            "set site.coordinator to one of the names the certificate holds, or ask the "
+            "federation operator to issue the coordinator a certificate with this name"};
+  }
+  // TLS 1.3: the coordinator judges this site's certificate after the client's side of the
+  // handshake ended; a refusal arrives as an alert on the first read, acceptance as HTTP/2.
+  char byte = 0;
+  ERR_clear_error();
+  if (SSL_read(ssl.get(), &byte, 1) <= 0) {
+    return {absl::StrCat("the coordinator refused this site's certificate: ",
+                         OpensslReason("it closed the connection after the handshake")),
+            "ask the federation operator why (the coordinator's log names the reason): this "
+            "site's certificate may be revoked, expired by the coordinator's clock, or from "
+            "another federation"};
+  }
+  return {};
+}
+
 // ---- certificates ----
 
 CheckResult ValidityLine(const std::string& check, const Certificate& cert,
@@ -220,11 +361,6 @@ CheckResult ValidityLine(const std::string& check, const Certificate& cert,
     return Warn(check, absl::StrCat(until, ": expires in ", Days(left)), renew);
   }
   return Ok(check, absl::StrCat(until, " (", Days(left), " left)"));
-}
-
-std::string Who(const Certificate& cert) {
-  const SubjectName s = cert.Subject();
-  return absl::StrCat("'", s.common_name, "' (O=", s.organization, ", C=", s.country, ")");
 }
 
 void CheckKeyFile(const SiteConfig& config, const std::optional<Certificate>& cert,
@@ -463,7 +599,7 @@ StatusOr<bool> TimedatectlSynchronized() {
   if (access("/usr/bin/timedatectl", X_OK) != 0 && access("/bin/timedatectl", X_OK) != 0) {
     return absl::UnavailableError("timedatectl is not installed (no systemd)");
   }
-  FILE* pipe = popen("timedatectl show -p NTPSynchronized --value 2>/dev/null", "r");
+  FILE* pipe = popen("timeout 5 timedatectl show -p NTPSynchronized --value 2>/dev/null", "r");
   if (pipe == nullptr) return absl::UnavailableError("cannot run timedatectl");
   char buf[64] = {};
   const size_t n = fread(buf, 1, sizeof buf - 1, pipe);
@@ -790,7 +926,7 @@ CheckResult CheckRoute(const SiteConfig& config, const std::string& proxy,
               fix);
 }
 
-CheckResult CheckTlsHandshake(const SiteConfig& config, bool route_ok,
+CheckResult CheckTlsHandshake(const SiteConfig& config, const std::string& proxy, bool route_ok,
                               const DoctorOptions& options) {
   if (!route_ok) {
     return Fail(
@@ -811,7 +947,6 @@ CheckResult CheckTlsHandshake(const SiteConfig& config, bool route_ok,
   const std::string& pinned = config.policy.coordinator_fingerprint;
   if (!pinned.empty()) pin = std::make_shared<CertificatePin>(pinned);
   StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = MakeClientCredentials(*files, pin);
-  OPENSSL_cleanse(files->private_key_pem.data(), files->private_key_pem.size());
   if (!creds.ok()) {
     return Fail("TLS", absl::StrCat("not attempted: ", creds.status().message()),
                 "fix the certificate checks above first");
@@ -868,10 +1003,16 @@ CheckResult CheckTlsHandshake(const SiteConfig& config, bool route_ok,
                 "coordinator's certificate, something else answers at this address: do not "
                 "change the pin)");
   }
-  return Fail(
-      "TLS",
+  const std::string failed =
       absl::StrCat("the TCP route is open but no TLS 1.3 handshake with ", config.coordinator,
-                   " completed within ", absl::FormatDuration(options.network_timeout)),
+                   " completed within ", absl::FormatDuration(options.network_timeout));
+  TlsDiagnosis diagnosis = DiagnoseTls(config, *files, proxy, options);
+  OPENSSL_cleanse(files->private_key_pem.data(), files->private_key_pem.size());
+  if (!diagnosis.why.empty()) {
+    return Fail("TLS", absl::StrCat(failed, ": ", diagnosis.why), std::move(diagnosis.fix));
+  }
+  return Fail(
+      "TLS", failed,
       "the coordinator's certificate may come from another CA or not name the host in "
       "site.coordinator; the coordinator may refuse this site's certificate (revoked, or from "
       "another federation: its log says which); a TLS-inspecting proxy breaks mutual TLS (ask "
@@ -895,7 +1036,7 @@ std::vector<CheckResult> RunDoctor(const std::string& site_toml, const DoctorOpt
                                           : absl::StrCat(proxy, " (", source, ")")));
   append(CheckDns(config, proxy));
   out.push_back(CheckRoute(config, proxy, options));
-  out.push_back(CheckTlsHandshake(config, out.back().level != CheckLevel::kFail, options));
+  out.push_back(CheckTlsHandshake(config, proxy, out.back().level != CheckLevel::kFail, options));
   return out;
 }
 

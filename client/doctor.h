@@ -87,15 +87,17 @@ CheckResult CheckRoute(const SiteConfig& config, const std::string& proxy,
 
 // The TLS handshake: a gRPC channel with the site's certificate, the federation CA and the
 // pinned coordinator fingerprint, waited on until connected (no call is made). On failure says
-// whether the pin refused the coordinator's certificate, or whether the TLS failed otherwise.
-// WARN when no fingerprint is pinned, or when the pinned certificate expires within
-// options.expiry_warning.
-// Not attempted (a FAIL) when `route_ok` is false: the TCP route had already failed.
-CheckResult CheckTlsHandshake(const SiteConfig& config, bool route_ok,
+// whether the pin refused the coordinator's certificate or, when the TLS failed otherwise, what
+// a plain OpenSSL handshake through the same route (`proxy`, EffectiveProxy's) shows: the
+// coordinator's certificate not signed by ca.pem, expired or not naming the host, or the
+// coordinator refusing this site's certificate. WARN when no fingerprint is pinned, or when
+// the pinned certificate expires within options.expiry_warning. Not attempted (a FAIL) when
+// `route_ok` is false: the TCP route had already failed.
+CheckResult CheckTlsHandshake(const SiteConfig& config, const std::string& proxy, bool route_ok,
                               const DoctorOptions& options);
 
-// All of the above in order; stops after the config when it does not parse. REQUIRES:
-// EnforceTls13Only() was called (the hansa binary does at start).
+// All of the above in order; stops after the config when it does not parse. Makes this process
+// accept TLS 1.3 only (EnforceTls13Only) before the handshake.
 std::vector<CheckResult> RunDoctor(const std::string& site_toml, const DoctorOptions& options);
 
 // True when some result is a FAIL.

@@ -356,7 +356,7 @@ TEST_F(DoctorTest, ClosedPortFailsTheRouteAndTheTlsCheckIsNotAttempted) {
   EXPECT_EQ(route.level, CheckLevel::kFail);
   EXPECT_THAT(route.detail, HasSubstr("Connection refused"));
   EXPECT_THAT(route.fix, HasSubstr("is the coordinator running"));
-  const CheckResult tls = CheckTlsHandshake(config_, false, options_);
+  const CheckResult tls = CheckTlsHandshake(config_, "", false, options_);
   EXPECT_EQ(tls.level, CheckLevel::kFail);
   EXPECT_THAT(tls.detail, HasSubstr("not attempted: the TCP route"));
 }
@@ -433,7 +433,7 @@ class TlsDoctorTest : public DoctorTest {
     CertificateRequest request;
     request.subject = {"coordinator", "", "DE"};
     request.server_auth = true;
-    request.ip_addresses = {"127.0.0.1"};
+    request.ip_addresses = coordinator_ips_;
     request.not_after = absl::Now() + coordinator_validity_;
     auto cert = ca_->Issue(request, key->GetPublicKey());
     ASSERT_TRUE(cert.ok()) << cert.status();
@@ -455,6 +455,7 @@ class TlsDoctorTest : public DoctorTest {
   }
 
   absl::Duration coordinator_validity_ = absl::Hours(24 * 365);
+  std::vector<std::string> coordinator_ips_ = {"127.0.0.1"};
   v1::Coordinator::Service service_;
   std::unique_ptr<grpc::Server> server_;
   std::string fingerprint_;
@@ -462,7 +463,7 @@ class TlsDoctorTest : public DoctorTest {
 
 TEST_F(TlsDoctorTest, PinnedCoordinatorPassesTheHandshake) {
   config_.policy.coordinator_fingerprint = fingerprint_;
-  const CheckResult tls = CheckTlsHandshake(config_, true, options_);
+  const CheckResult tls = CheckTlsHandshake(config_, "", true, options_);
   EXPECT_EQ(tls.level, CheckLevel::kOk) << FormatCheck(tls);
   EXPECT_THAT(tls.detail, HasSubstr("mutual TLS 1.3"));
   EXPECT_THAT(tls.detail, HasSubstr(fingerprint_));
@@ -481,7 +482,7 @@ class ExpiringCoordinatorDoctorTest : public TlsDoctorTest {
 
 TEST_F(ExpiringCoordinatorDoctorTest, CoordinatorCertificateExpiringSoonWarns) {
   config_.policy.coordinator_fingerprint = fingerprint_;
-  const CheckResult tls = CheckTlsHandshake(config_, true, options_);
+  const CheckResult tls = CheckTlsHandshake(config_, "", true, options_);
   EXPECT_EQ(tls.level, CheckLevel::kWarn) << FormatCheck(tls);
   EXPECT_THAT(tls.detail, HasSubstr("but it expires on"));
   EXPECT_THAT(tls.detail, HasSubstr("(in 5 days)"));
@@ -491,7 +492,7 @@ TEST_F(ExpiringCoordinatorDoctorTest, CoordinatorCertificateExpiringSoonWarns) {
 TEST_F(TlsDoctorTest, WrongPinFailsNamingBothFingerprints) {
   const std::string pinned(64, 'a');
   config_.policy.coordinator_fingerprint = pinned;
-  const CheckResult tls = CheckTlsHandshake(config_, true, options_);
+  const CheckResult tls = CheckTlsHandshake(config_, "", true, options_);
   EXPECT_EQ(tls.level, CheckLevel::kFail);
   EXPECT_EQ(tls.detail, absl::StrCat("the coordinator presents certificate ", fingerprint_,
                                      " but site.toml pins ", pinned));
@@ -499,7 +500,7 @@ TEST_F(TlsDoctorTest, WrongPinFailsNamingBothFingerprints) {
 }
 
 TEST_F(TlsDoctorTest, NoPinWarns) {
-  const CheckResult tls = CheckTlsHandshake(config_, true, options_);
+  const CheckResult tls = CheckTlsHandshake(config_, "", true, options_);
   EXPECT_EQ(tls.level, CheckLevel::kWarn) << FormatCheck(tls);
   EXPECT_THAT(tls.fix, HasSubstr("coordinator_fingerprint"));
 }
@@ -514,10 +515,43 @@ TEST_F(TlsDoctorTest, SiteCertificateOfAnotherFederationFailsTheHandshake) {
   IssueSite({});
   WriteText(dir_ + "/ca.pem", ca_->certificate().ToPem());
   options_.network_timeout = absl::Seconds(3);
-  const CheckResult tls = CheckTlsHandshake(config_, true, options_);
+  const CheckResult tls = CheckTlsHandshake(config_, "", true, options_);
   EXPECT_EQ(tls.level, CheckLevel::kFail);
   EXPECT_THAT(tls.detail, HasSubstr("no TLS 1.3 handshake with"));
-  EXPECT_THAT(tls.fix, HasSubstr("another CA"));
+  EXPECT_THAT(tls.detail,
+              HasSubstr("this site does not accept the coordinator's certificate ('coordinator'"));
+  EXPECT_THAT(tls.detail, HasSubstr("was not signed by the federation CA"));
+  EXPECT_THAT(tls.fix, HasSubstr("is not the federation's CA, ask the federation operator"));
+}
+
+// The coordinator's certificate names 127.0.0.2 only; site.toml dials 127.0.0.1.
+class MisnamedCoordinatorDoctorTest : public TlsDoctorTest {
+ protected:
+  void SetUp() override {
+    coordinator_ips_ = {"127.0.0.2"};
+    TlsDoctorTest::SetUp();
+  }
+};
+
+TEST_F(MisnamedCoordinatorDoctorTest, CoordinatorCertificateWithoutTheHostIsNamed) {
+  options_.network_timeout = absl::Seconds(3);
+  const CheckResult tls = CheckTlsHandshake(config_, "", true, options_);
+  EXPECT_EQ(tls.level, CheckLevel::kFail);
+  EXPECT_THAT(tls.detail, HasSubstr("does not name '127.0.0.1'; it names IP:127.0.0.2"));
+  EXPECT_THAT(tls.fix, HasSubstr("set site.coordinator to one of the names"));
+}
+
+// A certificate the coordinator refuses in its handshake (here: not allowed for TLS clients).
+TEST_F(TlsDoctorTest, SiteCertificateTheCoordinatorRefusesIsNamed) {
+  CertificateRequest request;
+  request.server_auth = true;
+  IssueSite(request);
+  config_.policy.coordinator_fingerprint = fingerprint_;
+  options_.network_timeout = absl::Seconds(3);
+  const CheckResult tls = CheckTlsHandshake(config_, "", true, options_);
+  EXPECT_EQ(tls.level, CheckLevel::kFail) << FormatCheck(tls);
+  EXPECT_THAT(tls.detail, HasSubstr("the coordinator refused this site's certificate"));
+  EXPECT_THAT(tls.fix, HasSubstr("revoked"));
 }
 
 }  // namespace
