@@ -71,8 +71,10 @@ void WriteGzip(const std::string& path, const std::string& bytes) {
 class DoctorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = ::testing::TempDir() + "doctor_" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    // The process id too: another build tree's copy of this test may run at the same time.
+    dir_ = absl::StrCat(::testing::TempDir(), "doctor_",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name(), "_",
+                        getpid());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     CaOptions ca_options;
@@ -106,6 +108,8 @@ class DoctorTest : public ::testing::Test {
     };
     options_.network_timeout = absl::Seconds(10);
   }
+
+  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   // Issues the site's certificate (and a fresh key) with `request`'s times and usage; by
   // default valid for a year from an hour ago, for TLS clients.
@@ -452,6 +456,7 @@ class TlsDoctorTest : public DoctorTest {
   }
   void TearDown() override {
     if (server_) server_->Shutdown(std::chrono::system_clock::now());
+    DoctorTest::TearDown();
   }
 
   absl::Duration coordinator_validity_ = absl::Hours(24 * 365);
