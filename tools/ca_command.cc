@@ -55,7 +55,7 @@ void PrintReply(const std::string& reply_dir, const std::vector<std::string>& fi
   if (std::find(files.begin(), files.end(), "coordinator.sha256") == files.end()) {
     std::cout << "No coordinator certificate is issued yet, so the reply holds no "
                  "coordinator.sha256 to pin: sign the coordinator's request first, then send "
-                 "sites their replies.\n";
+                 "this site a reply that has it (hansa ca renew NAME).\n";
   }
 }
 
@@ -152,8 +152,9 @@ void RunRevoke(const CaFlags& f) {
               << ")\n";
   }
   std::cout << "Re-signed " << f.dir
-            << "/crl.pem: copy it to the coordinator (the file its config names as the "
-               "revocation list); from then on it refuses these certificates at join.\n";
+            << "/crl.pem: copy it over the coordinator's crl.pem (its [pki] revocation_list); "
+               "the coordinator re-reads it and from then on refuses these certificates at "
+               "join.\n";
 }
 
 void RunList(const CaFlags& f) {

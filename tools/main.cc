@@ -1,5 +1,5 @@
-// `hansa`: the admin binary (provision, dp, audit, report, simulate). Subcommands live in
-// tools/*_command.cc and register themselves; see tools/command.h.
+// `hansa`: the admin binary (enroll, ca, audit, report, dp, simulate, provision). Subcommands live
+// in tools/*_command.cc and register themselves; see tools/command.h.
 #include "common/version/version.h"
 #include "tools/command.h"
 
@@ -13,7 +13,8 @@ std::vector<CommandFn>& Commands() {
 }  // namespace hansa::tools
 
 int main(int argc, char** argv) {
-  CLI::App app{"hansa: federation administration (provision, dp, audit, report, simulate)"};
+  CLI::App app{
+      "hansa: federation administration (enroll, ca, audit, report, dp, simulate, provision)"};
   app.set_version_flag("--version", hansa::VersionText("hansa"));
   app.require_subcommand(1);
   for (const auto& add : hansa::tools::Commands()) add(app);

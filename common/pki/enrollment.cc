@@ -1,6 +1,7 @@
 #include "common/pki/enrollment.h"
 
 #include <filesystem>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
@@ -8,6 +9,7 @@
 #include "absl/strings/strip.h"
 #include "common/config/config.h"
 #include "common/fileio/fileio.h"
+#include "common/pki/revocation.h"
 #include "common/pki/startup_kit.h"
 
 namespace hansa {
@@ -105,6 +107,11 @@ StatusOr<std::vector<std::string>> WriteReply(const std::string& reply_dir,
   }
   const std::string address = registry.CoordinatorAddress();
   if (!address.empty()) RETURN_IF_ERROR(write("coordinator.address", address + "\n"));
+  for (const IssuedRecord& r : registry.records()) {
+    if (r.serial_hex != issued.SerialHex() || r.role != ParticipantRole::kCoordinator) continue;
+    ASSIGN_OR_RETURN(std::string crl, ReadFile(registry.dir() + "/crl.pem", kMaxReplyFileBytes));
+    RETURN_IF_ERROR(write("crl.pem", crl));
+  }
   return written;
 }
 
@@ -152,10 +159,11 @@ StatusOr<Accepted> AcceptReply(const AcceptOptions& options) {
   if (out.role == ParticipantRole::kSite) {
     ASSIGN_OR_RETURN(out.coordinator_fingerprint, ReadLine(reply + "/coordinator.sha256"));
     if (out.coordinator_fingerprint.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          reply,
-          " has no coordinator.sha256: the operator has not signed the coordinator's "
-          "certificate yet, so there is nothing to pin. Ask for the reply again once it is"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(reply,
+                       " has no coordinator.sha256: the operator has not signed the coordinator's "
+                       "certificate yet, so there is nothing to pin. Once it is, ask for a reply "
+                       "that has it (hansa ca renew)"));
     }
     if (out.coordinator_fingerprint.size() != 64) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -166,8 +174,13 @@ StatusOr<Accepted> AcceptReply(const AcceptOptions& options) {
           absl::StrCat(reply, " has no coordinator.address; pass --coordinator-address HOST:PORT"));
     }
   }
+  std::optional<RevocationList> crl;
+  if (out.role == ParticipantRole::kCoordinator && Exists(reply + "/crl.pem")) {
+    ASSIGN_OR_RETURN(crl, RevocationList::FromFile(reply + "/crl.pem", ca));
+  }
   RETURN_IF_ERROR(WriteFileAtomically(dir + "/cert.pem", cert.ToPem(), 0644));
   RETURN_IF_ERROR(WriteFileAtomically(dir + "/ca.pem", ca.ToPem(), 0644));
+  if (crl) RETURN_IF_ERROR(WriteRevocationListFile(dir + "/crl.pem", *crl));
 
   const std::string written_by = "hansa enroll accept";
   if (out.role == ParticipantRole::kSite) {
@@ -192,6 +205,7 @@ StatusOr<Accepted> AcceptReply(const AcceptOptions& options) {
       config.federation = FederationOf(ca);
       config.listen = address.empty() ? "0.0.0.0:50051" : address;
       config.written_by = written_by;
+      if (crl) config.revocation_list = "crl.pem";
       RETURN_IF_ERROR(WriteFileAtomically(out.config_path, RenderCoordinatorConfig(config), 0644));
       out.config_created = true;
     }

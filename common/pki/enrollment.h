@@ -8,8 +8,10 @@
 //   site.toml              (a site) template with the coordinator's address and pinned
 //                          fingerprint; an existing one keeps everything but those two lines
 //   coordinator.toml       (the coordinator) template, when there is none yet
+//   crl.pem                (the coordinator) the CA's revocation list, from the reply
 // And what the operator sends back (`hansa ca sign --out REPLY_DIR`, see ca_registry.h):
-//   cert.pem, ca.pem, coordinator.sha256, coordinator.address: public material only.
+//   cert.pem, ca.pem, coordinator.sha256, coordinator.address, and crl.pem in a coordinator's
+//   reply: public material only.
 //
 // Functions only; any thread may call them, but not two on the same folder at once.
 #pragma once
@@ -44,8 +46,9 @@ struct Enrollment {
 // the operator, `hansa ca renew`, and keeps its key).
 StatusOr<Enrollment> Enroll(const EnrollRequest& request);
 
-// Writes the operator's reply: REPLY_DIR/cert.pem, ca.pem, and coordinator.sha256 and
-// coordinator.address when the registry knows a coordinator. Returns the files written.
+// Writes the operator's reply: REPLY_DIR/cert.pem, ca.pem, coordinator.sha256 and
+// coordinator.address when the registry knows a coordinator, and crl.pem when `issued` is a
+// coordinator's. Returns the files written.
 StatusOr<std::vector<std::string>> WriteReply(const std::string& reply_dir,
                                               const CaRegistry& registry,
                                               const Certificate& issued);
@@ -68,7 +71,8 @@ struct Accepted {
 
 // Checks that the reply's certificate is the CA's (signature, validity), belongs to DIR's key,
 // and, when DIR already holds a ca.pem, that the reply names the same CA; then installs
-// cert.pem and ca.pem and writes or updates the config. PermissionDenied for a certificate
+// cert.pem and ca.pem (and a coordinator's crl.pem, once its CA signature verifies) and writes
+// or updates the config. PermissionDenied for a certificate
 // of another key or CA; InvalidArgument for a site reply without coordinator.sha256 or an
 // address.
 StatusOr<Accepted> AcceptReply(const AcceptOptions& options);

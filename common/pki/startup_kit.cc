@@ -153,14 +153,19 @@ std::string Pad(const std::string& s, size_t width) {
 std::string RenderCoordinatorConfig(const CoordinatorConfigTemplate& config) {
   std::vector<std::string> allowed;
   for (const std::string& site : config.allowed_sites) allowed.push_back(TomlString(site));
-  return absl::StrCat("# Coordinator of federation ", TomlString(config.federation),
-                      ", written by ", config.written_by, ".\n",
-                      "# Paths are relative to this file's folder.\n", "[federation]\n",
-                      "name = ", TomlString(config.federation), "\n\n", "[coordinator]\n",
-                      "listen = ", TomlString(config.listen), "\n", "state_dir = \"state\"\n",
-                      "certificate = \"cert.pem\"\n", "private_key = \"key.pem\"\n",
-                      "ca_certificate = \"ca.pem\"\n\n", "[sites]\n", "allowed = [",
-                      absl::StrJoin(allowed, ", "), "]\n");
+  return absl::StrCat(
+      "# Coordinator of federation ", TomlString(config.federation), ", written by ",
+      config.written_by, ".\n", "# Paths are relative to this file's folder.\n", "[federation]\n",
+      "name = ", TomlString(config.federation), "\n\n", "[coordinator]\n",
+      "listen = ", TomlString(config.listen), "\n", "state_dir = \"state\"\n",
+      "certificate = \"cert.pem\"\n", "private_key = \"key.pem\"\n",
+      "ca_certificate = \"ca.pem\"\n\n", "[sites]\n", "allowed = [", absl::StrJoin(allowed, ", "),
+      "]\n",
+      config.revocation_list.empty()
+          ? std::string()
+          : absl::StrCat("\n[pki]\n# The federation CA's revocation list: replace "
+                         "it with each new crl.pem from hansa ca revoke.\n",
+                         "revocation_list = ", TomlString(config.revocation_list), "\n"));
 }
 
 std::string RenderSiteConfig(const SiteConfigTemplate& config) {
@@ -238,7 +243,9 @@ StatusOr<StartupKits> IssueStartupKits(const ProvisionRequest& original) {
   ASSIGN_OR_RETURN(StartupKit coordinator,
                    MakeKit(ca, CoordinatorCertificateRequest(request, listen, now),
                            request.key_type, "coordinator", "coordinator.toml"));
-  CoordinatorConfigTemplate coordinator_config{request.federation, request.listen, {}};
+  CoordinatorConfigTemplate coordinator_config;
+  coordinator_config.federation = request.federation;
+  coordinator_config.listen = request.listen;
   for (const ParticipantSpec& site : request.sites) {
     coordinator_config.allowed_sites.push_back(site.name);
   }

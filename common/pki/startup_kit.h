@@ -74,6 +74,8 @@ struct CoordinatorConfigTemplate {
   std::string listen;
   std::vector<std::string> allowed_sites;
   std::string written_by = "hansa provision";
+  // Non-empty: [pki] revocation_list, relative to the config's folder.
+  std::string revocation_list;
 };
 std::string RenderCoordinatorConfig(const CoordinatorConfigTemplate& config);
 

@@ -105,6 +105,8 @@ class EnrollmentTest : public ::testing::Test {
   // the start. Rounds are many: the test stops the coordinator once the fourth site trained.
   void ConfigureCoordinator() {
     const std::string toml = Machine("coordinator") + "/coordinator.toml";
+    // It checks joins against the CA's revocation list from the start.
+    EXPECT_THAT(ReadText(toml), HasSubstr("revocation_list = \"crl.pem\""));
     ReplaceInFile(toml, "allowed = []", "allowed = [\"alpha\", \"bravo\", \"charlie\", \"delta\"]");
     ReplaceInFile(toml, "[coordinator]\n", "[coordinator]\nlinger_seconds = 1\n");
     AppendText(toml,

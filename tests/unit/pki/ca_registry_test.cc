@@ -291,6 +291,7 @@ TEST_F(CaRegistryTest, AcceptInstallsTheReplyAndPinsTheCoordinator) {
   const std::string reply = root_ + "/reply";
   auto files = WriteReply(reply, registry, cert);
   ASSERT_TRUE(files.ok()) << files.status();
+  // A site's reply: no revocation list, which only the coordinator reads.
   EXPECT_THAT(*files, ::testing::ElementsAre("cert.pem", "ca.pem", "coordinator.sha256",
                                              "coordinator.address"));
   AcceptOptions options;
@@ -319,6 +320,36 @@ TEST_F(CaRegistryTest, AcceptInstallsTheReplyAndPinsTheCoordinator) {
   auto updated = toml::parse_file(options.dir + "/site.toml");
   EXPECT_EQ(updated["site"]["coordinator"].value_or(std::string()), "fl.example.org:443");
   EXPECT_EQ(updated["data"]["train_limit"].value_or(0), 500);
+}
+
+TEST_F(CaRegistryTest, TheCoordinatorInstallsItsCertificateAndTheRevocationList) {
+  Certificate cert = SignCoordinator();
+  CaRegistry registry = Open();
+  const std::string reply = root_ + "/reply";
+  auto files = WriteReply(reply, registry, cert);
+  ASSERT_TRUE(files.ok()) << files.status();
+  EXPECT_THAT(*files, ::testing::Contains("crl.pem"));
+  AcceptOptions options;
+  options.dir = root_ + "/coordinator";
+  options.reply_dir = reply;
+  auto accepted = AcceptReply(options);
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  EXPECT_EQ(accepted->role, ParticipantRole::kCoordinator);
+  auto config = toml::parse_file(options.dir + "/coordinator.toml");
+  EXPECT_EQ(config["coordinator"]["listen"].value_or(std::string()), "127.0.0.1:50999");
+  EXPECT_EQ(config["federation"]["name"].value_or(std::string()), "test");
+  EXPECT_EQ(config["pki"]["revocation_list"].value_or(std::string()), "crl.pem");
+  EXPECT_TRUE(RevocationList::FromFile(options.dir + "/crl.pem", registry.ca().certificate()).ok());
+
+  // A list another key signed is refused before anything is installed.
+  auto other = CaRegistry::Init(root_ + "/other-ca", TestCa());
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(WriteFileAtomically(reply + "/crl.pem", *ReadFile(root_ + "/other-ca/crl.pem")).ok());
+  std::filesystem::remove(options.dir + "/cert.pem");
+  auto forged = AcceptReply(options);
+  ASSERT_FALSE(forged.ok());
+  EXPECT_EQ(forged.status().code(), absl::StatusCode::kPermissionDenied) << forged.status();
+  EXPECT_FALSE(std::filesystem::exists(options.dir + "/cert.pem"));
 }
 
 TEST_F(CaRegistryTest, AcceptRefusesACertificateOfAnotherKeyOrAnotherCa) {
