@@ -333,7 +333,12 @@ TlsDiagnosis DiagnoseTls(const SiteConfig& config, const TlsFiles& files, const 
   // handshake ended; a refusal arrives as an alert on the first read, acceptance as HTTP/2.
   char byte = 0;
   ERR_clear_error();
-  if (SSL_read(ssl.get(), &byte, 1) <= 0) {
+  if (const int n = SSL_read(ssl.get(), &byte, 1); n <= 0) {
+    // Silence until the socket's timeout is no verdict (a gRPC server speaks first).
+    if (SSL_get_error(ssl.get(), n) == SSL_ERROR_SYSCALL &&
+        (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return {};
+    }
     return {absl::StrCat("the coordinator refused this site's certificate: ",
                          OpensslReason("it closed the connection after the handshake")),
             "ask the federation operator why (the coordinator's log names the reason): this "
