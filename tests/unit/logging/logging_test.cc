@@ -93,5 +93,19 @@ TEST(JournalStreamTest, MatchesOnlyTheSameDeviceAndInode) {
   unlink(path);
 }
 
+// "text" becomes journald's form exactly when JOURNAL_STREAM names this process's stderr.
+TEST(JournalStreamTest, TextIsJournaldsFormWhenStderrIsTheJournal) {
+  struct stat st;
+  ASSERT_EQ(fstat(STDERR_FILENO, &st), 0);
+  ASSERT_EQ(setenv("JOURNAL_STREAM", absl::StrCat(st.st_dev, ":", st.st_ino).c_str(), 1), 0);
+  EXPECT_EQ(*ParseLogFormat("text"), LogFormat::kJournal);
+  EXPECT_EQ(*ParseLogFormat("json"), LogFormat::kJson);
+  // Inherited by a child whose stderr went elsewhere: not the journal.
+  ASSERT_EQ(setenv("JOURNAL_STREAM", absl::StrCat(st.st_dev, ":", st.st_ino + 1).c_str(), 1), 0);
+  EXPECT_EQ(*ParseLogFormat("text"), LogFormat::kText);
+  ASSERT_EQ(unsetenv("JOURNAL_STREAM"), 0);
+  EXPECT_EQ(*ParseLogFormat("text"), LogFormat::kText);
+}
+
 }  // namespace
 }  // namespace hansa
