@@ -200,5 +200,31 @@ TEST_F(EnrollmentTest, ASiteEnrolledAfterTheFederationStartedJoinsAndTrains) {
   EXPECT_THAT(list, HasSubstr("5 valid certificate(s) expire within 30 days"));
 }
 
+// The operator compares the key fingerprint the participant reads out: a request whose key is
+// another (swapped in transit) is refused, and nothing is issued or written for it.
+TEST_F(EnrollmentTest, SignRefusesARequestWhoseKeyIsNotTheOneReadOut) {
+  Hansa({"enroll", "--site", "alpha", "--country", "FR", "--out", Machine("alpha")});
+  std::string out;
+  EXPECT_EQ(
+      RunCommand({BuildPath("tools/hansa"), "ca", "sign", Machine("alpha") + "/request.csr",
+                  "--dir", ca_, "--key-fingerprint", std::string(64, '0'), "--out", Reply("alpha")},
+                 &out),
+      2)
+      << out;
+  EXPECT_THAT(out, HasSubstr("this is not the participant's request"));
+  EXPECT_FALSE(std::filesystem::exists(Reply("alpha")));
+  EXPECT_THAT(Hansa({"ca", "list", "--dir", ca_}), HasSubstr("no certificate issued yet"));
+
+  // Signed before any coordinator: the reply has nothing to pin, and the site says so.
+  Hansa({"ca", "sign", Machine("alpha") + "/request.csr", "--dir", ca_, "--out", Reply("alpha")});
+  EXPECT_EQ(RunCommand({BuildPath("tools/hansa"), "enroll", "accept", "--out", Machine("alpha"),
+                        Reply("alpha")},
+                       &out),
+            2)
+      << out;
+  EXPECT_THAT(out, HasSubstr("has no coordinator.sha256"));
+  EXPECT_FALSE(std::filesystem::exists(Machine("alpha") + "/site.toml"));
+}
+
 }  // namespace
 }  // namespace hansa::testing
