@@ -5,13 +5,13 @@
 
 #include "common/crypto/random.h"
 #include "common/pki/internal/openssl_util.h"
+#include "common/pki/internal/x509_names.h"
 
 namespace hansa {
 namespace {
 
 using pki_internal::Asn1IntegerPtr;
 using pki_internal::BignumPtr;
-using pki_internal::GeneralNamePtr;
 using pki_internal::GeneralNamesPtr;
 using pki_internal::OpenSslError;
 using pki_internal::X509ExtensionPtr;
@@ -37,21 +37,8 @@ Status ValidateSubject(const SubjectName& subject) {
   return ValidateCountryCode(subject.country);
 }
 
-Status AddNameEntry(X509_NAME* name, const char* field, const std::string& value) {
-  if (value.empty()) return absl::OkStatus();
-  if (X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8,
-                                 reinterpret_cast<const unsigned char*>(value.data()),
-                                 static_cast<int>(value.size()), -1, 0) != 1) {
-    return OpenSslError(absl::StrCat("setting ", field, " = '", value, "'"));
-  }
-  return absl::OkStatus();
-}
-
 Status SetSubject(X509* x509, const SubjectName& subject) {
-  X509_NAME* name = X509_get_subject_name(x509);
-  RETURN_IF_ERROR(AddNameEntry(name, "C", subject.country));
-  RETURN_IF_ERROR(AddNameEntry(name, "O", subject.organization));
-  return AddNameEntry(name, "CN", subject.common_name);
+  return pki_internal::AddSubjectName(X509_get_subject_name(x509), subject);
 }
 
 Status SetRandomSerial(X509* x509) {
@@ -91,36 +78,8 @@ Status AddExtension(X509* x509, X509V3_CTX* ctx, int nid, const char* value) {
 
 Status AddAltNames(X509* x509, const CertificateRequest& request) {
   if (request.dns_names.empty() && request.ip_addresses.empty()) return absl::OkStatus();
-  GeneralNamesPtr names(sk_GENERAL_NAME_new_null());
-  if (!names) return OpenSslError("allocating subjectAltName");
-  for (const std::string& dns : request.dns_names) {
-    RETURN_IF_ERROR(ValidateDnsName(dns));
-    GeneralNamePtr name(GENERAL_NAME_new());
-    ASN1_IA5STRING* value = ASN1_IA5STRING_new();
-    if (!name || value == nullptr ||
-        ASN1_STRING_set(value, dns.data(), static_cast<int>(dns.size())) != 1) {
-      ASN1_IA5STRING_free(value);
-      return OpenSslError("encoding a DNS name");
-    }
-    GENERAL_NAME_set0_value(name.get(), GEN_DNS, value);
-    if (sk_GENERAL_NAME_push(names.get(), name.get()) == 0)
-      return OpenSslError("adding a DNS name");
-    name.release();  // now owned by `names`
-  }
-  for (const std::string& ip : request.ip_addresses) {
-    if (!IsIpAddress(ip)) {
-      return absl::InvalidArgumentError(absl::StrCat("'", ip, "' is not an IP address"));
-    }
-    GeneralNamePtr name(GENERAL_NAME_new());
-    ASN1_OCTET_STRING* value = a2i_IPADDRESS(ip.c_str());
-    if (!name || value == nullptr) {
-      ASN1_OCTET_STRING_free(value);
-      return OpenSslError(absl::StrCat("encoding IP address ", ip));
-    }
-    GENERAL_NAME_set0_value(name.get(), GEN_IPADD, value);
-    if (sk_GENERAL_NAME_push(names.get(), name.get()) == 0) return OpenSslError("adding an IP");
-    name.release();
-  }
+  ASSIGN_OR_RETURN(GeneralNamesPtr names,
+                   pki_internal::MakeAltNames(request.dns_names, request.ip_addresses));
   if (X509_add1_ext_i2d(x509, NID_subject_alt_name, names.get(), 0, X509V3_ADD_DEFAULT) != 1) {
     return OpenSslError("adding subjectAltName");
   }

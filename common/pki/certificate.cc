@@ -1,6 +1,5 @@
 #include "common/pki/certificate.h"
 
-#include <arpa/inet.h>
 #include <openssl/pem.h>
 
 #include <ctime>
@@ -8,6 +7,7 @@
 #include "common/crypto/sha256.h"
 #include "common/fileio/fileio.h"
 #include "common/pki/internal/openssl_util.h"
+#include "common/pki/internal/x509_names.h"
 #include "common/status/check.h"
 
 namespace hansa {
@@ -22,39 +22,10 @@ using pki_internal::X509StorePtr;
 
 constexpr size_t kMaxCertificateFileBytes = 1 << 20;
 
-std::string NameEntry(X509_NAME* name, int nid) {
-  int index = X509_NAME_get_index_by_NID(name, nid, -1);
-  if (index < 0) return std::string();
-  ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, index));
-  unsigned char* utf8 = nullptr;
-  int len = ASN1_STRING_to_UTF8(&utf8, data);
-  if (len < 0) {
-    ERR_clear_error();
-    return std::string();
-  }
-  std::string out(reinterpret_cast<char*>(utf8), static_cast<size_t>(len));
-  OPENSSL_free(utf8);
-  return out;
-}
-
-SubjectName ReadName(X509_NAME* name) {
-  return SubjectName{NameEntry(name, NID_commonName), NameEntry(name, NID_organizationName),
-                     NameEntry(name, NID_countryName)};
-}
-
 absl::Time ToAbslTime(const ASN1_TIME* t) {
   struct tm tm {};
   HANSA_CHECK(ASN1_TIME_to_tm(t, &tm) == 1);  // Certificate::FromPem checked it
   return absl::FromTimeT(timegm(&tm));
-}
-
-std::string IpToString(const ASN1_OCTET_STRING* ip) {
-  char buf[INET6_ADDRSTRLEN] = {0};
-  const unsigned char* data = ASN1_STRING_get0_data(ip);
-  int len = ASN1_STRING_length(ip);
-  if (len == 4) inet_ntop(AF_INET, data, buf, sizeof(buf));
-  if (len == 16) inet_ntop(AF_INET6, data, buf, sizeof(buf));
-  return buf;
 }
 
 Status NotSignedError(const std::string& who, int err) {
@@ -147,8 +118,12 @@ std::string Certificate::Sha256Fingerprint() const {
   return ToHex(md, len);
 }
 
-SubjectName Certificate::Subject() const { return ReadName(X509_get_subject_name(x509_.get())); }
-SubjectName Certificate::Issuer() const { return ReadName(X509_get_issuer_name(x509_.get())); }
+SubjectName Certificate::Subject() const {
+  return pki_internal::ReadSubjectName(X509_get_subject_name(x509_.get()));
+}
+SubjectName Certificate::Issuer() const {
+  return pki_internal::ReadSubjectName(X509_get_issuer_name(x509_.get()));
+}
 absl::Time Certificate::NotBefore() const { return ToAbslTime(X509_get0_notBefore(x509_.get())); }
 absl::Time Certificate::NotAfter() const { return ToAbslTime(X509_get0_notAfter(x509_.get())); }
 
@@ -175,7 +150,7 @@ std::vector<std::string> Certificate::SubjectAltNames() const {
           "DNS:", std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(dns)),
                               ASN1_STRING_length(dns))));
     } else if (name->type == GEN_IPADD) {
-      out.push_back(absl::StrCat("IP:", IpToString(name->d.iPAddress)));
+      out.push_back(absl::StrCat("IP:", pki_internal::IpToString(name->d.iPAddress)));
     }
   }
   GENERAL_NAMES_free(names);

@@ -1,6 +1,5 @@
 #include "common/pki/signing_request.h"
 
-#include <arpa/inet.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
@@ -8,13 +7,13 @@
 #include "common/fileio/fileio.h"
 #include "common/pki/authority.h"
 #include "common/pki/internal/openssl_util.h"
+#include "common/pki/internal/x509_names.h"
 
 namespace hansa {
 namespace {
 
 using pki_internal::BioContents;
 using pki_internal::BioPtr;
-using pki_internal::GeneralNamePtr;
 using pki_internal::GeneralNamesPtr;
 using pki_internal::MemoryBio;
 using pki_internal::OpenSslError;
@@ -29,56 +28,14 @@ void FreeExtensions(STACK_OF(X509_EXTENSION) * exts) {
   sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
 }
 
-Status AddNameEntry(X509_NAME* name, const char* field, const std::string& value) {
-  if (value.empty()) return absl::OkStatus();
-  if (X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8,
-                                 reinterpret_cast<const unsigned char*>(value.data()),
-                                 static_cast<int>(value.size()), -1, 0) != 1) {
-    return OpenSslError(absl::StrCat("setting ", field, " = '", value, "'"));
-  }
-  return absl::OkStatus();
-}
-
-std::string NameEntry(const X509_NAME* name, int nid) {
-  int index = X509_NAME_get_index_by_NID(name, nid, -1);
-  if (index < 0) return std::string();
-  const ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, index));
-  unsigned char* utf8 = nullptr;
-  int len = ASN1_STRING_to_UTF8(&utf8, data);
-  if (len < 0) {
-    ERR_clear_error();
-    return std::string();
-  }
-  std::string out(reinterpret_cast<char*>(utf8), static_cast<size_t>(len));
-  OPENSSL_free(utf8);
-  return out;
-}
-
 // subjectAltName as an extension request (PKCS#9 extensionRequest attribute).
 Status AddRequestedNames(X509_REQ* req, const std::vector<std::string>& hosts) {
   if (hosts.empty()) return absl::OkStatus();
-  GeneralNamesPtr names(sk_GENERAL_NAME_new_null());
-  if (!names) return OpenSslError("allocating subjectAltName");
+  std::vector<std::string> dns_names, ip_addresses;
   for (const std::string& host : hosts) {
-    GeneralNamePtr name(GENERAL_NAME_new());
-    if (!name) return OpenSslError("allocating a name");
-    if (IsIpAddress(host)) {
-      ASN1_OCTET_STRING* value = a2i_IPADDRESS(host.c_str());
-      if (value == nullptr) return OpenSslError(absl::StrCat("encoding IP address ", host));
-      GENERAL_NAME_set0_value(name.get(), GEN_IPADD, value);
-    } else {
-      RETURN_IF_ERROR(ValidateDnsName(host));
-      ASN1_IA5STRING* value = ASN1_IA5STRING_new();
-      if (value == nullptr ||
-          ASN1_STRING_set(value, host.data(), static_cast<int>(host.size())) != 1) {
-        ASN1_IA5STRING_free(value);
-        return OpenSslError("encoding a DNS name");
-      }
-      GENERAL_NAME_set0_value(name.get(), GEN_DNS, value);
-    }
-    if (sk_GENERAL_NAME_push(names.get(), name.get()) == 0) return OpenSslError("adding a name");
-    name.release();  // now owned by `names`
+    (IsIpAddress(host) ? ip_addresses : dns_names).push_back(host);
   }
+  ASSIGN_OR_RETURN(GeneralNamesPtr names, pki_internal::MakeAltNames(dns_names, ip_addresses));
   ExtensionsPtr exts(sk_X509_EXTENSION_new_null(), FreeExtensions);
   X509_EXTENSION* ext = X509V3_EXT_i2d(NID_subject_alt_name, 0, names.get());
   if (!exts || ext == nullptr || sk_X509_EXTENSION_push(exts.get(), ext) == 0) {
@@ -89,15 +46,6 @@ Status AddRequestedNames(X509_REQ* req, const std::vector<std::string>& hosts) {
     return OpenSslError("adding the extension request");
   }
   return absl::OkStatus();
-}
-
-std::string IpToString(const ASN1_OCTET_STRING* ip) {
-  char buf[INET6_ADDRSTRLEN] = {0};
-  const unsigned char* data = ASN1_STRING_get0_data(ip);
-  int len = ASN1_STRING_length(ip);
-  if (len == 4) inet_ntop(AF_INET, data, buf, sizeof(buf));
-  if (len == 16) inet_ntop(AF_INET6, data, buf, sizeof(buf));
-  return buf;
 }
 
 // Reads the requested subjectAltNames; other requested extensions are ignored (the CA decides
@@ -120,7 +68,7 @@ Status ReadRequestedNames(X509_REQ* req, std::vector<std::string>* dns,
       dns->emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
                         static_cast<size_t>(ASN1_STRING_length(s)));
     } else if (name->type == GEN_IPADD) {
-      std::string ip = IpToString(name->d.iPAddress);
+      std::string ip = pki_internal::IpToString(name->d.iPAddress);
       if (ip.empty()) return absl::InvalidArgumentError("the request names a malformed IP");
       ips->push_back(std::move(ip));
     } else {
@@ -147,10 +95,7 @@ StatusOr<SigningRequest> SigningRequest::Create(const PrivateKey& key, const Sub
   RETURN_IF_ERROR(ValidateSubjectName(subject));
   X509ReqPtr req(X509_REQ_new());
   if (!req || X509_REQ_set_version(req.get(), 0) != 1) return OpenSslError("creating a request");
-  X509_NAME* name = X509_REQ_get_subject_name(req.get());
-  RETURN_IF_ERROR(AddNameEntry(name, "C", subject.country));
-  RETURN_IF_ERROR(AddNameEntry(name, "O", subject.organization));
-  RETURN_IF_ERROR(AddNameEntry(name, "CN", subject.common_name));
+  RETURN_IF_ERROR(pki_internal::AddSubjectName(X509_REQ_get_subject_name(req.get()), subject));
   if (X509_REQ_set_pubkey(req.get(), key.get()) != 1) return OpenSslError("setting the key");
   RETURN_IF_ERROR(AddRequestedNames(req.get(), hosts));
   const EVP_MD* md = key.type() == KeyType::kEd25519 ? nullptr : EVP_sha256();
@@ -191,9 +136,7 @@ StatusOr<SigningRequest> SigningRequest::FromPem(std::string_view pem) {
         "not signed by the key it carries; ask the participant for a new request");
   }
   SigningRequest out(std::move(req), *std::move(key));
-  const X509_NAME* name = X509_REQ_get_subject_name(out.req_.get());
-  out.subject_ = SubjectName{NameEntry(name, NID_commonName), NameEntry(name, NID_organizationName),
-                             NameEntry(name, NID_countryName)};
+  out.subject_ = pki_internal::ReadSubjectName(X509_REQ_get_subject_name(out.req_.get()));
   RETURN_IF_ERROR(ReadRequestedNames(out.req_.get(), &out.dns_names_, &out.ip_addresses_));
   return out;
 }
