@@ -177,14 +177,18 @@ Status SitePrivacy::Book(const v1::RoundPlan& plan, const EgressRecorder& egress
   if (Booked(plan)) return absl::OkStatus();
   ASSIGN_OR_RETURN(RoundPrivacyCost cost, Check(plan));
   if (accounts_.client() == nullptr && accounts_.record() == nullptr) return absl::OkStatus();
-  booked_.insert(PlanSha256(plan));
-  return accounts_.Book(static_cast<int64_t>(plan.round()), static_cast<int64_t>(plan.attempt()),
-                        cost, [&](AuditEvent event) {
-                          spdlog::info("round {}: this site's {} privacy spent so far: epsilon {}",
-                                       plan.round(), event.fields.value("guarantee", ""),
-                                       event.fields["epsilon"].dump());
-                          return egress.Append(event);
-                        });
+  const std::string digest = PlanSha256(plan);
+  booked_.insert(digest);
+  // Named by the plan: another plan under the same round and attempt (the next study's round 1,
+  // or a coordinator re-planning a used number) is another release and is booked again.
+  return accounts_.Book(
+      static_cast<int64_t>(plan.round()), static_cast<int64_t>(plan.attempt()), cost,
+      [&](AuditEvent event) {
+        spdlog::info("round {}: this site's {} privacy spent so far: epsilon {}", plan.round(),
+                     event.fields.value("guarantee", ""), event.fields["epsilon"].dump());
+        return egress.Append(event);
+      },
+      digest);
 }
 
 }  // namespace hansa

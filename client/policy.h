@@ -91,8 +91,10 @@ class SitePrivacy {
   // take the site over a budget of its own).
   StatusOr<RoundPrivacyCost> Check(const v1::RoundPlan& plan) const;
   // Books `plan` (checked first) in the open ledgers as its round and attempt
-  // (PrivacyAccounts::LedgerEntry, the coordinator's numbering) and records privacy_spent in
-  // `egress` for each, once per plan: a plan booked before is neither checked nor booked again.
+  // (PrivacyAccounts::LedgerEntry, the coordinator's numbering) named by its digest, and records
+  // privacy_spent in `egress` for each, once per plan: a plan booked before is neither checked
+  // nor booked again, while another plan under the same round and attempt (the next study's, or
+  // a coordinator's second plan for a used number) is booked as a release of its own.
   Status Book(const v1::RoundPlan& plan, const EgressRecorder& egress);
   bool Booked(const v1::RoundPlan& plan) const;
 

@@ -56,7 +56,7 @@ Status PrivacyAccounts::CheckFits(const RoundPrivacyCost& cost) const {
 }
 
 Status PrivacyAccounts::Book(int64_t round, int64_t attempt, const RoundPrivacyCost& cost,
-                             const RecordFn& record) {
+                             const RecordFn& record, const std::string& plan) {
   ASSIGN_OR_RETURN(const int64_t entry, LedgerEntry(round, attempt));
   struct Guarantee {
     std::optional<PrivacyLedger>* ledger;
@@ -70,8 +70,8 @@ Status PrivacyAccounts::Book(int64_t round, int64_t attempt, const RoundPrivacyC
         Guarantee{&record_, &cost.record, &kDpSgd, "record-level"}}) {
     if (!g.ledger->has_value() || g.rdp->empty()) continue;
     PrivacyLedger& ledger = **g.ledger;
-    // InvalidArgument: this entry is booked already (the same attempt, booked again).
-    Status spent = ledger.Record(entry, *g.mechanism, *g.rdp);
+    // InvalidArgument: this entry is booked already (the same plan's attempt, booked again).
+    Status spent = ledger.Record(entry, *g.mechanism, *g.rdp, plan);
     if (!spent.ok() && !absl::IsInvalidArgument(spent)) return spent;
     const PrivacySpent total = ledger.Spent();
     AuditEvent event = PrivacySpentEvent(round, total.epsilon, total.delta);

@@ -60,10 +60,15 @@ class PrivacyAccounts {
   // Books `cost` as `attempt` of `round` in every open ledger whose curve is not empty, then
   // hands `record` that ledger's PrivacySpentEvent (total spent so far, field "guarantee":
   // "client-level" or "record-level"), which the caller writes to its log. An entry is booked
-  // once: the same round and attempt again changes no ledger (its event is still handed on).
+  // once: the same round, attempt and `plan` again changes no ledger (its event is still handed
+  // on). `plan` (a site's PlanSha256 of what it trains for; empty at the coordinator) tells
+  // releases apart that share a number: a site that takes part in several studies sees round 1
+  // attempt 1 in each, and a coordinator could send a second plan under a number already used;
+  // each is a release of its own and is booked.
   // FailedPrecondition when it does not fit; the ledger's write error; `record`'s error.
   using RecordFn = std::function<Status(AuditEvent event)>;
-  Status Book(int64_t round, int64_t attempt, const RoundPrivacyCost& cost, const RecordFn& record);
+  Status Book(int64_t round, int64_t attempt, const RoundPrivacyCost& cost, const RecordFn& record,
+              const std::string& plan = "");
 
   // The open ledgers, or null.
   const PrivacyLedger* client() const { return client_ ? &*client_ : nullptr; }

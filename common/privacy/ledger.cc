@@ -39,7 +39,7 @@ StatusOr<PrivacyLedger> PrivacyLedger::Open(std::string path, PrivacyBudget budg
     }
     for (const auto& e : j.at("rounds")) {
       Entry entry{e.at("round").get<int64_t>(), e.at("mechanism").get<std::string>(),
-                  e.at("rdp").get<std::vector<double>>()};
+                  e.at("rdp").get<std::vector<double>>(), e.value("plan", std::string())};
       if (entry.rdp.size() != ledger.total_.size()) {
         return DataLoss(path, absl::StrCat("round ", entry.round, " has a malformed RDP curve"));
       }
@@ -82,16 +82,16 @@ Status PrivacyLedger::CheckFits(const std::vector<double>& round_rdp) const {
 }
 
 Status PrivacyLedger::Record(int64_t round, const std::string& mechanism,
-                             const std::vector<double>& round_rdp) {
+                             const std::vector<double>& round_rdp, const std::string& plan) {
   for (const Entry& e : rounds_) {
-    if (e.round == round) {
+    if (e.round == round && e.plan == plan) {
       return absl::InvalidArgumentError(
           absl::StrCat("round ", round, " is already in the privacy ledger ", path_));
     }
   }
   RETURN_IF_ERROR(CheckFits(round_rdp));
   std::vector<Entry> next = rounds_;
-  next.push_back({round, mechanism, round_rdp});
+  next.push_back({round, mechanism, round_rdp, plan});
   RETURN_IF_ERROR(Save(next));
   rounds_ = std::move(next);
   for (size_t i = 0; i < total_.size(); ++i) total_[i] += round_rdp[i];
@@ -105,7 +105,9 @@ Status PrivacyLedger::Save(const std::vector<Entry>& rounds) const {
   j["orders"] = DefaultRdpOrders();
   j["rounds"] = nlohmann::json::array();
   for (const Entry& e : rounds) {
-    j["rounds"].push_back({{"round", e.round}, {"mechanism", e.mechanism}, {"rdp", e.rdp}});
+    nlohmann::json entry = {{"round", e.round}, {"mechanism", e.mechanism}, {"rdp", e.rdp}};
+    if (!e.plan.empty()) entry["plan"] = e.plan;
+    j["rounds"].push_back(std::move(entry));
   }
   return Annotate(WriteFileAtomically(path_, j.dump(1) + "\n", 0600), "saving privacy ledger");
 }

@@ -34,15 +34,21 @@ class PrivacyLedger {
   // OK when one more such round stays within the budget; FailedPrecondition saying the
   // epsilon it would reach and the maximum otherwise.
   Status CheckFits(const std::vector<double>& round_rdp) const;
-  // CheckFits, then appends the round and rewrites the file. InvalidArgument for a round id
-  // already recorded. On a write error nothing is recorded.
-  Status Record(int64_t round, const std::string& mechanism, const std::vector<double>& round_rdp);
+  // CheckFits, then appends the round and rewrites the file. `plan` names what was spent on
+  // (a site's plan digest, PlanSha256); the coordinator leaves it empty. InvalidArgument for a
+  // round id already recorded with the same `plan`: the same release booked again. The same
+  // round id with another plan is a release of its own and is appended (a later study numbering
+  // its rounds from 1 again, or a coordinator sending a second plan under a used number). On a
+  // write error nothing is recorded.
+  Status Record(int64_t round, const std::string& mechanism, const std::vector<double>& round_rdp,
+                const std::string& plan = "");
 
  private:
   struct Entry {
     int64_t round;
     std::string mechanism;
     std::vector<double> rdp;
+    std::string plan;  // empty: not named (the coordinator's entries, older files)
   };
   PrivacyLedger(std::string path, PrivacyBudget budget)
       : path_(std::move(path)), budget_(budget), total_(DefaultRdpOrders().size(), 0.0) {}

@@ -140,6 +140,15 @@ TEST(PrivacyAccountsTest, BooksOncePerRoundAndAttemptAndHandsOnTheAuditRecord) {
   ASSERT_TRUE(accounts->Book(3, 2, *cost, log.fn()).ok());
   EXPECT_EQ(accounts->client()->num_rounds(), 2u);
   EXPECT_GT(accounts->client()->Spent().epsilon, once);
+  // Another plan under a number already booked (a site's next study, or a coordinator that
+  // re-plans round 3 attempt 2) is booked too; the same plan again is not.
+  const double two = accounts->client()->Spent().epsilon;
+  ASSERT_TRUE(accounts->Book(3, 2, *cost, log.fn(), "next-study-plan").ok());
+  EXPECT_EQ(accounts->client()->num_rounds(), 3u);
+  EXPECT_EQ(accounts->record()->num_rounds(), 3u);
+  EXPECT_GT(accounts->client()->Spent().epsilon, two);
+  ASSERT_TRUE(accounts->Book(3, 2, *cost, log.fn(), "next-study-plan").ok());
+  EXPECT_EQ(accounts->client()->num_rounds(), 3u);
   // Attempts a ledger cannot tell apart are refused, not folded into another's entry.
   EXPECT_EQ(accounts->Book(3, 0, *cost, log.fn()).code(), absl::StatusCode::kInternal);
   EXPECT_EQ(accounts->Book(3, PrivacyAccounts::kAttempts, *cost, log.fn()).code(),

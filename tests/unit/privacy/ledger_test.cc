@@ -46,6 +46,33 @@ TEST(PrivacyLedgerTest, SpendsLikeTheAccountantAndRefusesOverBudget) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// A site names each entry by the plan it trained for: the same round number under another plan
+// (the next study's round 1, or a coordinator's second plan for a used number) is another
+// release and is spent again, also after a reload; only the same plan again is refused.
+TEST(PrivacyLedgerTest, TellsPlansUnderOneRoundNumberApart) {
+  const std::string path = TempPath("plans.json");
+  const auto curve = RoundCurve(0.01, 1.0, 100);
+  double one = 0;
+  {
+    auto ledger = PrivacyLedger::Open(path, {50, 1e-5});
+    ASSERT_TRUE(ledger.ok());
+    ASSERT_TRUE(ledger->Record(1001, "dp_sgd", curve, "plan-a").ok());
+    one = ledger->Spent().epsilon;
+    EXPECT_EQ(ledger->Record(1001, "dp_sgd", curve, "plan-a").code(),
+              absl::StatusCode::kInvalidArgument);
+    ASSERT_TRUE(ledger->Record(1001, "dp_sgd", curve, "plan-b").ok());
+    EXPECT_EQ(ledger->num_rounds(), 2u);
+    EXPECT_GT(ledger->Spent().epsilon, one);
+  }
+  auto reopened = PrivacyLedger::Open(path, {50, 1e-5});
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ(reopened->num_rounds(), 2u);
+  EXPECT_EQ(reopened->Record(1001, "dp_sgd", curve, "plan-b").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(reopened->Record(1001, "dp_sgd", curve, "").ok());  // unnamed: its own entry
+  EXPECT_EQ(reopened->num_rounds(), 3u);
+}
+
 TEST(PrivacyLedgerTest, SurvivesReload) {
   std::string path = TempPath("coordinator.json");
   auto curve = RoundCurve(0.01, 1.0, 100);
