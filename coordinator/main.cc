@@ -121,11 +121,12 @@ int Run(const std::string& config_path, const std::string& state_dir) {
   policy->SetRefusalSink([engine = engine->get()](const CertificateRefusal& r) {
     const ParticipantFields who{r.subject.common_name, r.subject.organization, r.subject.country,
                                 r.fingerprint};
-    Status st = engine->RecordCertificateRefusal(who, r.serial_hex, r.kind, r.message);
+    Status st = engine->RecordCertificateRefusal(who, r.serial_hex, r.kind, r.message, r.stage);
     if (!st.ok()) spdlog::error("{}", st.message());
   });
   CoordinatorService service(engine->get());
   int port = 0;
+  service.set_certificate_policy(policy);
   StatusOr<std::unique_ptr<grpc::Server>> server =
       StartServer(config->listen, *tls, &service, config->engine.max_chunk_bytes, &port, policy);
   if (!server.ok()) {

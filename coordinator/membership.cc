@@ -26,6 +26,16 @@ Status Membership::CheckAdmission(const SiteIdentity& site) const {
   return jurisdiction;
 }
 
+bool Membership::Forget(const std::string& site, const std::string& fingerprint) {
+  auto it = joined_.find(site);
+  if (it == joined_.end() || it->second.fingerprint != fingerprint) return false;
+  joined_.erase(it);
+  last_seen_.erase(site);
+  told_done_.erase(site);
+  spdlog::warn("site {} is no longer part of the federation: its certificate was refused", site);
+  return true;
+}
+
 void Membership::Admit(const SiteIdentity& site, absl::Time now) {
   if (joined_.count(site.name) == 0) {
     spdlog::info("site {} joined ({}, {}, certificate {})", site.name, site.organisation,

@@ -33,6 +33,10 @@ class Membership {
   Status CheckAdmission(const SiteIdentity& site) const;
   // Records an admitted site (again: its identity is replaced) as seen at `now`.
   void Admit(const SiteIdentity& site, absl::Time now);
+  // Takes `site` off the list while it holds the certificate `fingerprint` (a certificate revoked
+  // while the site was connected): it is no longer active or waited for, and may join again
+  // only with another certificate. True when it was on the list.
+  bool Forget(const std::string& site, const std::string& fingerprint);
   bool Joined(const std::string& site) const { return joined_.count(site) > 0; }
   void Seen(const std::string& site, absl::Time now) { last_seen_[site] = now; }
   // The sites seen within `idle` before `now`, by name.

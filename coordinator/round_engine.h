@@ -60,10 +60,13 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
   // refusal is recorded.
   // Logs a warning when the site's certificate expires within 30 days (each time it joins).
   StatusOr<v1::JoinReply> Join(const SiteIdentity& site);
-  // A client certificate refused in the TLS handshake (ClientCertificatePolicy's sink, on a gRPC
-  // thread): a site_refused record with the certificate's serial and `problem`. Any thread.
+  // A client certificate refused in the TLS handshake, or at a call when it was revoked while
+  // connected (ClientCertificatePolicy's sink, on a gRPC thread): a site_refused record with the
+  // certificate's serial, `problem` and `stage`; a site that joined with that certificate is
+  // forgotten (Membership::Forget), so no round waits for it. Any thread.
   Status RecordCertificateRefusal(const ParticipantFields& who, const std::string& serial,
-                                  const std::string& problem, const std::string& reason);
+                                  const std::string& problem, const std::string& reason,
+                                  const std::string& stage);
   // The site's next task; WAIT if none appears within `wait`.
   StatusOr<v1::Task> NextTask(const std::string& site, absl::Duration wait);
   // The payload of the current global model, if `sha256` names it (`round` is the plan's).

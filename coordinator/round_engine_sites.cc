@@ -45,8 +45,12 @@ StatusOr<v1::JoinReply> RoundEngine::Join(const SiteIdentity& site) {
 
 Status RoundEngine::RecordCertificateRefusal(const ParticipantFields& who,
                                              const std::string& serial, const std::string& problem,
-                                             const std::string& reason) {
-  return Record(CertificateRefused(who, serial, problem, reason));
+                                             const std::string& reason, const std::string& stage) {
+  RETURN_IF_ERROR(Record(CertificateRefused(who, serial, problem, reason, stage)));
+  // Refused at a call: the site had joined with that certificate; it is not waited for again.
+  absl::MutexLock lock(&mu_);
+  if (members_.Forget(who.site, who.fingerprint)) changed_.SignalAll();
+  return absl::OkStatus();
 }
 
 StatusOr<v1::Task> RoundEngine::NextTask(const std::string& site, absl::Duration wait) {

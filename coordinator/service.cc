@@ -384,6 +384,14 @@ StatusOr<CoordinatorService::Caller> CoordinatorService::Identify(
     return absl::PermissionDeniedError(
         absl::StrCat("the coordinator refused this site: ", valid.message()));
   }
+  if (policy_) {
+    const std::string_view text(pem[0].data(), pem[0].size());
+    if (Status revoked = policy_->CheckRevoked(cert, absl::Now()); !revoked.ok()) {
+      policy_->Refused(text, revoked, absl::Now(), "call");  // logged and on record, rate-limited
+      return absl::PermissionDeniedError(
+          absl::StrCat("the coordinator refused this site: ", revoked.message()));
+    }
+  }
   SubjectName subject = cert.Subject();
   SiteIdentity site;
   site.name = subject.common_name;

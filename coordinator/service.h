@@ -54,6 +54,13 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
   // on the old engine is answered WAIT, and the old engine is not called once this returns.
   void set_engine(RoundEngine* engine);
 
+  // Also refuses every call from a certificate that `policy` finds revoked, so a site whose
+  // certificate is revoked while its connection is open (TLS checks only the handshake) stops
+  // at its next call. Call before the server starts.
+  void set_certificate_policy(std::shared_ptr<ClientCertificatePolicy> policy) {
+    policy_ = std::move(policy);
+  }
+
   // Answers every parked GetTask now (WAIT), and every later one at once. Idempotent.
   void Shutdown();
 
@@ -103,6 +110,7 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
   void Listen(RoundEngine* engine);
 
   std::atomic<RoundEngine*> engine_;
+  std::shared_ptr<ClientCertificatePolicy> policy_;  // set before serving; then read-only
   mutable absl::Mutex mu_;
   absl::CondVar wake_;       // the waker's: a change, an earlier deadline, shutdown
   absl::CondVar pass_done_;  // set_engine's: the waker's pass over the polls ended

@@ -41,12 +41,13 @@ AuditEvent SiteRefused(const ParticipantFields& p, const std::string& reason) {
 }
 
 AuditEvent CertificateRefused(const ParticipantFields& p, const std::string& serial,
-                              const std::string& problem, const std::string& reason) {
+                              const std::string& problem, const std::string& reason,
+                              const std::string& stage) {
   json fields = Participant(p);
   fields["reason"] = reason;
   fields["serial"] = serial;
   fields["certificate_problem"] = problem;
-  fields["stage"] = "tls_handshake";
+  fields["stage"] = stage;
   return {ev::kSiteRefused, std::move(fields)};
 }
 

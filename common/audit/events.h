@@ -16,8 +16,9 @@
 //   site_refused         {site, organisation, country, fingerprint, reason}  a refused join;
 //                        refused in the TLS handshake (CertificateRefused), also {serial,
 //                        certificate_problem: "revoked" | "expired" | "not_yet_valid" |
-//                        "wrong_ca" | "invalid", stage: "tls_handshake"}, once per certificate
-//                        and problem while the coordinator runs
+//                        "wrong_ca" | "invalid", stage: "tls_handshake" | "call"}, once per
+//                        certificate and problem while the coordinator runs ("call": revoked
+//                        while its connection was open, refused at its next call)
 //   round_planned        {round, attempt, plan_sha256, model_sha256, cohort[], aggregation,
 //                         secure_aggregation?{...}, privacy?{...}}  before any site sees it
 //   site_consented       {round, site}            the site accepted the plan (PlanResponse)
@@ -176,7 +177,8 @@ AuditEvent SiteAdmitted(const ParticipantFields& p);
 AuditEvent SiteRefused(const ParticipantFields& p, const std::string& reason);
 // A site_refused record for a client certificate refused in the TLS handshake (see above).
 AuditEvent CertificateRefused(const ParticipantFields& p, const std::string& serial,
-                              const std::string& problem, const std::string& reason);
+                              const std::string& problem, const std::string& reason,
+                              const std::string& stage = "tls_handshake");
 AuditEvent RoundPlanned(const RoundPlannedFields& f);
 AuditEvent SiteConsented(int64_t round, const std::string& site);
 AuditEvent SiteDeclined(int64_t round, const std::string& site, const std::string& reason);

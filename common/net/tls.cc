@@ -216,22 +216,26 @@ void ClientCertificatePolicy::Refresh(absl::Time now) {
 
 Status ClientCertificatePolicy::Check(std::string_view certificate_pem, absl::Time at) {
   RETURN_IF_ERROR(CheckClientCertificate(certificate_pem, ca_, at));
+  StatusOr<Certificate> cert = Certificate::FromPem(certificate_pem);  // read by the check above
+  if (!cert.ok()) return absl::PermissionDeniedError(cert.status().message());
+  return CheckRevoked(*cert, at);
+}
+
+Status ClientCertificatePolicy::CheckRevoked(const Certificate& cert, absl::Time at) {
   Refresh(at);
   std::shared_ptr<const RevocationList> list = revocation_list();
   if (!list) return absl::OkStatus();
-  StatusOr<Certificate> cert = Certificate::FromPem(certificate_pem);  // read by the check above
-  if (!cert.ok()) return absl::PermissionDeniedError(cert.status().message());
-  const std::string serial = cert->SerialHex();
+  const std::string serial = cert.SerialHex();
   const RevokedEntry* revoked = list->Find(serial);
   if (revoked == nullptr) return absl::OkStatus();
   return absl::PermissionDeniedError(
-      absl::StrCat("certificate of '", cert->Subject().common_name, "' (serial ", serial,
+      absl::StrCat("certificate of '", cert.Subject().common_name, "' (serial ", serial,
                    ") was revoked by the federation CA on ",
                    FormatCertificateTime(revoked->revoked_at), " (", revoked->reason, ")"));
 }
 
 void ClientCertificatePolicy::Refused(std::string_view certificate_pem, const Status& why,
-                                      absl::Time now) {
+                                      absl::Time now, std::string_view stage) {
   StatusOr<Certificate> cert = Certificate::FromPem(certificate_pem);
   CertificateRefusal refusal;
   refusal.fingerprint = cert.ok() ? cert->Sha256Fingerprint() : "unreadable";
@@ -241,6 +245,7 @@ void ClientCertificatePolicy::Refused(std::string_view certificate_pem, const St
   }
   refusal.kind = CertificateRefusalKind(why);
   refusal.message = std::string(why.message());
+  refusal.stage = std::string(stage);
   int64_t suppressed = -1;  // -1: not logged now
   RefusalSink sink;
   {

@@ -99,6 +99,8 @@ struct CertificateRefusal {
   // an unreadable one, a key of another kind).
   std::string kind;
   std::string message;  // the refusal as CheckClientCertificate / the policy said it
+  // Where: "tls_handshake", or "call" for a certificate revoked while its connection was open.
+  std::string stage = "tls_handshake";
 };
 
 // The coordinator's rule for client certificates, shared by gRPC's handshake threads (Check,
@@ -134,9 +136,12 @@ class ClientCertificatePolicy {
   // CheckClientCertificate, then the revocation list: PermissionDenied "certificate of 'x'
   // (serial 1f...) was revoked by the federation CA on 2031-01-01 00:00:00 UTC (keyCompromise)".
   Status Check(std::string_view certificate_pem, absl::Time at);
+  // The revocation list alone (Refresh first): OK, or Check's "... was revoked ..." error.
+  Status CheckRevoked(const Certificate& cert, absl::Time at);
   // A handshake with `certificate_pem` was refused with `why` (a status from Check): logs it at
   // warn once a minute per certificate, and tells the sink once per fingerprint and kind.
-  void Refused(std::string_view certificate_pem, const Status& why, absl::Time now);
+  void Refused(std::string_view certificate_pem, const Status& why, absl::Time now,
+               std::string_view stage = "tls_handshake");
 
  private:
   struct FileState {

@@ -38,19 +38,31 @@ std::vector<nlohmann::json> HandshakeRefusals(const std::string& audit, const st
   std::vector<nlohmann::json> out;
   for (const nlohmann::json& r : ReadJsonLines(audit)) {
     if (r.value("event", "") != "site_refused") continue;
-    const nlohmann::json& f = r.contains("fields") ? r["fields"] : r;
+    const nlohmann::json& f = r["fields"];
     if (f.value("site", "") == site && f.value("stage", "") == "tls_handshake") out.push_back(f);
   }
   return out;
 }
 
-TEST(RevocationTest, ARevokedSiteIsRefusedOnRecordWhileTheOthersTrain) {
-  const std::string dir = FreshDir();
-  const int port = FreePort();
-  const std::string federation = Provision(dir, {"alpha", "beta", "gamma", "delta"}, port);
-  const std::string coordinator_toml = federation + "/coordinator/coordinator.toml";
-  ReplaceInFile(coordinator_toml, "[coordinator]\n", "[coordinator]\nlinger_seconds = 5\n");
-  AppendText(coordinator_toml,
+// A federation of alpha, beta, gamma and delta (plaintext, two rounds of three sites), its
+// coordinator reading federation/coordinator/crl.pem, which holds an empty list (number 1).
+struct Kit {
+  std::string dir;
+  std::string federation;
+  std::string coordinator_toml;
+  std::string crl;
+  std::string audit;
+};
+
+Kit MakeKit() {
+  Kit kit;
+  kit.dir = FreshDir();
+  kit.federation = Provision(kit.dir, {"alpha", "beta", "gamma", "delta"}, FreePort());
+  kit.coordinator_toml = kit.federation + "/coordinator/coordinator.toml";
+  kit.crl = kit.federation + "/coordinator/crl.pem";
+  kit.audit = kit.federation + "/coordinator/state/audit.jsonl";
+  ReplaceInFile(kit.coordinator_toml, "[coordinator]\n", "[coordinator]\nlinger_seconds = 5\n");
+  AppendText(kit.coordinator_toml,
              "\n[model]\nname = \"mlp\"\nseed = 3\n"
              "[rounds]\ntotal = 2\nmin_sites = 3\nwait_for_sites_seconds = 120\n"
              "site_idle_seconds = 20\n"
@@ -58,7 +70,7 @@ TEST(RevocationTest, ARevokedSiteIsRefusedOnRecordWhileTheOthersTrain) {
              "[aggregation]\nmode = \"plaintext\"\n"
              "[pki]\nrevocation_list = \"crl.pem\"\n");
   for (const std::string site : {"alpha", "beta", "gamma", "delta"}) {
-    const std::string path = federation + "/sites/" + site + "/site.toml";
+    const std::string path = kit.federation + "/sites/" + site + "/site.toml";
     ReplaceInFile(path, "[site]\n",
                   site == std::string("delta") ? "[site]\nreconnect_seconds = 4\n"
                                                : "[site]\nreconnect_seconds = 120\n");
@@ -66,54 +78,107 @@ TEST(RevocationTest, ARevokedSiteIsRefusedOnRecordWhileTheOthersTrain) {
                   "[policy]\nrequire_secure_aggregation = false\nmin_cohort = 1\n");
     AppendText(path, "train_limit = 1500\ntest_limit = 500\n[compute]\nthreads = 1\n");
   }
-  // The operator's first list revokes nothing.
-  auto ca = CertificateAuthority::Load(federation + "/ca/ca.pem", federation + "/ca/ca-key.pem");
-  ASSERT_TRUE(ca.ok()) << ca.status();
-  const std::string crl = federation + "/coordinator/crl.pem";
+  auto ca =
+      CertificateAuthority::Load(kit.federation + "/ca/ca.pem", kit.federation + "/ca/ca-key.pem");
+  EXPECT_TRUE(ca.ok()) << ca.status();
   const absl::Time now = absl::Now();
   auto empty = RevocationList::Issue(*ca, {}, 1, now, now + absl::Hours(24 * 7));
-  ASSERT_TRUE(empty.ok()) << empty.status();
-  ASSERT_TRUE(WriteRevocationListFile(crl, *empty).ok());
+  EXPECT_TRUE(empty.ok()) << empty.status();
+  EXPECT_TRUE(WriteRevocationListFile(kit.crl, *empty).ok());
+  return kit;
+}
 
-  Process coordinator({BuildPath("coordinator/hansa-coordinator"), "--config", coordinator_toml},
-                      dir + "/coordinator.log");
-  ASSERT_TRUE(WaitForLine(coordinator, "listening on", 60)) << coordinator.Log();
-  EXPECT_THAT(coordinator.Log(), HasSubstr("revocation list " + crl + ": number 1, 0 revoked"));
-
-  // delta's key is compromised: the operator revokes its certificate and replaces the list.
-  auto delta_cert = Certificate::FromFile(federation + "/sites/delta/cert.pem");
-  ASSERT_TRUE(delta_cert.ok()) << delta_cert.status();
+// The operator revokes delta's certificate (keyCompromise) in list number 2, as `hansa ca
+// revoke` would, with the CA key of the provisioned ca/ folder. Returns the refusal message.
+std::string RevokeDelta(const Kit& kit) {
+  auto ca =
+      CertificateAuthority::Load(kit.federation + "/ca/ca.pem", kit.federation + "/ca/ca-key.pem");
+  EXPECT_TRUE(ca.ok()) << ca.status();
+  auto delta = Certificate::FromFile(kit.federation + "/sites/delta/cert.pem");
+  EXPECT_TRUE(delta.ok()) << delta.status();
   const absl::Time revoked_at = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
-  auto revoking =
-      RevocationList::Issue(*ca, {{delta_cert->SerialHex(), revoked_at, "keyCompromise"}}, 2,
-                            revoked_at, revoked_at + absl::Hours(24 * 7));
-  ASSERT_TRUE(revoking.ok()) << revoking.status();
-  ASSERT_TRUE(WriteRevocationListFile(crl, *revoking).ok());
-  ASSERT_TRUE(WaitForLine(coordinator, "reloaded: number 2, 1 revoked certificate(s)", 60))
-      << coordinator.Log();
+  auto list = RevocationList::Issue(*ca, {{delta->SerialHex(), revoked_at, "keyCompromise"}}, 2,
+                                    revoked_at, revoked_at + absl::Hours(24 * 7));
+  EXPECT_TRUE(list.ok()) << list.status();
+  EXPECT_TRUE(WriteRevocationListFile(kit.crl, *list).ok());
+  return "certificate of 'delta' (serial " + delta->SerialHex() +
+         ") was revoked by the federation CA on " + FormatCertificateTime(revoked_at) +
+         " (keyCompromise)";
+}
 
-  // delta cannot join: refused in every handshake, it gives up.
-  auto delta = StartSite(dir, federation, "delta");
-  const std::string audit = federation + "/coordinator/state/audit.jsonl";
-  ASSERT_TRUE(WaitFor(60, [&] { return !HandshakeRefusals(audit, "delta").empty(); }))
-      << coordinator.Log();
-  EXPECT_NE(delta->Wait(90).value_or(0), 0) << delta->Log();
-  EXPECT_THAT(delta->Log(), Not(HasSubstr("joined federation")));
-  const std::string refused = "certificate of 'delta' (serial " + delta_cert->SerialHex() +
-                              ") was revoked by the federation CA on " +
-                              FormatCertificateTime(revoked_at) + " (keyCompromise)";
-  EXPECT_THAT(coordinator.Log(), HasSubstr("refused a TLS client: the client's " + refused));
-
-  auto alpha = StartSite(dir, federation, "alpha");
-  auto beta = StartSite(dir, federation, "beta");
-  auto gamma = StartSite(dir, federation, "gamma");
+// The three others train to the end; the audit log verifies.
+void ExpectTheOthersFinish(const Kit& kit, Process& coordinator) {
+  auto alpha = StartSite(kit.dir, kit.federation, "alpha");
+  auto beta = StartSite(kit.dir, kit.federation, "beta");
+  auto gamma = StartSite(kit.dir, kit.federation, "gamma");
   ASSERT_EQ(coordinator.Wait(300).value_or(-1), 0) << coordinator.Log();
   EXPECT_EQ(alpha->Wait(60).value_or(-1), 0) << alpha->Log();
   EXPECT_EQ(beta->Wait(60).value_or(-1), 0) << beta->Log();
   EXPECT_EQ(gamma->Wait(60).value_or(-1), 0) << gamma->Log();
+  std::string out;
+  EXPECT_EQ(RunCommand({BuildPath("tools/hansa"), "audit", "verify", kit.audit, "--ca",
+                        kit.federation + "/ca/ca.pem"},
+                       &out),
+            0)
+      << out;
+}
 
-  // On record once, however often delta retried; delta never admitted; the log verifies.
-  const std::vector<nlohmann::json> refusals = HandshakeRefusals(audit, "delta");
+TEST(RevocationTest, ASiteRevokedWhileConnectedIsRefusedAtItsNextCall) {
+  Kit kit = MakeKit();
+  Process coordinator(
+      {BuildPath("coordinator/hansa-coordinator"), "--config", kit.coordinator_toml},
+      kit.dir + "/coordinator.log");
+  ASSERT_TRUE(WaitForLine(coordinator, "listening on", 60)) << coordinator.Log();
+  // delta joins and waits for a round (too few sites yet), polling over its open connection.
+  auto delta = StartSite(kit.dir, kit.federation, "delta");
+  ASSERT_TRUE(WaitForLine(*delta, "joined federation", 60)) << delta->Log();
+  const std::string refused = RevokeDelta(kit);
+  ASSERT_TRUE(WaitForLine(coordinator, "reloaded: number 2, 1 revoked certificate(s)", 60))
+      << coordinator.Log();
+  // Its next poll is refused, it stops and says why.
+  EXPECT_NE(delta->Wait(90).value_or(0), 0) << delta->Log();
+  EXPECT_THAT(delta->Log(), HasSubstr(refused));
+  std::vector<nlohmann::json> refusals;
+  for (const nlohmann::json& r : ReadJsonLines(kit.audit)) {
+    if (r.value("event", "") == "site_refused" && r["fields"].value("site", "") == "delta") {
+      refusals.push_back(r["fields"]);
+    }
+  }
+  ASSERT_EQ(refusals.size(), 1u) << ReadText(kit.audit);
+  EXPECT_EQ(refusals[0].value("stage", ""), "call");
+  EXPECT_EQ(refusals[0].value("certificate_problem", ""), "revoked");
+  EXPECT_EQ(refusals[0].value("reason", ""), refused);
+  ExpectTheOthersFinish(kit, coordinator);
+}
+
+TEST(RevocationTest, ARevokedSiteIsRefusedOnRecordWhileTheOthersTrain) {
+  Kit kit = MakeKit();
+  Process coordinator(
+      {BuildPath("coordinator/hansa-coordinator"), "--config", kit.coordinator_toml},
+      kit.dir + "/coordinator.log");
+  ASSERT_TRUE(WaitForLine(coordinator, "listening on", 60)) << coordinator.Log();
+  EXPECT_THAT(coordinator.Log(), HasSubstr("revocation list " + kit.crl + ": number 1, 0 revoked"));
+
+  // delta's key is compromised: the operator revokes its certificate and replaces the list,
+  // which the running coordinator picks up.
+  const std::string refused = RevokeDelta(kit);
+  ASSERT_TRUE(WaitForLine(coordinator, "reloaded: number 2, 1 revoked certificate(s)", 60))
+      << coordinator.Log();
+
+  // delta cannot join: refused in every handshake, it gives up.
+  auto delta = StartSite(kit.dir, kit.federation, "delta");
+  ASSERT_TRUE(WaitFor(60, [&] { return !HandshakeRefusals(kit.audit, "delta").empty(); }))
+      << coordinator.Log();
+  EXPECT_NE(delta->Wait(90).value_or(0), 0) << delta->Log();
+  EXPECT_THAT(delta->Log(), Not(HasSubstr("joined federation")));
+  EXPECT_THAT(coordinator.Log(), HasSubstr("refused a TLS client: the client's " + refused));
+
+  ExpectTheOthersFinish(kit, coordinator);
+
+  // On record once, however often delta retried; delta never admitted.
+  auto delta_cert = Certificate::FromFile(kit.federation + "/sites/delta/cert.pem");
+  ASSERT_TRUE(delta_cert.ok()) << delta_cert.status();
+  const std::vector<nlohmann::json> refusals = HandshakeRefusals(kit.audit, "delta");
   ASSERT_EQ(refusals.size(), 1u);
   EXPECT_EQ(refusals[0].value("certificate_problem", ""), "revoked");
   EXPECT_EQ(refusals[0].value("serial", ""), delta_cert->SerialHex());
@@ -121,20 +186,13 @@ TEST(RevocationTest, ARevokedSiteIsRefusedOnRecordWhileTheOthersTrain) {
   EXPECT_EQ(refusals[0].value("country", ""), "DE");
   EXPECT_EQ(refusals[0].value("reason", ""), refused);
   int admitted = 0;
-  for (const nlohmann::json& r : ReadJsonLines(audit)) {
-    const nlohmann::json& f = r.contains("fields") ? r["fields"] : r;
+  for (const nlohmann::json& r : ReadJsonLines(kit.audit)) {
     if (r.value("event", "") == "site_admitted") {
       ++admitted;
-      EXPECT_NE(f.value("site", ""), "delta");
+      EXPECT_NE(r["fields"].value("site", ""), "delta");
     }
   }
-  EXPECT_GE(admitted, 3);
-  std::string out;
-  EXPECT_EQ(RunCommand({BuildPath("tools/hansa"), "audit", "verify", audit, "--ca",
-                        federation + "/ca/ca.pem"},
-                       &out),
-            0)
-      << out;
+  EXPECT_EQ(admitted, 3);
 }
 
 // A list the coordinator cannot use stops it at start, naming the file; a bad list written
