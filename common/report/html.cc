@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/report/internal/html_parts.h"
 #include "common/report/report.h"
 #include "common/report/svg.h"
 
@@ -14,66 +15,14 @@ namespace hansa {
 namespace {
 
 using nlohmann::json;
-
-constexpr char kStyle[] = R"css(
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1100px;
-padding:24px;color:#1d1d1f;line-height:1.45}
-h1{font-size:1.7em;margin-bottom:4px}h2{border-bottom:2px solid #e5e5e5;padding-bottom:4px;margin-top:36px}
-table{border-collapse:collapse;width:100%;font-size:.92em;margin:8px 0}
-th,td{border:1px solid #ddd;padding:5px 8px;text-align:left;vertical-align:top}
-th{background:#f4f6f8}tbody tr:nth-child(even){background:#fafbfc}
-code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em;word-break:break-all}
-.verdict{padding:10px 14px;border-radius:6px;font-weight:600;margin:12px 0}
-.ok{background:#e6f4ea;color:#0b5e25;border:1px solid #9ed3ad}
-.bad{background:#fde7e9;color:#8a1020;border:1px solid #f0a3ab}
-.muted{color:#666}dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px}
-dt{font-weight:600}dd{margin:0}.charts{display:flex;flex-wrap:wrap;gap:16px}
-svg.chart{width:100%;max-width:640px;height:auto;border:1px solid #e5e5e5;border-radius:4px}
-svg .chart-title{font-size:14px;font-weight:600}svg .tick,svg .legend{font-size:11px}
-svg .axis-label{font-size:12px}.statement p{max-width:80ch}
-@media print{body{max-width:none}h2{page-break-after:avoid}}
-)css";
-
-std::string Text(const json& v) {
-  if (v.is_null()) return "&mdash;";
-  if (v.is_string()) return HtmlEscape(v.get<std::string>());
-  if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
-  if (v.is_number_integer()) return absl::StrCat(v.get<int64_t>());
-  if (v.is_number()) return absl::StrFormat("%.4g", v.get<double>());
-  return HtmlEscape(v.dump(-1, ' ', false, json::error_handler_t::replace));
-}
-
-std::string Digest(const json& v, size_t shown = 16) {
-  if (!v.is_string() || v.get<std::string>().empty()) return "&mdash;";
-  std::string d = v.get<std::string>();
-  return absl::StrCat("<code title=\"", HtmlEscape(d), "\">",
-                      HtmlEscape(d.size() > shown ? d.substr(0, shown) + "…" : d), "</code>");
-}
-
-std::string List(const json& v) {
-  if (!v.is_array() || v.empty()) return "&mdash;";
-  std::vector<std::string> items;
-  for (const json& x : v) items.push_back(Text(x));
-  return absl::StrJoin(items, ", ");
-}
-
-std::string Params(const json& object) {
-  std::vector<std::string> parts;
-  for (auto it = object.begin(); it != object.end(); ++it) {
-    parts.push_back(absl::StrCat(HtmlEscape(it.key()), "&nbsp;", Text(it.value())));
-  }
-  return absl::StrJoin(parts, ", ");
-}
-
-std::string Row(const std::vector<std::string>& cells) {
-  return absl::StrCat("<tr><td>", absl::StrJoin(cells, "</td><td>"), "</td></tr>");
-}
-
-std::string Table(const std::string& id, const std::vector<std::string>& head,
-                  const std::vector<std::string>& rows) {
-  return absl::StrCat("<table id=\"", id, "\"><thead><tr><th>", absl::StrJoin(head, "</th><th>"),
-                      "</th></tr></thead><tbody>", absl::StrJoin(rows, ""), "</tbody></table>");
-}
+using report_html::Digest;
+using report_html::Identity;
+using report_html::kStyle;
+using report_html::List;
+using report_html::Params;
+using report_html::Row;
+using report_html::Table;
+using report_html::Text;
 
 std::string Verdict(const json& audit) {
   if (audit.value("verified", false)) {
@@ -85,16 +34,6 @@ std::string Verdict(const json& audit) {
   return absl::StrCat("<div class=\"verdict bad\" id=\"audit-verdict\">Audit log NOT verified: ",
                       Text(audit["error"]),
                       ". Everything below rests on records that could not be verified.</div>");
-}
-
-std::string Identity(const json& id) {
-  if (!id.is_object()) return "&mdash;";
-  return absl::StrCat(
-      Text(id["name"]),
-      id["organisation"].is_string() && !id["organisation"].get<std::string>().empty()
-          ? absl::StrCat(", ", Text(id["organisation"]))
-          : "",
-      " (", Text(id["country_name"]), ")<br>", Digest(id["fingerprint"], 64));
 }
 
 std::string FederationSection(const json& r) {
@@ -111,6 +50,34 @@ std::string FederationSection(const json& r) {
       Text(f["finished"]), "</dd><dt>Coordinator restarts</dt><dd>", Text(f["restarts"]),
       "</dd><dt>State directory</dt><dd><code>", Text(r["state_dir"]), "</code></dd></dl>");
   return absl::StrCat("<section id=\"federation\"><h2>Federation</h2>", dl, "</section>");
+}
+
+// The study's GDPR facts, as the signed federation_started record states them.
+std::string StudySection(const json& r) {
+  const json study = r.value("study", json::object());
+  std::string out = "<section id=\"study\"><h2>The study: purpose and legal basis</h2>";
+  if (!study.value("recorded", false)) {
+    return absl::StrCat(out,
+                        "<p class=\"bad\">The audit log records no purpose, legal basis or "
+                        "controllers of this study (its federation_started record has none).</p>"
+                        "</section>");
+  }
+  const auto fact = [&](const char* key) {
+    const json v = study.value(key, json());
+    return v.is_null() || v == "" || v == 0 ? std::string("<span class=\"bad\">not stated</span>")
+                                            : Text(v);
+  };
+  const json controllers = study.value("controllers", json());
+  return absl::StrCat(
+      out, "<dl><dt>Purpose</dt><dd style=\"white-space: pre-line\">", fact("purpose"),
+      "</dd><dt>Legal basis</dt><dd>", fact("legal_basis"), "</dd><dt>Controllers</dt><dd>",
+      controllers.is_array() && !controllers.empty() ? List(controllers)
+                                                     : "<span class=\"bad\">not stated</span>",
+      "</dd><dt>Retention (days)</dt><dd>", fact("retention_days"),
+      "</dd><dt>DPIA reference</dt><dd>", fact("dpia_reference"),
+      "</dd></dl><p class=\"muted\">As recorded in the signed federation_started record. Every "
+      "plan carried these facts, so each site's consent (the plan's SHA-256) covers them.</p>"
+      "</section>");
 }
 
 std::string ParticipantsSection(const json& r) {
@@ -315,7 +282,7 @@ std::string RenderReportHtml(const json& r) {
       Text(r["generated_at"]),
       " by <code>hansa report</code> from the coordinator's state directory; report.json "
       "beside this file holds the same content.</p>",
-      Verdict(r["audit"]), "</header>", ChecksSection(r), FederationSection(r),
+      Verdict(r["audit"]), "</header>", StudySection(r), ChecksSection(r), FederationSection(r),
       ParticipantsSection(r), RoundsSection(r), Charts(r), DataFlowSection(r), AuditSection(r),
       "<footer class=\"muted\"><p>Hansa compliance report, schema ", Text(r["schema"]),
       ".</p></footer></body></html>\n");
