@@ -135,6 +135,7 @@ Status SiteSession::JoinWithRetry() {
         // A restarted coordinator may plan the same round again, down to the same digest,
         // with no memory of our answer: answer again (AlreadyExists if it had kept it).
         answered_plan_.clear();
+        RETURN_IF_ERROR(egress_.Joined(*reply));
         if (study_done_) {
           spdlog::debug("joined federation '{}' as '{}' (waiting for its next study)",
                         reply->federation(), reply->site());
@@ -365,8 +366,9 @@ Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& global,
 StatusOr<v1::UploadReply> SiteSession::Upload(const v1::RoundPlan& plan,
                                               const v1::TransferHeader& header,
                                               const std::vector<std::string_view>& pieces) {
-  ASSIGN_OR_RETURN(std::string sha, egress_.Sending(audit_events::kMessageUpload, plan.round(),
-                                                    header.total_bytes(), header.sha256()));
+  ASSIGN_OR_RETURN(std::string sha,
+                   egress_.Sending(audit_events::kMessageUpload, plan.round(), header.total_bytes(),
+                                   header.sha256(), EgressValues(header)));
   StatusOr<v1::UploadReply> reply = link_->Upload(plan, header, pieces);
   RETURN_IF_ERROR(egress_.Outcome(audit_events::kMessageUpload, plan.round(), sha, reply.status()));
   return reply;
@@ -412,8 +414,12 @@ Status SiteSession::Evaluate(const v1::RoundPlan& plan) {
   } else {
     report.set_num_examples(1);  // evaluated centrally: a placeholder the engine accepts
   }
-  Status sent = Send(audit_events::kMessageMetrics, plan.round(), report.SerializeAsString(),
-                     [&] { return link_->ReportMetrics(report); });
+  // Its figures are on record in the clear beside the digest: the site's report shows them.
+  ASSIGN_OR_RETURN(std::string sha,
+                   egress_.Sending(audit_events::kMessageMetrics, plan.round(),
+                                   report.SerializeAsString(), EgressValues(report)));
+  Status sent = egress_.Outcome(audit_events::kMessageMetrics, plan.round(), sha,
+                                link_->ReportMetrics(report));
   // AlreadyExists: our report arrived before (the reply was lost). FailedPrecondition: the
   // evaluation closed before it arrived. Neither is the site's to fix.
   if (absl::IsAlreadyExists(sent) || absl::IsFailedPrecondition(sent)) return absl::OkStatus();

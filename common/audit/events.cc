@@ -122,6 +122,13 @@ AuditEvent SendFailed(const std::string& type, int64_t round, const std::string&
           {{"type", type}, {"round", round}, {"sha256", sha256}, {"error", error}}};
 }
 
+AuditEvent FederationJoined(const std::string& federation, const std::string& site,
+                            const std::string& coordinator_country) {
+  return {
+      ev::kFederationJoined,
+      {{"federation", federation}, {"site", site}, {"coordinator_country", coordinator_country}}};
+}
+
 static bool IsDigest(const std::string& s) {
   if (s.size() != 64) return false;
   for (char c : s) {

@@ -41,7 +41,15 @@
 //                  are of the message's payload (for "upload", of the whole update payload, the
 //                  same values as the TransferHeader; for others, of the serialized request).
 //                  "join" has round 0. Task polls carry only a wait time and are not recorded.
+//                  values?{...}: the figures the message carries in the clear, so the site's
+//                  own report can show what it said (client/egress.h): an evaluation's
+//                  "metrics" (num_examples, loss, accuracy, seconds, classes, confusion[],
+//                  positive_scores[], negative_scores[], regression?{...}), a plaintext
+//                  "upload"'s num_examples, train_loss and train_seconds. Older ledgers lack it.
 //   send_failed    {type, round, sha256, error}  the message above may not have arrived
+//   federation_joined {federation, site, coordinator_country}  the coordinator's answer to a
+//                  join (JoinReply), when it names another federation or site than the one
+//                  this run of the site recorded last
 //   plan_accepted  {round, plan_sha256, coordinator_audit_head?{records, sha256}}
 //   plan_refused   {round, plan_sha256, reason, coordinator_audit_head?{records, sha256}}
 //                  coordinator_audit_head: the coordinator's audit log as the task carrying the
@@ -100,6 +108,7 @@ inline constexpr char kMessageSent[] = "message_sent";
 inline constexpr char kSendFailed[] = "send_failed";
 inline constexpr char kPlanAccepted[] = "plan_accepted";
 inline constexpr char kPlanRefused[] = "plan_refused";
+inline constexpr char kFederationJoined[] = "federation_joined";
 // A site's update became part of an attempt (every chunk of it sent): it is never sent again.
 inline constexpr char kContributionSpent[] = "contribution_spent";
 
@@ -197,6 +206,8 @@ AuditEvent MessageSent(const std::string& type, int64_t round, uint64_t bytes,
                        const std::string& sha256);
 AuditEvent SendFailed(const std::string& type, int64_t round, const std::string& sha256,
                       const std::string& error);
+AuditEvent FederationJoined(const std::string& federation, const std::string& site,
+                            const std::string& coordinator_country);
 // `coordinator_head`: the coordinator's audit head shown with the plan, when it showed one. A
 // digest that is not 64 lowercase hex digits is kept hex-encoded after "invalid:" (the ledger
 // stays valid UTF-8, and reconcile reports it as not matching).
