@@ -266,8 +266,9 @@ void ClientCertificatePolicy::Refused(std::string_view certificate_pem, const St
     }
   }
   if (suppressed >= 0) {
-    spdlog::warn("refused a TLS client: the client's {} (sha256 {}){}", refusal.message,
-                 refusal.fingerprint,
+    spdlog::warn("refused a {}: the client's {} (sha256 {}){}",
+                 refusal.stage == "call" ? "call of a connected client" : "TLS client",
+                 refusal.message, refusal.fingerprint,
                  suppressed > 0 ? absl::StrCat("; ", suppressed, " more refused in the last minute")
                                 : std::string());
   }

@@ -138,6 +138,8 @@ TEST(RevocationTest, ASiteRevokedWhileConnectedIsRefusedAtItsNextCall) {
   // Its next poll is refused, it stops and says why.
   EXPECT_NE(delta->Wait(90).value_or(0), 0) << delta->Log();
   EXPECT_THAT(delta->Log(), HasSubstr(refused));
+  EXPECT_THAT(coordinator.Log(),
+              HasSubstr("refused a call of a connected client: the client's " + refused));
   std::vector<nlohmann::json> refusals;
   for (const nlohmann::json& r : ReadJsonLines(kit.audit)) {
     if (r.value("event", "") == "site_refused" && r["fields"].value("site", "") == "delta") {
