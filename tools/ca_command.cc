@@ -52,7 +52,8 @@ void PrintReply(const std::string& reply_dir, const std::vector<std::string>& fi
             << "Certificate SHA-256: " << cert.Sha256Fingerprint() << "\n\n"
             << "Send the participant the folder " << reply_dir << " (" << absl::StrJoin(files, ", ")
             << "): certificates and fingerprints only, no private key.\n";
-  if (std::find(files.begin(), files.end(), "coordinator.sha256") == files.end()) {
+  if (std::find(files.begin(), files.end(), "coordinator.sha256") == files.end() &&
+      cert.OrganizationalUnit() != kOperatorUnit) {
     std::cout << "No coordinator certificate is issued yet, so the reply holds no "
                  "coordinator.sha256 to pin: sign the coordinator's request first, then send "
                  "this site a reply that has it (hansa ca renew NAME).\n";
@@ -114,7 +115,7 @@ void RunSign(const CaFlags& f) {
   options.days = f.days;
   options.extra_hosts = f.hosts;
   options.address = f.address;
-  if (options.role == ParticipantRole::kSite && (!f.hosts.empty() || !f.address.empty())) {
+  if (options.role != ParticipantRole::kCoordinator && (!f.hosts.empty() || !f.address.empty())) {
     Fail("sign", absl::InvalidArgumentError("--host and --address are for --role coordinator"));
   }
   Certificate cert = OrFail("sign", registry.Sign(request, options));
@@ -127,6 +128,15 @@ void RunSign(const CaFlags& f) {
                  "reads it when it starts)\n"
               << "  - the site runs: hansa enroll accept --out <its enrollment folder> <this "
                  "reply folder>\n";
+  } else if (options.role == ParticipantRole::kOperator) {
+    std::cout << "  - this certificate (OU=" << kOperatorUnit
+              << ") opens the coordinator's dashboard when [monitoring] listens beyond "
+                 "loopback; it joins no round\n"
+              << "  - the operator bundles it with the key hansa enroll made, for the browser:\n"
+              << "      openssl pkcs12 -export -in " << f.out
+              << "/cert.pem -inkey KEY.pem -out operator.p12\n"
+              << "    and imports operator.p12 and " << f.out
+              << "/ca.pem (as an authority) into the browser\n";
   } else {
     std::cout << "  - the coordinator runs: hansa enroll accept --out <its enrollment folder> "
                  "<this reply folder>\n"
@@ -185,7 +195,10 @@ void AddCaCommand(CLI::App& root) {
       ca->add_subcommand("sign", "Check a participant's request.csr and issue its certificate");
   sign->add_option("request", f->request, "the participant's request.csr")->required();
   sign->add_option("--dir", f->dir, "the CA folder")->required();
-  sign->add_option("--role", f->role, "site or coordinator")->capture_default_str();
+  sign->add_option("--role", f->role,
+                   "site, coordinator, or operator (a person who may open the coordinator's "
+                   "dashboard)")
+      ->capture_default_str();
   sign->add_option("--days", f->days, "validity in days")->capture_default_str();
   sign->add_option("--host", f->hosts,
                    "extra host name or IP for a coordinator certificate (repeatable)");

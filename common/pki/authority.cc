@@ -37,8 +37,9 @@ Status ValidateSubject(const SubjectName& subject) {
   return ValidateCountryCode(subject.country);
 }
 
-Status SetSubject(X509* x509, const SubjectName& subject) {
-  return pki_internal::AddSubjectName(X509_get_subject_name(x509), subject);
+Status SetSubject(X509* x509, const SubjectName& subject,
+                  const std::string& organizational_unit = std::string()) {
+  return pki_internal::AddSubjectName(X509_get_subject_name(x509), subject, organizational_unit);
 }
 
 Status SetRandomSerial(X509* x509) {
@@ -172,6 +173,10 @@ StatusOr<Certificate> CertificateAuthority::Issue(const CertificateRequest& requ
                                                   const PublicKey& subject_key) const {
   const std::string& who = request.subject.common_name;
   RETURN_IF_ERROR(ValidateSubject(request.subject));
+  if (request.organizational_unit.size() > kMaxNameFieldBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the OU of '", who, "' is longer than ", kMaxNameFieldBytes, " characters"));
+  }
   if (!request.server_auth && !request.client_auth) {
     return absl::InvalidArgumentError(
         absl::StrCat("certificate of '", who, "' needs server_auth, client_auth or both"));
@@ -188,7 +193,7 @@ StatusOr<Certificate> CertificateAuthority::Issue(const CertificateRequest& requ
     return OpenSslError("creating a certificate");
   }
   RETURN_IF_ERROR(SetRandomSerial(x509.get()));
-  RETURN_IF_ERROR(SetSubject(x509.get(), request.subject));
+  RETURN_IF_ERROR(SetSubject(x509.get(), request.subject, request.organizational_unit));
   if (X509_set_issuer_name(x509.get(), X509_get_subject_name(certificate_.get())) != 1 ||
       X509_set_pubkey(x509.get(), subject_key.get()) != 1) {
     return OpenSslError("setting issuer and key");

@@ -33,6 +33,9 @@ struct CaOptions {
 // What a participant certificate says. At least one of server_auth / client_auth is set.
 struct CertificateRequest {
   SubjectName subject;  // CN required (at most 64 bytes), O optional, C required
+  // OU, optional (at most 64 bytes): a role the CA grants, never one a request asks for
+  // (ca_registry.h's kOperatorUnit).
+  std::string organizational_unit;
   absl::Time not_before = absl::Now() - kClockSkewAllowance;
   absl::Time not_after = absl::Now() + absl::Hours(24 * kDefaultCertificateValidityDays);
   bool server_auth = false;               // extendedKeyUsage serverAuth: the coordinator

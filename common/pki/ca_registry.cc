@@ -121,14 +121,23 @@ Status ValidateDays(int days, const CertificateAuthority& ca, absl::Time now) {
 }  // namespace
 
 std::string RoleName(ParticipantRole role) {
-  return role == ParticipantRole::kCoordinator ? "coordinator" : "site";
+  switch (role) {
+    case ParticipantRole::kCoordinator:
+      return "coordinator";
+    case ParticipantRole::kOperator:
+      return "operator";
+    case ParticipantRole::kSite:
+      break;
+  }
+  return "site";
 }
 
 StatusOr<ParticipantRole> ParseRole(std::string_view name) {
   if (name == "site") return ParticipantRole::kSite;
   if (name == "coordinator") return ParticipantRole::kCoordinator;
+  if (name == "operator") return ParticipantRole::kOperator;
   return absl::InvalidArgumentError(
-      absl::StrCat("role '", std::string(name), "' is neither site nor coordinator"));
+      absl::StrCat("role '", std::string(name), "' is none of site, coordinator and operator"));
 }
 
 std::string IssuedRecord::Status(absl::Time now) const {
@@ -287,9 +296,10 @@ StatusOr<Certificate> CaRegistry::Sign(const SigningRequest& request, const Sign
   }
   CertificateRequest cr;
   cr.subject = subject;
+  if (options.role == ParticipantRole::kOperator) cr.organizational_unit = kOperatorUnit;
   cr.not_before = options.now - kClockSkewAllowance;
   cr.not_after = options.now + absl::Hours(24 * options.days);
-  if (options.role == ParticipantRole::kSite) {
+  if (options.role != ParticipantRole::kCoordinator) {
     cr.client_auth = true;
     cr.dns_names = {subject.common_name};
   } else {
@@ -345,10 +355,11 @@ StatusOr<Certificate> CaRegistry::Renew(std::string_view name, int days, absl::T
   ASSIGN_OR_RETURN(PublicKey key, old.GetPublicKey());
   CertificateRequest cr;
   cr.subject = old.Subject();
+  cr.organizational_unit = old.OrganizationalUnit();
   cr.not_before = now - kClockSkewAllowance;
   cr.not_after = now + absl::Hours(24 * days);
   cr.server_auth = newest->role == ParticipantRole::kCoordinator;
-  cr.client_auth = newest->role == ParticipantRole::kSite;
+  cr.client_auth = newest->role != ParticipantRole::kCoordinator;
   SplitAltNames(old, &cr);
   const ParticipantRole role = newest->role;
   ASSIGN_OR_RETURN(Certificate cert, ca_.Issue(cr, key));

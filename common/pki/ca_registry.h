@@ -35,8 +35,13 @@ inline constexpr absl::Duration kExpiryWarning = absl::Hours(24 * 30);
 // A revocation list is re-signed at every revocation; with none it stays current this long.
 inline constexpr int kRevocationListValidityDays = 365;
 
-enum class ParticipantRole { kSite, kCoordinator };
-// "site" / "coordinator".
+// An operator is a person, not a participant: a TLS client certificate with OU=operator
+// (kOperatorUnit) that opens the coordinator's dashboard when it is served beyond loopback, and
+// joins no round (its name is in no [sites] allowed list).
+enum class ParticipantRole { kSite, kCoordinator, kOperator };
+// The subject's OU the CA writes into an operator's certificate, and only there.
+inline constexpr char kOperatorUnit[] = "operator";
+// "site" / "coordinator" / "operator".
 std::string RoleName(ParticipantRole role);
 StatusOr<ParticipantRole> ParseRole(std::string_view name);
 
@@ -83,10 +88,12 @@ class CaRegistry {
   const CertificateAuthority& ca() const { return ca_; }
   const std::vector<IssuedRecord>& records() const { return records_; }
 
-  // Issues a certificate from a verified request and records it. InvalidArgument on a bad
-  // name (ValidateParticipantName), country or validity, or a coordinator request without any
-  // host name; AlreadyExists "... already holds a valid certificate ... hansa ca renew" when
-  // `request`'s name holds an unrevoked, unexpired certificate.
+  // Issues a certificate from a verified request and records it. The subject is the request's
+  // CN, O and C; an OU only the CA sets: kOperatorUnit for an operator, none otherwise, whatever
+  // the request asked for. InvalidArgument on a bad name (ValidateParticipantName), country or
+  // validity, or a coordinator request without any host name; AlreadyExists "... already holds a
+  // valid certificate ... hansa ca renew" when `request`'s name holds an unrevoked, unexpired
+  // certificate.
   StatusOr<Certificate> Sign(const SigningRequest& request, const SignOptions& options);
   // A new certificate for `name`'s newest certificate's key, subject, role and names, valid from
   // `now` for `days`; the old one stays valid until it expires. NotFound for an unknown name;

@@ -124,6 +124,9 @@ SubjectName Certificate::Subject() const {
 SubjectName Certificate::Issuer() const {
   return pki_internal::ReadSubjectName(X509_get_issuer_name(x509_.get()));
 }
+std::string Certificate::OrganizationalUnit() const {
+  return pki_internal::ReadOrganizationalUnit(X509_get_subject_name(x509_.get()));
+}
 absl::Time Certificate::NotBefore() const { return ToAbslTime(X509_get0_notBefore(x509_.get())); }
 absl::Time Certificate::NotAfter() const { return ToAbslTime(X509_get0_notAfter(x509_.get())); }
 

@@ -51,6 +51,9 @@ class Certificate {
   std::string Sha256Fingerprint() const;
   SubjectName Subject() const;
   SubjectName Issuer() const;
+  // The subject's OU; empty when absent. The CA writes one only for a role it grants
+  // (ca_registry.h: "operator").
+  std::string OrganizationalUnit() const;
   absl::Time NotBefore() const;
   absl::Time NotAfter() const;
   // The serial number as lowercase hex.

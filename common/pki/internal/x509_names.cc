@@ -40,15 +40,21 @@ Status PushName(GENERAL_NAMES* names, GeneralNamePtr name) {
 
 }  // namespace
 
-Status AddSubjectName(X509_NAME* name, const SubjectName& subject) {
+Status AddSubjectName(X509_NAME* name, const SubjectName& subject,
+                      const std::string& organizational_unit) {
   RETURN_IF_ERROR(AddNameEntry(name, "C", subject.country));
   RETURN_IF_ERROR(AddNameEntry(name, "O", subject.organization));
+  RETURN_IF_ERROR(AddNameEntry(name, "OU", organizational_unit));
   return AddNameEntry(name, "CN", subject.common_name);
 }
 
 SubjectName ReadSubjectName(const X509_NAME* name) {
   return SubjectName{NameEntry(name, NID_commonName), NameEntry(name, NID_organizationName),
                      NameEntry(name, NID_countryName)};
+}
+
+std::string ReadOrganizationalUnit(const X509_NAME* name) {
+  return NameEntry(name, NID_organizationalUnitName);
 }
 
 std::string IpToString(const ASN1_OCTET_STRING* ip) {

@@ -12,10 +12,13 @@
 
 namespace hansa::pki_internal {
 
-// Adds C, O and CN (each when not empty) to `name`.
-Status AddSubjectName(X509_NAME* name, const SubjectName& subject);
+// Adds C, O, OU and CN (each when not empty) to `name`.
+Status AddSubjectName(X509_NAME* name, const SubjectName& subject,
+                      const std::string& organizational_unit = std::string());
 // C, O and CN of `name`; absent or undecodable fields are empty.
 SubjectName ReadSubjectName(const X509_NAME* name);
+// The OU of `name`; empty when absent or undecodable.
+std::string ReadOrganizationalUnit(const X509_NAME* name);
 // "127.0.0.1", "::1"; empty for an address that is neither 4 nor 16 bytes long.
 std::string IpToString(const ASN1_OCTET_STRING* ip);
 // subjectAltName entries: the DNS names (checked by ValidateDnsName), then the IP literals.

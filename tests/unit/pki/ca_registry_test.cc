@@ -196,6 +196,40 @@ TEST_F(CaRegistryTest, ACoordinatorGetsItsHostsAndBecomesThePinnedCoordinator) {
   EXPECT_THAT(refused.status().message(), HasSubstr("--host"));
 }
 
+TEST_F(CaRegistryTest, OnlyTheCaGrantsTheOperatorUnit) {
+  // A site's request that asks for OU=operator (made by OpenSSL's own tool) gets a site
+  // certificate without it.
+  Enrollment mallory = EnrollIn(root_ + "/mallory", "mallory");
+  const std::string csr_path = root_ + "/mallory/operator.csr";
+  const std::string command = "openssl req -new -key " + root_ + "/mallory/key.pem -subj " +
+                              "'/C=FR/O=Org/OU=operator/CN=mallory' -out " + csr_path;
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  auto csr = SigningRequest::FromFile(csr_path);
+  ASSERT_TRUE(csr.ok()) << csr.status();
+  auto site = Open().Sign(*csr, SignOptions{});
+  ASSERT_TRUE(site.ok()) << site.status();
+  EXPECT_EQ(site->OrganizationalUnit(), "");
+
+  Enrollment e = EnrollIn(root_ + "/alice", "alice");
+  SignOptions options;
+  options.role = ParticipantRole::kOperator;
+  auto op = Open().Sign(e.request, options);
+  ASSERT_TRUE(op.ok()) << op.status();
+  EXPECT_EQ(op->OrganizationalUnit(), kOperatorUnit);
+  EXPECT_EQ(op->Subject(), (SubjectName{"alice", "Org alice", "FR"}));
+  CaRegistry registry = Open();
+  EXPECT_TRUE(
+      VerifyCertificate(*op, registry.ca().certificate(), absl::Now(), CertificateUsage::kTlsClient)
+          .ok());
+  EXPECT_EQ(registry.records().back().role, ParticipantRole::kOperator);
+  EXPECT_THAT(FormatIssuedTable(registry.records(), absl::Now()), HasSubstr("operator"));
+  // The role survives the index and a renewal.
+  auto renewed = registry.Renew("alice", 30);
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_EQ(renewed->OrganizationalUnit(), kOperatorUnit);
+  EXPECT_EQ(ParseRole("auditor").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(CaRegistryTest, RenewKeepsKeyAndSubjectAndLeavesTheOldCertificateValid) {
   Certificate old = SignSite("alpha", 20);
   const absl::Time later = absl::Now() + absl::Hours(24 * 10);
