@@ -17,6 +17,8 @@ find_package(CLI11 CONFIG REQUIRED)
 find_package(spdlog CONFIG REQUIRED)
 find_package(nlohmann_json CONFIG REQUIRED)
 find_package(Torch REQUIRED)
+find_package(civetweb CONFIG REQUIRED)        # libcivetweb-dev: the monitoring HTTP server
+find_package(prometheus-cpp CONFIG REQUIRED)  # prometheus-cpp-dev: metrics (core only)
 if(HANSA_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

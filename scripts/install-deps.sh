@@ -16,6 +16,7 @@ packages=(
   chromium chromium-driver
   lintian systemd
   tinyproxy
+  libcivetweb-dev prometheus-cpp-dev
 )
 packages+=("$@")
 
