@@ -142,6 +142,12 @@ StatusOr<AuditSummary> VerifyAuditLogContents(std::string_view contents, const C
   return Check(contents, ca, name, options, nullptr);
 }
 
+StatusOr<AuditSummary> VerifyAuditLogContents(std::string_view contents, const Certificate& ca,
+                                              const std::string& name, const VerifyOptions& options,
+                                              std::vector<AuditRecord>* records) {
+  return Check(contents, ca, name, options, records);
+}
+
 StatusOr<AuditSummary> VerifyAuditLog(const std::string& path, const Certificate& ca,
                                       const VerifyOptions& options) {
   ASSIGN_OR_RETURN(std::string contents, ReadFile(path));

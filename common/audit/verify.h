@@ -68,6 +68,11 @@ StatusOr<AuditSummary> VerifyAuditLog(const std::string& path, const Certificate
 StatusOr<AuditSummary> VerifyAuditLogContents(std::string_view contents, const Certificate& ca,
                                               const std::string& name,
                                               const VerifyOptions& options = {});
+// The same, also appending every record, in order, to `records` as it is checked (the
+// records before the first bad one when it fails): one pass for a reader that needs both.
+StatusOr<AuditSummary> VerifyAuditLogContents(std::string_view contents, const Certificate& ca,
+                                              const std::string& name, const VerifyOptions& options,
+                                              std::vector<AuditRecord>* records);
 
 // Every record of a verified log, in order. Same errors as VerifyAuditLog.
 StatusOr<std::vector<AuditRecord>> ReadVerifiedAuditLog(const std::string& path,
