@@ -76,7 +76,7 @@ std::vector<AuditRecord> ParseUnverified(std::string_view contents) {
 }
 
 Ledger ReadLedger(const std::string& path, const std::optional<Certificate>& ca,
-                  const std::string& ca_path, const std::string& fingerprint) {
+                  const std::string& ca_path, const std::string& fingerprint, bool live) {
   Ledger l;
   l.section = {{"path", path},          {"present", fs::exists(path)},
                {"verified", false},     {"error", nullptr},
@@ -89,6 +89,8 @@ Ledger ReadLedger(const std::string& path, const std::optional<Certificate>& ca,
     missing = absl::StrCat("no egress ledger at ", path);
   } else if (contents = ReadFile(path); !contents.ok()) {
     missing = std::string(contents.status().message());
+  } else if (live && !contents->empty() && contents->back() != '\n') {
+    contents->resize(contents->rfind('\n') + 1);  // npos + 1: nothing complete yet
   } else if (!ca) {
     missing = absl::StrCat("no federation CA certificate (give --ca; looked for ", ca_path, ")");
   }
@@ -389,8 +391,8 @@ StatusOr<json> BuildSiteReport(const SiteReportOptions& options) {
   report["generated_at"] =
       options.generated_at.empty() ? FormatRecordTime(absl::Now()) : options.generated_at;
   report["state_dir"] = dir;
-  Ledger ledger =
-      ReadLedger((fs::path(dir) / "egress.jsonl").string(), ca, ca_path, options.site_fingerprint);
+  Ledger ledger = ReadLedger((fs::path(dir) / "egress.jsonl").string(), ca, ca_path,
+                             options.site_fingerprint, options.live);
   report["site"] = nullptr;
   if (!ledger.records.empty() && !ledger.records.front().certificate_pem.empty()) {
     auto cert = Certificate::FromPem(ledger.records.front().certificate_pem);

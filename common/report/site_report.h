@@ -56,6 +56,9 @@ struct SiteReportOptions {
   std::string site_fingerprint = {};
   // Fixed "generated_at" for reproducible output (tests); empty means now.
   std::string generated_at = {};
+  // The ledger is being written (the site's live page): a last line without its newline is a
+  // record being appended, left out rather than reported as a cut.
+  bool live = false;
 };
 
 // Reads and verifies the ledger. Errors only when the state dir is missing or the CA file given
