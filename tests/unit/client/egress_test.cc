@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "common/audit/events.h"
@@ -90,6 +91,75 @@ TEST(EgressLedgerTest, ALedgerThatEndsInAnythingButASendIsLeftAsItIs) {
   ASSERT_TRUE(RecordSendCutShort(path, egress).ok());
   ASSERT_EQ(Records(path).size(), 2u);
   EXPECT_EQ(Records(path).back().event, audit_events::kPlanAccepted);
+}
+
+}  // namespace
+}  // namespace hansa
+
+namespace hansa {
+namespace {
+
+TEST(EgressValuesTest, AnEvaluationsFiguresAreKeptAndANonFiniteOneIsNull) {
+  v1::MetricsReport m;
+  m.set_num_examples(120);
+  m.set_loss(std::nan(""));
+  m.set_accuracy(0.75);
+  m.set_classes(2);
+  for (uint64_t c : {50, 10, 20, 40}) m.add_confusion(c);
+  m.mutable_regression()->set_count(0);  // a classification: no regression sums
+  nlohmann::json v = EgressValues(m);
+  EXPECT_EQ(v["num_examples"], 120);
+  EXPECT_TRUE(v["loss"].is_null());
+  EXPECT_EQ(v["accuracy"], 0.75);
+  EXPECT_EQ(v["confusion"], nlohmann::json({50, 10, 20, 40}));
+  EXPECT_FALSE(v.contains("regression"));
+  EXPECT_FALSE(v.contains("positive_scores"));
+
+  const std::string path = FreshLedger("values");
+  auto ledger = OpenLedger(path);
+  ASSERT_TRUE(EgressRecorder(ledger.get())
+                  .Sending(audit_events::kMessageMetrics, 4, m.SerializeAsString(), v)
+                  .ok());
+  // The ledger still verifies: the record's canonical form holds the figures.
+  auto records = ReadVerifiedAuditLog(path, TestFederation::Get().ca(),
+                                      {CertificateUsage::kTlsClient, "berlin", "", ""});
+  ASSERT_TRUE(records.ok()) << records.status();
+  EXPECT_EQ((*records)[0].fields["values"]["accuracy"], 0.75);
+  EXPECT_EQ((*records)[0].fields["bytes"], m.SerializeAsString().size());
+}
+
+TEST(EgressValuesTest, AMaskedUploadCarriesNoFiguresAndAPlaintextOneItsWeightAndLoss) {
+  v1::TransferHeader masked;
+  masked.set_total_bytes(4096);
+  EXPECT_TRUE(EgressValues(masked).is_null());
+  v1::TransferHeader plain;
+  plain.set_num_examples(512);
+  plain.set_train_loss(0.25);
+  plain.set_train_seconds(3);
+  EXPECT_EQ(EgressValues(plain),
+            nlohmann::json({{"num_examples", 512}, {"train_loss", 0.25}, {"train_seconds", 3.0}}));
+}
+
+TEST(EgressValuesTest, AJoinIsRecordedOncePerFederationAndSite) {
+  const std::string path = FreshLedger("joined");
+  auto ledger = OpenLedger(path);
+  EgressRecorder egress(ledger.get());
+  v1::JoinReply reply;
+  reply.set_federation("oncology-eu");
+  reply.set_site("berlin");
+  reply.set_coordinator_country("DE");
+  ASSERT_TRUE(egress.Joined(reply).ok());
+  ASSERT_TRUE(egress.Joined(reply).ok());
+  reply.set_federation(std::string("next\xff", 5));  // a coordinator's bytes that are not UTF-8
+  ASSERT_TRUE(egress.Joined(reply).ok());
+  std::vector<AuditRecord> records = Records(path);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].event, audit_events::kFederationJoined);
+  EXPECT_EQ(records[0].fields["federation"], "oncology-eu");
+  EXPECT_EQ(records[0].fields["coordinator_country"], "DE");
+  EXPECT_EQ(records[1].fields["federation"], "next\xef\xbf\xbd");
+  // Without a ledger nothing is recorded and nothing fails.
+  EXPECT_TRUE(EgressRecorder(nullptr).Joined(reply).ok());
 }
 
 }  // namespace
