@@ -31,6 +31,7 @@
 #include "client/doctor.h"
 #include "client/internal/doctor_checks.h"
 #include "client/link/proxy_url.h"
+#include "client/link/tcp_tunnel.h"
 #include "common/net/rpc.h"
 #include "common/net/tls.h"
 #include "common/pki/authority.h"
@@ -48,17 +49,7 @@ using doctor_internal::Who;
 
 // ---- network helpers ----
 
-// A socket closed on scope exit.
-struct Socket {
-  int fd = -1;
-  Socket() = default;
-  Socket(const Socket&) = delete;
-  Socket& operator=(const Socket&) = delete;
-  Socket(Socket&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
-  ~Socket() {
-    if (fd >= 0) close(fd);
-  }
-};
+using Socket = TcpSocket;
 
 // host and port of a gRPC target "host:port", "[v6]:port" or "dns:///host:port".
 bool SplitHostPort(const std::string& target, std::string* host, std::string* port) {
@@ -74,28 +65,6 @@ bool SplitHostPort(const std::string& target, std::string* host, std::string* po
   return true;
 }
 
-std::string AddressText(const sockaddr* addr) {
-  char text[INET6_ADDRSTRLEN] = "?";
-  if (addr->sa_family == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(addr)->sin_addr, text, sizeof text);
-  } else if (addr->sa_family == AF_INET6) {
-    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr, text, sizeof text);
-  }
-  return text;
-}
-
-using AddrInfoPtr = std::unique_ptr<addrinfo, decltype(&freeaddrinfo)>;
-
-StatusOr<AddrInfoPtr> Resolve(const std::string& host, const std::string& port) {
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    return absl::NotFoundError(absl::StrCat("'", host, "' does not resolve: ", gai_strerror(rc)));
-  }
-  return AddrInfoPtr(found, freeaddrinfo);
-}
-
 std::string AddressList(const addrinfo* list) {
   std::vector<std::string> seen;
   for (const addrinfo* a = list; a != nullptr; a = a->ai_next) {
@@ -103,72 +72,6 @@ std::string AddressList(const addrinfo* list) {
     if (std::find(seen.begin(), seen.end(), text) == seen.end()) seen.push_back(std::move(text));
   }
   return absl::StrJoin(seen, ", ");
-}
-
-// A TCP connection to host:port within `timeout`, trying each address in turn. Unavailable
-// naming the last address's error ("Connection refused", "no answer within 10s").
-StatusOr<Socket> ConnectTcp(const std::string& host, const std::string& port,
-                            absl::Duration timeout, std::string* address) {
-  ASSIGN_OR_RETURN(AddrInfoPtr list, Resolve(host, port));
-  std::string last = "no address";
-  for (const addrinfo* a = list.get(); a != nullptr; a = a->ai_next) {
-    Socket s;
-    s.fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
-    if (s.fd < 0) {
-      last = absl::StrCat("socket: ", std::strerror(errno));
-      continue;
-    }
-    *address = AddressText(a->ai_addr);
-    if (connect(s.fd, a->ai_addr, a->ai_addrlen) != 0) {
-      if (errno != EINPROGRESS) {
-        last = absl::StrCat(*address, ": ", std::strerror(errno));
-        continue;
-      }
-      pollfd p{s.fd, POLLOUT, 0};
-      const int ready = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
-      if (ready == 0) {
-        last = absl::StrCat(*address, ": no answer within ", absl::FormatDuration(timeout));
-        continue;
-      }
-      int error = 0;
-      socklen_t len = sizeof error;
-      getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &error, &len);
-      if (ready < 0 || error != 0) {
-        last = absl::StrCat(*address, ": ", std::strerror(ready < 0 ? errno : error));
-        continue;
-      }
-    }
-    // Back to blocking, with timeouts, for the proxy conversation.
-    fcntl(s.fd, F_SETFL, fcntl(s.fd, F_GETFL) & ~O_NONBLOCK);
-    timeval limit{static_cast<time_t>(absl::ToInt64Seconds(timeout)), 0};
-    setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
-    setsockopt(s.fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
-    return s;
-  }
-  return absl::UnavailableError(last);
-}
-
-// The first line of an HTTP proxy's answer to CONNECT `target` over `s`.
-StatusOr<std::string> AskForTunnel(const Socket& s, const std::string& target) {
-  const std::string request =
-      absl::StrCat("CONNECT ", target, " HTTP/1.1\r\nHost: ", target, "\r\n\r\n");
-  if (send(s.fd, request.data(), request.size(), MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(request.size())) {
-    return absl::UnavailableError(absl::StrCat("sending CONNECT: ", std::strerror(errno)));
-  }
-  std::string answer;
-  char buffer[1];
-  // Up to the end of the headers, and no further: TLS may follow on this socket.
-  while (answer.find("\r\n\r\n") == std::string::npos && answer.size() < 4096) {
-    const ssize_t n = recv(s.fd, buffer, 1, 0);  // byte by byte: the tunnel starts after
-    if (n <= 0) break;
-    answer.append(buffer, static_cast<size_t>(n));
-  }
-  const size_t end = answer.find_first_of("\r\n");
-  if (end == std::string::npos || end == 0) {
-    return absl::UnavailableError("it closed the connection or did not answer the CONNECT");
-  }
-  return answer.substr(0, end);
 }
 
 // True when `host` matches a no_proxy-style list ("a.org,.b.org,10.0.0.1", "*" for all).
@@ -195,9 +98,8 @@ StatusOr<Socket> OpenTunnel(const SiteConfig& config, const std::string& proxy,
     return absl::InvalidArgumentError("bad proxy URL");
   }
   ASSIGN_OR_RETURN(Socket s, ConnectTcp(proxy_host, proxy_port, timeout, &address));
-  ASSIGN_OR_RETURN(std::string answer, AskForTunnel(s, config.coordinator));
-  const size_t space = answer.find(' ');
-  if (space == std::string::npos || answer.compare(space + 1, 3, "200") != 0) {
+  ASSIGN_OR_RETURN(std::string answer, AskProxyForTunnel(s, config.coordinator));
+  if (!TunnelOpened(answer)) {
     return absl::UnavailableError(absl::StrCat("the proxy answered \"", answer, "\""));
   }
   return s;
@@ -438,7 +340,7 @@ std::vector<CheckResult> CheckDns(const SiteConfig& config, const std::string& p
   }
   if (IsIpAddress(host)) {
     out.push_back(Ok("DNS", absl::StrCat(host, " is an IP address: nothing to resolve")));
-  } else if (StatusOr<AddrInfoPtr> found = Resolve(host, port); found.ok()) {
+  } else if (StatusOr<AddrInfoPtr> found = ResolveTcp(host, port); found.ok()) {
     out.push_back(Ok("DNS", absl::StrCat(host, " resolves to ", AddressList(found->get()))));
   } else if (!proxy.empty()) {
     out.push_back(Warn("DNS",
@@ -454,7 +356,7 @@ std::vector<CheckResult> CheckDns(const SiteConfig& config, const std::string& p
   std::string proxy_host, proxy_port;
   if (!proxy.empty() && SplitProxyUrl(proxy, &proxy_host, &proxy_port) &&
       !IsIpAddress(proxy_host)) {
-    if (StatusOr<AddrInfoPtr> found = Resolve(proxy_host, proxy_port); found.ok()) {
+    if (StatusOr<AddrInfoPtr> found = ResolveTcp(proxy_host, proxy_port); found.ok()) {
       out.push_back(Ok(
           "DNS", absl::StrCat("proxy ", proxy_host, " resolves to ", AddressList(found->get()))));
     } else {
@@ -499,7 +401,7 @@ CheckResult CheckRoute(const SiteConfig& config, const std::string& proxy,
                 absl::StrCat("no TCP connection to the proxy ", proxy, ": ", s.status().message()),
                 "check the proxy's address and port with the network team");
   }
-  StatusOr<std::string> answer = AskForTunnel(*s, config.coordinator);
+  StatusOr<std::string> answer = AskProxyForTunnel(*s, config.coordinator);
   if (!answer.ok()) {
     return Fail("route",
                 absl::StrCat("the proxy ", proxy, " gave no tunnel to ", config.coordinator, ": ",
@@ -508,7 +410,7 @@ CheckResult CheckRoute(const SiteConfig& config, const std::string& proxy,
   }
   const size_t space = answer->find(' ');
   const std::string code = space == std::string::npos ? "" : answer->substr(space + 1, 3);
-  if (code == "200") {
+  if (TunnelOpened(*answer)) {
     return Ok("route", absl::StrCat("the proxy ", proxy, " answered \"", *answer, "\" to CONNECT ",
                                     config.coordinator));
   }

@@ -16,61 +16,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/link/chunks.h"
+#include "client/link/tcp_tunnel.h"
 #include "common/net/rpc.h"
 #include "common/plan/plan_writer.h"
 
 namespace hansa {
-namespace {
-
-// A socket closed on scope exit.
-struct Socket {
-  int fd = -1;
-  ~Socket() {
-    if (fd >= 0) close(fd);
-  }
-};
-
-// The first line of the proxy's answer to CONNECT `target`, or why there is none. Every step
-// gives up after 5 s.
-StatusOr<std::string> AskProxyForTunnel(const std::string& host, const std::string& port,
-                                        const std::string& target) {
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot resolve it: ", gai_strerror(rc)));
-  }
-  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addresses(found, freeaddrinfo);
-  Socket s;
-  s.fd = socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
-  if (s.fd < 0) return absl::UnavailableError(absl::StrCat("socket: ", std::strerror(errno)));
-  timeval limit{5, 0};
-  setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
-  setsockopt(s.fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
-  if (connect(s.fd, found->ai_addr, found->ai_addrlen) != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot connect to it: ", std::strerror(errno)));
-  }
-  const std::string request =
-      absl::StrCat("CONNECT ", target, " HTTP/1.1\r\nHost: ", target, "\r\n\r\n");
-  if (send(s.fd, request.data(), request.size(), MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(request.size())) {
-    return absl::UnavailableError(absl::StrCat("sending CONNECT: ", std::strerror(errno)));
-  }
-  std::string answer;
-  char buffer[512];
-  while (answer.find('\n') == std::string::npos && answer.size() < 4096) {
-    const ssize_t n = recv(s.fd, buffer, sizeof(buffer), 0);
-    if (n <= 0) break;
-    answer.append(buffer, static_cast<size_t>(n));
-  }
-  const size_t end = answer.find_first_of("\r\n");
-  if (end == std::string::npos || end == 0) {
-    return absl::UnavailableError("it closed the connection or did not answer the CONNECT");
-  }
-  return answer.substr(0, end);
-}
-
-}  // namespace
 
 StatusOr<std::unique_ptr<GrpcSiteLink>> GrpcSiteLink::Create(const TlsFiles& tls,
                                                              GrpcLinkOptions options) {
@@ -104,19 +54,19 @@ std::shared_ptr<grpc::Channel> GrpcSiteLink::NewChannel(
 }
 
 Status GrpcSiteLink::ProbeProxy() const {
-  std::string host, port;
+  std::string host, port, address;
   SplitProxyUrl(options_.proxy, &host, &port);
-  StatusOr<std::string> answer = AskProxyForTunnel(host, port, options_.coordinator);
+  StatusOr<std::string> answer = [&]() -> StatusOr<std::string> {
+    ASSIGN_OR_RETURN(TcpSocket socket, ConnectTcp(host, port, absl::Seconds(5), &address));
+    return AskProxyForTunnel(socket, options_.coordinator);
+  }();
   const std::string proxy = absl::StrCat("the proxy ", options_.proxy, " ([network] proxy)");
   if (!answer.ok()) {
     return absl::UnavailableError(absl::StrCat(proxy, " gave no tunnel to ", options_.coordinator,
                                                ": ", answer.status().message()));
   }
-  // "HTTP/1.x 200 ..." opened the tunnel: the failure, if any, lies beyond the proxy.
-  const size_t space = answer->find(' ');
-  if (space != std::string::npos && answer->compare(space + 1, 3, "200") == 0) {
-    return absl::OkStatus();
-  }
+  // The tunnel opened: the failure, if any, lies beyond the proxy.
+  if (TunnelOpened(*answer)) return absl::OkStatus();
   return absl::UnavailableError(absl::StrCat(
       proxy, " refused the CONNECT to ", options_.coordinator, ": it answered \"", *answer,
       "\" (403: its operators must allow CONNECT to that port; 5xx: it could not reach the "

@@ -17,6 +17,8 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
+
 namespace hansa::testing {
 
 std::string BuildPath(const std::string& relative) {
@@ -169,6 +171,22 @@ std::string Provision(const std::string& dir, const std::vector<std::string>& si
   int code = RunCommand(argv, &out);
   EXPECT_EQ(code, 0) << out;
   return dir + "/federation";
+}
+
+std::unique_ptr<Process> StartTinyproxy(const std::string& dir, int port, int connect_port) {
+  const std::string conf = dir + "/tinyproxy.conf";
+  AppendText(conf, absl::StrCat("Port ", port, "\nListen 127.0.0.1\nAllow 127.0.0.1\n",
+                                "ConnectPort ", connect_port, "\nTimeout 600\nMaxClients 20\n",
+                                "LogFile \"", dir, "/tinyproxy.log\"\nLogLevel Connect\n"));
+  auto proxy = std::make_unique<Process>(std::vector<std::string>{kTinyproxy, "-d", "-c", conf},
+                                         dir + "/tinyproxy.out");
+  // Listening: it accepts a TCP connection.
+  EXPECT_TRUE(WaitFor(10, [&] {
+    std::string out;
+    return RunCommand({"/bin/bash", "-c", absl::StrCat("exec 3<>/dev/tcp/127.0.0.1/", port)},
+                      &out) == 0;
+  })) << proxy->Log();
+  return proxy;
 }
 
 }  // namespace hansa::testing

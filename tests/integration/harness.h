@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,5 +62,12 @@ std::string SiteName(const std::string& site);
 
 std::string Provision(const std::string& dir, const std::vector<std::string>& sites, int port,
                       const std::string& federation = "test");
+
+// Debian's tinyproxy (scripts/install-deps.sh installs it).
+inline constexpr char kTinyproxy[] = "/usr/bin/tinyproxy";
+// tinyproxy in the foreground on 127.0.0.1:port, allowing CONNECT to `connect_port` only and
+// logging each connection to dir/tinyproxy.log; returns once it accepts a TCP connection (a test
+// failure, with its output, when it does not within 10 s).
+std::unique_ptr<Process> StartTinyproxy(const std::string& dir, int port, int connect_port);
 
 }  // namespace hansa::testing

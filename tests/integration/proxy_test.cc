@@ -18,26 +18,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr char kTinyproxy[] = "/usr/bin/tinyproxy";
-
-// tinyproxy in the foreground on 127.0.0.1:port, allowing CONNECT to `connect_port` only,
-// logging each connection to dir/tinyproxy.log.
-std::unique_ptr<Process> StartTinyproxy(const std::string& dir, int port, int connect_port) {
-  const std::string conf = dir + "/tinyproxy.conf";
-  AppendText(conf, absl::StrCat("Port ", port, "\nListen 127.0.0.1\nAllow 127.0.0.1\n",
-                                "ConnectPort ", connect_port, "\nTimeout 600\nMaxClients 20\n",
-                                "LogFile \"", dir, "/tinyproxy.log\"\nLogLevel Connect\n"));
-  auto proxy = std::make_unique<Process>(std::vector<std::string>{kTinyproxy, "-d", "-c", conf},
-                                         dir + "/tinyproxy.out");
-  // Listening: it accepts a TCP connection.
-  EXPECT_TRUE(WaitFor(10, [&] {
-    std::string out;
-    return RunCommand({"/bin/bash", "-c", absl::StrCat("exec 3<>/dev/tcp/127.0.0.1/", port)},
-                      &out) == 0;
-  })) << proxy->Log();
-  return proxy;
-}
-
 class ProxyTest : public ::testing::Test {
  protected:
   void SetUp() override {
