@@ -144,18 +144,21 @@ std::string RoundsSection(const json& r) {
   std::vector<std::string> rows;
   for (const json& o : r["rounds"]) {
     const json& u = o["update"];
-    rows.push_back(
-        Row({Text(o["study"]), Text(o["round"]),
-             o["answer"].is_null() ? "&mdash;"
-             : o["answer"] == "accepted"
-                 ? "<span class=\"ok\">accepted</span>"
-                 : absl::StrCat("<span class=\"bad\">refused</span>: ", Text(o["reason"])),
-             Text(o["messages"]), FormatBytes(o["bytes"].get<double>()),
-             u.is_object() ? absl::StrCat(FormatBytes(u["bytes"].get<double>()), " ",
-                                          Digest(u["sha256"]), "<br>", Figures(u["values"]))
-                           : "&mdash;",
-             Figures(o["metrics"]), Text(o["epsilon"]), Text(o["record_epsilon"]),
-             Messages(o["sent"])}));
+    rows.push_back(Row(
+        {Text(o["study"]), Text(o["round"]),
+         o["answer"].is_null() ? "&mdash;"
+         : o["answer"] == "accepted"
+             ? "<span class=\"ok\">accepted</span>"
+             : absl::StrCat("<span class=\"bad\">refused</span>: ", Text(o["reason"])),
+         Text(o["messages"]), FormatBytes(o["bytes"].get<double>()),
+         u.is_object()
+             ? absl::StrCat(FormatBytes(u["bytes"].get<double>()), " ", Digest(u["sha256"]), "<br>",
+                            u["values"].is_null()
+                                ? "<span class=\"muted\">no figures in the clear</span>"
+                                : Figures(u["values"]))
+             : "&mdash;",
+         Figures(o["metrics"]), Text(o["epsilon"]), Text(o["record_epsilon"]),
+         Messages(o["sent"])}));
   }
   std::string out = absl::StrCat(
       "<section id=\"rounds-section\"><h2>What the site sent, per round</h2><p>",
