@@ -5,6 +5,7 @@
 #include "common/crypto/sha256.h"
 #include "common/fileio/fileio.h"
 #include "common/model/task.h"
+#include "common/plan/study_facts.h"
 #include "common/secagg/encoding.h"
 #include "common/secagg/params.h"
 #include "coordinator/privacy_config.h"
@@ -176,7 +177,77 @@ Status ReadModelAndTask(const std::string& path, const std::string& script, cons
   return absl::OkStatus();
 }
 
+// [federation] purpose, legal_basis, controllers, retention_days, dpia_reference: the study's
+// GDPR facts, each optional (StudyFactsWarning says what a study without them lacks).
+void ReadStudyFacts(ConfigReader& cfg, v1::StudyFacts* s) {
+  s->set_purpose(cfg.String("federation.purpose", ""));
+  s->set_legal_basis(cfg.String("federation.legal_basis", ""));
+  for (std::string& c : cfg.StringList("federation.controllers", {})) {
+    s->add_controllers(std::move(c));
+  }
+  s->set_retention_days(
+      static_cast<uint32_t>(cfg.Int("federation.retention_days", 0, 1, kMaxRetentionDays)));
+  s->set_dpia_reference(cfg.String("federation.dpia_reference", ""));
+}
+
+// One text fact: a key given must say something, fit its bound and hold no control characters
+// (line breaks and tabs only in the purpose).
+Status CheckFactText(const std::string& path, const char* key, const std::string& text,
+                     size_t max_bytes, bool present, bool multiline = false) {
+  const auto bad = [&](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": '", key, "' ", what));
+  };
+  if (present && text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    return bad("is empty: state it, or leave the key out");
+  }
+  if (text.size() > max_bytes) {
+    return bad(absl::StrCat("has ", text.size(), " bytes; at most ", max_bytes, " are allowed"));
+  }
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 || u == 0x7f) && !(multiline && (c == '\n' || c == '\t'))) {
+      return bad("contains a control character");
+    }
+  }
+  return absl::OkStatus();
+}
+
+Status CheckStudyFacts(const std::string& path, const ConfigReader& cfg, const v1::StudyFacts& s) {
+  RETURN_IF_ERROR(CheckFactText(path, "federation.purpose", s.purpose(), kMaxPurposeBytes,
+                                cfg.Has("federation.purpose"), /*multiline=*/true));
+  RETURN_IF_ERROR(CheckFactText(path, "federation.legal_basis", s.legal_basis(),
+                                kMaxLegalBasisBytes, cfg.Has("federation.legal_basis")));
+  RETURN_IF_ERROR(CheckFactText(path, "federation.dpia_reference", s.dpia_reference(),
+                                kMaxDpiaReferenceBytes, cfg.Has("federation.dpia_reference")));
+  if (static_cast<size_t>(s.controllers_size()) > kMaxControllers) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": 'federation.controllers' lists ",
+                                                   s.controllers_size(), " controllers; at most ",
+                                                   kMaxControllers, " are allowed"));
+  }
+  for (int i = 0; i < s.controllers_size(); ++i) {
+    RETURN_IF_ERROR(CheckFactText(path, "federation.controllers", s.controllers(i),
+                                  kMaxControllerBytes, /*present=*/true));
+    for (int j = 0; j < i; ++j) {
+      if (s.controllers(j) == s.controllers(i)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": 'federation.controllers' lists '", s.controllers(i), "' twice"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+std::string StudyFactsWarning(const CoordinatorConfig& config) {
+  const std::string missing = MissingStudyFacts(config.engine.study);
+  if (missing.empty()) return "";
+  return absl::StrCat(
+      "coordinator.toml [federation] states no ", missing,
+      " of the study: sites see none in the plans, and sites whose policy sets "
+      "require_legal_basis refuse them. Set federation.purpose and federation.legal_basis "
+      "(e.g. \"Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR\")");
+}
 
 StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   ASSIGN_OR_RETURN(ConfigReader cfg, ConfigReader::Load(path));
@@ -186,6 +257,7 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   // "EU" and "EEA" stand for their member states; anything else is an ISO 3166-1 code.
   const std::vector<std::string> countries =
       cfg.StringList("federation.allowed_countries", {"EU", "EEA"});
+  ReadStudyFacts(cfg, &e.study);
   c.listen = cfg.String("coordinator.listen", c.listen);
   e.state_dir = cfg.Path("coordinator.state_dir", "state");
   c.certificate = cfg.Path("coordinator.certificate", "cert.pem");
@@ -217,6 +289,7 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   // Record-level DP-SGD at every site; on when the section names a budget or a noise level.
   e.record_privacy = ReadRecordPrivacy(cfg);
   RETURN_IF_ERROR(cfg.Finish());
+  RETURN_IF_ERROR(CheckStudyFacts(path, cfg, e.study));
   StatusOr<std::vector<std::string>> allowed = ExpandCountryList(countries);
   if (!allowed.ok()) {
     return absl::InvalidArgumentError(

@@ -107,6 +107,9 @@ struct EngineOptions {
   // when an append fails, that action fails too.
   std::shared_ptr<AuditLog> audit;
   std::string config_sha256;  // of coordinator.toml as read, for federation_started
+  // The study's GDPR facts ([federation] purpose, legal_basis, ...): in federation_started and
+  // in every plan (common/plan/study_facts.h). Empty: none stated.
+  v1::StudyFacts study;
   // Countries (certificate C) whose sites may join; a site from elsewhere is refused at Join.
   std::vector<std::string> allowed_countries = DefaultAllowedCountries();
   // Every reading of the time and every deadline wait of the engine (tests pass a FakeClock).

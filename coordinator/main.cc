@@ -65,6 +65,7 @@ int Run(const std::string& config_path, const std::string& state_dir) {
     return 2;
   }
   if (!state_dir.empty()) config->engine.state_dir = state_dir;
+  if (std::string gdpr = StudyFactsWarning(*config); !gdpr.empty()) spdlog::warn("{}", gdpr);
   StatusOr<TlsFiles> tls =
       LoadTlsFiles(config->certificate, config->private_key, config->ca_certificate);
   if (!tls.ok()) {

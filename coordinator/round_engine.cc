@@ -479,6 +479,7 @@ PlanBasics RoundEngine::PlanBasicsOf(int64_t round, const std::vector<std::strin
   b.chunk_bytes = options_.chunk_bytes;
   b.task = &options_.task;
   b.standardization = standardization_ ? &*standardization_ : nullptr;
+  b.study = &options_.study;
   return b;
 }
 

@@ -1,6 +1,7 @@
 #include "coordinator/round_records.h"
 
 #include "common/plan/plan_readers.h"
+#include "common/plan/study_facts.h"
 
 namespace hansa {
 
@@ -16,6 +17,7 @@ AuditEvent FederationStartedOf(const EngineOptions& options) {
   f.aggregation = options.secure.enabled ? audit_events::kAggregationSecure
                                          : audit_events::kAggregationPlaintext;
   f.allowed_countries = options.allowed_countries;
+  f.study = StudyFactsJson(options.study);
   AuditEvent started = FederationStarted(f);
   started.fields["strategy"] = options.strategy.Label();
   return started;

@@ -8,16 +8,18 @@ using nlohmann::json;
 namespace ev = audit_events;
 
 AuditEvent FederationStarted(const FederationStartedFields& f) {
-  return {ev::kFederationStarted,
-          {{"federation", f.federation},
-           {"config_sha256", f.config_sha256},
-           {"coordinator", f.coordinator},
-           {"coordinator_country", f.coordinator_country},
-           {"model", f.model},
-           {"rounds", f.rounds},
-           {"min_sites", f.min_sites},
-           {"aggregation", f.aggregation},
-           {"allowed_countries", f.allowed_countries}}};
+  AuditEvent started{ev::kFederationStarted,
+                     {{"federation", f.federation},
+                      {"config_sha256", f.config_sha256},
+                      {"coordinator", f.coordinator},
+                      {"coordinator_country", f.coordinator_country},
+                      {"model", f.model},
+                      {"rounds", f.rounds},
+                      {"min_sites", f.min_sites},
+                      {"aggregation", f.aggregation},
+                      {"allowed_countries", f.allowed_countries}}};
+  if (!f.study.is_null()) started.fields["study"] = f.study;
+  return started;
 }
 
 AuditEvent CoordinatorResumed(int64_t after_round, int64_t torn_tail_bytes) {
@@ -177,6 +179,10 @@ AuditEvent UploadRefused(int64_t round, const std::string& site, const std::stri
 
 AuditEvent RoundAbandoned(int64_t round, int64_t attempts, const std::string& reason) {
   return {ev::kRoundAbandoned, {{"round", round}, {"attempts", attempts}, {"reason", reason}}};
+}
+
+AuditEvent StudyFactsSeen(int64_t round, const std::string& sha256, json study) {
+  return {ev::kStudyFacts, {{"round", round}, {"sha256", sha256}, {"study", std::move(study)}}};
 }
 
 AuditEvent ContributionSpent(int64_t round, int64_t attempt, const std::string& plan_sha256,

@@ -9,8 +9,11 @@
 //
 // Coordinator, audit.jsonl:
 //   federation_started   {federation, config_sha256, coordinator, coordinator_country,
-//                         model, rounds, min_sites, aggregation, allowed_countries[]}
-//                        once, when a new state dir is created
+//                         model, rounds, min_sites, aggregation, allowed_countries[],
+//                         study?{purpose, legal_basis, controllers[], retention_days,
+//                         dpia_reference}}  once, when a new state dir is created. `study`:
+//                        the GDPR facts of coordinator.toml [federation] (empty text and
+//                        retention_days 0 where not stated), as every plan carries them
 //   coordinator_resumed  {after_round, torn_tail_bytes}  each restart over an existing state dir
 //   site_admitted        {site, organisation, country, fingerprint}  each successful join
 //   site_refused         {site, organisation, country, fingerprint, reason}  a refused join;
@@ -56,6 +59,10 @@
 //                  plan showed it (Task.audit_head); absent when it showed none. Reconcile
 //                  checks that the coordinator's log still holds that record with that digest.
 //   privacy_spent  {round, epsilon, delta}       the site's own accountant, when privacy is on
+//   study_facts    {round, sha256, study{purpose, legal_basis, controllers[], retention_days,
+//                  dpia_reference}}  the GDPR facts a plan carried (common/plan/study_facts.h),
+//                  before the plan's answer, whenever they differ from those this run of the
+//                  site recorded last (so once per study); sha256 names the facts as sent
 #pragma once
 
 #include <cstdint>
@@ -111,6 +118,7 @@ inline constexpr char kPlanRefused[] = "plan_refused";
 inline constexpr char kFederationJoined[] = "federation_joined";
 // A site's update became part of an attempt (every chunk of it sent): it is never sent again.
 inline constexpr char kContributionSpent[] = "contribution_spent";
+inline constexpr char kStudyFacts[] = "study_facts";
 
 // Field names of the closing record and of the head a site was shown.
 inline constexpr char kClosingRecords[] = "records";
@@ -149,6 +157,8 @@ struct FederationStartedFields {
   int64_t min_sites = 0;
   std::string aggregation;  // audit_events::kAggregationSecure or kAggregationPlaintext
   std::vector<std::string> allowed_countries;
+  // The study's GDPR facts as StudyFactsJson (common/plan/study_facts.h) gives them; null: none.
+  nlohmann::json study = nullptr;
 };
 
 // SecAgg+ parameters of one round, as resolved for its cohort.
@@ -221,6 +231,9 @@ AuditEvent UploadRefused(int64_t round, const std::string& site, const std::stri
 // Coordinator: the round ended without an aggregate after `attempts` plans of this run (0 when
 // too few sites connected to plan one within wait_for_sites); training stops.
 AuditEvent RoundAbandoned(int64_t round, int64_t attempts, const std::string& reason);
+// Site: the GDPR facts `study` (StudyFactsJson) that a plan of `round` carried, named by
+// `sha256` (StudyFactsSha256).
+AuditEvent StudyFactsSeen(int64_t round, const std::string& sha256, nlohmann::json study);
 // Site: the update named `update_key` (client/contributions.h: model, global model, training
 // settings and seed) is leaving under plan `plan_sha256`, attempt `attempt` of `round`; no
 // other plan gets that update from the site.

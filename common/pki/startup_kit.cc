@@ -156,7 +156,14 @@ std::string RenderCoordinatorConfig(const CoordinatorConfigTemplate& config) {
   return absl::StrCat(
       "# Coordinator of federation ", TomlString(config.federation), ", written by ",
       config.written_by, ".\n", "# Paths are relative to this file's folder.\n", "[federation]\n",
-      "name = ", TomlString(config.federation), "\n\n", "[coordinator]\n",
+      "name = ", TomlString(config.federation), "\n",
+      "# The study's GDPR facts, in every plan the sites consent to. DEMO VALUES: replace them\n"
+      "# with the study's own before it processes personal data.\n",
+      "purpose = \"DEMO: test a federated training set-up on public data (no personal data)\"\n",
+      "legal_basis = \"DEMO: none needed (no personal data); a study states its article, e.g. "
+      "Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR\"\n",
+      "controllers = [\"DEMO: the federation operator\"]\n", "retention_days = 30\n",
+      "dpia_reference = \"DEMO: none\"\n\n", "[coordinator]\n",
       "listen = ", TomlString(config.listen), "\n", "state_dir = \"state\"\n",
       "certificate = \"cert.pem\"\n", "private_key = \"key.pem\"\n",
       "ca_certificate = \"ca.pem\"\n\n", "[sites]\n", "allowed = [", absl::StrJoin(allowed, ", "),

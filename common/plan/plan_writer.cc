@@ -17,6 +17,7 @@ void WriteBasics(const PlanBasics& b, v1::RoundPlan* plan) {
   if (b.standardization != nullptr && b.standardization->mean_size() > 0) {
     *plan->mutable_standardization() = *b.standardization;
   }
+  if (b.study != nullptr && b.study->ByteSizeLong() > 0) *plan->mutable_study() = *b.study;
 }
 
 }  // namespace

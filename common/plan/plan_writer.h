@@ -1,8 +1,8 @@
 // The round plan's one writer: every field the coordinator puts into a RoundPlan (round,
-// attempt, model, cohort, training settings, chunk size, deadline, aggregation, privacy and the
-// SecAgg+ part) is set here, beside the readers that take it apart again (plan_readers.h), and
-// a round-trip test (tests/unit/plan) holds the two together. Nothing else sets these fields
-// outside tests.
+// attempt, model, cohort, training settings, chunk size, deadline, aggregation, privacy, the
+// SecAgg+ part and the study's GDPR facts) is set here, beside the readers that take it apart
+// again (plan_readers.h), and a round-trip test (tests/unit/plan) holds the two together.
+// Nothing else sets these fields outside tests.
 //
 // Plain functions; each writes only the plan it is given: safe from any thread on distinct plans.
 #pragma once
@@ -35,6 +35,8 @@ struct PlanBasics {
   // The pooled standardisation every site applies, once the statistics step is done; null or
   // empty: none.
   const v1::Standardization* standardization = nullptr;
+  // The study's GDPR facts (study_facts.h), in every plan; null or empty: none stated.
+  const v1::StudyFacts* study = nullptr;
 };
 
 // A training plan's choices.

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "common/audit/verify.h"
@@ -50,9 +51,10 @@ std::shared_ptr<AuditLog> OpenAudit(const EngineOptions& o) {
 }
 
 // A site that answers every training plan (accepting or refusing), uploads `delta` when it
-// accepted, and evaluates; until DONE, or until `stop` (when given) is set.
-void RunSite(RoundEngine* engine, const std::string& name, bool accept, float delta,
-             const std::atomic<bool>* stop = nullptr) {
+// accepted, and evaluates; until DONE, or until `stop` (when given) is set. `plans`, when
+// given, gets every training and evaluation plan the site saw.
+void RunSiteSeeing(RoundEngine* engine, const std::string& name, bool accept, float delta,
+                   const std::atomic<bool>* stop, std::vector<v1::RoundPlan>* plans) {
   ASSERT_TRUE(engine->Join({name, "Org", "DE", "fp-" + name}).ok());
   std::string answered;
   for (int i = 0; i < 600; ++i) {
@@ -61,6 +63,10 @@ void RunSite(RoundEngine* engine, const std::string& name, bool accept, float de
     ASSERT_TRUE(task.ok()) << task.status();
     const v1::RoundPlan& plan = task->plan();
     if (task->kind() == v1::Task::DONE) return;
+    if (plans != nullptr &&
+        (task->kind() == v1::Task::TRAIN || task->kind() == v1::Task::EVALUATE)) {
+      plans->push_back(plan);
+    }
     if (task->kind() == v1::Task::TRAIN && answered != PlanSha256(plan)) {
       answered = PlanSha256(plan);
       v1::PlanResponse response;
@@ -82,6 +88,11 @@ void RunSite(RoundEngine* engine, const std::string& name, bool accept, float de
     }
   }
   ADD_FAILURE() << name << " never saw DONE";
+}
+
+void RunSite(RoundEngine* engine, const std::string& name, bool accept, float delta,
+             const std::atomic<bool>* stop = nullptr) {
+  RunSiteSeeing(engine, name, accept, delta, stop, nullptr);
 }
 
 // a (accepting, uploading `a_delta`) and b (accepting or not) both join before the first
@@ -567,6 +578,63 @@ TEST(RoundEngineAuditTest, RestartRefusesAStateDatabaseOlderThanTheAuditLog) {
                     HasSubstr("holds no round")));
   o.audit.reset();
   EXPECT_EQ(Records(o).size(), records);
+}
+
+// The study's GDPR facts are in the signed federation_started record, which verifies as
+// `hansa audit verify` checks it, and in every plan the sites see: the plan digest on record
+// (round_planned) is that of a plan carrying them.
+TEST(RoundEngineAuditTest, FederationStartedAndEveryPlanCarryTheStudysGdprFacts) {
+  EngineOptions o = Options("study");
+  o.min_sites = 1;
+  o.rounds = 2;
+  o.study.set_purpose("Pneumonia triage <from chest X-rays>");
+  o.study.set_legal_basis("Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR");
+  o.study.add_controllers("Charité Berlin");
+  o.study.add_controllers("AP-HP");
+  o.study.set_retention_days(3650);
+  o.study.set_dpia_reference("DPIA-2026-017");
+  o.audit = OpenAudit(o);
+  auto engine = RoundEngine::Create(o, InitialModel());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  std::vector<v1::RoundPlan> plans;
+  std::thread a([&] { RunSiteSeeing(engine->get(), "a", true, 0.5f, nullptr, &plans); });
+  Status run = (*engine)->Run();
+  a.join();
+  ASSERT_TRUE(run.ok()) << run;
+  o.audit.reset();
+  engine->reset();
+
+  auto verified = ReadVerifiedAuditLog(o.state_dir + "/audit.jsonl", TestFederation::Get().ca(),
+                                       VerifyOptions{.usage = CertificateUsage::kTlsServer});
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  ASSERT_FALSE(verified->empty());
+  const AuditRecord& started = verified->front();
+  EXPECT_EQ(started.event, "federation_started");
+  EXPECT_EQ(started.fields["study"],
+            json({{"purpose", "Pneumonia triage <from chest X-rays>"},
+                  {"legal_basis", "Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR"},
+                  {"controllers", {"Charité Berlin", "AP-HP"}},
+                  {"retention_days", 3650},
+                  {"dpia_reference", "DPIA-2026-017"}}));
+
+  std::set<std::string> trained;
+  int evaluations = 0;
+  for (const v1::RoundPlan& plan : plans) {
+    EXPECT_EQ(plan.study().SerializeAsString(), o.study.SerializeAsString())
+        << plan.ShortDebugString();
+    if (plan.has_training()) {
+      trained.insert(PlanSha256(plan));
+    } else {
+      ++evaluations;
+    }
+  }
+  EXPECT_GE(evaluations, 1);
+  std::set<std::string> planned;
+  for (const AuditRecord* r : Events(*verified, "round_planned")) {
+    planned.insert(r->fields["plan_sha256"].get<std::string>());
+  }
+  EXPECT_EQ(trained, planned);
+  EXPECT_EQ(planned.size(), 2u);
 }
 
 }  // namespace

@@ -1,0 +1,44 @@
+#include "common/plan/study_facts.h"
+
+#include <algorithm>
+
+#include "common/audit/record_text.h"
+#include "common/crypto/sha256.h"
+
+namespace hansa {
+namespace {
+
+bool Blank(const std::string& text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; });
+}
+
+}  // namespace
+
+std::string MissingStudyFacts(const v1::StudyFacts& facts) {
+  const bool purpose = !Blank(facts.purpose()), basis = !Blank(facts.legal_basis());
+  if (purpose && basis) return "";
+  if (purpose) return "legal_basis";
+  return basis ? "purpose" : "purpose and legal_basis";
+}
+
+std::string StudyFactsSha256(const v1::StudyFacts& facts) {
+  std::string bytes;
+  facts.SerializeToString(&bytes);  // no map fields: the same facts, the same bytes
+  return ToHex(Sha256(bytes));
+}
+
+nlohmann::json StudyFactsJson(const v1::StudyFacts& facts) {
+  nlohmann::json controllers = nlohmann::json::array();
+  const int shown = std::min<int>(facts.controllers_size(), static_cast<int>(kMaxControllers));
+  for (int i = 0; i < shown; ++i) {
+    controllers.push_back(RecordText(facts.controllers(i), kMaxControllerBytes));
+  }
+  return {{"purpose", RecordText(facts.purpose(), kMaxPurposeBytes)},
+          {"legal_basis", RecordText(facts.legal_basis(), kMaxLegalBasisBytes)},
+          {"controllers", std::move(controllers)},
+          {"retention_days", facts.retention_days()},
+          {"dpia_reference", RecordText(facts.dpia_reference(), kMaxDpiaReferenceBytes)}};
+}
+
+}  // namespace hansa
