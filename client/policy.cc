@@ -10,6 +10,7 @@
 #include "common/model/models.h"
 #include "common/model/task.h"
 #include "common/plan/plan_readers.h"
+#include "common/plan/study_facts.h"
 #include "common/secagg/params.h"
 #include "proto/plan_digest.h"
 #include "spdlog/spdlog.h"
@@ -17,6 +18,14 @@
 namespace hansa {
 
 Status CheckPlan(const SitePolicy& policy, const v1::RoundPlan& plan, bool sends_update) {
+  if (policy.require_legal_basis) {
+    if (std::string missing = MissingStudyFacts(plan.study()); !missing.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("round ", plan.round(), " states no ", missing,
+                       " of the study, but this site's policy requires a purpose and a legal "
+                       "basis (policy.require_legal_basis); refused"));
+    }
+  }
   if (sends_update && !HasKnownAggregation(plan)) {
     // Neither guessed nor taken for plaintext: the site cannot tell what would protect it.
     return absl::InvalidArgumentError(absl::StrCat(

@@ -38,6 +38,9 @@ struct SitePolicy {
   // model not here is refused.
   std::map<std::string, ScriptModel> script_models;
   bool require_secure_aggregation = true;
+  // Refuse every plan that states no purpose or no legal basis of the study (its GDPR facts,
+  // common/plan/study_facts.h).
+  bool require_legal_basis = false;
   int min_cohort = 3;  // refuse rounds with fewer sites than this
   // Floors under the coordinator's SecAgg+ parameters (CheckSecAggPolicy): a plan giving each
   // site fewer than min_secagg_degree neighbours (k) or a threshold t below

@@ -25,6 +25,7 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
   c.policy.coordinator_fingerprint = cfg.String("policy.coordinator_fingerprint", "");
   c.policy.allowed_models = cfg.StringList("policy.allowed_models", BuiltinModels());
   c.policy.require_secure_aggregation = cfg.Bool("policy.require_secure_aggregation", true);
+  c.policy.require_legal_basis = cfg.Bool("policy.require_legal_basis", false);
   c.policy.min_cohort = static_cast<int>(cfg.Int("policy.min_cohort", 3, 1, 100000));
   c.policy.min_secagg_degree =
       static_cast<int>(cfg.Int("policy.min_secagg_degree", c.policy.min_secagg_degree, 2, 1 << 20));

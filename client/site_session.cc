@@ -11,6 +11,7 @@
 #include "common/crypto/sha256.h"
 #include "common/logging/logging.h"
 #include "common/plan/plan_readers.h"
+#include "common/plan/study_facts.h"
 #include "common/privacy/central_gaussian.h"
 #include "common/tensor/safetensors.h"
 #include "proto/plan_digest.h"
@@ -255,6 +256,7 @@ Status SiteSession::Consent(const v1::Task& task) {
         static_cast<int64_t>(std::min<uint64_t>(task.audit_head().records(), INT64_MAX)),
         task.audit_head().sha256(), task.audit_head().signature()};
   }
+  RETURN_IF_ERROR(RecordStudy(plan));  // on record before the answer that consents to them
   RETURN_IF_ERROR(egress_.Append(
       policy.ok()
           ? PlanAccepted(round, digest, shown)
@@ -272,6 +274,15 @@ Status SiteSession::Consent(const v1::Task& task) {
   answer_ = policy;
   if (!policy.ok()) spdlog::warn("round {}: plan refused: {}", plan.round(), policy.message());
   return policy;
+}
+
+Status SiteSession::RecordStudy(const v1::RoundPlan& plan) {
+  std::string study = StudyFactsSha256(plan.study());
+  if (study == recorded_study_) return absl::OkStatus();
+  RETURN_IF_ERROR(egress_.Append(
+      StudyFactsSeen(static_cast<int64_t>(plan.round()), study, StudyFactsJson(plan.study()))));
+  recorded_study_ = std::move(study);
+  return absl::OkStatus();
 }
 
 StatusOr<const Model*> SiteSession::FetchModel(const v1::RoundPlan& plan) {
@@ -385,6 +396,7 @@ StatusOr<v1::UploadReply> SiteSession::SendUnsent(const v1::RoundPlan& plan) {
 }
 
 Status SiteSession::Evaluate(const v1::RoundPlan& plan) {
+  RETURN_IF_ERROR(RecordStudy(plan));
   RETURN_IF_ERROR(CheckPlan(options_.policy, plan, /*sends_update=*/false));
   v1::MetricsReport report;
   report.set_round(plan.round());

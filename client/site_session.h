@@ -113,6 +113,9 @@ class SiteSession {
   // when the site refuses it. The task's audit_head, when present, goes into the answer's
   // egress record.
   Status Consent(const v1::Task& task);
+  // Records the study's GDPR facts the plan carries (study_facts) unless this run recorded the
+  // same facts last: before the site answers or evaluates under them.
+  Status RecordStudy(const v1::RoundPlan& plan);
   // The plan's global model, downloaded and checked, or the cached one when the plan names it:
   // valid until the next FetchModel.
   StatusOr<const Model*> FetchModel(const v1::RoundPlan& plan);
@@ -139,6 +142,8 @@ class SiteSession {
   // The last training plan answered (PlanSha256) and the answer.
   std::string answered_plan_;
   Status answer_;
+  // The study's GDPR facts this run last recorded (StudyFactsSha256; empty: none yet).
+  std::string recorded_study_;
   // The last model downloaded, by digest: evaluation of round r and training of round r+1
   // use the same model, so it is fetched once.
   std::string cached_sha256_;

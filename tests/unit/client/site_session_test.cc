@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -18,8 +19,10 @@
 #include "client/link/chunks.h"
 #include "client/link/engine_link.h"
 #include "client/link/forwarding_link.h"
+#include "common/audit/verify.h"
 #include "common/clock/clock.h"
 #include "common/crypto/sha256.h"
+#include "common/plan/study_facts.h"
 #include "common/tensor/safetensors.h"
 #include "coordinator/round_engine.h"
 #include "sim/loopback.h"
@@ -640,6 +643,124 @@ TEST_F(SiteStudiesTest, AReplacedPolicyAnswersTheNextPlan) {
   EXPECT_EQ(link.refused, 1);
   EXPECT_EQ(trainer.trained(), 1);
   EXPECT_FALSE(engine_result.ok());  // its only site refused round 2
+}
+
+// The site's egress ledger at TempDir/site_studies_NAME_egress/egress.jsonl, signed as site a.
+std::unique_ptr<AuditLog> SiteLedger(const LoopbackFederation& federation, const std::string& name,
+                                     std::string* path) {
+  *path = ::testing::TempDir() + "site_studies_" + name + "_egress/egress.jsonl";
+  std::filesystem::remove_all(std::filesystem::path(*path).parent_path());
+  auto key = PrivateKey::FromPem(federation.site_tls(0).private_key_pem);
+  auto cert = Certificate::FromPem(federation.site_tls(0).certificate_pem);
+  EXPECT_TRUE(key.ok() && cert.ok());
+  auto log = AuditLog::Open(*path, *std::move(key), *std::move(cert));
+  EXPECT_TRUE(log.ok()) << log.status();
+  return log.ok() ? *std::move(log) : nullptr;
+}
+
+std::vector<AuditRecord> LedgerRecords(const std::string& path) {
+  auto records = ReadAuditRecordsUnverified(path);
+  EXPECT_TRUE(records.ok()) << records.status();
+  return records.ok() ? *std::move(records) : std::vector<AuditRecord>{};
+}
+
+// The study's GDPR facts a plan carried are on the site's ledger once for the study (the
+// initial evaluation, then two rounds and two consents), before the first consent.
+TEST_F(SiteStudiesTest, TheStudysGdprFactsAreOnTheSitesLedgerOnceBeforeItsConsent) {
+  EngineOptions o = Study("facts", 1, 2);
+  o.study.set_purpose("Pneumonia triage from chest X-rays");
+  o.study.set_legal_basis("Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR");
+  o.study.add_controllers("Charité Berlin");
+  o.study.set_retention_days(3650);
+  o.study.set_dpia_reference("DPIA-2026-017");
+  auto engine = RoundEngine::Create(o, Ones(100));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  auto inner = EngineSiteLink(engine->get(), site_);
+  SwitchLink link(inner.get());
+  FixedUpdateTrainer trainer(std::vector<float>(100, 0.5f), 10);
+  std::string path;
+  std::unique_ptr<AuditLog> ledger = SiteLedger(*federation_, "facts", &path);
+  SiteSessionOptions s = Session();
+  s.policy.require_legal_basis = true;
+  s.egress = ledger.get();
+  auto session = SiteSession::Create(s, &link, &trainer);
+  ASSERT_TRUE(session.ok()) << session.status();
+  Status result = absl::UnknownError("not run");
+  std::thread site([&] { result = (*session)->Run(); });
+  ASSERT_TRUE((*engine)->Run().ok());
+  site.join();
+  ASSERT_TRUE(result.ok()) << result;
+  EXPECT_EQ(link.accepted, 2);
+  ledger.reset();
+
+  std::vector<AuditRecord> records = LedgerRecords(path);
+  std::vector<size_t> facts, accepted;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (records[i].event == audit_events::kStudyFacts) facts.push_back(i);
+    if (records[i].event == audit_events::kPlanAccepted) accepted.push_back(i);
+  }
+  ASSERT_EQ(facts.size(), 1u);
+  ASSERT_EQ(accepted.size(), 2u);
+  EXPECT_LT(facts[0], accepted[0]);
+  const nlohmann::json& seen = records[facts[0]].fields;
+  EXPECT_EQ(seen["round"], 0);  // the initial model's evaluation plan carried them first
+  EXPECT_EQ(seen["sha256"], StudyFactsSha256(o.study));
+  EXPECT_EQ(seen["study"], StudyFactsJson(o.study));
+  EXPECT_EQ(seen["study"]["legal_basis"], "Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR");
+}
+
+// policy.require_legal_basis: plans that state a purpose but no legal basis are refused (the
+// initial evaluation's unanswered, round 1's answered no and on the site's ledger, after the
+// facts it saw), and nothing is trained or sent but the answer.
+TEST_F(SiteStudiesTest, APlanWithoutALegalBasisIsRefusedOnRecordWhereThePolicyRequiresOne) {
+  EngineOptions o = Study("no_legal_basis", 1, 1);
+  o.study.set_purpose("Pneumonia triage from chest X-rays");
+  o.evaluate_timeout = absl::Seconds(1);  // the refused evaluation is waited for this long
+  auto engine = RoundEngine::Create(o, Ones(100));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  auto inner = EngineSiteLink(engine->get(), site_);
+  SwitchLink link(inner.get());
+  FixedUpdateTrainer trainer(std::vector<float>(100, 0.5f), 10);
+  std::string path;
+  std::unique_ptr<AuditLog> ledger = SiteLedger(*federation_, "no_legal_basis", &path);
+  SiteSessionOptions s = Session();
+  s.policy.require_legal_basis = true;
+  s.egress = ledger.get();
+  s.stop_on_task_error = false;  // as hansa-client: a refused plan is not the end of the site
+  auto session = SiteSession::Create(s, &link, &trainer);
+  ASSERT_TRUE(session.ok()) << session.status();
+  Status engine_result;
+  std::thread coordinator([&] { engine_result = (*engine)->Run(); });
+  Status result = absl::UnknownError("not run");
+  std::thread site([&] { result = (*session)->Run(); });
+  EXPECT_TRUE(Eventually([&] { return link.refused >= 1; }));
+  (*session)->Stop();
+  site.join();
+  (*engine)->Shutdown();
+  coordinator.join();
+  EXPECT_EQ(result.code(), absl::StatusCode::kCancelled) << result;
+  EXPECT_EQ(link.accepted, 0);
+  EXPECT_EQ(trainer.trained(), 0);
+  ledger.reset();
+
+  std::vector<AuditRecord> records = LedgerRecords(path);
+  std::vector<const AuditRecord*> facts, refused;
+  for (const AuditRecord& r : records) {
+    if (r.event == audit_events::kStudyFacts) facts.push_back(&r);
+    if (r.event == audit_events::kPlanRefused) refused.push_back(&r);
+    if (r.event == audit_events::kMessageSent) {
+      EXPECT_NE(r.fields["type"], audit_events::kMessageMetrics);  // the evaluation sent nothing
+    }
+  }
+  ASSERT_EQ(facts.size(), 1u);
+  EXPECT_EQ(facts[0]->fields["study"]["purpose"], "Pneumonia triage from chest X-rays");
+  EXPECT_EQ(facts[0]->fields["study"]["legal_basis"], "");
+  ASSERT_FALSE(refused.empty());
+  EXPECT_LT(facts[0], refused[0]);
+  EXPECT_EQ(refused[0]->fields["round"], 1);
+  EXPECT_THAT(refused[0]->fields["reason"].get<std::string>(),
+              HasSubstr("round 1 states no legal_basis of the study, but this site's policy "
+                        "requires a purpose and a legal basis (policy.require_legal_basis)"));
 }
 
 // ModelReceiver: the one place a download's chunks are checked.
