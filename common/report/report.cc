@@ -372,6 +372,19 @@ json FederationSection(const Folded& f, const std::vector<AuditRecord>& records,
   return fed;
 }
 
+// The study's GDPR facts as federation_started recorded them (coordinator.toml [federation]);
+// `recorded` false, and every fact null, for a log without them.
+json StudySection(const Folded& f) {
+  const json s = Get(f.federation, "study");
+  const bool recorded = s.is_object();
+  json out = {{"recorded", recorded}};
+  for (const char* key :
+       {"purpose", "legal_basis", "controllers", "retention_days", "dpia_reference"}) {
+    out[key] = recorded ? Get(s, key) : json();
+  }
+  return out;
+}
+
 void MergeMetrics(const std::vector<json>& metrics, Folded& f, json& report) {
   json accuracy = json::array();
   for (const json& m : metrics) {
@@ -464,6 +477,7 @@ StatusOr<json> BuildReport(const ReportOptions& options) {
   MergeMetrics(metrics, folded, report);
 
   report["federation"] = FederationSection(folded, records, ca);
+  report["study"] = StudySection(folded);
   json participants = json::array();
   for (auto& [key, p] : folded.participants) {
     int64_t contributed = 0;

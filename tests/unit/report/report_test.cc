@@ -373,5 +373,46 @@ TEST(ReportTest, RecordLevelSpendingIsKeptApartFromClientLevel) {
   EXPECT_TRUE((*r)["audit"]["verified"].get<bool>()) << (*r)["audit"].dump();
 }
 
+// The study's GDPR facts from the signed federation_started record: in report.json, and in a
+// section near the top of the page, escaped; a log without them says so rather than show blanks.
+TEST(ReportTest, ShowsTheStudysPurposeAndLegalBasisEscaped) {
+  std::string root = MakeTempDir("report");
+  const json study = {{"purpose", "Triage <b>pneumonia</b> & sepsis"},
+                      {"legal_basis", "Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR"},
+                      {"controllers", {"Charité Berlin", "AP-HP <Paris>"}},
+                      {"retention_days", 3650},
+                      {"dpia_reference", ""}};
+  std::string state = WriteSyntheticState(root, "Policlinico", study);
+  auto written = WriteReport({state, "", ""}, root + "/out");
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_TRUE(written->audit_verified) << written->audit_error;
+  json j = json::parse(*ReadFile(written->json_path));
+  EXPECT_EQ(j["study"]["recorded"], true);
+  EXPECT_EQ(j["study"]["purpose"], "Triage <b>pneumonia</b> & sepsis");
+  EXPECT_EQ(j["study"]["legal_basis"], "Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR");
+  EXPECT_EQ(j["study"]["controllers"], study["controllers"]);
+  EXPECT_EQ(j["study"]["retention_days"], 3650);
+  std::string html = *ReadFile(written->html_path);
+  EXPECT_THAT(html, HasSubstr("Triage &lt;b&gt;pneumonia&lt;/b&gt; &amp; sepsis"));
+  EXPECT_THAT(html, Not(HasSubstr("<b>pneumonia")));
+  EXPECT_THAT(html, HasSubstr("<dt>Legal basis</dt><dd>Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR"));
+  EXPECT_THAT(html, HasSubstr("Charité Berlin, AP-HP &lt;Paris&gt;"));
+  EXPECT_THAT(html, HasSubstr("<dt>Retention (days)</dt><dd>3650</dd>"));
+  EXPECT_THAT(html, HasSubstr("<dt>DPIA reference</dt><dd><span class=\"bad\">not stated"));
+  // Near the top: before the checks, the federation and the rounds.
+  const size_t at = html.find("id=\"study\"");
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_LT(at, html.find("id=\"federation\""));
+  EXPECT_LT(at, html.find("id=\"rounds-section\""));
+
+  std::string older = WriteSyntheticState(MakeTempDir("report"));
+  auto without = BuildReport({older, "", ""});
+  ASSERT_TRUE(without.ok()) << without.status();
+  EXPECT_EQ((*without)["study"]["recorded"], false);
+  EXPECT_TRUE((*without)["study"]["legal_basis"].is_null());
+  EXPECT_THAT(RenderReportHtml(*without),
+              HasSubstr("The audit log records no purpose, legal basis"));
+}
+
 }  // namespace
 }  // namespace hansa

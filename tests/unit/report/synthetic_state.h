@@ -14,8 +14,10 @@
 
 namespace hansa {
 
+// `study`: federation_started's GDPR facts (StudyFactsJson's shape); null: none recorded.
 inline std::string WriteSyntheticState(const std::string& root,
-                                       const std::string& milan_organisation = "Policlinico") {
+                                       const std::string& milan_organisation = "Policlinico",
+                                       const nlohmann::json& study = nullptr) {
   const auto& fed = testing::TestFederation::Get();
   std::string state = root + "/state";
   EXPECT_TRUE(WriteFileAtomically(root + "/ca.pem", fed.ca().ToPem()).ok());
@@ -39,7 +41,7 @@ inline std::string WriteSyntheticState(const std::string& root,
 
   std::vector<AuditEvent> events = {
       FederationStarted({"demo", digest("coordinator.toml"), "coordinator", "DE", "simple_cnn", 2,
-                         2, "secure", allowed}),
+                         2, "secure", allowed, study}),
       SiteAdmitted({"berlin", "Charité Berlin", "DE", fp("berlin")}),
       SiteAdmitted({"paris", "AP-HP", "FR", fp("paris")}),
       SiteAdmitted({"milan", milan_organisation, "IT", fp("milan")}),
