@@ -18,6 +18,7 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
   c.private_key = cfg.Path("site.private_key", "key.pem");
   c.ca_certificate = cfg.Path("site.ca_certificate", "ca.pem");
   c.state_dir = cfg.Path("site.state_dir", "state");
+  c.monitoring = ReadMonitoringConfig(cfg, c.certificate, c.private_key);
   c.reconnect_seconds = cfg.Double("site.reconnect_seconds", c.reconnect_seconds, 1, 86400);
   c.rpc_timeout_seconds = cfg.Double("site.rpc_timeout_seconds", c.rpc_timeout_seconds, 1, 3600);
   c.proxy = cfg.String("network.proxy", "");

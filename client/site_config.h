@@ -9,6 +9,7 @@
 #include "client/tabular.h"
 #include "client/train/data_parallel.h"
 #include "client/train/trainer.h"
+#include "common/monitoring/monitoring_config.h"
 #include "common/net/rpc.h"
 #include "common/status/status.h"
 
@@ -21,6 +22,7 @@ struct SiteConfig {
   std::string private_key;
   std::string ca_certificate;
   std::string state_dir = "state";
+  MonitoringConfig monitoring;  // [monitoring]: Prometheus metrics (and the site's page)
 
   // The site's own rules ([policy]).
   SitePolicy policy;

@@ -5,6 +5,7 @@
 #include "common/crypto/sha256.h"
 #include "common/fileio/fileio.h"
 #include "common/model/task.h"
+#include "common/monitoring/monitoring_config.h"
 #include "common/plan/study_facts.h"
 #include "common/secagg/encoding.h"
 #include "common/secagg/params.h"
@@ -264,6 +265,7 @@ StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {
   c.private_key = cfg.Path("coordinator.private_key", "key.pem");
   c.ca_certificate = cfg.Path("coordinator.ca_certificate", "ca.pem");
   c.revocation_list = cfg.Path("pki.revocation_list", "");
+  c.monitoring = ReadMonitoringConfig(cfg, c.certificate, c.private_key);
   e.coordinator_country = cfg.String("coordinator.country", "");
   c.linger_seconds = cfg.Double("coordinator.linger_seconds", c.linger_seconds, 0, 3600);
   e.allowed_sites = cfg.StringList("sites.allowed", {});

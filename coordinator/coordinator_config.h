@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "common/monitoring/monitoring_config.h"
 #include "common/status/status.h"
 #include "coordinator/round_engine.h"
 
@@ -21,6 +22,8 @@ struct CoordinatorConfig {
   // Seconds the coordinator lingers after the last round so sites can learn it finished.
   double linger_seconds = 10;
   EngineOptions engine;
+  // [monitoring]: Prometheus metrics and the operator's pages over HTTP(S); off by default.
+  MonitoringConfig monitoring;
 };
 
 // Reads and validates the file; unknown keys and bad values are errors naming the key.

@@ -19,6 +19,8 @@
 
 namespace hansa {
 
+class FederationStatusBoard;
+
 // Secure aggregation (SecAgg+, common/secagg): the coordinator learns only the sum.
 struct SecureOptions {
   bool enabled = true;
@@ -114,6 +116,8 @@ struct EngineOptions {
   std::vector<std::string> allowed_countries = DefaultAllowedCountries();
   // Every reading of the time and every deadline wait of the engine (tests pass a FakeClock).
   std::shared_ptr<Clock> clock = Clock::Real();
+  // What people watching the federation see (coordinator/federation_status.h); null: nobody.
+  std::shared_ptr<FederationStatusBoard> status;
 };
 
 // OK for fedavg, fedavgm, fedadam, fedyogi, fedadagrad; InvalidArgument, with what to use

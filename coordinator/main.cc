@@ -23,6 +23,7 @@
 #include "common/tensor/safetensors.h"
 #include "common/version/version.h"
 #include "coordinator/coordinator_config.h"
+#include "coordinator/federation_status.h"
 #include "coordinator/service.h"
 #include "spdlog/spdlog.h"
 
@@ -107,6 +108,9 @@ int Run(const std::string& config_path, const std::string& state_dir) {
   StatusOr<std::string> config_text = ReadFile(config_path);
   if (config_text.ok()) config->engine.config_sha256 = ToHex(Sha256(*config_text));
   config->engine.audit = std::move(*audit);
+  auto status_board = std::make_shared<FederationStatusBoard>();  // [monitoring]
+  DescribeFederation(*status_board, config->engine, *ca, config->engine.audit->certificate());
+  config->engine.status = status_board;
   StatusOr<Model> initial = LoadInitialModel(*config);
   if (!initial.ok()) {
     spdlog::error("initial model: {}", initial.status().message());
@@ -125,6 +129,22 @@ int Run(const std::string& config_path, const std::string& state_dir) {
     Status st = engine->RecordCertificateRefusal(who, r.serial_hex, r.kind, r.message, r.stage);
     if (!st.ok()) spdlog::error("{}", st.message());
   });
+  // [monitoring]: Prometheus metrics at /metrics (and the operator's pages), stopped before the
+  // engine goes.
+  std::unique_ptr<HttpServer> monitoring;
+  if (!config->monitoring.listen.empty()) {
+    StatusOr<HttpServerOptions> options =
+        MonitoringServerOptions(config->monitoring, config->ca_certificate);
+    StatusOr<std::unique_ptr<HttpServer>> started =
+        options.ok() ? HttpServer::Start(*std::move(options)) : options.status();
+    if (!started.ok()) {
+      spdlog::error("[monitoring] listen = \"{}\": {}", config->monitoring.listen,
+                    started.status().message());
+      return 2;
+    }
+    monitoring = *std::move(started);
+    ServeFederationMetrics(*monitoring, status_board, (*engine)->options().audit);
+  }
   CoordinatorService service(engine->get());
   int port = 0;
   service.set_certificate_policy(policy);

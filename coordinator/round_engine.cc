@@ -17,6 +17,7 @@
 #include "common/plan/standardization.h"
 #include "common/privacy/central_gaussian.h"
 #include "common/privacy/uniform_source.h"
+#include "coordinator/federation_status.h"
 #include "coordinator/round_metrics.h"
 #include "coordinator/round_records.h"
 #include "coordinator/strategies/registry.h"
@@ -329,6 +330,10 @@ Status RoundEngine::PublishModel(int64_t round, Model model, const RoundRecord& 
     RETURN_IF_ERROR(Record(AggregateReleased(round, published.sha256, base.sites)));
   }
   RETURN_IF_ERROR(store_->RecordRound(record));
+  if (options_.status && round > 0) {
+    options_.status->RoundReleased(round, static_cast<int64_t>(base.sites.size()), 0,
+                                   options_.clock->Now());
+  }
   absl::MutexLock lock(&mu_);
   global_ = std::move(published);
   completed_round_ = round;
@@ -372,6 +377,7 @@ Status RoundEngine::RecordDropouts(Phase phase) {
   for (const std::string& site : pending_) {
     RETURN_IF_ERROR(
         Record(SiteDropped(static_cast<int64_t>(plan_.round()), site, StageName(phase))));
+    if (options_.status) options_.status->SiteDropped(site);
   }
   return absl::OkStatus();
 }
@@ -387,6 +393,11 @@ Status RoundEngine::SpendPrivacy() {
   return privacy_->Book(round, attempt, [&](AuditEvent event) -> Status {
     event.fields["attempt"] = attempt;
     RETURN_IF_ERROR(Record(event));
+    if (options_.status) {
+      options_.status->PrivacySpent(
+          event.fields["guarantee"].get<std::string>(), event.fields["epsilon"].get<double>(),
+          options_.privacy.budget.epsilon, event.fields["delta"].get<double>());
+    }
     spdlog::info("round {}: {} privacy spent so far: epsilon {:.4g} at delta {:g}", round,
                  event.fields["guarantee"].get<std::string>(),
                  event.fields["epsilon"].get<double>(), event.fields["delta"].get<double>());
@@ -446,6 +457,7 @@ void RoundEngine::ClosePhase(const std::string& why) {
 }
 
 void RoundEngine::BeginPlan(int64_t round, const std::vector<std::string>& cohort) {
+  if (options_.status) options_.status->PlanOpened(round, cohort, options_.clock->Now());
   ++attempt_;
   ++round_attempt_;
   bytes_up_ = 0;
@@ -492,6 +504,7 @@ Status RoundEngine::RunStage(Phase phase, const std::vector<std::string>& sites,
   }
   payloads_ = std::move(payloads);
   phase_ = phase;
+  if (options_.status) options_.status->StageBegan(StageName(phase), options_.clock->Now());
   changed_.SignalAll();
   bool all = WaitUntil(deadline, [&] { return pending_.empty(); });
   if (shutdown_) return absl::CancelledError("coordinator shutting down");
@@ -716,6 +729,7 @@ Status RoundEngine::RunEvaluation(int64_t round) {
     plan_ = MakeEvaluationPlan(PlanBasicsOf(round, cohort));
     pending_ = std::set<std::string>(cohort.begin(), cohort.end());
     phase_ = Phase::kEvaluate;
+    if (options_.status) options_.status->StageBegan("evaluate", options_.clock->Now());
     changed_.SignalAll();
     absl::Time deadline = options_.clock->Now() + options_.evaluate_timeout;
     WaitUntil(deadline, [&] { return pending_.empty(); });
@@ -732,6 +746,15 @@ Status RoundEngine::RunEvaluation(int64_t round) {
                         absl::ToDoubleSeconds(options_.clock->Now() - started), global_.sha256,
                         &privacy_->accounts()});
     bytes_down_ = 0;
+  }
+  if (options_.status) {
+    const auto figure = [&line](const char* key) {
+      auto it = line.find(key);
+      return it != line.end() && it->is_number() ? it->get<double>()
+                                                 : std::numeric_limits<double>::quiet_NaN();
+    };
+    options_.status->RoundEvaluated(round, figure("accuracy"), figure("loss"));
+    options_.status->StageBegan("idle", options_.clock->Now());
   }
   const std::string text = line.dump();
   RETURN_IF_ERROR(store_->RecordMetrics(round, text));
@@ -789,6 +812,7 @@ Status RoundEngine::RunRounds() {
     RETURN_IF_ERROR(RunTrainingRound(round + 1));
   }
   RETURN_IF_ERROR(Record(FederationFinished(options_.rounds)));
+  if (options_.status) options_.status->StageBegan("done", options_.clock->Now());
   absl::MutexLock lock(&mu_);
   phase_ = Phase::kDone;
   changed_.SignalAll();

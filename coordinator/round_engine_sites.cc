@@ -10,6 +10,7 @@
 #include "common/pki/revocation.h"
 #include "common/plan/plan_readers.h"
 #include "common/plan/plan_writer.h"
+#include "coordinator/federation_status.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/round_metrics.h"
 #include "proto/plan_digest.h"
@@ -34,6 +35,12 @@ StatusOr<v1::JoinReply> RoundEngine::Join(const SiteIdentity& site) {
   }
   absl::MutexLock lock(&mu_);
   members_.Admit(site, options_.clock->Now());
+  if (options_.status) {
+    StatusOr<Certificate> cert = Certificate::FromPem(site.certificate_pem);
+    options_.status->SiteJoined(site.name, site.organisation, site.country,
+                                cert.ok() ? cert->NotAfter() : absl::InfiniteFuture(),
+                                options_.clock->Now());
+  }
   changed_.SignalAll();
   v1::JoinReply reply;
   reply.set_site(site.name);
@@ -62,6 +69,7 @@ StatusOr<v1::Task> RoundEngine::NextTask(const std::string& site, absl::Duration
   }
   for (;;) {
     members_.Seen(site, options_.clock->Now());
+    if (options_.status) options_.status->SiteSeen(site, options_.clock->Now());
     v1::Task task;
     if (phase_ == Phase::kDone) {
       members_.ToldDone(site);
@@ -147,8 +155,11 @@ StatusOr<std::unique_ptr<UploadSink>> RoundEngine::BeginUpload(const std::string
   limits.max_examples = options_.max_examples;
   RETURN_IF_ERROR(CheckUploadHeader(header, limits));
   ASSIGN_OR_RETURN(std::unique_ptr<UpdateFolder> folder, NewFolder(site, header));
-  return uploads_.Open(this, site, static_cast<int64_t>(plan_.round()), attempt_, header,
-                       options_.max_chunk_bytes, std::move(folder));
+  StatusOr<std::unique_ptr<UploadSink>> sink =
+      uploads_.Open(this, site, static_cast<int64_t>(plan_.round()), attempt_, header,
+                    options_.max_chunk_bytes, std::move(folder));
+  if (sink.ok() && options_.status) options_.status->UploadStarted();
+  return sink;
 }
 
 StatusOr<std::unique_ptr<UpdateFolder>> RoundEngine::NewFolder(const std::string& site,
@@ -188,6 +199,9 @@ Status RoundEngine::CommitUpload(UploadSink* sink, uint64_t bytes) {
       }));
   pending_.erase(sink->site());
   bytes_up_ += static_cast<int64_t>(bytes);
+  if (options_.status) {
+    options_.status->BytesReceived(sink->site(), static_cast<int64_t>(bytes), true);
+  }
   if (IsSecure(plan_)) {
     spdlog::info("round {}: masked update from {} ({} bytes)", sink->round(), sink->site(), bytes);
   } else {
@@ -201,6 +215,7 @@ Status RoundEngine::CommitUpload(UploadSink* sink, uint64_t bytes) {
 void RoundEngine::Unregister(UploadSink* sink) {
   absl::MutexLock lock(&mu_);
   uploads_.Unregister(sink);
+  if (options_.status) options_.status->UploadEnded();
 }
 
 Status RoundEngine::ReportMetrics(const std::string& site, const v1::MetricsReport& report) {
@@ -251,6 +266,9 @@ Status RoundEngine::SubmitSecAgg(const std::string& site, const v1::SecAggSubmis
   }
   RETURN_IF_ERROR(secure_.Submit(site, m));
   bytes_up_ += static_cast<int64_t>(m.payload().size());
+  if (options_.status) {
+    options_.status->BytesReceived(site, static_cast<int64_t>(m.payload().size()), false);
+  }
   pending_.erase(site);
   changed_.SignalAll();
   return absl::OkStatus();
@@ -296,6 +314,7 @@ Status RoundEngine::RespondToPlan(const std::string& site, const v1::PlanRespons
     reason = RecordText(reason, 2048);  // a whole character at the cut, always UTF-8
     RETURN_IF_ERROR(Record(SiteDeclined(round, site, reason)));
     spdlog::warn("round {}: site {} refused the plan: {}", round, site, reason);
+    if (options_.status) options_.status->SiteRefused(site);
     pending_.erase(site);
     changed_.SignalAll();
   }

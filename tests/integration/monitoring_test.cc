@@ -1,0 +1,128 @@
+// Prometheus metrics of a running federation, scraped over loopback like Prometheus does: a real
+// coordinator with [monitoring] listen and three real sites. A scrape before the third site
+// joins shows two sites and no round; a later one three sites and the round counter risen.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <map>
+#include <sstream>
+#include <string>
+
+#include "tests/integration/harness.h"
+#include "tests/support/tls_peers.h"
+
+namespace hansa::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+// GET `path` from 127.0.0.1:`port`; empty when nothing listens yet.
+std::string HttpGet(int port, const std::string& path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    timeval tv = absl::ToTimeval(absl::Seconds(30));
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    if (::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+      char buf[4096];
+      for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) {
+        out.append(buf, static_cast<size_t>(n));
+      }
+    }
+  }
+  ::close(fd);
+  return out;
+}
+
+// The value of the first sample whose name and labels start with `series`
+// ("hansa_sites_connected{"); -1 when absent.
+double Sample(const std::string& text, const std::string& series) {
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(series, 0) != 0) continue;
+    return std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return -1;
+}
+
+TEST(MonitoringTest, ScrapesShowThreeSitesConnectedAndTheRoundCounterRising) {
+  const std::string dir = FreshDir();
+  const int port = FreePort();
+  const int metrics_port = FreePort();
+  const std::vector<std::string> sites = {"alpha", "beta", "gamma"};
+  const std::string kit = Provision(dir, sites, port);
+  const std::string coordinator_toml = kit + "/coordinator/coordinator.toml";
+  ReplaceInFile(coordinator_toml, "[coordinator]\n", "[coordinator]\nlinger_seconds = 5\n");
+  AppendText(coordinator_toml,
+             "\n[model]\nname = \"mlp\"\nseed = 3\n"
+             "[rounds]\ntotal = 3\nmin_sites = 3\nupload_timeout_seconds = 60\n"
+             "evaluate_timeout_seconds = 20\nwait_for_sites_seconds = 120\n"
+             "site_idle_seconds = 30\n[training]\nepochs = 1\nbatch_size = 32\n"
+             "[aggregation]\nmode = \"plaintext\"\n[monitoring]\nlisten = \"127.0.0.1:" +
+                 std::to_string(metrics_port) + "\"\n");
+  for (const std::string& site : sites) {
+    const std::string path = kit + "/sites/" + site + "/site.toml";
+    ReplaceInFile(path, "[policy]\n", "[policy]\nrequire_secure_aggregation = false\n");
+    AppendText(path, "train_limit = 600\ntest_limit = 200\n[compute]\nthreads = 1\n");
+  }
+  Process coordinator({BuildPath("coordinator/hansa-coordinator"), "--config", coordinator_toml},
+                      dir + "/coordinator.log");
+  std::vector<std::unique_ptr<Process>> running;
+  const auto start_site = [&](const std::string& site) {
+    running.push_back(std::make_unique<Process>(
+        std::vector<std::string>{BuildPath("client/hansa-client"), "--once", "--config",
+                                 kit + "/sites/" + site + "/site.toml"},
+        dir + "/" + site + ".log"));
+  };
+  // Two sites first: with min_sites = 3 no round can start, so the first scrape is taken
+  // before any round, whatever the machine's speed.
+  start_site("alpha");
+  start_site("beta");
+  std::string first;
+  ASSERT_TRUE(WaitFor(120,
+                      [&] {
+                        first = HttpGet(metrics_port, "/metrics");
+                        return Sample(first, "hansa_sites_connected{") == 2;
+                      }))
+      << first << "\n"
+      << coordinator.Log();
+  EXPECT_THAT(first, HasSubstr("Content-Type: text/plain; version=0.0.4"));
+  EXPECT_THAT(first, HasSubstr("X-Content-Type-Options: nosniff"));
+  EXPECT_EQ(Sample(first, "hansa_rounds_completed_total{"), 0) << first;
+  EXPECT_EQ(Sample(first, "hansa_rounds_configured{"), 3) << first;
+  EXPECT_THAT(first, HasSubstr("hansa_certificate_expiry_timestamp_seconds{certificate=\"ca\"}"));
+  EXPECT_GT(
+      Sample(first,
+             "hansa_site_certificate_expiry_timestamp_seconds{country=\"DE\",site=\"alpha\"}"),
+      0)
+      << first;
+  EXPECT_GT(Sample(first, "hansa_audit_records_total{"), 0) << first;
+
+  start_site("gamma");
+  std::string second;
+  ASSERT_TRUE(WaitFor(240,
+                      [&] {
+                        second = HttpGet(metrics_port, "/metrics");
+                        return Sample(second, "hansa_sites_connected{") == 3 &&
+                               Sample(second, "hansa_rounds_completed_total{") >= 1;
+                      }))
+      << second << "\n"
+      << coordinator.Log();
+  EXPECT_GT(Sample(second, "hansa_site_uploads_total{country=\"DE\",site=\"gamma\"}"), 0) << second;
+  EXPECT_GT(Sample(second, "hansa_site_received_bytes_total{country=\"DE\",site=\"beta\"}"), 0)
+      << second;
+  EXPECT_GE(Sample(second, "hansa_round_duration_seconds_count{"), 1) << second;
+  EXPECT_THAT(HttpGet(metrics_port, "/nothing"), HasSubstr("404"));
+
+  ASSERT_EQ(coordinator.Wait(240).value_or(-1), 0) << coordinator.Log();
+  for (auto& site : running) EXPECT_EQ(site->Wait(60).value_or(-1), 0) << site->Log();
+}
+
+}  // namespace
+}  // namespace hansa::testing
