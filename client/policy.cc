@@ -26,6 +26,14 @@ Status CheckPlan(const SitePolicy& policy, const v1::RoundPlan& plan, bool sends
                        "basis (policy.require_legal_basis); refused"));
     }
   }
+  if (!policy.purpose_sha256.empty()) {
+    if (std::string purpose = PurposeSha256(plan.study()); purpose != policy.purpose_sha256) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("round ", plan.round(), "'s study purpose (SHA-256 ", purpose,
+                       ") is not the one this site takes part for (policy.purpose_sha256 = ",
+                       policy.purpose_sha256, "); refused"));
+    }
+  }
   if (sends_update && !HasKnownAggregation(plan)) {
     // Neither guessed nor taken for plaintext: the site cannot tell what would protect it.
     return absl::InvalidArgumentError(absl::StrCat(

@@ -41,6 +41,10 @@ struct SitePolicy {
   // Refuse every plan that states no purpose or no legal basis of the study (its GDPR facts,
   // common/plan/study_facts.h).
   bool require_legal_basis = false;
+  // Purpose limitation: the lowercase hex SHA-256 of the one purpose (the plans' study
+  // purpose text, PurposeSha256) this site takes part for; a plan of any other purpose, or of
+  // none, is refused. Empty: any purpose.
+  std::string purpose_sha256;
   int min_cohort = 3;  // refuse rounds with fewer sites than this
   // Floors under the coordinator's SecAgg+ parameters (CheckSecAggPolicy): a plan giving each
   // site fewer than min_secagg_degree neighbours (k) or a threshold t below

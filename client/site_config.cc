@@ -1,5 +1,6 @@
 #include "client/site_config.h"
 
+#include "absl/strings/ascii.h"
 #include "client/csv_config.h"
 #include "client/dicom_folder.h"
 #include "client/image_folder.h"
@@ -27,6 +28,7 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
   c.policy.allowed_models = cfg.StringList("policy.allowed_models", BuiltinModels());
   c.policy.require_secure_aggregation = cfg.Bool("policy.require_secure_aggregation", true);
   c.policy.require_legal_basis = cfg.Bool("policy.require_legal_basis", false);
+  c.policy.purpose_sha256 = absl::AsciiStrToLower(cfg.String("policy.purpose_sha256", ""));
   c.policy.min_cohort = static_cast<int>(cfg.Int("policy.min_cohort", 3, 1, 100000));
   c.policy.min_secagg_degree =
       static_cast<int>(cfg.Int("policy.min_secagg_degree", c.policy.min_secagg_degree, 2, 1 << 20));
@@ -116,6 +118,14 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
                        "', which is neither a built-in model nor \"sha256:<64 hex digits>\" of a "
                        "TorchScript file (hansa model inspect prints it)"));
     }
+  }
+  if (const std::string& pin = c.policy.purpose_sha256;
+      !pin.empty() &&
+      (pin.size() != 64 || pin.find_first_not_of("0123456789abcdef") != std::string::npos)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": policy.purpose_sha256 is '", pin,
+                     "'; it must be 64 hex digits, the SHA-256 of the study's purpose (the site's "
+                     "ledger and report show it: study_facts purpose_sha256)"));
   }
   return c;
 }

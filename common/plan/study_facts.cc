@@ -28,6 +28,8 @@ std::string StudyFactsSha256(const v1::StudyFacts& facts) {
   return ToHex(Sha256(bytes));
 }
 
+std::string PurposeSha256(const v1::StudyFacts& facts) { return ToHex(Sha256(facts.purpose())); }
+
 nlohmann::json StudyFactsJson(const v1::StudyFacts& facts) {
   nlohmann::json controllers = nlohmann::json::array();
   const int shown = std::min<int>(facts.controllers_size(), static_cast<int>(kMaxControllers));
@@ -35,6 +37,7 @@ nlohmann::json StudyFactsJson(const v1::StudyFacts& facts) {
     controllers.push_back(RecordText(facts.controllers(i), kMaxControllerBytes));
   }
   return {{"purpose", RecordText(facts.purpose(), kMaxPurposeBytes)},
+          {"purpose_sha256", PurposeSha256(facts)},
           {"legal_basis", RecordText(facts.legal_basis(), kMaxLegalBasisBytes)},
           {"controllers", std::move(controllers)},
           {"retention_days", facts.retention_days()},

@@ -31,8 +31,12 @@ std::string MissingStudyFacts(const v1::StudyFacts& facts);
 
 // Lowercase hex SHA-256 of the facts' serialization: the name of one study's facts.
 std::string StudyFactsSha256(const v1::StudyFacts& facts);
+// Lowercase hex SHA-256 of the purpose's text (UTF-8, as stated): what a site's policy pins
+// (policy.purpose_sha256) to take part only in a study of that purpose.
+std::string PurposeSha256(const v1::StudyFacts& facts);
 
-// {purpose, legal_basis, controllers[], retention_days, dpia_reference}: every text made fit
+// {purpose, purpose_sha256, legal_basis, controllers[], retention_days, dpia_reference}
+// (purpose_sha256 of the whole purpose as sent, PurposeSha256): every text made fit
 // for a record (valid UTF-8, RecordText) within the bounds above, and at most kMaxControllers
 // controllers, so that a peer's oversized facts are recorded cut, never refused by the log.
 nlohmann::json StudyFactsJson(const v1::StudyFacts& facts);

@@ -75,6 +75,8 @@ std::string StudySection(const json& r) {
                                                      : "<span class=\"bad\">not stated</span>",
       "</dd><dt>Retention (days)</dt><dd>", fact("retention_days"),
       "</dd><dt>DPIA reference</dt><dd>", fact("dpia_reference"),
+      "</dd><dt>Purpose SHA-256 (what a site's policy.purpose_sha256 pins)</dt><dd>",
+      Digest(study.value("purpose_sha256", json()), 64),
       "</dd></dl><p class=\"muted\">As recorded in the signed federation_started record. Every "
       "plan carried these facts, so each site's consent (the plan's SHA-256) covers them.</p>"
       "</section>");

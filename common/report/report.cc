@@ -378,8 +378,8 @@ json StudySection(const Folded& f) {
   const json s = Get(f.federation, "study");
   const bool recorded = s.is_object();
   json out = {{"recorded", recorded}};
-  for (const char* key :
-       {"purpose", "legal_basis", "controllers", "retention_days", "dpia_reference"}) {
+  for (const char* key : {"purpose", "purpose_sha256", "legal_basis", "controllers",
+                          "retention_days", "dpia_reference"}) {
     out[key] = recorded ? Get(s, key) : json();
   }
   return out;

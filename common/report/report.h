@@ -9,7 +9,7 @@
 //                  allowed_countries[], allowed_countries_text, coordinator{name, organisation,
 //                  country, country_name, fingerprint}, ca{name, organisation, country,
 //                  fingerprint}|null, started_at, finished, restarts}
-//   study         {recorded, purpose, legal_basis, controllers[], retention_days,
+//   study         {recorded, purpose, purpose_sha256, legal_basis, controllers[], retention_days,
 //                  dpia_reference}: the study's GDPR facts from federation_started (null each,
 //                  recorded false, when the log holds none)
 //   participants  [{site, organisation, country, country_name, fingerprint, first_admitted,

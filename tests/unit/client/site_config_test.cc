@@ -150,5 +150,31 @@ TEST(SiteConfigTest, ASiteTrainsOnAllOfItsOwnCsvFileWithItsCategoriesAndAHeldOut
               HasSubstr("neither a built-in model nor \"sha256:<64 hex digits>\""));
 }
 
+// [policy] require_legal_basis and purpose_sha256 (the study's GDPR facts): read, the pin in
+// lowercase whatever the case written; a pin that is not a SHA-256 is an error naming the key.
+TEST(SiteConfigTest, ThePolicyCanRequireALegalBasisAndPinTheStudysPurpose) {
+  const std::string dir = FreshDir("gdpr");
+  const std::string pin(64, 'a');
+  std::ofstream(dir + "/site.toml") << "[site]\nname = \"berlin\"\n[policy]\n"
+                                       "require_legal_basis = true\npurpose_sha256 = \""
+                                    << std::string(64, 'A') << "\"\n";
+  auto c = LoadSiteConfig(dir + "/site.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->policy.require_legal_basis);
+  EXPECT_EQ(c->policy.purpose_sha256, pin);
+  for (const std::string& bad : {std::string(63, 'a'), std::string(63, 'a') + "g"}) {
+    std::ofstream(dir + "/site.toml", std::ios::trunc)
+        << "[site]\nname = \"berlin\"\n[policy]\npurpose_sha256 = \"" << bad << "\"\n";
+    auto wrong = LoadSiteConfig(dir + "/site.toml");
+    EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(wrong.status().message()),
+                HasSubstr("policy.purpose_sha256 is '" + bad + "'; it must be 64 hex digits"));
+  }
+  std::ofstream(dir + "/site.toml", std::ios::trunc)
+      << "[site]\nname = \"berlin\"\n[policy]\nrequire_legal_basis = \"yes\"\n";
+  EXPECT_THAT(std::string(LoadSiteConfig(dir + "/site.toml").status().message()),
+              HasSubstr("'policy.require_legal_basis' must be"));
+}
+
 }  // namespace
 }  // namespace hansa

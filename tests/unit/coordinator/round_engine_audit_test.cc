@@ -612,6 +612,7 @@ TEST(RoundEngineAuditTest, FederationStartedAndEveryPlanCarryTheStudysGdprFacts)
   EXPECT_EQ(started.event, "federation_started");
   EXPECT_EQ(started.fields["study"],
             json({{"purpose", "Pneumonia triage <from chest X-rays>"},
+                  {"purpose_sha256", ToHex(Sha256("Pneumonia triage <from chest X-rays>"))},
                   {"legal_basis", "Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR"},
                   {"controllers", {"Charité Berlin", "AP-HP"}},
                   {"retention_days", 3650},

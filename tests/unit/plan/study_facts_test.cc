@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "client/policy.h"
+#include "common/crypto/sha256.h"
 #include "common/plan/plan_writer.h"
 #include "proto/plan_digest.h"
 
@@ -94,6 +95,8 @@ TEST(StudyFactsPlanTest, RecordsKeepThemBoundedAndValidUtf8) {
   EXPECT_EQ(j["purpose"], "Train a classifier of chest X-rays for pneumonia triage");
   EXPECT_EQ(j["controllers"], nlohmann::json::array({"Charité Berlin", "AP-HP"}));
   EXPECT_EQ(j["retention_days"], 3650);
+  EXPECT_EQ(j["purpose_sha256"],
+            ToHex(Sha256("Train a classifier of chest X-rays for pneumonia triage")));
   // A coordinator that sends more than a record keeps: cut, and bytes that are not UTF-8
   // replaced, so the site's ledger can always record what it saw.
   v1::StudyFacts big;
@@ -105,6 +108,7 @@ TEST(StudyFactsPlanTest, RecordsKeepThemBoundedAndValidUtf8) {
   EXPECT_EQ(cut["legal_basis"], "Art. 9\xEF\xBF\xBD");
   EXPECT_EQ(cut["controllers"].size(), kMaxControllers);
   EXPECT_EQ(cut["dpia_reference"], "");
+  EXPECT_EQ(cut["purpose_sha256"], ToHex(Sha256(big.purpose())));  // of the whole purpose
 }
 
 TEST(StudyFactsPlanTest, SaysWhichOfPurposeAndLegalBasisIsMissing) {
@@ -141,6 +145,27 @@ TEST(StudyFactsPolicyTest, APlanWithoutALegalBasisIsRefusedWhereThePolicyRequire
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
     EXPECT_THAT(std::string(st.message()), HasSubstr(missing));
     EXPECT_THAT(std::string(st.message()), HasSubstr("(policy.require_legal_basis); refused"));
+  }
+}
+
+// policy.purpose_sha256: purpose limitation. A plan for another purpose, a purpose changed by one
+// character, or none at all is refused, naming the key; the pinned purpose is accepted.
+TEST(StudyFactsPolicyTest, APinnedSiteRefusesAPlanOfAnyOtherPurpose) {
+  const v1::StudyFacts facts = Facts();
+  SitePolicy pinned = Policy(false);
+  pinned.purpose_sha256 = PurposeSha256(facts);
+  EXPECT_TRUE(CheckPlan(pinned, TrainingPlan(&facts), true).ok());
+  v1::StudyFacts other = facts, changed = facts;
+  other.set_purpose("Predict the length of stay");
+  changed.set_purpose(facts.purpose() + ".");
+  for (const v1::RoundPlan& plan : {TrainingPlan(&other), TrainingPlan(&changed),
+                                    TrainingPlan(nullptr), MakeEvaluationPlan(Basics(&other))}) {
+    Status st = CheckPlan(pinned, plan, /*sends_update=*/plan.has_training());
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_THAT(std::string(st.message()),
+                HasSubstr("round 3's study purpose (SHA-256 " + PurposeSha256(plan.study()) +
+                          ") is not the one this site takes part for (policy.purpose_sha256 = " +
+                          pinned.purpose_sha256 + "); refused"));
   }
 }
 

@@ -381,7 +381,8 @@ TEST(ReportTest, ShowsTheStudysPurposeAndLegalBasisEscaped) {
                       {"legal_basis", "Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR"},
                       {"controllers", {"Charité Berlin", "AP-HP <Paris>"}},
                       {"retention_days", 3650},
-                      {"dpia_reference", ""}};
+                      {"dpia_reference", ""},
+                      {"purpose_sha256", std::string(64, 'f')}};
   std::string state = WriteSyntheticState(root, "Policlinico", study);
   auto written = WriteReport({state, "", ""}, root + "/out");
   ASSERT_TRUE(written.ok()) << written.status();
@@ -398,6 +399,9 @@ TEST(ReportTest, ShowsTheStudysPurposeAndLegalBasisEscaped) {
   EXPECT_THAT(html, HasSubstr("<dt>Legal basis</dt><dd>Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR"));
   EXPECT_THAT(html, HasSubstr("Charité Berlin, AP-HP &lt;Paris&gt;"));
   EXPECT_THAT(html, HasSubstr("<dt>Retention (days)</dt><dd>3650</dd>"));
+  EXPECT_EQ(j["study"]["purpose_sha256"], std::string(64, 'f'));
+  EXPECT_THAT(
+      html, HasSubstr("policy.purpose_sha256 pins)</dt><dd><code title=\"" + std::string(64, 'f')));
   EXPECT_THAT(html, HasSubstr("<dt>DPIA reference</dt><dd><span class=\"bad\">not stated"));
   // Near the top: before the checks, the federation and the rounds.
   const size_t at = html.find("id=\"study\"");
