@@ -20,7 +20,7 @@ start_federation() {
     >"$logs/coordinator.log" 2>&1 &
   federation_pids+=("$!")
   for site in "$@"; do
-    "$bin/client/hansa-client" --once --config "$kit/sites/$site/site.toml" >"$logs/$site.log" 2>    "$bin/client/hansa-client" --config "$kit/sites/$site/site.toml" >"$logs/$site.log" 2>&1 &1 &
+    "$bin/client/hansa-client" --once --config "$kit/sites/$site/site.toml" >"$logs/$site.log" 2>&1 &
     federation_pids+=("$!")
   done
 }
