@@ -10,6 +10,7 @@
 #include "CLI/CLI.hpp"
 #include "client/site.h"
 #include "client/site_config.h"
+#include "client/site_metrics.h"
 #include "client/train/data_parallel.h"
 #include "common/logging/logging.h"
 #include "common/net/rpc.h"
@@ -90,6 +91,22 @@ int main(int argc, char** argv) {
   if (!site.ok()) {
     spdlog::error("{}", site.status().message());
     return 2;
+  }
+  // [monitoring]: the site's Prometheus metrics at /metrics, from its own ledgers.
+  std::unique_ptr<hansa::HttpServer> monitoring;
+  if (!config->monitoring.listen.empty()) {
+    auto options = hansa::MonitoringServerOptions(config->monitoring, config->ca_certificate);
+    auto started = options.ok() ? hansa::HttpServer::Start(*std::move(options)) : options.status();
+    if (!started.ok()) {
+      spdlog::error("[monitoring] listen = \"{}\": {}", config->monitoring.listen,
+                    started.status().message());
+      return 2;
+    }
+    monitoring = *std::move(started);
+    const hansa::SitePolicy& p = config->policy;
+    hansa::SiteMetrics::Serve(*monitoring, std::make_shared<hansa::SiteMetrics>(
+                                               config->name, config->state_dir, p.max_epsilon,
+                                               p.delta, p.max_record_epsilon, p.record_delta));
   }
   hansa::SiteSession* live = (*site)->session.get();
   signals.Start(

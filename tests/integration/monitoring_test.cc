@@ -3,6 +3,7 @@
 // joins shows two sites and no round; a later one three sites and the round counter risen.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <map>
@@ -55,6 +56,7 @@ TEST(MonitoringTest, ScrapesShowThreeSitesConnectedAndTheRoundCounterRising) {
   const std::string dir = FreshDir();
   const int port = FreePort();
   const int metrics_port = FreePort();
+  const int site_metrics_port = FreePort();
   const std::vector<std::string> sites = {"alpha", "beta", "gamma"};
   const std::string kit = Provision(dir, sites, port);
   const std::string coordinator_toml = kit + "/coordinator/coordinator.toml";
@@ -71,14 +73,17 @@ TEST(MonitoringTest, ScrapesShowThreeSitesConnectedAndTheRoundCounterRising) {
     ReplaceInFile(path, "[policy]\n", "[policy]\nrequire_secure_aggregation = false\n");
     AppendText(path, "train_limit = 600\ntest_limit = 200\n[compute]\nthreads = 1\n");
   }
+  AppendText(kit + "/sites/alpha/site.toml",
+             "[monitoring]\nlisten = \"127.0.0.1:" + std::to_string(site_metrics_port) + "\"\n");
   Process coordinator({BuildPath("coordinator/hansa-coordinator"), "--config", coordinator_toml},
                       dir + "/coordinator.log");
   std::vector<std::unique_ptr<Process>> running;
+  // alpha is long-lived (no --once): it outlives the study, so its metrics can be read after.
   const auto start_site = [&](const std::string& site) {
-    running.push_back(std::make_unique<Process>(
-        std::vector<std::string>{BuildPath("client/hansa-client"), "--once", "--config",
-                                 kit + "/sites/" + site + "/site.toml"},
-        dir + "/" + site + ".log"));
+    std::vector<std::string> argv = {BuildPath("client/hansa-client"), "--config",
+                                     kit + "/sites/" + site + "/site.toml"};
+    if (site != "alpha") argv.insert(argv.begin() + 1, "--once");
+    running.push_back(std::make_unique<Process>(argv, dir + "/" + site + ".log"));
   };
   // Two sites first: with min_sites = 3 no round can start, so the first scrape is taken
   // before any round, whatever the machine's speed.
@@ -121,7 +126,18 @@ TEST(MonitoringTest, ScrapesShowThreeSitesConnectedAndTheRoundCounterRising) {
   EXPECT_THAT(HttpGet(metrics_port, "/nothing"), HasSubstr("404"));
 
   ASSERT_EQ(coordinator.Wait(240).value_or(-1), 0) << coordinator.Log();
-  for (auto& site : running) EXPECT_EQ(site->Wait(60).value_or(-1), 0) << site->Log();
+  EXPECT_EQ(running[1]->Wait(60).value_or(-1), 0) << running[1]->Log();
+  EXPECT_EQ(running[2]->Wait(60).value_or(-1), 0) << running[2]->Log();
+
+  // The site's own series, from its egress ledger: three plans accepted, three updates sent.
+  const std::string site = HttpGet(site_metrics_port, "/metrics");
+  EXPECT_EQ(Sample(site, "hansa_site_plans_accepted_total{site=\"alpha\"}"), 3) << site;
+  EXPECT_EQ(Sample(site, "hansa_site_messages_sent_total{site=\"alpha\",type=\"upload\"}"), 3)
+      << site;
+  EXPECT_GT(Sample(site, "hansa_site_sent_bytes_total{site=\"alpha\",type=\"upload\"}"), 3 * 600000)
+      << site;
+  running[0]->Signal(SIGTERM);
+  EXPECT_EQ(running[0]->Wait(60).value_or(-1), 0) << running[0]->Log();
 }
 
 }  // namespace
