@@ -23,6 +23,7 @@
 #include "common/tensor/safetensors.h"
 #include "common/version/version.h"
 #include "coordinator/coordinator_config.h"
+#include "coordinator/dashboard.h"
 #include "coordinator/federation_status.h"
 #include "coordinator/service.h"
 #include "spdlog/spdlog.h"
@@ -135,6 +136,8 @@ int Run(const std::string& config_path, const std::string& state_dir) {
   if (!config->monitoring.listen.empty()) {
     StatusOr<HttpServerOptions> options =
         MonitoringServerOptions(config->monitoring, config->ca_certificate);
+    // Beyond loopback only an operator's certificate opens them (coordinator/dashboard.h).
+    if (options.ok()) options->authorize = OperatorAuthorizer(policy);
     StatusOr<std::unique_ptr<HttpServer>> started =
         options.ok() ? HttpServer::Start(*std::move(options)) : options.status();
     if (!started.ok()) {
@@ -144,6 +147,9 @@ int Run(const std::string& config_path, const std::string& state_dir) {
     }
     monitoring = *std::move(started);
     ServeFederationMetrics(*monitoring, status_board, (*engine)->options().audit);
+    RegisterDashboard(*monitoring, status_board, (*engine)->options().audit,
+                      MakeDashboardFacts(*ca, config->engine.audit->certificate(), config->listen,
+                                         config->engine.study));
   }
   CoordinatorService service(engine->get());
   int port = 0;

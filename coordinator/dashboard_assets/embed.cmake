@@ -1,0 +1,20 @@
+# Writes OUT, a C++ header holding the dashboard's page, script and style (the files beside this
+# one) as raw string literals, so the coordinator serves them from its binary and reads no file
+# at run time. Run at build time: cmake -DOUT=.../assets.h -P embed.cmake
+set(delimiter "hansa_asset")
+set(text "// Generated from coordinator/dashboard_assets/ by embed.cmake; edit those files, not this.\n#pragma once\n\nnamespace hansa::dashboard_assets {\n")
+foreach(asset "kIndexHtml=index.html" "kDashboardJs=dashboard.js" "kDashboardCss=dashboard.css")
+  string(REPLACE "=" ";" parts "${asset}")
+  list(GET parts 0 name)
+  list(GET parts 1 file)
+  file(READ "${CMAKE_CURRENT_LIST_DIR}/${file}" content)
+  string(FIND "${content}" ")${delimiter}\"" clash)
+  if(NOT clash EQUAL -1)
+    message(FATAL_ERROR "${file} holds the raw-string delimiter )${delimiter}\"")
+  endif()
+  string(APPEND text "\ninline constexpr char ${name}[] = R\"${delimiter}(${content})${delimiter}\";\n")
+endforeach()
+string(APPEND text "\n}  // namespace hansa::dashboard_assets\n")
+file(WRITE "${OUT}.tmp" "${text}")
+file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)
+file(REMOVE "${OUT}.tmp")
