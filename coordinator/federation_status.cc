@@ -106,18 +106,26 @@ void FederationStatusBoard::BytesReceived(const std::string& site, int64_t bytes
   }
 }
 
-void FederationStatusBoard::SiteDropped(const std::string& site) {
+void FederationStatusBoard::SiteDropped(const std::string& site, const std::string& stage) {
   absl::MutexLock lock(&mu_);
   ++status_.dropouts;
   auto it = status_.sites.find(site);
   if (it != status_.sites.end()) ++it->second.dropouts;
+  AddEvent({status_.current_round, site, "dropped", stage, ""});
 }
 
-void FederationStatusBoard::SiteRefused(const std::string& site) {
+void FederationStatusBoard::SiteRefused(const std::string& site, const std::string& reason) {
   absl::MutexLock lock(&mu_);
   ++status_.refusals;
   auto it = status_.sites.find(site);
   if (it != status_.sites.end()) ++it->second.refusals;
+  AddEvent({status_.current_round, site, "refused", "consent", reason});
+}
+
+void FederationStatusBoard::AddEvent(SiteEvent event) {
+  std::vector<SiteEvent>& events = status_.recent_events;
+  if (events.size() >= kMaxRecentSiteEvents) events.erase(events.begin());
+  events.push_back(std::move(event));
 }
 
 void FederationStatusBoard::RoundReleased(int64_t round, int64_t sites, int64_t bytes_received,
@@ -133,7 +141,7 @@ void FederationStatusBoard::RoundReleased(int64_t round, int64_t sites, int64_t 
   if (status_.round_started != absl::InfinitePast()) {
     done.seconds = absl::ToDoubleSeconds(now - status_.round_started);
   }
-  auto train = done.stage_seconds.find("train");
+  auto train = done.stage_seconds.find("upload");
   if (train != done.stage_seconds.end() && train->second > 0) {
     done.aggregation_bytes_per_second = static_cast<double>(done.bytes_received) / train->second;
   }
@@ -238,10 +246,15 @@ std::string FederationMetricsText(const FederationStatus& s, absl::Time now) {
       .Add(fed)
       .Set(static_cast<double>(s.current_round));
   auto& stage = gauge("hansa_round_stage", "1 for the stage the round is in");
-  for (const char* name : {"idle", "consent", "advertise", "share", "train", "consistency",
-                           "unmask", "evaluate", "done"}) {
+  // The engine's stage names (StageName in round_stage.h, and idle, evaluate, done).
+  static const char* const kStages[] = {"idle",        "advertise_keys", "share_keys", "upload",
+                                        "consistency", "unmask",         "evaluate",   "done"};
+  bool known = false;
+  for (const char* name : kStages) {
     stage.Add({{"stage", name}}).Set(s.stage == name ? 1 : 0);
+    known = known || s.stage == name;
   }
+  if (!known) stage.Add({{"stage", s.stage}}).Set(1);
   gauge("hansa_stage_elapsed_seconds", "Seconds since the current stage began")
       .Add(fed)
       .Set(s.stage_started == absl::InfinitePast() ? 0

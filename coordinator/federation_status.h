@@ -52,9 +52,9 @@ struct RoundHistory {
   double accuracy = std::numeric_limits<double>::quiet_NaN();
   double loss = std::numeric_limits<double>::quiet_NaN();
   double seconds = 0;                           // plan to release
-  std::map<std::string, double> stage_seconds;  // by stage name: "train", "unmask", ...
+  std::map<std::string, double> stage_seconds;  // by stage name: "upload", "unmask", ...
   int64_t bytes_received = 0;
-  // Update bytes folded per second of the round's upload stage (train), 0 when unknown.
+  // Update bytes folded per second of the round's upload stage, 0 when unknown.
   double aggregation_bytes_per_second = 0;
 };
 
@@ -65,6 +65,17 @@ struct PrivacyStatus {
   double epsilon_budget = 0;
   double delta = 0;
 };
+
+// A site that dropped out of a stage or refused a plan, for the dashboard's list.
+struct SiteEvent {
+  int64_t round = 0;
+  std::string site;
+  std::string kind;    // "dropped" or "refused"
+  std::string stage;   // a dropout's stage ("upload", "unmask", ...); "consent" for a refusal
+  std::string reason;  // a refusal's reason, as the site gave it
+};
+// The dashboard lists this many of the newest events.
+inline constexpr size_t kMaxRecentSiteEvents = 50;
 
 struct FederationStatus {
   std::string federation;
@@ -81,14 +92,16 @@ struct FederationStatus {
   int64_t total_rounds = 0;                 // configured
   int64_t completed_rounds = 0;             // training rounds released (the last one's number)
   int64_t current_round = 0;                // of the open or last plan
-  std::string stage =
-      "idle";  // "idle", "consent", "advertise", "train", "unmask", "evaluate", "done"
+  // StageName (round_stage.h): "advertise_keys", "share_keys", "upload", "consistency",
+  // "unmask"; or "idle", "evaluate", "done".
+  std::string stage = "idle";
   absl::Time stage_started = absl::InfinitePast();
   absl::Time round_started = absl::InfinitePast();
   int64_t uploads_in_flight = 0;  // sinks open now
   int64_t dropouts = 0;
   int64_t refusals = 0;
-  std::vector<RoundHistory> history;  // by round, ascending
+  std::vector<RoundHistory> history;     // by round, ascending
+  std::vector<SiteEvent> recent_events;  // newest last, at most kMaxRecentSiteEvents
   std::vector<PrivacyStatus> privacy;
   int64_t audit_records = 0;
   std::string audit_head;
@@ -116,8 +129,8 @@ class FederationStatusBoard {
   void UploadEnded();
   // `complete`: a whole update was committed (else a SecAgg message of the stage).
   void BytesReceived(const std::string& site, int64_t bytes, bool complete);
-  void SiteDropped(const std::string& site);
-  void SiteRefused(const std::string& site);
+  void SiteDropped(const std::string& site, const std::string& stage = "");
+  void SiteRefused(const std::string& site, const std::string& reason = "");
   // A training round's model was released.
   void RoundReleased(int64_t round, int64_t sites, int64_t bytes_received, absl::Time now);
   // The evaluation of `round`'s model (NaN: not reported).
@@ -127,6 +140,8 @@ class FederationStatusBoard {
   void AuditState(int64_t records, const std::string& head);
 
  private:
+  // Appends to recent_events, dropping the oldest beyond kMaxRecentSiteEvents.
+  void AddEvent(SiteEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Closes the open stage into the open round's stage_seconds.
   void CloseStage(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   RoundHistory* OpenRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
