@@ -91,6 +91,19 @@ json Privacy(const FederationStatus& status) {
   return privacy;
 }
 
+// Newest first.
+json Events(const FederationStatus& status) {
+  json events = json::array();
+  for (auto it = status.recent_events.rbegin(); it != status.recent_events.rend(); ++it) {
+    events.push_back({{"round", it->round},
+                      {"site", it->site},
+                      {"kind", it->kind},
+                      {"stage", it->stage},
+                      {"reason", it->reason}});
+  }
+  return events;
+}
+
 HttpResponse Asset(const char* content_type, const char* body) {
   HttpResponse response;
   response.content_type = content_type;
@@ -139,6 +152,7 @@ json DashboardStatusJson(const FederationStatus& status, const DashboardFacts& f
       {"history", History(status)},
       {"dropouts", status.dropouts},
       {"refusals", status.refusals},
+      {"events", Events(status)},
       {"privacy", Privacy(status)},
       {"audit", {{"records", status.audit_records}, {"head_hash", status.audit_head}}},
   };

@@ -49,8 +49,9 @@ DashboardFacts MakeDashboardFacts(const Certificate& ca, const Certificate& coor
 
 // The document /status.json serves: federation and CA, round and stage, every site with its
 // state, last seen and upload of the open round, the history of accuracy and loss, dropouts and
-// refusals, privacy spent against each budget, the audit log's head; times in UTC ISO 8601, NaN
-// and never-seen times as null.
+// refusals (counts, and the newest events first with a dropout's stage and a refusal's reason),
+// privacy spent against each budget, the audit log's head; times in UTC ISO 8601, NaN and
+// never-seen times as null.
 nlohmann::json DashboardStatusJson(const FederationStatus& status, const DashboardFacts& facts,
                                    absl::Time now);
 

@@ -377,7 +377,7 @@ Status RoundEngine::RecordDropouts(Phase phase) {
   for (const std::string& site : pending_) {
     RETURN_IF_ERROR(
         Record(SiteDropped(static_cast<int64_t>(plan_.round()), site, StageName(phase))));
-    if (options_.status) options_.status->SiteDropped(site);
+    if (options_.status) options_.status->SiteDropped(site, StageName(phase));
   }
   return absl::OkStatus();
 }

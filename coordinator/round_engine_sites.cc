@@ -314,7 +314,7 @@ Status RoundEngine::RespondToPlan(const std::string& site, const v1::PlanRespons
     reason = RecordText(reason, 2048);  // a whole character at the cut, always UTF-8
     RETURN_IF_ERROR(Record(SiteDeclined(round, site, reason)));
     spdlog::warn("round {}: site {} refused the plan: {}", round, site, reason);
-    if (options_.status) options_.status->SiteRefused(site);
+    if (options_.status) options_.status->SiteRefused(site, reason);
     pending_.erase(site);
     changed_.SignalAll();
   }

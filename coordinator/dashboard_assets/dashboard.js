@@ -269,15 +269,18 @@
   }
 
   function renderEvents(s) {
-    const sites = (s.sites || []).filter((site) => site.dropouts > 0 || site.refusals > 0);
+    const events = Array.isArray(s.events) ? s.events : [];
     setText('events-total', `${plural(s.dropouts || 0, 'dropout', 'dropouts')} and ` +
-        `${plural(s.refusals || 0, 'refused plan', 'refused plans')} since the coordinator started.`);
-    fillBody('events', sites.map((site) => (tr) => {
-      cell(tr, site.name);
-      cell(tr, site.dropouts, site.dropouts > 0 ? 'state-dropped' : '');
-      cell(tr, site.refusals, site.refusals > 0 ? 'state-refused' : '');
-      cell(tr, site.uploads);
-    }), 4, 'no site has dropped out or refused a plan');
+        `${plural(s.refusals || 0, 'refused plan', 'refused plans')} since the coordinator started` +
+        (events.length > 0 ? '; the newest first:' : '.'));
+    fillBody('events', events.map((e) => (tr) => {
+      const refused = e.kind === 'refused';
+      cell(tr, e.round);
+      cell(tr, e.site);
+      cell(tr, refused ? 'refused the plan' : 'dropped out', refused ? 'state-refused' : 'state-dropped');
+      cell(tr, e.stage);
+      cell(tr, refused ? e.reason : 'did not answer in time');
+    }), 5, 'no site has dropped out or refused a plan');
   }
 
   function renderGdpr(s) {

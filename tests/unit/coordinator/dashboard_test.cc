@@ -107,9 +107,43 @@ TEST(DashboardStatusTest, SaysWhatTheSnapshotHoldsWithTimesAndNaNsAsTheyRead) {
   EXPECT_EQ(DashboardStatusJson(ThreeSites(), facts, kNow)["study"]["retention_days"], 30);
 }
 
+TEST(DashboardStatusTest, ListsTheNewestDropoutsAndRefusalsFirstWithWhy) {
+  FederationStatusBoard board;
+  board.SiteJoined("berlin", "Charite", "DE", absl::InfiniteFuture(), kNow);
+  board.SiteJoined("milan", "Policlinico", "IT", absl::InfiniteFuture(), kNow);
+  board.PlanOpened(3, {"berlin", "milan"}, kNow);
+  board.StageBegan("consent", kNow);
+  board.SiteRefused("berlin", "privacy budget spent: 3.9 of 4");
+  board.StageBegan("train", kNow);
+  board.SiteDropped("milan", "train");
+
+  json doc = DashboardStatusJson(board.Snapshot(), DashboardFacts{}, kNow);
+  EXPECT_EQ(doc["dropouts"], 1);
+  EXPECT_EQ(doc["refusals"], 1);
+  ASSERT_EQ(doc["events"].size(), 2u);
+  EXPECT_EQ(doc["events"][0], (json{{"round", 3},
+                                    {"site", "milan"},
+                                    {"kind", "dropped"},
+                                    {"stage", "train"},
+                                    {"reason", ""}}));
+  EXPECT_EQ(doc["events"][1]["kind"], "refused");
+  EXPECT_EQ(doc["events"][1]["stage"], "consent");
+  EXPECT_EQ(doc["events"][1]["reason"], "privacy budget spent: 3.9 of 4");
+
+  // Only the newest are kept: a long-running federation's list does not grow without end.
+  for (int i = 0; i < 60; ++i) board.SiteRefused("berlin", "refusal " + std::to_string(i));
+  const FederationStatus status = board.Snapshot();
+  ASSERT_EQ(status.recent_events.size(), kMaxRecentSiteEvents);
+  EXPECT_EQ(status.recent_events.back().reason, "refusal 59");
+  EXPECT_EQ(status.refusals, 61);
+  doc = DashboardStatusJson(status, DashboardFacts{}, kNow);
+  EXPECT_EQ(doc["events"][0]["reason"], "refusal 59");
+}
+
 TEST(DashboardStatusTest, NoStringFromAPeerReadsAsMarkup) {
   FederationStatus status = ThreeSites();
   status.federation = kHostile;
+  status.recent_events.push_back({3, kHostile, "refused", "consent", kHostile});
   DashboardFacts facts;
   facts.study = {{"purpose", kHostile}};
   const std::string text = SafeJsonText(DashboardStatusJson(status, facts, kNow));
@@ -122,6 +156,7 @@ TEST(DashboardStatusTest, NoStringFromAPeerReadsAsMarkup) {
   EXPECT_EQ(back["federation"]["name"], kHostile);
   EXPECT_EQ(back["sites"][0]["name"], kHostile);
   EXPECT_EQ(back["study"]["purpose"], kHostile);
+  EXPECT_EQ(back["events"][0]["reason"], kHostile);
   // Bytes that are not UTF-8 are replaced, not a reason to fail the page.
   EXPECT_NO_THROW(json::parse(SafeJsonText(json{{"site", std::string("a\xff")}})));
 }
