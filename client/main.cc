@@ -11,6 +11,7 @@
 #include "client/site.h"
 #include "client/site_config.h"
 #include "client/site_metrics.h"
+#include "client/site_page.h"
 #include "client/train/data_parallel.h"
 #include "common/logging/logging.h"
 #include "common/net/rpc.h"
@@ -107,6 +108,10 @@ int main(int argc, char** argv) {
     hansa::SiteMetrics::Serve(*monitoring, std::make_shared<hansa::SiteMetrics>(
                                                config->name, config->state_dir, p.max_epsilon,
                                                p.delta, p.max_record_epsilon, p.record_delta));
+    // The site's own page for its staff (site_page.h): its report, live, on loopback only.
+    hansa::Status page = hansa::RegisterSitePage(
+        *monitoring, {config->state_dir, config->ca_certificate, config->certificate});
+    if (!page.ok()) spdlog::warn("site page: {}", page.message());
   }
   hansa::SiteSession* live = (*site)->session.get();
   signals.Start(
