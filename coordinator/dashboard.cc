@@ -114,13 +114,11 @@ HttpResponse Asset(const char* content_type, const char* body) {
 }  // namespace
 
 DashboardFacts MakeDashboardFacts(const Certificate& ca, const Certificate& coordinator,
-                                  const std::string& listen, const v1::StudyFacts& study) {
+                                  const std::string& listen) {
   DashboardFacts facts;
   facts.ca_fingerprint = ca.Sha256Fingerprint();
   facts.coordinator_name = coordinator.Subject().common_name;
   facts.listen = listen;
-  // A message with no field set serializes to nothing: the configuration states no fact.
-  if (study.ByteSizeLong() > 0) facts.study = StudyFactsJson(study);
   return facts;
 }
 
@@ -156,7 +154,8 @@ json DashboardStatusJson(const FederationStatus& status, const DashboardFacts& f
       {"privacy", Privacy(status)},
       {"audit", {{"records", status.audit_records}, {"head_hash", status.audit_head}}},
   };
-  if (facts.study.is_object() && !facts.study.empty()) document["study"] = facts.study;
+  // A message with no field set serializes to nothing: the configuration states no fact.
+  if (status.study.ByteSizeLong() > 0) document["study"] = StudyFactsJson(status.study);
   return document;
 }
 

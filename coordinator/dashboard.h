@@ -27,7 +27,6 @@
 #include "common/pki/certificate.h"
 #include "common/status/status.h"
 #include "coordinator/federation_status.h"
-#include "hansa/v1/hansa.pb.h"
 #include "nlohmann/json.hpp"
 
 namespace hansa {
@@ -37,21 +36,18 @@ struct DashboardFacts {
   std::string ca_fingerprint;    // SHA-256 of the federation CA certificate
   std::string coordinator_name;  // CN of the coordinator's certificate
   std::string listen;            // where sites connect
-  // The study's GDPR facts as common/plan/study_facts.h's StudyFactsJson gives them; null or
-  // empty when the configuration states none (the page then leaves the section out).
-  nlohmann::json study;
 };
 
-// The facts from the federation CA, the coordinator's own certificate, where sites connect and
-// the study's GDPR facts (left out when the configuration states none).
+// The facts from the federation CA, the coordinator's own certificate and where sites connect.
 DashboardFacts MakeDashboardFacts(const Certificate& ca, const Certificate& coordinator,
-                                  const std::string& listen, const v1::StudyFacts& study);
+                                  const std::string& listen);
 
 // The document /status.json serves: federation and CA, round and stage, every site with its
 // state, last seen and upload of the open round, the history of accuracy and loss, dropouts and
 // refusals (counts, and the newest events first with a dropout's stage and a refusal's reason),
-// privacy spent against each budget, the audit log's head; times in UTC ISO 8601, NaN and
-// never-seen times as null.
+// privacy spent against each budget, the audit log's head, and the study's GDPR facts as
+// StudyFactsJson gives them (common/plan/study_facts.h; left out when none is stated); times in UTC
+// ISO 8601, NaN and never-seen times as null.
 nlohmann::json DashboardStatusJson(const FederationStatus& status, const DashboardFacts& facts,
                                    absl::Time now);
 

@@ -148,8 +148,7 @@ int Run(const std::string& config_path, const std::string& state_dir) {
     monitoring = *std::move(started);
     ServeFederationMetrics(*monitoring, status_board, (*engine)->options().audit);
     RegisterDashboard(*monitoring, status_board, (*engine)->options().audit,
-                      MakeDashboardFacts(*ca, config->engine.audit->certificate(), config->listen,
-                                         config->engine.study));
+                      MakeDashboardFacts(*ca, config->engine.audit->certificate(), config->listen));
   }
   CoordinatorService service(engine->get());
   int port = 0;

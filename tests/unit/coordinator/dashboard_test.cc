@@ -103,8 +103,12 @@ TEST(DashboardStatusTest, SaysWhatTheSnapshotHoldsWithTimesAndNaNsAsTheyRead) {
   EXPECT_EQ(doc["audit"]["head_hash"], "ab12");
   EXPECT_FALSE(doc.contains("study"));
 
-  facts.study = {{"purpose", "Train a classifier"}, {"retention_days", 30}};
-  EXPECT_EQ(DashboardStatusJson(ThreeSites(), facts, kNow)["study"]["retention_days"], 30);
+  FederationStatus with_study = ThreeSites();
+  with_study.study.set_purpose("Train a classifier");
+  with_study.study.set_retention_days(30);
+  const json study = DashboardStatusJson(with_study, facts, kNow)["study"];
+  EXPECT_EQ(study["purpose"], "Train a classifier");
+  EXPECT_EQ(study["retention_days"], 30);
 }
 
 TEST(DashboardStatusTest, ListsTheNewestDropoutsAndRefusalsFirstWithWhy) {
@@ -144,9 +148,8 @@ TEST(DashboardStatusTest, NoStringFromAPeerReadsAsMarkup) {
   FederationStatus status = ThreeSites();
   status.federation = kHostile;
   status.recent_events.push_back({3, kHostile, "refused", "consent", kHostile});
-  DashboardFacts facts;
-  facts.study = {{"purpose", kHostile}};
-  const std::string text = SafeJsonText(DashboardStatusJson(status, facts, kNow));
+  status.study.set_purpose(kHostile);
+  const std::string text = SafeJsonText(DashboardStatusJson(status, DashboardFacts{}, kNow));
   EXPECT_THAT(text, Not(HasSubstr("<")));
   EXPECT_THAT(text, Not(HasSubstr(">")));
   EXPECT_THAT(text, Not(HasSubstr("&")));
