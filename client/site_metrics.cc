@@ -50,6 +50,16 @@ void SiteMetrics::ReadNewRecords() {
       const std::string type = fields.value("type", "unknown");
       bytes_by_type_[type] += fields.value("bytes", int64_t{0});
       ++messages_by_type_[type];
+      const auto values = fields.find("values");
+      if (type == "upload" && values != fields.end() && values->is_object()) {
+        const int64_t examples = values->value("num_examples", int64_t{0});
+        const double seconds = values->value("train_seconds", 0.0);
+        if (examples > 0 && seconds > 0) {
+          trained_examples_ += examples;
+          training_seconds_ += seconds;
+          last_examples_per_second_ = static_cast<double>(examples) / seconds;
+        }
+      }
     } else if (event == "plan_accepted") {
       ++accepted_;
     } else if (event == "plan_refused") {
@@ -101,6 +111,26 @@ std::string SiteMetrics::Text() {
         .Register(registry)
         .Add(site)
         .Increment(static_cast<double>(contributions_));
+    BuildCounter()
+        .Name("hansa_site_trained_examples_total")
+        .Help("Examples trained on for the updates sent in the clear")
+        .Register(registry)
+        .Add(site)
+        .Increment(static_cast<double>(trained_examples_));
+    BuildCounter()
+        .Name("hansa_site_training_seconds_total")
+        .Help("Seconds of local training for the updates sent in the clear")
+        .Register(registry)
+        .Add(site)
+        .Increment(training_seconds_);
+    if (last_examples_per_second_ >= 0) {
+      BuildGauge()
+          .Name("hansa_site_training_throughput_examples_per_second")
+          .Help("Examples per second of the last local training whose figures were sent")
+          .Register(registry)
+          .Add(site)
+          .Set(last_examples_per_second_);
+    }
     BuildCounter()
         .Name("hansa_site_egress_records_total")
         .Help("Records in this site's egress ledger")

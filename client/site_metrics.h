@@ -1,9 +1,10 @@
 // The site's Prometheus metrics at /metrics of its monitoring server ([monitoring] listen in
 // site.toml): what left the site (bytes and messages by type), plans accepted and refused by
-// reason, and its local privacy budget left. All of it is read from the site's own records, the
-// egress ledger and the privacy ledgers in its state folder, so the session needs no hooks and
-// the figures are exactly what the ledger holds: the ledger's new lines are read at each scrape
-// (only those appended since the last one).
+// reason, training throughput (from the figures a plaintext upload carries in the clear; a
+// masked upload carries none), and its local privacy budget left. All of it is read from the site's
+// own records, the egress ledger and the privacy ledgers in its state folder, so the session needs
+// no hooks and the figures are exactly what the ledger holds: the ledger's new lines are read at
+// each scrape (only those appended since the last one).
 //
 // Threading: SiteMetrics is thread-safe (one mutex around the tally; scrapes are serialised).
 #pragma once
@@ -50,6 +51,10 @@ class SiteMetrics {
   int64_t accepted_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t contributions_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t records_ ABSL_GUARDED_BY(mu_) = 0;
+  // From the figures a plaintext upload carries in the clear (a masked one carries none).
+  int64_t trained_examples_ ABSL_GUARDED_BY(mu_) = 0;
+  double training_seconds_ ABSL_GUARDED_BY(mu_) = 0;
+  double last_examples_per_second_ ABSL_GUARDED_BY(mu_) = -1;  // -1: none yet
 };
 
 }  // namespace hansa

@@ -136,6 +136,9 @@ TEST(MonitoringTest, ScrapesShowThreeSitesConnectedAndTheRoundCounterRising) {
       << site;
   EXPECT_GT(Sample(site, "hansa_site_sent_bytes_total{site=\"alpha\",type=\"upload\"}"), 3 * 600000)
       << site;
+  EXPECT_EQ(Sample(site, "hansa_site_trained_examples_total{site=\"alpha\"}"), 3 * 600) << site;
+  EXPECT_GT(Sample(site, "hansa_site_training_throughput_examples_per_second{site=\"alpha\"}"), 0)
+      << site;
   running[0]->Signal(SIGTERM);
   EXPECT_EQ(running[0]->Wait(60).value_or(-1), 0) << running[0]->Log();
 }
