@@ -5,7 +5,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build demo test bench clean format check-asan check-tsan fuzz \
+.PHONY: all deps configure build demo test bench clean format check-asan check-tsan fuzz prometheus-check \
         check-exhaustive check-chaos check-disk-faults soak package check-package
 EXHAUSTIVE_SITES ?= 5
 FUZZ_SECONDS ?= 60
@@ -61,6 +61,11 @@ check-disk-faults: build
 # memory, descriptors and threads must stay flat (scripts/soak.sh; results in soak-results/).
 soak: build
 	@scripts/soak.sh $(BUILD_DIR)
+
+# A 3-site federation scraped every second by Debian's Prometheus server (installed on demand):
+# PASS when Prometheus shows three sites connected and a rising round counter.
+prometheus-check: build
+	@scripts/prometheus-check.sh $(BUILD_DIR)
 
 # Every libFuzzer target of fuzz/ for FUZZ_SECONDS over its corpus (clang, build-fuzz), or until
 # FUZZ_RUNS executions when given; FUZZ_TARGETS picks targets (scripts/fuzz.sh).
