@@ -394,9 +394,12 @@ Status RoundEngine::SpendPrivacy() {
     event.fields["attempt"] = attempt;
     RETURN_IF_ERROR(Record(event));
     if (options_.status) {
-      options_.status->PrivacySpent(
-          event.fields["guarantee"].get<std::string>(), event.fields["epsilon"].get<double>(),
-          options_.privacy.budget.epsilon, event.fields["delta"].get<double>());
+      // Each guarantee against its own budget: record-level DP-SGD has one of its own.
+      const std::string guarantee = event.fields["guarantee"].get<std::string>();
+      const double budget = guarantee == "record-level" ? options_.record_privacy.budget.epsilon
+                                                        : options_.privacy.budget.epsilon;
+      options_.status->PrivacySpent(guarantee, event.fields["epsilon"].get<double>(), budget,
+                                    event.fields["delta"].get<double>());
     }
     spdlog::info("round {}: {} privacy spent so far: epsilon {:.4g} at delta {:g}", round,
                  event.fields["guarantee"].get<std::string>(),

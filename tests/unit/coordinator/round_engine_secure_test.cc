@@ -17,6 +17,7 @@
 #include "common/plan/plan_readers.h"
 #include "common/secagg/client.h"
 #include "common/tensor/safetensors.h"
+#include "coordinator/federation_status.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/spill_file.h"
 #include "proto/plan_digest.h"
@@ -465,6 +466,43 @@ TEST(RoundEnginePrivacyTest, EveryAggregateIsBookedAlsoWhenItsRoundRunsAgain) {
   auto ledger = PrivacyLedger::Open(o.state_dir + "/privacy.json", o.privacy.budget);
   ASSERT_TRUE(ledger.ok()) << ledger.status();
   EXPECT_EQ(ledger->num_rounds(), 2u);
+}
+
+// What the operator watches: each guarantee's epsilon against its own budget (the record-level
+// one has a budget of its own, not the client-level one).
+TEST(RoundEnginePrivacyTest, TheStatusBoardShowsEachGuaranteeAgainstItsOwnBudget) {
+  EngineOptions o = testing::EngineTestOptions("privacy_status");
+  o.upload_timeout = absl::Seconds(30);
+  o.privacy.enabled = true;
+  o.privacy.mechanism = kCentralGaussian;
+  o.privacy.clip_norm = 1.0;
+  o.privacy.noise_multiplier = 1.0;
+  o.privacy.budget = {1000.0, 1e-5};
+  o.record_privacy.enabled = true;
+  o.record_privacy.noise_multiplier = 1.0;
+  o.record_privacy.sampling_rate = 0.01;
+  o.record_privacy.steps = 10;
+  o.record_privacy.budget = {40.0, 1e-5};
+  o.training.set_epochs(1);
+  o.clock = testing::StoppedClock();  // no deadline passes: every site answers
+  o.status = std::make_shared<FederationStatusBoard>();
+  auto engine = RoundEngine::Create(o, InitialModel());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> sites;
+  for (const char* name : {"a", "b"})
+    sites.emplace_back(RunPlainSite, engine->get(), name, 0.01f, &stop);
+  Status run = (*engine)->Run();
+  stop = true;
+  (*engine)->Shutdown();
+  for (auto& t : sites) t.join();
+  ASSERT_TRUE(run.ok()) << run;
+  std::map<std::string, PrivacyStatus> by_guarantee;
+  for (const PrivacyStatus& p : o.status->Snapshot().privacy) by_guarantee[p.guarantee] = p;
+  ASSERT_EQ(by_guarantee.size(), 2u);
+  EXPECT_EQ(by_guarantee["client-level"].epsilon_budget, 1000.0);
+  EXPECT_EQ(by_guarantee["record-level"].epsilon_budget, 40.0);
+  EXPECT_GT(by_guarantee["record-level"].epsilon_spent, 0.0);
 }
 
 // Spill files of two uploads never collide, whatever names they are given.
