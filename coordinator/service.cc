@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/net/rpc.h"
+#include "common/pki/ca_registry.h"
 #include "common/pki/certificate.h"
 #include "common/sync/tsan_annotations.h"
 #include "spdlog/spdlog.h"
@@ -391,6 +392,21 @@ StatusOr<CoordinatorService::Caller> CoordinatorService::Identify(
       return absl::PermissionDeniedError(
           absl::StrCat("the coordinator refused this site: ", revoked.message()));
     }
+  }
+  // An operator's certificate (OU=operator) opens the dashboard; it never takes part in a
+  // round, even under a name that [sites] allowed lists.
+  if (cert.OrganizationalUnit() == kOperatorUnit) {
+    Status operator_only = absl::PermissionDeniedError(absl::StrCat(
+        "certificate of '", cert.Subject().common_name,
+        "' is an operator's (OU=operator): it opens the coordinator's dashboard and takes part in "
+        "no round; a site needs a site certificate (hansa ca sign --role site)"));
+    if (policy_) {
+      policy_->Refused(std::string_view(pem[0].data(), pem[0].size()), operator_only, absl::Now(),
+                       "call");
+    } else {
+      spdlog::warn("refused a client: {}", std::string(operator_only.message()));
+    }
+    return operator_only;
   }
   SubjectName subject = cert.Subject();
   SiteIdentity site;

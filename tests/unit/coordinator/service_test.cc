@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "common/net/rpc.h"
 #include "common/net/tls.h"
+#include "common/pki/ca_registry.h"
 #include "common/pki/startup_kit.h"
 #include "engine_test_setup.h"
 
@@ -219,6 +220,57 @@ TEST_F(ServiceTest, ACancelledPollLeavesTheList) {
     ASSERT_TRUE(polls_[i].status.ok()) << polls_[i].status.error_message();
     EXPECT_EQ(polls_[i].task.kind(), v1::Task::WAIT);
   }
+}
+
+// An operator's certificate (OU=operator, for the dashboard) joins no round, even under a name
+// that [sites] allowed lists: the service refuses its calls and says why.
+TEST(ServiceOperatorTest, AnOperatorCertificateCannotJoinAsASite) {
+  ProvisionRequest request;
+  request.federation = "test";
+  request.coordinator = {"coordinator", "DE", "coordinator"};
+  request.sites.push_back({"alpha", "DE", "alpha"});
+  StatusOr<StartupKits> kits = IssueStartupKits(request);
+  ASSERT_TRUE(kits.ok()) << kits.status();
+  const std::string ca = kits->ca.certificate().ToPem();
+  CertificateRequest as_operator;
+  as_operator.subject = {"alpha", "alpha", "DE"};
+  as_operator.organizational_unit = kOperatorUnit;
+  as_operator.client_auth = true;
+  StatusOr<PrivateKey> key = PrivateKey::Generate();
+  ASSERT_TRUE(key.ok());
+  StatusOr<Certificate> cert = kits->ca.Issue(as_operator, key->GetPublicKey());
+  ASSERT_TRUE(cert.ok()) << cert.status();
+
+  EngineOptions options = EngineTestOptions("service_operator");
+  options.allowed_sites = {"alpha"};
+  options.min_sites = 1;
+  auto engine = RoundEngine::Create(options, OnesModel(8, 4));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  CoordinatorService service(engine->get());
+  int port = 0;
+  const StartupKit& coordinator = kits->kits[0];
+  auto server = StartServer("127.0.0.1:0",
+                            TlsFiles{coordinator.certificate.ToPem(), *coordinator.key.ToPem(), ca},
+                            &service, (*engine)->max_chunk_bytes(), &port);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto join = [&](const Certificate& c, const PrivateKey& k) {
+    auto credentials = MakeClientCredentials(TlsFiles{c.ToPem(), *k.ToPem(), ca});
+    EXPECT_TRUE(credentials.ok()) << credentials.status();
+    auto stub = v1::Coordinator::NewStub(grpc::CreateCustomChannel(
+        absl::StrCat("127.0.0.1:", port), *credentials, SiteChannelArguments(1 << 20)));
+    auto ctx = ContextWithDeadline(30);
+    v1::JoinReply reply;
+    return stub->Join(ctx.get(), v1::JoinRequest(), &reply);
+  };
+  const grpc::Status refused = join(*cert, *key);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(refused.error_message().find("is an operator's (OU=operator)"), std::string::npos)
+      << refused.error_message();
+  // The site's own certificate under the same name joins.
+  const grpc::Status joined = join(kits->kits[1].certificate, kits->kits[1].key);
+  EXPECT_TRUE(joined.ok()) << joined.error_message();
+  (*engine)->Shutdown();
+  (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
 
 }  // namespace
