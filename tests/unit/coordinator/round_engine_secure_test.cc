@@ -428,34 +428,46 @@ void RunPlainSite(RoundEngine* engine, const std::string& name, float delta,
   }
 }
 
-// Every aggregate that exists is a release and is booked, once per attempt: here a round's
-// aggregate is computed, its checkpoint cannot be written and the coordinator stops; restarted,
-// it runs the round again (attempt 2, new contributions) and books that aggregate too. Before,
-// the ledger was keyed by round, so the second release of round 1 went unbooked.
-TEST(RoundEnginePrivacyTest, EveryAggregateIsBookedAlsoWhenItsRoundRunsAgain) {
-  EngineOptions o = testing::EngineTestOptions("privacy_rerun");
+// An engine with the central Gaussian at a budget of 1000, on a stopped clock: no deadline
+// passes, so every site answers.
+EngineOptions CentralGaussianOptions(const std::string& name) {
+  EngineOptions o = testing::EngineTestOptions(name);
   o.upload_timeout = absl::Seconds(30);
   o.privacy.enabled = true;
   o.privacy.mechanism = kCentralGaussian;
   o.privacy.clip_norm = 1.0;
   o.privacy.noise_multiplier = 1.0;
   o.privacy.budget = {1000.0, 1e-5};
-  o.clock = testing::StoppedClock();  // no deadline passes: every site answers
+  o.clock = testing::StoppedClock();
+  return o;
+}
+
+// Runs `engine` with plaintext sites "a" and "b" (each uploading `delta`) until it returns;
+// then shuts it down, so that sites waiting on a stopped clock hear WAIT and stop.
+Status RunWithTwoPlainSites(RoundEngine* engine) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> sites;
+  for (const char* name : {"a", "b"}) sites.emplace_back(RunPlainSite, engine, name, 0.01f, &stop);
+  Status run = engine->Run();
+  stop = true;
+  engine->Shutdown();
+  for (auto& t : sites) t.join();
+  return run;
+}
+
+// Every aggregate that exists is a release and is booked, once per attempt: here a round's
+// aggregate is computed, its checkpoint cannot be written and the coordinator stops; restarted,
+// it runs the round again (attempt 2, new contributions) and books that aggregate too. Before,
+// the ledger was keyed by round, so the second release of round 1 went unbooked.
+TEST(RoundEnginePrivacyTest, EveryAggregateIsBookedAlsoWhenItsRoundRunsAgain) {
+  EngineOptions o = CentralGaussianOptions("privacy_rerun");
   // A folder where round 1's checkpoint goes: writing it fails after the aggregate exists.
   const std::string blocker = o.state_dir + "/checkpoints/round-0001.safetensors";
   for (bool blocked : {true, false}) {
     if (blocked) std::filesystem::create_directories(blocker + "/x");
     auto engine = RoundEngine::Create(o, InitialModel());
     ASSERT_TRUE(engine.ok()) << engine.status();
-    std::atomic<bool> stop{false};
-    std::vector<std::thread> sites;
-    for (const char* name : {"a", "b"}) {
-      sites.emplace_back(RunPlainSite, engine->get(), name, 0.01f, &stop);
-    }
-    Status run = (*engine)->Run();
-    stop = true;
-    (*engine)->Shutdown();  // sites waiting on the stopped clock hear WAIT and see `stop`
-    for (auto& t : sites) t.join();
+    Status run = RunWithTwoPlainSites(engine->get());
     if (blocked) {
       EXPECT_FALSE(run.ok());
       std::filesystem::remove_all(blocker);
@@ -471,31 +483,17 @@ TEST(RoundEnginePrivacyTest, EveryAggregateIsBookedAlsoWhenItsRoundRunsAgain) {
 // What the operator watches: each guarantee's epsilon against its own budget (the record-level
 // one has a budget of its own, not the client-level one).
 TEST(RoundEnginePrivacyTest, TheStatusBoardShowsEachGuaranteeAgainstItsOwnBudget) {
-  EngineOptions o = testing::EngineTestOptions("privacy_status");
-  o.upload_timeout = absl::Seconds(30);
-  o.privacy.enabled = true;
-  o.privacy.mechanism = kCentralGaussian;
-  o.privacy.clip_norm = 1.0;
-  o.privacy.noise_multiplier = 1.0;
-  o.privacy.budget = {1000.0, 1e-5};
+  EngineOptions o = CentralGaussianOptions("privacy_status");
   o.record_privacy.enabled = true;
   o.record_privacy.noise_multiplier = 1.0;
   o.record_privacy.sampling_rate = 0.01;
   o.record_privacy.steps = 10;
   o.record_privacy.budget = {40.0, 1e-5};
   o.training.set_epochs(1);
-  o.clock = testing::StoppedClock();  // no deadline passes: every site answers
   o.status = std::make_shared<FederationStatusBoard>();
   auto engine = RoundEngine::Create(o, InitialModel());
   ASSERT_TRUE(engine.ok()) << engine.status();
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> sites;
-  for (const char* name : {"a", "b"})
-    sites.emplace_back(RunPlainSite, engine->get(), name, 0.01f, &stop);
-  Status run = (*engine)->Run();
-  stop = true;
-  (*engine)->Shutdown();
-  for (auto& t : sites) t.join();
+  Status run = RunWithTwoPlainSites(engine->get());
   ASSERT_TRUE(run.ok()) << run;
   std::map<std::string, PrivacyStatus> by_guarantee;
   for (const PrivacyStatus& p : o.status->Snapshot().privacy) by_guarantee[p.guarantee] = p;
