@@ -13,7 +13,6 @@
 namespace hansa {
 namespace {
 
-using pki_internal::BignumPtr;
 using pki_internal::BioContents;
 using pki_internal::BioPtr;
 using pki_internal::MemoryBio;
@@ -131,13 +130,7 @@ absl::Time Certificate::NotBefore() const { return ToAbslTime(X509_get0_notBefor
 absl::Time Certificate::NotAfter() const { return ToAbslTime(X509_get0_notAfter(x509_.get())); }
 
 std::string Certificate::SerialHex() const {
-  BignumPtr bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(x509_.get()), nullptr));
-  HANSA_CHECK(bn != nullptr);
-  char* hex = BN_bn2hex(bn.get());
-  std::string out(hex);
-  OPENSSL_free(hex);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
+  return pki_internal::SerialToHex(X509_get0_serialNumber(x509_.get()));
 }
 
 std::vector<std::string> Certificate::SubjectAltNames() const {

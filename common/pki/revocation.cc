@@ -64,16 +64,6 @@ bool IsHex(std::string_view s) {
   });
 }
 
-std::string SerialToHex(const ASN1_INTEGER* serial) {
-  BignumPtr bn(ASN1_INTEGER_to_BN(serial, nullptr));
-  HANSA_CHECK(bn != nullptr);
-  char* hex = BN_bn2hex(bn.get());
-  std::string out(hex);
-  OPENSSL_free(hex);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 StatusOr<absl::Time> ReadTime(const ASN1_TIME* t, const char* what) {
   struct tm tm {};
   if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) {
@@ -229,7 +219,7 @@ StatusOr<RevocationList> RevocationList::FromPem(std::string_view pem, const Cer
   for (int i = 0; i < count; ++i) {
     const X509_REVOKED* r = sk_X509_REVOKED_value(revoked, i);
     RevokedEntry entry;
-    entry.serial_hex = SerialToHex(X509_REVOKED_get0_serialNumber(r));
+    entry.serial_hex = pki_internal::SerialToHex(X509_REVOKED_get0_serialNumber(r));
     ASSIGN_OR_RETURN(entry.revoked_at,
                      ReadTime(X509_REVOKED_get0_revocationDate(r), "revocation date"));
     auto* reason = static_cast<ASN1_ENUMERATED*>(

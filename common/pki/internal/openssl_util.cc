@@ -1,5 +1,6 @@
 #include "common/pki/internal/openssl_util.h"
 
+#include <cctype>
 #include <climits>
 
 #include "common/status/check.h"
@@ -28,6 +29,16 @@ std::string BioContents(BIO* bio) {
   long size = BIO_get_mem_data(bio, &data);
   if (size <= 0 || data == nullptr) return std::string();
   return std::string(data, static_cast<size_t>(size));
+}
+
+std::string SerialToHex(const ASN1_INTEGER* serial) {
+  BignumPtr bn(ASN1_INTEGER_to_BN(serial, nullptr));
+  HANSA_CHECK(bn != nullptr);
+  char* hex = BN_bn2hex(bn.get());
+  std::string out(hex);
+  OPENSSL_free(hex);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
 }
 
 }  // namespace hansa::pki_internal

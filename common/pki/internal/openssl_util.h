@@ -47,4 +47,8 @@ BioPtr MemoryBio(std::string_view data);
 // The bytes written so far into a memory BIO.
 std::string BioContents(BIO* bio);
 
+// A serial number as lower-case hex without leading zeros: how certificates and revocation
+// entries name it (Certificate::SerialHex, RevokedEntry::serial_hex).
+std::string SerialToHex(const ASN1_INTEGER* serial);
+
 }  // namespace hansa::pki_internal
