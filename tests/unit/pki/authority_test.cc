@@ -9,6 +9,7 @@
 #include "common/fileio/fileio.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/key_types.h"
 
 namespace hansa {
 namespace {
@@ -55,11 +56,7 @@ TEST_P(AuthorityTest, IssuedCertificateVerifiesAgainstItsCa) {
   EXPECT_TRUE(st.ok()) << st;
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, AuthorityTest,
-                         ::testing::Values(KeyType::kEd25519, KeyType::kEcdsaP256),
-                         [](const auto& info) {
-                           return info.param == KeyType::kEd25519 ? "Ed25519" : "EcdsaP256";
-                         });
+INSTANTIATE_TEST_SUITE_P(Types, AuthorityTest, testing::AllKeyTypes(), testing::KeyTypeTestName);
 
 TEST(AuthorityTest, CaCertificateHasCaExtensionsAndName) {
   CertificateAuthority ca = MakeCa();

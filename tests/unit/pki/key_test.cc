@@ -8,6 +8,7 @@
 #include "common/fileio/fileio.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/key_types.h"
 
 namespace hansa {
 namespace {
@@ -66,10 +67,7 @@ TEST_P(KeyTest, KeyFileIsWrittenWithMode0600) {
   EXPECT_EQ(back->GetPublicKey().ToPem(), key->GetPublicKey().ToPem());
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, KeyTest, ::testing::Values(KeyType::kEd25519, KeyType::kEcdsaP256),
-                         [](const auto& info) {
-                           return info.param == KeyType::kEd25519 ? "Ed25519" : "EcdsaP256";
-                         });
+INSTANTIATE_TEST_SUITE_P(Types, KeyTest, testing::AllKeyTypes(), testing::KeyTypeTestName);
 
 // Found by pki_fuzz: a P-256 PKCS#8 key whose embedded public point had one bit flipped loaded
 // fine and signed what its own public half (and so its certificate) never verifies.

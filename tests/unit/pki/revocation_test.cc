@@ -12,6 +12,7 @@
 #include "common/fileio/fileio.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/key_types.h"
 
 namespace hansa {
 namespace {
@@ -146,11 +147,8 @@ TEST_P(RevocationListTest, OpensslCommandLineVerifiesTheList) {
   EXPECT_THAT(*refused, Not(HasSubstr("verify OK")));
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, RevocationListTest,
-                         ::testing::Values(KeyType::kEd25519, KeyType::kEcdsaP256),
-                         [](const auto& info) {
-                           return info.param == KeyType::kEd25519 ? "Ed25519" : "EcdsaP256";
-                         });
+INSTANTIATE_TEST_SUITE_P(Types, RevocationListTest, testing::AllKeyTypes(),
+                         testing::KeyTypeTestName);
 
 TEST(RevocationListTest, FindWorksForSeveralEntries) {
   CertificateAuthority ca = MakeCa();

@@ -12,6 +12,7 @@
 #include "common/pki/authority.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/key_types.h"
 
 namespace hansa {
 namespace {
@@ -104,11 +105,8 @@ TEST_P(SigningRequestTest, PemRoundTripKeepsSubjectKeyAndRequestedNames) {
   EXPECT_EQ(back->ToPem(), csr->ToPem());
 }
 
-INSTANTIATE_TEST_SUITE_P(KeyTypes, SigningRequestTest,
-                         ::testing::Values(KeyType::kEd25519, KeyType::kEcdsaP256),
-                         [](const ::testing::TestParamInfo<KeyType>& info) {
-                           return info.param == KeyType::kEd25519 ? "Ed25519" : "EcdsaP256";
-                         });
+INSTANTIATE_TEST_SUITE_P(KeyTypes, SigningRequestTest, testing::AllKeyTypes(),
+                         testing::KeyTypeTestName);
 
 TEST(SigningRequestTest, ASiteRequestAsksForNoNames) {
   auto key = PrivateKey::Generate();

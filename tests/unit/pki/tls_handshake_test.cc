@@ -7,6 +7,7 @@
 
 #include "common/pki/authority.h"
 #include "gtest/gtest.h"
+#include "tests/support/key_types.h"
 #include "tests/support/tls_peers.h"
 
 namespace hansa {
@@ -117,11 +118,7 @@ TEST_P(TlsHandshakeTest, ClientOfAnotherCaIsRefused) {
   EXPECT_NE(SSL_get_verify_result(server.get()), X509_V_OK);
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, TlsHandshakeTest,
-                         ::testing::Values(KeyType::kEd25519, KeyType::kEcdsaP256),
-                         [](const auto& info) {
-                           return info.param == KeyType::kEd25519 ? "Ed25519" : "EcdsaP256";
-                         });
+INSTANTIATE_TEST_SUITE_P(Types, TlsHandshakeTest, testing::AllKeyTypes(), testing::KeyTypeTestName);
 
 }  // namespace
 }  // namespace hansa
