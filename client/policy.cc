@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/audit/events.h"
+#include "common/audit/record_text.h"
 #include "common/logging/logging.h"
 #include "common/model/models.h"
 #include "common/model/task.h"
@@ -18,6 +19,15 @@
 namespace hansa {
 
 Status CheckPlan(const SitePolicy& policy, const v1::RoundPlan& plan, bool sends_update) {
+  if (!policy.study.empty() && plan.study().id() != policy.study) {
+    const std::string& id = plan.study().id();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "round ", plan.round(),
+        id.empty() ? " names no study"
+                   : absl::StrCat(" belongs to study '", RecordText(id, kMaxStudyIdBytes), "'"),
+        ", but this site's policy takes part only in study '", policy.study,
+        "' (policy.study); refused"));
+  }
   if (policy.require_legal_basis) {
     if (std::string missing = MissingStudyFacts(plan.study()); !missing.empty()) {
       return absl::InvalidArgumentError(

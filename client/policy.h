@@ -45,6 +45,9 @@ struct SitePolicy {
   // purpose text, PurposeSha256) this site takes part for; a plan of any other purpose, or of
   // none, is refused. Empty: any purpose.
   std::string purpose_sha256;
+  // The one study this site takes part in (coordinator.toml federation.study, the plans'
+  // study id); a plan of any other study, or of none, is refused. Empty: any study.
+  std::string study;
   int min_cohort = 3;  // refuse rounds with fewer sites than this
   // Floors under the coordinator's SecAgg+ parameters (CheckSecAggPolicy): a plan giving each
   // site fewer than min_secagg_degree neighbours (k) or a threshold t below

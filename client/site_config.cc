@@ -7,6 +7,7 @@
 #include "client/link/proxy_url.h"
 #include "common/config/config.h"
 #include "common/model/task.h"
+#include "common/plan/study_facts.h"
 
 namespace hansa {
 
@@ -29,6 +30,7 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
   c.policy.require_secure_aggregation = cfg.Bool("policy.require_secure_aggregation", true);
   c.policy.require_legal_basis = cfg.Bool("policy.require_legal_basis", false);
   c.policy.purpose_sha256 = absl::AsciiStrToLower(cfg.String("policy.purpose_sha256", ""));
+  c.policy.study = cfg.String("policy.study", "");
   c.policy.min_cohort = static_cast<int>(cfg.Int("policy.min_cohort", 3, 1, 100000));
   c.policy.min_secagg_degree =
       static_cast<int>(cfg.Int("policy.min_secagg_degree", c.policy.min_secagg_degree, 2, 1 << 20));
@@ -118,6 +120,9 @@ StatusOr<SiteConfig> LoadSiteConfig(const std::string& path) {
                        "', which is neither a built-in model nor \"sha256:<64 hex digits>\" of a "
                        "TorchScript file (hansa model inspect prints it)"));
     }
+  }
+  if (cfg.Has("policy.study")) {
+    RETURN_IF_ERROR(Annotate(CheckStudyId("policy.study", c.policy.study), path));
   }
   if (const std::string& pin = c.policy.purpose_sha256;
       !pin.empty() &&

@@ -28,6 +28,14 @@ bool IsTransient(const Status& s) {
          absl::IsInternal(s) || absl::IsResourceExhausted(s);
 }
 
+// The study a long-lived site finished or joins, for its log; empty where the plans named none.
+std::string StudyDone(const std::string& id) {
+  return id.empty() ? "" : absl::StrCat("study '", RecordText(id, kMaxStudyIdBytes), "' done; ");
+}
+std::string StudyJoined(const std::string& id) {
+  return id.empty() ? "" : absl::StrCat(" in study '", RecordText(id, kMaxStudyIdBytes), "'");
+}
+
 }  // namespace
 
 SiteSession::SiteSession(SiteSessionOptions options, SiteLink* link, LocalTrainer* trainer)
@@ -182,7 +190,8 @@ Status SiteSession::Run() {
         }
         // The finished coordinator answers DONE until it goes: one line, then quiet polls.
         if (!study_done_) {
-          spdlog::info("coordinator: {}; waiting for the federation's next study", task->message());
+          spdlog::info("coordinator: {}; {}waiting for the federation's next study",
+                       task->message(), StudyDone(study_id_));
           study_done_ = true;
         }
         RETURN_IF_ERROR(Pause(options_.study_poll));
@@ -190,7 +199,11 @@ Status SiteSession::Run() {
       }
       if (study_done_ && task->has_plan()) {
         study_done_ = false;
-        spdlog::info("a new study offers round {}: taking part", task->plan().round());
+        spdlog::info("a new study offers round {}: taking part{}", task->plan().round(),
+                     StudyJoined(task->plan().study().id()));
+      }
+      if (task->has_plan() && task->plan().study().id() != study_id_) {
+        study_id_ = task->plan().study().id();
       }
       TakeNewPolicy(*task);
       st = Handle(*task);

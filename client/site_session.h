@@ -165,6 +165,8 @@ class SiteSession {
   std::atomic<bool> stop_{false};
   // Set from the study's DONE until a task of the next study's arrives (wait_for_next_study).
   bool study_done_ = false;
+  // The study id of the last plan this run saw (for the log of a long-lived site).
+  std::string study_id_;
   absl::Mutex policy_mu_;
   std::optional<SitePolicy> new_policy_ ABSL_GUARDED_BY(policy_mu_);
 };

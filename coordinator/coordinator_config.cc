@@ -178,9 +178,11 @@ Status ReadModelAndTask(const std::string& path, const std::string& script, cons
   return absl::OkStatus();
 }
 
-// [federation] purpose, legal_basis, controllers, retention_days, dpia_reference: the study's
-// GDPR facts, each optional (StudyFactsWarning says what a study without them lacks).
+// [federation] study, purpose, legal_basis, controllers, retention_days, dpia_reference: the
+// study's identifier and GDPR facts, each optional (StudyFactsWarning says what a study without
+// them lacks).
 void ReadStudyFacts(ConfigReader& cfg, v1::StudyFacts* s) {
+  s->set_id(cfg.String("federation.study", ""));
   s->set_purpose(cfg.String("federation.purpose", ""));
   s->set_legal_basis(cfg.String("federation.legal_basis", ""));
   for (std::string& c : cfg.StringList("federation.controllers", {})) {
@@ -214,6 +216,9 @@ Status CheckFactText(const std::string& path, const char* key, const std::string
 }
 
 Status CheckStudyFacts(const std::string& path, const ConfigReader& cfg, const v1::StudyFacts& s) {
+  if (cfg.Has("federation.study")) {
+    RETURN_IF_ERROR(Annotate(CheckStudyId("federation.study", s.id()), path));
+  }
   RETURN_IF_ERROR(CheckFactText(path, "federation.purpose", s.purpose(), kMaxPurposeBytes,
                                 cfg.Has("federation.purpose"), /*multiline=*/true));
   RETURN_IF_ERROR(CheckFactText(path, "federation.legal_basis", s.legal_basis(),
@@ -241,13 +246,21 @@ Status CheckStudyFacts(const std::string& path, const ConfigReader& cfg, const v
 }  // namespace
 
 std::string StudyFactsWarning(const CoordinatorConfig& config) {
-  const std::string missing = MissingStudyFacts(config.engine.study);
-  if (missing.empty()) return "";
-  return absl::StrCat(
-      "coordinator.toml [federation] states no ", missing,
-      " of the study: sites see none in the plans, and sites whose policy sets "
-      "require_legal_basis refuse them. Set federation.purpose and federation.legal_basis "
-      "(e.g. \"Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR\")");
+  std::string warning;
+  if (const std::string missing = MissingStudyFacts(config.engine.study); !missing.empty()) {
+    warning = absl::StrCat(
+        "coordinator.toml [federation] states no ", missing,
+        " of the study: sites see none in the plans, and sites whose policy sets "
+        "require_legal_basis refuse them. Set federation.purpose and federation.legal_basis "
+        "(e.g. \"Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR\")");
+  }
+  if (config.engine.study.id().empty()) {
+    absl::StrAppend(&warning, warning.empty() ? "" : ". ",
+                    "coordinator.toml [federation] names no study: its plans carry no study "
+                    "identifier, and sites whose policy pins one (policy.study) refuse them. Set "
+                    "federation.study (e.g. \"fmnist-2027-01\")");
+  }
+  return warning;
 }
 
 StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path) {

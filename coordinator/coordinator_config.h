@@ -29,10 +29,10 @@ struct CoordinatorConfig {
 // Reads and validates the file; unknown keys and bad values are errors naming the key.
 StatusOr<CoordinatorConfig> LoadCoordinatorConfig(const std::string& path);
 
-// The study's GDPR facts ([federation] purpose, legal_basis, controllers, retention_days,
-// dpia_reference) are each optional, but a study should state why and on what legal basis it
-// processes personal data: "" when the config states a purpose and a legal basis, else the
-// warning the coordinator logs at start.
+// The study's identifier and GDPR facts ([federation] study, purpose, legal_basis, controllers,
+// retention_days, dpia_reference) are each optional, but a study should be named and state why
+// and on what legal basis it processes personal data: "" when the config names the study and
+// states a purpose and a legal basis, else the warning the coordinator logs at start.
 std::string StudyFactsWarning(const CoordinatorConfig& config);
 
 }  // namespace hansa

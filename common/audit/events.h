@@ -10,7 +10,7 @@
 // Coordinator, audit.jsonl:
 //   federation_started   {federation, config_sha256, coordinator, coordinator_country,
 //                         model, rounds, min_sites, aggregation, allowed_countries[],
-//                         study?{purpose, legal_basis, controllers[], retention_days,
+//                         study?{id, purpose, legal_basis, controllers[], retention_days,
 //                         dpia_reference}}  once, when a new state dir is created. `study`:
 //                        the GDPR facts of coordinator.toml [federation] (empty text and
 //                        retention_days 0 where not stated), as every plan carries them
@@ -59,7 +59,7 @@
 //                  plan showed it (Task.audit_head); absent when it showed none. Reconcile
 //                  checks that the coordinator's log still holds that record with that digest.
 //   privacy_spent  {round, epsilon, delta}       the site's own accountant, when privacy is on
-//   study_facts    {round, sha256, study{purpose, legal_basis, controllers[], retention_days,
+//   study_facts    {round, sha256, study{id, purpose, legal_basis, controllers[], retention_days,
 //                  dpia_reference}}  the GDPR facts a plan carried (common/plan/study_facts.h),
 //                  before the plan's answer, whenever they differ from those this run of the
 //                  site recorded last (so once per study); sha256 names the facts as sent

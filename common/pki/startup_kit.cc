@@ -157,8 +157,9 @@ std::string RenderCoordinatorConfig(const CoordinatorConfigTemplate& config) {
       "# Coordinator of federation ", TomlString(config.federation), ", written by ",
       config.written_by, ".\n", "# Paths are relative to this file's folder.\n", "[federation]\n",
       "name = ", TomlString(config.federation), "\n",
-      "# The study's GDPR facts, in every plan the sites consent to. DEMO VALUES: replace them\n"
-      "# with the study's own before it processes personal data.\n",
+      "# The study's identifier and GDPR facts, in every plan the sites consent to. DEMO VALUES:\n"
+      "# replace them with the study's own before it processes personal data.\n",
+      "study = \"demo\"\n",
       "purpose = \"DEMO: test a federated training set-up on public data (no personal data)\"\n",
       "legal_basis = \"DEMO: none needed (no personal data); a study states its article, e.g. "
       "Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR\"\n",
@@ -186,7 +187,9 @@ std::string RenderSiteConfig(const SiteConfigTemplate& config) {
       "certificate = \"cert.pem\"\n", "private_key = \"key.pem\"\n",
       "ca_certificate = \"ca.pem\"\n", "state_dir = \"state\"\n\n", "[policy]\n",
       "# The only coordinator this site talks to: SHA-256 of its certificate.\n",
-      "coordinator_fingerprint = ", TomlString(config.coordinator_fingerprint), "\n\n", "[data]\n",
+      "coordinator_fingerprint = ", TomlString(config.coordinator_fingerprint), "\n",
+      "# To take part in one study only, name it (its coordinator.toml federation.study):\n",
+      "# study = \"demo\"\n\n", "[data]\n",
       shard ? "# Every site of this federation reads the same files and trains on its own shard.\n"
             : "# This site's own files: point these at them. The site trains on all of them.\n",
       "train_images = ", TomlString(data + "/train-images-idx3-ubyte.gz"), "\n",

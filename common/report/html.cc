@@ -69,7 +69,8 @@ std::string StudySection(const json& r) {
   };
   const json controllers = study.value("controllers", json());
   return absl::StrCat(
-      out, "<dl><dt>Purpose</dt><dd style=\"white-space: pre-line\">", fact("purpose"),
+      out, "<dl><dt>Study (what a site's policy.study pins)</dt><dd>", fact("id"),
+      "</dd><dt>Purpose</dt><dd style=\"white-space: pre-line\">", fact("purpose"),
       "</dd><dt>Legal basis</dt><dd>", fact("legal_basis"), "</dd><dt>Controllers</dt><dd>",
       controllers.is_array() && !controllers.empty() ? List(controllers)
                                                      : "<span class=\"bad\">not stated</span>",

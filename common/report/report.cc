@@ -378,7 +378,7 @@ json StudySection(const Folded& f) {
   const json s = Get(f.federation, "study");
   const bool recorded = s.is_object();
   json out = {{"recorded", recorded}};
-  for (const char* key : {"purpose", "purpose_sha256", "legal_basis", "controllers",
+  for (const char* key : {"id", "purpose", "purpose_sha256", "legal_basis", "controllers",
                           "retention_days", "dpia_reference"}) {
     out[key] = recorded ? Get(s, key) : json();
   }

@@ -9,9 +9,9 @@
 //                  allowed_countries[], allowed_countries_text, coordinator{name, organisation,
 //                  country, country_name, fingerprint}, ca{name, organisation, country,
 //                  fingerprint}|null, started_at, finished, restarts}
-//   study         {recorded, purpose, purpose_sha256, legal_basis, controllers[], retention_days,
-//                  dpia_reference}: the study's GDPR facts from federation_started (null each,
-//                  recorded false, when the log holds none)
+//   study         {recorded, id, purpose, purpose_sha256, legal_basis, controllers[],
+//                  retention_days, dpia_reference}: the study's identifier and GDPR facts from
+//                  federation_started (null each, recorded false, when the log holds none)
 //   participants  [{site, organisation, country, country_name, fingerprint, first_admitted,
 //                   rounds_contributed}]
 //   refusals      [{time, site, organisation, country, fingerprint, reason}]

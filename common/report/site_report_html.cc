@@ -84,8 +84,8 @@ std::string StudiesSection(const json& r) {
   for (const json& s : r["studies"]) {
     const json& f = s["facts"];
     const bool facts = f.is_object();
-    rows.push_back(Row({Text(s["study"]), Text(s["time"]),
-                        facts ? Text(f.value("purpose", json())) : "&mdash;",
+    rows.push_back(Row({Text(s["study"]), facts ? Text(f.value("id", json())) : "&mdash;",
+                        Text(s["time"]), facts ? Text(f.value("purpose", json())) : "&mdash;",
                         facts ? Text(f.value("legal_basis", json())) : "&mdash;",
                         facts ? List(f.value("controllers", json())) : "&mdash;",
                         facts ? Text(f.value("retention_days", json())) : "&mdash;",
@@ -93,8 +93,8 @@ std::string StudiesSection(const json& r) {
   }
   return absl::StrCat("<section id=\"studies-section\"><h2>Studies: what the plans said</h2>",
                       Table("studies",
-                            {"Study", "First seen", "Purpose", "Legal basis", "Controllers",
-                             "Retention (days)", "DPIA"},
+                            {"Study", "Identifier", "First seen", "Purpose", "Legal basis",
+                             "Controllers", "Retention (days)", "DPIA"},
                             rows),
                       "</section>");
 }

@@ -292,6 +292,7 @@
     }
     section.hidden = false;
     fillFacts('gdpr-facts', [
+      ['Study', g.id],
       ['Purpose', g.purpose],
       ['Legal basis', g.legal_basis],
       ['Controllers', g.controllers],

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/image_folder.h"
+#include "common/pki/startup_kit.h"
 
 namespace hansa {
 namespace {
@@ -174,6 +175,44 @@ TEST(SiteConfigTest, ThePolicyCanRequireALegalBasisAndPinTheStudysPurpose) {
       << "[site]\nname = \"berlin\"\n[policy]\nrequire_legal_basis = \"yes\"\n";
   EXPECT_THAT(std::string(LoadSiteConfig(dir + "/site.toml").status().message()),
               HasSubstr("'policy.require_legal_basis' must be"));
+}
+
+// [policy] study: read as written; a value that is not a study's identifier (empty, other
+// characters, longer than 64) is an error naming the key. Unset, the site takes part in any
+// study, as the kit's site.toml leaves it (it shows the key, commented out, beside the
+// coordinator's demo study).
+TEST(SiteConfigTest, ThePolicyCanPinTheStudy) {
+  const std::string dir = FreshDir("study");
+  std::ofstream(dir + "/site.toml")
+      << "[site]\nname = \"berlin\"\n[policy]\nstudy = \"fmnist-2027-01\"\n";
+  auto c = LoadSiteConfig(dir + "/site.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->policy.study, "fmnist-2027-01");
+  for (const auto& [value, why] : std::vector<std::pair<std::string, std::string>>{
+           {"\"\"", "'policy.study' is empty: name the study, or leave the key out"},
+           {"\"fmnist 2027\"", "'policy.study' is 'fmnist 2027', which holds ' '"},
+           {"\"fmnist:2027\"", "'policy.study' is 'fmnist:2027', which holds ':'"},
+           {"\"" + std::string(65, 's') + "\"", "'policy.study' has 65 characters, more than 64"},
+           {"[\"a\", \"b\"]", "'policy.study' must be a string"}}) {
+    std::ofstream(dir + "/site.toml", std::ios::trunc)
+        << "[site]\nname = \"berlin\"\n[policy]\nstudy = " << value << "\n";
+    auto wrong = LoadSiteConfig(dir + "/site.toml");
+    EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument) << value;
+    EXPECT_THAT(std::string(wrong.status().message()), HasSubstr(why)) << value;
+    EXPECT_THAT(std::string(wrong.status().message()), HasSubstr(dir + "/site.toml")) << value;
+  }
+  SiteConfigTemplate kit;
+  kit.site = "berlin";
+  kit.federation = "demo";
+  kit.coordinator_address = "127.0.0.1:50051";
+  kit.coordinator_fingerprint = std::string(64, 'a');
+  const std::string toml = RenderSiteConfig(kit);
+  EXPECT_THAT(toml, HasSubstr("\n# study = \"demo\"\n"));
+  std::ofstream(dir + "/site.toml", std::ios::trunc) << toml;
+  auto rendered = LoadSiteConfig(dir + "/site.toml");
+  ASSERT_TRUE(rendered.ok()) << rendered.status();
+  EXPECT_EQ(rendered->policy.study, "");
+  EXPECT_EQ(rendered->policy.coordinator_fingerprint, std::string(64, 'a'));
 }
 
 }  // namespace

@@ -763,6 +763,87 @@ TEST_F(SiteStudiesTest, APlanWithoutALegalBasisIsRefusedOnRecordWhereThePolicyRe
                         "requires a purpose and a legal basis (policy.require_legal_basis)"));
 }
 
+// policy.study: a site that takes part in one study refuses, on its ledger, round 1 of another
+// study and of one that names none (nothing trained, nothing sent but joins and the answer), and
+// takes part in its own; the study_facts it recorded name the study each plan said.
+TEST_F(SiteStudiesTest, ASiteThatPinsAStudyRefusesAnyOtherOnRecordAndTakesPartInItsOwn) {
+  const std::string tail =
+      ", but this site's policy takes part only in study 'fmnist-2027-01' (policy.study); refused";
+  struct Case {
+    std::string name, study, refusal;
+  };
+  for (const Case& c :
+       {Case{"pinned_other", "fmnist-2027-02", "round 1 belongs to study 'fmnist-2027-02'" + tail},
+        Case{"pinned_none", "", "round 1 names no study" + tail},
+        Case{"pinned_own", "fmnist-2027-01", ""}}) {
+    SCOPED_TRACE(c.name);
+    EngineOptions o = Study(c.name, 1, 1);
+    o.study.set_id(c.study);
+    o.evaluate_timeout = absl::Seconds(1);  // a refused evaluation is waited for this long
+    auto engine = RoundEngine::Create(o, Ones(100));
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    auto inner = EngineSiteLink(engine->get(), site_);
+    SwitchLink link(inner.get());
+    FixedUpdateTrainer trainer(std::vector<float>(100, 0.5f), 10);
+    std::string path;
+    std::unique_ptr<AuditLog> ledger = SiteLedger(*federation_, c.name, &path);
+    SiteSessionOptions s = Session();
+    s.policy.study = "fmnist-2027-01";
+    s.egress = ledger.get();
+    s.stop_on_task_error = false;  // as hansa-client: a refused plan is not the end of the site
+    auto session = SiteSession::Create(s, &link, &trainer);
+    ASSERT_TRUE(session.ok()) << session.status();
+    Status engine_result;
+    std::thread coordinator([&] { engine_result = (*engine)->Run(); });
+    Status result = absl::UnknownError("not run");
+    std::thread site([&] { result = (*session)->Run(); });
+    if (c.refusal.empty()) {
+      site.join();
+      coordinator.join();
+      EXPECT_TRUE(result.ok()) << result;
+      EXPECT_TRUE(engine_result.ok()) << engine_result;
+      EXPECT_EQ(link.accepted, 1);
+      EXPECT_EQ(link.refused, 0);
+      EXPECT_EQ(trainer.trained(), 1);
+    } else {
+      EXPECT_TRUE(Eventually([&] { return link.refused >= 1; }));
+      (*session)->Stop();
+      site.join();
+      (*engine)->Shutdown();
+      coordinator.join();
+      EXPECT_EQ(result.code(), absl::StatusCode::kCancelled) << result;
+      EXPECT_EQ(link.accepted, 0);
+      EXPECT_EQ(trainer.trained(), 0);
+    }
+    ledger.reset();
+
+    std::vector<const AuditRecord*> facts, refused, accepted;
+    const std::vector<AuditRecord> records = LedgerRecords(path);
+    for (const AuditRecord& r : records) {
+      if (r.event == audit_events::kStudyFacts) facts.push_back(&r);
+      if (r.event == audit_events::kPlanRefused) refused.push_back(&r);
+      if (r.event == audit_events::kPlanAccepted) accepted.push_back(&r);
+      if (!c.refusal.empty() && r.event == audit_events::kMessageSent) {
+        const std::string type = r.fields["type"];
+        EXPECT_TRUE(type == audit_events::kMessageJoin ||
+                    type == audit_events::kMessagePlanResponse)
+            << r.fields.dump();
+      }
+    }
+    ASSERT_EQ(facts.size(), 1u);
+    EXPECT_EQ(facts[0]->fields["study"]["id"], c.study);
+    if (c.refusal.empty()) {
+      EXPECT_TRUE(refused.empty());
+      EXPECT_EQ(accepted.size(), 1u);
+      continue;
+    }
+    ASSERT_FALSE(refused.empty());
+    EXPECT_EQ(refused[0]->fields["round"], 1);
+    EXPECT_EQ(refused[0]->fields["reason"], c.refusal);
+    EXPECT_TRUE(accepted.empty());
+  }
+}
+
 // ModelReceiver: the one place a download's chunks are checked.
 class ModelReceiverTest : public ::testing::Test {
  protected:

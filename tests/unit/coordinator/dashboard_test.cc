@@ -104,9 +104,11 @@ TEST(DashboardStatusTest, SaysWhatTheSnapshotHoldsWithTimesAndNaNsAsTheyRead) {
   EXPECT_FALSE(doc.contains("study"));
 
   FederationStatus with_study = ThreeSites();
+  with_study.study.set_id("fmnist-2027-01");
   with_study.study.set_purpose("Train a classifier");
   with_study.study.set_retention_days(30);
   const json study = DashboardStatusJson(with_study, facts, kNow)["study"];
+  EXPECT_EQ(study["id"], "fmnist-2027-01");
   EXPECT_EQ(study["purpose"], "Train a classifier");
   EXPECT_EQ(study["retention_days"], 30);
 }

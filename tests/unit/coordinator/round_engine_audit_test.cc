@@ -580,13 +580,14 @@ TEST(RoundEngineAuditTest, RestartRefusesAStateDatabaseOlderThanTheAuditLog) {
   EXPECT_EQ(Records(o).size(), records);
 }
 
-// The study's GDPR facts are in the signed federation_started record, which verifies as
-// `hansa audit verify` checks it, and in every plan the sites see: the plan digest on record
+// The study's identifier and GDPR facts are in the signed federation_started record, which verifies
+// as `hansa audit verify` checks it, and in every plan the sites see: the plan digest on record
 // (round_planned) is that of a plan carrying them.
 TEST(RoundEngineAuditTest, FederationStartedAndEveryPlanCarryTheStudysGdprFacts) {
   EngineOptions o = Options("study");
   o.min_sites = 1;
   o.rounds = 2;
+  o.study.set_id("xray-2027-01");
   o.study.set_purpose("Pneumonia triage <from chest X-rays>");
   o.study.set_legal_basis("Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR");
   o.study.add_controllers("Charité Berlin");
@@ -611,7 +612,8 @@ TEST(RoundEngineAuditTest, FederationStartedAndEveryPlanCarryTheStudysGdprFacts)
   const AuditRecord& started = verified->front();
   EXPECT_EQ(started.event, "federation_started");
   EXPECT_EQ(started.fields["study"],
-            json({{"purpose", "Pneumonia triage <from chest X-rays>"},
+            json({{"id", "xray-2027-01"},
+                  {"purpose", "Pneumonia triage <from chest X-rays>"},
                   {"purpose_sha256", ToHex(Sha256("Pneumonia triage <from chest X-rays>"))},
                   {"legal_basis", "Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR"},
                   {"controllers", {"Charité Berlin", "AP-HP"}},

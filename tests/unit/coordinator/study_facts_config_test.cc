@@ -1,6 +1,7 @@
-// coordinator.toml's GDPR facts of the study ([federation] purpose, legal_basis, controllers,
-// retention_days, dpia_reference): read into every plan's StudyFacts, each optional with a
-// warning when the purpose or legal basis is missing, and a bad value an error naming its key.
+// coordinator.toml's identifier and GDPR facts of the study ([federation] study, purpose,
+// legal_basis, controllers, retention_days, dpia_reference): read into every plan's StudyFacts,
+// each optional with a warning when the study, its purpose or legal basis is missing, and a bad
+// value an error naming its key.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -12,8 +13,10 @@
 namespace hansa {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kRest[] = R"(
 [sites]
@@ -32,7 +35,8 @@ StatusOr<CoordinatorConfig> Load(const std::string& federation, int index = 0) {
 }
 
 TEST(StudyFactsConfigTest, ReadsEveryFact) {
-  auto c = Load(R"(purpose = """
+  auto c = Load(R"(study = "xray-2027.01"
+purpose = """
 Train a classifier of chest X-rays
 for pneumonia triage"""
 legal_basis = "Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR"
@@ -42,6 +46,7 @@ dpia_reference = "DPIA-2026-017"
 )");
   ASSERT_TRUE(c.ok()) << c.status();
   const v1::StudyFacts& s = c->engine.study;
+  EXPECT_EQ(s.id(), "xray-2027.01");
   EXPECT_EQ(s.purpose(), "Train a classifier of chest X-rays\nfor pneumonia triage");
   EXPECT_EQ(s.legal_basis(), "Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR");
   EXPECT_THAT(s.controllers(), ElementsAre("Charité Berlin", "AP-HP"));
@@ -56,9 +61,21 @@ TEST(StudyFactsConfigTest, EachIsOptionalButAMissingPurposeOrLegalBasisIsWarnedO
   EXPECT_EQ(none->engine.study.ByteSizeLong(), 0u);  // plans carry nothing
   EXPECT_THAT(StudyFactsWarning(*none), HasSubstr("states no purpose and legal_basis"));
   EXPECT_THAT(StudyFactsWarning(*none), HasSubstr("require_legal_basis refuse them"));
-  auto purpose = Load("purpose = \"Triage\"\n", 1);
+  EXPECT_THAT(StudyFactsWarning(*none),
+              HasSubstr("names no study: its plans carry no study identifier, and sites whose "
+                        "policy pins one (policy.study) refuse them"));
+  auto purpose = Load("purpose = \"Triage\"\nstudy = \"triage\"\n", 1);
   ASSERT_TRUE(purpose.ok()) << purpose.status();
   EXPECT_THAT(StudyFactsWarning(*purpose), HasSubstr("states no legal_basis of the study"));
+  EXPECT_THAT(StudyFactsWarning(*purpose), Not(HasSubstr("names no study")));
+  // Purpose and legal basis stated, no study named: the warning says only that.
+  auto unnamed = Load("purpose = \"Triage\"\nlegal_basis = \"Art. 6(1)(e) GDPR\"\n", 2);
+  ASSERT_TRUE(unnamed.ok()) << unnamed.status();
+  EXPECT_EQ(unnamed->engine.study.id(), "");
+  EXPECT_THAT(StudyFactsWarning(*unnamed),
+              AllOf(HasSubstr("coordinator.toml [federation] names no study"),
+                    HasSubstr("Set federation.study (e.g. \"fmnist-2027-01\")"),
+                    Not(HasSubstr("legal_basis"))));
 }
 
 TEST(StudyFactsConfigTest, ABadValueIsAnErrorNamingItsKey) {
@@ -80,6 +97,12 @@ TEST(StudyFactsConfigTest, ABadValueIsAnErrorNamingItsKey) {
       {"controllers = [\"AP-HP\", \"AP-HP\"]\n", "'federation.controllers' lists 'AP-HP' twice"},
       {"controllers = [\"\"]\n", "'federation.controllers' is empty"},
       {"purpos = \"typo\"\n", "unknown key 'federation.purpos'"},
+      {"study = 2027\n", "'federation.study' must be a string"},
+      {"study = \"\"\n", "'federation.study' is empty: name the study, or leave the key out"},
+      {"study = \"fmnist 2027\"\n", "'federation.study' is 'fmnist 2027', which holds ' '"},
+      {"study = \"fmnist/2027\"\n", "'federation.study' is 'fmnist/2027', which holds '/'"},
+      {"study = \"" + std::string(65, 's') + "\"\n",
+       "'federation.study' has 65 characters, more than 64; a study's identifier is 1 to 64"},
   };
   int index = 0;
   for (const auto& [text, error] : cases) {
@@ -105,6 +128,7 @@ TEST(StudyFactsConfigTest, TheStartupKitsConfigStatesDemoFacts) {
   auto c = LoadCoordinatorConfig(path);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(StudyFactsWarning(*c), "");
+  EXPECT_EQ(c->engine.study.id(), "demo");
   EXPECT_THAT(c->engine.study.purpose(), HasSubstr("DEMO"));
   EXPECT_THAT(c->engine.study.legal_basis(), HasSubstr("DEMO"));
   EXPECT_EQ(c->engine.study.retention_days(), 30u);

@@ -377,7 +377,8 @@ TEST(ReportTest, RecordLevelSpendingIsKeptApartFromClientLevel) {
 // section near the top of the page, escaped; a log without them says so rather than show blanks.
 TEST(ReportTest, ShowsTheStudysPurposeAndLegalBasisEscaped) {
   std::string root = MakeTempDir("report");
-  const json study = {{"purpose", "Triage <b>pneumonia</b> & sepsis"},
+  const json study = {{"id", "sepsis-2027.01"},
+                      {"purpose", "Triage <b>pneumonia</b> & sepsis"},
                       {"legal_basis", "Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR"},
                       {"controllers", {"Charité Berlin", "AP-HP <Paris>"}},
                       {"retention_days", 3650},
@@ -389,6 +390,7 @@ TEST(ReportTest, ShowsTheStudysPurposeAndLegalBasisEscaped) {
   EXPECT_TRUE(written->audit_verified) << written->audit_error;
   json j = json::parse(*ReadFile(written->json_path));
   EXPECT_EQ(j["study"]["recorded"], true);
+  EXPECT_EQ(j["study"]["id"], "sepsis-2027.01");
   EXPECT_EQ(j["study"]["purpose"], "Triage <b>pneumonia</b> & sepsis");
   EXPECT_EQ(j["study"]["legal_basis"], "Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR");
   EXPECT_EQ(j["study"]["controllers"], study["controllers"]);
@@ -396,6 +398,8 @@ TEST(ReportTest, ShowsTheStudysPurposeAndLegalBasisEscaped) {
   std::string html = *ReadFile(written->html_path);
   EXPECT_THAT(html, HasSubstr("Triage &lt;b&gt;pneumonia&lt;/b&gt; &amp; sepsis"));
   EXPECT_THAT(html, Not(HasSubstr("<b>pneumonia")));
+  EXPECT_THAT(html,
+              HasSubstr("<dt>Study (what a site's policy.study pins)</dt><dd>sepsis-2027.01"));
   EXPECT_THAT(html, HasSubstr("<dt>Legal basis</dt><dd>Art. 6(1)(e) GDPR with Art. 9(2)(j) GDPR"));
   EXPECT_THAT(html, HasSubstr("Charité Berlin, AP-HP &lt;Paris&gt;"));
   EXPECT_THAT(html, HasSubstr("<dt>Retention (days)</dt><dd>3650</dd>"));

@@ -12,6 +12,7 @@
 #include "common/audit/audit_log.h"
 #include "common/audit/events.h"
 #include "common/fileio/fileio.h"
+#include "common/plan/study_facts.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/unit/audit/test_federation.h"
@@ -275,6 +276,32 @@ TEST(SiteReportTest, ALongLivedSitesNextStudyIsShownApart) {
   EXPECT_EQ(r["rounds"][2]["metrics"]["accuracy"], 0.6);
   EXPECT_EQ(r["federation"]["name"], "study-b");
   EXPECT_EQ(r["federations"].size(), 2u);
+}
+
+// Each study the plans named is shown by its identifier (the study_facts the site recorded),
+// beside the report's own count of studies.
+TEST(SiteReportTest, NamesEachStudyByItsIdentifier) {
+  SiteDir d = MakeSiteDir("study_ids");
+  {
+    auto ledger = OpenLedger(d.ledger);
+    EgressRecorder egress(ledger.get());
+    ASSERT_TRUE(egress.Joined(Reply("fmnist")).ok());
+    for (const char* id : {"fmnist-2027-01", "fmnist-2027-02"}) {
+      v1::StudyFacts facts;
+      facts.set_id(id);
+      facts.set_purpose("Classify clothing");
+      ASSERT_TRUE(
+          egress.Append(StudyFactsSeen(1, StudyFactsSha256(facts), StudyFactsJson(facts))).ok());
+      SecureRound(egress, 1, 0.7, 0.5);
+    }
+  }
+  json r = Build(d);
+  ASSERT_EQ(r["studies"].size(), 2u);
+  EXPECT_EQ(r["studies"][0]["facts"]["id"], "fmnist-2027-01");
+  EXPECT_EQ(r["studies"][1]["facts"]["id"], "fmnist-2027-02");
+  const std::string html = RenderSiteReportHtml(r);
+  EXPECT_THAT(html, HasSubstr("<th>Study</th><th>Identifier</th><th>First seen</th>"));
+  EXPECT_THAT(html, HasSubstr("<tr><td>2</td><td>fmnist-2027-02</td>"));
 }
 
 TEST(SiteReportTest, AMissingStateDirIsNotFound) {
