@@ -544,6 +544,25 @@ class SiteStudiesTest : public ::testing::Test {
     return o;
   }
 
+  // A coordinator in process (its model: 100 ones), the site's link to it, and a trainer whose
+  // every update is 100 halves: what a study below runs against. Made before the session, so
+  // that it outlives it.
+  struct InProcessStudy {
+    InProcessStudy(std::unique_ptr<RoundEngine> e, const SiteIdentity& site)
+        : engine(std::move(e)), inner(EngineSiteLink(engine.get(), site)), link(inner.get()) {}
+    std::unique_ptr<RoundEngine> engine;
+    std::unique_ptr<SiteLink> inner;
+    SwitchLink link;
+    FixedUpdateTrainer trainer{std::vector<float>(100, 0.5f), 10};
+  };
+
+  // The study of `o`; null (and the test failed) when its engine cannot be made.
+  std::unique_ptr<InProcessStudy> Open(const EngineOptions& o) const {
+    auto engine = RoundEngine::Create(o, Ones(100));
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    return engine.ok() ? std::make_unique<InProcessStudy>(*std::move(engine), site_) : nullptr;
+  }
+
   std::unique_ptr<LoopbackFederation> federation_;
   SiteIdentity site_;
 };
@@ -597,19 +616,16 @@ TEST_F(SiteStudiesTest, ALongLivedSiteWaitsAfterItsStudyAndTakesPartInTheNext) {
 // --once (the default of SiteSessionOptions): the study's DONE ends Run with OK.
 TEST_F(SiteStudiesTest, WithOnceTheSiteEndsWithItsStudy) {
   EngineOptions one = Study("once", 1, 1);
-  auto engine = RoundEngine::Create(one, Ones(100));
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  auto inner = EngineSiteLink(engine->get(), site_);
-  SwitchLink link(inner.get());
-  FixedUpdateTrainer trainer(std::vector<float>(100, 0.5f), 10);
-  auto session = SiteSession::Create(Session(), &link, &trainer);
+  std::unique_ptr<InProcessStudy> study = Open(one);
+  ASSERT_NE(study, nullptr);
+  auto session = SiteSession::Create(Session(), &study->link, &study->trainer);
   ASSERT_TRUE(session.ok()) << session.status();
   Status result = absl::UnknownError("not run");
   std::thread site([&] { result = (*session)->Run(); });
-  ASSERT_TRUE((*engine)->Run().ok());
+  ASSERT_TRUE(study->engine->Run().ok());
   site.join();
   EXPECT_TRUE(result.ok()) << result;
-  EXPECT_EQ(link.dones, 1);
+  EXPECT_EQ(study->link.dones, 1);
 }
 
 // SIGHUP's path: a policy replaced while the site runs judges the next plan, not the one
@@ -620,28 +636,25 @@ TEST_F(SiteStudiesTest, AReplacedPolicyAnswersTheNextPlan) {
   EngineOptions o = Study("reload", 1, 2);
   o.upload_timeout = absl::Seconds(5);
   o.wait_for_sites = absl::Seconds(5);
-  auto engine = RoundEngine::Create(o, Ones(100));
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  auto inner = EngineSiteLink(engine->get(), site_);
-  SwitchLink link(inner.get());
-  FixedUpdateTrainer trainer(std::vector<float>(100, 0.5f), 10);
-  auto session = SiteSession::Create(Session(), &link, &trainer);
+  std::unique_ptr<InProcessStudy> study = Open(o);
+  ASSERT_NE(study, nullptr);
+  auto session = SiteSession::Create(Session(), &study->link, &study->trainer);
   ASSERT_TRUE(session.ok()) << session.status();
-  link.after_upload = [&] {
+  study->link.after_upload = [&] {
     SitePolicy stricter = Session().policy;
     stricter.min_cohort = 2;
     (*session)->ReplacePolicy(stricter);
   };
   Status engine_result;
-  std::thread coordinator([&] { engine_result = (*engine)->Run(); });
+  std::thread coordinator([&] { engine_result = study->engine->Run(); });
   Status result = (*session)->Run();
-  (*engine)->Shutdown();
+  study->engine->Shutdown();
   coordinator.join();
   EXPECT_EQ(result.code(), absl::StatusCode::kInvalidArgument) << result;
   EXPECT_THAT(std::string(result.message()), HasSubstr("policy.min_cohort"));
-  EXPECT_EQ(link.accepted, 1);
-  EXPECT_EQ(link.refused, 1);
-  EXPECT_EQ(trainer.trained(), 1);
+  EXPECT_EQ(study->link.accepted, 1);
+  EXPECT_EQ(study->link.refused, 1);
+  EXPECT_EQ(study->trainer.trained(), 1);
   EXPECT_FALSE(engine_result.ok());  // its only site refused round 2
 }
 
@@ -673,24 +686,21 @@ TEST_F(SiteStudiesTest, TheStudysGdprFactsAreOnTheSitesLedgerOnceBeforeItsConsen
   o.study.add_controllers("Charité Berlin");
   o.study.set_retention_days(3650);
   o.study.set_dpia_reference("DPIA-2026-017");
-  auto engine = RoundEngine::Create(o, Ones(100));
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  auto inner = EngineSiteLink(engine->get(), site_);
-  SwitchLink link(inner.get());
-  FixedUpdateTrainer trainer(std::vector<float>(100, 0.5f), 10);
+  std::unique_ptr<InProcessStudy> study = Open(o);
+  ASSERT_NE(study, nullptr);
   std::string path;
   std::unique_ptr<AuditLog> ledger = SiteLedger(*federation_, "facts", &path);
   SiteSessionOptions s = Session();
   s.policy.require_legal_basis = true;
   s.egress = ledger.get();
-  auto session = SiteSession::Create(s, &link, &trainer);
+  auto session = SiteSession::Create(s, &study->link, &study->trainer);
   ASSERT_TRUE(session.ok()) << session.status();
   Status result = absl::UnknownError("not run");
   std::thread site([&] { result = (*session)->Run(); });
-  ASSERT_TRUE((*engine)->Run().ok());
+  ASSERT_TRUE(study->engine->Run().ok());
   site.join();
   ASSERT_TRUE(result.ok()) << result;
-  EXPECT_EQ(link.accepted, 2);
+  EXPECT_EQ(study->link.accepted, 2);
   ledger.reset();
 
   std::vector<AuditRecord> records = LedgerRecords(path);
@@ -716,31 +726,28 @@ TEST_F(SiteStudiesTest, APlanWithoutALegalBasisIsRefusedOnRecordWhereThePolicyRe
   EngineOptions o = Study("no_legal_basis", 1, 1);
   o.study.set_purpose("Pneumonia triage from chest X-rays");
   o.evaluate_timeout = absl::Seconds(1);  // the refused evaluation is waited for this long
-  auto engine = RoundEngine::Create(o, Ones(100));
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  auto inner = EngineSiteLink(engine->get(), site_);
-  SwitchLink link(inner.get());
-  FixedUpdateTrainer trainer(std::vector<float>(100, 0.5f), 10);
+  std::unique_ptr<InProcessStudy> study = Open(o);
+  ASSERT_NE(study, nullptr);
   std::string path;
   std::unique_ptr<AuditLog> ledger = SiteLedger(*federation_, "no_legal_basis", &path);
   SiteSessionOptions s = Session();
   s.policy.require_legal_basis = true;
   s.egress = ledger.get();
   s.stop_on_task_error = false;  // as hansa-client: a refused plan is not the end of the site
-  auto session = SiteSession::Create(s, &link, &trainer);
+  auto session = SiteSession::Create(s, &study->link, &study->trainer);
   ASSERT_TRUE(session.ok()) << session.status();
   Status engine_result;
-  std::thread coordinator([&] { engine_result = (*engine)->Run(); });
+  std::thread coordinator([&] { engine_result = study->engine->Run(); });
   Status result = absl::UnknownError("not run");
   std::thread site([&] { result = (*session)->Run(); });
-  EXPECT_TRUE(Eventually([&] { return link.refused >= 1; }));
+  EXPECT_TRUE(Eventually([&] { return study->link.refused >= 1; }));
   (*session)->Stop();
   site.join();
-  (*engine)->Shutdown();
+  study->engine->Shutdown();
   coordinator.join();
   EXPECT_EQ(result.code(), absl::StatusCode::kCancelled) << result;
-  EXPECT_EQ(link.accepted, 0);
-  EXPECT_EQ(trainer.trained(), 0);
+  EXPECT_EQ(study->link.accepted, 0);
+  EXPECT_EQ(study->trainer.trained(), 0);
   ledger.reset();
 
   std::vector<AuditRecord> records = LedgerRecords(path);
