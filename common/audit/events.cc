@@ -185,6 +185,23 @@ AuditEvent StudyFactsSeen(int64_t round, const std::string& sha256, json study) 
   return {ev::kStudyFacts, {{"round", round}, {"sha256", sha256}, {"study", std::move(study)}}};
 }
 
+AuditEvent RetentionApplied(int64_t retention_days, const std::string& days_from,
+                            const std::string& cutoff,
+                            const std::vector<RetentionDeletedFile>& files) {
+  json listed = json::array();
+  uint64_t bytes = 0;
+  for (const RetentionDeletedFile& f : files) {
+    listed.push_back({{"path", f.path}, {"bytes", f.bytes}, {"sha256", f.sha256}});
+    bytes += f.bytes;
+  }
+  return {ev::kRetentionApplied,
+          {{"retention_days", retention_days},
+           {"days_from", days_from},
+           {"cutoff", cutoff},
+           {"files", std::move(listed)},
+           {"bytes", bytes}}};
+}
+
 AuditEvent ContributionSpent(int64_t round, int64_t attempt, const std::string& plan_sha256,
                              const std::string& update_key) {
   return {ev::kContributionSpent,

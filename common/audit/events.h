@@ -38,6 +38,13 @@
 //                        the SHA-256 of the line before it (its own prev). AuditLog::Append
 //                        fills both, so a verifier can tell a log that ends here from one cut
 //                        short; a log that ends anywhere else may have lost its tail.
+//   retention_applied    {retention_days, days_from, cutoff, files[{path, bytes, sha256}],
+//                         bytes}  `hansa retention --delete` removed these files of the state
+//                        dir (paths relative to it) as made before `cutoff`, past the study's
+//                        retention_days as `days_from` states them. May follow
+//                        federation_finished: a log closed by it and followed only by
+//                        retention_applied records is still complete (verify.h). A site's
+//                        egress.jsonl takes the same record for its own state dir.
 //
 // Site, egress.jsonl (written before each message leaves, by hansa-client):
 //   message_sent   {type, round, bytes, sha256}  type is one of kMessageTypes; bytes and sha256
@@ -119,6 +126,7 @@ inline constexpr char kFederationJoined[] = "federation_joined";
 // A site's update became part of an attempt (every chunk of it sent): it is never sent again.
 inline constexpr char kContributionSpent[] = "contribution_spent";
 inline constexpr char kStudyFacts[] = "study_facts";
+inline constexpr char kRetentionApplied[] = "retention_applied";
 
 // Field names of the closing record and of the head a site was shown.
 inline constexpr char kClosingRecords[] = "records";
@@ -234,6 +242,16 @@ AuditEvent RoundAbandoned(int64_t round, int64_t attempts, const std::string& re
 // Site: the GDPR facts `study` (StudyFactsJson) that a plan of `round` carried, named by
 // `sha256` (StudyFactsSha256).
 AuditEvent StudyFactsSeen(int64_t round, const std::string& sha256, nlohmann::json study);
+// Either side: files deleted by `hansa retention` (see above).
+struct RetentionDeletedFile {
+  std::string path;
+  uint64_t bytes = 0;
+  std::string sha256;
+};
+// `cutoff`: the record time before which a file counted as past retention.
+AuditEvent RetentionApplied(int64_t retention_days, const std::string& days_from,
+                            const std::string& cutoff,
+                            const std::vector<RetentionDeletedFile>& files);
 // Site: the update named `update_key` (client/contributions.h: model, global model, training
 // settings and seed) is leaving under plan `plan_sha256`, attempt `attempt` of `round`; no
 // other plan gets that update from the site.

@@ -54,6 +54,7 @@ StatusOr<AuditSummary> Check(std::string_view contents, const Certificate& ca,
   summary.path = name;
   summary.usage = options.usage;
   int64_t closing_seq = -1;
+  int64_t last_of_run = -1;  // the last record other than retention_applied (events.h)
   size_t start = 0;
   while (start < contents.size()) {
     size_t end = contents.find('\n', start);
@@ -67,6 +68,7 @@ StatusOr<AuditSummary> Check(std::string_view contents, const Certificate& ca,
     if (!record.ok()) return Annotate(record.status(), name);
     ASSIGN_OR_RETURN(bool closing, CheckClosing(*record, name, checker.lines()));
     if (closing) closing_seq = record->seq;
+    if (record->event != ev::kRetentionApplied) last_of_run = record->seq;
     if (summary.records == 0) summary.first_time = record->time;
     summary.last_time = record->time;
     ++summary.records;
@@ -77,7 +79,9 @@ StatusOr<AuditSummary> Check(std::string_view contents, const Certificate& ca,
   summary.signer = checker.signer()->Subject();
   summary.signer_fingerprint = checker.signer()->Sha256Fingerprint();
   summary.head = checker.head();
-  summary.closed = closing_seq >= 0 && closing_seq == summary.records - 1;
+  // Retention records may follow the closing one: the federation's own records end there.
+  summary.closed = closing_seq >= 0 && closing_seq == last_of_run;
+  if (summary.closed) summary.closing_record = closing_seq;
   if (!options.expected_fingerprint.empty()) {
     if (summary.signer_fingerprint != NormalizeFingerprint(options.expected_fingerprint)) {
       return absl::DataLossError(absl::StrCat(
@@ -124,7 +128,8 @@ std::string AuditSummary::ToText() const {
   if (usage != CertificateUsage::kTlsClient) {
     absl::StrAppend(
         &out, "  end     ",
-        closed ? absl::StrCat("complete: closed by federation_finished at record ", records - 1)
+        closed ? absl::StrCat("complete: closed by federation_finished at record ", closing_record,
+                              closing_record == records - 1 ? "" : " (then retention records)")
                : std::string("no closing record: the log may be truncated, or the "
                              "federation is still running"),
         "\n");

@@ -38,8 +38,10 @@ struct AuditSummary {
   std::string head;                                 // SHA-256 of the last line
   CertificateUsage usage = CertificateUsage::kAny;  // the signer role that was required
   bool fingerprint_checked = false;                 // expected_fingerprint was given (and held)
-  // The last record is a closing federation_finished whose count and head match the log.
+  // The last record is a closing federation_finished whose count and head match the log, or
+  // only retention_applied records (events.h) follow that record.
   bool closed = false;
+  int64_t closing_record = -1;  // the closing record's seq when closed
 
   // Several lines for people: records, span, signer, role, pin, closing, counts per event.
   std::string ToText() const;

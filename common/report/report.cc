@@ -81,6 +81,7 @@ struct Folded {
   json federation = json::object();
   std::map<std::pair<std::string, std::string>, json> participants;  // (site, fingerprint)
   json refusals = json::array();
+  json retention = json::array();  // retention_applied records: what was deleted, and when
   std::map<int64_t, json> rounds;
   std::map<std::pair<std::string, int64_t>, int64_t> bytes;  // (site, round)
   int64_t restarts = 0;
@@ -157,6 +158,13 @@ void Fold(const AuditRecord& r, Folded& f) {
     Round(f, round)["checkpoint"] = {{"path", Get(x, "path")}, {"sha256", Get(x, "sha256")}};
   } else if (r.event == ev::kFederationFinished) {
     f.finished = true;
+  } else if (r.event == ev::kRetentionApplied) {
+    f.retention.push_back({{"time", r.time},
+                           {"retention_days", Get(x, "retention_days")},
+                           {"days_from", Get(x, "days_from")},
+                           {"cutoff", Get(x, "cutoff")},
+                           {"files", Get(x, "files")},
+                           {"bytes", Get(x, "bytes")}});
   }
 }
 
@@ -282,7 +290,7 @@ json AuditChecks(const std::string& path, const std::optional<Certificate>& ca,
       "closing_record", "Log ends in its closing record", base.ok(), base.ok() && base->closed,
       !base.ok() ? unchecked
       : base->closed
-          ? absl::StrCat("complete: closed by federation_finished at record ", base->records - 1)
+          ? absl::StrCat("complete: closed by federation_finished at record ", base->closing_record)
           : std::string("no closing record: the log may be truncated, or the "
                         "federation is still running")));
   return checks;
@@ -489,6 +497,7 @@ StatusOr<json> BuildReport(const ReportOptions& options) {
   }
   report["participants"] = participants;
   report["refusals"] = folded.refusals;
+  report["retention"] = folded.retention;
   json rounds = json::array();
   for (const auto& [round, o] : folded.rounds) rounds.push_back(o);
   report["rounds"] = rounds;
