@@ -214,6 +214,14 @@ TEST(RetentionTest, DeleteRemovesExactlyWhatWasListedAndRecordsIt) {
   ASSERT_TRUE(nothing.ok()) << nothing.status();
   EXPECT_EQ(nothing->record_seq, -1);
   EXPECT_EQ(second->size(), last.seq + 1);
+
+  // Only retention records may follow the closing one: anything else reopens the log.
+  ASSERT_TRUE(second->Append(CoordinatorResumed(2)).ok());
+  second.reset();
+  summary = VerifyAuditLog(state + "/audit.jsonl", fed.ca());
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_FALSE(summary->closed);
+  EXPECT_THAT(summary->ToText(), HasSubstr("no closing record"));
 }
 
 TEST(RetentionTest, RefusesWhileACoordinatorHoldsTheLog) {
