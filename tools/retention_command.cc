@@ -113,8 +113,10 @@ void Run(const RetentionFlags& flags) {
   if (!plan.ok()) Fail(std::string(plan.status().message()));
   std::cout << plan->ToText();
   if (!flags.remove) {
-    std::cout << "nothing deleted (give --delete to delete the " << plan->expired.size()
-              << " files past retention)\n";
+    std::cout << (plan->expired.empty()
+                      ? std::string("nothing deleted (nothing is past retention)\n")
+                      : absl::StrCat("nothing deleted (give --delete to delete the ",
+                                     plan->expired.size(), " past retention)\n"));
     return;
   }
   auto applied = ApplyRetention(*plan, *log);

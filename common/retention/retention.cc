@@ -141,6 +141,8 @@ StatusOr<int64_t> ConfiguredDays(const std::string& config_path, std::string* fr
   return days;
 }
 
+std::string Files(size_t n) { return absl::StrCat(n, n == 1 ? " file" : " files"); }
+
 std::string Bytes(uint64_t bytes) {
   if (bytes < 10 * 1024) return absl::StrCat(bytes, " B");
   if (bytes < 10 * 1024 * 1024) return absl::StrFormat("%.1f KiB", bytes / 1024.0);
@@ -299,13 +301,13 @@ std::string RetentionPlan::ToText() const {
   if (expired.empty()) {
     absl::StrAppend(&out, "  none\n");
   } else {
-    absl::StrAppend(&out, "  ", expired.size(), " files, ", Bytes(ExpiredBytes()), ":\n");
+    absl::StrAppend(&out, "  ", Files(expired.size()), ", ", Bytes(ExpiredBytes()), ":\n");
   }
   for (const RetentionFile& f : expired) {
     absl::StrAppendFormat(&out, "  %-40s %10s  made %s (%s)\n", f.path, Bytes(f.bytes),
                           FormatRecordTime(f.made), f.age_from);
   }
-  absl::StrAppend(&out, "within retention: ", retained.size(), " files\n");
+  absl::StrAppend(&out, "within retention: ", Files(retained.size()), "\n");
   absl::StrAppend(&out, "never deleted:\n");
   for (const KeptFile& k : kept) absl::StrAppendFormat(&out, "  %-40s %s\n", k.path, k.why);
   return out;
