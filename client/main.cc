@@ -109,8 +109,11 @@ int main(int argc, char** argv) {
                                                config->name, config->state_dir, p.max_epsilon,
                                                p.delta, p.max_record_epsilon, p.record_delta));
     // The site's own page for its staff (site_page.h): its report, live, on loopback only.
-    hansa::Status page = hansa::RegisterSitePage(
-        *monitoring, {config->state_dir, config->ca_certificate, config->certificate});
+    hansa::SitePageOptions page_options{config->state_dir, config->ca_certificate,
+                                        config->certificate};
+    page_options.max_epsilon = p.max_epsilon;
+    page_options.max_record_epsilon = p.max_record_epsilon;
+    hansa::Status page = hansa::RegisterSitePage(*monitoring, page_options);
     if (!page.ok()) spdlog::warn("site page: {}", page.message());
   }
   hansa::SiteSession* live = (*site)->session.get();

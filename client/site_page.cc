@@ -30,6 +30,12 @@ HttpResponse ServeSitePage(const SitePageOptions& options, const HttpRequest& re
     response.body = absl::StrCat("site page: ", built.status().message(), "\n");
     return response;
   }
+  // The budgets live in the policy, not the ledger: the page adds them (the offline report,
+  // which has only the ledger, leaves them out).
+  if (options.max_epsilon > 0) (*built)["privacy"]["budget"] = options.max_epsilon;
+  if (options.max_record_epsilon > 0) {
+    (*built)["privacy"]["record_level"]["budget"] = options.max_record_epsilon;
+  }
   if (request.path == "/report.json") {
     response.content_type = "application/json";
     response.body = built->dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

@@ -21,6 +21,10 @@ struct SitePageOptions {
   std::string ca_certificate;  // the federation CA (site.toml's)
   std::string certificate;     // the site's own: the ledger must be signed with it; "" unchecked
   int refresh_seconds = 10;    // the page reloads itself this often
+  // The site's own budgets (site.toml's policy.max_epsilon, max_record_epsilon; 0: none), shown
+  // beside what was spent: the ledger records spending, the policy the limit.
+  double max_epsilon = 0;
+  double max_record_epsilon = 0;
 };
 
 // One request to "/" or "/report.json": 200 with the page or JSON, or 500 naming why the

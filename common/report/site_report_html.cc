@@ -173,19 +173,28 @@ std::string RoundsSection(const json& r) {
   return absl::StrCat(out, "</section>");
 }
 
+// " of at most B (policy.KEY)" when the report carries the site's budget B (its live page).
+std::string BudgetText(const json& guarantee, const char* key) {
+  if (!guarantee.contains("budget") || !guarantee["budget"].is_number()) return "";
+  return absl::StrCat(" of at most ", Text(guarantee["budget"]), " (the site's policy.", key, ")");
+}
+
 std::string PrivacySection(const json& r) {
   const json& p = r["privacy"];
   if (!p.value("enabled", false)) {
-    return "<section id=\"privacy-section\"><h2>Privacy spent</h2><p class=\"muted\">No "
-           "differential privacy was booked by this site: no privacy_spent record.</p></section>";
+    return absl::StrCat(
+        "<section id=\"privacy-section\"><h2>Privacy spent</h2><p class=\"muted\">No "
+        "differential privacy was booked by this site: no privacy_spent record.",
+        p.contains("budget") ? absl::StrCat(" Client-level budget: ", Text(p["budget"]), ".") : "",
+        "</p></section>");
   }
   const json& rec = p["record_level"];
   return absl::StrCat(
       "<section id=\"privacy-section\"><h2>Privacy spent</h2><dl><dt>Client-level &epsilon; "
       "(cumulative)</dt><dd>",
-      Text(p["final_epsilon"]), " at &delta; ", Text(p["delta"]),
+      Text(p["final_epsilon"]), BudgetText(p, "max_epsilon"), " at &delta; ", Text(p["delta"]),
       "</dd><dt>Record-level &epsilon; (cumulative)</dt><dd>", Text(rec["final_epsilon"]),
-      " at &delta; ", Text(rec["delta"]),
+      BudgetText(rec, "max_record_epsilon"), " at &delta; ", Text(rec["delta"]),
       "</dd></dl><p class=\"muted\">As the site's own accountant booked it before each update "
       "left (privacy_spent records).</p></section>");
 }

@@ -54,9 +54,10 @@ class SitePageTest : public ::testing::Test {
     auto server = HttpServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    ASSERT_TRUE(
-        RegisterSitePage(*server_, {root_ + "/state", root_ + "/ca.pem", root_ + "/cert.pem", 10})
-            .ok());
+    // The policy's client-level budget: the page shows it beside what the ledger says was spent.
+    ASSERT_TRUE(RegisterSitePage(
+                    *server_, {root_ + "/state", root_ + "/ca.pem", root_ + "/cert.pem", 10, 8.0})
+                    .ok());
   }
 
   static const TestFederation& Fed() { return TestFederation::Get(); }
@@ -76,6 +77,7 @@ TEST_F(SitePageTest, ShowsTheFederationThePlansAndTheFiguresSent) {
   EXPECT_THAT(page->body, HasSubstr("model not allowed"));
   EXPECT_THAT(page->body, HasSubstr("accuracy&nbsp;0.875"));
   EXPECT_THAT(page->body, HasSubstr("http-equiv=\"refresh\" content=\"10\""));
+  EXPECT_THAT(page->body, HasSubstr("Client-level budget: 8."));
 
   auto data = LoopbackHttpGet(server_->port(), "/report.json");
   ASSERT_TRUE(data.ok()) << data.status();
@@ -86,6 +88,7 @@ TEST_F(SitePageTest, ShowsTheFederationThePlansAndTheFiguresSent) {
   EXPECT_EQ(r["plans"][1]["reason"], "model not allowed");
   EXPECT_EQ(r["rounds"][0]["metrics"]["accuracy"], 0.875);
   EXPECT_EQ(r["checks"][2]["passed"], true);  // signed with the site's own certificate
+  EXPECT_EQ(r["privacy"]["budget"], 8.0);
 }
 
 TEST_F(SitePageTest, ReReadsTheLedgerOnEveryRequest) {
