@@ -4,13 +4,10 @@
 // one), lists the three sites, and its accuracy chart has more points at a later round than at
 // an earlier one. A screenshot taken during the run is kept as this test's artifact:
 // build/artifacts/dashboard.png (the path is printed).
-#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -19,8 +16,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/time/time.h"
 #include "tests/integration/harness.h"
+#include "tests/support/http_get.h"
 
 namespace hansa::testing {
 namespace {
@@ -30,32 +27,9 @@ using ::testing::Not;
 
 constexpr char kChromium[] = "/usr/bin/chromium";
 
-// GET `path` from 127.0.0.1:`port`; empty when nothing listens yet.
-std::string HttpGet(int port, const std::string& path) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  std::string out;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    timeval tv = absl::ToTimeval(absl::Seconds(30));
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-    if (::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
-      char buf[4096];
-      for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) {
-        out.append(buf, static_cast<size_t>(n));
-      }
-    }
-  }
-  ::close(fd);
-  return out;
-}
-
 // /status.json as the page reads it; null while the server does not answer.
 nlohmann::json Status(int port) {
-  const std::string reply = HttpGet(port, "/status.json");
+  const std::string reply = LoopbackHttp(port, "/status.json");
   const size_t body = reply.find("\r\n\r\n");
   if (reply.rfind("HTTP/1.1 200", 0) != 0 || body == std::string::npos) return nullptr;
   return nlohmann::json::parse(reply.substr(body + 4), nullptr, false);

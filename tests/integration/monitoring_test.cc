@@ -11,35 +11,13 @@
 #include <string>
 
 #include "tests/integration/harness.h"
+#include "tests/support/http_get.h"
 #include "tests/support/tls_peers.h"
 
 namespace hansa::testing {
 namespace {
 
 using ::testing::HasSubstr;
-
-// GET `path` from 127.0.0.1:`port`; empty when nothing listens yet.
-std::string HttpGet(int port, const std::string& path) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  std::string out;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    timeval tv = absl::ToTimeval(absl::Seconds(30));
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-    if (::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
-      char buf[4096];
-      for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) {
-        out.append(buf, static_cast<size_t>(n));
-      }
-    }
-  }
-  ::close(fd);
-  return out;
-}
 
 // The value of the first sample whose name and labels start with `series`
 // ("hansa_sites_connected{"); -1 when absent.
@@ -92,7 +70,7 @@ TEST(MonitoringTest, ScrapesShowThreeSitesConnectedAndTheRoundCounterRising) {
   std::string first;
   ASSERT_TRUE(WaitFor(120,
                       [&] {
-                        first = HttpGet(metrics_port, "/metrics");
+                        first = LoopbackHttp(metrics_port, "/metrics");
                         return Sample(first, "hansa_sites_connected{") == 2;
                       }))
       << first << "\n"
@@ -113,7 +91,7 @@ TEST(MonitoringTest, ScrapesShowThreeSitesConnectedAndTheRoundCounterRising) {
   std::string second;
   ASSERT_TRUE(WaitFor(240,
                       [&] {
-                        second = HttpGet(metrics_port, "/metrics");
+                        second = LoopbackHttp(metrics_port, "/metrics");
                         return Sample(second, "hansa_sites_connected{") == 3 &&
                                Sample(second, "hansa_rounds_completed_total{") >= 1;
                       }))
@@ -123,14 +101,14 @@ TEST(MonitoringTest, ScrapesShowThreeSitesConnectedAndTheRoundCounterRising) {
   EXPECT_GT(Sample(second, "hansa_site_received_bytes_total{country=\"DE\",site=\"beta\"}"), 0)
       << second;
   EXPECT_GE(Sample(second, "hansa_round_duration_seconds_count{"), 1) << second;
-  EXPECT_THAT(HttpGet(metrics_port, "/nothing"), HasSubstr("404"));
+  EXPECT_THAT(LoopbackHttp(metrics_port, "/nothing"), HasSubstr("404"));
 
   ASSERT_EQ(coordinator.Wait(240).value_or(-1), 0) << coordinator.Log();
   EXPECT_EQ(running[1]->Wait(60).value_or(-1), 0) << running[1]->Log();
   EXPECT_EQ(running[2]->Wait(60).value_or(-1), 0) << running[2]->Log();
 
   // The site's own series, from its egress ledger: three plans accepted, three updates sent.
-  const std::string site = HttpGet(site_metrics_port, "/metrics");
+  const std::string site = LoopbackHttp(site_metrics_port, "/metrics");
   EXPECT_EQ(Sample(site, "hansa_site_plans_accepted_total{site=\"alpha\"}"), 3) << site;
   EXPECT_EQ(Sample(site, "hansa_site_messages_sent_total{site=\"alpha\",type=\"upload\"}"), 3)
       << site;

@@ -6,8 +6,6 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <openssl/ssl.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <memory>
@@ -16,11 +14,13 @@
 #include "common/pki/authority.h"
 #include "common/pki/ca_registry.h"
 #include "common/pki/revocation.h"
+#include "tests/support/http_get.h"
 #include "tests/support/tls_peers.h"
 
 namespace hansa {
 namespace {
 
+using ::hansa::testing::LoopbackHttp;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
@@ -166,18 +166,6 @@ TEST(DashboardStatusTest, NoStringFromAPeerReadsAsMarkup) {
   EXPECT_NO_THROW(json::parse(SafeJsonText(json{{"site", std::string("a\xff")}})));
 }
 
-// Sends `request` as is and reads until the server closes (it sends Connection: close).
-std::string PlainGet(int port, const std::string& path) {
-  const int fd = testing::ConnectLoopback(port, absl::Seconds(30));
-  const std::string request = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-  EXPECT_EQ(::write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  return out;
-}
-
 std::string Body(const std::string& reply) {
   const size_t at = reply.find("\r\n\r\n");
   return at == std::string::npos ? std::string() : reply.substr(at + 4);
@@ -193,7 +181,7 @@ TEST(DashboardServeTest, ThePageItsAssetsAndItsJsonOnLoopback) {
   RegisterDashboard(**server, board, nullptr, DashboardFacts{});
   const int port = (*server)->port();
 
-  const std::string page = PlainGet(port, "/");
+  const std::string page = LoopbackHttp(port, "/");
   EXPECT_THAT(page, StartsWith("HTTP/1.1 200"));
   EXPECT_THAT(page, HasSubstr("Content-Type: text/html; charset=utf-8"));
   EXPECT_THAT(page,
@@ -206,13 +194,14 @@ TEST(DashboardServeTest, ThePageItsAssetsAndItsJsonOnLoopback) {
   EXPECT_THAT(Body(page), Not(HasSubstr("http://")));
   EXPECT_THAT(Body(page), Not(HasSubstr("https://")));
 
-  const std::string script = PlainGet(port, "/dashboard.js");
+  const std::string script = LoopbackHttp(port, "/dashboard.js");
   EXPECT_THAT(script, HasSubstr("Content-Type: text/javascript; charset=utf-8"));
   EXPECT_THAT(script, HasSubstr("/status.json"));
   EXPECT_THAT(Body(script), Not(HasSubstr("innerHTML")));
-  EXPECT_THAT(PlainGet(port, "/dashboard.css"), HasSubstr("Content-Type: text/css; charset=utf-8"));
+  EXPECT_THAT(LoopbackHttp(port, "/dashboard.css"),
+              HasSubstr("Content-Type: text/css; charset=utf-8"));
 
-  const std::string status = PlainGet(port, "/status.json");
+  const std::string status = LoopbackHttp(port, "/status.json");
   EXPECT_THAT(status, HasSubstr("Content-Type: application/json"));
   EXPECT_THAT(status, HasSubstr("Cache-Control: no-store"));
   const json doc = json::parse(Body(status));
@@ -225,8 +214,8 @@ TEST(DashboardServeTest, ThePageItsAssetsAndItsJsonOnLoopback) {
     third.accuracy = 0.7;
     s.history.push_back(third);
   });
-  EXPECT_EQ(json::parse(Body(PlainGet(port, "/status.json")))["history"].size(), 3u);
-  EXPECT_THAT(PlainGet(port, "/status"), StartsWith("HTTP/1.1 404"));
+  EXPECT_EQ(json::parse(Body(LoopbackHttp(port, "/status.json")))["history"].size(), 3u);
+  EXPECT_THAT(LoopbackHttp(port, "/status"), StartsWith("HTTP/1.1 404"));
 }
 
 class DashboardAccessTest : public ::testing::Test {
@@ -273,32 +262,7 @@ class DashboardAccessTest : public ::testing::Test {
   // GET /status.json over TLS 1.3 presenting `client` (none: no certificate). Empty when the
   // server sent no HTTP response (a refused handshake).
   std::string HttpsGet(int port, const testing::Participant* client) {
-    testing::SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
-    SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION);
-    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
-    if (client != nullptr) {
-      EXPECT_EQ(SSL_CTX_use_certificate(ctx.get(), client->cert.get()), 1);
-      auto pem = client->key.ToPem();
-      testing::BioPtr bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
-      testing::EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-      EXPECT_EQ(SSL_CTX_use_PrivateKey(ctx.get(), key.get()), 1);
-    }
-    const int fd = testing::ConnectLoopback(port, absl::Seconds(30));
-    testing::SslPtr ssl(SSL_new(ctx.get()));
-    SSL_set_fd(ssl.get(), fd);
-    std::string out;
-    if (SSL_connect(ssl.get()) == 1) {
-      const std::string request = "GET /status.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-      if (SSL_write(ssl.get(), request.data(), static_cast<int>(request.size())) > 0) {
-        char buf[4096];
-        for (int n; (n = SSL_read(ssl.get(), buf, sizeof buf)) > 0;) {
-          out.append(buf, static_cast<size_t>(n));
-        }
-      }
-    }
-    ssl.reset();
-    ::close(fd);
-    return out;
+    return testing::LoopbackHttpsGet(port, "/status.json", client);
   }
 
   std::unique_ptr<CertificateAuthority> ca_;

@@ -6,36 +6,21 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <openssl/ssl.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <string>
 
 #include "common/pki/authority.h"
+#include "tests/support/http_get.h"
 #include "tests/support/tls_peers.h"
 
 namespace hansa {
 namespace {
 
+using ::hansa::testing::LoopbackHttp;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
-
-// Sends `request` as is and reads until the server closes (it sends Connection: close).
-std::string PlainExchange(int port, const std::string& request) {
-  const int fd = testing::ConnectLoopback(port, absl::Seconds(30));
-  EXPECT_EQ(::write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  return out;
-}
-
-std::string Get(int port, const std::string& path, const std::string& method = "GET") {
-  return PlainExchange(port, method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-}
 
 HttpResponse Text(std::string body) {
   HttpResponse r;
@@ -55,21 +40,21 @@ TEST(HttpServerTest, ServesRegisteredPathsAndAnswers404And405) {
   ASSERT_GT((*server)->port(), 0);
   (*server)->Handle("/metrics", [](const HttpRequest& r) { return Text("q=" + r.query + "\n"); });
 
-  const std::string ok = Get((*server)->port(), "/metrics?x=1");
+  const std::string ok = LoopbackHttp((*server)->port(), "/metrics?x=1");
   EXPECT_THAT(ok, StartsWith("HTTP/1.1 200"));
   EXPECT_THAT(ok, HasSubstr("\r\n\r\nq=x=1\n"));
   EXPECT_THAT(ok, HasSubstr("X-Content-Type-Options: nosniff"));
   EXPECT_THAT(ok, HasSubstr("Cache-Control: no-store"));
   EXPECT_THAT(ok, HasSubstr("Content-Type: text/plain; charset=utf-8"));
 
-  EXPECT_THAT(Get((*server)->port(), "/metrics/"), StartsWith("HTTP/1.1 404"));
-  EXPECT_THAT(Get((*server)->port(), "/"), StartsWith("HTTP/1.1 404"));
-  EXPECT_THAT(Get((*server)->port(), "/../etc/passwd"), Not(HasSubstr("root:")));
-  const std::string post = Get((*server)->port(), "/metrics", "POST");
+  EXPECT_THAT(LoopbackHttp((*server)->port(), "/metrics/"), StartsWith("HTTP/1.1 404"));
+  EXPECT_THAT(LoopbackHttp((*server)->port(), "/"), StartsWith("HTTP/1.1 404"));
+  EXPECT_THAT(LoopbackHttp((*server)->port(), "/../etc/passwd"), Not(HasSubstr("root:")));
+  const std::string post = LoopbackHttp((*server)->port(), "/metrics", "POST");
   EXPECT_THAT(post, StartsWith("HTTP/1.1 405"));
   EXPECT_THAT(post, HasSubstr("Allow: GET, HEAD"));
 
-  const std::string head = Get((*server)->port(), "/metrics?x=1", "HEAD");
+  const std::string head = LoopbackHttp((*server)->port(), "/metrics?x=1", "HEAD");
   EXPECT_THAT(head, StartsWith("HTTP/1.1 200"));
   EXPECT_THAT(head, HasSubstr("Content-Length: 6\r\n"));
   EXPECT_THAT(head, Not(HasSubstr("q=")));
@@ -78,14 +63,14 @@ TEST(HttpServerTest, ServesRegisteredPathsAndAnswers404And405) {
 TEST(HttpServerTest, HandlersAddedLaterAndHtmlGetsAStrictPolicy) {
   auto server = StartLoopback();
   ASSERT_TRUE(server.ok()) << server.status();
-  EXPECT_THAT(Get((*server)->port(), "/page"), StartsWith("HTTP/1.1 404"));
+  EXPECT_THAT(LoopbackHttp((*server)->port(), "/page"), StartsWith("HTTP/1.1 404"));
   (*server)->Handle("/page", [](const HttpRequest&) {
     HttpResponse r;
     r.content_type = "text/html; charset=utf-8";
     r.body = "<p>hi</p>";
     return r;
   });
-  const std::string page = Get((*server)->port(), "/page");
+  const std::string page = LoopbackHttp((*server)->port(), "/page");
   EXPECT_THAT(page, StartsWith("HTTP/1.1 200"));
   EXPECT_THAT(page, HasSubstr(std::string("Content-Security-Policy: ") +
                               kStrictContentSecurityPolicy + "\r\n"));
@@ -97,7 +82,8 @@ TEST(HttpServerTest, RefusesOversizedRequests) {
   (*server)->Handle("/metrics", [](const HttpRequest&) { return Text("ok"); });
   const std::string big =
       "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: " + std::string(64 << 10, 'a') + "\r\n\r\n";
-  EXPECT_THAT(PlainExchange((*server)->port(), big), Not(HasSubstr("HTTP/1.1 200")));
+  const auto answer = testing::LoopbackSend((*server)->port(), big);
+  EXPECT_THAT(answer.value_or(""), Not(HasSubstr("HTTP/1.1 200")));
 }
 
 TEST(HttpServerTest, RefusesNonLoopbackWithoutTlsAndMalformedAddresses) {
@@ -162,32 +148,7 @@ class HttpsServerTest : public ::testing::Test {
   // GET /metrics over TLS 1.3 presenting `client` (none: no certificate). Empty when the server
   // sent no HTTP response.
   std::string HttpsGet(int port, const testing::Participant* client) {
-    testing::SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
-    SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION);
-    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
-    if (client != nullptr) {
-      EXPECT_EQ(SSL_CTX_use_certificate(ctx.get(), client->cert.get()), 1);
-      auto pem = client->key.ToPem();
-      testing::BioPtr bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
-      testing::EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-      EXPECT_EQ(SSL_CTX_use_PrivateKey(ctx.get(), key.get()), 1);
-    }
-    const int fd = testing::ConnectLoopback(port, absl::Seconds(30));
-    testing::SslPtr ssl(SSL_new(ctx.get()));
-    SSL_set_fd(ssl.get(), fd);
-    std::string out;
-    if (SSL_connect(ssl.get()) == 1) {
-      const std::string request = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-      if (SSL_write(ssl.get(), request.data(), static_cast<int>(request.size())) > 0) {
-        char buf[4096];
-        for (int n; (n = SSL_read(ssl.get(), buf, sizeof buf)) > 0;) {
-          out.append(buf, static_cast<size_t>(n));
-        }
-      }
-    }
-    ssl.reset();
-    ::close(fd);
-    return out;
+    return testing::LoopbackHttpsGet(port, "/metrics", client);
   }
 
   std::unique_ptr<CertificateAuthority> ca_;
@@ -211,7 +172,7 @@ TEST_F(HttpsServerTest, RefusesNoCertificateAndAnotherCasCertificate) {
   const testing::Participant stranger = testing::IssueParticipant(*rogue_, "berlin", false);
   EXPECT_EQ(HttpsGet((*server)->port(), &stranger), "");
   // Plain HTTP to the HTTPS port gets no page either.
-  EXPECT_THAT(Get((*server)->port(), "/metrics"), Not(HasSubstr("hello")));
+  EXPECT_THAT(LoopbackHttp((*server)->port(), "/metrics"), Not(HasSubstr("hello")));
 }
 
 TEST_F(HttpsServerTest, AuthorizeRefusesWith403AndItsReason) {
