@@ -15,6 +15,7 @@
 #include "common/fileio/fileio.h"
 #include "common/pki/certificate.h"
 #include "common/report/data_flow.h"
+#include "common/report/internal/report_files.h"
 
 namespace hansa {
 namespace {
@@ -443,33 +444,16 @@ json PrivacySection(const Folded& f) {
   return out;
 }
 
-// STATE_DIR/../ca.pem: where a startup kit keeps the CA beside the coordinator's state dir.
-std::string DefaultCaPath(const std::string& state_dir) {
-  fs::path p = fs::absolute(state_dir).lexically_normal();
-  if (p.filename().empty()) p = p.parent_path();
-  return (p.parent_path() / "ca.pem").string();
-}
-
 }  // namespace
 
 StatusOr<json> BuildReport(const ReportOptions& options) {
-  const std::string dir = fs::path(options.state_dir).lexically_normal().string();
-  if (!fs::is_directory(dir)) {
-    return absl::NotFoundError(absl::StrCat("state directory ", dir,
-                                            " does not exist (give the coordinator's state_dir)"));
-  }
-  std::string ca_path = options.ca_path.empty() ? DefaultCaPath(dir) : options.ca_path;
-  std::optional<Certificate> ca;
-  if (!options.ca_path.empty() || fs::exists(ca_path)) {
-    ASSIGN_OR_RETURN(Certificate loaded, Certificate::FromFile(ca_path));
-    ca = std::move(loaded);
-  }
-
-  json report = json::object();
-  report["schema"] = "hansa.report/1";
-  report["generated_at"] =
-      options.generated_at.empty() ? FormatRecordTime(absl::Now()) : options.generated_at;
-  report["state_dir"] = dir;
+  ASSIGN_OR_RETURN(const report_internal::StateDir state,
+                   report_internal::OpenStateDir(options.state_dir, options.ca_path,
+                                                 "give the coordinator's state_dir"));
+  const std::string& dir = state.dir;
+  const std::string& ca_path = state.ca_path;
+  const std::optional<Certificate>& ca = state.ca;
+  json report = report_internal::ReportHead("hansa.report/1", options.generated_at, dir);
 
   std::vector<AuditRecord> records;
   const std::string audit_path = (fs::path(dir) / "audit.jsonl").string();
@@ -513,23 +497,9 @@ StatusOr<json> BuildReport(const ReportOptions& options) {
 
 StatusOr<WrittenReport> WriteReport(const ReportOptions& options, const std::string& out_dir) {
   ASSIGN_OR_RETURN(json report, BuildReport(options));
-  RETURN_IF_ERROR(MakeDirs(out_dir, 0755));
-  WrittenReport written;
-  written.json_path = (fs::path(out_dir) / "report.json").string();
-  written.html_path = (fs::path(out_dir) / "report.html").string();
-  RETURN_IF_ERROR(WriteFileAtomically(
-      written.json_path, report.dump(2, ' ', false, json::error_handler_t::replace) + "\n"));
-  RETURN_IF_ERROR(WriteFileAtomically(written.html_path, RenderReportHtml(report)));
-  written.audit_verified = report["audit"]["verified"].get<bool>();
-  if (!written.audit_verified) written.audit_error = report["audit"]["error"].get<std::string>();
-  for (const json& check : report["checks"]) {
-    if (check["made"].get<bool>() && !check["passed"].get<bool>() &&
-        check["check"] != "closing_record") {
-      written.failed_checks.push_back(absl::StrCat(check["check"].get<std::string>(), ": ",
-                                                   check["detail"].get<std::string>()));
-    }
-  }
-  return written;
+  // A running federation has no closing record yet: not a failure of the report.
+  return report_internal::WriteReportFiles(report, RenderReportHtml(report), out_dir, "audit",
+                                           "closing_record");
 }
 
 }  // namespace hansa

@@ -15,6 +15,7 @@
 #include "common/audit/verify.h"
 #include "common/fileio/fileio.h"
 #include "common/pki/certificate.h"
+#include "common/report/internal/report_files.h"
 
 namespace hansa {
 namespace {
@@ -365,32 +366,16 @@ class Folder {
                   {"by_type", json::object()}};
 };
 
-// STATE_DIR/../ca.pem: where a startup kit keeps the CA beside the site's state dir.
-std::string DefaultCaPath(const std::string& state_dir) {
-  fs::path p = fs::absolute(state_dir).lexically_normal();
-  if (p.filename().empty()) p = p.parent_path();
-  return (p.parent_path() / "ca.pem").string();
-}
-
 }  // namespace
 
 StatusOr<json> BuildSiteReport(const SiteReportOptions& options) {
-  const std::string dir = fs::path(options.state_dir).lexically_normal().string();
-  if (!fs::is_directory(dir)) {
-    return absl::NotFoundError(absl::StrCat(
-        "state directory ", dir, " does not exist (give the site's state_dir from site.toml)"));
-  }
-  const std::string ca_path = options.ca_path.empty() ? DefaultCaPath(dir) : options.ca_path;
-  std::optional<Certificate> ca;
-  if (!options.ca_path.empty() || fs::exists(ca_path)) {
-    ASSIGN_OR_RETURN(Certificate loaded, Certificate::FromFile(ca_path));
-    ca = std::move(loaded);
-  }
-  json report = json::object();
-  report["schema"] = "hansa.site_report/1";
-  report["generated_at"] =
-      options.generated_at.empty() ? FormatRecordTime(absl::Now()) : options.generated_at;
-  report["state_dir"] = dir;
+  ASSIGN_OR_RETURN(const report_internal::StateDir state,
+                   report_internal::OpenStateDir(options.state_dir, options.ca_path,
+                                                 "give the site's state_dir from site.toml"));
+  const std::string& dir = state.dir;
+  const std::string& ca_path = state.ca_path;
+  const std::optional<Certificate>& ca = state.ca;
+  json report = report_internal::ReportHead("hansa.site_report/1", options.generated_at, dir);
   Ledger ledger = ReadLedger((fs::path(dir) / "egress.jsonl").string(), ca, ca_path,
                              options.site_fingerprint, options.live);
   report["site"] = nullptr;
@@ -410,22 +395,7 @@ StatusOr<json> BuildSiteReport(const SiteReportOptions& options) {
 StatusOr<WrittenReport> WriteSiteReport(const SiteReportOptions& options,
                                         const std::string& out_dir) {
   ASSIGN_OR_RETURN(json report, BuildSiteReport(options));
-  RETURN_IF_ERROR(MakeDirs(out_dir, 0755));
-  WrittenReport written;
-  written.json_path = (fs::path(out_dir) / "report.json").string();
-  written.html_path = (fs::path(out_dir) / "report.html").string();
-  RETURN_IF_ERROR(WriteFileAtomically(
-      written.json_path, report.dump(2, ' ', false, json::error_handler_t::replace) + "\n"));
-  RETURN_IF_ERROR(WriteFileAtomically(written.html_path, RenderSiteReportHtml(report)));
-  written.audit_verified = report["ledger"]["verified"].get<bool>();
-  if (!written.audit_verified) written.audit_error = report["ledger"]["error"].get<std::string>();
-  for (const json& check : report["checks"]) {
-    if (check["made"].get<bool>() && !check["passed"].get<bool>()) {
-      written.failed_checks.push_back(absl::StrCat(check["check"].get<std::string>(), ": ",
-                                                   check["detail"].get<std::string>()));
-    }
-  }
-  return written;
+  return report_internal::WriteReportFiles(report, RenderSiteReportHtml(report), out_dir, "ledger");
 }
 
 }  // namespace hansa
