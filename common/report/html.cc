@@ -25,15 +25,7 @@ using report_html::Table;
 using report_html::Text;
 
 std::string Verdict(const json& audit) {
-  if (audit.value("verified", false)) {
-    return absl::StrCat("<div class=\"verdict ok\" id=\"audit-verdict\">Audit log verified: ",
-                        Text(audit["records"]),
-                        " records, hash chain and every signature checked against the "
-                        "federation CA.</div>");
-  }
-  return absl::StrCat("<div class=\"verdict bad\" id=\"audit-verdict\">Audit log NOT verified: ",
-                      Text(audit["error"]),
-                      ". Everything below rests on records that could not be verified.</div>");
+  return report_html::Verdict(audit, "Audit log", "audit-verdict");
 }
 
 std::string FederationSection(const json& r) {

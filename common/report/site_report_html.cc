@@ -24,17 +24,8 @@ using report_html::Table;
 using report_html::Text;
 
 std::string Verdict(const json& ledger) {
-  if (ledger.value("verified", false)) {
-    return absl::StrCat("<div class=\"verdict ok\" id=\"ledger-verdict\">Egress ledger verified: ",
-                        Text(ledger["records"]),
-                        " records, hash chain and every signature checked against the "
-                        "federation CA.</div>");
-  }
-  return absl::StrCat(
-      "<div class=\"verdict bad\" id=\"ledger-verdict\">Egress ledger NOT verified: ",
-      Text(ledger["error"]),
-      ". Everything below rests on records that could not be verified: the ledger may have been "
-      "altered.</div>");
+  return report_html::Verdict(ledger, "Egress ledger", "ledger-verdict",
+                              ": the ledger may have been altered");
 }
 
 std::string ChecksSection(const json& r) {

@@ -79,4 +79,17 @@ std::string Identity(const json& id) {
       " (", Text(id["country_name"]), ")<br>", Digest(id["fingerprint"], 64));
 }
 
+std::string Verdict(const json& log, const std::string& what, const std::string& id,
+                    const std::string& if_altered) {
+  if (log.value("verified", false)) {
+    return absl::StrCat("<div class=\"verdict ok\" id=\"", id, "\">", what,
+                        " verified: ", Text(log["records"]),
+                        " records, hash chain and every signature checked against the "
+                        "federation CA.</div>");
+  }
+  return absl::StrCat(
+      "<div class=\"verdict bad\" id=\"", id, "\">", what, " NOT verified: ", Text(log["error"]),
+      ". Everything below rests on records that could not be verified", if_altered, ".</div>");
+}
+
 }  // namespace hansa::report_html

@@ -26,6 +26,11 @@ std::string Params(const nlohmann::json& object);
 std::string Row(const std::vector<std::string>& cells);
 std::string Table(const std::string& id, const std::vector<std::string>& head,
                   const std::vector<std::string>& rows);
+// The banner that says whether a log verified: `log` is a report's {verified, records, error},
+// `what` names it ("Audit log"), `id` is the banner's element id, and `if_altered` is added to
+// the warning when it did not verify.
+std::string Verdict(const nlohmann::json& log, const std::string& what, const std::string& id,
+                    const std::string& if_altered = "");
 // {name, organisation, country_name, fingerprint} as "name, organisation (country)" and the
 // whole fingerprint.
 std::string Identity(const nlohmann::json& id);
