@@ -450,25 +450,22 @@ StatusOr<json> BuildReport(const ReportOptions& options) {
   ASSIGN_OR_RETURN(const report_internal::StateDir state,
                    report_internal::OpenStateDir(options.state_dir, options.ca_path,
                                                  "give the coordinator's state_dir"));
-  const std::string& dir = state.dir;
-  const std::string& ca_path = state.ca_path;
-  const std::optional<Certificate>& ca = state.ca;
-  json report = report_internal::ReportHead("hansa.report/1", options.generated_at, dir);
+  json report = report_internal::ReportHead("hansa.report/1", options.generated_at, state.dir);
 
   std::vector<AuditRecord> records;
-  const std::string audit_path = (fs::path(dir) / "audit.jsonl").string();
+  const std::string audit_path = (fs::path(state.dir) / "audit.jsonl").string();
   report["audit"] =
-      AuditSection(audit_path, ca_path, ca, options.coordinator_fingerprint, &records);
-  json checks = AuditChecks(audit_path, ca, options.coordinator_fingerprint);
-  report["site_ledgers"] = SiteLedgers(audit_path, ca, options.egress_ledgers, checks);
+      AuditSection(audit_path, state.ca_path, state.ca, options.coordinator_fingerprint, &records);
+  json checks = AuditChecks(audit_path, state.ca, options.coordinator_fingerprint);
+  report["site_ledgers"] = SiteLedgers(audit_path, state.ca, options.egress_ledgers, checks);
   report["checks"] = checks;
   Folded folded;
   for (const AuditRecord& r : records) Fold(r, folded);
   ASSIGN_OR_RETURN(std::vector<json> metrics,
-                   ReadMetrics((fs::path(dir) / "metrics.jsonl").string()));
+                   ReadMetrics((fs::path(state.dir) / "metrics.jsonl").string()));
   MergeMetrics(metrics, folded, report);
 
-  report["federation"] = FederationSection(folded, records, ca);
+  report["federation"] = FederationSection(folded, records, state.ca);
   report["study"] = StudySection(folded);
   json participants = json::array();
   for (auto& [key, p] : folded.participants) {

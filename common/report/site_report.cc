@@ -372,18 +372,15 @@ StatusOr<json> BuildSiteReport(const SiteReportOptions& options) {
   ASSIGN_OR_RETURN(const report_internal::StateDir state,
                    report_internal::OpenStateDir(options.state_dir, options.ca_path,
                                                  "give the site's state_dir from site.toml"));
-  const std::string& dir = state.dir;
-  const std::string& ca_path = state.ca_path;
-  const std::optional<Certificate>& ca = state.ca;
-  json report = report_internal::ReportHead("hansa.site_report/1", options.generated_at, dir);
-  Ledger ledger = ReadLedger((fs::path(dir) / "egress.jsonl").string(), ca, ca_path,
-                             options.site_fingerprint, options.live);
+  json report = report_internal::ReportHead("hansa.site_report/1", options.generated_at, state.dir);
+  Ledger ledger = ReadLedger((fs::path(state.dir) / "egress.jsonl").string(), state.ca,
+                             state.ca_path, options.site_fingerprint, options.live);
   report["site"] = nullptr;
   if (!ledger.records.empty() && !ledger.records.front().certificate_pem.empty()) {
     auto cert = Certificate::FromPem(ledger.records.front().certificate_pem);
     if (cert.ok()) report["site"] = Identity(cert->Subject(), cert->Sha256Fingerprint());
   }
-  report["ca"] = ca ? Identity(ca->Subject(), ca->Sha256Fingerprint()) : json();
+  report["ca"] = state.ca ? Identity(state.ca->Subject(), state.ca->Sha256Fingerprint()) : json();
   Folder folder;
   for (const AuditRecord& r : ledger.records) folder.Add(r);
   folder.Finish(report);
