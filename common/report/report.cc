@@ -23,6 +23,7 @@ namespace {
 namespace ev = audit_events;
 namespace fs = std::filesystem;
 using nlohmann::json;
+using report_internal::Check;
 
 json Get(const json& object, const char* name) {
   auto it = object.find(name);
@@ -231,14 +232,6 @@ json AuditSection(const std::string& path, const std::string& ca_path,
   return audit;
 }
 
-json Check(const char* check, const char* title, bool made, bool passed, std::string detail) {
-  return {{"check", check},
-          {"title", title},
-          {"made", made},
-          {"passed", made ? json(passed) : json()},
-          {"detail", std::move(detail)}};
-}
-
 // The audit log's checks one by one, so a failure names the one that failed: the chain alone
 // (any signer from the CA), then the signer's role, then its fingerprint, then the end.
 json AuditChecks(const std::string& path, const std::optional<Certificate>& ca,
@@ -253,13 +246,7 @@ json AuditChecks(const std::string& path, const std::optional<Certificate>& ca,
     chain.usage = CertificateUsage::kAny;
     base = VerifyAuditLog(path, *ca, chain);
   }
-  checks.push_back(Check(
-      "chain_and_signatures", "Hash chain and signatures", missing.empty(), base.ok(),
-      !missing.empty() ? missing
-      : base.ok()      ? absl::StrCat(base->records,
-                                      " records: the chain is intact and every record is signed by the "
-                                           "certificate in the first one, issued by the federation CA")
-                       : std::string(base.status().message())));
+  checks.push_back(report_internal::ChainCheck(missing, base));
   const std::string unchecked = missing.empty() ? "the chain did not verify" : missing;
   if (!base.ok()) {
     checks.push_back(Check("signer_role", "Signer is a coordinator", false, false, unchecked));

@@ -23,6 +23,7 @@ namespace {
 namespace ev = audit_events;
 namespace fs = std::filesystem;
 using nlohmann::json;
+using report_internal::Check;
 
 json Identity(const SubjectName& subject, const std::string& fingerprint) {
   return {{"name", subject.common_name},
@@ -30,14 +31,6 @@ json Identity(const SubjectName& subject, const std::string& fingerprint) {
           {"country", subject.country},
           {"country_name", CountryName(subject.country)},
           {"fingerprint", fingerprint}};
-}
-
-json Check(const char* check, const char* title, bool made, bool passed, std::string detail) {
-  return {{"check", check},
-          {"title", title},
-          {"made", made},
-          {"passed", made ? json(passed) : json()},
-          {"detail", std::move(detail)}};
 }
 
 json Field(const json& object, const char* name) {
@@ -101,13 +94,7 @@ Ledger ReadLedger(const std::string& path, const std::optional<Certificate>& ca,
     any.usage = CertificateUsage::kAny;
     chain = VerifyAuditLogContents(*contents, *ca, path, any, &l.records);
   }
-  l.checks.push_back(Check(
-      "chain_and_signatures", "Hash chain and signatures", missing.empty(), chain.ok(),
-      !missing.empty() ? missing
-      : chain.ok()     ? absl::StrCat(chain->records,
-                                      " records: the chain is intact and every record is signed by the "
-                                          "certificate in the first one, issued by the federation CA")
-                       : std::string(chain.status().message())));
+  l.checks.push_back(report_internal::ChainCheck(missing, chain));
   const std::string unchecked = missing.empty() ? "the chain did not verify" : missing;
   Status role = absl::UnknownError(unchecked);
   if (chain.ok()) {

@@ -42,6 +42,24 @@ json ReportHead(std::string_view schema, const std::string& generated_at, const 
   return report;
 }
 
+json Check(const char* check, const char* title, bool made, bool passed, std::string detail) {
+  return {{"check", check},
+          {"title", title},
+          {"made", made},
+          {"passed", made ? json(passed) : json()},
+          {"detail", std::move(detail)}};
+}
+
+json ChainCheck(const std::string& missing, const StatusOr<AuditSummary>& chain) {
+  return Check("chain_and_signatures", "Hash chain and signatures", missing.empty(), chain.ok(),
+               !missing.empty() ? missing
+               : chain.ok()
+                   ? absl::StrCat(chain->records,
+                                  " records: the chain is intact and every record is signed by "
+                                  "the certificate in the first one, issued by the federation CA")
+                   : std::string(chain.status().message()));
+}
+
 StatusOr<WrittenReport> WriteReportFiles(const json& report, const std::string& html,
                                          const std::string& out_dir, const std::string& log_key,
                                          std::string_view not_a_failure) {

@@ -1,6 +1,6 @@
 // What both compliance reports (the coordinator's, report.cc, and a site's, site_report.cc) do
-// alike around their contents: open the state dir with the CA that checks its signatures, and
-// write report.json and report.html. Internal to common/report.
+// alike around their contents: open the state dir with the CA that checks its signatures, make
+// the checks both make, and write report.json and report.html. Internal to common/report.
 //
 // Threading: no shared state; any thread.
 #pragma once
@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/audit/verify.h"
 #include "common/pki/certificate.h"
 #include "common/report/report.h"
 #include "common/status/status.h"
@@ -30,6 +31,14 @@ StatusOr<StateDir> OpenStateDir(const std::string& state_dir, const std::string&
 // state_dir.
 nlohmann::json ReportHead(std::string_view schema, const std::string& generated_at,
                           const std::string& dir);
+
+// A check as the reports list it: {check, title, made, passed (null when not made), detail}.
+nlohmann::json Check(const char* check, const char* title, bool made, bool passed,
+                     std::string detail);
+
+// The "chain_and_signatures" check of a signed log: not made where `missing` says what was
+// missing to make it, else passed when `chain` (the log verified against the CA) is OK.
+nlohmann::json ChainCheck(const std::string& missing, const StatusOr<AuditSummary>& chain);
 
 // Writes out_dir/report.json and out_dir/report.html (`html`), each atomically. The verdict is
 // report[`log_key`]'s; failed_checks lists each check made that failed but `not_a_failure`.
