@@ -43,7 +43,9 @@ esac
 tests=(audit_test client_data_test clock_test config_test coordinator_test crypto_test disk_faults_test
   metrics_test net_tls_test partition_test pki_test plan_test privacy_accounts_test privacy_test report_test
   secagg_test service_test site_contributions_test site_link_test site_session_test
-  strategy_test tensor_test wire_test)
+  strategy_test tensor_test wire_test pki_enrollment_test monitoring_http_server_test
+  monitoring_config_test federation_status_test dashboard_test logging_test signal_watcher_test
+  site_report_test site_page_test)
 
 "$root/scripts/install-deps.sh"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
