@@ -105,5 +105,5 @@ Files:
   checkpoints           $state/checkpoints/round-NNNN.safetensors
   coordinator state     $state/state.db (SQLite)
   logs                  $out/logs/
-Run a site by hand:     $bin/client/hansa-client --config $kit/sites/berlin/site.toml
+Run a site by hand:     $bin/client/hansa-client --once --config $kit/sites/berlin/site.toml   (without --once it waits for the next study)
 TXT
