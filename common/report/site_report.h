@@ -13,7 +13,8 @@
 //   federation    {name, site, coordinator_country, coordinator_country_name}|null: the last
 //                  federation_joined record (ledgers written before it was recorded have none)
 //   federations   [{federation, site, coordinator_country, first_joined, last_joined, joins}]
-//   studies       [{study, time, round, sha256, facts{id, purpose, legal_basis, ...}}]  (study_facts)
+//   studies       [{study, time, round, sha256, facts{id, purpose, legal_basis, ...}}]
+//                 (study_facts)
 //   plans         [{study, round, time, plan_sha256, accepted, reason, coordinator_audit_head}]
 //   rounds        [{study, round, answer ("accepted"|"refused"|null), reason, plan_sha256,
 //                   messages, bytes, failed_sends, update{bytes, sha256, values, failed}|null,
