@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -38,19 +39,6 @@ StatusOr<int64_t> RemoveTornTail(const std::string& path, int fd, std::string* c
   RETURN_IF_ERROR(SyncFile(fd, path));
   contents->resize(keep);
   return static_cast<int64_t>(torn.size());
-}
-
-Status CheckSigner(const std::string& path, const std::string& first_line,
-                   const Certificate& certificate) {
-  auto first = ParseRecordLine(first_line);
-  if (!first.ok()) return absl::OkStatus();  // the chain check names the problem
-  if (first->signer != certificate.Sha256Fingerprint()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "audit log ", path, " is signed by certificate ", first->signer, ", not by this key's ",
-        certificate.Sha256Fingerprint(), " ('", certificate.Subject().common_name,
-        "'); a new certificate starts a new log: move the old file aside and keep it"));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -86,15 +74,11 @@ StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, Priv
   ASSIGN_OR_RETURN(std::string contents, ReadFile(path));
   ASSIGN_OR_RETURN(log->torn_tail_bytes_, RemoveTornTail(path, fd, &contents));
 
-  ChainChecker::Options check;
-  check.expected_signer = &log->certificate_;
-  ChainChecker checker(check);
+  ChainChecker checker(ChainChecker::Options{});
   size_t start = 0;
   while (start < contents.size()) {
     size_t end = contents.find('\n', start);
-    std::string_view line(contents.data() + start, end - start);
-    if (start == 0) RETURN_IF_ERROR(CheckSigner(path, std::string(line), log->certificate_));
-    auto record = checker.Next(line);
+    auto record = checker.Next(std::string_view(contents.data() + start, end - start));
     if (!record.ok()) {
       return absl::DataLossError(absl::StrCat(
           "audit log ", path, " ", record.status().message(),
@@ -103,11 +87,38 @@ StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path, Priv
     }
     start = end + 1;
   }
+  std::optional<Certificate> renewing;  // the certificate that signed the log so far
+  if (checker.signer().has_value() &&
+      checker.signer()->Sha256Fingerprint() != log->certificate_.Sha256Fingerprint()) {
+    const Certificate& current = *checker.signer();
+    if (Status same = CheckSameSigner(current, log->certificate_); !same.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "audit log ", path, " is signed by certificate ", current.Sha256Fingerprint(), " ('",
+          current.Subject().common_name, "'), not by this key's ",
+          log->certificate_.Sha256Fingerprint(), ": ", same.message(),
+          "; only a renewed certificate for the same key (hansa ca renew) continues a log, a new "
+          "key starts a new one: move the old file aside and keep it"));
+    }
+    if (log->certificate_.NotBefore() < current.NotBefore()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "audit log ", path, " is signed by certificate ", current.Sha256Fingerprint(),
+          ", issued ", FormatCertificateTime(current.NotBefore()), "; the certificate given (",
+          log->certificate_.Sha256Fingerprint(), ", issued ",
+          FormatCertificateTime(log->certificate_.NotBefore()),
+          ") is an older one: use the renewed certificate"));
+    }
+    renewing = current;
+  }
   absl::MutexLock lock(&log->mu_);
   log->next_seq_ = checker.next_seq();
   log->head_ = checker.head();
   log->last_time_ = checker.last_time();
   log->file_size_ = contents.size();
+  if (renewing.has_value()) {
+    RETURN_IF_ERROR(log->AppendLocked(SignerRenewed(*renewing, log->certificate_),
+                                      /*embed_certificate=*/true)
+                        .status());
+  }
   return log;
 }
 
@@ -160,7 +171,15 @@ StatusOr<int64_t> AuditLog::Append(std::string_view event, nlohmann::json fields
     return absl::InvalidArgumentError(
         absl::StrCat("fields of audit event ", std::string(event), " must be a JSON object"));
   }
+  if (event == audit_events::kSignerRenewed) {
+    return absl::InvalidArgumentError(
+        "signer_renewed is written by AuditLog::Open when it is given a renewed certificate");
+  }
   absl::MutexLock lock(&mu_);
+  return AppendLocked({std::string(event), std::move(fields)}, /*embed_certificate=*/false);
+}
+
+StatusOr<int64_t> AuditLog::AppendLocked(AuditEvent event, bool embed_certificate) {
   if (!broken_.ok()) return broken_;
   absl::Time now = std::max(options_.clock(), last_time_);
   // A record dated after the certificate's end would make the whole log fail verification.
@@ -171,18 +190,18 @@ StatusOr<int64_t> AuditLog::Append(std::string_view event, nlohmann::json fields
         ", so no record can be added (it would not verify); renew the certificate and keep "
         "this log, a new certificate starts a new one"));
   }
-  if (event == audit_events::kFederationFinished) {
-    fields[audit_events::kClosingRecords] = next_seq_;
-    fields[audit_events::kClosingHead] = head_;
+  if (event.name == audit_events::kFederationFinished) {
+    event.fields[audit_events::kClosingRecords] = next_seq_;
+    event.fields[audit_events::kClosingHead] = head_;
   }
   AuditRecord record;
   record.seq = next_seq_;
   record.time = FormatRecordTime(now);
-  record.event = std::string(event);
-  record.fields = std::move(fields);
+  record.event = std::move(event.name);
+  record.fields = std::move(event.fields);
   record.prev = head_;
   record.signer = fingerprint_;
-  if (record.seq == 0) record.certificate_pem = certificate_.ToPem();
+  if (record.seq == 0 || embed_certificate) record.certificate_pem = certificate_.ToPem();
   ASSIGN_OR_RETURN(std::string canonical, CanonicalRecordBytes(record));
   ASSIGN_OR_RETURN(std::string signature, key_.Sign(canonical));
   record.sig = absl::BytesToHexString(signature);

@@ -3,10 +3,13 @@
 //
 // Append() returns only after the line is written and fsynced, so a caller acknowledges the
 // action it records only once the record is durable. Opening an existing log checks its whole
-// chain and every signature against the writer's own certificate, then continues its seq and
-// prev: a restarted coordinator extends the same chain. A log whose chain is broken is never
-// appended to. An unterminated last line (a crash in the middle of a write, before its fsync
-// returned, so before anyone acted on it) is cut off and counted in torn_tail_bytes().
+// chain and every signature, that the writer's own key signs it, then continues its seq and
+// prev: a restarted coordinator extends the same chain. Opened with a renewed certificate for
+// the same key and subject (`hansa ca renew`), Open() first appends a signer_renewed record
+// that hands the log over to it (record.h), so a renewal never needs a new log. A log whose chain
+// is broken is never appended to. An unterminated last line (a crash in the middle of a write,
+// before its fsync returned, so before anyone acted on it) is cut off and counted in
+// torn_tail_bytes().
 //
 // A federation_finished record closes the log: Append() writes into it the number of records
 // before it and the SHA-256 of the line before it (events.h), under the same lock as the
@@ -45,8 +48,9 @@ class AuditLog {
   // Opens (creating it and its folder when absent) the log at `path`, signed with `key`, whose
   // certificate is `certificate`. Errors:
   //   InvalidArgument     the key does not belong to the certificate
-  //   FailedPrecondition  the certificate is not valid now; the log is signed by another
-  //                       certificate; another writer holds the file
+  //   FailedPrecondition  the certificate is not valid now; the log is signed by another key
+  //                       or subject, or by a certificate newer than this one; another
+  //                       writer holds the file
   //   DataLoss            the existing chain is broken (names the first bad record)
   static StatusOr<std::unique_ptr<AuditLog>> Open(const std::string& path, PrivateKey key,
                                                   Certificate certificate,
@@ -63,9 +67,9 @@ class AuditLog {
   // Appends one record and fsyncs it. Returns the record's seq. For federation_finished, the
   // fields "records" and "head" are set to the log's state before the record (replacing any
   // given). PermissionDenied once the certificate expired (a record dated past it would not
-  // verify). InvalidArgument for a bad
-  // event name, fields that are not a JSON object, or strings that are not UTF-8; an I/O error
-  // leaves the file as it was (or, if even that fails, makes every later Append fail).
+  // verify). InvalidArgument for signer_renewed (only Open() writes it), a bad event name,
+  // fields that are not a JSON object, or strings that are not UTF-8; an I/O error leaves the
+  // file as it was (or, if even that fails, makes every later Append fail).
   StatusOr<int64_t> Append(std::string_view event, nlohmann::json fields) ABSL_LOCKS_EXCLUDED(mu_);
   StatusOr<int64_t> Append(const AuditEvent& event) ABSL_LOCKS_EXCLUDED(mu_) {
     return Append(event.name, event.fields);
@@ -90,6 +94,10 @@ class AuditLog {
  private:
   AuditLog(std::string path, int fd, PrivateKey key, Certificate certificate,
            AuditLogOptions options);
+  // Append() without the checks of its arguments; `embed_certificate` puts this writer's
+  // certificate into the record (signer_renewed).
+  StatusOr<int64_t> AppendLocked(AuditEvent event, bool embed_certificate)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Status WriteLine(const std::string& line) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;

@@ -202,6 +202,14 @@ AuditEvent RetentionApplied(int64_t retention_days, const std::string& days_from
            {"bytes", bytes}}};
 }
 
+AuditEvent SignerRenewed(const Certificate& previous, const Certificate& renewed) {
+  return {ev::kSignerRenewed,
+          {{ev::kPreviousSigner, previous.Sha256Fingerprint()},
+           {"previous_not_after", FormatCertificateTime(previous.NotAfter())},
+           {"not_after", FormatCertificateTime(renewed.NotAfter())},
+           {"serial", renewed.SerialHex()}}};
+}
+
 AuditEvent ContributionSpent(int64_t round, int64_t attempt, const std::string& plan_sha256,
                              const std::string& update_key) {
   return {ev::kContributionSpent,

@@ -45,6 +45,12 @@
 //                        federation_finished: a log closed by it and followed only by
 //                        retention_applied records is still complete (verify.h). A site's
 //                        egress.jsonl takes the same record for its own state dir.
+//   signer_renewed       {previous_signer, previous_not_after, not_after, serial}  either
+//                        side, when the writer opens its log with a renewed certificate (the
+//                        same key and subject, `hansa ca renew`) in place of the one that
+//                        signed it so far (`previous_signer`, its fingerprint). The record
+//                        embeds the renewed certificate in "certificate" and is signed, as
+//                        every record after it, under it (record.h); the log goes on.
 //
 // Site, egress.jsonl (written before each message leaves, by hansa-client):
 //   message_sent   {type, round, bytes, sha256}  type is one of kMessageTypes; bytes and sha256
@@ -77,6 +83,7 @@
 #include <string>
 #include <vector>
 
+#include "common/pki/certificate.h"
 #include "nlohmann/json.hpp"
 
 namespace hansa {
@@ -127,6 +134,8 @@ inline constexpr char kFederationJoined[] = "federation_joined";
 inline constexpr char kContributionSpent[] = "contribution_spent";
 inline constexpr char kStudyFacts[] = "study_facts";
 inline constexpr char kRetentionApplied[] = "retention_applied";
+inline constexpr char kSignerRenewed[] = "signer_renewed";
+inline constexpr char kPreviousSigner[] = "previous_signer";
 
 // Field names of the closing record and of the head a site was shown.
 inline constexpr char kClosingRecords[] = "records";
@@ -252,6 +261,8 @@ struct RetentionDeletedFile {
 AuditEvent RetentionApplied(int64_t retention_days, const std::string& days_from,
                             const std::string& cutoff,
                             const std::vector<RetentionDeletedFile>& files);
+// Either side: the log's signer certificate `previous` gave way to its renewal `renewed`.
+AuditEvent SignerRenewed(const Certificate& previous, const Certificate& renewed);
 // Site: the update named `update_key` (client/contributions.h: model, global model, training
 // settings and seed) is leaving under plan `plan_sha256`, attempt `attempt` of `round`; no
 // other plan gets that update from the site.

@@ -1,6 +1,7 @@
 #include "common/audit/reconcile.h"
 
 #include <map>
+#include <set>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -172,8 +173,10 @@ ReconcileResult ReconcileRecords(const std::vector<AuditRecord>& coordinator,
   result.site = site;
   result.site_fingerprint = site_fingerprint;
 
+  std::set<std::string> signers;
   std::map<Key, std::vector<Upload>> uploads;
   for (const AuditRecord& r : egress) {
+    signers.insert(r.signer);
     if (StringField(r.fields, "type") != ev::kMessageUpload) continue;
     Key key{IntField(r.fields, "round"), StringField(r.fields, "sha256")};
     if (r.event == ev::kMessageSent) {
@@ -187,8 +190,9 @@ ReconcileResult ReconcileRecords(const std::vector<AuditRecord>& coordinator,
   for (const AuditRecord& r : coordinator) {
     if (StringField(r.fields, "site") != site) continue;
     if (r.event == ev::kSiteAdmitted) {
+      // A renewed ledger (signer_renewed) names each certificate the site held.
       std::string fp = StringField(r.fields, "fingerprint");
-      if (fp != site_fingerprint) {
+      if (fp != site_fingerprint && signers.count(fp) == 0) {
         result.differences.push_back(
             {ReconcileDifference::Kind::kIdentity, -1,
              absl::StrCat("coordinator record seq ", r.seq, " admitted '", site,
@@ -260,7 +264,7 @@ StatusOr<ReconcileResult> Reconcile(const std::string& coordinator_audit,
   site_options.usage = CertificateUsage::kTlsClient;
   ASSIGN_OR_RETURN(std::vector<AuditRecord> egress,
                    ReadVerifiedAuditLog(site_egress, ca, site_options));
-  ASSIGN_OR_RETURN(Certificate site_cert, Certificate::FromPem(egress.front().certificate_pem));
+  ASSIGN_OR_RETURN(Certificate site_cert, Certificate::FromPem(CurrentSignerCertificate(egress)));
   return ReconcileRecords(coordinator, egress, site_cert.Subject().common_name,
                           site_cert.Sha256Fingerprint());
 }

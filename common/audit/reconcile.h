@@ -9,7 +9,8 @@
 //   - every upload in the ledger must appear as an update_received, unless the ledger later
 //     records a send_failed for it (the site knows it may not have arrived: counted as
 //     unconfirmed, not as a difference);
-//   - every site_admitted of that site name must carry the ledger signer's fingerprint;
+//   - every site_admitted of that site name must carry the fingerprint of a certificate that
+//     signed the ledger (the current one, or one it renewed);
 //   - every coordinator_audit_head {records, sha256} the site kept with a plan answer (the
 //     coordinator's log as the site was shown it) must still be in the coordinator's log: a
 //     record at position records - 1 whose line hashes to sha256. A log that holds fewer

@@ -4,6 +4,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/audit/events.h"
 #include "common/crypto/sha256.h"
 
 namespace hansa {
@@ -128,32 +129,89 @@ Status ChainChecker::Fail(absl::string_view what) const {
   return absl::DataLossError(absl::StrCat("line ", lines_, " (seq ", next_seq_, "): ", what));
 }
 
+const std::string& CurrentSignerCertificate(const std::vector<AuditRecord>& records) {
+  static const std::string kNone;
+  for (auto it = records.rbegin(); it != records.rend(); ++it) {
+    if (!it->certificate_pem.empty()) return it->certificate_pem;
+  }
+  return kNone;
+}
+
+Status CheckSameSigner(const Certificate& current, const Certificate& renewed) {
+  if (!(renewed.Subject() == current.Subject())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the certificate for '", renewed.Subject().common_name, "' (organisation '",
+        renewed.Subject().organization, "', country ", renewed.Subject().country,
+        ") names another subject than the one that signs the log ('", current.Subject().common_name,
+        "', organisation '", current.Subject().organization, "', country ",
+        current.Subject().country, ")"));
+  }
+  auto current_key = current.GetPublicKey();
+  auto renewed_key = renewed.GetPublicKey();
+  if (!current_key.ok()) return current_key.status();
+  if (!renewed_key.ok()) return renewed_key.status();
+  if (current_key->ToPem() != renewed_key->ToPem()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the certificate ", renewed.Sha256Fingerprint(), " for '",
+                     renewed.Subject().common_name, "' holds another key than certificate ",
+                     current.Sha256Fingerprint(), " that signs the log"));
+  }
+  return absl::OkStatus();
+}
+
+StatusOr<Certificate> ChainChecker::EmbeddedCertificate(const AuditRecord& record,
+                                                        absl::Time at) const {
+  auto cert = Certificate::FromPem(record.certificate_pem);
+  if (!cert.ok()) return Fail(absl::StrCat("embedded certificate: ", cert.status().message()));
+  if (cert->Sha256Fingerprint() != record.signer) {
+    return Fail("\"signer\" is not the fingerprint of the embedded certificate");
+  }
+  if (options_.ca != nullptr) {
+    Status st = VerifyCertificate(*cert, *options_.ca, at, options_.usage);
+    if (!st.ok()) return Fail(absl::StrCat("signer certificate: ", st.message()));
+  }
+  return cert;
+}
+
 Status ChainChecker::AcceptSigner(const AuditRecord& record, absl::Time at) {
   if (record.certificate_pem.empty()) {
     return Fail(
         "the first record does not carry the signer's certificate; the log's beginning "
         "is missing");
   }
-  auto cert = Certificate::FromPem(record.certificate_pem);
-  if (!cert.ok()) return Fail(absl::StrCat("embedded certificate: ", cert.status().message()));
-  if (cert->Sha256Fingerprint() != record.signer) {
-    return Fail("\"signer\" is not the fingerprint of the embedded certificate");
+  if (record.event == audit_events::kSignerRenewed) {
+    return Fail("the first record is a signer_renewed; the log's beginning is missing");
   }
-  if (options_.expected_signer != nullptr &&
-      options_.expected_signer->Sha256Fingerprint() != record.signer) {
-    return Fail(absl::StrCat("the log is signed by certificate ", record.signer, " ('",
-                             cert->Subject().common_name, "'), not by ",
-                             options_.expected_signer->Sha256Fingerprint(), " ('",
-                             options_.expected_signer->Subject().common_name, "')"));
-  }
-  if (options_.ca != nullptr) {
-    Status st = VerifyCertificate(*cert, *options_.ca, at, options_.usage);
-    if (!st.ok()) return Fail(absl::StrCat("signer certificate: ", st.message()));
-  }
-  auto key = cert->GetPublicKey();
+  ASSIGN_OR_RETURN(Certificate cert, EmbeddedCertificate(record, at));
+  auto key = cert.GetPublicKey();
   if (!key.ok()) return Fail(absl::StrCat("signer certificate: ", key.status().message()));
-  signer_ = *std::move(cert);
+  signer_ = std::move(cert);
   key_ = *std::move(key);
+  return absl::OkStatus();
+}
+
+// The record is then checked, like every other, against the renewed certificate, and its
+// signature with the key that both certificates hold.
+Status ChainChecker::AcceptRenewal(const AuditRecord& record, absl::Time at) {
+  if (record.event != audit_events::kSignerRenewed) {
+    return Fail(
+        "only the first record and signer_renewed records may carry a certificate; another "
+        "signer took over here");
+  }
+  ASSIGN_OR_RETURN(Certificate cert, EmbeddedCertificate(record, at));
+  const std::string current = signer_->Sha256Fingerprint();
+  if (cert.Sha256Fingerprint() == current) {
+    return Fail("signer_renewed embeds the certificate that already signs the log");
+  }
+  auto previous = record.fields.find(audit_events::kPreviousSigner);
+  if (previous == record.fields.end() || !previous->is_string() || *previous != current) {
+    return Fail(absl::StrCat("signer_renewed does not name the certificate it follows (", current,
+                             ") as ", audit_events::kPreviousSigner));
+  }
+  Status same = CheckSameSigner(*signer_, cert);
+  if (!same.ok()) return Fail(absl::StrCat("signer_renewed: ", same.message()));
+  earlier_signers_.push_back(current);
+  signer_ = std::move(cert);
   return absl::OkStatus();
 }
 
@@ -189,13 +247,12 @@ StatusOr<AuditRecord> ChainChecker::Next(std::string_view line) {
   }
   if (next_seq_ == 0) {
     RETURN_IF_ERROR(AcceptSigner(r, *time));
+  } else if (!r.certificate_pem.empty()) {
+    RETURN_IF_ERROR(AcceptRenewal(r, *time));
   } else {
-    if (!r.certificate_pem.empty()) {
-      return Fail("only the first record may carry a certificate; another signer took over here");
-    }
     if (r.signer != signer_->Sha256Fingerprint()) {
       return Fail(absl::StrCat(
-          "signed by certificate ", r.signer, ", but every record of this log must be signed by ",
+          "signed by certificate ", r.signer, ", but the log's records here must be signed by ",
           signer_->Sha256Fingerprint(), " ('", signer_->Subject().common_name, "')"));
     }
   }

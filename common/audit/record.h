@@ -10,7 +10,8 @@
 //   prev         lowercase hex SHA-256 of the previous line's bytes (without its '\n'); 64 zeros
 //                for the first record
 //   signer       lowercase hex SHA-256 fingerprint of the signer's X.509 certificate (DER)
-//   certificate  the signer's certificate as PEM: in the first record only
+//   certificate  the signer's certificate as PEM: in the first record, and in a signer_renewed
+//                record (below) only
 //   sig          lowercase hex Ed25519 signature (or DER ECDSA-SHA256 for a P-256 key) over the
 //                record's canonical bytes
 //
@@ -22,14 +23,19 @@
 // record has exactly one valid encoding. (In Python: json.dumps(obj, sort_keys=True,
 // separators=(",", ":"), ensure_ascii=False) gives the same bytes for integer and string fields.)
 //
-// Every record of a log is signed by the same certificate, the one embedded in the first
-// record. A renewed certificate starts a new log file.
+// Every record of a log is signed by one key. Its certificate is the one embedded in the first
+// record until a signer_renewed record (events.h) embeds a renewed certificate for the same key
+// and the same subject (as `hansa ca renew` issues: the key stays): that record and every
+// record after it name and are checked against the renewed certificate, so a log outlives its
+// signer's certificates. A certificate for another key (or another subject) starts a new log
+// file.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -74,19 +80,25 @@ StatusOr<AuditRecord> ParseRecordLine(std::string_view line);
 // Hex SHA-256 of a line (without its '\n'): the next record's `prev`.
 std::string LineDigest(std::string_view line);
 
+// The PEM certificate of the log's current signer: the last of `records` that embeds one (the
+// first record or the last signer_renewed); empty when none does.
+const std::string& CurrentSignerCertificate(const std::vector<AuditRecord>& records);
+
+// OK when `renewed` can take over signing a log from `current`: the same public key and the
+// same subject. FailedPrecondition naming the difference otherwise.
+Status CheckSameSigner(const Certificate& current, const Certificate& renewed);
+
 // Checks a log one line at a time, in order: canonical encoding, seq, prev, time order, one
-// signer, its certificate and every signature. Errors are DataLoss
+// signing key, its certificates and every signature. Errors are DataLoss
 // "line N (seq S): what is wrong" naming the first bad record (S is the expected seq).
 // Not thread-safe; one owner.
 class ChainChecker {
  public:
   struct Options {
-    // When set, the first record's certificate must chain to this CA and be valid at the
-    // records' times.
+    // When set, the first record's certificate and every renewed one must chain to this CA,
+    // each valid at the times of the records it signs.
     const Certificate* ca = nullptr;
-    // When set, the log must be signed by exactly this certificate (a writer resuming its log).
-    const Certificate* expected_signer = nullptr;
-    // Checked against the signer certificate's extendedKeyUsage when `ca` is set.
+    // Checked against each signer certificate's extendedKeyUsage when `ca` is set.
     CertificateUsage usage = CertificateUsage::kAny;
   };
 
@@ -100,12 +112,19 @@ class ChainChecker {
   // LineDigest of the last accepted line (kGenesisPrev before the first).
   const std::string& head() const { return head_; }
   absl::Time last_time() const { return last_time_; }
-  // The signer's certificate once the first record was accepted.
+  // The current signer's certificate once the first record was accepted (the renewed one
+  // after a signer_renewed record).
   const std::optional<Certificate>& signer() const { return signer_; }
+  // Fingerprints of the certificates that signed before the current one, oldest first (empty
+  // for a log that was never renewed).
+  const std::vector<std::string>& earlier_signers() const { return earlier_signers_; }
 
  private:
   Status Fail(absl::string_view what) const;
+  // The certificate `record` embeds, checked against its `signer` and, when set, the CA.
+  StatusOr<Certificate> EmbeddedCertificate(const AuditRecord& record, absl::Time at) const;
   Status AcceptSigner(const AuditRecord& record, absl::Time at);
+  Status AcceptRenewal(const AuditRecord& record, absl::Time at);
 
   Options options_;
   int64_t lines_ = 0;
@@ -114,6 +133,7 @@ class ChainChecker {
   absl::Time last_time_ = absl::InfinitePast();
   std::optional<Certificate> signer_;
   std::optional<PublicKey> key_;
+  std::vector<std::string> earlier_signers_;
 };
 
 }  // namespace hansa

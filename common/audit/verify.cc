@@ -1,8 +1,11 @@
 #include "common/audit/verify.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "common/audit/events.h"
 #include "common/fileio/fileio.h"
@@ -78,19 +81,13 @@ StatusOr<AuditSummary> Check(std::string_view contents, const Certificate& ca,
   }
   summary.signer = checker.signer()->Subject();
   summary.signer_fingerprint = checker.signer()->Sha256Fingerprint();
+  summary.earlier_signers = checker.earlier_signers();
   summary.head = checker.head();
   // Retention records may follow the closing one: the federation's own records end there.
   summary.closed = closing_seq >= 0 && closing_seq == last_of_run;
   if (summary.closed) summary.closing_record = closing_seq;
   if (!options.expected_fingerprint.empty()) {
-    if (summary.signer_fingerprint != NormalizeFingerprint(options.expected_fingerprint)) {
-      return absl::DataLossError(absl::StrCat(
-          name, " is signed by certificate ", summary.signer_fingerprint, " ('",
-          summary.signer.common_name, "'), not by the expected ",
-          NormalizeFingerprint(options.expected_fingerprint),
-          "; the log was re-signed by another participant, or the fingerprint belongs to "
-          "another certificate"));
-    }
+    RETURN_IF_ERROR(CheckSignerFingerprint(summary, options.expected_fingerprint));
     summary.fingerprint_checked = true;
   }
   if (!options.expected_signer.empty() && summary.signer.common_name != options.expected_signer) {
@@ -107,6 +104,35 @@ StatusOr<AuditSummary> Check(std::string_view contents, const Certificate& ca,
 
 }  // namespace
 
+Status CheckSignerFingerprint(const AuditSummary& summary, const std::string& fingerprint) {
+  const std::string expected = NormalizeFingerprint(fingerprint);
+  if (summary.signer_fingerprint == expected ||
+      std::find(summary.earlier_signers.begin(), summary.earlier_signers.end(), expected) !=
+          summary.earlier_signers.end()) {
+    return absl::OkStatus();
+  }
+  return absl::DataLossError(
+      absl::StrCat(summary.path, " is signed by certificate ", summary.signer_fingerprint, " ('",
+                   summary.signer.common_name, "'), not by the expected ", expected,
+                   "; the log was re-signed by another participant, or the fingerprint belongs to "
+                   "another certificate"));
+}
+
+Status CheckSignerUsage(const std::vector<AuditRecord>& records, const Certificate& ca,
+                        CertificateUsage usage) {
+  for (const AuditRecord& r : records) {
+    if (r.certificate_pem.empty()) continue;
+    ASSIGN_OR_RETURN(Certificate cert, Certificate::FromPem(r.certificate_pem));
+    ASSIGN_OR_RETURN(absl::Time at, ParseRecordTime(r.time));
+    Status st = VerifyCertificate(cert, ca, at, usage);
+    if (!st.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("record seq ", r.seq, ": signer certificate: ", st.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::string AuditSummary::ToText() const {
   std::string out = absl::StrFormat(
       "%s: %d records, chain and signatures verified\n"
@@ -114,6 +140,12 @@ std::string AuditSummary::ToText() const {
       "          certificate SHA-256 %s\n",
       path, records, signer.common_name, signer.organization.empty() ? "-" : signer.organization,
       signer.country, signer_fingerprint);
+  if (!earlier_signers.empty()) {
+    absl::StrAppend(&out, "  renewed ", earlier_signers.size(),
+                    earlier_signers.size() == 1 ? " time" : " times",
+                    " (same key; earlier certificates ", absl::StrJoin(earlier_signers, ", "),
+                    ")\n");
+  }
   const char* role = usage == CertificateUsage::kTlsServer
                          ? "coordinator (certificate for TLS server authentication)"
                      : usage == CertificateUsage::kTlsClient

@@ -4,15 +4,16 @@
 // Checks that every line parses and is in canonical form, seq counts 0, 1, 2..., each prev is
 // the SHA-256 of the line before, times never decrease, the first record's certificate chains
 // to the CA and is valid at every record's time, every record names that certificate and its
-// signature verifies. A changed byte, a removed, inserted or reordered record, and a record
-// re-signed by any other key (even one the CA vouches for) all fail, naming the first bad
-// record. By default the signer must hold a coordinator's (TLS server) certificate, so a whole
-// log re-signed with a site's key fails too; a pinned fingerprint (expected_fingerprint) ties
-// it to one coordinator. Records cut off at the end of a log leave a valid, shorter chain: a
-// coordinator's log that ends in its closing record (federation_finished, events.h) is
-// complete; one that does not may have lost its tail (or the federation is still running).
-// Sites' ledgers (reconcile.h) and an anchor kept elsewhere (expected_head) catch a cut below
-// a point someone else saw.
+// signature verifies. A signer_renewed record (record.h) hands the log over to a renewed
+// certificate, also from the CA, for the same key and subject. A changed byte, a removed,
+// inserted or reordered record, and a record re-signed by any other key (even one the CA
+// vouches for) all fail, naming the first bad record. By default the signer must hold a
+// coordinator's (TLS server) certificate, so a whole log re-signed with a site's key fails too; a
+// pinned fingerprint (expected_fingerprint) ties it to one coordinator. Records cut off at the end
+// of a log leave a valid, shorter chain: a coordinator's log that ends in its closing record
+// (federation_finished, events.h) is complete; one that does not may have lost its tail (or the
+// federation is still running). Sites' ledgers (reconcile.h) and an anchor kept elsewhere
+// (expected_head) catch a cut below a point someone else saw.
 #pragma once
 
 #include <cstdint>
@@ -34,7 +35,9 @@ struct AuditSummary {
   std::string first_time;
   std::string last_time;
   SubjectName signer;
-  std::string signer_fingerprint;
+  std::string signer_fingerprint;  // the current (last) signer certificate
+  // Certificates that signed before it, oldest first: renewals of the same key (record.h).
+  std::vector<std::string> earlier_signers;
   std::string head;                                 // SHA-256 of the last line
   CertificateUsage usage = CertificateUsage::kAny;  // the signer role that was required
   bool fingerprint_checked = false;                 // expected_fingerprint was given (and held)
@@ -53,8 +56,9 @@ struct VerifyOptions {
   CertificateUsage usage = CertificateUsage::kTlsServer;
   // When set, the signer certificate's CN must be this ("berlin" for berlin's egress ledger).
   std::string expected_signer;
-  // When set, the SHA-256 fingerprint of the signer's certificate must be this (hex, any case,
-  // colons allowed): the coordinator's, from its startup kit or a site's pin.
+  // When set, the SHA-256 fingerprint of the signer's certificate, or of one it renewed, must
+  // be this (hex, any case, colons allowed): the coordinator's, from its startup kit or a
+  // site's pin.
   std::string expected_fingerprint;
   // When set, the log's last line must hash to this (an anchor published elsewhere).
   std::string expected_head;
@@ -75,6 +79,15 @@ StatusOr<AuditSummary> VerifyAuditLogContents(std::string_view contents, const C
 StatusOr<AuditSummary> VerifyAuditLogContents(std::string_view contents, const Certificate& ca,
                                               const std::string& name, const VerifyOptions& options,
                                               std::vector<AuditRecord>* records);
+
+// OK when `summary`'s signer certificate, or one it renewed, has `fingerprint` (hex, any case,
+// colons allowed); DataLoss naming both otherwise.
+Status CheckSignerFingerprint(const AuditSummary& summary, const std::string& fingerprint);
+// OK when every certificate that `records` embed (the first record's and each renewal's)
+// holds `usage` from `ca` at its record's time: the signer's role over a log that verified
+// with kAny, without checking its chain again. DataLoss naming the record otherwise.
+Status CheckSignerUsage(const std::vector<AuditRecord>& records, const Certificate& ca,
+                        CertificateUsage usage);
 
 // Every record of a verified log, in order. Same errors as VerifyAuditLog.
 StatusOr<std::vector<AuditRecord>> ReadVerifiedAuditLog(const std::string& path,

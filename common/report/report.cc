@@ -357,8 +357,8 @@ json FederationSection(const Folded& f, const std::vector<AuditRecord>& records,
     }
     fed["allowed_countries_text"] = DescribeCountries(allowed);
   }
-  if (!records.empty() && !records.front().certificate_pem.empty()) {
-    auto cert = Certificate::FromPem(records.front().certificate_pem);
+  if (!CurrentSignerCertificate(records).empty()) {
+    auto cert = Certificate::FromPem(CurrentSignerCertificate(records));
     if (cert.ok()) fed["coordinator"] = Identity(cert->Subject(), cert->Sha256Fingerprint());
   }
   if (fed["coordinator"].is_object() && Str(s, "coordinator_country") != "") {

@@ -97,28 +97,15 @@ Ledger ReadLedger(const std::string& path, const std::optional<Certificate>& ca,
   l.checks.push_back(report_internal::ChainCheck(missing, chain));
   const std::string unchecked = missing.empty() ? "the chain did not verify" : missing;
   Status role = absl::UnknownError(unchecked);
-  if (chain.ok()) {
-    // The signer's role is its certificate's, in the first record: that line alone says it.
-    VerifyOptions site;
-    site.usage = CertificateUsage::kTlsClient;
-    const std::string_view first(contents->data(), contents->find('\n') + 1);
-    role = VerifyAuditLogContents(first, *ca, path, site).status();
-  }
+  // The chain verified under any role; each certificate that signed it must be a site's.
+  if (chain.ok()) role = CheckSignerUsage(l.records, *ca, CertificateUsage::kTlsClient);
   l.checks.push_back(Check("signer_role", "Signer is a site", chain.ok(), role.ok(),
                            !chain.ok() ? unchecked
                            : role.ok() ? "signed with a site's certificate (TLS client "
                                          "authentication), not a coordinator's"
                                        : std::string(role.message())));
   const bool pin = chain.ok() && !fingerprint.empty();
-  Status pinned = absl::OkStatus();
-  if (pin) {
-    VerifyOptions expected;
-    expected.usage = CertificateUsage::kAny;
-    expected.expected_fingerprint = fingerprint;
-    // Only the first line: every other record was checked to be signed by its certificate.
-    const std::string_view first(contents->data(), contents->find('\n') + 1);
-    pinned = VerifyAuditLogContents(first, *ca, path, expected).status();
-  }
+  Status pinned = pin ? CheckSignerFingerprint(*chain, fingerprint) : absl::OkStatus();
   l.checks.push_back(Check("signer_fingerprint", "Signer is this site", pin, pinned.ok(),
                            !chain.ok() ? unchecked
                            : !pin      ? "no site certificate given (--certificate)"
@@ -363,8 +350,8 @@ StatusOr<json> BuildSiteReport(const SiteReportOptions& options) {
   Ledger ledger = ReadLedger((fs::path(state.dir) / "egress.jsonl").string(), state.ca,
                              state.ca_path, options.site_fingerprint, options.live);
   report["site"] = nullptr;
-  if (!ledger.records.empty() && !ledger.records.front().certificate_pem.empty()) {
-    auto cert = Certificate::FromPem(ledger.records.front().certificate_pem);
+  if (!CurrentSignerCertificate(ledger.records).empty()) {
+    auto cert = Certificate::FromPem(CurrentSignerCertificate(ledger.records));
     if (cert.ok()) report["site"] = Identity(cert->Subject(), cert->Sha256Fingerprint());
   }
   report["ca"] = state.ca ? Identity(state.ca->Subject(), state.ca->Sha256Fingerprint()) : json();

@@ -237,7 +237,8 @@ TEST(AuditLogTest, RecordResignedByAnotherCaValidKeyIsNamed) {
   });
   st = VerifyBytes(Join(embedded));
   EXPECT_THAT(std::string(st.message()),
-              HasSubstr("line 4 (seq 3): only the first record may carry a certificate"));
+              HasSubstr("line 4 (seq 3): only the first record and signer_renewed records may "
+                        "carry a certificate"));
 }
 
 TEST(AuditLogTest, LogOfAnotherFederationOrTheWrongRoleIsRejected) {
@@ -512,8 +513,8 @@ TEST(AuditLogTest, RefusesAnotherSignerAWrongKeyAndASecondWriter) {
   std::string path = WriteCoordinatorLog(MakeTempDir("audit"), 2);
   auto other = AuditLog::Open(path, Fed().site("berlin").Key(), Fed().site("berlin").cert);
   EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(other.status().message()),
-              HasSubstr("a new certificate starts a new log"));
+  EXPECT_THAT(std::string(other.status().message()), HasSubstr("names another subject"));
+  EXPECT_THAT(std::string(other.status().message()), HasSubstr("move the old file aside"));
 
   auto mismatched = AuditLog::Open(path, Fed().site("berlin").Key(), Fed().coordinator().cert);
   EXPECT_EQ(mismatched.status().code(), absl::StatusCode::kInvalidArgument);

@@ -7,7 +7,9 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
+#include "absl/time/time.h"
 #include "common/pki/authority.h"
 #include "common/pki/certificate.h"
 #include "common/pki/key.h"
@@ -34,6 +36,17 @@ class TestFederation {
   const Identity& coordinator() const { return identities_.at("coordinator"); }
   // "berlin" (DE), "paris" (FR), "milan" (IT), "mallory" (DE), and "stranger" from foreign_ca.
   const Identity& site(const std::string& name) const { return identities_.at(name); }
+
+  // `who` with a new certificate for the same key and subject, valid from a minute after its
+  // current one, as `hansa ca renew` issues one; from the foreign CA when `foreign`.
+  Identity Renewed(const Identity& who, bool foreign = false) const {
+    return Reissue(foreign ? *foreign_ca_ : *ca_, who, who.Key(),
+                   who.cert.NotBefore() + absl::Minutes(1));
+  }
+  // `who`'s subject and role with a new key.
+  Identity Rekeyed(const Identity& who) const {
+    return Reissue(*ca_, who, *PrivateKey::Generate(), who.cert.NotBefore() + absl::Minutes(1));
+  }
 
  private:
   TestFederation() {
@@ -64,18 +77,30 @@ class TestFederation {
   static Identity MakeIdentity(const CertificateAuthority& ca, const std::string& name,
                                const std::string& organization, const std::string& country,
                                bool server) {
-    auto key = PrivateKey::Generate();
     CertificateRequest request;
     request.subject = {name, organization, country};
+    return Issue(ca, request, server, *PrivateKey::Generate());
+  }
+
+  static Identity Reissue(const CertificateAuthority& ca, const Identity& who, PrivateKey key,
+                          absl::Time not_before) {
+    CertificateRequest request;
+    request.subject = who.cert.Subject();
+    request.not_before = not_before;
+    return Issue(ca, request, who.cert.Subject().common_name == "coordinator", std::move(key));
+  }
+
+  static Identity Issue(const CertificateAuthority& ca, CertificateRequest request, bool server,
+                        PrivateKey key) {
     request.server_auth = server;
     request.client_auth = !server;
     if (server) request.dns_names = {"localhost"};
-    auto cert = ca.Issue(request, key->GetPublicKey());
-    if (!key.ok() || !cert.ok()) {
-      ADD_FAILURE() << key.status() << " " << cert.status();
+    auto cert = ca.Issue(request, key.GetPublicKey());
+    if (!cert.ok()) {
+      ADD_FAILURE() << cert.status();
       abort();
     }
-    return Identity{*key->ToPem(), *cert};
+    return Identity{*key.ToPem(), *cert};
   }
 
   std::unique_ptr<CertificateAuthority> ca_;
