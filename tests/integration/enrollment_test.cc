@@ -20,6 +20,7 @@ namespace hansa::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 int Mode(const std::string& path) {
   struct stat st {};
@@ -198,6 +199,74 @@ TEST_F(EnrollmentTest, ASiteEnrolledAfterTheFederationStartedJoinsAndTrains) {
   EXPECT_THAT(list, HasSubstr("delta"));
   // Certificates of 30 days are within the expiry warning.
   EXPECT_THAT(list, HasSubstr("5 valid certificate(s) expire within 30 days"));
+}
+
+// Events named `event` in the log at `path`.
+int CountEvents(const std::string& path, const std::string& event) {
+  int n = 0;
+  for (const auto& r : ReadJsonLines(path)) n += r.value("event", "") == event;
+  return n;
+}
+
+// `hansa ca renew` keeps the key, so a renewed participant keeps its own log: a site restarted
+// with a renewed certificate continues its egress ledger (and with it the contributions it
+// spent) and trains on; a coordinator restarted with one continues its audit log. Both verify
+// and reconcile across the handover, with no file moved aside.
+TEST_F(EnrollmentTest, RenewedCertificatesContinueTheirLogs) {
+  EnrollAndSign("coordinator", /*coordinator=*/true);
+  for (const char* site : {"alpha", "bravo", "charlie"}) EnrollAndSign(site, false);
+  const std::vector<std::string> coordinator_argv = {BuildPath("coordinator/hansa-coordinator"),
+                                                     "--config",
+                                                     Machine("coordinator") + "/coordinator.toml"};
+  auto coordinator = std::make_unique<Process>(coordinator_argv, dir_ + "/coordinator.log");
+  auto alpha = StartSite("alpha");
+  auto bravo = StartSite("bravo");
+  auto charlie = StartSite("charlie");
+  ASSERT_TRUE(WaitFor(180, [&] { return !RoundsWith("alpha").empty(); }))
+      << coordinator->Log() << alpha->Log();
+
+  alpha->Signal(SIGTERM);
+  ASSERT_TRUE(alpha->Wait(60).has_value()) << alpha->Log();
+  const std::string ledger = Machine("alpha") + "/state/egress.jsonl";
+  const std::string first_record = ReadText(ledger).substr(0, ReadText(ledger).find('\n'));
+  const std::string old_cert = ReadText(Machine("alpha") + "/cert.pem");
+  Hansa({"ca", "renew", "alpha", "--dir", ca_, "--out", Reply("alpha-renewed"), "--days", "30"});
+  Hansa({"enroll", "accept", "--out", Machine("alpha"), Reply("alpha-renewed")});
+  ASSERT_NE(ReadText(Machine("alpha") + "/cert.pem"), old_cert);
+  const size_t trained = RoundsWith("alpha").size();
+  alpha = StartSite("alpha");
+  ASSERT_TRUE(WaitFor(240, [&] { return RoundsWith("alpha").size() > trained; }))
+      << coordinator->Log() << alpha->Log();
+  for (Process* p : {coordinator.get(), alpha.get(), bravo.get(), charlie.get()}) {
+    p->Signal(SIGTERM);
+    EXPECT_TRUE(p->Wait(60).has_value()) << p->Log();
+  }
+
+  // The ledger is the same file, handed over once.
+  EXPECT_EQ(ReadText(ledger).substr(0, first_record.size()), first_record);
+  EXPECT_EQ(CountEvents(ledger, "signer_renewed"), 1);
+  const std::string ca_pem = Machine("alpha") + "/ca.pem";
+  EXPECT_THAT(
+      Hansa({"audit", "verify", ledger, "--ca", ca_pem, "--role", "site", "--signer", "alpha"}),
+      HasSubstr("renewed 1 time"));
+  const std::string audit = Machine("coordinator") + "/state/audit.jsonl";
+  EXPECT_THAT(Hansa({"audit", "reconcile", audit, ledger, "--ca", ca_pem}),
+              Not(HasSubstr("admitted 'alpha' with certificate")));
+
+  // The coordinator's certificate is renewed between two runs: the audit log goes on.
+  Hansa({"ca", "renew", "coordinator", "--dir", ca_, "--out", Reply("coordinator-renewed"),
+         "--days", "30"});
+  Hansa({"enroll", "accept", "--out", Machine("coordinator"), Reply("coordinator-renewed")});
+  coordinator = std::make_unique<Process>(coordinator_argv, dir_ + "/coordinator-2.log");
+  ASSERT_TRUE(WaitFor(60, [&] { return CountEvents(audit, "coordinator_resumed") >= 1; }))
+      << coordinator->Log();
+  coordinator->Signal(SIGTERM);
+  EXPECT_TRUE(coordinator->Wait(60).has_value()) << coordinator->Log();
+  EXPECT_EQ(CountEvents(audit, "signer_renewed"), 1);
+  EXPECT_THAT(Hansa({"audit", "verify", audit, "--ca", ca_pem, "--certificate",
+                     Machine("coordinator") + "/cert.pem"}),
+              HasSubstr("renewed 1 time"));
+  Hansa({"audit", "reconcile", audit, ledger, "--ca", ca_pem});
 }
 
 // The operator compares the key fingerprint the participant reads out: a request whose key is
