@@ -9,7 +9,10 @@
 //   bit 0 set:   every line that parses as a record is first re-signed (and, with bit 1, its
 //                seq and prev rewritten into a valid chain) by a coordinator and a site of a CA
 //                made at start-up, so that mutated contents (events, fields, counts, heads)
-//                get past the signatures into the chain rules and reconciliation.
+//                get past the signatures into the chain rules and reconciliation. A
+//                signer_renewed record (after the first) embeds a renewed certificate of the
+//                same signer, which signs from there on (record.h), and gets previous_signer
+//                when it has none.
 // Either way the records that parse are reconciled as they are. Everything is in memory.
 #include <cstdint>
 #include <cstdlib>
@@ -33,6 +36,9 @@ struct Signer {
   hansa::Certificate certificate;
   std::string fingerprint;
   std::string pem;
+  // The same key and subject under a certificate issued a day later (hansa ca renew).
+  std::string renewed_fingerprint;
+  std::string renewed_pem;
 };
 
 // A CA valid from 2000 to 2099 (records of any plausible time verify) and two participants.
@@ -53,10 +59,13 @@ Signer Issue(const hansa::CertificateAuthority& ca, const std::string& name, boo
   request.server_auth = server;
   request.client_auth = !server;
   auto certificate = ca.Issue(request, key->GetPublicKey());
-  if (!certificate.ok()) abort();
+  request.not_before += absl::Hours(24);
+  auto renewed = ca.Issue(request, key->GetPublicKey());
+  if (!certificate.ok() || !renewed.ok()) abort();
   std::string fingerprint = certificate->Sha256Fingerprint();
   std::string pem = certificate->ToPem();
-  return {*std::move(key), *std::move(certificate), std::move(fingerprint), std::move(pem)};
+  return {*std::move(key), *std::move(certificate),      std::move(fingerprint),
+          std::move(pem),  renewed->Sha256Fingerprint(), renewed->ToPem()};
 }
 
 const World& GetWorld() {
@@ -94,12 +103,18 @@ std::string Resign(std::string_view log, const Signer& signer, bool rechain) {
   std::string out;
   std::string prev = hansa::kGenesisPrev;
   int64_t seq = 0;
+  bool renewed = false;
   for (std::string_view line : Lines(log)) {
     auto record = hansa::ParseRecordLine(line);
     std::string text(line);
     if (record.ok()) {
-      record->signer = signer.fingerprint;
-      record->certificate_pem = seq == 0 ? signer.pem : "";
+      const bool handover = seq > 0 && !renewed && record->event == "signer_renewed";
+      if (handover && record->fields.find("previous_signer") == record->fields.end()) {
+        record->fields["previous_signer"] = signer.fingerprint;
+      }
+      renewed = renewed || handover;
+      record->signer = renewed ? signer.renewed_fingerprint : signer.fingerprint;
+      record->certificate_pem = seq == 0 ? signer.pem : handover ? signer.renewed_pem : "";
       if (rechain) {
         record->seq = seq;
         record->prev = prev;
@@ -154,8 +169,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   client.usage = hansa::CertificateUsage::kTlsClient;
   client.expected_signer = (flags & 8) ? "alpha" : "";
   auto site = hansa::VerifyAuditLogContents(egress, *ca, "egress.jsonl", client);
-  if (coordinator.ok()) (void)coordinator->ToText();
-  if (site.ok()) (void)site->ToText();
+  // Each signer_renewed a verified log holds is one handover to another certificate.
+  for (const auto* summary : {&coordinator, &site}) {
+    if (!summary->ok()) continue;
+    (void)(*summary)->ToText();
+    auto renewals = (*summary)->events.find("signer_renewed");
+    const size_t handovers = renewals == (*summary)->events.end() ? 0 : renewals->second;
+    if (handovers != (*summary)->earlier_signers.size()) abort();
+  }
 
   const std::string name = site.ok() ? site->signer.common_name : "alpha";
   const std::string fingerprint = site.ok() ? site->signer_fingerprint : "";
