@@ -28,7 +28,9 @@ namespace hansa {
 namespace {
 
 using ::hansa::testing::TestFederation;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 Model InitialModel() { return testing::OnesModel(20, 10); }
 
@@ -55,6 +57,7 @@ struct Seen {
   std::map<uint32_t, std::multiset<int>> kinds;  // attempt -> task kinds
   std::set<uint64_t> seeds;                      // training seeds of the plans it trained for
   std::atomic<int> uploads{0};                   // committed, over all attempts
+  std::atomic<int> advertised{0};                // key advertisements the engine took
   // When set, this other site of the federation first sends each of the site's SecAgg+ messages
   // as its own, which the coordinator must refuse (signed as another site, or a replay).
   std::string also_sent_by;
@@ -155,6 +158,7 @@ void RunSecureSite(RoundEngine* engine, const std::string& name, float delta,
     }
     Status st = engine->SubmitSecAgg(name, m);
     ASSERT_TRUE(st.ok()) << st;
+    if (m.stage() == v1::Task::SECAGG_ADVERTISE) ++seen->advertised;
   }
 }
 
@@ -243,6 +247,74 @@ TEST(RoundEngineSecureTest, ARoundBelowItsMinimumIsRetriedWithoutUnmaskingAnythi
   auto model = ReadSafetensorsFile(o.state_dir + "/checkpoints/round-0001.safetensors");
   ASSERT_TRUE(model.ok()) << model.status();
   for (float v : model->values) ASSERT_NEAR(v, 1.25f, 1e-3);
+}
+
+// A site that is sent the plan and then falls silent (it neither answers the plan nor
+// advertises a key; only its evaluations still come) is dropped at advertise_keys when that
+// stage's deadline passes, on record: the others' sum is released without it, and nothing of
+// it was consented to, received or unmasked.
+TEST(RoundEngineSecureTest, ASiteSilentAfterThePlanIsDroppedWhereItFellSilent) {
+  EngineOptions o = SecureOptions("silent");
+  o.min_sites = 3;
+  o.audit = OpenAudit(o);
+  o.clock = testing::StoppedClock();
+  auto engine = RoundEngine::Create(o, InitialModel());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  for (const char* s : {"a", "b", "c", "d"}) ASSERT_TRUE((*engine)->Join({s, "Org", "DE", s}).ok());
+  const std::map<std::string, float> deltas{{"a", 0.1f}, {"b", 0.2f}, {"c", 0.3f}};
+  std::map<std::string, Seen> seen;
+  std::vector<std::thread> sites;
+  std::atomic<bool> stop{false};
+  for (const auto& [name, delta] : deltas) {
+    sites.emplace_back(RunSecureSite, engine->get(), name, delta, 0u, &seen[name], &stop);
+  }
+  std::atomic<int> plans_seen_by_d{0};
+  sites.emplace_back([&] {
+    while (!stop) {
+      auto task = (*engine)->NextTask("d", absl::Milliseconds(100));
+      if (!task.ok() || task->kind() == v1::Task::DONE) return;
+      if (task->kind() == v1::Task::SECAGG_ADVERTISE) ++plans_seen_by_d;
+      if (task->kind() == v1::Task::EVALUATE) {
+        (void)(*engine)->ReportMetrics("d", testing::PlausibleReport(task->plan().round()));
+      }
+    }
+  });
+  std::atomic<bool> ran{false};
+  std::thread mover([&] {
+    auto& clock = static_cast<FakeClock&>(*o.clock);
+    const bool advertised = testing::Eventually([&] {
+      return ran.load() || (plans_seen_by_d.load() > 0 && seen["a"].advertised.load() > 0 &&
+                            seen["b"].advertised.load() > 0 && seen["c"].advertised.load() > 0);
+    });
+    if (!advertised || ran.load()) return;
+    testing::PassDeadline(clock, o.secure.stage_timeout, [&] {
+      auto task = (*engine)->NextTask("d", absl::ZeroDuration());
+      return task.ok() && task->kind() == v1::Task::SECAGG_ADVERTISE;
+    });
+  });
+  Status run = (*engine)->Run();
+  ran = true;
+  stop = true;
+  (*engine)->Shutdown();
+  mover.join();
+  for (auto& t : sites) t.join();
+  ASSERT_TRUE(run.ok()) << run;
+
+  const std::vector<std::string> dropped = EventsOf(o, audit_events::kSiteDropped);
+  ASSERT_EQ(dropped.size(), 1u);
+  EXPECT_THAT(dropped[0], AllOf(HasSubstr("\"site\":\"d\""), HasSubstr("\"round\":1"),
+                                HasSubstr("\"stage\":\"advertise_keys\"")));
+  for (const char* event : {audit_events::kSiteConsented, audit_events::kUpdateReceived}) {
+    for (const std::string& r : EventsOf(o, event)) {
+      EXPECT_THAT(r, Not(HasSubstr("\"site\":\"d\""))) << event;
+    }
+  }
+  const std::vector<std::string> released = EventsOf(o, audit_events::kAggregateReleased);
+  ASSERT_EQ(released.size(), 1u);
+  EXPECT_THAT(released[0], HasSubstr("\"sites\":[\"a\",\"b\",\"c\"]"));
+  auto model = ReadSafetensorsFile(o.state_dir + "/checkpoints/round-0001.safetensors");
+  ASSERT_TRUE(model.ok()) << model.status();
+  for (float v : model->values) ASSERT_NEAR(v, 1.2f, 1e-3);
 }
 
 // A round that never reaches its minimum stops after rounds.max_attempts plans, on record,
