@@ -263,7 +263,7 @@ const char* TransportName(Transport transport) {
 }
 
 std::string SimulationConfig::PartitionName() const {
-  return site_rows.empty() ? partition.Name() : "files";
+  return site_rows.empty() && !one_file_per_site ? partition.Name() : "files";
 }
 
 std::string SimulationConfig::Label() const {
@@ -364,12 +364,21 @@ StatusOr<nlohmann::ordered_json> StandardizeSites(const SimulationConfig& config
   return nlohmann::ordered_json{{"rows", pooled.count}, {"mean", mean}, {"std", std}};
 }
 
+// run.json: the resolved run and, once it has finished (`result` given), "complete": true and
+// its result. Written last, it is the mark that the run is done (RunComplete).
 Status WriteRunJson(const SimulationConfig& config, const std::vector<VirtualSite>& sites,
-                    const nlohmann::ordered_json& standardization, const std::string& run_dir) {
+                    const nlohmann::ordered_json& standardization, const RunResult* result,
+                    const std::string& run_dir) {
   nlohmann::ordered_json run = ConfigJson(config);
   run["sites_examples"] = nlohmann::json::array();
   for (const VirtualSite& s : sites) run["sites_examples"].push_back(s.indices.size());
   if (!standardization.is_null()) run["standardization"] = standardization;
+  run["complete"] = result != nullptr;
+  if (result != nullptr) {
+    run["result"] = {{"best_accuracy", result->best_accuracy},
+                     {"final_accuracy", result->final_accuracy},
+                     {"seconds", result->seconds}};
+  }
   return WriteFileAtomically(run_dir + "/run.json", run.dump(2) + "\n");
 }
 
@@ -547,7 +556,7 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
   RETURN_IF_ERROR(CheckRunnable(config, *strategy));
   ASSIGN_OR_RETURN(const nlohmann::ordered_json standardization,
                    StandardizeSites(config, sites, backend));
-  RETURN_IF_ERROR(WriteRunJson(config, sites, standardization, run_dir));
+  RETURN_IF_ERROR(WriteRunJson(config, sites, standardization, nullptr, run_dir));
   ASSIGN_OR_RETURN(const SimulationConfig run, WithRecordPrivacy(config));
   std::unique_ptr<LoopbackRun> loopback;
   if (config.transport == Transport::kGrpc || config.secure.malicious) {
@@ -595,7 +604,89 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
   }
   result.final_accuracy = result.rounds.back().accuracy;
   RETURN_IF_ERROR(WriteRunOutputs(config, result, global, *strategy, run_dir));
+  RETURN_IF_ERROR(WriteRunJson(config, sites, standardization, &result, run_dir));
   result.final_model = std::move(global);
+  return result;
+}
+
+namespace {
+
+StatusOr<nlohmann::json> ReadRunJson(const std::string& run_dir) {
+  ASSIGN_OR_RETURN(const std::string text, ReadFile(run_dir + "/run.json", size_t{64} << 20));
+  nlohmann::json run = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!run.is_object()) {
+    return absl::DataLossError(absl::StrCat(run_dir, "/run.json is not a JSON object"));
+  }
+  return run;
+}
+
+// A number of a parsed JSON object, or DataLoss naming the file and key.
+StatusOr<double> Number(const nlohmann::json& object, const char* key, const std::string& file) {
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_number()) {
+    return absl::DataLossError(absl::StrCat(file, " has no number '", key, "'"));
+  }
+  return it->get<double>();
+}
+
+}  // namespace
+
+bool RunComplete(const std::string& run_dir) {
+  StatusOr<nlohmann::json> run = ReadRunJson(run_dir);
+  if (!run.ok()) return false;
+  auto it = run->find("complete");
+  return it != run->end() && it->is_boolean() && it->get<bool>();
+}
+
+StatusOr<RunResult> LoadRunResult(const SimulationConfig& config, const std::string& run_dir) {
+  ASSIGN_OR_RETURN(const nlohmann::json run, ReadRunJson(run_dir));
+  const std::string run_json = run_dir + "/run.json";
+  auto complete = run.find("complete");
+  if (complete == run.end() || !complete->is_boolean() || !complete->get<bool>()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(run_dir, " holds no finished run (its run.json is not \"complete\")"));
+  }
+  auto result_json = run.find("result");
+  if (result_json == run.end() || !result_json->is_object()) {
+    return absl::DataLossError(absl::StrCat(run_json, " is complete but has no result"));
+  }
+  RunResult result;
+  result.config = config;
+  ASSIGN_OR_RETURN(result.best_accuracy, Number(*result_json, "best_accuracy", run_json));
+  ASSIGN_OR_RETURN(result.final_accuracy, Number(*result_json, "final_accuracy", run_json));
+  ASSIGN_OR_RETURN(result.seconds, Number(*result_json, "seconds", run_json));
+  const std::string metrics_file = run_dir + "/metrics.jsonl";
+  ASSIGN_OR_RETURN(const std::string metrics, ReadFile(metrics_file, size_t{1} << 30));
+  size_t start = 0;
+  while (start < metrics.size()) {
+    size_t end = metrics.find('\n', start);
+    if (end == std::string::npos) end = metrics.size();
+    const nlohmann::json line =
+        nlohmann::json::parse(metrics.begin() + start, metrics.begin() + end, nullptr, false);
+    const std::string where = absl::StrCat(metrics_file, " line ", result.rounds.size() + 1);
+    if (!line.is_object()) return absl::DataLossError(absl::StrCat(where, " is not JSON"));
+    RoundMetrics m;
+    ASSIGN_OR_RETURN(const double round, Number(line, "round", where));
+    m.round = static_cast<int64_t>(round);
+    ASSIGN_OR_RETURN(m.accuracy, Number(line, "accuracy", where));
+    ASSIGN_OR_RETURN(m.loss, Number(line, "loss", where));
+    ASSIGN_OR_RETURN(m.seconds, Number(line, "seconds", where));
+    if (line.contains("record_epsilon")) {
+      ASSIGN_OR_RETURN(m.record_epsilon, Number(line, "record_epsilon", where));
+    }
+    if (line.contains("epsilon")) {
+      ASSIGN_OR_RETURN(m.client_epsilon, Number(line, "epsilon", where));
+    }
+    if (m.round != static_cast<int64_t>(result.rounds.size()) + 1) {
+      return absl::DataLossError(absl::StrCat(where, " is round ", m.round));
+    }
+    result.rounds.push_back(m);
+    start = end + 1;
+  }
+  if (static_cast<int64_t>(result.rounds.size()) != config.rounds) {
+    return absl::DataLossError(absl::StrCat(metrics_file, " has ", result.rounds.size(),
+                                            " rounds; the run has ", config.rounds));
+  }
   return result;
 }
 

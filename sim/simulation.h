@@ -20,7 +20,7 @@
 // masked uploads and their sum; stochastic rounding draws from `seed`, so a secure run repeats
 // too.
 //
-// Threading: RunSimulation and RunExperiment are called from one thread; they start and join
+// Threading: RunSimulation and RunSweep are called from one thread; they start and join
 // their own site threads. A SimulationBackend is called from up to `pool` threads at once,
 // each with its own slot number.
 #pragma once
@@ -76,6 +76,9 @@ struct SimulationConfig {
   // site i holds the next site_rows[i] examples; `partition` is then unused. Empty: the
   // partitioner deals the training set.
   std::vector<int64_t> site_rows;
+  // The experiment gives one file per site (site_rows is filled once the data is loaded): the
+  // run's partition is "files" before that too, so its folder name is known without the data.
+  bool one_file_per_site = false;
   // Pooled feature standardisation before round 1 over rows of this many features (0: none):
   // the virtual sites' feature moments are added up, as a deployment adds them under secure
   // aggregation (common/plan/standardization.h), and every site trains, and the central
@@ -133,6 +136,8 @@ struct ExperimentConfig {
   std::vector<StrategyOptions> strategies;
   std::vector<uint64_t> seeds;
 
+  // The sweep's cells, partition-major then strategy then seed: a cell's index K is its position
+  // here, the same on every machine for the same experiment file.
   std::vector<SimulationConfig> Runs() const;
   // The experiment with every default filled in, as TOML that LoadExperiment reads back.
   std::string ResolvedToml() const;
@@ -215,7 +220,8 @@ struct RunResult {
 
 struct Progress {
   std::string label;
-  int run = 0, runs = 1;  // 1-based
+  int run = 0, runs = 1;  // 1-based, of the runs this call makes
+  int cell = 0;           // the run's index in ExperimentConfig::Runs()
   int64_t round = 0, rounds = 0;
   double accuracy = 0;
   double elapsed_seconds = 0;
@@ -225,7 +231,10 @@ using ProgressFn = std::function<void(const Progress&)>;
 
 // Runs one configuration over `train_labels` (the labels of the backend's training set) and
 // writes into `run_dir`: metrics.jsonl, partition.csv, run.json, accuracy.svg, loss.svg,
-// final.safetensors, strategy.safetensors.
+// final.safetensors, strategy.safetensors. run.json is written first with "complete": false
+// and, after every other file, again (atomically: temp file, fsync, rename) with
+// "complete": true and the result (best_accuracy, final_accuracy, seconds): a run stopped
+// midway never looks finished (RunComplete).
 StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
                                   const std::vector<uint8_t>& train_labels,
                                   SimulationBackend* backend, const std::string& run_dir,
@@ -246,12 +255,77 @@ struct ExperimentDataSets {
 // the site files' columns differ or a class id is beyond the task's classes.
 StatusOr<ExperimentDataSets> LoadExperimentData(const ExperimentConfig& experiment);
 
-// Loads the data, runs every configuration of the sweep into out_dir/<run>/, and writes
-// out_dir/experiment.toml (resolved), summary.md, summary.csv and one accuracy plot per
-// partition.
+// Whether `run_dir` holds a finished run: its run.json says "complete": true.
+bool RunComplete(const std::string& run_dir);
+
+// A finished run read back from its folder: the rounds from metrics.jsonl (accuracy, loss,
+// seconds, the epsilons), best and final accuracy and seconds from run.json, the exact doubles
+// RunSimulation wrote; `config` is the run's (not read from the folder). FailedPrecondition when
+// the run is not complete, DataLoss when its files do not parse or its rounds are not
+// config.rounds.
+StatusOr<RunResult> LoadRunResult(const SimulationConfig& config, const std::string& run_dir);
+
+// A selection of a sweep's cells: "K", a list "1,4,7", ranges "0-9", or a mix ("0-3,7,9-11"),
+// each index below `cells`. Returns the indices ascending without repeats; InvalidArgument,
+// saying which part is wrong, for anything else.
+StatusOr<std::vector<int>> ParseCellSpec(const std::string& spec, int cells);
+
+struct SweepOptions {
+  // The cells to run (indices into Runs()); empty: the whole sweep, which also writes the
+  // summaries. Running chosen cells never writes them, since other processes may be running
+  // other cells into the same folder: SummarizeRunDir does, once they are done.
+  std::vector<int> cells;
+  ProgressFn progress;
+  // Told of each selected cell that is not run now, and why: "done" (finished before) or
+  // "running in another process" (whose lock is held).
+  std::function<void(int cell, const SimulationConfig& config, const std::string& why)> skipped;
+};
+
+struct SweepResult {
+  std::vector<RunResult> runs;  // the selected cells that are done, run now or before, in order
+  std::vector<int> missing;     // the selected cells that are not (running in another process)
+};
+
+// OK when out_dir has no experiment.toml or holds this experiment's (its ResolvedToml());
+// FailedPrecondition, saying so, when it holds another experiment's.
+Status CheckRunDir(const ExperimentConfig& experiment, const std::string& out_dir);
+
+// Runs a sweep's selected cells into out_dir/<Runs()[K].DirName()>/, each as RunSimulation
+// does, skipping those already done. Before anything runs, out_dir/experiment.toml is written
+// (the resolved experiment) or, when it exists, must be this experiment's: FailedPrecondition
+// otherwise (the folder holds another experiment). A cell runs under an exclusive lock
+// (out_dir/.locks/<cell>.lock, flock: released when its process dies), into a folder emptied
+// first, so a folder left half-written by a killed process is replaced whole. Processes running
+// different cells into one folder do not disturb each other. The data is loaded, and the
+// LibTorch backend made, only when some selected cell is still to run.
+StatusOr<SweepResult> RunSweep(const ExperimentConfig& experiment, const std::string& out_dir,
+                               const SweepOptions& options);
+// The same over a given backend and data (`data.partition_labels`, `classes`, `site_rows` are
+// what is used): the seam for a fake backend.
+StatusOr<SweepResult> RunSweep(const ExperimentConfig& experiment, const ExperimentDataSets& data,
+                               SimulationBackend* backend, const std::string& out_dir,
+                               const SweepOptions& options);
+
+// The whole sweep (RunSweep with every cell); returns every cell's result.
 StatusOr<std::vector<RunResult>> RunExperiment(const ExperimentConfig& experiment,
                                                const std::string& out_dir,
                                                const ProgressFn& progress = nullptr);
+
+// Writes out_dir/summary.md, summary.csv and one accuracy plot per partition
+// (accuracy__<partition>.svg, the strategies' mean over seeds) of `runs`: the one writer of a
+// sweep's summaries, for the whole sweep and for SummarizeRunDir alike.
+Status WriteSweepSummaries(const std::string& title, const std::vector<RunResult>& runs,
+                           const std::string& out_dir);
+
+struct SweepSummary {
+  ExperimentConfig experiment;  // read from run_dir/experiment.toml
+  std::vector<RunResult> runs;  // the done cells, in cell order
+  std::vector<int> missing;     // the cells not done
+};
+// `hansa simulate summarize`: reads run_dir/experiment.toml, loads every done cell
+// (LoadRunResult) and writes the summaries of those (WriteSweepSummaries). NotFound without
+// experiment.toml; a cell that is done but whose files do not read back is an error.
+StatusOr<SweepSummary> SummarizeRunDir(const std::string& run_dir);
 
 // summary.csv / summary.md text: per (strategy, partition), best and final accuracy as
 // mean +- std over seeds.

@@ -1,9 +1,18 @@
 #include "sim/simulation.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <map>
+#include <memory>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -149,6 +158,7 @@ std::vector<SimulationConfig> ExperimentConfig::Runs() const {
         c.strategy = s;
         c.seed = seed;
         if (p.kind == PartitionKind::kPooled) c.sites = 1;
+        c.one_file_per_site = !data.site_files.empty();
         out.push_back(c);
       }
     }
@@ -156,58 +166,219 @@ std::vector<SimulationConfig> ExperimentConfig::Runs() const {
   return out;
 }
 
-StatusOr<std::vector<RunResult>> RunExperiment(const ExperimentConfig& experiment,
-                                               const std::string& out_dir,
-                                               const ProgressFn& progress) {
-  const auto started = SimClock::now();
-  RETURN_IF_ERROR(MakeDirs(out_dir));
-  RETURN_IF_ERROR(WriteFileAtomically(out_dir + "/experiment.toml", experiment.ResolvedToml()));
-  ASSIGN_OR_RETURN(const ExperimentDataSets data, LoadExperimentData(experiment));
-  std::vector<SimulationConfig> runs = experiment.Runs();
-  int max_pool = 1;
-  for (SimulationConfig& c : runs) {
-    max_pool = std::max(max_pool, c.pool);
-    c.classes = data.classes;
-    c.site_rows = data.site_rows;
+namespace {
+
+// An exclusive flock on a cell's lock file: held while the cell runs, released when this is
+// destroyed or its process dies, so a killed job leaves no stale lock.
+class CellLock {
+ public:
+  // nullptr when another process holds the lock.
+  static StatusOr<std::unique_ptr<CellLock>> TryLock(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      return absl::InternalError(absl::StrCat("opening ", path, ": ", std::strerror(errno)));
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int error = errno;
+      ::close(fd);
+      if (error == EWOULDBLOCK) return std::unique_ptr<CellLock>();
+      return absl::InternalError(absl::StrCat("locking ", path, ": ", std::strerror(error)));
+    }
+    return std::unique_ptr<CellLock>(new CellLock(fd));
   }
-  TrainerOptions options;
-  options.model = experiment.base.model;
-  options.script_file = experiment.base.script_file;
-  options.task = experiment.base.task;
-  options.device = experiment.device;
-  options.threads = experiment.threads;
-  ASSIGN_OR_RETURN(auto backend,
-                   CreateTorchBackend(&data.train, &data.test, std::move(options), max_pool));
-  std::vector<RunResult> results;
+  ~CellLock() { ::close(fd_); }
+  CellLock(const CellLock&) = delete;
+  CellLock& operator=(const CellLock&) = delete;
+
+ private:
+  explicit CellLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+// out_dir/experiment.toml: written when absent, else it must be this experiment's. Processes
+// starting cells at once all write the same bytes, so a write that loses a race to another
+// process's is fine when the file then holds them.
+Status PrepareRunDir(const ExperimentConfig& experiment, const std::string& out_dir) {
+  RETURN_IF_ERROR(MakeDirs(out_dir + "/.locks"));
+  const std::string path = out_dir + "/experiment.toml";
+  const std::string toml = experiment.ResolvedToml();
+  RETURN_IF_ERROR(CheckRunDir(experiment, out_dir));
+  if (std::filesystem::exists(path)) return absl::OkStatus();
+  StatusOr<std::string> existing;
+  Status written = WriteFileAtomically(path, toml);
+  if (!written.ok()) {
+    existing = ReadFile(path, size_t{1} << 20);
+    if (!existing.ok() || *existing != toml) return written;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Status CheckRunDir(const ExperimentConfig& experiment, const std::string& out_dir) {
+  const std::string path = out_dir + "/experiment.toml";
+  StatusOr<std::string> existing = ReadFile(path, size_t{1} << 20);
+  if (absl::IsNotFound(existing.status())) return absl::OkStatus();
+  RETURN_IF_ERROR(existing.status());
+  if (*existing == experiment.ResolvedToml()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      path, " is another experiment's (its resolved settings differ from those of ",
+      experiment.name,
+      "): give this experiment its own --out folder, or run the experiment that folder holds"));
+}
+
+namespace {
+
+std::vector<int> SelectedCells(const SweepOptions& options, size_t cells) {
+  if (!options.cells.empty()) return options.cells;
+  std::vector<int> all(cells);
+  for (size_t i = 0; i < cells; ++i) all[i] = static_cast<int>(i);
+  return all;
+}
+
+Status CheckCells(const std::vector<int>& selected, size_t cells) {
+  for (int k : selected) {
+    if (k < 0 || static_cast<size_t>(k) >= cells) {
+      return absl::OutOfRangeError(
+          absl::StrCat("cell ", k, " is not in the sweep (cells 0-", cells - 1, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The selected cells: done ones read back, the others run (with `backend`, which is null when
+// every selected cell was done at the start) unless another process is running them.
+StatusOr<SweepResult> SweepCells(const ExperimentConfig& experiment, const ExperimentDataSets* data,
+                                 SimulationBackend* backend, const std::string& out_dir,
+                                 const SweepOptions& options) {
+  const auto started = SimClock::now();
+  std::vector<SimulationConfig> runs = experiment.Runs();
+  const std::vector<int> selected = SelectedCells(options, runs.size());
+  RETURN_IF_ERROR(CheckCells(selected, runs.size()));
+  const bool whole_sweep = options.cells.empty();
   double done_rounds = 0, total_rounds = 0;
-  for (const auto& c : runs) total_rounds += static_cast<double>(c.rounds);
-  for (size_t i = 0; i < runs.size(); ++i) {
+  for (int k : selected) {
+    SimulationConfig& c = runs[static_cast<size_t>(k)];
+    if (data != nullptr) {
+      c.classes = data->classes;
+      c.site_rows = data->site_rows;
+    }
+    if (!RunComplete(out_dir + "/" + c.DirName())) total_rounds += static_cast<double>(c.rounds);
+  }
+  SweepResult result;
+  auto skip = [&](int k, const std::string& why) {
+    if (options.skipped) options.skipped(k, runs[static_cast<size_t>(k)], why);
+  };
+  for (size_t n = 0; n < selected.size(); ++n) {
+    const int k = selected[n];
+    const SimulationConfig& config = runs[static_cast<size_t>(k)];
+    const std::string dir = out_dir + "/" + config.DirName();
+    std::unique_ptr<CellLock> lock;
+    if (!RunComplete(dir)) {
+      ASSIGN_OR_RETURN(lock, CellLock::TryLock(out_dir + "/.locks/" + config.DirName() + ".lock"));
+      if (lock == nullptr) {
+        skip(k, "running in another process");
+        result.missing.push_back(k);
+        continue;
+      }
+    }
+    if (RunComplete(dir)) {  // done before, or by another process since the first look
+      skip(k, "done");
+      ASSIGN_OR_RETURN(RunResult r, LoadRunResult(config, dir));
+      result.runs.push_back(std::move(r));
+      continue;
+    }
+    if (backend == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(dir, " is no longer finished; run cell ", k, " again"));
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);  // what a killed run left behind
+    if (ec) {
+      return absl::InternalError(absl::StrCat("removing the unfinished ", dir, ": ", ec.message()));
+    }
     ProgressFn wrapped = [&](const Progress& p) {
-      if (!progress) return;
+      if (!options.progress) return;
       Progress q = p;
-      q.run = static_cast<int>(i + 1);
-      q.runs = static_cast<int>(runs.size());
+      q.run = static_cast<int>(n + 1);
+      q.cell = k;
+      q.runs = static_cast<int>(selected.size());
       const double elapsed = SecondsSince(started);
       const double finished = done_rounds + static_cast<double>(p.round);
       q.elapsed_seconds = elapsed;
       q.remaining_seconds = elapsed / finished * (total_rounds - finished);
-      progress(q);
+      options.progress(q);
     };
-    ASSIGN_OR_RETURN(RunResult r, RunSimulation(runs[i], data.partition_labels, backend.get(),
-                                                out_dir + "/" + runs[i].DirName(), wrapped));
-    done_rounds += static_cast<double>(runs[i].rounds);
+    ASSIGN_OR_RETURN(RunResult r,
+                     RunSimulation(config, data->partition_labels, backend, dir, wrapped));
+    done_rounds += static_cast<double>(config.rounds);
     r.final_model = Model{};  // on disk; not kept for the whole sweep
-    results.push_back(std::move(r));
-    RETURN_IF_ERROR(WriteFileAtomically(out_dir + "/summary.csv", SummaryCsv(results)));
-    RETURN_IF_ERROR(
-        WriteFileAtomically(out_dir + "/summary.md", SummaryMarkdown(experiment.name, results)));
+    result.runs.push_back(std::move(r));
+    if (whole_sweep) {
+      RETURN_IF_ERROR(WriteSweepSummaries(experiment.name, result.runs, out_dir));
+    }
   }
+  if (whole_sweep) RETURN_IF_ERROR(WriteSweepSummaries(experiment.name, result.runs, out_dir));
+  return result;
+}
+
+}  // namespace
+
+StatusOr<SweepResult> RunSweep(const ExperimentConfig& experiment, const ExperimentDataSets& data,
+                               SimulationBackend* backend, const std::string& out_dir,
+                               const SweepOptions& options) {
+  RETURN_IF_ERROR(CheckCells(options.cells, experiment.Runs().size()));
+  RETURN_IF_ERROR(PrepareRunDir(experiment, out_dir));
+  return SweepCells(experiment, &data, backend, out_dir, options);
+}
+
+StatusOr<SweepResult> RunSweep(const ExperimentConfig& experiment, const std::string& out_dir,
+                               const SweepOptions& options) {
+  const std::vector<SimulationConfig> runs = experiment.Runs();
+  RETURN_IF_ERROR(CheckCells(options.cells, runs.size()));
+  RETURN_IF_ERROR(PrepareRunDir(experiment, out_dir));
+  bool pending = false;
+  for (int k : SelectedCells(options, runs.size())) {
+    pending = pending || !RunComplete(out_dir + "/" + runs[static_cast<size_t>(k)].DirName());
+  }
+  if (!pending) return SweepCells(experiment, nullptr, nullptr, out_dir, options);
+  ASSIGN_OR_RETURN(const ExperimentDataSets data, LoadExperimentData(experiment));
+  int max_pool = 1;
+  for (const SimulationConfig& c : runs) max_pool = std::max(max_pool, c.pool);
+  TrainerOptions trainer;
+  trainer.model = experiment.base.model;
+  trainer.script_file = experiment.base.script_file;
+  trainer.task = experiment.base.task;
+  trainer.device = experiment.device;
+  trainer.threads = experiment.threads;
+  ASSIGN_OR_RETURN(auto backend,
+                   CreateTorchBackend(&data.train, &data.test, std::move(trainer), max_pool));
+  return SweepCells(experiment, &data, backend.get(), out_dir, options);
+}
+
+StatusOr<std::vector<RunResult>> RunExperiment(const ExperimentConfig& experiment,
+                                               const std::string& out_dir,
+                                               const ProgressFn& progress) {
+  SweepOptions options;
+  options.progress = progress;
+  ASSIGN_OR_RETURN(SweepResult result, RunSweep(experiment, out_dir, options));
+  if (!result.missing.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat(result.missing.size(), " cell(s) of ", out_dir,
+                     " are running in another process; summarize the folder once they are done"));
+  }
+  return std::move(result.runs);
+}
+
+Status WriteSweepSummaries(const std::string& title, const std::vector<RunResult>& runs,
+                           const std::string& out_dir) {
+  RETURN_IF_ERROR(WriteFileAtomically(out_dir + "/summary.csv", SummaryCsv(runs)));
+  RETURN_IF_ERROR(WriteFileAtomically(out_dir + "/summary.md", SummaryMarkdown(title, runs)));
   // One accuracy plot per partition comparing the strategies (mean over seeds).
-  std::vector<Group> groups = GroupRuns(results);
   std::map<std::string, PlotSpec> plots;
-  for (const Group& g : groups) {
+  for (const Group& g : GroupRuns(runs)) {
     PlotSpec& plot = plots[g.partition];
-    plot.title = absl::StrCat(experiment.name, ": ", g.partition);
+    plot.title = absl::StrCat(title, ": ", g.partition);
     plot.y_label = "test accuracy";
     PlotSeries series{g.strategy, {}};
     const size_t rounds = g.runs[0]->rounds.size();
@@ -222,7 +393,67 @@ StatusOr<std::vector<RunResult>> RunExperiment(const ExperimentConfig& experimen
     RETURN_IF_ERROR(WriteFileAtomically(
         absl::StrCat(out_dir, "/accuracy__", SafeName(partition), ".svg"), LinePlotSvg(plot)));
   }
-  return results;
+  return absl::OkStatus();
+}
+
+StatusOr<SweepSummary> SummarizeRunDir(const std::string& run_dir) {
+  const std::string toml = run_dir + "/experiment.toml";
+  if (!std::filesystem::exists(toml)) {
+    return absl::NotFoundError(absl::StrCat(
+        run_dir, " has no experiment.toml: it is not the --out folder of hansa simulate"));
+  }
+  SweepSummary summary;
+  ASSIGN_OR_RETURN(summary.experiment, LoadExperiment(toml));
+  const std::vector<SimulationConfig> runs = summary.experiment.Runs();
+  for (size_t k = 0; k < runs.size(); ++k) {
+    const std::string dir = run_dir + "/" + runs[k].DirName();
+    if (!RunComplete(dir)) {
+      summary.missing.push_back(static_cast<int>(k));
+      continue;
+    }
+    ASSIGN_OR_RETURN(RunResult r, LoadRunResult(runs[k], dir));
+    summary.runs.push_back(std::move(r));
+  }
+  RETURN_IF_ERROR(WriteSweepSummaries(summary.experiment.name, summary.runs, run_dir));
+  return summary;
+}
+
+StatusOr<std::vector<int>> ParseCellSpec(const std::string& spec, int cells) {
+  std::set<int> picked;
+  auto bad = [&](const std::string& part, const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat("--cell '", spec, "': '", part, "' ", why,
+                                                   " (the sweep has cells 0-", cells - 1,
+                                                   "; give K, K1,K2,... or A-B)"));
+  };
+  auto number = [&](const std::string& text, int* out) {
+    if (text.empty() || text.size() > 9 ||
+        !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return false;
+    }
+    *out = std::stoi(text);
+    return true;
+  };
+  if (spec.empty()) return bad(spec, "is empty");
+  size_t start = 0;
+  while (start <= spec.size()) {
+    size_t comma = spec.find(',', start);
+    if (comma == std::string::npos) comma = spec.size();
+    const std::string part = spec.substr(start, comma - start);
+    const size_t dash = part.find('-');
+    int from = 0, to = 0;
+    if (dash == std::string::npos) {
+      if (!number(part, &from)) return bad(part, "is not a cell index");
+      to = from;
+    } else if (!number(part.substr(0, dash), &from) || !number(part.substr(dash + 1), &to)) {
+      return bad(part, "is not a range A-B of cell indices");
+    } else if (to < from) {
+      return bad(part, "is a range that ends before it starts");
+    }
+    if (to >= cells) return bad(part, absl::StrCat("is beyond the last cell, ", cells - 1));
+    for (int k = from; k <= to; ++k) picked.insert(k);
+    start = comma + 1;
+  }
+  return std::vector<int>(picked.begin(), picked.end());
 }
 
 namespace {

@@ -1,12 +1,20 @@
-// hansa simulate EXPERIMENT.toml [--out DIR]: a federation of virtual sites on this machine
-// (sim/simulation.h), with a progress line while it runs and a summary at the end.
+// hansa simulate EXPERIMENT.toml [--out DIR] [--cell SPEC | --list-cells]: a federation of
+// virtual sites on this machine (sim/simulation.h), with a progress line while it runs and a
+// summary at the end; `hansa simulate summarize DIR` merges the cells that are done.
+//
+// Exit codes: 0 done; 1 a run failed; 2 a bad experiment file, cell selection or --out folder
+// (nothing ran); 3 some cells are not done (summarize: missing; a run: left to another process
+// that holds their lock).
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "sim/simulation.h"
 #include "spdlog/spdlog.h"
 #include "tools/command.h"
@@ -14,9 +22,15 @@
 namespace hansa::tools {
 namespace {
 
+constexpr int kExitRunFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitCellsMissing = 3;
+
 struct SimulateFlags {
   std::string experiment;
   std::string out;
+  std::string cells;
+  bool list_cells = false;
   std::string log_level = "warn";
 };
 
@@ -31,50 +45,158 @@ std::string Duration(double seconds) {
   return buf;
 }
 
+[[noreturn]] void Fail(const std::string& message, int code) {
+  std::cerr << "hansa simulate: " << message << "\n";
+  throw CLI::RuntimeError(code);
+}
+
+// "0-2,5": cells as a --cell spec, consecutive ones as ranges.
+std::string CellSpec(const std::vector<int>& cells) {
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < cells.size();) {
+    size_t j = i;
+    while (j + 1 < cells.size() && cells[j + 1] == cells[j] + 1) ++j;
+    parts.push_back(j == i ? absl::StrCat(cells[i]) : absl::StrCat(cells[i], "-", cells[j]));
+    i = j + 1;
+  }
+  return absl::StrJoin(parts, ",");
+}
+
+// One line per cell: index, partition, strategy, seed, folder, and with an existing run folder
+// whether the cell is done there.
+void ListCells(const ExperimentConfig& experiment, const std::string& out) {
+  const bool have_dir = std::filesystem::exists(out + "/experiment.toml");
+  if (have_dir) {
+    Status same = CheckRunDir(experiment, out);
+    if (!same.ok()) Fail(std::string(same.message()), kExitUsage);
+  }
+  std::cerr << "cell\tpartition\tstrategy\tseed\tfolder" << (have_dir ? "\tstate" : "") << "\n";
+  const std::vector<SimulationConfig> runs = experiment.Runs();
+  for (size_t k = 0; k < runs.size(); ++k) {
+    const SimulationConfig& c = runs[k];
+    std::cout << k << "\t" << c.PartitionName() << "\t" << c.strategy.Label() << "\t" << c.seed
+              << "\t" << c.DirName();
+    if (have_dir) std::cout << "\t" << (RunComplete(out + "/" + c.DirName()) ? "done" : "pending");
+    std::cout << "\n";
+  }
+}
+
 void RunSimulate(const SimulateFlags& flags) {
   spdlog::set_level(spdlog::level::from_str(flags.log_level));
-  StatusOr<ExperimentConfig> experiment = LoadExperiment(flags.experiment);
-  if (!experiment.ok()) {
-    std::cerr << "hansa simulate: " << experiment.status().message() << "\n";
-    throw CLI::RuntimeError(2);
+  if (flags.experiment.empty()) {
+    Fail("give an experiment file (hansa simulate EXPERIMENT.toml) or summarize RUN_DIR",
+         kExitUsage);
   }
+  StatusOr<ExperimentConfig> experiment = LoadExperiment(flags.experiment);
+  if (!experiment.ok()) Fail(std::string(experiment.status().message()), kExitUsage);
   const std::string out = flags.out.empty() ? "runs/" + experiment->name : flags.out;
+  if (flags.list_cells) return ListCells(*experiment, out);
+  const int cells = static_cast<int>(experiment->Runs().size());
+  SweepOptions options;
+  if (!flags.cells.empty()) {
+    StatusOr<std::vector<int>> picked = ParseCellSpec(flags.cells, cells);
+    if (!picked.ok()) Fail(std::string(picked.status().message()), kExitUsage);
+    options.cells = *std::move(picked);
+  }
+  Status same = CheckRunDir(*experiment, out);
+  if (!same.ok()) Fail(std::string(same.message()), kExitUsage);
   const bool tty = isatty(STDERR_FILENO);
-  std::cerr << "hansa simulate: " << experiment->Runs().size() << " run(s) of "
-            << experiment->base.rounds << " rounds into " << out << ", "
+  std::cerr << "hansa simulate: "
+            << (options.cells.empty() ? absl::StrCat(cells, " run(s) of ")
+                                      : absl::StrCat("cell(s) ", CellSpec(options.cells), " of ",
+                                                     cells, ", each of "))
+            << experiment->base.rounds << " rounds, into " << out << ", "
             << (experiment->base.secure.enabled ? "secure" : "plaintext") << " aggregation, "
             << (experiment->base.transport == Transport::kGrpc
                     ? "sites over gRPC with mutual TLS on 127.0.0.1"
                     : "sites in process")
             << "\n";
-  auto progress = [&](const Progress& p) {
-    std::fprintf(stderr, "%s[%d/%d] %s  round %lld/%lld  accuracy %.4f  elapsed %s  left ~%s%s",
-                 tty ? "\r\033[K" : "", p.run, p.runs, p.label.c_str(),
+  options.progress = [&](const Progress& p) {
+    std::fprintf(stderr,
+                 "%s[%d/%d] cell %d %s  round %lld/%lld  accuracy %.4f  elapsed %s  left ~%s%s",
+                 tty ? "\r\033[K" : "", p.run, p.runs, p.cell, p.label.c_str(),
                  static_cast<long long>(p.round), static_cast<long long>(p.rounds), p.accuracy,
                  Duration(p.elapsed_seconds).c_str(), Duration(p.remaining_seconds).c_str(),
                  tty && p.round < p.rounds ? "" : "\n");
     std::fflush(stderr);
   };
-  StatusOr<std::vector<RunResult>> results = RunExperiment(*experiment, out, progress);
-  if (!results.ok()) {
-    std::cerr << "\nhansa simulate: " << results.status().message() << "\n";
-    throw CLI::RuntimeError(1);
+  options.skipped = [&](int cell, const SimulationConfig& c, const std::string& why) {
+    std::cerr << "hansa simulate: cell " << cell << " (" << c.DirName() << ") is " << why
+              << ": not run\n";
+  };
+  StatusOr<SweepResult> result = RunSweep(*experiment, out, options);
+  if (!result.ok()) {
+    Fail(absl::StrCat(result.status().message()), kExitRunFailed);
   }
-  std::cout << SummaryMarkdown(experiment->name, *results) << "\nresults in " << out
-            << " (summary.md, summary.csv, one folder per run with metrics.jsonl and plots)\n";
+  if (options.cells.empty()) {
+    std::cout << SummaryMarkdown(experiment->name, result->runs) << "\nresults in " << out
+              << " (summary.md, summary.csv, one folder per run with metrics.jsonl and plots)\n";
+  } else {
+    std::cerr << "hansa simulate: results in " << out
+              << "; when every cell is done, write the summaries with: hansa simulate summarize "
+              << out << "\n";
+  }
+  if (!result->missing.empty()) {
+    Fail(absl::StrCat("cell(s) ", CellSpec(result->missing),
+                      " are running in another process; summarize ", out, " once they are done"),
+         kExitCellsMissing);
+  }
+}
+
+void Summarize(const std::string& run_dir) {
+  StatusOr<SweepSummary> summary = SummarizeRunDir(run_dir);
+  if (!summary.ok()) {
+    std::cerr << "hansa simulate summarize: " << summary.status().message() << "\n";
+    throw CLI::RuntimeError(absl::IsNotFound(summary.status()) ? kExitUsage : kExitRunFailed);
+  }
+  const size_t cells = summary->runs.size() + summary->missing.size();
+  std::cout << SummaryMarkdown(summary->experiment.name, summary->runs) << "\n"
+            << summary->runs.size() << " of " << cells << " cells in " << run_dir
+            << "/summary.md, summary.csv\n";
+  if (summary->missing.empty()) return;
+  const std::vector<SimulationConfig> runs = summary->experiment.Runs();
+  std::cerr << "hansa simulate summarize: " << summary->missing.size() << " of " << cells
+            << " cells are not done:\n";
+  for (int k : summary->missing) {
+    std::cerr << "  cell " << k << "\t" << runs[static_cast<size_t>(k)].DirName() << "\n";
+  }
+  std::cerr << "run them with: hansa simulate " << run_dir << "/experiment.toml --out " << run_dir
+            << " --cell " << CellSpec(summary->missing) << "\n";
+  throw CLI::RuntimeError(kExitCellsMissing);
 }
 
 void Register(CLI::App& root) {
   auto flags = std::make_shared<SimulateFlags>();
   CLI::App* cmd = root.add_subcommand(
-      "simulate", "run a federation of virtual sites on this machine from an experiment file");
+      "simulate",
+      "run a federation of virtual sites on this machine from an experiment file; exit codes: "
+      "0 done, 1 a run failed, 2 bad input (nothing ran), 3 some cells not done");
   cmd->add_option("experiment", flags->experiment, "experiment file (TOML)")
-      ->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("--out", flags->out, "output directory (default runs/<experiment name>)");
+  auto* cell = cmd->add_option(
+      "--cell", flags->cells,
+      "run only these cells of the sweep (see --list-cells): K, K1,K2,..., A-B or a mix; "
+      "cells already done are skipped, and no summary is written (hansa simulate summarize)");
+  cmd->add_flag("--list-cells", flags->list_cells,
+                "print the sweep's cells, one per line: index, partition, strategy, seed, folder "
+                "(and done/pending when the --out folder exists)")
+      ->excludes(cell);
   cmd->add_option("--log-level", flags->log_level,
                   "log level of the engine's messages: trace, debug, info, warn, error");
-  cmd->callback([flags] { RunSimulate(*flags); });
+  auto run_dir = std::make_shared<std::string>();
+  CLI::App* summarize = cmd->add_subcommand(
+      "summarize",
+      "write summary.md, summary.csv and the plots of a run folder's finished cells and list "
+      "the missing ones; exit code 3 when some are missing");
+  summarize->add_option("RUN_DIR", *run_dir, "the --out folder of hansa simulate")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  summarize->callback([run_dir] { Summarize(*run_dir); });
+  cmd->callback([flags, summarize] {
+    if (summarize->parsed()) return;
+    RunSimulate(*flags);
+  });
 }
 
 HANSA_REGISTER_COMMAND(Register);
