@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/net/chunk_wire.h"
 #include "common/net/rpc.h"
 #include "common/pki/ca_registry.h"
 #include "common/pki/certificate.h"
@@ -86,8 +87,10 @@ class CoordinatorService::TaskPoll final : public grpc::ServerUnaryReactor {
 };
 
 // DownloadModel: the header, then the model in chunks of the engine's chunk size, one write
-// in flight at a time.
-class CoordinatorService::ModelWriter final : public grpc::ServerWriteReactor<v1::Chunk> {
+// in flight at a time. Each data chunk references the engine's encoded model (chunk_wire.h):
+// every site is served from that one immutable buffer, and no byte of it is copied before TLS
+// encrypts it.
+class CoordinatorService::ModelWriter final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   ModelWriter(grpc::CallbackServerContext* ctx, RoundEngine* engine,
               std::shared_ptr<const std::string> bytes, const v1::DownloadRequest& request)
@@ -95,10 +98,11 @@ class CoordinatorService::ModelWriter final : public grpc::ServerWriteReactor<v1
         engine_(engine),
         bytes_(std::move(bytes)),
         chunk_bytes_(engine->options().chunk_bytes) {
-    v1::TransferHeader* header = msg_.mutable_header();
-    header->set_round(request.round());
-    header->set_total_bytes(bytes_->size());
-    header->set_sha256(request.model_sha256());
+    v1::TransferHeader header;
+    header.set_round(request.round());
+    header.set_total_bytes(bytes_->size());
+    header.set_sha256(request.model_sha256());
+    msg_ = HeaderChunkMessage(header);
     StartWrite(&msg_);
   }
 
@@ -108,10 +112,8 @@ class CoordinatorService::ModelWriter final : public grpc::ServerWriteReactor<v1
       engine_->CountBytesDown(static_cast<int64_t>(bytes_->size()));
       return Finish(grpc::Status::OK);
     }
-    const size_t n = std::min<size_t>(chunk_bytes_, bytes_->size() - offset_);
-    msg_.Clear();
-    msg_.set_offset(offset_);
-    msg_.set_data(bytes_->data() + offset_, n);
+    const size_t n = std::min<uint64_t>(chunk_bytes_, bytes_->size() - offset_);
+    msg_ = SharedDataChunkMessage(offset_, bytes_, offset_, n);
     offset_ += n;
     StartWrite(&msg_);
   }
@@ -123,34 +125,42 @@ class CoordinatorService::ModelWriter final : public grpc::ServerWriteReactor<v1
  private:
   void Finish(grpc::Status status) {
     HANSA_TSAN_RELEASE(this);  // OnDone follows Finish
-    grpc::ServerWriteReactor<v1::Chunk>::Finish(std::move(status));
+    grpc::ServerWriteReactor<grpc::ByteBuffer>::Finish(std::move(status));
   }
 
   grpc::CallbackServerContext* const ctx_;
   RoundEngine* const engine_;
   const std::shared_ptr<const std::string> bytes_;
   const size_t chunk_bytes_;
-  size_t offset_ = 0;
-  v1::Chunk msg_;
+  uint64_t offset_ = 0;
+  grpc::ByteBuffer msg_;
 };
 
-// UploadUpdate: a header chunk, then data chunks into the engine's UploadSink. The sink goes
-// before the call is finished, so a site that retries after an error finds no upload open.
-class CoordinatorService::UpdateReader final : public grpc::ServerReadReactor<v1::Chunk> {
+// UploadUpdate: a header chunk, then data chunks into the engine's UploadSink, each read where
+// it lies in gRPC's slices (chunk_wire.h). The sink goes before the call is finished, so a site
+// that retries after an error finds no upload open.
+class CoordinatorService::UpdateReader final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
-  UpdateReader(Caller caller, v1::UploadReply* reply) : caller_(std::move(caller)), reply_(reply) {
-    StartRead(&chunk_);
+  UpdateReader(Caller caller, grpc::ByteBuffer* reply) : caller_(std::move(caller)), reply_(reply) {
+    StartRead(&message_);
   }
 
   void OnReadDone(bool ok) override {
+    if (ok) {
+      Status parsed = ParseChunk(message_, &slices_, &chunk_);
+      message_.Clear();
+      if (!parsed.ok()) return Fail(ToGrpcStatus(parsed));
+    }
     if (!sink_) return OnHeader(ok);
     if (!ok) return OnEnd();
-    if (chunk_.has_header()) {
+    if (chunk_.has_header) {
       return Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "second header in one upload"));
     }
-    Status st = sink_->Write(chunk_.offset(), chunk_.data());
+    Status st = sink_->Write(chunk_.offset, chunk_.data);
+    chunk_.data.clear();
+    slices_.clear();  // the chunk's memory goes back to gRPC before the next read
     if (!st.ok()) return Fail(EngineStatus(caller_.engine, st));
-    StartRead(&chunk_);
+    StartRead(&message_);
   }
   void OnDone() override {
     HANSA_TSAN_ACQUIRE(this);  // OnDone comes last of all: pairs with the release in Finish
@@ -160,19 +170,19 @@ class CoordinatorService::UpdateReader final : public grpc::ServerReadReactor<v1
  private:
   void Finish(grpc::Status status) {
     HANSA_TSAN_RELEASE(this);  // OnDone follows Finish
-    grpc::ServerReadReactor<v1::Chunk>::Finish(std::move(status));
+    grpc::ServerReadReactor<grpc::ByteBuffer>::Finish(std::move(status));
   }
 
   void OnHeader(bool ok) {
-    if (!ok || !chunk_.has_header()) {
+    if (!ok || !chunk_.has_header) {
       return Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                "an upload must start with a header chunk"));
     }
     StatusOr<std::unique_ptr<UploadSink>> sink =
-        caller_.engine->BeginUpload(caller_.site.name, chunk_.header());
+        caller_.engine->BeginUpload(caller_.site.name, chunk_.header);
     if (!sink.ok()) return Fail(EngineStatus(caller_.engine, sink.status()));
     sink_ = *std::move(sink);
-    StartRead(&chunk_);
+    StartRead(&message_);
   }
   // The stream ended: either the site finished (Finish checks size and digest) or it died
   // (Finish reports the truncation; destroying the sink removes its partial sum).
@@ -186,8 +196,10 @@ class CoordinatorService::UpdateReader final : public grpc::ServerReadReactor<v1
                    caller_.site.name, std::string(done.status().message()));
       return Finish(EngineStatus(caller_.engine, done.status()));
     }
-    *reply_ = *std::move(done);
-    Finish(grpc::Status::OK);
+    bool own_buffer = false;
+    grpc::Status serialized =
+        grpc::SerializationTraits<v1::UploadReply>::Serialize(*done, reply_, &own_buffer);
+    Finish(serialized);
   }
   void Fail(const grpc::Status& status) {
     sink_.reset();
@@ -195,9 +207,11 @@ class CoordinatorService::UpdateReader final : public grpc::ServerReadReactor<v1
   }
 
   const Caller caller_;
-  v1::UploadReply* const reply_;
+  grpc::ByteBuffer* const reply_;
   std::unique_ptr<UploadSink> sink_;
-  v1::Chunk chunk_;
+  grpc::ByteBuffer message_;
+  std::vector<grpc::Slice> slices_;  // the current chunk's memory, which chunk_ points into
+  ChunkView chunk_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -450,30 +464,36 @@ grpc::ServerUnaryReactor* CoordinatorService::GetTask(grpc::CallbackServerContex
   return poll;
 }
 
-grpc::ServerWriteReactor<v1::Chunk>* CoordinatorService::DownloadModel(
-    grpc::CallbackServerContext* ctx, const v1::DownloadRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* CoordinatorService::DownloadModel(
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request_message) {
   StatusOr<Caller> caller = Identify(ctx);
+  v1::DownloadRequest request;
+  grpc::ByteBuffer copy(*request_message);  // references the slices; Deserialize consumes it
+  if (caller.ok() &&
+      !grpc::SerializationTraits<v1::DownloadRequest>::Deserialize(&copy, &request).ok()) {
+    caller = absl::InvalidArgumentError("DownloadModel: the request does not parse");
+  }
   StatusOr<std::shared_ptr<const std::string>> payload =
       caller.ok()
-          ? caller->engine->Download(caller->site.name, request->round(), request->model_sha256())
+          ? caller->engine->Download(caller->site.name, request.round(), request.model_sha256())
           : caller.status();
   if (!payload.ok()) {
     // The status alone, no chunk.
-    class Refusal final : public grpc::ServerWriteReactor<v1::Chunk> {
+    class Refusal final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
      public:
       explicit Refusal(const grpc::Status& status) { Finish(status); }
       void OnDone() override { delete this; }
     };
     return new Refusal(ToGrpcStatus(payload.status()));
   }
-  return new ModelWriter(ctx, caller->engine, *std::move(payload), *request);
+  return new ModelWriter(ctx, caller->engine, *std::move(payload), request);
 }
 
-grpc::ServerReadReactor<v1::Chunk>* CoordinatorService::UploadUpdate(
-    grpc::CallbackServerContext* ctx, v1::UploadReply* reply) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* CoordinatorService::UploadUpdate(
+    grpc::CallbackServerContext* ctx, grpc::ByteBuffer* reply) {
   StatusOr<Caller> caller = Identify(ctx);
   if (!caller.ok()) {
-    class Refusal final : public grpc::ServerReadReactor<v1::Chunk> {
+    class Refusal final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
      public:
       explicit Refusal(const grpc::Status& status) { Finish(status); }
       void OnDone() override { delete this; }

@@ -39,7 +39,11 @@ class CallbackServerContext;
 
 namespace hansa {
 
-class CoordinatorService final : public v1::Coordinator::CallbackService {
+// DownloadModel and UploadUpdate are raw methods: their chunks are framed and parsed by
+// chunk_wire.h around the model's bytes, the same bytes on the wire as the generated code's.
+class CoordinatorService final
+    : public v1::Coordinator::WithRawCallbackMethod_DownloadModel<
+          v1::Coordinator::WithRawCallbackMethod_UploadUpdate<v1::Coordinator::CallbackService>> {
  public:
   // `engine` (may be null) must outlive the service (or its set_engine successor).
   explicit CoordinatorService(RoundEngine* engine);
@@ -71,10 +75,12 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
                                  v1::JoinReply* reply) override;
   grpc::ServerUnaryReactor* GetTask(grpc::CallbackServerContext* ctx,
                                     const v1::TaskRequest* request, v1::Task* reply) override;
-  grpc::ServerWriteReactor<v1::Chunk>* DownloadModel(grpc::CallbackServerContext* ctx,
-                                                     const v1::DownloadRequest* request) override;
-  grpc::ServerReadReactor<v1::Chunk>* UploadUpdate(grpc::CallbackServerContext* ctx,
-                                                   v1::UploadReply* reply) override;
+  // A v1::DownloadRequest; answers v1::Chunk messages.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* DownloadModel(
+      grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request) override;
+  // Reads v1::Chunk messages; answers a v1::UploadReply.
+  grpc::ServerReadReactor<grpc::ByteBuffer>* UploadUpdate(grpc::CallbackServerContext* ctx,
+                                                          grpc::ByteBuffer* reply) override;
   grpc::ServerUnaryReactor* ReportMetrics(grpc::CallbackServerContext* ctx,
                                           const v1::MetricsReport* request,
                                           v1::MetricsReply* reply) override;

@@ -37,25 +37,39 @@ void UploadSink::Cancel(const std::string& why) {
   cancelled_ = absl::DeadlineExceededError(why);
 }
 
+Status UpdateFolder::FoldPieces(const std::vector<std::string_view>& pieces, uint64_t bytes) {
+  if (pieces.size() == 1) return Fold(pieces[0]);
+  std::string joined;
+  joined.reserve(bytes);
+  for (std::string_view piece : pieces) joined.append(piece);
+  return Fold(joined);
+}
+
 Status UploadSink::Write(uint64_t offset, std::string_view data) {
+  return Write(offset, std::vector<std::string_view>{data});
+}
+
+Status UploadSink::Write(uint64_t offset, const std::vector<std::string_view>& pieces) {
+  uint64_t bytes = 0;
+  for (std::string_view piece : pieces) bytes += piece.size();
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(cancelled_);
   if (finished_) return absl::FailedPreconditionError("upload already finished");
-  if (data.size() > max_chunk_bytes_) {
+  if (bytes > max_chunk_bytes_) {
     return absl::InvalidArgumentError(
-        absl::StrCat("chunk of ", data.size(), " bytes exceeds the cap of ", max_chunk_bytes_));
+        absl::StrCat("chunk of ", bytes, " bytes exceeds the cap of ", max_chunk_bytes_));
   }
   if (offset != received_) {
     return absl::InvalidArgumentError(
         absl::StrCat("chunk at offset ", offset, " but ", received_, " bytes arrived so far"));
   }
-  if (received_ + data.size() > header_.total_bytes()) {
+  if (bytes > header_.total_bytes() - received_) {
     return absl::InvalidArgumentError(
         absl::StrCat("upload is longer than the announced ", header_.total_bytes(), " bytes"));
   }
-  hasher_.Update(data);
-  received_ += data.size();
-  return Annotate(folder_->Fold(data), absl::StrCat("update from ", site_));
+  for (std::string_view piece : pieces) hasher_.Update(piece);
+  received_ += bytes;
+  return Annotate(folder_->FoldPieces(pieces, bytes), absl::StrCat("update from ", site_));
 }
 
 StatusOr<v1::UploadReply> UploadSink::Finish() {
@@ -192,6 +206,11 @@ class PlaintextFolder : public UpdateFolder {
                           .max_data_bytes = static_cast<uint64_t>(expected.TotalElements()) * 4});
   }
   Status Fold(std::string_view bytes) override { return decoder_->Feed(bytes); }
+  // The safetensors stream may be cut anywhere: no need to join the pieces.
+  Status FoldPieces(const std::vector<std::string_view>& pieces, uint64_t) override {
+    for (std::string_view piece : pieces) RETURN_IF_ERROR(decoder_->Feed(piece));
+    return absl::OkStatus();
+  }
   Status Complete() override {
     RETURN_IF_ERROR(decoder_->Finish());
     const double norm = std::sqrt(squares_);

@@ -15,6 +15,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "common/crypto/sha256.h"
@@ -32,6 +33,9 @@ class UpdateFolder {
   virtual ~UpdateFolder() = default;
   // One wire chunk.
   virtual Status Fold(std::string_view bytes) = 0;
+  // One wire chunk of `bytes` bytes that arrived as `pieces` (views into gRPC's slices). This
+  // default joins them for Fold; a folder that takes a stream cut anywhere feeds them as they are.
+  virtual Status FoldPieces(const std::vector<std::string_view>& pieces, uint64_t bytes);
   // OK when every value arrived.
   virtual Status Complete() = 0;
   virtual Status Commit() = 0;
@@ -75,6 +79,9 @@ class UploadSink {
   ~UploadSink();
   // `offset` must equal the number of bytes written so far; `data` at most max_chunk_bytes.
   Status Write(uint64_t offset, std::string_view data);
+  // The same for one chunk that arrived as `pieces`, hashed and folded where they lie
+  // (chunk_wire.h's ParseChunk).
+  Status Write(uint64_t offset, const std::vector<std::string_view>& pieces);
   // Checks size and SHA-256, then makes the update part of the round.
   StatusOr<v1::UploadReply> Finish();
 

@@ -48,15 +48,22 @@ Status ModelReceiver::Header(const v1::TransferHeader& header) {
 }
 
 Status ModelReceiver::Chunk(uint64_t offset, std::string_view data) {
-  if (data.size() > max_chunk_bytes_ || offset != payload_.size() ||
-      data.size() > total_ - payload_.size()) {
-    return absl::DataLossError(absl::StrCat(kWhat, ": chunk of ", data.size(), " bytes at offset ",
+  return Chunk(offset, std::vector<std::string_view>{data});
+}
+
+Status ModelReceiver::Chunk(uint64_t offset, const std::vector<std::string_view>& pieces) {
+  uint64_t bytes = 0;
+  for (std::string_view piece : pieces) bytes += piece.size();
+  if (bytes > max_chunk_bytes_ || offset != payload_.size() || bytes > total_ - payload_.size()) {
+    return absl::DataLossError(absl::StrCat(kWhat, ": chunk of ", bytes, " bytes at offset ",
                                             offset, " after ", payload_.size(), " of ", total_,
                                             " bytes (chunks at most ", max_chunk_bytes_,
                                             " bytes, in order): out of order or oversized"));
   }
-  hasher_.Update(data);
-  payload_.append(data);
+  for (std::string_view piece : pieces) {
+    hasher_.Update(piece);
+    payload_.append(piece);
+  }
   return absl::OkStatus();
 }
 

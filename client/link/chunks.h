@@ -37,6 +37,9 @@ class ModelReceiver {
   // The next chunk: DataLoss when it is over max_chunk_bytes, not at the next offset, or past
   // the declared size. REQUIRES: Header() was OK.
   Status Chunk(uint64_t offset, std::string_view data);
+  // The same for a chunk that arrived as `pieces` (chunk_wire.h's ParseChunk): checked whole,
+  // then hashed and appended where they lie.
+  Status Chunk(uint64_t offset, const std::vector<std::string_view>& pieces);
   // The whole payload: DataLoss when it ended short or its SHA-256 is not the plan's.
   StatusOr<std::shared_ptr<const std::string>> Finish();
   // A payload that arrived whole (in process): the same checks as Header, chunks and Finish,

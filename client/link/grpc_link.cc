@@ -17,10 +17,18 @@
 #include "absl/strings/str_cat.h"
 #include "client/link/chunks.h"
 #include "client/link/tcp_tunnel.h"
+#include "common/net/chunk_wire.h"
 #include "common/net/rpc.h"
 #include "common/plan/plan_writer.h"
 
 namespace hansa {
+namespace {
+
+// The two streamed methods, called raw (chunk_wire.h) with the generated stub's names.
+constexpr char kDownloadModelMethod[] = "/hansa.v1.Coordinator/DownloadModel";
+constexpr char kUploadUpdateMethod[] = "/hansa.v1.Coordinator/UploadUpdate";
+
+}  // namespace
 
 StatusOr<std::unique_ptr<GrpcSiteLink>> GrpcSiteLink::Create(const TlsFiles& tls,
                                                              GrpcLinkOptions options) {
@@ -172,17 +180,30 @@ StatusOr<std::shared_ptr<const std::string>> GrpcSiteLink::Download(const v1::Ro
   v1::DownloadRequest request;
   request.set_round(plan.round());
   request.set_model_sha256(plan.global_model_sha256());
-  auto reader = stub_->DownloadModel(ctx.get(), request);
+  // The chunks are read raw (chunk_wire.h): their bytes go from gRPC's slices into the model
+  // once, hashed on the way, with no protobuf string between.
+  const grpc::internal::RpcMethod method(kDownloadModelMethod,
+                                         grpc::internal::RpcMethod::SERVER_STREAMING);
+  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
+      grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(channel_.get(), method,
+                                                                    ctx.get(), request));
   const std::string what = "downloading the global model";
   ModelReceiver receiver(plan, max_chunk_bytes_, max_model_bytes);
-  v1::Chunk chunk;
-  if (!reader->Read(&chunk) || !chunk.has_header()) return Outcome(reader->Finish(), what);
-  Status st = receiver.Header(chunk.header());
-  while (st.ok() && reader->Read(&chunk)) st = receiver.Chunk(chunk.offset(), chunk.data());
+  grpc::ByteBuffer message;
+  std::vector<grpc::Slice> slices;
+  ChunkView chunk;
+  if (!reader->Read(&message)) return Outcome(reader->Finish(), what);
+  Status st = ParseChunk(message, &slices, &chunk);
+  if (st.ok() && !chunk.has_header) return Outcome(reader->Finish(), what);
+  if (st.ok()) st = receiver.Header(chunk.header);
+  while (st.ok() && reader->Read(&message)) {
+    st = ParseChunk(message, &slices, &chunk);
+    if (st.ok()) st = receiver.Chunk(chunk.offset, chunk.data);
+  }
   if (!st.ok()) {
     ctx->TryCancel();
     reader->Finish().ok();  // the stream is cancelled; our error is the one that counts
-    return st;
+    return Annotate(st, what);
   }
   RETURN_IF_ERROR(Outcome(reader->Finish(), what));
   return receiver.Finish();
@@ -206,17 +227,17 @@ StatusOr<v1::UploadReply> GrpcSiteLink::Upload(const v1::RoundPlan& plan,
     ctx = ContextWithDeadline(options_.transfer_seconds);
   }
   v1::UploadReply reply;
-  auto writer = stub_->UploadUpdate(ctx.get(), &reply);
-  v1::Chunk chunk;
-  *chunk.mutable_header() = header;
-  bool ok = writer->Write(chunk);
+  // Each piece is copied once, into the message (chunk_wire.h), not into a protobuf first.
+  const grpc::internal::RpcMethod method(kUploadUpdateMethod,
+                                         grpc::internal::RpcMethod::CLIENT_STREAMING);
+  std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
+      grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(channel_.get(), method,
+                                                                    ctx.get(), &reply));
+  bool ok = writer->Write(HeaderChunkMessage(header));
   uint64_t offset = 0;
   for (size_t i = 0; ok && i < pieces.size(); ++i) {
-    chunk.Clear();
-    chunk.set_offset(offset);
-    chunk.set_data(pieces[i].data(), pieces[i].size());
+    ok = writer->Write(DataChunkMessage(offset, pieces[i]));
     offset += pieces[i].size();
-    ok = writer->Write(chunk);
   }
   if (ok) writer->WritesDone();
   RETURN_IF_ERROR(Outcome(writer->Finish(), absl::StrCat("uploading round ", header.round())));

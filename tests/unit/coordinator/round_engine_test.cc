@@ -40,6 +40,9 @@ struct Behaviour {
   std::function<void(std::string* payload, v1::TransferHeader* header)> tamper;
   bool die_half_way = false;
   size_t chunk = 1024;
+  // > 0: each chunk is written as pieces of this many bytes, as the gRPC service hands over a
+  // chunk read where it lies in gRPC's slices (UploadSink::Write with pieces).
+  size_t piece = 0;
 };
 
 // Runs one site until DONE; records the statuses its upload produced.
@@ -105,8 +108,17 @@ class FakeSite {
     ASSIGN_OR_RETURN(auto sink, engine_->BeginUpload(name_, header));
     size_t limit = b_.die_half_way ? bytes.size() / 2 : bytes.size();
     for (size_t off = 0; off < limit; off += b_.chunk) {
-      RETURN_IF_ERROR(
-          sink->Write(off, std::string_view(bytes).substr(off, std::min(b_.chunk, limit - off))));
+      const std::string_view chunk =
+          std::string_view(bytes).substr(off, std::min(b_.chunk, limit - off));
+      if (b_.piece == 0) {
+        RETURN_IF_ERROR(sink->Write(off, chunk));
+        continue;
+      }
+      std::vector<std::string_view> pieces;
+      for (size_t at = 0; at < chunk.size(); at += b_.piece) {
+        pieces.push_back(chunk.substr(at, b_.piece));
+      }
+      RETURN_IF_ERROR(sink->Write(off, pieces));
     }
     if (b_.die_half_way) return absl::AbortedError("site died");  // sink destroyed unfinished
     return sink->Finish().status();
@@ -197,6 +209,14 @@ TEST(RoundEngineTest, AppliesExampleWeightedMeanOfDeltas) {
   for (float v : m.values) ASSERT_EQ(v, 0.375f);
 }
 
+// Pieces of 7 bytes cut the float values at every alignment; the sum is the same to the bit.
+TEST(RoundEngineTest, AnUploadWrittenInPiecesFoldsLikeWholeChunks) {
+  Behaviour a{.delta = 0.5f, .examples = 100, .piece = 7};
+  Behaviour b{.delta = -1.0f, .examples = 300, .piece = 1024};
+  Model m = RunFederation(Options("pieces"), {{"a", a}, {"b", b}});
+  for (float v : m.values) ASSERT_EQ(v, 0.375f);
+}
+
 // hansa-coordinator lingers after the last round only until every site that joined has heard
 // the federation is done.
 TEST(RoundEngineTest, TellsWhenEverySiteThatJoinedHeardTheFederationIsDone) {
@@ -281,6 +301,18 @@ INSTANTIATE_TEST_SUITE_P(
             absl::StatusCode::kInvalidArgument, "'w': shape [40,50] expected [50,40]"},
         BadUpload{"oversized_chunk", Behaviour{.delta = 9.0f, .examples = 100, .chunk = 4096},
                   absl::StatusCode::kInvalidArgument, "exceeds the cap of 2048"},
+        // The cap holds for a chunk as a whole, whatever pieces it arrives in.
+        BadUpload{"oversized_chunk_in_pieces",
+                  Behaviour{.delta = 9.0f, .examples = 100, .chunk = 4096, .piece = 512},
+                  absl::StatusCode::kInvalidArgument, "exceeds the cap of 2048"},
+        BadUpload{"digest_mismatch_in_pieces",
+                  [] {
+                    Behaviour b = Tampered(
+                        [](std::string* p, v1::TransferHeader*) { (*p)[p->size() / 2] ^= 1; });
+                    b.piece = 3;
+                    return b;
+                  }(),
+                  absl::StatusCode::kDataLoss, "corrupted in transit"},
         BadUpload{"truncated", Tampered([](std::string* p, v1::TransferHeader* h) {
                     p->resize(p->size() - 100);
                   }),

@@ -8,7 +8,10 @@
 
 #include <thread>
 
+#include "client/link/chunks.h"
+#include "common/crypto/sha256.h"
 #include "common/net/rpc.h"
+#include "common/tensor/safetensors.h"
 #include "engine_test_setup.h"
 
 namespace hansa {
@@ -77,63 +80,113 @@ TEST(SiteLinkTest, ALoopbackServerMovesToTheNextRoundsEngineAndKeepsItsSites) {
   EXPECT_EQ(task->kind(), v1::Task::WAIT);
 }
 
+// A running engine behind a loopback server, two joined sites, and the plan of the round in
+// which site a trains (both answered the initial evaluation first, as sites do).
+class LoopbackRound {
+ public:
+  // Sets the round up; the test stops at a fatal failure in here (HasFatalFailure).
+  void Start(const std::string& name) {
+    auto federation = LoopbackFederation::Create({"a", "b"}, "DE");
+    ASSERT_TRUE(federation.ok()) << federation.status();
+    federation_ = *std::move(federation);
+    auto engine = RoundEngine::Create(EngineTestOptions(name), OnesModel(64, 40));
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = *std::move(engine);
+    auto server = federation_->Serve(engine_.get());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    run_ = std::thread([this] { (void)engine_->Run(); });
+    for (int i = 0; i < 2; ++i) {
+      auto link = federation_->Connect(i, *server_);
+      ASSERT_TRUE(link.ok());
+      ASSERT_TRUE((*link)->Join(v1::JoinRequest()).ok());
+      sites_.push_back(*std::move(link));
+    }
+    for (int polls = 0; polls < 40 && plan_.round() == 0; ++polls) {
+      for (auto& site : sites_) {
+        auto task = site->NextTask(absl::Milliseconds(100));
+        ASSERT_TRUE(task.ok()) << task.status();
+        if (task->kind() == v1::Task::EVALUATE) {
+          v1::MetricsReport report;
+          report.set_round(task->plan().round());
+          report.set_num_examples(1);
+          (void)site->ReportMetrics(report);  // AlreadyExists on a repeated poll
+        }
+        if (site == sites_[0] && task->kind() == v1::Task::TRAIN) plan_ = task->plan();
+      }
+    }
+    ASSERT_GT(plan_.round(), 0u) << "site a was never asked to train";
+  }
+  ~LoopbackRound() {
+    if (engine_) engine_->Shutdown();
+    if (run_.joinable()) run_.join();
+  }
+
+  RoundEngine& engine() { return *engine_; }
+  SiteLink& a() { return *sites_[0]; }
+  const v1::RoundPlan& plan() const { return plan_; }
+
+ private:
+  std::unique_ptr<LoopbackFederation> federation_;
+  std::unique_ptr<RoundEngine> engine_;
+  std::unique_ptr<LoopbackServer> server_;
+  std::thread run_;
+  std::vector<std::unique_ptr<SiteLink>> sites_;
+  v1::RoundPlan plan_;
+};
+
 TEST(SiteLinkTest, DownloadOverLoopbackIsTheEnginesModelAndChecksThePlan) {
-  auto federation = LoopbackFederation::Create({"a", "b"}, "DE");
-  ASSERT_TRUE(federation.ok()) << federation.status();
-  auto engine = RoundEngine::Create(EngineTestOptions("site_link_download"), OnesModel(64, 40));
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  auto server = (*federation)->Serve(engine->get());
-  ASSERT_TRUE(server.ok()) << server.status();
-  std::thread run([&] { (void)(*engine)->Run(); });
-  struct StopEngine {
-    RoundEngine* engine;
-    std::thread* run;
-    ~StopEngine() {
-      engine->Shutdown();
-      run->join();
-    }
-  } stop{engine->get(), &run};
-  std::vector<std::unique_ptr<SiteLink>> sites;
-  for (int i = 0; i < 2; ++i) {
-    auto link = (*federation)->Connect(i, **server);
-    ASSERT_TRUE(link.ok());
-    ASSERT_TRUE((*link)->Join(v1::JoinRequest()).ok());
-    sites.push_back(*std::move(link));
-  }
-  // Both sites answer the evaluation of the initial model, as sites do; then a trains.
-  v1::RoundPlan plan;
-  bool training = false;
-  for (int polls = 0; polls < 40 && !training; ++polls) {
-    for (auto& site : sites) {
-      auto task = site->NextTask(absl::Milliseconds(100));
-      ASSERT_TRUE(task.ok()) << task.status();
-      if (task->kind() == v1::Task::EVALUATE) {
-        v1::MetricsReport report;
-        report.set_round(task->plan().round());
-        report.set_num_examples(1);
-        (void)site->ReportMetrics(report);  // AlreadyExists on a repeated poll
-      }
-      if (site == sites[0] && task->kind() == v1::Task::TRAIN) {
-        training = true;
-        plan = task->plan();
-      }
-    }
-  }
-  ASSERT_TRUE(training);
+  LoopbackRound round;
+  round.Start("site_link_download");
+  if (::testing::Test::HasFatalFailure()) return;
+  const v1::RoundPlan& plan = round.plan();
   ASSERT_GT(plan.global_model_bytes(), 2048u);  // several chunks of at most 1024 bytes
-  auto model = sites[0]->Download(plan, kDefaultMaxModelBytes);
+  auto model = round.a().Download(plan, kDefaultMaxModelBytes);
   ASSERT_TRUE(model.ok()) << model.status();
-  auto direct = (*engine)->Download("a", plan.round(), plan.global_model_sha256());
+  auto direct = round.engine().Download("a", plan.round(), plan.global_model_sha256());
   ASSERT_TRUE(direct.ok()) << direct.status();
   EXPECT_EQ(**model, **direct);
   v1::RoundPlan wrong = plan;
   wrong.set_global_model_bytes(plan.global_model_bytes() + 1);
-  auto short_model = sites[0]->Download(wrong, kDefaultMaxModelBytes);
+  auto short_model = round.a().Download(wrong, kDefaultMaxModelBytes);
   EXPECT_EQ(short_model.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(std::string(short_model.status().message()),
               HasSubstr(absl::StrCat("declares ", plan.global_model_bytes(), " bytes with SHA-256 ",
                                      plan.global_model_sha256(), " but the plan of round ",
                                      plan.round(), " names ", wrong.global_model_bytes())));
+}
+
+// The coordinator reads an upload's chunks where they lie in gRPC's buffers: the whole payload
+// is still checked against its header's SHA-256 before the update counts.
+TEST(SiteLinkTest, UploadOverLoopbackCountsOnlyWhenItsDigestHolds) {
+  LoopbackRound round;
+  round.Start("site_link_upload");
+  if (::testing::Test::HasFatalFailure()) return;
+  const v1::RoundPlan& plan = round.plan();
+  ASSERT_TRUE(round.engine().Accept("a", plan).ok());
+  Model delta = OnesModel(64, 40);
+  for (size_t i = 0; i < delta.values.size(); ++i) delta.values[i] = 1e-3f * (i % 7);
+  std::string payload = EncodeSafetensors(delta);
+  v1::TransferHeader header;
+  header.set_round(plan.round());
+  header.set_num_examples(5);
+  header.set_total_bytes(payload.size());
+  header.set_sha256(ToHex(Sha256(payload)));
+  // Chunks of 1000 bytes: the values cross chunk boundaries at every alignment.
+  const uint32_t chunk = 1000;
+
+  std::string corrupted = payload;
+  corrupted[corrupted.size() / 2] ^= 0x01;  // still finite: only the digest can tell
+  auto refused = round.a().Upload(plan, header, CutChunks(corrupted, chunk, chunk));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("corrupted in transit"));
+
+  auto accepted = round.a().Upload(plan, header, CutChunks(payload, chunk, chunk));
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  EXPECT_EQ(accepted->bytes(), payload.size());
+  EXPECT_EQ(accepted->sha256(), header.sha256());
+  auto again = round.a().Upload(plan, header, CutChunks(payload, chunk, chunk));
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists) << again.status();
 }
 
 }  // namespace
