@@ -240,7 +240,7 @@ Status SiteSession::Handle(const v1::Task& task) {
       RETURN_IF_ERROR(Consent(task));
       return Train(task.plan(), task.payload());
     case v1::Task::EVALUATE:
-      return Evaluate(task.plan());
+      return Evaluate(task);
     case v1::Task::SECAGG_ADVERTISE:
     case v1::Task::SECAGG_SHARE:
     case v1::Task::SECAGG_CONSISTENCY:
@@ -254,13 +254,19 @@ Status SiteSession::Handle(const v1::Task& task) {
 
 Status SiteSession::Consent(const v1::Task& task) {
   const v1::RoundPlan& plan = task.plan();
-  const std::string digest = PlanSha256(plan);
-  if (digest == answered_plan_) return answer_;
+  if (PlanSha256(plan) == answered_plan_) return answer_;
   Status policy = CheckPlan(options_.policy, plan, /*sends_update=*/true);
   // The cost is booked when the update leaves (Train), not here: an attempt the site answers
   // but sends nothing in spends nothing. A plan booked before is answered again after a rejoin.
   if (policy.ok() && !privacy_->Booked(plan)) policy = privacy_->Check(plan).status();
   if (policy.ok()) policy = options_.spent.Check(plan);
+  return Answer(task, std::move(policy));
+}
+
+Status SiteSession::Answer(const v1::Task& task, Status policy) {
+  const v1::RoundPlan& plan = task.plan();
+  const std::string digest = PlanSha256(plan);
+  if (digest == answered_plan_) return answer_;
   const auto round = static_cast<int64_t>(plan.round());
   // The coordinator's audit head it showed with the plan: reconcile checks its log still has it.
   std::optional<AuditAnchor> shown;
@@ -282,7 +288,9 @@ Status SiteSession::Consent(const v1::Task& task) {
   Status sent = Send(audit_events::kMessagePlanResponse, plan.round(), response.SerializeAsString(),
                      [&] { return link_->RespondToPlan(response); });
   // AlreadyExists: an earlier answer of ours arrived (the reply was lost); it stands.
-  if (!sent.ok() && !absl::IsAlreadyExists(sent)) return sent;
+  // FailedPrecondition for an evaluation: it closed before the answer came; nothing to undo.
+  const bool closed = task.kind() == v1::Task::EVALUATE && absl::IsFailedPrecondition(sent);
+  if (!sent.ok() && !absl::IsAlreadyExists(sent) && !closed) return sent;
   answered_plan_ = digest;
   answer_ = policy;
   if (!policy.ok()) spdlog::warn("round {}: plan refused: {}", plan.round(), policy.message());
@@ -408,9 +416,11 @@ StatusOr<v1::UploadReply> SiteSession::SendUnsent(const v1::RoundPlan& plan) {
   return reply;
 }
 
-Status SiteSession::Evaluate(const v1::RoundPlan& plan) {
+Status SiteSession::Evaluate(const v1::Task& task) {
+  const v1::RoundPlan& plan = task.plan();
   RETURN_IF_ERROR(RecordStudy(plan));
-  RETURN_IF_ERROR(CheckPlan(options_.policy, plan, /*sends_update=*/false));
+  Status policy = CheckPlan(options_.policy, plan, /*sends_update=*/false);
+  if (!policy.ok()) return Answer(task, std::move(policy));
   v1::MetricsReport report;
   report.set_round(plan.round());
   if (options_.evaluate) {

@@ -113,6 +113,9 @@ class SiteSession {
   // when the site refuses it. The task's audit_head, when present, goes into the answer's
   // egress record.
   Status Consent(const v1::Task& task);
+  // Records `answer` to the task's plan (plan_accepted or plan_refused) and sends it, once per
+  // plan; later calls for the same plan return the first answer. The answer's status.
+  Status Answer(const v1::Task& task, Status answer);
   // Records the study's GDPR facts the plan carries (study_facts) unless this run recorded the
   // same facts last: before the site answers or evaluates under them.
   Status RecordStudy(const v1::RoundPlan& plan);
@@ -127,7 +130,9 @@ class SiteSession {
                                    const std::vector<std::string_view>& pieces);
   // Sends unsent_ for `plan` (again); dropped once the coordinator accepted it.
   StatusOr<v1::UploadReply> SendUnsent(const v1::RoundPlan& plan);
-  Status Evaluate(const v1::RoundPlan& plan);
+  // Evaluates the global model and reports the figures; a plan the policy refuses is answered
+  // with the refusal (Answer), on record, so the coordinator stops waiting for the site.
+  Status Evaluate(const v1::Task& task);
   Status SecAggStage(const v1::Task& task);
   // Records and sends one message of `type`; the send's status.
   Status Send(const char* type, uint64_t round, const std::string& bytes,
@@ -139,7 +144,7 @@ class SiteSession {
   EgressRecorder egress_;
   std::optional<SitePrivacy> privacy_;
   SecAggParticipant secagg_;
-  // The last training plan answered (PlanSha256) and the answer.
+  // The last plan answered (PlanSha256) and the answer.
   std::string answered_plan_;
   Status answer_;
   // The study's GDPR facts this run last recorded (StudyFactsSha256; empty: none yet).

@@ -729,6 +729,7 @@ Status RoundEngine::RunEvaluation(int64_t round) {
     std::vector<std::string> cohort;
     RETURN_IF_ERROR(WaitForSites(&cohort));
     reports_.clear();
+    evaluation_declined_.clear();
     plan_ = MakeEvaluationPlan(PlanBasicsOf(round, cohort));
     pending_ = std::set<std::string>(cohort.begin(), cohort.end());
     phase_ = Phase::kEvaluate;

@@ -83,7 +83,9 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
   Status SubmitSecAgg(const std::string& site, const v1::SecAggSubmission& submission);
   // A cohort site's consent to the current plan (named by PlanSha256), recorded; a refusal
   // takes the site out of the round at once. FailedPrecondition when no such plan is open,
-  // InvalidArgument for a digest of another plan, AlreadyExists for a second answer.
+  // InvalidArgument for a digest of another plan, AlreadyExists for a second answer. While an
+  // evaluation is open, a site asked for it may refuse its plan (site_declined, and it is no
+  // longer waited for); accepting one is InvalidArgument (its metrics are the answer).
   Status RespondToPlan(const std::string& site, const v1::PlanResponse& response);
   // RespondToPlan accepting `plan`: for sites that live in the coordinator's process (the
   // simulator, benchmarks, tests).
@@ -171,6 +173,13 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
   Status Record(const AuditEvent& event) const;
   Status RecordStart();
   Status RecordDropouts(Phase phase) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // RespondToPlan during an evaluation.
+  Status DeclineEvaluation(const std::string& site, const v1::PlanResponse& response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A site's refusal of the open plan: site_declined on record, and the stage stops waiting
+  // for it.
+  Status RecordRefusal(const std::string& site, const v1::PlanResponse& response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BeginPlan(int64_t round, const std::vector<std::string>& cohort)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What every plan of `round` names; `cohort` must outlive the result.
@@ -224,6 +233,7 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
   std::string plan_sha256_ ABSL_GUARDED_BY(mu_);                      // of the open training plan
   std::set<std::string> pending_ ABSL_GUARDED_BY(mu_);                // cohort members not yet done
   std::map<std::string, bool> consent_ ABSL_GUARDED_BY(mu_);          // this attempt's answers
+  std::set<std::string> evaluation_declined_ ABSL_GUARDED_BY(mu_);    // this evaluation's
   std::map<std::string, std::string> payloads_ ABSL_GUARDED_BY(mu_);  // per-site task payload
   Membership members_ ABSL_GUARDED_BY(mu_);
   RoundUploads uploads_ ABSL_GUARDED_BY(mu_);

@@ -284,6 +284,7 @@ Status RoundEngine::Accept(const std::string& site, const v1::RoundPlan& plan) {
 
 Status RoundEngine::RespondToPlan(const std::string& site, const v1::PlanResponse& response) {
   absl::MutexLock lock(&mu_);
+  if (phase_ == Phase::kEvaluate) return DeclineEvaluation(site, response);
   // A second answer to the same plan is a replay, also once the stage it came in has closed.
   if (response.round() == plan_.round() && response.plan_sha256() == plan_sha256_ &&
       consent_.count(site)) {
@@ -306,19 +307,50 @@ Status RoundEngine::RespondToPlan(const std::string& site, const v1::PlanRespons
         "answer from '", site, "' names plan ", response.plan_sha256().substr(0, 16),
         ", not the plan of round ", plan_.round(), " (", plan_sha256_.substr(0, 16), ")"));
   }
-  const int64_t round = static_cast<int64_t>(plan_.round());
   if (response.accepted()) {
-    RETURN_IF_ERROR(Record(SiteConsented(round, site)));
+    RETURN_IF_ERROR(Record(SiteConsented(static_cast<int64_t>(plan_.round()), site)));
   } else {
-    std::string reason = response.reason().empty() ? "no reason given" : response.reason();
-    reason = RecordText(reason, 2048);  // a whole character at the cut, always UTF-8
-    RETURN_IF_ERROR(Record(SiteDeclined(round, site, reason)));
-    spdlog::warn("round {}: site {} refused the plan: {}", round, site, reason);
-    if (options_.status) options_.status->SiteRefused(site, reason);
-    pending_.erase(site);
-    changed_.SignalAll();
+    RETURN_IF_ERROR(RecordRefusal(site, response));
   }
   consent_[site] = response.accepted();
+  return absl::OkStatus();
+}
+
+Status RoundEngine::DeclineEvaluation(const std::string& site, const v1::PlanResponse& response) {
+  if (response.round() != plan_.round() || response.plan_sha256() != PlanSha256(plan_)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("answer from '", site, "' names plan ", response.plan_sha256().substr(0, 16),
+                     " of round ", response.round(), ", not the evaluation open now (round ",
+                     plan_.round(), "); ask for a new task"));
+  }
+  if (response.accepted()) {
+    return absl::InvalidArgumentError(
+        "an evaluation plan is accepted by reporting its metrics, not by an answer");
+  }
+  if (evaluation_declined_.count(site)) {
+    return absl::AlreadyExistsError(absl::StrCat("site '", site,
+                                                 "' already refused the evaluation of round ",
+                                                 plan_.round(), " (replay refused)"));
+  }
+  if (!pending_.count(site)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("site '", site, "' has no evaluation of round ", plan_.round(), " to answer"));
+  }
+  RETURN_IF_ERROR(RecordRefusal(site, response));
+  evaluation_declined_.insert(site);
+  return absl::OkStatus();
+}
+
+Status RoundEngine::RecordRefusal(const std::string& site, const v1::PlanResponse& response) {
+  const int64_t round = static_cast<int64_t>(plan_.round());
+  std::string reason = response.reason().empty() ? "no reason given" : response.reason();
+  reason = RecordText(reason, 2048);  // a whole character at the cut, always UTF-8
+  RETURN_IF_ERROR(Record(SiteDeclined(round, site, reason)));
+  spdlog::warn("round {}: site {} refused the {}: {}", round, site,
+               phase_ == Phase::kEvaluate ? "evaluation" : "plan", reason);
+  if (options_.status) options_.status->SiteRefused(site, reason);
+  pending_.erase(site);
+  changed_.SignalAll();
   return absl::OkStatus();
 }
 

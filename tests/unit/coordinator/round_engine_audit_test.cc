@@ -286,6 +286,62 @@ TEST(RoundEngineAuditTest, AnswersToAnotherPlanOrOutsideARoundAreRefused) {
   run.join();
 }
 
+// A site whose policy refuses an evaluation plan answers it with the refusal: it is on record
+// (site_declined) and the evaluation stops waiting for the site at once, on an engine whose
+// clock stands still (so only the answer can end the evaluation). An acceptance, an answer
+// naming another plan and a second refusal are refused.
+TEST(RoundEngineAuditTest, ARefusedEvaluationIsOnRecordAndNotWaitedFor) {
+  EngineOptions o = Options("refused_evaluation");
+  o.clock = testing::StoppedClock();
+  o.audit = OpenAudit(o);
+  auto engine = RoundEngine::Create(o, InitialModel());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  ASSERT_TRUE((*engine)->Join({"a", "Org", "DE", "fp-a"}).ok());
+  std::thread run([&] { EXPECT_TRUE(absl::IsCancelled((*engine)->Run())); });
+  v1::Task task;
+  for (int i = 0; i < 200 && task.kind() != v1::Task::EVALUATE; ++i) {
+    auto next = (*engine)->NextTask("a", absl::Milliseconds(100));
+    ASSERT_TRUE(next.ok());
+    task = *next;
+  }
+  ASSERT_EQ(task.kind(), v1::Task::EVALUATE);
+  EXPECT_EQ(task.plan().round(), 0u);
+  v1::PlanResponse answer;
+  answer.set_round(0);
+  answer.set_plan_sha256(PlanSha256(task.plan()));
+  answer.set_accepted(true);
+  EXPECT_EQ((*engine)->RespondToPlan("a", answer).code(), absl::StatusCode::kInvalidArgument);
+  answer.set_accepted(false);
+  answer.set_reason("policy.require_legal_basis");
+  v1::PlanResponse other = answer;
+  other.set_plan_sha256(std::string(64, '0'));
+  EXPECT_EQ((*engine)->RespondToPlan("a", other).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE((*engine)->RespondToPlan("a", answer).ok());
+  const Status again = (*engine)->RespondToPlan("a", answer);
+  // A replay while the evaluation is open, or (once it closed) an answer to no open plan.
+  EXPECT_TRUE(absl::IsAlreadyExists(again) || absl::IsFailedPrecondition(again)) << again;
+  // The stopped clock never reaches the evaluation's deadline: round 1's plan comes because
+  // the refusal ended the evaluation.
+  for (int i = 0; i < 200 && task.kind() != v1::Task::TRAIN; ++i) {
+    auto next = (*engine)->NextTask("a", absl::Milliseconds(100));
+    ASSERT_TRUE(next.ok());
+    task = *next;
+  }
+  EXPECT_EQ(task.kind(), v1::Task::TRAIN);
+  (*engine)->Shutdown();
+  run.join();
+  o.audit.reset();
+  engine->reset();
+
+  std::vector<AuditRecord> records = Records(o);
+  auto declined = Events(records, "site_declined");
+  ASSERT_EQ(declined.size(), 1u);
+  EXPECT_EQ(declined[0]->fields["round"], 0);
+  EXPECT_EQ(declined[0]->fields["site"], "a");
+  EXPECT_EQ(declined[0]->fields["reason"], "policy.require_legal_basis");
+  EXPECT_TRUE(Events(records, "site_dropped").empty());
+}
+
 TEST(RoundEngineAuditTest, RestartContinuesTheSameChainWithAResumeRecord) {
   EngineOptions o = Options("restart");
   // One coordinator run up to `rounds`, its audit log closed at the end as at an exit.
