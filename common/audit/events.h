@@ -25,7 +25,8 @@
 //   round_planned        {round, attempt, plan_sha256, model_sha256, cohort[], aggregation,
 //                         secure_aggregation?{...}, privacy?{...}}  before any site sees it
 //   site_consented       {round, site}            the site accepted the plan (PlanResponse)
-//   site_declined        {round, site, reason}    the site refused the plan, with its reason
+//   site_declined        {round, site, reason}    the site refused the plan (training, or
+//                        the evaluation of `round`'s model), with its reason
 //   update_received      {round, site, bytes, sha256}  a complete upload whose size and digest
 //                        were checked (the masked payload in secure mode), before it is acked
 //   site_dropped         {round, site, stage}     a cohort site that did not finish a stage
