@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <vector>
 
 namespace hansa {
 namespace {
@@ -254,6 +255,30 @@ TEST(ModelLayoutTest, NamesTheFirstDifference) {
   Status st = other.CheckSameAs(m.layout);
   EXPECT_THAT(std::string(st.message()), HasSubstr("'conv.bias': shape [3] expected [2]"));
   EXPECT_TRUE(m.layout.CheckSameAs(m.layout).ok());
+}
+
+// The blockwise search reports the first NaN or Inf wherever it lies, block edges included.
+TEST(FindNonFiniteTest, FindsTheFirstNaNOrInfAtEveryPosition) {
+  std::vector<float> values(1100);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = (i % 2 ? -1.0f : 1.0f) * 1e30f;
+  values[7] = std::numeric_limits<float>::max();
+  values[9] = std::numeric_limits<float>::denorm_min();
+  EXPECT_EQ(FindNonFinite(values.data(), values.size()), -1);
+  EXPECT_EQ(FindNonFinite(values.data(), 0), -1);
+  const float bad[] = {std::numeric_limits<float>::quiet_NaN(),
+                       std::numeric_limits<float>::infinity(),
+                       -std::numeric_limits<float>::infinity()};
+  for (float b : bad) {
+    for (size_t at : {size_t{0}, size_t{1}, size_t{255}, size_t{256}, size_t{257}, size_t{511},
+                      size_t{512}, size_t{1023}, size_t{1024}, size_t{1099}}) {
+      std::vector<float> v = values;
+      v[at] = b;
+      EXPECT_EQ(FindNonFinite(v.data(), v.size()), static_cast<int64_t>(at)) << b << " at " << at;
+      if (at + 3 < v.size()) v[at + 3] = b;  // a later one does not hide the first
+      EXPECT_EQ(FindNonFinite(v.data(), v.size()), static_cast<int64_t>(at)) << b << " at " << at;
+      EXPECT_EQ(FindNonFinite(v.data(), at), -1);  // a range that ends before it
+    }
+  }
 }
 
 TEST(ModelTest, ValidateFindsNaNAndInf) {
