@@ -20,6 +20,12 @@
 // masked uploads and their sum; stochastic rounding draws from `seed`, so a secure run repeats
 // too.
 //
+// A sweep's runs are its cells (ExperimentConfig::Runs(): partition x strategy x seed, index K
+// their order there). Cells are independent jobs: any process may run any of them (RunSweep
+// with SweepOptions::cells) into one run folder, a finished cell is never run again, and
+// SummarizeRunDir merges whichever are done; examples/niid-bench/jobs/ runs them as a Slurm job
+// array or a Kubernetes Indexed Job.
+//
 // Threading: RunSimulation and RunSweep are called from one thread; they start and join
 // their own site threads. A SimulationBackend is called from up to `pool` threads at once,
 // each with its own slot number.
