@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/audit/events.h"
 #include "common/audit/record_text.h"
+#include "common/crypto/sha256.h"
 #include "common/logging/logging.h"
 #include "common/model/models.h"
 #include "common/model/task.h"
@@ -216,6 +217,35 @@ Status SitePrivacy::Book(const v1::RoundPlan& plan, const EgressRecorder& egress
         return egress.Append(event);
       },
       digest);
+}
+
+nlohmann::json PolicyJson(const SitePolicy& policy) {
+  nlohmann::json scripts = nlohmann::json::array();
+  for (const auto& entry : policy.script_models) scripts.push_back(entry.first);
+  return {{"coordinator_fingerprint", policy.coordinator_fingerprint},
+          {"allowed_models", policy.allowed_models},
+          {"script_models", std::move(scripts)},
+          {"require_secure_aggregation", policy.require_secure_aggregation},
+          {"require_legal_basis", policy.require_legal_basis},
+          {"purpose_sha256", policy.purpose_sha256},
+          {"study", policy.study},
+          {"min_cohort", policy.min_cohort},
+          {"min_secagg_degree", policy.min_secagg_degree},
+          {"min_secagg_threshold", policy.min_secagg_threshold},
+          {"max_model_bytes", policy.max_model_bytes},
+          {"require_client_dp", policy.require_client_dp},
+          {"max_epsilon", policy.max_epsilon},
+          {"delta", policy.delta},
+          {"require_record_dp", policy.require_record_dp},
+          {"max_record_epsilon", policy.max_record_epsilon},
+          {"record_delta", policy.record_delta}};
+}
+
+AuditEvent PolicyApplied(const SitePolicy& policy, const std::string& reason) {
+  nlohmann::json json = PolicyJson(policy);
+  const std::string sha256 = ToHex(Sha256(json.dump()));
+  return {audit_events::kPolicyApplied,
+          {{"reason", reason}, {"sha256", sha256}, {"policy", std::move(json)}}};
 }
 
 }  // namespace hansa

@@ -17,6 +17,7 @@
 #include "common/privacy/accounts.h"
 #include "common/status/status.h"
 #include "hansa/v1/hansa.pb.h"
+#include "nlohmann/json.hpp"
 
 namespace hansa {
 
@@ -78,6 +79,14 @@ struct SitePolicy {
 // and one that names no aggregation the site knows (unspecified, or from a newer contract) is
 // refused.
 Status CheckPlan(const SitePolicy& policy, const v1::RoundPlan& plan, bool sends_update);
+
+// The policy as site.toml's [policy] keys name them (script_models as their names), for the
+// site's ledger (policy_applied, events.h): what a reviewer reads to know which rules the site
+// answered plans under.
+nlohmann::json PolicyJson(const SitePolicy& policy);
+// The policy_applied record of `policy`: `reason` "start" (the site started under it) or
+// "reload" (SIGHUP replaced the one before); `sha256` names PolicyJson's compact dump.
+AuditEvent PolicyApplied(const SitePolicy& policy, const std::string& reason);
 
 // The plan's task (an unset one is the built-in models' multiclass cross-entropy).
 // InvalidArgument for names this site does not know.

@@ -95,15 +95,23 @@ void SiteSession::TakeNewPolicy(const v1::Task& task) {
       policy->script_models.emplace(name, model);
     }
   }
+  std::optional<SitePrivacy> privacy;
   if (!SamePrivacyRules(*policy, options_.policy)) {
-    auto privacy = SitePrivacy::Open(*policy, options_.state_dir);
-    if (!privacy.ok()) {
+    auto opened = SitePrivacy::Open(*policy, options_.state_dir);
+    if (!opened.ok()) {
       spdlog::error("new policy not taken, the old one stays: privacy ledgers in {}: {}",
-                    options_.state_dir, privacy.status().message());
+                    options_.state_dir, opened.status().message());
       return;
     }
-    privacy_ = *std::move(privacy);
+    privacy = *std::move(opened);
   }
+  // On record before any plan is answered under it; a policy that cannot be recorded is not
+  // taken.
+  if (Status recorded = egress_.Append(PolicyApplied(*policy, "reload")); !recorded.ok()) {
+    spdlog::error("new policy not taken, the old one stays: {}", recorded.message());
+    return;
+  }
+  if (privacy) privacy_ = std::move(privacy);
   options_.policy = *std::move(policy);
   spdlog::info("site policy replaced: the next plan is answered under the new one");
 }
@@ -177,6 +185,7 @@ Status SiteSession::JoinWithRetry() {
 }
 
 Status SiteSession::Run() {
+  RETURN_IF_ERROR(egress_.Append(PolicyApplied(options_.policy, "start")));
   RETURN_IF_ERROR(JoinWithRetry());
   for (;;) {
     if (stop_) return absl::CancelledError("site stopping");

@@ -73,6 +73,10 @@
 //                  plan showed it (Task.audit_head); absent when it showed none. Reconcile
 //                  checks that the coordinator's log still holds that record with that digest.
 //   privacy_spent  {round, epsilon, delta}       the site's own accountant, when privacy is on
+//   policy_applied {reason, sha256, policy{...}}  the site's [policy] (client/policy.h
+//                  PolicyJson: site.toml's keys) it answers plans under from here on: reason
+//                  "start" when the site starts, "reload" when SIGHUP replaced it; sha256 of
+//                  the policy object's compact JSON
 //   study_facts    {round, sha256, study{id, purpose, legal_basis, controllers[], retention_days,
 //                  dpia_reference}}  the GDPR facts a plan carried (common/plan/study_facts.h),
 //                  before the plan's answer, whenever they differ from those this run of the
@@ -136,6 +140,7 @@ inline constexpr char kContributionSpent[] = "contribution_spent";
 inline constexpr char kStudyFacts[] = "study_facts";
 inline constexpr char kRetentionApplied[] = "retention_applied";
 inline constexpr char kSignerRenewed[] = "signer_renewed";
+inline constexpr char kPolicyApplied[] = "policy_applied";
 inline constexpr char kPreviousSigner[] = "previous_signer";
 
 // Field names of the closing record and of the head a site was shown.

@@ -30,6 +30,7 @@
 namespace hansa {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 enum class LinkKind { kInProcess, kGrpc };
@@ -632,13 +633,23 @@ TEST_F(SiteStudiesTest, WithOnceTheSiteEndsWithItsStudy) {
 // answered. Round 1 is accepted under the old policy; the new one, given as round 1's upload
 // is accepted, asks for larger cohorts, so round 2's plan is refused naming the key (the
 // evaluation between them sends no update: the cohort floor does not apply to it).
+std::unique_ptr<AuditLog> SiteLedger(const LoopbackFederation& federation, const std::string& name,
+                                     std::string* path);
+std::vector<AuditRecord> LedgerRecords(const std::string& path);
+
+// The replaced policy is on the site's ledger (policy_applied, "reload") before the plan it
+// refuses, after the one it started under ("start").
 TEST_F(SiteStudiesTest, AReplacedPolicyAnswersTheNextPlan) {
   EngineOptions o = Study("reload", 1, 2);
   o.upload_timeout = absl::Seconds(5);
   o.wait_for_sites = absl::Seconds(5);
   std::unique_ptr<InProcessStudy> study = Open(o);
   ASSERT_NE(study, nullptr);
-  auto session = SiteSession::Create(Session(), &study->link, &study->trainer);
+  std::string path;
+  std::unique_ptr<AuditLog> ledger = SiteLedger(*federation_, "reload", &path);
+  SiteSessionOptions options = Session();
+  options.egress = ledger.get();
+  auto session = SiteSession::Create(options, &study->link, &study->trainer);
   ASSERT_TRUE(session.ok()) << session.status();
   study->link.after_upload = [&] {
     SitePolicy stricter = Session().policy;
@@ -656,6 +667,28 @@ TEST_F(SiteStudiesTest, AReplacedPolicyAnswersTheNextPlan) {
   EXPECT_EQ(study->link.refused, 1);
   EXPECT_EQ(study->trainer.trained(), 1);
   EXPECT_FALSE(engine_result.ok());  // its only site refused round 2
+  ledger.reset();
+
+  std::vector<std::string> events;
+  std::vector<const AuditRecord*> applied;
+  const std::vector<AuditRecord> records = LedgerRecords(path);
+  for (const AuditRecord& r : records) {
+    if (r.event == audit_events::kPolicyApplied) {
+      applied.push_back(&r);
+      events.push_back(absl::StrCat("policy_applied ", r.fields["reason"].get<std::string>()));
+    }
+    if (r.event == audit_events::kPlanAccepted || r.event == audit_events::kPlanRefused) {
+      events.push_back(absl::StrCat(r.event, " ", r.fields["round"].get<int>()));
+    }
+  }
+  EXPECT_THAT(events, ElementsAre("policy_applied start", "plan_accepted 1",
+                                  "policy_applied reload", "plan_refused 2"));
+  ASSERT_EQ(applied.size(), 2u);
+  EXPECT_EQ(applied[0]->fields["policy"]["min_cohort"], 1);
+  EXPECT_EQ(applied[1]->fields["policy"]["min_cohort"], 2);
+  EXPECT_EQ(applied[1]->fields["policy"]["allowed_models"], nlohmann::json({"simple_cnn"}));
+  EXPECT_EQ(applied[1]->fields["sha256"], ToHex(Sha256(applied[1]->fields["policy"].dump())));
+  EXPECT_NE(applied[0]->fields["sha256"], applied[1]->fields["sha256"]);
 }
 
 // The site's egress ledger at TempDir/site_studies_NAME_egress/egress.jsonl, signed as site a.
