@@ -1,5 +1,6 @@
 // Experiment files of `hansa simulate`: parsing and the resolved form written beside results.
 #include <cstdio>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -334,8 +335,13 @@ StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::s
 
 StatusOr<ExperimentConfig> LoadExperiment(const std::string& path) {
   ASSIGN_OR_RETURN(std::string text, ReadFile(path, 1 << 20));
-  std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
-  return ParseExperiment(text, path, dir.empty() ? "/" : dir);
+  // Paths in the file resolve to absolute ones, so the resolved experiment (experiment.toml in
+  // the run folder) reads back from there, and processes started from other working folders
+  // resolve the same experiment alike.
+  std::error_code ec;
+  std::filesystem::path dir = std::filesystem::absolute(path, ec).parent_path();
+  if (ec) return absl::InternalError(absl::StrCat(path, ": ", ec.message()));
+  return ParseExperiment(text, path, dir.lexically_normal().string());
 }
 
 std::string ExperimentConfig::ResolvedToml() const {

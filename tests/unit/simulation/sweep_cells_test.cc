@@ -206,7 +206,7 @@ TEST_F(SweepCellsTest, ACellWithoutItsCompletionMarkRunsAgainFromAnEmptyFolder) 
   EXPECT_TRUE(skipped_.empty());
   EXPECT_TRUE(RunComplete(dir));
   EXPECT_FALSE(std::filesystem::exists(dir + "/left-over"));
-  EXPECT_EQ(Slurp(dir + "/metrics.jsonl").size(), metrics.size());
+  EXPECT_EQ(test_support::Lines(dir + "/metrics.jsonl").size(), 2u);  // not 1 + 2
 }
 
 TEST_F(SweepCellsTest, RefusesAFolderOfAnotherExperimentBeforeRunningAnything) {
@@ -294,6 +294,24 @@ TEST_F(SweepCellsTest, SummarizeListsMissingCellsAndMatchesTheWholeSweepExactly)
   for (size_t i = 0; i < plots.size(); ++i) {
     EXPECT_EQ(Slurp(out + "/" + plots[i]), whole_plots[i]) << plots[i];
   }
+}
+
+// The experiment a run folder keeps reads back from there to the same experiment, also when
+// the file was named by a path relative to the working folder: its paths are made absolute.
+TEST(ExperimentFileTest, RelativePathsResolveToAbsoluteOnesThatReadBackFromTheRunFolder) {
+  const std::string dir = TempDir("relative");
+  std::filesystem::create_directories(dir + "/run");
+  std::ofstream(dir + "/exp.toml") << "[experiment]\nname = \"rel\"\ndata_dir = \"data\"\n";
+  const std::string relative =
+      std::filesystem::relative(dir + "/exp.toml", std::filesystem::current_path()).string();
+  ASSERT_FALSE(std::filesystem::path(relative).is_absolute());
+  StatusOr<ExperimentConfig> e = LoadExperiment(relative);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->data_dir, std::filesystem::path(dir + "/data").lexically_normal().string());
+  std::ofstream(dir + "/run/experiment.toml") << e->ResolvedToml();
+  StatusOr<ExperimentConfig> back = LoadExperiment(dir + "/run/experiment.toml");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->ResolvedToml(), e->ResolvedToml());
 }
 
 TEST_F(SweepCellsTest, SummarizeNeedsAnExperimentFolder) {
