@@ -300,10 +300,11 @@ Status CheckRunDir(const ExperimentConfig& experiment, const std::string& out_di
 // does, skipping those already done. Before anything runs, out_dir/experiment.toml is written
 // (the resolved experiment) or, when it exists, must be this experiment's: FailedPrecondition
 // otherwise (the folder holds another experiment). A cell runs under an exclusive lock
-// (out_dir/.locks/<cell>.lock, flock: released when its process dies), into a folder emptied
-// first, so a folder left half-written by a killed process is replaced whole. Processes running
-// different cells into one folder do not disturb each other. The data is loaded, and the
-// LibTorch backend made, only when some selected cell is still to run.
+// (out_dir/.locks/<cell>.lock, flock: released when its process dies; none where the file
+// system has no locks), into a folder emptied first, so a folder left half-written by a killed
+// process is replaced whole. Processes running different cells into one folder do not disturb
+// each other. The data is loaded, and the LibTorch backend made, only when some selected cell
+// is still to run.
 StatusOr<SweepResult> RunSweep(const ExperimentConfig& experiment, const std::string& out_dir,
                                const SweepOptions& options);
 // The same over a given backend and data (`data.partition_labels`, `classes`, `site_rows` are

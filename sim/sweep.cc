@@ -169,7 +169,9 @@ std::vector<SimulationConfig> ExperimentConfig::Runs() const {
 namespace {
 
 // An exclusive flock on a cell's lock file: held while the cell runs, released when this is
-// destroyed or its process dies, so a killed job leaves no stale lock.
+// destroyed or its process dies, so a killed job leaves no stale lock. On a shared file system
+// without locks (ENOLCK, EOPNOTSUPP: an NFS mount without its lock service) the cell runs
+// unlocked, as before there were locks: then nothing stops two jobs given the same cell.
 class CellLock {
  public:
   // nullptr when another process holds the lock.
@@ -180,6 +182,8 @@ class CellLock {
     }
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       const int error = errno;
+      if (error == ENOLCK || error == EOPNOTSUPP)
+        return std::unique_ptr<CellLock>(new CellLock(fd));
       ::close(fd);
       if (error == EWOULDBLOCK) return std::unique_ptr<CellLock>();
       return absl::InternalError(absl::StrCat("locking ", path, ": ", std::strerror(error)));
@@ -204,13 +208,10 @@ Status PrepareRunDir(const ExperimentConfig& experiment, const std::string& out_
   const std::string toml = experiment.ResolvedToml();
   RETURN_IF_ERROR(CheckRunDir(experiment, out_dir));
   if (std::filesystem::exists(path)) return absl::OkStatus();
-  StatusOr<std::string> existing;
   Status written = WriteFileAtomically(path, toml);
-  if (!written.ok()) {
-    existing = ReadFile(path, size_t{1} << 20);
-    if (!existing.ok() || *existing != toml) return written;
-  }
-  return absl::OkStatus();
+  if (written.ok()) return written;
+  StatusOr<std::string> now = ReadFile(path, size_t{1} << 20);  // written by another process?
+  return now.ok() && *now == toml ? absl::OkStatus() : written;
 }
 
 }  // namespace
