@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/monitoring/prometheus_text.h"
+#include "coordinator/round_stage.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
@@ -246,11 +247,9 @@ std::string FederationMetricsText(const FederationStatus& s, absl::Time now) {
       .Add(fed)
       .Set(static_cast<double>(s.current_round));
   auto& stage = gauge("hansa_round_stage", "1 for the stage the round is in");
-  // The engine's stage names (StageName in round_stage.h, and idle, evaluate, done).
-  static const char* const kStages[] = {"idle",        "advertise_keys", "share_keys", "upload",
-                                        "consistency", "unmask",         "evaluate",   "done"};
   bool known = false;
-  for (const char* name : kStages) {
+  for (RoundPhase phase : AllRoundPhases()) {
+    const std::string name = StageName(phase);
     stage.Add({{"stage", name}}).Set(s.stage == name ? 1 : 0);
     known = known || s.stage == name;
   }

@@ -733,7 +733,8 @@ Status RoundEngine::RunEvaluation(int64_t round) {
     plan_ = MakeEvaluationPlan(PlanBasicsOf(round, cohort));
     pending_ = std::set<std::string>(cohort.begin(), cohort.end());
     phase_ = Phase::kEvaluate;
-    if (options_.status) options_.status->StageBegan("evaluate", options_.clock->Now());
+    if (options_.status)
+      options_.status->StageBegan(StageName(Phase::kEvaluate), options_.clock->Now());
     changed_.SignalAll();
     absl::Time deadline = options_.clock->Now() + options_.evaluate_timeout;
     WaitUntil(deadline, [&] { return pending_.empty(); });
@@ -758,7 +759,7 @@ Status RoundEngine::RunEvaluation(int64_t round) {
                                                  : std::numeric_limits<double>::quiet_NaN();
     };
     options_.status->RoundEvaluated(round, figure("accuracy"), figure("loss"));
-    options_.status->StageBegan("idle", options_.clock->Now());
+    options_.status->StageBegan(StageName(Phase::kIdle), options_.clock->Now());
   }
   const std::string text = line.dump();
   RETURN_IF_ERROR(store_->RecordMetrics(round, text));
@@ -816,7 +817,7 @@ Status RoundEngine::RunRounds() {
     RETURN_IF_ERROR(RunTrainingRound(round + 1));
   }
   RETURN_IF_ERROR(Record(FederationFinished(options_.rounds)));
-  if (options_.status) options_.status->StageBegan("done", options_.clock->Now());
+  if (options_.status) options_.status->StageBegan(StageName(Phase::kDone), options_.clock->Now());
   absl::MutexLock lock(&mu_);
   phase_ = Phase::kDone;
   changed_.SignalAll();

@@ -38,11 +38,24 @@ const char* StageName(RoundPhase phase) {
       return "unmask";
     case RoundPhase::kEvaluate:
       return "evaluate";
-    case RoundPhase::kIdle:
     case RoundPhase::kDone:
+      return "done";
+    case RoundPhase::kIdle:
       break;
   }
   return "idle";
+}
+
+const std::vector<RoundPhase>& AllRoundPhases() {
+  static const std::vector<RoundPhase> kPhases = {RoundPhase::kIdle,
+                                                  RoundPhase::kSecAggAdvertise,
+                                                  RoundPhase::kSecAggShare,
+                                                  RoundPhase::kTrain,
+                                                  RoundPhase::kSecAggConsistency,
+                                                  RoundPhase::kSecAggUnmask,
+                                                  RoundPhase::kEvaluate,
+                                                  RoundPhase::kDone};
+  return kPhases;
 }
 
 bool IsSecAggPhase(RoundPhase phase) {
