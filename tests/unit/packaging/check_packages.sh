@@ -97,6 +97,10 @@ check_package hansa-tools hansa
 [ -f "$work/hansa-tools.files" ] &&
   grep -q '^/usr/share/doc/hansa-tools/examples/niid-bench/fmnist.toml$' "$work/hansa-tools.files" ||
   fail "hansa-tools lacks the example /usr/share/doc/hansa-tools/examples/niid-bench/fmnist.toml"
+for template in slurm-array.sh slurm-submit.sh indexed-job.yaml summarize-job.yaml; do
+  grep -q "^/usr/share/doc/hansa-tools/examples/niid-bench/jobs/$template\$" \
+    "$work/hansa-tools.files" || fail "hansa-tools lacks the job template jobs/$template"
+done
 
 for package in hansa-client hansa-tools; do
   grep -q '^libtorch' "$work/$package.depends" || fail "$package does not depend on LibTorch"
