@@ -1,9 +1,9 @@
 // The simulator's LibTorch backend: `pool` Trainers (client/train/trainer.h) over the run's data.
 #include <algorithm>
-#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/cores/usable_cores.h"
 #include "sim/simulation.h"
 
 namespace hansa {
@@ -89,7 +89,7 @@ StatusOr<std::unique_ptr<SimulationBackend>> CreateTorchBackend(const Dataset* t
                                                                 const Dataset* test,
                                                                 TrainerOptions options, int pool) {
   auto backend = std::make_unique<TorchBackend>(train, test, options.model);
-  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  const int cores = UsableCores();
   if (options.threads == 0 && pool > 1) options.threads = std::max(1, cores / pool);
   for (int i = 0; i < std::max(1, pool); ++i) {
     ASSIGN_OR_RETURN(auto trainer, Trainer::Create(options));

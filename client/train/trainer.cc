@@ -13,7 +13,6 @@
 #include <cstring>
 #include <exception>
 #include <new>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -22,6 +21,7 @@
 #include "client/train/dp_sgd.h"
 #include "client/train/internal/torch_group.h"
 #include "client/train/internal/torch_models.h"
+#include "common/cores/usable_cores.h"
 #include "common/crypto/sha256.h"
 #include "common/fileio/fileio.h"
 #include "common/random/seeded_random.h"
@@ -635,9 +635,8 @@ StatusOr<std::unique_ptr<Trainer>> CreateChecked(const TrainerOptions& options) 
     layout = LayoutOf(*net);
   }
   if (device.is_cpu()) {
-    const unsigned hardware = std::thread::hardware_concurrency();
-    torch::set_num_threads(options.threads > 0 ? options.threads
-                                               : static_cast<int>(hardware > 0 ? hardware : 1));
+    // 0: the cores this process may use (its affinity and cgroup quota), not the machine's.
+    torch::set_num_threads(options.threads > 0 ? options.threads : UsableCores());
   }
   net->to(device);
   if (options.group != nullptr &&

@@ -5,7 +5,7 @@ hansa_library(hansa_trainer
           ${CMAKE_CURRENT_LIST_DIR}/models_torch.cc ${CMAKE_CURRENT_LIST_DIR}/parallel_group.cc
           ${CMAKE_CURRENT_LIST_DIR}/data_parallel.cc ${CMAKE_CURRENT_LIST_DIR}/nccl_group.cc
           ${CMAKE_CURRENT_LIST_DIR}/torchscript.cc
-  DEPS hansa_data hansa_model hansa_metrics hansa_tensor hansa_privacy hansa_crypto hansa_fileio hansa_status
+  DEPS hansa_cores hansa_data hansa_model hansa_metrics hansa_tensor hansa_privacy hansa_crypto hansa_fileio hansa_status
        absl::strings
        nlohmann_json::nlohmann_json spdlog::spdlog)
 # Torch stays PRIVATE: users of trainer.h get neither its include paths nor its flags, only

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <thread>
 
+#include "common/cores/usable_cores.h"
 #include "common/crypto/internal/openssl_ptr.h"
 
 namespace hansa {
@@ -235,9 +236,6 @@ Status ApplyMaskStreams(const std::vector<MaskStream>& streams, uint64_t element
   return ApplyStreams(streams, element_offset, data, count, threads);
 }
 
-int MaskThreads() {
-  const unsigned n = std::thread::hardware_concurrency();
-  return static_cast<int>(std::clamp(n, 1u, 16u));
-}
+int MaskThreads() { return std::clamp(UsableCores(), 1, 16); }
 
 }  // namespace hansa
