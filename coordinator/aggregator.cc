@@ -12,7 +12,7 @@ StreamingAggregator::StreamingAggregator(int64_t size, std::string spill_dir)
     : size_(size),
       stripe_size_(std::max<int64_t>(1, (size + kStripes - 1) / kStripes)),
       spill_dir_(std::move(spill_dir)),
-      sum_(static_cast<size_t>(size), 0.0) {}
+      sum_(static_cast<size_t>(size)) {}
 
 StreamingAggregator::~StreamingAggregator() = default;
 

@@ -14,6 +14,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/status/status.h"
+#include "common/tensor/huge_pages.h"
 #include "coordinator/spill_file.h"
 
 namespace hansa {
@@ -66,7 +67,7 @@ class StreamingAggregator {
   const int64_t size_;
   const int64_t stripe_size_;
   const std::string spill_dir_;
-  std::vector<double> sum_;
+  ZeroedDoubles sum_;  // zeroed lazily by the kernel: no pass over it before the first upload
   mutable absl::Mutex stripes_[kStripes];
   mutable absl::Mutex mu_;
   int committed_ ABSL_GUARDED_BY(mu_) = 0;

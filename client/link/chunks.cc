@@ -1,13 +1,12 @@
 #include "client/link/chunks.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/net/rpc.h"
+#include "common/tensor/huge_pages.h"
 
 namespace hansa {
 
@@ -29,20 +28,6 @@ std::vector<std::string_view> ViewsOf(const std::vector<std::string>& chunks) {
 
 namespace {
 constexpr char kWhat[] = "downloading the global model";
-
-// Asks Linux to back a large fresh buffer with 2 MiB pages (transparent huge pages, where
-// enabled): a 1 GB model then arrives with 512 page faults instead of 262144, each of which cost
-// the receiving thread a trap. Advice only: nothing changes where it is not followed.
-void AdviseHugePages(char* data, size_t bytes) {
-#ifdef MADV_HUGEPAGE
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  if (bytes < 2 * kHuge) return;
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(kHuge - 1);
-  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#endif
-}
-
 }  // namespace
 
 ModelReceiver::ModelReceiver(const v1::RoundPlan& plan, uint32_t max_chunk_bytes,

@@ -1,0 +1,38 @@
+// Large flat buffers (a model's payload, the coordinator's running sum) backed by 2 MiB pages
+// where Linux's transparent huge pages allow it: a fresh gigabyte then costs 512 page faults
+// instead of 262144, each a trap on the thread that first touches the page (in the transfer
+// profiles, one of the largest items). Advice only: where it is not followed nothing changes.
+//
+// Threading: free functions; a ZeroedDoubles belongs to its owner.
+#pragma once
+
+#include <cstddef>
+#include <cstdlib>
+#include <memory>
+
+namespace hansa {
+
+// Advises MADV_HUGEPAGE for the 2 MiB-aligned interior of [data, data + bytes); does nothing
+// for buffers under 4 MiB or off Linux.
+void AdviseHugePages(void* data, size_t bytes);
+
+// `count` doubles, all 0.0, whose pages the kernel zeroes when first touched (calloc: no pass
+// over them now), advised as huge pages. Throws std::bad_alloc like std::vector when memory
+// runs out.
+class ZeroedDoubles {
+ public:
+  explicit ZeroedDoubles(size_t count);
+  double* data() { return data_.get(); }
+  const double* data() const { return data_.get(); }
+  size_t size() const { return size_; }
+  double operator[](size_t i) const { return data_[i]; }
+
+ private:
+  struct Free {
+    void operator()(double* p) const { std::free(p); }
+  };
+  std::unique_ptr<double[], Free> data_;
+  size_t size_;
+};
+
+}  // namespace hansa
