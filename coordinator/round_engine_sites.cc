@@ -201,6 +201,7 @@ Status RoundEngine::CommitUpload(UploadSink* sink, uint64_t bytes) {
   bytes_up_ += static_cast<int64_t>(bytes);
   if (options_.status) {
     options_.status->BytesReceived(sink->site(), static_cast<int64_t>(bytes), true);
+    options_.status->UploadEnded();  // the committed sink has left the round's list
   }
   if (IsSecure(plan_)) {
     spdlog::info("round {}: masked update from {} ({} bytes)", sink->round(), sink->site(), bytes);

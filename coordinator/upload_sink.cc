@@ -24,7 +24,14 @@ UploadSink::UploadSink(UploadOwner* owner, std::string site, int64_t round, int6
       folder_(std::move(folder)) {}
 
 UploadSink::~UploadSink() {
-  owner_->Unregister(this);
+  bool registered;
+  {
+    absl::MutexLock lock(&mu_);
+    registered = registered_;
+  }
+  // A committed sink goes away without the owner's lock, which the round's server step may
+  // hold for seconds: the site's reply does not wait for it.
+  if (registered) owner_->Unregister(this);
   absl::MutexLock lock(&mu_);
   if (folder_) folder_->Abort();
 }
@@ -136,6 +143,8 @@ Status RoundUploads::Commit(UploadSink* sink, bool open, int64_t open_attempt,
   RETURN_IF_ERROR(sink->folder_->Commit());
   sink->folder_.reset();
   sink->finished_ = true;
+  sink->registered_ = false;
+  sinks_.erase(sink);
   committed_[sink->site_] = sink->header_;
   return absl::OkStatus();
 }

@@ -68,7 +68,8 @@ class UploadOwner {
   virtual ~UploadOwner() = default;
   // Makes a finished upload part of the round (RoundUploads::Commit under the owner's lock).
   virtual Status CommitUpload(UploadSink* sink, uint64_t bytes) = 0;
-  // The sink is going away.
+  // The sink is going away without having been committed (a committed sink left the round's
+  // list at its commit).
   virtual void Unregister(UploadSink* sink) = 0;
 };
 
@@ -110,6 +111,8 @@ class UploadSink {
   uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;
   Status cancelled_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  // On the round's list of sinks; a commit takes it off.
+  bool registered_ ABSL_GUARDED_BY(mu_) = true;
 };
 
 // The uploads of the open attempt: sinks in progress and the updates committed, by site.
@@ -126,7 +129,7 @@ class RoundUploads {
   // Commits `sink`'s update (taking its lock): the sink's cancellation; DeadlineExceeded when
   // `open_attempt` is not the sink's (or its training stage closed: `open` false); AlreadyExists
   // for a site that committed already; else `record` (nothing committed when it fails), then
-  // the folder's Commit.
+  // the folder's Commit, and the sink leaves the list of sinks in progress.
   Status Commit(UploadSink* sink, bool open, int64_t open_attempt,
                 const std::function<Status(const UploadSink&)>& record);
   void Unregister(UploadSink* sink) { sinks_.erase(sink); }
