@@ -277,6 +277,9 @@ StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::s
   b.sites = static_cast<int>(r.Int("experiment.sites", b.sites, 1, 100000));
   b.rounds = r.Int("experiment.rounds", b.rounds, 1, 1000000);
   b.pool = static_cast<int>(r.Int("experiment.pool", b.pool, 1, 1024));
+  b.workers = static_cast<int>(r.Int("experiment.workers", b.workers, 1, 4096));
+  b.worker_timeout_seconds =
+      r.Int("experiment.worker_timeout", b.worker_timeout_seconds, 1, int64_t{1} << 30);
   const std::string transport = r.String("experiment.transport", TransportName(b.transport));
   const int64_t seed = r.Int("experiment.seed", 0, 0, int64_t{1} << 62);
   const int64_t repeats = r.Int("experiment.repeats", 1, 1, 1000);
@@ -362,8 +365,12 @@ std::string ExperimentConfig::ResolvedToml() const {
       partition_list, "strategies = [", absl::StrJoin(s, ", "), "]\n",
       "train_limit = ", train_limit, "\n", "test_limit = ", test_limit, "\n", "pool = ", base.pool,
       "\n", "threads = ", threads, "\n", "device = ", TomlString(device), "\n",
-      "transport = ", TomlString(TransportName(base.transport)), "\n\n[training]\n",
-      "epochs = ", t.epochs, "\n", "batch_size = ", t.batch_size, "\n",
+      "transport = ", TomlString(TransportName(base.transport)), "\n",
+      // Only with workers: experiment.toml files from before workers read back the same.
+      base.workers > 1 ? absl::StrCat("workers = ", base.workers,
+                                      "\nworker_timeout = ", base.worker_timeout_seconds, "\n")
+                       : "",
+      "\n[training]\n", "epochs = ", t.epochs, "\n", "batch_size = ", t.batch_size, "\n",
       "learning_rate = ", TomlNumber(t.learning_rate), "\n", "momentum = ", TomlNumber(t.momentum),
       "\n", "weight_decay = ", TomlNumber(t.weight_decay), "\n",
       RecordPrivacyToml(base.record_privacy), ClientPrivacyToml(base.client_privacy),

@@ -54,20 +54,32 @@ StatusOr<std::unique_ptr<LoopbackServer>> LoopbackFederation::Serve(RoundEngine*
   return s;
 }
 
+namespace {
+std::unique_ptr<SiteLink> LinkOver(std::shared_ptr<grpc::ChannelCredentials> credentials, int port,
+                                   uint32_t max_chunk_bytes) {
+  // The certificate names the coordinator "localhost" and 127.0.0.1.
+  auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port), std::move(credentials),
+                                           SiteChannelArguments(max_chunk_bytes));
+  GrpcLinkOptions options;
+  options.coordinator = absl::StrCat("127.0.0.1:", port);
+  options.client_version = "hansa simulate";
+  return std::make_unique<GrpcSiteLink>(std::move(channel), options);
+}
+}  // namespace
+
 StatusOr<std::unique_ptr<SiteLink>> LoopbackFederation::Connect(
     int index, const LoopbackServer& server) const {
   if (index < 0 || index >= num_sites()) {
     return absl::OutOfRangeError(
         absl::StrCat("site ", index, " of a loopback federation of ", num_sites()));
   }
-  // The certificate names the coordinator "localhost" and 127.0.0.1.
-  auto channel =
-      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", server.port()), site_credentials_[index],
-                                SiteChannelArguments(server.max_chunk_bytes()));
-  GrpcLinkOptions options;
-  options.coordinator = absl::StrCat("127.0.0.1:", server.port());
-  options.client_version = "hansa simulate";
-  return std::unique_ptr<SiteLink>(std::make_unique<GrpcSiteLink>(std::move(channel), options));
+  return LinkOver(site_credentials_[index], server.port(), server.max_chunk_bytes());
+}
+
+StatusOr<std::unique_ptr<SiteLink>> ConnectLoopbackSite(const TlsFiles& tls, int port,
+                                                        uint32_t max_chunk_bytes) {
+  ASSIGN_OR_RETURN(auto credentials, MakeClientCredentials(tls));
+  return LinkOver(std::move(credentials), port, max_chunk_bytes);
 }
 
 }  // namespace hansa

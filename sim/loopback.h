@@ -74,4 +74,9 @@ class LoopbackFederation {
   std::vector<std::shared_ptr<grpc::ChannelCredentials>> site_credentials_;
 };
 
+// A site's connection, with its own certificate, key and CA (`tls`), to a loopback server's
+// port on 127.0.0.1 in another process (sim/workers.h); `max_chunk_bytes` is the server's.
+StatusOr<std::unique_ptr<SiteLink>> ConnectLoopbackSite(const TlsFiles& tls, int port,
+                                                        uint32_t max_chunk_bytes);
+
 }  // namespace hansa

@@ -32,6 +32,7 @@
 #include "sim/loopback.h"
 #include "sim/svg_plot.h"
 #include "sim/virtual_site.h"
+#include "sim/workers.h"
 
 namespace hansa {
 namespace {
@@ -88,8 +89,14 @@ struct RoundOutcome {
 struct LoopbackRun {
   std::unique_ptr<LoopbackFederation> federation;
   bool serve = false;                            // transport "grpc"
+  std::unique_ptr<RemoteSites> remote;           // workers: the other ranks' sites
   std::unique_ptr<LoopbackServer> server;        // started with the first round's engine
   std::vector<std::unique_ptr<SiteLink>> links;  // destroyed before the server
+
+  // The sites this process runs: [first, first + count).
+  std::pair<int, int> Local(int sites) const {
+    return remote ? remote->local() : std::make_pair(0, sites);
+  }
 };
 
 // Ends a round's turn of the loopback server before the round's engine goes: after a good
@@ -110,37 +117,41 @@ struct LoopbackTurn {
   }
 };
 
-// The round's links: in process into `engine`, or the loopback run's gRPC connections, made
-// at the first round and pointed at each round's engine.
+// The round's links for the sites run here (`local`): in process into `engine`, or the
+// loopback run's gRPC connections, made at the first round and pointed at each round's engine.
+// With workers the server runs whatever the transport: the other ranks' sites connect to it.
 StatusOr<std::vector<SiteLink*>> RoundLinks(RoundEngine* engine, LoopbackRun* loopback,
                                             const std::vector<VirtualSite>& sites,
+                                            std::pair<int, int> local,
                                             std::vector<std::unique_ptr<SiteLink>>* in_process) {
   std::vector<SiteLink*> links;
-  if (!loopback || !loopback->serve) {
-    for (size_t i = 0; i < sites.size(); ++i) {
-      SiteIdentity id;
-      id.name = sites[i].name;
-      id.organisation = "simulation";
-      id.country = kSimulatedCountry;
-      id.fingerprint = std::string(16, '0');
-      // What the gRPC service would take from the TLS handshake.
-      if (loopback) id.certificate_pem = loopback->federation->site_tls(i).certificate_pem;
-      in_process->push_back(EngineSiteLink(engine, id));
-      links.push_back(in_process->back().get());
+  if (loopback && (loopback->serve || loopback->remote)) {
+    if (!loopback->server) {
+      ASSIGN_OR_RETURN(loopback->server, loopback->federation->Serve(engine));
+      for (int i = local.first; loopback->serve && i < local.first + local.second; ++i) {
+        ASSIGN_OR_RETURN(auto link, loopback->federation->Connect(i, *loopback->server));
+        loopback->links.push_back(std::move(link));
+      }
+      if (loopback->remote) RETURN_IF_ERROR(loopback->remote->Publish(*loopback->server));
+    } else {
+      loopback->server->Retarget(engine);
     }
+  }
+  if (loopback && loopback->serve) {
+    for (const auto& link : loopback->links) links.push_back(link.get());
     return links;
   }
-  if (!loopback->server) {
-    ASSIGN_OR_RETURN(loopback->server, loopback->federation->Serve(engine));
-    for (size_t i = 0; i < sites.size(); ++i) {
-      ASSIGN_OR_RETURN(auto link,
-                       loopback->federation->Connect(static_cast<int>(i), *loopback->server));
-      loopback->links.push_back(std::move(link));
-    }
-  } else {
-    loopback->server->Retarget(engine);
+  for (int i = local.first; i < local.first + local.second; ++i) {
+    SiteIdentity id;
+    id.name = sites[i].name;
+    id.organisation = "simulation";
+    id.country = kSimulatedCountry;
+    id.fingerprint = std::string(16, '0');
+    // What the gRPC service would take from the TLS handshake.
+    if (loopback) id.certificate_pem = loopback->federation->site_tls(i).certificate_pem;
+    in_process->push_back(EngineSiteLink(engine, id));
+    links.push_back(in_process->back().get());
   }
-  for (const auto& link : loopback->links) links.push_back(link.get());
   return links;
 }
 
@@ -158,7 +169,12 @@ StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Stra
   std::vector<std::unique_ptr<SiteLink>> in_process;
   RoundSites round_sites;
   round_sites.engine = engine.get();
-  ASSIGN_OR_RETURN(round_sites.links, RoundLinks(engine.get(), loopback, *sites, &in_process));
+  const std::pair<int, int> local = loopback ? loopback->Local(static_cast<int>(sites->size()))
+                                             : std::make_pair(0, static_cast<int>(sites->size()));
+  ASSIGN_OR_RETURN(round_sites.links,
+                   RoundLinks(engine.get(), loopback, *sites, local, &in_process));
+  RemoteSites* remote = loopback ? loopback->remote.get() : nullptr;
+  if (remote) RETURN_IF_ERROR(remote->StartRound(round, engine.get(), &round_sites));
   round_sites.backend = backend;
   round_sites.strategy = &strategy;
   round_sites.config = &config;
@@ -172,7 +188,11 @@ StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Stra
   ASSIGN_OR_RETURN(std::unique_ptr<SiteThreads> threads, SiteThreads::Start(round_sites, sites));
   Status run = engine->Run();
   if (!run.ok()) threads->Abandon();
-  RETURN_IF_ERROR(threads->Join());
+  const Status joined = threads->Join();
+  // A worker's failure first: it is why the engine or the sites here stopped.
+  if (remote)
+    RETURN_IF_ERROR(Annotate(remote->FinishRound(round, sites), absl::StrCat("round ", round)));
+  RETURN_IF_ERROR(joined);
   RETURN_IF_ERROR(Annotate(run, absl::StrCat("round ", round)));
   loopback_turn.round_ok = true;
   ASSIGN_OR_RETURN(Model published, engine->global_model());
@@ -313,8 +333,10 @@ StatusOr<std::vector<VirtualSite>> MakeSites(const SimulationConfig& config,
                                  : FilePartition(config, static_cast<int64_t>(train_labels.size()));
   RETURN_IF_ERROR(made.status());
   Partition& partition = *made;
-  RETURN_IF_ERROR(
-      WritePartitionCsv(run_dir + "/partition.csv", partition, train_labels, config.classes));
+  if (!run_dir.empty()) {
+    RETURN_IF_ERROR(
+        WritePartitionCsv(run_dir + "/partition.csv", partition, train_labels, config.classes));
+  }
   std::vector<VirtualSite> sites(partition.num_sites());
   for (int i = 0; i < partition.num_sites(); ++i) {
     sites[i].name = absl::StrFormat("site-%03d", i);
@@ -538,10 +560,23 @@ Status WriteRunOutputs(const SimulationConfig& config, const RunResult& result, 
 
 }  // namespace
 
+StatusOr<PreparedRun> PrepareRun(const SimulationConfig& config,
+                                 const std::vector<uint8_t>& train_labels,
+                                 SimulationBackend* backend, const std::string& run_dir) {
+  PreparedRun p;
+  ASSIGN_OR_RETURN(p.sites, MakeSites(config, train_labels, run_dir));
+  ASSIGN_OR_RETURN(p.global, backend->StartingModel(config));
+  ASSIGN_OR_RETURN(p.strategy, Strategy::Create(config.strategy, p.global.layout));
+  RETURN_IF_ERROR(CheckRunnable(config, *p.strategy));
+  ASSIGN_OR_RETURN(p.standardization, StandardizeSites(config, p.sites, backend));
+  ASSIGN_OR_RETURN(p.run, WithRecordPrivacy(config));
+  return p;
+}
+
 StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
                                   const std::vector<uint8_t>& train_labels,
                                   SimulationBackend* backend, const std::string& run_dir,
-                                  const ProgressFn& progress) {
+                                  const ProgressFn& progress, CellWorkers* workers) {
   const auto started = SimClock::now();
   if (config.sites < 1 || config.rounds < 1 || config.pool < 1) {
     return absl::InvalidArgumentError(absl::StrCat("simulation needs sites, rounds and pool >= 1 (",
@@ -549,22 +584,23 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
                                                    config.pool, ")"));
   }
   RETURN_IF_ERROR(MakeDirs(run_dir));
-  ASSIGN_OR_RETURN(std::vector<VirtualSite> sites, MakeSites(config, train_labels, run_dir));
-  ASSIGN_OR_RETURN(Model global, backend->StartingModel(config));
-  ASSIGN_OR_RETURN(std::unique_ptr<Strategy> strategy,
-                   Strategy::Create(config.strategy, global.layout));
-  RETURN_IF_ERROR(CheckRunnable(config, *strategy));
-  ASSIGN_OR_RETURN(const nlohmann::ordered_json standardization,
-                   StandardizeSites(config, sites, backend));
-  RETURN_IF_ERROR(WriteRunJson(config, sites, standardization, nullptr, run_dir));
-  ASSIGN_OR_RETURN(const SimulationConfig run, WithRecordPrivacy(config));
+  ASSIGN_OR_RETURN(PreparedRun prepared, PrepareRun(config, train_labels, backend, run_dir));
+  std::vector<VirtualSite>& sites = prepared.sites;
+  Model& global = prepared.global;
+  Strategy* strategy = prepared.strategy.get();
+  const SimulationConfig& run = prepared.run;
+  RETURN_IF_ERROR(WriteRunJson(config, sites, prepared.standardization, nullptr, run_dir));
   std::unique_ptr<LoopbackRun> loopback;
-  if (config.transport == Transport::kGrpc || config.secure.malicious) {
+  if (config.transport == Transport::kGrpc || config.secure.malicious || workers != nullptr) {
     std::vector<std::string> names;
     for (const VirtualSite& s : sites) names.push_back(s.name);
     loopback = std::make_unique<LoopbackRun>();
     loopback->serve = config.transport == Transport::kGrpc;
     ASSIGN_OR_RETURN(loopback->federation, LoopbackFederation::Create(names, kSimulatedCountry));
+    if (workers != nullptr) {
+      ASSIGN_OR_RETURN(loopback->remote,
+                       RemoteSites::Start(workers, config, *strategy, *loopback->federation));
+    }
   }
   ASSIGN_OR_RETURN(RunPrivacy privacy,
                    RunPrivacy::Open(run, global.layout.TotalElements(), run_dir));
@@ -604,7 +640,7 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
   }
   result.final_accuracy = result.rounds.back().accuracy;
   RETURN_IF_ERROR(WriteRunOutputs(config, result, global, *strategy, run_dir));
-  RETURN_IF_ERROR(WriteRunJson(config, sites, standardization, &result, run_dir));
+  RETURN_IF_ERROR(WriteRunJson(config, sites, prepared.standardization, &result, run_dir));
   result.final_model = std::move(global);
   return result;
 }

@@ -49,6 +49,8 @@
 
 namespace hansa {
 
+class CellWorkers;  // sim/workers.h
+
 // Client-level differential privacy in simulation: the central Gaussian of a deployed plaintext
 // federation (the engine's own mechanism: each site's update clipped to clip_norm in L2, the
 // coordinator adds N(0, (z C)^2) to the sum and averages the sites unweighted), accounted with
@@ -97,6 +99,10 @@ struct SimulationConfig {
   StrategyOptions strategy;
   uint64_t seed = 0;  // partition, initial model, shuffling, noise
   int pool = 1;       // sites training at once
+  // Processes the run's sites are spread over (sim/workers.h); 1: all in this one. A worker
+  // silent for worker_timeout_seconds is taken for dead.
+  int workers = 1;
+  int64_t worker_timeout_seconds = 60;
   Transport transport = Transport::kInProcess;
   // Record-level DP-SGD at every site, planned as a deployment plans it (ResolveRecordPrivacy).
   // Its sampling and noise are drawn from `seed` so that runs repeat; a deployed site draws
@@ -241,10 +247,14 @@ using ProgressFn = std::function<void(const Progress&)>;
 // and, after every other file, again (atomically: temp file, fsync, rename) with
 // "complete": true and the result (best_accuracy, final_accuracy, seconds): a run stopped
 // midway never looks finished (RunComplete).
+//
+// With `workers` (rank 0 of a group, sim/workers.h; config.workers > 1) the other ranks run
+// their shares of the sites, and the run is the same to the bit.
 StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
                                   const std::vector<uint8_t>& train_labels,
                                   SimulationBackend* backend, const std::string& run_dir,
-                                  const ProgressFn& progress = nullptr);
+                                  const ProgressFn& progress = nullptr,
+                                  CellWorkers* workers = nullptr);
 
 // An experiment's data, loaded once for all its runs.
 struct ExperimentDataSets {
@@ -285,6 +295,8 @@ struct SweepOptions {
   // Told of each selected cell that is not run now, and why: "done" (finished before) or
   // "running in another process" (whose lock is held).
   std::function<void(int cell, const SimulationConfig& config, const std::string& why)> skipped;
+  // Rank 0 of the workers (sim/workers.h): cells with workers > 1 spread their sites over them.
+  CellWorkers* workers = nullptr;
 };
 
 struct SweepResult {

@@ -311,7 +311,8 @@ StatusOr<SweepResult> SweepCells(const ExperimentConfig& experiment, const Exper
       options.progress(q);
     };
     ASSIGN_OR_RETURN(RunResult r,
-                     RunSimulation(config, data->partition_labels, backend, dir, wrapped));
+                     RunSimulation(config, data->partition_labels, backend, dir, wrapped,
+                                   config.workers > 1 ? options.workers : nullptr));
     done_rounds += static_cast<double>(config.rounds);
     r.final_model = Model{};  // on disk; not kept for the whole sweep
     result.runs.push_back(std::move(r));
@@ -344,17 +345,21 @@ StatusOr<SweepResult> RunSweep(const ExperimentConfig& experiment, const std::st
   }
   if (!pending) return SweepCells(experiment, nullptr, nullptr, out_dir, options);
   ASSIGN_OR_RETURN(const ExperimentDataSets data, LoadExperimentData(experiment));
+  ASSIGN_OR_RETURN(auto backend, CreateExperimentBackend(experiment, data));
+  return SweepCells(experiment, &data, backend.get(), out_dir, options);
+}
+
+StatusOr<std::unique_ptr<SimulationBackend>> CreateExperimentBackend(
+    const ExperimentConfig& experiment, const ExperimentDataSets& data) {
   int max_pool = 1;
-  for (const SimulationConfig& c : runs) max_pool = std::max(max_pool, c.pool);
+  for (const SimulationConfig& c : experiment.Runs()) max_pool = std::max(max_pool, c.pool);
   TrainerOptions trainer;
   trainer.model = experiment.base.model;
   trainer.script_file = experiment.base.script_file;
   trainer.task = experiment.base.task;
   trainer.device = experiment.device;
   trainer.threads = experiment.threads;
-  ASSIGN_OR_RETURN(auto backend,
-                   CreateTorchBackend(&data.train, &data.test, std::move(trainer), max_pool));
-  return SweepCells(experiment, &data, backend.get(), out_dir, options);
+  return CreateTorchBackend(&data.train, &data.test, std::move(trainer), max_pool);
 }
 
 StatusOr<std::vector<RunResult>> RunExperiment(const ExperimentConfig& experiment,

@@ -1,5 +1,6 @@
 #include "sim/virtual_site.h"
 
+#include <algorithm>
 #include <thread>
 #include <utility>
 
@@ -49,6 +50,10 @@ class UploadTurn {
     abandoned_ = true;
     cv_.notify_all();
   }
+  bool abandoned() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return abandoned_;
+  }
 
  private:
   std::mutex mu_;
@@ -60,19 +65,38 @@ class UploadTurn {
 // A site's link that waits for the site's turn to upload and counts what it sent.
 class TurnLink final : public ForwardingLink {
  public:
-  TurnLink(SiteLink* link, UploadTurn* turn, int index, VirtualSite* site)
-      : ForwardingLink(link), turn_(turn), index_(index), site_(site) {}
+  // `index`: the site's place among those run here.
+  TurnLink(SiteLink* link, UploadTurn* turn, const RoundSites* round, int index, VirtualSite* site)
+      : ForwardingLink(link), turn_(turn), round_(round), index_(index), site_(site) {}
   StatusOr<v1::UploadReply> Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
                                    const std::vector<std::string_view>& pieces) override {
     if (!turn_->Wait(index_)) return absl::CancelledError("round abandoned");
+    if (index_ == 0 && round_->earlier_uploads_done) RETURN_IF_ERROR(WaitForEarlierSites());
     StatusOr<v1::UploadReply> reply = ForwardingLink::Upload(plan, header, pieces);
     turn_->Done();
     site_->bytes_up = header.total_bytes();
+    if (index_ + 1 == static_cast<int>(round_->links.size()) && round_->uploads_done) {
+      round_->uploads_done();
+    }
     return reply;
   }
 
  private:
+  // Another process's sites upload before this one's: polled, so that an abandoned round ends
+  // the wait.
+  Status WaitForEarlierSites() {
+    auto pause = std::chrono::milliseconds(1);
+    for (;;) {
+      ASSIGN_OR_RETURN(const bool done, round_->earlier_uploads_done());
+      if (done) return absl::OkStatus();
+      if (turn_->abandoned()) return absl::CancelledError("round abandoned");
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(10));
+    }
+  }
+
   UploadTurn* const turn_;
+  const RoundSites* const round_;
   const int index_;
   VirtualSite* const site_;
 };
@@ -230,7 +254,7 @@ struct SiteThreads::Shared {
       first_error = st;
     }
     turn.Abandon();
-    round.engine->Shutdown();
+    if (round.engine != nullptr) round.engine->Shutdown();
     for (const auto& s : sessions) s->Stop();
   }
 };
@@ -242,18 +266,24 @@ StatusOr<std::unique_ptr<SiteThreads>> SiteThreads::Start(const RoundSites& roun
   std::unique_ptr<SiteThreads> threads(new SiteThreads());
   Shared& sh = *threads->shared_;
   sh.round = round;
-  for (size_t i = 0; i < sites->size(); ++i) {
-    VirtualSite* site = &(*sites)[i];
-    const int index = static_cast<int>(i);
-    sh.links.push_back(std::make_unique<TurnLink>(round.links[i], &sh.turn, index, site));
+  const size_t here = round.links.size();
+  if (round.first < 0 || round.first + here > sites->size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sites ", round.first, "..", round.first + here - 1, " of ", sites->size()));
+  }
+  for (size_t i = 0; i < here; ++i) {
+    const int index = round.first + static_cast<int>(i);  // the seeds' and the names' index
+    VirtualSite* site = &(*sites)[index];
+    sh.links.push_back(
+        std::make_unique<TurnLink>(round.links[i], &sh.turn, &sh.round, static_cast<int>(i), site));
     sh.trainers.push_back(std::make_unique<VirtualSiteTrainer>(&sh.round, index, site));
     ASSIGN_OR_RETURN(auto session,
                      SiteSession::Create(SessionOptions(round, index, *site), sh.links.back().get(),
                                          sh.trainers.back().get()));
     sh.sessions.push_back(std::move(session));
   }
-  for (size_t i = 0; i < sites->size(); ++i) {
-    threads->threads_.emplace_back([&sh, i, site = &(*sites)[i]] {
+  for (size_t i = 0; i < here; ++i) {
+    threads->threads_.emplace_back([&sh, i, site = &(*sites)[round.first + i]] {
       Status st = sh.sessions[i]->Run();
       if (!st.ok()) sh.Fail(Annotate(st, site->name));
     });
@@ -263,7 +293,7 @@ StatusOr<std::unique_ptr<SiteThreads>> SiteThreads::Start(const RoundSites& roun
 
 void SiteThreads::Abandon() {
   shared_->turn.Abandon();
-  shared_->round.engine->Shutdown();
+  if (shared_->round.engine != nullptr) shared_->round.engine->Shutdown();
   for (const auto& s : shared_->sessions) s->Stop();
 }
 

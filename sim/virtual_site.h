@@ -14,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,6 +26,7 @@
 #include "common/net/tls.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/strategy.h"
+#include "nlohmann/json.hpp"
 #include "sim/simulation.h"
 
 namespace hansa {
@@ -74,11 +76,20 @@ class SlotPool {
 };
 
 // One round of the virtual sites against `engine`, whose Run() the caller runs meanwhile:
-// each site i talks through links[i]. The first site error shuts the engine down and stops the
-// other sites; it is returned (OK when every site saw the federation done).
+// site first + i talks through links[i]. The first site error shuts the engine down and stops
+// the other sites; it is returned (OK when every site saw the federation done).
 struct RoundSites {
+  // In this process; null on a worker (sim/workers.h), whose engine is rank 0's.
   RoundEngine* engine = nullptr;
-  std::vector<SiteLink*> links;  // one per site, in site order
+  // The sites run here: indices first .. first + links.size() - 1 of the run's sites (a
+  // worker's share; all of them in one process).
+  int first = 0;
+  std::vector<SiteLink*> links;  // one per site run here, in site order
+  // Workers: whether the sites before `first` (other processes') have uploaded, asked (and
+  // polled) before site `first` uploads; and told once the last site here has uploaded. Unset:
+  // no sites before, no one to tell.
+  std::function<StatusOr<bool>()> earlier_uploads_done;
+  std::function<void()> uploads_done;
   SimulationBackend* backend = nullptr;
   const Strategy* strategy = nullptr;
   const SimulationConfig* config = nullptr;
@@ -89,7 +100,8 @@ struct RoundSites {
 };
 class SiteThreads {
  public:
-  // Starts one thread per site; `round` and `sites` must outlive the result.
+  // Starts one thread per site run here (round.links); `sites` are all the run's sites, and
+  // `round` and `sites` must outlive the result.
   static StatusOr<std::unique_ptr<SiteThreads>> Start(const RoundSites& round,
                                                       std::vector<VirtualSite>* sites);
   // Joins them (after the engine's Run returned; when it failed, the caller shuts the engine
@@ -106,5 +118,24 @@ class SiteThreads {
   std::unique_ptr<Shared> shared_;
   std::vector<std::thread> threads_;
 };
+
+// What a run's processes all make alike before round 1 (simulation.cc): the sites over the
+// partition (partition.csv written when run_dir is not empty), the initial model, the strategy,
+// the pooled standardisation (applied to `backend`; its record for run.json, null without)
+// and the run with record-level privacy resolved into its training settings.
+struct PreparedRun {
+  std::vector<VirtualSite> sites;
+  Model global;
+  std::unique_ptr<Strategy> strategy;
+  nlohmann::ordered_json standardization;
+  SimulationConfig run;
+};
+StatusOr<PreparedRun> PrepareRun(const SimulationConfig& config,
+                                 const std::vector<uint8_t>& train_labels,
+                                 SimulationBackend* backend, const std::string& run_dir);
+
+// The LibTorch backend over an experiment's loaded data, as RunSweep makes it (sweep.cc).
+StatusOr<std::unique_ptr<SimulationBackend>> CreateExperimentBackend(
+    const ExperimentConfig& experiment, const ExperimentDataSets& data);
 
 }  // namespace hansa

@@ -7,6 +7,7 @@
 // that holds their lock).
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "sim/simulation.h"
+#include "sim/workers.h"
 #include "spdlog/spdlog.h"
 #include "tools/command.h"
 
@@ -81,6 +83,17 @@ void ListCells(const ExperimentConfig& experiment, const std::string& out) {
   }
 }
 
+// This process's place among the experiment's workers, from the torchrun variables.
+std::unique_ptr<CellWorkers> JoinWorkers(const ExperimentConfig& experiment) {
+  StatusOr<WorkerEnvironment> env = ReadWorkerEnvironment(experiment.base.workers);
+  if (!env.ok()) Fail(std::string(env.status().message()), kExitUsage);
+  std::cerr << "hansa simulate: worker " << env->rank << " of " << env->world_size
+            << ", rendezvous at " << env->master_addr << ":" << env->master_port << "\n";
+  StatusOr<std::unique_ptr<CellWorkers>> joined = CellWorkers::Join(*env, std::chrono::minutes(10));
+  if (!joined.ok()) Fail(std::string(joined.status().message()), kExitRunFailed);
+  return *std::move(joined);
+}
+
 void RunSimulate(const SimulateFlags& flags) {
   spdlog::set_level(spdlog::level::from_str(flags.log_level));
   if (flags.experiment.empty()) {
@@ -97,6 +110,16 @@ void RunSimulate(const SimulateFlags& flags) {
     StatusOr<std::vector<int>> picked = ParseCellSpec(flags.cells, cells);
     if (!picked.ok()) Fail(std::string(picked.status().message()), kExitUsage);
     options.cells = *std::move(picked);
+  }
+  std::unique_ptr<CellWorkers> workers;
+  if (experiment->base.workers > 1) {
+    workers = JoinWorkers(*experiment);
+    if (workers->rank() > 0) {
+      Status served = ServeWorker(*experiment, workers.get());
+      if (!served.ok()) Fail(std::string(served.message()), kExitRunFailed);
+      return;
+    }
+    options.workers = workers.get();
   }
   Status same = CheckRunDir(*experiment, out);
   if (!same.ok()) Fail(std::string(same.message()), kExitUsage);
@@ -128,6 +151,7 @@ void RunSimulate(const SimulateFlags& flags) {
   if (!result.ok()) {
     Fail(absl::StrCat(result.status().message()), kExitRunFailed);
   }
+  if (workers) workers->Finish();
   if (options.cells.empty()) {
     std::cout << SummaryMarkdown(experiment->name, result->runs) << "\nresults in " << out
               << " (summary.md, summary.csv, one folder per run with metrics.jsonl and plots)\n";

@@ -4,7 +4,6 @@
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
 #include <exception>
@@ -15,6 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "client/train/internal/nccl_group.h"
 #include "client/train/internal/torch_group.h"
+#include "client/train/internal/torch_store.h"
+#include "client/train/rendezvous.h"
 #include "spdlog/spdlog.h"
 
 namespace hansa {
@@ -162,15 +163,16 @@ StatusOr<std::shared_ptr<DataParallelGroup>> Join(const DataParallelOptions& o,
         "backend = \"gloo\" or a CUDA LibTorch");
   }
   const auto timeout = Millis(o.timeout_seconds);
-  c10d::TCPStoreOptions so;
-  so.port = static_cast<uint16_t>(port);
-  so.isServer = o.rank == 0;
-  so.numWorkers = static_cast<size_t>(o.world_size);
-  so.waitWorkers = true;
-  so.timeout = timeout;
   spdlog::info("data-parallel rank {}/{}: rendezvous at {} ({})", o.rank, o.world_size,
                o.rendezvous, backend);
-  c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(host, so);
+  RendezvousOptions ro;
+  ro.host = host;
+  ro.port = port;
+  ro.rank = o.rank;
+  ro.world_size = o.world_size;
+  ro.timeout = timeout;
+  ASSIGN_OR_RETURN(std::shared_ptr<RendezvousStore> rendezvous, JoinRendezvous(ro));
+  c10::intrusive_ptr<c10d::Store> store = internal::TorchStore(*rendezvous);
   auto pg_store = c10::make_intrusive<c10d::PrefixStore>("hansa/pg", store);
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
   if (backend == "gloo") {

@@ -2,7 +2,7 @@
 # layouts it trains (hansa_model) and the data it reads (hansa_data) are torch-free.
 hansa_library(hansa_trainer
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/trainer.cc ${CMAKE_CURRENT_LIST_DIR}/dp_sgd.cc
-          ${CMAKE_CURRENT_LIST_DIR}/models_torch.cc ${CMAKE_CURRENT_LIST_DIR}/parallel_group.cc
+          ${CMAKE_CURRENT_LIST_DIR}/models_torch.cc ${CMAKE_CURRENT_LIST_DIR}/parallel_group.cc ${CMAKE_CURRENT_LIST_DIR}/rendezvous.cc
           ${CMAKE_CURRENT_LIST_DIR}/data_parallel.cc ${CMAKE_CURRENT_LIST_DIR}/nccl_group.cc
           ${CMAKE_CURRENT_LIST_DIR}/torchscript.cc
   DEPS hansa_cores hansa_data hansa_model hansa_metrics hansa_tensor hansa_privacy hansa_crypto hansa_fileio hansa_status

@@ -1,0 +1,144 @@
+// One cell's virtual sites over several processes (`[experiment] workers = N`): workers find
+// each other as torchrun's do (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) through torch's
+// c10d TCPStore (client/train/rendezvous.h). Rank 0 runs the sweep: each cell's round engine,
+// its central evaluation and every file of the run folder, and its own share of the sites.
+// Every other rank runs its share of the sites (SiteShare: contiguous, the same split every
+// time), each the project's one site conversation over the gRPC site link with mutual TLS to
+// rank 0's coordinator service, with a certificate of the federation rank 0 makes for the run.
+//
+// A run is the same to the bit as in one process: every rank prepares the cell alike
+// (PrepareRun: the partition, the initial model, the strategy, standardisation, all from the
+// seed), a site's draws are keyed by its index in the run, and sites upload in index order
+// across ranks (each rank's first site waits until the ranks before have uploaded), so the
+// engine sums in the same order.
+//
+// Through the store (keys under "hansa/sim/"), for each cell in turn: rank 0 names the cell
+// (job/<n>), publishes the coordinator's port, the federation CA and the other ranks' site
+// keys and certificates (cell/<n>/setup), and opens each round (round/<r>/start); a rank marks
+// its sites' uploads done (round/<r>/uploaded/<rank>) and reports its sites' training figures
+// or its error (round/<r>/done/<rank>). Workers beat a counter (beat/<rank>) every second; a
+// worker silent for worker_timeout_seconds, or one that reports an error, fails the round on
+// rank 0 (the plan needs every site), and with it the cell.
+//
+// Trust: the store carries site private keys and is writable by whoever reaches MASTER_PORT,
+// as torchrun's store is: the rendezvous network must be private to the job.
+// Limits: the coordinator listens on 127.0.0.1, so all ranks run on one machine.
+//
+// Threading: a CellWorkers is used by its process's sweep thread; RemoteSites by the thread
+// running its cell (its hooks from site threads); each has one thread of its own (heartbeat,
+// watch).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "client/train/rendezvous.h"
+#include "common/status/status.h"
+#include "coordinator/round_engine.h"
+#include "sim/loopback.h"
+#include "sim/simulation.h"
+#include "sim/virtual_site.h"
+
+namespace hansa {
+
+struct WorkerEnvironment {
+  int rank = 0;
+  int world_size = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 0;
+};
+
+// From RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT. InvalidArgument, naming the variable, when
+// one is missing or malformed, or when WORLD_SIZE is not `workers` (the experiment's).
+StatusOr<WorkerEnvironment> ReadWorkerEnvironment(int workers);
+
+// Rank `rank`'s sites: [first, first + count) of `sites` over `world_size` ranks, contiguous,
+// the first sites % world_size ranks one more.
+std::pair<int, int> SiteShare(int sites, int world_size, int rank);
+
+// A process's place in the group, for its whole life.
+class CellWorkers {
+ public:
+  // Joins the rendezvous (waiting up to `timeout` for every rank); ranks > 0 start beating.
+  static StatusOr<std::unique_ptr<CellWorkers>> Join(const WorkerEnvironment& env,
+                                                     std::chrono::milliseconds timeout);
+  // Stops the heartbeat. On rank 0 the store goes with it: call Finish first.
+  ~CellWorkers();
+
+  // Rank 0, once its sweep is done: tells the workers there are no more cells and waits (up to
+  // 30 s) until they have read it, so that the store outlives their last look.
+  void Finish();
+
+  int rank() const { return store_->rank(); }
+  int world_size() const { return store_->world_size(); }
+  RendezvousStore& store() { return *store_; }
+
+  // Rank 0: names the next cell (its folder name); returns its key prefix.
+  StatusOr<std::string> BeginCell(const std::string& dir_name);
+  // Ranks > 0: the next cell's folder name and key prefix, or an empty name when rank 0 has no
+  // more. Unavailable when rank 0 is gone.
+  StatusOr<std::pair<std::string, std::string>> NextCell();
+
+ private:
+  explicit CellWorkers(std::unique_ptr<RendezvousStore> store) : store_(std::move(store)) {}
+  void Beat();
+  std::unique_ptr<RendezvousStore> store_;
+  int64_t next_cell_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread heartbeat_;
+};
+
+// Rank 0's side of one cell: the other ranks' sites, seen through the store.
+class RemoteSites {
+ public:
+  // Announces the cell. InvalidArgument when the run cannot be spread: fewer sites than
+  // workers, or a strategy that needs every site's own update (median, Krum, ...: they reach
+  // rank 0 only summed).
+  static StatusOr<std::unique_ptr<RemoteSites>> Start(CellWorkers* workers,
+                                                      const SimulationConfig& config,
+                                                      const Strategy& strategy,
+                                                      const LoopbackFederation& federation);
+  ~RemoteSites();
+  // Rank 0's own sites.
+  std::pair<int, int> local() const { return local_; }
+  // Publishes the server's port and the other ranks' certificates (once, when it is up).
+  Status Publish(const LoopbackServer& server);
+  // Opens round `round` for the workers; until FinishRound, a failed worker shuts `engine`
+  // down. `hooks` gets rank 0's uploads_done.
+  Status StartRound(int64_t round, RoundEngine* engine, RoundSites* hooks);
+  // After the engine's Run and rank 0's sites: the first worker failure, or each worker's
+  // report, whose figures go into `sites` (result, bytes_up).
+  Status FinishRound(int64_t round, std::vector<VirtualSite>* sites);
+
+ private:
+  RemoteSites() = default;
+  void Watch();
+  Status Check();  // the first failure seen so far
+  void Fail(Status st);
+
+  CellWorkers* workers_ = nullptr;
+  std::string prefix_;
+  const LoopbackFederation* federation_ = nullptr;
+  int sites_ = 0;
+  std::chrono::milliseconds silence_{60000};
+  std::pair<int, int> local_;
+  int64_t round_ = 0;
+  std::mutex mu_;
+  RoundEngine* engine_ = nullptr;  // guarded by mu_
+  Status failure_;                 // guarded by mu_
+  std::atomic<bool> stop_{false};
+  std::thread watch_;
+};
+
+// Ranks > 0: runs the sites of every cell rank 0 names, until it has no more. The seam takes
+// the data and backend; the other loads them as RunSweep does.
+Status ServeWorker(const ExperimentConfig& experiment, CellWorkers* workers);
+Status ServeWorker(const ExperimentConfig& experiment, const ExperimentDataSets& data,
+                   SimulationBackend* backend, CellWorkers* workers);
+
+}  // namespace hansa
