@@ -1,0 +1,222 @@
+// `hansa simulate` over two worker processes started as torchrun starts them (RANK,
+// WORLD_SIZE, MASTER_ADDR, MASTER_PORT): the same run to the bit as one process, in plaintext
+// and secure mode, and a killed worker fails the cell naming its sites.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+
+extern char** environ;
+
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string BuildDir() {
+  const char* v = std::getenv("HANSA_BUILD_DIR");
+  return v && *v ? v : HANSA_BUILD_DIR_FALLBACK;
+}
+
+// A tiny cell: 4 sites, an mlp on 1,200 Fashion-MNIST images, a few seconds per run.
+std::string Experiment(int workers, const std::string& extra = "",
+                       const std::string& strategies = R"(["fedavg", "scaffold"])",
+                       int rounds = 2) {
+  std::string toml = "[experiment]\nname = \"workers-tiny\"\nmodel = \"mlp\"\nsites = 4\n";
+  toml += "rounds = " + std::to_string(rounds) + "\nseed = 0\n";
+  toml += "partitions = [\"dirichlet:0.5\"]\nstrategies = " + strategies + "\n";
+  toml += "train_limit = 1200\ntest_limit = 300\nthreads = 1\n";
+  if (workers > 1) toml += "workers = " + std::to_string(workers) + "\n";
+  toml += extra;
+  toml += "\n[training]\nepochs = 1\nbatch_size = 32\nlearning_rate = 0.05\nmomentum = 0.9\n";
+  return toml;
+}
+
+// A port free on 127.0.0.1 a moment ago, for rank 0's store.
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// `hansa simulate EXPERIMENT --out OUT` with the torchrun variables of `rank` (none when
+// rank < 0), its output in OUT.rank<r>.log; returns the child's pid.
+pid_t Start(const std::string& experiment, const std::string& out, int rank, int world, int port) {
+  const std::string log = out + ".rank" + std::to_string(rank < 0 ? 0 : rank) + ".log";
+  const std::string cmd = "exec " + BuildDir() + "/tools/hansa simulate " + experiment + " --out " +
+                          out + " > " + log + " 2>&1";
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) env.emplace_back(*e);
+  if (rank >= 0) {
+    env.push_back("RANK=" + std::to_string(rank));
+    env.push_back("WORLD_SIZE=" + std::to_string(world));
+    env.push_back("MASTER_ADDR=127.0.0.1");
+    env.push_back("MASTER_PORT=" + std::to_string(port));
+  }
+  std::vector<char*> envp;
+  for (std::string& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string sh = "/bin/sh", c = "-c", line = cmd;
+  char* argv[] = {sh.data(), c.data(), line.data(), nullptr};
+  pid_t pid = -1;
+  if (::posix_spawn(&pid, "/bin/sh", nullptr, nullptr, argv, envp.data()) != 0) return -1;
+  return pid;
+}
+
+// The exit code (or 128 + signal) of `pid`, or -1 after `seconds` (the child is then killed).
+int Wait(pid_t pid, int seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  for (;;) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+std::string Write(const std::string& name, const std::string& text) {
+  const std::string dir = ::testing::TempDir() + "/simulate_workers";
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+// Runs `toml` (workers = 1) and `toml2` (workers = 2) into OUT/one and OUT/two.
+void RunBoth(const std::string& name, const std::string& one, const std::string& two,
+             std::string* out_one, std::string* out_two) {
+  *out_one = ::testing::TempDir() + "/simulate_workers/" + name + "_one";
+  *out_two = ::testing::TempDir() + "/simulate_workers/" + name + "_two";
+  std::filesystem::remove_all(*out_one);
+  std::filesystem::remove_all(*out_two);
+  ASSERT_EQ(Wait(Start(Write(name + "_one.toml", one), *out_one, -1, 1, 0), 300), 0)
+      << Slurp(*out_one + ".rank0.log");
+  const std::string experiment = Write(name + "_two.toml", two);
+  const int port = FreePort();
+  const pid_t rank1 = Start(experiment, *out_two, 1, 2, port);
+  const pid_t rank0 = Start(experiment, *out_two, 0, 2, port);
+  const int rc0 = Wait(rank0, 300), rc1 = Wait(rank1, 60);
+  ASSERT_EQ(rc0, 0) << Slurp(*out_two + ".rank0.log");
+  ASSERT_EQ(rc1, 0) << Slurp(*out_two + ".rank1.log");
+  EXPECT_THAT(Slurp(*out_two + ".rank1.log"), HasSubstr("worker 1 of 2"));
+}
+
+std::vector<nlohmann::json> Rounds(const std::string& run) {
+  std::istringstream lines(Slurp(run + "/metrics.jsonl"));
+  std::vector<nlohmann::json> rounds;
+  for (std::string line; std::getline(lines, line);) rounds.push_back(nlohmann::json::parse(line));
+  return rounds;
+}
+
+// Everything but the timings, and the model, to the bit.
+void ExpectSameRun(const std::string& a, const std::string& b) {
+  std::vector<nlohmann::json> ra = Rounds(a), rb = Rounds(b);
+  ASSERT_EQ(ra.size(), 2u) << a;
+  ASSERT_EQ(rb.size(), 2u) << b;
+  for (size_t r = 0; r < ra.size(); ++r) {
+    for (const char* key : {"accuracy", "loss", "sites", "bytes_up", "bytes_down", "examples"}) {
+      EXPECT_EQ(rb[r][key], ra[r][key]) << key << " in round " << r + 1 << " of " << b;
+    }
+    for (const auto& [site, figures] : ra[r]["per_site"].items()) {
+      for (const char* key : {"train_loss", "steps", "examples"}) {
+        EXPECT_EQ(rb[r]["per_site"][site][key], figures[key]) << site << " " << key;
+      }
+    }
+  }
+  EXPECT_EQ(Slurp(b + "/final.safetensors"), Slurp(a + "/final.safetensors")) << b;
+  EXPECT_EQ(Slurp(b + "/strategy.safetensors"), Slurp(a + "/strategy.safetensors")) << b;
+  EXPECT_EQ(Slurp(b + "/partition.csv"), Slurp(a + "/partition.csv")) << b;
+}
+
+TEST(SimulateWorkersTest, TwoWorkersGiveTheOneProcessRunToTheBit) {
+  std::string one, two;
+  RunBoth("plain", Experiment(1), Experiment(2), &one, &two);
+  // SCAFFOLD: worker 1's sites keep their control variates across rounds in their process.
+  for (const char* run : {"/fedavg__dir-0.5__seed0", "/scaffold__dir-0.5__seed0"}) {
+    ExpectSameRun(one + run, two + run);
+  }
+  EXPECT_THAT(Slurp(two + "/experiment.toml"), HasSubstr("workers = 2"));
+}
+
+TEST(SimulateWorkersTest, SecureAggregationOverWorkersIsTheOneProcessRunToTheBit) {
+  // Malicious-coordinator mode: worker 1's sites sign with the keys rank 0 issued them.
+  const std::string secure =
+      "\n[aggregation]\nmode = \"secure\"\nmalicious_coordinator_checks = true\n";
+  std::string one, two;
+  RunBoth("secure", Experiment(1, "", R"(["fedavg"])") + secure,
+          Experiment(2, "", R"(["fedavg"])") + secure, &one, &two);
+  ExpectSameRun(one + "/fedavg__dir-0.5__seed0", two + "/fedavg__dir-0.5__seed0");
+}
+
+TEST(SimulateWorkersTest, AKilledWorkerFailsTheCellNamingItsSites) {
+  const std::string experiment =
+      Write("killed.toml", Experiment(2, "worker_timeout = 2\n", R"(["fedavg"])", 500));
+  const std::string out = ::testing::TempDir() + "/simulate_workers/killed";
+  std::filesystem::remove_all(out);
+  const int port = FreePort();
+  const pid_t rank1 = Start(experiment, out, 1, 2, port);
+  const pid_t rank0 = Start(experiment, out, 0, 2, port);
+  // Once a round is done, worker 1 dies.
+  const std::string metrics = out + "/fedavg__dir-0.5__seed0/metrics.jsonl";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
+  while (Slurp(metrics).empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_FALSE(Slurp(metrics).empty()) << Slurp(out + ".rank0.log");
+  ::kill(rank1, SIGKILL);
+  EXPECT_EQ(Wait(rank1, 60), 128 + SIGKILL);
+  EXPECT_EQ(Wait(rank0, 300), 1) << Slurp(out + ".rank0.log");
+  const std::string log = Slurp(out + ".rank0.log");
+  EXPECT_THAT(log, HasSubstr("worker 1 (sites 2..3) has been silent for 2 s"));
+  EXPECT_THAT(log, HasSubstr("the plan needs every site"));
+  EXPECT_THAT(Slurp(out + "/fedavg__dir-0.5__seed0/run.json"), HasSubstr("\"complete\": false"));
+}
+
+TEST(SimulateWorkersTest, AWorldSizeOtherThanTheExperimentsWorkersIsRefused) {
+  const std::string experiment = Write("mismatch.toml", Experiment(2));
+  const std::string out = ::testing::TempDir() + "/simulate_workers/mismatch";
+  EXPECT_EQ(Wait(Start(experiment, out, 0, 3, FreePort()), 60), 2);
+  EXPECT_THAT(Slurp(out + ".rank0.log"),
+              HasSubstr("WORLD_SIZE is 3 but the experiment has workers = 2"));
+  // Without the variables at all.
+  EXPECT_EQ(Wait(Start(experiment, out, -1, 1, 0), 60), 2);
+  EXPECT_THAT(Slurp(out + ".rank0.log"), HasSubstr("WORLD_SIZE is not set"));
+}
+
+}  // namespace
