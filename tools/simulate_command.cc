@@ -5,14 +5,24 @@
 // Exit codes: 0 done; 1 a run failed; 2 a bad experiment file, cell selection or --out folder
 // (nothing ran); 3 some cells are not done (summarize: missing; a run: left to another process
 // that holds their lock).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -20,6 +30,8 @@
 #include "sim/workers.h"
 #include "spdlog/spdlog.h"
 #include "tools/command.h"
+
+extern char** environ;
 
 namespace hansa::tools {
 namespace {
@@ -33,6 +45,7 @@ struct SimulateFlags {
   std::string out;
   std::string cells;
   bool list_cells = false;
+  bool workers_local = false;
   std::string log_level = "warn";
 };
 
@@ -83,6 +96,69 @@ void ListCells(const ExperimentConfig& experiment, const std::string& out) {
   }
 }
 
+// --workers-local: this process becomes rank 0 and starts ranks 1..workers-1 as copies of
+// itself (same arguments) with the torchrun variables set for a store on 127.0.0.1.
+std::vector<pid_t> StartLocalWorkers(int workers) {
+  if (std::getenv("RANK") != nullptr) {
+    Fail("--workers-local starts the workers itself; it is not for a process given RANK",
+         kExitUsage);
+  }
+  // A port that was free a moment ago, for the store rank 0 is about to serve.
+  int port = 0;
+  {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      Fail(absl::StrCat("--workers-local: no free port on 127.0.0.1: ", std::strerror(errno)),
+           kExitRunFailed);
+    }
+    port = ntohs(a.sin_port);
+    ::close(fd);
+  }
+  ::setenv("MASTER_ADDR", "127.0.0.1", 1);
+  ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+  ::setenv("WORLD_SIZE", std::to_string(workers).c_str(), 1);
+  std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
+  std::vector<std::string> args;
+  for (std::string arg; std::getline(cmdline, arg, '\0');) {
+    if (arg != "--workers-local") args.push_back(arg);
+  }
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<pid_t> children;
+  for (int rank = 1; rank < workers; ++rank) {
+    ::setenv("RANK", std::to_string(rank).c_str(), 1);
+    pid_t pid = -1;
+    const int error = ::posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ);
+    if (error != 0) {
+      Fail(absl::StrCat("--workers-local: starting worker ", rank, ": ", std::strerror(error)),
+           kExitRunFailed);
+    }
+    children.push_back(pid);
+  }
+  ::setenv("RANK", "0", 1);
+  return children;
+}
+
+// Waits for the workers --workers-local started; false when one failed.
+bool JoinLocalWorkers(const std::vector<pid_t>& children) {
+  bool ok = true;
+  for (size_t i = 0; i < children.size(); ++i) {
+    int status = 0;
+    if (::waitpid(children[i], &status, 0) != children[i] || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+      std::cerr << "hansa simulate: worker " << i + 1 << " failed (see its messages above)\n";
+      ok = false;
+    }
+  }
+  return ok;
+}
+
 // This process's place among the experiment's workers, from the torchrun variables.
 std::unique_ptr<CellWorkers> JoinWorkers(const ExperimentConfig& experiment) {
   StatusOr<WorkerEnvironment> env = ReadWorkerEnvironment(experiment.base.workers);
@@ -112,6 +188,10 @@ void RunSimulate(const SimulateFlags& flags) {
     options.cells = *std::move(picked);
   }
   std::unique_ptr<CellWorkers> workers;
+  std::vector<pid_t> local_workers;
+  if (flags.workers_local && experiment->base.workers > 1) {
+    local_workers = StartLocalWorkers(experiment->base.workers);
+  }
   if (experiment->base.workers > 1) {
     workers = JoinWorkers(*experiment);
     if (workers->rank() > 0) {
@@ -133,6 +213,9 @@ void RunSimulate(const SimulateFlags& flags) {
             << (experiment->base.transport == Transport::kGrpc
                     ? "sites over gRPC with mutual TLS on 127.0.0.1"
                     : "sites in process")
+            << (workers ? absl::StrCat(", sites spread over ", workers->world_size(),
+                                       " workers (the others' over gRPC with mutual TLS)")
+                        : "")
             << "\n";
   options.progress = [&](const Progress& p) {
     std::fprintf(stderr,
@@ -152,6 +235,7 @@ void RunSimulate(const SimulateFlags& flags) {
     Fail(absl::StrCat(result.status().message()), kExitRunFailed);
   }
   if (workers) workers->Finish();
+  if (!JoinLocalWorkers(local_workers)) Fail("a worker failed", kExitRunFailed);
   if (options.cells.empty()) {
     std::cout << SummaryMarkdown(experiment->name, result->runs) << "\nresults in " << out
               << " (summary.md, summary.csv, one folder per run with metrics.jsonl and plots)\n";
@@ -206,6 +290,9 @@ void Register(CLI::App& root) {
                 "print the sweep's cells, one per line: index, partition, strategy, seed, folder "
                 "(and done/pending when the --out folder exists)")
       ->excludes(cell);
+  cmd->add_flag("--workers-local", flags->workers_local,
+                "with [experiment] workers = N: start the N - 1 other workers on this machine "
+                "(instead of a launcher setting RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)");
   cmd->add_option("--log-level", flags->log_level,
                   "log level of the engine's messages: trace, debug, info, warn, error");
   auto run_dir = std::make_shared<std::string>();

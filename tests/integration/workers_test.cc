@@ -69,12 +69,13 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
-// `hansa simulate EXPERIMENT --out OUT` with the torchrun variables of `rank` (none when
-// rank < 0), its output in OUT.rank<r>.log; returns the child's pid.
-pid_t Start(const std::string& experiment, const std::string& out, int rank, int world, int port) {
+// `hansa simulate EXPERIMENT --out OUT [FLAGS]` with the torchrun variables of `rank` (none
+// when rank < 0), its output in OUT.rank<r>.log; returns the child's pid.
+pid_t Start(const std::string& experiment, const std::string& out, int rank, int world, int port,
+            const std::string& flags = "") {
   const std::string log = out + ".rank" + std::to_string(rank < 0 ? 0 : rank) + ".log";
   const std::string cmd = "exec " + BuildDir() + "/tools/hansa simulate " + experiment + " --out " +
-                          out + " > " + log + " 2>&1";
+                          out + " " + flags + " > " + log + " 2>&1";
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) env.emplace_back(*e);
   if (rank >= 0) {
@@ -118,8 +119,9 @@ std::string Write(const std::string& name, const std::string& text) {
   return path;
 }
 
-// Runs `toml` (workers = 1) and `toml2` (workers = 2) into OUT/one and OUT/two.
-void RunBoth(const std::string& name, const std::string& one, const std::string& two,
+// Runs `one` (workers = 1) and `two` (workers = 2) into <name>_one and <name>_two: the two
+// ranks started here as a launcher would, or by rank 0 itself (`local`: --workers-local).
+void RunBoth(const std::string& name, const std::string& one, const std::string& two, bool local,
              std::string* out_one, std::string* out_two) {
   *out_one = ::testing::TempDir() + "/simulate_workers/" + name + "_one";
   *out_two = ::testing::TempDir() + "/simulate_workers/" + name + "_two";
@@ -128,6 +130,12 @@ void RunBoth(const std::string& name, const std::string& one, const std::string&
   ASSERT_EQ(Wait(Start(Write(name + "_one.toml", one), *out_one, -1, 1, 0), 300), 0)
       << Slurp(*out_one + ".rank0.log");
   const std::string experiment = Write(name + "_two.toml", two);
+  if (local) {
+    ASSERT_EQ(Wait(Start(experiment, *out_two, -1, 1, 0, "--workers-local"), 300), 0)
+        << Slurp(*out_two + ".rank0.log");
+    EXPECT_THAT(Slurp(*out_two + ".rank0.log"), HasSubstr("worker 1 of 2"));
+    return;
+  }
   const int port = FreePort();
   const pid_t rank1 = Start(experiment, *out_two, 1, 2, port);
   const pid_t rank0 = Start(experiment, *out_two, 0, 2, port);
@@ -166,7 +174,7 @@ void ExpectSameRun(const std::string& a, const std::string& b) {
 
 TEST(SimulateWorkersTest, TwoWorkersGiveTheOneProcessRunToTheBit) {
   std::string one, two;
-  RunBoth("plain", Experiment(1), Experiment(2), &one, &two);
+  RunBoth("plain", Experiment(1), Experiment(2), /*local=*/false, &one, &two);
   // SCAFFOLD: worker 1's sites keep their control variates across rounds in their process.
   for (const char* run : {"/fedavg__dir-0.5__seed0", "/scaffold__dir-0.5__seed0"}) {
     ExpectSameRun(one + run, two + run);
@@ -174,13 +182,14 @@ TEST(SimulateWorkersTest, TwoWorkersGiveTheOneProcessRunToTheBit) {
   EXPECT_THAT(Slurp(two + "/experiment.toml"), HasSubstr("workers = 2"));
 }
 
+// The workers started by rank 0 itself (--workers-local), in malicious-coordinator mode:
+// worker 1's sites sign with the keys rank 0 issued them.
 TEST(SimulateWorkersTest, SecureAggregationOverWorkersIsTheOneProcessRunToTheBit) {
-  // Malicious-coordinator mode: worker 1's sites sign with the keys rank 0 issued them.
   const std::string secure =
       "\n[aggregation]\nmode = \"secure\"\nmalicious_coordinator_checks = true\n";
   std::string one, two;
   RunBoth("secure", Experiment(1, "", R"(["fedavg"])") + secure,
-          Experiment(2, "", R"(["fedavg"])") + secure, &one, &two);
+          Experiment(2, "", R"(["fedavg"])") + secure, /*local=*/true, &one, &two);
   ExpectSameRun(one + "/fedavg__dir-0.5__seed0", two + "/fedavg__dir-0.5__seed0");
 }
 
