@@ -1,0 +1,187 @@
+// The pieces of `[experiment] workers = N` that need no training: the split of the sites, the
+// torchrun variables, the TCPStore rendezvous (ranks as threads) and what rank 0 refuses to
+// spread. Whole runs over worker processes: tests/integration/workers_test.cc.
+#include "sim/workers.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "common/model/models.h"
+#include "coordinator/strategy.h"
+
+namespace hansa {
+namespace {
+
+using ::testing::HasSubstr;
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+TEST(SiteShareTest, SplitsContiguouslyWithTheRemainderOnTheFirstRanks) {
+  // 10 sites over 3 workers: 4, 3, 3.
+  EXPECT_EQ(SiteShare(10, 3, 0), std::make_pair(0, 4));
+  EXPECT_EQ(SiteShare(10, 3, 1), std::make_pair(4, 3));
+  EXPECT_EQ(SiteShare(10, 3, 2), std::make_pair(7, 3));
+  EXPECT_EQ(SiteShare(4, 2, 1), std::make_pair(2, 2));
+  EXPECT_EQ(SiteShare(5, 1, 0), std::make_pair(0, 5));
+}
+
+TEST(WorkerEnvironmentTest, ReadsTheTorchrunVariablesAndNamesWhatIsWrong) {
+  ::setenv("WORLD_SIZE", "2", 1);
+  ::setenv("RANK", "1", 1);
+  ::setenv("MASTER_ADDR", "10.0.0.7", 1);
+  ::setenv("MASTER_PORT", "29500", 1);
+  StatusOr<WorkerEnvironment> env = ReadWorkerEnvironment(2);
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->rank, 1);
+  EXPECT_EQ(env->world_size, 2);
+  EXPECT_EQ(env->master_addr, "10.0.0.7");
+  EXPECT_EQ(env->master_port, 29500);
+
+  StatusOr<WorkerEnvironment> other = ReadWorkerEnvironment(4);
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(other.status().message(),
+              HasSubstr("WORLD_SIZE is 2 but the experiment has workers = 4"));
+  ::setenv("RANK", "2", 1);
+  StatusOr<WorkerEnvironment> rank = ReadWorkerEnvironment(2);
+  EXPECT_EQ(rank.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(rank.status().message(), HasSubstr("RANK is '2'; it must be 0..1"));
+  ::setenv("RANK", "0", 1);
+  ::unsetenv("MASTER_PORT");
+  StatusOr<WorkerEnvironment> port = ReadWorkerEnvironment(2);
+  EXPECT_THAT(port.status().message(), HasSubstr("MASTER_PORT is not set"));
+  for (const char* v : {"WORLD_SIZE", "RANK", "MASTER_ADDR"}) ::unsetenv(v);
+}
+
+TEST(RendezvousTest, RanksAsThreadsSeeEachOthersKeysAndCounters) {
+  const int port = FreePort();
+  std::unique_ptr<RendezvousStore> stores[2];
+  std::thread rank1([&] {
+    RendezvousOptions o;
+    o.port = port;
+    o.rank = 1;
+    o.world_size = 2;
+    o.timeout = std::chrono::seconds(60);
+    StatusOr<std::unique_ptr<RendezvousStore>> s = JoinRendezvous(o);
+    if (s.ok()) stores[1] = *std::move(s);
+  });
+  RendezvousOptions o;
+  o.port = port;
+  o.world_size = 2;
+  o.timeout = std::chrono::seconds(60);
+  StatusOr<std::unique_ptr<RendezvousStore>> s0 = JoinRendezvous(o);
+  rank1.join();
+  ASSERT_TRUE(s0.ok()) << s0.status();
+  ASSERT_NE(stores[1], nullptr);
+  stores[0] = *std::move(s0);
+  EXPECT_EQ(stores[1]->rank(), 1);
+  ASSERT_TRUE(stores[0]->Set("setup", std::string("a\0b", 3)).ok());
+  StatusOr<std::string> got = stores[1]->Get("setup", std::chrono::seconds(10));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, std::string("a\0b", 3));
+  EXPECT_EQ(*stores[1]->Check({"setup"}), true);
+  EXPECT_EQ(*stores[1]->Check({"setup", "other"}), false);
+  EXPECT_EQ(*stores[1]->Add("beat", 1), 1);
+  EXPECT_EQ(*stores[0]->Add("beat", 0), 1);
+  StatusOr<std::string> late = stores[1]->Get("never", std::chrono::milliseconds(50));
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(late.status().message(), HasSubstr("'never' not set"));
+}
+
+TEST(RendezvousTest, RefusesARankOutsideTheWorldAndABadPort) {
+  RendezvousOptions o;
+  o.rank = 2;
+  o.world_size = 2;
+  EXPECT_EQ(JoinRendezvous(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.rank = 0;
+  o.port = 70000;
+  StatusOr<std::unique_ptr<RendezvousStore>> bad = JoinRendezvous(o);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("is not host:port"));
+}
+
+// Rank 0 of two, with a second rank joined by a thread that then only waits.
+class RemoteSitesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    WorkerEnvironment env;
+    env.world_size = 2;
+    env.master_port = FreePort();
+    std::thread rank1([&] {
+      WorkerEnvironment e = env;
+      e.rank = 1;
+      StatusOr<std::unique_ptr<CellWorkers>> w = CellWorkers::Join(e, std::chrono::seconds(60));
+      if (w.ok()) rank1_ = *std::move(w);
+    });
+    StatusOr<std::unique_ptr<CellWorkers>> w = CellWorkers::Join(env, std::chrono::seconds(60));
+    rank1.join();
+    ASSERT_TRUE(w.ok()) << w.status();
+    rank0_ = *std::move(w);
+    ASSERT_NE(rank1_, nullptr);
+    StatusOr<std::unique_ptr<LoopbackFederation>> f =
+        LoopbackFederation::Create({"site-000", "site-001", "site-002"}, "EU");
+    ASSERT_TRUE(f.ok()) << f.status();
+    federation_ = *std::move(f);
+    StatusOr<Model> model = InitialModel("mlp", 0);
+    ASSERT_TRUE(model.ok());
+    layout_ = model->layout;
+  }
+  StatusOr<std::unique_ptr<RemoteSites>> Start(const std::string& strategy, int sites) {
+    SimulationConfig config;
+    config.sites = sites;
+    StatusOr<StrategyOptions> options = ParseStrategySpec(strategy);
+    if (!options.ok()) return options.status();
+    config.strategy = *options;
+    last_dir_ = config.DirName();
+    StatusOr<std::unique_ptr<Strategy>> s = Strategy::Create(*options, layout_);
+    if (!s.ok()) return s.status();
+    return RemoteSites::Start(rank0_.get(), config, **s, *federation_);
+  }
+  std::unique_ptr<CellWorkers> rank0_, rank1_;
+  std::unique_ptr<LoopbackFederation> federation_;
+  ModelLayout layout_;
+  std::string last_dir_;
+};
+
+TEST_F(RemoteSitesTest, RefusesWhatCannotBeSpreadAndNamesTheCellToTheWorkers) {
+  StatusOr<std::unique_ptr<RemoteSites>> median = Start("median", 3);
+  EXPECT_EQ(median.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(median.status().message(), HasSubstr("needs every site's own update"));
+  StatusOr<std::unique_ptr<RemoteSites>> few = Start("fedavg", 1);
+  EXPECT_EQ(few.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(few.status().message(), HasSubstr("workers = 2 needs at least as many sites"));
+  StatusOr<std::unique_ptr<RemoteSites>> fine = Start("fedavg", 3);
+  ASSERT_TRUE(fine.ok()) << fine.status();
+  EXPECT_EQ((*fine)->local(), std::make_pair(0, 2));
+  StatusOr<std::pair<std::string, std::string>> cell = rank1_->NextCell();
+  ASSERT_TRUE(cell.ok()) << cell.status();
+  EXPECT_EQ(cell->first, last_dir_);  // the cell's folder: the worker finds its config by it
+  EXPECT_THAT(cell->second, HasSubstr("hansa/sim/cell/0/"));
+  fine->reset();
+  // The sweep is over: the worker reads the end and confirms it.
+  std::thread finish([&] { rank0_->Finish(); });
+  StatusOr<std::pair<std::string, std::string>> end = rank1_->NextCell();
+  finish.join();
+  ASSERT_TRUE(end.ok()) << end.status();
+  EXPECT_EQ(end->first, "");
+}
+
+}  // namespace
+}  // namespace hansa
