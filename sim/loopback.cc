@@ -45,23 +45,26 @@ StatusOr<std::unique_ptr<LoopbackFederation>> LoopbackFederation::Create(
   return f;
 }
 
-StatusOr<std::unique_ptr<LoopbackServer>> LoopbackFederation::Serve(RoundEngine* engine) const {
+StatusOr<std::unique_ptr<LoopbackServer>> LoopbackFederation::Serve(
+    RoundEngine* engine, const std::string& listen) const {
   std::unique_ptr<LoopbackServer> s(new LoopbackServer());
   s->service_ = std::make_unique<CoordinatorService>(engine);
   s->max_chunk_bytes_ = engine->max_chunk_bytes();
-  ASSIGN_OR_RETURN(s->server_, StartServer("127.0.0.1:0", coordinator_, s->service_.get(),
+  ASSIGN_OR_RETURN(s->server_, StartServer(listen, coordinator_, s->service_.get(),
                                            s->max_chunk_bytes_, &s->port_));
   return s;
 }
 
 namespace {
-std::unique_ptr<SiteLink> LinkOver(std::shared_ptr<grpc::ChannelCredentials> credentials, int port,
-                                   uint32_t max_chunk_bytes) {
-  // The certificate names the coordinator "localhost" and 127.0.0.1.
-  auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port), std::move(credentials),
-                                           SiteChannelArguments(max_chunk_bytes));
+std::unique_ptr<SiteLink> LinkOver(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                                   const std::string& host, int port, uint32_t max_chunk_bytes) {
+  grpc::ChannelArguments args = SiteChannelArguments(max_chunk_bytes);
+  // The certificate names the coordinator "localhost" and 127.0.0.1, whatever address reaches it.
+  if (host != "127.0.0.1") args.SetSslTargetNameOverride("localhost");
+  const std::string target = absl::StrCat(host, ":", port);
+  auto channel = grpc::CreateCustomChannel(target, std::move(credentials), args);
   GrpcLinkOptions options;
-  options.coordinator = absl::StrCat("127.0.0.1:", port);
+  options.coordinator = target;
   options.client_version = "hansa simulate";
   return std::make_unique<GrpcSiteLink>(std::move(channel), options);
 }
@@ -73,13 +76,16 @@ StatusOr<std::unique_ptr<SiteLink>> LoopbackFederation::Connect(
     return absl::OutOfRangeError(
         absl::StrCat("site ", index, " of a loopback federation of ", num_sites()));
   }
-  return LinkOver(site_credentials_[index], server.port(), server.max_chunk_bytes());
+  return LinkOver(site_credentials_[index], "127.0.0.1", server.port(), server.max_chunk_bytes());
 }
 
-StatusOr<std::unique_ptr<SiteLink>> ConnectLoopbackSite(const TlsFiles& tls, int port,
-                                                        uint32_t max_chunk_bytes) {
-  ASSIGN_OR_RETURN(auto credentials, MakeClientCredentials(tls));
-  return LinkOver(std::move(credentials), port, max_chunk_bytes);
+StatusOr<std::unique_ptr<SiteLink>> ConnectLoopbackSite(
+    const TlsFiles& tls, const std::string& host, int port, uint32_t max_chunk_bytes,
+    const std::string& coordinator_fingerprint) {
+  ASSIGN_OR_RETURN(
+      auto credentials,
+      MakeClientCredentials(tls, std::make_shared<CertificatePin>(coordinator_fingerprint)));
+  return LinkOver(std::move(credentials), host, port, max_chunk_bytes);
 }
 
 }  // namespace hansa

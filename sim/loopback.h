@@ -58,8 +58,11 @@ class LoopbackFederation {
   static StatusOr<std::unique_ptr<LoopbackFederation>> Create(const std::vector<std::string>& sites,
                                                               const std::string& country);
   // Starts the coordinator's server over `engine` (whose chunk limit it keeps) on a free port of
-  // 127.0.0.1.
-  StatusOr<std::unique_ptr<LoopbackServer>> Serve(RoundEngine* engine) const;
+  // `listen` (workers on other machines: "0.0.0.0:0"; mutual TLS with the run's CA either way).
+  StatusOr<std::unique_ptr<LoopbackServer>> Serve(RoundEngine* engine,
+                                                  const std::string& listen = "127.0.0.1:0") const;
+  // The coordinator's certificate (it names localhost and 127.0.0.1), for workers to pin.
+  const std::string& coordinator_certificate_pem() const { return coordinator_.certificate_pem; }
   // Site `index`'s connection to `server`, with its own certificate. (The server may be another
   // federation's: its CA then refuses the certificate, and the first call fails.)
   StatusOr<std::unique_ptr<SiteLink>> Connect(int index, const LoopbackServer& server) const;
@@ -74,9 +77,13 @@ class LoopbackFederation {
   std::vector<std::shared_ptr<grpc::ChannelCredentials>> site_credentials_;
 };
 
-// A site's connection, with its own certificate, key and CA (`tls`), to a loopback server's
-// port on 127.0.0.1 in another process (sim/workers.h); `max_chunk_bytes` is the server's.
-StatusOr<std::unique_ptr<SiteLink>> ConnectLoopbackSite(const TlsFiles& tls, int port,
-                                                        uint32_t max_chunk_bytes);
+// A site's connection, with its own certificate, key and CA (`tls`), to a loopback server in
+// another process, maybe on another machine (sim/workers.h), at host:port; `max_chunk_bytes` is
+// the server's. The server's certificate names "localhost" whatever `host` is: it must be the
+// one whose SHA-256 fingerprint is `coordinator_fingerprint`.
+StatusOr<std::unique_ptr<SiteLink>> ConnectLoopbackSite(const TlsFiles& tls,
+                                                        const std::string& host, int port,
+                                                        uint32_t max_chunk_bytes,
+                                                        const std::string& coordinator_fingerprint);
 
 }  // namespace hansa

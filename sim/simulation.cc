@@ -127,7 +127,9 @@ StatusOr<std::vector<SiteLink*>> RoundLinks(RoundEngine* engine, LoopbackRun* lo
   std::vector<SiteLink*> links;
   if (loopback && (loopback->serve || loopback->remote)) {
     if (!loopback->server) {
-      ASSIGN_OR_RETURN(loopback->server, loopback->federation->Serve(engine));
+      ASSIGN_OR_RETURN(loopback->server,
+                       loopback->federation->Serve(
+                           engine, loopback->remote ? loopback->remote->listen() : "127.0.0.1:0"));
       for (int i = local.first; loopback->serve && i < local.first + local.second; ++i) {
         ASSIGN_OR_RETURN(auto link, loopback->federation->Connect(i, *loopback->server));
         loopback->links.push_back(std::move(link));

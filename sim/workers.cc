@@ -7,6 +7,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/pki/certificate.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 
@@ -55,6 +56,14 @@ StatusOr<std::string> AwaitUnless(RendezvousStore& store, const std::string& key
   }
 }
 
+// The address a worker dials for rank 0's coordinator: MASTER_ADDR, or 127.0.0.1 for any
+// loopback name (the server then listens there only).
+std::string LoopbackHost(const std::string& master_addr) {
+  const bool loopback =
+      master_addr == "localhost" || master_addr == "::1" || master_addr.rfind("127.", 0) == 0;
+  return loopback ? "127.0.0.1" : master_addr;
+}
+
 std::string Range(std::pair<int, int> share) {
   return absl::StrCat(share.first, "..", share.first + share.second - 1);
 }
@@ -94,6 +103,7 @@ StatusOr<std::unique_ptr<CellWorkers>> CellWorkers::Join(const WorkerEnvironment
   o.timeout = timeout;
   ASSIGN_OR_RETURN(std::unique_ptr<RendezvousStore> store, JoinRendezvous(o));
   std::unique_ptr<CellWorkers> w(new CellWorkers(std::move(store)));
+  w->master_addr_ = env.master_addr;
   if (w->rank() > 0) w->heartbeat_ = std::thread([p = w.get()] { p->Beat(); });
   return w;
 }
@@ -186,9 +196,16 @@ RemoteSites::~RemoteSites() {
   workers_->store().Set(prefix_ + "end", "1").IgnoreError();
 }
 
+std::string RemoteSites::listen() const {
+  return LoopbackHost(workers_->master_addr()) == "127.0.0.1" ? "127.0.0.1:0" : "0.0.0.0:0";
+}
+
 Status RemoteSites::Publish(const LoopbackServer& server) {
+  ASSIGN_OR_RETURN(const Certificate coordinator,
+                   Certificate::FromPem(federation_->coordinator_certificate_pem()));
   nlohmann::json setup;
   setup["port"] = server.port();
+  setup["coordinator_fingerprint"] = coordinator.Sha256Fingerprint();
   setup["max_chunk_bytes"] = server.max_chunk_bytes();
   setup["ca"] = federation_->site_tls(0).ca_certificate_pem;
   nlohmann::json sites = nlohmann::json::object();
@@ -355,7 +372,9 @@ Status RunCellWorker(const SimulationConfig& config, const std::vector<uint8_t>&
   for (int i = first; i < first + count; ++i) {
     const nlohmann::json& s = setup["sites"].value(std::to_string(i), nlohmann::json::object());
     tls[i] = TlsFiles{s.value("certificate", ""), s.value("key", ""), setup.value("ca", "")};
-    ASSIGN_OR_RETURN(auto link, ConnectLoopbackSite(tls[i], port, max_chunk));
+    ASSIGN_OR_RETURN(auto link,
+                     ConnectLoopbackSite(tls[i], LoopbackHost(workers->master_addr()), port,
+                                         max_chunk, setup.value("coordinator_fingerprint", "")));
     link_ptrs.push_back(link.get());
     links.push_back(std::move(link));
   }

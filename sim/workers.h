@@ -22,7 +22,8 @@
 //
 // Trust: the store carries site private keys and is writable by whoever reaches MASTER_PORT,
 // as torchrun's store is: the rendezvous network must be private to the job.
-// Limits: the coordinator listens on 127.0.0.1, so all ranks run on one machine.
+// The coordinator listens on 127.0.0.1 when MASTER_ADDR is a loopback address, else on every
+// interface (mutual TLS with the run's CA, and the workers pin its certificate).
 //
 // Threading: a CellWorkers is used by its process's sweep thread; RemoteSites by the thread
 // running its cell (its hooks from site threads); each has one thread of its own (heartbeat,
@@ -75,6 +76,8 @@ class CellWorkers {
   void Finish();
 
   int rank() const { return store_->rank(); }
+  // MASTER_ADDR: where the workers reach rank 0, its store and its coordinator.
+  const std::string& master_addr() const { return master_addr_; }
   int world_size() const { return store_->world_size(); }
   RendezvousStore& store() { return *store_; }
 
@@ -88,6 +91,7 @@ class CellWorkers {
   explicit CellWorkers(std::unique_ptr<RendezvousStore> store) : store_(std::move(store)) {}
   void Beat();
   std::unique_ptr<RendezvousStore> store_;
+  std::string master_addr_;
   int64_t next_cell_ = 0;
   std::atomic<bool> stop_{false};
   std::thread heartbeat_;
@@ -106,6 +110,8 @@ class RemoteSites {
   ~RemoteSites();
   // Rank 0's own sites.
   std::pair<int, int> local() const { return local_; }
+  // Where the coordinator listens: 127.0.0.1 for workers on this machine, else every interface.
+  std::string listen() const;
   // Publishes the server's port and the other ranks' certificates (once, when it is up).
   Status Publish(const LoopbackServer& server);
   // Opens round `round` for the workers; until FinishRound, a failed worker shuts `engine`
