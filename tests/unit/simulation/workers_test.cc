@@ -117,6 +117,27 @@ TEST(RendezvousTest, RefusesARankOutsideTheWorldAndABadPort) {
   EXPECT_THAT(bad.status().message(), HasSubstr("is not host:port"));
 }
 
+TEST(WorkersExperimentTest, WorkersResolveToThemselvesAndOneLeavesTheFileAsBefore) {
+  StatusOr<ExperimentConfig> e = ParseExperiment(
+      "[experiment]\nsites = 6\nworkers = 3\nworker_timeout = 9\n", "w.toml", "/tmp");
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->base.workers, 3);
+  EXPECT_EQ(e->base.worker_timeout_seconds, 9);
+  EXPECT_EQ(e->Runs()[0].workers, 3);
+  StatusOr<ExperimentConfig> again = ParseExperiment(e->ResolvedToml(), "resolved", "/tmp");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->ResolvedToml(), e->ResolvedToml());
+  EXPECT_THAT(e->ResolvedToml(), HasSubstr("workers = 3\nworker_timeout = 9\n"));
+  // One worker (the default): an experiment.toml written before workers existed still matches.
+  StatusOr<ExperimentConfig> one = ParseExperiment("[experiment]\nsites = 6\n", "1.toml", "/tmp");
+  ASSERT_TRUE(one.ok());
+  EXPECT_THAT(one->ResolvedToml(), ::testing::Not(HasSubstr("workers")));
+  StatusOr<ExperimentConfig> zero =
+      ParseExperiment("[experiment]\nworkers = 0\n", "0.toml", "/tmp");
+  EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(zero.status().message(), HasSubstr("workers"));
+}
+
 // Rank 0 of two, with a second rank joined by a thread that then only waits.
 class RemoteSitesTest : public ::testing::Test {
  protected:
