@@ -9,9 +9,11 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <set>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
@@ -77,6 +79,13 @@ StatusOr<std::vector<IssuedRecord>> ReadIndex(const std::string& path) {
       return absl::DataLossError(absl::StrCat(where, " has ", f.size(), " fields, not 8"));
     }
     IssuedRecord r;
+    // The serial names a file under issued/: hex digits only, never a path.
+    if (f[0].empty() || f[0].size() > 64 ||
+        f[0].find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+      return absl::DataLossError(absl::StrCat(where, ": serial '",
+                                              absl::CHexEscape(f[0].substr(0, 64)),
+                                              "' is not a hexadecimal serial number"));
+    }
     r.serial_hex = f[0];
     r.name = f[1];
     StatusOr<ParticipantRole> role = ParseRole(f[2]);
@@ -268,6 +277,12 @@ Status CaRegistry::WriteRevocationList(absl::Time now) const {
   if (std::filesystem::exists(CrlPath(dir_), ec)) {
     ASSIGN_OR_RETURN(RevocationList old,
                      RevocationList::FromFile(CrlPath(dir_), ca_.certificate()));
+    if (old.number() == std::numeric_limits<uint64_t>::max()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(CrlPath(dir_),
+                       " has the largest CRL number there is; a next list would count as "
+                       "older to every coordinator: create a new CA"));
+    }
     number = old.number() + 1;
   }
   const absl::Time next_update =

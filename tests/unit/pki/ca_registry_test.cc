@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <limits>
 #include <string>
 
 #include <toml++/toml.h>
@@ -286,6 +287,33 @@ TEST_F(CaRegistryTest, RevokeListsEveryRevokedSerialInANewerRevocationList) {
   // A revoked name may enroll again with a new key.
   auto again = registry.Sign(EnrollIn(root_ + "/alpha-new", "alpha").request, SignOptions{});
   EXPECT_TRUE(again.ok()) << again.status();
+}
+
+// index.tsv names files under issued/ by serial: a serial that is not hex (a path) is refused
+// when the registry is opened, and a revocation list at the largest number is not followed by
+// one that would wrap to 0 (every coordinator would take it as older).
+TEST_F(CaRegistryTest, RefusesASerialThatIsNotHexAndACrlNumberThatWouldWrap) {
+  SignSite("alpha");
+  const std::string index = ca_dir_ + "/index.tsv";
+  auto text = ReadFile(index);
+  ASSERT_TRUE(text.ok());
+  const std::string serial = Open().records().front().serial_hex;
+  std::string edited = *text;
+  edited.replace(edited.find(serial), serial.size(), "../../../etc/passwd");
+  ASSERT_TRUE(WriteFileAtomically(index, edited).ok());
+  auto opened = CaRegistry::Open(ca_dir_);
+  EXPECT_EQ(opened.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(opened.status().message(), HasSubstr("is not a hexadecimal serial number"));
+  ASSERT_TRUE(WriteFileAtomically(index, *text).ok());
+
+  CaRegistry registry = Open();
+  auto last = RevocationList::Issue(registry.ca(), {}, std::numeric_limits<uint64_t>::max(),
+                                    absl::Now(), absl::Now() + absl::Hours(24));
+  ASSERT_TRUE(last.ok()) << last.status();
+  ASSERT_TRUE(WriteRevocationListFile(ca_dir_ + "/crl.pem", *last).ok());
+  auto revoked = registry.Revoke("alpha", "superseded");
+  EXPECT_EQ(revoked.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(revoked.status().message(), HasSubstr("largest CRL number"));
 }
 
 TEST_F(CaRegistryTest, ListMarksValidCertificatesThatExpireWithin30Days) {
