@@ -14,6 +14,7 @@ constexpr uint8_t kHeaderTag = (1 << 3) | 2;  // TransferHeader, length-delimite
 constexpr uint8_t kDataTag = (2 << 3) | 2;    // bytes, length-delimited
 constexpr uint8_t kOffsetTag = (3 << 3) | 0;  // uint64, varint
 constexpr size_t kMaxVarint = 10;
+constexpr size_t kMaxTagVarint = 5;
 
 size_t PutVarint(uint64_t v, uint8_t* out) {
   size_t n = 0;
@@ -42,9 +43,10 @@ class SliceReader {
 
   bool done() const { return index_ == slices_.size(); }
 
-  bool ReadVarint(uint64_t* value) {
+  // A varint of at most `max_bytes` bytes.
+  bool ReadVarint(uint64_t* value, size_t max_bytes = kMaxVarint) {
     *value = 0;
-    for (size_t i = 0; i < kMaxVarint; ++i) {
+    for (size_t i = 0; i < max_bytes; ++i) {
       if (done()) return false;
       const uint8_t byte = slices_[index_].begin()[pos_];
       Advance(1);
@@ -156,8 +158,11 @@ Status ParseChunk(const grpc::ByteBuffer& message, std::vector<grpc::Slice>* sli
   SliceReader in(*slices);
   std::vector<std::string_view> header_pieces;
   while (!in.done()) {
+    // As protobuf reads a tag: a 32-bit varint of at most 5 bytes, field number not 0.
     uint64_t tag = 0;
-    if (!in.ReadVarint(&tag) || (tag >> 3) == 0) return Malformed("bad field tag");
+    if (!in.ReadVarint(&tag, kMaxTagVarint) || tag > UINT32_MAX || (tag >> 3) == 0) {
+      return Malformed("bad field tag");
+    }
     if (tag == kOffsetTag) {
       if (!in.ReadVarint(&view->offset)) return Malformed("offset truncated");
     } else if (tag == kDataTag || tag == kHeaderTag) {

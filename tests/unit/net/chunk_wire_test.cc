@@ -168,6 +168,22 @@ TEST(ChunkWireTest, RefusesMalformedMessages) {
   ExpectMalformed(std::string("\x00", 1), "bad field tag");  // field number 0
   ExpectMalformed(std::string("\x0a\x02\xff\xff", 4), "header does not parse");
   ExpectMalformed(std::string("\x0a\x05\x08", 3), "header truncated");
+  // Tags as protobuf reads them: 32 bits in at most 5 bytes (found by chunk_wire_fuzz: a
+  // 7-byte tag was skipped as an unknown field where protobuf refuses the message).
+  const std::string huge_tag("\xb8\xaa\x94\x9d\x9c\x9b\x28\x31", 8);
+  EXPECT_FALSE(v1::Chunk().ParseFromString(huge_tag));
+  ExpectMalformed(huge_tag, "bad field tag");
+  const std::string long_small_tag("\x98\x80\x80\x80\x80\x00\x05", 7);  // offset, 6 bytes
+  EXPECT_FALSE(v1::Chunk().ParseFromString(long_small_tag));
+  ExpectMalformed(long_small_tag, "bad field tag");
+  const std::string five_byte_tag("\x98\x80\x80\x80\x00\x05", 6);  // offset in 5 bytes
+  v1::Chunk reference;
+  ASSERT_TRUE(reference.ParseFromString(five_byte_tag));
+  std::vector<grpc::Slice> slices;
+  ChunkView view;
+  ASSERT_TRUE(ParseChunk(Received(five_byte_tag, {}), &slices, &view).ok());
+  EXPECT_EQ(view.offset, reference.offset());
+  EXPECT_EQ(view.offset, 5u);
 }
 
 }  // namespace
