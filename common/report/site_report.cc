@@ -165,6 +165,11 @@ class Folder {
                           {"round", round},
                           {"sha256", sha},
                           {"facts", Field(x, "study")}});
+    } else if (r.event == ev::kPolicyApplied) {
+      policies_.push_back({{"time", r.time},
+                           {"reason", Str(x, "reason")},
+                           {"sha256", Str(x, "sha256")},
+                           {"policy", Field(x, "policy")}});
     } else if (r.event == ev::kPlanAccepted || r.event == ev::kPlanRefused) {
       Plan(r, round);
     } else if (r.event == ev::kMessageSent) {
@@ -185,6 +190,7 @@ class Folder {
     report["federation"] = last_joined_;
     report["federations"] = std::move(federations);
     report["studies"] = std::move(studies_);
+    report["policies"] = std::move(policies_);
     report["plans"] = std::move(plans_);
     json rounds = json::array();
     for (auto& [key, o] : rounds_) rounds.push_back(std::move(o));
@@ -325,6 +331,7 @@ class Folder {
   std::map<std::pair<std::string, std::string>, json> federations_;
   json last_joined_;
   json studies_ = json::array();
+  json policies_ = json::array();
   json plans_ = json::array();
   std::map<std::pair<int64_t, int64_t>, json> rounds_;  // (study, round), in ledger order
   // The last message_sent of each (type, round, sha256): where its send_failed belongs.

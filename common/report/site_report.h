@@ -8,13 +8,15 @@
 // report.json ("schema": "hansa.site_report/1"):
 //   generated_at, state_dir
 //   site          {name, organisation, country, country_name, fingerprint}|null  (the ledger's
-//                  signer, from its first record's certificate)
+//                  signer: the certificate it is signed under now, signer_renewed included)
 //   ca            {name, organisation, country, country_name, fingerprint}|null
 //   federation    {name, site, coordinator_country, coordinator_country_name}|null: the last
 //                  federation_joined record (ledgers written before it was recorded have none)
 //   federations   [{federation, site, coordinator_country, first_joined, last_joined, joins}]
 //   studies       [{study, time, round, sha256, facts{id, purpose, legal_basis, ...}}]
 //                 (study_facts)
+//   policies      [{time, reason ("start"|"reload"), sha256, policy{site.toml's [policy] keys}}]
+//                 (policy_applied: the rules the plans after it were answered under)
 //   plans         [{study, round, time, plan_sha256, accepted, reason, coordinator_audit_head}]
 //   rounds        [{study, round, answer ("accepted"|"refused"|null), reason, plan_sha256,
 //                   messages, bytes, failed_sends, update{bytes, sha256, values, failed}|null,

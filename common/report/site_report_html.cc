@@ -90,6 +90,33 @@ std::string StudiesSection(const json& r) {
                       "</section>");
 }
 
+// The policies the site answered plans under (policy_applied), with the settings a reviewer
+// asks about first; the SHA-256 names the whole policy as the ledger records it.
+std::string PoliciesSection(const json& r) {
+  if (!r.contains("policies") || r["policies"].empty()) return "";
+  std::vector<std::string> rows;
+  for (const json& p : r["policies"]) {
+    const json& k = p["policy"];
+    const bool known = k.is_object();
+    const auto key = [&](const char* name) {
+      return known ? Text(k.value(name, json())) : "&mdash;";
+    };
+    rows.push_back(Row({Text(p["time"]),
+                        p.value("reason", "") == "reload" ? "reloaded (SIGHUP)" : "site started",
+                        known ? List(k.value("allowed_models", json())) : "&mdash;",
+                        key("require_secure_aggregation"), key("min_cohort"), key("study"),
+                        key("require_legal_basis"), key("max_epsilon"), key("max_record_epsilon"),
+                        Digest(p["sha256"])}));
+  }
+  return absl::StrCat("<section id=\"policies-section\"><h2>Policies the site answered under</h2>",
+                      Table("policies",
+                            {"From", "Why", "Allowed models", "Secure aggregation required",
+                             "Smallest cohort", "Study", "Legal basis required", "Client ε budget",
+                             "Record ε budget", "Policy SHA-256"},
+                            rows),
+                      "</section>");
+}
+
 std::string PlansSection(const json& r) {
   std::vector<std::string> rows;
   for (const json& p : r["plans"]) {
@@ -286,8 +313,8 @@ std::string RenderSiteReportHtml(const json& r, const SiteHtmlOptions& html) {
       "</h1><p class=\"muted\">Generated ", Text(r["generated_at"]), " by ", html.generator,
       " from the site's own egress ledger alone; report.json holds the same content.</p>",
       Verdict(r["ledger"]), "</header>", ChecksSection(r), SiteSection(r), StudiesSection(r),
-      PlansSection(r), RoundsSection(r), PrivacySection(r), Charts(r), LedgerSection(r),
-      "<footer class=\"muted\"><p>Hansa site report, schema ", Text(r["schema"]),
+      PoliciesSection(r), PlansSection(r), RoundsSection(r), PrivacySection(r), Charts(r),
+      LedgerSection(r), "<footer class=\"muted\"><p>Hansa site report, schema ", Text(r["schema"]),
       ".</p></footer></body></html>\n");
 }
 

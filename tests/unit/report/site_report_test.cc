@@ -227,6 +227,57 @@ TEST(SiteReportTest, AnotherSitesCertificateFailsThePin) {
   EXPECT_THAT(r["checks"][2]["detail"].get<std::string>(), HasSubstr("not by the expected"));
 }
 
+// A ledger handed over to a renewed certificate (signer_renewed) verifies, names the site by
+// its current certificate and accepts a pin of either; the policies it recorded are listed.
+TEST(SiteReportTest, ARenewedLedgerAndItsPoliciesAreShown) {
+  SiteDir d = MakeSiteDir("renewed");
+  const auto& berlin = Fed().site("berlin");
+  const auto renewed = Fed().Renewed(berlin);
+  const json policy = {{"allowed_models", {"simple_cnn"}}, {"min_cohort", 3}, {"study", ""}};
+  {
+    auto ledger = OpenLedger(d.ledger);
+    ASSERT_TRUE(
+        ledger
+            ->Append("policy_applied",
+                     {{"reason", "start"}, {"sha256", std::string(64, 'a')}, {"policy", policy}})
+            .ok());
+    ASSERT_TRUE(ledger->Append(PlanAccepted(1, std::string(64, '1'))).ok());
+  }
+  {
+    auto log = AuditLog::Open(d.ledger, renewed.Key(), renewed.cert);
+    ASSERT_TRUE(log.ok()) << log.status();
+    json stricter = policy;
+    stricter["min_cohort"] = 5;
+    ASSERT_TRUE(
+        (*log)
+            ->Append("policy_applied",
+                     {{"reason", "reload"}, {"sha256", std::string(64, 'b')}, {"policy", stricter}})
+            .ok());
+    ASSERT_TRUE((*log)->Append(PlanRefused(2, std::string(64, '2'), "policy.min_cohort")).ok());
+  }
+  for (const auto* pin : {&berlin.cert, &renewed.cert}) {
+    json r = Build(d, pin->Sha256Fingerprint());
+    EXPECT_EQ(r["ledger"]["verified"], true) << r["ledger"]["error"];
+    for (const json& c : r["checks"]) EXPECT_EQ(c["passed"], true) << c.dump();
+    EXPECT_EQ(r["site"]["fingerprint"], renewed.cert.Sha256Fingerprint());
+  }
+  json r = Build(d);
+  ASSERT_EQ(r["policies"].size(), 2u);
+  EXPECT_EQ(r["policies"][0]["reason"], "start");
+  EXPECT_EQ(r["policies"][1]["reason"], "reload");
+  EXPECT_EQ(r["policies"][1]["policy"]["min_cohort"], 5);
+  EXPECT_EQ(r["policies"][1]["sha256"], std::string(64, 'b'));
+
+  SiteReportOptions options;
+  options.state_dir = d.state;
+  auto written = WriteSiteReport(options, d.root + "/out");
+  ASSERT_TRUE(written.ok()) << written.status();
+  auto html = ReadFile(written->html_path);
+  ASSERT_TRUE(html.ok());
+  EXPECT_THAT(*html, HasSubstr("Policies the site answered under"));
+  EXPECT_THAT(*html, HasSubstr("reloaded (SIGHUP)"));
+}
+
 TEST(SiteReportTest, WithoutACertificateAuthorityNothingIsCalledVerified) {
   SiteDir d = MakeSiteDir("no_ca");
   WriteStudy(d.ledger);
