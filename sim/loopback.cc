@@ -8,6 +8,7 @@
 #include "client/link/grpc_link.h"
 #include "common/crypto/sha256.h"
 #include "common/net/rpc.h"
+#include "common/pki/signing_request.h"
 #include "common/pki/startup_kit.h"
 #include "coordinator/service.h"
 
@@ -35,6 +36,8 @@ StatusOr<std::unique_ptr<LoopbackFederation>> LoopbackFederation::Create(
     return TlsFiles{kit.certificate.ToPem(), std::move(key), ca};
   };
   std::unique_ptr<LoopbackFederation> f(new LoopbackFederation());
+  f->names_ = sites;
+  f->country_ = country;
   ASSIGN_OR_RETURN(f->coordinator_, tls_of(issued.kits[0]));
   for (size_t i = 1; i < issued.kits.size(); ++i) {
     ASSIGN_OR_RETURN(TlsFiles tls, tls_of(issued.kits[i]));
@@ -42,7 +45,31 @@ StatusOr<std::unique_ptr<LoopbackFederation>> LoopbackFederation::Create(
     f->site_credentials_.push_back(std::move(credentials));
     f->site_tls_.push_back(std::move(tls));
   }
+  f->ca_ = std::make_unique<CertificateAuthority>(std::move(issued.ca));
   return f;
+}
+
+StatusOr<std::string> LoopbackFederation::IssueSiteCertificate(
+    int index, const std::string& request_pem) const {
+  if (index < 0 || index >= num_sites()) {
+    return absl::OutOfRangeError(
+        absl::StrCat("site ", index, " of a loopback federation of ", num_sites()));
+  }
+  ASSIGN_OR_RETURN(const SigningRequest request, SigningRequest::FromPem(request_pem));
+  const std::string& name = names_[static_cast<size_t>(index)];
+  if (request.Subject().common_name != name) {
+    return absl::PermissionDeniedError(absl::StrCat("the signing request for site ", index,
+                                                    " names '", request.Subject().common_name,
+                                                    "', not '", name, "'"));
+  }
+  const absl::Time now = absl::Now();
+  CertificateRequest cr;
+  cr.subject = {name, name, country_};
+  cr.not_before = now - kClockSkewAllowance;
+  cr.not_after = now + absl::Hours(24 * 7);  // as Create's
+  cr.client_auth = true;
+  ASSIGN_OR_RETURN(const Certificate certificate, ca_->Issue(cr, request.public_key()));
+  return certificate.ToPem();
 }
 
 StatusOr<std::unique_ptr<LoopbackServer>> LoopbackFederation::Serve(

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "client/link/site_link.h"
 #include "common/net/tls.h"
+#include "common/pki/authority.h"
 #include "common/status/status.h"
 #include "coordinator/round_engine.h"
 #include "hansa/v1/hansa.grpc.pb.h"
@@ -69,9 +70,17 @@ class LoopbackFederation {
   int num_sites() const { return static_cast<int>(site_credentials_.size()); }
   // Site `index`'s certificate, key and the federation CA. REQUIRES: 0 <= index < num_sites().
   const TlsFiles& site_tls(int index) const { return site_tls_[index]; }
+  // A certificate (PEM) for site `index` from the signing request (PEM) of a key made in another
+  // process (sim/workers.h), so the key never travels: the request must verify and name the
+  // site. OutOfRange for an index outside the federation, InvalidArgument or PermissionDenied
+  // (SigningRequest::FromPem) for a bad request, PermissionDenied for one naming another site.
+  StatusOr<std::string> IssueSiteCertificate(int index, const std::string& request_pem) const;
 
  private:
   LoopbackFederation() = default;
+  std::unique_ptr<CertificateAuthority> ca_;
+  std::vector<std::string> names_;
+  std::string country_;
   TlsFiles coordinator_;
   std::vector<TlsFiles> site_tls_;
   std::vector<std::shared_ptr<grpc::ChannelCredentials>> site_credentials_;

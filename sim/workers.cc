@@ -8,6 +8,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/pki/certificate.h"
+#include "common/pki/key.h"
+#include "common/pki/signing_request.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 
@@ -208,10 +210,21 @@ Status RemoteSites::Publish(const LoopbackServer& server) {
   setup["coordinator_fingerprint"] = coordinator.Sha256Fingerprint();
   setup["max_chunk_bytes"] = server.max_chunk_bytes();
   setup["ca"] = federation_->site_tls(0).ca_certificate_pem;
+  // The other ranks' sites made their keys; their signing requests come through the store.
   nlohmann::json sites = nlohmann::json::object();
+  RendezvousStore& store = workers_->store();
   for (int i = local_.first + local_.second; i < sites_; ++i) {
-    const TlsFiles& tls = federation_->site_tls(i);
-    sites[std::to_string(i)] = {{"certificate", tls.certificate_pem}, {"key", tls.private_key_pem}};
+    const std::string key = absl::StrCat(prefix_, "request/", i);
+    Backoff backoff;
+    for (;;) {
+      RETURN_IF_ERROR(Check());
+      ASSIGN_OR_RETURN(const bool sent, store.Check({key}));
+      if (sent) break;
+      backoff.Pause();
+    }
+    ASSIGN_OR_RETURN(const std::string request, store.Get(key, std::chrono::milliseconds(0)));
+    ASSIGN_OR_RETURN(const std::string certificate, federation_->IssueSiteCertificate(i, request));
+    sites[std::to_string(i)] = certificate;
   }
   setup["sites"] = std::move(sites);
   return workers_->store().Set(prefix_ + "setup", setup.dump());
@@ -359,6 +372,16 @@ Status RunCellWorker(const SimulationConfig& config, const std::vector<uint8_t>&
   const std::string end = prefix + "end";
   ASSIGN_OR_RETURN(PreparedRun p, PrepareRun(config, labels, backend, ""));
   const auto [first, count] = SiteShare(config.sites, workers->world_size(), rank);
+  // Each site's key is made here and stays here: rank 0 gets a signing request.
+  std::vector<TlsFiles> tls(p.sites.size());
+  for (int i = first; i < first + count; ++i) {
+    const VirtualSite& site = p.sites[static_cast<size_t>(i)];
+    ASSIGN_OR_RETURN(const PrivateKey key, PrivateKey::Generate());
+    ASSIGN_OR_RETURN(tls[i].private_key_pem, key.ToPem());
+    ASSIGN_OR_RETURN(const SigningRequest request,
+                     SigningRequest::Create(key, {site.name, site.name, kSimulatedCountry}));
+    RETURN_IF_ERROR(store.Set(absl::StrCat(prefix, "request/", i), request.ToPem()));
+  }
   ASSIGN_OR_RETURN(const std::string setup_text, AwaitUnless(store, prefix + "setup", end));
   const nlohmann::json setup = nlohmann::json::parse(setup_text, nullptr, false);
   if (!setup.is_object() || !setup.contains("sites")) {
@@ -366,12 +389,11 @@ Status RunCellWorker(const SimulationConfig& config, const std::vector<uint8_t>&
   }
   const int port = setup.value("port", 0);
   const uint32_t max_chunk = setup.value("max_chunk_bytes", uint32_t{0});
-  std::vector<TlsFiles> tls(p.sites.size());
   std::vector<std::unique_ptr<SiteLink>> links;
   std::vector<SiteLink*> link_ptrs;
   for (int i = first; i < first + count; ++i) {
-    const nlohmann::json& s = setup["sites"].value(std::to_string(i), nlohmann::json::object());
-    tls[i] = TlsFiles{s.value("certificate", ""), s.value("key", ""), setup.value("ca", "")};
+    tls[i].certificate_pem = setup["sites"].value(std::to_string(i), "");
+    tls[i].ca_certificate_pem = setup.value("ca", "");
     ASSIGN_OR_RETURN(auto link,
                      ConnectLoopbackSite(tls[i], LoopbackHost(workers->master_addr()), port,
                                          max_chunk, setup.value("coordinator_fingerprint", "")));

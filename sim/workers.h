@@ -13,15 +13,18 @@
 // engine sums in the same order.
 //
 // Through the store (keys under "hansa/sim/"), for each cell in turn: rank 0 names the cell
-// (job/<n>), publishes the coordinator's port, the federation CA and the other ranks' site
-// keys and certificates (cell/<n>/setup), and opens each round (round/<r>/start); a rank marks
+// (job/<n>); each other rank makes its sites' keys and sends their signing requests
+// (cell/<n>/request/<site>); rank 0 issues their certificates from the run's CA and publishes
+// them with the coordinator's port, the CA and the coordinator certificate's fingerprint
+// (cell/<n>/setup), and opens each round (round/<r>/start); a rank marks
 // its sites' uploads done (round/<r>/uploaded/<rank>) and reports its sites' training figures
 // or its error (round/<r>/done/<rank>). Workers beat a counter (beat/<rank>) every second; a
 // worker silent for worker_timeout_seconds, or one that reports an error, fails the round on
 // rank 0 (the plan needs every site), and with it the cell.
 //
-// Trust: the store carries site private keys and is writable by whoever reaches MASTER_PORT,
-// as torchrun's store is: the rendezvous network must be private to the job.
+// Trust: no private key travels, but the store is readable and writable by whoever reaches
+// MASTER_PORT, as torchrun's is: someone there could ask for a site's certificate in its place
+// or stall the run. The rendezvous network must be private to the job.
 // The coordinator listens on 127.0.0.1 when MASTER_ADDR is a loopback address, else on every
 // interface (mutual TLS with the run's CA, and the workers pin its certificate).
 //
@@ -112,7 +115,8 @@ class RemoteSites {
   std::pair<int, int> local() const { return local_; }
   // Where the coordinator listens: 127.0.0.1 for workers on this machine, else every interface.
   std::string listen() const;
-  // Publishes the server's port and the other ranks' certificates (once, when it is up).
+  // Once the server is up: issues the other ranks' site certificates from their signing
+  // requests (waiting for them) and publishes them with the server's port and fingerprint.
   Status Publish(const LoopbackServer& server);
   // Opens round `round` for the workers; until FinishRound, a failed worker shuts `engine`
   // down. `hooks` gets rank 0's uploads_done.

@@ -15,6 +15,9 @@
 #include <thread>
 
 #include "common/model/models.h"
+#include "common/pki/certificate.h"
+#include "common/pki/key.h"
+#include "common/pki/signing_request.h"
 #include "coordinator/strategy.h"
 
 namespace hansa {
@@ -136,6 +139,30 @@ TEST(WorkersExperimentTest, WorkersResolveToThemselvesAndOneLeavesTheFileAsBefor
       ParseExperiment("[experiment]\nworkers = 0\n", "0.toml", "/tmp");
   EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(zero.status().message(), HasSubstr("workers"));
+}
+
+TEST(LoopbackEnrollmentTest, IssuesASiteCertificateFromItsRequestAndOnlyForThatSite) {
+  StatusOr<std::unique_ptr<LoopbackFederation>> f =
+      LoopbackFederation::Create({"site-000", "site-001"}, "EU");
+  ASSERT_TRUE(f.ok()) << f.status();
+  StatusOr<PrivateKey> key = PrivateKey::Generate();
+  ASSERT_TRUE(key.ok());
+  StatusOr<SigningRequest> request = SigningRequest::Create(*key, {"site-001", "site-001", "EU"});
+  ASSERT_TRUE(request.ok()) << request.status();
+  StatusOr<std::string> issued = (*f)->IssueSiteCertificate(1, request->ToPem());
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  StatusOr<Certificate> certificate = Certificate::FromPem(*issued);
+  ASSERT_TRUE(certificate.ok());
+  EXPECT_EQ(certificate->Subject().common_name, "site-001");
+  EXPECT_TRUE(certificate->CheckPrivateKeyMatches(*key).ok());  // the key stayed with the site
+
+  StatusOr<std::string> other = (*f)->IssueSiteCertificate(0, request->ToPem());
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(other.status().message(), HasSubstr("names 'site-001', not 'site-000'"));
+  EXPECT_EQ((*f)->IssueSiteCertificate(2, request->ToPem()).status().code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ((*f)->IssueSiteCertificate(1, "not a request").status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 // Rank 0 of two, with a second rank joined by a thread that then only waits.
