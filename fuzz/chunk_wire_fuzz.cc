@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/net/chunk_wire.h"
+#include "google/protobuf/stubs/logging.h"
 #include "hansa/v1/hansa.pb.h"
 
 namespace {
@@ -57,6 +58,12 @@ void ParsesBackTo(const grpc::ByteBuffer& message, uint64_t offset, std::string_
 }
 
 }  // namespace
+
+// Protobuf logs every header with a string that is not UTF-8, which both parsers refuse: quiet.
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  google::protobuf::SetLogHandler(nullptr);
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
