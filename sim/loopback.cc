@@ -13,6 +13,10 @@
 #include "coordinator/service.h"
 
 namespace hansa {
+namespace {
+constexpr int kLoopbackValidityDays = 60;
+}  // namespace
+
 LoopbackServer::~LoopbackServer() {
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server_.reset();
@@ -27,8 +31,10 @@ StatusOr<std::unique_ptr<LoopbackFederation>> LoopbackFederation::Create(
   request.federation = "loopback";
   request.coordinator = {"coordinator", country, "loopback coordinator"};
   for (const std::string& site : sites) request.sites.push_back({site, country, site});
-  request.validity_days = 7;
-  request.ca_validity_days = 8;
+  // Beyond the coordinator's expiry warning (kExpiryWarning), which a run's sites would
+  // otherwise trip at every join.
+  request.validity_days = kLoopbackValidityDays;
+  request.ca_validity_days = kLoopbackValidityDays + 1;
   ASSIGN_OR_RETURN(StartupKits issued, IssueStartupKits(request));
   const std::string ca = issued.ca.certificate().ToPem();
   auto tls_of = [&](const StartupKit& kit) -> StatusOr<TlsFiles> {
@@ -66,7 +72,7 @@ StatusOr<std::string> LoopbackFederation::IssueSiteCertificate(
   CertificateRequest cr;
   cr.subject = {name, name, country_};
   cr.not_before = now - kClockSkewAllowance;
-  cr.not_after = now + absl::Hours(24 * 7);  // as Create's
+  cr.not_after = now + absl::Hours(24 * kLoopbackValidityDays);
   cr.client_auth = true;
   ASSIGN_OR_RETURN(const Certificate certificate, ca_->Issue(cr, request.public_key()));
   return certificate.ToPem();
