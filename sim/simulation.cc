@@ -192,8 +192,9 @@ StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Stra
   if (!run.ok()) threads->Abandon();
   const Status joined = threads->Join();
   // A worker's failure first: it is why the engine or the sites here stopped.
-  if (remote)
+  if (remote) {
     RETURN_IF_ERROR(Annotate(remote->FinishRound(round, sites), absl::StrCat("round ", round)));
+  }
   RETURN_IF_ERROR(joined);
   RETURN_IF_ERROR(Annotate(run, absl::StrCat("round ", round)));
   loopback_turn.round_ok = true;
