@@ -195,7 +195,7 @@ TEST(SimulateWorkersTest, SecureAggregationOverWorkersIsTheOneProcessRunToTheBit
 
 TEST(SimulateWorkersTest, AKilledWorkerFailsTheCellNamingItsSites) {
   const std::string experiment =
-      Write("killed.toml", Experiment(2, "worker_timeout = 2\n", R"(["fedavg"])", 500));
+      Write("killed.toml", Experiment(2, "worker_timeout = 5\n", R"(["fedavg"])", 500));
   const std::string out = ::testing::TempDir() + "/simulate_workers/killed";
   std::filesystem::remove_all(out);
   const int port = FreePort();
@@ -205,6 +205,12 @@ TEST(SimulateWorkersTest, AKilledWorkerFailsTheCellNamingItsSites) {
   const std::string metrics = out + "/fedavg__dir-0.5__seed0/metrics.jsonl";
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
   while (Slurp(metrics).empty() && std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(rank0, &status, WNOHANG) == rank0) {
+      ::kill(rank1, SIGKILL);
+      Wait(rank1, 60);
+      FAIL() << "rank 0 ended before its first round: " << Slurp(out + ".rank0.log");
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ASSERT_FALSE(Slurp(metrics).empty()) << Slurp(out + ".rank0.log");
@@ -212,7 +218,7 @@ TEST(SimulateWorkersTest, AKilledWorkerFailsTheCellNamingItsSites) {
   EXPECT_EQ(Wait(rank1, 60), 128 + SIGKILL);
   EXPECT_EQ(Wait(rank0, 300), 1) << Slurp(out + ".rank0.log");
   const std::string log = Slurp(out + ".rank0.log");
-  EXPECT_THAT(log, HasSubstr("worker 1 (sites 2..3) has been silent for 2 s"));
+  EXPECT_THAT(log, HasSubstr("worker 1 (sites 2..3) has been silent for 5 s"));
   EXPECT_THAT(log, HasSubstr("the plan needs every site"));
   EXPECT_THAT(Slurp(out + "/fedavg__dir-0.5__seed0/run.json"), HasSubstr("\"complete\": false"));
 }
