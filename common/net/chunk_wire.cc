@@ -14,7 +14,7 @@ constexpr uint8_t kHeaderTag = (1 << 3) | 2;  // TransferHeader, length-delimite
 constexpr uint8_t kDataTag = (2 << 3) | 2;    // bytes, length-delimited
 constexpr uint8_t kOffsetTag = (3 << 3) | 0;  // uint64, varint
 constexpr size_t kMaxVarint = 10;
-constexpr size_t kMaxTagVarint = 5;
+constexpr size_t kMaxVarint32 = 5;  // tags and lengths, as protobuf reads them
 
 size_t PutVarint(uint64_t v, uint8_t* out) {
   size_t n = 0;
@@ -88,6 +88,11 @@ class SliceReader {
   size_t pos_ = 0;
 };
 
+// A length-delimited field's length as protobuf reads it: at most 5 bytes, below 2^31.
+bool ReadLength(SliceReader& in, uint64_t* n) {
+  return in.ReadVarint(n, kMaxVarint32) && *n <= static_cast<uint64_t>(INT32_MAX);
+}
+
 Status Malformed(const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("malformed Chunk message: ", what));
 }
@@ -103,7 +108,9 @@ Status SkipField(SliceReader& in, uint64_t tag) {
       n = 8;
       break;
     case 2:
-      if (!in.ReadVarint(&n)) return Malformed(absl::StrCat("field ", tag >> 3, " truncated"));
+      if (!ReadLength(in, &n)) {
+        return Malformed(absl::StrCat("field ", tag >> 3, " has a bad length"));
+      }
       break;
     case 5:
       n = 4;
@@ -160,14 +167,14 @@ Status ParseChunk(const grpc::ByteBuffer& message, std::vector<grpc::Slice>* sli
   while (!in.done()) {
     // As protobuf reads a tag: a 32-bit varint of at most 5 bytes, field number not 0.
     uint64_t tag = 0;
-    if (!in.ReadVarint(&tag, kMaxTagVarint) || tag > UINT32_MAX || (tag >> 3) == 0) {
+    if (!in.ReadVarint(&tag, kMaxVarint32) || tag > UINT32_MAX || (tag >> 3) == 0) {
       return Malformed("bad field tag");
     }
     if (tag == kOffsetTag) {
       if (!in.ReadVarint(&view->offset)) return Malformed("offset truncated");
     } else if (tag == kDataTag || tag == kHeaderTag) {
       uint64_t n = 0;
-      if (!in.ReadVarint(&n)) return Malformed("field length truncated");
+      if (!ReadLength(in, &n)) return Malformed("bad field length");
       if (tag == kDataTag) {
         view->has_header = false;  // the oneof's last member counts
         view->data.clear();

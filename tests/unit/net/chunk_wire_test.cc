@@ -161,7 +161,8 @@ TEST(ChunkWireTest, RefusesMalformedMessages) {
   const std::string data = Flat(DataChunkMessage(1, "0123456789"));
   ExpectMalformed(data.substr(0, data.size() - 1), "data truncated");
   ExpectMalformed(std::string("\x12\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11) + "x",
-                  "data truncated");  // a length of 2^64 - 1
+                  "bad field length");  // a length of 2^64 - 1
+  ExpectMalformed(std::string("\x12\xff\xff\xff\xff\x07", 6) + "x", "data truncated");  // 2^31 - 1
   ExpectMalformed(std::string("\x18\x80", 2), "offset truncated");
   ExpectMalformed(std::string("\x18") + std::string(10, '\xff') + "\x01", "offset truncated");
   ExpectMalformed(std::string("\x0b", 1), "wire type 3");    // a group
@@ -184,6 +185,19 @@ TEST(ChunkWireTest, RefusesMalformedMessages) {
   ASSERT_TRUE(ParseChunk(Received(five_byte_tag, {}), &slices, &view).ok());
   EXPECT_EQ(view.offset, reference.offset());
   EXPECT_EQ(view.offset, 5u);
+  // Lengths too (found by chunk_wire_fuzz: a header of length 0 written in 10 bytes): at most
+  // 5 bytes and below 2^31, for known and unknown fields alike.
+  for (const std::string& bad : {std::string("\x0a\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00", 11),
+                                 std::string("\x12\x80\x80\x80\x80\x80\x00", 7),
+                                 std::string("\x2a\x80\x80\x80\x80\x80\x00", 7),
+                                 std::string("\x12\x80\x80\x80\x80\x08", 6)}) {
+    EXPECT_FALSE(v1::Chunk().ParseFromString(bad));
+    ExpectMalformed(bad, "length");
+  }
+  const std::string five_byte_length("\x12\x81\x80\x80\x80\x00q", 7);  // data "q"
+  ASSERT_TRUE(reference.ParseFromString(five_byte_length));
+  ASSERT_TRUE(ParseChunk(Received(five_byte_length, {2}), &slices, &view).ok());
+  EXPECT_EQ(Joined(view), reference.data());
 }
 
 }  // namespace
