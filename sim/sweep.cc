@@ -20,6 +20,7 @@
 #include "common/fileio/fileio.h"
 #include "sim/svg_plot.h"
 #include "sim/virtual_site.h"
+#include "sim/workers.h"
 
 namespace hansa {
 namespace {
@@ -357,7 +358,8 @@ StatusOr<std::unique_ptr<SimulationBackend>> CreateExperimentBackend(
   trainer.model = experiment.base.model;
   trainer.script_file = experiment.base.script_file;
   trainer.task = experiment.base.task;
-  trainer.device = experiment.device;
+  // One GPU per worker on a node with several (workers.h); the experiment's device otherwise.
+  trainer.device = WorkerDevice(experiment.device, LocalRank(), CudaDeviceCount());
   trainer.threads = experiment.threads;
   return CreateTorchBackend(&data.train, &data.test, std::move(trainer), max_pool);
 }

@@ -90,6 +90,22 @@ StatusOr<WorkerEnvironment> ReadWorkerEnvironment(int workers) {
   return env;
 }
 
+std::string WorkerDevice(const std::string& device, int local_rank, int cuda_devices) {
+  if (device != "auto" && device != "cuda") return device;
+  if (cuda_devices <= 0) return device == "auto" ? "cpu" : device;  // "cuda": the trainer says why
+  return absl::StrCat("cuda:", std::max(local_rank, 0) % cuda_devices);
+}
+
+int LocalRank() {
+  for (const char* name : {"LOCAL_RANK", "SLURM_LOCALID", "RANK"}) {
+    const char* value = std::getenv(name);
+    int rank = 0;
+    if (value != nullptr && *value != '\0')
+      return absl::SimpleAtoi(value, &rank) && rank >= 0 ? rank : 0;
+  }
+  return 0;
+}
+
 std::pair<int, int> SiteShare(int sites, int world_size, int rank) {
   const int base = sites / world_size, extra = sites % world_size;
   return {rank * base + std::min(rank, extra), base + (rank < extra ? 1 : 0)};

@@ -61,6 +61,15 @@ struct WorkerEnvironment {
 // one is missing or malformed, or when WORLD_SIZE is not `workers` (the experiment's).
 StatusOr<WorkerEnvironment> ReadWorkerEnvironment(int workers);
 
+// The device a worker trains on: with several GPUs on a node, one per worker. `device` is
+// the experiment's; "auto" and "cuda" become "cuda:<local_rank mod cuda_devices>" ("auto" is
+// "cpu" without CUDA); "cpu" and "cuda:N" stay as given. Every rank writes the experiment's
+// own `device` into experiment.toml, so ranks on different GPUs still run one experiment.
+std::string WorkerDevice(const std::string& device, int local_rank, int cuda_devices);
+// This process's rank on its node: LOCAL_RANK (torchrun), else SLURM_LOCALID, else RANK, else
+// 0; a value that is not a non-negative integer counts as 0.
+int LocalRank();
+
 // Rank `rank`'s sites: [first, first + count) of `sites` over `world_size` ranks, contiguous,
 // the first sites % world_size ranks one more.
 std::pair<int, int> SiteShare(int sites, int world_size, int rank);

@@ -657,6 +657,10 @@ StatusOr<std::unique_ptr<Trainer>> CreateChecked(const TrainerOptions& options) 
 
 }  // namespace
 
+int CudaDeviceCount() {
+  return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+}
+
 Trainer::~Trainer() = default;
 
 StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& options) {

@@ -124,6 +124,9 @@ struct DeviceVector {
 //
 // Threads: on CPU, Create() sets torch's intra-op thread count, which is process-wide. Several
 // Trainers in one process (simulation) therefore share the last setting.
+// The CUDA devices LibTorch sees (0 without CUDA).
+int CudaDeviceCount();
+
 class Trainer {
  public:
   // A trainer holding InitialModel(options.model, 0). InvalidArgument for an unknown model or

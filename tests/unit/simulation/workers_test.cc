@@ -231,5 +231,31 @@ TEST_F(RemoteSitesTest, RefusesWhatCannotBeSpreadAndNamesTheCellToTheWorkers) {
   EXPECT_EQ(end->first, "");
 }
 
+// One GPU per worker on a node with several; the experiment's device as given otherwise.
+TEST(WorkerDeviceTest, AutoAndCudaSpreadOverTheNodesGpus) {
+  EXPECT_EQ(WorkerDevice("auto", 0, 4), "cuda:0");
+  EXPECT_EQ(WorkerDevice("auto", 5, 4), "cuda:1");
+  EXPECT_EQ(WorkerDevice("cuda", 3, 2), "cuda:1");
+  EXPECT_EQ(WorkerDevice("auto", 3, 0), "cpu");
+  EXPECT_EQ(WorkerDevice("cuda", 1, 0), "cuda");  // the trainer names the missing CUDA
+  EXPECT_EQ(WorkerDevice("cpu", 1, 4), "cpu");
+  EXPECT_EQ(WorkerDevice("cuda:2", 0, 4), "cuda:2");
+  EXPECT_EQ(WorkerDevice("cuda:2", 3, 4), "cuda:2");
+}
+
+TEST(WorkerDeviceTest, LocalRankComesFromTheLaunchersVariables) {
+  for (const char* name : {"LOCAL_RANK", "SLURM_LOCALID", "RANK"}) unsetenv(name);
+  EXPECT_EQ(LocalRank(), 0);
+  setenv("RANK", "5", 1);
+  EXPECT_EQ(LocalRank(), 5);
+  setenv("SLURM_LOCALID", "2", 1);
+  EXPECT_EQ(LocalRank(), 2);
+  setenv("LOCAL_RANK", "1", 1);
+  EXPECT_EQ(LocalRank(), 1);
+  setenv("LOCAL_RANK", "x", 1);
+  EXPECT_EQ(LocalRank(), 0);
+  for (const char* name : {"LOCAL_RANK", "SLURM_LOCALID", "RANK"}) unsetenv(name);
+}
+
 }  // namespace
 }  // namespace hansa
