@@ -2,7 +2,7 @@
 # against the one-process run.
 hansa_test(simulate_workers_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/workers_test.cc
-  LIBS nlohmann_json::nlohmann_json
+  LIBS hansa_integration_harness nlohmann_json::nlohmann_json
   LABELS integration TIMEOUT 600)
 add_dependencies(simulate_workers_test hansa)
 target_compile_definitions(simulate_workers_test PRIVATE

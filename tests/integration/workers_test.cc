@@ -4,11 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,11 +19,13 @@
 #include <vector>
 
 #include "nlohmann/json.hpp"
+#include "tests/integration/harness.h"
 
 extern char** environ;
 
 namespace {
 
+using ::hansa::testing::FreePort;  // rank 0's store port
 using ::testing::HasSubstr;
 
 std::string Slurp(const std::string& path) {
@@ -53,20 +52,6 @@ std::string Experiment(int workers, const std::string& extra = "",
   toml += extra;
   toml += "\n[training]\nepochs = 1\nbatch_size = 32\nlearning_rate = 0.05\nmomentum = 0.9\n";
   return toml;
-}
-
-// A port free on 127.0.0.1 a moment ago, for rank 0's store.
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 // `hansa simulate EXPERIMENT --out OUT [FLAGS]` with the torchrun variables of `rank` (none
