@@ -1,5 +1,6 @@
 #include "coordinator/round_engine.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <optional>
@@ -218,7 +219,7 @@ Status RoundEngine::Resume(const Model& initial) {
     ASSIGN_OR_RETURN(privacy_, EnginePrivacy::Open(options_, initial.layout.TotalElements()));
     RoundRecord record;
     record.round = 0;
-    return PublishModel(0, initial, record);
+    return PublishModel(0, checkpoints_.Encode(0, initial), record);
   }
   if (unstored) last = unstored->record;
   // Why an unstored release cannot be adopted; `error` as it is otherwise.
@@ -228,7 +229,7 @@ Status RoundEngine::Resume(const Model& initial) {
   };
   StatusOr<PublishedModel> published = checkpoints_.Load(*last);
   if (!published.ok()) return adopting(published.status());
-  const ModelLayout& layout = published->model.layout;
+  const ModelLayout& layout = published->layout;
   ASSIGN_OR_RETURN(strategy_, Strategy::Create(options_.strategy, layout));
   ASSIGN_OR_RETURN(privacy_, EnginePrivacy::Open(options_, layout.TotalElements()));
   if (last->round > 0 && strategy_->State().layout.size() > 0) {
@@ -314,8 +315,8 @@ StatusOr<std::optional<RoundEngine::UnstoredRelease>> RoundEngine::ReleasedButNo
   return std::optional<UnstoredRelease>(std::move(out));
 }
 
-Status RoundEngine::PublishModel(int64_t round, Model model, const RoundRecord& base) {
-  PublishedModel published = checkpoints_.Encode(round, std::move(model));
+Status RoundEngine::PublishModel(int64_t round, PublishedModel published,
+                                 const RoundRecord& base) {
   RoundRecord record = base;
   record.round = round;
   record.model_sha256 = published.sha256;
@@ -347,8 +348,12 @@ int64_t RoundEngine::completed_round() const {
 }
 
 StatusOr<Model> RoundEngine::global_model() const {
-  absl::MutexLock lock(&mu_);
-  return global_.model;
+  PublishedModel global;
+  {
+    absl::MutexLock lock(&mu_);
+    global = global_;  // the payload is shared, not copied: the copy below runs unlocked
+  }
+  return global.ToModel();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -427,12 +432,20 @@ bool RoundEngine::WaitUntil(absl::Time deadline, const std::function<bool()>& do
   return true;
 }
 
+bool RoundEngine::OnlyLostPending() const {
+  return std::all_of(pending_.begin(), pending_.end(),
+                     [&](const std::string& site) { return lost_.count(site) > 0; });
+}
+
 Status RoundEngine::WaitForSites(std::vector<std::string>* cohort) {
   absl::Time deadline = options_.clock->Now() + options_.wait_for_sites;
   absl::Time next_log = options_.clock->Now() + absl::Seconds(10);
   for (;;) {
     absl::Time now = options_.clock->Now();
     *cohort = members_.Active(now, options_.site_idle);
+    cohort->erase(std::remove_if(cohort->begin(), cohort->end(),
+                                 [&](const std::string& site) { return lost_.count(site) > 0; }),
+                  cohort->end());
     if (static_cast<int>(cohort->size()) >= options_.min_sites) return absl::OkStatus();
     if (shutdown_) return absl::CancelledError("coordinator shutting down");
     if (now >= deadline) {
@@ -509,7 +522,7 @@ Status RoundEngine::RunStage(Phase phase, const std::vector<std::string>& sites,
   phase_ = phase;
   if (options_.status) options_.status->StageBegan(StageName(phase), options_.clock->Now());
   changed_.SignalAll();
-  bool all = WaitUntil(deadline, [&] { return pending_.empty(); });
+  bool all = WaitUntil(deadline, [&] { return OnlyLostPending(); });
   if (shutdown_) return absl::CancelledError("coordinator shutting down");
   if (!all) {
     spdlog::warn("round {}: no answer in time from {} ({})", plan_.round(),
@@ -522,7 +535,7 @@ Status RoundEngine::RunStage(Phase phase, const std::vector<std::string>& sites,
 // Driver: training rounds
 
 StatusOr<std::optional<std::vector<float>>> RoundEngine::PlaintextAttempt(absl::Time deadline) {
-  aggregator_ = std::make_unique<StreamingAggregator>(global_.model.layout.TotalElements(),
+  aggregator_ = std::make_unique<StreamingAggregator>(global_.layout.TotalElements(),
                                                       absl::StrCat(options_.state_dir, "/spill"));
   std::vector<std::string> cohort(plan_.cohort().begin(), plan_.cohort().end());
   RETURN_IF_ERROR(RecordPlan());
@@ -572,7 +585,7 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::SecureAttempt(
   if (options_.secure.malicious) {
     for (const auto& site : cohort) in.certificates.push_back(members_.Certificate(site));
   }
-  in.model_values = global_.model.values.size();
+  in.model_values = static_cast<size_t>(global_.layout.TotalElements());
   in.minimum_sum = MinimumSum();
   in.ddg = privacy_->client_level() && !statistics_step_ ? &privacy_->ddg() : nullptr;
   in.upload_timeout = options_.upload_timeout;
@@ -639,7 +652,7 @@ StatusOr<std::vector<float>> RoundEngine::AggregateRound(int64_t round) {
 Status RoundEngine::RunTrainingRound(int64_t round) {
   absl::Time started = options_.clock->Now();
   Model mean;
-  Model next;
+  PublishedModel global;  // the payload shared with global_, not copied
   RoundRecord record;
   {
     absl::MutexLock lock(&mu_);
@@ -651,25 +664,30 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
     if (options_.secure.enabled) record.examples = secure_examples_;
     record.bytes_up = bytes_up_;
     record.bytes_down = bytes_down_;
-    next = global_.model;
+    global = global_;
   }
-  // Server step: the strategy (FedAvg: global + server_lr * mean) on the sites' mean delta.
-  mean.layout = next.layout;
+  // Server step: the strategy (FedAvg: global + server_lr * mean) on the sites' mean delta,
+  // into one copy of the global model's values (the round's only one besides the payloads).
+  // The aggregate's sum is gone by now, and the mean goes before the new payload is made.
+  mean.layout = global.layout;
   RoundInfo info{round, static_cast<int>(record.sites.size()),
                  static_cast<int>(options_.allowed_sites.size())};
-  StatusOr<Model> stepped = strategy_->Apply(next, mean, info);
-  if (!stepped.ok()) {
-    return Annotate(stepped.status(),
+  StatusOr<Model> next = strategy_->Apply(global.ToModel(), mean, info);
+  mean = Model();
+  if (!next.ok()) {
+    return Annotate(next.status(),
                     absl::StrCat("server step of round ", round, "; refusing to publish it"));
   }
-  next = *std::move(stepped);
-  Status valid = next.Validate();
+  Status valid = next->Validate();
   if (!valid.ok()) {
     return Annotate(valid, absl::StrCat("aggregate of round ", round,
                                         " is not finite; refusing to publish it"));
   }
+  PublishedModel published = checkpoints_.Encode(round, *next);
+  next = Model();
+  global = PublishedModel();  // global_ (and a download in progress) may still hold it
   record.seconds = absl::ToDoubleSeconds(options_.clock->Now() - started);
-  RETURN_IF_ERROR(PublishModel(round, std::move(next), record));
+  RETURN_IF_ERROR(PublishModel(round, std::move(published), record));
   spdlog::info("round {}: aggregated {} updates ({} examples) in {:.1f} s", round,
                record.sites.size(), record.examples, record.seconds);
   return absl::OkStatus();
@@ -737,7 +755,7 @@ Status RoundEngine::RunEvaluation(int64_t round) {
       options_.status->StageBegan(StageName(Phase::kEvaluate), options_.clock->Now());
     changed_.SignalAll();
     absl::Time deadline = options_.clock->Now() + options_.evaluate_timeout;
-    WaitUntil(deadline, [&] { return pending_.empty(); });
+    WaitUntil(deadline, [&] { return OnlyLostPending(); });
     if (shutdown_) {
       ClosePhase("coordinator shutting down");
       return absl::CancelledError("coordinator shutting down");

@@ -67,6 +67,10 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
   Status RecordCertificateRefusal(const ParticipantFields& who, const std::string& serial,
                                   const std::string& problem, const std::string& reason,
                                   const std::string& stage);
+  // A site known to be gone for good (the simulator's dead worker process, sim/workers.h): the
+  // open stage stops waiting for it and records it as dropped when it closes, as at a deadline;
+  // no later plan of this engine includes it. Any thread.
+  void SiteLost(const std::string& site);
   // The site's next task; WAIT if none appears within `wait`.
   StatusOr<v1::Task> NextTask(const std::string& site, absl::Duration wait);
   // The payload of the current global model, if `sha256` names it (`round` is the plan's).
@@ -187,9 +191,12 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Status RunEvaluation(int64_t round);
   Status WaitForSites(std::vector<std::string>* cohort) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  Status PublishModel(int64_t round, Model model, const RoundRecord& record);
+  // Writes `published` as round `round`'s checkpoint, records it and makes it the global model.
+  Status PublishModel(int64_t round, PublishedModel published, const RoundRecord& record);
   bool WaitUntil(absl::Time deadline, const std::function<bool()>& done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every site the open stage still waits for is lost (SiteLost); true when none is pending.
+  bool OnlyLostPending() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // AlreadyExists(why), recorded as upload_refused.
   Status RefuseUpload(const std::string& site, const std::string& why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -232,6 +239,7 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
   v1::RoundPlan plan_ ABSL_GUARDED_BY(mu_);
   std::string plan_sha256_ ABSL_GUARDED_BY(mu_);                      // of the open training plan
   std::set<std::string> pending_ ABSL_GUARDED_BY(mu_);                // cohort members not yet done
+  std::set<std::string> lost_ ABSL_GUARDED_BY(mu_);                   // SiteLost's
   std::map<std::string, bool> consent_ ABSL_GUARDED_BY(mu_);          // this attempt's answers
   std::set<std::string> evaluation_declined_ ABSL_GUARDED_BY(mu_);    // this evaluation's
   std::map<std::string, std::string> payloads_ ABSL_GUARDED_BY(mu_);  // per-site task payload

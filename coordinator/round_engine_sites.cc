@@ -60,6 +60,11 @@ Status RoundEngine::RecordCertificateRefusal(const ParticipantFields& who,
   return absl::OkStatus();
 }
 
+void RoundEngine::SiteLost(const std::string& site) {
+  absl::MutexLock lock(&mu_);
+  if (lost_.insert(site).second) changed_.SignalAll();
+}
+
 StatusOr<v1::Task> RoundEngine::NextTask(const std::string& site, absl::Duration wait) {
   absl::Time deadline = options_.clock->Now() + wait;
   absl::MutexLock lock(&mu_);
@@ -181,7 +186,7 @@ StatusOr<std::unique_ptr<UpdateFolder>> RoundEngine::NewFolder(const std::string
   ASSIGN_OR_RETURN(
       auto contribution,
       aggregator_->Begin(site, central ? 1.0 : static_cast<double>(header.num_examples())));
-  return MakePlaintextFolder(std::move(contribution), global_.model.layout,
+  return MakePlaintextFolder(std::move(contribution), global_.layout,
                              central ? privacy_->ddg().clip_norm : 0);
 }
 
