@@ -16,13 +16,27 @@ std::string Checkpoints::StrategyStatePath(int64_t round) const {
   return absl::StrFormat("%s/checkpoints/strategy-%04d.safetensors", state_dir_, round);
 }
 
-PublishedModel Checkpoints::Encode(int64_t round, Model model) const {
+const float* PublishedModel::values() const {
+  if (!payload) return nullptr;
+  const size_t bytes = static_cast<size_t>(layout.TotalElements()) * sizeof(float);
+  return reinterpret_cast<const float*>(payload->data() + (payload->size() - bytes));
+}
+
+Model PublishedModel::ToModel() const {
+  Model out;
+  out.layout = layout;
+  const float* v = values();
+  if (v != nullptr) out.values.assign(v, v + layout.TotalElements());
+  return out;
+}
+
+PublishedModel Checkpoints::Encode(int64_t round, const Model& model) const {
   PublishedModel out;
   std::string payload =
       EncodeSafetensors(model, {{"round", std::to_string(round)}, {"model", model_name_}});
   out.sha256 = ToHex(Sha256(payload));
   out.payload = std::make_shared<const std::string>(std::move(payload));
-  out.model = std::move(model);
+  out.layout = model.layout;
   return out;
 }
 
@@ -36,14 +50,41 @@ Status Checkpoints::Write(int64_t round, const PublishedModel& published,
 }
 
 StatusOr<PublishedModel> Checkpoints::Load(const RoundRecord& last) const {
-  TensorMetadata meta;
-  ASSIGN_OR_RETURN(Model model, ReadSafetensorsFile(last.checkpoint, &meta));
-  PublishedModel published = Encode(last.round, std::move(model));
+  const SafetensorsLimits limits;
+  ASSIGN_OR_RETURN(std::string bytes,
+                   ReadFile(last.checkpoint, limits.max_data_bytes + limits.max_header_bytes + 8));
+  PublishedModel published;
+  published.sha256 = ToHex(Sha256(bytes));
   if (published.sha256 != last.model_sha256) {
     return absl::DataLossError(absl::StrCat("checkpoint ", last.checkpoint, " has SHA-256 ",
                                             published.sha256, " but the state database recorded ",
                                             last.model_sha256, "; restore it from a backup"));
   }
+  // The digest matched, so these are bytes Encode wrote; checked anyway, as values() relies on
+  // them: a header, then F32 data that tiles the rest of the file from an aligned offset.
+  auto unreadable = [&](const std::string& why) {
+    return absl::DataLossError(
+        absl::StrCat("checkpoint ", last.checkpoint, ": ", why, "; restore it from a backup"));
+  };
+  if (bytes.size() < 8) return unreadable("shorter than a safetensors header");
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<uint8_t>(bytes[i]);
+  if (header_len > limits.max_header_bytes || header_len > bytes.size() - 8) {
+    return unreadable(absl::StrCat("header length ", header_len, " does not fit the file"));
+  }
+  uint64_t data_bytes = 0;
+  StatusOr<ModelLayout> layout = ParseSafetensorsHeader(
+      std::string_view(bytes).substr(8, header_len), nullptr, &data_bytes, limits);
+  if (!layout.ok()) return unreadable(std::string(layout.status().message()));
+  if (!layout->tensors().empty() && layout->tensors()[0].dtype != DType::kF32) {
+    return unreadable("its tensors are not F32");
+  }
+  if (8 + header_len + data_bytes != bytes.size() || (8 + header_len) % alignof(float) != 0) {
+    return unreadable(absl::StrCat("its data of ", data_bytes, " bytes after a header of ",
+                                   header_len, " does not end the file or is not aligned"));
+  }
+  published.layout = *std::move(layout);
+  published.payload = std::make_shared<const std::string>(std::move(bytes));
   return published;
 }
 

@@ -16,12 +16,20 @@
 
 namespace hansa {
 
-// The global model as published: the model, the safetensors payload sites download (tagged with
-// the round and the model name) and the payload's SHA-256 (lowercase hex).
+// The global model as published: the safetensors payload sites download (tagged with the round
+// and the model name), its SHA-256 (lowercase hex) and its layout. The payload is the only copy
+// of the model's values the coordinator keeps: values() views its data section in place.
 struct PublishedModel {
-  Model model;
+  ModelLayout layout;
   std::shared_ptr<const std::string> payload;
   std::string sha256;
+
+  // layout.TotalElements() floats, in layout order: the payload's tail, 4-byte aligned (the
+  // header's length prefix and JSON are padded to a multiple of 8; Load checks it). Valid while
+  // `payload` is; null when there is no payload.
+  const float* values() const;
+  // A Model of its own: the one place the values are copied out of the payload.
+  Model ToModel() const;
 };
 
 class Checkpoints {
@@ -33,13 +41,14 @@ class Checkpoints {
   // The strategy's state after `round` (momentum, moments), beside the checkpoint.
   std::string StrategyStatePath(int64_t round) const;
 
-  // `model` as published after `round`.
-  PublishedModel Encode(int64_t round, Model model) const;
+  // `model` as published after `round`: its values copied once, into the payload.
+  PublishedModel Encode(int64_t round, const Model& model) const;
   // Writes `published` as the checkpoint of `round`, and `strategy`'s state after a round > 0
   // when it has any; the file system's error.
   Status Write(int64_t round, const PublishedModel& published, const Strategy& strategy) const;
-  // The checkpoint `last` names, as published; DataLoss when its digest is not the one the
-  // state database recorded.
+  // The checkpoint `last` names, as published: the file's bytes are the payload, not decoded
+  // and encoded again. DataLoss when its digest is not the one the state database recorded or
+  // it is not a payload this class encodes (F32 tensors, tiled in order, aligned data).
   StatusOr<PublishedModel> Load(const RoundRecord& last) const;
 
  private:

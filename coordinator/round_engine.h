@@ -125,7 +125,8 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
   // For tests and the service.
   int64_t completed_round() const;
   // The global model published after completed_round(): the very Model its checkpoint
-  // (checkpoints/round-NNNN.safetensors) holds, in memory. Any thread.
+  // (checkpoints/round-NNNN.safetensors) holds, copied out of the published payload (the
+  // engine keeps no decoded copy). Any thread; the copy is made without the engine's lock.
   StatusOr<Model> global_model() const;
   const EngineOptions& options() const { return options_; }
   uint32_t max_chunk_bytes() const { return options_.max_chunk_bytes; }

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <thread>
 
@@ -519,6 +520,52 @@ TEST(RoundEngineTest, RefusesToResumeFromTamperedCheckpoint) {
   auto engine = RoundEngine::Create(o, InitialModel());
   EXPECT_EQ(engine.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(std::string(engine.status().message()), HasSubstr("restore it from a backup"));
+}
+
+std::string FileSha256(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return ToHex(Sha256(bytes));
+}
+
+// The checkpoints, the strategy's state and the published payload are the same bytes however
+// the engine holds the model in memory: these digests were taken before the engine kept the
+// global model only as its payload and stepped it in place. A change of the file format
+// changes them on purpose; nothing else may.
+TEST(RoundEngineTest, CheckpointsHoldTheSameBytesAsBeforeTheModelWasHeldOnce) {
+  EngineOptions o = Options("checkpoint_bytes");
+  o.strategy.name = "fedadam";
+  Behaviour a{.delta = 0.5f, .examples = 100};
+  Behaviour b{.delta = -1.0f, .examples = 300};
+  RunFederation(o, {{"a", a}, {"b", b}});
+  o.rounds = 2;  // the second round after a restart: from the checkpoint read back
+  Model m = RunFederation(o, {{"a", a}, {"b", b}});
+  const std::string dir = o.state_dir + "/checkpoints/";
+  EXPECT_EQ(FileSha256(dir + "round-0000.safetensors"),
+            "6a8287bf105931ad9bac67889def02a46afc501ea2caf156a05835b9d606292e");
+  EXPECT_EQ(FileSha256(dir + "round-0001.safetensors"),
+            "35023abb38b410d19b12f47c0ace9d69d1d5eec728427df59b7c62ef53bc20b9");
+  EXPECT_EQ(FileSha256(dir + "round-0002.safetensors"),
+            "d8aa04c77cc373bddaf744e419395ca00cd856075ec84d001a08dcd3e1bda486");
+  EXPECT_EQ(FileSha256(dir + "strategy-0002.safetensors"),
+            "95aff3e5c3424f4a0a2b68ba380f7e76dc9fe689f6df61edc5f003327fa380d6");
+  // A resumed engine serves the checkpoint's very bytes and hands out its values.
+  auto engine = RoundEngine::Create(o, Model{});
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  const std::string sha = FileSha256(dir + "round-0002.safetensors");
+  auto payload = (*engine)->Download("a", 3, sha);
+  ASSERT_TRUE(payload.ok()) << payload.status();
+  EXPECT_EQ(ToHex(Sha256(**payload)), sha);
+  StatusOr<Model> global = (*engine)->global_model();
+  ASSERT_TRUE(global.ok()) << global.status();
+  EXPECT_TRUE(global->layout.CheckSameAs(m.layout).ok());
+  ASSERT_EQ(global->values.size(), m.values.size());
+  EXPECT_EQ(std::memcmp(global->values.data(), m.values.data(), sizeof(float) * m.values.size()),
+            0);
+  // A payload asked for by another digest is refused, naming the current round.
+  auto stale = (*engine)->Download("a", 3, FileSha256(dir + "round-0001.safetensors"));
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(stale.status().message()), HasSubstr("after round 2"));
 }
 
 TEST(RoundEngineTest, ShutdownStopsRunPromptly) {
