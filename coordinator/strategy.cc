@@ -123,9 +123,9 @@ Status Strategy::CheckUpdate(const Model& update) const {
   return absl::OkStatus();
 }
 
-StatusOr<Model> Strategy::Step(const Model& global, const float* step) const {
+StatusOr<Model> Strategy::Step(Model global, const float* step) const {
   RETURN_IF_ERROR(Annotate(global.layout.CheckSameAs(model_), "global model"));
-  Model next = global;
+  Model next = std::move(global);
   const float lr = static_cast<float>(options_.server_lr);
   for (size_t i = 0; i < next.values.size(); ++i) next.values[i] += lr * step[i];
   const int64_t bad = FindNonFinite(next.values.data(), next.values.size());
@@ -136,13 +136,13 @@ StatusOr<Model> Strategy::Step(const Model& global, const float* step) const {
   return next;
 }
 
-StatusOr<Model> Strategy::Apply(const Model& global, const Model& mean, const RoundInfo&) {
+StatusOr<Model> Strategy::Apply(Model global, const Model& mean, const RoundInfo&) {
   if (needs_individual_updates()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "strategy '", options_.name, "' needs the individual updates, not their mean"));
   }
   RETURN_IF_ERROR(CheckUpdate(mean));
-  return Step(global, mean.values.data());
+  return Step(std::move(global), mean.values.data());
 }
 
 StatusOr<Model> Strategy::ApplyIndividual(const Model& global,

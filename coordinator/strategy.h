@@ -103,9 +103,9 @@ class Strategy {
 
   // The next global model from the current one and the example-weighted mean of the round's
   // updates (UpdateLayout()). InvalidArgument when the layouts disagree; the result is
-  // checked finite.
-  virtual StatusOr<Model> Apply(const Model& global, const Model& mean_update,
-                                const RoundInfo& info);
+  // checked finite. `global` is stepped in place and returned: pass it with std::move when the
+  // caller no longer needs it, so a large model is not copied.
+  virtual StatusOr<Model> Apply(Model global, const Model& mean_update, const RoundInfo& info);
   // For robust aggregators: the next global model from the individual updates.
   virtual StatusOr<Model> ApplyIndividual(const Model& global,
                                           const std::vector<WeightedUpdate>& updates,
@@ -124,8 +124,8 @@ class Strategy {
       : options_(std::move(options)), model_(std::move(model)) {}
   // The model part of an update checked against the layout, or InvalidArgument.
   Status CheckUpdate(const Model& update) const;
-  // global + server_lr * step, checked finite.
-  StatusOr<Model> Step(const Model& global, const float* step) const;
+  // global + server_lr * step, checked finite, written into `global`'s own values.
+  StatusOr<Model> Step(Model global, const float* step) const;
 
   const StrategyOptions options_;
   const ModelLayout model_;

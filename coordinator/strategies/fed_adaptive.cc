@@ -3,6 +3,7 @@
 // v are the strategy's state across rounds ("m.<tensor>", "v.<tensor>").
 #include <cmath>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -25,7 +26,7 @@ class FedAdaptive : public Strategy {
     m_.assign(model_.TotalElements(), 0.0f);
     v_.assign(model_.TotalElements(), static_cast<float>(options_.tau * options_.tau));
   }
-  StatusOr<Model> Apply(const Model& global, const Model& mean, const RoundInfo&) override {
+  StatusOr<Model> Apply(Model global, const Model& mean, const RoundInfo&) override {
     RETURN_IF_ERROR(CheckUpdate(mean));
     const double b1 = options_.beta1, b2 = options_.beta2, tau = options_.tau;
     std::vector<float> step(m_.size());
@@ -45,7 +46,7 @@ class FedAdaptive : public Strategy {
       v_[i] = static_cast<float>(v);
       step[i] = static_cast<float>(m / (std::sqrt(v) + tau));
     }
-    return Step(global, step.data());
+    return Step(std::move(global), step.data());
   }
   Model State() const override { return PackState(model_, {"m.", "v."}, {&m_, &v_}); }
   Status RestoreState(const Model& s) override {

@@ -1,6 +1,7 @@
 // FedAvgM (Hsu et al. 2019): server momentum, v = beta v + mean delta; x = x + eta v. The
 // velocity v is the strategy's state across rounds ("momentum.<tensor>").
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -18,12 +19,12 @@ class FedAvgM : public Strategy {
   FedAvgM(const StrategyOptions& o, const ModelLayout& m) : Strategy(o, m) {
     velocity_.assign(model_.TotalElements(), 0.0f);
   }
-  StatusOr<Model> Apply(const Model& global, const Model& mean, const RoundInfo&) override {
+  StatusOr<Model> Apply(Model global, const Model& mean, const RoundInfo&) override {
     RETURN_IF_ERROR(CheckUpdate(mean));
     const float beta = static_cast<float>(options_.server_momentum);
     for (size_t i = 0; i < velocity_.size(); ++i)
       velocity_[i] = beta * velocity_[i] + mean.values[i];
-    return Step(global, velocity_.data());
+    return Step(std::move(global), velocity_.data());
   }
   Model State() const override { return PackState(model_, {"momentum."}, {&velocity_}); }
   Status RestoreState(const Model& s) override {

@@ -3,6 +3,7 @@
 // and x = x + eta tau_eff mean(delta_i / a_i).
 #include <cmath>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -24,7 +25,7 @@ class FedNova : public Strategy {
     specs.push_back({"fednova.a", DType::kF32, {1}});
     return ModelLayout(std::move(specs));
   }
-  StatusOr<Model> Apply(const Model& global, const Model& mean, const RoundInfo&) override {
+  StatusOr<Model> Apply(Model global, const Model& mean, const RoundInfo&) override {
     RETURN_IF_ERROR(CheckUpdate(mean));
     const double tau_eff = static_cast<double>(mean.values.back()) * kFedNovaScale;
     if (!(tau_eff > 0)) {
@@ -33,7 +34,7 @@ class FedNova : public Strategy {
     }
     std::vector<float> step(model_.TotalElements());
     for (size_t i = 0; i < step.size(); ++i) step[i] = static_cast<float>(tau_eff * mean.values[i]);
-    return Step(global, step.data());
+    return Step(std::move(global), step.data());
   }
 };
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "coordinator/strategies/internal.h"
@@ -37,9 +38,9 @@ class Scaffold : public Strategy {
   std::optional<Model> ServerBroadcast() const override {
     return PackState(model_, {"scaffold."}, {&c_});
   }
-  StatusOr<Model> Apply(const Model& global, const Model& mean, const RoundInfo& info) override {
+  StatusOr<Model> Apply(Model global, const Model& mean, const RoundInfo& info) override {
     RETURN_IF_ERROR(CheckUpdate(mean));
-    ASSIGN_OR_RETURN(Model next, Step(global, mean.values.data()));
+    ASSIGN_OR_RETURN(Model next, Step(std::move(global), mean.values.data()));
     const float share =
         static_cast<float>(info.sites) / static_cast<float>(std::max(1, info.total_sites));
     const float* delta_c = mean.values.data() + c_.size();
