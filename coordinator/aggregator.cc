@@ -1,6 +1,10 @@
 #include "coordinator/aggregator.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdint>
 
 #include "common/fileio/fileio.h"
 #include "common/status/check.h"
@@ -65,6 +69,38 @@ StatusOr<std::vector<float>> StreamingAggregator::WeightedMean() const {
   }
   std::vector<float> out(sum_.size());
   for (size_t i = 0; i < sum_.size(); ++i) out[i] = static_cast<float>(sum_[i] / total);
+  return out;
+}
+
+StatusOr<std::vector<float>> StreamingAggregator::TakeWeightedMean() {
+  double total;
+  {
+    absl::MutexLock lock(&mu_);
+    if (taken_) return absl::FailedPreconditionError("the weighted mean was already taken");
+    if (committed_ == 0) return absl::FailedPreconditionError("no update was committed");
+    total = total_weight_;
+    taken_ = true;
+  }
+  // The mean grows block by block (reserve touches no page) while the sum's pages behind the
+  // block just read go back to the kernel (MADV_DONTNEED: they read zero if touched again).
+  constexpr size_t kBlock = size_t{1} << 18;  // 2 MiB of doubles: whole huge pages
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  double* sum = sum_.data();
+  const uintptr_t base = reinterpret_cast<uintptr_t>(sum);
+  uintptr_t released = (base + page - 1) & ~(page - 1);  // first byte not yet given back
+  std::vector<float> out;
+  out.reserve(sum_.size());
+  std::vector<float> block(std::min(kBlock, sum_.size()));
+  for (size_t lo = 0; lo < sum_.size(); lo += kBlock) {
+    const size_t n = std::min(kBlock, sum_.size() - lo);
+    for (size_t i = 0; i < n; ++i) block[i] = static_cast<float>(sum[lo + i] / total);
+    out.insert(out.end(), block.begin(), block.begin() + static_cast<std::ptrdiff_t>(n));
+    const uintptr_t end = (base + (lo + n) * sizeof(double)) & ~(page - 1);
+    if (end > released) {
+      ::madvise(reinterpret_cast<void*>(released), end - released, MADV_DONTNEED);
+      released = end;
+    }
+  }
   return out;
 }
 

@@ -58,6 +58,11 @@ class StreamingAggregator {
   double total_weight() const;
   // sum / total_weight as float; FailedPrecondition when nothing was committed.
   StatusOr<std::vector<float>> WeightedMean() const;
+  // WeightedMean, giving the sum's memory back to the system as it is read, so that the sum
+  // (8 bytes a value) and the mean (4) are never held whole at once; the aggregator is spent
+  // after it (its sum reads zero) and a second call is FailedPrecondition.
+  // REQUIRES: no contribution folds or aborts any more (the upload phase is closed).
+  StatusOr<std::vector<float>> TakeWeightedMean();
 
  private:
   static constexpr int kStripes = 64;
@@ -73,6 +78,7 @@ class StreamingAggregator {
   int committed_ ABSL_GUARDED_BY(mu_) = 0;
   double total_weight_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  bool taken_ ABSL_GUARDED_BY(mu_) = false;  // TakeWeightedMean gave the sum back
 };
 
 }  // namespace hansa

@@ -550,7 +550,8 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::PlaintextAttempt(absl::
                  plan_.round(), result->committed(), options_.min_sites);
     return std::optional<std::vector<float>>();
   }
-  ASSIGN_OR_RETURN(std::vector<float> mean, result->WeightedMean());
+  // The sum's memory goes as the mean is formed; the aggregator goes with this function.
+  ASSIGN_OR_RETURN(std::vector<float> mean, result->TakeWeightedMean());
   if (privacy_->client_level()) {
     // Central Gaussian: noise on the sum of the clipped updates, then the plain mean.
     const DdgParams& ddg = privacy_->ddg();

@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 #include <thread>
+#include <tuple>
 
 namespace hansa {
 namespace {
@@ -51,6 +52,41 @@ TEST(StreamingAggregatorTest, WeightedMeanOfConcurrentChunkedContributions) {
   }
   EXPECT_EQ(agg.committed(), 4);
   EXPECT_EQ(agg.total_weight(), 16.0);
+}
+
+// TakeWeightedMean gives the sum's pages back as it reads them: over several of its blocks and
+// a tail that ends inside a page, it must still read every value before its page goes.
+TEST(StreamingAggregatorTest, TakenMeanEqualsTheMeanAndSpendsTheAggregator) {
+  const int64_t n = (int64_t{1} << 19) + 1234;  // two blocks of 2^18 and a ragged tail
+  StreamingAggregator agg(n, TempDir());
+  std::vector<float> a(n), b(n);
+  for (int64_t i = 0; i < n; ++i) {
+    a[i] = static_cast<float>(i % 1000) / 8.0f;
+    b[i] = -static_cast<float>(i % 77) / 4.0f;
+  }
+  for (auto [name, values, weight] : {std::tuple{"a", &a, 1.0}, std::tuple{"b", &b, 3.0}}) {
+    auto c = agg.Begin(name, weight);
+    ASSERT_TRUE(c.ok()) << c.status();
+    ASSERT_TRUE((*c)->Fold(0, values->data(), values->size()).ok());
+    ASSERT_TRUE((*c)->Commit().ok());
+  }
+  auto want = agg.WeightedMean();
+  ASSERT_TRUE(want.ok()) << want.status();
+  auto taken = agg.TakeWeightedMean();
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  ASSERT_EQ(taken->size(), static_cast<size_t>(n));
+  EXPECT_TRUE(*taken == *want);
+  EXPECT_EQ((*taken)[n - 1], static_cast<float>((a[n - 1] + 3.0 * b[n - 1]) / 4.0));
+  auto again = agg.TakeWeightedMean();
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(again.status().message()), HasSubstr("already taken"));
+}
+
+TEST(StreamingAggregatorTest, NothingCommittedHasNoMeanToTake) {
+  StreamingAggregator agg(10, TempDir());
+  auto taken = agg.TakeWeightedMean();
+  EXPECT_EQ(taken.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(taken.status().message()), HasSubstr("no update was committed"));
 }
 
 TEST(StreamingAggregatorTest, AbortedContributionLeavesNoTrace) {
