@@ -315,8 +315,7 @@ StatusOr<std::optional<RoundEngine::UnstoredRelease>> RoundEngine::ReleasedButNo
   return std::optional<UnstoredRelease>(std::move(out));
 }
 
-Status RoundEngine::PublishModel(int64_t round, PublishedModel published,
-                                 const RoundRecord& base) {
+Status RoundEngine::PublishModel(int64_t round, PublishedModel published, const RoundRecord& base) {
   RoundRecord record = base;
   record.round = round;
   record.model_sha256 = published.sha256;
@@ -556,8 +555,6 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::PlaintextAttempt(absl::
     // Central Gaussian: noise on the sum of the clipped updates, then the plain mean.
     const DdgParams& ddg = privacy_->ddg();
     const double n = static_cast<double>(result->committed());
-    std::vector<double> sum(mean.begin(), mean.end());
-    for (double& x : sum) x *= n;
     CryptoUniformSource csprng;
     std::optional<SeededUniformSource> seeded;
     if (!options_.privacy.central_noise_seed.empty()) {
@@ -565,8 +562,18 @@ StatusOr<std::optional<std::vector<float>>> RoundEngine::PlaintextAttempt(absl::
                                   " attempt ", plan_.attempt()));
     }
     UniformSource& source = seeded ? static_cast<UniformSource&>(*seeded) : csprng;
-    RETURN_IF_ERROR(AddCentralGaussianNoise(sum, ddg.clip_norm, ddg.noise_multiplier, source));
-    for (size_t i = 0; i < mean.size(); ++i) mean[i] = static_cast<float>(sum[i] / n);
+    // In blocks of an even length, so the noise is drawn in pairs exactly as over the whole
+    // vector, without a double-precision copy of the model.
+    constexpr size_t kBlock = size_t{1} << 16;
+    std::vector<double> sum;
+    for (size_t lo = 0; lo < mean.size(); lo += kBlock) {
+      const size_t count = std::min(kBlock, mean.size() - lo);
+      sum.assign(mean.begin() + static_cast<std::ptrdiff_t>(lo),
+                 mean.begin() + static_cast<std::ptrdiff_t>(lo + count));
+      for (double& x : sum) x *= n;
+      RETURN_IF_ERROR(AddCentralGaussianNoise(sum, ddg.clip_norm, ddg.noise_multiplier, source));
+      for (size_t i = 0; i < count; ++i) mean[lo + i] = static_cast<float>(sum[i] / n);
+    }
   }
   RETURN_IF_ERROR(SpendPrivacy());
   return std::optional<std::vector<float>>(std::move(mean));
