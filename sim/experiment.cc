@@ -105,6 +105,21 @@ namespace {
 
 // The base configuration's aggregation, transport and privacy settings, and how they go
 // together.
+// experiment.min_sites: at most the sites, and with secure aggregation the engine's own floor.
+Status CheckMinSites(const std::string& name, const SimulationConfig& b) {
+  if (b.min_sites > b.sites) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": experiment.min_sites = ", b.min_sites,
+                                                   " but the run has ", b.sites,
+                                                   " sites; it must be 1..", b.sites));
+  }
+  if (b.secure.enabled && b.min_sites > 0 && b.min_sites < 3) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": secure aggregation needs experiment.min_sites >= 3 (it is ",
+                     b.min_sites, "): with fewer sites the sum would reveal an individual update"));
+  }
+  return absl::OkStatus();
+}
+
 Status CheckBase(const std::string& name, const std::string& transport, const std::string& mode,
                  SimulationConfig* base) {
   SimulationConfig& b = *base;
@@ -126,6 +141,7 @@ Status CheckBase(const std::string& name, const std::string& transport, const st
                                                    b.secure.unmask_device,
                                                    "'; it must be \"auto\" or \"cpu\""));
   }
+  RETURN_IF_ERROR(CheckMinSites(name, b));
   if (b.secure.enabled) {
     if (cp.enabled) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -133,13 +149,16 @@ Status CheckBase(const std::string& name, const std::string& transport, const st
           ": [client_privacy] simulates the central Gaussian, which needs aggregation.mode "
           "= \"plaintext\"; the distributed discrete Gaussian is not simulated"));
     }
-    SecAggParams p;
-    p.num_sites = static_cast<uint32_t>(b.sites);
-    p.degree = b.secure.degree;
-    p.threshold = b.secure.threshold;
-    p.vector_length = 1;
-    RETURN_IF_ERROR(Annotate(ResolveParams(p).status(),
-                             absl::StrCat(name, ": secure aggregation of ", b.sites, " sites")));
+    // As coordinator.toml's check: the parameters must fit every cohort a round may have.
+    for (int n = b.MinSites(); n <= b.sites; ++n) {
+      SecAggParams p;
+      p.num_sites = static_cast<uint32_t>(n);
+      p.degree = b.secure.degree;
+      p.threshold = b.secure.threshold;
+      p.vector_length = 1;
+      RETURN_IF_ERROR(Annotate(ResolveParams(p).status(),
+                               absl::StrCat(name, ": secure aggregation of ", n, " sites")));
+    }
   }
   if (dp.enabled) {
     // Fails here, not after the data is loaded, when no noise multiplier reaches the budget.
@@ -280,6 +299,7 @@ StatusOr<ExperimentConfig> ParseExperiment(const std::string& text, const std::s
   b.workers = static_cast<int>(r.Int("experiment.workers", b.workers, 1, 4096));
   b.worker_timeout_seconds =
       r.Int("experiment.worker_timeout", b.worker_timeout_seconds, 1, int64_t{1} << 30);
+  b.min_sites = static_cast<int>(r.Int("experiment.min_sites", 0, 1, 100000));
   const std::string transport = r.String("experiment.transport", TransportName(b.transport));
   const int64_t seed = r.Int("experiment.seed", 0, 0, int64_t{1} << 62);
   const int64_t repeats = r.Int("experiment.repeats", 1, 1, 1000);
@@ -366,6 +386,9 @@ std::string ExperimentConfig::ResolvedToml() const {
       "train_limit = ", train_limit, "\n", "test_limit = ", test_limit, "\n", "pool = ", base.pool,
       "\n", "threads = ", threads, "\n", "device = ", TomlString(device), "\n",
       "transport = ", TomlString(TransportName(base.transport)), "\n",
+      // Only when set: a run folder of every site reads back the same, and a rerun with another
+      // min_sites is another experiment there (CheckRunDir), never taken for complete.
+      base.min_sites > 0 ? absl::StrCat("min_sites = ", base.min_sites, "\n") : "",
       // Only with workers: experiment.toml files from before workers read back the same.
       base.workers > 1 ? absl::StrCat("workers = ", base.workers,
                                       "\nworker_timeout = ", base.worker_timeout_seconds, "\n")

@@ -26,6 +26,7 @@
 #include "common/privacy/uniform_source.h"
 #include "common/secagg/client.h"
 #include "common/tensor/safetensors.h"
+#include "coordinator/federation_status.h"
 #include "coordinator/round_engine.h"
 #include "coordinator/round_metrics.h"
 #include "nlohmann/json.hpp"
@@ -36,8 +37,10 @@
 
 namespace hansa {
 namespace {
+// `live`: the sites still in the run (a lost worker's are not admitted).
 EngineOptions OneRoundEngine(const SimulationConfig& config, const std::string& dir,
-                             const std::vector<VirtualSite>& sites, int64_t round) {
+                             const std::vector<VirtualSite>& sites, const std::vector<bool>& live,
+                             int64_t round) {
   EngineOptions o;
   o.federation = "simulation";
   o.state_dir = dir;
@@ -47,10 +50,12 @@ EngineOptions OneRoundEngine(const SimulationConfig& config, const std::string& 
     o.task.set_loss(std::string(LossName(config.task.loss)));
     o.task.set_buffers(std::string(BuffersName(config.task.buffers)));
   }
-  for (const VirtualSite& s : sites) o.allowed_sites.push_back(s.name);
+  for (size_t i = 0; i < sites.size(); ++i) {
+    if (live[i]) o.allowed_sites.push_back(sites[i].name);
+  }
   o.allowed_countries = {kSimulatedCountry};
   o.rounds = 1;
-  o.min_sites = static_cast<int>(sites.size());
+  o.min_sites = config.MinSites();
   o.wait_for_sites = absl::Minutes(5);
   o.upload_timeout = absl::Hours(72);
   o.evaluate_timeout = absl::Minutes(10);
@@ -157,6 +162,41 @@ StatusOr<std::vector<SiteLink*>> RoundLinks(RoundEngine* engine, LoopbackRun* lo
   return links;
 }
 
+// With min_sites below the sites still in the run, the engine would plan as soon as min_sites
+// had joined: the round waits until every live site has (or the round ends, or 5 minutes
+// pass: the engine's own wait then decides), so the cohort is the same every run.
+void AwaitJoins(const FederationStatusBoard& board, const RoundEngine& engine, RemoteSites* remote,
+                const std::vector<VirtualSite>& sites) {
+  const auto deadline = SimClock::now() + std::chrono::minutes(5);
+  auto pause = std::chrono::milliseconds(1);
+  for (;;) {
+    const FederationStatus status = board.Snapshot();
+    bool all = true;
+    for (size_t i = 0; i < sites.size() && all; ++i) {
+      all = status.sites.count(sites[i].name) > 0 ||
+            (remote != nullptr && !remote->Live(static_cast<int>(i)));
+    }
+    if (all || engine.shutting_down() || SimClock::now() > deadline) return;
+    if (remote != nullptr && !remote->Check().ok()) return;
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(5));
+  }
+}
+
+// Which sites' updates are in the round's aggregate: those whose upload the engine committed
+// in the round's last attempt (a site that dropped out is not). A lost worker's sites that
+// did not report get the bytes the engine received from them.
+void MarkParticipants(const FederationStatusBoard& board, std::vector<VirtualSite>* sites) {
+  const FederationStatus status = board.Snapshot();
+  for (VirtualSite& s : *sites) {
+    auto it = status.sites.find(s.name);
+    s.took_part = it != status.sites.end() && it->second.round_uploaded;
+    if (!s.reported && it != status.sites.end()) {
+      s.bytes_up = static_cast<uint64_t>(it->second.round_upload_bytes);
+    }
+  }
+}
+
 // Runs one round through a fresh one-round engine holding `extended` (the model and the
 // strategy's broadcast tensors) and returns the engine's aggregate.
 StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Strategy& strategy,
@@ -165,8 +205,24 @@ StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Stra
                                       LoopbackRun* loopback, std::vector<VirtualSite>* sites) {
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
-  ASSIGN_OR_RETURN(std::unique_ptr<RoundEngine> engine,
-                   RoundEngine::Create(OneRoundEngine(config, dir, *sites, round), extended));
+  RemoteSites* remote = loopback ? loopback->remote.get() : nullptr;
+  std::vector<bool> live(sites->size(), true);
+  int live_count = 0;
+  for (size_t i = 0; i < sites->size(); ++i) {
+    VirtualSite& s = (*sites)[i];
+    live[i] = remote == nullptr || remote->Live(static_cast<int>(i));
+    live_count += live[i] ? 1 : 0;
+    s.took_part = true;
+    s.reported = true;
+  }
+  EngineOptions options = OneRoundEngine(config, dir, *sites, live, round);
+  // Only where a site may drop out: who took part is then the engine's to say.
+  std::shared_ptr<FederationStatusBoard> board;
+  if (config.MinSites() < static_cast<int>(sites->size())) {
+    board = std::make_shared<FederationStatusBoard>();
+    options.status = board;
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<RoundEngine> engine, RoundEngine::Create(options, extended));
   LoopbackTurn loopback_turn{loopback};  // destroyed before the engine
   std::vector<std::unique_ptr<SiteLink>> in_process;
   RoundSites round_sites;
@@ -175,7 +231,6 @@ StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Stra
                                              : std::make_pair(0, static_cast<int>(sites->size()));
   ASSIGN_OR_RETURN(round_sites.links,
                    RoundLinks(engine.get(), loopback, *sites, local, &in_process));
-  RemoteSites* remote = loopback ? loopback->remote.get() : nullptr;
   if (remote) RETURN_IF_ERROR(remote->StartRound(round, engine.get(), &round_sites));
   round_sites.backend = backend;
   round_sites.strategy = &strategy;
@@ -188,6 +243,7 @@ StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Stra
     }
   }
   ASSIGN_OR_RETURN(std::unique_ptr<SiteThreads> threads, SiteThreads::Start(round_sites, sites));
+  if (board && config.MinSites() < live_count) AwaitJoins(*board, *engine, remote, *sites);
   Status run = engine->Run();
   if (!run.ok()) threads->Abandon();
   const Status joined = threads->Join();
@@ -198,6 +254,7 @@ StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Stra
   RETURN_IF_ERROR(joined);
   RETURN_IF_ERROR(Annotate(run, absl::StrCat("round ", round)));
   loopback_turn.round_ok = true;
+  if (board) MarkParticipants(*board, sites);
   ASSIGN_OR_RETURN(Model published, engine->global_model());
   RoundOutcome out;
   out.mean.layout = extended.layout;
@@ -208,6 +265,7 @@ StatusOr<RoundOutcome> RunEngineRound(const SimulationConfig& config, const Stra
   const uint64_t model_bytes =
       EncodeSafetensorsHeader(extended.layout, {}).size() + extended.values.size() * sizeof(float);
   for (const VirtualSite& s : *sites) {
+    if (!s.took_part) continue;
     out.bytes_up += s.bytes_up;
     out.bytes_down += model_bytes;
   }
@@ -258,6 +316,7 @@ nlohmann::ordered_json ConfigJson(const SimulationConfig& c) {
   j["seed"] = c.seed;
   j["pool"] = c.pool;
   j["transport"] = TransportName(c.transport);
+  if (c.min_sites > 0) j["min_sites"] = c.min_sites;
   j["training"] = {{"epochs", c.training.epochs},
                    {"batch_size", c.training.batch_size},
                    {"learning_rate", c.training.learning_rate},
@@ -398,6 +457,9 @@ Status WriteRunJson(const SimulationConfig& config, const std::vector<VirtualSit
   run["sites_examples"] = nlohmann::json::array();
   for (const VirtualSite& s : sites) run["sites_examples"].push_back(s.indices.size());
   if (!standardization.is_null()) run["standardization"] = standardization;
+  if (result != nullptr && !result->lost_workers.empty()) {
+    run["lost_workers"] = result->lost_workers;
+  }
   run["complete"] = result != nullptr;
   if (result != nullptr) {
     run["result"] = {{"best_accuracy", result->best_accuracy},
@@ -498,16 +560,27 @@ nlohmann::ordered_json MetricsLine(const SimulationConfig& run, const RoundMetri
   double train_seconds = 0;
   int64_t examples = 0;
   nlohmann::ordered_json per_site = nlohmann::ordered_json::object();
+  std::vector<std::string> dropped;
+  size_t took_part = 0;
   for (const VirtualSite& s : sites) {
-    train_seconds += s.result.seconds;
+    if (!s.took_part) {
+      dropped.push_back(s.name);
+      continue;
+    }
+    ++took_part;
     examples += static_cast<int64_t>(s.indices.size());
+    if (!s.reported) {  // its worker was lost before it told its figures
+      per_site[s.name] = {{"examples", s.indices.size()}, {"reported", false}};
+      continue;
+    }
+    train_seconds += s.result.seconds;
     per_site[s.name] = {{"examples", s.indices.size()},
                         {"train_loss", s.result.loss},
                         {"steps", s.result.steps},
                         {"seconds", s.result.seconds}};
   }
   line["round"] = m.round;
-  line["sites"] = sites.size();
+  line["sites"] = took_part;
   line["accuracy"] = eval.accuracy;
   line["loss"] = eval.loss;
   WriteClinicalMetrics(counts, &line);
@@ -527,13 +600,16 @@ nlohmann::ordered_json MetricsLine(const SimulationConfig& run, const RoundMetri
     line["delta"] = run.client_privacy.delta;
   }
   line["per_site"] = per_site;
+  if (!dropped.empty()) line["dropped"] = dropped;  // sites whose update is not in the round
   return line;
 }
 
 // The strategy's server step on the round's outcome: the next global model.
 StatusOr<Model> ServerStep(Strategy& strategy, const Model& global, int64_t round,
                            const RoundOutcome& outcome, const std::vector<VirtualSite>& sites) {
-  const RoundInfo info{round, static_cast<int>(sites.size()), static_cast<int>(sites.size())};
+  const auto took_part =
+      std::count_if(sites.begin(), sites.end(), [](const VirtualSite& s) { return s.took_part; });
+  const RoundInfo info{round, static_cast<int>(took_part), static_cast<int>(sites.size())};
   if (!strategy.needs_individual_updates()) return strategy.Apply(global, outcome.mean, info);
   std::vector<WeightedUpdate> updates;
   for (const VirtualSite& s : sites) {
@@ -601,8 +677,8 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
     loopback->serve = config.transport == Transport::kGrpc;
     ASSIGN_OR_RETURN(loopback->federation, LoopbackFederation::Create(names, kSimulatedCountry));
     if (workers != nullptr) {
-      ASSIGN_OR_RETURN(loopback->remote,
-                       RemoteSites::Start(workers, config, *strategy, *loopback->federation));
+      ASSIGN_OR_RETURN(loopback->remote, RemoteSites::Start(workers, config, *strategy,
+                                                            *loopback->federation, names));
     }
   }
   ASSIGN_OR_RETURN(RunPrivacy privacy,
@@ -642,6 +718,7 @@ StatusOr<RunResult> RunSimulation(const SimulationConfig& config,
     result.best_accuracy = std::max(result.best_accuracy, m.accuracy);
   }
   result.final_accuracy = result.rounds.back().accuracy;
+  if (loopback && loopback->remote) result.lost_workers = loopback->remote->LostWorkers();
   RETURN_IF_ERROR(WriteRunOutputs(config, result, global, *strategy, run_dir));
   RETURN_IF_ERROR(WriteRunJson(config, sites, prepared.standardization, &result, run_dir));
   result.final_model = std::move(global);

@@ -103,6 +103,10 @@ struct SimulationConfig {
   // silent for worker_timeout_seconds is taken for dead.
   int workers = 1;
   int64_t worker_timeout_seconds = 60;
+  // The sites a round needs (the engine's min_sites); 0: every site. Below `sites`, a dead
+  // worker's sites drop out as real sites would, and the cell goes on while this many remain.
+  int min_sites = 0;
+  int MinSites() const { return min_sites > 0 ? min_sites : sites; }
   Transport transport = Transport::kInProcess;
   // Record-level DP-SGD at every site, planned as a deployment plans it (ResolveRecordPrivacy).
   // Its sampling and noise are drawn from `seed` so that runs repeat; a deployed site draws
@@ -158,7 +162,8 @@ struct ExperimentConfig {
 // Reads an experiment file (TOML; unknown keys are errors):
 //   [experiment] name, data_dir, model, sites, rounds, seed, repeats, partitions = [...],
 //                strategies = [...], train_limit, test_limit, pool, threads, device,
-//                transport = "in-process" (default) or "grpc"
+//                transport = "in-process" (default) or "grpc", workers, worker_timeout,
+//                min_sites (1..sites, default every site; >= 3 and fitting SecAgg+ when secure)
 //   [model]      file (a TorchScript file, relative to the experiment file; instead of
 //                experiment.model), buffers ("average" only); [task] kind, loss, as in
 //                coordinator.toml
@@ -228,6 +233,8 @@ struct RunResult {
   double final_accuracy = 0;
   double seconds = 0;
   Model final_model;
+  // Workers taken for dead during the run, as rank 0 logged them (run.json "lost_workers").
+  std::vector<std::string> lost_workers;
 };
 
 struct Progress {

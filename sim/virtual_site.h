@@ -60,6 +60,8 @@ struct VirtualSite {
   TrainResult result;
   std::vector<float> update;  // kept only for aggregators that need individual updates
   uint64_t bytes_up = 0;
+  bool took_part = true;  // its update is in the round's aggregate (a dropped site's is not)
+  bool reported = true;   // its figures reached rank 0 (a lost worker's may not have)
 };
 
 // Hands out at most `size` trainer slots at a time.

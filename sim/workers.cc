@@ -7,6 +7,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/pki/certificate.h"
 #include "common/pki/key.h"
 #include "common/pki/signing_request.h"
@@ -122,6 +123,7 @@ StatusOr<std::unique_ptr<CellWorkers>> CellWorkers::Join(const WorkerEnvironment
   ASSIGN_OR_RETURN(std::unique_ptr<RendezvousStore> store, JoinRendezvous(o));
   std::unique_ptr<CellWorkers> w(new CellWorkers(std::move(store)));
   w->master_addr_ = env.master_addr;
+  w->lost_.assign(static_cast<size_t>(w->world_size()), false);
   if (w->rank() > 0) w->heartbeat_ = std::thread([p = w.get()] { p->Beat(); });
   return w;
 }
@@ -140,11 +142,26 @@ CellWorkers::~CellWorkers() {
   if (heartbeat_.joinable()) heartbeat_.join();
 }
 
+bool CellWorkers::lost(int rank) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return lost_[static_cast<size_t>(rank)];
+}
+
+void CellWorkers::MarkLost(int rank) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    lost_[static_cast<size_t>(rank)] = true;
+  }
+  // A worker that was only slow reads it and stops; the others' upload chain skips it.
+  store_->Set(absl::StrCat(kPrefix, "lost/", rank), "1").IgnoreError();
+}
+
 void CellWorkers::Finish() {
   if (rank() != 0) return;
   if (!store_->Set(absl::StrCat(kPrefix, "job/", next_cell_), "").ok()) return;
   const auto deadline = SimClock::now() + std::chrono::seconds(30);
   for (int r = 1; r < world_size(); ++r) {
+    if (lost(r)) continue;
     Backoff backoff;
     const std::string key = absl::StrCat(kPrefix, "finished/", r);
     for (;;) {
@@ -184,7 +201,8 @@ StatusOr<std::pair<std::string, std::string>> CellWorkers::NextCell() {
 StatusOr<std::unique_ptr<RemoteSites>> RemoteSites::Start(CellWorkers* workers,
                                                           const SimulationConfig& config,
                                                           const Strategy& strategy,
-                                                          const LoopbackFederation& federation) {
+                                                          const LoopbackFederation& federation,
+                                                          std::vector<std::string> names) {
   if (config.sites < workers->world_size()) {
     return absl::InvalidArgumentError(absl::StrCat("workers = ", workers->world_size(),
                                                    " needs at least as many sites (the run has ",
@@ -200,8 +218,24 @@ StatusOr<std::unique_ptr<RemoteSites>> RemoteSites::Start(CellWorkers* workers,
   r->workers_ = workers;
   r->federation_ = &federation;
   r->sites_ = config.sites;
+  r->min_sites_ = config.MinSites();
+  r->names_ = std::move(names);
   r->silence_ = std::chrono::milliseconds(config.worker_timeout_seconds * 1000);
   r->local_ = SiteShare(config.sites, workers->world_size(), 0);
+  r->lost_.assign(static_cast<size_t>(workers->world_size()), false);
+  int live = config.sites;
+  std::vector<std::string> lost;
+  for (int k = 1; k < workers->world_size(); ++k) {
+    if (!workers->lost(k)) continue;
+    r->lost_[static_cast<size_t>(k)] = true;
+    live -= SiteShare(config.sites, workers->world_size(), k).second;
+    lost.push_back(r->Who(k));
+  }
+  if (live < r->min_sites_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(absl::StrJoin(lost, ", "), " died in an earlier cell, leaving ", live,
+                     " sites; this cell needs min_sites = ", r->min_sites_));
+  }
   ASSIGN_OR_RETURN(r->prefix_, workers->BeginCell(config.DirName()));
   r->watch_ = std::thread([p = r.get()] { p->Watch(); });
   return r;
@@ -232,12 +266,13 @@ Status RemoteSites::Publish(const LoopbackServer& server) {
   for (int i = local_.first + local_.second; i < sites_; ++i) {
     const std::string key = absl::StrCat(prefix_, "request/", i);
     Backoff backoff;
-    for (;;) {
+    bool sent = false;
+    while (!sent && Live(i)) {
       RETURN_IF_ERROR(Check());
-      ASSIGN_OR_RETURN(const bool sent, store.Check({key}));
-      if (sent) break;
-      backoff.Pause();
+      ASSIGN_OR_RETURN(sent, store.Check({key}));
+      if (!sent) backoff.Pause();
     }
+    if (!sent) continue;  // its worker was lost: no certificate
     ASSIGN_OR_RETURN(const std::string request, store.Get(key, std::chrono::milliseconds(0)));
     ASSIGN_OR_RETURN(const std::string certificate, federation_->IssueSiteCertificate(i, request));
     sites[std::to_string(i)] = certificate;
@@ -252,6 +287,9 @@ Status RemoteSites::StartRound(int64_t round, RoundEngine* engine, RoundSites* h
     RETURN_IF_ERROR(failure_);
     engine_ = engine;
     round_ = round;
+    for (int i = local_.first + local_.second; i < sites_; ++i) {
+      if (lost_[static_cast<size_t>(RankOf(i))]) engine->SiteLost(names_[static_cast<size_t>(i)]);
+    }
   }
   RendezvousStore* store = &workers_->store();
   hooks->first = local_.first;
@@ -273,6 +311,59 @@ Status RemoteSites::Check() {
   return failure_;
 }
 
+int RemoteSites::RankOf(int site) const {
+  const int world = workers_->world_size();
+  for (int k = world - 1; k > 0; --k) {
+    if (site >= SiteShare(sites_, world, k).first) return k;
+  }
+  return 0;
+}
+
+std::string RemoteSites::Who(int rank) const {
+  return absl::StrCat("worker ", rank, " (sites ",
+                      Range(SiteShare(sites_, workers_->world_size(), rank)), ")");
+}
+
+bool RemoteSites::Lost(int rank) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return lost_[static_cast<size_t>(rank)];
+}
+
+bool RemoteSites::Live(int site) { return !Lost(RankOf(site)); }
+
+std::vector<std::string> RemoteSites::LostWorkers() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return lost_why_;
+}
+
+void RemoteSites::Lose(int rank, const std::string& why) {
+  const int world = workers_->world_size();
+  const std::string what = absl::StrCat(Who(rank), " ", why);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!failure_.ok() || lost_[static_cast<size_t>(rank)]) return;
+  int live = sites_;
+  for (int k = 1; k < world; ++k) {
+    if (k == rank || lost_[static_cast<size_t>(k)]) live -= SiteShare(sites_, world, k).second;
+  }
+  if (live < min_sites_) {
+    failure_ = absl::UnavailableError(absl::StrCat(
+        what, ": its sites dropped out, and the plan needs ",
+        min_sites_ == sites_ ? std::string("every site")
+                             : absl::StrCat("min_sites = ", min_sites_, " (", live, " remain)")));
+    if (engine_ != nullptr) engine_->Shutdown();
+    return;
+  }
+  lost_[static_cast<size_t>(rank)] = true;
+  lost_why_.push_back(absl::StrCat(what, " (round ", round_, ")"));
+  spdlog::warn(
+      "{}: its sites drop out of round {}; the cell goes on with {} sites (min_sites = {})", what,
+      round_, live, min_sites_);
+  workers_->MarkLost(rank);
+  if (engine_ == nullptr) return;  // the next round's engine hears of it at StartRound
+  const auto [first, count] = SiteShare(sites_, world, rank);
+  for (int i = first; i < first + count; ++i) engine_->SiteLost(names_[static_cast<size_t>(i)]);
+}
+
 void RemoteSites::Watch() {
   const int world = workers_->world_size();
   std::vector<int64_t> beats(static_cast<size_t>(world), -1);
@@ -286,17 +377,16 @@ void RemoteSites::Watch() {
       round = round_;
     }
     for (int k = 1; k < world; ++k) {
-      const std::string who =
-          absl::StrCat("worker ", k, " (sites ", Range(SiteShare(sites_, world, k)), ")");
+      if (Lost(k)) continue;
       StatusOr<int64_t> beat = store.Add(absl::StrCat(kPrefix, "beat/", k), 0);
       if (!beat.ok()) return Fail(beat.status());
       if (*beat != beats[k]) {
         beats[k] = *beat;
         heard[k] = SimClock::now();
       } else if (SimClock::now() - heard[k] > silence_) {
-        return Fail(absl::UnavailableError(absl::StrCat(
-            who, " has been silent for ", silence_.count() / 1000,
-            " s (worker_timeout): its sites dropped out, and the plan needs every site")));
+        Lose(k,
+             absl::StrCat("has been silent for ", silence_.count() / 1000, " s (worker_timeout)"));
+        continue;
       }
       if (round == 0) continue;
       const std::string done = absl::StrCat(prefix_, "round/", round, "/done/", k);
@@ -307,9 +397,7 @@ void RemoteSites::Watch() {
       if (!text.ok()) return Fail(text.status());
       const nlohmann::json report = nlohmann::json::parse(*text, nullptr, false);
       const std::string error = report.is_object() ? report.value("error", "") : "bad report";
-      if (!error.empty()) {
-        return Fail(absl::AbortedError(absl::StrCat(who, " failed round ", round, ": ", error)));
-      }
+      if (!error.empty()) Lose(k, absl::StrCat("failed round ", round, ": ", error));
     }
     for (int i = 0; i < 10 && !stop_; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -323,32 +411,43 @@ Status RemoteSites::FinishRound(int64_t round, std::vector<VirtualSite>* sites) 
   }
   RendezvousStore& store = workers_->store();
   for (int k = 1; k < workers_->world_size(); ++k) {
+    const auto [first, count] = SiteShare(sites_, workers_->world_size(), k);
     const std::string key = absl::StrCat(prefix_, "round/", round, "/done/", k);
     Backoff backoff;
+    bool reported = false;
     for (;;) {
       RETURN_IF_ERROR(Check());
-      ASSIGN_OR_RETURN(const bool reported, store.Check({key}));
-      if (reported) break;
+      ASSIGN_OR_RETURN(reported, store.Check({key}));
+      if (reported || Lost(k)) break;
       backoff.Pause();
     }
-    ASSIGN_OR_RETURN(const std::string text, store.Get(key, std::chrono::milliseconds(0)));
-    const nlohmann::json report = nlohmann::json::parse(text, nullptr, false);
-    if (!report.is_object() || !report.contains("sites") || !report["sites"].is_array()) {
-      return absl::DataLossError(absl::StrCat("worker ", k, "'s report of round ", round,
-                                              " does not parse: ", text.substr(0, 200)));
-    }
-    const std::string error = report.value("error", "");
-    if (!error.empty()) {
-      return absl::AbortedError(absl::StrCat("worker ", k, " failed round ", round, ": ", error));
-    }
-    const auto [first, count] = SiteShare(sites_, workers_->world_size(), k);
-    if (report["sites"].size() != static_cast<size_t>(count)) {
-      return absl::DataLossError(absl::StrCat("worker ", k, " reported ", report["sites"].size(),
-                                              " sites of round ", round, ", not ", count));
+    nlohmann::json report;
+    if (reported) {
+      ASSIGN_OR_RETURN(const std::string text, store.Get(key, std::chrono::milliseconds(0)));
+      report = nlohmann::json::parse(text, nullptr, false);
+      if (!report.is_object() || !report.contains("sites") || !report["sites"].is_array()) {
+        return absl::DataLossError(absl::StrCat("worker ", k, "'s report of round ", round,
+                                                " does not parse: ", text.substr(0, 200)));
+      }
+      const std::string error = report.value("error", "");
+      if (!error.empty()) {
+        Lose(k, absl::StrCat("failed round ", round, ": ", error));
+        RETURN_IF_ERROR(Check());
+        reported = false;
+      } else if (report["sites"].size() != static_cast<size_t>(count)) {
+        return absl::DataLossError(absl::StrCat("worker ", k, " reported ", report["sites"].size(),
+                                                " sites of round ", round, ", not ", count));
+      }
     }
     for (int i = 0; i < count; ++i) {
-      const nlohmann::json& s = report["sites"][static_cast<size_t>(i)];
       VirtualSite& site = (*sites)[static_cast<size_t>(first + i)];
+      site.reported = reported;
+      if (!reported) {  // lost with its worker: what the engine saw of it is all there is
+        site.result = TrainResult();
+        site.bytes_up = 0;
+        continue;
+      }
+      const nlohmann::json& s = report["sites"][static_cast<size_t>(i)];
       site.result.num_examples = s.value("num_examples", int64_t{0});
       site.result.steps = s.value("steps", int64_t{0});
       site.result.examples_seen = s.value("examples_seen", int64_t{0});
@@ -379,6 +478,28 @@ nlohmann::json Report(const Status& st, const std::vector<VirtualSite>& sites, i
                                {"bytes_up", s.bytes_up}});
   }
   return report;
+}
+
+// Rank 0 took this worker for dead (CellWorkers::MarkLost): its sites left the sweep.
+Status CheckNotLost(RendezvousStore& store, int rank) {
+  ASSIGN_OR_RETURN(const bool lost, store.Check({absl::StrCat(kPrefix, "lost/", rank)}));
+  if (!lost) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("worker ", rank,
+                   ": rank 0 took this worker for dead (silent beyond worker_timeout, or failed) "
+                   "and goes on without its sites"));
+}
+
+// Whether the ranks before `rank` have uploaded in the round under `r`: the nearest one that
+// did, past any rank 0 took for dead (its uploads, if any, are in; the rest never come).
+StatusOr<bool> EarlierUploadsDone(RendezvousStore& store, const std::string& r, int rank) {
+  for (int k = rank - 1; k >= 0; --k) {
+    ASSIGN_OR_RETURN(const bool done, store.Check({absl::StrCat(r, "uploaded/", k)}));
+    if (done || k == 0) return done;
+    ASSIGN_OR_RETURN(const bool lost, store.Check({absl::StrCat(kPrefix, "lost/", k)}));
+    if (!lost) return false;
+  }
+  return true;
 }
 
 Status RunCellWorker(const SimulationConfig& config, const std::vector<uint8_t>& labels,
@@ -420,6 +541,7 @@ Status RunCellWorker(const SimulationConfig& config, const std::vector<uint8_t>&
   for (int64_t round = 1; round <= config.rounds; ++round) {
     const std::string r = absl::StrCat(prefix, "round/", round, "/");
     RETURN_IF_ERROR(AwaitUnless(store, r + "start", end).status());
+    RETURN_IF_ERROR(CheckNotLost(store, rank));
     RoundSites rs;
     rs.first = first;
     rs.links = link_ptrs;
@@ -429,10 +551,10 @@ Status RunCellWorker(const SimulationConfig& config, const std::vector<uint8_t>&
     rs.round = round;
     rs.pool = &pool;
     if (config.secure.malicious) rs.tls = tls;
-    const std::string before = absl::StrCat(r, "uploaded/", rank - 1);
-    rs.earlier_uploads_done = [&store, before]() { return store.Check({before}); };
-    rs.uploads_done = [&store, mine = absl::StrCat(r, "uploaded/", rank)] {
+    rs.earlier_uploads_done = [&store, r, rank] { return EarlierUploadsDone(store, r, rank); };
+    rs.uploads_done = [&store, mine = absl::StrCat(r, "uploaded/", rank), rank, round] {
       store.Set(mine, "1").IgnoreError();
+      spdlog::info("worker {}: round {}: its sites uploaded", rank, round);
     };
     Status st;
     StatusOr<std::unique_ptr<SiteThreads>> threads = SiteThreads::Start(rs, &p.sites);
@@ -451,6 +573,7 @@ Status ServeWorker(const ExperimentConfig& experiment, const ExperimentDataSets&
   for (;;) {
     ASSIGN_OR_RETURN(const auto cell, workers->NextCell());
     if (cell.first.empty()) return absl::OkStatus();
+    RETURN_IF_ERROR(CheckNotLost(workers->store(), workers->rank()));
     bool found = false;
     for (SimulationConfig c : experiment.Runs()) {
       if (c.DirName() != cell.first) continue;

@@ -18,9 +18,18 @@
 // them with the coordinator's port, the CA and the coordinator certificate's fingerprint
 // (cell/<n>/setup), and opens each round (round/<r>/start); a rank marks
 // its sites' uploads done (round/<r>/uploaded/<rank>) and reports its sites' training figures
-// or its error (round/<r>/done/<rank>). Workers beat a counter (beat/<rank>) every second; a
-// worker silent for worker_timeout_seconds, or one that reports an error, fails the round on
-// rank 0 (the plan needs every site), and with it the cell.
+// or its error (round/<r>/done/<rank>). Workers beat a counter (beat/<rank>) every second.
+//
+// A dead worker: one silent for worker_timeout_seconds, or one that reports an error, is taken
+// for dead by rank 0 for the rest of the sweep (lost/<rank>; a worker that reads its own stops).
+// Its sites drop out as real sites dropping out would: the round's engine stops waiting for them
+// (RoundEngine::SiteLost) and records them as dropped, so a plaintext round goes on with the
+// updates that arrived and a secure one recovers the survivors' sum through SecAgg+ (or retries,
+// as the engine does); the upload chain skips the lost rank; later rounds run without its
+// sites. That holds while the sites left meet the experiment's min_sites (default: every
+// site); below it the round fails, and with it the cell, with a message naming the worker and
+// its sites. metrics.jsonl says per round which sites' updates are in the aggregate (per_site,
+// "dropped"), run.json which workers were lost (lost_workers).
 //
 // Trust: no private key travels, but the store is readable and writable by whoever reaches
 // MASTER_PORT, as torchrun's is: someone there could ask for a site's certificate in its place
@@ -88,6 +97,10 @@ class CellWorkers {
   void Finish();
 
   int rank() const { return store_->rank(); }
+  // Rank 0: ranks taken for dead (for the rest of the sweep; told to the store as lost/<rank>).
+  // Any thread.
+  bool lost(int rank) const;
+  void MarkLost(int rank);
   // MASTER_ADDR: where the workers reach rank 0, its store and its coordinator.
   const std::string& master_addr() const { return master_addr_; }
   int world_size() const { return store_->world_size(); }
@@ -105,6 +118,8 @@ class CellWorkers {
   std::unique_ptr<RendezvousStore> store_;
   std::string master_addr_;
   int64_t next_cell_ = 0;
+  mutable std::mutex mu_;
+  std::vector<bool> lost_;  // by rank, guarded by mu_
   std::atomic<bool> stop_{false};
   std::thread heartbeat_;
 };
@@ -114,11 +129,13 @@ class RemoteSites {
  public:
   // Announces the cell. InvalidArgument when the run cannot be spread: fewer sites than
   // workers, or a strategy that needs every site's own update (median, Krum, ...: they reach
-  // rank 0 only summed).
+  // rank 0 only summed); FailedPrecondition when workers lost in earlier cells leave fewer than
+  // min_sites. `names`: the run's site names, by index.
   static StatusOr<std::unique_ptr<RemoteSites>> Start(CellWorkers* workers,
                                                       const SimulationConfig& config,
                                                       const Strategy& strategy,
-                                                      const LoopbackFederation& federation);
+                                                      const LoopbackFederation& federation,
+                                                      std::vector<std::string> names);
   ~RemoteSites();
   // Rank 0's own sites.
   std::pair<int, int> local() const { return local_; }
@@ -130,26 +147,42 @@ class RemoteSites {
   // Opens round `round` for the workers; until FinishRound, a failed worker shuts `engine`
   // down. `hooks` gets rank 0's uploads_done.
   Status StartRound(int64_t round, RoundEngine* engine, RoundSites* hooks);
-  // After the engine's Run and rank 0's sites: the first worker failure, or each worker's
-  // report, whose figures go into `sites` (result, bytes_up).
+  // After the engine's Run and rank 0's sites: the first worker failure, or each live worker's
+  // report, whose figures go into `sites` (result, bytes_up); a lost worker's sites that did
+  // not report are marked so (VirtualSite::reported).
   Status FinishRound(int64_t round, std::vector<VirtualSite>* sites);
+  // The first failure seen so far: a lost worker that left fewer than min_sites, or the store.
+  Status Check();
+  // Whether site `site`'s worker is alive (rank 0's own sites always are).
+  bool Live(int site);
+  // The workers lost during this cell: "worker k (sites a..b) <why> (round r)".
+  std::vector<std::string> LostWorkers();
 
  private:
   RemoteSites() = default;
   void Watch();
-  Status Check();  // the first failure seen so far
   void Fail(Status st);
+  // Takes worker `rank` for dead (`why`: what rank 0 saw), or fails the cell when the sites
+  // left would be fewer than min_sites.
+  void Lose(int rank, const std::string& why);
+  bool Lost(int rank);
+  std::string Who(int rank) const;  // "worker k (sites a..b)"
+  int RankOf(int site) const;       // the rank that runs site `site`
 
   CellWorkers* workers_ = nullptr;
   std::string prefix_;
   const LoopbackFederation* federation_ = nullptr;
   int sites_ = 0;
+  int min_sites_ = 0;
+  std::vector<std::string> names_;
   std::chrono::milliseconds silence_{60000};
   std::pair<int, int> local_;
   int64_t round_ = 0;
   std::mutex mu_;
-  RoundEngine* engine_ = nullptr;  // guarded by mu_
-  Status failure_;                 // guarded by mu_
+  RoundEngine* engine_ = nullptr;      // guarded by mu_
+  Status failure_;                     // guarded by mu_
+  std::vector<bool> lost_;             // by rank; guarded by mu_
+  std::vector<std::string> lost_why_;  // guarded by mu_
   std::atomic<bool> stop_{false};
   std::thread watch_;
 };

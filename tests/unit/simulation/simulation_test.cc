@@ -422,6 +422,80 @@ TEST_F(SimulationTest, AFailingSiteEndsTheRunWithItsError) {
   }
 }
 
+// min_sites below the sites only says how many a round needs: with no site dropping out the
+// run is the one of every site, to the bit, in process and over gRPC (the engine waits for every
+// site to join before it plans, not only for min_sites of them).
+TEST_F(SimulationTest, MinSitesBelowTheSitesGivesTheSameRunWhenNoSiteDrops) {
+  for (Transport transport : {Transport::kInProcess, Transport::kGrpc}) {
+    FakeBackend backend;
+    SimulationConfig config = TinyConfig("scaffold");
+    config.transport = transport;
+    const std::string every_dir = TempDir("min-sites-every");
+    auto every = RunSimulation(config, kTenLabels, &backend, every_dir);
+    config.min_sites = 1;
+    const std::string one_dir = TempDir("min-sites-one");
+    auto one = RunSimulation(config, kTenLabels, &backend, one_dir);
+    ASSERT_TRUE(every.ok()) << every.status();
+    ASSERT_TRUE(one.ok()) << one.status();
+    EXPECT_EQ(one->final_model.values, every->final_model.values) << TransportName(transport);
+    auto a = Lines(every_dir + "/metrics.jsonl"), b = Lines(one_dir + "/metrics.jsonl");
+    ASSERT_EQ(b.size(), 2u);
+    for (size_t r = 0; r < 2; ++r) {
+      EXPECT_EQ(b[r]["sites"], 3);
+      EXPECT_EQ(b[r]["per_site"], a[r]["per_site"]);
+      EXPECT_EQ(b[r]["bytes_up"], a[r]["bytes_up"]);
+      EXPECT_FALSE(b[r].contains("dropped"));
+    }
+    EXPECT_THAT(Slurp(one_dir + "/run.json"), HasSubstr("\"min_sites\": 1"));
+    EXPECT_THAT(Slurp(every_dir + "/run.json"), ::testing::Not(HasSubstr("min_sites")));
+  }
+}
+
+TEST_F(SimulationTest, MinSitesIsCheckedAndResolvesToItself) {
+  const std::string head = "[experiment]\nsites = 4\n";
+  auto e = ParseExperiment(head + "min_sites = 3\n", "m.toml", "/tmp");
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->base.min_sites, 3);
+  EXPECT_EQ(e->Runs()[0].MinSites(), 3);
+  EXPECT_THAT(e->ResolvedToml(), HasSubstr("min_sites = 3\n"));
+  auto again = ParseExperiment(e->ResolvedToml(), "resolved", "/tmp");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->ResolvedToml(), e->ResolvedToml());
+  // Unset: every site, and experiment.toml as it was before min_sites existed.
+  auto every = ParseExperiment(head, "e.toml", "/tmp");
+  ASSERT_TRUE(every.ok()) << every.status();
+  EXPECT_EQ(every->base.MinSites(), 4);
+  EXPECT_THAT(every->ResolvedToml(), ::testing::Not(HasSubstr("min_sites")));
+  // A run folder of every site is another experiment's for min_sites = 3: nothing there is
+  // taken for its cells.
+  const std::string dir = TempDir("min-sites-dir");
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/experiment.toml") << every->ResolvedToml();
+  EXPECT_TRUE(CheckRunDir(*every, dir).ok());
+  EXPECT_EQ(CheckRunDir(*e, dir).code(), absl::StatusCode::kFailedPrecondition);
+
+  auto above = ParseExperiment(head + "min_sites = 5\n", "a.toml", "/tmp");
+  EXPECT_EQ(above.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(above.status().message()),
+              HasSubstr("experiment.min_sites = 5 but the run has 4 sites; it must be 1..4"));
+  auto zero = ParseExperiment(head + "min_sites = 0\n", "z.toml", "/tmp");
+  EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(zero.status().message()), HasSubstr("min_sites"));
+  const std::string secure = "[aggregation]\nmode = \"secure\"\n";
+  auto two = ParseExperiment(head + "min_sites = 2\n" + secure, "s.toml", "/tmp");
+  EXPECT_EQ(two.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(two.status().message()),
+              HasSubstr("secure aggregation needs experiment.min_sites >= 3 (it is 2)"));
+  // The SecAgg+ parameters must fit every cohort from min_sites up, as coordinator.toml's do.
+  auto threshold =
+      ParseExperiment(head + "min_sites = 3\n" + secure + "threshold = 3\n", "t.toml", "/tmp");
+  EXPECT_EQ(threshold.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(threshold.status().message()),
+              HasSubstr("secure aggregation of 3 sites"));
+  EXPECT_TRUE(ParseExperiment(head + secure + "threshold = 3\n", "all.toml", "/tmp").ok());
+  EXPECT_TRUE(ParseExperiment(head + "min_sites = 3\n" + secure, "ok.toml", "/tmp").ok());
+}
+
 // Every experiment file shipped in examples/ reads without an error.
 TEST_F(SimulationTest, ShippedExperimentFilesAreValid) {
   int files = 0;

@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <functional>
 #include <thread>
 
+#include "absl/strings/str_format.h"
 #include "common/model/models.h"
 #include "common/pki/certificate.h"
 #include "common/pki/key.h"
@@ -191,16 +193,21 @@ class RemoteSitesTest : public ::testing::Test {
     ASSERT_TRUE(model.ok());
     layout_ = model->layout;
   }
-  StatusOr<std::unique_ptr<RemoteSites>> Start(const std::string& strategy, int sites) {
+  StatusOr<std::unique_ptr<RemoteSites>> Start(const std::string& strategy, int sites,
+                                               int min_sites = 0, int timeout_seconds = 60) {
     SimulationConfig config;
     config.sites = sites;
+    config.min_sites = min_sites;
+    config.worker_timeout_seconds = timeout_seconds;
+    std::vector<std::string> names;
+    for (int i = 0; i < sites; ++i) names.push_back(absl::StrFormat("site-%03d", i));
     StatusOr<StrategyOptions> options = ParseStrategySpec(strategy);
     if (!options.ok()) return options.status();
     config.strategy = *options;
     last_dir_ = config.DirName();
     StatusOr<std::unique_ptr<Strategy>> s = Strategy::Create(*options, layout_);
     if (!s.ok()) return s.status();
-    return RemoteSites::Start(rank0_.get(), config, **s, *federation_);
+    return RemoteSites::Start(rank0_.get(), config, **s, *federation_, std::move(names));
   }
   std::unique_ptr<CellWorkers> rank0_, rank1_;
   std::unique_ptr<LoopbackFederation> federation_;
@@ -229,6 +236,61 @@ TEST_F(RemoteSitesTest, RefusesWhatCannotBeSpreadAndNamesTheCellToTheWorkers) {
   finish.join();
   ASSERT_TRUE(end.ok()) << end.status();
   EXPECT_EQ(end->first, "");
+}
+
+// Waits (up to 60 s) until `done`.
+bool Eventually(const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+// A worker that stops beating is taken for dead: its sites leave the run while min_sites remain
+// (and for the rest of the sweep: the next cell starts without it, or is refused when it would
+// be short), else the cell fails naming the worker and its sites.
+TEST_F(RemoteSitesTest, ASilentWorkerIsLostAboveMinSitesAndFailsTheCellBelow) {
+  StatusOr<std::unique_ptr<RemoteSites>> cell = Start("fedavg", 3, /*min_sites=*/2, 1);
+  ASSERT_TRUE(cell.ok()) << cell.status();
+  RemoteSites& sites = **cell;
+  EXPECT_TRUE(sites.Live(2));
+  rank1_.reset();  // rank 1 (site 2) stops beating
+  ASSERT_TRUE(Eventually([&] { return !sites.Live(2); }));
+  EXPECT_TRUE(sites.Live(0));
+  EXPECT_TRUE(sites.Check().ok()) << sites.Check();
+  ASSERT_EQ(sites.LostWorkers().size(), 1u);
+  EXPECT_THAT(sites.LostWorkers()[0],
+              HasSubstr("worker 1 (sites 2..2) has been silent for 1 s (worker_timeout)"));
+  EXPECT_TRUE(rank0_->lost(1));
+  // The other ranks' upload chain and the worker itself read it from the store.
+  StatusOr<bool> told = rank0_->store().Check({"hansa/sim/lost/1"});
+  ASSERT_TRUE(told.ok()) << told.status();
+  EXPECT_TRUE(*told);
+  cell->reset();
+  StatusOr<std::unique_ptr<RemoteSites>> next = Start("fedavg", 3, 2, 1);
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_FALSE((*next)->Live(2));
+  next->reset();
+  StatusOr<std::unique_ptr<RemoteSites>> short_cell = Start("fedavg", 3);
+  EXPECT_EQ(short_cell.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(short_cell.status().message(),
+              HasSubstr("worker 1 (sites 2..2) died in an earlier cell, leaving 2 sites; this "
+                        "cell needs min_sites = 3"));
+}
+
+TEST_F(RemoteSitesTest, ASilentWorkerFailsTheCellWhenThePlanNeedsEverySite) {
+  StatusOr<std::unique_ptr<RemoteSites>> cell = Start("fedavg", 3, /*min_sites=*/0, 1);
+  ASSERT_TRUE(cell.ok()) << cell.status();
+  rank1_.reset();
+  ASSERT_TRUE(Eventually([&] { return !(*cell)->Check().ok(); }));
+  EXPECT_EQ((*cell)->Check().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT((*cell)->Check().message(),
+              HasSubstr("worker 1 (sites 2..2) has been silent for 1 s (worker_timeout): its "
+                        "sites dropped out, and the plan needs every site"));
+  EXPECT_TRUE((*cell)->Live(2));  // not lost: the cell fails instead
+  EXPECT_FALSE(rank0_->lost(1));
 }
 
 // One GPU per worker on a node with several; the experiment's device as given otherwise.
