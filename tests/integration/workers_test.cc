@@ -1,6 +1,7 @@
 // `hansa simulate` over two worker processes started as torchrun starts them (RANK,
 // WORLD_SIZE, MASTER_ADDR, MASTER_PORT): the same run to the bit as one process, in plaintext
-// and secure mode, and a killed worker fails the cell naming its sites.
+// and secure mode; a killed worker's sites drop out and the cell goes on while min_sites
+// remain, else the cell fails naming them.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -13,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -206,6 +208,96 @@ TEST(SimulateWorkersTest, AKilledWorkerFailsTheCellNamingItsSites) {
   EXPECT_THAT(log, HasSubstr("worker 1 (sites 2..3) has been silent for 5 s"));
   EXPECT_THAT(log, HasSubstr("the plan needs every site"));
   EXPECT_THAT(Slurp(out + "/fedavg__dir-0.5__seed0/run.json"), HasSubstr("\"complete\": false"));
+}
+
+// Whether `pid` has ended, without reaping it (Wait still reads its status).
+bool Ended(pid_t pid) {
+  siginfo_t info{};
+  return ::waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
+}
+
+// Polls `path` (every 2 ms: the test must act before the run moves on) until it holds `text`;
+// false when any of `pids` ended first or after `seconds`.
+bool AwaitText(const std::string& path, const std::string& text, const std::vector<pid_t>& pids,
+               int seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (Slurp(path).find(text) != std::string::npos) return true;
+    for (pid_t pid : pids) {
+      if (Ended(pid)) return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return false;
+}
+
+std::vector<std::string> Keys(const nlohmann::json& object) {
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : object.items()) keys.push_back(key);
+  return keys;
+}
+
+// Three workers over 4 sites (rank 2 runs site-003 alone) with min_sites = 3: rank 2 is killed
+// once its site has uploaded in round 1. Its update is in round 1 (it arrived); the worker is
+// taken for dead after 4 s of silence, the round ends without waiting longer for it, and rounds
+// 2 and 3 run with sites 0..2. Returns the run folder.
+std::string KillRankTwoAndGoOn(const std::string& name, const std::string& aggregation) {
+  const std::string experiment =
+      Write(name + ".toml",
+            Experiment(3, "worker_timeout = 4\nmin_sites = 3\n", R"(["fedavg"])", 3) + aggregation);
+  const std::string out = ::testing::TempDir() + "/simulate_workers/" + name;
+  std::filesystem::remove_all(out);
+  const auto started = std::chrono::steady_clock::now();
+  const int port = FreePort();
+  // Info: rank 2 logs each round's upload.
+  const pid_t rank2 = Start(experiment, out, 2, 3, port, "--log-level info");
+  const pid_t rank1 = Start(experiment, out, 1, 3, port);
+  const pid_t rank0 = Start(experiment, out, 0, 3, port);
+  const bool uploaded =
+      AwaitText(out + ".rank2.log", "worker 2: round 1: its sites uploaded", {rank0, rank2}, 300);
+  ::kill(rank2, SIGKILL);
+  EXPECT_TRUE(uploaded) << Slurp(out + ".rank0.log") << Slurp(out + ".rank2.log");
+  EXPECT_EQ(Wait(rank2, 60), 128 + SIGKILL);
+  const int rc0 = Wait(rank0, 300), rc1 = Wait(rank1, 60);
+  std::cout << name << ": "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
+            << " s\n";
+  const std::string log = Slurp(out + ".rank0.log");
+  EXPECT_EQ(rc0, 0) << log;
+  EXPECT_EQ(rc1, 0) << Slurp(out + ".rank1.log");
+  EXPECT_THAT(log, HasSubstr("worker 2 (sites 3..3) has been silent for 4 s (worker_timeout): its "
+                             "sites drop out of round 1; the cell goes on with 3 sites"));
+  const std::string run = out + "/fedavg__dir-0.5__seed0";
+  const std::vector<nlohmann::json> rounds = Rounds(run);
+  EXPECT_EQ(rounds.size(), 3u) << log;
+  const std::vector<std::string> live = {"site-000", "site-001", "site-002"};
+  for (size_t r = 0; r < rounds.size(); ++r) {
+    if (r == 0) {
+      EXPECT_EQ(rounds[r]["sites"], 4) << rounds[r].dump();
+      EXPECT_TRUE(rounds[r]["per_site"].contains("site-003")) << rounds[r].dump();
+      EXPECT_FALSE(rounds[r].contains("dropped")) << rounds[r].dump();
+      continue;
+    }
+    EXPECT_EQ(rounds[r]["sites"], 3) << rounds[r].dump();
+    EXPECT_EQ(Keys(rounds[r]["per_site"]), live) << rounds[r].dump();
+    EXPECT_EQ(rounds[r]["dropped"], nlohmann::json::array({"site-003"})) << rounds[r].dump();
+  }
+  const nlohmann::json summary = nlohmann::json::parse(Slurp(run + "/run.json"));
+  EXPECT_EQ(summary["complete"], true);
+  EXPECT_EQ(summary["min_sites"], 3);
+  EXPECT_THAT(summary["lost_workers"].dump(), HasSubstr("worker 2 (sites 3..3)"));
+  EXPECT_THAT(Slurp(out + "/experiment.toml"), HasSubstr("min_sites = 3"));
+  return run;
+}
+
+TEST(SimulateWorkersTest, AKilledWorkersSitesDropOutAndTheCellGoesOnAboveMinSites) {
+  KillRankTwoAndGoOn("dropout", "");
+}
+
+// Secure: site-003's masked update arrived, and SecAgg+ recovers the sum without its answers
+// to the unmasking; later rounds are secure rounds of three sites.
+TEST(SimulateWorkersTest, UnderSecureAggregationAKilledWorkersSitesDropOutToo) {
+  KillRankTwoAndGoOn("dropout_secure", "\n[aggregation]\nmode = \"secure\"\n");
 }
 
 TEST(SimulateWorkersTest, AWorldSizeOtherThanTheExperimentsWorkersIsRefused) {
