@@ -22,9 +22,10 @@
 // Transfers also report where the time went (ReportUsage): process CPU per wall second, user
 // and system CPU seconds per GB, page faults and context switches per MB. The 1 GB uploads
 // (1 and 3 sites) report the process's peak RSS around the upload (VmHWM, reset just before)
-// and through the round's server step: the coordinator holds the global model (values and encoded
-// payload) and the double-precision sum, while each site streams from an O(chunk) generator, so the
-// figure is the coordinator's.
+// and through the round's server step: the coordinator holds the global model once (its encoded
+// payload, whose data the engine views in place) and the double-precision sum, while each site
+// streams from an O(chunk) generator, so the figure is the coordinator's. Issue 19's bound is
+// 2*M + 200 MB; rss_before_GB is the payload (M) plus the process's own.
 //
 //   transfer_bench --benchmark_format=json
 #include <benchmark/benchmark.h>
