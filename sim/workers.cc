@@ -461,6 +461,16 @@ Status RemoteSites::FinishRound(int64_t round, std::vector<VirtualSite>* sites) 
 
 // ---- ranks > 0 ----
 
+StatusOr<bool> EarlierUploadsDone(RendezvousStore& store, const std::string& r, int rank) {
+  for (int k = rank - 1; k >= 0; --k) {
+    ASSIGN_OR_RETURN(const bool done, store.Check({absl::StrCat(r, "uploaded/", k)}));
+    if (done || k == 0) return done;
+    ASSIGN_OR_RETURN(const bool lost, store.Check({absl::StrCat(kPrefix, "lost/", k)}));
+    if (!lost) return false;
+  }
+  return true;
+}
+
 namespace {
 
 nlohmann::json Report(const Status& st, const std::vector<VirtualSite>& sites, int first,
@@ -488,18 +498,6 @@ Status CheckNotLost(RendezvousStore& store, int rank) {
       absl::StrCat("worker ", rank,
                    ": rank 0 took this worker for dead (silent beyond worker_timeout, or failed) "
                    "and goes on without its sites"));
-}
-
-// Whether the ranks before `rank` have uploaded in the round under `r`: the nearest one that
-// did, past any rank 0 took for dead (its uploads, if any, are in; the rest never come).
-StatusOr<bool> EarlierUploadsDone(RendezvousStore& store, const std::string& r, int rank) {
-  for (int k = rank - 1; k >= 0; --k) {
-    ASSIGN_OR_RETURN(const bool done, store.Check({absl::StrCat(r, "uploaded/", k)}));
-    if (done || k == 0) return done;
-    ASSIGN_OR_RETURN(const bool lost, store.Check({absl::StrCat(kPrefix, "lost/", k)}));
-    if (!lost) return false;
-  }
-  return true;
 }
 
 Status RunCellWorker(const SimulationConfig& config, const std::vector<uint8_t>& labels,

@@ -187,6 +187,11 @@ class RemoteSites {
   std::thread watch_;
 };
 
+// Ranks > 0, before their first site uploads in the round whose keys are under `r`
+// (".../round/<n>/"): whether the nearest rank before `rank` that rank 0 has not taken for dead
+// has uploaded. A lost rank is skipped: its uploads, if any, are in; the rest never come.
+StatusOr<bool> EarlierUploadsDone(RendezvousStore& store, const std::string& r, int rank);
+
 // Ranks > 0: runs the sites of every cell rank 0 names, until it has no more. The seam takes
 // the data and backend; the other loads them as RunSweep does.
 Status ServeWorker(const ExperimentConfig& experiment, CellWorkers* workers);

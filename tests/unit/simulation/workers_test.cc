@@ -293,6 +293,43 @@ TEST_F(RemoteSitesTest, ASilentWorkerFailsTheCellWhenThePlanNeedsEverySite) {
   EXPECT_FALSE(rank0_->lost(1));
 }
 
+// Sites upload in index order across ranks; a rank taken for dead is skipped, so the ranks
+// after it do not wait for uploads that never come.
+TEST(UploadChainTest, ARankWaitsForTheNearestRankBeforeItThatIsNotLost) {
+  WorkerEnvironment env;
+  env.world_size = 3;
+  env.master_port = FreePort();
+  std::unique_ptr<CellWorkers> ranks[3];
+  std::vector<std::thread> joins;
+  for (int k = 1; k < 3; ++k) {
+    joins.emplace_back([&, k] {
+      WorkerEnvironment e = env;
+      e.rank = k;
+      StatusOr<std::unique_ptr<CellWorkers>> w = CellWorkers::Join(e, std::chrono::seconds(60));
+      if (w.ok()) ranks[k] = *std::move(w);
+    });
+  }
+  StatusOr<std::unique_ptr<CellWorkers>> w = CellWorkers::Join(env, std::chrono::seconds(60));
+  for (std::thread& t : joins) t.join();
+  ASSERT_TRUE(w.ok()) << w.status();
+  ranks[0] = *std::move(w);
+  ASSERT_NE(ranks[1], nullptr);
+  ASSERT_NE(ranks[2], nullptr);
+  const std::string r = "hansa/sim/cell/0/round/1/";
+  const auto done = [&](int rank) {
+    StatusOr<bool> d = EarlierUploadsDone(ranks[rank]->store(), r, rank);
+    EXPECT_TRUE(d.ok()) << d.status();
+    return d.ok() && *d;
+  };
+  EXPECT_FALSE(done(1));
+  ASSERT_TRUE(ranks[0]->store().Set(r + "uploaded/0", "1").ok());
+  EXPECT_TRUE(done(1));
+  EXPECT_FALSE(done(2));  // rank 1 is alive and has not uploaded
+  ranks[0]->MarkLost(1);
+  EXPECT_TRUE(done(2));
+  EXPECT_FALSE(EarlierUploadsDone(ranks[2]->store(), "hansa/sim/cell/0/round/2/", 2).value());
+}
+
 // One GPU per worker on a node with several; the experiment's device as given otherwise.
 TEST(WorkerDeviceTest, AutoAndCudaSpreadOverTheNodesGpus) {
   EXPECT_EQ(WorkerDevice("auto", 0, 4), "cuda:0");
