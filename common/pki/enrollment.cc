@@ -1,8 +1,11 @@
 #include "common/pki/enrollment.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -50,13 +53,15 @@ Status ReplaceValue(std::vector<std::string>* lines, const std::string& key,
   return absl::NotFoundError(absl::StrCat("has no line '", key, " = ...'"));
 }
 
-Status UpdateSiteConfig(const std::string& path, const std::string& address,
-                        const std::string& fingerprint) {
+// The site config at `path` with the new address and pin, for AcceptReply to write once the
+// reply is installed.
+StatusOr<std::string> UpdatedSiteConfig(const std::string& path, const std::string& address,
+                                        const std::string& fingerprint) {
   ASSIGN_OR_RETURN(std::string text, ReadFile(path, kMaxReplyFileBytes));
   std::vector<std::string> lines = absl::StrSplit(text, '\n');
   RETURN_IF_ERROR(Annotate(ReplaceValue(&lines, "coordinator", address), path));
   RETURN_IF_ERROR(Annotate(ReplaceValue(&lines, "coordinator_fingerprint", fingerprint), path));
-  return WriteFileAtomically(path, absl::StrJoin(lines, "\n"), 0644);
+  return absl::StrJoin(lines, "\n");
 }
 
 }  // namespace
@@ -155,6 +160,12 @@ StatusOr<Accepted> AcceptReply(const AcceptOptions& options) {
   }
   ASSIGN_OR_RETURN(std::string address, ReadLine(reply + "/coordinator.address"));
   if (!options.coordinator_address.empty()) address = options.coordinator_address;
+  // It goes into the config as a TOML string, which must be UTF-8; a HOST:PORT is ASCII.
+  if (!std::all_of(address.begin(), address.end(), [](char c) { return c > ' ' && c < 0x7f; })) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the coordinator address '", absl::CHexEscape(address),
+        "' is not a HOST:PORT (printable ASCII, no blanks); pass --coordinator-address HOST:PORT"));
+  }
 
   if (out.role == ParticipantRole::kSite) {
     ASSIGN_OR_RETURN(out.coordinator_fingerprint, ReadLine(reply + "/coordinator.sha256"));
@@ -165,7 +176,11 @@ StatusOr<Accepted> AcceptReply(const AcceptOptions& options) {
                        "certificate yet, so there is nothing to pin. Once it is, ask for a reply "
                        "that has it (hansa ca renew)"));
     }
-    if (out.coordinator_fingerprint.size() != 64) {
+    // The pin is compared with Certificate::Sha256Fingerprint (lowercase hex) as it stands.
+    absl::AsciiStrToLower(&out.coordinator_fingerprint);
+    if (out.coordinator_fingerprint.size() != 64 ||
+        !std::all_of(out.coordinator_fingerprint.begin(), out.coordinator_fingerprint.end(),
+                     [](char c) { return absl::ascii_isxdigit(static_cast<unsigned char>(c)); })) {
       return absl::InvalidArgumentError(absl::StrCat(
           reply, "/coordinator.sha256 does not hold a SHA-256 fingerprint (64 hex digits)"));
     }
@@ -178,15 +193,23 @@ StatusOr<Accepted> AcceptReply(const AcceptOptions& options) {
   if (out.role == ParticipantRole::kCoordinator && Exists(reply + "/crl.pem")) {
     ASSIGN_OR_RETURN(crl, RevocationList::FromFile(reply + "/crl.pem", ca));
   }
+  // A site config that cannot take the new address and pin refuses the reply before anything
+  // is installed, so that a refused reply leaves the folder as it was.
+  const std::string site_config = dir + "/site.toml";
+  std::optional<std::string> updated_site_config;
+  if (out.role == ParticipantRole::kSite && Exists(site_config)) {
+    ASSIGN_OR_RETURN(updated_site_config,
+                     UpdatedSiteConfig(site_config, address, out.coordinator_fingerprint));
+  }
   RETURN_IF_ERROR(WriteFileAtomically(dir + "/cert.pem", cert.ToPem(), 0644));
   RETURN_IF_ERROR(WriteFileAtomically(dir + "/ca.pem", ca.ToPem(), 0644));
   if (crl) RETURN_IF_ERROR(WriteRevocationListFile(dir + "/crl.pem", *crl));
 
   const std::string written_by = "hansa enroll accept";
   if (out.role == ParticipantRole::kSite) {
-    out.config_path = dir + "/site.toml";
-    if (Exists(out.config_path)) {
-      RETURN_IF_ERROR(UpdateSiteConfig(out.config_path, address, out.coordinator_fingerprint));
+    out.config_path = site_config;
+    if (updated_site_config) {
+      RETURN_IF_ERROR(WriteFileAtomically(out.config_path, *updated_site_config, 0644));
     } else {
       SiteConfigTemplate config;
       config.site = who;

@@ -384,6 +384,85 @@ TEST_F(CaRegistryTest, AcceptInstallsTheReplyAndPinsTheCoordinator) {
   EXPECT_EQ(updated["data"]["train_limit"].value_or(0), 500);
 }
 
+// The pin is compared with the coordinator's lowercase fingerprint: 64 characters that are not
+// all hex digits would make the site refuse every handshake, so accept refuses them up front.
+TEST_F(CaRegistryTest, AcceptPinsOnlyAFingerprintAndWritesItInLowercase) {
+  Certificate coordinator = SignCoordinator();
+  Certificate cert = SignSite("alpha");
+  const std::string reply = root_ + "/reply";
+  ASSERT_TRUE(WriteReply(reply, Open(), cert).ok());
+  AcceptOptions options;
+  options.dir = root_ + "/alpha";
+  options.reply_dir = reply;
+  std::string not_hex = coordinator.Sha256Fingerprint();
+  not_hex[10] = 'g';
+  ASSERT_TRUE(WriteFileAtomically(reply + "/coordinator.sha256", not_hex + "\n").ok());
+  auto refused = AcceptReply(options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("64 hex digits"));
+  EXPECT_FALSE(std::filesystem::exists(options.dir + "/cert.pem"));
+
+  std::string upper = coordinator.Sha256Fingerprint();
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  ASSERT_TRUE(WriteFileAtomically(reply + "/coordinator.sha256", upper + "\n").ok());
+  auto accepted = AcceptReply(options);
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  EXPECT_EQ(accepted->coordinator_fingerprint, coordinator.Sha256Fingerprint());
+  auto config = toml::parse_file(options.dir + "/site.toml");
+  EXPECT_EQ(config["policy"]["coordinator_fingerprint"].value_or(std::string()),
+            coordinator.Sha256Fingerprint());
+}
+
+// A site config without the lines accept rewrites refuses the reply before it is installed:
+// nothing half-done for the participant to untangle.
+TEST_F(CaRegistryTest, AcceptInstallsNothingWhenTheSiteConfigCannotTakeThePin) {
+  SignCoordinator();
+  Certificate cert = SignSite("alpha");
+  const std::string reply = root_ + "/reply";
+  ASSERT_TRUE(WriteReply(reply, Open(), cert).ok());
+  AcceptOptions options;
+  options.dir = root_ + "/alpha";
+  options.reply_dir = reply;
+  const std::string own = "[site]\nname = \"alpha\"\n";
+  ASSERT_TRUE(WriteFileAtomically(options.dir + "/site.toml", own).ok());
+  auto refused = AcceptReply(options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(refused.status().message(), HasSubstr("has no line 'coordinator = ...'"));
+  EXPECT_FALSE(std::filesystem::exists(options.dir + "/cert.pem"));
+  EXPECT_FALSE(std::filesystem::exists(options.dir + "/ca.pem"));
+  EXPECT_EQ(*ReadFile(options.dir + "/site.toml"), own);
+}
+
+// An address that is not UTF-8 would make a site.toml that no TOML reader loads.
+TEST_F(CaRegistryTest, AcceptRefusesACoordinatorAddressThatIsNotAHostAndPort) {
+  SignCoordinator();
+  Certificate cert = SignSite("alpha");
+  const std::string reply = root_ + "/reply";
+  ASSERT_TRUE(WriteReply(reply, Open(), cert).ok());
+  ASSERT_TRUE(
+      WriteFileAtomically(reply + "/coordinator.address", "fl.\xa9xample.org:50051\n").ok());
+  AcceptOptions options;
+  options.dir = root_ + "/alpha";
+  options.reply_dir = reply;
+  auto refused = AcceptReply(options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("'fl.\\xa9xample.org:50051' is not a HOST:PORT"));
+  EXPECT_FALSE(std::filesystem::exists(options.dir + "/cert.pem"));
+  EXPECT_FALSE(std::filesystem::exists(options.dir + "/site.toml"));
+
+  options.coordinator_address = "fl.example.org 443";
+  EXPECT_EQ(AcceptReply(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options.coordinator_address = "fl.example.org:443";
+  auto accepted = AcceptReply(options);
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  auto config = toml::parse_file(options.dir + "/site.toml");
+  EXPECT_EQ(config["site"]["coordinator"].value_or(std::string()), "fl.example.org:443");
+}
+
 TEST_F(CaRegistryTest, TheCoordinatorInstallsItsCertificateAndTheRevocationList) {
   Certificate cert = SignCoordinator();
   CaRegistry registry = Open();
