@@ -66,15 +66,6 @@ std::string BioText(BIO* bio) {
   return size > 0 ? std::string(data, static_cast<size_t>(size)) : std::string();
 }
 
-const hansa::Certificate& FederationCa() {
-  static const hansa::Certificate* ca = [] {
-    auto ca = hansa::Certificate::FromPem(hansa::fuzz::kFederationCa);
-    if (!ca.ok()) abort();
-    return new hansa::Certificate(*std::move(ca));
-  }();
-  return *ca;
-}
-
 // A CA folder made once per process (`hansa ca init`), with the CA it holds and its files as
 // made, which every input that writes into it puts back first.
 struct ScratchCa {
@@ -318,8 +309,8 @@ std::string Resign(std::string_view bytes, const hansa::CertificateAuthority& ca
 
 void List(std::string_view bytes, bool resign, unsigned options) {
   if (!resign) {
-    auto list = hansa::RevocationList::FromPem(bytes, FederationCa());
-    if (list.ok()) DriveList(*list, FederationCa(), nullptr);
+    auto list = hansa::RevocationList::FromPem(bytes, hansa::fuzz::FederationCa());
+    if (list.ok()) DriveList(*list, hansa::fuzz::FederationCa(), nullptr);
     return;
   }
   const hansa::CertificateAuthority& ca = ProcessCa(options % 2 == 1);

@@ -20,15 +20,6 @@
 
 namespace {
 
-const hansa::Certificate& FederationCa() {
-  static const hansa::Certificate* ca = [] {
-    auto ca = hansa::Certificate::FromPem(hansa::fuzz::kFederationCa);
-    if (!ca.ok()) abort();
-    return new hansa::Certificate(*std::move(ca));
-  }();
-  return *ca;
-}
-
 void Certificate(std::string_view pem) {
   auto cert = hansa::Certificate::FromPem(pem);
   if (!cert.ok()) return;
@@ -46,9 +37,9 @@ void Certificate(std::string_view pem) {
   const absl::Time at = absl::FromCivil(absl::CivilSecond(2027, 1, 1), absl::UTCTimeZone());
   for (auto usage : {hansa::CertificateUsage::kAny, hansa::CertificateUsage::kTlsServer,
                      hansa::CertificateUsage::kTlsClient}) {
-    (void)hansa::VerifyCertificate(*cert, FederationCa(), at, usage);
+    (void)hansa::VerifyCertificate(*cert, hansa::fuzz::FederationCa(), at, usage);
   }
-  if (cert->IsCa()) (void)hansa::VerifyCertificate(FederationCa(), *cert, at);
+  if (cert->IsCa()) (void)hansa::VerifyCertificate(hansa::fuzz::FederationCa(), *cert, at);
 }
 
 void Private(std::string_view pem) {
