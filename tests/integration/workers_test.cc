@@ -239,12 +239,12 @@ std::vector<std::string> Keys(const nlohmann::json& object) {
 
 // Three workers over 4 sites (rank 2 runs site-003 alone) with min_sites = 3: rank 2 is killed
 // once its site has uploaded in round 1. Its update is in round 1 (it arrived); the worker is
-// taken for dead after 4 s of silence, the round ends without waiting longer for it, and rounds
+// taken for dead after 5 s of silence, the round ends without waiting longer for it, and rounds
 // 2 and 3 run with sites 0..2. Returns the run folder.
 std::string KillRankTwoAndGoOn(const std::string& name, const std::string& aggregation) {
   const std::string experiment =
       Write(name + ".toml",
-            Experiment(3, "worker_timeout = 4\nmin_sites = 3\n", R"(["fedavg"])", 3) + aggregation);
+            Experiment(3, "worker_timeout = 5\nmin_sites = 3\n", R"(["fedavg"])", 3) + aggregation);
   const std::string out = ::testing::TempDir() + "/simulate_workers/" + name;
   std::filesystem::remove_all(out);
   const auto started = std::chrono::steady_clock::now();
@@ -265,7 +265,7 @@ std::string KillRankTwoAndGoOn(const std::string& name, const std::string& aggre
   const std::string log = Slurp(out + ".rank0.log");
   EXPECT_EQ(rc0, 0) << log;
   EXPECT_EQ(rc1, 0) << Slurp(out + ".rank1.log");
-  EXPECT_THAT(log, HasSubstr("worker 2 (sites 3..3) has been silent for 4 s (worker_timeout): its "
+  EXPECT_THAT(log, HasSubstr("worker 2 (sites 3..3) has been silent for 5 s (worker_timeout): its "
                              "sites drop out of round 1; the cell goes on with 3 sites"));
   const std::string run = out + "/fedavg__dir-0.5__seed0";
   const std::vector<nlohmann::json> rounds = Rounds(run);
