@@ -18,6 +18,12 @@
 //                                  update instead of training. Seconds per round, from the
 //                                  sites starting it to the published model; secure against
 //                                  plaintext is the price of secure aggregation.
+//   - Round/.../memory:1           a 1 GB model (250M parameters), 3 sites, one round, with
+//                                  peak RSS: rss_before_GB as the round starts,
+//                                  peak_rss_upload_GB until the last upload is in,
+//                                  rss_uploaded_GB then, peak_rss_unmask_GB through the
+//                                  unmasking (secure), the decoding, the server step and the
+//                                  checkpoint. The sites share the process (see BM_Round).
 //
 // Transfers also report where the time went (ReportUsage): process CPU per wall second, user
 // and system CPU seconds per GB, page faults and context switches per MB. The 1 GB uploads
@@ -42,6 +48,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -582,8 +589,9 @@ void BM_Sha256(benchmark::State& state) {
 // One site's part in `round` as hansa-client plays it: the project's site conversation
 // (client/site_session.h) with a fixed update, task by task; returns once its update is in
 // (plaintext) or it answered the unmasking request (secure). `train_us` adds the time of the
-// training task (download, masking when secure, upload).
-Status SiteRound(Site& site, uint64_t round, bool secure, std::atomic<int64_t>* train_us) {
+// training task (download, masking when secure, upload); `trained` runs once that task is done.
+Status SiteRound(Site& site, uint64_t round, bool secure, std::atomic<int64_t>* train_us,
+                 const std::function<void()>& trained) {
   for (int polls = 0; polls < 1000; ++polls) {
     ASSIGN_OR_RETURN(v1::Task task, Federation::NextTask(site));
     if (task.kind() == v1::Task::DONE) return absl::OutOfRangeError("federation finished");
@@ -595,6 +603,7 @@ Status SiteRound(Site& site, uint64_t round, bool secure, std::atomic<int64_t>* 
       *train_us +=
           std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count();
       site.uploaded_round = round;
+      trained();
       if (!secure) return absl::OkStatus();
     }
     if (task.kind() == v1::Task::SECAGG_UNMASK) return absl::OkStatus();
@@ -606,6 +615,7 @@ void BM_Round(benchmark::State& state) {
   const int64_t params = state.range(0) * 1000000;
   const int sites = static_cast<int>(state.range(1));
   const bool secure = state.range(2) != 0;
+  const bool measure_memory = state.range(3) != 0;
   std::string error;
   Federation* f = GetFederation(params * 4, sites, &error, secure);
   if (!f) return state.SkipWithError(error.c_str());
@@ -619,14 +629,29 @@ void BM_Round(benchmark::State& state) {
     Status st = f->StartSession(f->site(i), update);
     if (!st.ok()) return state.SkipWithError(st.ToString().c_str());
   }
+  // Memory (when asked): VmHWM reset as the round starts, read and reset again once the last
+  // site's training task is done (its upload is in), read once more with the new model out.
+  bool peak_reset = true;
+  double rss_before = 0, rss_uploaded = 0, peak_upload = 0, peak_unmask = 0;
   for (auto _ : state) {
     const uint64_t round = static_cast<uint64_t>(f->engine()->completed_round()) + 1;
+    if (measure_memory) {
+      peak_reset = ResetPeakRss() && peak_reset;
+      rss_before = std::max(rss_before, ProcStatusBytes("VmRSS"));
+    }
+    std::atomic<int> trained{0};
+    auto on_trained = [&] {
+      if (!measure_memory || trained.fetch_add(1) + 1 != sites) return;
+      peak_upload = std::max(peak_upload, ProcStatusBytes("VmHWM"));
+      rss_uploaded = std::max(rss_uploaded, ProcStatusBytes("VmRSS"));
+      peak_reset = ResetPeakRss() && peak_reset;
+    };
     auto start = Clock::now();
     std::vector<Status> results(sites);
     std::vector<std::thread> threads;
     for (int i = 0; i < sites; ++i) {
       threads.emplace_back(
-          [&, i] { results[i] = SiteRound(f->site(i), round, secure, &train_us); });
+          [&, i] { results[i] = SiteRound(f->site(i), round, secure, &train_us, on_trained); });
     }
     for (auto& t : threads) t.join();
     for (const Status& st : results) {
@@ -637,8 +662,22 @@ void BM_Round(benchmark::State& state) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     double s = Seconds(start, Clock::now());
+    if (measure_memory) peak_unmask = std::max(peak_unmask, ProcStatusBytes("VmHWM"));
     wall += s;
     state.SetIterationTime(s);
+  }
+  if (measure_memory) {
+    // The sites live in this process: rss_before holds their fixed updates and the bench's
+    // (one each, and one more), besides the coordinator's payload; what the sites add while
+    // downloading, encoding and masking shows in peak_rss_upload_GB against the plaintext run
+    // of the same size. After the uploads the sites hold nothing more than at the start, so
+    // peak_rss_unmask_GB - rss_uploaded_GB is the coordinator's: the unmasking (secure), the
+    // mean, the server step and the checkpoint.
+    state.counters["rss_before_GB"] = rss_before / 1e9;
+    state.counters["peak_rss_upload_GB"] = peak_upload / 1e9;
+    state.counters["rss_uploaded_GB"] = rss_uploaded / 1e9;
+    state.counters["peak_rss_unmask_GB"] = peak_unmask / 1e9;
+    state.counters["peak_reset"] = peak_reset ? 1 : 0;  // 0: VmHWM is the process lifetime's
   }
   state.counters["round_s"] = wall / static_cast<double>(state.iterations());
   // The training task at one site (download, encoding and masking when secure, upload; wall
@@ -709,10 +748,19 @@ BENCHMARK(BM_UploadDirect)
 // Millions of parameters, sites, secure. Plaintext and secure alternate, so a slow spell of
 // the machine does not fall on one of them only.
 BENCHMARK(BM_Round)
-    ->ArgNames({"params_m", "sites", "secure"})
-    ->Args({10, 10, 0})
-    ->Args({10, 10, 1})
+    ->ArgNames({"params_m", "sites", "secure", "memory"})
+    ->Args({10, 10, 0, 0})
+    ->Args({10, 10, 1, 0})
     ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+// Issue 19's bound in secure mode: a 1 GB model (250M parameters), 3 sites, one round each,
+// with peak memory; the plaintext round of the same size says what the sites add.
+BENCHMARK(BM_Round)
+    ->ArgNames({"params_m", "sites", "secure", "memory"})
+    ->Args({250, 3, 0, 1})
+    ->Args({250, 3, 1, 1})
+    ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
