@@ -291,18 +291,19 @@ StatusOr<std::optional<SecureMean>> SecureRound::Attempt(const SecureAttemptInpu
   auto result = RunUnmask(a, **survivors, driver);
   if (!result.ok()) return stop(result.status());
   if (!result->has_value()) return std::nullopt;
-  const SecAggResult& sum = **result;
+  const size_t inputs = (*result)->survivors.size();
   // The session closed the masked-input stage only with the minimum; a sum below it here
   // would be a broken invariant, and it is not released.
-  if (static_cast<int>(sum.survivors.size()) < in.minimum_sum) {
-    return absl::InternalError(
-        absl::StrCat("round ", plan->round(), ": a sum of ", sum.survivors.size(),
-                     " inputs was unmasked, below the minimum of ", in.minimum_sum, "; stopping"));
+  if (static_cast<int>(inputs) < in.minimum_sum) {
+    return absl::InternalError(absl::StrCat("round ", plan->round(), ": a sum of ", inputs,
+                                            " inputs was unmasked, below the minimum of ",
+                                            in.minimum_sum, "; stopping"));
   }
   // The sum exists: a release, booked before anything else is done with it.
   RETURN_IF_ERROR(driver.BookRelease());
-  StatusOr<SecureMean> mean = DecodeSecureSum(sum, a.params, a.encoding, in.ddg, in.model_values,
-                                              so.max_examples, in.keep_sum);
+  // Consumed by the decoding, which gives its memory back block by block.
+  StatusOr<SecureMean> mean = DecodeSecureSum(**std::move(result), a.params, a.encoding, in.ddg,
+                                              in.model_values, so.max_examples, in.keep_sum);
   if (!mean.ok()) {
     // Once a sum is unmasked, the sites' inputs are spent: no retry.
     return Annotate(mean.status(),
@@ -312,11 +313,11 @@ StatusOr<std::optional<SecureMean>> SecureRound::Attempt(const SecureAttemptInpu
   }
   if (in.ddg) {
     spdlog::info("round {}: unmasked the noised sum of {} sites (distributed discrete Gaussian)",
-                 plan->round(), sum.survivors.size());
+                 plan->round(), inputs);
   } else {
     spdlog::info(
         "round {}: unmasked the sum of {} sites (total weight {:.4f}; masks removed on the {})",
-        plan->round(), sum.survivors.size(), mean->total_weight,
+        plan->round(), inputs, mean->total_weight,
         UnmaskOnDevice(so.unmask_device) ? "GPU" : "CPU");
   }
   return std::optional<SecureMean>(*std::move(mean));
@@ -366,30 +367,37 @@ bool UnmaskOnDevice(const std::string& unmask_device) {
   return unmask_device == "auto" && CudaDeviceAvailable();
 }
 
-StatusOr<SecureMean> DecodeSecureSum(const SecAggResult& result, const SecAggParams& params,
+StatusOr<SecureMean> DecodeSecureSum(SecAggResult result, const SecAggParams& params,
                                      const EncodingParams& encoding, const DdgParams* ddg,
                                      size_t model_values, int64_t max_examples, bool keep_sum) {
   SecureMean out;
   const auto survivors = static_cast<int64_t>(result.survivors.size());
   if (ddg) {
     // The survivors' clipped updates plus their noise, rotation and scaling undone; no weights
-    // under client-level privacy: the clipped mean.
+    // under client-level privacy: the clipped mean. The decoder takes 64-bit words: the 64-bit
+    // ring's sum is handed over, the 32-bit ring's widened and released.
     const int bits = params.ring == RingWidth::k64 ? 64 : 32;
-    std::vector<uint64_t> words =
-        params.ring == RingWidth::k64
-            ? result.sum.w64
-            : std::vector<uint64_t>(result.sum.w32.begin(), result.sum.w32.end());
+    std::vector<uint64_t> words;
+    if (params.ring == RingWidth::k64) {
+      words = std::move(result.sum.w64);
+    } else {
+      words.assign(result.sum.w32.begin(), result.sum.w32.end());
+      std::vector<uint32_t>().swap(result.sum.w32);
+    }
     const std::string_view seed(reinterpret_cast<const char*>(params.round_seed.data()),
                                 params.round_seed.size());
     ASSIGN_OR_RETURN(std::vector<double> sum, DdgDecodeSum(words, bits, *ddg, seed, survivors));
+    std::vector<uint64_t>().swap(words);
     out.mean.resize(sum.size());
     for (size_t i = 0; i < sum.size(); ++i) {
       out.mean[i] = static_cast<float>(sum[i] / static_cast<double>(survivors));
     }
     return out;
   }
-  ASSIGN_OR_RETURN(DecodedSum decoded, DecodeSum(result.sum, result.survivors.size(), encoding));
-  out.mean = decoded.Mean();
+  // Straight into the float mean, block by block, the ring sum given back as it goes.
+  ASSIGN_OR_RETURN(DecodedMean decoded,
+                   DecodeMean(std::move(result.sum), result.survivors.size(), encoding, keep_sum));
+  out.mean = std::move(decoded.mean);
   out.mean.resize(model_values);  // drop the weight element
   // Only the total is known: the sum of the weights, each examples / max_examples.
   out.total_weight = decoded.total_weight;

@@ -123,8 +123,10 @@ class SecureRound {
 // Where the masks are removed: true for a CUDA device (`unmask_device` "auto" and one present).
 bool UnmaskOnDevice(const std::string& unmask_device);
 // The mean of an unmasked sum of `result.survivors`: DDG-decoded under client-level privacy
-// (`ddg` not null), else dequantized with `encoding`, the weight element dropped.
-StatusOr<SecureMean> DecodeSecureSum(const SecAggResult& result, const SecAggParams& params,
+// (`ddg` not null), else dequantized with `encoding` straight into the mean, block by block
+// (DecodeMean), the weight element dropped. Consumes `result`: its sum's memory goes back as
+// the decoding goes, so the sum and the mean never both hold the whole model.
+StatusOr<SecureMean> DecodeSecureSum(SecAggResult result, const SecAggParams& params,
                                      const EncodingParams& encoding, const DdgParams* ddg,
                                      size_t model_values, int64_t max_examples,
                                      bool keep_sum = false);

@@ -260,4 +260,72 @@ StatusOr<DecodedSum> DecodeSum(const RingVector& sum, size_t num_summands,
   return out;
 }
 
+namespace {
+
+// Decodes elements [lo, hi) of `words`; false at the first above max_sum (*bad names it).
+template <typename W>
+bool DecodeBlock(const W* words, size_t lo, size_t hi, uint64_t max_sum, double step, double offset,
+                 double total_weight, float* mean, double* weighted_sum, size_t* bad) {
+  const bool divide = total_weight > 0;
+  for (size_t i = lo; i < hi; ++i) {
+    const uint64_t s = words[i];
+    if (s > max_sum) {
+      *bad = i;
+      return false;
+    }
+    const double ws = static_cast<double>(s) * step - offset;
+    mean[i] = divide ? static_cast<float>(ws / total_weight) : 0.0f;
+    if (weighted_sum) weighted_sum[i] = ws;
+  }
+  return true;
+}
+
+}  // namespace
+
+StatusOr<DecodedMean> DecodeMean(RingVector sum, size_t num_summands, const EncodingParams& params,
+                                 bool keep_sum) {
+  ASSIGN_OR_RETURN(RingWidth ring, ChooseRing(params));
+  if (sum.width != ring) {
+    return absl::InvalidArgumentError("sum is in a different ring than the encoding parameters");
+  }
+  if (sum.size() < 1) return absl::InvalidArgumentError("encoded sum is empty (no weight element)");
+  const double levels = Levels(params.bits);
+  const uint64_t max_level = (uint64_t{1} << params.bits) - 1;
+  const unsigned __int128 wide_max = static_cast<unsigned __int128>(num_summands) * max_level;
+  const uint64_t max_sum = wide_max > UINT64_MAX ? UINT64_MAX : static_cast<uint64_t>(wide_max);
+  const double step = 2 * params.clip / levels;
+  const double offset = static_cast<double>(num_summands) * params.clip;
+  const size_t n = sum.size() - 1;
+  auto too_big = [&](size_t i) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("element ", i, " of the sum (", sum.at(i), ") exceeds ", num_summands,
+                     " encoded inputs; the survivor count or the data is wrong"));
+  };
+  DecodedMean out;
+  // The weight element first, for the divisor; checked in its place, after the values.
+  const uint64_t weight = sum.at(n);
+  out.total_weight = static_cast<double>(weight) / levels;
+  // Reserved, not filled: the mean's pages are touched only as blocks are decoded, while the
+  // sum's go back, so the two never hold the whole model twice.
+  out.mean.reserve(n);
+  if (keep_sum) out.weighted_sum.reserve(n);
+  constexpr size_t kBlock = size_t{1} << 16;
+  for (size_t lo = 0; lo < n; lo += kBlock) {
+    const size_t hi = std::min(n, lo + kBlock);
+    out.mean.resize(hi);
+    if (keep_sum) out.weighted_sum.resize(hi);
+    double* kept = keep_sum ? out.weighted_sum.data() : nullptr;
+    size_t bad = 0;
+    const bool ok = sum.width == RingWidth::k32
+                        ? DecodeBlock(sum.w32.data(), lo, hi, max_sum, step, offset,
+                                      out.total_weight, out.mean.data(), kept, &bad)
+                        : DecodeBlock(sum.w64.data(), lo, hi, max_sum, step, offset,
+                                      out.total_weight, out.mean.data(), kept, &bad);
+    if (!ok) return too_big(bad);
+    ReleaseRingPages(&sum, lo, hi);
+  }
+  if (weight > max_sum) return too_big(n);
+  return out;
+}
+
 }  // namespace hansa

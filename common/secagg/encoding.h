@@ -90,4 +90,17 @@ struct DecodedSum {
 StatusOr<DecodedSum> DecodeSum(const RingVector& sum, size_t num_summands,
                                const EncodingParams& params);
 
+// DecodeSum and its Mean in one pass, block by block, without the double-precision sum:
+// mean[i] == DecodedSum::Mean()[i] bit for bit (zeros when the total weight is 0). `sum` is
+// consumed: each decoded block's pages go back to the system (ReleaseRingPages), so in the
+// 32-bit ring the sum and the mean together hold about one vector's bytes. With keep_sum,
+// weighted_sum is DecodeSum's too. The same errors as DecodeSum, naming the same element.
+struct DecodedMean {
+  std::vector<float> mean;           // weighted_sum / total_weight, per coordinate
+  double total_weight = 0;           // sum_i w_i
+  std::vector<double> weighted_sum;  // when asked (keep_sum), else empty
+};
+StatusOr<DecodedMean> DecodeMean(RingVector sum, size_t num_summands, const EncodingParams& params,
+                                 bool keep_sum = false);
+
 }  // namespace hansa

@@ -1,5 +1,9 @@
 #include "common/secagg/ring.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstring>
 
 namespace hansa {
@@ -61,6 +65,23 @@ Status RingVector::AddInPlace(const RingVector& other) {
   for (size_t i = 0; i < w32.size(); ++i) w32[i] += other.w32[i];
   for (size_t i = 0; i < w64.size(); ++i) w64[i] += other.w64[i];
   return absl::OkStatus();
+}
+
+size_t ReleaseRingPages(RingVector* v, size_t begin, size_t end) {
+  if (begin >= end) return 0;
+  const size_t word = RingWordSize(v->width);
+  const auto data =
+      reinterpret_cast<uintptr_t>(v->width == RingWidth::k32 ? static_cast<void*>(v->w32.data())
+                                                             : static_cast<void*>(v->w64.data()));
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t storage = (data + page - 1) & ~(page - 1);  // the first whole page
+  const uintptr_t from = std::max(storage, (data + begin * word) & ~(page - 1));
+  const uintptr_t to = (data + end * word) & ~(page - 1);
+  if (to <= from) return 0;
+  // Private anonymous memory (the heap's, or a large block's own mapping): the pages are
+  // dropped now and read as zeros if touched again, as the allocator may when freeing.
+  if (::madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED) != 0) return 0;
+  return to - from;
 }
 
 std::string RingToBytes(const RingVector& v) {

@@ -30,6 +30,13 @@ struct RingVector {
   }
 };
 
+// Gives back to the system the whole memory pages of `v`'s storage that hold elements of
+// [begin, end) and none at or past `end`: their values are lost, and so are those of elements
+// before `begin` on the first such page. For a vector being consumed in order (a sum decoded
+// into another vector and discarded afterwards), so that its resident memory shrinks as the
+// consumer goes. Returns the bytes given back. REQUIRES: begin <= end <= v->size().
+size_t ReleaseRingPages(RingVector* v, size_t begin, size_t end);
+
 // Little-endian bytes of elements of `v`; for messages.
 std::string RingToBytes(const RingVector& v);
 // Parses RingToBytes output; InvalidArgument when the length is not a multiple of the word size.

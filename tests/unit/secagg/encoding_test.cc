@@ -1,5 +1,11 @@
 #include "common/secagg/encoding.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -141,6 +147,124 @@ TEST(EncodingTest, RejectsNanWeightOutOfRangeAndImpossibleSums) {
   auto st = DecodeSum(too_big, 2, {1.0, 8, 3}).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("exceeds 2 encoded inputs"));
+}
+
+// A sum of `n` values (plus the weight element `weight`) spread over 0..3L for 3 inputs.
+RingVector RaggedSum(RingWidth width, int bits, size_t n, uint64_t weight) {
+  RingVector sum = RingVector::Zeros(width, n + 1);
+  const uint64_t max_sum = 3 * ((uint64_t{1} << bits) - 1);
+  uint64_t x = 88172645463325252ull;  // xorshift64
+  for (size_t i = 0; i < n; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    const uint64_t s = i < 3 ? (i == 0 ? 0 : i == 1 ? max_sum : max_sum / 2) : x % (max_sum + 1);
+    if (width == RingWidth::k32) {
+      sum.w32[i] = static_cast<uint32_t>(s);
+    } else {
+      sum.w64[i] = s;
+    }
+  }
+  if (width == RingWidth::k32) {
+    sum.w32[n] = static_cast<uint32_t>(weight);
+  } else {
+    sum.w64[n] = weight;
+  }
+  return sum;
+}
+
+template <typename T>
+bool SameBits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+// Block by block (2^16 values a block) against the whole-vector decoding: three blocks and a
+// ragged end, both rings, with and without the double sum, a total weight of 0 and one that is
+// not a whole number of inputs.
+TEST(EncodingTest, DecodeMeanIsTheWholeVectorDecodingBitForBit) {
+  const size_t n = 3 * (size_t{1} << 16) + 77;
+  struct Case {
+    EncodingParams params;
+    RingWidth width;
+  };
+  for (const Case& c : {Case{{2.5, 20, 3}, RingWidth::k32}, Case{{0.75, 40, 3}, RingWidth::k64}}) {
+    const uint64_t levels = (uint64_t{1} << c.params.bits) - 1;
+    for (uint64_t weight : {uint64_t{0}, levels * 5 / 2, 3 * levels}) {
+      SCOPED_TRACE(::testing::Message() << "bits " << c.params.bits << " weight " << weight);
+      const RingVector sum = RaggedSum(c.width, c.params.bits, n, weight);
+      auto whole = DecodeSum(sum, 3, c.params);
+      ASSERT_TRUE(whole.ok()) << whole.status();
+      const std::vector<float> mean = whole->Mean();
+      for (bool keep_sum : {false, true}) {
+        auto blocks = DecodeMean(sum, 3, c.params, keep_sum);
+        ASSERT_TRUE(blocks.ok()) << blocks.status();
+        EXPECT_TRUE(SameBits(blocks->mean, mean));
+        EXPECT_EQ(blocks->total_weight, whole->total_weight);
+        if (keep_sum) {
+          EXPECT_TRUE(SameBits(blocks->weighted_sum, whole->weighted_sum));
+        } else {
+          EXPECT_TRUE(blocks->weighted_sum.empty());
+        }
+      }
+      if (weight == 0) {
+        EXPECT_EQ(std::count(mean.begin(), mean.end(), 0.0f), static_cast<std::ptrdiff_t>(n));
+      }
+    }
+  }
+}
+
+TEST(EncodingTest, DecodeMeanRejectsWhatDecodeSumRejectsNamingTheSameElement) {
+  const EncodingParams p{1.0, 20, 3};
+  const uint64_t max_sum = 3 * ((uint64_t{1} << 20) - 1);
+  const size_t n = 2 * (size_t{1} << 16) + 5;
+  // A bad value in the second block, a bad weight, both (the value is named first), and a
+  // sum from another ring.
+  RingVector bad_value = RaggedSum(RingWidth::k32, 20, n, max_sum);
+  bad_value.w32[70000] = static_cast<uint32_t>(max_sum + 1);
+  RingVector bad_weight = RaggedSum(RingWidth::k32, 20, n, max_sum + 1);
+  RingVector both = bad_weight;
+  both.w32[n - 1] = static_cast<uint32_t>(max_sum + 7);
+  for (const auto& [sum, element] :
+       {std::pair<const RingVector&, size_t>{bad_value, 70000}, {bad_weight, n}, {both, n - 1}}) {
+    const Status whole = DecodeSum(sum, 3, p).status();
+    const Status blocks = DecodeMean(sum, 3, p).status();
+    EXPECT_EQ(blocks.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(blocks, whole);
+    EXPECT_THAT(std::string(blocks.message()),
+                ::testing::HasSubstr(absl::StrCat("element ", element, " of the sum")));
+  }
+  const Status ring = DecodeMean(RingVector::Zeros(RingWidth::k64, 3), 3, p).status();
+  EXPECT_EQ(ring.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(ring.message()), ::testing::HasSubstr("different ring"));
+  const Status empty = DecodeMean(RingVector::Zeros(RingWidth::k32, 0), 3, p).status();
+  EXPECT_EQ(empty.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(empty.message()), ::testing::HasSubstr("no weight element"));
+}
+
+// Whole pages only, never one holding an element at or past `end`.
+TEST(EncodingTest, ReleaseRingPagesKeepsEverythingFromTheEndOn) {
+  for (RingWidth width : {RingWidth::k32, RingWidth::k64}) {
+    const size_t n = 1 << 20;
+    RingVector v = RingVector::Zeros(width, n);
+    for (size_t i = 0; i < n; ++i) {
+      if (width == RingWidth::k32) {
+        v.w32[i] = static_cast<uint32_t>(i + 1);
+      } else {
+        v.w64[i] = i + 1;
+      }
+    }
+    EXPECT_EQ(ReleaseRingPages(&v, 5, 5), 0u);
+    EXPECT_EQ(ReleaseRingPages(&v, 0, 1), 0u);  // no whole page below element 1
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    const size_t released = ReleaseRingPages(&v, 5000, 300001);
+    EXPECT_GT(released, 0u);
+    EXPECT_EQ(released % page, 0u);
+    EXPECT_LE(released, (300001 - 5000) * RingWordSize(width) + page);
+    // Released elements read as zeros; everything from 300001 on is as it was.
+    EXPECT_EQ(v.at(150000), 0u);
+    for (size_t i = 300001; i < n; ++i) ASSERT_EQ(v.at(i), i + 1) << i;
+    for (size_t i = 0; i + page / RingWordSize(width) < 5000; ++i) ASSERT_EQ(v.at(i), i + 1) << i;
+  }
 }
 
 }  // namespace
