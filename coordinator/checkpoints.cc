@@ -1,9 +1,14 @@
 #include "coordinator/checkpoints.h"
 
+#include <algorithm>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/crypto/sha256.h"
 #include "common/fileio/fileio.h"
+#include "common/tensor/huge_pages.h"
 #include "common/tensor/safetensors.h"
 
 namespace hansa {
@@ -37,6 +42,28 @@ PublishedModel Checkpoints::Encode(int64_t round, const Model& model) const {
   out.sha256 = ToHex(Sha256(payload));
   out.payload = std::make_shared<const std::string>(std::move(payload));
   out.layout = model.layout;
+  return out;
+}
+
+PublishedModel Checkpoints::Encode(int64_t round, Model&& model) const {
+  PublishedModel out;
+  const TensorMetadata metadata{{"round", std::to_string(round)}, {"model", model_name_}};
+  std::string payload = EncodeSafetensorsHeader(model.layout, metadata);
+  const size_t bytes = model.values.size() * sizeof(float);
+  // Appended, not resized and overwritten: the payload's pages are touched only as the values
+  // reach them, while the values' pages behind the copy go back.
+  payload.reserve(payload.size() + bytes);
+  constexpr size_t kBlock = size_t{16} << 20;
+  char* values = reinterpret_cast<char*>(model.values.data());
+  for (size_t at = 0; at < bytes; at += kBlock) {
+    const size_t n = std::min(kBlock, bytes - at);
+    payload.append(values + at, n);
+    ReleaseConsumedPages(values, at, at + n);
+  }
+  model.values = std::vector<float>();
+  out.sha256 = ToHex(Sha256(payload));
+  out.payload = std::make_shared<const std::string>(std::move(payload));
+  out.layout = std::move(model.layout);
   return out;
 }
 

@@ -43,6 +43,10 @@ class Checkpoints {
 
   // `model` as published after `round`: its values copied once, into the payload.
   PublishedModel Encode(int64_t round, const Model& model) const;
+  // The same payload, consuming `model`: its values are copied in blocks, each block's whole
+  // pages given back to the system once copied (ReleaseConsumedPages), so that the model and
+  // the payload together stay near one model's size rather than two.
+  PublishedModel Encode(int64_t round, Model&& model) const;
   // Writes `published` as the checkpoint of `round`, and `strategy`'s state after a round > 0
   // when it has any; the file system's error.
   Status Write(int64_t round, const PublishedModel& published, const Strategy& strategy) const;

@@ -675,13 +675,14 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
     global = global_;
   }
   // Server step: the strategy (FedAvg: global + server_lr * mean) on the sites' mean delta,
-  // into one copy of the global model's values (the round's only one besides the payloads).
-  // The aggregate's sum is gone by now, and the mean goes before the new payload is made.
-  mean.layout = global.layout;
+  // reading the global model from its payload and writing the next one into the mean's own
+  // buffer: the aggregate's sum is gone by now, so the step holds the payload and the mean.
+  RETURN_IF_ERROR(Annotate(global.layout.CheckSameAs(strategy_->model_layout()),
+                           absl::StrCat("global model before round ", round)));
+  mean.layout = strategy_->UpdateLayout();
   RoundInfo info{round, static_cast<int>(record.sites.size()),
                  static_cast<int>(options_.allowed_sites.size())};
-  StatusOr<Model> next = strategy_->Apply(global.ToModel(), mean, info);
-  mean = Model();
+  StatusOr<Model> next = strategy_->ApplyToMean(global.values(), std::move(mean), info);
   if (!next.ok()) {
     return Annotate(next.status(),
                     absl::StrCat("server step of round ", round, "; refusing to publish it"));
@@ -691,8 +692,9 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
     return Annotate(valid, absl::StrCat("aggregate of round ", round,
                                         " is not finite; refusing to publish it"));
   }
-  PublishedModel published = checkpoints_.Encode(round, *next);
-  next = Model();
+  // Consumed as it is encoded: the old payload (still served until the new one is published),
+  // the next model's values and the new payload stay near two model sizes together.
+  PublishedModel published = checkpoints_.Encode(round, *std::move(next));
   global = PublishedModel();  // global_ (and a download in progress) may still hold it
   record.seconds = absl::ToDoubleSeconds(options_.clock->Now() - started);
   RETURN_IF_ERROR(PublishModel(round, std::move(published), record));

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/tensor/huge_pages.h"
 #include "common/tensor/safetensors.h"
 #include "coordinator/strategies/internal.h"
 #include "coordinator/strategies/registry.h"
@@ -123,26 +124,64 @@ Status Strategy::CheckUpdate(const Model& update) const {
   return absl::OkStatus();
 }
 
-StatusOr<Model> Strategy::Step(Model global, const float* step) const {
-  RETURN_IF_ERROR(Annotate(global.layout.CheckSameAs(model_), "global model"));
-  Model next = std::move(global);
+Status Strategy::StepElements(const float* global, const float* mean, float* out,
+                              const RoundInfo&) {
   const float lr = static_cast<float>(options_.server_lr);
-  for (size_t i = 0; i < next.values.size(); ++i) next.values[i] += lr * step[i];
-  const int64_t bad = FindNonFinite(next.values.data(), next.values.size());
+  const size_t n = static_cast<size_t>(model_.TotalElements());
+  for (size_t i = 0; i < n; ++i) out[i] = global[i] + lr * mean[i];
+  return absl::OkStatus();
+}
+
+Status Strategy::CheckStepFinite(const float* values, size_t n) const {
+  const int64_t bad = FindNonFinite(values, n);
   if (bad >= 0) {
     return absl::InvalidArgumentError(absl::StrCat(options_.name, " step made value ", bad,
                                                    " of the global model non-finite; refusing it"));
   }
-  return next;
+  return absl::OkStatus();
 }
 
-StatusOr<Model> Strategy::Apply(Model global, const Model& mean, const RoundInfo&) {
+StatusOr<Model> Strategy::Step(Model global, const float* step) const {
+  RETURN_IF_ERROR(Annotate(global.layout.CheckSameAs(model_), "global model"));
+  const float lr = static_cast<float>(options_.server_lr);
+  for (size_t i = 0; i < global.values.size(); ++i) global.values[i] += lr * step[i];
+  RETURN_IF_ERROR(CheckStepFinite(global.values.data(), global.values.size()));
+  return global;
+}
+
+StatusOr<Model> Strategy::Apply(Model global, const Model& mean, const RoundInfo& info) {
   if (needs_individual_updates()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "strategy '", options_.name, "' needs the individual updates, not their mean"));
   }
   RETURN_IF_ERROR(CheckUpdate(mean));
-  return Step(std::move(global), mean.values.data());
+  RETURN_IF_ERROR(Annotate(global.layout.CheckSameAs(model_), "global model"));
+  RETURN_IF_ERROR(
+      StepElements(global.values.data(), mean.values.data(), global.values.data(), info));
+  RETURN_IF_ERROR(CheckStepFinite(global.values.data(), global.values.size()));
+  return global;
+}
+
+StatusOr<Model> Strategy::ApplyToMean(const float* global, Model mean, const RoundInfo& info) {
+  if (!steps_elementwise() || needs_individual_updates()) {
+    Model copy;
+    copy.layout = model_;
+    if (!needs_individual_updates()) {
+      copy.values.assign(global, global + model_.TotalElements());
+    }
+    return Apply(std::move(copy), mean, info);
+  }
+  RETURN_IF_ERROR(CheckUpdate(mean));
+  RETURN_IF_ERROR(StepElements(global, mean.values.data(), mean.values.data(), info));
+  // The strategy's extra tensors (SCAFFOLD's delta_c) after the model are read by now: their
+  // pages go back, and the vector keeps its buffer rather than being copied to a smaller one.
+  const size_t n = static_cast<size_t>(model_.TotalElements());
+  // From the tail's own first whole page: the page it shares with the model's values stays.
+  ReleaseConsumedPages(mean.values.data() + n, 0, (mean.values.size() - n) * sizeof(float));
+  mean.values.resize(n);
+  mean.layout = model_;
+  RETURN_IF_ERROR(CheckStepFinite(mean.values.data(), n));
+  return mean;
 }
 
 StatusOr<Model> Strategy::ApplyIndividual(const Model& global,

@@ -2,9 +2,9 @@
 // aggregate to produce the next global model, and what each strategy asks of the sites.
 //
 // The round engine aggregates the sites' updates into one example-weighted mean (in plaintext
-// or under secure aggregation) and hands it to Strategy::Apply together with the current global
-// model. An update is the site's change to the global model (local - global) followed by the
-// strategy's extra tensors, named with the strategy's prefix:
+// or under secure aggregation) and hands it to Strategy::ApplyToMean together with the current
+// global model (the simulator calls Apply). An update is the site's change to the global model
+// (local - global) followed by the strategy's extra tensors, named with the strategy's prefix:
 //   scaffold.<tensor>  SCAFFOLD: the site's control-variate change delta_c (same shapes)
 //   fednova.a          FedNova: [1] the site's normalising coefficient a_i / kFedNovaScale;
 //                      the model part is then delta_i / a_i
@@ -106,6 +106,13 @@ class Strategy {
   // checked finite. `global` is stepped in place and returned: pass it with std::move when the
   // caller no longer needs it, so a large model is not copied.
   virtual StatusOr<Model> Apply(Model global, const Model& mean_update, const RoundInfo& info);
+  // As Apply, bit for bit, without a copy of the model: reads the current values from `global`
+  // (model_layout().TotalElements() floats, such as the published payload's view; only read)
+  // and writes the next model into `mean_update`'s own buffer, which it returns with the
+  // model's layout. Strategies whose step is element-wise (steps_elementwise(): every built-in
+  // one that steps from the mean) do so; otherwise `global` is copied and Apply called.
+  virtual StatusOr<Model> ApplyToMean(const float* global, Model mean_update,
+                                      const RoundInfo& info);
   // For robust aggregators: the next global model from the individual updates.
   virtual StatusOr<Model> ApplyIndividual(const Model& global,
                                           const std::vector<WeightedUpdate>& updates,
@@ -126,6 +133,17 @@ class Strategy {
   Status CheckUpdate(const Model& update) const;
   // global + server_lr * step, checked finite, written into `global`'s own values.
   StatusOr<Model> Step(Model global, const float* step) const;
+  // True when the step is StepElements (so Apply and ApplyToMean need no override).
+  virtual bool steps_elementwise() const { return false; }
+  // The server step, element by element, for the base Apply and ApplyToMean: for each of the
+  // model's values, out[i] = global[i] + server_lr * s_i, where s_i comes from the mean's
+  // values (`mean`, UpdateLayout() order) and the strategy's state, which it updates. `out` is
+  // `global` or `mean`: each element is read before it is written. Called after CheckUpdate;
+  // the caller checks the result finite. The base is FedAvg's: s_i = mean[i].
+  virtual Status StepElements(const float* global, const float* mean, float* out,
+                              const RoundInfo& info);
+  // InvalidArgument, naming the first, when values[0, n) holds a non-finite value.
+  Status CheckStepFinite(const float* values, size_t n) const;
 
   const StrategyOptions options_;
   const ModelLayout model_;

@@ -1,10 +1,8 @@
 #include "common/secagg/ring.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <algorithm>
 #include <cstring>
+
+#include "common/tensor/huge_pages.h"
 
 namespace hansa {
 
@@ -68,20 +66,10 @@ Status RingVector::AddInPlace(const RingVector& other) {
 }
 
 size_t ReleaseRingPages(RingVector* v, size_t begin, size_t end) {
-  if (begin >= end) return 0;
   const size_t word = RingWordSize(v->width);
-  const auto data =
-      reinterpret_cast<uintptr_t>(v->width == RingWidth::k32 ? static_cast<void*>(v->w32.data())
-                                                             : static_cast<void*>(v->w64.data()));
-  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const uintptr_t storage = (data + page - 1) & ~(page - 1);  // the first whole page
-  const uintptr_t from = std::max(storage, (data + begin * word) & ~(page - 1));
-  const uintptr_t to = (data + end * word) & ~(page - 1);
-  if (to <= from) return 0;
-  // Private anonymous memory (the heap's, or a large block's own mapping): the pages are
-  // dropped now and read as zeros if touched again, as the allocator may when freeing.
-  if (::madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED) != 0) return 0;
-  return to - from;
+  void* data = v->width == RingWidth::k32 ? static_cast<void*>(v->w32.data())
+                                          : static_cast<void*>(v->w64.data());
+  return ReleaseConsumedPages(data, begin * word, end * word);
 }
 
 std::string RingToBytes(const RingVector& v) {

@@ -1,7 +1,9 @@
 #include "common/tensor/huge_pages.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <new>
 
@@ -16,6 +18,20 @@ void AdviseHugePages(void* data, size_t bytes) {
   const uintptr_t end = (start + bytes) & ~(kHuge - 1);
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
 #endif
+}
+
+size_t ReleaseConsumedPages(void* data, size_t begin, size_t end) {
+  if (begin >= end) return 0;
+  const auto base = reinterpret_cast<uintptr_t>(data);
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (base + page - 1) & ~(page - 1);  // the buffer's first whole page
+  const uintptr_t from = std::max(first, (base + begin) & ~(page - 1));
+  const uintptr_t to = (base + end) & ~(page - 1);
+  if (to <= from) return 0;
+  // Private anonymous memory (the heap's, or a large block's own mapping): the pages are
+  // dropped now and read as zeros if touched again, as the allocator may when freeing.
+  if (::madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED) != 0) return 0;
+  return to - from;
 }
 
 ZeroedDoubles::ZeroedDoubles(size_t count)

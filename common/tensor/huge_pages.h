@@ -2,6 +2,7 @@
 // where Linux's transparent huge pages allow it: a fresh gigabyte then costs 512 page faults
 // instead of 262144, each a trap on the thread that first touches the page (in the transfer
 // profiles, one of the largest items). Advice only: where it is not followed nothing changes.
+// And the other way: giving a consumed buffer's pages back before the buffer is freed.
 //
 // Threading: free functions; a ZeroedDoubles belongs to its owner.
 #pragma once
@@ -15,6 +16,15 @@ namespace hansa {
 // Advises MADV_HUGEPAGE for the 2 MiB-aligned interior of [data, data + bytes); does nothing
 // for buffers under 4 MiB or off Linux.
 void AdviseHugePages(void* data, size_t bytes);
+
+// Gives back to the system the whole memory pages of the buffer starting at `data` that lie
+// in [data + begin, data + end) or start before `data + begin` on the page holding it, and
+// hold no byte at or past `data + end` nor before `data`: their contents are lost (read as
+// zeros if touched again). For a buffer of private anonymous memory (a vector's storage)
+// being consumed in order, so that its resident memory shrinks as the consumer goes. Returns
+// the bytes given back; 0 when the system refuses. REQUIRES: begin <= end, both
+// within the buffer.
+size_t ReleaseConsumedPages(void* data, size_t begin, size_t end);
 
 // `count` doubles, all 0.0, whose pages the kernel zeroes when first touched (calloc: no pass
 // over them now), advised as huge pages. Throws std::bad_alloc like std::vector when memory

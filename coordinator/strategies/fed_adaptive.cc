@@ -26,12 +26,19 @@ class FedAdaptive : public Strategy {
     m_.assign(model_.TotalElements(), 0.0f);
     v_.assign(model_.TotalElements(), static_cast<float>(options_.tau * options_.tau));
   }
-  StatusOr<Model> Apply(Model global, const Model& mean, const RoundInfo&) override {
-    RETURN_IF_ERROR(CheckUpdate(mean));
+  Model State() const override { return PackState(model_, {"m.", "v."}, {&m_, &v_}); }
+  Status RestoreState(const Model& s) override {
+    return UnpackState(s, model_, {"m.", "v."}, {&m_, &v_}, options_.name);
+  }
+
+ protected:
+  bool steps_elementwise() const override { return true; }
+  Status StepElements(const float* global, const float* mean, float* out,
+                      const RoundInfo&) override {
     const double b1 = options_.beta1, b2 = options_.beta2, tau = options_.tau;
-    std::vector<float> step(m_.size());
+    const float lr = static_cast<float>(options_.server_lr);
     for (size_t i = 0; i < m_.size(); ++i) {
-      const double d = mean.values[i];
+      const double d = mean[i];
       const double m = b1 * m_[i] + (1 - b1) * d;
       double v = v_[i];
       const double d2 = d * d;
@@ -44,13 +51,10 @@ class FedAdaptive : public Strategy {
       }
       m_[i] = static_cast<float>(m);
       v_[i] = static_cast<float>(v);
-      step[i] = static_cast<float>(m / (std::sqrt(v) + tau));
+      const float step = static_cast<float>(m / (std::sqrt(v) + tau));
+      out[i] = global[i] + lr * step;
     }
-    return Step(std::move(global), step.data());
-  }
-  Model State() const override { return PackState(model_, {"m.", "v."}, {&m_, &v_}); }
-  Status RestoreState(const Model& s) override {
-    return UnpackState(s, model_, {"m.", "v."}, {&m_, &v_}, options_.name);
+    return absl::OkStatus();
   }
 
  private:

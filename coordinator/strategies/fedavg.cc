@@ -19,6 +19,9 @@ class FedAvg : public Strategy {
     return r;
   }
 
+ protected:
+  bool steps_elementwise() const override { return true; }
+
  private:
   const bool proximal_;
 };

@@ -19,16 +19,22 @@ class FedAvgM : public Strategy {
   FedAvgM(const StrategyOptions& o, const ModelLayout& m) : Strategy(o, m) {
     velocity_.assign(model_.TotalElements(), 0.0f);
   }
-  StatusOr<Model> Apply(Model global, const Model& mean, const RoundInfo&) override {
-    RETURN_IF_ERROR(CheckUpdate(mean));
-    const float beta = static_cast<float>(options_.server_momentum);
-    for (size_t i = 0; i < velocity_.size(); ++i)
-      velocity_[i] = beta * velocity_[i] + mean.values[i];
-    return Step(std::move(global), velocity_.data());
-  }
   Model State() const override { return PackState(model_, {"momentum."}, {&velocity_}); }
   Status RestoreState(const Model& s) override {
     return UnpackState(s, model_, {"momentum."}, {&velocity_}, options_.name);
+  }
+
+ protected:
+  bool steps_elementwise() const override { return true; }
+  Status StepElements(const float* global, const float* mean, float* out,
+                      const RoundInfo&) override {
+    const float beta = static_cast<float>(options_.server_momentum);
+    const float lr = static_cast<float>(options_.server_lr);
+    for (size_t i = 0; i < velocity_.size(); ++i) {
+      velocity_[i] = beta * velocity_[i] + mean[i];
+      out[i] = global[i] + lr * velocity_[i];
+    }
+    return absl::OkStatus();
   }
 
  private:

@@ -25,16 +25,23 @@ class FedNova : public Strategy {
     specs.push_back({"fednova.a", DType::kF32, {1}});
     return ModelLayout(std::move(specs));
   }
-  StatusOr<Model> Apply(Model global, const Model& mean, const RoundInfo&) override {
-    RETURN_IF_ERROR(CheckUpdate(mean));
-    const double tau_eff = static_cast<double>(mean.values.back()) * kFedNovaScale;
+
+ protected:
+  bool steps_elementwise() const override { return true; }
+  Status StepElements(const float* global, const float* mean, float* out,
+                      const RoundInfo&) override {
+    const size_t n = static_cast<size_t>(model_.TotalElements());
+    const double tau_eff = static_cast<double>(mean[n]) * kFedNovaScale;  // fednova.a
     if (!(tau_eff > 0)) {
       return absl::InvalidArgumentError(
           absl::StrCat("FedNova aggregate has tau_eff = ", tau_eff, "; sites must upload a_i > 0"));
     }
-    std::vector<float> step(model_.TotalElements());
-    for (size_t i = 0; i < step.size(); ++i) step[i] = static_cast<float>(tau_eff * mean.values[i]);
-    return Step(std::move(global), step.data());
+    const float lr = static_cast<float>(options_.server_lr);
+    for (size_t i = 0; i < n; ++i) {
+      const float step = static_cast<float>(tau_eff * mean[i]);
+      out[i] = global[i] + lr * step;
+    }
+    return absl::OkStatus();
   }
 };
 

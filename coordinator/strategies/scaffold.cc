@@ -38,18 +38,24 @@ class Scaffold : public Strategy {
   std::optional<Model> ServerBroadcast() const override {
     return PackState(model_, {"scaffold."}, {&c_});
   }
-  StatusOr<Model> Apply(Model global, const Model& mean, const RoundInfo& info) override {
-    RETURN_IF_ERROR(CheckUpdate(mean));
-    ASSIGN_OR_RETURN(Model next, Step(std::move(global), mean.values.data()));
-    const float share =
-        static_cast<float>(info.sites) / static_cast<float>(std::max(1, info.total_sites));
-    const float* delta_c = mean.values.data() + c_.size();
-    for (size_t i = 0; i < c_.size(); ++i) c_[i] += share * delta_c[i];
-    return next;
-  }
   Model State() const override { return PackState(model_, {"scaffold."}, {&c_}); }
   Status RestoreState(const Model& s) override {
     return UnpackState(s, model_, {"scaffold."}, {&c_}, options_.name);
+  }
+
+ protected:
+  bool steps_elementwise() const override { return true; }
+  // The model's step first, and c's only when that step is finite, so a refused round leaves
+  // c as it was.
+  Status StepElements(const float* global, const float* mean, float* out,
+                      const RoundInfo& info) override {
+    RETURN_IF_ERROR(Strategy::StepElements(global, mean, out, info));
+    RETURN_IF_ERROR(CheckStepFinite(out, c_.size()));
+    const float share =
+        static_cast<float>(info.sites) / static_cast<float>(std::max(1, info.total_sites));
+    const float* delta_c = mean + c_.size();
+    for (size_t i = 0; i < c_.size(); ++i) c_[i] += share * delta_c[i];
+    return absl::OkStatus();
   }
 
  private:

@@ -4,7 +4,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <limits>
 
 namespace hansa {
 namespace {
@@ -162,6 +165,105 @@ TEST(StrategyTest, RobustAggregatorsAreRefusedWithSecureAggregation) {
   for (const char* name : {"fedavg", "fedadam", "scaffold", "fednova", "fedprox"}) {
     EXPECT_TRUE(CheckStrategyCompatible(*ParseStrategySpec(name), true).ok()) << name;
   }
+}
+
+// Values of every magnitude and sign, so that rounding differences would show.
+std::vector<float> Wiggle(size_t n, float scale, uint32_t seed) {
+  std::vector<float> v(n);
+  uint32_t x = seed;
+  for (size_t i = 0; i < n; ++i) {
+    x = x * 1664525u + 1013904223u;
+    v[i] = scale * (static_cast<float>(x >> 8) / 16777216.0f - 0.5f) *
+           std::ldexp(1.0f, static_cast<int>(i % 9) - 4);
+  }
+  return v;
+}
+
+bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// ApplyToMean is Apply bit for bit, state included, over rounds, for every strategy that steps
+// from the mean; the next model is the mean's own buffer, not a copy.
+TEST(StrategyTest, ApplyToMeanStepsInTheMeansBufferAsApplyDoes) {
+  const ModelLayout layout({{"a", DType::kF32, {3, 333}}, {"b", DType::kF32, {1000}}});
+  const size_t n = static_cast<size_t>(layout.TotalElements());
+  for (const char* spec : {"fedavg:server_lr=0.7", "fedprox", "fedavgm", "fedadam:tau=0.01",
+                           "fedyogi", "fedadagrad:server_lr=0.3", "scaffold", "fednova"}) {
+    SCOPED_TRACE(spec);
+    auto by_copy = New(spec, layout);
+    auto in_place = New(spec, layout);
+    std::vector<float> global = Wiggle(n, 2.0f, 7);
+    for (uint32_t round = 1; round <= 3; ++round) {
+      std::vector<float> mean_values = Wiggle(by_copy->UpdateLayout().TotalElements(), 0.1f, round);
+      if (std::string(spec) == "fednova") mean_values.back() = 3.5f / kFedNovaScale;
+      const RoundInfo info{round, 2, 3};
+      auto expected =
+          by_copy->Apply(Make(layout, global), Make(by_copy->UpdateLayout(), mean_values), info);
+      ASSERT_TRUE(expected.ok()) << expected.status();
+      Model mean = Make(in_place->UpdateLayout(), mean_values);
+      const float* buffer = mean.values.data();
+      auto next = in_place->ApplyToMean(global.data(), std::move(mean), info);
+      ASSERT_TRUE(next.ok()) << next.status();
+      EXPECT_EQ(next->values.data(), buffer);
+      EXPECT_TRUE(next->layout.CheckSameAs(layout).ok());
+      ASSERT_TRUE(SameBits(next->values, expected->values)) << "round " << round;
+      EXPECT_TRUE(SameBits(in_place->State().values, by_copy->State().values));
+      EXPECT_FALSE(SameBits(next->values, global));
+      global = std::move(next->values);
+    }
+  }
+}
+
+// A strategy written against Apply alone (as docs/extending.md shows) keeps its own step.
+class HalvingStrategy : public Strategy {
+ public:
+  explicit HalvingStrategy(const ModelLayout& m) : Strategy(StrategyOptions(), m) {}
+  StatusOr<Model> Apply(Model global, const Model& mean, const RoundInfo&) override {
+    for (size_t i = 0; i < global.values.size(); ++i) global.values[i] = mean.values[i] / 2;
+    return global;
+  }
+};
+
+TEST(StrategyTest, ApplyToMeanCallsApplyWhenTheStepIsNotElementwise) {
+  HalvingStrategy s(OneTensor(2));
+  const std::vector<float> global{1, 2};
+  auto next = s.ApplyToMean(global.data(), Make(OneTensor(2), {4, 6}), {});
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_THAT(next->values, ElementsAre(2.0f, 3.0f));
+  EXPECT_THAT(global, ElementsAre(1.0f, 2.0f));
+}
+
+TEST(StrategyTest, ApplyToMeanRefusesWhatApplyRefuses) {
+  const std::vector<float> global{1, 2};
+  auto median = New("median", OneTensor(2));
+  auto robust = median->ApplyToMean(global.data(), Make(OneTensor(2), {0, 0}), {});
+  EXPECT_EQ(robust.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(robust.status().message()), HasSubstr("needs the individual updates"));
+
+  auto scaffold = New("scaffold", OneTensor(2));
+  auto wrong = scaffold->ApplyToMean(global.data(), Make(OneTensor(2), {0, 0}), {});
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(wrong.status().message()), HasSubstr("scaffold aggregate"));
+
+  auto fednova = New("fednova", OneTensor(2));
+  auto no_steps = fednova->ApplyToMean(global.data(), Make(fednova->UpdateLayout(), {1, 1, 0}), {});
+  EXPECT_EQ(no_steps.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(no_steps.status().message()), HasSubstr("tau_eff = 0"));
+
+  const float huge = std::numeric_limits<float>::max();
+  const std::vector<float> big{huge, huge};
+  auto fedavg = New("fedavg", OneTensor(2));
+  auto overflow = fedavg->ApplyToMean(big.data(), Make(OneTensor(2), {0, huge}), {});
+  EXPECT_EQ(overflow.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(overflow.status().message()),
+              HasSubstr("fedavg step made value 1 of the global model non-finite"));
+
+  // SCAFFOLD's c moves only with a step that is published.
+  auto refused =
+      scaffold->ApplyToMean(big.data(), Make(scaffold->UpdateLayout(), {huge, 0, 1, 1}), {1, 1, 1});
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("value 0"));
+  EXPECT_THAT(scaffold->ServerBroadcast()->values, ElementsAre(0.0f, 0.0f));
 }
 
 TEST(StrategyTest, RefusesBadSpecsAndMismatchedAggregates) {

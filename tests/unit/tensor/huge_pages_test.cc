@@ -1,6 +1,7 @@
 #include "common/tensor/huge_pages.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <vector>
@@ -29,6 +30,32 @@ TEST(AdviseHugePagesTest, LeavesTheBufferAsItWas) {
   AdviseHugePages(buffer.data() + 1, buffer.size() - 1);
   AdviseHugePages(buffer.data(), 100);
   for (size_t i = 0; i < buffer.size(); i += 997) ASSERT_EQ(buffer[i], static_cast<uint8_t>(i * 7));
+}
+
+// Whole pages inside the range read back as zeros; no byte outside them changes.
+TEST(ReleaseConsumedPagesTest, GivesBackOnlyWholePagesInTheRange) {
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<uint8_t> buffer((size_t{1} << 20) + 123);
+  for (size_t i = 0; i < buffer.size(); ++i) buffer[i] = static_cast<uint8_t>(i * 7 + 1);
+  EXPECT_EQ(ReleaseConsumedPages(buffer.data(), 10, 10), 0u);
+  EXPECT_EQ(ReleaseConsumedPages(buffer.data(), 0, 1), 0u);  // no whole page below byte 1
+  const size_t begin = 5000, end = 300001;
+  const size_t released = ReleaseConsumedPages(buffer.data(), begin, end);
+  EXPECT_GT(released, end - begin - 3 * page);
+  EXPECT_EQ(released % page, 0u);
+  const auto base = reinterpret_cast<uintptr_t>(buffer.data());
+  size_t zeros = 0;
+  for (size_t i = 0; i < buffer.size(); ++i) {
+    const uintptr_t at = base + i;
+    const bool inside = at >= ((base + begin) & ~(page - 1)) && at < ((base + end) & ~(page - 1)) &&
+                        at >= ((base + page - 1) & ~(page - 1));
+    if (inside) {
+      zeros += buffer[i] == 0;
+    } else {
+      ASSERT_EQ(buffer[i], static_cast<uint8_t>(i * 7 + 1)) << i;
+    }
+  }
+  EXPECT_EQ(zeros, released);
 }
 
 }  // namespace
