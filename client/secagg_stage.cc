@@ -123,11 +123,9 @@ StatusOr<std::vector<float>> CheckedHostUpdate(LocalTrainer& trainer, const Mode
   return std::move(delta.values);
 }
 
-StatusOr<std::vector<std::string>> SecAggParticipant::Mask(const v1::RoundPlan& plan,
-                                                           LocalTrainer& trainer,
-                                                           const Model& global, int64_t examples,
-                                                           const SecretBytes* rounding_seed,
-                                                           std::string* path) {
+StatusOr<std::vector<std::string>> SecAggParticipant::Mask(
+    const v1::RoundPlan& plan, LocalTrainer& trainer, const Model& global, int64_t examples,
+    const SecretBytes* rounding_seed, std::string* path, const std::function<void()>& global_done) {
   RETURN_IF_ERROR(HasRound(plan));
   if (!HasClientPrivacy(plan) && CudaDeviceAvailable()) {
     StatusOr<DeviceVector> update = trainer.UpdateOnDevice();
@@ -151,6 +149,7 @@ StatusOr<std::vector<std::string>> SecAggParticipant::Mask(const v1::RoundPlan& 
             "(quantize {:.3f} s, device wait {:.3f} s, chunks {:.3f} s)",
             plan.round(), stats.update_norm, update->device, stats.total, stats.quantize,
             stats.wait, stats.serialize);
+        if (global_done) global_done();
         return chunks;
       }
       if (!absl::IsUnavailable(chunks.status())) {
@@ -162,6 +161,7 @@ StatusOr<std::vector<std::string>> SecAggParticipant::Mask(const v1::RoundPlan& 
   }
   *path = "CPU";
   ASSIGN_OR_RETURN(std::vector<float> delta, CheckedHostUpdate(trainer, global));
+  if (global_done) global_done();
   return MaskUpdateForPlan(plan, *session_, delta, examples, rounding_seed);
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,9 +39,12 @@ class SecAggParticipant {
   // and the plan has no client-level privacy (cuda/masked_upload.h), else on the CPU from
   // `trainer`'s host update (handed to `host_update` when it is made). `rounding_seed` (32
   // bytes) seeds the stochastic rounding; null: the CSPRNG. `path` names where it was masked.
+  // `global_done`, when set, runs once `global` is no longer used (the caller may free it then),
+  // before the masking's own buffers grow.
   StatusOr<std::vector<std::string>> Mask(const v1::RoundPlan& plan, LocalTrainer& trainer,
                                           const Model& global, int64_t examples,
-                                          const SecretBytes* rounding_seed, std::string* path);
+                                          const SecretBytes* rounding_seed, std::string* path,
+                                          const std::function<void()>& global_done = nullptr);
 
  private:
   StatusOr<SecAggParams> ParamsFor(const v1::RoundPlan& plan, uint32_t* self) const;

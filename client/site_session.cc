@@ -20,6 +20,35 @@
 namespace hansa {
 namespace {
 
+std::string_view FloatBytes(const std::vector<float>& v) {
+  return std::string_view(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+}
+
+// The pieces CutChunks makes of `head` followed by `data`, without joining them: views into
+// both, except a piece that spans the two, which is copied into *spanning (at most one chunk).
+std::vector<std::string_view> CutPayload(std::string_view head, std::string_view data,
+                                         uint32_t plan_chunk_bytes, uint32_t max_chunk_bytes,
+                                         std::string* spanning) {
+  if (head.empty()) return CutChunks(data, plan_chunk_bytes, max_chunk_bytes);
+  if (data.empty()) return CutChunks(head, plan_chunk_bytes, max_chunk_bytes);
+  const size_t step = std::max<size_t>(
+      1,
+      std::min<size_t>(plan_chunk_bytes ? plan_chunk_bytes : kDefaultChunkBytes, max_chunk_bytes));
+  std::vector<std::string_view> pieces = CutChunks(head, plan_chunk_bytes, max_chunk_bytes);
+  size_t taken = 0;  // of data
+  if (pieces.back().size() < step) {
+    // The last piece of the head is topped up from the data, as one payload would be cut.
+    taken = std::min(step - pieces.back().size(), data.size());
+    spanning->assign(pieces.back().data(), pieces.back().size());
+    spanning->append(data.data(), taken);
+    pieces.back() = *spanning;
+  }
+  std::vector<std::string_view> rest =
+      CutChunks(data.substr(taken), plan_chunk_bytes, max_chunk_bytes);
+  pieces.insert(pieces.end(), rest.begin(), rest.end());
+  return pieces;
+}
+
 // Errors after which the site rejoins instead of giving up: the coordinator restarted, the
 // network blinked, or a round moved on under us.
 bool IsTransient(const Status& s) {
@@ -317,6 +346,8 @@ Status SiteSession::RecordStudy(const v1::RoundPlan& plan) {
 
 StatusOr<const Model*> SiteSession::FetchModel(const v1::RoundPlan& plan) {
   if (cached_model_ && cached_sha256_ == plan.global_model_sha256()) return &*cached_model_;
+  // Another model's values are of no more use: gone before the new one arrives.
+  ReleaseModel();
   v1::DownloadRequest req;
   req.set_round(plan.round());
   req.set_model_sha256(plan.global_model_sha256());
@@ -328,10 +359,16 @@ StatusOr<const Model*> SiteSession::FetchModel(const v1::RoundPlan& plan) {
                          return absl::OkStatus();
                        }));
   ASSIGN_OR_RETURN(Model model, DecodeSafetensors(*payload));
+  payload.reset();  // the decoded values are all that is kept
   RETURN_IF_ERROR(Annotate(model.Validate(), "global model"));
   cached_sha256_ = plan.global_model_sha256();
   cached_model_ = std::move(model);
   return &*cached_model_;
+}
+
+void SiteSession::ReleaseModel() {
+  cached_model_.reset();
+  cached_sha256_.clear();
 }
 
 Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_delivery) {
@@ -359,25 +396,33 @@ Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_de
 
 Status SiteSession::UploadPlain(const v1::RoundPlan& plan, const Model& global,
                                 const TrainResult& result) {
-  Model delta;
-  delta.layout = global.layout;
-  ASSIGN_OR_RETURN(delta.values, CheckedHostUpdate(*trainer_, global));
+  Unsent unsent;
+  unsent.plan_sha256 = PlanSha256(plan);
+  unsent.safetensors_header = EncodeSafetensorsHeader(global.layout, {});
+  ASSIGN_OR_RETURN(unsent.values, CheckedHostUpdate(*trainer_, global));
+  ReleaseModel();  // `global` is gone from here on: the update is all that is left to send
   if (plan.privacy().mechanism() == kCentralGaussian) {
     // The coordinator refuses updates longer than the plan's clip norm.
-    const double norm = ClipUpdateForCentralGaussian(delta.values, plan.privacy().clip_norm());
+    const double norm = ClipUpdateForCentralGaussian(unsent.values, plan.privacy().clip_norm());
     spdlog::info("round {}: update norm {:.4g} clipped to {:g}", plan.round(), norm,
                  plan.privacy().clip_norm());
   }
-  trainer_->Leaving(delta.values);
-  const std::string payload = EncodeSafetensors(delta);
-  v1::TransferHeader header;
+  trainer_->Leaving(unsent.values);
+  // The payload is the safetensors encoding of the update: its header, then the values' bytes
+  // as they lie in memory (little-endian float32). It is hashed and sent from there, never
+  // copied whole.
+  const std::string_view data = FloatBytes(unsent.values);
+  Sha256Hasher hasher;
+  hasher.Update(unsent.safetensors_header);
+  hasher.Update(data);
+  v1::TransferHeader& header = unsent.header;
   header.set_round(plan.round());
-  header.set_total_bytes(payload.size());
-  header.set_sha256(ToHex(Sha256(payload)));
+  header.set_total_bytes(unsent.safetensors_header.size() + data.size());
+  header.set_sha256(ToHex(hasher.Finish()));
   header.set_num_examples(static_cast<uint64_t>(result.num_examples));
   header.set_train_loss(result.loss);
   header.set_train_seconds(result.seconds);
-  unsent_ = Unsent{PlanSha256(plan), std::move(header), std::move(payload), {}};
+  unsent_ = std::move(unsent);
   ASSIGN_OR_RETURN(v1::UploadReply reply, SendUnsent(plan));
   spdlog::info("round {}: update accepted ({} bytes)", plan.round(), reply.bytes());
   return absl::OkStatus();
@@ -389,12 +434,17 @@ Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& global,
   std::optional<SecretBytes> seed;
   if (options_.rounding_seed) seed = options_.rounding_seed(plan);
   std::string path;
-  ASSIGN_OR_RETURN(
-      std::vector<std::string> chunks,
-      secagg_.Mask(plan, *trainer_, global, result.num_examples, seed ? &*seed : nullptr, &path));
+  // `global` is gone once the update is taken from the trainer (ReleaseModel).
+  ASSIGN_OR_RETURN(std::vector<std::string> chunks,
+                   secagg_.Mask(plan, *trainer_, global, result.num_examples,
+                                seed ? &*seed : nullptr, &path, [this] { ReleaseModel(); }));
   // No example count or loss in the clear: the weight travels inside the masked vector.
   v1::TransferHeader header = MaskedUploadHeader(plan.round(), chunks);
-  unsent_ = Unsent{PlanSha256(plan), std::move(header), {}, std::move(chunks)};
+  Unsent unsent;
+  unsent.plan_sha256 = PlanSha256(plan);
+  unsent.header = std::move(header);
+  unsent.chunks = std::move(chunks);
+  unsent_ = std::move(unsent);
   ASSIGN_OR_RETURN(v1::UploadReply reply, SendUnsent(plan));
   spdlog::info(
       "round {}: masked update accepted ({} bytes; masked on the {} and sent in {:.3f} s after "
@@ -418,7 +468,8 @@ StatusOr<v1::UploadReply> SiteSession::Upload(const v1::RoundPlan& plan,
 StatusOr<v1::UploadReply> SiteSession::SendUnsent(const v1::RoundPlan& plan) {
   const std::vector<std::string_view> pieces =
       unsent_->chunks.empty()
-          ? CutChunks(unsent_->payload, plan.chunk_bytes(), link_->max_chunk_bytes())
+          ? CutPayload(unsent_->safetensors_header, FloatBytes(unsent_->values), plan.chunk_bytes(),
+                       link_->max_chunk_bytes(), &unsent_->spanning)
           : ViewsOf(unsent_->chunks);
   ASSIGN_OR_RETURN(v1::UploadReply reply, Upload(plan, unsent_->header, pieces));
   unsent_.reset();

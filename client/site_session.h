@@ -122,6 +122,10 @@ class SiteSession {
   // The plan's global model, downloaded and checked, or the cached one when the plan names it:
   // valid until the next FetchModel.
   StatusOr<const Model*> FetchModel(const v1::RoundPlan& plan);
+  // Drops the cached global model: once a round's update is taken from the trainer, the model
+  // it was trained from is of no more use (the next evaluation or round brings a new one; a
+  // retried round downloads it again).
+  void ReleaseModel();
   Status Train(const v1::RoundPlan& plan, const std::string& share_delivery);
   Status UploadPlain(const v1::RoundPlan& plan, const Model& global, const TrainResult& result);
   Status UploadMasked(const v1::RoundPlan& plan, const Model& global, const TrainResult& result);
@@ -163,7 +167,12 @@ class SiteSession {
   struct Unsent {
     std::string plan_sha256;
     v1::TransferHeader header;
-    std::string payload;              // plaintext: the safetensors delta
+    // Plaintext: the safetensors delta is `safetensors_header` followed by the bytes of
+    // `values`, sent from there (`spanning`: the one chunk that holds the end of the header
+    // and the start of the values).
+    std::string safetensors_header;
+    std::vector<float> values;
+    std::string spanning;
     std::vector<std::string> chunks;  // secure: the masked wire chunks
   };
   std::optional<Unsent> unsent_;

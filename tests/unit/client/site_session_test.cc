@@ -68,15 +68,21 @@ class CutFirstUploadLink final : public ForwardingLink {
   StatusOr<v1::UploadReply> Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
                                    const std::vector<std::string_view>& pieces) override {
     std::string bytes;
-    for (std::string_view piece : pieces) bytes.append(piece);
+    std::vector<size_t> sizes;
+    for (std::string_view piece : pieces) {
+      bytes.append(piece);
+      sizes.push_back(piece.size());
+    }
     uploads.push_back(std::move(bytes));
+    piece_sizes.push_back(std::move(sizes));
     if (uploads.size() > 1) return ForwardingLink::Upload(plan, header, pieces);
     const std::vector<std::string_view> half(pieces.begin(), pieces.begin() + pieces.size() / 2);
     StatusOr<v1::UploadReply> cut = ForwardingLink::Upload(plan, header, half);
     EXPECT_EQ(cut.status().code(), absl::StatusCode::kDataLoss) << cut.status();
     return absl::UnavailableError("connection reset mid-upload");
   }
-  std::vector<std::string> uploads;  // one thread: the site's
+  std::vector<std::string> uploads;              // one thread: the site's
+  std::vector<std::vector<size_t>> piece_sizes;  // of each upload
 
  private:
   std::unique_ptr<SiteLink> owned_;
@@ -300,6 +306,22 @@ TEST_P(SiteSessionTest, AnUploadCutShortIsSentAgainByteForByte) {
     ASSERT_NE(cut_, nullptr);
     ASSERT_EQ(cut_->uploads.size(), 2u);
     EXPECT_TRUE(cut_->uploads[0] == cut_->uploads[1]) << "the update sent again differs";
+    EXPECT_EQ(cut_->piece_sizes[0], cut_->piece_sizes[1]);
+    if (!secure) {
+      // The plaintext update is the safetensors delta, cut where CutChunks cuts a whole
+      // payload (its header and values are sent from where they lie, not joined first).
+      Model delta;
+      delta.layout = ModelLayout({{"w", DType::kF32, {2000}}});
+      delta.values.assign(2000, kSpecs[1].delta);
+      const std::string payload = EncodeSafetensors(delta);
+      EXPECT_TRUE(cut_->uploads[1] == payload) << "the plaintext upload is not the delta";
+      std::vector<size_t> sizes;
+      for (std::string_view piece : CutChunks(payload, o.chunk_bytes, o.max_chunk_bytes)) {
+        sizes.push_back(piece.size());
+      }
+      EXPECT_EQ(cut_->piece_sizes[1], sizes);
+      EXPECT_GT(sizes.size(), 4u);
+    }
     Model published = Published(o);
     ASSERT_EQ(published.values.size(), 2000u);
     for (float v : published.values) ASSERT_NEAR(v, 1.0 + kMean, secure ? 2e-3 : 1e-5);
