@@ -1,8 +1,5 @@
 #include "coordinator/aggregator.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdint>
 
@@ -82,12 +79,9 @@ StatusOr<std::vector<float>> StreamingAggregator::TakeWeightedMean() {
     taken_ = true;
   }
   // The mean grows block by block (reserve touches no page) while the sum's pages behind the
-  // block just read go back to the kernel (MADV_DONTNEED: they read zero if touched again).
+  // block just read go back to the kernel (ReleaseConsumedPages: they read zero if touched).
   constexpr size_t kBlock = size_t{1} << 18;  // 2 MiB of doubles: whole huge pages
-  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   double* sum = sum_.data();
-  const uintptr_t base = reinterpret_cast<uintptr_t>(sum);
-  uintptr_t released = (base + page - 1) & ~(page - 1);  // first byte not yet given back
   std::vector<float> out;
   out.reserve(sum_.size());
   std::vector<float> block(std::min(kBlock, sum_.size()));
@@ -95,11 +89,7 @@ StatusOr<std::vector<float>> StreamingAggregator::TakeWeightedMean() {
     const size_t n = std::min(kBlock, sum_.size() - lo);
     for (size_t i = 0; i < n; ++i) block[i] = static_cast<float>(sum[lo + i] / total);
     out.insert(out.end(), block.begin(), block.begin() + static_cast<std::ptrdiff_t>(n));
-    const uintptr_t end = (base + (lo + n) * sizeof(double)) & ~(page - 1);
-    if (end > released) {
-      ::madvise(reinterpret_cast<void*>(released), end - released, MADV_DONTNEED);
-      released = end;
-    }
+    ReleaseConsumedPages(sum, lo * sizeof(double), (lo + n) * sizeof(double));
   }
   return out;
 }
