@@ -1,11 +1,12 @@
-// One site's own peak memory through whole rounds, phase by phase: the site conversation of
-// hansa-client (client/site_session.h) over loopback mutual TLS 1.3 against the real
-// coordinator, which runs in a forked process together with the cohort's two other sites, so that
-// this process holds the measured site alone. The site trains with a FixedUpdateTrainer (its
-// fixed update stands for the trained weights a real trainer holds).
+// Peak memory through whole rounds, phase by phase, over loopback mutual TLS 1.3 against the
+// real coordinator (RoundEngine and CoordinatorService as hansa-coordinator starts them), with
+// one side of the federation in a forked process so that the measured process holds only what
+// it measures. Sites run the conversation of hansa-client (client/site_session.h) with a
+// FixedUpdateTrainer (its fixed update stands for the trained weights a real trainer holds).
+// Around each phase VmHWM is reset (/proc/self/clear_refs) and read back.
 //
-// Around each phase VmHWM is reset (/proc/self/clear_refs) and read back, through a SiteLink
-// and a LocalTrainer that wrap the real ones:
+// Site mode (sites = 0): this process is one site; the fork runs the coordinator and the
+// cohort's two other sites. Marks come from a SiteLink and a LocalTrainer that wrap the real ones:
 //   wait       from the last mark to the download: polls, consent, SecAgg+ key stages
 //   download   the global model's payload arriving (Download)
 //   decode     the payload decoded and checked, up to the trainer being called
@@ -14,15 +15,31 @@
 //   upload     the update streamed in chunks (Upload)
 // Issue 19's bound for a site is 3*M + 200 MB for a model of M bytes.
 //
+// Coordinator mode (sites = N > 0): this process is the coordinator alone; the fork runs all N
+// sites and tells it (over a pipe) when a site starts its download and when its upload is
+// answered. Marks, per round:
+//   start      the engine and its server up: rss_end is the baseline (process + model payload)
+//   wait       from the previous round's end to the first site's download: the plan, SecAgg+
+//              key stages
+//   uploads    downloads and uploads, up to the N-th upload answered (the upload's reply comes
+//              once the update is in the sum, so a plaintext round's mean may have begun)
+//   aggregate  unmasking and decoding (secure), the mean, the server step and the checkpoint,
+//              up to the round completed
+// Issue 19's bound for the coordinator is 2*M + 200 MB, whatever N.
+//
 //   site_memory_bench [model MB, default 250] [secure 0|1, default 0] [rounds, default 2]
+//                     [sites, default 0: site mode]
 #include <grpcpp/grpcpp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -42,7 +59,7 @@
 namespace hansa {
 namespace {
 
-constexpr int kSites = 3;  // SecAgg+ needs three
+constexpr int kSiteModeSites = 3;  // SecAgg+ needs three
 constexpr int64_t kExamples = 100;
 constexpr int64_t kColumns = 1000;
 
@@ -104,26 +121,30 @@ class Marks {
   bool reset_ok_ = true;
 };
 
-class MeasuredLink final : public SiteLink {
+// Called with a phase's name as it ends, and the round of the plan at hand.
+using PhaseEnd = std::function<void(const char* phase, uint64_t round)>;
+
+// A SiteLink that reports the ends of the download and upload phases: "wait" before the
+// download, "download" after it, "protect" before the upload, "upload" after its reply.
+class PhaseLink final : public SiteLink {
  public:
-  MeasuredLink(SiteLink* inner, Marks* marks) : inner_(inner), marks_(marks) {}
+  PhaseLink(SiteLink* inner, PhaseEnd on_end) : inner_(inner), on_end_(std::move(on_end)) {}
   Status Connect(absl::Duration timeout) override { return inner_->Connect(timeout); }
   StatusOr<v1::JoinReply> Join(const v1::JoinRequest& r) override { return inner_->Join(r); }
   StatusOr<v1::Task> NextTask(absl::Duration wait) override { return inner_->NextTask(wait); }
   StatusOr<std::shared_ptr<const std::string>> Download(const v1::RoundPlan& plan,
                                                         uint64_t max_model_bytes) override {
-    marks_->set_round(plan.round());
-    marks_->Mark("wait");
+    on_end_("wait", plan.round());
     auto payload = inner_->Download(plan, max_model_bytes);
-    marks_->Mark("download");
+    on_end_("download", plan.round());
     return payload;
   }
   Status RespondToPlan(const v1::PlanResponse& r) override { return inner_->RespondToPlan(r); }
   StatusOr<v1::UploadReply> Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
                                    const std::vector<std::string_view>& pieces) override {
-    marks_->Mark("protect");
+    on_end_("protect", plan.round());
     auto reply = inner_->Upload(plan, header, pieces);
-    marks_->Mark("upload");
+    on_end_("upload", plan.round());
     return reply;
   }
   Status SubmitSecAgg(const v1::SecAggSubmission& s) override { return inner_->SubmitSecAgg(s); }
@@ -133,7 +154,7 @@ class MeasuredLink final : public SiteLink {
 
  private:
   SiteLink* const inner_;
-  Marks* const marks_;
+  const PhaseEnd on_end_;
 };
 
 class MeasuredTrainer final : public LocalTrainer {
@@ -188,90 +209,213 @@ SiteSessionOptions SessionOptions(const std::string& name) {
   return o;
 }
 
-// The forked process: the coordinator and the other sites, until the measuring process closes
-// `done`.
-Status Coordinator(int64_t model_bytes, bool secure, int rounds, int port_fd, int done_fd) {
-  ASSIGN_OR_RETURN(TlsFiles tls, KitTls("coordinator"));
-  Model initial;
-  initial.layout = LayoutOfBytes(model_bytes);
-  initial.values.assign(static_cast<size_t>(initial.layout.TotalElements()), 0.01f);
-  const size_t n = initial.values.size();
-  EngineOptions o;
-  o.federation = "bench";
-  o.coordinator_country = "DE";
-  o.state_dir = g_dir + "/state";
-  o.model = "bench";
-  for (int i = 0; i < kSites; ++i) o.allowed_sites.push_back(absl::StrCat("site-", i));
-  o.rounds = rounds;
-  o.min_sites = kSites;
-  o.wait_for_sites = absl::Minutes(2);
-  o.upload_timeout = absl::Minutes(10);
-  o.evaluate_timeout = absl::Minutes(2);
-  o.site_idle = absl::Minutes(10);
-  o.secure.enabled = secure;
-  ASSIGN_OR_RETURN(std::unique_ptr<RoundEngine> engine, RoundEngine::Create(o, initial));
-  initial = Model();
-  CoordinatorService service(engine.get());
-  int port = 0;
-  ASSIGN_OR_RETURN(std::unique_ptr<grpc::Server> server,
-                   StartServer("127.0.0.1:0", tls, &service, engine->max_chunk_bytes(), &port));
-  std::thread run([&] { (void)engine->Run(); });
-  const uint32_t max_chunk = engine->max_chunk_bytes();
-  const int msg[2] = {port, static_cast<int>(max_chunk)};
-  if (write(port_fd, msg, sizeof(msg)) != sizeof(msg)) return absl::InternalError("pipe");
-  close(port_fd);
-  std::vector<Status> others(kSites);
+// The coordinator as hansa-coordinator starts it, serving on a port of 127.0.0.1 until Stop.
+class CoordinatorSide {
+ public:
+  static StatusOr<std::unique_ptr<CoordinatorSide>> Start(int64_t model_bytes, bool secure,
+                                                          int rounds, int sites) {
+    ASSIGN_OR_RETURN(TlsFiles tls, KitTls("coordinator"));
+    EngineOptions o;
+    o.federation = "bench";
+    o.coordinator_country = "DE";
+    o.state_dir = g_dir + "/state";
+    o.model = "bench";
+    for (int i = 0; i < sites; ++i) o.allowed_sites.push_back(absl::StrCat("site-", i));
+    o.rounds = rounds;
+    o.min_sites = sites;
+    o.wait_for_sites = absl::Minutes(2);
+    o.upload_timeout = absl::Minutes(10);
+    o.evaluate_timeout = absl::Minutes(2);
+    o.site_idle = absl::Minutes(10);
+    o.secure.enabled = secure;
+    auto side = std::unique_ptr<CoordinatorSide>(new CoordinatorSide());
+    {
+      Model initial;
+      initial.layout = LayoutOfBytes(model_bytes);
+      initial.values.assign(static_cast<size_t>(initial.layout.TotalElements()), 0.01f);
+      ASSIGN_OR_RETURN(side->engine_, RoundEngine::Create(o, initial));
+    }
+    side->service_ = std::make_unique<CoordinatorService>(side->engine_.get());
+    ASSIGN_OR_RETURN(side->server_, StartServer("127.0.0.1:0", tls, side->service_.get(),
+                                                side->engine_->max_chunk_bytes(), &side->port_));
+    RoundEngine* engine = side->engine_.get();
+    side->run_ = std::thread([engine] { (void)engine->Run(); });
+    return side;
+  }
+  ~CoordinatorSide() { Stop(); }
+  void Stop() {
+    if (!run_.joinable()) return;
+    engine_->Shutdown();
+    run_.join();
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  }
+  RoundEngine* engine() const { return engine_.get(); }
+  int port() const { return port_; }
+
+ private:
+  CoordinatorSide() = default;
+  std::unique_ptr<RoundEngine> engine_;
+  std::unique_ptr<CoordinatorService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::thread run_;
+  int port_ = 0;
+};
+
+// Sites site-`first` .. site-`last - 1`, each on its own thread until the federation is done;
+// `on_end` (null: none) hears each one's download and upload phases.
+Status RunSites(int port, uint32_t max_chunk, size_t n, int first, int last,
+                const PhaseEnd& on_end) {
+  std::vector<Status> results(static_cast<size_t>(last - first));
   std::vector<std::thread> sites;
-  for (int i = 1; i < kSites; ++i) {
+  for (int i = first; i < last; ++i) {
     sites.emplace_back([&, i] {
+      Status& result = results[static_cast<size_t>(i - first)];
       const std::string name = absl::StrCat("site-", i);
       FixedUpdateTrainer trainer(Update(n), kExamples);
-      auto link = SiteLinkTo(port, max_chunk, name);
-      if (!link.ok()) {
-        others[i] = link.status();
+      auto grpc_link = SiteLinkTo(port, max_chunk, name);
+      if (!grpc_link.ok()) {
+        result = grpc_link.status();
         return;
       }
-      auto session = SiteSession::Create(SessionOptions(name), link->get(), &trainer);
-      others[i] = session.ok() ? (*session)->Run() : session.status();
+      PhaseLink phased(
+          grpc_link->get(), on_end ? on_end : [](const char*, uint64_t) {});
+      auto session = SiteSession::Create(SessionOptions(name), &phased, &trainer);
+      result = session.ok() ? (*session)->Run() : session.status();
     });
   }
   for (std::thread& t : sites) t.join();
-  char c;
-  while (read(done_fd, &c, 1) > 0) {
-  }
-  engine->Shutdown();
-  run.join();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  for (const Status& st : others) RETURN_IF_ERROR(st);
+  for (const Status& st : results) RETURN_IF_ERROR(st);
   return absl::OkStatus();
 }
 
-int Main(int argc, char** argv) {
-  const int64_t mb = argc > 1 ? std::atoll(argv[1]) : 250;
-  const bool secure = argc > 2 && std::atoi(argv[2]) != 0;
-  const int rounds = argc > 3 ? std::atoi(argv[3]) : 2;
-  const int64_t model_bytes = mb * 1000000;
-  g_dir = (std::filesystem::temp_directory_path() /
-           absl::StrCat("hansa-site-memory-bench-", ::getpid()))
-              .string();
-  ProvisionRequest req;
-  req.out_dir = g_dir + "/kits";
-  req.federation = "bench";
-  req.coordinator = {"coordinator", "DE", "Bench Coordinator"};
-  for (int i = 0; i < kSites; ++i) {
-    req.sites.push_back({absl::StrCat("site-", i), "FR", absl::StrCat("Bench Site ", i)});
+void WaitForClose(int fd) {
+  char c;
+  while (read(fd, &c, 1) > 0) {
   }
-  if (Status st = WriteStartupKits(req).status(); !st.ok()) {
-    std::fprintf(stderr, "provision: %s\n", st.ToString().c_str());
+}
+
+// Site mode's forked process: the coordinator and the other sites, until the measuring process
+// closes `done`.
+Status CoordinatorAndOthers(int64_t model_bytes, bool secure, int rounds, int port_fd,
+                            int done_fd) {
+  ASSIGN_OR_RETURN(auto coordinator,
+                   CoordinatorSide::Start(model_bytes, secure, rounds, kSiteModeSites));
+  const uint32_t max_chunk = coordinator->engine()->max_chunk_bytes();
+  const int msg[2] = {coordinator->port(), static_cast<int>(max_chunk)};
+  if (write(port_fd, msg, sizeof(msg)) != sizeof(msg)) return absl::InternalError("pipe");
+  close(port_fd);
+  const size_t n = static_cast<size_t>(LayoutOfBytes(model_bytes).TotalElements());
+  Status others = RunSites(msg[0], max_chunk, n, 1, kSiteModeSites, nullptr);
+  WaitForClose(done_fd);
+  coordinator->Stop();
+  return others;
+}
+
+// What coordinator mode's site process tells the coordinator: a site's download began (kind 0)
+// or its upload was answered (kind 1), in `round`. Smaller than PIPE_BUF, so writes from the
+// site threads do not interleave.
+struct SiteEvent {
+  int32_t kind;
+  int32_t round;
+};
+
+// Coordinator mode's forked process: all `sites` sites, once the coordinator's port arrives on
+// `port_fd`; their events go to `event_fd`.
+Status AllSites(int64_t model_bytes, int sites, int port_fd, int event_fd) {
+  int msg[2] = {0, 0};
+  if (read(port_fd, msg, sizeof(msg)) != sizeof(msg)) {
+    return absl::UnavailableError("the coordinator did not start");
+  }
+  const size_t n = static_cast<size_t>(LayoutOfBytes(model_bytes).TotalElements());
+  PhaseEnd on_end = [event_fd](const char* phase, uint64_t round) {
+    const std::string p = phase;
+    if (p != "wait" && p != "upload") return;
+    const SiteEvent e{p == "wait" ? 0 : 1, static_cast<int32_t>(round)};
+    (void)!write(event_fd, &e, sizeof(e));
+  };
+  return RunSites(msg[0], static_cast<uint32_t>(msg[1]), n, 0, sites, on_end);
+}
+
+double LoadAverage() {
+  double load[3] = {0, 0, 0};
+  return getloadavg(load, 3) < 0 ? -1 : load[0];
+}
+
+// This process as the coordinator alone, the sites in a forked one.
+int CoordinatorMode(int64_t model_bytes, bool secure, int rounds, int sites) {
+  int port_pipe[2], event_pipe[2];
+  if (pipe(port_pipe) != 0 || pipe(event_pipe) != 0) return 1;
+  const pid_t child = fork();
+  if (child == 0) {  // before any thread of this process
+    close(port_pipe[1]);
+    close(event_pipe[0]);
+    Status st = AllSites(model_bytes, sites, port_pipe[0], event_pipe[1]);
+    if (!st.ok()) std::fprintf(stderr, "sites: %s\n", st.ToString().c_str());
+    std::_Exit(st.ok() ? 0 : 1);
+  }
+  close(port_pipe[0]);
+  close(event_pipe[1]);
+  const double m = static_cast<double>(LayoutOfBytes(model_bytes).TotalElements()) * 4;
+  Marks marks;
+  auto coordinator = CoordinatorSide::Start(model_bytes, secure, rounds, sites);
+  if (!coordinator.ok()) {
+    std::fprintf(stderr, "coordinator: %s\n", coordinator.status().ToString().c_str());
+    close(port_pipe[1]);
+    waitpid(child, nullptr, 0);
     return 1;
   }
+  RoundEngine* engine = (*coordinator)->engine();
+  marks.Mark("start");
+  const int msg[2] = {(*coordinator)->port(), static_cast<int>(engine->max_chunk_bytes())};
+  if (write(port_pipe[1], msg, sizeof(msg)) != sizeof(msg)) return 1;
+  close(port_pipe[1]);
+  bool complete = true;
+  for (int r = 1; r <= rounds && complete; ++r) {
+    marks.set_round(static_cast<uint64_t>(r));
+    bool downloading = false;
+    int uploaded = 0;
+    SiteEvent e;
+    while (uploaded < sites) {
+      if (read(event_pipe[0], &e, sizeof(e)) != sizeof(e)) {
+        complete = false;  // the sites are gone
+        break;
+      }
+      if (e.round != r) continue;
+      if (e.kind == 0 && !downloading) {
+        downloading = true;
+        marks.Mark("wait");
+      }
+      if (e.kind == 1) ++uploaded;
+    }
+    if (!complete) break;
+    marks.Mark("uploads");
+    while (engine->completed_round() < r) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    marks.Mark("aggregate");
+  }
+  int child_status = 0;
+  waitpid(child, &child_status, 0);
+  (*coordinator)->Stop();
+  std::printf(
+      "site_memory_bench: the coordinator alone; M = %.0f MB, %s, %d rounds, %d sites; load "
+      "average %.2f; bound 2*M + 200 MB = %.0f MB\n",
+      m / 1e6, secure ? "secure" : "plaintext", rounds, sites, LoadAverage(),
+      (2 * m + 200e6) / 1e6);
+  marks.Print(m);
+  const bool child_ok = WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0;
+  return complete && child_ok ? 0 : 1;
+}
+
+// This process as site-0, the coordinator and the other sites in a forked one.
+int SiteMode(int64_t model_bytes, bool secure, int rounds) {
   int port_pipe[2], done_pipe[2];
   if (pipe(port_pipe) != 0 || pipe(done_pipe) != 0) return 1;
   const pid_t child = fork();
   if (child == 0) {  // before any thread of this process: the coordinator's own
     close(port_pipe[0]);
     close(done_pipe[1]);
-    Status st = Coordinator(model_bytes, secure, rounds, port_pipe[1], done_pipe[0]);
+    Status st = CoordinatorAndOthers(model_bytes, secure, rounds, port_pipe[1], done_pipe[0]);
     if (!st.ok()) std::fprintf(stderr, "coordinator side: %s\n", st.ToString().c_str());
     std::_Exit(st.ok() ? 0 : 1);
   }
@@ -294,7 +438,10 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "%s\n", grpc_link.status().ToString().c_str());
       return 1;
     }
-    MeasuredLink link(grpc_link->get(), &marks);
+    PhaseLink link(grpc_link->get(), [&marks](const char* phase, uint64_t round) {
+      marks.set_round(round);
+      marks.Mark(phase);
+    });
     marks.Mark("start");
     auto session = SiteSession::Create(SessionOptions("site-0"), &link, &trainer);
     st = session.ok() ? (*session)->Run() : session.status();
@@ -303,15 +450,42 @@ int Main(int argc, char** argv) {
   close(done_pipe[1]);
   int child_status = 0;
   waitpid(child, &child_status, 0);
-  double load[3] = {0, 0, 0};
-  if (getloadavg(load, 3) < 0) load[0] = -1;
   std::printf("site_memory_bench: M = %.0f MB, %s, %d rounds, %d sites; load average %.2f\n",
-              m / 1e6, secure ? "secure" : "plaintext", rounds, kSites, load[0]);
+              m / 1e6, secure ? "secure" : "plaintext", rounds, kSiteModeSites, LoadAverage());
   marks.Print(m);
   if (!st.ok()) std::fprintf(stderr, "site-0: %s\n", st.ToString().c_str());
   const bool child_ok = WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0;
-  std::filesystem::remove_all(g_dir);
   return st.ok() && child_ok ? 0 : 1;
+}
+
+int Main(int argc, char** argv) {
+  const int64_t mb = argc > 1 ? std::atoll(argv[1]) : 250;
+  const bool secure = argc > 2 && std::atoi(argv[2]) != 0;
+  const int rounds = argc > 3 ? std::atoi(argv[3]) : 2;
+  const int sites = argc > 4 ? std::atoi(argv[4]) : 0;
+  if (secure && sites > 0 && sites < 3) {
+    std::fprintf(stderr, "secure aggregation needs at least 3 sites (as hansa-coordinator)\n");
+    return 2;
+  }
+  const int64_t model_bytes = mb * 1000000;
+  g_dir = (std::filesystem::temp_directory_path() /
+           absl::StrCat("hansa-site-memory-bench-", ::getpid()))
+              .string();
+  ProvisionRequest req;
+  req.out_dir = g_dir + "/kits";
+  req.federation = "bench";
+  req.coordinator = {"coordinator", "DE", "Bench Coordinator"};
+  for (int i = 0; i < std::max(sites, kSiteModeSites); ++i) {
+    req.sites.push_back({absl::StrCat("site-", i), "FR", absl::StrCat("Bench Site ", i)});
+  }
+  if (Status st = WriteStartupKits(req).status(); !st.ok()) {
+    std::fprintf(stderr, "provision: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  const int rc = sites > 0 ? CoordinatorMode(model_bytes, secure, rounds, sites)
+                           : SiteMode(model_bytes, secure, rounds);
+  std::filesystem::remove_all(g_dir);
+  return rc;
 }
 
 }  // namespace
