@@ -20,8 +20,9 @@
 // What must hold: a refused reply leaves the enrollment folder as it was, byte for byte; an
 // accepted one installed a certificate that holds the pending key and chains to the installed
 // CA (the one installed before, when there was one) for the usage of its role, a coordinator's
-// revocation list verified by that CA when the reply had one, and a config the reader loads
-// with the pinned fingerprint (64 hex digits) and the coordinator address in it.
+// revocation list verified by that CA when the reply had one, and a config (its own, or the
+// earlier accept's updated) that the reader loads, with the pin (64 lowercase hex digits) and the
+// coordinator address in it.
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
