@@ -223,43 +223,6 @@ StatusOr<RingVector> Encoder::Encode(const std::vector<float>& values, double we
   return v;
 }
 
-std::vector<float> DecodedSum::Mean() const {
-  std::vector<float> out(weighted_sum.size(), 0.0f);
-  if (total_weight <= 0) return out;
-  for (size_t i = 0; i < out.size(); ++i) {
-    out[i] = static_cast<float>(weighted_sum[i] / total_weight);
-  }
-  return out;
-}
-
-StatusOr<DecodedSum> DecodeSum(const RingVector& sum, size_t num_summands,
-                               const EncodingParams& params) {
-  ASSIGN_OR_RETURN(RingWidth ring, ChooseRing(params));
-  if (sum.width != ring) {
-    return absl::InvalidArgumentError("sum is in a different ring than the encoding parameters");
-  }
-  if (sum.size() < 1) return absl::InvalidArgumentError("encoded sum is empty (no weight element)");
-  const double levels = Levels(params.bits);
-  const uint64_t max_level = (uint64_t{1} << params.bits) - 1;
-  const unsigned __int128 max_sum = static_cast<unsigned __int128>(num_summands) * max_level;
-  DecodedSum out;
-  const size_t n = sum.size() - 1;
-  out.weighted_sum.resize(n);
-  const double step = 2 * params.clip / levels;
-  const double offset = static_cast<double>(num_summands) * params.clip;
-  for (size_t i = 0; i <= n; ++i) {
-    uint64_t s = sum.at(i);
-    if (s > max_sum) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("element ", i, " of the sum (", s, ") exceeds ", num_summands,
-                       " encoded inputs; the survivor count or the data is wrong"));
-    }
-    if (i < n) out.weighted_sum[i] = static_cast<double>(s) * step - offset;
-  }
-  out.total_weight = static_cast<double>(sum.at(n)) / levels;
-  return out;
-}
-
 namespace {
 
 // Decodes elements [lo, hi) of `words`; false at the first above max_sum (*bad names it).

@@ -77,24 +77,14 @@ class Encoder {
   std::vector<uint32_t> random_words_;
 };
 
-struct DecodedSum {
-  std::vector<double> weighted_sum;  // sum_i w_i * clip(x_i), per coordinate
-  double total_weight = 0;           // sum_i w_i
-  // weighted_sum / total_weight (zeros when the total weight is 0).
-  std::vector<float> Mean() const;
-};
-
-// Decodes the ring sum of `num_summands` encoded vectors. InvalidArgument when an element is
-// above num_summands * L (the sum is not of that many encodings: wrong survivor count or
-// corrupt data).
-StatusOr<DecodedSum> DecodeSum(const RingVector& sum, size_t num_summands,
-                               const EncodingParams& params);
-
-// DecodeSum and its Mean in one pass, block by block, without the double-precision sum:
-// mean[i] == DecodedSum::Mean()[i] bit for bit (zeros when the total weight is 0). `sum` is
-// consumed: each decoded block's pages go back to the system (ReleaseRingPages), so in the
-// 32-bit ring the sum and the mean together hold about one vector's bytes. With keep_sum,
-// weighted_sum is DecodeSum's too. The same errors as DecodeSum, naming the same element.
+// Decodes the ring sum of `num_summands` encoded vectors into their weighted mean, block by
+// block: weighted_sum[i] = sum[i] * 2c / L - num_summands * c and total_weight = sum[n] / L
+// (in double precision), mean[i] = float(weighted_sum[i] / total_weight) (zeros when the total
+// weight is 0). The double-precision sum is kept only with keep_sum. `sum` is consumed: each
+// decoded block's pages go back to the system (ReleaseRingPages), so in the 32-bit ring the
+// sum and the mean together hold about one vector's bytes. InvalidArgument when an element is
+// above num_summands * L, naming the first (the sum is not of that many encodings: wrong
+// survivor count or corrupt data), or when the sum is empty or in another ring.
 struct DecodedMean {
   std::vector<float> mean;           // weighted_sum / total_weight, per coordinate
   double total_weight = 0;           // sum_i w_i

@@ -11,6 +11,7 @@
 #include "common/privacy/ddg.h"
 #include "common/secagg/encoding.h"
 #include "coordinator/secure_round.h"
+#include "tests/unit/secagg/decode_reference.h"
 
 namespace hansa {
 namespace {

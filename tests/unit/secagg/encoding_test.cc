@@ -9,6 +9,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/unit/secagg/decode_reference.h"
+
 namespace hansa {
 namespace {
 
@@ -80,7 +82,7 @@ TEST(EncodingTest, StochasticRoundingIsBetweenNeighboursAndUnbiased) {
   RingVector total = RingVector::Zeros(RingWidth::k32, 2);
   total.w32[0] = static_cast<uint32_t>(sum);
   total.w32[1] = 3 * 20000;
-  auto d = DecodeSum(total, 20000, {1.0, 2, 100000});
+  auto d = DecodeMean(total, 20000, {1.0, 2, 100000}, /*keep_sum=*/true);
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_NEAR(d->weighted_sum[0], 0.0, 6 * 0.5 * 2.0 / 3 * 141.5);
   EXPECT_DOUBLE_EQ(d->total_weight, 20000.0);
@@ -89,7 +91,7 @@ TEST(EncodingTest, StochasticRoundingIsBetweenNeighboursAndUnbiased) {
 // Three sites, c = 2, b = 8 (L = 255): weighted mean of hand-picked exact grid values.
 TEST(EncodingTest, TheFinestQuantizationKeepsTheClipAndAFullWeightInRange) {
   // Levels are doubles: at 54 bits 2^54 - 1 rounds to 2^54, and a value at the clip (or a
-  // weight of 1) would encode one past the largest level, which DecodeSum rejects.
+  // weight of 1) would encode one past the largest level, which DecodeMean rejects.
   EncodingParams p{1e10, kMaxQuantizationBits, 3};
   auto enc = Encoder::CreateWithSeed(p, Seed());
   ASSERT_TRUE(enc.ok()) << enc.status();
@@ -99,7 +101,7 @@ TEST(EncodingTest, TheFinestQuantizationKeepsTheClipAndAFullWeightInRange) {
     ASSERT_TRUE(v.ok());
     ASSERT_TRUE(sum.AddInPlace(*v).ok());
   }
-  auto d = DecodeSum(sum, 3, p);
+  auto d = DecodeMean(sum, 3, p, /*keep_sum=*/true);
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_NEAR(d->weighted_sum[0], 3e10, 1e-3);
   EXPECT_NEAR(d->weighted_sum[1], -3e10, 1e-3);
@@ -126,11 +128,11 @@ TEST(EncodingTest, DecodesWeightedMeanOfASum) {
   }
   EXPECT_EQ(sum.w32[0], 10u + 200u + 255u);
   EXPECT_EQ(sum.w32[1], 3u * 255u);
-  auto d = DecodeSum(sum, 3, p);
+  auto d = DecodeMean(sum, 3, p, /*keep_sum=*/true);
   ASSERT_TRUE(d.ok());
   EXPECT_NEAR(d->weighted_sum[0], (10 + 200 + 255) * step - 6, 1e-9);
   EXPECT_NEAR(d->total_weight, 3.0, 1e-12);
-  EXPECT_NEAR(d->Mean()[0], ((10 + 200 + 255) * step - 6) / 3, 1e-6);
+  EXPECT_NEAR(d->mean[0], ((10 + 200 + 255) * step - 6) / 3, 1e-6);
 }
 
 TEST(EncodingTest, RejectsNanWeightOutOfRangeAndImpossibleSums) {
@@ -144,7 +146,7 @@ TEST(EncodingTest, RejectsNanWeightOutOfRangeAndImpossibleSums) {
   EXPECT_EQ(enc->EncodeValues(nullptr, 0, 1.0, out64).code(), absl::StatusCode::kInvalidArgument);
   RingVector too_big = RingVector::Zeros(RingWidth::k32, 2);
   too_big.w32[0] = 2 * 255 + 1;
-  auto st = DecodeSum(too_big, 2, {1.0, 8, 3}).status();
+  auto st = DecodeMean(too_big, 2, {1.0, 8, 3}).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("exceeds 2 encoded inputs"));
 }
