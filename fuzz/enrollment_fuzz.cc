@@ -46,19 +46,11 @@
 
 namespace {
 
+using hansa::fuzz::ReadBytes;
+using hansa::fuzz::WriteBytes;
+
 // Every time the target looks at: fixed, so that an input does the same on every replay.
 absl::Time Now() { return absl::FromCivil(absl::CivilSecond(2027, 1, 1), absl::UTCTimeZone()); }
-
-void WriteBytes(const std::string& path, std::string_view bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (!out) abort();
-}
-
-std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 std::string BioText(BIO* bio) {
   char* data = nullptr;

@@ -54,6 +54,9 @@
 
 namespace {
 
+using hansa::fuzz::ReadBytes;
+using hansa::fuzz::WriteBytes;
+
 namespace fs = std::filesystem;
 
 // The CA of `hansa ca init --federation reply-fuzz --country DE --org "Reply Fuzz"` (Ed25519,
@@ -133,17 +136,6 @@ const Fixture& Fix() {
         scratch + "/enrollment", scratch + "/reply"};
   }();
   return *fixture;
-}
-
-void WriteBytes(const std::string& path, std::string_view bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (!out) abort();
-}
-
-std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 // Every file of `dir` with its contents: what a refused reply must leave as it was.
