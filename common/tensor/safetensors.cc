@@ -50,7 +50,10 @@ std::string EncodeSafetensors(const Model& model, const TensorMetadata& metadata
   std::string out = EncodeSafetensorsHeader(model.layout, metadata);
   size_t header = out.size();
   out.resize(header + model.values.size() * sizeof(float));
-  std::memcpy(out.data() + header, model.values.data(), model.values.size() * sizeof(float));
+  // An empty model has no values, and memcpy must not be handed their null pointer.
+  if (!model.values.empty()) {
+    std::memcpy(out.data() + header, model.values.data(), model.values.size() * sizeof(float));
+  }
   return out;
 }
 
