@@ -25,7 +25,8 @@ uint64_t Next(uint64_t* x) {  // xorshift64
 
 template <typename T>
 bool SameBits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
 }
 
 SecAggResult Result(RingVector sum) { return SecAggResult{std::move(sum), {1, 2, 3}}; }

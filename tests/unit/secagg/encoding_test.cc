@@ -177,7 +177,8 @@ RingVector RaggedSum(RingWidth width, int bits, size_t n, uint64_t weight) {
 
 template <typename T>
 bool SameBits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
 }
 
 // Block by block (2^16 values a block) against the whole-vector decoding: three blocks and a

@@ -180,7 +180,8 @@ std::vector<float> Wiggle(size_t n, float scale, uint32_t seed) {
 }
 
 bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 // ApplyToMean is Apply bit for bit, state included, over rounds, for every strategy that steps
