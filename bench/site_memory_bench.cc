@@ -132,8 +132,7 @@ class PhaseLink final : public SiteLink {
   Status Connect(absl::Duration timeout) override { return inner_->Connect(timeout); }
   StatusOr<v1::JoinReply> Join(const v1::JoinRequest& r) override { return inner_->Join(r); }
   StatusOr<v1::Task> NextTask(absl::Duration wait) override { return inner_->NextTask(wait); }
-  StatusOr<std::shared_ptr<const std::string>> Download(const v1::RoundPlan& plan,
-                                                        uint64_t max_model_bytes) override {
+  StatusOr<SharedBytes> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) override {
     on_end_("wait", plan.round());
     auto payload = inner_->Download(plan, max_model_bytes);
     on_end_("download", plan.round());

@@ -10,6 +10,7 @@
 #include "common/fileio/fileio.h"
 #include "common/tensor/huge_pages.h"
 #include "common/tensor/safetensors.h"
+#include "spdlog/spdlog.h"
 
 namespace hansa {
 
@@ -22,9 +23,9 @@ std::string Checkpoints::StrategyStatePath(int64_t round) const {
 }
 
 const float* PublishedModel::values() const {
-  if (!payload) return nullptr;
+  if (!payload.has_value()) return nullptr;
   const size_t bytes = static_cast<size_t>(layout.TotalElements()) * sizeof(float);
-  return reinterpret_cast<const float*>(payload->data() + (payload->size() - bytes));
+  return reinterpret_cast<const float*>(payload.data() + (payload.size() - bytes));
 }
 
 Model PublishedModel::ToModel() const {
@@ -40,7 +41,7 @@ PublishedModel Checkpoints::Encode(int64_t round, const Model& model) const {
   std::string payload =
       EncodeSafetensors(model, {{"round", std::to_string(round)}, {"model", model_name_}});
   out.sha256 = ToHex(Sha256(payload));
-  out.payload = std::make_shared<const std::string>(std::move(payload));
+  out.payload = SharedBytes(std::move(payload));
   out.layout = model.layout;
   return out;
 }
@@ -62,26 +63,38 @@ PublishedModel Checkpoints::Encode(int64_t round, Model&& model) const {
   }
   model.values = std::vector<float>();
   out.sha256 = ToHex(Sha256(payload));
-  out.payload = std::make_shared<const std::string>(std::move(payload));
+  out.payload = SharedBytes(std::move(payload));
   out.layout = std::move(model.layout);
   return out;
 }
 
-Status Checkpoints::Write(int64_t round, const PublishedModel& published,
+Status Checkpoints::Write(int64_t round, PublishedModel* published,
                           const Strategy& strategy) const {
-  RETURN_IF_ERROR(WriteFileAtomically(ModelPath(round), *published.payload));
+  const std::string path = ModelPath(round);
+  RETURN_IF_ERROR(WriteFileAtomically(path, published->payload.view()));
   if (round > 0 && strategy.State().layout.size() > 0) {
     RETURN_IF_ERROR(strategy.SaveState(StrategyStatePath(round)));
   }
+  if (published->payload.mapped()) return absl::OkStatus();
+  StatusOr<SharedBytes> mapped = SharedBytes::MapFile(path, published->payload.size());
+  if (!mapped.ok() || mapped->size() != published->payload.size()) {
+    spdlog::warn("the global model of round {} stays in memory: mapping its checkpoint failed: {}",
+                 round, mapped.ok() ? "its size changed" : mapped.status().ToString());
+    return absl::OkStatus();
+  }
+  published->payload = *std::move(mapped);
   return absl::OkStatus();
 }
 
 StatusOr<PublishedModel> Checkpoints::Load(const RoundRecord& last) const {
   const SafetensorsLimits limits;
-  ASSIGN_OR_RETURN(std::string bytes,
-                   ReadFile(last.checkpoint, limits.max_data_bytes + limits.max_header_bytes + 8));
+  ASSIGN_OR_RETURN(
+      SharedBytes mapped,
+      SharedBytes::MapFile(last.checkpoint, limits.max_data_bytes + limits.max_header_bytes + 8));
+  const std::string_view bytes = mapped.view();
   PublishedModel published;
   published.sha256 = ToHex(Sha256(bytes));
+  mapped.EvictAll();  // read once for its digest; its pages come back as sites download it
   if (published.sha256 != last.model_sha256) {
     return absl::DataLossError(absl::StrCat("checkpoint ", last.checkpoint, " has SHA-256 ",
                                             published.sha256, " but the state database recorded ",
@@ -100,8 +113,8 @@ StatusOr<PublishedModel> Checkpoints::Load(const RoundRecord& last) const {
     return unreadable(absl::StrCat("header length ", header_len, " does not fit the file"));
   }
   uint64_t data_bytes = 0;
-  StatusOr<ModelLayout> layout = ParseSafetensorsHeader(
-      std::string_view(bytes).substr(8, header_len), nullptr, &data_bytes, limits);
+  StatusOr<ModelLayout> layout =
+      ParseSafetensorsHeader(bytes.substr(8, header_len), nullptr, &data_bytes, limits);
   if (!layout.ok()) return unreadable(std::string(layout.status().message()));
   if (!layout->tensors().empty() && layout->tensors()[0].dtype != DType::kF32) {
     return unreadable("its tensors are not F32");
@@ -111,7 +124,7 @@ StatusOr<PublishedModel> Checkpoints::Load(const RoundRecord& last) const {
                                    header_len, " does not end the file or is not aligned"));
   }
   published.layout = *std::move(layout);
-  published.payload = std::make_shared<const std::string>(std::move(bytes));
+  published.payload = std::move(mapped);
   return published;
 }
 

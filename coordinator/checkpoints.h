@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "common/fileio/shared_bytes.h"
 #include "common/status/status.h"
 #include "common/tensor/tensor.h"
 #include "coordinator/state_store.h"
@@ -18,15 +19,17 @@ namespace hansa {
 
 // The global model as published: the safetensors payload sites download (tagged with the round
 // and the model name), its SHA-256 (lowercase hex) and its layout. The payload is the only copy
-// of the model's values the coordinator keeps: values() views its data section in place.
+// of the model's values the coordinator keeps: values() views its data section in place. Once
+// written (Write) or loaded (Load), the payload is a mapping of its checkpoint file, whose
+// pages are resident only while they are read (SharedBytes::Evict gives them back).
 struct PublishedModel {
   ModelLayout layout;
-  std::shared_ptr<const std::string> payload;
+  SharedBytes payload;
   std::string sha256;
 
   // layout.TotalElements() floats, in layout order: the payload's tail, 4-byte aligned (the
-  // header's length prefix and JSON are padded to a multiple of 8; Load checks it). Valid while
-  // `payload` is; null when there is no payload.
+  // header's length prefix and JSON are padded to a multiple of 8, and a mapping starts on a
+  // page; Load checks it). Valid while `payload` is; null when there is no payload.
   const float* values() const;
   // A Model of its own: the one place the values are copied out of the payload.
   Model ToModel() const;
@@ -47,12 +50,16 @@ class Checkpoints {
   // pages given back to the system once copied (ReleaseConsumedPages), so that the model and
   // the payload together stay near one model's size rather than two.
   PublishedModel Encode(int64_t round, Model&& model) const;
-  // Writes `published` as the checkpoint of `round`, and `strategy`'s state after a round > 0
-  // when it has any; the file system's error.
-  Status Write(int64_t round, const PublishedModel& published, const Strategy& strategy) const;
-  // The checkpoint `last` names, as published: the file's bytes are the payload, not decoded
-  // and encoded again. DataLoss when its digest is not the one the state database recorded or
-  // it is not a payload this class encodes (F32 tensors, tiled in order, aligned data).
+  // Writes `*published` as the checkpoint of `round`, and `strategy`'s state after a round > 0
+  // when it has any; the file system's error. Then serves `*published` from the file: its
+  // payload becomes a read-only mapping of the checkpoint (the same bytes), and the copy in
+  // memory goes, so that between rounds the coordinator holds no model-sized buffer of its own.
+  // Where the file cannot be mapped, the payload stays in memory (with a warning).
+  Status Write(int64_t round, PublishedModel* published, const Strategy& strategy) const;
+  // The checkpoint `last` names, as published: a mapping of the file is the payload, not
+  // decoded and encoded again. DataLoss when its digest is not the one the state database
+  // recorded or it is not a payload this class encodes (F32 tensors, tiled in order, aligned
+  // data).
   StatusOr<PublishedModel> Load(const RoundRecord& last) const;
 
  private:

@@ -320,7 +320,7 @@ Status RoundEngine::PublishModel(int64_t round, PublishedModel published, const 
   record.round = round;
   record.model_sha256 = published.sha256;
   record.checkpoint = checkpoints_.ModelPath(round);
-  RETURN_IF_ERROR(checkpoints_.Write(round, published, *strategy_));
+  RETURN_IF_ERROR(checkpoints_.Write(round, &published, *strategy_));
   if (round > 0) {
     // Released (on record) before the state store makes it the global model, so nothing is
     // served unrecorded. A coordinator stopped in between adopts the round at its restart
@@ -352,7 +352,9 @@ StatusOr<Model> RoundEngine::global_model() const {
     absl::MutexLock lock(&mu_);
     global = global_;  // the payload is shared, not copied: the copy below runs unlocked
   }
-  return global.ToModel();
+  Model model = global.ToModel();
+  global.payload.EvictAll();
+  return model;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -501,7 +503,7 @@ PlanBasics RoundEngine::PlanBasicsOf(int64_t round, const std::vector<std::strin
   b.round = static_cast<uint64_t>(round);
   b.model_name = options_.model;
   b.global_model_sha256 = global_.sha256;
-  b.global_model_bytes = global_.payload->size();
+  b.global_model_bytes = global_.payload.size();
   b.cohort = &cohort;
   b.chunk_bytes = options_.chunk_bytes;
   b.task = &options_.task;
@@ -683,6 +685,7 @@ Status RoundEngine::RunTrainingRound(int64_t round) {
   RoundInfo info{round, static_cast<int>(record.sites.size()),
                  static_cast<int>(options_.allowed_sites.size())};
   StatusOr<Model> next = strategy_->ApplyToMean(global.values(), std::move(mean), info);
+  global.payload.EvictAll();  // read through: a mapped payload's pages go back to its file
   if (!next.ok()) {
     return Annotate(next.status(),
                     absl::StrCat("server step of round ", round, "; refusing to publish it"));

@@ -30,6 +30,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/fileio/shared_bytes.h"
 #include "common/plan/plan_writer.h"
 #include "common/status/status.h"
 #include "common/tensor/tensor.h"
@@ -74,8 +75,8 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
   // The site's next task; WAIT if none appears within `wait`.
   StatusOr<v1::Task> NextTask(const std::string& site, absl::Duration wait);
   // The payload of the current global model, if `sha256` names it (`round` is the plan's).
-  StatusOr<std::shared_ptr<const std::string>> Download(const std::string& site, uint64_t round,
-                                                        const std::string& sha256);
+  StatusOr<SharedBytes> Download(const std::string& site, uint64_t round,
+                                 const std::string& sha256);
   void CountBytesDown(int64_t bytes);
   // FailedPrecondition unless the site accepted the round's plan first; AlreadyExists (and an
   // upload_refused audit record) while the site has another upload of this attempt open or

@@ -104,9 +104,8 @@ StatusOr<v1::Task> RoundEngine::NextTask(const std::string& site, absl::Duration
   }
 }
 
-StatusOr<std::shared_ptr<const std::string>> RoundEngine::Download(const std::string& site,
-                                                                   uint64_t round,
-                                                                   const std::string& sha256) {
+StatusOr<SharedBytes> RoundEngine::Download(const std::string& site, uint64_t round,
+                                            const std::string& sha256) {
   absl::MutexLock lock(&mu_);
   // The digest names the model; `round` (the round the plan is for) only helps the message.
   if (sha256 != global_.sha256) {
@@ -156,7 +155,7 @@ StatusOr<std::unique_ptr<UploadSink>> RoundEngine::BeginUpload(const std::string
   UploadLimits limits;
   limits.secure = IsSecure(plan_);
   limits.vector_length = plan_.secagg().vector_length();
-  limits.model_bytes = global_.payload->size();
+  limits.model_bytes = global_.payload.size();
   limits.max_examples = options_.max_examples;
   RETURN_IF_ERROR(CheckUploadHeader(header, limits));
   ASSIGN_OR_RETURN(std::unique_ptr<UpdateFolder> folder, NewFolder(site, header));

@@ -92,30 +92,35 @@ class CoordinatorService::TaskPoll final : public grpc::ServerUnaryReactor {
 // DownloadModel: the header, then the model in chunks of the engine's chunk size, one write
 // in flight at a time. Each data chunk references the engine's encoded model (chunk_wire.h):
 // every site is served from that one immutable buffer, and no byte of it is copied before TLS
-// encrypts it.
+// encrypts it. Where that buffer maps the checkpoint file, each chunk's pages leave the
+// coordinator's resident memory once written, so downloads in flight hold a chunk each, not
+// the model.
 class CoordinatorService::ModelWriter final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  ModelWriter(grpc::CallbackServerContext* ctx, RoundEngine* engine,
-              std::shared_ptr<const std::string> bytes, const v1::DownloadRequest& request)
+  ModelWriter(grpc::CallbackServerContext* ctx, RoundEngine* engine, SharedBytes bytes,
+              const v1::DownloadRequest& request)
       : ctx_(ctx),
         engine_(engine),
         bytes_(std::move(bytes)),
         chunk_bytes_(engine->options().chunk_bytes) {
     v1::TransferHeader header;
     header.set_round(request.round());
-    header.set_total_bytes(bytes_->size());
+    header.set_total_bytes(bytes_.size());
     header.set_sha256(request.model_sha256());
     msg_ = HeaderChunkMessage(header);
     StartWrite(&msg_);
   }
 
   void OnWriteDone(bool ok) override {
+    // Written. Were gRPC still reading them, a mapping reads them from the file again.
+    bytes_.Evict(written_, offset_);
+    written_ = offset_;
     if (!ok || ctx_->IsCancelled()) return Finish(kSiteWentAway);
-    if (offset_ >= bytes_->size()) {
-      engine_->CountBytesDown(static_cast<int64_t>(bytes_->size()));
+    if (offset_ >= bytes_.size()) {
+      engine_->CountBytesDown(static_cast<int64_t>(bytes_.size()));
       return Finish(grpc::Status::OK);
     }
-    const size_t n = std::min<uint64_t>(chunk_bytes_, bytes_->size() - offset_);
+    const size_t n = std::min<uint64_t>(chunk_bytes_, bytes_.size() - offset_);
     msg_ = SharedDataChunkMessage(offset_, bytes_, offset_, n);
     offset_ += n;
     StartWrite(&msg_);
@@ -133,9 +138,10 @@ class CoordinatorService::ModelWriter final : public grpc::ServerWriteReactor<gr
 
   grpc::CallbackServerContext* const ctx_;
   RoundEngine* const engine_;
-  const std::shared_ptr<const std::string> bytes_;
+  const SharedBytes bytes_;
   const size_t chunk_bytes_;
   uint64_t offset_ = 0;
+  uint64_t written_ = 0;  // the bytes before offset_ whose write is done
   grpc::ByteBuffer msg_;
 };
 
@@ -476,7 +482,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* CoordinatorService::DownloadModel(
       !grpc::SerializationTraits<v1::DownloadRequest>::Deserialize(&copy, &request).ok()) {
     caller = absl::InvalidArgumentError("DownloadModel: the request does not parse");
   }
-  StatusOr<std::shared_ptr<const std::string>> payload =
+  StatusOr<SharedBytes> payload =
       caller.ok()
           ? caller->engine->Download(caller->site.name, request.round(), request.model_sha256())
           : caller.status();

@@ -80,7 +80,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     offset = (offset << 8) | static_cast<uint8_t>(bytes[i]);
   }
   ParsesBackTo(hansa::DataChunkMessage(offset, bytes), offset, bytes);
-  auto payload = std::make_shared<const std::string>(bytes);
+  const hansa::SharedBytes payload{std::string(bytes)};
   const size_t begin = bytes.empty() ? 0 : data[0] % (bytes.size() + 1);
   ParsesBackTo(hansa::SharedDataChunkMessage(offset, payload, begin, bytes.size() - begin), offset,
                bytes.substr(begin));

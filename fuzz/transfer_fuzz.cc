@@ -81,7 +81,7 @@ void Download(const hansa::v1::TransferHeader& header, std::string_view payload,
     if (!receiver.Chunk(at, payload.substr(at, piece)).ok()) return;
   }
   auto whole = receiver.Finish();
-  if (whole.ok() && **whole != payload) abort();
+  if (whole.ok() && whole->view() != payload) abort();
 }
 
 }  // namespace

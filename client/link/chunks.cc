@@ -70,7 +70,7 @@ Status ModelReceiver::Chunk(uint64_t offset, const std::vector<std::string_view>
   return absl::OkStatus();
 }
 
-StatusOr<std::shared_ptr<const std::string>> ModelReceiver::Finish() {
+StatusOr<SharedBytes> ModelReceiver::Finish() {
   if (payload_.size() != total_) {
     return absl::DataLossError(
         absl::StrCat(kWhat, ": ended after ", payload_.size(), " of ", total_, " bytes"));
@@ -80,16 +80,15 @@ StatusOr<std::shared_ptr<const std::string>> ModelReceiver::Finish() {
     return absl::DataLossError(absl::StrCat(kWhat, ": SHA-256 ", digest, " but the plan announced ",
                                             plan_.global_model_sha256()));
   }
-  return std::make_shared<const std::string>(std::move(payload_));
+  return SharedBytes(std::move(payload_));
 }
 
-StatusOr<std::shared_ptr<const std::string>> ModelReceiver::Whole(
-    std::shared_ptr<const std::string> payload) {
+StatusOr<SharedBytes> ModelReceiver::Whole(SharedBytes payload) {
   v1::TransferHeader header;
-  header.set_total_bytes(payload->size());
+  header.set_total_bytes(payload.size());
   header.set_sha256(plan_.global_model_sha256());
   RETURN_IF_ERROR(Header(header));
-  const std::string digest = ToHex(Sha256(*payload));
+  const std::string digest = ToHex(Sha256(payload.view()));
   if (digest != plan_.global_model_sha256()) {
     return absl::DataLossError(absl::StrCat(kWhat, ": SHA-256 ", digest, " but the plan announced ",
                                             plan_.global_model_sha256()));

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/crypto/sha256.h"
+#include "common/fileio/shared_bytes.h"
 #include "common/status/status.h"
 #include "hansa/v1/hansa.pb.h"
 
@@ -41,10 +42,10 @@ class ModelReceiver {
   // then hashed and appended where they lie.
   Status Chunk(uint64_t offset, const std::vector<std::string_view>& pieces);
   // The whole payload: DataLoss when it ended short or its SHA-256 is not the plan's.
-  StatusOr<std::shared_ptr<const std::string>> Finish();
+  StatusOr<SharedBytes> Finish();
   // A payload that arrived whole (in process): the same checks as Header, chunks and Finish,
   // without a copy.
-  StatusOr<std::shared_ptr<const std::string>> Whole(std::shared_ptr<const std::string> payload);
+  StatusOr<SharedBytes> Whole(SharedBytes payload);
 
  private:
   const v1::RoundPlan& plan_;

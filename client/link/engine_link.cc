@@ -16,8 +16,7 @@ class EngineLink final : public SiteLink {
   StatusOr<v1::Task> NextTask(absl::Duration wait) override {
     return engine_->NextTask(site_.name, wait);
   }
-  StatusOr<std::shared_ptr<const std::string>> Download(const v1::RoundPlan& plan,
-                                                        uint64_t max_model_bytes) override {
+  StatusOr<SharedBytes> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) override {
     ASSIGN_OR_RETURN(auto payload,
                      engine_->Download(site_.name, plan.round(), plan.global_model_sha256()));
     ModelReceiver receiver(plan, max_chunk_bytes(), max_model_bytes);

@@ -18,8 +18,7 @@ class ForwardingLink : public SiteLink {
     return link_->Join(request);
   }
   StatusOr<v1::Task> NextTask(absl::Duration wait) override { return link_->NextTask(wait); }
-  StatusOr<std::shared_ptr<const std::string>> Download(const v1::RoundPlan& plan,
-                                                        uint64_t max_model_bytes) override {
+  StatusOr<SharedBytes> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) override {
     return link_->Download(plan, max_model_bytes);
   }
   Status RespondToPlan(const v1::PlanResponse& response) override {

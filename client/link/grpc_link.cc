@@ -174,8 +174,7 @@ StatusOr<v1::Task> GrpcSiteLink::NextTask(absl::Duration wait) {
   return task;
 }
 
-StatusOr<std::shared_ptr<const std::string>> GrpcSiteLink::Download(const v1::RoundPlan& plan,
-                                                                    uint64_t max_model_bytes) {
+StatusOr<SharedBytes> GrpcSiteLink::Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) {
   auto ctx = ContextWithDeadline(options_.transfer_seconds);
   v1::DownloadRequest request;
   request.set_round(plan.round());

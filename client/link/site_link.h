@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "common/fileio/shared_bytes.h"
 #include "common/status/status.h"
 #include "hansa/v1/hansa.pb.h"
 
@@ -40,8 +41,7 @@ class SiteLink {
   // chunks.h): DataLoss for a size or digest other than the plan's or chunks out of order or
   // over the coordinator's chunk limit, InvalidArgument for a declared size over
   // `max_model_bytes` (refused before anything is allocated).
-  virtual StatusOr<std::shared_ptr<const std::string>> Download(const v1::RoundPlan& plan,
-                                                                uint64_t max_model_bytes) = 0;
+  virtual StatusOr<SharedBytes> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) = 0;
   virtual Status RespondToPlan(const v1::PlanResponse& response) = 0;
   // One upload of `plan`'s round: `header`, then `pieces` (at most the coordinator's chunk
   // limit each; CutChunks) at consecutive offsets, before the plan's upload deadline.

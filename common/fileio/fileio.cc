@@ -11,9 +11,8 @@
 #include <mutex>
 
 namespace hansa {
-namespace {
 
-Status ErrnoError(const char* what, const std::string& path) {
+Status ErrnoStatus(const char* what, const std::string& path) {
   int err = errno;
   std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
   if (err == ENOENT) return absl::NotFoundError(msg);
@@ -21,6 +20,8 @@ Status ErrnoError(const char* what, const std::string& path) {
   if (err == ENOSPC || err == EDQUOT || err == EFBIG) return absl::ResourceExhaustedError(msg);
   return absl::InternalError(msg);
 }
+
+namespace {
 
 // The injected fault: `armed` is the fast path; the rest under `mu`.
 struct Injection {
@@ -83,9 +84,9 @@ class Fd {
 Status Sync(int fd, const std::string& path, const char* what) {
   if (int injected = InjectedError(FileOp::kSync, path); injected != 0) {
     errno = injected;
-    return MarkStorageError(ErrnoError(what, path));
+    return MarkStorageError(ErrnoStatus(what, path));
   }
-  if (::fsync(fd) != 0) return MarkStorageError(ErrnoError(what, path));
+  if (::fsync(fd) != 0) return MarkStorageError(ErrnoStatus(what, path));
   return absl::OkStatus();
 }
 
@@ -116,9 +117,9 @@ Status WriteAll(int fd, std::string_view bytes, const std::string& path) {
   if (int injected = InjectedError(FileOp::kWrite, path); injected != 0) {
     WriteLoop(fd, bytes.substr(0, bytes.size() / 2));
     errno = injected;
-    return MarkStorageError(ErrnoError("writing", path));
+    return MarkStorageError(ErrnoStatus("writing", path));
   }
-  if (!WriteLoop(fd, bytes)) return MarkStorageError(ErrnoError("writing", path));
+  if (!WriteLoop(fd, bytes)) return MarkStorageError(ErrnoStatus("writing", path));
   return absl::OkStatus();
 }
 
@@ -127,14 +128,14 @@ Status SyncFile(int fd, const std::string& path) { return Sync(fd, path, "fsync 
 Status SyncDir(const std::string& dir) {
   const std::string name = dir.empty() ? "." : dir;
   Fd fd(::open(name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) return ErrnoError("opening directory", name);
+  if (fd.get() < 0) return ErrnoStatus("opening directory", name);
   return Sync(fd.get(), name, "fsync of directory");
 }
 
 Status WriteFileAtomically(const std::string& path, std::string_view bytes, int mode) {
   std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
   Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-  if (fd.get() < 0) return MarkStorageError(ErrnoError("creating", tmp));
+  if (fd.get() < 0) return MarkStorageError(ErrnoStatus("creating", tmp));
   ::fchmod(fd.get(), mode);
   // The temporary file goes on any error, so a full disk is not kept full by it.
   Status st = WriteAll(fd.get(), bytes, tmp);
@@ -145,7 +146,7 @@ Status WriteFileAtomically(const std::string& path, std::string_view bytes, int 
   }
   ::close(fd.Release());
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    Status st = MarkStorageError(ErrnoError("renaming into place", path));
+    Status st = MarkStorageError(ErrnoStatus("renaming into place", path));
     ::unlink(tmp.c_str());
     return st;
   }
@@ -154,9 +155,9 @@ Status WriteFileAtomically(const std::string& path, std::string_view bytes, int 
 
 StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return ErrnoError("opening", path);
+  if (fd.get() < 0) return ErrnoStatus("opening", path);
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return ErrnoError("stat of", path);
+  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus("stat of", path);
   if (static_cast<size_t>(st.st_size) > max_bytes) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, " is ", st.st_size, " bytes, more than the limit of ", max_bytes));
@@ -167,7 +168,7 @@ StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes) {
     ssize_t n = ::read(fd.get(), out.data() + done, out.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return ErrnoError("reading", path);
+      return ErrnoStatus("reading", path);
     }
     if (n == 0) break;
     done += static_cast<size_t>(n);
@@ -185,7 +186,7 @@ Status MakeDirs(const std::string& path, int mode) {
     partial /= part;
     if (partial.empty() || std::filesystem::is_directory(partial, ec)) continue;
     if (::mkdir(partial.c_str(), static_cast<mode_t>(mode)) != 0 && errno != EEXIST) {
-      return MarkStorageError(ErrnoError("creating directory", partial.string()));
+      return MarkStorageError(ErrnoStatus("creating directory", partial.string()));
     }
   }
   return absl::OkStatus();

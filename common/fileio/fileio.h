@@ -22,6 +22,9 @@
 
 namespace hansa {
 
+// The failed call's errno as a Status mapped as above: "<what> <path>: <errno text>".
+Status ErrnoStatus(const char* what, const std::string& path);
+
 // Writes `bytes` to `path` atomically: a reader sees the old file or the whole new one.
 // `mode` applies to the new file (e.g. 0600 for keys).
 Status WriteFileAtomically(const std::string& path, std::string_view bytes, int mode = 0644);

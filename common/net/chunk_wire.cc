@@ -141,18 +141,17 @@ grpc::ByteBuffer DataChunkMessage(uint64_t offset, std::string_view data) {
   return grpc::ByteBuffer(&slice, 1);
 }
 
-grpc::ByteBuffer SharedDataChunkMessage(uint64_t offset, std::shared_ptr<const std::string> payload,
-                                        size_t begin, size_t size) {
+grpc::ByteBuffer SharedDataChunkMessage(uint64_t offset, SharedBytes payload, size_t begin,
+                                        size_t size) {
   uint8_t prefix[2 + 2 * kMaxVarint];
   const size_t head = DataPrefix(offset, size, prefix);
   grpc::Slice slices[2] = {grpc::Slice(prefix, head), grpc::Slice()};
   if (size == 0) return grpc::ByteBuffer(slices, 1);
   // The slice owns a reference to the payload; gRPC drops it once the bytes are sent.
-  void* data = const_cast<char*>(payload->data() + begin);
-  auto* owner = new std::shared_ptr<const std::string>(std::move(payload));
+  void* data = const_cast<char*>(payload.data() + begin);
+  auto* owner = new SharedBytes(std::move(payload));
   slices[1] = grpc::Slice(
-      data, size, [](void* p) { delete static_cast<std::shared_ptr<const std::string>*>(p); },
-      owner);
+      data, size, [](void* p) { delete static_cast<SharedBytes*>(p); }, owner);
   return grpc::ByteBuffer(slices, 2);
 }
 

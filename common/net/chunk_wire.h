@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/fileio/shared_bytes.h"
 #include "common/status/status.h"
 #include "hansa/v1/hansa.pb.h"
 
@@ -33,11 +34,11 @@ grpc::ByteBuffer HeaderChunkMessage(const v1::TransferHeader& header);
 // A data chunk at `offset` whose bytes are a copy of `data`: one copy, into gRPC's buffer.
 grpc::ByteBuffer DataChunkMessage(uint64_t offset, std::string_view data);
 
-// A data chunk at `offset` whose bytes are (*payload)[begin, begin + size), not copied: the
+// A data chunk at `offset` whose bytes are payload's [begin, begin + size), not copied: the
 // message holds a reference to `payload` until gRPC has sent it.
-// REQUIRES: begin + size <= payload->size().
-grpc::ByteBuffer SharedDataChunkMessage(uint64_t offset, std::shared_ptr<const std::string> payload,
-                                        size_t begin, size_t size);
+// REQUIRES: begin + size <= payload.size().
+grpc::ByteBuffer SharedDataChunkMessage(uint64_t offset, SharedBytes payload, size_t begin,
+                                        size_t size);
 
 // One received chunk. As protobuf reads it: of header and data, the one that came last
 // counts (a oneof); unknown fields are skipped.

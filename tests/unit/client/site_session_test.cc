@@ -399,9 +399,7 @@ class UnreachableLink final : public SiteLink {
   }
   StatusOr<v1::JoinReply> Join(const v1::JoinRequest&) override { return Unreachable(); }
   StatusOr<v1::Task> NextTask(absl::Duration) override { return Unreachable(); }
-  StatusOr<std::shared_ptr<const std::string>> Download(const v1::RoundPlan&, uint64_t) override {
-    return Unreachable();
-  }
+  StatusOr<SharedBytes> Download(const v1::RoundPlan&, uint64_t) override { return Unreachable(); }
   Status RespondToPlan(const v1::PlanResponse&) override { return Unreachable(); }
   StatusOr<v1::UploadReply> Upload(const v1::RoundPlan&, const v1::TransferHeader&,
                                    const std::vector<std::string_view>&) override {
@@ -471,8 +469,7 @@ class SwitchLink final : public SiteLink {
     if (task.ok() && task->kind() == v1::Task::DONE) ++dones;
     return task;
   }
-  StatusOr<std::shared_ptr<const std::string>> Download(const v1::RoundPlan& plan,
-                                                        uint64_t max_model_bytes) override {
+  StatusOr<SharedBytes> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) override {
     SiteLink* l = Now();
     if (l == nullptr) return Gone();
     return l->Download(plan, max_model_bytes);
@@ -938,7 +935,7 @@ TEST_F(ModelReceiverTest, AcceptsChunksInOrderAndChecksTheDigest) {
   }
   auto got = r.Finish();
   ASSERT_TRUE(got.ok()) << got.status();
-  EXPECT_EQ(**got, payload_);
+  EXPECT_EQ(got->view(), payload_);
 }
 
 TEST_F(ModelReceiverTest, RefusesOversizedOutOfOrderShortAndForeignPayloads) {
@@ -965,7 +962,7 @@ TEST_F(ModelReceiverTest, RefusesOversizedOutOfOrderShortAndForeignPayloads) {
   }
   {
     ModelReceiver r(plan_, 2048, 1 << 20);
-    auto foreign = r.Whole(std::make_shared<const std::string>(std::string(5000, 'y')));
+    auto foreign = r.Whole(SharedBytes(std::string(5000, 'y')));
     EXPECT_EQ(foreign.status().code(), absl::StatusCode::kDataLoss);
     EXPECT_THAT(std::string(foreign.status().message()), HasSubstr("SHA-256"));
   }

@@ -83,7 +83,7 @@ inline std::pair<std::string, v1::TransferHeader> PlainUpdate(RoundEngine& engin
   auto payload = engine.Download(site, plan.round(), plan.global_model_sha256());
   EXPECT_TRUE(payload.ok()) << payload.status();
   if (!payload.ok()) return {};
-  Model update = *DecodeSafetensors(**payload);
+  Model update = *DecodeSafetensors(payload->view());
   for (float& v : update.values) v = delta;
   std::string bytes = EncodeSafetensors(update);
   v1::TransferHeader header;

@@ -95,7 +95,7 @@ class FakeSite {
   Status Upload(const v1::RoundPlan& plan) {
     ASSIGN_OR_RETURN(auto payload,
                      engine_->Download(name_, plan.round(), plan.global_model_sha256()));
-    ASSIGN_OR_RETURN(Model global, DecodeSafetensors(*payload));
+    ASSIGN_OR_RETURN(Model global, DecodeSafetensors(payload.view()));
     Model delta = global;
     for (float& v : delta.values) v = b_.delta;
     std::string bytes = EncodeSafetensors(delta);
@@ -357,7 +357,7 @@ TEST(RoundEngineTest, RefusesUnknownSitesAndReplayedUploads) {
     }
   } while (task.kind() != v1::Task::TRAIN);
   auto payload = *(*engine)->Download("a", task.plan().round(), task.plan().global_model_sha256());
-  Model delta = *DecodeSafetensors(*payload);
+  Model delta = *DecodeSafetensors(payload.view());
   for (float& v : delta.values) v = 0.5f;
   std::string bytes = EncodeSafetensors(delta);
   v1::TransferHeader h;
@@ -555,7 +555,8 @@ TEST(RoundEngineTest, CheckpointsHoldTheSameBytesAsBeforeTheModelWasHeldOnce) {
   const std::string sha = FileSha256(dir + "round-0002.safetensors");
   auto payload = (*engine)->Download("a", 3, sha);
   ASSERT_TRUE(payload.ok()) << payload.status();
-  EXPECT_EQ(ToHex(Sha256(**payload)), sha);
+  EXPECT_EQ(ToHex(Sha256(payload->view())), sha);
+  EXPECT_TRUE(payload->mapped());  // the checkpoint file itself, not a copy in memory
   StatusOr<Model> global = (*engine)->global_model();
   ASSERT_TRUE(global.ok()) << global.status();
   EXPECT_TRUE(global->layout.CheckSameAs(m.layout).ok());

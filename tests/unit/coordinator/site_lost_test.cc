@@ -35,7 +35,7 @@ void RunSite(RoundEngine* engine, const std::string& name, float delta, std::ato
     const v1::RoundPlan& plan = task->plan();
     auto payload = engine->Download(name, plan.round(), plan.global_model_sha256());
     ASSERT_TRUE(payload.ok()) << payload.status();
-    StatusOr<Model> update = DecodeSafetensors(**payload);
+    StatusOr<Model> update = DecodeSafetensors(payload->view());
     ASSERT_TRUE(update.ok()) << update.status();
     for (float& v : update->values) v = delta;
     const std::string bytes = EncodeSafetensors(*update);

@@ -234,14 +234,16 @@ TEST_F(DiskFaultsTest, CheckpointThatCannotBeWrittenLeavesNoFileAndIsWrittenOnRe
   PublishedModel published = checkpoints.Encode(1, model);
 
   InjectFileFault({FileOp::kSync, EIO, 0, false, "round-0001"});
-  Status st = checkpoints.Write(1, published, **strategy);
+  Status st = checkpoints.Write(1, &published, **strategy);
   EXPECT_THAT(std::string(st.message()), AllOf(HasSubstr("fsync of " + checkpoints.ModelPath(1)),
                                                HasSubstr("Input/output error")));
   EXPECT_FALSE(fs::exists(checkpoints.ModelPath(1)));
   EXPECT_TRUE(fs::is_empty(dir_ / "checkpoints"));
 
   ClearFileFault();
-  ASSERT_TRUE(checkpoints.Write(1, published, **strategy).ok());
+  EXPECT_FALSE(published.payload.mapped());  // still the copy in memory, served as before
+  ASSERT_TRUE(checkpoints.Write(1, &published, **strategy).ok());
+  EXPECT_TRUE(published.payload.mapped());
   RoundRecord last;
   last.round = 1;
   last.checkpoint = checkpoints.ModelPath(1);
