@@ -92,7 +92,9 @@ TEST(SecAggTest, MaskStreamsAreRefusedBeforeTheSharesArriveAndChunksStillChecked
   auto deliveries = f.server().CloseShareKeys();
   ASSERT_TRUE(deliveries.ok()) << deliveries.status();
   for (const ShareDelivery& d : *deliveries) {
-    if (d.receiver == 1) ASSERT_TRUE(f.client(1).OnShareDelivery(Wire(d)).ok());
+    if (d.receiver == 1) {
+      ASSERT_TRUE(f.client(1).OnShareDelivery(Wire(d)).ok());
+    }
   }
   auto streams = f.client(1).MaskStreams();
   ASSERT_TRUE(streams.ok()) << streams.status();
