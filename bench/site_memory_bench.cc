@@ -25,6 +25,10 @@
 //              once the update is in the sum, so a plaintext round's mean may have begun)
 //   aggregate  unmasking and decoding (secure), the mean, the server step and the checkpoint,
 //              up to the round completed
+// and after the last round:
+//   stopped    the engine and its server stopped and gone
+//   resume     a new engine over the same state dir, as a restarted hansa-coordinator: the
+//              last checkpoint read back, its digest checked (a failed resume exits 1)
 // Issue 19's bound for the coordinator is 2*M + 200 MB, whatever N.
 //
 //   site_memory_bench [model MB, default 250] [secure 0|1, default 0] [rounds, default 2]
@@ -214,19 +218,7 @@ class CoordinatorSide {
   static StatusOr<std::unique_ptr<CoordinatorSide>> Start(int64_t model_bytes, bool secure,
                                                           int rounds, int sites) {
     ASSIGN_OR_RETURN(TlsFiles tls, KitTls("coordinator"));
-    EngineOptions o;
-    o.federation = "bench";
-    o.coordinator_country = "DE";
-    o.state_dir = g_dir + "/state";
-    o.model = "bench";
-    for (int i = 0; i < sites; ++i) o.allowed_sites.push_back(absl::StrCat("site-", i));
-    o.rounds = rounds;
-    o.min_sites = sites;
-    o.wait_for_sites = absl::Minutes(2);
-    o.upload_timeout = absl::Minutes(10);
-    o.evaluate_timeout = absl::Minutes(2);
-    o.site_idle = absl::Minutes(10);
-    o.secure.enabled = secure;
+    const EngineOptions o = Options(secure, rounds, sites);
     auto side = std::unique_ptr<CoordinatorSide>(new CoordinatorSide());
     {
       Model initial;
@@ -241,6 +233,11 @@ class CoordinatorSide {
     side->run_ = std::thread([engine] { (void)engine->Run(); });
     return side;
   }
+  // The engine a restarted hansa-coordinator makes over the same state: it reads the last
+  // checkpoint back (its digest checked against the state database).
+  static StatusOr<std::unique_ptr<RoundEngine>> Resume(bool secure, int rounds, int sites) {
+    return RoundEngine::Create(Options(secure, rounds, sites), Model{});
+  }
   ~CoordinatorSide() { Stop(); }
   void Stop() {
     if (!run_.joinable()) return;
@@ -253,6 +250,23 @@ class CoordinatorSide {
 
  private:
   CoordinatorSide() = default;
+  static EngineOptions Options(bool secure, int rounds, int sites) {
+    EngineOptions o;
+    o.federation = "bench";
+    o.coordinator_country = "DE";
+    o.state_dir = g_dir + "/state";
+    o.model = "bench";
+    for (int i = 0; i < sites; ++i) o.allowed_sites.push_back(absl::StrCat("site-", i));
+    o.rounds = rounds;
+    o.min_sites = sites;
+    o.wait_for_sites = absl::Minutes(2);
+    o.upload_timeout = absl::Minutes(10);
+    o.evaluate_timeout = absl::Minutes(2);
+    o.site_idle = absl::Minutes(10);
+    o.secure.enabled = secure;
+    return o;
+  }
+
   std::unique_ptr<RoundEngine> engine_;
   std::unique_ptr<CoordinatorService> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -396,6 +410,18 @@ int CoordinatorMode(int64_t model_bytes, bool secure, int rounds, int sites) {
   int child_status = 0;
   waitpid(child, &child_status, 0);
   (*coordinator)->Stop();
+  coordinator->reset();
+  // A restart over the same state: the last checkpoint read back and served from its file.
+  marks.Mark("stopped");
+  StatusOr<std::unique_ptr<RoundEngine>> resumed = CoordinatorSide::Resume(secure, rounds, sites);
+  const bool resumed_ok = resumed.ok() && (*resumed)->completed_round() == rounds;
+  if (!resumed.ok()) {
+    std::fprintf(stderr, "resume: %s\n", resumed.status().ToString().c_str());
+  } else if (!resumed_ok) {
+    std::fprintf(stderr, "resume: at round %lld, not %d\n",
+                 static_cast<long long>((*resumed)->completed_round()), rounds);
+  }
+  marks.Mark("resume");
   std::printf(
       "site_memory_bench: the coordinator alone; M = %.0f MB, %s, %d rounds, %d sites; load "
       "average %.2f; bound 2*M + 200 MB = %.0f MB\n",
@@ -403,7 +429,7 @@ int CoordinatorMode(int64_t model_bytes, bool secure, int rounds, int sites) {
       (2 * m + 200e6) / 1e6);
   marks.Print(m);
   const bool child_ok = WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0;
-  return complete && child_ok ? 0 : 1;
+  return complete && child_ok && resumed_ok ? 0 : 1;
 }
 
 // This process as site-0, the coordinator and the other sites in a forked one.

@@ -93,8 +93,15 @@ StatusOr<PublishedModel> Checkpoints::Load(const RoundRecord& last) const {
       SharedBytes::MapFile(last.checkpoint, limits.max_data_bytes + limits.max_header_bytes + 8));
   const std::string_view bytes = mapped.view();
   PublishedModel published;
-  published.sha256 = ToHex(Sha256(bytes));
-  mapped.EvictAll();  // read once for its digest; its pages come back as sites download it
+  // Read once for its digest, block by block, each block's pages given back behind the hash:
+  // they come back as the sites download it.
+  Sha256Hasher hasher;
+  constexpr size_t kBlock = size_t{16} << 20;
+  for (size_t at = 0; at < bytes.size(); at += kBlock) {
+    hasher.Update(bytes.substr(at, kBlock));
+    mapped.Evict(at, std::min(bytes.size(), at + kBlock));
+  }
+  published.sha256 = ToHex(hasher.Finish());
   if (published.sha256 != last.model_sha256) {
     return absl::DataLossError(absl::StrCat("checkpoint ", last.checkpoint, " has SHA-256 ",
                                             published.sha256, " but the state database recorded ",
