@@ -3,7 +3,8 @@
 // one side of the federation in a forked process so that the measured process holds only what
 // it measures. Sites run the conversation of hansa-client (client/site_session.h) with a
 // FixedUpdateTrainer (its fixed update stands for the trained weights a real trainer holds).
-// Around each phase VmHWM is reset (/proc/self/clear_refs) and read back.
+// Around each phase VmHWM is reset (/proc/self/clear_refs) and read back, and its wall seconds
+// printed beside its peak.
 //
 // Site mode (sites = 0): this process is one site; the fork runs the coordinator and the
 // cohort's two other sites. Marks come from a SiteLink and a LocalTrainer that wrap the real ones:
@@ -101,15 +102,20 @@ std::vector<float> Update(size_t n) {
 class Marks {
  public:
   void Mark(const std::string& phase) {
-    rows_.push_back({round_, phase, ProcStatusBytes("VmHWM"), ProcStatusBytes("VmRSS")});
+    const auto now = std::chrono::steady_clock::now();
+    rows_.push_back({round_, phase, ProcStatusBytes("VmHWM"), ProcStatusBytes("VmRSS"),
+                     std::chrono::duration<double>(now - last_).count()});
+    last_ = now;
     reset_ok_ = ResetPeakRss() && reset_ok_;
   }
   void set_round(uint64_t r) { round_ = r; }
   void Print(double model_bytes) const {
-    std::printf("%-5s %-10s %12s %12s %10s\n", "round", "phase", "peak_MB", "rss_end_MB", "peak/M");
+    std::printf("%-5s %-10s %12s %12s %10s %10s\n", "round", "phase", "peak_MB", "rss_end_MB",
+                "peak/M", "seconds");
     for (const Row& r : rows_) {
-      std::printf("%-5llu %-10s %12.0f %12.0f %10.2f\n", static_cast<unsigned long long>(r.round),
-                  r.phase.c_str(), r.hwm / 1e6, r.rss / 1e6, r.hwm / model_bytes);
+      std::printf("%-5llu %-10s %12.0f %12.0f %10.2f %10.2f\n",
+                  static_cast<unsigned long long>(r.round), r.phase.c_str(), r.hwm / 1e6,
+                  r.rss / 1e6, r.hwm / model_bytes, r.seconds);
     }
     if (!reset_ok_) std::printf("(VmHWM could not be reset: peaks are the process lifetime's)\n");
   }
@@ -119,7 +125,9 @@ class Marks {
     uint64_t round;
     std::string phase;
     double hwm, rss;
+    double seconds;  // since the previous mark (the first: since the Marks were made)
   };
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
   std::vector<Row> rows_;
   uint64_t round_ = 0;
   bool reset_ok_ = true;
