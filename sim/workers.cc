@@ -1,8 +1,11 @@
 #include "sim/workers.h"
 
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -145,6 +148,20 @@ CellWorkers::~CellWorkers() {
 bool CellWorkers::lost(int rank) const {
   std::lock_guard<std::mutex> lock(mu_);
   return lost_[static_cast<size_t>(rank)];
+}
+
+std::string CellWorkers::LocalExit(int rank) const {
+  if (rank < 1 || static_cast<size_t>(rank) > local_pids_.size()) return "";
+  const pid_t pid = local_pids_[static_cast<size_t>(rank) - 1];
+  siginfo_t info{};
+  // WNOWAIT: the launcher's own wait for the process still reads its status.
+  if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+      info.si_pid != pid) {
+    return "";
+  }
+  if (info.si_code == CLD_EXITED) return absl::StrCat("exited with status ", info.si_status);
+  return absl::StrCat("was killed by signal ", info.si_status, " (", ::strsignal(info.si_status),
+                      ")");
 }
 
 void CellWorkers::MarkLost(int rank) {
@@ -378,6 +395,10 @@ void RemoteSites::Watch() {
     }
     for (int k = 1; k < world; ++k) {
       if (Lost(k)) continue;
+      if (const std::string ended = workers_->LocalExit(k); !ended.empty()) {
+        Lose(k, ended);
+        continue;
+      }
       StatusOr<int64_t> beat = store.Add(absl::StrCat(kPrefix, "beat/", k), 0);
       if (!beat.ok()) return Fail(beat.status());
       if (*beat != beats[k]) {

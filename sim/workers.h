@@ -20,8 +20,9 @@
 // its sites' uploads done (round/<r>/uploaded/<rank>) and reports its sites' training figures
 // or its error (round/<r>/done/<rank>). Workers beat a counter (beat/<rank>) every second.
 //
-// A dead worker: one silent for worker_timeout_seconds, or one that reports an error, is taken
-// for dead by rank 0 for the rest of the sweep (lost/<rank>; a worker that reads its own stops).
+// A dead worker: one silent for worker_timeout_seconds, one that reports an error, or one whose
+// process rank 0 started and saw end (WatchLocalProcesses), is taken for dead by rank 0 for the
+// rest of the sweep (lost/<rank>; a worker that reads its own stops).
 // Its sites drop out as real sites dropping out would: the round's engine stops waiting for them
 // (RoundEngine::SiteLost) and records them as dropped, so a plaintext round goes on with the
 // updates that arrived and a secure one recovers the survivors' sum through SecAgg+ (or retries,
@@ -41,6 +42,8 @@
 // running its cell (its hooks from site threads); each has one thread of its own (heartbeat,
 // watch).
 #pragma once
+
+#include <sys/types.h>
 
 #include <atomic>
 #include <memory>
@@ -101,6 +104,14 @@ class CellWorkers {
   // Any thread.
   bool lost(int rank) const;
   void MarkLost(int rank);
+  // Rank 0, when it started the other ranks itself (hansa simulate --workers-local):
+  // `pids[k - 1]` is rank k's process. A watched rank whose process has ended is dead at once,
+  // without waiting for worker_timeout. Call before the first cell.
+  void WatchLocalProcesses(std::vector<pid_t> pids) { local_pids_ = std::move(pids); }
+  // How a watched rank's process ended ("exited with status 3", "was killed by signal 9
+  // (Killed)"), or empty while it runs or when the rank is not watched. The process is not
+  // reaped: its parent still waits for it.
+  std::string LocalExit(int rank) const;
   // MASTER_ADDR: where the workers reach rank 0, its store and its coordinator.
   const std::string& master_addr() const { return master_addr_; }
   int world_size() const { return store_->world_size(); }
@@ -119,7 +130,8 @@ class CellWorkers {
   std::string master_addr_;
   int64_t next_cell_ = 0;
   mutable std::mutex mu_;
-  std::vector<bool> lost_;  // by rank, guarded by mu_
+  std::vector<bool> lost_;         // by rank, guarded by mu_
+  std::vector<pid_t> local_pids_;  // rank k's process at k - 1, set before any cell
   std::atomic<bool> stop_{false};
   std::thread heartbeat_;
 };

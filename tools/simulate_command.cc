@@ -145,16 +145,24 @@ std::vector<pid_t> StartLocalWorkers(int workers) {
   return children;
 }
 
-// Waits for the workers --workers-local started; false when one failed.
-bool JoinLocalWorkers(const std::vector<pid_t>& children) {
+// Waits for the workers --workers-local started; false when one failed, other than one whose
+// sites the sweep already dropped (`workers` took it for dead and went on without it).
+bool JoinLocalWorkers(const std::vector<pid_t>& children, const CellWorkers* workers) {
   bool ok = true;
   for (size_t i = 0; i < children.size(); ++i) {
     int status = 0;
-    if (::waitpid(children[i], &status, 0) != children[i] || !WIFEXITED(status) ||
-        WEXITSTATUS(status) != 0) {
-      std::cerr << "hansa simulate: worker " << i + 1 << " failed (see its messages above)\n";
-      ok = false;
+    if (::waitpid(children[i], &status, 0) == children[i] && WIFEXITED(status) &&
+        WEXITSTATUS(status) == 0) {
+      continue;
     }
+    const int rank = static_cast<int>(i) + 1;
+    if (workers != nullptr && workers->lost(rank)) {
+      std::cerr << "hansa simulate: worker " << rank
+                << " ended during the run; its sites dropped out (see above)\n";
+      continue;
+    }
+    std::cerr << "hansa simulate: worker " << rank << " failed (see its messages above)\n";
+    ok = false;
   }
   return ok;
 }
@@ -200,6 +208,7 @@ void RunSimulate(const SimulateFlags& flags) {
       return;
     }
     options.workers = workers.get();
+    workers->WatchLocalProcesses(local_workers);  // ended at once, not after worker_timeout
   }
   Status same = CheckRunDir(*experiment, out);
   if (!same.ok()) Fail(std::string(same.message()), kExitUsage);
@@ -235,7 +244,7 @@ void RunSimulate(const SimulateFlags& flags) {
     Fail(absl::StrCat(result.status().message()), kExitRunFailed);
   }
   if (workers) workers->Finish();
-  if (!JoinLocalWorkers(local_workers)) Fail("a worker failed", kExitRunFailed);
+  if (!JoinLocalWorkers(local_workers, workers.get())) Fail("a worker failed", kExitRunFailed);
   if (options.cells.empty()) {
     std::cout << SummaryMarkdown(experiment->name, result->runs) << "\nresults in " << out
               << " (summary.md, summary.csv, one folder per run with metrics.jsonl and plots)\n";

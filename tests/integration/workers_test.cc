@@ -1,7 +1,7 @@
 // `hansa simulate` over two worker processes started as torchrun starts them (RANK,
 // WORLD_SIZE, MASTER_ADDR, MASTER_PORT): the same run to the bit as one process, in plaintext
 // and secure mode; a killed worker's sites drop out and the cell goes on while min_sites
-// remain, else the cell fails naming them.
+// remain, else the cell fails naming them; with --workers-local, at once.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -29,6 +29,7 @@ namespace {
 
 using ::hansa::testing::FreePort;  // rank 0's store port
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path);
@@ -247,6 +248,7 @@ std::string KillRankTwoAndGoOn(const std::string& name, const std::string& aggre
             Experiment(3, "worker_timeout = 5\nmin_sites = 3\n", R"(["fedavg"])", 3) + aggregation);
   const std::string out = ::testing::TempDir() + "/simulate_workers/" + name;
   std::filesystem::remove_all(out);
+  std::filesystem::remove(out + ".rank2.log");  // an earlier run's: AwaitText must not read it
   const auto started = std::chrono::steady_clock::now();
   const int port = FreePort();
   // Info: rank 2 logs each round's upload.
@@ -298,6 +300,45 @@ TEST(SimulateWorkersTest, AKilledWorkersSitesDropOutAndTheCellGoesOnAboveMinSite
 // to the unmasking; later rounds are secure rounds of three sites.
 TEST(SimulateWorkersTest, UnderSecureAggregationAKilledWorkersSitesDropOutToo) {
   KillRankTwoAndGoOn("dropout_secure", "\n[aggregation]\nmode = \"secure\"\n");
+}
+
+// Rank k's process among the children --workers-local started (rank 1 first), or -1.
+pid_t LocalWorker(pid_t launcher, int rank) {
+  std::istringstream children(Slurp("/proc/" + std::to_string(launcher) + "/task/" +
+                                    std::to_string(launcher) + "/children"));
+  pid_t pid = -1;
+  for (int k = 1; k <= rank; ++k) {
+    if (!(children >> pid)) return -1;
+  }
+  return pid;
+}
+
+// With --workers-local, rank 0 started the other workers itself and sees one end at once:
+// worker_timeout (600 s) never comes into it, and the launcher exits 0 since the cell went on.
+TEST(SimulateWorkersTest, ALocalWorkerThatIsKilledDropsItsSitesAtOnce) {
+  const std::string experiment =
+      Write("local_kill.toml",
+            Experiment(3, "worker_timeout = 600\nmin_sites = 3\n", R"(["fedavg"])", 3));
+  const std::string out = ::testing::TempDir() + "/simulate_workers/local_kill";
+  std::filesystem::remove_all(out);
+  std::filesystem::remove(out + ".rank0.log");  // an earlier run's: AwaitText must not read it
+  const pid_t launcher = Start(experiment, out, -1, 3, 0, "--workers-local --log-level info");
+  const bool uploaded =
+      AwaitText(out + ".rank0.log", "worker 2: round 1: its sites uploaded", {launcher}, 300);
+  const pid_t rank2 = LocalWorker(launcher, 2);
+  ASSERT_TRUE(uploaded && rank2 > 0) << Slurp(out + ".rank0.log");
+  ::kill(rank2, SIGKILL);
+  const int rc = Wait(launcher, 300);
+  const std::string log = Slurp(out + ".rank0.log");
+  EXPECT_EQ(rc, 0) << log;
+  EXPECT_THAT(log, HasSubstr("worker 2 (sites 3..3) was killed by signal 9 (Killed): its sites "
+                             "drop out of round 1; the cell goes on with 3 sites"));
+  EXPECT_THAT(log, HasSubstr("worker 2 ended during the run; its sites dropped out"));
+  EXPECT_THAT(log, Not(HasSubstr("has been silent")));
+  const std::vector<nlohmann::json> rounds = Rounds(out + "/fedavg__dir-0.5__seed0");
+  ASSERT_EQ(rounds.size(), 3u) << log;
+  EXPECT_EQ(rounds[2]["sites"], 3) << rounds[2].dump();
+  EXPECT_EQ(rounds[2]["dropped"], nlohmann::json::array({"site-003"})) << rounds[2].dump();
 }
 
 TEST(SimulateWorkersTest, AWorldSizeOtherThanTheExperimentsWorkersIsRefused) {
