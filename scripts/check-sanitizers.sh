@@ -45,7 +45,7 @@ tests=(audit_test client_data_test clock_test config_test coordinator_test crypt
   secagg_test service_test site_contributions_test site_link_test site_session_test
   strategy_test tensor_test wire_test pki_enrollment_test monitoring_http_server_test
   monitoring_config_test federation_status_test dashboard_test logging_test signal_watcher_test
-  site_report_test site_page_test cores_test shared_bytes_test)
+  site_report_test site_page_test cores_test shared_bytes_test chunk_wire_test)
 
 "$root/scripts/install-deps.sh"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
