@@ -51,6 +51,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bench/bench_engine.h"
 #include "client/link/grpc_link.h"
 #include "client/local_trainer.h"
 #include "client/site_session.h"
@@ -259,20 +260,9 @@ class CoordinatorSide {
  private:
   CoordinatorSide() = default;
   static EngineOptions Options(bool secure, int rounds, int sites) {
-    EngineOptions o;
-    o.federation = "bench";
-    o.coordinator_country = "DE";
-    o.state_dir = g_dir + "/state";
-    o.model = "bench";
-    for (int i = 0; i < sites; ++i) o.allowed_sites.push_back(absl::StrCat("site-", i));
-    o.rounds = rounds;
-    o.min_sites = sites;
-    o.wait_for_sites = absl::Minutes(2);
-    o.upload_timeout = absl::Minutes(10);
-    o.evaluate_timeout = absl::Minutes(2);
-    o.site_idle = absl::Minutes(10);
-    o.secure.enabled = secure;
-    return o;
+    std::vector<std::string> names;
+    for (int i = 0; i < sites; ++i) names.push_back(absl::StrCat("site-", i));
+    return BenchEngineOptions(g_dir + "/state", std::move(names), rounds, secure);
   }
 
   std::unique_ptr<RoundEngine> engine_;

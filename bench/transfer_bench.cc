@@ -56,6 +56,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bench/bench_engine.h"
 #include "client/link/grpc_link.h"
 #include "client/local_trainer.h"
 #include "client/site_session.h"
@@ -316,19 +317,7 @@ class Federation {
     initial.layout = LayoutOfBytes(model_bytes_);
     payload_ = std::make_unique<PayloadSource>(initial.layout);
     initial.values.assign(static_cast<size_t>(initial.layout.TotalElements()), 0.01f);
-    EngineOptions o;
-    o.federation = "bench";
-    o.coordinator_country = "DE";
-    o.state_dir = dir_ + "/state";
-    o.model = "bench";
-    o.allowed_sites = site_names_;
-    o.rounds = 1000;
-    o.min_sites = sites;
-    o.wait_for_sites = absl::Minutes(2);
-    o.upload_timeout = absl::Minutes(10);
-    o.evaluate_timeout = absl::Minutes(2);
-    o.site_idle = absl::Minutes(10);
-    o.secure.enabled = secure_;
+    const EngineOptions o = BenchEngineOptions(dir_ + "/state", site_names_, 1000, secure_);
     ASSIGN_OR_RETURN(engine_, RoundEngine::Create(o, initial));
     initial = Model();  // the engine holds its own copy; drop ours
     service_ = std::make_unique<CoordinatorService>(engine_.get());
