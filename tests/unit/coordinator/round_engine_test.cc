@@ -357,6 +357,7 @@ TEST(RoundEngineTest, RefusesUnknownSitesAndReplayedUploads) {
     }
   } while (task.kind() != v1::Task::TRAIN);
   auto payload = *(*engine)->Download("a", task.plan().round(), task.plan().global_model_sha256());
+  EXPECT_TRUE(payload.mapped());  // served from the last checkpoint's file, no copy in memory
   Model delta = *DecodeSafetensors(payload.view());
   for (float& v : delta.values) v = 0.5f;
   std::string bytes = EncodeSafetensors(delta);
