@@ -73,12 +73,11 @@ void SharedBytes::Evict(size_t begin, size_t end) const {
   static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   // The mapping starts on a page: every page holding a byte of [begin, end), which past the
   // file's last byte is still the mapping's own.
-  const uintptr_t base = reinterpret_cast<uintptr_t>(data_);
-  const uintptr_t from = (base + begin) & ~(page - 1);
-  const uintptr_t to = (base + end + page - 1) & ~(page - 1);
+  const size_t from = begin & ~(page - 1);
+  const size_t to = (end + page - 1) & ~(page - 1);
   // Advice on a shared file mapping: the contents stay the file's. A refusal leaves the pages
   // resident, which costs memory and nothing else.
-  ::madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED);
+  ::madvise(const_cast<char*>(data_) + from, to - from, MADV_DONTNEED);
 }
 
 }  // namespace hansa

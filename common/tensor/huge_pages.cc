@@ -16,7 +16,8 @@ void AdviseHugePages(void* data, size_t bytes) {
   const uintptr_t start = reinterpret_cast<uintptr_t>(data);
   const uintptr_t begin = (start + kHuge - 1) & ~(kHuge - 1);
   const uintptr_t end = (start + bytes) & ~(kHuge - 1);
-  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  if (end > begin)
+    ::madvise(static_cast<char*>(data) + (begin - start), end - begin, MADV_HUGEPAGE);
 #endif
 }
 
@@ -30,12 +31,14 @@ size_t ReleaseConsumedPages(void* data, size_t begin, size_t end) {
   if (to <= from) return 0;
   // Private anonymous memory (the heap's, or a large block's own mapping): the pages are
   // dropped now and read as zeros if touched again, as the allocator may when freeing.
-  if (::madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED) != 0) return 0;
+  if (::madvise(static_cast<char*>(data) + (from - base), to - from, MADV_DONTNEED) != 0) return 0;
   return to - from;
 }
 
 ZeroedDoubles::ZeroedDoubles(size_t count)
-    : data_(static_cast<double*>(std::calloc(count ? count : 1, sizeof(double)))), size_(count) {
+    // calloc, not new: the kernel's fresh pages are the zeros, with no pass over them here.
+    : data_(static_cast<double*>(std::calloc(count ? count : 1, sizeof(double)))),  // NOLINT
+      size_(count) {
   if (!data_) throw std::bad_alloc();
   AdviseHugePages(data_.get(), count * sizeof(double));
 }

@@ -39,7 +39,7 @@ class ZeroedDoubles {
 
  private:
   struct Free {
-    void operator()(double* p) const { std::free(p); }
+    void operator()(double* p) const { std::free(p); }  // NOLINT(cppcoreguidelines-no-malloc)
   };
   std::unique_ptr<double[], Free> data_;
   size_t size_;
