@@ -847,7 +847,11 @@ Status RoundEngine::RunRounds() {
     }
     RETURN_IF_ERROR(RunTrainingRound(round + 1));
   }
-  RETURN_IF_ERROR(Record(FederationFinished(options_.rounds)));
+  {
+    absl::MutexLock close(&close_mu_);
+    RETURN_IF_ERROR(Record(FederationFinished(options_.rounds)));
+    closed_ = true;
+  }
   if (options_.status) options_.status->StageBegan(StageName(Phase::kDone), options_.clock->Now());
   absl::MutexLock lock(&mu_);
   phase_ = Phase::kDone;

@@ -230,6 +230,10 @@ class RoundEngine : private UploadOwner, private SecureRoundDriver {
   std::optional<EnginePrivacy> privacy_;  // set by Resume; driver thread only past the getters
   SecureRound secure_;                    // its own lock, after mu_ and a sink's
 
+  // Orders admissions against the audit log's closing record (federation_finished): an
+  // admission is recorded before it, or not at all. Taken before mu_, never while holding it.
+  absl::Mutex close_mu_;
+  bool closed_ ABSL_GUARDED_BY(close_mu_) = false;
   mutable absl::Mutex mu_;
   ChangeSignal changed_;  // a CondVar that also tells SetChangeListener's listener
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;

@@ -23,11 +23,16 @@ namespace hansa {
 
 StatusOr<v1::JoinReply> RoundEngine::Join(const SiteIdentity& site) {
   const ParticipantFields who{site.name, site.organisation, site.country, site.fingerprint};
-  if (Status admitted = members_.CheckAdmission(site); !admitted.ok()) {
-    RETURN_IF_ERROR(Record(SiteRefused(who, std::string(admitted.message()))));
-    return admitted;
+  {
+    // A refusal is always on record. An admission once the log is closed is not: the site
+    // hears DONE at its first task, and the log stays closed.
+    absl::MutexLock close(&close_mu_);
+    if (Status admitted = members_.CheckAdmission(site); !admitted.ok()) {
+      RETURN_IF_ERROR(Record(SiteRefused(who, std::string(admitted.message()))));
+      return admitted;
+    }
+    if (!closed_) RETURN_IF_ERROR(Record(SiteAdmitted(who)));
   }
-  RETURN_IF_ERROR(Record(SiteAdmitted(who)));
   if (!site.certificate_pem.empty()) {
     StatusOr<Certificate> cert = Certificate::FromPem(site.certificate_pem);
     const std::string soon = cert.ok() ? ExpiryWarning(*cert, absl::Now()) : std::string();

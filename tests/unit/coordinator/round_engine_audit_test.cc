@@ -186,6 +186,34 @@ TEST(RoundEngineAuditTest, RecordsEveryStepOfARoundInAChainTheCaVerifies) {
   EXPECT_TRUE(Events(records, "site_dropped").empty());
 }
 
+// A site admitted once the federation has finished (one that connects in its last moments)
+// adds nothing after the closing record: the log still verifies as closed, and the site hears
+// DONE. (A refusal is recorded whenever it happens.)
+TEST(RoundEngineAuditTest, AJoinAfterTheFederationFinishedLeavesTheLogClosed) {
+  EngineOptions o = Options("late_join");
+  o.audit = OpenAudit(o);
+  auto engine = RoundEngine::Create(o, InitialModel());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  ASSERT_TRUE(RunTwoSites(engine->get(), 0.5f, true, -0.5f).ok());
+  const size_t finished = Records(o).size();
+
+  EXPECT_TRUE((*engine)->Join({"b", "Org", "DE", "fp-b2"}).ok());
+  StatusOr<v1::Task> task = (*engine)->NextTask("b", absl::ZeroDuration());
+  ASSERT_TRUE(task.ok()) << task.status();
+  EXPECT_EQ(task->kind(), v1::Task::DONE);
+  o.audit.reset();
+  engine->reset();
+
+  std::vector<AuditRecord> records = Records(o);
+  EXPECT_EQ(records.size(), finished);
+  ASSERT_FALSE(records.empty());
+  EXPECT_EQ(records.back().event, "federation_finished");
+  auto summary = VerifyAuditLog(o.state_dir + "/audit.jsonl", TestFederation::Get().ca(),
+                                VerifyOptions{.usage = CertificateUsage::kTlsServer});
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_TRUE(summary->closed) << summary->ToText();
+}
+
 TEST(RoundEngineAuditTest, DeclinedSiteLeavesTheRoundAtOnceWithItsReasonOnRecord) {
   EngineOptions o = Options("declined");
   o.audit = OpenAudit(o);
