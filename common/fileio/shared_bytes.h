@@ -42,9 +42,10 @@ class SharedBytes {
   // True when the bytes are a mapping of a file.
   bool mapped() const { return mapped_; }
 
-  // For a mapping: takes the whole pages of [begin, end) out of this process's resident memory;
-  // the bytes stay as they were and are read from the file (its page cache) when touched
-  // again. Nothing for bytes in memory. REQUIRES: begin <= end <= size().
+  // For a mapping: takes every page holding a byte of [begin, end) out of this process's
+  // resident memory, including the partial pages at either end (nothing is lost: the bytes stay
+  // as they were and are read from the file, its page cache, when touched again). Nothing for
+  // bytes in memory. REQUIRES: begin <= end <= size().
   void Evict(size_t begin, size_t end) const;
   void EvictAll() const { Evict(0, size_); }
 

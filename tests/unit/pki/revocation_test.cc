@@ -73,7 +73,10 @@ std::string TamperedPem(const std::string& pem, const std::string& needle) {
   OPENSSL_free(data);
   size_t at = der.find(needle);
   EXPECT_NE(at, std::string::npos);
-  der[at] = static_cast<char>(der[at] ^ 0x01);
+  // The needle's last byte: flipping its first could leave a serial that is no longer minimal DER
+  // (a leading 0x00 before a byte below 0x80), which the parser refuses as malformed instead.
+  size_t last = at + needle.size() - 1;
+  der[last] = static_cast<char>(der[last] ^ 0x01);
   BIO* out = BIO_new(BIO_s_mem());
   EXPECT_GT(PEM_write_bio(out, "X509 CRL", "", reinterpret_cast<unsigned char*>(der.data()),
                           static_cast<long>(der.size())),
