@@ -514,4 +514,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace hansa
 
-int main(int argc, char** argv) { return hansa::Main(argc, argv); }
+int main(int argc, char** argv) {
+  hansa::KeepOpenSslUntilExit();  // gRPC threads may outlive main (common/net/rpc.h)
+  return hansa::Main(argc, argv);
+}

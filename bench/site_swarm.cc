@@ -34,6 +34,7 @@
 #include "common/fileio/fileio.h"
 #include "common/logging/logging.h"
 #include "common/model/models.h"
+#include "common/net/rpc.h"
 #include "common/net/tls.h"
 #include "common/pki/certificate.h"
 #include "nlohmann/json.hpp"
@@ -204,6 +205,7 @@ int RunSwarm(const SwarmFlags& flags) {
 }  // namespace hansa
 
 int main(int argc, char** argv) {
+  hansa::KeepOpenSslUntilExit();  // gRPC threads may outlive main (common/net/rpc.h)
   hansa::SwarmFlags flags;
   CLI::App app{"site_swarm: N sites over gRPC with mutual TLS against one hansa-coordinator"};
   app.add_option("--federation", flags.federation, "hansa provision --out folder with N+1 sites")

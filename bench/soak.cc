@@ -47,6 +47,7 @@
 #include "common/logging/logging.h"
 #include "common/model/models.h"
 #include "common/model/registry.h"
+#include "common/net/rpc.h"
 #include "coordinator/round_engine.h"
 #include "nlohmann/json.hpp"
 #include "sim/loopback.h"
@@ -404,6 +405,7 @@ int RunSoak(SoakFlags flags) {
 }  // namespace hansa
 
 int main(int argc, char** argv) {
+  hansa::KeepOpenSslUntilExit();  // gRPC threads may outlive main (common/net/rpc.h)
   hansa::SoakFlags f;
   CLI::App app{"soak: virtual sites over loopback gRPC for many rounds; memory, fds, threads"};
   app.add_option("--sites", f.sites, "virtual sites, all in every round")->capture_default_str();

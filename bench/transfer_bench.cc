@@ -757,6 +757,7 @@ BENCHMARK(BM_Round)
 }  // namespace hansa
 
 int main(int argc, char** argv) {
+  hansa::KeepOpenSslUntilExit();  // gRPC threads may outlive main (common/net/rpc.h)
   hansa::InitLogging("transfer_bench",
                      std::getenv("HANSA_BENCH_LOG") ? std::getenv("HANSA_BENCH_LOG") : "warn");
   hansa::Status tls = hansa::EnforceTls13Only();

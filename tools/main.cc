@@ -1,5 +1,6 @@
 // `hansa`: the admin binary (enroll, ca, audit, report, dp, simulate, provision). Subcommands live
 // in tools/*_command.cc and register themselves; see tools/command.h.
+#include "common/net/rpc.h"
 #include "common/version/version.h"
 #include "tools/command.h"
 
@@ -13,6 +14,9 @@ std::vector<CommandFn>& Commands() {
 }  // namespace hansa::tools
 
 int main(int argc, char** argv) {
+  // `simulate` (its workers' gRPC links) and `doctor` open gRPC channels, whose threads may
+  // outlive main.
+  hansa::KeepOpenSslUntilExit();
   CLI::App app{
       "hansa: federation administration (enroll, ca, audit, report, dp, simulate, provision)"};
   app.set_version_flag("--version", hansa::VersionText("hansa"));

@@ -1,6 +1,7 @@
 #include "common/net/rpc.h"
 
 #include <grpc/grpc.h>
+#include <openssl/crypto.h>
 
 #include <chrono>
 
@@ -33,9 +34,14 @@ Status CheckDeclaredBytes(uint64_t declared, uint64_t limit, const std::string& 
                                                  " bytes; refused before receiving it"));
 }
 
-GrpcRuntime::GrpcRuntime() { grpc_init(); }
+void KeepOpenSslUntilExit() { OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr); }
 
-// Blocking: the clean-up runs here, not on a thread of gRPC's that exit() would race.
+GrpcRuntime::GrpcRuntime() {
+  KeepOpenSslUntilExit();
+  grpc_init();
+}
+
+// Blocking: where nothing else holds gRPC, its clean-up runs here, not on a thread of its own.
 GrpcRuntime::~GrpcRuntime() { grpc_shutdown_blocking(); }
 
 grpc::ChannelArguments SiteChannelArguments(uint32_t max_chunk_bytes) {

@@ -15,13 +15,23 @@
 
 namespace hansa {
 
+// Initialises OpenSSL without its exit handler (OPENSSL_INIT_NO_ATEXIT), so that it stays whole
+// until the process ends and its memory goes back with the process. gRPC's threads outlive main:
+// gRPC 1.51 (Debian 12) keeps itself initialised for the life of the process once its default
+// event engine exists, and a channel's subchannels are torn down later on its own threads. So
+// when main returns, a gRPC thread may still be retrying a connection and build a TLS context in
+// OpenSSL while exit() runs the exit handlers; OpenSSL's handler frees its locks, and that thread
+// then crashed (SIGSEGV in CRYPTO_THREAD_write_lock): a site that gave up on a coordinator it
+// could not reach after 30 s exited that way in about one exit in four. Takes effect only when
+// called before anything else uses OpenSSL: first thing in main of every program that opens
+// gRPC channels or servers. Main thread only.
+void KeepOpenSslUntilExit();
+
 // The gRPC library held for a program's main: constructed first (after a SignalWatcher, which
-// must precede every thread), it keeps gRPC initialised, and its destructor, which then runs
-// after every other gRPC object is gone, shuts gRPC down and waits until none of gRPC's threads
-// runs any more. Without it the last gRPC object leaves that clean-up to a thread of gRPC's own,
-// which may still be retrying a connection (and calling OpenSSL) while exit() runs OpenSSL's
-// and LibTorch's exit handlers: a site that gave up on an unreachable coordinator crashed at
-// exit that way (SIGSEGV in OpenSSL on a gRPC timer thread). Main thread only.
+// must precede every thread) and before anything uses OpenSSL, it calls KeepOpenSslUntilExit and
+// initialises gRPC; its destructor, which runs after every other gRPC object of main is gone,
+// releases gRPC (grpc_shutdown_blocking), which shuts it down only where nothing else holds it
+// (see above: its threads may outlive main). Main thread only.
 class GrpcRuntime {
  public:
   GrpcRuntime();
