@@ -21,7 +21,9 @@
 //                        certificate_problem: "revoked" | "expired" | "not_yet_valid" |
 //                        "wrong_ca" | "invalid", stage: "tls_handshake" | "call"}, once per
 //                        certificate and problem while the coordinator runs ("call": revoked
-//                        while its connection was open, refused at its next call)
+//                        while its connection was open, refused at its next call). May
+//                        follow federation_finished (a coordinator still up after its last
+//                        round refuses intruders on record) without reopening the log
 //   round_planned        {round, attempt, plan_sha256, model_sha256, cohort[], aggregation,
 //                         secure_aggregation?{...}, privacy?{...}}  before any site sees it
 //   site_consented       {round, site}            the site accepted the plan (PlanResponse)

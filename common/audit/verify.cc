@@ -38,6 +38,15 @@ StatusOr<bool> CheckClosing(const AuditRecord& r, const std::string& name, int64
       "; records before it were removed or added, or the coordinator wrote it wrong"));
 }
 
+// Records that may follow the closing record without reopening the log: retention of the
+// state dir's files, and refusals of connections (a site's certificate or admission refused).
+// Neither carries anything of the federation's rounds, and a coordinator still serving after
+// its last round refuses intruders on record. The closing record does not count them, so a
+// cut among them is caught only against an anchor (expected_head), as for any log's tail.
+bool MayFollowTheClose(const std::string& event) {
+  return event == ev::kRetentionApplied || event == ev::kSiteRefused;
+}
+
 // Runs the checker over every line; fills `records` when given.
 StatusOr<AuditSummary> Check(std::string_view contents, const Certificate& ca,
                              const std::string& name, const VerifyOptions& options,
@@ -57,7 +66,7 @@ StatusOr<AuditSummary> Check(std::string_view contents, const Certificate& ca,
   summary.path = name;
   summary.usage = options.usage;
   int64_t closing_seq = -1;
-  int64_t last_of_run = -1;  // the last record other than retention_applied (events.h)
+  int64_t last_of_run = -1;  // the last record that may not follow the close
   size_t start = 0;
   while (start < contents.size()) {
     size_t end = contents.find('\n', start);
@@ -71,7 +80,7 @@ StatusOr<AuditSummary> Check(std::string_view contents, const Certificate& ca,
     if (!record.ok()) return Annotate(record.status(), name);
     ASSIGN_OR_RETURN(bool closing, CheckClosing(*record, name, checker.lines()));
     if (closing) closing_seq = record->seq;
-    if (record->event != ev::kRetentionApplied) last_of_run = record->seq;
+    if (!MayFollowTheClose(record->event)) last_of_run = record->seq;
     if (summary.records == 0) summary.first_time = record->time;
     summary.last_time = record->time;
     ++summary.records;
@@ -83,7 +92,8 @@ StatusOr<AuditSummary> Check(std::string_view contents, const Certificate& ca,
   summary.signer_fingerprint = checker.signer()->Sha256Fingerprint();
   summary.earlier_signers = checker.earlier_signers();
   summary.head = checker.head();
-  // Retention records may follow the closing one: the federation's own records end there.
+  // Retention and refusal records may follow the closing one: the federation's own records
+  // end there.
   summary.closed = closing_seq >= 0 && closing_seq == last_of_run;
   if (summary.closed) summary.closing_record = closing_seq;
   if (!options.expected_fingerprint.empty()) {
@@ -160,8 +170,13 @@ std::string AuditSummary::ToText() const {
   if (usage != CertificateUsage::kTlsClient) {
     absl::StrAppend(
         &out, "  end     ",
-        closed ? absl::StrCat("complete: closed by federation_finished at record ", closing_record,
-                              closing_record == records - 1 ? "" : " (then retention records)")
+        closed ? absl::StrCat(
+                     "complete: closed by federation_finished at record ", closing_record,
+                     closing_record == records - 1
+                         ? ""
+                         : absl::StrCat(" (then ", records - 1 - closing_record,
+                                        records - 1 - closing_record == 1 ? " record" : " records",
+                                        " of retention or refused connections)"))
                : std::string("no closing record: the log may be truncated, or the "
                              "federation is still running"),
         "\n");

@@ -42,7 +42,7 @@ struct AuditSummary {
   CertificateUsage usage = CertificateUsage::kAny;  // the signer role that was required
   bool fingerprint_checked = false;                 // expected_fingerprint was given (and held)
   // The last record is a closing federation_finished whose count and head match the log, or
-  // only retention_applied records (events.h) follow that record.
+  // only retention_applied and site_refused records (events.h) follow that record.
   bool closed = false;
   int64_t closing_record = -1;  // the closing record's seq when closed
 

@@ -116,7 +116,7 @@ TEST(RetentionTest, ARealRunsStateIsListedThenDeletedOnRecord) {
                        &output),
             0)
       << output;
-  EXPECT_THAT(output, HasSubstr("(then retention records)"));
+  EXPECT_THAT(output, HasSubstr("(then 1 record of retention or refused connections)"));
   EXPECT_THAT(output, HasSubstr("retention_applied"));
   ASSERT_EQ(RunCommand({hansa, "report", state, "--out", dir + "/report", "--certificate",
                         kit + "/coordinator/cert.pem"},

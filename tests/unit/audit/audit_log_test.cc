@@ -368,6 +368,40 @@ TEST(AuditLogTest, LogWithItsTailCutIsReportedAsNotClosed) {
                                        "federation is still running"));
 }
 
+// Refusals and retention may follow the closing record: the log is still complete. Any other
+// record after it (a round, an admission) reopens it.
+TEST(AuditLogTest, OnlyRefusalsAndRetentionMayFollowTheClosingRecord) {
+  const std::string dir = MakeTempDir("audit");
+  std::string path = WriteClosedLog(dir, 5);
+  {
+    auto log = OpenLog(path, Fed().coordinator());
+    ASSERT_TRUE(log->Append(SiteRefused({"mallory", "Org", "DE", "ff"}, "not allowed")).ok());
+    ASSERT_TRUE(log->Append(RetentionApplied(30, "record", "2026-01-01T00:00:00Z", {})).ok());
+    ASSERT_TRUE(log->Append(SiteRefused({"mallory", "Org", "DE", "ff"}, "not allowed")).ok());
+  }
+  auto after = VerifyAuditLog(path, Fed().ca());
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_TRUE(after->closed);
+  EXPECT_EQ(after->closing_record, 4);
+  EXPECT_THAT(after->ToText(),
+              HasSubstr("closed by federation_finished at record 4 (then 3 records of retention "
+                        "or refused connections)"));
+
+  for (const AuditEvent& reopening :
+       {SiteAdmitted({"berlin", "Org", "DE", "ff"}), SiteConsented(4, "berlin")}) {
+    const std::string copy = dir + "/reopened.jsonl";
+    ASSERT_TRUE(WriteFileAtomically(copy, *ReadFile(path)).ok());
+    {
+      auto log = OpenLog(copy, Fed().coordinator());
+      ASSERT_TRUE(log->Append(reopening).ok());
+    }
+    auto reopened = VerifyAuditLog(copy, Fed().ca());
+    ASSERT_TRUE(reopened.ok()) << reopened.status();
+    EXPECT_FALSE(reopened->closed) << reopening.name;
+    EXPECT_THAT(reopened->ToText(), HasSubstr("no closing record")) << reopening.name;
+  }
+}
+
 TEST(AuditLogTest, ClosingRecordWhoseCountOrHeadIsWrongFails) {
   std::vector<std::string> lines = Lines(*ReadFile(WriteClosedLog(MakeTempDir("audit"), 6)));
   // Re-signed by the coordinator's own key, so only the closing check can catch it.

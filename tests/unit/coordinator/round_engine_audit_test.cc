@@ -188,7 +188,8 @@ TEST(RoundEngineAuditTest, RecordsEveryStepOfARoundInAChainTheCaVerifies) {
 
 // A site admitted once the federation has finished (one that connects in its last moments)
 // adds nothing after the closing record: the log still verifies as closed, and the site hears
-// DONE. (A refusal is recorded whenever it happens.)
+// DONE. A refusal is recorded whenever it happens, and one after the close leaves the log
+// closed too.
 TEST(RoundEngineAuditTest, AJoinAfterTheFederationFinishedLeavesTheLogClosed) {
   EngineOptions o = Options("late_join");
   o.audit = OpenAudit(o);
@@ -201,9 +202,6 @@ TEST(RoundEngineAuditTest, AJoinAfterTheFederationFinishedLeavesTheLogClosed) {
   StatusOr<v1::Task> task = (*engine)->NextTask("b", absl::ZeroDuration());
   ASSERT_TRUE(task.ok()) << task.status();
   EXPECT_EQ(task->kind(), v1::Task::DONE);
-  o.audit.reset();
-  engine->reset();
-
   std::vector<AuditRecord> records = Records(o);
   EXPECT_EQ(records.size(), finished);
   ASSERT_FALSE(records.empty());
@@ -212,6 +210,20 @@ TEST(RoundEngineAuditTest, AJoinAfterTheFederationFinishedLeavesTheLogClosed) {
                                 VerifyOptions{.usage = CertificateUsage::kTlsServer});
   ASSERT_TRUE(summary.ok()) << summary.status();
   EXPECT_TRUE(summary->closed) << summary->ToText();
+
+  EXPECT_FALSE((*engine)->Join({"intruder", "Org", "DE", "fp-x"}).ok());
+  o.audit.reset();
+  engine->reset();
+  records = Records(o);
+  ASSERT_EQ(records.size(), finished + 1);
+  EXPECT_EQ(records.back().event, "site_refused");
+  EXPECT_EQ(records.back().fields["site"], "intruder");
+  summary = VerifyAuditLog(o.state_dir + "/audit.jsonl", TestFederation::Get().ca(),
+                           VerifyOptions{.usage = CertificateUsage::kTlsServer});
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_TRUE(summary->closed) << summary->ToText();
+  EXPECT_EQ(summary->closing_record, static_cast<int64_t>(finished) - 1);
+  EXPECT_THAT(summary->ToText(), HasSubstr("(then 1 record of retention or refused connections)"));
 }
 
 TEST(RoundEngineAuditTest, DeclinedSiteLeavesTheRoundAtOnceWithItsReasonOnRecord) {

@@ -192,7 +192,7 @@ TEST(RetentionTest, DeleteRemovesExactlyWhatWasListedAndRecordsIt) {
   EXPECT_TRUE(summary->closed);
   EXPECT_EQ(summary->closing_record, last.seq - 1);
   EXPECT_EQ(summary->events.at("retention_applied"), 1);
-  EXPECT_THAT(summary->ToText(), HasSubstr("(then retention records)"));
+  EXPECT_THAT(summary->ToText(), HasSubstr("(then 1 record of retention or refused connections)"));
 
   // The report reads it, verified and closed, and lists the deletion.
   ReportOptions report;
