@@ -199,7 +199,7 @@ Status ClientSession::BuildShares(const KeyDirectory& directory, ShareKeys* out)
     SecretBytes plain(a.size() + b.size());
     std::copy(a.data(), a.data() + a.size(), plain.data());
     std::copy(b.data(), b.data() + b.size(), plain.data() + a.size());
-    ASSIGN_OR_RETURN(SecretBytes key, ShareKey(secrets_->encryption.private_key,
+    ASSIGN_OR_RETURN(SecretBytes key, ShareKey(secrets_->encryption,
                                                neighbour_keys_[v].encryption_key, session_id_));
     ASSIGN_OR_RETURN(std::string ct, Aes256GcmSeal(key, plain.view(),
                                                    ShareAad(session_id_, params_.round, self_, v)));
@@ -225,7 +225,7 @@ Status ClientSession::OnShareDelivery(const ShareDelivery& delivery) {
       return fail(
           absl::PermissionDeniedError(absl::StrCat("share delivery repeats site ", e.peer)));
     }
-    auto key = ShareKey(secrets_->encryption.private_key, it->second.encryption_key, session_id_);
+    auto key = ShareKey(secrets_->encryption, it->second.encryption_key, session_id_);
     if (!key.ok()) return fail(key.status());
     auto plain =
         Aes256GcmOpen(*key, e.ciphertext, ShareAad(session_id_, params_.round, e.peer, self_));
@@ -254,8 +254,7 @@ Status ClientSession::OnShareDelivery(const ShareDelivery& delivery) {
   if (!self_key.ok()) return fail(self_key.status());
   secrets_->mask_keys.emplace_back(std::move(*self_key), MaskOp::kAdd);
   for (const auto& kv : secrets_->held) {
-    auto key = PairwiseMaskKey(secrets_->mask.private_key, neighbour_keys_[kv.first].mask_key,
-                               session_id_);
+    auto key = PairwiseMaskKey(secrets_->mask, neighbour_keys_[kv.first].mask_key, session_id_);
     if (!key.ok()) return fail(key.status());
     secrets_->mask_keys.emplace_back(std::move(*key), PairwiseOp(self_, kv.first));
   }

@@ -416,9 +416,10 @@ Status ServerSession::AddDroppedPairKeys(std::vector<std::pair<SecretBytes, Mask
           "only ", site.key_shares.size(), " shares of dropped site ", u,
           "'s mask key arrived; threshold is ", params_.threshold, "; the round must be retried"));
     }
-    ASSIGN_OR_RETURN(SecretBytes key, ShamirReconstruct(site.key_shares, params_.threshold));
-    ASSIGN_OR_RETURN(X25519PublicKey pub, X25519PublicFromPrivate(key));
-    if (pub != site.keys.mask_key) {
+    X25519KeyPair key;
+    ASSIGN_OR_RETURN(key.private_key, ShamirReconstruct(site.key_shares, params_.threshold));
+    ASSIGN_OR_RETURN(key.public_key, X25519PublicFromPrivate(key.private_key));
+    if (key.public_key != site.keys.mask_key) {
       return absl::DataLossError(absl::StrCat(
           "the mask key reconstructed for dropped site ", u,
           " does not match its advertised key: some neighbour revealed a wrong share"));

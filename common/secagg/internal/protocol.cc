@@ -74,16 +74,15 @@ std::string ShareAad(const Sha256Digest& session, uint64_t round, SiteId sender,
   return s;
 }
 
-StatusOr<SecretBytes> ShareKey(const SecretBytes& own_private, const X25519PublicKey& peer_public,
+StatusOr<SecretBytes> ShareKey(const X25519KeyPair& own, const X25519PublicKey& peer_public,
                                const Sha256Digest& session) {
-  ASSIGN_OR_RETURN(SecretBytes shared, X25519SharedSecret(own_private, peer_public));
+  ASSIGN_OR_RETURN(SecretBytes shared, X25519SharedSecret(own, peer_public));
   return HkdfSha256(shared, View(session), kShareKeyLabel, 32);
 }
 
-StatusOr<SecretBytes> PairwiseMaskKey(const SecretBytes& own_private,
-                                      const X25519PublicKey& peer_public,
+StatusOr<SecretBytes> PairwiseMaskKey(const X25519KeyPair& own, const X25519PublicKey& peer_public,
                                       const Sha256Digest& session) {
-  ASSIGN_OR_RETURN(SecretBytes shared, X25519SharedSecret(own_private, peer_public));
+  ASSIGN_OR_RETURN(SecretBytes shared, X25519SharedSecret(own, peer_public));
   return HkdfSha256(shared, View(session), kPairMaskLabel, 32);
 }
 
@@ -91,10 +90,9 @@ StatusOr<SecretBytes> SelfMaskKey(const SecretBytes& seed, const Sha256Digest& s
   return HkdfSha256(seed, View(session), kSelfMaskLabel, 32);
 }
 
-StatusOr<ChaCha20Prg> PairwiseMaskPrg(const SecretBytes& own_private,
-                                      const X25519PublicKey& peer_public,
+StatusOr<ChaCha20Prg> PairwiseMaskPrg(const X25519KeyPair& own, const X25519PublicKey& peer_public,
                                       const Sha256Digest& session) {
-  ASSIGN_OR_RETURN(SecretBytes key, PairwiseMaskKey(own_private, peer_public, session));
+  ASSIGN_OR_RETURN(SecretBytes key, PairwiseMaskKey(own, peer_public, session));
   return ChaCha20Prg::Create(key, ChaCha20Nonce{});
 }
 

@@ -32,18 +32,17 @@ std::string ConsistencyStatement(const Sha256Digest& session, uint64_t round,
 // Associated data of the share ciphertext from `sender` to `receiver`.
 std::string ShareAad(const Sha256Digest& session, uint64_t round, SiteId sender, SiteId receiver);
 
-// AES-256-GCM key for shares between two sites (symmetric in the two).
-StatusOr<SecretBytes> ShareKey(const SecretBytes& own_private, const X25519PublicKey& peer_public,
+// AES-256-GCM key for shares between two sites (symmetric in the two). `own` is a whole key
+// pair (X25519SharedSecret).
+StatusOr<SecretBytes> ShareKey(const X25519KeyPair& own, const X25519PublicKey& peer_public,
                                const Sha256Digest& session);
 // ChaCha20 key of the pairwise mask between two sites (symmetric in the two); zero nonce.
-StatusOr<SecretBytes> PairwiseMaskKey(const SecretBytes& own_private,
-                                      const X25519PublicKey& peer_public,
+StatusOr<SecretBytes> PairwiseMaskKey(const X25519KeyPair& own, const X25519PublicKey& peer_public,
                                       const Sha256Digest& session);
 // ChaCha20 key of a site's self mask; zero nonce.
 StatusOr<SecretBytes> SelfMaskKey(const SecretBytes& seed, const Sha256Digest& session);
 // The PRGs of those keys.
-StatusOr<ChaCha20Prg> PairwiseMaskPrg(const SecretBytes& own_private,
-                                      const X25519PublicKey& peer_public,
+StatusOr<ChaCha20Prg> PairwiseMaskPrg(const X25519KeyPair& own, const X25519PublicKey& peer_public,
                                       const Sha256Digest& session);
 StatusOr<ChaCha20Prg> SelfMaskPrg(const SecretBytes& seed, const Sha256Digest& session);
 

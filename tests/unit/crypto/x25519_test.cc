@@ -47,6 +47,9 @@ TEST(X25519Test, Rfc7748Section61DiffieHellman) {
   const char* kShared = "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742";
   EXPECT_EQ(HexOf(*X25519SharedSecret(alice, *bob_pub)), kShared);
   EXPECT_EQ(HexOf(*X25519SharedSecret(bob, *alice_pub)), kShared);
+  // The same from whole pairs, whose public half OpenSSL takes as given.
+  EXPECT_EQ(HexOf(*X25519SharedSecret(X25519KeyPair{alice, *alice_pub}, *bob_pub)), kShared);
+  EXPECT_EQ(HexOf(*X25519SharedSecret(X25519KeyPair{bob, *bob_pub}, *alice_pub)), kShared);
 }
 
 TEST(X25519Test, GeneratedPairsAgree) {
@@ -59,6 +62,15 @@ TEST(X25519Test, GeneratedPairsAgree) {
   auto ba = X25519SharedSecret(b->private_key, a->public_key);
   ASSERT_TRUE(ab.ok() && ba.ok());
   EXPECT_TRUE(ab->Equals(*ba));
+  for (int i = 0; i < 50; ++i) {
+    auto c = GenerateX25519KeyPair();
+    ASSERT_TRUE(c.ok());
+    auto from_pair = X25519SharedSecret(*c, a->public_key);
+    auto from_private = X25519SharedSecret(c->private_key, a->public_key);
+    ASSERT_TRUE(from_pair.ok() && from_private.ok());
+    EXPECT_TRUE(from_pair->Equals(*from_private));
+    EXPECT_TRUE(X25519SharedSecret(*a, c->public_key)->Equals(*from_pair));
+  }
 }
 
 TEST(X25519Test, RejectsSmallOrderPeerAndBadKeySize) {
@@ -68,7 +80,13 @@ TEST(X25519Test, RejectsSmallOrderPeerAndBadKeySize) {
   auto st = X25519SharedSecret(a->private_key, zero).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("small-order"));
+  st = X25519SharedSecret(*a, zero).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("small-order"));
   auto bad = X25519PublicFromPrivate(SecretBytes(31)).status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.message()), ::testing::HasSubstr("32 bytes, got 31"));
+  bad = X25519SharedSecret(X25519KeyPair{SecretBytes(31), a->public_key}, a->public_key).status();
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(bad.message()), ::testing::HasSubstr("32 bytes, got 31"));
 }
