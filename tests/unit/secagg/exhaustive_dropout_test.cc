@@ -85,7 +85,13 @@ void RunPattern(int n, int k, int t, bool malicious, uint32_t minimum,
     if (stage != DropAt::kNever) drops[static_cast<SiteId>(i + 1)] = stage;
     described += std::to_string(static_cast<int>(stage));
   }
-  Federation f(static_cast<uint32_t>(n), malicious, RingWidth::k32, k, t, 3);
+  // The sites' signing keys live across rounds, as real sites' do: made once per process.
+  static const std::vector<Ed25519PrivateKey>* const identities = [] {
+    auto* keys = new std::vector<Ed25519PrivateKey>();  // NOLINT(cppcoreguidelines-owning-memory)
+    for (int i = 0; i < 8; ++i) keys->push_back(*Ed25519PrivateKey::Generate());
+    return keys;
+  }();
+  Federation f(static_cast<uint32_t>(n), malicious, RingWidth::k32, k, t, 3, identities);
   if (minimum > 0) f.SetMinSurvivors(minimum);
   f.SetHostile(hostile);
   const bool anyone_drops = !drops.empty();

@@ -29,8 +29,12 @@ M Wire(const M& m) {  // through the byte encoding, as the transport would carry
 
 class Federation {
  public:
+  // `identities`, when given, are the sites' long-lived signing keys (at least n, kept by the
+  // caller for the Federation's life), as real sites keep theirs across rounds: tests that run
+  // many rounds (the exhaustive patterns) make them once. Fresh ones otherwise.
   Federation(uint32_t n, bool malicious, RingWidth ring = RingWidth::k32, int degree = 0,
-             int threshold = 0, uint64_t length = 257) {
+             int threshold = 0, uint64_t length = 257,
+             const std::vector<Ed25519PrivateKey>* identities = nullptr) {
     params_.round = 11;
     params_.num_sites = n;
     params_.degree = degree;
@@ -39,9 +43,13 @@ class Federation {
     params_.ring = ring;
     params_.vector_length = length;
     params_.round_seed = {42, static_cast<uint8_t>(n)};
+    if (identities == nullptr) {
+      for (uint32_t i = 0; i < n; ++i) own_keys_.push_back(*Ed25519PrivateKey::Generate());
+      identities = &own_keys_;
+    }
     for (uint32_t i = 0; i < n; ++i) {
-      keys_.push_back(*Ed25519PrivateKey::Generate());
-      params_.signing_keys.push_back(keys_.back().public_key());
+      keys_.push_back(&identities->at(i));
+      params_.signing_keys.push_back(keys_.back()->public_key());
     }
     std::mt19937_64 rng(n * 31 + length);
     for (uint32_t i = 0; i < n; ++i) {
@@ -59,7 +67,7 @@ class Federation {
     params_.graph_seed_commitment = server_->params().graph_seed_commitment;
     clients_.clear();
     for (SiteId id = 1; id <= params_.num_sites; ++id) {
-      auto c = ClientSession::Create(params_, id, &keys_[id - 1]);
+      auto c = ClientSession::Create(params_, id, keys_[id - 1]);
       EXPECT_TRUE(c.ok()) << c.status();
       clients_.push_back(std::move(*c));
     }
@@ -73,7 +81,7 @@ class Federation {
 
   ClientSession& client(SiteId id) { return *clients_[id - 1]; }
   ServerSession& server() { return *server_; }
-  const Ed25519PrivateKey& key(SiteId id) const { return keys_[id - 1]; }
+  const Ed25519PrivateKey& key(SiteId id) const { return *keys_[id - 1]; }
   const SecAggParams& params() const { return params_; }
 
   bool Active(SiteId id, DropAt stage) const {
@@ -210,7 +218,8 @@ class Federation {
   }
 
   SecAggParams params_;
-  std::vector<Ed25519PrivateKey> keys_;
+  std::vector<Ed25519PrivateKey> own_keys_;  // when no identities were given
+  std::vector<const Ed25519PrivateKey*> keys_;
   bool hostile_ = false;
   int64_t refused_ = 0;
   std::vector<std::function<Status()>> delivered_;
