@@ -47,9 +47,6 @@ Status ModelReceiver::Header(const v1::TransferHeader& header) {
                                                   " (policy.max_model_bytes in site.toml)")));
   payload_.reserve(total_);
   AdviseHugePages(payload_.data(), total_);
-  // The pages are made ready ahead of the chunks, on the other core, not on the receiving
-  // thread.
-  prefault_ = Prefault(payload_.data(), total_);
   return absl::OkStatus();
 }
 
@@ -78,7 +75,6 @@ StatusOr<SharedBytes> ModelReceiver::Finish() {
     return absl::DataLossError(
         absl::StrCat(kWhat, ": ended after ", payload_.size(), " of ", total_, " bytes"));
   }
-  prefault_ = Prefault();  // done by now: every byte arrived
   const std::string digest = ToHex(hasher_.Finish());
   if (digest != plan_.global_model_sha256()) {
     return absl::DataLossError(absl::StrCat(kWhat, ": SHA-256 ", digest, " but the plan announced ",

@@ -13,7 +13,6 @@
 #include "common/crypto/sha256.h"
 #include "common/fileio/shared_bytes.h"
 #include "common/status/status.h"
-#include "common/tensor/huge_pages.h"
 #include "hansa/v1/hansa.pb.h"
 
 namespace hansa {
@@ -55,7 +54,6 @@ class ModelReceiver {
   uint64_t total_ = 0;
   std::string payload_;
   Sha256Hasher hasher_;
-  Prefault prefault_;  // after payload_: stopped before the buffer goes
 };
 
 }  // namespace hansa

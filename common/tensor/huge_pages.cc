@@ -4,10 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <new>
-#include <thread>
 
 namespace hansa {
 
@@ -35,62 +33,6 @@ size_t ReleaseConsumedPages(void* data, size_t begin, size_t end) {
   // dropped now and read as zeros if touched again, as the allocator may when freeing.
   if (::madvise(static_cast<char*>(data) + (from - base), to - from, MADV_DONTNEED) != 0) return 0;
   return to - from;
-}
-
-struct Prefault::Worker {
-  std::atomic<bool> stop{false};
-  std::thread thread;
-};
-
-Prefault::Prefault(void* data, size_t bytes) {
-#ifdef MADV_POPULATE_WRITE
-  constexpr size_t kStep = size_t{2} << 20;
-  if (data == nullptr || bytes < 2 * kStep) return;
-  worker_ = std::make_unique<Worker>();
-  Worker* w = worker_.get();
-  w->thread = std::thread([w, data, bytes] {
-    static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-    const auto base = reinterpret_cast<uintptr_t>(data);
-    // Whole pages only: the first and last may hold bytes of other objects of the heap.
-    uintptr_t at = (base + page - 1) & ~(page - 1);
-    const uintptr_t end = (base + bytes) & ~(page - 1);
-    while (at < end && !w->stop.load(std::memory_order_relaxed)) {
-      const uintptr_t next = std::min(end, (at + kStep) & ~(kStep - 1));
-      // EINVAL on kernels without the advice: then nothing more is tried.
-      if (::madvise(reinterpret_cast<void*>(at), next - at, MADV_POPULATE_WRITE) != 0) break;
-      at = next;
-    }
-  });
-#else
-  (void)data;
-  (void)bytes;
-#endif
-}
-
-Prefault::Prefault() = default;
-Prefault::Prefault(Prefault&& other) noexcept = default;
-
-Prefault& Prefault::operator=(Prefault&& other) noexcept {
-  if (this != &other) {
-    Stop();
-    worker_ = std::move(other.worker_);
-  }
-  return *this;
-}
-
-Prefault::~Prefault() { Stop(); }
-
-void Prefault::Wait() {
-  if (!worker_) return;
-  worker_->thread.join();
-  worker_.reset();
-}
-
-void Prefault::Stop() {
-  if (!worker_) return;
-  worker_->stop.store(true, std::memory_order_relaxed);
-  worker_->thread.join();
-  worker_.reset();
 }
 
 ZeroedDoubles::ZeroedDoubles(size_t count)

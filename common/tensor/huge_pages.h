@@ -4,7 +4,7 @@
 // profiles, one of the largest items). Advice only: where it is not followed nothing changes.
 // And the other way: giving a consumed buffer's pages back before the buffer is freed.
 //
-// Threading: free functions; a ZeroedDoubles or a Prefault belongs to its owner.
+// Threading: free functions; a ZeroedDoubles belongs to its owner.
 #pragma once
 
 #include <cstddef>
@@ -25,30 +25,6 @@ void AdviseHugePages(void* data, size_t bytes);
 // the bytes given back; 0 when the system refuses. REQUIRES: begin <= end, both
 // within the buffer.
 size_t ReleaseConsumedPages(void* data, size_t begin, size_t end);
-
-// Faults in the memory pages of [data, data + bytes) on a thread of its own, in 2 MiB steps
-// from the start (MADV_POPULATE_WRITE), so that the thread filling the buffer in order (a
-// download arriving chunk by chunk) finds them mapped instead of trapping into the kernel to
-// have each zeroed: in the download profile of a 1 GB model on the 2-core test machine, the
-// zeroing of fresh pages on the receiving thread was 37 % of the time. The contents are not
-// changed. Does nothing for buffers under 4 MiB, or where the kernel does not know the advice
-// (before Linux 5.14). The destructor stops the thread and waits for it; the buffer must
-// outlive this object.
-class Prefault {
- public:
-  Prefault();
-  Prefault(void* data, size_t bytes);
-  Prefault(Prefault&& other) noexcept;
-  Prefault& operator=(Prefault&& other) noexcept;
-  ~Prefault();
-  // Waits until every whole page of the range has been faulted in (or the kernel refused).
-  void Wait();
-
- private:
-  struct Worker;
-  void Stop();
-  std::unique_ptr<Worker> worker_;
-};
 
 // `count` doubles, all 0.0, whose pages the kernel zeroes when first touched (calloc: no pass
 // over them now), advised as huge pages. Throws std::bad_alloc like std::vector when memory

@@ -1,7 +1,6 @@
 #include "common/tensor/huge_pages.h"
 
 #include <gtest/gtest.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -57,69 +56,6 @@ TEST(ReleaseConsumedPagesTest, GivesBackOnlyWholePagesInTheRange) {
     }
   }
   EXPECT_EQ(zeros, released);
-}
-
-// A fresh private mapping of `bytes`, unmapped when it goes.
-struct Mapping {
-  explicit Mapping(size_t n)
-      : bytes(n),
-        data(static_cast<uint8_t*>(
-            ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))) {}
-  ~Mapping() { ::munmap(data, bytes); }
-  // How many of the pages of [begin, end) are resident.
-  size_t Resident(size_t begin, size_t end) const {
-    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-    std::vector<unsigned char> in((bytes + page - 1) / page);
-    EXPECT_EQ(::mincore(data, bytes, in.data()), 0);
-    size_t n = 0;
-    for (size_t p = begin / page; p < (end + page - 1) / page; ++p) n += in[p] & 1;
-    return n;
-  }
-  size_t bytes;
-  uint8_t* data;
-};
-
-// Every whole page of the range becomes resident and no byte changes: what was written stays,
-// the rest reads zero. The partial pages at either end are left to their owners.
-TEST(PrefaultTest, MakesEveryWholePageOfTheRangeResidentAndChangesNoByte) {
-  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  Mapping m(size_t{16} << 20);
-  ASSERT_NE(m.data, MAP_FAILED);
-  ASSERT_EQ(::madvise(m.data, m.bytes, MADV_NOHUGEPAGE), 0);  // residency page by page
-  constexpr size_t kWritten = size_t{1} << 20;
-  for (size_t i = 0; i < kWritten; i += 3 * page + 5) m.data[i] = static_cast<uint8_t>(i % 251 + 1);
-  EXPECT_LE(m.Resident(0, m.bytes), kWritten / page + 1);
-  const size_t begin = 100, end = m.bytes - page - 7;  // neither on a page boundary
-  {
-    Prefault prefault(m.data + begin, end - begin);
-    prefault.Wait();
-  }
-  EXPECT_EQ(m.Resident(page, end - end % page), (end - end % page) / page - 1);
-  EXPECT_EQ(m.Resident(end - end % page + page, m.bytes), 0u);  // past the range: untouched
-  for (size_t i = 0; i < m.bytes; ++i) {
-    const bool written = i < kWritten && i % (3 * page + 5) == 0;
-    const uint8_t want = written ? static_cast<uint8_t>(i % 251 + 1) : 0;
-    ASSERT_EQ(m.data[i], want) << i;
-  }
-}
-
-// Under 4 MiB nothing is faulted in; a Prefault dropped at once stops, leaving the bytes alone.
-TEST(PrefaultTest, LeavesSmallBuffersAloneAndStopsWhenDropped) {
-  Mapping small(size_t{3} << 20);
-  ASSERT_NE(small.data, MAP_FAILED);
-  { Prefault prefault(small.data, small.bytes); }
-  EXPECT_EQ(small.Resident(0, small.bytes), 0u);
-
-  Mapping large(size_t{64} << 20);
-  ASSERT_NE(large.data, MAP_FAILED);
-  large.data[12345] = 7;
-  { Prefault dropped(large.data, large.bytes); }
-  Prefault moved(large.data, large.bytes);
-  Prefault target;
-  target = std::move(moved);
-  target.Wait();
-  EXPECT_EQ(large.data[12345], 7);
-  EXPECT_EQ(large.data[large.bytes - 1], 0);
 }
 
 }  // namespace
