@@ -191,7 +191,11 @@ std::string Charts(const json& r) {
     bytes[{b["site"].get<std::string>(), b["round"].get<int64_t>()}] = b["bytes"].get<double>();
   }
   if (!bytes.empty()) {
-    BarChart chart{"chart-bytes", "Bytes received per site per round", "round", "bytes"};
+    BarChart chart;
+    chart.id = "chart-bytes";
+    chart.title = "Bytes received per site per round";
+    chart.x_label = "round";
+    chart.y_label = "bytes";
     chart.bytes = true;
     for (int64_t round : rounds) chart.categories.push_back(absl::StrCat(round));
     for (const std::string& site : sites) {

@@ -241,7 +241,11 @@ std::string Charts(const json& r) {
     }
   }
   if (!categories.empty()) {
-    BarChart chart{"chart-bytes", "Bytes sent per round", "round", "bytes"};
+    BarChart chart;
+    chart.id = "chart-bytes";
+    chart.title = "Bytes sent per round";
+    chart.x_label = "round";
+    chart.y_label = "bytes";
     chart.bytes = true;
     chart.categories = categories;
     for (const std::string& type : types) {
