@@ -20,7 +20,7 @@ struct SiteIdentity {
   std::string organisation;
   std::string country;
   std::string fingerprint;
-  std::string certificate_pem;  // malicious-coordinator mode binds signing keys to it
+  std::string certificate_pem{};  // malicious-coordinator mode binds signing keys to it
 };
 
 class Membership {

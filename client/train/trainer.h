@@ -106,7 +106,7 @@ struct TrainerOptions {
   // adds the noise once; SCAFFOLD's correction and an injected DP source are refused
   // (FailedPrecondition).
   std::shared_ptr<DataParallelGroup> group = nullptr;
-  std::string script_file;
+  std::string script_file{};
   // What the model predicts and its loss; buffers: a TorchScript model's float32 buffers are
   // part of layout() when averaged, and stay in the module when local.
   Task task = {};

@@ -108,7 +108,7 @@ struct AuditAnchor {
   // Lowercase hex: the log writer's signature over AuditAnchorStatement(records, sha256), so a
   // site that keeps the anchor can show it was the coordinator's, and cannot make one up.
   // Empty when not signed.
-  std::string signature;
+  std::string signature{};
 };
 
 // What the writer of a log signs when it shows its head (AuditLog::SignedAnchor).
@@ -205,11 +205,11 @@ struct RoundPlannedFields {
   std::string model_sha256;  // the global model the cohort starts from
   std::vector<std::string> cohort;
   std::string aggregation;
-  std::optional<SecureAggregationFields> secure_aggregation;
+  std::optional<SecureAggregationFields> secure_aggregation{};
   // Privacy parameters as the privacy module names them, e.g. {"mechanism":
   // "distributed_discrete_gaussian", "noise_multiplier": 1.1, "clip": 1.0, "delta": 1e-5,
   // "target_epsilon": 8}. A JSON object; left out when privacy is off.
-  std::optional<nlohmann::json> privacy;
+  std::optional<nlohmann::json> privacy{};
   // Record-level DP-SGD at every site, the same way ({"mechanism": "dp_sgd", "clip": ...,
   // "noise_multiplier": ..., "sampling_rate": ..., "steps": ..., "delta": ...}).
   std::optional<nlohmann::json> record_privacy = std::nullopt;

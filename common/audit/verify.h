@@ -55,13 +55,13 @@ struct VerifyOptions {
   // default), kTlsClient for a site's egress ledger, kAny to accept either.
   CertificateUsage usage = CertificateUsage::kTlsServer;
   // When set, the signer certificate's CN must be this ("berlin" for berlin's egress ledger).
-  std::string expected_signer;
+  std::string expected_signer{};
   // When set, the SHA-256 fingerprint of the signer's certificate, or of one it renewed, must
   // be this (hex, any case, colons allowed): the coordinator's, from its startup kit or a
   // site's pin.
-  std::string expected_fingerprint;
+  std::string expected_fingerprint{};
   // When set, the log's last line must hash to this (an anchor published elsewhere).
-  std::string expected_head;
+  std::string expected_head{};
 };
 
 // Verifies the log at `path`. DataLoss "PATH: line N (seq S): ..." for the first bad record,

@@ -25,11 +25,11 @@
 namespace hansa {
 
 struct HttpRequest {
-  std::string method;  // "GET" or "HEAD"
-  std::string path;    // decoded, without the query: "/metrics"
-  std::string query;   // raw, without '?'; empty when absent
+  std::string method;   // "GET" or "HEAD"
+  std::string path;     // decoded, without the query: "/metrics"
+  std::string query{};  // raw, without '?'; empty when absent
   // CN of the TLS client certificate; empty without TLS.
-  std::string client_common_name;
+  std::string client_common_name{};
 };
 
 struct HttpResponse {

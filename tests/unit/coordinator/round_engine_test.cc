@@ -38,7 +38,7 @@ struct Behaviour {
   float delta = 0.0f;
   uint64_t examples = 100;
   // Returns the payload to send (may tamper), given the honest one.
-  std::function<void(std::string* payload, v1::TransferHeader* header)> tamper;
+  std::function<void(std::string* payload, v1::TransferHeader* header)> tamper{};
   bool die_half_way = false;
   size_t chunk = 1024;
   // > 0: each chunk is written as pieces of this many bytes, as the gRPC service hands over a
