@@ -9,8 +9,8 @@
 // Site mode (sites = 0): this process is one site; the fork runs the coordinator and the
 // cohort's two other sites. Marks come from a SiteLink and a LocalTrainer that wrap the real ones:
 //   wait       from the last mark to the download: polls, consent, SecAgg+ key stages
-//   download   the global model's payload arriving (Download)
-//   decode     the payload decoded and checked, up to the trainer being called
+//   download   the global model arriving, decoded as it comes (Download)
+//   decode     from the download's end to the trainer being called
 //   update     training and the host update handed over (HostUpdate)
 //   protect    clipping, encoding, masking (secure) and hashing, up to the upload's start
 //   upload     the update streamed in chunks (Upload)
@@ -145,11 +145,11 @@ class PhaseLink final : public SiteLink {
   Status Connect(absl::Duration timeout) override { return inner_->Connect(timeout); }
   StatusOr<v1::JoinReply> Join(const v1::JoinRequest& r) override { return inner_->Join(r); }
   StatusOr<v1::Task> NextTask(absl::Duration wait) override { return inner_->NextTask(wait); }
-  StatusOr<SharedBytes> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) override {
+  StatusOr<Model> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) override {
     on_end_("wait", plan.round());
-    auto payload = inner_->Download(plan, max_model_bytes);
+    auto model = inner_->Download(plan, max_model_bytes);
     on_end_("download", plan.round());
-    return payload;
+    return model;
   }
   Status RespondToPlan(const v1::PlanResponse& r) override { return inner_->RespondToPlan(r); }
   StatusOr<v1::UploadReply> Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,

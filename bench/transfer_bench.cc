@@ -394,7 +394,7 @@ void BM_Download(benchmark::State& state) {
   for (auto _ : state) {
     auto start = Clock::now();
     Usage before = Usage::Now();
-    // Streamed, hashed every chunk and assembled into a fresh buffer, checked against the plan.
+    // Streamed, every chunk hashed and decoded into a fresh model, checked against the plan.
     Status st = f->site(0).link->Download(*plan, kDefaultMaxModelBytes).status();
     used += Usage::Now() - before;
     double s = Seconds(start, Clock::now());

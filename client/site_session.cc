@@ -351,19 +351,13 @@ StatusOr<const Model*> SiteSession::FetchModel(const v1::RoundPlan& plan) {
   v1::DownloadRequest req;
   req.set_round(plan.round());
   req.set_model_sha256(plan.global_model_sha256());
-  SharedBytes payload;
+  Model model;
   RETURN_IF_ERROR(Send(audit_events::kMessageDownloadRequest, plan.round(), req.SerializeAsString(),
                        [&]() -> Status {
-                         ASSIGN_OR_RETURN(payload,
+                         ASSIGN_OR_RETURN(model,
                                           link_->Download(plan, options_.policy.max_model_bytes));
                          return absl::OkStatus();
                        }));
-  ASSIGN_OR_RETURN(Model model, DecodeSafetensors(payload.view()));
-  // The decoded values are all that is kept (and a payload the coordinator maps, in process,
-  // goes back to its file).
-  payload.EvictAll();
-  payload = SharedBytes();
-  RETURN_IF_ERROR(Annotate(model.Validate(), "global model"));
   cached_sha256_ = plan.global_model_sha256();
   cached_model_ = std::move(model);
   return &*cached_model_;

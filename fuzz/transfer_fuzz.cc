@@ -8,17 +8,20 @@
 //                that the stream gets past the digest and into the safetensors decoder;
 //   bit 1:       a clip norm of 1 (client-level privacy) on the update;
 //   bit 2:       one chunk is sent at a wrong offset;
-//   bit 3:       the payload is also downloaded through a ModelReceiver whose plan names it.
+//   bit 3:       the payload is also downloaded through a ModelReceiver whose plan names it,
+//                which decodes what the whole-payload decoder decodes, or nothing.
 // The update layout is a 2 x 3 matrix "w" and a 3-vector "b" (float32); spill files go to a
 // folder of its own under TMPDIR, removed at exit.
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
 
 #include "client/link/chunks.h"
 #include "common/crypto/sha256.h"
+#include "common/tensor/safetensors.h"
 #include "coordinator/aggregator.h"
 #include "coordinator/upload_sink.h"
 #include "fuzz/scratch_folder.h"
@@ -80,8 +83,16 @@ void Download(const hansa::v1::TransferHeader& header, std::string_view payload,
   for (size_t at = 0; at < payload.size(); at += piece) {
     if (!receiver.Chunk(at, payload.substr(at, piece)).ok()) return;
   }
-  auto whole = receiver.Finish();
-  if (whole.ok() && whole->view() != payload) abort();
+  // What arrived piece by piece decodes as the whole payload does, or not at all.
+  auto model = receiver.Finish();
+  if (model.ok()) {
+    auto whole = hansa::DecodeSafetensors(payload);
+    if (!whole.ok() || whole->values.size() != model->values.size() ||
+        std::memcmp(whole->values.data(), model->values.data(),
+                    model->values.size() * sizeof(float)) != 0) {
+      abort();
+    }
+  }
 }
 
 }  // namespace

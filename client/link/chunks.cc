@@ -45,8 +45,11 @@ Status ModelReceiver::Header(const v1::TransferHeader& header) {
   RETURN_IF_ERROR(CheckDeclaredBytes(total_, max_model_bytes_,
                                      absl::StrCat("the global model of round ", plan_.round(),
                                                   " (policy.max_model_bytes in site.toml)")));
-  payload_.reserve(total_);
-  AdviseHugePages(payload_.data(), total_);
+  // The values can be no more than the declared bytes: a header inside the payload that
+  // claims more is refused before anything is allocated for it.
+  SafetensorsLimits limits;
+  limits.max_data_bytes = total_;
+  decoder_.emplace(limits);
   return absl::OkStatus();
 }
 
@@ -57,43 +60,54 @@ Status ModelReceiver::Chunk(uint64_t offset, std::string_view data) {
 Status ModelReceiver::Chunk(uint64_t offset, const std::vector<std::string_view>& pieces) {
   uint64_t bytes = 0;
   for (std::string_view piece : pieces) bytes += piece.size();
-  if (bytes > max_chunk_bytes_ || offset != payload_.size() || bytes > total_ - payload_.size()) {
+  if (bytes > max_chunk_bytes_ || offset != received_ || bytes > total_ - received_) {
     return absl::DataLossError(absl::StrCat(kWhat, ": chunk of ", bytes, " bytes at offset ",
-                                            offset, " after ", payload_.size(), " of ", total_,
+                                            offset, " after ", received_, " of ", total_,
                                             " bytes (chunks at most ", max_chunk_bytes_,
                                             " bytes, in order): out of order or oversized"));
   }
   for (std::string_view piece : pieces) {
     hasher_.Update(piece);
-    payload_.append(piece);
+    if (decoded_.ok()) decoded_ = decoder_->Feed(piece);
   }
+  received_ += bytes;
   return absl::OkStatus();
 }
 
-StatusOr<SharedBytes> ModelReceiver::Finish() {
-  if (payload_.size() != total_) {
+StatusOr<Model> ModelReceiver::Finish() {
+  if (received_ != total_) {
     return absl::DataLossError(
-        absl::StrCat(kWhat, ": ended after ", payload_.size(), " of ", total_, " bytes"));
+        absl::StrCat(kWhat, ": ended after ", received_, " of ", total_, " bytes"));
   }
   const std::string digest = ToHex(hasher_.Finish());
   if (digest != plan_.global_model_sha256()) {
     return absl::DataLossError(absl::StrCat(kWhat, ": SHA-256 ", digest, " but the plan announced ",
                                             plan_.global_model_sha256()));
   }
-  return SharedBytes(std::move(payload_));
+  const std::string what = absl::StrCat("the global model of round ", plan_.round());
+  RETURN_IF_ERROR(Annotate(decoded_, what));
+  StatusOr<Model> model = decoder_->Finish();
+  if (!model.ok()) return Annotate(model.status(), what);
+  RETURN_IF_ERROR(Annotate(model->Validate(), what));
+  return model;
 }
 
-StatusOr<SharedBytes> ModelReceiver::Whole(SharedBytes payload) {
+StatusOr<Model> ModelReceiver::Whole(const SharedBytes& payload) {
   v1::TransferHeader header;
   header.set_total_bytes(payload.size());
   header.set_sha256(plan_.global_model_sha256());
   RETURN_IF_ERROR(Header(header));
-  const std::string digest = ToHex(Sha256(payload.view()));
-  if (digest != plan_.global_model_sha256()) {
-    return absl::DataLossError(absl::StrCat(kWhat, ": SHA-256 ", digest, " but the plan announced ",
-                                            plan_.global_model_sha256()));
+  // Hashed and decoded a slice at a time, while the slice is in the cache.
+  constexpr size_t kSlice = size_t{1} << 20;
+  for (size_t off = 0; off < payload.size(); off += kSlice) {
+    const size_t end = std::min(payload.size(), off + kSlice);
+    const std::string_view slice = payload.view().substr(off, end - off);
+    hasher_.Update(slice);
+    if (decoded_.ok()) decoded_ = decoder_->Feed(slice);
+    payload.Evict(off, end);
+    received_ = end;
   }
-  return payload;
+  return Finish();
 }
 
 }  // namespace hansa

@@ -16,11 +16,11 @@ class EngineLink final : public SiteLink {
   StatusOr<v1::Task> NextTask(absl::Duration wait) override {
     return engine_->NextTask(site_.name, wait);
   }
-  StatusOr<SharedBytes> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) override {
-    ASSIGN_OR_RETURN(auto payload,
+  StatusOr<Model> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) override {
+    ASSIGN_OR_RETURN(SharedBytes payload,
                      engine_->Download(site_.name, plan.round(), plan.global_model_sha256()));
     ModelReceiver receiver(plan, max_chunk_bytes(), max_model_bytes);
-    return receiver.Whole(std::move(payload));
+    return receiver.Whole(payload);
   }
   Status RespondToPlan(const v1::PlanResponse& response) override {
     return engine_->RespondToPlan(site_.name, response);

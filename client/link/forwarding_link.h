@@ -18,7 +18,7 @@ class ForwardingLink : public SiteLink {
     return link_->Join(request);
   }
   StatusOr<v1::Task> NextTask(absl::Duration wait) override { return link_->NextTask(wait); }
-  StatusOr<SharedBytes> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) override {
+  StatusOr<Model> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) override {
     return link_->Download(plan, max_model_bytes);
   }
   Status RespondToPlan(const v1::PlanResponse& response) override {

@@ -174,13 +174,13 @@ StatusOr<v1::Task> GrpcSiteLink::NextTask(absl::Duration wait) {
   return task;
 }
 
-StatusOr<SharedBytes> GrpcSiteLink::Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) {
+StatusOr<Model> GrpcSiteLink::Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) {
   auto ctx = ContextWithDeadline(options_.transfer_seconds);
   v1::DownloadRequest request;
   request.set_round(plan.round());
   request.set_model_sha256(plan.global_model_sha256());
-  // The chunks are read raw (chunk_wire.h): their bytes go from gRPC's slices into the model
-  // once, hashed on the way, with no protobuf string between.
+  // The chunks are read raw (chunk_wire.h): their bytes go from gRPC's slices into the model's
+  // values once, hashed on the way, with no protobuf string or encoded payload between.
   const grpc::internal::RpcMethod method(kDownloadModelMethod,
                                          grpc::internal::RpcMethod::SERVER_STREAMING);
   std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(

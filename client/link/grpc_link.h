@@ -51,7 +51,7 @@ class GrpcSiteLink final : public SiteLink {
   Status Connect(absl::Duration timeout) override;
   StatusOr<v1::JoinReply> Join(const v1::JoinRequest& request) override;
   StatusOr<v1::Task> NextTask(absl::Duration wait) override;
-  StatusOr<SharedBytes> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) override;
+  StatusOr<Model> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) override;
   Status RespondToPlan(const v1::PlanResponse& response) override;
   StatusOr<v1::UploadReply> Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
                                    const std::vector<std::string_view>& pieces) override;

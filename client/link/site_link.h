@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "common/fileio/shared_bytes.h"
 #include "common/status/status.h"
+#include "common/tensor/tensor.h"
 #include "hansa/v1/hansa.pb.h"
 
 namespace hansa {
@@ -37,11 +37,12 @@ class SiteLink {
   virtual StatusOr<v1::JoinReply> Join(const v1::JoinRequest& request) = 0;
   // The site's next task; WAIT when none appears within `wait`.
   virtual StatusOr<v1::Task> NextTask(absl::Duration wait) = 0;
-  // The global model `plan` names, checked against the plan as it arrives (ModelReceiver,
-  // chunks.h): DataLoss for a size or digest other than the plan's or chunks out of order or
-  // over the coordinator's chunk limit, InvalidArgument for a declared size over
-  // `max_model_bytes` (refused before anything is allocated).
-  virtual StatusOr<SharedBytes> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) = 0;
+  // The global model `plan` names, checked against the plan and decoded as it arrives
+  // (ModelReceiver, chunks.h): DataLoss for a size or digest other than the plan's or chunks
+  // out of order or over the coordinator's chunk limit, InvalidArgument for a declared size
+  // over `max_model_bytes` (refused before anything is allocated) or a payload that is not a
+  // model of finite F32 values.
+  virtual StatusOr<Model> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) = 0;
   virtual Status RespondToPlan(const v1::PlanResponse& response) = 0;
   // One upload of `plan`'s round: `header`, then `pieces` (at most the coordinator's chunk
   // limit each; CutChunks) at consecutive offsets, before the plan's upload deadline.

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "common/fileio/fileio.h"
+#include "common/tensor/huge_pages.h"
 #include "nlohmann/json.hpp"
 
 namespace hansa {
@@ -148,30 +149,38 @@ StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetada
 
 StatusOr<Model> DecodeSafetensors(std::string_view bytes, TensorMetadata* metadata,
                                   const SafetensorsLimits& limits) {
-  Model model;
-  bool have_header = false;
-  SafetensorsStreamDecoder decoder(
-      [&](const ModelLayout& layout, const TensorMetadata& meta) -> Status {
-        if (!layout.tensors().empty() && layout.tensors()[0].dtype != DType::kF32) {
-          return absl::InvalidArgumentError("expected F32 tensors");
-        }
-        model.layout = layout;
-        model.values.resize(layout.TotalElements());
-        if (metadata) *metadata = meta;
-        have_header = true;
-        return absl::OkStatus();
-      },
-      [&](int64_t first, const uint8_t* data, size_t count) -> Status {
-        std::memcpy(model.values.data() + first, data, count * sizeof(float));
-        return absl::OkStatus();
-      },
-      limits);
+  SafetensorsModelDecoder decoder(limits);
   RETURN_IF_ERROR(decoder.Feed(bytes));
-  RETURN_IF_ERROR(decoder.Finish());
-  if (decoder.bytes_seen() != bytes.size() || !have_header) {
-    return absl::InvalidArgumentError("safetensors file has trailing bytes");
-  }
-  return model;
+  return decoder.Finish(metadata);
+}
+
+SafetensorsModelDecoder::SafetensorsModelDecoder(SafetensorsLimits limits)
+    : stream_(
+          [this](const ModelLayout& layout, const TensorMetadata& meta) -> Status {
+            if (!layout.tensors().empty() && layout.tensors()[0].dtype != DType::kF32) {
+              return absl::InvalidArgumentError("expected F32 tensors");
+            }
+            model_.layout = layout;
+            const size_t n = layout.TotalElements();
+            // Huge pages before the first touch: the zeroing below faults the pages in.
+            model_.values.reserve(n);
+            AdviseHugePages(model_.values.data(), n * sizeof(float));
+            model_.values.resize(n);
+            metadata_ = meta;
+            return absl::OkStatus();
+          },
+          [this](int64_t first, const uint8_t* data, size_t count) -> Status {
+            std::memcpy(model_.values.data() + first, data, count * sizeof(float));
+            return absl::OkStatus();
+          },
+          limits) {}
+
+Status SafetensorsModelDecoder::Feed(std::string_view bytes) { return stream_.Feed(bytes); }
+
+StatusOr<Model> SafetensorsModelDecoder::Finish(TensorMetadata* metadata) {
+  RETURN_IF_ERROR(stream_.Finish());
+  if (metadata) *metadata = std::move(metadata_);
+  return std::move(model_);
 }
 
 Status WriteSafetensorsFile(const std::string& path, const Model& model,

@@ -72,6 +72,25 @@ class SafetensorsStreamDecoder {
   uint64_t bytes_seen_ = 0;
 };
 
+// DecodeSafetensors for bytes that arrive in pieces: the model's values are written where
+// they end up as each piece comes, so a download needs no whole copy of the encoded file.
+// InvalidArgument (from Feed) for a file that is not one of F32 tensors or whose header is
+// over `limits`; nothing is allocated before the header passed them. Single owner.
+class SafetensorsModelDecoder {
+ public:
+  explicit SafetensorsModelDecoder(SafetensorsLimits limits = {});
+  SafetensorsModelDecoder(const SafetensorsModelDecoder&) = delete;  // its callbacks hold `this`
+  SafetensorsModelDecoder& operator=(const SafetensorsModelDecoder&) = delete;
+  Status Feed(std::string_view bytes);
+  // The model: DataLoss when the stream ended short. REQUIRES: every Feed was OK; called once.
+  StatusOr<Model> Finish(TensorMetadata* metadata = nullptr);
+
+ private:
+  Model model_;
+  TensorMetadata metadata_;
+  SafetensorsStreamDecoder stream_;
+};
+
 // Parses a header JSON into a layout (sorted by data offset) and metadata; also returns the
 // data section size. Exposed for the stream decoder and tests.
 StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetadata* metadata,

@@ -399,7 +399,7 @@ class UnreachableLink final : public SiteLink {
   }
   StatusOr<v1::JoinReply> Join(const v1::JoinRequest&) override { return Unreachable(); }
   StatusOr<v1::Task> NextTask(absl::Duration) override { return Unreachable(); }
-  StatusOr<SharedBytes> Download(const v1::RoundPlan&, uint64_t) override { return Unreachable(); }
+  StatusOr<Model> Download(const v1::RoundPlan&, uint64_t) override { return Unreachable(); }
   Status RespondToPlan(const v1::PlanResponse&) override { return Unreachable(); }
   StatusOr<v1::UploadReply> Upload(const v1::RoundPlan&, const v1::TransferHeader&,
                                    const std::vector<std::string_view>&) override {
@@ -469,7 +469,7 @@ class SwitchLink final : public SiteLink {
     if (task.ok() && task->kind() == v1::Task::DONE) ++dones;
     return task;
   }
-  StatusOr<SharedBytes> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) override {
+  StatusOr<Model> Download(const v1::RoundPlan& plan, uint64_t max_model_bytes) override {
     SiteLink* l = Now();
     if (l == nullptr) return Gone();
     return l->Download(plan, max_model_bytes);
@@ -911,31 +911,51 @@ TEST_F(SiteStudiesTest, ASiteThatPinsAStudyRefusesAnyOtherOnRecordAndTakesPartIn
   }
 }
 
-// ModelReceiver: the one place a download's chunks are checked.
+// ModelReceiver: the one place a download's chunks are checked and decoded.
 class ModelReceiverTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    payload_ = std::string(5000, 'x');
+    model_.layout = *ModelLayout::Create({{"w", DType::kF32, {25, 50}}});
+    for (int i = 0; i < 1250; ++i) model_.values.push_back(0.25f * static_cast<float>(i) - 100);
+    Announce(EncodeSafetensors(model_));
+  }
+  // The plan and the header name `payload`.
+  void Announce(std::string payload) {
+    payload_ = std::move(payload);
     plan_.set_round(4);
     plan_.set_global_model_bytes(payload_.size());
     plan_.set_global_model_sha256(ToHex(Sha256(payload_)));
     header_.set_total_bytes(payload_.size());
     header_.set_sha256(plan_.global_model_sha256());
   }
+  // `bytes` received in chunks of `step` under the plan, which names `payload_`.
+  StatusOr<Model> Receive(std::string_view bytes, uint32_t step) {
+    ModelReceiver r(plan_, step, 1 << 20);
+    RETURN_IF_ERROR(r.Header(header_));
+    for (std::string_view piece : CutChunks(bytes, step, step)) {
+      RETURN_IF_ERROR(r.Chunk(&piece[0] - bytes.data(), piece));
+    }
+    return r.Finish();
+  }
+  Model model_;
   std::string payload_;
   v1::RoundPlan plan_;
   v1::TransferHeader header_;
 };
 
-TEST_F(ModelReceiverTest, AcceptsChunksInOrderAndChecksTheDigest) {
-  ModelReceiver r(plan_, 2048, 1 << 20);
-  ASSERT_TRUE(r.Header(header_).ok());
-  for (std::string_view piece : CutChunks(payload_, 2048, 2048)) {
-    ASSERT_TRUE(r.Chunk(&piece[0] - payload_.data(), piece).ok());
+TEST_F(ModelReceiverTest, DecodesChunksInOrderAndChecksTheDigest) {
+  // 999 bytes: chunks end inside the header and inside values.
+  for (uint32_t step : {999u, 2048u, 1u << 20}) {
+    auto got = Receive(payload_, step);
+    ASSERT_TRUE(got.ok()) << step << ": " << got.status();
+    EXPECT_EQ(got->values, model_.values) << step;
+    EXPECT_EQ(got->layout.tensors()[0].name, "w");
+    EXPECT_EQ(got->layout.tensors()[0].shape, (std::vector<int64_t>{25, 50}));
   }
-  auto got = r.Finish();
-  ASSERT_TRUE(got.ok()) << got.status();
-  EXPECT_EQ(got->view(), payload_);
+  ModelReceiver r(plan_, 2048, 1 << 20);
+  auto whole = r.Whole(SharedBytes(payload_));
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(whole->values, model_.values);
 }
 
 TEST_F(ModelReceiverTest, RefusesOversizedOutOfOrderShortAndForeignPayloads) {
@@ -962,7 +982,7 @@ TEST_F(ModelReceiverTest, RefusesOversizedOutOfOrderShortAndForeignPayloads) {
   }
   {
     ModelReceiver r(plan_, 2048, 1 << 20);
-    auto foreign = r.Whole(SharedBytes(std::string(5000, 'y')));
+    auto foreign = r.Whole(SharedBytes(std::string(payload_.size(), 'y')));
     EXPECT_EQ(foreign.status().code(), absl::StatusCode::kDataLoss);
     EXPECT_THAT(std::string(foreign.status().message()), HasSubstr("SHA-256"));
   }
@@ -978,6 +998,48 @@ TEST_F(ModelReceiverTest, RefusesOversizedOutOfOrderShortAndForeignPayloads) {
     ModelReceiver r(plan_, 2048, 1 << 20);
     EXPECT_EQ(r.Header(lying).code(), absl::StatusCode::kDataLoss);
   }
+}
+
+TEST_F(ModelReceiverTest, ABytesChangedOnTheWayIsDataLossWhereverItLands) {
+  // In the header's length, in its JSON, in a value: decoding may fail or not, but what the
+  // site hears is that the bytes are not the plan's.
+  for (size_t at : {size_t{0}, size_t{20}, payload_.size() - 2}) {
+    std::string damaged = payload_;
+    damaged[at] = static_cast<char>(damaged[at] ^ 0x5a);
+    auto got = Receive(damaged, 999);
+    EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss) << at << ": " << got.status();
+    EXPECT_THAT(std::string(got.status().message()), HasSubstr("SHA-256")) << at;
+  }
+}
+
+TEST_F(ModelReceiverTest, ThePlansOwnPayloadIsRefusedWhenItIsNoFiniteModel) {
+  // A coordinator that announces bytes which are no model, or a model with a NaN: the digest
+  // matches, the decoding does not.
+  Announce(std::string(5000, 'x'));
+  auto garbage = Receive(payload_, 999);
+  EXPECT_EQ(garbage.status().code(), absl::StatusCode::kInvalidArgument) << garbage.status();
+  EXPECT_THAT(std::string(garbage.status().message()), HasSubstr("the global model of round 4"));
+
+  Model nan = model_;
+  nan.values[700] = std::nanf("");
+  Announce(EncodeSafetensors(nan));
+  auto with_nan = Receive(payload_, 999);
+  EXPECT_EQ(with_nan.status().code(), absl::StatusCode::kInvalidArgument) << with_nan.status();
+  EXPECT_THAT(std::string(with_nan.status().message()), HasSubstr("NaN"));
+
+  // A header that claims more values than the bytes the plan declares is refused as soon as
+  // it is read, before anything is allocated for them.
+  Model big;
+  big.layout = *ModelLayout::Create({{"w", DType::kF32, {1000, 1000}}});
+  std::string lying = EncodeSafetensorsHeader(big.layout, {});
+  lying.append(4000, '\0');
+  Announce(lying);
+  ModelReceiver r(plan_, 1 << 20, 1 << 20);
+  ASSERT_TRUE(r.Header(header_).ok());
+  ASSERT_TRUE(r.Chunk(0, payload_).ok());
+  auto refused = r.Finish();
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("larger than the size limit"));
 }
 
 TEST(CutChunksTest, CutsAtThePlansSizeCappedByTheLink) {
