@@ -11,7 +11,7 @@
 //   wait       from the last mark to the download: polls, consent, SecAgg+ key stages
 //   download   the global model arriving, decoded as it comes (Download)
 //   decode     from the download's end to the trainer being called
-//   update     training and the host update handed over (HostUpdate)
+//   update     training and the host update handed over (HostUpdate, over the global model)
 //   protect    clipping, encoding, masking (secure) and hashing, up to the upload's start
 //   upload     the update streamed in chunks (Upload)
 // Issue 19's bound for a site is 3*M + 200 MB for a model of M bytes.
@@ -176,8 +176,8 @@ class MeasuredTrainer final : public LocalTrainer {
     marks_->Mark("decode");
     return inner_->Train(plan, global);
   }
-  StatusOr<std::vector<float>> HostUpdate(const Model& global) override {
-    auto update = inner_->HostUpdate(global);
+  StatusOr<std::vector<float>> HostUpdate(Model global) override {
+    auto update = inner_->HostUpdate(std::move(global));
     marks_->Mark("update");
     return update;
   }

@@ -36,7 +36,11 @@ StatusOr<TrainResult> FixedUpdateTrainer::Train(const v1::RoundPlan& plan, const
   return r;
 }
 
-StatusOr<std::vector<float>> FixedUpdateTrainer::HostUpdate(const Model& global) { return update_; }
+StatusOr<std::vector<float>> FixedUpdateTrainer::HostUpdate(Model global) {
+  // Written over the global model's values: no new buffer beside them.
+  global.values.assign(update_.begin(), update_.end());
+  return std::move(global.values);
+}
 
 StatusOr<EvalResult> FixedUpdateTrainer::Evaluate(const v1::RoundPlan& plan, const Model& global) {
   EvalResult r;

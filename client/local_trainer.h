@@ -23,8 +23,10 @@ class LocalTrainer {
   // result.num_examples is the site's weight in the mean.
   virtual StatusOr<TrainResult> Train(const v1::RoundPlan& plan, const Model& global) = 0;
   // The last Train's update: the trained weights minus `global`, in global's layout, on the
-  // host. REQUIRES: Train succeeded with this `global`.
-  virtual StatusOr<std::vector<float>> HostUpdate(const Model& global) = 0;
+  // host. `global` is consumed: the update may be written over its values, so that a site
+  // holds its trained weights and one more model's worth, not two. REQUIRES: Train succeeded
+  // with a model of these values.
+  virtual StatusOr<std::vector<float>> HostUpdate(Model global) = 0;
   // The same update where training left it on a CUDA device (secure aggregation masks it
   // there); Unavailable when it is not on one.
   virtual StatusOr<DeviceVector> UpdateOnDevice() {
@@ -50,7 +52,7 @@ class FixedUpdateTrainer final : public LocalTrainer {
   FixedUpdateTrainer(std::vector<float> update, int64_t examples)
       : update_(std::move(update)), examples_(examples) {}
   StatusOr<TrainResult> Train(const v1::RoundPlan& plan, const Model& global) override;
-  StatusOr<std::vector<float>> HostUpdate(const Model& global) override;
+  StatusOr<std::vector<float>> HostUpdate(Model global) override;
   StatusOr<EvalResult> Evaluate(const v1::RoundPlan& plan, const Model& global) override;
   int trained() const { return trained_; }
 

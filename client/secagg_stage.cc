@@ -115,17 +115,19 @@ Status SecAggParticipant::OnShareDelivery(const v1::RoundPlan& plan, const std::
   return session_->OnShareDelivery(delivery);
 }
 
-StatusOr<std::vector<float>> CheckedHostUpdate(LocalTrainer& trainer, const Model& global) {
+StatusOr<std::vector<float>> CheckedHostUpdate(LocalTrainer& trainer, Model global) {
   Model delta;
   delta.layout = global.layout;
-  ASSIGN_OR_RETURN(delta.values, trainer.HostUpdate(global));
+  ASSIGN_OR_RETURN(delta.values, trainer.HostUpdate(std::move(global)));
   RETURN_IF_ERROR(Annotate(delta.Validate(), "local update"));
   return std::move(delta.values);
 }
 
-StatusOr<std::vector<std::string>> SecAggParticipant::Mask(
-    const v1::RoundPlan& plan, LocalTrainer& trainer, const Model& global, int64_t examples,
-    const SecretBytes* rounding_seed, std::string* path, const std::function<void()>& global_done) {
+StatusOr<std::vector<std::string>> SecAggParticipant::Mask(const v1::RoundPlan& plan,
+                                                           LocalTrainer& trainer, Model global,
+                                                           int64_t examples,
+                                                           const SecretBytes* rounding_seed,
+                                                           std::string* path) {
   RETURN_IF_ERROR(HasRound(plan));
   if (!HasClientPrivacy(plan) && CudaDeviceAvailable()) {
     StatusOr<DeviceVector> update = trainer.UpdateOnDevice();
@@ -149,7 +151,6 @@ StatusOr<std::vector<std::string>> SecAggParticipant::Mask(
             "(quantize {:.3f} s, device wait {:.3f} s, chunks {:.3f} s)",
             plan.round(), stats.update_norm, update->device, stats.total, stats.quantize,
             stats.wait, stats.serialize);
-        if (global_done) global_done();
         return chunks;
       }
       if (!absl::IsUnavailable(chunks.status())) {
@@ -160,9 +161,8 @@ StatusOr<std::vector<std::string>> SecAggParticipant::Mask(
     }
   }
   *path = "CPU";
-  ASSIGN_OR_RETURN(std::vector<float> delta, CheckedHostUpdate(trainer, global));
-  if (global_done) global_done();
-  return MaskUpdateForPlan(plan, *session_, delta, examples, rounding_seed);
+  ASSIGN_OR_RETURN(std::vector<float> delta, CheckedHostUpdate(trainer, std::move(global)));
+  return MaskUpdateForPlan(plan, *session_, std::move(delta), examples, rounding_seed);
 }
 
 }  // namespace hansa

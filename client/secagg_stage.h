@@ -39,12 +39,11 @@ class SecAggParticipant {
   // and the plan has no client-level privacy (cuda/masked_upload.h), else on the CPU from
   // `trainer`'s host update (handed to `host_update` when it is made). `rounding_seed` (32
   // bytes) seeds the stochastic rounding; null: the CSPRNG. `path` names where it was masked.
-  // `global_done`, when set, runs once `global` is no longer used (the caller may free it then),
-  // before the masking's own buffers grow.
+  // `global` (the model trained from) is consumed: on the CPU the update is written over it
+  // and given back page by page as its chunks are made.
   StatusOr<std::vector<std::string>> Mask(const v1::RoundPlan& plan, LocalTrainer& trainer,
-                                          const Model& global, int64_t examples,
-                                          const SecretBytes* rounding_seed, std::string* path,
-                                          const std::function<void()>& global_done = nullptr);
+                                          Model global, int64_t examples,
+                                          const SecretBytes* rounding_seed, std::string* path);
 
  private:
   StatusOr<SecAggParams> ParamsFor(const v1::RoundPlan& plan, uint32_t* self) const;
@@ -61,7 +60,8 @@ class SecAggParticipant {
   uint64_t round_ = 0;
 };
 
-// The host update for a plan, checked: NaN or infinity is InvalidArgument.
-StatusOr<std::vector<float>> CheckedHostUpdate(LocalTrainer& trainer, const Model& global);
+// The host update from `global` (consumed: LocalTrainer::HostUpdate), checked: NaN or infinity
+// is InvalidArgument.
+StatusOr<std::vector<float>> CheckedHostUpdate(LocalTrainer& trainer, Model global);
 
 }  // namespace hansa

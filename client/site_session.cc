@@ -368,6 +368,12 @@ void SiteSession::ReleaseModel() {
   cached_sha256_.clear();
 }
 
+Model SiteSession::TakeModel() {
+  Model model = std::move(*cached_model_);
+  ReleaseModel();
+  return model;
+}
+
 Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_delivery) {
   RETURN_IF_ERROR(CheckPlan(options_.policy, plan, /*sends_update=*/true));
   if (unsent_ && unsent_->plan_sha256 == PlanSha256(plan)) {
@@ -378,26 +384,25 @@ Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_de
   }
   const bool secure = IsSecure(plan);
   if (secure) RETURN_IF_ERROR(secagg_.OnShareDelivery(plan, share_delivery));
-  ASSIGN_OR_RETURN(const Model* fetched, FetchModel(plan));
-  const Model& global = *fetched;
-  ASSIGN_OR_RETURN(TrainResult result, trainer_->Train(plan, global));
+  ASSIGN_OR_RETURN(const Model* global, FetchModel(plan));
+  ASSIGN_OR_RETURN(TrainResult result, trainer_->Train(plan, *global));
   // Booked before anything of the update leaves: a crash after sending must not forget it.
   // A plan booked before (its upload failed and is sent again) is not checked or booked twice.
   RETURN_IF_ERROR(privacy_->Book(plan, egress_));
   RETURN_IF_ERROR(options_.spent.Spend(plan, egress_));
   spdlog::info("round {}: trained {} examples in {:.1f} s (loss {:.4f})", plan.round(),
                result.num_examples, result.seconds, result.loss);
-  if (secure) return UploadMasked(plan, global, result);
-  return UploadPlain(plan, global, result);
+  if (secure) return UploadMasked(plan, TakeModel(), result);
+  return UploadPlain(plan, TakeModel(), result);
 }
 
-Status SiteSession::UploadPlain(const v1::RoundPlan& plan, const Model& global,
+Status SiteSession::UploadPlain(const v1::RoundPlan& plan, Model global,
                                 const TrainResult& result) {
   Unsent unsent;
   unsent.plan_sha256 = PlanSha256(plan);
   unsent.safetensors_header = EncodeSafetensorsHeader(global.layout, {});
-  ASSIGN_OR_RETURN(unsent.values, CheckedHostUpdate(*trainer_, global));
-  ReleaseModel();  // `global` is gone from here on: the update is all that is left to send
+  // `global` is gone from here on: the update, written over it, is all that is left to send.
+  ASSIGN_OR_RETURN(unsent.values, CheckedHostUpdate(*trainer_, std::move(global)));
   if (plan.privacy().mechanism() == kCentralGaussian) {
     // The coordinator refuses updates longer than the plan's clip norm.
     const double norm = ClipUpdateForCentralGaussian(unsent.values, plan.privacy().clip_norm());
@@ -425,16 +430,16 @@ Status SiteSession::UploadPlain(const v1::RoundPlan& plan, const Model& global,
   return absl::OkStatus();
 }
 
-Status SiteSession::UploadMasked(const v1::RoundPlan& plan, const Model& global,
+Status SiteSession::UploadMasked(const v1::RoundPlan& plan, Model global,
                                  const TrainResult& result) {
   const auto started = std::chrono::steady_clock::now();
   std::optional<SecretBytes> seed;
   if (options_.rounding_seed) seed = options_.rounding_seed(plan);
   std::string path;
-  // `global` is gone once the update is taken from the trainer (ReleaseModel).
+  // `global` is consumed by the update, and the update by its masked chunks.
   ASSIGN_OR_RETURN(std::vector<std::string> chunks,
-                   secagg_.Mask(plan, *trainer_, global, result.num_examples,
-                                seed ? &*seed : nullptr, &path, [this] { ReleaseModel(); }));
+                   secagg_.Mask(plan, *trainer_, std::move(global), result.num_examples,
+                                seed ? &*seed : nullptr, &path));
   // No example count or loss in the clear: the weight travels inside the masked vector.
   v1::TransferHeader header = MaskedUploadHeader(plan.round(), chunks);
   Unsent unsent;

@@ -122,13 +122,16 @@ class SiteSession {
   // The plan's global model, downloaded and checked, or the cached one when the plan names it:
   // valid until the next FetchModel.
   StatusOr<const Model*> FetchModel(const v1::RoundPlan& plan);
-  // Drops the cached global model: once a round's update is taken from the trainer, the model
-  // it was trained from is of no more use (the next evaluation or round brings a new one; a
-  // retried round downloads it again).
+  // Drops the cached global model.
   void ReleaseModel();
+  // Takes the cached global model out of the cache: once a round's update is taken from the
+  // trainer, the model it was trained from is of no more use (the update is written over it;
+  // the next evaluation or round brings a new one; a retried round downloads it again).
+  Model TakeModel();
   Status Train(const v1::RoundPlan& plan, const std::string& share_delivery);
-  Status UploadPlain(const v1::RoundPlan& plan, const Model& global, const TrainResult& result);
-  Status UploadMasked(const v1::RoundPlan& plan, const Model& global, const TrainResult& result);
+  // `global` is consumed by the update (LocalTrainer::HostUpdate).
+  Status UploadPlain(const v1::RoundPlan& plan, Model global, const TrainResult& result);
+  Status UploadMasked(const v1::RoundPlan& plan, Model global, const TrainResult& result);
   // Records and sends one upload.
   StatusOr<v1::UploadReply> Upload(const v1::RoundPlan& plan, const v1::TransferHeader& header,
                                    const std::vector<std::string_view>& pieces);

@@ -89,13 +89,12 @@ StatusOr<TrainResult> TorchSiteTrainer::Train(const v1::RoundPlan& plan, const M
   return trainer_->Train(*data, SettingsOfPlan(plan));
 }
 
-StatusOr<std::vector<float>> TorchSiteTrainer::HostUpdate(const Model& global) {
+StatusOr<std::vector<float>> TorchSiteTrainer::HostUpdate(Model global) {
   if (moments_) return *moments_;
-  ASSIGN_OR_RETURN(Model local, trainer_->GetWeights());
   // The update is the change to the global model; that is what strategies and clipping use.
-  std::vector<float> delta = std::move(local.values);
-  for (size_t i = 0; i < delta.size(); ++i) delta[i] -= global.values[i];
-  return delta;
+  // It is written over the global model's values, tensor by tensor.
+  RETURN_IF_ERROR(trainer_->WeightsMinus(&global.values));
+  return std::move(global.values);
 }
 
 StatusOr<DeviceVector> TorchSiteTrainer::UpdateOnDevice() {

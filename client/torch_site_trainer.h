@@ -28,7 +28,7 @@ class TorchSiteTrainer final : public LocalTrainer {
         test_(std::move(test)) {}
 
   StatusOr<TrainResult> Train(const v1::RoundPlan& plan, const Model& global) override;
-  StatusOr<std::vector<float>> HostUpdate(const Model& global) override;
+  StatusOr<std::vector<float>> HostUpdate(Model global) override;
   StatusOr<DeviceVector> UpdateOnDevice() override;
   StatusOr<EvalResult> Evaluate(const v1::RoundPlan& plan, const Model& global) override;
 

@@ -110,7 +110,7 @@ class VirtualSiteTrainer final : public LocalTrainer {
       : round_(round), index_(index), site_(site) {}
 
   StatusOr<TrainResult> Train(const v1::RoundPlan& plan, const Model& extended) override;
-  StatusOr<std::vector<float>> HostUpdate(const Model& extended) override { return update_; }
+  StatusOr<std::vector<float>> HostUpdate(Model extended) override { return update_; }
   StatusOr<EvalResult> Evaluate(const v1::RoundPlan&, const Model&) override {
     return absl::UnimplementedError("virtual sites do not evaluate; the simulator does");
   }

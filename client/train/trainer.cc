@@ -271,6 +271,23 @@ class TorchTrainer final : public Trainer {
     });
   }
 
+  Status WeightsMinus(std::vector<float>* base) override {
+    if (base->size() != static_cast<size_t>(layout_.TotalElements())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the model has ", layout_.TotalElements(), " values, not ", base->size()));
+    }
+    return CatchTorch("reading model weights", [&]() -> Status {
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < state_.size(); ++i) {
+        const torch::Tensor cpu = state_[i].detach().to(torch::kCPU).contiguous();
+        const float* w = cpu.data_ptr<float>();
+        float* b = base->data() + layout_.Offset(i);
+        for (int64_t j = 0; j < cpu.numel(); ++j) b[j] = w[j] - b[j];
+      }
+      return absl::OkStatus();
+    });
+  }
+
   StatusOr<TrainResult> Train(const Dataset& data, const TrainSettings& settings) override {
     RETURN_IF_ERROR(Annotate(CheckSettings(settings), "training settings"));
     RETURN_IF_ERROR(Annotate(CheckData(data, builtin_, task_), "training data"));

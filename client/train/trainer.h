@@ -141,6 +141,10 @@ class Trainer {
   // (names, shapes, dtypes) differs from layout(), or naming the tensor holding a NaN/Inf.
   virtual Status SetWeights(const Model& global) = 0;
   virtual StatusOr<Model> GetWeights() = 0;
+  // Replaces `base` (a model's values in layout order) by the weights minus it, tensor by
+  // tensor: the update from `base` with no whole copy of the weights beside it. InvalidArgument
+  // when `base` does not have the layout's number of values.
+  virtual Status WeightsMinus(std::vector<float>* base) = 0;
 
   // SGD with momentum and weight decay on cross-entropy; `data` reshuffled every epoch from
   // settings.seed, or DP-SGD when settings.dp is enabled. Momentum starts from zero on every

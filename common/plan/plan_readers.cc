@@ -10,6 +10,7 @@
 #include "common/privacy/uniform_source.h"
 #include "common/secagg/encoding.h"
 #include "common/secagg/masked_upload.h"
+#include "common/tensor/huge_pages.h"
 
 namespace hansa {
 
@@ -180,16 +181,20 @@ StatusOr<std::vector<std::string>> MaskDdgUpdate(const v1::RoundPlan& plan, Clie
 
 StatusOr<std::vector<std::string>> MaskUpdateForPlan(const v1::RoundPlan& plan,
                                                      ClientSession& session,
-                                                     const std::vector<float>& values,
-                                                     int64_t examples,
+                                                     std::vector<float> values, int64_t examples,
                                                      const SecretBytes* rounding_seed) {
   if (HasClientPrivacy(plan)) return MaskDdgUpdate(plan, session, values);
   ASSIGN_OR_RETURN(PlanEncoding e, PlanEncodingFor(plan, values.size(), examples));
   ASSIGN_OR_RETURN(Encoder encoder, rounding_seed
                                         ? Encoder::CreateWithSeed(e.params, *rounding_seed)
                                         : Encoder::Create(e.params));
+  size_t released = 0;
   return MaskUpdate(session, encoder, e.ring, values.data(), values.size(), e.weight,
-                    e.values_per_chunk);
+                    e.values_per_chunk, [&](size_t done) {
+                      ReleaseConsumedPages(values.data(), released * sizeof(float),
+                                           done * sizeof(float));
+                      released = done;
+                    });
 }
 
 StatusOr<PlanEncoding> PlanEncodingFor(const v1::RoundPlan& plan, size_t n, int64_t examples) {

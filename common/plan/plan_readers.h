@@ -77,10 +77,11 @@ StatusOr<PlanEncoding> PlanEncodingFor(const v1::RoundPlan& plan, size_t n, int6
 // carries no weight: the coordinator averages the survivors' clipped updates.
 // InvalidArgument when the plan does not fit `values`. `rounding_seed` (32 bytes), when given,
 // seeds the stochastic rounding instead of the CSPRNG, for simulations that must repeat.
+// `values` is consumed: without client-level privacy its memory pages go back to the system as
+// its chunks are made, so the update and its masked chunks are not held side by side.
 StatusOr<std::vector<std::string>> MaskUpdateForPlan(const v1::RoundPlan& plan,
                                                      ClientSession& session,
-                                                     const std::vector<float>& values,
-                                                     int64_t examples,
+                                                     std::vector<float> values, int64_t examples,
                                                      const SecretBytes* rounding_seed = nullptr);
 
 // The upload header of a masked input: the round, the chunks' total size and the SHA-256 over

@@ -6,7 +6,8 @@ namespace hansa {
 
 StatusOr<std::vector<std::string>> MaskUpdate(ClientSession& session, Encoder& encoder,
                                               RingWidth ring, const float* values, size_t n,
-                                              double weight, size_t values_per_chunk) {
+                                              double weight, size_t values_per_chunk,
+                                              const std::function<void(size_t)>& consumed) {
   if (values_per_chunk == 0) return absl::InvalidArgumentError("chunks of 0 values");
   std::vector<std::string> chunks;
   for (size_t off = 0; off <= n; off += values_per_chunk) {
@@ -28,6 +29,7 @@ StatusOr<std::vector<std::string>> MaskUpdate(ClientSession& session, Encoder& e
     }
     ASSIGN_OR_RETURN(MaskedInputChunk masked, session.MaskChunk(off, std::move(words)));
     chunks.push_back(masked.Serialize());
+    if (consumed) consumed(off + value_count);
   }
   return chunks;
 }

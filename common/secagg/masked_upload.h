@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,9 +22,12 @@ inline constexpr size_t kMaskedChunkOverhead = 64;
 // The chunks of `values` (n floats) with `weight` in [0, 1], at most `values_per_chunk` ring
 // elements each, in order. `session` must be past OnShareDelivery; `encoder` must use the
 // session's ring. The upload header carries the digest of all chunks, so they are made before
-// the first is sent (O(model) memory, as a plaintext payload is).
-StatusOr<std::vector<std::string>> MaskUpdate(ClientSession& session, Encoder& encoder,
-                                              RingWidth ring, const float* values, size_t n,
-                                              double weight, size_t values_per_chunk);
+// the first is sent (O(model) memory, as a plaintext payload is). `consumed`, when set, is
+// told after each chunk how many values are encoded so far (in order: the caller may give
+// their memory back).
+StatusOr<std::vector<std::string>> MaskUpdate(
+    ClientSession& session, Encoder& encoder, RingWidth ring, const float* values, size_t n,
+    double weight, size_t values_per_chunk,
+    const std::function<void(size_t values_done)>& consumed = nullptr);
 
 }  // namespace hansa

@@ -77,6 +77,24 @@ TEST_F(TrainerTest, SetWeightsThenGetWeightsRoundTrips) {
   EXPECT_EQ(back->values, initial->values);
 }
 
+TEST_F(TrainerTest, WeightsMinusWritesTheUpdateOverTheBase) {
+  std::unique_ptr<Trainer> trainer = MakeTrainer("simple_cnn");
+  ASSERT_TRUE(trainer->SetWeights(*InitialModel("simple_cnn", 42)).ok());
+  const std::vector<float> weights = trainer->GetWeights()->values;
+  std::vector<float> base = InitialModel("simple_cnn", 7)->values;
+  const std::vector<float> original = base;
+  const float* where = base.data();
+  ASSERT_TRUE(trainer->WeightsMinus(&base).ok());
+  EXPECT_EQ(base.data(), where);  // in place: no second buffer
+  ASSERT_EQ(base.size(), weights.size());
+  for (size_t i = 0; i < base.size(); ++i) {
+    ASSERT_EQ(base[i], weights[i] - original[i]) << i;
+  }
+  std::vector<float> short_base(10);
+  ExpectError(trainer->WeightsMinus(&short_base), absl::StatusCode::kInvalidArgument,
+              "values, not 10");
+}
+
 TEST_F(TrainerTest, SetWeightsRejectsAnotherLayoutNamingTheDifference) {
   std::unique_ptr<Trainer> trainer = MakeTrainer("simple_cnn");
   ExpectError(trainer->SetWeights(*InitialModel("mlp", 1)), absl::StatusCode::kInvalidArgument,

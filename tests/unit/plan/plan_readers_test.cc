@@ -5,6 +5,7 @@
 
 #include "common/plan/plan_readers.h"
 #include "common/plan/plan_writer.h"
+#include "common/secagg/local_round.h"
 #include "common/secagg/masked_upload.h"
 #include "common/secagg/server.h"
 #include "tests/support/secure_plan.h"
@@ -100,6 +101,39 @@ TEST(SecAggPlanTest, MaskedChunksFitThePlansChunkSizeHeaderIncluded) {
     EXPECT_EQ(words, plan.secagg().vector_length()) << (private_round ? "DDG" : "plain");
     EXPECT_GT(chunks->size(), 2u);
   }
+}
+
+// MaskUpdateForPlan gives the update's memory pages back as its chunks are made: values not
+// yet encoded must be left as they were, so a round of updates of many pages unmasks to the
+// sum of their encodings, bit for bit.
+TEST(SecAggPlanTest, AnUpdateGivenBackPageByPageStillSumsExactly) {
+  const uint64_t n = (uint64_t{1} << 20) + 3;  // 4 MiB, masked in chunks of 4 KiB
+  const v1::RoundPlan plan = SecurePlan(n);
+  uint32_t self = 0;
+  auto params = ResolveParams(*SecAggParamsOfPlan(plan, "alpha", &self));
+  ASSERT_TRUE(params.ok()) << params.status();
+  auto round = LocalRound::Create(*params);
+  ASSERT_TRUE(round.ok()) << round.status();
+  ASSERT_TRUE(round->ExchangeKeys().ok());
+  const SecretBytes seed(std::string(32, 'r'));
+  auto encoding = PlanEncodingFor(plan, n, 100);
+  ASSERT_TRUE(encoding.ok()) << encoding.status();
+  RingVector expected = RingVector::Zeros(encoding->ring, Encoder::EncodedSize(n));
+  for (SiteId id = 1; id <= 3; ++id) {
+    std::vector<float> values(n);
+    for (uint64_t i = 0; i < n; ++i) {
+      values[i] = static_cast<float>(static_cast<int64_t>((i * 7919 + id) % 2001) - 1000) / 900;
+    }
+    auto reference = Encoder::CreateWithSeed(encoding->params, seed);
+    ASSERT_TRUE(reference.ok()) << reference.status();
+    ASSERT_TRUE(expected.AddInPlace(*reference->Encode(values, encoding->weight)).ok());
+    auto chunks = MaskUpdateForPlan(plan, round->site(id), std::move(values), 100, &seed);
+    ASSERT_TRUE(chunks.ok()) << chunks.status();
+    ASSERT_TRUE(round->Upload(*chunks).ok());
+  }
+  auto result = round->Unmask();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->sum == expected);
 }
 
 TEST(SecAggPlanTest, PlanThatDoesNotFitTheModelIsRefused) {
