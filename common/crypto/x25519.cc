@@ -13,11 +13,14 @@ using crypto_internal::InternalOpenSslError;
 
 namespace {
 
+Status CheckPrivateKeySize(const SecretBytes& private_key) {
+  if (private_key.size() == kX25519KeySize) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("X25519 private key must be 32 bytes, got ", private_key.size()));
+}
+
 StatusOr<EvpPkeyPtr> PrivateKeyFromRaw(const SecretBytes& private_key) {
-  if (private_key.size() != kX25519KeySize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("X25519 private key must be 32 bytes, got ", private_key.size()));
-  }
+  RETURN_IF_ERROR(CheckPrivateKeySize(private_key));
   EvpPkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, private_key.data(),
                                               private_key.size()));
   if (!key) return InternalOpenSslError("loading X25519 private key");
@@ -26,10 +29,7 @@ StatusOr<EvpPkeyPtr> PrivateKeyFromRaw(const SecretBytes& private_key) {
 
 // Both halves given: OpenSSL takes the public key as it is rather than deriving it.
 StatusOr<EvpPkeyPtr> KeyPairFromRaw(const X25519KeyPair& pair) {
-  if (pair.private_key.size() != kX25519KeySize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("X25519 private key must be 32 bytes, got ", pair.private_key.size()));
-  }
+  RETURN_IF_ERROR(CheckPrivateKeySize(pair.private_key));
   EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "X25519", nullptr));
   X25519PublicKey pub = pair.public_key;
   const OSSL_PARAM params[] = {
