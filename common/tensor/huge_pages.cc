@@ -5,11 +5,27 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <new>
 
 namespace hansa {
 
+bool FreePagesGoToTheHost(const std::string& driver_dir) {
+  constexpr size_t kReportingBit = 5;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(driver_dir, ec)) {
+    if (entry.path().filename().string().rfind("virtio", 0) != 0) continue;
+    std::ifstream in(entry.path() / "features");
+    std::string bits;
+    if (in >> bits && bits.size() > kReportingBit && bits[kReportingBit] == '1') return true;
+  }
+  return false;
+}
+
 void AdviseHugePages(void* data, size_t bytes) {
+  static const bool host_takes_free_pages = FreePagesGoToTheHost();
+  if (host_takes_free_pages) return;
 #ifdef MADV_HUGEPAGE
   constexpr uintptr_t kHuge = uintptr_t{2} << 20;
   if (bytes < 2 * kHuge) return;

@@ -2,6 +2,10 @@
 // where Linux's transparent huge pages allow it: a fresh gigabyte then costs 512 page faults
 // instead of 262144, each a trap on the thread that first touches the page (in the transfer
 // profiles, one of the largest items). Advice only: where it is not followed nothing changes.
+// Not on a virtual machine that hands freed memory back to its host (virtio-balloon free page
+// reporting, as Firecracker and many clouds do): the host takes back free 2 MiB blocks, so a
+// fresh huge page is one the host must back again, page by page, and large transfers ran at
+// half the speed with the advice than without it (transfer_bench, 1 GB).
 // And the other way: giving a consumed buffer's pages back before the buffer is freed.
 //
 // Threading: free functions; a ZeroedDoubles belongs to its owner.
@@ -10,12 +14,18 @@
 #include <cstddef>
 #include <cstdlib>
 #include <memory>
+#include <string>
 
 namespace hansa {
 
 // Advises MADV_HUGEPAGE for the 2 MiB-aligned interior of [data, data + bytes); does nothing
-// for buffers under 4 MiB or off Linux.
+// for buffers under 4 MiB, off Linux, or where free pages go back to the host (below).
 void AdviseHugePages(void* data, size_t bytes);
+
+// True when a virtio-balloon device under `driver_dir` (sysfs: the driver's folder, whose
+// virtio* entries are its devices) offers free page reporting (feature bit 5,
+// VIRTIO_BALLOON_F_REPORTING, in the device's `features`: one '0' or '1' per bit).
+bool FreePagesGoToTheHost(const std::string& driver_dir = "/sys/bus/virtio/drivers/virtio_balloon");
 
 // Gives back to the system the whole memory pages of the buffer starting at `data` that lie
 // in [data + begin, data + end) or start before `data + begin` on the page holding it, and

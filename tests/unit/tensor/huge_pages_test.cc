@@ -4,6 +4,9 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <vector>
 
 namespace hansa {
@@ -21,6 +24,26 @@ TEST(ZeroedDoublesTest, StartsAtZeroAndHoldsWhatIsWritten) {
     EXPECT_EQ(sum[count - 1], 2.5);
     EXPECT_EQ(sum[0], 1.0);
   }
+}
+
+TEST(FreePagesGoToTheHostTest, ReadsTheBalloonsReportingBit) {
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / "hansa_virtio_balloon";
+  std::filesystem::remove_all(dir);
+  EXPECT_FALSE(FreePagesGoToTheHost(dir.string()));  // no balloon driver: no reporting
+  std::filesystem::create_directories(dir / "virtio0");
+  std::filesystem::create_directories(dir / "module");  // not a device
+  auto features = [&](const std::string& bits) {
+    std::ofstream(dir / "virtio0" / "features") << bits << "\n";
+  };
+  // A Firecracker balloon: statistics, deflate on OOM and free page reporting (bit 5).
+  features("0110010100000000000000000000000010000000");
+  EXPECT_TRUE(FreePagesGoToTheHost(dir.string()));
+  features("0110000100000000000000000000000010000000");  // the same without reporting
+  EXPECT_FALSE(FreePagesGoToTheHost(dir.string()));
+  features("0110");  // too short to say
+  EXPECT_FALSE(FreePagesGoToTheHost(dir.string()));
+  std::filesystem::remove_all(dir);
 }
 
 // Advice on any range, aligned or not, large or small, leaves the bytes as they were.
