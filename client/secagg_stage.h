@@ -7,7 +7,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,10 +36,10 @@ class SecAggParticipant {
   Status OnShareDelivery(const v1::RoundPlan& plan, const std::string& payload);
   // The masked input's wire chunks for `plan`: on the GPU when `trainer` left the update there
   // and the plan has no client-level privacy (cuda/masked_upload.h), else on the CPU from
-  // `trainer`'s host update (handed to `host_update` when it is made). `rounding_seed` (32
-  // bytes) seeds the stochastic rounding; null: the CSPRNG. `path` names where it was masked.
-  // `global` (the model trained from) is consumed: on the CPU the update is written over it
-  // and given back page by page as its chunks are made.
+  // `trainer`'s host update. `rounding_seed` (32 bytes) seeds the stochastic rounding; null:
+  // the CSPRNG. `path` names where it was masked. `global` (the model trained from) is
+  // consumed: on the CPU the update is written over it and given back page by page as its
+  // chunks are made.
   StatusOr<std::vector<std::string>> Mask(const v1::RoundPlan& plan, LocalTrainer& trainer,
                                           Model global, int64_t examples,
                                           const SecretBytes* rounding_seed, std::string* path);
