@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/net/rpc.h"
-#include "common/tensor/huge_pages.h"
 
 namespace hansa {
 
@@ -86,8 +85,12 @@ StatusOr<Model> ModelReceiver::Finish() {
   }
   const std::string what = absl::StrCat("the global model of round ", plan_.round());
   RETURN_IF_ERROR(Annotate(decoded_, what));
+  // The bytes are the plan's: a stream that ends inside the header or the values is the
+  // coordinator's malformed payload, not a loss on the way.
   StatusOr<Model> model = decoder_->Finish();
-  if (!model.ok()) return Annotate(model.status(), what);
+  if (!model.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", model.status().message()));
+  }
   RETURN_IF_ERROR(Annotate(model->Validate(), what));
   return model;
 }

@@ -1027,6 +1027,13 @@ TEST_F(ModelReceiverTest, ThePlansOwnPayloadIsRefusedWhenItIsNoFiniteModel) {
   EXPECT_EQ(with_nan.status().code(), absl::StatusCode::kInvalidArgument) << with_nan.status();
   EXPECT_THAT(std::string(with_nan.status().message()), HasSubstr("NaN"));
 
+  // Values cut short (the header declares two more than arrive): the digest matches, so this
+  // is the coordinator's malformed payload, not a loss on the way.
+  Announce(EncodeSafetensors(model_).substr(0, EncodeSafetensors(model_).size() - 8));
+  auto cut = Receive(payload_, 999);
+  EXPECT_EQ(cut.status().code(), absl::StatusCode::kInvalidArgument) << cut.status();
+  EXPECT_THAT(std::string(cut.status().message()), HasSubstr("truncated"));
+
   // A header that claims more values than the bytes the plan declares is refused as soon as
   // it is read, before anything is allocated for them.
   Model big;
