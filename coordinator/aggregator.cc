@@ -13,7 +13,11 @@ StreamingAggregator::StreamingAggregator(int64_t size, std::string spill_dir)
     : size_(size),
       stripe_size_(std::max<int64_t>(1, (size + kStripes - 1) / kStripes)),
       spill_dir_(std::move(spill_dir)),
-      sum_(static_cast<size_t>(size)) {}
+      sum_(static_cast<size_t>(size)) {
+  for (int64_t stripe = 0; stripe < kStripes; ++stripe) {
+    populated_to_[static_cast<size_t>(stripe)] = std::min(size_, stripe * stripe_size_);
+  }
+}
 
 StreamingAggregator::~StreamingAggregator() = default;
 
@@ -24,6 +28,12 @@ void StreamingAggregator::Add(int64_t first, const float* values, size_t count, 
     int64_t hi = std::min(end, (stripe + 1) * stripe_size_);
     absl::MutexLock lock(&stripes_[stripe]);
     double* sum = sum_.data();
+    int64_t& populated_to = populated_to_[static_cast<size_t>(stripe)];
+    if (hi > populated_to) {  // from the mark, so that no page is left behind for the slow way
+      PopulateForWriting(sum, static_cast<size_t>(populated_to) * sizeof(double),
+                         static_cast<size_t>(hi) * sizeof(double));
+      populated_to = hi;
+    }
     const float* v = values + (lo - first);
     for (int64_t i = lo; i < hi; ++i) sum[i] += weight * static_cast<double>(v[i - lo]);
     lo = hi;

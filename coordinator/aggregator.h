@@ -7,6 +7,7 @@
 // concurrently; the sum is striped across locks so uploads do not serialise on one mutex.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -74,6 +75,9 @@ class StreamingAggregator {
   const std::string spill_dir_;
   ZeroedDoubles sum_;  // zeroed lazily by the kernel: no pass over it before the first upload
   mutable absl::Mutex stripes_[kStripes];
+  // Per stripe, under its mutex: the sum's values from the stripe's start up to here are in
+  // pages already faulted in for writing (PopulateForWriting), ahead of the first fold there.
+  std::array<int64_t, kStripes> populated_to_{};
   mutable absl::Mutex mu_;
   int committed_ ABSL_GUARDED_BY(mu_) = 0;
   double total_weight_ ABSL_GUARDED_BY(mu_) = 0;

@@ -51,6 +51,21 @@ size_t ReleaseConsumedPages(void* data, size_t begin, size_t end) {
   return to - from;
 }
 
+bool PopulateForWriting(void* data, size_t begin, size_t end) {
+  if (begin >= end) return true;
+#ifdef MADV_POPULATE_WRITE
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  // Every page touched holds a byte of the buffer, so it is mapped, and populating a page
+  // that is already present leaves it as it is.
+  const uintptr_t first = reinterpret_cast<uintptr_t>(data) + begin;
+  char* from = static_cast<char*>(data) + begin - (first & (page - 1));
+  const size_t length = ((first + (end - begin) + page - 1) & ~(page - 1)) - (first & ~(page - 1));
+  return ::madvise(from, length, MADV_POPULATE_WRITE) == 0;
+#else
+  return false;
+#endif
+}
+
 ZeroedDoubles::ZeroedDoubles(size_t count)
     // calloc, not new: the kernel's fresh pages are the zeros, with no pass over them here.
     : data_(static_cast<double*>(std::calloc(count ? count : 1, sizeof(double)))),  // NOLINT
