@@ -593,6 +593,7 @@ TEST(AuditLogTest, ConcurrentAppendsFormOneChain) {
   std::string path = MakeTempDir("audit") + "/audit.jsonl";
   auto log = OpenLog(path, Fed().coordinator());
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&log, t] {
       for (int i = 0; i < 10; ++i) {
