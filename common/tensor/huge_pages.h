@@ -6,6 +6,7 @@
 // reporting, as Firecracker and many clouds do): the host takes back free 2 MiB blocks, so a
 // fresh huge page is one the host must back again, page by page, and large transfers ran at
 // half the speed with the advice than without it (transfer_bench, 1 GB).
+// Faulting a fresh buffer's pages in for writing ahead of a pass that reads before it writes.
 // And the other way: giving a consumed buffer's pages back before the buffer is freed.
 //
 // Threading: free functions; a ZeroedDoubles belongs to its owner.
