@@ -191,12 +191,23 @@ StatusOr<Model> GrpcSiteLink::Download(const v1::RoundPlan& plan, uint64_t max_m
   grpc::ByteBuffer message;
   std::vector<grpc::Slice> slices;
   ChunkView chunk;
-  if (!reader->Read(&message)) return Outcome(reader->Finish(), what);
+  if (!reader->Read(&message)) {
+    // The coordinator refuses a download with an error and no message; a stream that ends
+    // well with nothing in it brought no model either.
+    RETURN_IF_ERROR(Outcome(reader->Finish(), what));
+    return absl::DataLossError(
+        absl::StrCat(what, ": the coordinator ended the stream before the model's header"));
+  }
   Status st = ParseChunk(message, &slices, &chunk);
-  if (st.ok() && !chunk.has_header) return Outcome(reader->Finish(), what);
+  if (st.ok() && !chunk.has_header) {
+    st = absl::InvalidArgumentError("the coordinator's first message is not the model's header");
+  }
   if (st.ok()) st = receiver.Header(chunk.header);
   while (st.ok() && reader->Read(&message)) {
     st = ParseChunk(message, &slices, &chunk);
+    if (st.ok() && chunk.has_header) {
+      st = absl::InvalidArgumentError("the coordinator sent a second header inside the model");
+    }
     if (st.ok()) st = receiver.Chunk(chunk.offset, chunk.data);
   }
   if (!st.ok()) {

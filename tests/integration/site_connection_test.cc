@@ -212,10 +212,18 @@ TEST(SiteConnectionTest, CoordinatorPinIsCheckedInEveryHandshakeBeforeTheJoinLea
 }
 
 // A coordinator that admits any site of the CA, plans one plaintext round whose global model
-// it declares to be `declared_bytes` long, and sends only the header of that model.
+// it declares to be `declared_bytes` long, and sends only the header of that model; or, as a
+// hostile coordinator might, a download stream that is not a model at all (`Reply`).
 class OversizedModelCoordinator final : public v1::Coordinator::Service {
  public:
-  explicit OversizedModelCoordinator(uint64_t declared_bytes) : declared_(declared_bytes) {}
+  enum class Reply {
+    kHeaderOnly,  // the header, then the stream ends well
+    kNothing,     // no message, and the stream ends well
+    kDataFirst,   // data chunks with no header before them
+    kTwoHeaders,  // the header, then a second header where data belongs
+  };
+  explicit OversizedModelCoordinator(uint64_t declared_bytes, Reply reply = Reply::kHeaderOnly)
+      : declared_(declared_bytes), reply_(reply) {}
 
   v1::RoundPlan Plan() const {
     v1::RoundPlan plan;
@@ -257,16 +265,33 @@ class OversizedModelCoordinator final : public v1::Coordinator::Service {
   grpc::Status DownloadModel(grpc::ServerContext*, const v1::DownloadRequest*,
                              grpc::ServerWriter<v1::Chunk>* writer) override {
     ++downloads_;
-    v1::Chunk chunk;
-    chunk.mutable_header()->set_round(1);
-    chunk.mutable_header()->set_total_bytes(declared_);
-    chunk.mutable_header()->set_sha256(std::string(64, 'a'));
-    writer->Write(chunk);
+    v1::Chunk header;
+    header.mutable_header()->set_round(1);
+    header.mutable_header()->set_total_bytes(declared_);
+    header.mutable_header()->set_sha256(std::string(64, 'a'));
+    v1::Chunk data;
+    data.set_offset(0);
+    data.set_data(std::string(16, 'x'));
+    switch (reply_) {
+      case Reply::kHeaderOnly:
+        writer->Write(header);
+        break;
+      case Reply::kNothing:
+        break;
+      case Reply::kDataFirst:
+        for (int i = 0; i < 3; ++i) writer->Write(data);
+        break;
+      case Reply::kTwoHeaders:
+        writer->Write(header);
+        writer->Write(header);
+        break;
+    }
     return grpc::Status::OK;
   }
 
  private:
   const uint64_t declared_;
+  const Reply reply_;
   std::atomic<bool> planned_{false};
   std::atomic<int> downloads_{0};
 };
@@ -337,6 +362,41 @@ TEST(SiteConnectionTest, GrpcSiteLinkRefusesADeclaredModelAboveTheCapBeforeReser
                   declared, " bytes, more than the limit of ", kDefaultMaxModelBytes, " bytes")));
   EXPECT_EQ(fake.downloads(), 1);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+// A download stream that carries no model header where one belongs is refused with a status
+// that says so; before, a stream that ended well with no message at all made the site abort
+// (an OK status handed to StatusOr).
+TEST(SiteConnectionTest, GrpcSiteLinkRefusesADownloadThatIsNotAModel) {
+  using Reply = OversizedModelCoordinator::Reply;
+  std::string dir = FreshDir();
+  std::string kit = Provision(dir, {"alpha"}, FreePort());
+  auto creds = MakeClientCredentials(KitTls(kit + "/sites/alpha"));
+  ASSERT_TRUE(creds.ok()) << creds.status();
+  struct Case {
+    Reply reply;
+    absl::StatusCode code;
+    std::string message;
+  };
+  for (const Case& c : {Case{Reply::kNothing, absl::StatusCode::kDataLoss,
+                             "the coordinator ended the stream before the model's header"},
+                        Case{Reply::kDataFirst, absl::StatusCode::kInvalidArgument,
+                             "the coordinator's first message is not the model's header"},
+                        Case{Reply::kTwoHeaders, absl::StatusCode::kInvalidArgument,
+                             "the coordinator sent a second header inside the model"}}) {
+    OversizedModelCoordinator fake(1024, c.reply);
+    int port = 0;
+    auto server = Serve(&fake, KitTls(kit + "/coordinator"), &port);
+    ASSERT_NE(server, nullptr);
+    GrpcSiteLink link(grpc::CreateChannel("127.0.0.1:" + std::to_string(port), *creds),
+                      GrpcLinkOptions());
+    auto model = link.Download(fake.Plan(), kDefaultMaxModelBytes);
+    EXPECT_EQ(model.status().code(), c.code) << model.status();
+    EXPECT_THAT(std::string(model.status().message()), HasSubstr(c.message));
+    EXPECT_THAT(std::string(model.status().message()), HasSubstr("downloading the global model"));
+    EXPECT_EQ(fake.downloads(), 1);
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  }
 }
 
 }  // namespace
