@@ -61,7 +61,10 @@ std::string EncodeSafetensors(const Model& model, const TensorMetadata& metadata
 StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetadata* metadata,
                                              uint64_t* data_bytes,
                                              const SafetensorsLimits& limits) {
-  nlohmann::json header = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  // In the header's own order (ordered_json), which decides between tensors of no elements
+  // that share an offset, as the encoder wrote them.
+  nlohmann::ordered_json header =
+      nlohmann::ordered_json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (!header.is_object()) {
     return absl::InvalidArgumentError("safetensors header is not a JSON object");
   }
@@ -86,7 +89,7 @@ StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetada
       return absl::InvalidArgumentError(
           absl::StrCat("safetensors header lists more than ", limits.max_tensors, " tensors"));
     }
-    const nlohmann::json& t = *it;
+    const nlohmann::ordered_json& t = *it;
     if (!t.is_object() || !t.contains("dtype") || !t["dtype"].is_string() || !t.contains("shape") ||
         !t["shape"].is_array() || !t.contains("data_offsets") || !t["data_offsets"].is_array() ||
         t["data_offsets"].size() != 2) {
@@ -123,8 +126,10 @@ StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetada
     }
     entries.push_back(std::move(e));
   }
-  std::sort(entries.begin(), entries.end(),
-            [](const Entry& a, const Entry& b) { return a.begin < b.begin; });
+  // By offsets: a tensor of no elements at X comes before the one whose data starts at X.
+  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
   uint64_t expect = 0;
   std::vector<TensorSpec> specs;
   for (Entry& e : entries) {
@@ -213,6 +218,11 @@ Status SafetensorsStreamDecoder::ParseHeader() {
 }
 
 Status SafetensorsStreamDecoder::Feed(std::string_view bytes) {
+  if (failed_.ok()) failed_ = FeedPiece(bytes);
+  return failed_;
+}
+
+Status SafetensorsStreamDecoder::FeedPiece(std::string_view bytes) {
   bytes_seen_ += bytes.size();
   while (!header_done_) {
     size_t need = header_len_ == 0 ? 8 : 8 + header_len_;
@@ -260,6 +270,7 @@ Status SafetensorsStreamDecoder::Feed(std::string_view bytes) {
 }
 
 Status SafetensorsStreamDecoder::Finish() const {
+  RETURN_IF_ERROR(failed_);
   if (!header_done_) {
     return absl::DataLossError("stream ended before the safetensors header was complete");
   }

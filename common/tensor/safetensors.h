@@ -52,12 +52,15 @@ class SafetensorsStreamDecoder {
 
   SafetensorsStreamDecoder(HeaderFn on_header, DataFn on_data, SafetensorsLimits limits = {});
 
+  // The first error ends the stream: every later Feed and Finish returns it again, and no
+  // callback runs after it.
   Status Feed(std::string_view bytes);
   // DataLoss when the stream ended before all data arrived (truncated upload).
   Status Finish() const;
   uint64_t bytes_seen() const { return bytes_seen_; }
 
  private:
+  Status FeedPiece(std::string_view bytes);
   Status ParseHeader();
 
   HeaderFn on_header_;
@@ -70,6 +73,7 @@ class SafetensorsStreamDecoder {
   uint64_t data_bytes_ = 0;
   uint64_t data_seen_ = 0;
   uint64_t bytes_seen_ = 0;
+  Status failed_;  // the first error, if any
 };
 
 // DecodeSafetensors for bytes that arrive in pieces: the model's values are written where

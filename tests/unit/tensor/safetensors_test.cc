@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace hansa {
@@ -67,6 +68,65 @@ TEST(SafetensorsTest, StreamDecoderHandlesEveryPieceSize) {
     EXPECT_EQ(seen, m.layout);
     EXPECT_EQ(got, m.values) << "piece " << piece;
   }
+}
+
+// Tensors of no elements share their offset with the tensor after them (or with each other):
+// the layout comes back in the order it was written, whatever the names, and the whole
+// buffer and the stream in pieces of one byte agree. Before, a tensor of no elements whose
+// name sorted after the next tensor's was refused as "does not follow the previous tensor's".
+TEST(SafetensorsTest, RoundTripsTensorsOfNoElementsWhateverTheirNames) {
+  std::vector<std::vector<TensorSpec>> layouts = {
+      {{"z", DType::kF32, {0}}, {"a", DType::kF32, {2}}},
+      {{"a", DType::kF32, {2}}, {"z", DType::kF32, {0}}},
+      {{"y", DType::kF32, {3, 0}}, {"x", DType::kF32, {0}}, {"b", DType::kF32, {1}}},
+  };
+  std::vector<TensorSpec> many;  // more than 16: std::sort leaves insertion sort behind
+  for (int i = 40; i > 0; --i) {
+    many.push_back({"t" + std::to_string(i), DType::kF32, {i % 3 == 0 ? 0 : i}});
+  }
+  layouts.push_back(many);
+  for (const std::vector<TensorSpec>& specs : layouts) {
+    Model m;
+    m.layout = ModelLayout(specs);
+    m.values.resize(m.layout.TotalElements());
+    for (size_t i = 0; i < m.values.size(); ++i) m.values[i] = static_cast<float>(i) + 0.5f;
+    const std::string bytes = EncodeSafetensors(m);
+    auto back = DecodeSafetensors(bytes);
+    ASSERT_TRUE(back.ok()) << back.status() << " " << specs.front().name;
+    EXPECT_EQ(back->layout, m.layout);
+    EXPECT_EQ(back->values, m.values);
+    SafetensorsModelDecoder stream;
+    for (char c : bytes) ASSERT_TRUE(stream.Feed(std::string_view(&c, 1)).ok());
+    auto streamed = stream.Finish();
+    ASSERT_TRUE(streamed.ok()) << streamed.status();
+    EXPECT_EQ(streamed->layout, m.layout);
+    EXPECT_EQ(streamed->values, m.values);
+  }
+}
+
+// After an error the stream is over: a header its owner refused, then more data, calls no
+// callback again (with a refused header there is nowhere for the data to go) and returns the
+// first error from Feed and Finish alike.
+TEST(SafetensorsTest, TheFirstErrorEndsTheStream) {
+  const std::string bytes = EncodeSafetensors(SmallModel());
+  int data_calls = 0;
+  SafetensorsStreamDecoder dec(
+      [](const ModelLayout&, const TensorMetadata&) {
+        return absl::InvalidArgumentError("not the model this site trains");
+      },
+      [&](int64_t, const uint8_t*, size_t) {
+        ++data_calls;
+        return absl::OkStatus();
+      });
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, bytes.data(), 8);
+  const size_t header_end = 8 + header_len;
+  Status first = dec.Feed(std::string_view(bytes).substr(0, header_end));
+  EXPECT_THAT(std::string(first.message()), HasSubstr("not the model this site trains"));
+  Status again = dec.Feed(std::string_view(bytes).substr(header_end));
+  EXPECT_EQ(again, first);
+  EXPECT_EQ(dec.Finish(), first);
+  EXPECT_EQ(data_calls, 0);
 }
 
 TEST(SafetensorsTest, TruncatedStreamIsDataLoss) {
