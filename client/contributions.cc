@@ -91,6 +91,12 @@ Status SpentContributions::Check(const v1::RoundPlan& plan) const {
       "); it may have been unmasked, and a second sum with it would reveal it; refused"));
 }
 
+bool SpentContributions::SpentBy(const v1::RoundPlan& plan) const {
+  const Sha256Digest update = UpdateDigest(plan);
+  auto it = Find(update);
+  return it != spent_.end() && it->update == update && it->plan == PlanDigest(plan);
+}
+
 Status SpentContributions::Spend(const v1::RoundPlan& plan, const EgressRecorder& egress) {
   const Sha256Digest update = UpdateDigest(plan);
   const Sha256Digest digest = PlanDigest(plan);

@@ -44,6 +44,12 @@ class SpentContributions {
   // Records the plan's update as spent in `egress` (before its first byte leaves) and here.
   // A second call for the same plan records nothing.
   Status Spend(const v1::RoundPlan& plan, const EgressRecorder& egress);
+  // True when this very plan spent its update (it was sent, or began to be, under this plan).
+  // Such a plan may have its update sent again only as the very bytes that began to leave (an
+  // upload that broke off), never trained, masked or keyed again: a second secure session
+  // under the same plan, with the same updates and without one site, would give the
+  // coordinator a second sum whose difference with the first is that site's update.
+  bool SpentBy(const v1::RoundPlan& plan) const;
 
   size_t size() const { return spent_.size(); }
 

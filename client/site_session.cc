@@ -382,6 +382,7 @@ Status SiteSession::Train(const v1::RoundPlan& plan, const std::string& share_de
     spdlog::info("round {}: update accepted ({} bytes)", plan.round(), reply.bytes());
     return absl::OkStatus();
   }
+  RETURN_IF_ERROR(RefuseASpentPlan(plan, "train and send"));
   const bool secure = IsSecure(plan);
   if (secure) RETURN_IF_ERROR(secagg_.OnShareDelivery(plan, share_delivery));
   ASSIGN_OR_RETURN(const Model* global, FetchModel(plan));
@@ -523,10 +524,22 @@ Status SiteSession::Evaluate(const v1::Task& task) {
   return sent;
 }
 
+Status SiteSession::RefuseASpentPlan(const v1::RoundPlan& plan, const char* what) const {
+  if (!options_.spent.SpentBy(plan)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "round ", plan.round(), " attempt ", plan.attempt(),
+      ": this site's update under this plan has already left; the coordinator asks it to ", what,
+      " that update again, and a second sum with it but without another site would reveal "
+      "that site's update; refused"));
+}
+
 Status SiteSession::SecAggStage(const v1::Task& task) {
   const v1::RoundPlan& plan = task.plan();
   RETURN_IF_ERROR(CheckPlan(options_.policy, plan, /*sends_update=*/true));
-  if (task.kind() == v1::Task::SECAGG_ADVERTISE) unsent_.reset();  // masks of an old session
+  if (task.kind() == v1::Task::SECAGG_ADVERTISE) {
+    RETURN_IF_ERROR(RefuseASpentPlan(plan, "mask in a new secure session"));
+    unsent_.reset();  // masks of an old session
+  }
   ASSIGN_OR_RETURN(std::string payload, secagg_.Answer(task));
   v1::SecAggSubmission m;
   m.set_round(plan.round());

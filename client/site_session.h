@@ -141,6 +141,9 @@ class SiteSession {
   // with the refusal (Answer), on record, so the coordinator stops waiting for the site.
   Status Evaluate(const v1::Task& task);
   Status SecAggStage(const v1::Task& task);
+  // InvalidArgument (the plan is refused) when `plan` spent this site's update already
+  // (SpentContributions::SpentBy): `what` is what the coordinator asked the site to do again.
+  Status RefuseASpentPlan(const v1::RoundPlan& plan, const char* what) const;
   // Records and sends one message of `type`; the send's status.
   Status Send(const char* type, uint64_t round, const std::string& bytes,
               const std::function<Status()>& send);

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -25,6 +26,7 @@
 #include "common/plan/study_facts.h"
 #include "common/tensor/safetensors.h"
 #include "coordinator/round_engine.h"
+#include "proto/plan_digest.h"
 #include "sim/loopback.h"
 
 namespace hansa {
@@ -45,6 +47,7 @@ class RecordingLink final : public ForwardingLink {
     if (task.ok()) {
       std::lock_guard<std::mutex> lock(mu_);
       kinds_.insert(task->kind());
+      if (!first_.count(task->kind())) first_[task->kind()] = *task;
     }
     return task;
   }
@@ -52,11 +55,57 @@ class RecordingLink final : public ForwardingLink {
     std::lock_guard<std::mutex> lock(mu_);
     return kinds_.count(kind) > 0;
   }
+  // The first task of `kind` it carried (an empty task when none).
+  v1::Task First(v1::Task::Kind kind) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return first_.count(kind) ? first_[kind] : v1::Task();
+  }
 
  private:
   std::unique_ptr<SiteLink> owned_;
   std::mutex mu_;
   std::set<int> kinds_;
+  std::map<int, v1::Task> first_;
+};
+
+// A coordinator that hands out a script of tasks, as a hostile one might replay them, and
+// accepts whatever the site sends. Counts what left the site.
+class ScriptedLink final : public SiteLink {
+ public:
+  explicit ScriptedLink(std::vector<v1::Task> script) : script_(std::move(script)) {}
+  Status Connect(absl::Duration) override { return absl::OkStatus(); }
+  StatusOr<v1::JoinReply> Join(const v1::JoinRequest&) override {
+    v1::JoinReply reply;
+    reply.set_site("a");
+    reply.set_federation("test");
+    return reply;
+  }
+  // The script's tasks, then PermissionDenied, which ends the site's run.
+  StatusOr<v1::Task> NextTask(absl::Duration) override {
+    if (next_ < script_.size()) return script_[next_++];
+    return absl::PermissionDeniedError("the script is over");
+  }
+  StatusOr<Model> Download(const v1::RoundPlan&, uint64_t) override {
+    ++downloads;
+    return absl::InvalidArgumentError("no model in this script");
+  }
+  Status RespondToPlan(const v1::PlanResponse&) override { return absl::OkStatus(); }
+  StatusOr<v1::UploadReply> Upload(const v1::RoundPlan&, const v1::TransferHeader&,
+                                   const std::vector<std::string_view>&) override {
+    ++uploads;
+    return v1::UploadReply();
+  }
+  Status SubmitSecAgg(const v1::SecAggSubmission&) override {
+    ++secagg_messages;
+    return absl::OkStatus();
+  }
+  Status ReportMetrics(const v1::MetricsReport&) override { return absl::OkStatus(); }
+  uint32_t max_chunk_bytes() const override { return 1024; }
+  int downloads = 0, uploads = 0, secagg_messages = 0;
+
+ private:
+  std::vector<v1::Task> script_;
+  size_t next_ = 0;
 };
 
 // Cuts the first upload short, as a connection reset mid-stream would: the coordinator gets
@@ -382,6 +431,43 @@ TEST_P(SiteSessionTest, APlanForAModelThePolicyRefusesIsAnsweredNo) {
   EXPECT_EQ(sites[2].code(), absl::StatusCode::kInvalidArgument) << sites[2];
   EXPECT_THAT(std::string(sites[2].message()), HasSubstr("policy.allowed_models"));
   EXPECT_FALSE(run.ok());  // three sites needed, one refused
+}
+
+// After a round, a coordinator hands site a the plan that spent its update again: in a new
+// secure session (ADVERTISE: fresh keys and masks over the same update), or as TRAIN. Had the
+// site answered, a second sum with the same updates and without another site would reveal
+// that site's update. It refuses both before anything leaves or is trained.
+TEST_P(SiteSessionTest, AnUpdateThatLeftIsNotSentAgainUnderTheSamePlan) {
+  for (bool secure : {false, true}) {
+    SCOPED_TRACE(secure ? "secure" : "plaintext");
+    EngineOptions o = Options(secure ? "spent_secure" : "spent_plain");
+    o.secure.enabled = secure;
+    o.secure.max_examples = 1000;
+    auto engine = RoundEngine::Create(o, Ones(100));
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    Status run;
+    auto sites = RunRound(engine->get(), kSpecs,
+                          AllOptions([&](int i) { return SessionOptions(i); }), 100, &run);
+    ASSERT_TRUE(run.ok()) << run;
+    const v1::Task train = links_[0]->First(v1::Task::TRAIN);
+    ASSERT_TRUE(train.has_plan());
+    v1::Task again = secure ? links_[0]->First(v1::Task::SECAGG_ADVERTISE) : train;
+    ASSERT_EQ(PlanSha256(again.plan()), PlanSha256(train.plan()));
+
+    SiteSessionOptions options = SessionOptions(0);  // site a, restarted: its ledger says
+    ASSERT_TRUE(options.spent.Spend(train.plan(), EgressRecorder(nullptr)).ok());
+    ScriptedLink hostile({again});
+    FixedUpdateTrainer trainer(std::vector<float>(100, 0.5f), 10);
+    auto session = SiteSession::Create(options, &hostile, &trainer);
+    ASSERT_TRUE(session.ok()) << session.status();
+    Status refused = (*session)->Run();
+    EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
+    EXPECT_THAT(std::string(refused.message()), HasSubstr("has already left"));
+    EXPECT_EQ(hostile.secagg_messages, 0);
+    EXPECT_EQ(hostile.uploads, 0);
+    EXPECT_EQ(hostile.downloads, 0);
+    EXPECT_EQ(trainer.trained(), 0);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Links, SiteSessionTest,
