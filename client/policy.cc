@@ -60,6 +60,22 @@ Status CheckPlan(const SitePolicy& policy, const v1::RoundPlan& plan, bool sends
                      " aggregation but this site's policy requires secure aggregation "
                      "(policy.require_secure_aggregation); refused"));
   }
+  if (sends_update && HasClientPrivacy(plan)) {
+    // The site adds the noise only under the distributed discrete Gaussian, which protects
+    // only inside a secure sum; under the central Gaussian the coordinator adds it to a
+    // plaintext sum. Any other pairing would book a guarantee the update leaves without.
+    const std::string& mechanism = plan.privacy().mechanism();
+    const bool pairs = (mechanism == kDistributedDiscreteGaussian && secure) ||
+                       (mechanism == kCentralGaussian && !secure);
+    if (!pairs) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "round ", plan.round(), " names the privacy mechanism '", RecordText(mechanism, 64),
+          "' with ", AggregationName(plan), " aggregation; this site knows ",
+          kDistributedDiscreteGaussian, " with secure aggregation and ", kCentralGaussian,
+          " with plaintext, and any other pairing would let the update leave without the "
+          "noise the plan books; refused"));
+    }
+  }
   if (sends_update && secure &&
       static_cast<int>(plan.secagg().min_survivors()) < policy.min_cohort) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -23,6 +23,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr uint64_t kRound = 7;
 constexpr size_t kModelValues = 5000;
@@ -342,6 +343,47 @@ TEST(SitePolicyPlanTest, PlaintextPlanIsRefusedWhereSecureAggregationIsRequired)
   EXPECT_THAT(std::string(st.message()),
               HasSubstr("round 7 uses plaintext aggregation but this site's policy requires "
                         "secure aggregation (policy.require_secure_aggregation)"));
+}
+
+// The site adds its noise only under the distributed discrete Gaussian, inside a secure sum;
+// under the central Gaussian the coordinator adds it to a plaintext sum. A plan that pairs
+// them otherwise (or names a mechanism the site does not know) would book a guarantee while
+// the update leaves without noise: refused, and the two real pairings pass.
+TEST(SitePolicyPlanTest, APrivacyMechanismWithTheWrongAggregationIsRefused) {
+  DdgParams ddg;
+  ddg.dimension = kModelValues;
+  ddg.clip_norm = 1.0;
+  ddg.granularity = 1e-3;
+  ddg.noise_multiplier = 0.8;
+  ddg.min_survivors = 1;
+  ASSERT_TRUE(ddg.Validate().ok());
+  auto plan_with = [&](const char* mechanism, bool secure) {
+    v1::PrivacyPlan privacy;
+    SetPrivacyPlan(ddg, 1e-5, &privacy, mechanism);
+    RoundPlanInputs in = Inputs(Training(), 1, secure);
+    in.privacy = &privacy;
+    return OverTheWire(MakeRoundPlan(in));
+  };
+  EXPECT_TRUE(CheckPlan(Lenient(), plan_with(kCentralGaussian, false), true).ok());
+  Status secure_ddg = CheckPlan(Lenient(), plan_with(kDistributedDiscreteGaussian, true), true);
+  EXPECT_THAT(std::string(secure_ddg.message()), Not(HasSubstr("privacy mechanism"))) << secure_ddg;
+  struct Case {
+    const char* mechanism;
+    bool secure;
+    const char* says;
+  };
+  for (const Case& c : {Case{kDistributedDiscreteGaussian, false,
+                             "names the privacy mechanism 'distributed_discrete_gaussian' with "
+                             "plaintext aggregation"},
+                        Case{kCentralGaussian, true,
+                             "names the privacy mechanism 'central_gaussian' with secure "
+                             "aggregation"},
+                        Case{"laplace", false, "names the privacy mechanism 'laplace'"}}) {
+    Status st = CheckPlan(Lenient(), plan_with(c.mechanism, c.secure), /*sends_update=*/true);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << c.mechanism;
+    EXPECT_THAT(std::string(st.message()), HasSubstr(c.says));
+    EXPECT_THAT(std::string(st.message()), HasSubstr("refused"));
+  }
 }
 
 }  // namespace
