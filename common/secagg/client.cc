@@ -161,6 +161,7 @@ Status ClientSession::BuildShares(const KeyDirectory& directory, ShareKeys* out)
     if (!v.ok()) return Annotate(v, absl::StrCat("advertised keys of site ", e.sender));
   }
   ASSIGN_OR_RETURN(NeighbourGraph graph, NeighbourGraph::ForDirectory(params_, directory));
+  advertised_ = ids;
   neighbours_ = graph.Neighbours(self_);
   neighbour_keys_.clear();
   for (const AdvertiseKeys& e : directory.entries) {
@@ -329,6 +330,7 @@ StatusOr<ConsistencySignature> ClientSession::OnSurvivorList(const SurvivorList&
                      "the threshold ",
                      params_.threshold)));
   }
+  if (Status took_part = CheckSurvivorsTookPart(s); !took_part.ok()) return Abort(took_part);
   if (s.size() < params_.min_survivors) {
     return Abort(absl::PermissionDeniedError(
         absl::StrCat("survivor list names ", s.size(), " sites, below the plan's minimum of ",
@@ -351,6 +353,7 @@ Status ClientSession::CheckUnmaskRequest(const UnmaskRequest& r) {
     return absl::PermissionDeniedError(absl::StrCat(
         "unmask request names ", s.size(), " survivors, below the threshold ", params_.threshold));
   }
+  RETURN_IF_ERROR(CheckSurvivorsTookPart(s));
   // A sum over fewer sites than the plan's minimum is never helped into being, whatever the
   // coordinator says: with a later sum over more sites it would reveal the difference.
   if (s.size() < params_.min_survivors) {
@@ -421,6 +424,25 @@ StatusOr<UnmaskResponse> ClientSession::OnUnmaskRequest(const UnmaskRequest& req
   stage_ = Stage::kDone;
   secrets_.reset();  // wipes keys, seed and every held share
   return out;
+}
+
+Status ClientSession::CheckSurvivorsTookPart(const std::vector<SiteId>& survivors) const {
+  for (SiteId id : survivors) {
+    if (!std::binary_search(advertised_.begin(), advertised_.end(), id)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "the survivor list names site ", id,
+          ", which advertised no keys in this session: its input cannot be in the sum, and "
+          "the sum would be of fewer sites than the list says"));
+    }
+    if (id != self_ && std::binary_search(neighbours_.begin(), neighbours_.end(), id) &&
+        secrets_->held.count(id) == 0) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "the survivor list names site ", id,
+          ", a neighbour of this site that never gave it shares: its input cannot be in the "
+          "sum, and the sum would be of fewer sites than the list says"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 std::vector<SiteId> ClientSession::masking_peers() const {

@@ -88,6 +88,10 @@ class ClientSession {
   Status Abort(Status status);
   Status BuildShares(const KeyDirectory& directory, ShareKeys* out);
   Status CheckUnmaskRequest(const UnmaskRequest& request);
+  // PermissionDenied naming the first survivor that is not in the key directory or, being a
+  // neighbour of this site, never gave it shares: its input cannot be in the sum, and
+  // counting it would let a sum of fewer sites pass the plan's minimum. REQUIRES: secrets_.
+  Status CheckSurvivorsTookPart(const std::vector<SiteId>& survivors) const;
   Status CheckChunk(uint64_t offset, const RingVector& values);
   MaskedInputChunk EmitChunk(uint64_t offset, RingVector masked);
 
@@ -97,6 +101,7 @@ class ClientSession {
   Stage stage_ = Stage::kNew;
   Status abort_status_;
   std::array<uint8_t, 32> graph_contribution_{};
+  std::vector<SiteId> advertised_;                  // the directory's sites, from OnKeyDirectory on
   std::vector<SiteId> neighbours_;                  // from OnKeyDirectory on
   std::map<SiteId, AdvertiseKeys> neighbour_keys_;  // neighbours that advertised
   Sha256Digest session_id_{};

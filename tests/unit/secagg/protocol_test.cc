@@ -279,6 +279,56 @@ TEST(SecAggTest, SitesRefuseToRevealSharesForASumBelowThePlansMinimum) {
   EXPECT_THAT(std::string(sig.status().message()), HasSubstr("refusing to sign"));
 }
 
+// A coordinator that lists as a survivor a site that never advertised keys, or that never
+// gave its neighbours shares, would have the others unmask a sum of four inputs under a plan
+// whose minimum is five: the list passes the count, but no input of that site is in the sum.
+// Every site refuses such a list, in both modes; with the site left out the count refuses it.
+TEST(SecAggTest, SitesRefuseSurvivorsThatNeverTookPart) {
+  for (bool malicious : {false, true}) {
+    for (DropAt drop : {DropAt::kAdvertise, DropAt::kShareKeys}) {
+      SCOPED_TRACE(::testing::Message() << (malicious ? "malicious" : "semi-honest") << ", drop "
+                                        << static_cast<int>(drop));
+      Federation f(5, malicious, RingWidth::k32, 4, 3, 64);
+      f.SetMinSurvivors(5);
+      for (SiteId id = 1; id <= 5; ++id) {
+        auto keys = f.client(id).Start();
+        ASSERT_TRUE(keys.ok()) << keys.status();
+        if (id == 5 && drop == DropAt::kAdvertise) continue;
+        ASSERT_TRUE(f.server().OnAdvertiseKeys(*keys).ok());
+      }
+      auto dir = f.server().CloseAdvertiseKeys();
+      ASSERT_TRUE(dir.ok()) << dir.status();
+      for (SiteId id = 1; id <= (drop == DropAt::kAdvertise ? 4u : 5u); ++id) {
+        auto shares = f.client(id).OnKeyDirectory(Wire(*dir));
+        ASSERT_TRUE(shares.ok()) << shares.status();
+        if (id == 5) continue;  // drops at ShareKeys: its shares never reach anyone
+        ASSERT_TRUE(f.server().OnShareKeys(*shares).ok());
+      }
+      auto deliveries = f.server().CloseShareKeys();
+      ASSERT_TRUE(deliveries.ok()) << deliveries.status();
+      for (const ShareDelivery& d : *deliveries) {
+        ASSERT_TRUE(f.client(d.receiver).OnShareDelivery(Wire(d)).ok());
+        ASSERT_TRUE(f.Upload(d.receiver, 64).ok());
+      }
+      const std::string says = drop == DropAt::kAdvertise ? "advertised no keys in this session"
+                                                          : "never gave it shares";
+      for (SiteId id = 1; id <= 4; ++id) {
+        if (malicious) {
+          auto sig = f.client(id).OnSurvivorList(SurvivorList{f.params().round, Range(1, 5)});
+          EXPECT_EQ(sig.status().code(), absl::StatusCode::kPermissionDenied) << id;
+          EXPECT_THAT(std::string(sig.status().message()), HasSubstr(says));
+        } else {
+          auto response =
+              f.client(id).OnUnmaskRequest(UnmaskRequest{f.params().round, Range(1, 5), {}});
+          EXPECT_EQ(response.status().code(), absl::StatusCode::kPermissionDenied) << id;
+          EXPECT_THAT(std::string(response.status().message()), HasSubstr(says));
+        }
+        EXPECT_EQ(f.client(id).stage(), ClientSession::Stage::kAborted);
+      }
+    }
+  }
+}
+
 // The minimum is part of the parameters every party checks: above the cohort it is refused.
 TEST(SecAggTest, MinimumAboveTheCohortIsRefused) {
   SecAggParams p;
