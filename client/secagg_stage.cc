@@ -11,6 +11,7 @@
 #include "common/secagg/encoding.h"
 #include "cuda/device.h"
 #include "cuda/masked_upload.h"
+#include "proto/plan_digest.h"
 #include "spdlog/spdlog.h"
 
 namespace hansa {
@@ -66,15 +67,27 @@ Status SecAggParticipant::Advertise(const v1::RoundPlan& plan, std::string* payl
       session_, ClientSession::Create(params, self, params.malicious ? &*signing_key_ : nullptr));
   session_->set_mask_threads(MaskThreads());
   round_ = plan.round();
+  plan_sha256_ = PlanSha256(plan);
   ASSIGN_OR_RETURN(AdvertiseKeys keys, session_->Start());
   *payload = keys.Serialize();
   return absl::OkStatus();
 }
 
 Status SecAggParticipant::HasRound(const v1::RoundPlan& plan) const {
-  if (session_ && round_ == plan.round()) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "round ", plan.round(), ": this site holds no key material for it (restarted?)"));
+  if (!session_ || round_ != plan.round()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "round ", plan.round(), ": this site holds no key material for it (restarted?)"));
+  }
+  // The session's parameters, the site's consent and the noise each site adds were settled
+  // for the plan it was advertised under; another plan of the same round (fewer sites to
+  // survive, less noise each) must not ride on it.
+  if (PlanSha256(plan) != plan_sha256_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "round ", plan.round(), " attempt ", plan.attempt(),
+        ": this stage comes with another plan than the one its secure session was advertised "
+        "under; refused"));
+  }
+  return absl::OkStatus();
 }
 
 StatusOr<std::string> SecAggParticipant::Answer(const v1::Task& task) {

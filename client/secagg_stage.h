@@ -47,6 +47,8 @@ class SecAggParticipant {
  private:
   StatusOr<SecAggParams> ParamsFor(const v1::RoundPlan& plan, uint32_t* self) const;
   Status Advertise(const v1::RoundPlan& plan, std::string* payload);
+  // FailedPrecondition without a session for the plan's round; InvalidArgument (refused) for
+  // a plan other than the one the session was advertised under.
   Status HasRound(const v1::RoundPlan& plan) const;
 
   const std::string site_;
@@ -57,6 +59,7 @@ class SecAggParticipant {
   std::optional<Ed25519PrivateKey> signing_key_;
   std::unique_ptr<ClientSession> session_;
   uint64_t round_ = 0;
+  std::string plan_sha256_;  // PlanSha256 of the plan the session was advertised under
 };
 
 // The host update from `global` (consumed: LocalTrainer::HostUpdate), checked: NaN or infinity

@@ -470,6 +470,39 @@ TEST_P(SiteSessionTest, AnUpdateThatLeftIsNotSentAgainUnderTheSamePlan) {
   }
 }
 
+// A secure session is settled for the plan it was advertised under (its minimum of
+// survivors, the noise each site adds). A coordinator that advertises with one plan and then
+// hands out TRAIN with another plan of the same round is refused before anything is trained.
+TEST_P(SiteSessionTest, AStageUnderAnotherPlanThanTheAdvertisedOneIsRefused) {
+  EngineOptions o = Options("other_plan");
+  o.secure.enabled = true;
+  o.secure.max_examples = 1000;
+  auto engine = RoundEngine::Create(o, Ones(100));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  Status run;
+  auto sites = RunRound(engine->get(), kSpecs, AllOptions([&](int i) { return SessionOptions(i); }),
+                        100, &run);
+  ASSERT_TRUE(run.ok()) << run;
+  const v1::Task advertise = links_[0]->First(v1::Task::SECAGG_ADVERTISE);
+  v1::Task train = links_[0]->First(v1::Task::TRAIN);
+  ASSERT_TRUE(advertise.has_plan() && train.has_plan());
+  ASSERT_EQ(PlanSha256(advertise.plan()), PlanSha256(train.plan()));  // the honest engine
+  train.mutable_plan()->mutable_training()->set_epochs(train.plan().training().epochs() + 1);
+
+  ScriptedLink hostile({advertise, train});
+  FixedUpdateTrainer trainer(std::vector<float>(100, 0.5f), 10);
+  auto session = SiteSession::Create(SessionOptions(0), &hostile, &trainer);
+  ASSERT_TRUE(session.ok()) << session.status();
+  Status refused = (*session)->Run();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
+  EXPECT_THAT(std::string(refused.message()),
+              HasSubstr("another plan than the one its secure session was advertised under"));
+  EXPECT_EQ(hostile.secagg_messages, 1);  // the advertisement, under the first plan
+  EXPECT_EQ(hostile.uploads, 0);
+  EXPECT_EQ(hostile.downloads, 0);
+  EXPECT_EQ(trainer.trained(), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Links, SiteSessionTest,
                          ::testing::Values(LinkKind::kInProcess, LinkKind::kGrpc),
                          [](const ::testing::TestParamInfo<LinkKind>& info) {
