@@ -223,14 +223,20 @@ TEST(RoundPlanTest, SecurePlanWithoutPrivacyReadsBack) {
   EXPECT_LE(e->values_per_chunk * word, 65536u);
 }
 
-TEST(RoundPlanTest, SecurePlanWithClientPrivacyAndMaliciousChecksReadsBack) {
-  const v1::TrainingSettings training = Training();
+// The distributed discrete Gaussian's parameters for a model of kModelValues values.
+DdgParams Ddg(int64_t min_survivors) {
   DdgParams ddg;
   ddg.dimension = kModelValues;
   ddg.clip_norm = 1.0;
   ddg.granularity = 1e-3;
   ddg.noise_multiplier = 0.8;
-  ddg.min_survivors = 3;
+  ddg.min_survivors = min_survivors;
+  return ddg;
+}
+
+TEST(RoundPlanTest, SecurePlanWithClientPrivacyAndMaliciousChecksReadsBack) {
+  const v1::TrainingSettings training = Training();
+  const DdgParams ddg = Ddg(3);
   ASSERT_TRUE(ddg.Validate().ok());
   v1::PrivacyPlan privacy;
   SetPrivacyPlan(ddg, 1e-5, &privacy);
@@ -350,12 +356,7 @@ TEST(SitePolicyPlanTest, PlaintextPlanIsRefusedWhereSecureAggregationIsRequired)
 // them otherwise (or names a mechanism the site does not know) would book a guarantee while
 // the update leaves without noise: refused, and the two real pairings pass.
 TEST(SitePolicyPlanTest, APrivacyMechanismWithTheWrongAggregationIsRefused) {
-  DdgParams ddg;
-  ddg.dimension = kModelValues;
-  ddg.clip_norm = 1.0;
-  ddg.granularity = 1e-3;
-  ddg.noise_multiplier = 0.8;
-  ddg.min_survivors = 1;
+  const DdgParams ddg = Ddg(1);
   ASSERT_TRUE(ddg.Validate().ok());
   auto plan_with = [&](const char* mechanism, bool secure) {
     v1::PrivacyPlan privacy;
