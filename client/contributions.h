@@ -8,7 +8,8 @@
 // gives every retry one), fresh noise under differential privacy, booked again. A plan that
 // would have the site train the same update again (UpdateKey) under another plan, in this
 // round or any other, is refused; the plan that spent it may be answered again (a rejoin
-// in the middle of its own round).
+// in the middle of its own round), and its broken-off upload sent again byte for byte, but
+// its update is never trained or masked again (SpentBy).
 //
 // The record is the site's egress ledger (contribution_spent events), so it survives a
 // restart. One owner; not thread-safe.
