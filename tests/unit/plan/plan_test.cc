@@ -358,10 +358,11 @@ TEST(SitePolicyPlanTest, PlaintextPlanIsRefusedWhereSecureAggregationIsRequired)
 TEST(SitePolicyPlanTest, APrivacyMechanismWithTheWrongAggregationIsRefused) {
   const DdgParams ddg = Ddg(1);
   ASSERT_TRUE(ddg.Validate().ok());
+  const v1::TrainingSettings training = Training();  // the inputs point to it
   auto plan_with = [&](const char* mechanism, bool secure) {
     v1::PrivacyPlan privacy;
     SetPrivacyPlan(ddg, 1e-5, &privacy, mechanism);
-    RoundPlanInputs in = Inputs(Training(), 1, secure);
+    RoundPlanInputs in = Inputs(training, 1, secure);
     in.privacy = &privacy;
     return OverTheWire(MakeRoundPlan(in));
   };
