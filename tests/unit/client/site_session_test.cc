@@ -273,6 +273,21 @@ class SiteSessionTest : public ::testing::TestWithParam<LinkKind> {
                                          const std::function<void(SiteSessionOptions*)>& change,
                                          Status* run);
 
+  // One honest round of the three sites (kSpecs, a model of 100 values) under the options
+  // named `name`; site a's link, which kept the first task of each kind it carried.
+  RecordingLink* HonestRound(const std::string& name, bool secure);
+
+  // Site a, with `options`, against a coordinator playing `hostile`; what it refused (its
+  // Run status). Nothing may be trained: `trained` gets how often the trainer ran.
+  static Status Refused(const SiteSessionOptions& options, ScriptedLink* hostile, int* trained) {
+    FixedUpdateTrainer trainer(std::vector<float>(100, 0.5f), 10);
+    auto session = SiteSession::Create(options, hostile, &trainer);
+    if (!session.ok()) return session.status();
+    Status refused = (*session)->Run();
+    *trained = trainer.trained();
+    return refused;
+  }
+
   static Model Published(const EngineOptions& o) {
     auto m = ReadSafetensorsFile(o.state_dir + "/checkpoints/round-0001.safetensors");
     EXPECT_TRUE(m.ok()) << m.status();
@@ -304,6 +319,19 @@ void SiteSessionTest::ExpectTheMean(const EngineOptions& o, int64_t n, double to
   Model published = Published(o);
   ASSERT_EQ(published.values.size(), static_cast<size_t>(n));
   for (float v : published.values) ASSERT_NEAR(v, 1.0 + kMean, tolerance);
+}
+
+RecordingLink* SiteSessionTest::HonestRound(const std::string& name, bool secure) {
+  EngineOptions o = Options(name);
+  o.secure.enabled = secure;
+  o.secure.max_examples = 1000;
+  auto engine = RoundEngine::Create(o, Ones(100));
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  if (!engine.ok()) return nullptr;
+  Status run;
+  RunRound(engine->get(), kSpecs, AllOptions([&](int i) { return SessionOptions(i); }), 100, &run);
+  EXPECT_TRUE(run.ok()) << run;
+  return run.ok() ? links_[0].get() : nullptr;
 }
 
 TEST_P(SiteSessionTest, PlaintextRoundPublishesTheWeightedMean) {
@@ -440,33 +468,24 @@ TEST_P(SiteSessionTest, APlanForAModelThePolicyRefusesIsAnsweredNo) {
 TEST_P(SiteSessionTest, AnUpdateThatLeftIsNotSentAgainUnderTheSamePlan) {
   for (bool secure : {false, true}) {
     SCOPED_TRACE(secure ? "secure" : "plaintext");
-    EngineOptions o = Options(secure ? "spent_secure" : "spent_plain");
-    o.secure.enabled = secure;
-    o.secure.max_examples = 1000;
-    auto engine = RoundEngine::Create(o, Ones(100));
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    Status run;
-    auto sites = RunRound(engine->get(), kSpecs,
-                          AllOptions([&](int i) { return SessionOptions(i); }), 100, &run);
-    ASSERT_TRUE(run.ok()) << run;
-    const v1::Task train = links_[0]->First(v1::Task::TRAIN);
+    RecordingLink* a = HonestRound(secure ? "spent_secure" : "spent_plain", secure);
+    ASSERT_NE(a, nullptr);
+    const v1::Task train = a->First(v1::Task::TRAIN);
     ASSERT_TRUE(train.has_plan());
-    v1::Task again = secure ? links_[0]->First(v1::Task::SECAGG_ADVERTISE) : train;
+    v1::Task again = secure ? a->First(v1::Task::SECAGG_ADVERTISE) : train;
     ASSERT_EQ(PlanSha256(again.plan()), PlanSha256(train.plan()));
 
     SiteSessionOptions options = SessionOptions(0);  // site a, restarted: its ledger says
     ASSERT_TRUE(options.spent.Spend(train.plan(), EgressRecorder(nullptr)).ok());
     ScriptedLink hostile({again});
-    FixedUpdateTrainer trainer(std::vector<float>(100, 0.5f), 10);
-    auto session = SiteSession::Create(options, &hostile, &trainer);
-    ASSERT_TRUE(session.ok()) << session.status();
-    Status refused = (*session)->Run();
+    int trained = -1;
+    Status refused = Refused(options, &hostile, &trained);
     EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
     EXPECT_THAT(std::string(refused.message()), HasSubstr("has already left"));
     EXPECT_EQ(hostile.secagg_messages, 0);
     EXPECT_EQ(hostile.uploads, 0);
     EXPECT_EQ(hostile.downloads, 0);
-    EXPECT_EQ(trainer.trained(), 0);
+    EXPECT_EQ(trained, 0);
   }
 }
 
@@ -474,33 +493,24 @@ TEST_P(SiteSessionTest, AnUpdateThatLeftIsNotSentAgainUnderTheSamePlan) {
 // survivors, the noise each site adds). A coordinator that advertises with one plan and then
 // hands out TRAIN with another plan of the same round is refused before anything is trained.
 TEST_P(SiteSessionTest, AStageUnderAnotherPlanThanTheAdvertisedOneIsRefused) {
-  EngineOptions o = Options("other_plan");
-  o.secure.enabled = true;
-  o.secure.max_examples = 1000;
-  auto engine = RoundEngine::Create(o, Ones(100));
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  Status run;
-  auto sites = RunRound(engine->get(), kSpecs, AllOptions([&](int i) { return SessionOptions(i); }),
-                        100, &run);
-  ASSERT_TRUE(run.ok()) << run;
-  const v1::Task advertise = links_[0]->First(v1::Task::SECAGG_ADVERTISE);
-  v1::Task train = links_[0]->First(v1::Task::TRAIN);
+  RecordingLink* a = HonestRound("other_plan", /*secure=*/true);
+  ASSERT_NE(a, nullptr);
+  const v1::Task advertise = a->First(v1::Task::SECAGG_ADVERTISE);
+  v1::Task train = a->First(v1::Task::TRAIN);
   ASSERT_TRUE(advertise.has_plan() && train.has_plan());
   ASSERT_EQ(PlanSha256(advertise.plan()), PlanSha256(train.plan()));  // the honest engine
   train.mutable_plan()->mutable_training()->set_epochs(train.plan().training().epochs() + 1);
 
   ScriptedLink hostile({advertise, train});
-  FixedUpdateTrainer trainer(std::vector<float>(100, 0.5f), 10);
-  auto session = SiteSession::Create(SessionOptions(0), &hostile, &trainer);
-  ASSERT_TRUE(session.ok()) << session.status();
-  Status refused = (*session)->Run();
+  int trained = -1;
+  Status refused = Refused(SessionOptions(0), &hostile, &trained);
   EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
   EXPECT_THAT(std::string(refused.message()),
               HasSubstr("another plan than the one its secure session was advertised under"));
   EXPECT_EQ(hostile.secagg_messages, 1);  // the advertisement, under the first plan
   EXPECT_EQ(hostile.uploads, 0);
   EXPECT_EQ(hostile.downloads, 0);
-  EXPECT_EQ(trainer.trained(), 0);
+  EXPECT_EQ(trained, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Links, SiteSessionTest,
