@@ -230,12 +230,8 @@ StatusOr<v1::UploadReply> GrpcSiteLink::Upload(const v1::RoundPlan& plan,
                                                const v1::TransferHeader& header,
                                                const std::vector<std::string_view>& pieces) {
   auto ctx = std::make_unique<grpc::ClientContext>();
-  if (plan.upload_deadline_unix_ms() > 0) {
-    ctx->set_deadline(std::chrono::system_clock::time_point(
-        std::chrono::milliseconds(plan.upload_deadline_unix_ms())));
-  } else {
-    ctx = ContextWithDeadline(options_.transfer_seconds);
-  }
+  ctx->set_deadline(absl::ToChronoTime(
+      SiteUploadDeadline(plan, absl::Now(), absl::Seconds(options_.transfer_seconds))));
   v1::UploadReply reply;
   // Each piece is copied once, into the message (chunk_wire.h), not into a protobuf first.
   const grpc::internal::RpcMethod method(kUploadUpdateMethod,

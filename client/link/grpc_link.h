@@ -28,7 +28,7 @@ struct GrpcLinkOptions {
   std::string coordinator;  // host:port as provisioned (the certificate names it)
   std::string client_version = "hansa-client 0.1";
   double call_seconds = 30;       // deadline of a unary call (a task poll: its wait plus this)
-  double transfer_seconds = 600;  // deadline of a model download
+  double transfer_seconds = 600;  // longest a model download or an update upload may take
   // The coordinator certificate's SHA-256 fingerprint the site trusts; empty: any the CA signed.
   std::string coordinator_fingerprint;
   // An HTTP CONNECT proxy, "http://host:port" (ValidateProxyUrl), set as the channel's

@@ -100,8 +100,15 @@ void SetUploadTimeLeft(absl::Time now, v1::Task* task) {
 
 void LocalizeUploadDeadline(absl::Time local_now, v1::Task* task) {
   if (task->upload_ms_left() <= 0) return;
-  task->mutable_plan()->set_upload_deadline_unix_ms(absl::ToUnixMillis(local_now) +
-                                                    task->upload_ms_left());
+  // absl::Time saturates where the sum of two int64 milliseconds would overflow.
+  task->mutable_plan()->set_upload_deadline_unix_ms(
+      absl::ToUnixMillis(local_now + absl::Milliseconds(task->upload_ms_left())));
+}
+
+absl::Time SiteUploadDeadline(const v1::RoundPlan& plan, absl::Time now, absl::Duration longest) {
+  const absl::Time bound = now + longest;
+  if (plan.upload_deadline_unix_ms() <= 0) return bound;
+  return std::min(bound, absl::FromUnixMillis(plan.upload_deadline_unix_ms()));
 }
 
 }  // namespace hansa

@@ -95,6 +95,13 @@ void SetUploadTimeLeft(absl::Time now, v1::Task* task);
 // At the site, on receipt at `local_now`: the plan's upload deadline moved onto this machine's
 // clock (local_now + upload_ms_left), so a clock minutes ahead of the coordinator's does not
 // find the deadline already past. A task without upload_ms_left keeps the plan's deadline.
+// Any upload_ms_left is safe: a window past the end of time saturates (SiteUploadDeadline
+// bounds it).
 void LocalizeUploadDeadline(absl::Time local_now, v1::Task* task);
+// When a site's upload starting at `now` gives up: the plan's (localized) upload deadline, but
+// never later than `now + longest`. The window is the coordinator's to set, so without the
+// bound a coordinator that sets it years ahead and then stops reading would hold the site's
+// upload, and its shutdown, for that long. A plan without a deadline gets `longest`.
+absl::Time SiteUploadDeadline(const v1::RoundPlan& plan, absl::Time now, absl::Duration longest);
 
 }  // namespace hansa

@@ -1,6 +1,9 @@
 // The upload deadline between two clocks minutes apart: the coordinator stamps each task with
 // the time left (SetUploadTimeLeft) and the site counts it on its own clock
 // (LocalizeUploadDeadline), so a site ahead or behind by five minutes gets the same window.
+#include <cstdint>
+#include <limits>
+
 #include "common/clock/clock.h"
 #include "common/plan/plan_writer.h"
 #include "gtest/gtest.h"
@@ -49,6 +52,26 @@ TEST(UploadDeadlineSkewTest, APlanWithoutADeadlineOrAnOlderCoordinatorIsLeftAlon
   SetUploadDeadline(clock.Now() - absl::Seconds(1), late.mutable_plan());
   SetUploadTimeLeft(clock.Now(), &late);
   EXPECT_EQ(late.upload_ms_left(), 1);
+}
+
+TEST(UploadDeadlineSkewTest, TheSiteBoundsAWindowTheCoordinatorSetsYearsAheadOrPastTheEndOfTime) {
+  FakeClock site;
+  const absl::Duration longest = absl::Minutes(10);
+  for (int64_t left : {int64_t{400} * 24 * 3600 * 1000, std::numeric_limits<int64_t>::max()}) {
+    SCOPED_TRACE(left);
+    v1::Task task;
+    task.set_upload_ms_left(left);
+    SetUploadDeadline(site.Now() + absl::Seconds(90), task.mutable_plan());
+    LocalizeUploadDeadline(site.Now(), &task);  // no overflow: at most the end of time
+    EXPECT_GT(task.plan().upload_deadline_unix_ms(), absl::ToUnixMillis(site.Now()));
+    // Without the bound the site's upload, and its shutdown, waited as long as the coordinator
+    // chose not to read.
+    EXPECT_EQ(SiteUploadDeadline(task.plan(), site.Now(), longest), site.Now() + longest);
+  }
+  v1::RoundPlan soon;  // a window shorter than the bound is kept
+  SetUploadDeadline(site.Now() + absl::Seconds(90), &soon);
+  EXPECT_EQ(SiteUploadDeadline(soon, site.Now(), longest), site.Now() + absl::Seconds(90));
+  EXPECT_EQ(SiteUploadDeadline(v1::RoundPlan(), site.Now(), longest), site.Now() + longest);
 }
 
 }  // namespace
