@@ -11,6 +11,7 @@
 #include "common/logging/logging.h"
 #include "common/model/models.h"
 #include "common/model/task.h"
+#include "common/net/chunk_limits.h"
 #include "common/plan/plan_readers.h"
 #include "common/plan/study_facts.h"
 #include "common/secagg/params.h"
@@ -52,6 +53,13 @@ Status CheckPlan(const SitePolicy& policy, const v1::RoundPlan& plan, bool sends
         AggregationName(plan),
         "; plaintext or secure expected): the coordinator and this site speak different "
         "versions of the plan; refused"));
+  }
+  if (plan.chunk_bytes() != 0 &&
+      (plan.chunk_bytes() < kMinChunkBytes || plan.chunk_bytes() > kMaxChunkBytes)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "round ", plan.round(), " cuts transfers into chunks of ", plan.chunk_bytes(),
+        " bytes; a federation's chunks are ", kMinChunkBytes, " to ", kMaxChunkBytes,
+        " bytes (transfer.chunk_bytes in coordinator.toml); refused"));
   }
   const bool secure = IsSecure(plan);
   if (sends_update && policy.require_secure_aggregation && !secure) {

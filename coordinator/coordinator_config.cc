@@ -5,6 +5,7 @@
 #include "common/crypto/sha256.h"
 #include "common/fileio/fileio.h"
 #include "common/model/task.h"
+#include "common/net/chunk_limits.h"
 #include "common/monitoring/monitoring_config.h"
 #include "common/plan/study_facts.h"
 #include "common/secagg/encoding.h"
@@ -42,9 +43,10 @@ void ReadRounds(ConfigReader& cfg, bool secure, uint64_t seed, EngineOptions* e)
   e->training.set_weight_decay(cfg.Double("training.weight_decay", 1e-5, 0, 1));
   e->training.set_seed(seed);
 
-  e->chunk_bytes = static_cast<uint32_t>(cfg.Int("transfer.chunk_bytes", 1 << 20, 4096, 64 << 20));
-  e->max_chunk_bytes =
-      static_cast<uint32_t>(cfg.Int("transfer.max_chunk_bytes", 4 << 20, 4096, 64 << 20));
+  e->chunk_bytes = static_cast<uint32_t>(
+      cfg.Int("transfer.chunk_bytes", 1 << 20, kMinChunkBytes, kMaxChunkBytes));
+  e->max_chunk_bytes = static_cast<uint32_t>(
+      cfg.Int("transfer.max_chunk_bytes", 4 << 20, kMinChunkBytes, kMaxChunkBytes));
 }
 
 // [privacy] (client level, its mechanism named by `mechanism` for CheckModes).

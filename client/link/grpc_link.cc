@@ -56,7 +56,8 @@ GrpcSiteLink::~GrpcSiteLink() = default;
 
 std::shared_ptr<grpc::Channel> GrpcSiteLink::NewChannel(
     const GrpcLinkOptions& options, const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
-  grpc::ChannelArguments args = SiteChannelArguments(4 << 20);
+  // Messages as large as any coordinator may chunk (its join says which it uses).
+  grpc::ChannelArguments args = SiteChannelArguments(kMaxChunkBytes);
   if (!options.proxy.empty()) args.SetString(GRPC_ARG_HTTP_PROXY, options.proxy);
   return grpc::CreateCustomChannel(options.coordinator, credentials, args);
 }
@@ -159,7 +160,10 @@ StatusOr<v1::JoinReply> GrpcSiteLink::Join(const v1::JoinRequest& request) {
   // certificate: the join did not leave.
   if (!st.ok() && pin_ && !pin_->last_refused().empty()) return PinRefusal();
   RETURN_IF_ERROR(st);
-  if (reply.max_chunk_bytes() > 0) max_chunk_bytes_ = reply.max_chunk_bytes();
+  if (reply.max_chunk_bytes() > 0) {
+    // Chunks outside what a federation may use are not cut, whatever the coordinator asks.
+    max_chunk_bytes_ = std::clamp(reply.max_chunk_bytes(), kMinChunkBytes, kMaxChunkBytes);
+  }
   return reply;
 }
 

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "common/net/chunk_limits.h"
 #include "common/status/status.h"
 
 namespace hansa {

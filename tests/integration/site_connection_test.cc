@@ -13,10 +13,12 @@
 #include <thread>
 
 #include "client/link/grpc_link.h"
+#include "common/crypto/sha256.h"
 #include "common/net/rpc.h"
 #include "common/net/tls.h"
 #include "common/pki/authority.h"
 #include "common/pki/key.h"
+#include "common/tensor/safetensors.h"
 #include "hansa/v1/hansa.grpc.pb.h"
 #include "tests/integration/harness.h"
 
@@ -395,6 +397,92 @@ TEST(SiteConnectionTest, GrpcSiteLinkRefusesADownloadThatIsNotAModel) {
     EXPECT_THAT(std::string(model.status().message()), HasSubstr(c.message));
     EXPECT_THAT(std::string(model.status().message()), HasSubstr("downloading the global model"));
     EXPECT_EQ(fake.downloads(), 1);
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  }
+}
+
+// A coordinator that joins a site with `max_chunk_bytes` and serves `model` as a single chunk,
+// as a coordinator whose transfer.chunk_bytes is the model's size would.
+class OneChunkCoordinator final : public v1::Coordinator::Service {
+ public:
+  OneChunkCoordinator(uint32_t max_chunk_bytes, const Model& model)
+      : max_chunk_bytes_(max_chunk_bytes),
+        payload_(EncodeSafetensors(model)),
+        sha256_(ToHex(Sha256(payload_))) {}
+
+  v1::RoundPlan Plan() const {
+    v1::RoundPlan plan;
+    plan.set_round(1);
+    plan.set_global_model_sha256(sha256_);
+    plan.set_global_model_bytes(payload_.size());
+    plan.set_chunk_bytes(static_cast<uint32_t>(payload_.size()));
+    return plan;
+  }
+  grpc::Status Join(grpc::ServerContext*, const v1::JoinRequest*, v1::JoinReply* reply) override {
+    reply->set_site("alpha");
+    reply->set_max_chunk_bytes(max_chunk_bytes_);
+    return grpc::Status::OK;
+  }
+  grpc::Status DownloadModel(grpc::ServerContext*, const v1::DownloadRequest*,
+                             grpc::ServerWriter<v1::Chunk>* writer) override {
+    v1::Chunk header;
+    header.mutable_header()->set_round(1);
+    header.mutable_header()->set_total_bytes(payload_.size());
+    header.mutable_header()->set_sha256(sha256_);
+    v1::Chunk data;
+    data.set_offset(0);
+    data.set_data(payload_);
+    writer->Write(header);
+    writer->Write(data);
+    return grpc::Status::OK;
+  }
+
+ private:
+  const uint32_t max_chunk_bytes_;
+  const std::string payload_;
+  const std::string sha256_;
+};
+
+// A coordinator may chunk transfers up to kMaxChunkBytes (transfer.chunk_bytes in
+// coordinator.toml), and hansa-client's channel takes such chunks: before, it took 4 MiB, so a
+// coordinator configured with 8 MiB chunks could not serve a model of over 4 MiB to any site.
+// Whatever chunk cap a join names, the site keeps to what a federation may use.
+TEST(SiteConnectionTest, GrpcSiteLinkTakesTheLargestChunksAFederationMayUseAndNoneOutside) {
+  std::string dir = FreshDir();
+  const int port = FreePort();
+  std::string kit = Provision(dir, {"alpha"}, port);
+  Model model{ModelLayout({TensorSpec{"w", DType::kF32, {6 << 18}}}), {}};  // 6 MiB of values
+  model.values.resize(6 << 18);
+  for (size_t i = 0; i < model.values.size(); ++i) model.values[i] = static_cast<float>(i % 977);
+  struct Case {
+    uint32_t joined_with;
+    uint32_t kept;
+  };
+  for (const Case& c : {Case{8 << 20, 8 << 20}, Case{1, kMinChunkBytes},
+                        Case{0xffffffffu, kMaxChunkBytes}}) {
+    SCOPED_TRACE(c.joined_with);
+    OneChunkCoordinator fake(c.joined_with, model);
+    grpc::ServerBuilder builder;
+    auto creds = MakeServerCredentials(KitTls(kit + "/coordinator"));
+    ASSERT_TRUE(creds.ok()) << creds.status();
+    builder.AddListeningPort("127.0.0.1:" + std::to_string(port), *creds);
+    builder.SetMaxReceiveMessageSize(kMaxChunkBytes + kMessageFraming);
+    builder.SetMaxSendMessageSize(kMaxChunkBytes + kMessageFraming);
+    builder.RegisterService(&fake);
+    auto server = builder.BuildAndStart();
+    ASSERT_NE(server, nullptr);
+    GrpcLinkOptions options;
+    options.coordinator = "127.0.0.1:" + std::to_string(port);
+    auto link = GrpcSiteLink::Create(KitTls(kit + "/sites/alpha"), options);
+    ASSERT_TRUE(link.ok()) << link.status();
+    auto joined = (*link)->Join(v1::JoinRequest());
+    ASSERT_TRUE(joined.ok()) << joined.status();
+    EXPECT_EQ((*link)->max_chunk_bytes(), c.kept);
+    if (c.kept > fake.Plan().chunk_bytes()) {
+      auto got = (*link)->Download(fake.Plan(), kDefaultMaxModelBytes);
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(got->values, model.values);
+    }
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   }
 }

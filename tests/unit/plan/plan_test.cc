@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/local_trainer.h"
 #include "client/policy.h"
+#include "common/net/chunk_limits.h"
 #include "common/plan/plan_readers.h"
 #include "common/plan/plan_writer.h"
 #include "common/privacy/central_gaussian.h"
@@ -385,6 +386,30 @@ TEST(SitePolicyPlanTest, APrivacyMechanismWithTheWrongAggregationIsRefused) {
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << c.mechanism;
     EXPECT_THAT(std::string(st.message()), HasSubstr(c.says));
     EXPECT_THAT(std::string(st.message()), HasSubstr("refused"));
+  }
+}
+
+// A plan's chunk size is the coordinator's to set, and the site cuts its update by it: a plan of
+// one-byte chunks had the site make a view, and send a message, per byte of its update. Refused
+// outside what a federation may use (chunk_limits.h); 0 (the default size) and both ends pass.
+TEST(SitePolicyPlanTest, ChunksOutsideWhatAFederationMayUseAreRefused) {
+  const v1::TrainingSettings training = Training();  // the inputs point to it
+  auto plan_of = [&](uint32_t chunk_bytes) {
+    RoundPlanInputs in = Inputs(training, 1, false);
+    in.basics.chunk_bytes = chunk_bytes;
+    return OverTheWire(MakeRoundPlan(in));
+  };
+  for (uint32_t fine : {0u, kMinChunkBytes, 1u << 20, kMaxChunkBytes}) {
+    EXPECT_TRUE(CheckPlan(Lenient(), plan_of(fine), /*sends_update=*/true).ok()) << fine;
+  }
+  for (uint32_t bad : {1u, kMinChunkBytes - 1, kMaxChunkBytes + 1, 0xffffffffu}) {
+    for (bool sends_update : {true, false}) {
+      Status st = CheckPlan(Lenient(), plan_of(bad), sends_update);
+      EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << bad;
+      EXPECT_THAT(std::string(st.message()),
+                  HasSubstr(absl::StrCat("cuts transfers into chunks of ", bad, " bytes")));
+      EXPECT_THAT(std::string(st.message()), HasSubstr("refused"));
+    }
   }
 }
 
