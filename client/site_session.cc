@@ -20,6 +20,9 @@
 namespace hansa {
 namespace {
 
+// The site asks for a task at most this often, whatever the coordinator answers.
+constexpr absl::Duration kQuickestPoll = absl::Milliseconds(250);
+
 std::string_view FloatBytes(const std::vector<float>& v) {
   return std::string_view(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
 }
@@ -218,6 +221,7 @@ Status SiteSession::Run() {
   RETURN_IF_ERROR(JoinWithRetry());
   for (;;) {
     if (stop_) return absl::CancelledError("site stopping");
+    const absl::Time asked = options_.clock->Now();
     StatusOr<v1::Task> task = link_->NextTask(options_.poll_wait);
     Status st = task.status();
     if (task.ok()) {
@@ -245,6 +249,13 @@ Status SiteSession::Run() {
       }
       TakeNewPolicy(*task);
       st = Handle(*task);
+      if (st.ok() && task->kind() == v1::Task::WAIT) {
+        // The coordinator holds a poll until it has a task or the wait runs out; one that
+        // answers at once (shutting down, or hostile) must not have the site ask again in a
+        // tight loop.
+        RETURN_IF_ERROR(Pause(std::min(options_.poll_wait, kQuickestPoll) -
+                              (options_.clock->Now() - asked)));
+      }
       if (st.ok()) continue;
     }
     if (stop_) return absl::CancelledError("site stopping");

@@ -575,6 +575,37 @@ TEST(SiteSessionReconnectTest, GivesUpAfterReconnectSecondsWithBackoff) {
   EXPECT_LE(link.attempts.load(), 130);
 }
 
+// The coordinator holds a poll until it has a task or the wait runs out. One that answers WAIT
+// at once (shutting down, or hostile) had the site poll again at once, in a tight loop of
+// calls: the site now asks at most once per min(poll_wait, 250 ms) of its clock.
+TEST(SiteSessionReconnectTest, AWaitAnsweredAtOnceDoesNotMakeTheSitePollInATightLoop) {
+  auto clock = std::make_shared<FakeClock>();
+  v1::Task wait;
+  wait.set_kind(v1::Task::WAIT);
+  ScriptedLink link(std::vector<v1::Task>(50, wait));  // then PermissionDenied ends the run
+  FixedUpdateTrainer trainer({}, 1);
+  SiteSessionOptions o;
+  o.name = "a";
+  o.poll_wait = absl::Milliseconds(100);
+  o.clock = clock;
+  auto session = SiteSession::Create(o, &link, &trainer);
+  ASSERT_TRUE(session.ok()) << session.status();
+  std::atomic<bool> done{false};
+  std::thread ticker([&] {
+    while (!done) {
+      clock->Advance(absl::Milliseconds(10));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  const absl::Time started = clock->Now();
+  Status st = (*session)->Run();
+  done = true;
+  ticker.join();
+  EXPECT_EQ(st.code(), absl::StatusCode::kPermissionDenied) << st;
+  // 50 answers, each at least 100 ms of the site's clock after the poll before it.
+  EXPECT_GE(clock->Now() - started, absl::Milliseconds(50 * 100));
+}
+
 // A coordinator address whose process comes and goes: the calls go to the link of the
 // coordinator running now, or fail Unavailable when none runs. Counts what the site saw.
 class SwitchLink final : public SiteLink {
