@@ -1,5 +1,8 @@
 #include "common/privacy/accounts.h"
 
+#include <cstdint>
+#include <limits>
+
 #include "absl/strings/str_cat.h"
 #include "common/plan/plan_readers.h"
 
@@ -10,6 +13,14 @@ StatusOr<int64_t> PrivacyAccounts::LedgerEntry(int64_t round, int64_t attempt) {
     return absl::InternalError(absl::StrCat("round ", round, " attempt ", attempt,
                                             " cannot be booked: attempts run from 1 to ",
                                             kAttempts - 1));
+  }
+  // A round the numbering cannot hold (a plan's round is the coordinator's to set) would
+  // overflow into another round's entry.
+  if (round < 0 || round > (std::numeric_limits<int64_t>::max() - kAttempts) / kAttempts) {
+    return absl::InternalError(absl::StrCat("round ", round,
+                                            " cannot be booked: a ledger numbers rounds from 0 to ",
+                                            (std::numeric_limits<int64_t>::max() - kAttempts) /
+                                                kAttempts));
   }
   return round * kAttempts + attempt;
 }

@@ -41,7 +41,8 @@ class PrivacyAccounts {
 
   // Attempts of one round a ledger can tell apart: entry = round * kAttempts + attempt.
   static constexpr int64_t kAttempts = 1000;
-  // The ledger entry of `attempt` (1 to kAttempts - 1) of `round`; Internal outside that range.
+  // The ledger entry of `attempt` (1 to kAttempts - 1) of `round`; Internal outside that range
+  // or for a round whose entry int64 cannot hold (negative, or over about 9.2e15).
   static StatusOr<int64_t> LedgerEntry(int64_t round, int64_t attempt);
 
   // Opens (or starts) the ledgers asked for; the ledgers' errors (DataLoss for a malformed file,

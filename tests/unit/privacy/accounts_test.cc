@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -154,6 +156,17 @@ TEST(PrivacyAccountsTest, BooksOncePerRoundAndAttemptAndHandsOnTheAuditRecord) {
   EXPECT_EQ(accounts->Book(3, PrivacyAccounts::kAttempts, *cost, log.fn()).code(),
             absl::StatusCode::kInternal);
   EXPECT_EQ(*PrivacyAccounts::LedgerEntry(3, 2), 3002);
+  // Rounds whose entry would overflow into another's: refused, the largest that fits numbered.
+  const int64_t last = (std::numeric_limits<int64_t>::max() - PrivacyAccounts::kAttempts) /
+                       PrivacyAccounts::kAttempts;
+  EXPECT_EQ(*PrivacyAccounts::LedgerEntry(last, 999), last * 1000 + 999);
+  for (int64_t round : {last + 1, int64_t{1} << 62, std::numeric_limits<int64_t>::max(),
+                        int64_t{-1}, std::numeric_limits<int64_t>::min()}) {
+    EXPECT_EQ(PrivacyAccounts::LedgerEntry(round, 1).status().code(), absl::StatusCode::kInternal)
+        << round;
+    EXPECT_EQ(accounts->Book(round, 1, *cost, log.fn()).code(), absl::StatusCode::kInternal);
+  }
+  EXPECT_EQ(accounts->client()->num_rounds(), 3u);
   // The caller's log failing fails the booking.
   Status failed =
       accounts->Book(4, 1, *cost, [](AuditEvent) { return absl::UnavailableError("disk full"); });
