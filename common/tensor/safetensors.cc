@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
+#include <unordered_map>
 
 #include "common/fileio/fileio.h"
 #include "common/tensor/huge_pages.h"
@@ -9,6 +11,9 @@
 
 namespace hansa {
 namespace {
+
+// How deep a header may nest: a tensor's shape lies at depth 3.
+constexpr int kMaxHeaderDepth = 8;
 
 void AppendLe64(std::string* out, uint64_t v) {
   for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -23,22 +28,22 @@ uint64_t ReadLe64(const char* p) {
 }  // namespace
 
 std::string EncodeSafetensorsHeader(const ModelLayout& layout, const TensorMetadata& metadata) {
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) {
-    nlohmann::ordered_json meta = nlohmann::ordered_json::object();
-    for (const auto& [k, v] : metadata) meta[k] = v;
-    header["__metadata__"] = meta;
-  }
+  // Written entry by entry in the layout's order (an ordered_json object finds each key by a
+  // linear search: quadratic in the number of tensors).
+  std::string json = "{";
+  if (!metadata.empty()) json += "\"__metadata__\":" + nlohmann::json(metadata).dump();
   uint64_t offset = 0;
   for (const TensorSpec& t : layout.tensors()) {
     // Cannot overflow: a ModelLayout's tensors passed CheckedTensorSize when it was built.
     uint64_t bytes = static_cast<uint64_t>(t.NumElements()) * DTypeSize(t.dtype);
-    header[t.name] = {{"dtype", DTypeName(t.dtype)},
-                      {"shape", t.shape},
-                      {"data_offsets", {offset, offset + bytes}}};
+    const nlohmann::ordered_json entry = {{"dtype", DTypeName(t.dtype)},
+                                          {"shape", t.shape},
+                                          {"data_offsets", {offset, offset + bytes}}};
+    if (json.size() > 1) json += ',';
+    json += nlohmann::json(t.name).dump() + ":" + entry.dump();
     offset += bytes;
   }
-  std::string json = header.dump();
+  json += '}';
   while ((json.size() + 8) % 8 != 0) json.push_back(' ');
   std::string out;
   out.reserve(8 + json.size());
@@ -61,16 +66,33 @@ std::string EncodeSafetensors(const Model& model, const TensorMetadata& metadata
 StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetadata* metadata,
                                              uint64_t* data_bytes,
                                              const SafetensorsLimits& limits) {
-  // In the header's own order (ordered_json), which decides between tensors of no elements
-  // that share an offset, as the encoder wrote them.
-  nlohmann::ordered_json header =
-      nlohmann::ordered_json::parse(json, nullptr, /*allow_exceptions=*/false);
+  // The header's own order of names decides between tensors of no elements that share an
+  // offset, as the encoder wrote them: kept while parsing, since ordered_json finds each key
+  // by a linear search, and a header of a million names (16 MiB) took hours to parse.
+  std::unordered_map<std::string, size_t> order;
+  bool duplicate = false, too_deep = false;
+  nlohmann::json::parser_callback_t keep_order = [&](int depth, nlohmann::json::parse_event_t event,
+                                                     nlohmann::json& parsed) {
+    if (depth > kMaxHeaderDepth) too_deep = true;
+    if (too_deep) return false;  // nothing deeper is kept; the header is refused below
+    if (event == nlohmann::json::parse_event_t::key && depth == 1) {
+      duplicate |= !order.emplace(parsed.get<std::string>(), order.size()).second;
+    }
+    return true;
+  };
+  nlohmann::json header = nlohmann::json::parse(json, keep_order, /*allow_exceptions=*/false);
+  if (too_deep) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("safetensors header nests deeper than ", kMaxHeaderDepth, " levels"));
+  }
   if (!header.is_object()) {
     return absl::InvalidArgumentError("safetensors header is not a JSON object");
   }
+  if (duplicate) return absl::InvalidArgumentError("safetensors header names a key twice");
   struct Entry {
     TensorSpec spec;
     uint64_t begin, end;
+    size_t order;  // of its name in the header
   };
   std::vector<Entry> entries;
   for (auto it = header.begin(); it != header.end(); ++it) {
@@ -89,7 +111,7 @@ StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetada
       return absl::InvalidArgumentError(
           absl::StrCat("safetensors header lists more than ", limits.max_tensors, " tensors"));
     }
-    const nlohmann::ordered_json& t = *it;
+    const nlohmann::json& t = *it;
     if (!t.is_object() || !t.contains("dtype") || !t["dtype"].is_string() || !t.contains("shape") ||
         !t["shape"].is_array() || !t.contains("data_offsets") || !t["data_offsets"].is_array() ||
         t["data_offsets"].size() != 2) {
@@ -98,6 +120,7 @@ StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetada
     }
     Entry e;
     e.spec.name = it.key();
+    e.order = order.at(it.key());
     ASSIGN_OR_RETURN(e.spec.dtype, ParseDType(t["dtype"].get<std::string>()));
     for (const auto& d : t["shape"]) {
       if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t{1} << 40)) {
@@ -126,9 +149,11 @@ StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetada
     }
     entries.push_back(std::move(e));
   }
-  // By offsets: a tensor of no elements at X comes before the one whose data starts at X.
-  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  // By offsets: a tensor of no elements at X comes before the one whose data starts at X, and
+  // tensors of no elements at one offset come in the header's order.
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    if (a.begin != b.begin) return a.begin < b.begin;
+    return a.end != b.end ? a.end < b.end : a.order < b.order;
   });
   uint64_t expect = 0;
   std::vector<TensorSpec> specs;

@@ -272,6 +272,60 @@ TEST(SafetensorsTest, ATensorExactlyAtTheSizeLimitDecodes) {
   }
 }
 
+// The names of a header are kept in one pass: read as an ordered_json object, each name was
+// looked up by a linear search, so a header of 8 MiB of metadata names (about 700,000) kept a
+// site's download busy for minutes (1 MiB: 8.4 s before, 0.07 s after), and as many tensor
+// names the coordinator's receiving thread. Without the fix this test runs past its timeout.
+TEST(SafetensorsTest, AHeaderOfManyNamesIsReadWithoutASearchPerName) {
+  std::string json = R"({"__metadata__":{)";
+  size_t names = 0;
+  while (json.size() < (8u << 20)) json += "\"" + std::to_string(names++) + "\":\"\",";
+  json += R"("last":""},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  TensorMetadata meta;
+  auto model = DecodeSafetensors(FileWithHeader(json, 8), &meta,
+                                 SafetensorsLimits{.max_header_bytes = 16 << 20});
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(meta.size(), names + 1);
+  EXPECT_EQ(model->layout.tensors()[0].name, "w");
+}
+
+// A header's nesting and names are the decoder's to bound: a header of nested brackets is
+// refused before its structure is built, and a name given twice is refused rather than one of
+// its entries silently taking the other's place.
+TEST(SafetensorsTest, RefusesADeeplyNestedHeaderAndANameGivenTwice) {
+  const std::string nested = std::string(1 << 20, '[') + std::string(1 << 20, ']');
+  for (const std::string& json :
+       {nested, std::string(R"({"w":{"dtype":"F32","shape":[[[[[[[[1]]]]]]]],"data_offsets":[0,4]}})")}) {
+    ModelLayout seen;
+    for (Status st : {DecodeSafetensors(FileWithHeader(json, 4)).status(),
+                      StreamHeader(FileWithHeader(json, 4), SafetensorsLimits{}, &seen)}) {
+      EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_THAT(std::string(st.message()), HasSubstr("nests deeper than 8 levels"));
+    }
+  }
+  const std::string twice = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                            R"("w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
+  auto st = DecodeSafetensors(FileWithHeader(twice, 8)).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("names a key twice"));
+}
+
+// The encoder writes the header as it did with an ordered_json object: metadata first, then
+// the tensors in the layout's order, each as dtype, shape, data_offsets.
+TEST(SafetensorsTest, TheHeaderIsWrittenInTheLayoutsOrder) {
+  const std::string bytes = EncodeSafetensors(SmallModel(), {{"round", "7"}, {"a\"b", "c"}});
+  uint64_t len = 0;
+  std::memcpy(&len, bytes.data(), 8);
+  std::string json = bytes.substr(8, len);
+  json.erase(json.find_last_not_of(' ') + 1);
+  EXPECT_EQ(json, R"({"__metadata__":{"a\"b":"c","round":"7"},)"
+                  R"("conv.weight":{"dtype":"F32","shape":[2,1,3,3],"data_offsets":[0,72]},)"
+                  R"("conv.bias":{"dtype":"F32","shape":[2],"data_offsets":[72,80]},)"
+                  R"("fc.weight":{"dtype":"F32","shape":[3,5],"data_offsets":[80,140]}})");
+  EXPECT_EQ(EncodeSafetensorsHeader(ModelLayout(std::vector<TensorSpec>{}), {}).substr(8),
+            std::string("{}") + std::string(6, ' '));
+}
+
 TEST(TensorSizeTest, ChecksEveryProductAgainstInt64) {
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
   auto size = CheckedTensorSize({"w", DType::kF32, {3, 0, 5}});
