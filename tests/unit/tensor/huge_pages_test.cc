@@ -34,31 +34,47 @@ long MinorFaultsOfThisThread() {
   return usage.ru_minflt;
 }
 
+// Fresh anonymous memory of `count` doubles on 4 KiB pages (huge pages turned off), as a
+// large calloc gets it in a fresh process. Not from malloc: after an earlier test freed many
+// small blocks, a calloc of this size came from the heap, its pages already faulted in.
+class FreshSmallPages {
+ public:
+  explicit FreshSmallPages(size_t count) : bytes_(count * sizeof(double)) {
+    void* p = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    data_ = p == MAP_FAILED ? nullptr : static_cast<double*>(p);
+    if (data_ != nullptr) ::madvise(data_, bytes_, MADV_NOHUGEPAGE);
+  }
+  ~FreshSmallPages() {
+    if (data_ != nullptr) ::munmap(data_, bytes_);
+  }
+  FreshSmallPages(const FreshSmallPages&) = delete;
+  FreshSmallPages& operator=(const FreshSmallPages&) = delete;
+  double* data() const { return data_; }
+  size_t size() const { return bytes_ / sizeof(double); }
+
+ private:
+  size_t bytes_;
+  double* data_;
+};
+
 // After PopulateForWriting a fresh buffer's read-modify-write pass faults at least one page
-// fewer per page than without it (the read of the zero page and then the write, on 4 KiB
-// pages: huge pages are turned off for both buffers), and values written before keep their
-// place.
+// fewer per page than without it (the read of the zero page and then the write), and values
+// written before keep their place.
 TEST(PopulateForWritingTest, FaultsThePagesInOnceForWritingAndKeepsWhatWasThere) {
   const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   constexpr size_t kCount = size_t{1} << 20;  // 8 MiB of doubles
   const size_t pages = kCount * sizeof(double) / page;
-  auto small_pages = [page](ZeroedDoubles& sum) {
-    const auto base = reinterpret_cast<uintptr_t>(sum.data());
-    const uintptr_t from = (base + page - 1) & ~(page - 1);
-    const uintptr_t to = (base + sum.size() * sizeof(double)) & ~(page - 1);
-    ::madvise(reinterpret_cast<void*>(from), to - from, MADV_NOHUGEPAGE);
-  };
-  auto read_modify_write = [](ZeroedDoubles& sum) {
+  auto read_modify_write = [](const FreshSmallPages& sum) {
     const long before = MinorFaultsOfThisThread();
     for (size_t i = 0; i < sum.size(); ++i) sum.data()[i] += 1.0;
     return MinorFaultsOfThisThread() - before;
   };
-  ZeroedDoubles unprepared(kCount);
-  small_pages(unprepared);
+  FreshSmallPages unprepared(kCount);
+  ASSERT_NE(unprepared.data(), nullptr);
   const long faults_unprepared = read_modify_write(unprepared);
 
-  ZeroedDoubles sum(kCount);
-  small_pages(sum);
+  FreshSmallPages sum(kCount);
+  ASSERT_NE(sum.data(), nullptr);
   sum.data()[3] = 7.0;
   sum.data()[kCount / 2 + 1] = -2.0;
   ASSERT_TRUE(PopulateForWriting(sum.data(), 0, 0));  // an empty range is nothing to do
@@ -67,10 +83,10 @@ TEST(PopulateForWritingTest, FaultsThePagesInOnceForWritingAndKeepsWhatWasThere)
   const long faults_prepared = read_modify_write(sum);
   EXPECT_GT(faults_unprepared - faults_prepared, static_cast<long>(pages))
       << faults_unprepared << " faults without, " << faults_prepared << " with";
-  EXPECT_EQ(sum[3], 8.0);
-  EXPECT_EQ(sum[kCount / 2 + 1], -1.0);
-  EXPECT_EQ(sum[0], 1.0);
-  EXPECT_EQ(sum[kCount - 1], 1.0);
+  EXPECT_EQ(sum.data()[3], 8.0);
+  EXPECT_EQ(sum.data()[kCount / 2 + 1], -1.0);
+  EXPECT_EQ(sum.data()[0], 1.0);
+  EXPECT_EQ(sum.data()[kCount - 1], 1.0);
 }
 
 TEST(FreePagesGoToTheHostTest, ReadsTheBalloonsReportingBit) {
