@@ -210,7 +210,7 @@ class PlaintextFolder : public UpdateFolder {
           for (size_t i = 0; i < count; ++i) *squares += double{values[i]} * values[i];
           return c->Fold(first, values, count);
         },
-        SafetensorsLimits{.max_header_bytes = 1 << 20,
+        SafetensorsLimits{.max_header_bytes = kMaxTransferHeaderBytes,
                           .max_tensors = expected.size(),
                           .max_data_bytes = static_cast<uint64_t>(expected.TotalElements()) * 4});
   }

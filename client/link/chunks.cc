@@ -48,6 +48,7 @@ Status ModelReceiver::Header(const v1::TransferHeader& header) {
   // claims more is refused before anything is allocated for it.
   SafetensorsLimits limits;
   limits.max_data_bytes = total_;
+  limits.max_header_bytes = kMaxTransferHeaderBytes;  // what an upload of its update may carry
   decoder_.emplace(limits);
   return absl::OkStatus();
 }

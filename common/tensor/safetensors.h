@@ -20,6 +20,11 @@ namespace hansa {
 
 using TensorMetadata = std::map<std::string, std::string>;
 
+// The largest header a model in transit may carry, a download at a site as an upload at the
+// coordinator: room for the entries of about 8,000 tensors. The files Hansa reads itself may
+// have headers up to SafetensorsLimits' default.
+inline constexpr uint64_t kMaxTransferHeaderBytes = uint64_t{1} << 20;
+
 struct SafetensorsLimits {
   uint64_t max_header_bytes = uint64_t{16} << 20;
   uint64_t max_tensors = 100000;

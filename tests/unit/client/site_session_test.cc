@@ -1160,6 +1160,19 @@ TEST_F(ModelReceiverTest, RefusesOversizedOutOfOrderShortAndForeignPayloads) {
   }
 }
 
+// A model whose header is larger than an upload of its update could carry is refused once its
+// first bytes arrive: before, a coordinator could have the site parse 16 MiB of header JSON.
+TEST_F(ModelReceiverTest, AHeaderLargerThanAnUploadMayCarryIsRefused) {
+  Announce(EncodeSafetensors(model_, {{"pad", std::string(kMaxTransferHeaderBytes, 'x')}}));
+  ModelReceiver r(plan_, 4 << 20, 8 << 20);
+  ASSERT_TRUE(r.Header(header_).ok());
+  ASSERT_TRUE(r.Chunk(0, payload_).ok());  // hashed, so the site can say what arrived
+  auto got = r.Finish();
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument) << got.status();
+  EXPECT_THAT(std::string(got.status().message()),
+              HasSubstr(absl::StrCat("exceeds the limit of ", kMaxTransferHeaderBytes)));
+}
+
 TEST_F(ModelReceiverTest, ABytesChangedOnTheWayIsDataLossWhereverItLands) {
   // In the header's length, in its JSON, in a value: decoding may fail or not, but what the
   // site hears is that the bytes are not the plan's.
