@@ -192,14 +192,19 @@ SafetensorsModelDecoder::SafetensorsModelDecoder(SafetensorsLimits limits)
             }
             model_.layout = layout;
             const size_t n = layout.TotalElements();
-            // Huge pages before the first touch: the zeroing below faults the pages in.
+            // Huge pages before the first touch. The values grow as their bytes arrive (in
+            // order): each piece is zeroed and overwritten while it is in the cache, instead of
+            // a pass over the whole model first.
             model_.values.reserve(n);
             AdviseHugePages(model_.values.data(), n * sizeof(float));
-            model_.values.resize(n);
             metadata_ = meta;
             return absl::OkStatus();
           },
           [this](int64_t first, const uint8_t* data, size_t count) -> Status {
+            if (static_cast<size_t>(first) != model_.values.size()) {
+              return absl::InternalError("safetensors values arrived out of order");
+            }
+            model_.values.resize(model_.values.size() + count);
             std::memcpy(model_.values.data() + first, data, count * sizeof(float));
             return absl::OkStatus();
           },
