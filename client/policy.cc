@@ -56,10 +56,10 @@ Status CheckPlan(const SitePolicy& policy, const v1::RoundPlan& plan, bool sends
   }
   if (plan.chunk_bytes() != 0 &&
       (plan.chunk_bytes() < kMinChunkBytes || plan.chunk_bytes() > kMaxChunkBytes)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "round ", plan.round(), " cuts transfers into chunks of ", plan.chunk_bytes(),
-        " bytes; a federation's chunks are ", kMinChunkBytes, " to ", kMaxChunkBytes,
-        " bytes (transfer.chunk_bytes in coordinator.toml); refused"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("round ", plan.round(), " cuts transfers into chunks of ", plan.chunk_bytes(),
+                     " bytes; a federation's chunks are ", kMinChunkBytes, " to ", kMaxChunkBytes,
+                     " bytes (transfer.chunk_bytes in coordinator.toml); refused"));
   }
   const bool secure = IsSecure(plan);
   if (sends_update && policy.require_secure_aggregation && !secure) {

@@ -253,8 +253,8 @@ Status SiteSession::Run() {
         // The coordinator holds a poll until it has a task or the wait runs out; one that
         // answers at once (shutting down, or hostile) must not have the site ask again in a
         // tight loop.
-        RETURN_IF_ERROR(Pause(std::min(options_.poll_wait, kQuickestPoll) -
-                              (options_.clock->Now() - asked)));
+        RETURN_IF_ERROR(
+            Pause(std::min(options_.poll_wait, kQuickestPoll) - (options_.clock->Now() - asked)));
       }
       if (st.ok()) continue;
     }

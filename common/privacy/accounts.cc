@@ -17,10 +17,9 @@ StatusOr<int64_t> PrivacyAccounts::LedgerEntry(int64_t round, int64_t attempt) {
   // A round the numbering cannot hold (a plan's round is the coordinator's to set) would
   // overflow into another round's entry.
   if (round < 0 || round > (std::numeric_limits<int64_t>::max() - kAttempts) / kAttempts) {
-    return absl::InternalError(absl::StrCat("round ", round,
-                                            " cannot be booked: a ledger numbers rounds from 0 to ",
-                                            (std::numeric_limits<int64_t>::max() - kAttempts) /
-                                                kAttempts));
+    return absl::InternalError(
+        absl::StrCat("round ", round, " cannot be booked: a ledger numbers rounds from 0 to ",
+                     (std::numeric_limits<int64_t>::max() - kAttempts) / kAttempts));
   }
   return round * kAttempts + attempt;
 }

@@ -458,8 +458,8 @@ TEST(SiteConnectionTest, GrpcSiteLinkTakesTheLargestChunksAFederationMayUseAndNo
     uint32_t joined_with;
     uint32_t kept;
   };
-  for (const Case& c : {Case{8 << 20, 8 << 20}, Case{1, kMinChunkBytes},
-                        Case{0xffffffffu, kMaxChunkBytes}}) {
+  for (const Case& c :
+       {Case{8 << 20, 8 << 20}, Case{1, kMinChunkBytes}, Case{0xffffffffu, kMaxChunkBytes}}) {
     SCOPED_TRACE(c.joined_with);
     OneChunkCoordinator fake(c.joined_with, model);
     grpc::ServerBuilder builder;

@@ -295,7 +295,8 @@ TEST(SafetensorsTest, AHeaderOfManyNamesIsReadWithoutASearchPerName) {
 TEST(SafetensorsTest, RefusesADeeplyNestedHeaderAndANameGivenTwice) {
   const std::string nested = std::string(1 << 20, '[') + std::string(1 << 20, ']');
   for (const std::string& json :
-       {nested, std::string(R"({"w":{"dtype":"F32","shape":[[[[[[[[1]]]]]]]],"data_offsets":[0,4]}})")}) {
+       {nested,
+        std::string(R"({"w":{"dtype":"F32","shape":[[[[[[[[1]]]]]]]],"data_offsets":[0,4]}})")}) {
     ModelLayout seen;
     for (Status st : {DecodeSafetensors(FileWithHeader(json, 4)).status(),
                       StreamHeader(FileWithHeader(json, 4), SafetensorsLimits{}, &seen)}) {
