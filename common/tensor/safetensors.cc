@@ -68,7 +68,7 @@ StatusOr<ModelLayout> ParseSafetensorsHeader(std::string_view json, TensorMetada
                                              const SafetensorsLimits& limits) {
   // The header's own order of names decides between tensors of no elements that share an
   // offset, as the encoder wrote them: kept while parsing, since ordered_json finds each key
-  // by a linear search, and a header of a million names (16 MiB) took hours to parse.
+  // by a linear search (1 MiB of names took 8 s to parse, and the time grows as its square).
   std::unordered_map<std::string, size_t> order;
   bool duplicate = false, too_deep = false;
   nlohmann::json::parser_callback_t keep_order = [&](int depth, nlohmann::json::parse_event_t event,
