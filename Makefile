@@ -6,7 +6,8 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
 .PHONY: all deps configure build demo test bench clean format check-asan check-tsan fuzz prometheus-check \
-        check-exhaustive check-chaos check-disk-faults soak package check-package
+        check-exhaustive check-chaos check-disk-faults check-network-faults check-certificates soak \
+        package check-package
 EXHAUSTIVE_SITES ?= 5
 FUZZ_SECONDS ?= 60
 CHAOS_SEED ?= 16
@@ -56,6 +57,19 @@ check-chaos: build
 # only; says "skipped" where mounting is not allowed): each stops clearly and resumes.
 check-disk-faults: build
 	@scripts/disk-faults.sh $(BUILD_DIR)
+
+# Real federations through the fault-injecting TCP proxy (latency, bandwidth limits, resets
+# mid-stream, stalls past deadlines, half-open and silent connections): the slice of make test
+# that covers them, run alone.
+check-network-faults: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900 \
+	  -R '^(NetworkFaultsTest|FaultProxyTest)[.]'
+
+# Certificates that expire during a run (site's and coordinator's, on real processes), revoked
+# ones, and clocks skewed by minutes: the slice of make test that covers them, run alone.
+check-certificates: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900 \
+	  -R '^(CertLifetimeTest|RevocationTest|RevocationListTest|AuditCertificateExpiryTest|ClockSkewTest|UploadDeadlineSkewTest|ExpiringCoordinatorDoctorTest)[.]'
 
 # 100 virtual sites over loopback gRPC with mutual TLS, 1,000 secure rounds then 200 plaintext:
 # memory, descriptors and threads must stay flat (scripts/soak.sh; results in soak-results/).
